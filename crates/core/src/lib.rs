@@ -1,0 +1,38 @@
+//! The ordermill domain: what an order, a product, a SKU, a quantity and an amount of money
+//! are, the rules they obey, and the traits (ports) that storage and cache backends implement.
+//!
+//! There is no I/O here: no tokio, no SQL, no HTTP. Everything is pure and unit/property
+//! tested; the server crate wires backends to these traits.
+//!
+//! # Layout
+//! - [`money`]: exact money in integer minor units, parsed from and printed as `"19.99"`.
+//! - [`sku`], [`quantity`], [`customer`]: validated newtypes that cannot hold a bad value.
+//! - [`product`]: a catalog entry (name, price, stock of record).
+//! - [`order`]: an order, its lines and totals; [`order_id`]: time-ordered ids (UUIDv7).
+//! - [`event`]: the events an order emits (the outbox rows).
+//! - [`clock`]: the time source, fakeable in tests.
+//! - [`error`]: [`ValidationError`], with the stable machine-readable codes clients see.
+//! - [`ports`]: the [`ports::OrderStore`] and [`ports::StockCache`] traits and their errors.
+
+pub mod clock;
+pub mod customer;
+pub mod error;
+pub mod event;
+pub mod money;
+pub mod order;
+pub mod order_id;
+pub mod ports;
+pub mod product;
+pub mod quantity;
+pub mod sku;
+
+pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
+pub use customer::CustomerId;
+pub use error::ValidationError;
+pub use event::{OutboxEvent, RoutingKey};
+pub use money::Money;
+pub use order::{IdempotencyKey, Order, OrderLine, OrderStatus};
+pub use order_id::{OrderId, OrderIdGenerator};
+pub use product::{Product, ProductName, StockLevel};
+pub use quantity::Quantity;
+pub use sku::Sku;

@@ -1,0 +1,232 @@
+//! Orders: lines priced from the catalog, totals, status.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use crate::clock::UnixMillis;
+use crate::customer::CustomerId;
+use crate::error::ValidationError;
+use crate::money::Money;
+use crate::order_id::OrderId;
+use crate::quantity::Quantity;
+use crate::sku::Sku;
+
+/// The most lines one order may have.
+pub const MAX_ITEMS: usize = 100;
+
+/// Where an order is in its life. Intake creates orders as `Accepted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Durable, stock held in the hot-stock cache and of record.
+    Accepted,
+}
+
+impl OrderStatus {
+    /// The status as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+        }
+    }
+
+    /// Reads a stored status back; `None` for an unknown one.
+    pub fn parse(text: &str) -> Option<OrderStatus> {
+        match text {
+            "accepted" => Some(Self::Accepted),
+            _ => None,
+        }
+    }
+}
+
+/// One line of an order, priced at intake from the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderLine {
+    /// What.
+    pub sku: Sku,
+    /// How many.
+    pub quantity: Quantity,
+    /// The catalog price when the order was taken.
+    pub unit_price: Money,
+    /// `unit_price × quantity`.
+    pub line_total: Money,
+}
+
+impl OrderLine {
+    /// Prices a line.
+    ///
+    /// # Errors
+    /// [`ValidationError::TotalOverflow`] if the line total would not fit (impossible within
+    /// [`Money::MAX`] and [`Quantity::MAX`], checked anyway).
+    pub fn priced(
+        sku: Sku,
+        quantity: Quantity,
+        unit_price: Money,
+    ) -> Result<OrderLine, ValidationError> {
+        let line_total =
+            unit_price.checked_mul(quantity.get()).ok_or(ValidationError::TotalOverflow)?;
+        Ok(OrderLine { sku, quantity, unit_price, line_total })
+    }
+}
+
+/// Checks the shape of an order's items before pricing: 1..=100 of them, no SKU twice.
+///
+/// # Errors
+/// [`ValidationError::NoItems`], [`ValidationError::TooManyItems`] or
+/// [`ValidationError::DuplicateSku`].
+pub fn check_items<'a>(
+    skus: impl ExactSizeIterator<Item = &'a Sku>,
+) -> Result<(), ValidationError> {
+    let count = skus.len();
+    if count == 0 {
+        return Err(ValidationError::NoItems);
+    }
+    if count > MAX_ITEMS {
+        return Err(ValidationError::TooManyItems { got: count, max: MAX_ITEMS });
+    }
+    // Most orders have one or two lines; a set only pays off beyond a few.
+    let mut seen: HashSet<&str> = HashSet::with_capacity(count);
+    for sku in skus {
+        if !seen.insert(sku.as_str()) {
+            return Err(ValidationError::DuplicateSku(sku.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Sums line totals.
+///
+/// # Errors
+/// [`ValidationError::TotalOverflow`] if the sum would not fit.
+pub fn total_of(lines: &[OrderLine]) -> Result<Money, ValidationError> {
+    lines
+        .iter()
+        .try_fold(Money::ZERO, |sum, line| sum.checked_add(line.line_total))
+        .ok_or(ValidationError::TotalOverflow)
+}
+
+/// An `Idempotency-Key` header value: 1 to 255 printable ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Validates a key.
+    ///
+    /// # Errors
+    /// [`ValidationError::InvalidIdempotencyKey`] when empty, too long or not printable ASCII.
+    pub fn parse(text: &str) -> Result<IdempotencyKey, ValidationError> {
+        let ok = (1..=255).contains(&text.len()) && text.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if ok {
+            Ok(IdempotencyKey(text.to_owned()))
+        } else {
+            Err(ValidationError::InvalidIdempotencyKey)
+        }
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An order as accepted and stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// Time-ordered id.
+    pub id: OrderId,
+    /// Who ordered.
+    pub customer_id: CustomerId,
+    /// Priced lines, in the order the client sent them.
+    pub lines: Vec<OrderLine>,
+    /// Sum of the line totals.
+    pub total: Money,
+    /// Where the order is in its life.
+    pub status: OrderStatus,
+    /// When intake accepted it.
+    pub created_at: UnixMillis,
+    /// The client's idempotency key, if it sent one.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+impl Order {
+    /// Whether `customer_id` and `(sku, quantity)` lines are those of this order: the test for
+    /// "same idempotency key, same request".
+    pub fn same_request(&self, customer_id: &CustomerId, items: &[(Sku, Quantity)]) -> bool {
+        self.customer_id == *customer_id
+            && self.lines.len() == items.len()
+            && self
+                .lines
+                .iter()
+                .zip(items)
+                .all(|(line, (sku, qty))| line.sku == *sku && line.quantity == *qty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn sku(s: &str) -> Sku {
+        Sku::parse(s).unwrap()
+    }
+
+    #[test]
+    fn item_shape_rules() {
+        assert_eq!(check_items([].iter()).unwrap_err().code(), "no_items");
+        let many: Vec<Sku> = (0..101).map(|i| sku(&format!("s{i}"))).collect();
+        assert_eq!(check_items(many.iter()).unwrap_err().code(), "too_many_items");
+        assert!(check_items(many[..100].iter()).is_ok());
+        let dup = [sku("a"), sku("b"), sku("a")];
+        assert_eq!(check_items(dup.iter()).unwrap_err().code(), "duplicate_sku");
+    }
+
+    #[test]
+    fn total_is_the_sum_of_price_times_quantity() {
+        let lines = [
+            OrderLine::priced(
+                sku("a"),
+                Quantity::parse(2).unwrap(),
+                Money::parse("p", "19.99").unwrap(),
+            )
+            .unwrap(),
+            OrderLine::priced(
+                sku("b"),
+                Quantity::parse(3).unwrap(),
+                Money::parse("p", "0.10").unwrap(),
+            )
+            .unwrap(),
+        ];
+        assert_eq!(lines[0].line_total.to_string(), "39.98");
+        assert_eq!(total_of(&lines).unwrap().to_string(), "40.28");
+    }
+
+    #[test]
+    fn idempotency_keys_are_printable_ascii() {
+        assert!(IdempotencyKey::parse("order-2026-11-22-0001").is_ok());
+        for bad in ["", "ü", "a\tb", &"k".repeat(256)] {
+            assert_eq!(IdempotencyKey::parse(bad).unwrap_err().code(), "invalid_idempotency_key");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_largest_possible_order_total_fits(qty in 1u32..=Quantity::MAX, lines in 1usize..=MAX_ITEMS) {
+            let line = OrderLine::priced(sku("a"), Quantity::parse(i64::from(qty)).unwrap(), Money::MAX).unwrap();
+            let all = vec![line; lines];
+            let total = total_of(&all).unwrap();
+            prop_assert_eq!(total.minor(), Money::MAX.minor() * i64::from(qty) * lines as i64);
+        }
+
+        #[test]
+        fn total_equals_integer_sum(items in proptest::collection::vec((0i64..=Money::MAX.minor(), 1u32..=Quantity::MAX), 1..=MAX_ITEMS)) {
+            let lines: Vec<OrderLine> = items.iter().enumerate().map(|(i, (price, qty))| {
+                OrderLine::priced(sku(&format!("s{i}")), Quantity::parse(i64::from(*qty)).unwrap(), Money::from_minor(*price).unwrap()).unwrap()
+            }).collect();
+            let expected: i128 = items.iter().map(|(p, q)| i128::from(*p) * i128::from(*q)).sum();
+            prop_assert_eq!(i128::from(total_of(&lines).unwrap().minor()), expected);
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The hot-stock cache: units available to sell per SKU, reserved atomically at intake so a
+//! flash sale is decided in memory and buyers who cannot win never reach the store.
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::order::OrderLine;
+use crate::sku::Sku;
+
+/// What a cache operation can fail with.
+#[derive(Debug, Error)]
+pub enum CacheError {
+    /// Not enough units of this SKU; nothing was reserved.
+    #[error("sku {sku} is out of stock")]
+    OutOfStock {
+        /// The first SKU found short.
+        sku: Sku,
+    },
+    /// An adjustment would make the available count negative; nothing changed.
+    #[error("sku {sku}: {requested} units would leave fewer than zero available ({available} now)")]
+    Insufficient {
+        /// The SKU.
+        sku: Sku,
+        /// The (negative) change asked for.
+        requested: i64,
+        /// Units available now.
+        available: i64,
+    },
+    /// The cache cannot be reached.
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else from the backend.
+    #[error("cache backend error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Units available to sell, per SKU.
+#[async_trait]
+pub trait StockCache: Send + Sync + 'static {
+    /// Takes `quantity` units of every line's SKU, all or none: either every line is
+    /// reserved or nothing changed. Never makes a count negative, under any concurrency.
+    ///
+    /// # Errors
+    /// [`CacheError::OutOfStock`] naming a SKU that lacks units (or is unknown).
+    async fn reserve(&self, lines: &[OrderLine]) -> Result<(), CacheError>;
+
+    /// Gives back units taken by [`StockCache::reserve`] (a failed commit, a cancellation).
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn release(&self, lines: &[OrderLine]) -> Result<(), CacheError>;
+
+    /// Adds `delta` (possibly negative) to a SKU's available units, creating the SKU at 0
+    /// first if unknown. Returns the new count.
+    ///
+    /// # Errors
+    /// [`CacheError::Insufficient`] if the result would be negative; nothing changed.
+    async fn adjust(&self, sku: &Sku, delta: i64) -> Result<i64, CacheError>;
+
+    /// Sets a SKU's available units outright (reconciliation with the store at start).
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn set_available(&self, sku: &Sku, available: i64) -> Result<(), CacheError>;
+
+    /// A SKU's available units, `None` if unknown.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn available(&self, sku: &Sku) -> Result<Option<i64>, CacheError>;
+}

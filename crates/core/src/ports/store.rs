@@ -1,0 +1,94 @@
+//! The order store: orders, their outbox events and the catalog of record.
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::event::OutboxEvent;
+use crate::order::{IdempotencyKey, Order};
+use crate::order_id::OrderId;
+use crate::product::Product;
+use crate::sku::Sku;
+
+/// What a store operation can fail with.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (e.g. an idempotency key already used).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The store cannot be reached or is shutting down; the caller may retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data that does not parse back into the domain (a bug or manual tampering).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Anything else from the backend.
+    #[error("store backend error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// An accepted order and the `order.created` event to write with it, atomically.
+#[derive(Debug, Clone)]
+pub struct AcceptedOrder {
+    /// The order.
+    pub order: Order,
+    /// Its event for the outbox.
+    pub event: OutboxEvent,
+}
+
+/// Durable storage of orders, outbox events and products.
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
+    /// Writes every order of `batch`, its outbox event, and adds its quantities to each
+    /// product's `reserved` count, in ONE durable transaction: all or nothing. Returns only
+    /// once the transaction is on disk (fsync'd).
+    ///
+    /// # Errors
+    /// Any failure means nothing of the batch was written.
+    async fn commit_orders(&self, batch: &[AcceptedOrder]) -> Result<(), StoreError>;
+
+    /// Creates or replaces a product's name, price and stock, keeping its `reserved` count.
+    /// Returns the product as stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Backend`] on failure; nothing written.
+    async fn upsert_product(&self, product: &Product) -> Result<Product, StoreError>;
+
+    /// One product, if it exists.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError>;
+
+    /// Every product, with its `reserved` count: the catalog and stock of record at start.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn load_products(&self) -> Result<Vec<Product>, StoreError>;
+
+    /// One order by id.
+    ///
+    /// # Errors
+    /// On a backend failure or a row that does not parse.
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
+
+    /// The order created with this idempotency key, if any.
+    ///
+    /// # Errors
+    /// On a backend failure or a row that does not parse.
+    async fn find_by_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Order>, StoreError>;
+
+    /// How many outbox events are stored and not yet relayed.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn outbox_len(&self) -> Result<u64, StoreError>;
+
+    /// Checks the store can take a write now (for readiness probes).
+    ///
+    /// # Errors
+    /// When it cannot.
+    async fn check_writable(&self) -> Result<(), StoreError>;
+}
