@@ -1,5 +1,7 @@
 //! The order store: orders, their outbox events and the catalog of record.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use thiserror::Error;
 
@@ -38,13 +40,13 @@ pub struct AcceptedOrder {
 /// Durable storage of orders, outbox events and products.
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
-    /// Writes every order of `batch`, its outbox event, and adds its quantities to each
+    /// Writes every order of `batch` (shared, so a backend on another thread needs no copy), its outbox event, and adds its quantities to each
     /// product's `reserved` count, in ONE durable transaction: all or nothing. Returns only
     /// once the transaction is on disk (fsync'd).
     ///
     /// # Errors
     /// Any failure means nothing of the batch was written.
-    async fn commit_orders(&self, batch: &[AcceptedOrder]) -> Result<(), StoreError>;
+    async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError>;
 
     /// Creates or replaces a product's name, price and stock, keeping its `reserved` count.
     /// Returns the product as stored.

@@ -1,0 +1,111 @@
+//! The contract every [`StockCache`] backend must honour. Each backend's tests call
+//! [`run_all`] with a fresh, empty cache (its own key prefix for shared engines).
+
+use std::sync::Arc;
+
+use ordermill_core::ports::{CacheError, StockCache};
+use ordermill_core::{Money, OrderLine, Quantity, Sku};
+
+fn line(sku: &str, qty: i64) -> OrderLine {
+    // Test fixtures: the literals below are valid by construction.
+    OrderLine::priced(
+        Sku::parse(sku).expect("fixture sku is valid"),
+        Quantity::parse(qty).expect("fixture quantity is valid"),
+        Money::ZERO,
+    )
+    .expect("zero price cannot overflow")
+}
+
+fn sku(s: &str) -> Sku {
+    Sku::parse(s).expect("fixture sku is valid")
+}
+
+/// Runs every contract check; panics (failing the calling test) on the first violation.
+pub async fn run_all(cache: Arc<dyn StockCache>) {
+    reserve_takes_units_and_release_gives_them_back(&*cache).await;
+    reservation_is_all_or_none(&*cache).await;
+    unknown_sku_is_out_of_stock(&*cache).await;
+    adjust_never_goes_negative(&*cache).await;
+    concurrent_buyers_never_oversell(cache).await;
+}
+
+async fn reserve_takes_units_and_release_gives_them_back(cache: &dyn StockCache) {
+    cache.set_available(&sku("c1"), 5).await.expect("set");
+    cache.reserve(&[line("c1", 3)]).await.expect("3 of 5 fit");
+    assert_eq!(cache.available(&sku("c1")).await.expect("read"), Some(2));
+    let err = cache.reserve(&[line("c1", 3)]).await.expect_err("3 of 2 do not fit");
+    assert!(matches!(err, CacheError::OutOfStock { ref sku } if sku.as_str() == "c1"));
+    assert_eq!(cache.available(&sku("c1")).await.expect("read"), Some(2));
+    cache.release(&[line("c1", 3)]).await.expect("release");
+    assert_eq!(cache.available(&sku("c1")).await.expect("read"), Some(5));
+}
+
+async fn reservation_is_all_or_none(cache: &dyn StockCache) {
+    cache.set_available(&sku("a2"), 10).await.expect("set");
+    cache.set_available(&sku("b2"), 1).await.expect("set");
+    cache.set_available(&sku("c2"), 10).await.expect("set");
+    let err = cache
+        .reserve(&[line("a2", 4), line("b2", 2), line("c2", 4)])
+        .await
+        .expect_err("b2 is short");
+    assert!(matches!(err, CacheError::OutOfStock { ref sku } if sku.as_str() == "b2"));
+    for (s, n) in [("a2", 10), ("b2", 1), ("c2", 10)] {
+        assert_eq!(cache.available(&sku(s)).await.expect("read"), Some(n), "{s} untouched");
+    }
+    cache.reserve(&[line("a2", 4), line("b2", 1), line("c2", 4)]).await.expect("all fit");
+    for (s, n) in [("a2", 6), ("b2", 0), ("c2", 6)] {
+        assert_eq!(cache.available(&sku(s)).await.expect("read"), Some(n));
+    }
+}
+
+async fn unknown_sku_is_out_of_stock(cache: &dyn StockCache) {
+    assert_eq!(cache.available(&sku("never-seen")).await.expect("read"), None);
+    let err = cache.reserve(&[line("never-seen", 1)]).await.expect_err("unknown");
+    assert!(matches!(err, CacheError::OutOfStock { .. }));
+}
+
+async fn adjust_never_goes_negative(cache: &dyn StockCache) {
+    assert_eq!(cache.adjust(&sku("d4"), 7).await.expect("creates at 0 then adds"), 7);
+    assert_eq!(cache.adjust(&sku("d4"), -5).await.expect("down to 2"), 2);
+    let err = cache.adjust(&sku("d4"), -3).await.expect_err("would be -1");
+    assert!(matches!(err, CacheError::Insufficient { available: 2, requested: -3, .. }));
+    assert_eq!(cache.available(&sku("d4")).await.expect("read"), Some(2));
+}
+
+async fn concurrent_buyers_never_oversell(cache: Arc<dyn StockCache>) {
+    cache.set_available(&sku("hot5"), 100).await.expect("set");
+    cache.set_available(&sku("side5"), 1_000).await.expect("set");
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let cache = cache.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut won = 0;
+            for _ in 0..20 {
+                // Half the buyers also take a second SKU, so all-or-none is raced too.
+                let lines = if i % 2 == 0 {
+                    vec![line("hot5", 1)]
+                } else {
+                    vec![line("side5", 1), line("hot5", 1)]
+                };
+                if cache.reserve(&lines).await.is_ok() {
+                    won += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            (i % 2, won)
+        }));
+    }
+    let mut won_single = 0;
+    let mut won_pair = 0;
+    for task in tasks {
+        let (kind, won) = task.await.expect("buyer task panicked");
+        if kind == 0 { won_single += won } else { won_pair += won }
+    }
+    assert_eq!(won_single + won_pair, 100, "exactly the 100 hot units are sold");
+    assert_eq!(cache.available(&sku("hot5")).await.expect("read"), Some(0));
+    assert_eq!(
+        cache.available(&sku("side5")).await.expect("read"),
+        Some(1_000 - won_pair),
+        "the side SKU is taken only by orders that got the hot unit too"
+    );
+}

@@ -1,0 +1,10 @@
+//! The local backend passes the stock-cache contract.
+
+use std::sync::Arc;
+
+use ordermill_cache::{LocalStockCache, contract};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_cache_honours_the_stock_contract() {
+    contract::run_all(Arc::new(LocalStockCache::new())).await;
+}

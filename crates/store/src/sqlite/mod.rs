@@ -1,0 +1,198 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous = FULL`, so a commit
+//! returns only once the WAL is fsync'd.
+//!
+//! Writes go to a dedicated writer thread ([`writer`]); reads run on `spawn_blocking` with a
+//! small pool of read-only connections, which WAL lets proceed while the writer commits.
+
+mod error;
+mod rows;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+
+use async_trait::async_trait;
+use ordermill_core::ports::{AcceptedOrder, OrderStore, StoreError};
+use ordermill_core::{IdempotencyKey, Order, OrderId, Product, Sku};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::oneshot;
+
+use self::error::from_sqlite;
+use self::writer::Command;
+
+/// The database file's name inside the data dir.
+pub const DB_FILE: &str = "ordermill.db";
+
+/// Read connections kept open for reuse; more are opened on demand and closed after use.
+const READ_POOL: usize = 8;
+
+/// A SQLite-backed [`OrderStore`].
+pub struct SqliteStore {
+    commands: mpsc::Sender<Command>,
+    path: PathBuf,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `ordermill.db` in `data_dir`, applies migrations and starts
+    /// the writer thread.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if the directory or file cannot be created or opened (the
+    /// message names the path), or a migration fails.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|error| {
+            StoreError::Unavailable(format!(
+                "cannot create data dir {}: {error}",
+                data_dir.display()
+            ))
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path).map_err(|error| {
+            StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
+        })?;
+        // WAL: readers never block the writer. FULL: the WAL is fsync'd at every commit, which
+        // is what makes a 201 mean durable.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(from_sqlite)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(from_sqlite)?;
+        conn.pragma_update(None, "busy_timeout", 5_000).map_err(from_sqlite)?;
+        conn.set_prepared_statement_cache_capacity(32);
+        schema::migrate(&mut conn).map_err(from_sqlite)?;
+
+        let (commands, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer::run(conn, receiver))
+            .map_err(|error| {
+                StoreError::Unavailable(format!("cannot start writer thread: {error}"))
+            })?;
+        tracing::info!(path = %path.display(), "Opened SQLite store.");
+        Ok(SqliteStore { commands, path, readers: Arc::default() })
+    }
+
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .map_err(|_| StoreError::Unavailable("SQLite writer thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("SQLite writer thread stopped mid-command".into()))
+    }
+
+    /// Runs `query` on a pooled read-only connection off the async runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(from_sqlite)?;
+                    conn.pragma_update(None, "busy_timeout", 5_000).map_err(from_sqlite)?;
+                    conn
+                }
+            };
+            let result = query(&conn);
+            let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < READ_POOL {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("read task failed: {error}")))?
+    }
+
+    async fn read_order(&self, sql: String, key: String) -> Result<Option<Order>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&sql)
+                .and_then(|mut stmt| stmt.query_row([key], rows::order).optional())
+                .map_err(from_sqlite)?
+                .transpose()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl OrderStore for SqliteStore {
+    async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError> {
+        self.write(|reply| Command::CommitOrders { batch, reply }).await?
+    }
+
+    async fn upsert_product(&self, product: &Product) -> Result<Product, StoreError> {
+        let product = product.clone();
+        self.write(|reply| Command::UpsertProduct { product, reply }).await?
+    }
+
+    async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
+        let sku = sku.to_string();
+        self.read(move |conn| {
+            let sql = format!("SELECT {} FROM products WHERE sku = ?1", rows::PRODUCT_COLUMNS);
+            conn.prepare_cached(&sql)
+                .and_then(|mut stmt| stmt.query_row([sku], rows::product).optional())
+                .map_err(from_sqlite)?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn load_products(&self) -> Result<Vec<Product>, StoreError> {
+        self.read(|conn| {
+            let sql = format!("SELECT {} FROM products ORDER BY sku", rows::PRODUCT_COLUMNS);
+            let mut stmt = conn.prepare(&sql).map_err(from_sqlite)?;
+            let products = stmt
+                .query_map([], rows::product)
+                .map_err(from_sqlite)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(from_sqlite)?;
+            products.into_iter().collect()
+        })
+        .await
+    }
+
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let sql = format!("SELECT {} FROM orders WHERE id = ?1", rows::ORDER_COLUMNS);
+        self.read_order(sql, id.to_string()).await
+    }
+
+    async fn find_by_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Order>, StoreError> {
+        let sql = format!("SELECT {} FROM orders WHERE idempotency_key = ?1", rows::ORDER_COLUMNS);
+        self.read_order(sql, key.as_str().to_owned()).await
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(from_sqlite)
+        })
+        .await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.write(|reply| Command::CheckWritable { reply }).await?
+    }
+}
