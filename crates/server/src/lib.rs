@@ -1,1 +1,27 @@
-//! placeholder
+//! The ordermill service: HTTP API, intake (validation → idempotency → hot-stock reservation
+//! → group commit), the catalog, telemetry, and [`Application`], which wires backends chosen
+//! by [`Settings`] and owns start and stop.
+//!
+//! # Layout
+//! - [`app`]: `Application::build(settings)` and `run_until_stopped(shutdown)`.
+//! - [`settings`]: the typed configuration (file → env → flags merging is the binary's job).
+//! - [`catalog`]: products in memory for pricing at intake, written through to the store and
+//!   the hot-stock cache.
+//! - [`intake`]: placing orders; [`intake::committer`] batches every pending order into one
+//!   durable transaction (group commit); [`intake::idempotency`] replays retried requests.
+//! - [`http`]: one module per noun, each with its `router()`, and [`http::error`], the one
+//!   place errors become status codes and JSON bodies.
+//! - [`telemetry`]: metric names and the Prometheus recorder.
+//!
+//! Backends (SQLite store, local cache) live in their own crates behind the `core` traits;
+//! nothing here knows SQL.
+
+pub mod app;
+pub mod catalog;
+pub mod http;
+pub mod intake;
+pub mod settings;
+pub mod telemetry;
+
+pub use app::{Application, StartError};
+pub use settings::{LogFormat, Settings};

@@ -1,0 +1,135 @@
+//! The command line: one subcommand per job, each with help that teaches.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use ordermill_server::{Application, LogFormat};
+
+use crate::config;
+
+/// ordermill — asynchronous order processing: durable intake in about a millisecond, hot-stock
+/// reservation that never oversells, group commit to an embedded database.
+///
+/// Configuration is read from ordermill.toml (or --config), then ORDERMILL_* environment
+/// variables (nested keys with "__", e.g. ORDERMILL_COMMIT__MAX_BATCH_ORDERS=2048), then flags.
+#[derive(Debug, Parser)]
+#[command(name = "ordermill", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything in one process on embedded storage (SQLite in --data-dir): the HTTP API,
+    /// the hot-stock cache and the group committer. No external service needed.
+    ///
+    /// Example: ordermill serve --listen 127.0.0.1:8080 --data-dir ./data
+    Serve(ServeArgs),
+    /// Print the effective configuration (file + environment + flags) as TOML and exit.
+    Config(ServeArgs),
+}
+
+/// Flags shared by commands that run a node.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the embedded database (default ./data; created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file (default: ordermill.toml in the current directory, if present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format: text for people, json for log shippers.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
+    pub log_format: Option<LogFormat>,
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("unknown log format {other:?}; use text or json")),
+    }
+}
+
+/// Parses the command line and runs the chosen command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Config(args) => match config::load(&args).and_then(|s| config::to_toml(&s)) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        },
+    }
+}
+
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("ordermill: {error:#}");
+    ExitCode::FAILURE
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let settings = match config::load(&args) {
+        Ok(settings) => settings,
+        Err(error) => return fail(&error),
+    };
+    if let Err(error) = crate::logging::init(settings.log_format, &settings.log_filter) {
+        return fail(&error);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&anyhow::Error::new(error).context("cannot start the async runtime")),
+    };
+    let outcome = runtime.block_on(async {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped(shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+    match outcome {
+        Ok(()) => {
+            tracing::info!("ordermill stopped cleanly.");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "ordermill failed.");
+            fail(&error)
+        }
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %error, "Cannot listen for ctrl-c; stop with SIGTERM.");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "Cannot listen for SIGTERM; stop with ctrl-c.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Received ctrl-c; shutting down gracefully."),
+        () = terminate => tracing::info!("Received SIGTERM; shutting down gracefully."),
+    }
+}

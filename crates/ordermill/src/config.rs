@@ -1,0 +1,43 @@
+//! Layered configuration: defaults → ordermill.toml → ORDERMILL_* env → flags.
+
+use std::path::Path;
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ordermill_server::Settings;
+
+use crate::cli::ServeArgs;
+
+const DEFAULT_FILE: &str = "ordermill.toml";
+
+/// Merges every layer into [`Settings`].
+pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+    match &args.config {
+        Some(path) => {
+            anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        None if Path::new(DEFAULT_FILE).exists() => figment = figment.merge(Toml::file_exact(DEFAULT_FILE)),
+        None => {}
+    }
+    // ORDERMILL_TEST_* variables configure the test suite, not the service.
+    let env = Env::prefixed("ORDERMILL_").split("__").filter(|key| !key.as_str().starts_with("test_"));
+    figment = figment.merge(env);
+    if let Some(listen) = args.listen {
+        figment = figment.merge(("listen", listen));
+    }
+    if let Some(dir) = &args.data_dir {
+        figment = figment.merge(("data_dir", dir));
+    }
+    if let Some(format) = args.log_format {
+        figment = figment.merge(("log_format", format));
+    }
+    figment.extract().context("invalid configuration (check ordermill.toml, ORDERMILL_* variables and flags)")
+}
+
+/// The settings as TOML, for `ordermill config`.
+pub fn to_toml(settings: &Settings) -> anyhow::Result<String> {
+    toml::to_string_pretty(settings).context("settings cannot be written as TOML")
+}

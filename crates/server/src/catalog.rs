@@ -1,0 +1,164 @@
+//! The catalog in memory, so intake prices an order without a query. Writes go through here:
+//! stock changes adjust the hot-stock cache, then the store; the map is updated last.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ordermill_core::ports::{CacheError, OrderStore, StockCache, StoreError};
+use ordermill_core::{Money, OrderLine, Product, Quantity, Sku, ValidationError};
+use thiserror::Error;
+
+/// What a catalog operation can fail with.
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    /// The new stock is below what accepted orders already hold.
+    #[error("stock {requested} for {sku} is below the {held} units held by accepted orders")]
+    StockBelowHeld {
+        /// The product.
+        sku: Sku,
+        /// The stock asked for.
+        requested: i64,
+        /// Units held by orders now.
+        held: i64,
+    },
+    /// The store could not be written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The cache could not be adjusted.
+    #[error(transparent)]
+    Cache(CacheError),
+}
+
+/// A product with what is left to sell.
+#[derive(Debug, Clone)]
+pub struct StockedProduct {
+    /// The catalog entry (stock of record as last set).
+    pub product: Arc<Product>,
+    /// Units available to sell now, from the hot-stock cache.
+    pub available: i64,
+}
+
+/// Products by SKU, kept in memory and written through to the store.
+pub struct Catalog {
+    products: RwLock<HashMap<Sku, Arc<Product>>>,
+    // Catalog writes are rare and must not interleave (each computes a stock delta from the
+    // previous value); an async mutex serialises them without blocking the runtime.
+    writes: tokio::sync::Mutex<()>,
+    store: Arc<dyn OrderStore>,
+    cache: Arc<dyn StockCache>,
+}
+
+impl Catalog {
+    /// Loads every product from the store and sets the hot-stock cache to stock of record
+    /// minus what accepted orders hold, so a restart neither oversells nor strands units.
+    ///
+    /// # Errors
+    /// When the store cannot be read or the cache cannot be set.
+    pub async fn load(store: Arc<dyn OrderStore>, cache: Arc<dyn StockCache>) -> Result<Catalog, CatalogError> {
+        let products = store.load_products().await?;
+        let mut map = HashMap::with_capacity(products.len());
+        for product in products {
+            cache.set_available(&product.sku, product.available()).await.map_err(CatalogError::Cache)?;
+            map.insert(product.sku.clone(), Arc::new(product));
+        }
+        tracing::info!(products = map.len(), "Loaded catalog and reconciled hot stock with the store.");
+        Ok(Catalog { products: RwLock::new(map), writes: tokio::sync::Mutex::new(()), store, cache })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Sku, Arc<Product>>> {
+        // Poisoning needs a panic while holding the write lock, which only does an insert.
+        self.products.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Prices `(sku, quantity)` items at current catalog prices.
+    ///
+    /// # Errors
+    /// [`PriceError::UnknownSku`] naming the first SKU not in the catalog.
+    pub fn price(&self, items: &[(Sku, Quantity)]) -> Result<Vec<OrderLine>, PriceError> {
+        let products = self.read();
+        items
+            .iter()
+            .map(|(sku, quantity)| {
+                let product = products.get(sku).ok_or_else(|| PriceError::UnknownSku(sku.clone()))?;
+                OrderLine::priced(sku.clone(), *quantity, product.price).map_err(PriceError::Invalid)
+            })
+            .collect()
+    }
+
+    /// One product and its available units.
+    ///
+    /// # Errors
+    /// When the cache cannot be read.
+    pub async fn get(&self, sku: &Sku) -> Result<Option<StockedProduct>, CatalogError> {
+        let product = self.read().get(sku).cloned();
+        match product {
+            None => Ok(None),
+            Some(product) => {
+                let available = self.cache.available(sku).await.map_err(CatalogError::Cache)?.unwrap_or(0);
+                Ok(Some(StockedProduct { product, available: available.max(0) }))
+            }
+        }
+    }
+
+    /// Every product, sorted by SKU, with available units.
+    ///
+    /// # Errors
+    /// When the cache cannot be read.
+    pub async fn list(&self) -> Result<Vec<StockedProduct>, CatalogError> {
+        let mut products: Vec<Arc<Product>> = self.read().values().cloned().collect();
+        products.sort_by(|a, b| a.sku.cmp(&b.sku));
+        let mut out = Vec::with_capacity(products.len());
+        for product in products {
+            let available = self.cache.available(&product.sku).await.map_err(CatalogError::Cache)?.unwrap_or(0);
+            out.push(StockedProduct { product, available: available.max(0) });
+        }
+        Ok(out)
+    }
+
+    /// Creates or replaces a product. Returns it and whether it was created.
+    ///
+    /// The stock change is applied to the cache first as a delta, refusing to go below what
+    /// orders hold (including orders in flight), then to the store; if the store fails the
+    /// cache change is undone.
+    ///
+    /// # Errors
+    /// [`CatalogError::StockBelowHeld`] if `stock` is below what orders hold; store or cache
+    /// failures otherwise. Nothing changes on error.
+    pub async fn put(&self, sku: Sku, name: ordermill_core::ProductName, price: Money, stock: ordermill_core::StockLevel) -> Result<(StockedProduct, bool), CatalogError> {
+        let _serialised = self.writes.lock().await;
+        let previous = self.read().get(&sku).map(|p| p.stock.get());
+        let delta = stock.get() - previous.unwrap_or(0);
+        let available = match self.cache.adjust(&sku, delta).await {
+            Ok(available) => available,
+            Err(CacheError::Insufficient { available, .. }) => {
+                let held = previous.unwrap_or(0) - available;
+                return Err(CatalogError::StockBelowHeld { sku, requested: stock.get(), held });
+            }
+            Err(other) => return Err(CatalogError::Cache(other)),
+        };
+        let wanted = Product { sku: sku.clone(), name, price, stock, reserved: 0 };
+        let stored = match self.store.upsert_product(&wanted).await {
+            Ok(stored) => Arc::new(stored),
+            Err(error) => {
+                if let Err(undo) = self.cache.adjust(&sku, -delta).await {
+                    tracing::error!(sku = %sku, error = %undo, "Could not undo a hot-stock change after a failed catalog write; restart to reconcile.");
+                }
+                return Err(error.into());
+            }
+        };
+        self.products.write().unwrap_or_else(|p| p.into_inner()).insert(sku.clone(), stored.clone());
+        tracing::info!(sku = %sku, price = %stored.price, stock = stored.stock.get(), available, "Product saved.");
+        Ok((StockedProduct { product: stored, available }, previous.is_none()))
+    }
+}
+
+/// Why an order could not be priced.
+#[derive(Debug, Error)]
+pub enum PriceError {
+    /// The SKU is not in the catalog.
+    #[error("sku {0} is not in the catalog")]
+    UnknownSku(Sku),
+    /// A line total would overflow.
+    #[error(transparent)]
+    Invalid(ValidationError),
+}

@@ -1,0 +1,64 @@
+//! The HTTP API: one module per noun, each owning its routes; [`error`] maps every failure
+//! to a status and a JSON body.
+
+pub mod body;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod orders;
+pub mod products;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use ordermill_core::ports::OrderStore;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use self::error::ApiError;
+use crate::catalog::Catalog;
+use crate::intake::Intake;
+use crate::settings::HttpSettings;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Order intake.
+    pub intake: Arc<Intake>,
+    /// Products.
+    pub catalog: Arc<Catalog>,
+    /// The store, for reads.
+    pub store: Arc<dyn OrderStore>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+/// The whole API.
+pub fn router(state: AppState, limits: &HttpSettings) -> Router {
+    Router::new()
+        .merge(orders::router(limits.max_batch_body_bytes))
+        .merge(products::router())
+        .merge(health::router())
+        .merge(metrics::router())
+        .fallback(|| async { ApiError::no_route() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(limits.request_timeout_secs.max(1)),
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
+    tracing::error!("A request handler panicked; answering 500. This is a bug: please report it.");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error; it was logged").into_response()
+}

@@ -1,0 +1,244 @@
+//! `POST /api/orders`, `POST /api/orders/batch`, `GET /api/orders/{id}`.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ordermill_core::order::check_items;
+use ordermill_core::{
+    CustomerId, IdempotencyKey, Money, Order, OrderId, OrderLine, Quantity, Sku, UnixMillis,
+    ValidationError,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::AppState;
+use super::body;
+use super::error::{ApiError, Detail};
+use crate::intake::{OrderInput, Placed};
+
+/// The most orders one batch request may carry.
+pub const MAX_BATCH: usize = 1000;
+
+/// The routes of this module.
+pub fn router(max_batch_body_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route("/api/orders", post(create))
+        .route(
+            "/api/orders/batch",
+            post(create_batch).layer(DefaultBodyLimit::max(max_batch_body_bytes)),
+        )
+        .route("/api/orders/{id}", get(show))
+}
+
+// Fields are `Value` where a wrong type should get the field's own error code
+// (`invalid_quantity` for `1.5` or `"2"`), not a generic schema error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderRequest {
+    customer_id: Option<Value>,
+    items: Option<Vec<ItemRequest>>,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemRequest {
+    sku: Option<Value>,
+    quantity: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    orders: Vec<OrderRequest>,
+}
+
+/// An order as clients see it.
+#[derive(Serialize)]
+pub struct OrderView<'a> {
+    order_id: OrderId,
+    status: &'static str,
+    customer_id: &'a str,
+    total: Money,
+    items: &'a [OrderLine],
+    created_at: UnixMillis,
+}
+
+impl<'a> From<&'a Order> for OrderView<'a> {
+    fn from(order: &'a Order) -> Self {
+        OrderView {
+            order_id: order.id,
+            status: order.status.as_str(),
+            customer_id: order.customer_id.as_str(),
+            total: order.total,
+            items: &order.lines,
+            created_at: order.created_at,
+        }
+    }
+}
+
+fn short(value: &Value) -> String {
+    value.to_string().chars().take(40).collect()
+}
+
+fn validate(request: OrderRequest, key: Option<IdempotencyKey>) -> Result<OrderInput, ValidationError> {
+    let customer_id = match request.customer_id {
+        Some(Value::String(text)) => CustomerId::parse(text)?,
+        _ => return Err(ValidationError::InvalidCustomerId),
+    };
+    let items = request.items.unwrap_or_default();
+    if items.len() > ordermill_core::order::MAX_ITEMS {
+        return Err(ValidationError::TooManyItems { got: items.len(), max: ordermill_core::order::MAX_ITEMS });
+    }
+    let items = items
+        .into_iter()
+        .map(|item| {
+            let sku = match item.sku {
+                Some(Value::String(text)) => Sku::parse(text)?,
+                other => return Err(ValidationError::InvalidSku(other.as_ref().map(short).unwrap_or_default())),
+            };
+            let quantity = match &item.quantity {
+                Some(Value::Number(n)) => match n.as_i64() {
+                    Some(n) => Quantity::parse(n)?,
+                    None => return Err(Quantity::invalid(n)),
+                },
+                Some(other) => return Err(Quantity::invalid(short(other))),
+                None => return Err(Quantity::invalid("nothing")),
+            };
+            Ok((sku, quantity))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    check_items(items.iter().map(|(sku, _)| sku))?;
+    Ok(OrderInput { customer_id, items, idempotency_key: key })
+}
+
+fn header_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ValidationError> {
+    headers
+        .get("idempotency-key")
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| ValidationError::InvalidIdempotencyKey)
+                .and_then(IdempotencyKey::parse)
+        })
+        .transpose()
+}
+
+fn created(placed: &Placed) -> Response {
+    let order = placed.order();
+    let mut response = (StatusCode::CREATED, axum::Json(OrderView::from(order))).into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", order.id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    if placed.is_replay() {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let input = parse_one(body, &headers).inspect_err(|e| state.intake.count_rejected(e.code()))?;
+    let placed = state.intake.place(input).await?;
+    Ok(created(&placed))
+}
+
+fn parse_one(body: Result<Bytes, BytesRejection>, headers: &HeaderMap) -> Result<OrderInput, ApiError> {
+    let request: OrderRequest = body::parse(body)?;
+    if request.idempotency_key.is_some() {
+        return Err(ApiError::invalid_request(
+            "idempotency_key is only read in batch orders; send it as the Idempotency-Key header",
+        ));
+    }
+    Ok(validate(request, header_key(headers)?)?)
+}
+
+#[derive(Serialize)]
+struct BatchResult<'a> {
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order: Option<OrderView<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replayed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Detail<'a>>,
+}
+
+#[derive(Serialize)]
+struct BatchResponse<'a> {
+    accepted: usize,
+    rejected: usize,
+    results: Vec<BatchResult<'a>>,
+}
+
+async fn create_batch(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: BatchRequest =
+        body::parse(body).inspect_err(|e| state.intake.count_rejected(e.code()))?;
+    if request.orders.is_empty() {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_orders", "a batch needs at least one order"));
+    }
+    if request.orders.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_orders",
+            format!("a batch may hold at most {MAX_BATCH} orders, got {}", request.orders.len()),
+        ));
+    }
+    let inputs = request
+        .orders
+        .into_iter()
+        .map(|mut order| {
+            let key = order.idempotency_key.take().map(|k| IdempotencyKey::parse(&k)).transpose()?;
+            validate(order, key)
+        })
+        .collect();
+    let outcomes: Vec<Result<Placed, ApiError>> =
+        state.intake.place_many(inputs).await.into_iter().map(|o| o.map_err(ApiError::from)).collect();
+    let results: Vec<BatchResult<'_>> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Ok(placed) => BatchResult {
+                status: StatusCode::CREATED.as_u16(),
+                order: Some(OrderView::from(placed.order())),
+                replayed: placed.is_replay(),
+                error: None,
+            },
+            Err(error) => BatchResult {
+                status: error.status().as_u16(),
+                order: None,
+                replayed: false,
+                error: Some(Detail { code: error.code(), message: error.message() }),
+            },
+        })
+        .collect();
+    let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+    let response = BatchResponse { accepted, rejected: outcomes.len() - accepted, results };
+    Ok((StatusCode::OK, axum::Json(response)).into_response())
+}
+
+async fn show(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_order_id", e.body_text()))?;
+    let id = OrderId::parse(&id).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    match state.store.get_order(id).await {
+        Ok(Some(order)) => Ok(axum::Json(OrderView::from(&order)).into_response()),
+        Ok(None) => Err(ApiError::new(StatusCode::NOT_FOUND, "order_not_found", format!("no order with id {id}"))),
+        Err(error) => {
+            tracing::error!(order_id = %id, error = %error, "Reading an order failed.");
+            Err(ApiError::unavailable("store_unavailable", "orders cannot be read right now; retry shortly", 1))
+        }
+    }
+}

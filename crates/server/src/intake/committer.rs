@@ -1,0 +1,149 @@
+//! Group commit: one task per node drains whatever orders are pending and makes them durable
+//! in ONE store transaction, so the cost of an fsync is shared by every order waiting for it.
+//!
+//! Once an order is handed over here the committer owns its reservation: on a failed commit
+//! it gives the units back to the hot-stock cache before answering, so nothing half-done
+//! remains whether or not the client is still waiting.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ordermill_core::ports::{AcceptedOrder, OrderStore, StockCache, StoreError};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::telemetry::CommitMetrics;
+
+/// Orders from one intake call, and where to answer.
+pub struct CommitRequest {
+    /// Orders whose stock is already reserved.
+    pub orders: Vec<AcceptedOrder>,
+    /// Receives the outcome once the transaction is durable (or failed).
+    pub reply: oneshot::Sender<Result<Committed, CommitFailed>>,
+}
+
+/// A durable batch and the slice of it that belongs to one request.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The whole transaction's orders.
+    pub batch: Arc<Vec<AcceptedOrder>>,
+    /// This request's orders within it, in the order they were sent.
+    pub range: Range<usize>,
+}
+
+/// The transaction failed: nothing was written and the reservations were released.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the order store did not commit: {0}")]
+pub struct CommitFailed(pub String);
+
+/// Handle used by intake to queue orders.
+#[derive(Clone)]
+pub struct CommitterHandle {
+    sender: mpsc::Sender<CommitRequest>,
+}
+
+impl CommitterHandle {
+    /// Queues a request. Waits for a slot when the queue is full (backpressure).
+    ///
+    /// # Errors
+    /// Gives the request back when the committer has stopped (shutdown).
+    pub async fn submit(&self, request: CommitRequest) -> Result<(), CommitRequest> {
+        self.sender.send(request).await.map_err(|e| e.0)
+    }
+}
+
+/// The committer task's inputs.
+pub struct Committer {
+    receiver: mpsc::Receiver<CommitRequest>,
+    store: Arc<dyn OrderStore>,
+    cache: Arc<dyn StockCache>,
+    max_batch: usize,
+    metrics: CommitMetrics,
+}
+
+impl Committer {
+    /// A committer and the handle to feed it; `capacity` bounds queued requests.
+    pub fn new(
+        store: Arc<dyn OrderStore>,
+        cache: Arc<dyn StockCache>,
+        max_batch: usize,
+        capacity: usize,
+    ) -> (Committer, CommitterHandle) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let committer = Committer { receiver, store, cache, max_batch: max_batch.max(1), metrics: CommitMetrics::new() };
+        (committer, CommitterHandle { sender })
+    }
+
+    /// Commits batches until `stop` fires; then refuses new requests, commits every request
+    /// already queued, and returns.
+    pub async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                next = self.receiver.recv() => next,
+                () = stop.cancelled() => {
+                    self.receiver.close();
+                    self.receiver.recv().await
+                }
+            };
+            let Some(first) = first else { break };
+            self.commit_pending(first).await;
+        }
+        tracing::info!("Committer stopped after flushing every queued order.");
+    }
+
+    async fn commit_pending(&mut self, first: CommitRequest) {
+        let mut count = first.orders.len();
+        let mut requests = vec![first];
+        while count < self.max_batch {
+            match self.receiver.try_recv() {
+                Ok(next) => {
+                    count += next.orders.len();
+                    requests.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut batch = Vec::with_capacity(count);
+        let mut replies = Vec::with_capacity(requests.len());
+        for request in requests {
+            let start = batch.len();
+            batch.extend(request.orders);
+            replies.push((request.reply, start..batch.len()));
+        }
+        let batch = Arc::new(batch);
+        let started = Instant::now();
+        let outcome = self.store.commit_orders(batch.clone()).await;
+        self.metrics.duration.record(started.elapsed().as_secs_f64());
+        self.metrics.batch_orders.record(batch.len() as f64);
+        match outcome {
+            Ok(()) => {
+                for (reply, range) in replies {
+                    // The client may have gone; its order is durable regardless.
+                    let _ = reply.send(Ok(Committed { batch: batch.clone(), range }));
+                }
+            }
+            Err(error) => self.fail(&batch, replies, error).await,
+        }
+    }
+
+    async fn fail(
+        &self,
+        batch: &[AcceptedOrder],
+        replies: Vec<(oneshot::Sender<Result<Committed, CommitFailed>>, Range<usize>)>,
+        error: StoreError,
+    ) {
+        self.metrics.failures.increment(1);
+        tracing::error!(orders = batch.len(), error = %error, cause = ?std::error::Error::source(&error), "Group commit failed; releasing reservations and answering 503.");
+        for accepted in batch {
+            if let Err(release) = self.cache.release(&accepted.order.lines).await {
+                tracing::error!(order_id = %accepted.order.id, error = %release, "Could not release hot stock after a failed commit; restart to reconcile.");
+            }
+        }
+        let failed = CommitFailed(error.to_string());
+        for (reply, _) in replies {
+            let _ = reply.send(Err(failed.clone()));
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Placing orders: price from the catalog → idempotency → reserve hot stock → group commit.
+//!
+//! Each call runs as its own task, so a client that disconnects mid-request cannot leave
+//! stock reserved for an order that was never handed to the committer.
+
+pub mod committer;
+pub mod idempotency;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ordermill_core::order::total_of;
+use ordermill_core::ports::{AcceptedOrder, CacheError, StockCache};
+use ordermill_core::{
+    Clock, CustomerId, IdempotencyKey, Order, OrderIdGenerator, OrderStatus, OutboxEvent,
+    Quantity, Sku, ValidationError,
+};
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use self::committer::{CommitRequest, Committed, CommitterHandle};
+use self::idempotency::{Begin, Idempotency, KeyClaim};
+use crate::catalog::{Catalog, PriceError};
+use crate::telemetry::IntakeMetrics;
+
+/// An order request whose shape is valid: the items' SKUs and quantities parse, there are
+/// 1..=100 of them and no SKU twice.
+#[derive(Debug, Clone)]
+pub struct OrderInput {
+    /// Who orders.
+    pub customer_id: CustomerId,
+    /// What, in the client's order.
+    pub items: Vec<(Sku, Quantity)>,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// Why an order was not accepted.
+#[derive(Debug, Clone, Error)]
+pub enum IntakeError {
+    /// The request breaks a domain rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// A SKU is not in the catalog.
+    #[error("sku {0} is not in the catalog")]
+    UnknownSku(Sku),
+    /// Not enough units of a SKU.
+    #[error("sku {0} is out of stock")]
+    OutOfStock(Sku),
+    /// The idempotency key was used before for a different request.
+    #[error("this Idempotency-Key was already used for a different request; use a new key for a new order")]
+    IdempotencyMismatch,
+    /// Another request with the same idempotency key is running.
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    IdempotencyInProgress,
+    /// The store or cache failed; nothing was written and no stock is held.
+    #[error("the order could not be made durable: {0}")]
+    Unavailable(String),
+    /// The node is shutting down and takes no new orders.
+    #[error("this node is shutting down; retry on another node or in a moment")]
+    ShuttingDown,
+}
+
+impl IntakeError {
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(e) => e.code(),
+            Self::UnknownSku(_) => "unknown_sku",
+            Self::OutOfStock(_) => "out_of_stock",
+            Self::IdempotencyMismatch => "idempotency_key_reused",
+            Self::IdempotencyInProgress => "idempotency_key_in_use",
+            Self::Unavailable(_) => "store_unavailable",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// An accepted order, fresh or replayed.
+#[derive(Debug, Clone)]
+pub enum Placed {
+    /// Made durable by this call.
+    Fresh {
+        /// The transaction it was committed in.
+        batch: Arc<Vec<AcceptedOrder>>,
+        /// Its position there.
+        index: usize,
+    },
+    /// An earlier request with the same idempotency key created it.
+    Replayed(Arc<Order>),
+}
+
+impl Placed {
+    /// The order.
+    pub fn order(&self) -> &Order {
+        match self {
+            Self::Fresh { batch, index } => &batch[*index].order,
+            Self::Replayed(order) => order,
+        }
+    }
+
+    /// Whether this is a replay of an earlier request.
+    pub fn is_replay(&self) -> bool {
+        matches!(self, Self::Replayed(_))
+    }
+}
+
+enum Prepared {
+    Replay(Arc<Order>),
+    New(AcceptedOrder, Option<KeyClaim>),
+}
+
+/// The intake service.
+pub struct Intake {
+    catalog: Arc<Catalog>,
+    cache: Arc<dyn StockCache>,
+    committer: CommitterHandle,
+    idempotency: Idempotency,
+    clock: Arc<dyn Clock>,
+    ids: OrderIdGenerator,
+    metrics: IntakeMetrics,
+}
+
+impl Intake {
+    /// Wires the service.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        cache: Arc<dyn StockCache>,
+        committer: CommitterHandle,
+        idempotency: Idempotency,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Intake { catalog, cache, committer, idempotency, clock, ids: OrderIdGenerator::new(), metrics: IntakeMetrics::new() }
+    }
+
+    /// Counts an order refused before it reached intake (its request failed validation).
+    pub fn count_rejected(&self, reason: &'static str) {
+        self.metrics.rejected(reason);
+    }
+
+    /// Places one order; returns once it is durable (or refused).
+    ///
+    /// # Errors
+    /// See [`IntakeError`]; on any error nothing is written and no stock stays reserved.
+    pub async fn place(self: &Arc<Self>, input: OrderInput) -> Result<Placed, IntakeError> {
+        self.place_many(vec![Ok(input)])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(IntakeError::Unavailable("no result for the order".into())))
+    }
+
+    /// Places many orders in one commit; one result per input, in input order. Inputs that
+    /// already failed shape validation are passed through as errors.
+    pub async fn place_many(self: &Arc<Self>, inputs: Vec<Result<OrderInput, ValidationError>>) -> Vec<Result<Placed, IntakeError>> {
+        let this = self.clone();
+        let count = inputs.len();
+        // Spawned so that a dropped request future cannot strand reservations (see module doc).
+        match tokio::spawn(async move { this.place_all(inputs).await }).await {
+            Ok(results) => results,
+            Err(join) => {
+                tracing::error!(error = %join, "Intake task failed.");
+                (0..count).map(|_| Err(IntakeError::Unavailable("intake task failed".into()))).collect()
+            }
+        }
+    }
+
+    async fn place_all(&self, inputs: Vec<Result<OrderInput, ValidationError>>) -> Vec<Result<Placed, IntakeError>> {
+        let started = Instant::now();
+        let now = self.clock.now();
+        let mut results: Vec<Option<Result<Placed, IntakeError>>> = Vec::with_capacity(inputs.len());
+        let mut orders = Vec::new();
+        let mut pending = Vec::new();
+        for (slot, input) in inputs.into_iter().enumerate() {
+            let prepared = match input {
+                Ok(input) => self.prepare(input, now).await,
+                Err(invalid) => Err(invalid.into()),
+            };
+            results.push(match prepared {
+                Ok(Prepared::Replay(order)) => Some(Ok(Placed::Replayed(order))),
+                Ok(Prepared::New(accepted, claim)) => {
+                    orders.push(accepted);
+                    pending.push((slot, claim));
+                    None
+                }
+                Err(error) => Some(Err(error)),
+            });
+        }
+        if !orders.is_empty() {
+            match self.commit(orders).await {
+                Ok(committed) => {
+                    self.metrics.accepted.increment(pending.len() as u64);
+                    for (offset, (slot, claim)) in pending.into_iter().enumerate() {
+                        let index = committed.range.start + offset;
+                        if let Some(claim) = claim {
+                            let order = Arc::new(committed.batch[index].order.clone());
+                            self.idempotency.complete(claim, order);
+                        }
+                        results[slot] = Some(Ok(Placed::Fresh { batch: committed.batch.clone(), index }));
+                    }
+                }
+                Err(error) => {
+                    for (slot, _claim) in pending {
+                        results[slot] = Some(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        for result in results.iter().flatten() {
+            if let Err(error) = result {
+                self.metrics.rejected(error.code());
+            }
+        }
+        self.metrics.latency.record(started.elapsed().as_secs_f64());
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(IntakeError::Unavailable("order was not decided".into()))))
+            .collect()
+    }
+
+    async fn prepare(&self, input: OrderInput, now: ordermill_core::UnixMillis) -> Result<Prepared, IntakeError> {
+        let lines = self.catalog.price(&input.items).map_err(|e| match e {
+            PriceError::UnknownSku(sku) => IntakeError::UnknownSku(sku),
+            PriceError::Invalid(invalid) => IntakeError::Invalid(invalid),
+        })?;
+        let total = total_of(&lines)?;
+        let claim = match &input.idempotency_key {
+            None => None,
+            Some(key) => match self
+                .idempotency
+                .begin(key, &input.customer_id, &input.items)
+                .await
+                .map_err(|e| IntakeError::Unavailable(e.to_string()))?
+            {
+                Begin::Replay(order) => return Ok(Prepared::Replay(order)),
+                Begin::Mismatch => return Err(IntakeError::IdempotencyMismatch),
+                Begin::InProgress => return Err(IntakeError::IdempotencyInProgress),
+                Begin::Proceed(claim) => Some(claim),
+            },
+        };
+        self.cache.reserve(&lines).await.map_err(|e| match e {
+            CacheError::OutOfStock { sku } => IntakeError::OutOfStock(sku),
+            other => IntakeError::Unavailable(other.to_string()),
+        })?;
+        let order = Order {
+            id: self.ids.next(now),
+            customer_id: input.customer_id,
+            lines,
+            total,
+            status: OrderStatus::Accepted,
+            created_at: now,
+            idempotency_key: input.idempotency_key,
+        };
+        let event = OutboxEvent::order_created(&order, self.ids.next_uuid(now));
+        Ok(Prepared::New(AcceptedOrder { order, event }, claim))
+    }
+
+    async fn commit(&self, orders: Vec<AcceptedOrder>) -> Result<Committed, IntakeError> {
+        let (reply, answer) = oneshot::channel();
+        if let Err(refused) = self.committer.submit(CommitRequest { orders, reply }).await {
+            for accepted in &refused.orders {
+                if let Err(error) = self.cache.release(&accepted.order.lines).await {
+                    tracing::error!(order_id = %accepted.order.id, error = %error, "Could not release hot stock of a refused order; restart to reconcile.");
+                }
+            }
+            return Err(IntakeError::ShuttingDown);
+        }
+        match answer.await {
+            Ok(Ok(committed)) => Ok(committed),
+            Ok(Err(failed)) => Err(IntakeError::Unavailable(failed.0)),
+            Err(_) => Err(IntakeError::Unavailable("the committer stopped before answering".into())),
+        }
+    }
+}

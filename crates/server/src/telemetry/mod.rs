@@ -1,0 +1,115 @@
+//! Metrics: names in one place, the Prometheus recorder, and the handles the hot path uses.
+//!
+//! Labels are low-cardinality (a reason code, never an id). The intake path holds
+//! pre-registered handles so it never formats a metric name per request.
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_histogram, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Orders made durable and answered 201.
+pub const ORDERS_ACCEPTED: &str = "ordermill_orders_accepted_total";
+/// Orders refused, labelled by `reason` (the error code).
+pub const ORDERS_REJECTED: &str = "ordermill_orders_rejected_total";
+/// Time from request start to the durable answer, seconds.
+pub const INTAKE_SECONDS: &str = "ordermill_intake_duration_seconds";
+/// Orders per group-commit transaction.
+pub const COMMIT_BATCH_ORDERS: &str = "ordermill_commit_batch_orders";
+/// Duration of one group-commit transaction including fsync, seconds.
+pub const COMMIT_SECONDS: &str = "ordermill_commit_duration_seconds";
+/// Group-commit transactions that failed (their orders answered 503, stock released).
+pub const COMMIT_FAILURES: &str = "ordermill_commit_failures_total";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle. Later calls
+/// (several apps in one test process) share it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
+            ];
+            let sizes = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(COMMIT_BATCH_ORDERS.into()), &sizes))
+                .expect("bucket lists are non-empty constants");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding program's); then our
+            // handle renders empty, which /metrics shows rather than failing start-up.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("A metrics recorder was already installed; /metrics will be empty.");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(ORDERS_ACCEPTED, "Orders made durable and answered 201.");
+    describe_counter!(ORDERS_REJECTED, "Orders refused, by reason code.");
+    describe_histogram!(INTAKE_SECONDS, Unit::Seconds, "Order intake latency to the durable answer.");
+    describe_histogram!(COMMIT_BATCH_ORDERS, Unit::Count, "Orders per group-commit transaction.");
+    describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Group-commit transaction time including fsync.");
+    describe_counter!(COMMIT_FAILURES, "Group-commit transactions that failed.");
+}
+
+/// Pre-registered handles for the intake path.
+#[derive(Clone)]
+pub struct IntakeMetrics {
+    /// [`ORDERS_ACCEPTED`].
+    pub accepted: Counter,
+    /// [`INTAKE_SECONDS`].
+    pub latency: Histogram,
+}
+
+impl IntakeMetrics {
+    /// Registers the handles with the installed recorder.
+    pub fn new() -> Self {
+        IntakeMetrics { accepted: counter!(ORDERS_ACCEPTED), latency: histogram!(INTAKE_SECONDS) }
+    }
+
+    /// Counts one refused order by its (static) reason code.
+    pub fn rejected(&self, reason: &'static str) {
+        counter!(ORDERS_REJECTED, "reason" => reason).increment(1);
+    }
+}
+
+impl Default for IntakeMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Pre-registered handles for the committer.
+#[derive(Clone)]
+pub struct CommitMetrics {
+    /// [`COMMIT_BATCH_ORDERS`].
+    pub batch_orders: Histogram,
+    /// [`COMMIT_SECONDS`].
+    pub duration: Histogram,
+    /// [`COMMIT_FAILURES`].
+    pub failures: Counter,
+}
+
+impl CommitMetrics {
+    /// Registers the handles with the installed recorder.
+    pub fn new() -> Self {
+        CommitMetrics {
+            batch_orders: histogram!(COMMIT_BATCH_ORDERS),
+            duration: histogram!(COMMIT_SECONDS),
+            failures: counter!(COMMIT_FAILURES),
+        }
+    }
+}
+
+impl Default for CommitMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
