@@ -19,11 +19,14 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
             anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
             figment = figment.merge(Toml::file_exact(path));
         }
-        None if Path::new(DEFAULT_FILE).exists() => figment = figment.merge(Toml::file_exact(DEFAULT_FILE)),
+        None if Path::new(DEFAULT_FILE).exists() => {
+            figment = figment.merge(Toml::file_exact(DEFAULT_FILE))
+        }
         None => {}
     }
     // ORDERMILL_TEST_* variables configure the test suite, not the service.
-    let env = Env::prefixed("ORDERMILL_").split("__").filter(|key| !key.as_str().starts_with("test_"));
+    let env =
+        Env::prefixed("ORDERMILL_").split("__").filter(|key| !key.as_str().starts_with("test_"));
     figment = figment.merge(env);
     if let Some(listen) = args.listen {
         figment = figment.merge(("listen", listen));
@@ -34,7 +37,9 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
     if let Some(format) = args.log_format {
         figment = figment.merge(("log_format", format));
     }
-    figment.extract().context("invalid configuration (check ordermill.toml, ORDERMILL_* variables and flags)")
+    figment
+        .extract()
+        .context("invalid configuration (check ordermill.toml, ORDERMILL_* variables and flags)")
 }
 
 /// The settings as TOML, for `ordermill config`.

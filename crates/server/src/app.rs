@@ -6,9 +6,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ordermill_cache::LocalStockCache;
 use ordermill_core::ports::{OrderStore, StockCache};
 use ordermill_core::{Clock, SystemClock};
-use ordermill_cache::LocalStockCache;
 use ordermill_store::SqliteStore;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -17,9 +17,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::http::{self, AppState};
+use crate::intake::Intake;
 use crate::intake::committer::Committer;
 use crate::intake::idempotency::Idempotency;
-use crate::intake::Intake;
 use crate::settings::Settings;
 use crate::telemetry;
 
@@ -27,7 +27,9 @@ use crate::telemetry;
 #[derive(Debug, Error)]
 pub enum StartError {
     /// The data dir or database could not be opened.
-    #[error("cannot open the store in {dir}: {source}. Check the path and its permissions (--data-dir).")]
+    #[error(
+        "cannot open the store in {dir}: {source}. Check the path and its permissions (--data-dir)."
+    )]
     Store {
         /// The data dir.
         dir: String,
@@ -39,7 +41,9 @@ pub enum StartError {
     #[error("cannot load the catalog: {0}")]
     Catalog(#[from] CatalogError),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}. Is another process using it? Pick another with --listen.")]
+    #[error(
+        "cannot listen on {addr}: {source}. Is another process using it? Pick another with --listen."
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -70,7 +74,10 @@ impl Application {
     ///
     /// # Errors
     /// See [`StartError`].
-    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Application, StartError> {
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Application, StartError> {
         let metrics = telemetry::install();
         let data_dir = settings.data_dir.clone();
         let store: Arc<dyn OrderStore> = Arc::new(
@@ -80,7 +87,10 @@ impl Application {
                     dir: settings.data_dir.display().to_string(),
                     source: ordermill_core::ports::StoreError::Unavailable(e.to_string()),
                 })?
-                .map_err(|source| StartError::Store { dir: settings.data_dir.display().to_string(), source })?,
+                .map_err(|source| StartError::Store {
+                    dir: settings.data_dir.display().to_string(),
+                    source,
+                })?,
         );
         let cache: Arc<dyn StockCache> = Arc::new(LocalStockCache::new());
         let catalog = Arc::new(Catalog::load(store.clone(), cache.clone()).await?);
@@ -111,7 +121,10 @@ impl Application {
     ///
     /// # Errors
     /// When the HTTP server fails.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         tracing::info!(listen = %self.local_addr(), data_dir = %self.settings.data_dir.display(), "ordermill is serving.");
         let stop_committer = CancellationToken::new();
         let tasks = TaskTracker::new();

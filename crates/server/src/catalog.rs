@@ -54,15 +54,29 @@ impl Catalog {
     ///
     /// # Errors
     /// When the store cannot be read or the cache cannot be set.
-    pub async fn load(store: Arc<dyn OrderStore>, cache: Arc<dyn StockCache>) -> Result<Catalog, CatalogError> {
+    pub async fn load(
+        store: Arc<dyn OrderStore>,
+        cache: Arc<dyn StockCache>,
+    ) -> Result<Catalog, CatalogError> {
         let products = store.load_products().await?;
         let mut map = HashMap::with_capacity(products.len());
         for product in products {
-            cache.set_available(&product.sku, product.available()).await.map_err(CatalogError::Cache)?;
+            cache
+                .set_available(&product.sku, product.available())
+                .await
+                .map_err(CatalogError::Cache)?;
             map.insert(product.sku.clone(), Arc::new(product));
         }
-        tracing::info!(products = map.len(), "Loaded catalog and reconciled hot stock with the store.");
-        Ok(Catalog { products: RwLock::new(map), writes: tokio::sync::Mutex::new(()), store, cache })
+        tracing::info!(
+            products = map.len(),
+            "Loaded catalog and reconciled hot stock with the store."
+        );
+        Ok(Catalog {
+            products: RwLock::new(map),
+            writes: tokio::sync::Mutex::new(()),
+            store,
+            cache,
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Sku, Arc<Product>>> {
@@ -79,8 +93,10 @@ impl Catalog {
         items
             .iter()
             .map(|(sku, quantity)| {
-                let product = products.get(sku).ok_or_else(|| PriceError::UnknownSku(sku.clone()))?;
-                OrderLine::priced(sku.clone(), *quantity, product.price).map_err(PriceError::Invalid)
+                let product =
+                    products.get(sku).ok_or_else(|| PriceError::UnknownSku(sku.clone()))?;
+                OrderLine::priced(sku.clone(), *quantity, product.price)
+                    .map_err(PriceError::Invalid)
             })
             .collect()
     }
@@ -94,7 +110,8 @@ impl Catalog {
         match product {
             None => Ok(None),
             Some(product) => {
-                let available = self.cache.available(sku).await.map_err(CatalogError::Cache)?.unwrap_or(0);
+                let available =
+                    self.cache.available(sku).await.map_err(CatalogError::Cache)?.unwrap_or(0);
                 Ok(Some(StockedProduct { product, available: available.max(0) }))
             }
         }
@@ -109,7 +126,8 @@ impl Catalog {
         products.sort_by(|a, b| a.sku.cmp(&b.sku));
         let mut out = Vec::with_capacity(products.len());
         for product in products {
-            let available = self.cache.available(&product.sku).await.map_err(CatalogError::Cache)?.unwrap_or(0);
+            let available =
+                self.cache.available(&product.sku).await.map_err(CatalogError::Cache)?.unwrap_or(0);
             out.push(StockedProduct { product, available: available.max(0) });
         }
         Ok(out)
@@ -124,7 +142,13 @@ impl Catalog {
     /// # Errors
     /// [`CatalogError::StockBelowHeld`] if `stock` is below what orders hold; store or cache
     /// failures otherwise. Nothing changes on error.
-    pub async fn put(&self, sku: Sku, name: ordermill_core::ProductName, price: Money, stock: ordermill_core::StockLevel) -> Result<(StockedProduct, bool), CatalogError> {
+    pub async fn put(
+        &self,
+        sku: Sku,
+        name: ordermill_core::ProductName,
+        price: Money,
+        stock: ordermill_core::StockLevel,
+    ) -> Result<(StockedProduct, bool), CatalogError> {
         let _serialised = self.writes.lock().await;
         let previous = self.read().get(&sku).map(|p| p.stock.get());
         let delta = stock.get() - previous.unwrap_or(0);
@@ -146,7 +170,10 @@ impl Catalog {
                 return Err(error.into());
             }
         };
-        self.products.write().unwrap_or_else(|p| p.into_inner()).insert(sku.clone(), stored.clone());
+        self.products
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sku.clone(), stored.clone());
         tracing::info!(sku = %sku, price = %stored.price, stock = stored.stock.get(), available, "Product saved.");
         Ok((StockedProduct { product: stored, available }, previous.is_none()))
     }

@@ -40,22 +40,41 @@ impl ApiError {
 
     /// 400 `malformed_json`.
     pub fn malformed_json(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed_json", format!("request body is not valid JSON: {detail}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("request body is not valid JSON: {detail}"),
+        )
     }
 
     /// 422 `invalid_request`: valid JSON of the wrong shape.
     pub fn invalid_request(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("request body does not match the schema: {detail}"))
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!("request body does not match the schema: {detail}"),
+        )
     }
 
     /// 404 `not_found` for a route that does not exist.
     pub fn no_route() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see the README for the API")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint; see the README for the API",
+        )
     }
 
     /// 503 with a `Retry-After` header.
-    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after_secs: u32) -> Self {
-        ApiError { retry_after_secs: Some(retry_after_secs), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message) }
+    pub fn unavailable(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after_secs: u32,
+    ) -> Self {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
     }
 
     /// The status.
@@ -83,15 +102,21 @@ impl From<ValidationError> for ApiError {
 impl From<IntakeError> for ApiError {
     fn from(error: IntakeError) -> Self {
         let status = match &error {
-            IntakeError::Invalid(_) | IntakeError::UnknownSku(_) | IntakeError::IdempotencyMismatch => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            IntakeError::Invalid(_)
+            | IntakeError::UnknownSku(_)
+            | IntakeError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             IntakeError::OutOfStock(_) | IntakeError::IdempotencyInProgress => StatusCode::CONFLICT,
             IntakeError::Unavailable(cause) => {
                 tracing::error!(cause = %cause, "Order intake failed; answering 503.");
-                return Self::unavailable(error.code(), "orders cannot be stored right now; nothing was written, retry shortly", 1);
+                return Self::unavailable(
+                    error.code(),
+                    "orders cannot be stored right now; nothing was written, retry shortly",
+                    1,
+                );
             }
-            IntakeError::ShuttingDown => return Self::unavailable(error.code(), error.to_string(), 1),
+            IntakeError::ShuttingDown => {
+                return Self::unavailable(error.code(), error.to_string(), 1);
+            }
         };
         Self::new(status, error.code(), error.to_string())
     }
@@ -105,11 +130,19 @@ impl From<CatalogError> for ApiError {
             }
             CatalogError::Store(cause) => {
                 tracing::error!(error = %cause, "Catalog write failed; answering 503.");
-                Self::unavailable("store_unavailable", "the catalog cannot be written right now; nothing changed, retry shortly", 1)
+                Self::unavailable(
+                    "store_unavailable",
+                    "the catalog cannot be written right now; nothing changed, retry shortly",
+                    1,
+                )
             }
             CatalogError::Cache(cause) => {
                 tracing::error!(error = %cause, "Hot-stock cache failed; answering 503.");
-                Self::unavailable("cache_unavailable", "stock cannot be read or changed right now; retry shortly", 1)
+                Self::unavailable(
+                    "cache_unavailable",
+                    "stock cannot be read or changed right now; retry shortly",
+                    1,
+                )
             }
         }
     }

@@ -23,7 +23,11 @@ async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
         Ok(()) => Ok(axum::Json(json!({"status": "ready", "store": "ok"})).into_response()),
         Err(error) => {
             tracing::warn!(error = %error, "Readiness check failed: the store does not take writes.");
-            Err(ApiError::unavailable("not_ready", format!("the store does not take writes: {error}"), 5))
+            Err(ApiError::unavailable(
+                "not_ready",
+                format!("the store does not take writes: {error}"),
+                5,
+            ))
         }
     }
 }

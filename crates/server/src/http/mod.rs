@@ -47,7 +47,11 @@ pub fn router(state: AppState, limits: &HttpSettings) -> Router {
         .merge(metrics::router())
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
         })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -60,5 +64,10 @@ pub fn router(state: AppState, limits: &HttpSettings) -> Router {
 
 fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
     tracing::error!("A request handler panicked; answering 500. This is a bug: please report it.");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error; it was logged").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "internal error; it was logged",
+    )
+    .into_response()
 }

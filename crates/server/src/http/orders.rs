@@ -85,21 +85,31 @@ fn short(value: &Value) -> String {
     value.to_string().chars().take(40).collect()
 }
 
-fn validate(request: OrderRequest, key: Option<IdempotencyKey>) -> Result<OrderInput, ValidationError> {
+fn validate(
+    request: OrderRequest,
+    key: Option<IdempotencyKey>,
+) -> Result<OrderInput, ValidationError> {
     let customer_id = match request.customer_id {
         Some(Value::String(text)) => CustomerId::parse(text)?,
         _ => return Err(ValidationError::InvalidCustomerId),
     };
     let items = request.items.unwrap_or_default();
     if items.len() > ordermill_core::order::MAX_ITEMS {
-        return Err(ValidationError::TooManyItems { got: items.len(), max: ordermill_core::order::MAX_ITEMS });
+        return Err(ValidationError::TooManyItems {
+            got: items.len(),
+            max: ordermill_core::order::MAX_ITEMS,
+        });
     }
     let items = items
         .into_iter()
         .map(|item| {
             let sku = match item.sku {
                 Some(Value::String(text)) => Sku::parse(text)?,
-                other => return Err(ValidationError::InvalidSku(other.as_ref().map(short).unwrap_or_default())),
+                other => {
+                    return Err(ValidationError::InvalidSku(
+                        other.as_ref().map(short).unwrap_or_default(),
+                    ));
+                }
             };
             let quantity = match &item.quantity {
                 Some(Value::Number(n)) => match n.as_i64() {
@@ -151,7 +161,10 @@ async fn create(
     Ok(created(&placed))
 }
 
-fn parse_one(body: Result<Bytes, BytesRejection>, headers: &HeaderMap) -> Result<OrderInput, ApiError> {
+fn parse_one(
+    body: Result<Bytes, BytesRejection>,
+    headers: &HeaderMap,
+) -> Result<OrderInput, ApiError> {
     let request: OrderRequest = body::parse(body)?;
     if request.idempotency_key.is_some() {
         return Err(ApiError::invalid_request(
@@ -186,7 +199,11 @@ async fn create_batch(
     let request: BatchRequest =
         body::parse(body).inspect_err(|e| state.intake.count_rejected(e.code()))?;
     if request.orders.is_empty() {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_orders", "a batch needs at least one order"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_orders",
+            "a batch needs at least one order",
+        ));
     }
     if request.orders.len() > MAX_BATCH {
         return Err(ApiError::new(
@@ -199,12 +216,18 @@ async fn create_batch(
         .orders
         .into_iter()
         .map(|mut order| {
-            let key = order.idempotency_key.take().map(|k| IdempotencyKey::parse(&k)).transpose()?;
+            let key =
+                order.idempotency_key.take().map(|k| IdempotencyKey::parse(&k)).transpose()?;
             validate(order, key)
         })
         .collect();
-    let outcomes: Vec<Result<Placed, ApiError>> =
-        state.intake.place_many(inputs).await.into_iter().map(|o| o.map_err(ApiError::from)).collect();
+    let outcomes: Vec<Result<Placed, ApiError>> = state
+        .intake
+        .place_many(inputs)
+        .await
+        .into_iter()
+        .map(|o| o.map_err(ApiError::from))
+        .collect();
     let results: Vec<BatchResult<'_>> = outcomes
         .iter()
         .map(|outcome| match outcome {
@@ -231,14 +254,24 @@ async fn show(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(id) = id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_order_id", e.body_text()))?;
-    let id = OrderId::parse(&id).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let Path(id) =
+        id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_order_id", e.body_text()))?;
+    let id = OrderId::parse(&id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     match state.store.get_order(id).await {
         Ok(Some(order)) => Ok(axum::Json(OrderView::from(&order)).into_response()),
-        Ok(None) => Err(ApiError::new(StatusCode::NOT_FOUND, "order_not_found", format!("no order with id {id}"))),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "order_not_found",
+            format!("no order with id {id}"),
+        )),
         Err(error) => {
             tracing::error!(order_id = %id, error = %error, "Reading an order failed.");
-            Err(ApiError::unavailable("store_unavailable", "orders cannot be read right now; retry shortly", 1))
+            Err(ApiError::unavailable(
+                "store_unavailable",
+                "orders cannot be read right now; retry shortly",
+                1,
+            ))
         }
     }
 }

@@ -18,9 +18,7 @@ use crate::catalog::StockedProduct;
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/products", get(list))
-        .route("/api/products/{sku}", get(show).put(put))
+    Router::new().route("/api/products", get(list)).route("/api/products/{sku}", get(show).put(put))
 }
 
 #[derive(Deserialize)]
@@ -56,12 +54,17 @@ impl<'a> From<&'a StockedProduct> for ProductView<'a> {
 }
 
 fn sku_from_path(path: Result<Path<String>, PathRejection>) -> Result<Sku, ApiError> {
-    let Path(sku) = path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_sku", e.body_text()))?;
+    let Path(sku) =
+        path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_sku", e.body_text()))?;
     Ok(Sku::parse(sku)?)
 }
 
 fn not_found(sku: &Sku) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "product_not_found", format!("no product with sku {sku}; create it with PUT /api/products/{sku}"))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "product_not_found",
+        format!("no product with sku {sku}; create it with PUT /api/products/{sku}"),
+    )
 }
 
 async fn put(
@@ -92,7 +95,12 @@ async fn put(
             Some(n) => StockLevel::parse(n)?,
             None => return Err(StockLevel::invalid(n).into()),
         },
-        other => return Err(StockLevel::invalid(other.as_ref().map(|v| v.to_string()).unwrap_or_default()).into()),
+        other => {
+            return Err(StockLevel::invalid(
+                other.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+            )
+            .into());
+        }
     };
     let (product, created) = state.catalog.put(sku, name, price, stock).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };

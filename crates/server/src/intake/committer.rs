@@ -71,7 +71,13 @@ impl Committer {
         capacity: usize,
     ) -> (Committer, CommitterHandle) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        let committer = Committer { receiver, store, cache, max_batch: max_batch.max(1), metrics: CommitMetrics::new() };
+        let committer = Committer {
+            receiver,
+            store,
+            cache,
+            max_batch: max_batch.max(1),
+            metrics: CommitMetrics::new(),
+        };
         (committer, CommitterHandle { sender })
     }
 

@@ -12,8 +12,8 @@ use std::time::Instant;
 use ordermill_core::order::total_of;
 use ordermill_core::ports::{AcceptedOrder, CacheError, StockCache};
 use ordermill_core::{
-    Clock, CustomerId, IdempotencyKey, Order, OrderIdGenerator, OrderStatus, OutboxEvent,
-    Quantity, Sku, ValidationError,
+    Clock, CustomerId, IdempotencyKey, Order, OrderIdGenerator, OrderStatus, OutboxEvent, Quantity,
+    Sku, ValidationError,
 };
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -48,7 +48,9 @@ pub enum IntakeError {
     #[error("sku {0} is out of stock")]
     OutOfStock(Sku),
     /// The idempotency key was used before for a different request.
-    #[error("this Idempotency-Key was already used for a different request; use a new key for a new order")]
+    #[error(
+        "this Idempotency-Key was already used for a different request; use a new key for a new order"
+    )]
     IdempotencyMismatch,
     /// Another request with the same idempotency key is running.
     #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
@@ -130,7 +132,15 @@ impl Intake {
         idempotency: Idempotency,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Intake { catalog, cache, committer, idempotency, clock, ids: OrderIdGenerator::new(), metrics: IntakeMetrics::new() }
+        Intake {
+            catalog,
+            cache,
+            committer,
+            idempotency,
+            clock,
+            ids: OrderIdGenerator::new(),
+            metrics: IntakeMetrics::new(),
+        }
     }
 
     /// Counts an order refused before it reached intake (its request failed validation).
@@ -151,7 +161,10 @@ impl Intake {
 
     /// Places many orders in one commit; one result per input, in input order. Inputs that
     /// already failed shape validation are passed through as errors.
-    pub async fn place_many(self: &Arc<Self>, inputs: Vec<Result<OrderInput, ValidationError>>) -> Vec<Result<Placed, IntakeError>> {
+    pub async fn place_many(
+        self: &Arc<Self>,
+        inputs: Vec<Result<OrderInput, ValidationError>>,
+    ) -> Vec<Result<Placed, IntakeError>> {
         let this = self.clone();
         let count = inputs.len();
         // Spawned so that a dropped request future cannot strand reservations (see module doc).
@@ -159,15 +172,21 @@ impl Intake {
             Ok(results) => results,
             Err(join) => {
                 tracing::error!(error = %join, "Intake task failed.");
-                (0..count).map(|_| Err(IntakeError::Unavailable("intake task failed".into()))).collect()
+                (0..count)
+                    .map(|_| Err(IntakeError::Unavailable("intake task failed".into())))
+                    .collect()
             }
         }
     }
 
-    async fn place_all(&self, inputs: Vec<Result<OrderInput, ValidationError>>) -> Vec<Result<Placed, IntakeError>> {
+    async fn place_all(
+        &self,
+        inputs: Vec<Result<OrderInput, ValidationError>>,
+    ) -> Vec<Result<Placed, IntakeError>> {
         let started = Instant::now();
         let now = self.clock.now();
-        let mut results: Vec<Option<Result<Placed, IntakeError>>> = Vec::with_capacity(inputs.len());
+        let mut results: Vec<Option<Result<Placed, IntakeError>>> =
+            Vec::with_capacity(inputs.len());
         let mut orders = Vec::new();
         let mut pending = Vec::new();
         for (slot, input) in inputs.into_iter().enumerate() {
@@ -195,7 +214,8 @@ impl Intake {
                             let order = Arc::new(committed.batch[index].order.clone());
                             self.idempotency.complete(claim, order);
                         }
-                        results[slot] = Some(Ok(Placed::Fresh { batch: committed.batch.clone(), index }));
+                        results[slot] =
+                            Some(Ok(Placed::Fresh { batch: committed.batch.clone(), index }));
                     }
                 }
                 Err(error) => {
@@ -213,11 +233,17 @@ impl Intake {
         self.metrics.latency.record(started.elapsed().as_secs_f64());
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(IntakeError::Unavailable("order was not decided".into()))))
+            .map(|r| {
+                r.unwrap_or_else(|| Err(IntakeError::Unavailable("order was not decided".into())))
+            })
             .collect()
     }
 
-    async fn prepare(&self, input: OrderInput, now: ordermill_core::UnixMillis) -> Result<Prepared, IntakeError> {
+    async fn prepare(
+        &self,
+        input: OrderInput,
+        now: ordermill_core::UnixMillis,
+    ) -> Result<Prepared, IntakeError> {
         let lines = self.catalog.price(&input.items).map_err(|e| match e {
             PriceError::UnknownSku(sku) => IntakeError::UnknownSku(sku),
             PriceError::Invalid(invalid) => IntakeError::Invalid(invalid),
@@ -267,7 +293,9 @@ impl Intake {
         match answer.await {
             Ok(Ok(committed)) => Ok(committed),
             Ok(Err(failed)) => Err(IntakeError::Unavailable(failed.0)),
-            Err(_) => Err(IntakeError::Unavailable("the committer stopped before answering".into())),
+            Err(_) => {
+                Err(IntakeError::Unavailable("the committer stopped before answering".into()))
+            }
         }
     }
 }

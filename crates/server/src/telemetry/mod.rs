@@ -32,10 +32,13 @@ pub fn install() -> PrometheusHandle {
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                 1.0, 2.5,
             ];
-            let sizes = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+            let sizes =
+                [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(COMMIT_BATCH_ORDERS.into()), &sizes))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(COMMIT_BATCH_ORDERS.into()), &sizes)
+                })
                 .expect("bucket lists are non-empty constants");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -53,9 +56,17 @@ pub fn install() -> PrometheusHandle {
 fn describe() {
     describe_counter!(ORDERS_ACCEPTED, "Orders made durable and answered 201.");
     describe_counter!(ORDERS_REJECTED, "Orders refused, by reason code.");
-    describe_histogram!(INTAKE_SECONDS, Unit::Seconds, "Order intake latency to the durable answer.");
+    describe_histogram!(
+        INTAKE_SECONDS,
+        Unit::Seconds,
+        "Order intake latency to the durable answer."
+    );
     describe_histogram!(COMMIT_BATCH_ORDERS, Unit::Count, "Orders per group-commit transaction.");
-    describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Group-commit transaction time including fsync.");
+    describe_histogram!(
+        COMMIT_SECONDS,
+        Unit::Seconds,
+        "Group-commit transaction time including fsync."
+    );
     describe_counter!(COMMIT_FAILURES, "Group-commit transactions that failed.");
 }
 

@@ -1,0 +1,109 @@
+//! `spawn_app()`: a real ordermill on port 0 with its own temp data dir.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use ordermill_server::{Application, Settings};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_in(tempfile::tempdir().unwrap(), |_| {}).await
+}
+
+pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("app builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let client =
+        reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap();
+    TestApp { addr, client, dir, stop, serving }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("<no error code>")
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
+        Reply { status, body, headers }
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Reply {
+        self.send(self.client.post(self.url(path)).body(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn put_product(&self, sku: &str, price: &str, stock: i64) -> Reply {
+        let body = json!({"name": format!("Product {sku}"), "price": price, "stock": stock});
+        self.send(self.client.put(self.url(&format!("/api/products/{sku}"))).json(&body)).await
+    }
+
+    pub async fn order(&self, customer: &str, items: &[(&str, i64)]) -> Reply {
+        self.post("/api/orders", &order_body(customer, items)).await
+    }
+
+    pub async fn available(&self, sku: &str) -> i64 {
+        let reply = self.get(&format!("/api/products/{sku}")).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        reply.body["stock_available"].as_i64().unwrap()
+    }
+
+    /// Stops gracefully (in-flight requests finish, the committer flushes); returns the data dir.
+    pub async fn stop(self) -> TempDir {
+        let _ = self.stop.send(());
+        self.serving.await.unwrap().unwrap();
+        self.dir
+    }
+}
+
+pub fn order_body(customer: &str, items: &[(&str, i64)]) -> Value {
+    let items: Vec<Value> =
+        items.iter().map(|(sku, qty)| json!({"sku": sku, "quantity": qty})).collect();
+    json!({"customer_id": customer, "items": items})
+}
