@@ -1,0 +1,203 @@
+//! The real binary, killed with SIGKILL mid-load and restarted on the same data dir: every
+//! order answered 201 is there, every stored order has its outbox event, and stock of record
+//! agrees with the orders (nothing oversold, nothing stranded).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+/// Starts `ordermill serve` on port 0 and waits for its "serving" log line to learn the port.
+fn start(dir: &Path) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the ordermill binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "no 'serving' log line within 30 s");
+        let line = lines.next().expect("server exited before serving").unwrap();
+        let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
+        if log["message"] == "ordermill is serving." {
+            break log["listen"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Node { child, addr }
+}
+
+fn url(node_addr: SocketAddr, path: &str) -> String {
+    format!("http://{node_addr}{path}")
+}
+
+async fn put_product(client: &reqwest::Client, addr: SocketAddr, sku: &str, stock: i64) {
+    let reply = client
+        .put(url(addr, &format!("/api/products/{sku}")))
+        .json(&json!({"name": sku, "price": "1.00", "stock": stock}))
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.status().is_success());
+}
+
+#[derive(Default)]
+struct Accepted {
+    ids: Vec<(String, String)>,
+}
+
+/// Runs `clients` loops placing orders until `stop`; records every 201's id and total.
+fn load(addr: SocketAddr, clients: usize, stop: Arc<AtomicBool>) -> (Arc<Mutex<Accepted>>, Vec<tokio::task::JoinHandle<()>>) {
+    let accepted = Arc::new(Mutex::new(Accepted::default()));
+    let tasks = (0..clients)
+        .map(|c| {
+            let accepted = accepted.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let items = match n % 3 {
+                        0 => json!([{"sku": "hot", "quantity": 1 + n % 2}, {"sku": "cold", "quantity": 2}]),
+                        1 => json!([{"sku": "hot", "quantity": 1 + n % 2}]),
+                        _ => json!([{"sku": "cold", "quantity": 1}]),
+                    };
+                    let body = json!({"customer_id": format!("c-{c}"), "items": items});
+                    let Ok(reply) = client.post(url(addr, "/api/orders")).json(&body).send().await else {
+                        continue; // the server is gone: expected after the kill
+                    };
+                    if reply.status() == 201 {
+                        let Ok(body) = reply.json::<Value>().await else { continue };
+                        let id = body["order_id"].as_str().unwrap().to_owned();
+                        let total = body["total"].as_str().unwrap().to_owned();
+                        accepted.lock().unwrap().ids.push((id, total));
+                    }
+                }
+            })
+        })
+        .collect();
+    (accepted, tasks)
+}
+
+/// What the database file says, read directly.
+struct Ledger {
+    orders: i64,
+    events: i64,
+    held: std::collections::HashMap<String, i64>,
+    reserved: std::collections::HashMap<String, i64>,
+}
+
+fn ledger(dir: &Path) -> Ledger {
+    let db = rusqlite::Connection::open(dir.join("ordermill.db")).unwrap();
+    let orders = db.query_row("SELECT count(*) FROM orders", [], |r| r.get(0)).unwrap();
+    let events = db.query_row("SELECT count(*) FROM outbox WHERE routing_key = 'order.created'", [], |r| r.get(0)).unwrap();
+    let mut held = std::collections::HashMap::new();
+    let mut stmt = db.prepare("SELECT items FROM orders").unwrap();
+    for items in stmt.query_map([], |r| r.get::<_, String>(0)).unwrap() {
+        for line in serde_json::from_str::<Vec<Value>>(&items.unwrap()).unwrap() {
+            *held.entry(line["sku"].as_str().unwrap().to_owned()).or_insert(0) += line["quantity"].as_i64().unwrap();
+        }
+    }
+    let mut reserved = std::collections::HashMap::new();
+    let mut stmt = db.prepare("SELECT sku, reserved FROM products").unwrap();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap() {
+        let (sku, n) = row.unwrap();
+        reserved.insert(sku, n);
+    }
+    Ledger { orders, events, held, reserved }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_load_loses_no_accepted_order_and_keeps_stock_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start(dir.path());
+    let client = reqwest::Client::new();
+    // Few enough hot units that the run also sells out: the kill lands on both paths.
+    put_product(&client, node.addr, "hot", 200).await;
+    put_product(&client, node.addr, "cold", 1_000_000).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (accepted, tasks) = load(node.addr, 32, stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while accepted.lock().unwrap().ids.len() < 400 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.child.kill().unwrap(); // SIGKILL, with requests in flight
+    node.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let accepted = std::mem::take(&mut accepted.lock().unwrap().ids);
+    assert!(accepted.len() >= 400, "load reached {} orders before the deadline", accepted.len());
+
+    let node = start(dir.path());
+    for (id, total) in &accepted {
+        let reply = client.get(url(node.addr, &format!("/api/orders/{id}"))).send().await.unwrap();
+        assert_eq!(reply.status(), 200, "order {id} was answered 201 but is gone after the crash");
+        assert_eq!(reply.json::<Value>().await.unwrap()["total"], total.as_str());
+    }
+
+    let ledger = ledger(dir.path());
+    assert!(ledger.orders >= accepted.len() as i64);
+    assert_eq!(ledger.events, ledger.orders, "every stored order has its order.created event");
+    for sku in ["hot", "cold"] {
+        let held = ledger.held.get(sku).copied().unwrap_or(0);
+        assert_eq!(ledger.reserved[sku], held, "{sku}: reserved of record equals what orders hold");
+        let product: Value = client.get(url(node.addr, &format!("/api/products/{sku}"))).send().await.unwrap().json().await.unwrap();
+        let stock = product["stock"].as_i64().unwrap();
+        assert!(held <= stock, "{sku}: oversold ({held} held of {stock})");
+        assert_eq!(product["stock_available"].as_i64().unwrap(), stock - held, "{sku}: hot stock reconciled");
+    }
+    assert_eq!(ledger.held["hot"], 200, "the hot SKU sold out exactly during the run");
+    kill(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start(dir.path());
+    let client = reqwest::Client::new();
+    put_product(&client, node.addr, "hot", 1_000_000).await;
+    put_product(&client, node.addr, "cold", 1_000_000).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (accepted, tasks) = load(node.addr, 16, stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while accepted.lock().unwrap().ids.len() < 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill").args(["-TERM", &node.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = node.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+    let accepted = accepted.lock().unwrap().ids.len() as i64;
+    let ledger = ledger(dir.path());
+    assert!(ledger.orders >= accepted, "{} stored < {accepted} accepted", ledger.orders);
+    assert_eq!(ledger.events, ledger.orders);
+}
+
+fn kill(mut node: Node) {
+    let _ = node.child.kill();
+    let _ = node.child.wait();
+}
