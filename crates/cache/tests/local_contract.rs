@@ -1,5 +1,7 @@
 //! The local backend passes the stock-cache contract.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 
 use ordermill_cache::{LocalStockCache, contract};

@@ -1,5 +1,6 @@
-//! Events an order emits. Intake writes them to the outbox in the same transaction as the
-//! order, so an accepted order always has its event.
+//! Events an order emits. Intake writes an outbox row (event id, routing key) in the same
+//! transaction as the order, so an accepted order always has its event; the event's JSON body
+//! is built from the order when the event is relayed.
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -23,7 +24,7 @@ impl RoutingKey {
     }
 }
 
-/// One outbox row: an event waiting to be relayed to the bus.
+/// An event as relayed to the bus: id, routing key and JSON body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEvent {
     /// Unique id; consumers deduplicate on it.
@@ -67,5 +68,42 @@ impl OutboxEvent {
                 .expect("serializing strings, integers and derived structs cannot fail"),
             created_at: order.created_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CustomerId, Money, OrderIdGenerator, OrderLine, OrderStatus, Quantity, Sku};
+
+    #[test]
+    fn order_created_carries_the_event_id_and_everything_a_consumer_needs() {
+        let ids = OrderIdGenerator::new();
+        let now = UnixMillis(1_790_000_000_000);
+        let line = OrderLine::priced(
+            Sku::parse("sku-1").unwrap(),
+            Quantity::parse(2).unwrap(),
+            Money::parse("price", "19.99").unwrap(),
+        )
+        .unwrap();
+        let order = Order {
+            id: ids.next(now),
+            customer_id: CustomerId::parse("c-1").unwrap(),
+            total: line.line_total,
+            lines: vec![line],
+            status: OrderStatus::Accepted,
+            created_at: now,
+            idempotency_key: None,
+        };
+        let event_id = ids.next_uuid(now);
+        let event = OutboxEvent::order_created(&order, event_id);
+        let body: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+        assert_eq!(event.routing_key.as_str(), "order.created");
+        assert_eq!(body["event_id"], event_id.to_string());
+        assert_eq!(body["type"], "order.created");
+        assert_eq!(body["order_id"], order.id.to_string());
+        assert_eq!(body["total"], "39.98");
+        assert_eq!(body["items"][0]["sku"], "sku-1");
+        assert_eq!(body["items"][0]["quantity"], 2);
     }
 }

@@ -30,6 +30,23 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (file + environment + flags) as TOML and exit.
     Config(ServeArgs),
+    /// Benchmark helpers. `bench ceiling` runs the reference server that ordermill's
+    /// throughput is compared with (see docs/BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Run a bare axum server that parses the same order JSON and answers 201 — the
+    /// physical reference for this machine. Drive it and ordermill with the same load.
+    ///
+    /// Example: ordermill bench ceiling --listen 127.0.0.1:8081
+    Ceiling {
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+    },
 }
 
 /// Flags shared by commands that run a node.
@@ -62,6 +79,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bench(BenchCommand::Ceiling { listen }) => ceiling(listen),
         Command::Config(args) => match config::load(&args).and_then(|s| config::to_toml(&s)) {
             Ok(text) => {
                 print!("{text}");
@@ -75,6 +93,28 @@ pub fn run() -> ExitCode {
 fn fail(error: &anyhow::Error) -> ExitCode {
     eprintln!("ordermill: {error:#}");
     ExitCode::FAILURE
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::Error::new(e).context("cannot start the async runtime"))
+}
+
+fn ceiling(listen: SocketAddr) -> ExitCode {
+    if let Err(error) = crate::logging::init(LogFormat::Text, "info") {
+        return fail(&error);
+    }
+    let outcome = runtime().and_then(|rt| {
+        rt.block_on(ordermill_bench::ceiling::serve(listen, shutdown_signal())).map_err(|e| {
+            anyhow::Error::new(e).context(format!("ceiling server on {listen} failed"))
+        })
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

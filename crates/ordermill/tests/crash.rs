@@ -2,6 +2,8 @@
 //! order answered 201 is there, every stored order has its outbox event, and stock of record
 //! agrees with the orders (nothing oversold, nothing stranded).
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -62,7 +64,11 @@ struct Accepted {
 }
 
 /// Runs `clients` loops placing orders until `stop`; records every 201's id and total.
-fn load(addr: SocketAddr, clients: usize, stop: Arc<AtomicBool>) -> (Arc<Mutex<Accepted>>, Vec<tokio::task::JoinHandle<()>>) {
+fn load(
+    addr: SocketAddr,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> (Arc<Mutex<Accepted>>, Vec<tokio::task::JoinHandle<()>>) {
     let accepted = Arc::new(Mutex::new(Accepted::default()));
     let tasks = (0..clients)
         .map(|c| {
@@ -106,12 +112,17 @@ struct Ledger {
 fn ledger(dir: &Path) -> Ledger {
     let db = rusqlite::Connection::open(dir.join("ordermill.db")).unwrap();
     let orders = db.query_row("SELECT count(*) FROM orders", [], |r| r.get(0)).unwrap();
-    let events = db.query_row("SELECT count(*) FROM outbox WHERE routing_key = 'order.created'", [], |r| r.get(0)).unwrap();
+    let events = db
+        .query_row("SELECT count(*) FROM outbox WHERE routing_key = 'order.created'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     let mut held = std::collections::HashMap::new();
     let mut stmt = db.prepare("SELECT items FROM orders").unwrap();
     for items in stmt.query_map([], |r| r.get::<_, String>(0)).unwrap() {
         for line in serde_json::from_str::<Vec<Value>>(&items.unwrap()).unwrap() {
-            *held.entry(line["sku"].as_str().unwrap().to_owned()).or_insert(0) += line["quantity"].as_i64().unwrap();
+            *held.entry(line["sku"].as_str().unwrap().to_owned()).or_insert(0) +=
+                line["quantity"].as_i64().unwrap();
         }
     }
     let mut reserved = std::collections::HashMap::new();
@@ -160,10 +171,21 @@ async fn sigkill_mid_load_loses_no_accepted_order_and_keeps_stock_consistent() {
     for sku in ["hot", "cold"] {
         let held = ledger.held.get(sku).copied().unwrap_or(0);
         assert_eq!(ledger.reserved[sku], held, "{sku}: reserved of record equals what orders hold");
-        let product: Value = client.get(url(node.addr, &format!("/api/products/{sku}"))).send().await.unwrap().json().await.unwrap();
+        let product: Value = client
+            .get(url(node.addr, &format!("/api/products/{sku}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let stock = product["stock"].as_i64().unwrap();
         assert!(held <= stock, "{sku}: oversold ({held} held of {stock})");
-        assert_eq!(product["stock_available"].as_i64().unwrap(), stock - held, "{sku}: hot stock reconciled");
+        assert_eq!(
+            product["stock_available"].as_i64().unwrap(),
+            stock - held,
+            "{sku}: hot stock reconciled"
+        );
     }
     assert_eq!(ledger.held["hot"], 200, "the hot SKU sold out exactly during the run");
     kill(node);
@@ -183,7 +205,8 @@ async fn sigterm_under_load_drains_and_exits_cleanly() {
     while accepted.lock().unwrap().ids.len() < 200 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let status = Command::new("kill").args(["-TERM", &node.child.id().to_string()]).status().unwrap();
+    let status =
+        Command::new("kill").args(["-TERM", &node.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = node.child.wait().unwrap();
     stop.store(true, Ordering::Relaxed);

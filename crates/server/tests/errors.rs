@@ -1,5 +1,7 @@
 //! Bad input gets a 4xx JSON error with a specific code, never a 500.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 mod support;
 
 use serde_json::json;

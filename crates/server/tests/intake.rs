@@ -1,5 +1,7 @@
 //! Order intake end to end over HTTP: happy path, replay, concurrency, restart, failed commits.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 mod support;
 
 use serde_json::json;

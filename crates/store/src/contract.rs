@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use ordermill_core::ports::{AcceptedOrder, OrderStore, StoreError};
 use ordermill_core::{
-    CustomerId, IdempotencyKey, Money, Order, OrderIdGenerator, OrderLine, OrderStatus,
-    OutboxEvent, Product, ProductName, Quantity, Sku, StockLevel, UnixMillis,
+    CustomerId, IdempotencyKey, Money, Order, OrderIdGenerator, OrderLine, OrderStatus, Product,
+    ProductName, Quantity, Sku, StockLevel, UnixMillis,
 };
 
 const NOW: UnixMillis = UnixMillis(1_790_000_000_000);
@@ -47,8 +47,7 @@ pub fn accepted(ids: &OrderIdGenerator, lines: &[(&str, i64)], key: Option<&str>
         created_at: NOW,
         idempotency_key: key.map(|k| IdempotencyKey::parse(k).expect("fixture key is valid")),
     };
-    let event = OutboxEvent::order_created(&order, ids.next_uuid(NOW));
-    AcceptedOrder { order, event }
+    AcceptedOrder { order, event_id: ids.next_uuid(NOW) }
 }
 
 /// Runs every contract check; panics (failing the calling test) on the first violation.

@@ -1,5 +1,7 @@
 //! The SQLite backend passes the store contract, and what it commits survives a reopen.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 
 use ordermill_core::OrderIdGenerator;

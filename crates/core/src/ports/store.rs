@@ -5,11 +5,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::event::OutboxEvent;
 use crate::order::{IdempotencyKey, Order};
 use crate::order_id::OrderId;
 use crate::product::Product;
 use crate::sku::Sku;
+use uuid::Uuid;
 
 /// What a store operation can fail with.
 #[derive(Debug, Error)]
@@ -28,13 +28,17 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// An accepted order and the `order.created` event to write with it, atomically.
+/// An accepted order and the id of the `order.created` event to write with it, atomically.
+///
+/// The outbox row holds the event's id and routing key, not its body: the body is rebuilt
+/// from the order ([`crate::OutboxEvent::order_created`]) when it is relayed, so each
+/// commit writes the order's data once instead of twice.
 #[derive(Debug, Clone)]
 pub struct AcceptedOrder {
     /// The order.
     pub order: Order,
-    /// Its event for the outbox.
-    pub event: OutboxEvent,
+    /// The id of its `order.created` event; consumers deduplicate on it.
+    pub event_id: Uuid,
 }
 
 /// Durable storage of orders, outbox events and products.

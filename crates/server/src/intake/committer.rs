@@ -15,12 +15,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::CommitMetrics;
 
+/// Where one request's outcome is sent.
+pub type Reply = oneshot::Sender<Result<Committed, CommitFailed>>;
+
 /// Orders from one intake call, and where to answer.
 pub struct CommitRequest {
     /// Orders whose stock is already reserved.
     pub orders: Vec<AcceptedOrder>,
     /// Receives the outcome once the transaction is durable (or failed).
-    pub reply: oneshot::Sender<Result<Committed, CommitFailed>>,
+    pub reply: Reply,
 }
 
 /// A durable batch and the slice of it that belongs to one request.
@@ -137,7 +140,7 @@ impl Committer {
     async fn fail(
         &self,
         batch: &[AcceptedOrder],
-        replies: Vec<(oneshot::Sender<Result<Committed, CommitFailed>>, Range<usize>)>,
+        replies: Vec<(Reply, Range<usize>)>,
         error: StoreError,
     ) {
         self.metrics.failures.increment(1);

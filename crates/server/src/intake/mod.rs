@@ -12,8 +12,8 @@ use std::time::Instant;
 use ordermill_core::order::total_of;
 use ordermill_core::ports::{AcceptedOrder, CacheError, StockCache};
 use ordermill_core::{
-    Clock, CustomerId, IdempotencyKey, Order, OrderIdGenerator, OrderStatus, OutboxEvent, Quantity,
-    Sku, ValidationError,
+    Clock, CustomerId, IdempotencyKey, Order, OrderIdGenerator, OrderStatus, Quantity, Sku,
+    ValidationError,
 };
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -276,8 +276,7 @@ impl Intake {
             created_at: now,
             idempotency_key: input.idempotency_key,
         };
-        let event = OutboxEvent::order_created(&order, self.ids.next_uuid(now));
-        Ok(Prepared::New(AcceptedOrder { order, event }, claim))
+        Ok(Prepared::New(AcceptedOrder { order, event_id: self.ids.next_uuid(now) }, claim))
     }
 
     async fn commit(&self, orders: Vec<AcceptedOrder>) -> Result<Committed, IntakeError> {

@@ -1,6 +1,6 @@
 //! `spawn_app()`: a real ordermill on port 0 with its own temp data dir.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a panic is the failure report
 
 use std::net::SocketAddr;
 

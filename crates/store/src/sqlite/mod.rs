@@ -63,6 +63,10 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(from_sqlite)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(from_sqlite)?;
         conn.pragma_update(None, "busy_timeout", 5_000).map_err(from_sqlite)?;
+        // Every commit rewrites the same hot pages (B-tree right edges, the hot SKU's row); a
+        // checkpoint copies only the newest version of each, so checkpointing every 32 MiB
+        // of WAL instead of every 4 MiB does far less work per order.
+        conn.pragma_update(None, "wal_autocheckpoint", 8_192).map_err(from_sqlite)?;
         conn.set_prepared_statement_cache_capacity(32);
         schema::migrate(&mut conn).map_err(from_sqlite)?;
 

@@ -22,14 +22,21 @@ const MIGRATIONS: &[&str] = &[
         total_minor      INTEGER NOT NULL,
         items            TEXT NOT NULL,
         created_at       INTEGER NOT NULL,
-        idempotency_key  TEXT UNIQUE
+        idempotency_key  TEXT
     ) STRICT, WITHOUT ROWID;
+    -- Partial: most orders carry no key, and an index entry per order would cost every commit.
+    CREATE UNIQUE INDEX orders_idempotency_key ON orders (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    -- payload is NULL for order.created: the event body is rebuilt from the order when it is
+    -- relayed. seq orders the rows present (no AUTOINCREMENT: it costs a write per insert).
     CREATE TABLE outbox (
-        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-        event_id     TEXT NOT NULL UNIQUE,
+        seq          INTEGER PRIMARY KEY,
+        -- UUIDv7 made by intake; consumers deduplicate on it. Not indexed: nothing looks an
+        -- event up by id here, and an index would be one more B-tree written per commit.
+        event_id     TEXT NOT NULL,
         order_id     TEXT NOT NULL,
         routing_key  TEXT NOT NULL,
-        payload      TEXT NOT NULL,
+        payload      TEXT,
         created_at   INTEGER NOT NULL
     ) STRICT;
     "#,

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use ordermill_core::Product;
 use ordermill_core::ports::{AcceptedOrder, StoreError};
+use ordermill_core::{Product, RoutingKey};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
@@ -50,11 +50,11 @@ fn commit_orders(conn: &mut Connection, batch: &[AcceptedOrder]) -> rusqlite::Re
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let mut insert_event = tx.prepare_cached(
-            "INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO outbox (event_id, order_id, routing_key, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
         )?;
         let mut id = String::with_capacity(36);
-        for AcceptedOrder { order, event } in batch {
+        for AcceptedOrder { order, event_id } in batch {
             id.clear();
             use std::fmt::Write;
             let _ = write!(id, "{}", order.id);
@@ -70,11 +70,10 @@ fn commit_orders(conn: &mut Connection, batch: &[AcceptedOrder]) -> rusqlite::Re
                 order.idempotency_key.as_ref().map(|k| k.as_str()),
             ])?;
             insert_event.execute(params![
-                event.event_id.hyphenated().to_string(),
+                event_id.hyphenated().to_string(),
                 id,
-                event.routing_key.as_str(),
-                event.payload,
-                event.created_at.0,
+                RoutingKey::OrderCreated.as_str(),
+                order.created_at.0,
             ])?;
             for line in &order.lines {
                 *held.entry(line.sku.as_str()).or_default() += i64::from(line.quantity.get());

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL, Redis and RabbitMQ answer on loopback, starting (or installing) any
+# that does not. Idempotent: a running service is left alone.
+set -uo pipefail
+
+up() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+wait_for() { # port name seconds
+  for _ in $(seq 1 "$3"); do up "$1" && { echo "$2: up on $1"; return 0; }; sleep 1; done
+  echo "$2: still down on $1 after $3 s" >&2
+  return 1
+}
+
+apt_updated=""
+need() { # command package...
+  command -v "$1" >/dev/null 2>&1 && return 0
+  [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${@:2}"
+}
+
+if ! up 5432; then
+  ls /etc/postgresql >/dev/null 2>&1 || need psql postgresql
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  wait_for 5432 postgresql 30
+  su postgres -c "psql -tc \"SELECT 1 FROM pg_database WHERE datname='test'\" | grep -q 1 || createdb test" || true
+else
+  echo "postgresql: up on 5432"
+fi
+
+if ! up 6379; then
+  need redis-server redis-server
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  wait_for 6379 redis 15
+else
+  echo "redis: up on 6379"
+fi
+
+if ! up 5672; then
+  need rabbitmq-server rabbitmq-server
+  rabbitmq-server -detached
+  wait_for 5672 rabbitmq 90
+else
+  echo "rabbitmq: up on 5672"
+fi

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Single-order intake vs the ceiling, in the same run, with wrk on the same machine.
+# Usage: scripts/bench/intake.sh [duration=20s] [connections=64]
+# Needs: a release build (cargo build --release) and wrk (apt-get install wrk).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+duration=${1:-20s}
+conns=${2:-64}
+bin=target/release/ordermill
+data=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
+
+"$bin" bench ceiling --listen 127.0.0.1:18081 >/dev/null 2>&1 &
+RUST_LOG=warn "$bin" serve --listen 127.0.0.1:18080 --data-dir "$data" >/dev/null 2>&1 &
+for port in 18080 18081; do
+  for _ in $(seq 50); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.1; done
+done
+curl -sf -X PUT 127.0.0.1:18080/api/products/bench-hot \
+  -d '{"name":"Bench","price":"19.99","stock":1000000000}' >/dev/null
+
+run() { wrk -t1 -c"$conns" -d"$duration" --latency -s scripts/bench/order.lua "$1" ; }
+echo "== ceiling (bare axum, parse + 201) =="; ceiling=$(run http://127.0.0.1:18081 | tee /dev/stderr | awk '/Requests\/sec/ {print $2}')
+echo "== ordermill serve (validate, price, reserve, group commit + fsync) =="; om=$(run http://127.0.0.1:18080 | tee /dev/stderr | awk '/Requests\/sec/ {print $2}')
+echo
+echo "ceiling   req/s: $ceiling"
+echo "ordermill req/s: $om"
+awk -v a="$om" -v b="$ceiling" 'BEGIN { printf "ratio ordermill/ceiling: %.2f\n", a / b }'
+curl -s 127.0.0.1:18080/metrics | grep -E '^ordermill_commit_batch_orders_(sum|count)' \
+  | awk '{v[$1]=$2} END { printf "mean commit batch: %.1f orders\n", v["ordermill_commit_batch_orders_sum"] / v["ordermill_commit_batch_orders_count"] }'
