@@ -17,11 +17,18 @@ for port in 18080 18081; do
 done
 curl -sf -X PUT 127.0.0.1:18080/api/products/bench-hot \
   -d '{"name":"Bench","price":"19.99","stock":1000000000}' >/dev/null
+curl -sf -X PUT 127.0.0.1:18080/api/products/bench-gone \
+  -d '{"name":"Sold out","price":"19.99","stock":0}' >/dev/null
 
 run() { wrk -t1 -c"$conns" -d"$duration" --latency -s scripts/bench/order.lua "$1" ; }
 echo "== ceiling (bare axum, parse + 201) =="; ceiling=$(run http://127.0.0.1:18081 | tee /dev/stderr | awk '/Requests\/sec/ {print $2}')
 echo "== ordermill serve (validate, price, reserve, group commit + fsync) =="; om=$(run http://127.0.0.1:18080 | tee /dev/stderr | awk '/Requests\/sec/ {print $2}')
+echo "== ordermill, sold-out hot SKU (every answer is 409 out_of_stock) =="
+SKU=bench-gone wrk -t1 -c"$conns" -d"$duration" --latency -s scripts/bench/order.lua http://127.0.0.1:18080 | grep -E 'Latency|50%|99%|Requests/sec|non-2xx'
+echo "== ordermill, batch intake (1000 orders per request, 4 connections) =="
+batch=$(wrk -t1 -c4 -d"$duration" --latency -s scripts/bench/batch.lua http://127.0.0.1:18080 | tee /dev/stderr | awk '/Requests\/sec/ {print $2}')
 echo
+echo "batch orders/s: $(awk -v r="$batch" 'BEGIN { printf "%.0f", r * 1000 }')"
 echo "ceiling   req/s: $ceiling"
 echo "ordermill req/s: $om"
 awk -v a="$om" -v b="$ceiling" 'BEGIN { printf "ratio ordermill/ceiling: %.2f\n", a / b }'

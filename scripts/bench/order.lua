@@ -4,7 +4,9 @@
 wrk.method = "POST"
 wrk.path = "/api/orders"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"customer_id":"bench-1","items":[{"sku":"bench-hot","quantity":1}]}'
+-- SKU=bench-gone (stock 0) measures the sold-out answer instead.
+local sku = os.getenv("SKU") or "bench-hot"
+wrk.body = '{"customer_id":"bench-1","items":[{"sku":"' .. sku .. '","quantity":1}]}'
 
 -- No response() callback: calling into Lua per response would make wrk the bottleneck.
 done = function(summary, latency, requests)
