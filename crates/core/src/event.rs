@@ -13,15 +13,69 @@ use crate::order::Order;
 pub enum RoutingKey {
     /// An order was accepted and is durable.
     OrderCreated,
+    /// The gateway charged an order.
+    PaymentSucceeded,
+    /// The gateway declined an order.
+    PaymentFailed,
+    /// Stock deducted and payment succeeded.
+    OrderConfirmed,
+    /// The order was cancelled (stock is being released).
+    OrderCancelled,
 }
 
 impl RoutingKey {
+    /// Every key, for topology checks.
+    pub const ALL: [RoutingKey; 5] = [
+        Self::OrderCreated,
+        Self::PaymentSucceeded,
+        Self::PaymentFailed,
+        Self::OrderConfirmed,
+        Self::OrderCancelled,
+    ];
+
     /// The key as bound on the exchange.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OrderCreated => "order.created",
+            Self::PaymentSucceeded => "payment.succeeded",
+            Self::PaymentFailed => "payment.failed",
+            Self::OrderConfirmed => "order.confirmed",
+            Self::OrderCancelled => "order.cancelled",
         }
     }
+
+    /// Reads a key back; `None` for one this version does not know.
+    pub fn parse(text: &str) -> Option<RoutingKey> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// Whether a topic binding pattern matches a routing key, AMQP style: words separated by
+/// `.`, `*` matches exactly one word, `#` matches zero or more.
+pub fn topic_matches(pattern: &str, key: &str) -> bool {
+    fn go(p: &[&str], k: &[&str]) -> bool {
+        match (p.first(), k.first()) {
+            (None, None) => true,
+            (Some(&"#"), _) => go(&p[1..], k) || (!k.is_empty() && go(p, &k[1..])),
+            (Some(&"*"), Some(_)) => go(&p[1..], &k[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &k[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<&str> = pattern.split('.').collect();
+    let k: Vec<&str> = key.split('.').collect();
+    go(&p, &k)
+}
+
+/// The fields every event body has; consumers read these first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct EventHeader {
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The order it is about.
+    pub order_id: String,
+    /// The customer.
+    pub customer_id: String,
 }
 
 /// An event as relayed to the bus: id, routing key and JSON body.
@@ -49,7 +103,54 @@ struct OrderCreatedPayload<'a> {
     created_at: UnixMillis,
 }
 
+#[derive(Serialize)]
+struct OrderChangedPayload<'a> {
+    event_id: Uuid,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    order_id: String,
+    customer_id: &'a str,
+    total: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    at: UnixMillis,
+}
+
 impl OutboxEvent {
+    /// An event about an order's progress (`payment.*`, `order.confirmed`, `order.cancelled`).
+    pub fn order_changed(
+        order: &Order,
+        key: RoutingKey,
+        event_id: Uuid,
+        at: UnixMillis,
+        reason: Option<&str>,
+    ) -> OutboxEvent {
+        let payload = OrderChangedPayload {
+            event_id,
+            kind: key.as_str(),
+            order_id: order.id.to_string(),
+            customer_id: order.customer_id.as_str(),
+            total: order.total.to_string(),
+            reason,
+            at,
+        };
+        OutboxEvent {
+            event_id,
+            routing_key: key,
+            payload: serde_json::to_string(&payload)
+                .expect("serializing strings, integers and derived structs cannot fail"),
+            created_at: at,
+        }
+    }
+
+    /// Reads the common fields of an event body.
+    ///
+    /// # Errors
+    /// When the body is not JSON or lacks `event_id`, `order_id` or `customer_id`.
+    pub fn header(payload: &str) -> Result<EventHeader, serde_json::Error> {
+        serde_json::from_str(payload)
+    }
+
     /// The `order.created` event for an accepted order.
     pub fn order_created(order: &Order, event_id: Uuid) -> OutboxEvent {
         let payload = OrderCreatedPayload {
@@ -94,6 +195,7 @@ mod tests {
             status: OrderStatus::Accepted,
             created_at: now,
             idempotency_key: None,
+            history: Vec::new(),
         };
         let event_id = ids.next_uuid(now);
         let event = OutboxEvent::order_created(&order, event_id);
@@ -105,5 +207,23 @@ mod tests {
         assert_eq!(body["total"], "39.98");
         assert_eq!(body["items"][0]["sku"], "sku-1");
         assert_eq!(body["items"][0]["quantity"], 2);
+        let header = OutboxEvent::header(&event.payload).unwrap();
+        assert_eq!(header.event_id, event_id);
+        assert_eq!(header.order_id, order.id.to_string());
+    }
+
+    #[test]
+    fn topic_patterns_match_like_amqp() {
+        assert!(topic_matches("order.created", "order.created"));
+        assert!(!topic_matches("order.created", "order.cancelled"));
+        assert!(topic_matches("order.*", "order.cancelled"));
+        assert!(!topic_matches("order.*", "order.cancelled.late"));
+        assert!(topic_matches("#", "payment.failed"));
+        assert!(topic_matches("payment.#", "payment"));
+        assert!(topic_matches("*.failed", "payment.failed"));
+        assert!(!topic_matches("*.failed", "failed"));
+        for key in RoutingKey::ALL {
+            assert_eq!(RoutingKey::parse(key.as_str()), Some(key));
+        }
     }
 }

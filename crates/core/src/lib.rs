@@ -9,15 +9,18 @@
 //! - [`sku`], [`quantity`], [`customer`]: validated newtypes that cannot hold a bad value.
 //! - [`product`]: a catalog entry (name, price, stock of record).
 //! - [`order`]: an order, its lines and totals; [`order_id`]: time-ordered ids (UUIDv7).
-//! - [`event`]: the events an order emits (the outbox rows).
+//! - [`event`]: the events an order emits, routing keys and topic matching.
+//! - [`lifecycle`]: the order state machine (accepted → confirmed / cancelled).
+//! - [`topology`]: which queues are bound to which routing keys.
 //! - [`clock`]: the time source, fakeable in tests.
 //! - [`error`]: [`ValidationError`], with the stable machine-readable codes clients see.
-//! - [`ports`]: the [`ports::OrderStore`] and [`ports::StockCache`] traits and their errors.
+//! - [`ports`]: the traits backends implement (store, cache, bus, payment gateway, notifier).
 
 pub mod clock;
 pub mod customer;
 pub mod error;
 pub mod event;
+pub mod lifecycle;
 pub mod money;
 pub mod order;
 pub mod order_id;
@@ -25,14 +28,17 @@ pub mod ports;
 pub mod product;
 pub mod quantity;
 pub mod sku;
+pub mod topology;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use customer::CustomerId;
 pub use error::ValidationError;
-pub use event::{OutboxEvent, RoutingKey};
+pub use event::{EventHeader, OutboxEvent, RoutingKey, topic_matches};
+pub use lifecycle::{Fact, Lifecycle, PaymentState, StockAction, StockState, Transition};
 pub use money::Money;
-pub use order::{IdempotencyKey, Order, OrderLine, OrderStatus};
+pub use order::{IdempotencyKey, Order, OrderLine, OrderStatus, StatusChange};
 pub use order_id::{OrderId, OrderIdGenerator};
 pub use product::{Product, ProductName, StockLevel};
 pub use quantity::Quantity;
 pub use sku::Sku;
+pub use topology::{Binding, Topology};

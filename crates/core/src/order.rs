@@ -15,12 +15,16 @@ use crate::sku::Sku;
 /// The most lines one order may have.
 pub const MAX_ITEMS: usize = 100;
 
-/// Where an order is in its life. Intake creates orders as `Accepted`.
+/// Where an order is in its life (see [`crate::lifecycle`] for the rules that move it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
-    /// Durable, stock held in the hot-stock cache and of record.
+    /// Durable, stock held; inventory and payment are under way.
     Accepted,
+    /// Stock deducted of record and payment succeeded.
+    Confirmed,
+    /// Payment failed; stock released.
+    Cancelled,
 }
 
 impl OrderStatus {
@@ -28,6 +32,8 @@ impl OrderStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
+            Self::Confirmed => "confirmed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -35,9 +41,25 @@ impl OrderStatus {
     pub fn parse(text: &str) -> Option<OrderStatus> {
         match text {
             "accepted" => Some(Self::Accepted),
+            "confirmed" => Some(Self::Confirmed),
+            "cancelled" => Some(Self::Cancelled),
             _ => None,
         }
     }
+
+    /// Whether the order can change no more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Cancelled)
+    }
+}
+
+/// A status an order reached, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatusChange {
+    /// The status reached.
+    pub status: OrderStatus,
+    /// When.
+    pub at: UnixMillis,
 }
 
 /// One line of an order, priced at intake from the catalog.
@@ -147,9 +169,19 @@ pub struct Order {
     pub created_at: UnixMillis,
     /// The client's idempotency key, if it sent one.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Statuses reached after `Accepted` (which is at `created_at`), oldest first.
+    pub history: Vec<StatusChange>,
 }
 
 impl Order {
+    /// Every status the order went through, starting with `Accepted` at `created_at`.
+    pub fn full_history(&self) -> Vec<StatusChange> {
+        let mut all = Vec::with_capacity(self.history.len() + 1);
+        all.push(StatusChange { status: OrderStatus::Accepted, at: self.created_at });
+        all.extend_from_slice(&self.history);
+        all
+    }
+
     /// Whether `customer_id` and `(sku, quantity)` lines are those of this order: the test for
     /// "same idempotency key, same request".
     pub fn same_request(&self, customer_id: &CustomerId, items: &[(Sku, Quantity)]) -> bool {

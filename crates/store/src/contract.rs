@@ -46,6 +46,7 @@ pub fn accepted(ids: &OrderIdGenerator, lines: &[(&str, i64)], key: Option<&str>
         status: OrderStatus::Accepted,
         created_at: NOW,
         idempotency_key: key.map(|k| IdempotencyKey::parse(k).expect("fixture key is valid")),
+        history: Vec::new(),
     };
     AcceptedOrder { order, event_id: ids.next_uuid(NOW) }
 }

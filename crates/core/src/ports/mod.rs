@@ -3,8 +3,16 @@
 //! The server holds them as `Arc<dyn Trait>` chosen by configuration; each backend crate has a
 //! contract test suite that every implementation must pass.
 
+pub mod bus;
 pub mod cache;
+pub mod notify;
+pub mod payment;
 pub mod store;
 
+pub use bus::{
+    BusError, BusLedger, DeadLetter, Delivery, Envelope, EventBus, LedgerEntry, QueueDepth,
+};
 pub use cache::{CacheError, StockCache};
-pub use store::{AcceptedOrder, OrderStore, StoreError};
+pub use notify::{Notification, Notifier, NotifyError};
+pub use payment::{ChargeError, ChargeRequest, PaymentGateway};
+pub use store::{AcceptedOrder, Effect, EffectOutcome, OrderStore, StoreError};

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::order::{IdempotencyKey, Order};
+use crate::clock::UnixMillis;
+use crate::event::OutboxEvent;
+use crate::lifecycle::Fact;
+use crate::order::{IdempotencyKey, Order, OrderLine};
 use crate::order_id::OrderId;
 use crate::product::Product;
 use crate::sku::Sku;
@@ -39,6 +42,46 @@ pub struct AcceptedOrder {
     pub order: Order,
     /// The id of its `order.created` event; consumers deduplicate on it.
     pub event_id: Uuid,
+}
+
+/// A consumer's effect on an order, recorded together with "consumer X processed event E" so
+/// that a redelivered event is recognised and causes no second effect.
+#[derive(Debug, Clone)]
+pub struct Effect {
+    /// The consumer (queue) name.
+    pub consumer: Arc<str>,
+    /// The event being processed.
+    pub event_id: Uuid,
+    /// The order it is about.
+    pub order_id: OrderId,
+    /// What the consumer learned; `None` records processing only (notifications).
+    pub fact: Option<Fact>,
+    /// Why, for declines (carried into the emitted event).
+    pub reason: Option<String>,
+    /// Ids for the events this effect may emit (a transition emits at most two).
+    pub new_event_ids: [Uuid; 2],
+    /// When it happened.
+    pub at: UnixMillis,
+}
+
+/// What [`OrderStore::apply_effects`] did with one effect.
+#[derive(Debug, Clone)]
+pub enum EffectOutcome {
+    /// The consumer had processed this event before; nothing changed.
+    AlreadyProcessed,
+    /// No such order (a bug or a purged store); recorded as processed, nothing changed.
+    OrderNotFound,
+    /// Applied.
+    Applied {
+        /// The order after the change.
+        order: Order,
+        /// Events written to the outbox in the same transaction, to publish now.
+        emitted: Vec<OutboxEvent>,
+        /// Lines whose units were given back and must be returned to the hot-stock cache.
+        released: Vec<OrderLine>,
+        /// Whether the visible status changed.
+        status_changed: bool,
+    },
 }
 
 /// Durable storage of orders, outbox events and products.
@@ -91,6 +134,20 @@ pub trait OrderStore: Send + Sync + 'static {
     /// # Errors
     /// On a backend failure.
     async fn outbox_len(&self) -> Result<u64, StoreError>;
+
+    /// Applies consumers' effects in ONE transaction: for each, unless `(consumer, event)` is
+    /// already recorded, runs the order state machine, updates the order, its product rows
+    /// and history, writes emitted events to the outbox, and records `(consumer, event)`.
+    ///
+    /// # Errors
+    /// Any failure means nothing of the batch was written (the deliveries will come again).
+    async fn apply_effects(&self, effects: Vec<Effect>) -> Result<Vec<EffectOutcome>, StoreError>;
+
+    /// Which of `events` `consumer` has already processed.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError>;
 
     /// Checks the store can take a write now (for readiness probes).
     ///

@@ -275,6 +275,7 @@ impl Intake {
             status: OrderStatus::Accepted,
             created_at: now,
             idempotency_key: input.idempotency_key,
+            history: Vec::new(),
         };
         Ok(Prepared::New(AcceptedOrder { order, event_id: self.ids.next_uuid(now) }, claim))
     }

@@ -4,7 +4,9 @@
 //! Writes go to a dedicated writer thread ([`writer`]); reads run on `spawn_blocking` with a
 //! small pool of read-only connections, which WAL lets proceed while the writer commits.
 
+mod effects;
 mod error;
+mod ledger;
 mod rows;
 mod schema;
 mod writer;
@@ -13,10 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
 use async_trait::async_trait;
-use ordermill_core::ports::{AcceptedOrder, OrderStore, StoreError};
-use ordermill_core::{IdempotencyKey, Order, OrderId, Product, Sku};
+use ordermill_core::ports::{
+    AcceptedOrder, BusLedger, Effect, EffectOutcome, LedgerEntry, OrderStore, StoreError,
+};
+use ordermill_core::{IdempotencyKey, Order, OrderId, Product, Sku, UnixMillis};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use self::error::from_sqlite;
 use self::writer::Command;
@@ -129,9 +134,10 @@ impl SqliteStore {
     async fn read_order(&self, sql: String, key: String) -> Result<Option<Order>, StoreError> {
         self.read(move |conn| {
             conn.prepare_cached(&sql)
-                .and_then(|mut stmt| stmt.query_row([key], rows::order).optional())
+                .and_then(|mut stmt| stmt.query_row([key], rows::order_state).optional())
                 .map_err(from_sqlite)?
                 .transpose()
+                .map(|found| found.map(|(order, _)| order))
         })
         .await
     }
@@ -196,7 +202,93 @@ impl OrderStore for SqliteStore {
         .await
     }
 
+    async fn apply_effects(&self, effects: Vec<Effect>) -> Result<Vec<EffectOutcome>, StoreError> {
+        self.write(|reply| Command::ApplyEffects { effects, reply }).await?
+    }
+
+    async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+        let consumer = consumer.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT 1 FROM processed_events WHERE consumer = ?1 AND event_id = ?2",
+                )
+                .map_err(from_sqlite)?;
+            let mut done = Vec::new();
+            for event in events {
+                if stmt
+                    .exists(rusqlite::params![consumer, event.hyphenated().to_string()])
+                    .map_err(from_sqlite)?
+                {
+                    done.push(event);
+                }
+            }
+            Ok(done)
+        })
+        .await
+    }
+
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.write(|reply| Command::CheckWritable { reply }).await?
+    }
+}
+
+#[async_trait]
+impl BusLedger for SqliteStore {
+    async fn unfinished(&self) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.read(|conn| ledger::unfinished(conn)).await
+    }
+
+    async fn record_acks(
+        &self,
+        acks: Vec<(Arc<str>, Uuid)>,
+        finished: Vec<Uuid>,
+    ) -> Result<(), StoreError> {
+        self.write(|reply| Command::RecordAcks { acks, finished, reply }).await?
+    }
+
+    async fn record_retry(
+        &self,
+        queue: &str,
+        event_id: Uuid,
+        attempts: u32,
+        not_before: UnixMillis,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let (queue, error) = (queue.to_owned(), error.to_owned());
+        self.write(|reply| Command::RecordRetry {
+            queue,
+            event: event_id,
+            attempts,
+            not_before,
+            error,
+            reply,
+        })
+        .await?
+    }
+
+    async fn record_dead(
+        &self,
+        queue: &str,
+        event_id: Uuid,
+        attempts: u32,
+        error: &str,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let (queue, error) = (queue.to_owned(), error.to_owned());
+        self.write(|reply| Command::RecordDead {
+            queue,
+            event: event_id,
+            attempts,
+            error,
+            at,
+            reply,
+        })
+        .await?
+    }
+
+    async fn clear_dead(&self, queue: &str, events: Vec<Uuid>) -> Result<(), StoreError> {
+        let queue = queue.to_owned();
+        self.write(|reply| Command::ClearDead { queue, events, reply }).await?
     }
 }

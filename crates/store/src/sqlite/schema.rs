@@ -6,7 +6,7 @@ use rusqlite::Connection;
 /// migration that has shipped.
 const MIGRATIONS: &[&str] = &[
     // 1: catalog, orders (items as one JSON column: one row per order keeps the group commit
-    // cheap), outbox.
+    // cheap), the outbox, and the embedded bus's and consumers' bookkeeping.
     r#"
     CREATE TABLE products (
         sku          TEXT PRIMARY KEY,
@@ -22,23 +22,59 @@ const MIGRATIONS: &[&str] = &[
         total_minor      INTEGER NOT NULL,
         items            TEXT NOT NULL,
         created_at       INTEGER NOT NULL,
-        idempotency_key  TEXT
+        idempotency_key  TEXT,
+        stock_state      TEXT NOT NULL DEFAULT 'held',
+        payment_state    TEXT NOT NULL DEFAULT 'pending',
+        -- JSON [{"status", "at"}] of statuses after 'accepted'; NULL while there are none.
+        history          TEXT
     ) STRICT, WITHOUT ROWID;
     -- Partial: most orders carry no key, and an index entry per order would cost every commit.
     CREATE UNIQUE INDEX orders_idempotency_key ON orders (idempotency_key)
         WHERE idempotency_key IS NOT NULL;
-    -- payload is NULL for order.created: the event body is rebuilt from the order when it is
-    -- relayed. seq orders the rows present (no AUTOINCREMENT: it costs a write per insert).
+    -- One row per event until every bound queue is done with it. payload is NULL for
+    -- order.created: the body is rebuilt from the order. Keyed by the UUIDv7 event id, so
+    -- rows sort by time and inserts append.
     CREATE TABLE outbox (
-        seq          INTEGER PRIMARY KEY,
-        -- UUIDv7 made by intake; consumers deduplicate on it. Not indexed: nothing looks an
-        -- event up by id here, and an index would be one more B-tree written per commit.
-        event_id     TEXT NOT NULL,
+        event_id     TEXT PRIMARY KEY,
         order_id     TEXT NOT NULL,
         routing_key  TEXT NOT NULL,
         payload      TEXT,
         created_at   INTEGER NOT NULL
-    ) STRICT;
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE bus_acks (
+        event_id  TEXT NOT NULL,
+        queue     TEXT NOT NULL,
+        PRIMARY KEY (event_id, queue)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE bus_retries (
+        queue       TEXT NOT NULL,
+        event_id    TEXT NOT NULL,
+        attempts    INTEGER NOT NULL,
+        not_before  INTEGER NOT NULL,
+        error       TEXT NOT NULL,
+        PRIMARY KEY (queue, event_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE bus_dead_letters (
+        queue     TEXT NOT NULL,
+        event_id  TEXT NOT NULL,
+        attempts  INTEGER NOT NULL,
+        error     TEXT NOT NULL,
+        died_at   INTEGER NOT NULL,
+        PRIMARY KEY (queue, event_id)
+    ) STRICT, WITHOUT ROWID;
+    -- "consumer X processed event E", written in the transaction of X's effect.
+    CREATE TABLE processed_events (
+        consumer  TEXT NOT NULL,
+        event_id  TEXT NOT NULL,
+        PRIMARY KEY (consumer, event_id)
+    ) STRICT, WITHOUT ROWID;
+    -- The payment ledger: one row per order the gateway charged or declined.
+    CREATE TABLE payments (
+        order_id  TEXT PRIMARY KEY,
+        status    TEXT NOT NULL,
+        event_id  TEXT NOT NULL,
+        at        INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
     "#,
 ];
 

@@ -6,18 +6,57 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use ordermill_core::ports::{AcceptedOrder, StoreError};
-use ordermill_core::{Product, RoutingKey};
+use ordermill_core::ports::{AcceptedOrder, Effect, EffectOutcome, StoreError};
+use ordermill_core::{Product, RoutingKey, UnixMillis};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use super::error::from_sqlite;
-use super::rows;
+use super::{effects, ledger, rows};
 
 pub(crate) enum Command {
-    CommitOrders { batch: Arc<Vec<AcceptedOrder>>, reply: oneshot::Sender<Result<(), StoreError>> },
-    UpsertProduct { product: Product, reply: oneshot::Sender<Result<Product, StoreError>> },
-    CheckWritable { reply: oneshot::Sender<Result<(), StoreError>> },
+    ApplyEffects {
+        effects: Vec<Effect>,
+        reply: oneshot::Sender<Result<Vec<EffectOutcome>, StoreError>>,
+    },
+    RecordAcks {
+        acks: Vec<(Arc<str>, Uuid)>,
+        finished: Vec<Uuid>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    RecordRetry {
+        queue: String,
+        event: Uuid,
+        attempts: u32,
+        not_before: UnixMillis,
+        error: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    RecordDead {
+        queue: String,
+        event: Uuid,
+        attempts: u32,
+        error: String,
+        at: UnixMillis,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    ClearDead {
+        queue: String,
+        events: Vec<Uuid>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    CommitOrders {
+        batch: Arc<Vec<AcceptedOrder>>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    UpsertProduct {
+        product: Product,
+        reply: oneshot::Sender<Result<Product, StoreError>>,
+    },
+    CheckWritable {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// Runs until every sender is dropped, then returns (after finishing queued commands).
@@ -26,6 +65,26 @@ pub(crate) fn run(mut conn: Connection, commands: mpsc::Receiver<Command>) {
         // A reply whose receiver is gone (the caller was cancelled) is not an error: the
         // work is done and durable either way.
         match command {
+            Command::ApplyEffects { effects, reply } => {
+                let _ = reply.send(effects::apply(&mut conn, &effects));
+            }
+            Command::RecordAcks { acks, finished, reply } => {
+                let _ = reply
+                    .send(ledger::record_acks(&mut conn, &acks, &finished).map_err(from_sqlite));
+            }
+            Command::RecordRetry { queue, event, attempts, not_before, error, reply } => {
+                let result =
+                    ledger::record_retry(&conn, &queue, event, attempts, not_before, &error);
+                let _ = reply.send(result.map_err(from_sqlite));
+            }
+            Command::RecordDead { queue, event, attempts, error, at, reply } => {
+                let result = ledger::record_dead(&mut conn, &queue, event, attempts, &error, at);
+                let _ = reply.send(result.map_err(from_sqlite));
+            }
+            Command::ClearDead { queue, events, reply } => {
+                let _ =
+                    reply.send(ledger::clear_dead(&mut conn, &queue, &events).map_err(from_sqlite));
+            }
             Command::CommitOrders { batch, reply } => {
                 let _ = reply.send(commit_orders(&mut conn, &batch).map_err(from_sqlite));
             }

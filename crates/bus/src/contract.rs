@@ -1,0 +1,142 @@
+//! The contract every [`EventBus`] backend must honour. A backend's test calls [`run_all`]
+//! with a function that builds a fresh, empty bus for a topology (its own queue names or
+//! vhost on a shared broker).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ordermill_core::ports::{BusError, Delivery, Envelope, EventBus};
+use ordermill_core::{Binding, Topology};
+use uuid::Uuid;
+
+/// The topology the contract runs on: `a` takes `order.created`; `b` takes `order.*` and
+/// `payment.failed`; `c` takes everything.
+pub fn topology() -> Topology {
+    let bind = |queue: &str, keys: &[&str]| Binding {
+        queue: queue.to_owned(),
+        keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+    };
+    Topology(vec![
+        bind("a", &["order.created"]),
+        bind("b", &["order.*", "payment.failed"]),
+        bind("c", &["#"]),
+    ])
+}
+
+/// An event with a fresh id.
+pub fn envelope(key: &str) -> Envelope {
+    let id = Uuid::now_v7();
+    Envelope {
+        event_id: id,
+        routing_key: Arc::from(key),
+        payload: Arc::from(format!(r#"{{"event_id":"{id}","order_id":"o","customer_id":"c"}}"#)),
+    }
+}
+
+async fn take(bus: &dyn EventBus, queue: &str, n: usize) -> Vec<Delivery> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(Instant::now() < deadline, "queue {queue}: only {} of {n} deliveries within 10 s", got.len());
+        got.extend(bus.receive(queue, n - got.len(), Duration::from_millis(200)).await.expect("receive"));
+    }
+    got
+}
+
+async fn nothing_on(bus: &dyn EventBus, queue: &str) {
+    let extra = bus.receive(queue, 10, Duration::from_millis(100)).await.expect("receive");
+    assert!(extra.is_empty(), "queue {queue} delivered {} unexpected message(s)", extra.len());
+}
+
+/// Runs every check, each on a fresh bus; panics on the first violation.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn(Topology) -> Fut,
+    Fut: Future<Output = Arc<dyn EventBus>>,
+{
+    routes_by_key(&*make(topology()).await).await;
+    ack_removes(&*make(topology()).await).await;
+    retry_redelivers_after_the_delay(&*make(topology()).await).await;
+    dead_letters_can_be_listed_replayed_and_purged(&*make(topology()).await).await;
+    unknown_queues_are_an_error(&*make(topology()).await).await;
+}
+
+async fn routes_by_key(bus: &dyn EventBus) {
+    let created = envelope("order.created");
+    let failed = envelope("payment.failed");
+    let confirmed = envelope("order.confirmed");
+    let other = envelope("stock.adjusted");
+    bus.publish(vec![created.clone(), failed.clone(), confirmed.clone(), other.clone()]).await.expect("publish");
+    let ids = |ds: Vec<Delivery>| ds.into_iter().map(|d| d.envelope.event_id).collect::<Vec<_>>();
+    assert_eq!(ids(take(bus, "a", 1).await), vec![created.event_id]);
+    let mut b = ids(take(bus, "b", 3).await);
+    b.sort();
+    let mut want = vec![created.event_id, failed.event_id, confirmed.event_id];
+    want.sort();
+    assert_eq!(b, want);
+    assert_eq!(take(bus, "c", 4).await.len(), 4);
+    nothing_on(bus, "a").await;
+}
+
+async fn ack_removes(bus: &dyn EventBus) {
+    bus.publish(vec![envelope("order.created"), envelope("order.created")]).await.expect("publish");
+    let got = take(bus, "a", 2).await;
+    assert!(got.iter().all(|d| d.attempt == 1));
+    bus.ack(&got).await.expect("ack");
+    nothing_on(bus, "a").await;
+    let depths = bus.depths().await.expect("depths");
+    let a = depths.iter().find(|(q, _)| q == "a").expect("queue a").1;
+    assert_eq!(a.backlog(), 0);
+    let b = depths.iter().find(|(q, _)| q == "b").expect("queue b").1;
+    assert_eq!(b.ready, 2, "acking on a leaves b's copies alone");
+}
+
+async fn retry_redelivers_after_the_delay(bus: &dyn EventBus) {
+    let event = envelope("order.created");
+    bus.publish(vec![event.clone()]).await.expect("publish");
+    let first = take(bus, "a", 1).await.remove(0);
+    let retried_at = Instant::now();
+    bus.retry(&first, Duration::from_millis(400), "gateway timeout").await.expect("retry");
+    nothing_on(bus, "a").await;
+    let second = take(bus, "a", 1).await.remove(0);
+    assert!(retried_at.elapsed() >= Duration::from_millis(350), "redelivered after {:?}", retried_at.elapsed());
+    assert_eq!(second.envelope.event_id, event.event_id);
+    assert_eq!(second.attempt, 2);
+    bus.ack(&[second]).await.expect("ack");
+}
+
+async fn dead_letters_can_be_listed_replayed_and_purged(bus: &dyn EventBus) {
+    let event = envelope("order.created");
+    bus.publish(vec![event.clone()]).await.expect("publish");
+    let mut delivery = take(bus, "a", 1).await.remove(0);
+    for attempt in 1..3 {
+        assert_eq!(delivery.attempt, attempt);
+        bus.retry(&delivery, Duration::from_millis(10), "still failing").await.expect("retry");
+        delivery = take(bus, "a", 1).await.remove(0);
+    }
+    bus.dead_letter(&delivery, "gave up: boom").await.expect("dead letter");
+    nothing_on(bus, "a").await;
+    let dead = bus.dead_letters("a").await.expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].envelope.event_id, event.event_id);
+    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(dead[0].error, "gave up: boom");
+
+    assert_eq!(bus.replay_dead_letters("a").await.expect("replay"), 1);
+    assert!(bus.dead_letters("a").await.expect("list").is_empty());
+    let replayed = take(bus, "a", 1).await.remove(0);
+    assert_eq!(replayed.envelope.event_id, event.event_id);
+    assert_eq!(replayed.attempt, 1, "a replay starts a fresh attempt count");
+
+    bus.dead_letter(&replayed, "boom again").await.expect("dead letter");
+    assert_eq!(bus.purge_dead_letters("a").await.expect("purge"), 1);
+    assert!(bus.dead_letters("a").await.expect("list").is_empty());
+    nothing_on(bus, "a").await;
+}
+
+async fn unknown_queues_are_an_error(bus: &dyn EventBus) {
+    let err = bus.receive("nope", 1, Duration::from_millis(10)).await.expect_err("unknown queue");
+    assert!(matches!(err, BusError::UnknownQueue(q) if q == "nope"));
+    assert!(bus.dead_letters("nope").await.is_err());
+}

@@ -1,0 +1,79 @@
+//! The embedded bus passes the bus contract, and what it owes survives a restart.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordermill_bus::{EmbeddedBus, contract};
+use ordermill_core::ports::{AcceptedOrder, BusLedger, EventBus, OrderStore};
+use ordermill_core::{OrderIdGenerator, OutboxEvent, SystemClock, Topology};
+use ordermill_store::SqliteStore;
+
+#[tokio::test]
+async fn embedded_bus_honours_the_bus_contract() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    contract::run_all(|topology| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        dirs.lock().unwrap().push(dir);
+        async move {
+            let bus = EmbeddedBus::start(topology, store, Arc::new(SystemClock)).await.unwrap();
+            Arc::new(bus) as Arc<dyn EventBus>
+        }
+    })
+    .await;
+}
+
+async fn commit_one(store: &SqliteStore, ids: &OrderIdGenerator) -> AcceptedOrder {
+    let product = ordermill_core::Product {
+        sku: ordermill_core::Sku::parse("s1").unwrap(),
+        name: ordermill_core::ProductName::parse("S").unwrap(),
+        price: ordermill_core::Money::parse("p", "2.50").unwrap(),
+        stock: ordermill_core::StockLevel::parse(100).unwrap(),
+        reserved: 0,
+    };
+    store.upsert_product(&product).await.unwrap();
+    let order = ordermill_store::contract::accepted(ids, &[("s1", 1)], None);
+    store.commit_orders(Arc::new(vec![order.clone()])).await.unwrap();
+    order
+}
+
+#[tokio::test]
+async fn unacked_retried_and_dead_messages_survive_a_restart_and_acked_ones_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let ids = OrderIdGenerator::new();
+    let accepted = commit_one(&store, &ids).await;
+    let event = OutboxEvent::order_created(&accepted.order, accepted.event_id);
+    let envelope = ordermill_core::ports::Envelope {
+        event_id: event.event_id,
+        routing_key: Arc::from(event.routing_key.as_str()),
+        payload: Arc::from(event.payload.as_str()),
+    };
+    {
+        let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock)).await.unwrap();
+        // Recovery already found the committed event for all three queues.
+        let inv = bus.receive("inventory", 10, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(inv.len(), 1);
+        assert_eq!(inv[0].envelope, envelope, "the body is rebuilt from the order");
+        bus.ack(&inv).await.unwrap();
+        let pay = bus.receive("payment", 10, Duration::from_secs(1)).await.unwrap();
+        bus.retry(&pay[0], Duration::from_millis(300), "gateway down").await.unwrap();
+        let notify = bus.receive("notify", 10, Duration::from_secs(1)).await.unwrap();
+        bus.dead_letter(&notify[0], "webhook 500").await.unwrap();
+    } // "crash": the bus is dropped without any shutdown step
+
+    let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock)).await.unwrap();
+    assert!(bus.receive("inventory", 10, Duration::from_millis(200)).await.unwrap().is_empty(), "acked stays acked");
+    let pay = bus.receive("payment", 10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!((pay.len(), pay[0].attempt), (1, 2), "the retry comes back with its attempt count");
+    let dead = bus.dead_letters("notify").await.unwrap();
+    assert_eq!((dead.len(), dead[0].error.as_str()), (1, "webhook 500"));
+
+    // Once payment acks and notify's dead letter is purged, the outbox row goes.
+    bus.ack(&pay).await.unwrap();
+    bus.purge_dead_letters("notify").await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+    assert!(store.unfinished().await.unwrap().is_empty());
+}

@@ -1,0 +1,276 @@
+//! The order state machine. Pure: the store loads an order's [`Lifecycle`], applies a
+//! [`Fact`] learned by a consumer, and writes back what the [`Transition`] says, in one
+//! transaction with the consumer's "processed" record.
+//!
+//! ```text
+//! accepted ──(stock deducted AND payment succeeded, in either order)──► confirmed
+//! accepted ──(payment failed)──► cancelled ──(inventory releases the stock)
+//! ```
+
+use crate::event::RoutingKey;
+use crate::order::OrderStatus;
+
+/// Where an order's stock is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StockState {
+    /// Counted in the product's `reserved`; not yet taken from stock of record.
+    Held,
+    /// Taken from stock of record (`stock -= q`, `reserved -= q`).
+    Deducted,
+    /// Given back (after a cancellation).
+    Released,
+}
+
+/// Where an order's payment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PaymentState {
+    /// Not yet charged.
+    Pending,
+    /// Charged.
+    Succeeded,
+    /// Declined; never charged.
+    Failed,
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The value as stored.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+            /// Reads a stored value back; `None` for an unknown one.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+text_enum!(StockState { Held => "held", Deducted => "deducted", Released => "released" });
+text_enum!(PaymentState { Pending => "pending", Succeeded => "succeeded", Failed => "failed" });
+
+/// Something a consumer learned about an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fact {
+    /// Inventory deducted the order's units of record (on `order.created`).
+    StockDeducted,
+    /// Inventory gave the order's units back (on `payment.failed`).
+    StockReleased,
+    /// The gateway charged the order.
+    PaymentSucceeded,
+    /// The gateway declined the order.
+    PaymentFailed,
+}
+
+/// What to do to the product rows for a transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockAction {
+    /// Nothing.
+    None,
+    /// `stock -= q; reserved -= q` per line.
+    Deduct,
+    /// `reserved -= q` per line, and give the units back to the hot-stock cache.
+    ReleaseHeld,
+    /// `stock += q` per line (undo a deduction), and give the units back to the cache.
+    Restore,
+}
+
+/// An order's state as the machine sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Visible status.
+    pub status: OrderStatus,
+    /// Stock.
+    pub stock: StockState,
+    /// Payment.
+    pub payment: PaymentState,
+}
+
+/// The result of applying a fact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The state after.
+    pub next: Lifecycle,
+    /// What to do to stock.
+    pub stock_action: StockAction,
+    /// Events to publish, in order (written to the outbox in the same transaction).
+    pub emit: Vec<RoutingKey>,
+}
+
+impl Transition {
+    /// Whether the visible status changed.
+    pub fn status_changed(&self, before: &Lifecycle) -> bool {
+        self.next.status != before.status
+    }
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Lifecycle {
+    /// A freshly accepted order.
+    pub fn new() -> Self {
+        Lifecycle {
+            status: OrderStatus::Accepted,
+            stock: StockState::Held,
+            payment: PaymentState::Pending,
+        }
+    }
+
+    /// Applies `fact`. A fact that no longer applies (a redelivery, or one overtaken by a
+    /// cancellation) changes nothing, so every consumer is idempotent by construction.
+    pub fn apply(self, fact: Fact) -> Transition {
+        let mut next = self;
+        let mut stock_action = StockAction::None;
+        let mut emit = Vec::new();
+        match fact {
+            Fact::StockDeducted => {
+                // A cancelled order's held units are released by inventory, not deducted.
+                if self.stock == StockState::Held && self.status != OrderStatus::Cancelled {
+                    next.stock = StockState::Deducted;
+                    stock_action = StockAction::Deduct;
+                }
+            }
+            // Only a cancelled order gives its units back; a stray release is ignored.
+            Fact::StockReleased if self.status != OrderStatus::Cancelled => {}
+            Fact::StockReleased => match self.stock {
+                StockState::Held => {
+                    next.stock = StockState::Released;
+                    stock_action = StockAction::ReleaseHeld;
+                }
+                StockState::Deducted => {
+                    next.stock = StockState::Released;
+                    stock_action = StockAction::Restore;
+                }
+                StockState::Released => {}
+            },
+            Fact::PaymentSucceeded => {
+                if self.payment == PaymentState::Pending {
+                    next.payment = PaymentState::Succeeded;
+                    emit.push(RoutingKey::PaymentSucceeded);
+                }
+            }
+            Fact::PaymentFailed => {
+                if self.payment == PaymentState::Pending {
+                    next.payment = PaymentState::Failed;
+                    next.status = OrderStatus::Cancelled;
+                    emit.push(RoutingKey::PaymentFailed);
+                    emit.push(RoutingKey::OrderCancelled);
+                }
+            }
+        }
+        if next.status == OrderStatus::Accepted
+            && next.stock == StockState::Deducted
+            && next.payment == PaymentState::Succeeded
+        {
+            next.status = OrderStatus::Confirmed;
+            emit.push(RoutingKey::OrderConfirmed);
+        }
+        Transition { next, stock_action, emit }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn run(facts: &[Fact]) -> (Lifecycle, Vec<StockAction>, Vec<RoutingKey>) {
+        let mut state = Lifecycle::new();
+        let mut actions = Vec::new();
+        let mut events = Vec::new();
+        for fact in facts {
+            let t = state.apply(*fact);
+            actions.push(t.stock_action);
+            events.extend(t.emit);
+            state = t.next;
+        }
+        (state, actions, events)
+    }
+
+    #[test]
+    fn confirmed_once_stock_and_payment_are_both_done_in_either_order() {
+        for facts in [
+            [Fact::StockDeducted, Fact::PaymentSucceeded],
+            [Fact::PaymentSucceeded, Fact::StockDeducted],
+        ] {
+            let (state, _, events) = run(&facts);
+            assert_eq!(state.status, OrderStatus::Confirmed);
+            assert_eq!(events, vec![RoutingKey::PaymentSucceeded, RoutingKey::OrderConfirmed]);
+        }
+    }
+
+    #[test]
+    fn a_declined_payment_cancels_and_release_undoes_whatever_stock_did() {
+        let (state, actions, events) =
+            run(&[Fact::StockDeducted, Fact::PaymentFailed, Fact::StockReleased]);
+        assert_eq!(state.status, OrderStatus::Cancelled);
+        assert_eq!(actions, vec![StockAction::Deduct, StockAction::None, StockAction::Restore]);
+        assert_eq!(events, vec![RoutingKey::PaymentFailed, RoutingKey::OrderCancelled]);
+
+        let (state, actions, _) =
+            run(&[Fact::PaymentFailed, Fact::StockDeducted, Fact::StockReleased]);
+        assert_eq!(state.stock, StockState::Released);
+        assert_eq!(actions, vec![StockAction::None, StockAction::None, StockAction::ReleaseHeld]);
+    }
+
+    #[test]
+    fn states_round_trip_as_text() {
+        for s in [StockState::Held, StockState::Deducted, StockState::Released] {
+            assert_eq!(StockState::parse(s.as_str()), Some(s));
+        }
+        for p in [PaymentState::Pending, PaymentState::Succeeded, PaymentState::Failed] {
+            assert_eq!(PaymentState::parse(p.as_str()), Some(p));
+        }
+    }
+
+    fn fact() -> impl Strategy<Value = Fact> {
+        prop_oneof![
+            Just(Fact::StockDeducted),
+            Just(Fact::StockReleased),
+            Just(Fact::PaymentSucceeded),
+            Just(Fact::PaymentFailed),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_sequence_keeps_stock_balanced_and_final_states_final(facts in proptest::collection::vec(fact(), 0..12)) {
+            let (state, actions, events) = run(&facts);
+            // Net effect on stock of record: deducted at most once, restored only after a deduction.
+            let deducts = actions.iter().filter(|a| **a == StockAction::Deduct).count();
+            let restores = actions.iter().filter(|a| **a == StockAction::Restore).count();
+            let releases = actions.iter().filter(|a| **a == StockAction::ReleaseHeld).count();
+            prop_assert!(deducts <= 1 && restores <= deducts && releases <= 1);
+            prop_assert!(restores + releases <= 1, "units are given back at most once");
+            if restores + releases == 1 {
+                prop_assert_eq!(state.status, OrderStatus::Cancelled, "only cancelled orders give units back");
+            }
+            // Confirmed and cancelled exclude each other, and each is announced at most once.
+            let confirmed = events.iter().filter(|e| **e == RoutingKey::OrderConfirmed).count();
+            let cancelled = events.iter().filter(|e| **e == RoutingKey::OrderCancelled).count();
+            prop_assert!(confirmed + cancelled <= 1);
+            if state.status == OrderStatus::Confirmed {
+                prop_assert_eq!(state.stock, StockState::Deducted);
+                prop_assert_eq!(state.payment, PaymentState::Succeeded);
+            }
+            if state.status == OrderStatus::Cancelled {
+                prop_assert_eq!(state.payment, PaymentState::Failed);
+            }
+        }
+
+        #[test]
+        fn applying_the_same_fact_twice_changes_nothing_the_second_time(facts in proptest::collection::vec(fact(), 0..8), last in fact()) {
+            let (state, _, _) = run(&facts);
+            let once = state.apply(last);
+            let twice = once.next.apply(last);
+            prop_assert_eq!(twice.next, once.next);
+            prop_assert_eq!(twice.stock_action, StockAction::None);
+            prop_assert!(twice.emit.is_empty());
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Charging customers.
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::money::Money;
+use crate::order_id::OrderId;
+
+/// A charge to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    /// The order; also the idempotency key a real gateway deduplicates on.
+    pub order_id: OrderId,
+    /// Who pays.
+    pub customer_id: String,
+    /// How much.
+    pub amount: Money,
+}
+
+/// Why a charge did not go through.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ChargeError {
+    /// Final: the order is cancelled.
+    #[error("payment declined: {0}")]
+    Declined(String),
+    /// Temporary: retry later.
+    #[error("payment gateway unavailable: {0}")]
+    Transient(String),
+}
+
+/// A payment gateway.
+#[async_trait]
+pub trait PaymentGateway: Send + Sync + 'static {
+    /// Charges, at most once per order id.
+    ///
+    /// # Errors
+    /// [`ChargeError::Declined`] or [`ChargeError::Transient`].
+    async fn charge(&self, request: &ChargeRequest) -> Result<(), ChargeError>;
+}

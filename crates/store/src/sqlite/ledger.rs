@@ -1,0 +1,193 @@
+//! The embedded bus's durable bookkeeping: acks, retries and dead letters beside the outbox.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ordermill_core::ports::{Envelope, LedgerEntry, StoreError};
+use ordermill_core::{OutboxEvent, UnixMillis};
+use rusqlite::{Connection, TransactionBehavior, params};
+use uuid::Uuid;
+
+use super::error::from_sqlite;
+use super::rows;
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+pub(crate) fn record_acks(
+    conn: &mut Connection,
+    acks: &[(Arc<str>, Uuid)],
+    finished: &[Uuid],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut ack = tx.prepare_cached(
+            "INSERT INTO bus_acks (event_id, queue) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?;
+        let mut done = tx.prepare_cached("DELETE FROM outbox WHERE event_id = ?1")?;
+        let mut done_acks = tx.prepare_cached("DELETE FROM bus_acks WHERE event_id = ?1")?;
+        let mut done_retries = tx.prepare_cached("DELETE FROM bus_retries WHERE event_id = ?1")?;
+        let mut done_dead =
+            tx.prepare_cached("DELETE FROM bus_dead_letters WHERE event_id = ?1")?;
+        let finished_text: Vec<String> =
+            finished.iter().map(|id| id.hyphenated().to_string()).collect();
+        for (queue, event) in acks {
+            if !finished.contains(event) {
+                ack.execute(params![event.hyphenated().to_string(), &**queue])?;
+            }
+        }
+        for id in &finished_text {
+            done.execute([id])?;
+            done_acks.execute([id])?;
+            done_retries.execute([id])?;
+            done_dead.execute([id])?;
+        }
+    }
+    tx.commit()
+}
+
+pub(crate) fn record_retry(
+    conn: &Connection,
+    queue: &str,
+    event: Uuid,
+    attempts: u32,
+    not_before: UnixMillis,
+    error: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO bus_retries (queue, event_id, attempts, not_before, error) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (queue, event_id) DO UPDATE SET attempts = excluded.attempts,
+             not_before = excluded.not_before, error = excluded.error",
+    )?
+    .execute(params![queue, event.hyphenated().to_string(), attempts, not_before.0, error])
+    .map(drop)
+}
+
+pub(crate) fn record_dead(
+    conn: &mut Connection,
+    queue: &str,
+    event: Uuid,
+    attempts: u32,
+    error: &str,
+    at: UnixMillis,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let id = event.hyphenated().to_string();
+    tx.execute(
+        "INSERT INTO bus_dead_letters (queue, event_id, attempts, error, died_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (queue, event_id) DO UPDATE SET attempts = excluded.attempts,
+             error = excluded.error, died_at = excluded.died_at",
+        params![queue, id, attempts, error, at.0],
+    )?;
+    tx.execute("DELETE FROM bus_retries WHERE queue = ?1 AND event_id = ?2", params![queue, id])?;
+    tx.commit()
+}
+
+pub(crate) fn clear_dead(
+    conn: &mut Connection,
+    queue: &str,
+    events: &[Uuid],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut dead =
+            tx.prepare_cached("DELETE FROM bus_dead_letters WHERE queue = ?1 AND event_id = ?2")?;
+        let mut retry =
+            tx.prepare_cached("DELETE FROM bus_retries WHERE queue = ?1 AND event_id = ?2")?;
+        for event in events {
+            let id = event.hyphenated().to_string();
+            dead.execute(params![queue, id])?;
+            retry.execute(params![queue, id])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Every outbox event with its per-queue state; order.created bodies are rebuilt from orders.
+pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<LedgerEntry>, StoreError> {
+    let mut acked: HashMap<String, Vec<String>> = HashMap::new();
+    let mut stmt = conn.prepare("SELECT event_id, queue FROM bus_acks").map_err(from_sqlite)?;
+    for row in stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(from_sqlite)?
+    {
+        let (event, queue) = row.map_err(from_sqlite)?;
+        acked.entry(event).or_default().push(queue);
+    }
+    let mut retries: HashMap<String, Vec<(String, u32, UnixMillis, String)>> = HashMap::new();
+    let mut stmt = conn
+        .prepare("SELECT event_id, queue, attempts, not_before, error FROM bus_retries")
+        .map_err(from_sqlite)?;
+    for row in stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })
+        .map_err(from_sqlite)?
+    {
+        let (event, queue, attempts, not_before, error) = row.map_err(from_sqlite)?;
+        retries.entry(event).or_default().push((queue, attempts, UnixMillis(not_before), error));
+    }
+    let mut dead: HashMap<String, Vec<(String, u32, String, UnixMillis)>> = HashMap::new();
+    let mut stmt = conn
+        .prepare("SELECT event_id, queue, attempts, error, died_at FROM bus_dead_letters")
+        .map_err(from_sqlite)?;
+    for row in stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .map_err(from_sqlite)?
+    {
+        let (event, queue, attempts, error, at) = row.map_err(from_sqlite)?;
+        dead.entry(event).or_default().push((queue, attempts, error, UnixMillis(at)));
+    }
+
+    let sql = format!(
+        "SELECT outbox.event_id, outbox.routing_key, outbox.payload, {} FROM outbox \
+         LEFT JOIN orders ON orders.id = outbox.order_id ORDER BY outbox.event_id",
+        rows::ORDER_COLUMNS
+            .split(", ")
+            .map(|c| format!("orders.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut stmt = conn.prepare(&sql).map_err(from_sqlite)?;
+    let mut rows_iter = stmt.query([]).map_err(from_sqlite)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows_iter.next().map_err(from_sqlite)? {
+        let event_text: String = row.get(0).map_err(from_sqlite)?;
+        let key: String = row.get(1).map_err(from_sqlite)?;
+        let payload: Option<String> = row.get(2).map_err(from_sqlite)?;
+        let event_id = Uuid::try_parse(&event_text).map_err(corrupt)?;
+        let payload = match payload {
+            Some(payload) => payload,
+            None => {
+                let (order, _) = rows::order_state_at(row, 3).map_err(from_sqlite)??;
+                OutboxEvent::order_created(&order, event_id).payload
+            }
+        };
+        out.push(LedgerEntry {
+            envelope: Envelope {
+                event_id,
+                routing_key: Arc::from(key),
+                payload: Arc::from(payload),
+            },
+            acked: acked.remove(&event_text).unwrap_or_default(),
+            retries: retries.remove(&event_text).unwrap_or_default(),
+            dead: dead.remove(&event_text).unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
