@@ -30,14 +30,20 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (file + environment + flags) as TOML and exit.
     Config(ServeArgs),
-    /// Benchmark helpers. `bench ceiling` runs the reference server that ordermill's
-    /// throughput is compared with (see docs/BENCHMARKS.md).
+    /// Benchmark tools. `bench run` sends order load and prints throughput and latency;
+    /// `bench ceiling` runs the reference server that ordermill's throughput is compared with.
     #[command(subcommand)]
     Bench(BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Send order load over keep-alive HTTP/1.1 connections and print requests by status,
+    /// throughput and latency percentiles (closed loop, or open loop at --rate).
+    ///
+    /// Example: ordermill bench run --target http://127.0.0.1:8080 --connections 64
+    /// --duration 30s --setup --json report.json --reference http://127.0.0.1:8081
+    Run(ordermill_bench::RunArgs),
     /// Run a bare axum server that parses the same order JSON and answers 201 — the
     /// physical reference for this machine. Drive it and ordermill with the same load.
     ///
@@ -79,6 +85,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bench(BenchCommand::Run(args)) => bench_run(args),
         Command::Bench(BenchCommand::Ceiling { listen }) => ceiling(listen),
         Command::Config(args) => match config::load(&args).and_then(|s| config::to_toml(&s)) {
             Ok(text) => {
@@ -115,6 +122,24 @@ fn ceiling(listen: SocketAddr) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
     }
+}
+
+// No logger is installed: stdout carries the summary, and what goes wrong is in the error or
+// in the counts.
+fn bench_run(args: ordermill_bench::RunArgs) -> ExitCode {
+    let json = args.json.clone();
+    let report = match runtime().and_then(|rt| Ok(rt.block_on(ordermill_bench::run(args))?)) {
+        Ok(report) => report,
+        Err(error) => return fail(&error),
+    };
+    print!("{report}");
+    if let Some(path) = json {
+        if let Err(error) = report.write_json(&path) {
+            return fail(&error.into());
+        }
+        println!("report        written to {}", path.display());
+    }
+    ExitCode::SUCCESS
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -1,0 +1,189 @@
+//! The flags of `ordermill bench run`, and the checks that keep a run from measuring nonsense.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::BenchError;
+
+/// The most orders one batch request may carry; ordermill refuses larger batches.
+pub const MAX_BATCH: usize = 1000;
+/// The most stock a SKU may hold; ordermill refuses more.
+pub const MAX_STOCK: u64 = 1_000_000_000;
+
+const DEFAULT_TARGET: &str = "http://127.0.0.1:8080";
+const DEFAULT_CONNECTIONS: usize = 64;
+const DEFAULT_DURATION: Duration = Duration::from_secs(30);
+const DEFAULT_SKUS: usize = 10_000;
+const DEFAULT_HOT_SKUS: usize = 10;
+const DEFAULT_HOT_SHARE: f64 = 0.8;
+const DEFAULT_SEED: u64 = 1;
+
+/// What load to send where: connections, duration, closed or open loop, SKU skew, batching.
+///
+/// Example: `ordermill bench run --target http://127.0.0.1:8080 --connections 64 --duration 30s
+/// --setup --json report.json`
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Base URL of the ordermill server under test (plain http, no path).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_TARGET)]
+    pub target: String,
+    /// Keep-alive HTTP/1.1 connections, each with one request in flight at a time.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONNECTIONS)]
+    pub connections: usize,
+    /// How long to send load, e.g. 30s, 2m, 500ms.
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Open loop: this many requests per second in total, spread over the connections. Latency
+    /// counts from each request's intended send time, so a stalled server cannot hide its
+    /// stall (no coordinated omission). Without it: closed loop, where each connection sends
+    /// its next request as soon as the previous answer is in.
+    #[arg(long, value_name = "REQ_PER_SEC")]
+    pub rate: Option<u64>,
+    /// Catalog size: SKUs bench-0 to bench-{N-1}.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SKUS)]
+    pub skus: usize,
+    /// How many SKUs are on flash sale: the first N of the catalog.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HOT_SKUS)]
+    pub hot_skus: usize,
+    /// Share of orders for the flash-sale SKUs (0 to 1), each picked uniformly among them; the
+    /// rest go uniformly to the other SKUs.
+    #[arg(long, value_name = "SHARE", default_value_t = DEFAULT_HOT_SHARE)]
+    pub hot_share: f64,
+    /// Orders per request. Above 1, each request is POST /api/orders/batch with N single-item
+    /// orders, and throughput is counted in accepted orders.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub batch: usize,
+    /// First create (or reset) the catalog with PUT /api/products/bench-{i}. Without it the
+    /// SKUs must already exist with enough stock.
+    #[arg(long)]
+    pub setup: bool,
+    /// Stock per SKU for --setup. A small value makes a deliberate sell-out run (409s).
+    #[arg(long, value_name = "N", default_value_t = MAX_STOCK)]
+    pub stock: u64,
+    /// Also write the summary as JSON to FILE, for scripts.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// After the main run, send the same load to a reference server (started with
+    /// `ordermill bench ceiling --listen ADDR`) and print ordermill's throughput and p99 as a
+    /// ratio of the reference's. The reference gets no catalog set-up.
+    #[arg(long, value_name = "URL")]
+    pub reference: Option<String>,
+    /// Seed of the SKU choice: two runs with the same seed send the same SKU sequence per
+    /// connection.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+    /// Do not draw the progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        RunArgs {
+            target: DEFAULT_TARGET.to_owned(),
+            connections: DEFAULT_CONNECTIONS,
+            duration: DEFAULT_DURATION,
+            rate: None,
+            skus: DEFAULT_SKUS,
+            hot_skus: DEFAULT_HOT_SKUS,
+            hot_share: DEFAULT_HOT_SHARE,
+            batch: 1,
+            setup: false,
+            stock: MAX_STOCK,
+            json: None,
+            reference: None,
+            seed: DEFAULT_SEED,
+            quiet: false,
+        }
+    }
+}
+
+impl RunArgs {
+    /// Refuses values that would make the run fail late or measure something else.
+    ///
+    /// # Errors
+    /// [`BenchError::InvalidArgs`] naming the flag and what it accepts.
+    pub fn check(&self) -> Result<(), BenchError> {
+        let invalid = |message: String| Err(BenchError::InvalidArgs(message));
+        if self.connections == 0 {
+            return invalid("--connections must be at least 1".to_owned());
+        }
+        if self.duration.is_zero() {
+            return invalid("--duration must be longer than zero, e.g. 30s".to_owned());
+        }
+        if self.rate == Some(0) {
+            return invalid("--rate must be at least 1 request per second".to_owned());
+        }
+        if self.skus == 0 {
+            return invalid("--skus must be at least 1".to_owned());
+        }
+        if self.hot_skus > self.skus {
+            return invalid(format!(
+                "--hot-skus ({}) cannot exceed --skus ({})",
+                self.hot_skus, self.skus
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.hot_share) {
+            return invalid(format!("--hot-share must be between 0 and 1, got {}", self.hot_share));
+        }
+        if !(1..=MAX_BATCH).contains(&self.batch) {
+            return invalid(format!(
+                "--batch must be between 1 and {MAX_BATCH} (ordermill's batch limit), got {}",
+                self.batch
+            ));
+        }
+        if self.stock > MAX_STOCK {
+            return invalid(format!(
+                "--stock must be at most {MAX_STOCK} (ordermill's stock limit), got {}",
+                self.stock
+            ));
+        }
+        if self.batch > 1 && self.reference.is_some() {
+            // The ceiling serves POST /api/orders only; a batch run against it would compare
+            // ordermill with a stream of 404s.
+            return invalid(
+                "--reference compares single-order load; the reference server has no batch \
+                 endpoint, so drop --batch or --reference"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_pass_the_checks() {
+        RunArgs::default().check().unwrap();
+    }
+
+    #[test]
+    fn each_bad_value_is_refused_with_its_flag_named() {
+        let cases: [(RunArgs, &str); 8] = [
+            (RunArgs { connections: 0, ..RunArgs::default() }, "--connections"),
+            (RunArgs { duration: Duration::ZERO, ..RunArgs::default() }, "--duration"),
+            (RunArgs { rate: Some(0), ..RunArgs::default() }, "--rate"),
+            (RunArgs { skus: 5, hot_skus: 6, ..RunArgs::default() }, "--hot-skus"),
+            (RunArgs { hot_share: 1.5, ..RunArgs::default() }, "--hot-share"),
+            (RunArgs { batch: MAX_BATCH + 1, ..RunArgs::default() }, "--batch"),
+            (RunArgs { stock: MAX_STOCK + 1, ..RunArgs::default() }, "--stock"),
+            (
+                RunArgs { batch: 10, reference: Some("http://x".into()), ..RunArgs::default() },
+                "--reference",
+            ),
+        ];
+        for (args, flag) in cases {
+            let message = args.check().unwrap_err().to_string();
+            assert!(message.contains(flag), "{message:?} should name {flag}");
+        }
+    }
+
+    #[test]
+    fn a_nan_hot_share_is_refused() {
+        let args = RunArgs { hot_share: f64::NAN, ..RunArgs::default() };
+        assert!(args.check().is_err());
+    }
+}
