@@ -38,8 +38,14 @@ async fn take(bus: &dyn EventBus, queue: &str, n: usize) -> Vec<Delivery> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut got = Vec::new();
     while got.len() < n {
-        assert!(Instant::now() < deadline, "queue {queue}: only {} of {n} deliveries within 10 s", got.len());
-        got.extend(bus.receive(queue, n - got.len(), Duration::from_millis(200)).await.expect("receive"));
+        assert!(
+            Instant::now() < deadline,
+            "queue {queue}: only {} of {n} deliveries within 10 s",
+            got.len()
+        );
+        got.extend(
+            bus.receive(queue, n - got.len(), Duration::from_millis(200)).await.expect("receive"),
+        );
     }
     got
 }
@@ -67,7 +73,9 @@ async fn routes_by_key(bus: &dyn EventBus) {
     let failed = envelope("payment.failed");
     let confirmed = envelope("order.confirmed");
     let other = envelope("stock.adjusted");
-    bus.publish(vec![created.clone(), failed.clone(), confirmed.clone(), other.clone()]).await.expect("publish");
+    bus.publish(vec![created.clone(), failed.clone(), confirmed.clone(), other.clone()])
+        .await
+        .expect("publish");
     let ids = |ds: Vec<Delivery>| ds.into_iter().map(|d| d.envelope.event_id).collect::<Vec<_>>();
     assert_eq!(ids(take(bus, "a", 1).await), vec![created.event_id]);
     let mut b = ids(take(bus, "b", 3).await);
@@ -100,7 +108,11 @@ async fn retry_redelivers_after_the_delay(bus: &dyn EventBus) {
     bus.retry(&first, Duration::from_millis(400), "gateway timeout").await.expect("retry");
     nothing_on(bus, "a").await;
     let second = take(bus, "a", 1).await.remove(0);
-    assert!(retried_at.elapsed() >= Duration::from_millis(350), "redelivered after {:?}", retried_at.elapsed());
+    assert!(
+        retried_at.elapsed() >= Duration::from_millis(350),
+        "redelivered after {:?}",
+        retried_at.elapsed()
+    );
     assert_eq!(second.envelope.event_id, event.event_id);
     assert_eq!(second.attempt, 2);
     bus.ack(&[second]).await.expect("ack");

@@ -52,7 +52,9 @@ async fn unacked_retried_and_dead_messages_survive_a_restart_and_acked_ones_do_n
         payload: Arc::from(event.payload.as_str()),
     };
     {
-        let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock)).await.unwrap();
+        let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap();
         // Recovery already found the committed event for all three queues.
         let inv = bus.receive("inventory", 10, Duration::from_secs(1)).await.unwrap();
         assert_eq!(inv.len(), 1);
@@ -64,8 +66,13 @@ async fn unacked_retried_and_dead_messages_survive_a_restart_and_acked_ones_do_n
         bus.dead_letter(&notify[0], "webhook 500").await.unwrap();
     } // "crash": the bus is dropped without any shutdown step
 
-    let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock)).await.unwrap();
-    assert!(bus.receive("inventory", 10, Duration::from_millis(200)).await.unwrap().is_empty(), "acked stays acked");
+    let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    assert!(
+        bus.receive("inventory", 10, Duration::from_millis(200)).await.unwrap().is_empty(),
+        "acked stays acked"
+    );
     let pay = bus.receive("payment", 10, Duration::from_secs(2)).await.unwrap();
     assert_eq!((pay.len(), pay[0].attempt), (1, 2), "the retry comes back with its attempt count");
     let dead = bus.dead_letters("notify").await.unwrap();

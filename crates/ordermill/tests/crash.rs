@@ -1,9 +1,11 @@
-//! The real binary, killed with SIGKILL mid-load and restarted on the same data dir: every
-//! order answered 201 is there, every stored order has its outbox event, and stock of record
-//! agrees with the orders (nothing oversold, nothing stranded).
+//! The real binary, killed with SIGKILL mid-load (orders mid-pipeline) and restarted on the
+//! same data dir: every order answered 201 is there, every order ends confirmed, each consumer
+//! effect happened exactly once (one charge, one deduction, one notification per event), and
+//! stock of record agrees with the orders (nothing oversold, nothing stranded).
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,6 +19,14 @@ use serde_json::{Value, json};
 struct Node {
     child: Child,
     addr: SocketAddr,
+}
+
+impl Drop for Node {
+    // A failing test must not leave a server running (it would hold the test's pipes open).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Starts `ordermill serve` on port 0 and waits for its "serving" log line to learn the port.
@@ -104,34 +114,117 @@ fn load(
 /// What the database file says, read directly.
 struct Ledger {
     orders: i64,
-    events: i64,
-    held: std::collections::HashMap<String, i64>,
-    reserved: std::collections::HashMap<String, i64>,
+    by_status: HashMap<String, i64>,
+    /// Units of confirmed orders, per SKU.
+    confirmed_units: HashMap<String, i64>,
+    /// (stock, reserved) per SKU.
+    products: HashMap<String, (i64, i64)>,
+    payments: i64,
+    processed: HashMap<String, i64>,
+    outbox: i64,
+}
+
+fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 fn ledger(dir: &Path) -> Ledger {
     let db = rusqlite::Connection::open(dir.join("ordermill.db")).unwrap();
-    let orders = db.query_row("SELECT count(*) FROM orders", [], |r| r.get(0)).unwrap();
-    let events = db
-        .query_row("SELECT count(*) FROM outbox WHERE routing_key = 'order.created'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    let mut held = std::collections::HashMap::new();
-    let mut stmt = db.prepare("SELECT items FROM orders").unwrap();
-    for items in stmt.query_map([], |r| r.get::<_, String>(0)).unwrap() {
-        for line in serde_json::from_str::<Vec<Value>>(&items.unwrap()).unwrap() {
-            *held.entry(line["sku"].as_str().unwrap().to_owned()).or_insert(0) +=
-                line["quantity"].as_i64().unwrap();
+    let mut by_status = HashMap::new();
+    let mut confirmed_units = HashMap::new();
+    let mut stmt = db.prepare("SELECT status, items FROM orders").unwrap();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap()
+    {
+        let (status, items) = row.unwrap();
+        if status == "confirmed" {
+            for line in serde_json::from_str::<Vec<Value>>(&items).unwrap() {
+                *confirmed_units.entry(line["sku"].as_str().unwrap().to_owned()).or_insert(0) +=
+                    line["quantity"].as_i64().unwrap();
+            }
         }
+        *by_status.entry(status).or_insert(0) += 1;
     }
-    let mut reserved = std::collections::HashMap::new();
-    let mut stmt = db.prepare("SELECT sku, reserved FROM products").unwrap();
+    let mut products = HashMap::new();
+    let mut stmt = db.prepare("SELECT sku, stock, reserved FROM products").unwrap();
+    for row in stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+        .unwrap()
+    {
+        let (sku, stock, reserved) = row.unwrap();
+        products.insert(sku, (stock, reserved));
+    }
+    let mut processed = HashMap::new();
+    let mut stmt =
+        db.prepare("SELECT consumer, count(*) FROM processed_events GROUP BY consumer").unwrap();
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap() {
-        let (sku, n) = row.unwrap();
-        reserved.insert(sku, n);
+        let (consumer, n) = row.unwrap();
+        processed.insert(consumer, n);
     }
-    Ledger { orders, events, held, reserved }
+    Ledger {
+        orders: count(&db, "SELECT count(*) FROM orders"),
+        by_status,
+        confirmed_units,
+        products,
+        payments: count(&db, "SELECT count(*) FROM payments"),
+        processed,
+        outbox: count(&db, "SELECT count(*) FROM outbox"),
+    }
+}
+
+/// Waits until every stored order is confirmed or cancelled and every event is delivered.
+async fn settled(dir: &Path) -> Ledger {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ledger = ledger(dir);
+        let open = ledger.by_status.get("accepted").copied().unwrap_or(0);
+        if open == 0 && ledger.outbox == 0 {
+            return ledger;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 60 s, {open} orders still accepted and {} events in the outbox",
+            ledger.outbox
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every order went through the pipeline exactly once: one charge, one deduction, one
+/// notification per event, and stock of record agrees with the confirmed orders.
+fn assert_exactly_once(ledger: &Ledger, initial: &[(&str, i64)]) {
+    let confirmed = ledger.by_status.get("confirmed").copied().unwrap_or(0);
+    assert_eq!(
+        confirmed, ledger.orders,
+        "every order confirmed (the simulated gateway accepts all): {:?}",
+        ledger.by_status
+    );
+    assert_eq!(ledger.payments, ledger.orders, "one charge per order");
+    assert_eq!(
+        ledger.processed.get("payment").copied(),
+        Some(ledger.orders),
+        "payment processed each order.created once"
+    );
+    assert_eq!(
+        ledger.processed.get("inventory").copied(),
+        Some(ledger.orders),
+        "inventory processed each order.created once"
+    );
+    assert_eq!(
+        ledger.processed.get("notify").copied(),
+        Some(2 * ledger.orders),
+        "notify: created + confirmed per order"
+    );
+    for (sku, stock) in initial {
+        let sold = ledger.confirmed_units.get(*sku).copied().unwrap_or(0);
+        let (now, reserved) = ledger.products[*sku];
+        assert_eq!(
+            now,
+            stock - sold,
+            "{sku}: stock of record deducted exactly once per confirmed unit"
+        );
+        assert_eq!(reserved, 0, "{sku}: nothing left held");
+        assert!(sold <= *stock, "{sku}: oversold");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,13 +257,11 @@ async fn sigkill_mid_load_loses_no_accepted_order_and_keeps_stock_consistent() {
         assert_eq!(reply.status(), 200, "order {id} was answered 201 but is gone after the crash");
         assert_eq!(reply.json::<Value>().await.unwrap()["total"], total.as_str());
     }
-
-    let ledger = ledger(dir.path());
+    let ledger = settled(dir.path()).await;
     assert!(ledger.orders >= accepted.len() as i64);
-    assert_eq!(ledger.events, ledger.orders, "every stored order has its order.created event");
+    assert_exactly_once(&ledger, &[("hot", 200), ("cold", 1_000_000)]);
+    assert_eq!(ledger.confirmed_units["hot"], 200, "the hot SKU sold out exactly during the run");
     for sku in ["hot", "cold"] {
-        let held = ledger.held.get(sku).copied().unwrap_or(0);
-        assert_eq!(ledger.reserved[sku], held, "{sku}: reserved of record equals what orders hold");
         let product: Value = client
             .get(url(node.addr, &format!("/api/products/{sku}")))
             .send()
@@ -179,16 +270,12 @@ async fn sigkill_mid_load_loses_no_accepted_order_and_keeps_stock_consistent() {
             .json()
             .await
             .unwrap();
-        let stock = product["stock"].as_i64().unwrap();
-        assert!(held <= stock, "{sku}: oversold ({held} held of {stock})");
         assert_eq!(
-            product["stock_available"].as_i64().unwrap(),
-            stock - held,
-            "{sku}: hot stock reconciled"
+            product["stock_available"], product["stock"],
+            "{sku}: hot stock reconciled with the store"
         );
     }
-    assert_eq!(ledger.held["hot"], 200, "the hot SKU sold out exactly during the run");
-    kill(node);
+    drop(node);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,12 +302,11 @@ async fn sigterm_under_load_drains_and_exits_cleanly() {
     }
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
     let accepted = accepted.lock().unwrap().ids.len() as i64;
-    let ledger = ledger(dir.path());
-    assert!(ledger.orders >= accepted, "{} stored < {accepted} accepted", ledger.orders);
-    assert_eq!(ledger.events, ledger.orders);
-}
+    let stored = ledger(dir.path()).orders;
+    assert!(stored >= accepted, "{stored} stored < {accepted} accepted");
 
-fn kill(mut node: Node) {
-    let _ = node.child.kill();
-    let _ = node.child.wait();
+    let node = start(dir.path());
+    let ledger = settled(dir.path()).await;
+    assert_exactly_once(&ledger, &[("hot", 1_000_000), ("cold", 1_000_000)]);
+    drop(node);
 }

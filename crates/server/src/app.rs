@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ordermill_cache::LocalStockCache;
-use ordermill_core::ports::{OrderStore, StockCache};
-use ordermill_core::{Clock, SystemClock};
+use std::time::Duration;
+
+use ordermill_bus::EmbeddedBus;
+use ordermill_core::ports::{BusError, BusLedger, EventBus, OrderStore, StockCache, StoreError};
+use ordermill_core::{Clock, OrderIdGenerator, SystemClock};
 use ordermill_store::SqliteStore;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -20,8 +23,11 @@ use crate::http::{self, AppState};
 use crate::intake::Intake;
 use crate::intake::committer::Committer;
 use crate::intake::idempotency::Idempotency;
+use crate::integrations::{self, IntegrationError};
+use crate::read_cache::OrderCache;
 use crate::settings::Settings;
 use crate::telemetry;
+use crate::workers::{self, Pipeline};
 
 /// Why the service could not start. Each message says what to do.
 #[derive(Debug, Error)]
@@ -40,6 +46,12 @@ pub enum StartError {
     /// The catalog could not be loaded or stock reconciled.
     #[error("cannot load the catalog: {0}")]
     Catalog(#[from] CatalogError),
+    /// The bus could not recover its queues from the outbox.
+    #[error("cannot start the event bus: {0}")]
+    Bus(#[from] BusError),
+    /// A payment gateway or notifier is misconfigured.
+    #[error("invalid integration settings: {0}")]
+    Integration(#[from] IntegrationError),
     /// The listen address could not be bound.
     #[error(
         "cannot listen on {addr}: {source}. Is another process using it? Pick another with --listen."
@@ -58,6 +70,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     committer: Committer,
+    pipeline: Pipeline,
     settings: Settings,
 }
 
@@ -80,34 +93,55 @@ impl Application {
     ) -> Result<Application, StartError> {
         let metrics = telemetry::install();
         let data_dir = settings.data_dir.clone();
-        let store: Arc<dyn OrderStore> = Arc::new(
+        let store_error =
+            |source| StartError::Store { dir: settings.data_dir.display().to_string(), source };
+        let sqlite = Arc::new(
             tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir))
                 .await
-                .map_err(|e| StartError::Store {
-                    dir: settings.data_dir.display().to_string(),
-                    source: ordermill_core::ports::StoreError::Unavailable(e.to_string()),
-                })?
-                .map_err(|source| StartError::Store {
-                    dir: settings.data_dir.display().to_string(),
-                    source,
-                })?,
+                .map_err(|e| store_error(StoreError::Unavailable(e.to_string())))?
+                .map_err(store_error)?,
         );
+        let store: Arc<dyn OrderStore> = sqlite.clone();
+        let ledger: Arc<dyn BusLedger> = sqlite;
         let cache: Arc<dyn StockCache> = Arc::new(LocalStockCache::new());
         let catalog = Arc::new(Catalog::load(store.clone(), cache.clone()).await?);
+        let bus: Arc<dyn EventBus> =
+            Arc::new(EmbeddedBus::start(settings.topology.clone(), ledger, clock.clone()).await?);
         let (committer, handle) = Committer::new(
             store.clone(),
             cache.clone(),
+            bus.clone(),
             settings.commit.max_batch_orders,
             settings.commit.queue_capacity,
         );
         let idempotency = Idempotency::new(store.clone(), settings.idempotency_cache_entries);
-        let intake = Arc::new(Intake::new(catalog.clone(), cache, handle, idempotency, clock));
-        let state = AppState { intake, catalog, store, metrics };
+        let intake = Arc::new(Intake::new(
+            catalog.clone(),
+            cache.clone(),
+            handle,
+            idempotency,
+            clock.clone(),
+            bus.clone(),
+            settings.max_backlog,
+        ));
+        let orders = OrderCache::new(settings.order_cache_entries);
+        let pipeline = Pipeline {
+            store: store.clone(),
+            bus: bus.clone(),
+            cache,
+            clock,
+            ids: Arc::new(OrderIdGenerator::new()),
+            orders: orders.clone(),
+            gateway: integrations::payment_gateway(&settings.payment)?,
+            notifier: integrations::notifier(&settings.notify)?,
+        };
+        let admin_token = settings.admin_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from);
+        let state = AppState { intake, catalog, store, metrics, bus, orders, admin_token };
         let router = http::router(state, &settings.http);
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        Ok(Application { listener, router, committer, settings })
+        Ok(Application { listener, router, committer, pipeline, settings })
     }
 
     /// The bound address (useful with port 0).
@@ -117,7 +151,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests
-    /// finish, flushes the committer, and returns.
+    /// finish, flushes the committer, lets consumers finish and settle the batch in hand,
+    /// and returns. Anything not acked by then is delivered again on the next start.
     ///
     /// # Errors
     /// When the HTTP server fails.
@@ -127,13 +162,26 @@ impl Application {
     ) -> std::io::Result<()> {
         tracing::info!(listen = %self.local_addr(), data_dir = %self.settings.data_dir.display(), "ordermill is serving.");
         let stop_committer = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        tasks.spawn(self.committer.run(stop_committer.clone()));
-        tasks.close();
+        let committing = TaskTracker::new();
+        committing.spawn(self.committer.run(stop_committer.clone()));
+        committing.close();
+        let stop_workers = CancellationToken::new();
+        let working = TaskTracker::new();
+        workers::spawn_all(&self.pipeline, &self.settings.workers, &working, &stop_workers);
+        working.spawn(telemetry::watch_queues(
+            self.pipeline.bus.clone(),
+            Duration::from_secs(1),
+            stop_workers.clone(),
+        ));
+        working.close();
+
         let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
         tracing::info!("HTTP server stopped; flushing the committer.");
         stop_committer.cancel();
-        tasks.wait().await;
+        committing.wait().await;
+        tracing::info!("Committer flushed; letting consumers finish the messages in hand.");
+        stop_workers.cancel();
+        working.wait().await;
         served
     }
 }

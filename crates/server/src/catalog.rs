@@ -1,5 +1,6 @@
-//! The catalog in memory, so intake prices an order without a query. Writes go through here:
-//! stock changes adjust the hot-stock cache, then the store; the map is updated last.
+//! The catalog: prices in memory, so intake prices an order without a query; stock of record
+//! in the store (consumers deduct it); units available to sell in the hot-stock cache. Writes
+//! go through here and keep the three in step.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -32,7 +33,7 @@ pub enum CatalogError {
 /// A product with what is left to sell.
 #[derive(Debug, Clone)]
 pub struct StockedProduct {
-    /// The catalog entry (stock of record as last set).
+    /// The catalog entry, with stock of record.
     pub product: Arc<Product>,
     /// Units available to sell now, from the hot-stock cache.
     pub available: i64,
@@ -41,8 +42,8 @@ pub struct StockedProduct {
 /// Products by SKU, kept in memory and written through to the store.
 pub struct Catalog {
     products: RwLock<HashMap<Sku, Arc<Product>>>,
-    // Catalog writes are rare and must not interleave (each computes a stock delta from the
-    // previous value); an async mutex serialises them without blocking the runtime.
+    // Catalog writes are rare and must not interleave (each moves the cache by a delta it
+    // learned from the store); an async mutex serialises them without blocking the runtime.
     writes: tokio::sync::Mutex<()>,
     store: Arc<dyn OrderStore>,
     cache: Arc<dyn StockCache>,
@@ -101,43 +102,45 @@ impl Catalog {
             .collect()
     }
 
-    /// One product and its available units.
+    /// One product (stock of record read from the store, as consumers change it) and its
+    /// available units.
     ///
     /// # Errors
-    /// When the cache cannot be read.
+    /// When the store or the cache cannot be read.
     pub async fn get(&self, sku: &Sku) -> Result<Option<StockedProduct>, CatalogError> {
-        let product = self.read().get(sku).cloned();
-        match product {
-            None => Ok(None),
-            Some(product) => {
-                let available =
-                    self.cache.available(sku).await.map_err(CatalogError::Cache)?.unwrap_or(0);
-                Ok(Some(StockedProduct { product, available: available.max(0) }))
-            }
+        if !self.read().contains_key(sku) {
+            return Ok(None);
         }
+        match self.store.get_product(sku).await? {
+            None => Ok(None),
+            Some(product) => Ok(Some(self.stocked(Arc::new(product)).await?)),
+        }
+    }
+
+    async fn stocked(&self, product: Arc<Product>) -> Result<StockedProduct, CatalogError> {
+        let available =
+            self.cache.available(&product.sku).await.map_err(CatalogError::Cache)?.unwrap_or(0);
+        Ok(StockedProduct { product, available: available.max(0) })
     }
 
     /// Every product, sorted by SKU, with available units.
     ///
     /// # Errors
-    /// When the cache cannot be read.
+    /// When the store or the cache cannot be read.
     pub async fn list(&self) -> Result<Vec<StockedProduct>, CatalogError> {
-        let mut products: Vec<Arc<Product>> = self.read().values().cloned().collect();
-        products.sort_by(|a, b| a.sku.cmp(&b.sku));
-        let mut out = Vec::with_capacity(products.len());
-        for product in products {
-            let available =
-                self.cache.available(&product.sku).await.map_err(CatalogError::Cache)?.unwrap_or(0);
-            out.push(StockedProduct { product, available: available.max(0) });
+        let mut out = Vec::new();
+        for product in self.store.load_products().await? {
+            out.push(self.stocked(Arc::new(product)).await?);
         }
         Ok(out)
     }
 
     /// Creates or replaces a product. Returns it and whether it was created.
     ///
-    /// The stock change is applied to the cache first as a delta, refusing to go below what
-    /// orders hold (including orders in flight), then to the store; if the store fails the
-    /// cache change is undone.
+    /// The store writes the new stock and reports the stock it replaced in one step (so a
+    /// deduction by a consumer cannot slip in between), refusing a stock below what accepted
+    /// orders hold; the cache then moves by exactly that change. If orders still in flight
+    /// hold more than the new stock leaves, the cache refuses and the store write is undone.
     ///
     /// # Errors
     /// [`CatalogError::StockBelowHeld`] if `stock` is below what orders hold; store or cache
@@ -150,26 +153,35 @@ impl Catalog {
         stock: ordermill_core::StockLevel,
     ) -> Result<(StockedProduct, bool), CatalogError> {
         let _serialised = self.writes.lock().await;
-        let previous = self.read().get(&sku).map(|p| p.stock.get());
-        let delta = stock.get() - previous.unwrap_or(0);
-        let available = match self.cache.adjust(&sku, delta).await {
-            Ok(available) => available,
-            Err(CacheError::Insufficient { available, .. }) => {
-                let held = previous.unwrap_or(0) - available;
+        let wanted = Product { sku: sku.clone(), name, price, stock, reserved: 0 };
+        let (stored, previous) = match self.store.upsert_product(&wanted).await {
+            Ok(done) => done,
+            Err(StoreError::Conflict(_)) => {
+                let held = self.store.get_product(&sku).await?.map_or(0, |p| p.reserved);
                 return Err(CatalogError::StockBelowHeld { sku, requested: stock.get(), held });
             }
-            Err(other) => return Err(CatalogError::Cache(other)),
+            Err(other) => return Err(other.into()),
         };
-        let wanted = Product { sku: sku.clone(), name, price, stock, reserved: 0 };
-        let stored = match self.store.upsert_product(&wanted).await {
-            Ok(stored) => Arc::new(stored),
-            Err(error) => {
-                if let Err(undo) = self.cache.adjust(&sku, -delta).await {
-                    tracing::error!(sku = %sku, error = %undo, "Could not undo a hot-stock change after a failed catalog write; restart to reconcile.");
+        let delta = stored.stock.get() - previous.as_ref().map_or(0, |p| p.stock.get());
+        let available = match self.cache.adjust(&sku, delta).await {
+            Ok(available) => available,
+            Err(refused) => {
+                if let Some(before) = &previous
+                    && let Err(undo) = self.store.upsert_product(before).await
+                {
+                    tracing::error!(sku = %sku, error = %undo, "Could not undo a catalog write the hot-stock cache refused; restart to reconcile.");
                 }
-                return Err(error.into());
+                return Err(match refused {
+                    CacheError::Insufficient { available, .. } => CatalogError::StockBelowHeld {
+                        sku,
+                        requested: stock.get(),
+                        held: previous.map_or(0, |p| p.stock.get()) - available,
+                    },
+                    other => CatalogError::Cache(other),
+                });
             }
         };
+        let stored = Arc::new(stored);
         self.products
             .write()
             .unwrap_or_else(|p| p.into_inner())

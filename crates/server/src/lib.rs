@@ -11,17 +11,23 @@
 //!   durable transaction (group commit); [`intake::idempotency`] replays retried requests.
 //! - [`http`]: one module per noun, each with its `router()`, and [`http::error`], the one
 //!   place errors become status codes and JSON bodies.
+//! - [`workers`]: the consumers (inventory, payment, notify) and their retry loop.
+//! - [`integrations`]: payment gateways (simulated, http) and notifiers (log, webhook).
+//! - [`read_cache`]: the order read cache behind `GET /api/orders/{id}`.
 //! - [`telemetry`]: metric names and the Prometheus recorder.
 //!
-//! Backends (SQLite store, local cache) live in their own crates behind the `core` traits;
+//! Backends (SQLite store, local cache, embedded bus) live in their own crates behind the `core` traits;
 //! nothing here knows SQL.
 
 pub mod app;
 pub mod catalog;
 pub mod http;
 pub mod intake;
+pub mod integrations;
+pub mod read_cache;
 pub mod settings;
 pub mod telemetry;
+pub mod workers;
 
 pub use app::{Application, StartError};
 pub use settings::{LogFormat, Settings};

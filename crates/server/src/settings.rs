@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use ordermill_core::Topology;
 use serde::{Deserialize, Serialize};
 
 /// Everything the service can be configured with. Unknown keys are an error, so a typo in
 /// `ordermill.toml` is reported instead of silently ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Address the HTTP API listens on; port 0 picks a free one.
@@ -24,6 +25,21 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Idempotency keys remembered in memory (older ones are looked up in the store).
     pub idempotency_cache_entries: u64,
+    /// Orders kept in the read cache behind `GET /api/orders/{id}`.
+    pub order_cache_entries: u64,
+    /// Intake answers 503 `overloaded` while the bus holds more than this many undelivered
+    /// or unacknowledged messages (over all queues).
+    pub max_backlog: u64,
+    /// Bearer token for `/admin/*`; no token means the admin API is disabled.
+    pub admin_token: Option<String>,
+    /// Consumer tuning.
+    pub workers: WorkerSettings,
+    /// The payment gateway.
+    pub payment: PaymentSettings,
+    /// Where customer notifications go.
+    pub notify: NotifySettings,
+    /// Queue bindings on the `orders` exchange.
+    pub topology: Topology,
 }
 
 impl Default for Settings {
@@ -36,6 +52,13 @@ impl Default for Settings {
             commit: CommitSettings::default(),
             http: HttpSettings::default(),
             idempotency_cache_entries: 100_000,
+            order_cache_entries: 100_000,
+            max_backlog: 1_000_000,
+            admin_token: None,
+            workers: WorkerSettings::default(),
+            payment: PaymentSettings::default(),
+            notify: NotifySettings::default(),
+            topology: Topology::default(),
         }
     }
 }
@@ -86,5 +109,104 @@ impl Default for HttpSettings {
             max_batch_body_bytes: 8 * 1024 * 1024,
             request_timeout_secs: 30,
         }
+    }
+}
+
+/// How consumers take and retry messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Deliveries handled (and written to the store) together.
+    pub batch_size: usize,
+    /// Consumer loops per queue.
+    pub concurrency: usize,
+    /// A batch still running after this long is retried.
+    pub message_timeout_ms: u64,
+    /// Deliveries of one message before it goes to the dead letters.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            batch_size: 256,
+            concurrency: 2,
+            message_timeout_ms: 10_000,
+            max_attempts: 5,
+            retry_base_ms: 200,
+            retry_max_ms: 30_000,
+        }
+    }
+}
+
+/// Which payment gateway charges orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayKind {
+    /// In-process, with configurable latency and failure rate and test customers.
+    #[default]
+    Simulated,
+    /// POST to `payment.url`.
+    Http,
+}
+
+/// The payment gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentSettings {
+    /// `simulated` or `http`.
+    pub gateway: GatewayKind,
+    /// Simulated: time per charge.
+    pub latency_ms: u64,
+    /// Simulated: share of charges that fail transiently (0.0 to 1.0).
+    pub failure_rate: f64,
+    /// HTTP: where to POST charges.
+    pub url: Option<String>,
+    /// HTTP: per-request timeout.
+    pub timeout_ms: u64,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        PaymentSettings {
+            gateway: GatewayKind::Simulated,
+            latency_ms: 0,
+            failure_rate: 0.0,
+            url: None,
+            timeout_ms: 2_000,
+        }
+    }
+}
+
+/// Which notifier tells customers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifierKind {
+    /// A log line per notification.
+    #[default]
+    Log,
+    /// POST to `notify.url`.
+    Webhook,
+}
+
+/// Where customer notifications go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySettings {
+    /// `log` or `webhook`.
+    pub notifier: NotifierKind,
+    /// Webhook: where to POST.
+    pub url: Option<String>,
+    /// Webhook: per-request timeout.
+    pub timeout_ms: u64,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings { notifier: NotifierKind::Log, url: None, timeout_ms: 2_000 }
     }
 }

@@ -60,14 +60,20 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
 }
 
 async fn products_round_trip_and_keep_their_reservations(store: &dyn OrderStore) {
-    let stored = store.upsert_product(&product("p1", "19.99", 10)).await.expect("insert");
+    let (stored, previous) =
+        store.upsert_product(&product("p1", "19.99", 10)).await.expect("insert");
     assert_eq!(stored, product("p1", "19.99", 10));
+    assert_eq!(previous, None);
     assert_eq!(store.get_product(&sku("p1")).await.expect("read"), Some(stored));
     assert_eq!(store.get_product(&sku("p-none")).await.expect("read"), None);
 
     let ids = OrderIdGenerator::new();
     store.commit_orders(Arc::new(vec![accepted(&ids, &[("p1", 3)], None)])).await.expect("commit");
-    let replaced = store.upsert_product(&product("p1", "5.00", 20)).await.expect("replace");
+    let err = store.upsert_product(&product("p1", "5.00", 2)).await.expect_err("below held");
+    assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
+    let (replaced, previous) =
+        store.upsert_product(&product("p1", "5.00", 20)).await.expect("replace");
+    assert_eq!(previous.map(|p| (p.stock.get(), p.reserved)), Some((10, 3)));
     assert_eq!(replaced.price.to_string(), "5.00");
     assert_eq!(replaced.stock.get(), 20);
     assert_eq!(replaced.reserved, 3, "replacing a product keeps what orders hold");

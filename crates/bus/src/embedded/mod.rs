@@ -57,11 +57,19 @@ impl EmbeddedBus {
     ///
     /// # Errors
     /// When the ledger cannot be read.
-    pub async fn start(topology: Topology, ledger: Arc<dyn BusLedger>, clock: Arc<dyn Clock>) -> Result<EmbeddedBus, BusError> {
+    pub async fn start(
+        topology: Topology,
+        ledger: Arc<dyn BusLedger>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<EmbeddedBus, BusError> {
         let slots = topology
             .queues()
             .into_iter()
-            .map(|name| Slot { name: Arc::from(name), state: Mutex::default(), arrived: Notify::new() })
+            .map(|name| Slot {
+                name: Arc::from(name),
+                state: Mutex::default(),
+                arrived: Notify::new(),
+            })
             .collect();
         let bus = EmbeddedBus {
             topology,
@@ -84,7 +92,8 @@ impl EmbeddedBus {
         let (mut redelivered, mut dead_count) = (0u64, 0u64);
         for entry in entries {
             let bound: Vec<&str> = self.topology.queues_for(&entry.envelope.routing_key);
-            let owed: Vec<&str> = bound.into_iter().filter(|q| !entry.acked.iter().any(|a| a == q)).collect();
+            let owed: Vec<&str> =
+                bound.into_iter().filter(|q| !entry.acked.iter().any(|a| a == q)).collect();
             if owed.is_empty() {
                 finished.push(entry.envelope.event_id);
                 continue;
@@ -109,10 +118,13 @@ impl EmbeddedBus {
                 match entry.retries.iter().find(|r| r.0 == queue) {
                     Some((_, attempts, not_before, _)) => {
                         let wait = u64::try_from(not_before.0 - now_wall.0).unwrap_or(0);
-                        let pending = Pending { envelope: entry.envelope.clone(), attempt: attempts + 1 };
+                        let pending =
+                            Pending { envelope: entry.envelope.clone(), attempt: attempts + 1 };
                         state.delay(pending, now + Duration::from_millis(wait));
                     }
-                    None => state.ready.push_back(Pending { envelope: entry.envelope.clone(), attempt: 1 }),
+                    None => state
+                        .ready
+                        .push_back(Pending { envelope: entry.envelope.clone(), attempt: 1 }),
                 }
             }
         }
@@ -120,7 +132,11 @@ impl EmbeddedBus {
             self.ledger.record_acks(Vec::new(), finished).await.map_err(ledger_error)?;
         }
         if redelivered + dead_count > 0 {
-            tracing::info!(redelivered, dead_letters = dead_count, "Recovered the embedded bus from the outbox.");
+            tracing::info!(
+                redelivered,
+                dead_letters = dead_count,
+                "Recovered the embedded bus from the outbox."
+            );
         }
         Ok(())
     }
@@ -180,7 +196,9 @@ impl EventBus for EmbeddedBus {
             lock(&self.remaining).insert(envelope.event_id, queues.len());
             for queue in queues {
                 if let Some(slot) = self.slot(queue) {
-                    lock(&slot.state).ready.push_back(Pending { envelope: envelope.clone(), attempt: 1 });
+                    lock(&slot.state)
+                        .ready
+                        .push_back(Pending { envelope: envelope.clone(), attempt: 1 });
                     self.backlog.fetch_add(1, Ordering::Relaxed);
                     slot.arrived.notify_waiters();
                 }
@@ -193,7 +211,12 @@ impl EventBus for EmbeddedBus {
         Ok(())
     }
 
-    async fn receive(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BusError> {
         let slot = self.slot_or_err(queue)?;
         let deadline = Instant::now() + wait;
         loop {
@@ -245,7 +268,8 @@ impl EventBus for EmbeddedBus {
             drop(remaining);
             for delivery in deliveries {
                 if let Some(slot) = self.slot(&delivery.queue) {
-                    let pending = Pending { envelope: delivery.envelope.clone(), attempt: delivery.attempt };
+                    let pending =
+                        Pending { envelope: delivery.envelope.clone(), attempt: delivery.attempt };
                     lock(&slot.state).ready.push_back(pending);
                 }
             }
@@ -255,11 +279,29 @@ impl EventBus for EmbeddedBus {
         Ok(())
     }
 
-    async fn retry(&self, delivery: &Delivery, after: Duration, error: &str) -> Result<(), BusError> {
+    async fn retry(
+        &self,
+        delivery: &Delivery,
+        after: Duration,
+        error: &str,
+    ) -> Result<(), BusError> {
         let slot = self.slot_or_err(&delivery.queue)?;
-        let Some(pending) = lock(&slot.state).in_flight.remove(&delivery.tag) else { return Ok(()) };
-        let not_before = UnixMillis(self.clock.now().0 + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2));
-        let recorded = self.ledger.record_retry(&slot.name, delivery.envelope.event_id, delivery.attempt, not_before, error).await;
+        let Some(pending) = lock(&slot.state).in_flight.remove(&delivery.tag) else {
+            return Ok(());
+        };
+        let not_before = UnixMillis(
+            self.clock.now().0 + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2),
+        );
+        let recorded = self
+            .ledger
+            .record_retry(
+                &slot.name,
+                delivery.envelope.event_id,
+                delivery.attempt,
+                not_before,
+                error,
+            )
+            .await;
         let next = Pending { envelope: pending.envelope, attempt: delivery.attempt + 1 };
         lock(&slot.state).delay(next, Instant::now() + after);
         slot.arrived.notify_waiters();
@@ -268,9 +310,15 @@ impl EventBus for EmbeddedBus {
 
     async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<(), BusError> {
         let slot = self.slot_or_err(&delivery.queue)?;
-        let Some(pending) = lock(&slot.state).in_flight.remove(&delivery.tag) else { return Ok(()) };
+        let Some(pending) = lock(&slot.state).in_flight.remove(&delivery.tag) else {
+            return Ok(());
+        };
         let at = self.clock.now();
-        if let Err(failure) = self.ledger.record_dead(&slot.name, delivery.envelope.event_id, delivery.attempt, error, at).await {
+        if let Err(failure) = self
+            .ledger
+            .record_dead(&slot.name, delivery.envelope.event_id, delivery.attempt, error, at)
+            .await
+        {
             lock(&slot.state).ready.push_back(pending);
             return Err(ledger_error(failure));
         }
@@ -313,9 +361,11 @@ impl EventBus for EmbeddedBus {
     async fn purge_dead_letters(&self, queue: &str) -> Result<usize, BusError> {
         let slot = self.slot_or_err(queue)?;
         let dead = std::mem::take(&mut lock(&slot.state).dead);
-        let done: Vec<(Arc<str>, Uuid)> = dead.iter().map(|d| (slot.name.clone(), d.envelope.event_id)).collect();
+        let done: Vec<(Arc<str>, Uuid)> =
+            dead.iter().map(|d| (slot.name.clone(), d.envelope.event_id)).collect();
         let finished = self.settle(&done);
-        let unfinished: Vec<Uuid> = done.iter().map(|(_, e)| *e).filter(|e| !finished.contains(e)).collect();
+        let unfinished: Vec<Uuid> =
+            done.iter().map(|(_, e)| *e).filter(|e| !finished.contains(e)).collect();
         let recorded = async {
             self.ledger.record_acks(done.clone(), finished).await?;
             self.ledger.clear_dead(queue, unfinished).await

@@ -35,6 +35,16 @@ pub struct Envelope {
     pub payload: Arc<str>,
 }
 
+impl From<crate::event::OutboxEvent> for Envelope {
+    fn from(event: crate::event::OutboxEvent) -> Self {
+        Envelope {
+            event_id: event.event_id,
+            routing_key: Arc::from(event.routing_key.as_str()),
+            payload: Arc::from(event.payload),
+        }
+    }
+}
+
 /// One event handed to one queue's consumer.
 #[derive(Debug, Clone)]
 pub struct Delivery {

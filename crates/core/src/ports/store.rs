@@ -96,11 +96,18 @@ pub trait OrderStore: Send + Sync + 'static {
     async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError>;
 
     /// Creates or replaces a product's name, price and stock, keeping its `reserved` count.
-    /// Returns the product as stored.
+    /// Returns the product as stored and as it was before (`None` if new), read and written
+    /// atomically, so the caller can move the hot-stock cache by the exact stock change even
+    /// while consumers deduct stock of record.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] or [`StoreError::Backend`] on failure; nothing written.
-    async fn upsert_product(&self, product: &Product) -> Result<Product, StoreError>;
+    /// [`StoreError::Conflict`] if the new stock is below what accepted orders hold
+    /// (`reserved`); otherwise [`StoreError::Unavailable`] or [`StoreError::Backend`]. Nothing
+    /// is written on error.
+    async fn upsert_product(
+        &self,
+        product: &Product,
+    ) -> Result<(Product, Option<Product>), StoreError>;
 
     /// One product, if it exists.
     ///

@@ -114,7 +114,7 @@ impl From<IntakeError> for ApiError {
                     1,
                 );
             }
-            IntakeError::ShuttingDown => {
+            IntakeError::ShuttingDown | IntakeError::Overloaded { .. } => {
                 return Self::unavailable(error.code(), error.to_string(), 1);
             }
         };

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per noun, each owning its routes; [`error`] maps every failure
 //! to a status and a JSON body.
 
+pub mod admin;
 pub mod body;
 pub mod error;
 pub mod health;
@@ -16,13 +17,14 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
-use ordermill_core::ports::OrderStore;
+use ordermill_core::ports::{EventBus, OrderStore};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use self::error::ApiError;
 use crate::catalog::Catalog;
 use crate::intake::Intake;
+use crate::read_cache::OrderCache;
 use crate::settings::HttpSettings;
 
 /// What handlers share.
@@ -36,6 +38,12 @@ pub struct AppState {
     pub store: Arc<dyn OrderStore>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The bus, for the admin API.
+    pub bus: Arc<dyn EventBus>,
+    /// Recently changed and final orders.
+    pub orders: OrderCache,
+    /// The admin bearer token; `None` disables `/admin`.
+    pub admin_token: Option<Arc<str>>,
 }
 
 /// The whole API.
@@ -45,6 +53,7 @@ pub fn router(state: AppState, limits: &HttpSettings) -> Router {
         .merge(products::router())
         .merge(health::router())
         .merge(metrics::router())
+        .merge(admin::router())
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

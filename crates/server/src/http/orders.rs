@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ordermill_core::order::check_items;
 use ordermill_core::{
-    CustomerId, IdempotencyKey, Money, Order, OrderId, OrderLine, Quantity, Sku, UnixMillis,
-    ValidationError,
+    CustomerId, IdempotencyKey, Money, Order, OrderId, OrderLine, OrderStatus, Quantity, Sku,
+    StatusChange, UnixMillis, ValidationError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -66,6 +66,7 @@ pub struct OrderView<'a> {
     total: Money,
     items: &'a [OrderLine],
     created_at: UnixMillis,
+    history: Vec<StatusChange>,
 }
 
 impl<'a> From<&'a Order> for OrderView<'a> {
@@ -77,6 +78,19 @@ impl<'a> From<&'a Order> for OrderView<'a> {
             total: order.total,
             items: &order.lines,
             created_at: order.created_at,
+            history: order.full_history(),
+        }
+    }
+}
+
+impl<'a> OrderView<'a> {
+    /// The order as its creation answered it (an idempotent replay returns exactly that,
+    /// whatever happened to the order since).
+    fn as_created(order: &'a Order) -> Self {
+        OrderView {
+            status: OrderStatus::Accepted.as_str(),
+            history: vec![StatusChange { status: OrderStatus::Accepted, at: order.created_at }],
+            ..OrderView::from(order)
         }
     }
 }
@@ -140,7 +154,8 @@ fn header_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ValidationE
 
 fn created(placed: &Placed) -> Response {
     let order = placed.order();
-    let mut response = (StatusCode::CREATED, axum::Json(OrderView::from(order))).into_response();
+    let mut response =
+        (StatusCode::CREATED, axum::Json(OrderView::as_created(order))).into_response();
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", order.id)) {
         headers.insert(header::LOCATION, location);
@@ -233,7 +248,7 @@ async fn create_batch(
         .map(|outcome| match outcome {
             Ok(placed) => BatchResult {
                 status: StatusCode::CREATED.as_u16(),
-                order: Some(OrderView::from(placed.order())),
+                order: Some(OrderView::as_created(placed.order())),
                 replayed: placed.is_replay(),
                 error: None,
             },
@@ -258,8 +273,19 @@ async fn show(
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_order_id", e.body_text()))?;
     let id = OrderId::parse(&id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    if let Some(order) = state.orders.get(&id) {
+        return Ok(axum::Json(OrderView::from(&*order)).into_response());
+    }
     match state.store.get_order(id).await {
-        Ok(Some(order)) => Ok(axum::Json(OrderView::from(&order)).into_response()),
+        Ok(Some(order)) => {
+            let response = axum::Json(OrderView::from(&order)).into_response();
+            // Only final orders are cached from a read: one still moving could be cached
+            // just after a consumer refreshed it, and then shadow the newer state.
+            if order.status.is_final() {
+                state.orders.insert(std::sync::Arc::new(order));
+            }
+            Ok(response)
+        }
         Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "order_not_found",

@@ -9,7 +9,10 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ordermill_core::ports::{AcceptedOrder, OrderStore, StockCache, StoreError};
+use ordermill_core::OutboxEvent;
+use ordermill_core::ports::{
+    AcceptedOrder, Envelope, EventBus, OrderStore, StockCache, StoreError,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +64,7 @@ pub struct Committer {
     receiver: mpsc::Receiver<CommitRequest>,
     store: Arc<dyn OrderStore>,
     cache: Arc<dyn StockCache>,
+    bus: Arc<dyn EventBus>,
     max_batch: usize,
     metrics: CommitMetrics,
 }
@@ -70,6 +74,7 @@ impl Committer {
     pub fn new(
         store: Arc<dyn OrderStore>,
         cache: Arc<dyn StockCache>,
+        bus: Arc<dyn EventBus>,
         max_batch: usize,
         capacity: usize,
     ) -> (Committer, CommitterHandle) {
@@ -78,6 +83,7 @@ impl Committer {
             receiver,
             store,
             cache,
+            bus,
             max_batch: max_batch.max(1),
             metrics: CommitMetrics::new(),
         };
@@ -132,6 +138,19 @@ impl Committer {
                     // The client may have gone; its order is durable regardless.
                     let _ = reply.send(Ok(Committed { batch: batch.clone(), range }));
                 }
+                // Off the commit loop: the next batch need not wait for event bodies to be
+                // built. The events are durable in the outbox, so a failed publish only
+                // delays them to the next start.
+                let bus = self.bus.clone();
+                tokio::spawn(async move {
+                    let events: Vec<Envelope> = batch
+                        .iter()
+                        .map(|a| Envelope::from(OutboxEvent::order_created(&a.order, a.event_id)))
+                        .collect();
+                    if let Err(error) = bus.publish(events).await {
+                        tracing::error!(error = %error, "Could not publish order.created events; they stay in the outbox.");
+                    }
+                });
             }
             Err(error) => self.fail(&batch, replies, error).await,
         }

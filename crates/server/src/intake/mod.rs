@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ordermill_core::order::total_of;
-use ordermill_core::ports::{AcceptedOrder, CacheError, StockCache};
+use ordermill_core::ports::{AcceptedOrder, CacheError, EventBus, StockCache};
 use ordermill_core::{
     Clock, CustomerId, IdempotencyKey, Order, OrderIdGenerator, OrderStatus, Quantity, Sku,
     ValidationError,
@@ -58,6 +58,14 @@ pub enum IntakeError {
     /// The store or cache failed; nothing was written and no stock is held.
     #[error("the order could not be made durable: {0}")]
     Unavailable(String),
+    /// Too many messages wait in the bus; the client should come back shortly.
+    #[error("the order pipeline is {backlog} messages behind (limit {limit}); retry in a moment")]
+    Overloaded {
+        /// Messages waiting now.
+        backlog: u64,
+        /// The configured bound.
+        limit: u64,
+    },
     /// The node is shutting down and takes no new orders.
     #[error("this node is shutting down; retry on another node or in a moment")]
     ShuttingDown,
@@ -73,6 +81,7 @@ impl IntakeError {
             Self::IdempotencyMismatch => "idempotency_key_reused",
             Self::IdempotencyInProgress => "idempotency_key_in_use",
             Self::Unavailable(_) => "store_unavailable",
+            Self::Overloaded { .. } => "overloaded",
             Self::ShuttingDown => "shutting_down",
         }
     }
@@ -121,6 +130,8 @@ pub struct Intake {
     clock: Arc<dyn Clock>,
     ids: OrderIdGenerator,
     metrics: IntakeMetrics,
+    bus: Arc<dyn EventBus>,
+    max_backlog: u64,
 }
 
 impl Intake {
@@ -131,6 +142,8 @@ impl Intake {
         committer: CommitterHandle,
         idempotency: Idempotency,
         clock: Arc<dyn Clock>,
+        bus: Arc<dyn EventBus>,
+        max_backlog: u64,
     ) -> Self {
         Intake {
             catalog,
@@ -140,6 +153,8 @@ impl Intake {
             clock,
             ids: OrderIdGenerator::new(),
             metrics: IntakeMetrics::new(),
+            bus,
+            max_backlog,
         }
     }
 
@@ -184,6 +199,16 @@ impl Intake {
         inputs: Vec<Result<OrderInput, ValidationError>>,
     ) -> Vec<Result<Placed, IntakeError>> {
         let started = Instant::now();
+        // Peak shaving: the bus absorbs bursts up to a bound; past it, refuse at once rather
+        // than grow the backlog (and memory) without limit.
+        let backlog = self.bus.backlog_hint();
+        if backlog > self.max_backlog {
+            let error = IntakeError::Overloaded { backlog, limit: self.max_backlog };
+            for _ in &inputs {
+                self.metrics.rejected(error.code());
+            }
+            return inputs.iter().map(|_| Err(error.clone())).collect();
+        }
         let now = self.clock.now();
         let mut results: Vec<Option<Result<Placed, IntakeError>>> =
             Vec::with_capacity(inputs.len());

@@ -5,7 +5,10 @@
 
 use std::sync::OnceLock;
 
-use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_histogram, histogram};
+use metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Orders made durable and answered 201.
@@ -20,6 +23,21 @@ pub const COMMIT_BATCH_ORDERS: &str = "ordermill_commit_batch_orders";
 pub const COMMIT_SECONDS: &str = "ordermill_commit_duration_seconds";
 /// Group-commit transactions that failed (their orders answered 503, stock released).
 pub const COMMIT_FAILURES: &str = "ordermill_commit_failures_total";
+
+/// Messages handled by consumers, by `queue` and `outcome` (ack, retry, dead).
+pub const CONSUMER_MESSAGES: &str = "ordermill_consumer_messages_total";
+/// Time to handle one batch of deliveries, by `queue`, seconds.
+pub const CONSUMER_SECONDS: &str = "ordermill_consumer_batch_duration_seconds";
+/// Messages waiting or in flight, by `queue`.
+pub const QUEUE_DEPTH: &str = "ordermill_queue_depth";
+/// Dead letters, by `queue`.
+pub const QUEUE_DEAD: &str = "ordermill_queue_dead_letters";
+/// Orders confirmed.
+pub const ORDERS_CONFIRMED: &str = "ordermill_orders_confirmed_total";
+/// Orders cancelled.
+pub const ORDERS_CANCELLED: &str = "ordermill_orders_cancelled_total";
+/// Time from acceptance to confirmation, seconds.
+pub const CONFIRM_SECONDS: &str = "ordermill_accept_to_confirm_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -68,6 +86,13 @@ fn describe() {
         "Group-commit transaction time including fsync."
     );
     describe_counter!(COMMIT_FAILURES, "Group-commit transactions that failed.");
+    describe_counter!(CONSUMER_MESSAGES, "Messages handled by consumers, by queue and outcome.");
+    describe_histogram!(CONSUMER_SECONDS, Unit::Seconds, "Time to handle one batch of deliveries.");
+    describe_gauge!(QUEUE_DEPTH, "Messages ready, delayed or in flight, by queue.");
+    describe_gauge!(QUEUE_DEAD, "Dead letters, by queue.");
+    describe_counter!(ORDERS_CONFIRMED, "Orders confirmed.");
+    describe_counter!(ORDERS_CANCELLED, "Orders cancelled.");
+    describe_histogram!(CONFIRM_SECONDS, Unit::Seconds, "Time from acceptance to confirmation.");
 }
 
 /// Pre-registered handles for the intake path.
@@ -122,5 +147,25 @@ impl CommitMetrics {
 impl Default for CommitMetrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Publishes queue depths as gauges every `every` until `stop`.
+pub async fn watch_queues(
+    bus: std::sync::Arc<dyn ordermill_core::ports::EventBus>,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        if let Ok(depths) = bus.depths().await {
+            for (queue, depth) in depths {
+                gauge!(QUEUE_DEPTH, "queue" => queue.clone()).set(depth.backlog() as f64);
+                gauge!(QUEUE_DEAD, "queue" => queue).set(depth.dead as f64);
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
+        }
     }
 }

@@ -88,10 +88,37 @@ impl TestApp {
         self.post("/api/orders", &order_body(customer, items)).await
     }
 
+    /// Polls `GET /api/orders/{id}` until its status is `status` (10 s at most).
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let order = self.get(&format!("/api/orders/{id}")).await.body;
+            if order["status"] == status {
+                return order;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order {id} is {} after 10 s, not {status}",
+                order["status"]
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Counts rows in the app's database.
+    pub fn count(&self, sql: &str) -> i64 {
+        let db = rusqlite::Connection::open(self.dir.path().join("ordermill.db")).unwrap();
+        db.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
     pub async fn available(&self, sku: &str) -> i64 {
+        self.product(sku).await["stock_available"].as_i64().unwrap()
+    }
+
+    pub async fn product(&self, sku: &str) -> Value {
         let reply = self.get(&format!("/api/products/{sku}")).await;
         assert_eq!(reply.status, 200, "{:?}", reply.body);
-        reply.body["stock_available"].as_i64().unwrap()
+        reply.body
     }
 
     /// Stops gracefully (in-flight requests finish, the committer flushes); returns the data dir.

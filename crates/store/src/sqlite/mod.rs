@@ -149,7 +149,10 @@ impl OrderStore for SqliteStore {
         self.write(|reply| Command::CommitOrders { batch, reply }).await?
     }
 
-    async fn upsert_product(&self, product: &Product) -> Result<Product, StoreError> {
+    async fn upsert_product(
+        &self,
+        product: &Product,
+    ) -> Result<(Product, Option<Product>), StoreError> {
         let product = product.clone();
         self.write(|reply| Command::UpsertProduct { product, reply }).await?
     }
@@ -236,7 +239,7 @@ impl OrderStore for SqliteStore {
 #[async_trait]
 impl BusLedger for SqliteStore {
     async fn unfinished(&self) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.read(|conn| ledger::unfinished(conn)).await
+        self.read(ledger::unfinished).await
     }
 
     async fn record_acks(

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 
 use ordermill_core::ports::{AcceptedOrder, Effect, EffectOutcome, StoreError};
 use ordermill_core::{Product, RoutingKey, UnixMillis};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -52,7 +52,7 @@ pub(crate) enum Command {
     },
     UpsertProduct {
         product: Product,
-        reply: oneshot::Sender<Result<Product, StoreError>>,
+        reply: oneshot::Sender<Result<(Product, Option<Product>), StoreError>>,
     },
     CheckWritable {
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -150,8 +150,29 @@ fn commit_orders(conn: &mut Connection, batch: &[AcceptedOrder]) -> rusqlite::Re
     tx.commit()
 }
 
-fn upsert_product(conn: &mut Connection, product: &Product) -> Result<Product, StoreError> {
+fn upsert_product(
+    conn: &mut Connection,
+    product: &Product,
+) -> Result<(Product, Option<Product>), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
+    let previous = tx
+        .query_row(
+            &format!("SELECT {} FROM products WHERE sku = ?1", rows::PRODUCT_COLUMNS),
+            [product.sku.as_str()],
+            rows::product,
+        )
+        .optional()
+        .map_err(from_sqlite)?
+        .transpose()?;
+    if let Some(before) = &previous
+        && product.stock.get() < before.reserved
+    {
+        return Err(StoreError::Conflict(format!(
+            "stock {} is below the {} units held by accepted orders",
+            product.stock.get(),
+            before.reserved
+        )));
+    }
     let stored = tx
         .query_row(
             &format!(
@@ -171,5 +192,5 @@ fn upsert_product(conn: &mut Connection, product: &Product) -> Result<Product, S
         )
         .map_err(from_sqlite)??;
     tx.commit().map_err(from_sqlite)?;
-    Ok(stored)
+    Ok((stored, previous))
 }

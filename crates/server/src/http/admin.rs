@@ -1,0 +1,155 @@
+//! `/admin/*`: dead letters and queue depths, behind a bearer token (`admin_token`). With no
+//! token configured the admin API answers 404 `admin_disabled`.
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ordermill_core::ports::BusError;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/queues", get(queues))
+        .route("/admin/dlq/{queue}", get(list).delete(purge))
+        .route("/admin/dlq/{queue}/replay", axum::routing::post(replay))
+}
+
+/// Compares in time independent of where the first difference is, so the token cannot be
+/// guessed byte by byte from response times.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = state.admin_token.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "admin_disabled",
+            "the admin API is disabled; set admin_token (ORDERMILL_ADMIN_TOKEN) to enable it",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if same(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the admin token as 'Authorization: Bearer <token>'",
+        ))
+    }
+}
+
+fn queue_from(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(q)| q)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_queue", e.body_text()))
+}
+
+fn bus_error(error: BusError) -> ApiError {
+    match error {
+        BusError::UnknownQueue(queue) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_queue",
+            format!("no queue named {queue:?}; GET /admin/queues lists them"),
+        ),
+        other => {
+            tracing::error!(error = %other, "Admin request failed on the bus.");
+            ApiError::unavailable(
+                "bus_unavailable",
+                "the bus cannot answer right now; retry shortly",
+                1,
+            )
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DeadLetterView {
+    event_id: String,
+    routing_key: String,
+    attempts: u32,
+    error: String,
+    died_at: ordermill_core::UnixMillis,
+    payload: Value,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let queue = queue_from(path)?;
+    let dead = state.bus.dead_letters(&queue).await.map_err(bus_error)?;
+    let views: Vec<DeadLetterView> = dead
+        .into_iter()
+        .map(|d| DeadLetterView {
+            event_id: d.envelope.event_id.to_string(),
+            routing_key: d.envelope.routing_key.to_string(),
+            attempts: d.attempts,
+            error: d.error,
+            died_at: d.died_at,
+            payload: serde_json::from_str(&d.envelope.payload)
+                .unwrap_or(Value::String(d.envelope.payload.to_string())),
+        })
+        .collect();
+    Ok(axum::Json(json!({"queue": queue, "count": views.len(), "dead_letters": views}))
+        .into_response())
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let queue = queue_from(path)?;
+    let replayed = state.bus.replay_dead_letters(&queue).await.map_err(bus_error)?;
+    Ok(axum::Json(json!({"queue": queue, "replayed": replayed})).into_response())
+}
+
+async fn purge(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let queue = queue_from(path)?;
+    let purged = state.bus.purge_dead_letters(&queue).await.map_err(bus_error)?;
+    Ok(axum::Json(json!({"queue": queue, "purged": purged})).into_response())
+}
+
+async fn queues(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let depths = state.bus.depths().await.map_err(bus_error)?;
+    let queues: Vec<Value> = depths
+        .into_iter()
+        .map(|(queue, d)| json!({"queue": queue, "ready": d.ready, "delayed": d.delayed, "in_flight": d.in_flight, "dead": d.dead}))
+        .collect();
+    Ok(axum::Json(json!({"queues": queues})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn token_comparison_needs_every_byte() {
+        assert!(same(b"secret", b"secret"));
+        assert!(!same(b"secret", b"secreT"));
+        assert!(!same(b"secret", b"secret!"));
+        assert!(!same(b"", b"x"));
+    }
+}

@@ -1,0 +1,58 @@
+//! A payment gateway over HTTP: `POST {url}` with the charge as JSON and an
+//! `Idempotency-Key` of the order id. 2xx is success, 402 is a decline, anything else
+//! (including a timeout) is transient and retried through the queue.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordermill_core::ports::{ChargeError, ChargeRequest, PaymentGateway};
+use serde_json::json;
+
+use super::{IntegrationError, http_client};
+
+/// The HTTP gateway.
+pub struct HttpGateway {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl HttpGateway {
+    /// A gateway posting to `url` with `timeout` per request.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(url: String, timeout: Duration) -> Result<Self, IntegrationError> {
+        Ok(HttpGateway { url, client: http_client(timeout)? })
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for HttpGateway {
+    async fn charge(&self, request: &ChargeRequest) -> Result<(), ChargeError> {
+        let body = json!({
+            "order_id": request.order_id.to_string(),
+            "customer_id": request.customer_id,
+            "amount": request.amount.to_string(),
+        });
+        let response = self
+            .client
+            .post(&self.url)
+            .header("Idempotency-Key", request.order_id.to_string())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| ChargeError::Transient(format!("POST {}: {e}", self.url)))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else if status.as_u16() == 402 {
+            let reason = response.text().await.unwrap_or_default();
+            Err(ChargeError::Declined(format!(
+                "gateway answered 402: {}",
+                reason.chars().take(200).collect::<String>()
+            )))
+        } else {
+            Err(ChargeError::Transient(format!("gateway answered {status}")))
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Notifications as `POST {url}` with the notification as JSON. Non-2xx or a timeout is an
+//! error; the queue retries it with backoff and dead-letters it after the last attempt.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordermill_core::ports::{Notification, Notifier, NotifyError};
+
+use super::{IntegrationError, http_client};
+
+/// The webhook notifier.
+pub struct WebhookNotifier {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl WebhookNotifier {
+    /// A notifier posting to `url` with `timeout` per request.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(url: String, timeout: Duration) -> Result<Self, IntegrationError> {
+        Ok(WebhookNotifier { url, client: http_client(timeout)? })
+    }
+}
+
+#[async_trait]
+impl Notifier for WebhookNotifier {
+    async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
+        let response = self
+            .client
+            .post(&self.url)
+            .json(n)
+            .send()
+            .await
+            .map_err(|e| NotifyError(format!("POST {}: {e}", self.url)))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(NotifyError(format!("webhook answered {}", response.status())))
+        }
+    }
+}

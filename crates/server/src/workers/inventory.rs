@@ -1,0 +1,75 @@
+//! `inventory`: deducts stock of record on `order.created` (conditional: never negative) and
+//! gives the units back on `payment.failed`, in the store and the hot-stock cache.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ordermill_core::ports::Delivery;
+use ordermill_core::{Fact, OrderId, OutboxEvent};
+
+use super::{Handler, Outcome, Pipeline, settle};
+
+/// The inventory consumer.
+pub struct Inventory {
+    pipeline: Pipeline,
+    name: Arc<str>,
+}
+
+impl Inventory {
+    /// A consumer on the `inventory` queue.
+    pub fn new(pipeline: Pipeline) -> Self {
+        Inventory { pipeline, name: Arc::from("inventory") }
+    }
+}
+
+#[async_trait]
+impl Handler for Inventory {
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = vec![Outcome::Ack; batch.len()];
+        let mut effects = Vec::with_capacity(batch.len());
+        let mut slots = Vec::with_capacity(batch.len());
+        for (i, delivery) in batch.iter().enumerate() {
+            let fact = match &*delivery.envelope.routing_key {
+                "order.created" => Fact::StockDeducted,
+                "payment.failed" => Fact::StockReleased,
+                other => {
+                    outcomes[i] = Outcome::Dead(format!(
+                        "inventory does not handle {other:?} events; fix the bindings"
+                    ));
+                    continue;
+                }
+            };
+            let order_id = match OutboxEvent::header(&delivery.envelope.payload)
+                .map_err(|e| e.to_string())
+                .and_then(|h| OrderId::parse(&h.order_id).map_err(|e| e.to_string()))
+            {
+                Ok(id) => id,
+                Err(error) => {
+                    outcomes[i] = Outcome::Dead(format!("malformed event: {error}"));
+                    continue;
+                }
+            };
+            effects.push(settle::effect(
+                &self.pipeline,
+                &self.name,
+                delivery.envelope.event_id,
+                order_id,
+                Some(fact),
+                None,
+            ));
+            slots.push(i);
+        }
+        if effects.is_empty() {
+            return outcomes;
+        }
+        match self.pipeline.store.apply_effects(effects).await {
+            Ok(results) => settle::after_commit(&self.pipeline, results).await,
+            Err(error) => {
+                for i in slots {
+                    outcomes[i] = Outcome::Retry(format!("store: {error}"));
+                }
+            }
+        }
+        outcomes
+    }
+}

@@ -1,0 +1,95 @@
+//! Consumers: one module per queue, each a [`Handler`] run by [`runner::run`] loops.
+//!
+//! A handler turns a batch of deliveries into effects, applies them in ONE store
+//! transaction together with "consumer X processed event E" (so a redelivery causes no
+//! second effect), then [`settle`] publishes the events the effects emitted, gives released
+//! units back to the hot-stock cache and refreshes the read cache.
+
+pub mod inventory;
+pub mod notify;
+pub mod payment;
+pub mod runner;
+pub mod settle;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ordermill_core::ports::{Delivery, EventBus, Notifier, OrderStore, PaymentGateway, StockCache};
+use ordermill_core::{Clock, OrderIdGenerator};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::read_cache::OrderCache;
+use crate::settings::WorkerSettings;
+
+/// What to do with one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done (or already done before).
+    Ack,
+    /// Failed for now; retry with backoff (dead-lettered after the last attempt).
+    Retry(String),
+    /// Will never succeed (a malformed event); dead-letter now.
+    Dead(String),
+}
+
+/// A queue's consumer logic.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Handles a batch; one outcome per delivery, in the same order.
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome>;
+}
+
+/// What the consumers share.
+#[derive(Clone)]
+pub struct Pipeline {
+    /// The store of record.
+    pub store: Arc<dyn OrderStore>,
+    /// The bus.
+    pub bus: Arc<dyn EventBus>,
+    /// Hot stock, to give released units back.
+    pub cache: Arc<dyn StockCache>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Ids for emitted events.
+    pub ids: Arc<OrderIdGenerator>,
+    /// The order read cache, refreshed on status changes.
+    pub orders: OrderCache,
+    /// The payment gateway.
+    pub gateway: Arc<dyn PaymentGateway>,
+    /// The notifier.
+    pub notifier: Arc<dyn Notifier>,
+}
+
+/// Starts `concurrency` consumer loops for every queue of the topology that has a handler.
+/// A queue without one (a binding added for an outside consumer) is left alone and logged.
+pub fn spawn_all(
+    pipeline: &Pipeline,
+    settings: &WorkerSettings,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    for queue in pipeline.bus.queues() {
+        let handler: Arc<dyn Handler> = match queue.as_str() {
+            "inventory" => Arc::new(inventory::Inventory::new(pipeline.clone())),
+            "payment" => Arc::new(payment::Payment::new(pipeline.clone())),
+            "notify" => Arc::new(notify::Notify::new(pipeline.clone())),
+            other => {
+                tracing::warn!(
+                    queue = other,
+                    "No built-in consumer for this queue; its messages wait for an outside one."
+                );
+                continue;
+            }
+        };
+        for _ in 0..settings.concurrency.max(1) {
+            tasks.spawn(runner::run(
+                queue.clone(),
+                handler.clone(),
+                pipeline.bus.clone(),
+                settings.clone(),
+                stop.clone(),
+            ));
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! `notify`: tells the customer about each order event through the configured notifier, and
+//! records the event as processed so a redelivery sends nothing twice (a crash between the
+//! send and the record can repeat one; receivers deduplicate on `event_id`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ordermill_core::ports::{Delivery, Notification};
+use ordermill_core::{OrderId, OutboxEvent};
+use tokio::task::JoinSet;
+
+use super::{Handler, Outcome, Pipeline, settle};
+
+/// The notify consumer.
+pub struct Notify {
+    pipeline: Pipeline,
+    name: Arc<str>,
+}
+
+impl Notify {
+    /// A consumer on the `notify` queue.
+    pub fn new(pipeline: Pipeline) -> Self {
+        Notify { pipeline, name: Arc::from("notify") }
+    }
+}
+
+#[async_trait]
+impl Handler for Notify {
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = vec![Outcome::Ack; batch.len()];
+        let ids = batch.iter().map(|d| d.envelope.event_id).collect();
+        let done = match self.pipeline.store.processed(&self.name, ids).await {
+            Ok(done) => done,
+            Err(error) => return vec![Outcome::Retry(format!("store: {error}")); batch.len()],
+        };
+        let mut sends = JoinSet::new();
+        for (i, delivery) in batch.iter().enumerate() {
+            if done.contains(&delivery.envelope.event_id) {
+                continue;
+            }
+            let header = match OutboxEvent::header(&delivery.envelope.payload) {
+                Ok(header) => header,
+                Err(error) => {
+                    outcomes[i] = Outcome::Dead(format!("malformed event: {error}"));
+                    continue;
+                }
+            };
+            let Ok(order_id) = OrderId::parse(&header.order_id) else {
+                outcomes[i] =
+                    Outcome::Dead(format!("malformed event: bad order_id {:?}", header.order_id));
+                continue;
+            };
+            let notification = Notification {
+                event_id: header.event_id,
+                kind: delivery.envelope.routing_key.to_string(),
+                order_id: header.order_id,
+                customer_id: header.customer_id,
+            };
+            let notifier = self.pipeline.notifier.clone();
+            sends.spawn(async move { (i, order_id, notifier.notify(&notification).await) });
+        }
+        let mut effects = Vec::new();
+        let mut slots = Vec::new();
+        while let Some(joined) = sends.join_next().await {
+            let Ok((i, order_id, result)) = joined else { continue };
+            match result {
+                Ok(()) => {
+                    effects.push(settle::effect(
+                        &self.pipeline,
+                        &self.name,
+                        batch[i].envelope.event_id,
+                        order_id,
+                        None,
+                        None,
+                    ));
+                    slots.push(i);
+                }
+                Err(error) => outcomes[i] = Outcome::Retry(error.to_string()),
+            }
+        }
+        if effects.is_empty() {
+            return outcomes;
+        }
+        if let Err(error) = self.pipeline.store.apply_effects(effects).await {
+            for i in slots {
+                outcomes[i] = Outcome::Retry(format!("store: {error}"));
+            }
+        }
+        outcomes
+    }
+}

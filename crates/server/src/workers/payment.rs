@@ -1,0 +1,116 @@
+//! `payment`: charges each new order through the gateway. A decline cancels the order
+//! (`payment.failed`, `order.cancelled`); a transient failure is retried through the queue.
+//! An event this consumer already processed is acked without calling the gateway again.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ordermill_core::ports::{ChargeError, ChargeRequest, Delivery};
+use ordermill_core::{Fact, Money, OrderId};
+use serde::Deserialize;
+use tokio::task::JoinSet;
+
+use super::{Handler, Outcome, Pipeline, settle};
+
+/// The payment consumer.
+pub struct Payment {
+    pipeline: Pipeline,
+    name: Arc<str>,
+}
+
+impl Payment {
+    /// A consumer on the `payment` queue.
+    pub fn new(pipeline: Pipeline) -> Self {
+        Payment { pipeline, name: Arc::from("payment") }
+    }
+}
+
+#[derive(Deserialize)]
+struct Created {
+    order_id: String,
+    customer_id: String,
+    total: String,
+}
+
+fn charge_request(payload: &str) -> Result<ChargeRequest, String> {
+    let created: Created = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+    Ok(ChargeRequest {
+        order_id: OrderId::parse(&created.order_id).map_err(|e| e.to_string())?,
+        customer_id: created.customer_id,
+        amount: Money::parse("total", &created.total).map_err(|e| e.to_string())?,
+    })
+}
+
+#[async_trait]
+impl Handler for Payment {
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = vec![Outcome::Ack; batch.len()];
+        let ids = batch.iter().map(|d| d.envelope.event_id).collect();
+        let done = match self.pipeline.store.processed(&self.name, ids).await {
+            Ok(done) => done,
+            Err(error) => return vec![Outcome::Retry(format!("store: {error}")); batch.len()],
+        };
+        let mut charges = JoinSet::new();
+        for (i, delivery) in batch.iter().enumerate() {
+            if done.contains(&delivery.envelope.event_id) {
+                continue; // charged (or declined) before: ack, do not charge again
+            }
+            if &*delivery.envelope.routing_key != "order.created" {
+                outcomes[i] = Outcome::Dead(format!(
+                    "payment does not handle {:?} events; fix the bindings",
+                    delivery.envelope.routing_key
+                ));
+                continue;
+            }
+            match charge_request(&delivery.envelope.payload) {
+                Ok(request) => {
+                    let gateway = self.pipeline.gateway.clone();
+                    charges.spawn(async move {
+                        let result = gateway.charge(&request).await;
+                        (i, request.order_id, result)
+                    });
+                }
+                Err(error) => outcomes[i] = Outcome::Dead(format!("malformed event: {error}")),
+            }
+        }
+        let mut effects = Vec::new();
+        let mut slots = Vec::new();
+        while let Some(joined) = charges.join_next().await {
+            let Ok((i, order_id, result)) = joined else {
+                tracing::error!(
+                    "A payment task panicked; its message will be retried after the batch timeout."
+                );
+                continue;
+            };
+            let (fact, reason) = match result {
+                Ok(()) => (Fact::PaymentSucceeded, None),
+                Err(ChargeError::Declined(reason)) => (Fact::PaymentFailed, Some(reason)),
+                Err(ChargeError::Transient(error)) => {
+                    outcomes[i] = Outcome::Retry(error);
+                    continue;
+                }
+            };
+            effects.push(settle::effect(
+                &self.pipeline,
+                &self.name,
+                batch[i].envelope.event_id,
+                order_id,
+                Some(fact),
+                reason,
+            ));
+            slots.push(i);
+        }
+        if effects.is_empty() {
+            return outcomes;
+        }
+        match self.pipeline.store.apply_effects(effects).await {
+            Ok(results) => settle::after_commit(&self.pipeline, results).await,
+            Err(error) => {
+                for i in slots {
+                    outcomes[i] = Outcome::Retry(format!("store: {error}"));
+                }
+            }
+        }
+        outcomes
+    }
+}

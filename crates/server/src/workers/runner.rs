@@ -1,0 +1,130 @@
+//! The consumer loop: receive a batch, handle it under a timeout, then ack, retry with
+//! exponential backoff and jitter, or dead-letter each delivery.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, histogram};
+use ordermill_core::ports::{Delivery, EventBus};
+use tokio_util::sync::CancellationToken;
+
+use super::{Handler, Outcome};
+use crate::settings::WorkerSettings;
+use crate::telemetry;
+
+/// The delay before delivery number `attempt + 1`: base × 2^(attempt−1), capped, with full
+/// jitter over its upper half so retries of a burst do not come back in lockstep.
+pub fn backoff(settings: &WorkerSettings, attempt: u32) -> Duration {
+    let exp = settings.retry_base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(settings.retry_max_ms).max(1);
+    let half = capped / 2;
+    Duration::from_millis(half + fastrand::u64(0..=capped - half))
+}
+
+/// Runs until `stop`; the batch in hand is always finished and settled first.
+pub async fn run(
+    queue: String,
+    handler: Arc<dyn Handler>,
+    bus: Arc<dyn EventBus>,
+    settings: WorkerSettings,
+    stop: CancellationToken,
+) {
+    let latency = histogram!(telemetry::CONSUMER_SECONDS, "queue" => queue.clone());
+    let timeout = Duration::from_millis(settings.message_timeout_ms.max(1));
+    loop {
+        let received = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            received = bus.receive(&queue, settings.batch_size.max(1), Duration::from_millis(500)) => received,
+        };
+        let batch = match received {
+            Ok(batch) if batch.is_empty() => continue,
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(queue = %queue, error = %error, "Cannot receive from the bus; retrying in 1 s.");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        let started = Instant::now();
+        let outcomes = match tokio::time::timeout(timeout, handler.handle(&batch)).await {
+            Ok(outcomes) if outcomes.len() == batch.len() => outcomes,
+            Ok(outcomes) => {
+                tracing::error!(queue = %queue, got = outcomes.len(), want = batch.len(), "Handler answered for the wrong number of deliveries; retrying the batch. This is a bug.");
+                vec![Outcome::Retry("handler bug: outcome count mismatch".into()); batch.len()]
+            }
+            Err(_) => vec![
+                Outcome::Retry(format!("timed out after {} ms", timeout.as_millis()));
+                batch.len()
+            ],
+        };
+        latency.record(started.elapsed().as_secs_f64());
+        settle_outcomes(&queue, &*bus, &settings, &batch, outcomes).await;
+    }
+    tracing::debug!(queue = %queue, "Consumer stopped.");
+}
+
+async fn settle_outcomes(
+    queue: &str,
+    bus: &dyn EventBus,
+    settings: &WorkerSettings,
+    batch: &[Delivery],
+    outcomes: Vec<Outcome>,
+) {
+    let mut acks = Vec::with_capacity(batch.len());
+    for (delivery, outcome) in batch.iter().zip(outcomes) {
+        let (kind, result) = match outcome {
+            Outcome::Ack => {
+                acks.push(delivery.clone());
+                continue;
+            }
+            Outcome::Retry(error) if delivery.attempt < settings.max_attempts => {
+                let after = backoff(settings, delivery.attempt);
+                tracing::warn!(queue, event_id = %delivery.envelope.event_id, attempt = delivery.attempt, retry_in_ms = after.as_millis() as u64, error = %error, "Message failed; will retry.");
+                ("retry", bus.retry(delivery, after, &error).await)
+            }
+            Outcome::Retry(error) => {
+                let error = format!("gave up after {} attempts: {error}", delivery.attempt);
+                tracing::error!(queue, event_id = %delivery.envelope.event_id, attempt = delivery.attempt, error = %error, "Message dead-lettered.");
+                ("dead", bus.dead_letter(delivery, &error).await)
+            }
+            Outcome::Dead(error) => {
+                tracing::error!(queue, event_id = %delivery.envelope.event_id, attempt = delivery.attempt, error = %error, "Message dead-lettered.");
+                ("dead", bus.dead_letter(delivery, &error).await)
+            }
+        };
+        counter!(telemetry::CONSUMER_MESSAGES, "queue" => queue.to_owned(), "outcome" => kind)
+            .increment(1);
+        if let Err(error) = result {
+            tracing::error!(queue, event_id = %delivery.envelope.event_id, error = %error, "Could not record the message's outcome; it will be delivered again.");
+        }
+    }
+    if !acks.is_empty() {
+        let n = acks.len() as u64;
+        match bus.ack(&acks).await {
+            Ok(()) => counter!(telemetry::CONSUMER_MESSAGES, "queue" => queue.to_owned(), "outcome" => "ack").increment(n),
+            Err(error) => tracing::error!(queue, messages = n, error = %error, "Could not record acks; the messages will be delivered again (their effects are not repeated)."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stays_under_the_cap() {
+        let s =
+            WorkerSettings { retry_base_ms: 100, retry_max_ms: 1_000, ..WorkerSettings::default() };
+        for _ in 0..200 {
+            let first = backoff(&s, 1).as_millis();
+            assert!((50..=100).contains(&first), "{first}");
+            let third = backoff(&s, 3).as_millis();
+            assert!((200..=400).contains(&third), "{third}");
+            let late = backoff(&s, 30).as_millis();
+            assert!((500..=1_000).contains(&late), "{late}");
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The order pipeline end to end on the real app: confirmation, cancellation with
+//! compensation, retries with exactly one charge, dead letters and replay, backpressure.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::Value;
+use support::{TestApp, spawn_app_in};
+
+/// Fast retries so failure paths finish in milliseconds.
+async fn app_with(tweak: impl FnOnce(&mut ordermill_server::Settings)) -> TestApp {
+    spawn_app_in(tempfile::tempdir().unwrap(), |s| {
+        s.workers.retry_base_ms = 10;
+        s.workers.retry_max_ms = 50;
+        s.workers.max_attempts = 4;
+        s.admin_token = Some("s3cret".into());
+        tweak(s);
+    })
+    .await
+}
+
+fn id(reply: &support::Reply) -> String {
+    reply.body["order_id"].as_str().unwrap().to_owned()
+}
+
+fn statuses(order: &Value) -> Vec<&str> {
+    order["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn an_order_is_confirmed_once_stock_is_deducted_and_payment_succeeds() {
+    let app = app_with(|_| {}).await;
+    app.put_product("a", "5.00", 10).await;
+    let placed = app.order("c-1", &[("a", 2)]).await;
+    let order = app.wait_for_status(&id(&placed), "confirmed").await;
+    assert_eq!(statuses(&order), vec!["accepted", "confirmed"]);
+    let product = app.product("a").await;
+    assert_eq!(
+        (product["stock"].as_i64(), product["stock_available"].as_i64()),
+        (Some(8), Some(8))
+    );
+    assert_eq!(app.count("SELECT count(*) FROM payments WHERE status = 'succeeded'"), 1);
+}
+
+#[tokio::test]
+async fn a_declined_payment_cancels_the_order_and_gives_the_stock_back() {
+    let app = app_with(|_| {}).await;
+    app.put_product("a", "5.00", 10).await;
+    let placed = app.order("test-decline", &[("a", 3)]).await;
+    assert_eq!(app.available("a").await, 7, "held while the payment is pending");
+    let order = app.wait_for_status(&id(&placed), "cancelled").await;
+    assert_eq!(statuses(&order), vec!["accepted", "cancelled"]);
+    // Release happens on inventory's payment.failed delivery, just after the cancellation.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.available("a").await != 10 {
+        assert!(std::time::Instant::now() < deadline, "stock never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let product = app.product("a").await;
+    assert_eq!(product["stock"], 10, "stock of record is whole again");
+    assert_eq!(app.count("SELECT count(*) FROM payments WHERE status = 'declined'"), 1);
+    assert_eq!(app.count("SELECT count(*) FROM payments WHERE status = 'succeeded'"), 0);
+}
+
+#[tokio::test]
+async fn a_flaky_gateway_is_retried_and_charges_exactly_once() {
+    let app = app_with(|_| {}).await;
+    app.put_product("a", "5.00", 10).await;
+    let placed = app.order("test-flaky", &[("a", 1)]).await;
+    app.wait_for_status(&id(&placed), "confirmed").await;
+    assert_eq!(app.count("SELECT count(*) FROM payments"), 1, "one charge");
+    assert_eq!(app.count("SELECT count(*) FROM processed_events WHERE consumer = 'payment'"), 1);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let retries: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("ordermill_consumer_messages_total")
+                && l.contains(r#"outcome="retry""#)
+                && l.contains(r#"queue="payment""#)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        retries >= 2.0,
+        "test-flaky fails twice before succeeding; metrics say {retries} retries"
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_that_stays_down_dead_letters_the_payment() {
+    let app = app_with(|_| {}).await;
+    app.put_product("a", "5.00", 10).await;
+    let placed = app.order("test-down", &[("a", 1)]).await;
+    let auth = |r: reqwest::RequestBuilder| r.bearer_auth("s3cret");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let reply = app.send(auth(app.client.get(app.url("/admin/dlq/payment")))).await;
+        if reply.body["count"] == 1 {
+            break reply.body;
+        }
+        assert!(std::time::Instant::now() < deadline, "no dead letter: {:?}", reply.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let letter = &dead["dead_letters"][0];
+    assert_eq!(letter["attempts"], 4);
+    assert_eq!(letter["routing_key"], "order.created");
+    assert_eq!(letter["payload"]["order_id"], id(&placed).as_str());
+    assert!(letter["error"].as_str().unwrap().contains("test-down"), "{letter}");
+    assert_eq!(app.get(&format!("/api/orders/{}", id(&placed))).await.body["status"], "accepted");
+    assert_eq!(app.count("SELECT count(*) FROM payments"), 0);
+}
+
+/// A payment service that is down until told otherwise; counts charges.
+async fn gateway_stub(down: Arc<AtomicBool>, charges: Arc<AtomicUsize>) -> String {
+    let app = axum::Router::new().route(
+        "/charge",
+        axum::routing::post(move || {
+            let (down, charges) = (down.clone(), charges.clone());
+            async move {
+                if down.load(Ordering::SeqCst) {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    charges.fetch_add(1, Ordering::SeqCst);
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/charge")
+}
+
+#[tokio::test]
+async fn dead_letters_replay_once_the_gateway_is_fixed() {
+    let down = Arc::new(AtomicBool::new(true));
+    let charges = Arc::new(AtomicUsize::new(0));
+    let url = gateway_stub(down.clone(), charges.clone()).await;
+    let app = app_with(|s| {
+        s.payment.gateway = ordermill_server::settings::GatewayKind::Http;
+        s.payment.url = Some(url);
+    })
+    .await;
+    app.put_product("a", "5.00", 10).await;
+    let placed = app.order("c-9", &[("a", 1)]).await;
+    let auth = |r: reqwest::RequestBuilder| r.bearer_auth("s3cret");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.send(auth(app.client.get(app.url("/admin/dlq/payment")))).await.body["count"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "payment never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    down.store(false, Ordering::SeqCst); // "fix" the gateway
+    let replay = app.send(auth(app.client.post(app.url("/admin/dlq/payment/replay")))).await;
+    assert_eq!(replay.body["replayed"], 1);
+    app.wait_for_status(&id(&placed), "confirmed").await;
+    assert_eq!(charges.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        app.send(auth(app.client.get(app.url("/admin/dlq/payment")))).await.body["count"],
+        0
+    );
+    let purge = app.send(auth(app.client.delete(app.url("/admin/dlq/payment")))).await;
+    assert_eq!(purge.body["purged"], 0);
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_its_token() {
+    let app = app_with(|_| {}).await;
+    let reply = app.get("/admin/dlq/payment").await;
+    assert_eq!((reply.status, reply.code()), (401, "unauthorized"));
+    let reply = app.send(app.client.get(app.url("/admin/dlq/payment")).bearer_auth("wrong")).await;
+    assert_eq!(reply.status, 401);
+    let reply = app.send(app.client.get(app.url("/admin/dlq/nope")).bearer_auth("s3cret")).await;
+    assert_eq!((reply.status, reply.code()), (404, "unknown_queue"));
+    let queues = app.send(app.client.get(app.url("/admin/queues")).bearer_auth("s3cret")).await;
+    assert_eq!(queues.body["queues"].as_array().unwrap().len(), 3);
+
+    let closed = app_with(|s| s.admin_token = None).await;
+    let reply = closed
+        .send(closed.client.get(closed.url("/admin/dlq/payment")).bearer_auth("s3cret"))
+        .await;
+    assert_eq!((reply.status, reply.code()), (404, "admin_disabled"));
+}
+
+#[tokio::test]
+async fn a_full_backlog_answers_503_with_retry_after_then_recovers() {
+    let app = app_with(|s| {
+        s.max_backlog = 5;
+        s.payment.latency_ms = 300;
+        s.workers.concurrency = 1;
+        s.workers.batch_size = 1;
+    })
+    .await;
+    app.put_product("a", "1.00", 1000).await;
+    let mut overloaded = None;
+    for i in 0..20 {
+        let reply = app.order(&format!("c-{i}"), &[("a", 1)]).await;
+        if reply.status == 503 {
+            overloaded = Some(reply);
+            break;
+        }
+    }
+    let reply =
+        overloaded.expect("a slow gateway and a backlog bound of 5 must refuse some of 20 orders");
+    assert_eq!(reply.code(), "overloaded");
+    assert_eq!(reply.headers["retry-after"], "1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = app.order("late", &[("a", 1)]).await;
+        if reply.status == 201 {
+            break;
+        }
+        assert_eq!(reply.code(), "overloaded");
+        assert!(std::time::Instant::now() < deadline, "intake never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
