@@ -30,6 +30,21 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (file + environment + flags) as TOML and exit.
     Config(ServeArgs),
+    /// List, replay or purge a queue's dead letters in a STOPPED node's data dir. For a
+    /// running node use the admin API (GET/POST/DELETE /admin/dlq/{queue}).
+    ///
+    /// Example: ordermill dlq list --queue payment --data-dir ./data
+    Dlq {
+        /// list: show them; replay: send them back with a fresh attempt count (delivered when
+        /// the node starts); purge: drop them.
+        #[arg(value_enum)]
+        action: DlqCommand,
+        /// The queue: inventory, payment or notify (or one of your topology's).
+        #[arg(long)]
+        queue: String,
+        #[command(flatten)]
+        node: ServeArgs,
+    },
     /// Benchmark tools. `bench run` sends order load and prints throughput and latency;
     /// `bench ceiling` runs the reference server that ordermill's throughput is compared with.
     #[command(subcommand)]
@@ -53,6 +68,13 @@ enum BenchCommand {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DlqCommand {
+    List,
+    Replay,
+    Purge,
 }
 
 /// Flags shared by commands that run a node.
@@ -85,6 +107,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Dlq { action, queue, node } => dlq(action, &queue, &node),
         Command::Bench(BenchCommand::Run(args)) => bench_run(args),
         Command::Bench(BenchCommand::Ceiling { listen }) => ceiling(listen),
         Command::Config(args) => match config::load(&args).and_then(|s| config::to_toml(&s)) {
@@ -140,6 +163,40 @@ fn bench_run(args: ordermill_bench::RunArgs) -> ExitCode {
         println!("report        written to {}", path.display());
     }
     ExitCode::SUCCESS
+}
+
+fn dlq(action: DlqCommand, queue: &str, node: &ServeArgs) -> ExitCode {
+    use ordermill_server::offline::{self, DlqAction, DlqOutcome};
+    let action = match action {
+        DlqCommand::List => DlqAction::List,
+        DlqCommand::Replay => DlqAction::Replay,
+        DlqCommand::Purge => DlqAction::Purge,
+    };
+    let outcome = config::load(node)
+        .and_then(|settings| runtime()?.block_on(offline::dlq(&settings, queue, action)));
+    match outcome {
+        Ok(DlqOutcome::Listed(letters)) => {
+            println!("{} dead letter(s) in {queue}", letters.len());
+            for d in letters {
+                println!(
+                    "{}  {}  attempts={}  died_at={}  error={}",
+                    d.envelope.event_id, d.envelope.routing_key, d.attempts, d.died_at, d.error
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(DlqOutcome::Replayed(n)) => {
+            println!(
+                "replayed {n} dead letter(s) of {queue}; they are delivered when the node starts"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(DlqOutcome::Purged(n)) => {
+            println!("purged {n} dead letter(s) of {queue}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
+    }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

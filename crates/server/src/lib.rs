@@ -13,6 +13,7 @@
 //!   place errors become status codes and JSON bodies.
 //! - [`workers`]: the consumers (inventory, payment, notify) and their retry loop.
 //! - [`integrations`]: payment gateways (simulated, http) and notifiers (log, webhook).
+//! - [`offline`]: `ordermill dlq` on a stopped node's data dir.
 //! - [`read_cache`]: the order read cache behind `GET /api/orders/{id}`.
 //! - [`telemetry`]: metric names and the Prometheus recorder.
 //!
@@ -24,6 +25,7 @@ pub mod catalog;
 pub mod http;
 pub mod intake;
 pub mod integrations;
+pub mod offline;
 pub mod read_cache;
 pub mod settings;
 pub mod telemetry;
