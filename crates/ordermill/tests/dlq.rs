@@ -1,0 +1,144 @@
+//! `ordermill dlq` on a stopped node: a payment that dead-lettered while the node ran is
+//! listed, replayed (and delivered again on the next start), and purged.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    /// Stops it with SIGTERM and waits for a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+/// `ordermill serve` configured through the environment: one attempt per message, so the
+/// gateway's first failure dead-letters it.
+fn start(dir: &Path) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+        .arg(dir)
+        .env("ORDERMILL_WORKERS__MAX_ATTEMPTS", "1")
+        .env("ORDERMILL_ADMIN_TOKEN", "t0ken")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited before serving").unwrap();
+        let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
+        if log["message"] == "ordermill is serving." {
+            break log["listen"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Node { child, addr }
+}
+
+fn dlq(dir: &Path, action: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["dlq", action, "--queue", "payment", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dlq {action} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn dead_count(client: &reqwest::Client, node: &Node) -> i64 {
+    let reply: Value = client
+        .get(format!("http://{}/admin/dlq/payment", node.addr))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["count"].as_i64().unwrap()
+}
+
+async fn wait_dead(client: &reqwest::Client, node: &Node, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while dead_count(client, node).await != want {
+        assert!(Instant::now() < deadline, "payment dead letters never reached {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_replayed_and_purged_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let node = start(dir.path());
+    let base = format!("http://{}", node.addr);
+    client
+        .put(format!("{base}/api/products/a"))
+        .json(&json!({"name": "A", "price": "1.00", "stock": 5}))
+        .send()
+        .await
+        .unwrap();
+    let order: Value = client
+        .post(format!("{base}/api/orders"))
+        .json(&json!({"customer_id": "test-down", "items": [{"sku": "a", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_id = order["order_id"].as_str().unwrap().to_owned();
+    wait_dead(&client, &node, 1).await;
+    node.stop();
+
+    let listed = dlq(dir.path(), "list");
+    assert!(listed.starts_with("1 dead letter(s) in payment"), "{listed}");
+    assert!(listed.contains("order.created") && listed.contains("test-down"), "{listed}");
+    assert!(dlq(dir.path(), "replay").contains("replayed 1"));
+    assert!(dlq(dir.path(), "list").starts_with("0 dead letter(s)"));
+
+    // The replayed message is delivered on the next start (and fails again: still test-down).
+    let node = start(dir.path());
+    wait_dead(&client, &node, 1).await;
+    let status: Value = client
+        .get(format!("http://{}/api/orders/{order_id}", node.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "accepted", "never charged, never cancelled");
+    node.stop();
+
+    assert!(dlq(dir.path(), "purge").contains("purged 1"));
+    assert!(dlq(dir.path(), "list").starts_with("0 dead letter(s)"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["dlq", "list", "--queue", "nope", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no queue named \"nope\""));
+}
