@@ -1,0 +1,57 @@
+//! The command line: help that teaches, the example config parses, and bad config is refused
+//! with a message naming the problem.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::process::Command;
+
+fn ordermill(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ordermill")).args(args).output().unwrap()
+}
+
+#[test]
+fn the_example_config_parses_and_round_trips() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/ordermill.toml");
+    let out = ordermill(&["config", "--config", path]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("data_dir = \"/var/lib/ordermill\""), "{text}");
+    assert!(text.contains("queue = \"inventory\""), "{text}");
+}
+
+#[test]
+fn a_typo_in_the_config_is_an_error_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ordermill.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:1\"\nmax_backlogg = 5\n").unwrap();
+    let out = ordermill(&["config", "--config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_backlogg"), "{err}");
+}
+
+#[test]
+fn environment_overrides_the_file_and_flags_override_both() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["config", "--listen", "127.0.0.1:9999"])
+        .env("ORDERMILL_LISTEN", "127.0.0.1:7777")
+        .env("ORDERMILL_WORKERS__MAX_ATTEMPTS", "9")
+        .env("ORDERMILL_TEST_POSTGRES_URL", "postgres://ignored")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:9999\""), "{text}");
+    assert!(text.contains("max_attempts = 9"), "{text}");
+}
+
+#[test]
+fn help_lists_every_command_with_an_example() {
+    let out = ordermill(&["--help"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for command in ["serve", "config", "dlq", "bench"] {
+        assert!(text.contains(command), "{command} missing from --help:\n{text}");
+    }
+    let serve = String::from_utf8(ordermill(&["serve", "--help"]).stdout).unwrap();
+    assert!(serve.contains("Example: ordermill serve"), "{serve}");
+}
