@@ -26,7 +26,7 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
     }
     // ORDERMILL_TEST_* variables configure the test suite, not the service.
     let env =
-        Env::prefixed("ORDERMILL_").split("__").filter(|key| !key.as_str().starts_with("test_"));
+        Env::prefixed("ORDERMILL_").split("__").filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"));
     figment = figment.merge(env);
     if let Some(listen) = args.listen {
         figment = figment.merge(("listen", listen));
