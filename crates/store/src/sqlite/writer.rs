@@ -60,44 +60,121 @@ pub(crate) enum Command {
 }
 
 /// Runs until every sender is dropped, then returns (after finishing queued commands).
+///
+/// Group commit for consumers: whatever effect batches and ack batches are queued when the
+/// thread looks are merged, each kind into ONE transaction, so six consumer loops cost two
+/// fsyncs instead of six or twelve. The merge changes no outcome: effects are independent per
+/// event (each carries its own "processed" record), acks are idempotent, and a caller whose
+/// merged transaction fails retries as it would have alone.
 pub(crate) fn run(mut conn: Connection, commands: mpsc::Receiver<Command>) {
-    while let Ok(command) = commands.recv() {
-        // A reply whose receiver is gone (the caller was cancelled) is not an error: the
-        // work is done and durable either way.
-        match command {
-            Command::ApplyEffects { effects, reply } => {
-                let _ = reply.send(effects::apply(&mut conn, &effects));
+    while let Ok(first) = commands.recv() {
+        let mut effects = Vec::new();
+        let mut acks = Vec::new();
+        let mut others = Vec::new();
+        for command in std::iter::once(first).chain(std::iter::from_fn(|| commands.try_recv().ok()))
+        {
+            match command {
+                Command::ApplyEffects { effects: batch, reply } => effects.push((batch, reply)),
+                Command::RecordAcks { acks: batch, finished, reply } => {
+                    acks.push((batch, finished, reply))
+                }
+                other => others.push(other),
             }
-            Command::RecordAcks { acks, finished, reply } => {
-                let _ = reply
-                    .send(ledger::record_acks(&mut conn, &acks, &finished).map_err(from_sqlite));
-            }
-            Command::RecordRetry { queue, event, attempts, not_before, error, reply } => {
-                let result =
-                    ledger::record_retry(&conn, &queue, event, attempts, not_before, &error);
-                let _ = reply.send(result.map_err(from_sqlite));
-            }
-            Command::RecordDead { queue, event, attempts, error, at, reply } => {
-                let result = ledger::record_dead(&mut conn, &queue, event, attempts, &error, at);
-                let _ = reply.send(result.map_err(from_sqlite));
-            }
-            Command::ClearDead { queue, events, reply } => {
-                let _ =
-                    reply.send(ledger::clear_dead(&mut conn, &queue, &events).map_err(from_sqlite));
-            }
-            Command::CommitOrders { batch, reply } => {
-                let _ = reply.send(commit_orders(&mut conn, &batch).map_err(from_sqlite));
-            }
-            Command::UpsertProduct { product, reply } => {
-                let _ = reply.send(upsert_product(&mut conn, &product));
-            }
-            Command::CheckWritable { reply } => {
-                let result = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(from_sqlite);
-                let _ = reply.send(result);
-            }
+        }
+        for command in others {
+            execute(&mut conn, command);
+        }
+        if !effects.is_empty() {
+            apply_effects_merged(&mut conn, effects);
+        }
+        if !acks.is_empty() {
+            record_acks_merged(&mut conn, acks);
         }
     }
     tracing::debug!("SQLite writer thread stopped: every handle was dropped.");
+}
+
+type EffectsReply = oneshot::Sender<Result<Vec<EffectOutcome>, StoreError>>;
+type UnitReply = oneshot::Sender<Result<(), StoreError>>;
+
+fn apply_effects_merged(conn: &mut Connection, batches: Vec<(Vec<Effect>, EffectsReply)>) {
+    if batches.len() == 1 {
+        for (batch, reply) in batches {
+            // A reply whose receiver is gone (the caller was cancelled) is not an error.
+            let _ = reply.send(effects::apply(conn, &batch));
+        }
+        return;
+    }
+    let all: Vec<Effect> = batches.iter().flat_map(|(b, _)| b.iter().cloned()).collect();
+    match effects::apply(conn, &all) {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for (batch, reply) in batches {
+                let _ = reply.send(Ok(outcomes.by_ref().take(batch.len()).collect()));
+            }
+        }
+        // One bad batch (say, a corrupt row) must not fail the others with it: apply each
+        // alone, so only the culprit's caller sees the error.
+        Err(_) => {
+            for (batch, reply) in batches {
+                let _ = reply.send(effects::apply(conn, &batch));
+            }
+        }
+    }
+}
+
+#[allow(clippy::type_complexity)] // (acks, finished events, reply) as the commands carry them
+fn record_acks_merged(
+    conn: &mut Connection,
+    batches: Vec<(Vec<(Arc<str>, Uuid)>, Vec<Uuid>, UnitReply)>,
+) {
+    let mut acks = Vec::new();
+    let mut finished = Vec::new();
+    let mut replies = Vec::with_capacity(batches.len());
+    for (a, f, reply) in batches {
+        acks.extend(a);
+        finished.extend(f);
+        replies.push(reply);
+    }
+    let result = ledger::record_acks(conn, &acks, &finished).map_err(from_sqlite);
+    for reply in replies {
+        let _ = reply.send(match &result {
+            Ok(()) => Ok(()),
+            Err(error) => Err(StoreError::Unavailable(error.to_string())),
+        });
+    }
+}
+
+fn execute(conn: &mut Connection, command: Command) {
+    match command {
+        Command::ApplyEffects { effects, reply } => {
+            let _ = reply.send(effects::apply(conn, &effects));
+        }
+        Command::RecordAcks { acks, finished, reply } => {
+            let _ = reply.send(ledger::record_acks(conn, &acks, &finished).map_err(from_sqlite));
+        }
+        Command::RecordRetry { queue, event, attempts, not_before, error, reply } => {
+            let result = ledger::record_retry(conn, &queue, event, attempts, not_before, &error);
+            let _ = reply.send(result.map_err(from_sqlite));
+        }
+        Command::RecordDead { queue, event, attempts, error, at, reply } => {
+            let result = ledger::record_dead(conn, &queue, event, attempts, &error, at);
+            let _ = reply.send(result.map_err(from_sqlite));
+        }
+        Command::ClearDead { queue, events, reply } => {
+            let _ = reply.send(ledger::clear_dead(conn, &queue, &events).map_err(from_sqlite));
+        }
+        Command::CommitOrders { batch, reply } => {
+            let _ = reply.send(commit_orders(conn, &batch).map_err(from_sqlite));
+        }
+        Command::UpsertProduct { product, reply } => {
+            let _ = reply.send(upsert_product(conn, &product));
+        }
+        Command::CheckWritable { reply } => {
+            let result = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(from_sqlite);
+            let _ = reply.send(result);
+        }
+    }
 }
 
 fn commit_orders(conn: &mut Connection, batch: &[AcceptedOrder]) -> rusqlite::Result<()> {
