@@ -134,6 +134,7 @@ impl Application {
             orders: orders.clone(),
             gateway: integrations::payment_gateway(&settings.payment)?,
             notifier: integrations::notifier(&settings.notify)?,
+            message_timeout: Duration::from_millis(settings.workers.message_timeout_ms.max(1)),
         };
         let admin_token = settings.admin_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from);
         let state = AppState { intake, catalog, store, metrics, bus, orders, admin_token };

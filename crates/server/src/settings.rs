@@ -120,7 +120,8 @@ pub struct WorkerSettings {
     pub batch_size: usize,
     /// Consumer loops per queue.
     pub concurrency: usize,
-    /// A batch still running after this long is retried.
+    /// A charge or notification not answered within this long fails (and is retried) alone;
+    /// a whole batch gets twice this.
     pub message_timeout_ms: u64,
     /// Deliveries of one message before it goes to the dead letters.
     pub max_attempts: u32,

@@ -222,3 +222,43 @@ async fn a_full_backlog_answers_503_with_retry_after_then_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_gateway_slower_than_the_message_timeout_fails_that_message_only() {
+    let app = axum::Router::new().route(
+        "/charge",
+        axum::routing::post(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            StatusCode::OK
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let app = app_with(|s| {
+        s.payment.gateway = ordermill_server::settings::GatewayKind::Http;
+        s.payment.url = Some(format!("http://{addr}/charge"));
+        s.workers.message_timeout_ms = 100;
+        s.workers.max_attempts = 2;
+    })
+    .await;
+    app.put_product("a", "5.00", 10).await;
+    let placed = app.order("c-slow", &[("a", 1)]).await;
+    let auth = |r: reqwest::RequestBuilder| r.bearer_auth("s3cret");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let reply = app.send(auth(app.client.get(app.url("/admin/dlq/payment")))).await;
+        if reply.body["count"] == 1 {
+            break reply.body;
+        }
+        assert!(std::time::Instant::now() < deadline, "slow payment never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        dead["dead_letters"][0]["error"].as_str().unwrap().contains("no answer within 100 ms"),
+        "{dead}"
+    );
+    assert_eq!(app.get(&format!("/api/orders/{}", id(&placed))).await.body["status"], "accepted");
+    // Inventory and notify were not held up by the slow gateway.
+    assert_eq!(app.product("a").await["stock"], 9);
+}

@@ -59,6 +59,9 @@ pub struct Pipeline {
     pub gateway: Arc<dyn PaymentGateway>,
     /// The notifier.
     pub notifier: Arc<dyn Notifier>,
+    /// How long one outside call (a charge, a notification) may take before it counts as a
+    /// transient failure of that message alone.
+    pub message_timeout: std::time::Duration,
 }
 
 /// Starts `concurrency` consumer loops for every queue of the topology that has a handler.

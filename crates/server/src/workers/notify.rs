@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ordermill_core::ports::{Delivery, Notification};
+use ordermill_core::ports::{Delivery, Notification, NotifyError};
 use ordermill_core::{OrderId, OutboxEvent};
 use tokio::task::JoinSet;
 
@@ -57,7 +57,15 @@ impl Handler for Notify {
                 customer_id: header.customer_id,
             };
             let notifier = self.pipeline.notifier.clone();
-            sends.spawn(async move { (i, order_id, notifier.notify(&notification).await) });
+            let limit = self.pipeline.message_timeout;
+            sends.spawn(async move {
+                let result = tokio::time::timeout(limit, notifier.notify(&notification))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(NotifyError(format!("no answer within {} ms", limit.as_millis())))
+                    });
+                (i, order_id, result)
+            });
         }
         let mut effects = Vec::new();
         let mut slots = Vec::new();

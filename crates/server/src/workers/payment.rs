@@ -65,8 +65,16 @@ impl Handler for Payment {
             match charge_request(&delivery.envelope.payload) {
                 Ok(request) => {
                     let gateway = self.pipeline.gateway.clone();
+                    let limit = self.pipeline.message_timeout;
                     charges.spawn(async move {
-                        let result = gateway.charge(&request).await;
+                        let result = tokio::time::timeout(limit, gateway.charge(&request))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(ChargeError::Transient(format!(
+                                    "no answer within {} ms",
+                                    limit.as_millis()
+                                )))
+                            });
                         (i, request.order_id, result)
                     });
                 }

@@ -30,7 +30,9 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let latency = histogram!(telemetry::CONSUMER_SECONDS, "queue" => queue.clone());
-    let timeout = Duration::from_millis(settings.message_timeout_ms.max(1));
+    // Each outside call has its own timeout (message_timeout_ms); the batch as a whole gets
+    // twice that, as a last guard against a stuck store call.
+    let timeout = Duration::from_millis(settings.message_timeout_ms.max(1).saturating_mul(2));
     loop {
         let received = tokio::select! {
             biased;
