@@ -25,8 +25,9 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
         None => {}
     }
     // ORDERMILL_TEST_* variables configure the test suite, not the service.
-    let env =
-        Env::prefixed("ORDERMILL_").split("__").filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"));
+    let env = Env::prefixed("ORDERMILL_")
+        .split("__")
+        .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"));
     figment = figment.merge(env);
     if let Some(listen) = args.listen {
         figment = figment.merge(("listen", listen));
