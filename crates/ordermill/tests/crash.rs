@@ -6,52 +6,20 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::Node;
 
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Node {
-    // A failing test must not leave a server running (it would hold the test's pipes open).
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `ordermill serve` on port 0 and waits for its "serving" log line to learn the port.
 fn start(dir: &Path) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ordermill"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the ordermill binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        assert!(Instant::now() < deadline, "no 'serving' log line within 30 s");
-        let line = lines.next().expect("server exited before serving").unwrap();
-        let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
-        if log["message"] == "ordermill is serving." {
-            break log["listen"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Node { child, addr }
+    Node::start(dir, &[])
 }
 
 fn url(node_addr: SocketAddr, path: &str) -> String {

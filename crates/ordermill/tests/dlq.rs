@@ -3,57 +3,21 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::Node;
 
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Node {
-    /// Stops it with SIGTERM and waits for a clean exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-/// `ordermill serve` configured through the environment: one attempt per message, so the
-/// gateway's first failure dead-letters it.
+/// One attempt per message, so the gateway's first failure dead-letters it.
 fn start(dir: &Path) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ordermill"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
-        .arg(dir)
-        .env("ORDERMILL_WORKERS__MAX_ATTEMPTS", "1")
-        .env("ORDERMILL_ADMIN_TOKEN", "t0ken")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server exited before serving").unwrap();
-        let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
-        if log["message"] == "ordermill is serving." {
-            break log["listen"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Node { child, addr }
+    Node::start(
+        dir,
+        &[("ORDERMILL_WORKERS__MAX_ATTEMPTS", "1"), ("ORDERMILL_ADMIN_TOKEN", "t0ken")],
+    )
 }
 
 fn dlq(dir: &Path, action: &str) -> String {
@@ -68,7 +32,7 @@ fn dlq(dir: &Path, action: &str) -> String {
 
 async fn dead_count(client: &reqwest::Client, node: &Node) -> i64 {
     let reply: Value = client
-        .get(format!("http://{}/admin/dlq/payment", node.addr))
+        .get(node.url("/admin/dlq/payment"))
         .bearer_auth("t0ken")
         .send()
         .await

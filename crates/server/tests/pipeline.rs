@@ -29,6 +29,25 @@ fn id(reply: &support::Reply) -> String {
     reply.body["order_id"].as_str().unwrap().to_owned()
 }
 
+/// Polls the admin API until `queue` holds `n` dead letters (10 s at most); returns the list.
+async fn wait_dead(app: &TestApp, queue: &str, n: i64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = app
+            .send(app.client.get(app.url(&format!("/admin/dlq/{queue}"))).bearer_auth("s3cret"))
+            .await;
+        if reply.body["count"] == n {
+            return reply.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{queue} never held {n} dead letters: {:?}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn statuses(order: &Value) -> Vec<&str> {
     order["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect()
 }
@@ -98,16 +117,7 @@ async fn a_gateway_that_stays_down_dead_letters_the_payment() {
     let app = app_with(|_| {}).await;
     app.put_product("a", "5.00", 10).await;
     let placed = app.order("test-down", &[("a", 1)]).await;
-    let auth = |r: reqwest::RequestBuilder| r.bearer_auth("s3cret");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let dead = loop {
-        let reply = app.send(auth(app.client.get(app.url("/admin/dlq/payment")))).await;
-        if reply.body["count"] == 1 {
-            break reply.body;
-        }
-        assert!(std::time::Instant::now() < deadline, "no dead letter: {:?}", reply.body);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let dead = wait_dead(&app, "payment", 1).await;
     let letter = &dead["dead_letters"][0];
     assert_eq!(letter["attempts"], 4);
     assert_eq!(letter["routing_key"], "order.created");
@@ -151,12 +161,8 @@ async fn dead_letters_replay_once_the_gateway_is_fixed() {
     .await;
     app.put_product("a", "5.00", 10).await;
     let placed = app.order("c-9", &[("a", 1)]).await;
+    wait_dead(&app, "payment", 1).await;
     let auth = |r: reqwest::RequestBuilder| r.bearer_auth("s3cret");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while app.send(auth(app.client.get(app.url("/admin/dlq/payment")))).await.body["count"] != 1 {
-        assert!(std::time::Instant::now() < deadline, "payment never dead-lettered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     down.store(false, Ordering::SeqCst); // "fix" the gateway
     let replay = app.send(auth(app.client.post(app.url("/admin/dlq/payment/replay")))).await;
     assert_eq!(replay.body["replayed"], 1);
@@ -244,16 +250,7 @@ async fn a_gateway_slower_than_the_message_timeout_fails_that_message_only() {
     .await;
     app.put_product("a", "5.00", 10).await;
     let placed = app.order("c-slow", &[("a", 1)]).await;
-    let auth = |r: reqwest::RequestBuilder| r.bearer_auth("s3cret");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let dead = loop {
-        let reply = app.send(auth(app.client.get(app.url("/admin/dlq/payment")))).await;
-        if reply.body["count"] == 1 {
-            break reply.body;
-        }
-        assert!(std::time::Instant::now() < deadline, "slow payment never dead-lettered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let dead = wait_dead(&app, "payment", 1).await;
     assert!(
         dead["dead_letters"][0]["error"].as_str().unwrap().contains("no answer within 100 ms"),
         "{dead}"

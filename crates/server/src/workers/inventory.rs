@@ -26,8 +26,7 @@ impl Inventory {
 impl Handler for Inventory {
     async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
         let mut outcomes = vec![Outcome::Ack; batch.len()];
-        let mut effects = Vec::with_capacity(batch.len());
-        let mut slots = Vec::with_capacity(batch.len());
+        let mut effects = settle::Effects::default();
         for (i, delivery) in batch.iter().enumerate() {
             let fact = match &*delivery.envelope.routing_key {
                 "order.created" => Fact::StockDeducted,
@@ -49,27 +48,19 @@ impl Handler for Inventory {
                     continue;
                 }
             };
-            effects.push(settle::effect(
-                &self.pipeline,
-                &self.name,
-                delivery.envelope.event_id,
-                order_id,
-                Some(fact),
-                None,
-            ));
-            slots.push(i);
+            effects.push(
+                i,
+                settle::effect(
+                    &self.pipeline,
+                    &self.name,
+                    delivery.envelope.event_id,
+                    order_id,
+                    Some(fact),
+                    None,
+                ),
+            );
         }
-        if effects.is_empty() {
-            return outcomes;
-        }
-        match self.pipeline.store.apply_effects(effects).await {
-            Ok(results) => settle::after_commit(&self.pipeline, results).await,
-            Err(error) => {
-                for i in slots {
-                    outcomes[i] = Outcome::Retry(format!("store: {error}"));
-                }
-            }
-        }
+        effects.commit(&self.pipeline, &mut outcomes).await;
         outcomes
     }
 }

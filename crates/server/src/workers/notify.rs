@@ -28,10 +28,9 @@ impl Notify {
 impl Handler for Notify {
     async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
         let mut outcomes = vec![Outcome::Ack; batch.len()];
-        let ids = batch.iter().map(|d| d.envelope.event_id).collect();
-        let done = match self.pipeline.store.processed(&self.name, ids).await {
+        let done = match settle::already_processed(&self.pipeline, &self.name, batch).await {
             Ok(done) => done,
-            Err(error) => return vec![Outcome::Retry(format!("store: {error}")); batch.len()],
+            Err(retry_all) => return retry_all,
         };
         let mut sends = JoinSet::new();
         for (i, delivery) in batch.iter().enumerate() {
@@ -67,33 +66,27 @@ impl Handler for Notify {
                 (i, order_id, result)
             });
         }
-        let mut effects = Vec::new();
-        let mut slots = Vec::new();
+        let mut effects = settle::Effects::default();
         while let Some(joined) = sends.join_next().await {
             let Ok((i, order_id, result)) = joined else { continue };
             match result {
                 Ok(()) => {
-                    effects.push(settle::effect(
-                        &self.pipeline,
-                        &self.name,
-                        batch[i].envelope.event_id,
-                        order_id,
-                        None,
-                        None,
-                    ));
-                    slots.push(i);
+                    effects.push(
+                        i,
+                        settle::effect(
+                            &self.pipeline,
+                            &self.name,
+                            batch[i].envelope.event_id,
+                            order_id,
+                            None,
+                            None,
+                        ),
+                    );
                 }
                 Err(error) => outcomes[i] = Outcome::Retry(error.to_string()),
             }
         }
-        if effects.is_empty() {
-            return outcomes;
-        }
-        if let Err(error) = self.pipeline.store.apply_effects(effects).await {
-            for i in slots {
-                outcomes[i] = Outcome::Retry(format!("store: {error}"));
-            }
-        }
+        effects.commit(&self.pipeline, &mut outcomes).await;
         outcomes
     }
 }

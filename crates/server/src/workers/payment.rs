@@ -45,10 +45,9 @@ fn charge_request(payload: &str) -> Result<ChargeRequest, String> {
 impl Handler for Payment {
     async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
         let mut outcomes = vec![Outcome::Ack; batch.len()];
-        let ids = batch.iter().map(|d| d.envelope.event_id).collect();
-        let done = match self.pipeline.store.processed(&self.name, ids).await {
+        let done = match settle::already_processed(&self.pipeline, &self.name, batch).await {
             Ok(done) => done,
-            Err(error) => return vec![Outcome::Retry(format!("store: {error}")); batch.len()],
+            Err(retry_all) => return retry_all,
         };
         let mut charges = JoinSet::new();
         for (i, delivery) in batch.iter().enumerate() {
@@ -81,8 +80,7 @@ impl Handler for Payment {
                 Err(error) => outcomes[i] = Outcome::Dead(format!("malformed event: {error}")),
             }
         }
-        let mut effects = Vec::new();
-        let mut slots = Vec::new();
+        let mut effects = settle::Effects::default();
         while let Some(joined) = charges.join_next().await {
             let Ok((i, order_id, result)) = joined else {
                 tracing::error!(
@@ -98,27 +96,19 @@ impl Handler for Payment {
                     continue;
                 }
             };
-            effects.push(settle::effect(
-                &self.pipeline,
-                &self.name,
-                batch[i].envelope.event_id,
-                order_id,
-                Some(fact),
-                reason,
-            ));
-            slots.push(i);
+            effects.push(
+                i,
+                settle::effect(
+                    &self.pipeline,
+                    &self.name,
+                    batch[i].envelope.event_id,
+                    order_id,
+                    Some(fact),
+                    reason,
+                ),
+            );
         }
-        if effects.is_empty() {
-            return outcomes;
-        }
-        match self.pipeline.store.apply_effects(effects).await {
-            Ok(results) => settle::after_commit(&self.pipeline, results).await,
-            Err(error) => {
-                for i in slots {
-                    outcomes[i] = Outcome::Retry(format!("store: {error}"));
-                }
-            }
-        }
+        effects.commit(&self.pipeline, &mut outcomes).await;
         outcomes
     }
 }

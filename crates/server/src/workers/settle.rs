@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use metrics::{counter, histogram};
-use ordermill_core::ports::{EffectOutcome, Envelope};
+use ordermill_core::ports::{Delivery, Effect, EffectOutcome, Envelope};
 use ordermill_core::{Fact, OrderStatus};
 use uuid::Uuid;
 
-use super::Pipeline;
+use super::{Outcome, Pipeline};
 use crate::telemetry;
 
 /// Two fresh event ids for an effect (a transition emits at most two events).
@@ -69,6 +69,56 @@ pub async fn after_commit(pipeline: &Pipeline, outcomes: Vec<EffectOutcome>) {
         // The events are in the outbox already: if this fails they go out on the next start.
         if let Err(error) = pipeline.bus.publish(publish).await {
             tracing::error!(error = %error, "Could not publish events emitted by consumers; they stay in the outbox.");
+        }
+    }
+}
+
+/// Which deliveries of `batch` `consumer` already processed (to ack without repeating an
+/// outside call).
+///
+/// # Errors
+/// When the store cannot tell: then every delivery of the batch should be retried, and the
+/// error holds those outcomes.
+pub async fn already_processed(
+    pipeline: &Pipeline,
+    consumer: &str,
+    batch: &[Delivery],
+) -> Result<Vec<Uuid>, Vec<Outcome>> {
+    let ids = batch.iter().map(|d| d.envelope.event_id).collect();
+    pipeline
+        .store
+        .processed(consumer, ids)
+        .await
+        .map_err(|error| vec![Outcome::Retry(format!("store: {error}")); batch.len()])
+}
+
+/// Effects gathered from a batch, each with the index of the delivery it came from.
+#[derive(Default)]
+pub struct Effects {
+    effects: Vec<Effect>,
+    slots: Vec<usize>,
+}
+
+impl Effects {
+    /// Adds the effect of delivery `slot`.
+    pub fn push(&mut self, slot: usize, effect: Effect) {
+        self.effects.push(effect);
+        self.slots.push(slot);
+    }
+
+    /// Applies them in ONE store transaction and acts on the outcome ([`after_commit`]); if
+    /// the transaction fails, their deliveries are marked for retry in `outcomes`.
+    pub async fn commit(self, pipeline: &Pipeline, outcomes: &mut [Outcome]) {
+        if self.effects.is_empty() {
+            return;
+        }
+        match pipeline.store.apply_effects(self.effects).await {
+            Ok(results) => after_commit(pipeline, results).await,
+            Err(error) => {
+                for i in self.slots {
+                    outcomes[i] = Outcome::Retry(format!("store: {error}"));
+                }
+            }
         }
     }
 }

@@ -1,0 +1,67 @@
+//! A real `ordermill serve` process for the binary's tests: started on port 0 with a data
+//! dir and extra environment, its address read from its "serving" log line, killed on drop.
+
+#![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a panic is the failure report
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running node.
+pub struct Node {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Node {
+    // A failing test must not leave a server running (it would hold the test's pipes open).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    /// Starts `ordermill serve` on `dir` with `env` set, and waits until it serves.
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the ordermill binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            assert!(Instant::now() < deadline, "no 'serving' log line within 30 s");
+            let line = lines.next().expect("server exited before serving").unwrap();
+            let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
+            if log["message"] == "ordermill is serving." {
+                break log["listen"].as_str().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Node { child, addr }
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops it with SIGTERM and asserts a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+    }
+}
