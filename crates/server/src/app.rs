@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Shared};
 use crate::intake::Intake;
 use crate::intake::committer::Committer;
 use crate::intake::idempotency::Idempotency;
@@ -137,7 +137,7 @@ impl Application {
             message_timeout: Duration::from_millis(settings.workers.message_timeout_ms.max(1)),
         };
         let admin_token = settings.admin_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from);
-        let state = AppState { intake, catalog, store, metrics, bus, orders, admin_token };
+        let state = AppState::new(Shared { intake, catalog, store, metrics, bus, orders, admin_token });
         let router = http::router(state, &settings.http);
         let listener = TcpListener::bind(settings.listen)
             .await
