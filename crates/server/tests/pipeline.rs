@@ -259,3 +259,58 @@ async fn a_gateway_slower_than_the_message_timeout_fails_that_message_only() {
     // Inventory and notify were not held up by the slow gateway.
     assert_eq!(app.product("a").await["stock"], 9);
 }
+
+#[tokio::test]
+async fn the_webhook_notifier_posts_each_event_once_and_retries_failures() {
+    let received = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let failures_left = Arc::new(AtomicUsize::new(1));
+    let hook = {
+        let (received, failures_left) = (received.clone(), failures_left.clone());
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let (received, failures_left) = (received.clone(), failures_left.clone());
+                async move {
+                    // The first call fails: the queue must retry it.
+                    if failures_left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    received.lock().unwrap().push(body);
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let app = app_with(|s| {
+        s.notify.notifier = ordermill_server::settings::NotifierKind::Webhook;
+        s.notify.url = Some(format!("http://{addr}/hook"));
+    })
+    .await;
+    app.put_product("a", "5.00", 10).await;
+    let placed = app.order("c-hook", &[("a", 1)]).await;
+    app.wait_for_status(&id(&placed), "confirmed").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while received.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "webhook got {:?}", received.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // room for a wrong duplicate to show
+    let got = received.lock().unwrap().clone();
+    let mut kinds: Vec<&str> = got.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec!["order.confirmed", "order.created"],
+        "each event notified once: {got:?}"
+    );
+    assert!(
+        got.iter().all(|n| n["order_id"] == id(&placed).as_str() && n["customer_id"] == "c-hook")
+    );
+    assert_eq!(app.count("SELECT count(*) FROM processed_events WHERE consumer = 'notify'"), 2);
+}
