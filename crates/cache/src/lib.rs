@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`local`]: in-process, one atomic counter per SKU; the embedded default.
+//! - [`redis`]: in Redis, shared by every node; reservations are Lua scripts.
 //! - [`contract`]: the test suite every backend must pass (public so the server and later
 //!   backends run the same checks).
 //!
@@ -9,5 +10,7 @@
 
 pub mod contract;
 pub mod local;
+pub mod redis;
 
 pub use local::LocalStockCache;
+pub use redis::RedisStockCache;

@@ -46,7 +46,9 @@ enum Command {
         node: ServeArgs,
     },
     /// Benchmark tools. `bench run` sends order load and prints throughput and latency;
-    /// `bench ceiling` runs the reference server that ordermill's throughput is compared with.
+    /// `bench ceiling` runs the reference server that ordermill's throughput is compared with;
+    /// `bench stubs` runs slow downstream services; `bench compare` measures the synchronous
+    /// design against ordermill, under load and through a payment outage.
     #[command(subcommand)]
     Bench(BenchCommand),
 }
@@ -57,7 +59,7 @@ enum BenchCommand {
     /// throughput and latency percentiles (closed loop, or open loop at --rate).
     ///
     /// Example: ordermill bench run --target http://127.0.0.1:8080 --connections 64
-    /// --duration 30s --setup --json report.json --reference http://127.0.0.1:8081
+    /// --duration 30s --setup --e2e --json report.json --reference http://127.0.0.1:8081
     Run(ordermill_bench::RunArgs),
     /// Run a bare axum server that parses the same order JSON and answers 201 — the
     /// physical reference for this machine. Drive it and ordermill with the same load.
@@ -68,6 +70,21 @@ enum BenchCommand {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
     },
+    /// Run stub downstream services on one port: POST /inventory, /payment and /notify, each
+    /// answering 200 after its latency (payment 503 at --payment-fail-rate). POST
+    /// /admin/down/{service} and /admin/up/{service} take one down (503 at once) and back;
+    /// GET /admin/stats counts the answers.
+    ///
+    /// Example: ordermill bench stubs --listen 127.0.0.1:8090 --payment-latency 300ms
+    Stubs(ordermill_bench::stubs::StubsArgs),
+    /// Measure the synchronous design (inventory, payment and notify called one after another
+    /// inside the request) against ordermill: same stubs, same load, then the same payment
+    /// outage, and how long ordermill takes to catch up. Starts everything itself: the stubs
+    /// and the baseline in this process, ordermill as a child on a temporary data dir.
+    ///
+    /// Example: ordermill bench compare --duration 20s --connections 64
+    /// --inventory-latency 200ms --payment-latency 300ms --notify-latency 150ms
+    Compare(ordermill_bench::compare::CompareArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -89,6 +106,9 @@ pub struct ServeArgs {
     /// Configuration file (default: ordermill.toml in the current directory, if present).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Hot-stock cache: local (in-process, default) or a redis:// URL shared by nodes.
+    #[arg(long, value_name = "URL")]
+    pub cache: Option<String>,
     /// Log format: text for people, json for log shippers.
     #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
@@ -110,6 +130,8 @@ pub fn run() -> ExitCode {
         Command::Dlq { action, queue, node } => dlq(action, &queue, &node),
         Command::Bench(BenchCommand::Run(args)) => bench_run(args),
         Command::Bench(BenchCommand::Ceiling { listen }) => ceiling(listen),
+        Command::Bench(BenchCommand::Stubs(args)) => stubs(args),
+        Command::Bench(BenchCommand::Compare(args)) => bench_compare(args),
         Command::Config(args) => match config::load(&args).and_then(|s| config::to_toml(&s)) {
             Ok(text) => {
                 print!("{text}");
@@ -145,6 +167,44 @@ fn ceiling(listen: SocketAddr) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
     }
+}
+
+fn stubs(args: ordermill_bench::stubs::StubsArgs) -> ExitCode {
+    if let Err(error) = crate::logging::init(LogFormat::Text, "info") {
+        return fail(&error);
+    }
+    let listen = args.listen;
+    let outcome = runtime().and_then(|rt| {
+        rt.block_on(ordermill_bench::stubs::serve(listen, args.config, shutdown_signal()))
+            .map_err(|e| anyhow::Error::new(e).context(format!("stub server on {listen} failed")))
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+// Like `bench run`, no logger: stdout carries the report, progress notes go to stderr.
+fn bench_compare(args: ordermill_bench::compare::CompareArgs) -> ExitCode {
+    let json = args.json.clone();
+    // The comparison starts this very binary as `ordermill serve`, so both sides of the table
+    // come from one build.
+    let outcome = std::env::current_exe()
+        .map_err(|e| anyhow::Error::new(e).context("cannot find the ordermill executable"))
+        .and_then(|exe| Ok(runtime()?.block_on(ordermill_bench::compare::run(args, exe))?));
+    let report = match outcome {
+        Ok(report) => report,
+        Err(error) => return fail(&error),
+    };
+    print!("{report}");
+    if let Some(path) = json {
+        if let Err(error) = report.write_json(&path) {
+            let context = format!("cannot write the JSON report to {}", path.display());
+            return fail(&anyhow::Error::new(error).context(context));
+        }
+        println!("report        written to {}", path.display());
+    }
+    ExitCode::SUCCESS
 }
 
 // No logger is installed: stdout carries the summary, and what goes wrong is in the error or

@@ -35,6 +35,9 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
     if let Some(dir) = &args.data_dir {
         figment = figment.merge(("data_dir", dir));
     }
+    if let Some(cache) = &args.cache {
+        figment = figment.merge(("cache", cache));
+    }
     if let Some(format) = args.log_format {
         figment = figment.merge(("log_format", format));
     }

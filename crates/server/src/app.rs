@@ -6,11 +6,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ordermill_cache::LocalStockCache;
+use ordermill_cache::{LocalStockCache, RedisStockCache};
 use std::time::Duration;
 
 use ordermill_bus::EmbeddedBus;
-use ordermill_core::ports::{BusError, BusLedger, EventBus, OrderStore, StockCache, StoreError};
+use ordermill_core::ports::{
+    BusError, BusLedger, CacheError, EventBus, OrderStore, StockCache, StoreError,
+};
 use ordermill_core::{Clock, OrderIdGenerator, SystemClock};
 use ordermill_store::SqliteStore;
 use thiserror::Error;
@@ -46,6 +48,17 @@ pub enum StartError {
     /// The catalog could not be loaded or stock reconciled.
     #[error("cannot load the catalog: {0}")]
     Catalog(#[from] CatalogError),
+    /// The hot-stock cache could not be reached or is misnamed.
+    #[error(
+        "cannot use the hot-stock cache {url:?}: {source}. Check `cache` (ORDERMILL_CACHE, --cache)."
+    )]
+    Cache {
+        /// What was configured.
+        url: String,
+        /// The cause.
+        #[source]
+        source: CacheError,
+    },
     /// The bus could not recover its queues from the outbox.
     #[error("cannot start the event bus: {0}")]
     Bus(#[from] BusError),
@@ -63,6 +76,24 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The hot-stock cache the settings name.
+async fn stock_cache(settings: &Settings) -> Result<Arc<dyn StockCache>, StartError> {
+    match settings.cache.as_str() {
+        "local" | "" => Ok(Arc::new(LocalStockCache::new())),
+        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            let cache = RedisStockCache::connect(url, &settings.cache_prefix)
+                .await
+                .map_err(|source| StartError::Cache { url: url.to_owned(), source })?;
+            tracing::info!(prefix = %settings.cache_prefix, "Hot stock is in Redis.");
+            Ok(Arc::new(cache))
+        }
+        other => Err(StartError::Cache {
+            url: other.to_owned(),
+            source: CacheError::Unavailable("use \"local\" or a redis:// URL".into()),
+        }),
+    }
 }
 
 /// A built, not yet serving, ordermill node.
@@ -103,7 +134,7 @@ impl Application {
         );
         let store: Arc<dyn OrderStore> = sqlite.clone();
         let ledger: Arc<dyn BusLedger> = sqlite;
-        let cache: Arc<dyn StockCache> = Arc::new(LocalStockCache::new());
+        let cache = stock_cache(&settings).await?;
         let catalog = Arc::new(Catalog::load(store.clone(), cache.clone()).await?);
         let bus: Arc<dyn EventBus> =
             Arc::new(EmbeddedBus::start(settings.topology.clone(), ledger, clock.clone()).await?);
@@ -137,7 +168,8 @@ impl Application {
             message_timeout: Duration::from_millis(settings.workers.message_timeout_ms.max(1)),
         };
         let admin_token = settings.admin_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from);
-        let state = AppState::new(Shared { intake, catalog, store, metrics, bus, orders, admin_token });
+        let state =
+            AppState::new(Shared { intake, catalog, store, metrics, bus, orders, admin_token });
         let router = http::router(state, &settings.http);
         let listener = TcpListener::bind(settings.listen)
             .await

@@ -15,6 +15,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Directory holding the embedded database (`ordermill.db` and its WAL).
     pub data_dir: PathBuf,
+    /// Hot-stock cache: `local` (in-process, the default) or a `redis://` URL.
+    pub cache: String,
+    /// Key prefix in a shared cache (one per catalog/deployment).
+    pub cache_prefix: String,
     /// Log output format.
     pub log_format: LogFormat,
     /// Log filter in `RUST_LOG` syntax, e.g. `info` or `info,ordermill_server=debug`.
@@ -47,6 +51,8 @@ impl Default for Settings {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            cache: "local".into(),
+            cache_prefix: "ordermill".into(),
             log_format: LogFormat::Text,
             log_filter: "info".into(),
             commit: CommitSettings::default(),

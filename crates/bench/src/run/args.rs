@@ -17,6 +17,10 @@ const DEFAULT_SKUS: usize = 10_000;
 const DEFAULT_HOT_SKUS: usize = 10;
 const DEFAULT_HOT_SHARE: f64 = 0.8;
 const DEFAULT_SEED: u64 = 1;
+const DEFAULT_E2E_SAMPLE: usize = 200;
+const DEFAULT_E2E_WAIT: Duration = Duration::from_secs(30);
+/// The most orders `--e2e-sample` may follow; each costs GET requests after the load.
+pub const MAX_E2E_SAMPLE: usize = 100_000;
 
 /// What load to send where: connections, duration, closed or open loop, SKU skew, batching.
 ///
@@ -72,6 +76,19 @@ pub struct RunArgs {
     /// connection.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
     pub seed: u64,
+    /// After the load, measure accept→confirmed latency on a sample of the accepted orders:
+    /// poll GET /api/orders/{id} until each is confirmed or cancelled and subtract the
+    /// server's own timestamps (the history's "confirmed" time minus created_at). The sample
+    /// is spread over the whole run. Skipped when ctrl-c stopped the run.
+    #[arg(long)]
+    pub e2e: bool,
+    /// How many accepted orders --e2e follows.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_E2E_SAMPLE)]
+    pub e2e_sample: usize,
+    /// How long --e2e waits for the sampled orders to become final; the rest are reported as
+    /// not final.
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub e2e_wait: Duration,
     /// Do not draw the progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -93,6 +110,9 @@ impl Default for RunArgs {
             json: None,
             reference: None,
             seed: DEFAULT_SEED,
+            e2e: false,
+            e2e_sample: DEFAULT_E2E_SAMPLE,
+            e2e_wait: DEFAULT_E2E_WAIT,
             quiet: false,
         }
     }
@@ -138,6 +158,12 @@ impl RunArgs {
                 self.stock
             ));
         }
+        if self.e2e && !(1..=MAX_E2E_SAMPLE).contains(&self.e2e_sample) {
+            return invalid(format!(
+                "--e2e-sample must be between 1 and {MAX_E2E_SAMPLE}, got {}",
+                self.e2e_sample
+            ));
+        }
         if self.batch > 1 && self.reference.is_some() {
             // The ceiling serves POST /api/orders only; a batch run against it would compare
             // ordermill with a stream of 404s.
@@ -162,7 +188,7 @@ mod tests {
 
     #[test]
     fn each_bad_value_is_refused_with_its_flag_named() {
-        let cases: [(RunArgs, &str); 8] = [
+        let cases: [(RunArgs, &str); 9] = [
             (RunArgs { connections: 0, ..RunArgs::default() }, "--connections"),
             (RunArgs { duration: Duration::ZERO, ..RunArgs::default() }, "--duration"),
             (RunArgs { rate: Some(0), ..RunArgs::default() }, "--rate"),
@@ -170,6 +196,7 @@ mod tests {
             (RunArgs { hot_share: 1.5, ..RunArgs::default() }, "--hot-share"),
             (RunArgs { batch: MAX_BATCH + 1, ..RunArgs::default() }, "--batch"),
             (RunArgs { stock: MAX_STOCK + 1, ..RunArgs::default() }, "--stock"),
+            (RunArgs { e2e: true, e2e_sample: 0, ..RunArgs::default() }, "--e2e-sample"),
             (
                 RunArgs { batch: 10, reference: Some("http://x".into()), ..RunArgs::default() },
                 "--reference",

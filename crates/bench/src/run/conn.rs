@@ -149,11 +149,21 @@ pub(crate) async fn exchange(
     request: Request<Full<Bytes>>,
     keep_body: bool,
 ) -> Result<(StatusCode, Bytes), hyper::Error> {
+    exchange_with(sender, request, |_| keep_body).await
+}
+
+/// Like [`exchange`], but whether the body is kept is decided by `keep_body` from the status,
+/// so that a caller sampling some answers copies only the bodies it samples.
+pub(crate) async fn exchange_with(
+    sender: &mut Sender,
+    request: Request<Full<Bytes>>,
+    keep_body: impl FnOnce(StatusCode) -> bool,
+) -> Result<(StatusCode, Bytes), hyper::Error> {
     sender.ready().await?;
     let response = sender.send_request(request).await?;
     let status = response.status();
     let mut body = response.into_body();
-    if keep_body {
+    if keep_body(status) {
         return Ok((status, body.collect().await?.to_bytes()));
     }
     // Read to the end, or the connection cannot carry the next request; nothing is kept, so

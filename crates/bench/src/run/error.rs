@@ -43,6 +43,9 @@ pub enum BenchError {
     /// A load task ended without its tally: a bug in the generator, not in the target.
     #[error("a load connection task failed")]
     Worker(#[source] tokio::task::JoinError),
+    /// The HTTP client that reads orders back (`--e2e`) could not be built.
+    #[error("cannot build the HTTP client that polls orders")]
+    HttpClient(#[source] reqwest::Error),
     /// The JSON report could not be written.
     #[error("cannot write the JSON report to {path}")]
     WriteJson {

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::BenchError;
 use super::catalog::Bodies;
-use super::conn::{Endpoint, Sender, connect, exchange};
+use super::conn::{Endpoint, Sender, connect, exchange_with};
+use super::e2e::{self, Reservoir};
 use super::report::{Mode, Orders, RunInfo, Summary, Tally};
 
 // After a failed reconnect, wait this long: a dead target must not be hammered with connects
@@ -31,6 +32,8 @@ pub(crate) struct LoadSpec {
     pub rate: Option<u64>,
     pub seed: u64,
     pub quiet: bool,
+    /// Accepted orders whose ids to sample over the run (0: none).
+    pub sample: usize,
 }
 
 /// A progress style from `template`, or the default one should the template be refused.
@@ -46,7 +49,7 @@ struct Live {
 }
 
 /// Sends `spec`'s load to `endpoint` until its duration is over or `stop` fires, and
-/// summarizes it.
+/// summarizes it, with the ids of up to `spec.sample` accepted orders spread over the run.
 ///
 /// # Errors
 /// When the connections cannot be opened at the start. Failures during the run are counted,
@@ -56,7 +59,7 @@ pub(crate) async fn drive(
     spec: &LoadSpec,
     bodies: Arc<Bodies>,
     stop: &CancellationToken,
-) -> Result<Summary, BenchError> {
+) -> Result<(Summary, Vec<String>), BenchError> {
     let endpoint = Arc::new(endpoint.clone());
     // Every connection is open before the clock starts: opening them is not what is measured,
     // and a target that is not there fails the run at once with a clear message.
@@ -74,6 +77,9 @@ pub(crate) async fn drive(
     let live = Arc::new(Live::default());
     let start = Instant::now();
     let deadline = start + spec.duration;
+    // Each connection samples its share; the shares are merged (and any surplus dropped) at
+    // the end.
+    let per_connection = spec.sample.div_ceil(spec.connections.max(1));
     let mut workers = JoinSet::new();
     for (id, sender) in senders.into_iter().enumerate() {
         let worker = Worker {
@@ -85,6 +91,8 @@ pub(crate) async fn drive(
             seq: 0,
             buf: Vec::new(),
             tally: Tally::new(),
+            // Its own generator, so sampling never shifts the SKU sequence of a seed.
+            sampler: Reservoir::new(per_connection, !spec.seed.wrapping_add(id as u64)),
             live: live.clone(),
             stop: run_stop.clone(),
         };
@@ -132,17 +140,22 @@ pub(crate) async fn drive(
     bar.finish_and_clear();
 
     let mut total = Tally::new();
+    let mut samples = Vec::new();
     while let Some(joined) = workers.join_next().await {
-        total.merge(&joined.map_err(BenchError::Worker)?);
+        let (tally, sampled) = joined.map_err(BenchError::Worker)?;
+        total.merge(&tally);
+        samples.push(sampled);
     }
-    Ok(total.summary(RunInfo {
+    let sampled = e2e::merge(samples, spec.sample, spec.seed);
+    let summary = total.summary(RunInfo {
         target: endpoint.url.clone(),
         mode: spec.rate.map_or(Mode::Closed, |rate| Mode::Open { rate }),
         connections: spec.connections,
         batch: bodies.batch(),
         elapsed,
         interrupted: stop.is_cancelled(),
-    }))
+    });
+    Ok((summary, sampled))
 }
 
 /// The open-loop schedule: request `n` of the whole run is due at `start + n / rate`.
@@ -175,23 +188,24 @@ struct Worker {
     seq: u64,
     buf: Vec<u8>,
     tally: Tally,
+    sampler: Reservoir,
     live: Arc<Live>,
     stop: CancellationToken,
 }
 
 impl Worker {
     /// Sends the next request as soon as the previous answer is in.
-    async fn closed_loop(mut self) -> Tally {
+    async fn closed_loop(mut self) -> (Tally, Vec<String>) {
         while !self.stop.is_cancelled() {
             if self.send(Instant::now()).await.is_break() {
                 break;
             }
         }
-        self.tally
+        (self.tally, self.sampler.into_ids())
     }
 
     /// Sends each request at its intended time, or at once when running late.
-    async fn open_loop(mut self, pacing: Pacing) -> Tally {
+    async fn open_loop(mut self, pacing: Pacing) -> (Tally, Vec<String>) {
         for k in 0.. {
             let Some(intended) = pacing.intended(self.id, k) else { break };
             let began = if intended > Instant::now() {
@@ -214,7 +228,7 @@ impl Worker {
                 break;
             }
         }
-        self.tally
+        (self.tally, self.sampler.into_ids())
     }
 
     /// Sends one request timed from `began`, reconnecting first if the connection is gone.
@@ -249,20 +263,38 @@ impl Worker {
             Uri::from_static("/api/orders")
         };
         let request = self.endpoint.request(Method::POST, path, body);
+        // Where this order's id goes in the sample, decided from the status alone so that
+        // only sampled single-order bodies are kept (batch bodies are always read).
+        let mut slot = None;
+        let sampler = &mut self.sampler;
+        let keep_body = |status: StatusCode| {
+            if status == StatusCode::CREATED {
+                slot = sampler.offer();
+            }
+            batch > 1 || slot.is_some()
+        };
         let outcome = tokio::select! {
             biased;
             () = self.stop.cancelled() => {
                 self.tally.unfinished();
                 return ControlFlow::Break(());
             }
-            outcome = exchange(&mut sender, request, batch > 1) => outcome,
+            outcome = exchange_with(&mut sender, request, keep_body) => outcome,
         };
         let latency = began.elapsed();
         match outcome {
             Ok((status, body)) => {
                 let orders = if batch > 1 {
+                    if self.sampler.is_active() {
+                        sample_batch(status, &body, &mut self.sampler);
+                    }
                     batch_orders(status, &body, batch)
                 } else {
+                    if let Some(slot) = slot
+                        && let Ok(order) = serde_json::from_slice::<AcceptedOrder>(&body)
+                    {
+                        self.sampler.put(slot, order.order_id);
+                    }
                     Orders::single(status.as_u16())
                 };
                 self.tally.answered(status.as_u16(), latency, &orders);
@@ -296,6 +328,41 @@ struct BatchResult {
     status: u16,
 }
 
+/// The id in an accepted order's body.
+#[derive(Deserialize)]
+struct AcceptedOrder {
+    order_id: String,
+}
+
+#[derive(Deserialize)]
+struct BatchIds {
+    results: Vec<BatchId>,
+}
+
+#[derive(Deserialize)]
+struct BatchId {
+    status: u16,
+    #[serde(default)]
+    order: Option<AcceptedOrder>,
+}
+
+/// Offers each accepted order of one batch answer to `sampler`. A second parse of the body,
+/// done only when sampling, so that a plain batch run pays nothing for it.
+fn sample_batch(status: StatusCode, body: &[u8], sampler: &mut Reservoir) {
+    if status != StatusCode::OK {
+        return;
+    }
+    let Ok(answer) = serde_json::from_slice::<BatchIds>(body) else { return };
+    for result in answer.results {
+        if result.status == 201
+            && let Some(order) = result.order
+            && let Some(slot) = sampler.offer()
+        {
+            sampler.put(slot, order.order_id);
+        }
+    }
+}
+
 /// The orders of one batch answer, by each result's status.
 fn batch_orders(status: StatusCode, body: &[u8], batch: usize) -> Orders {
     let results = if status == StatusCode::OK {
@@ -326,6 +393,17 @@ mod tests {
             {"status":201},{"status":422}]}"#;
         let orders = batch_orders(StatusCode::OK, body, 4);
         assert_eq!((orders.sent, orders.created, orders.conflict, orders.rejected), (4, 2, 1, 1));
+    }
+
+    #[test]
+    fn only_accepted_orders_of_a_batch_answer_are_sampled() {
+        let body = br#"{"accepted":2,"rejected":1,"results":[
+            {"status":201,"order":{"order_id":"a"}},{"status":409,"error":{"code":"out_of_stock"}},
+            {"status":201,"order":{"order_id":"b"}}]}"#;
+        let mut sampler = Reservoir::new(10, 1);
+        sample_batch(StatusCode::OK, body, &mut sampler);
+        sample_batch(StatusCode::PAYLOAD_TOO_LARGE, body, &mut sampler);
+        assert_eq!(sampler.into_ids(), ["a", "b"]);
     }
 
     #[test]

@@ -5,20 +5,25 @@
 //! - `conn`: the target's address, keep-alive HTTP/1.1 connections (hyper), one exchange.
 //! - `catalog`: SKU names, the flash-sale skew, pre-rendered bodies, `--setup`.
 //! - `load`: one task per connection, closed or open loop, the progress bar.
+//! - `e2e`: sampling accepted orders during the load and polling them until final
+//!   (`--e2e`).
 //! - [`report`]: the per-task tally (HDR histogram), the [`Report`] printed and saved as JSON.
 //!
 //! A run is: check the flags, resolve the target (and reference), create the catalog if asked,
-//! load the target, then load the reference with the same flags and compare.
+//! load the target, follow the sampled orders until final (`--e2e`), then load the reference
+//! with the same flags and compare.
 
 pub mod args;
 mod catalog;
 mod conn;
+pub(crate) mod e2e;
 mod error;
 mod load;
 pub mod report;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -26,6 +31,7 @@ use tokio_util::task::AbortOnDropHandle;
 pub use args::RunArgs;
 pub use error::BenchError;
 pub use report::Report;
+use report::Summary;
 
 use catalog::{Bodies, SkuChooser};
 use conn::Endpoint;
@@ -50,18 +56,22 @@ pub async fn run(args: RunArgs) -> Result<Report, BenchError> {
     .await
 }
 
+// How often --e2e reads the sampled orders again. The latency comes from the server's
+// timestamps, so this only sets how soon the run notices the last one is final.
+const E2E_POLL_EVERY: Duration = Duration::from_millis(250);
+
 /// Like [`run`], but stops early when `stop` completes instead of on ctrl-c.
 ///
 /// # Errors
 /// [`BenchError::InvalidArgs`] for flags that cannot work together,
 /// [`BenchError::Unreachable`] when the target or the reference does not accept connections,
 /// [`BenchError::Setup`] when `--setup` is refused, [`BenchError::Interrupted`] when `stop`
-/// completes during the set-up. Failures during the load are counted in the report.
+/// completes during the set-up, [`BenchError::HttpClient`] when `--e2e` cannot build its
+/// client. Failures during the load are counted in the report.
 pub async fn run_until(
     args: RunArgs,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Report, BenchError> {
-    args.check()?;
     let token = CancellationToken::new();
     let _watch = AbortOnDropHandle::new(tokio::spawn({
         let token = token.clone();
@@ -70,7 +80,55 @@ pub async fn run_until(
             token.cancel();
         }
     }));
+    run_with(&args, &token).await
+}
 
+/// [`run_until`] on a cancellation token the caller owns, so that one token can stop a
+/// sequence of runs (`bench compare`).
+pub(crate) async fn run_with(
+    args: &RunArgs,
+    token: &CancellationToken,
+) -> Result<Report, BenchError> {
+    let sample = if args.e2e { args.e2e_sample } else { 0 };
+    // Built before the load, so that a failure cannot throw a finished load away.
+    let client = if args.e2e { Some(e2e::client()?) } else { None };
+    let (main, sampled, prepared) = load_target(args, sample, token).await?;
+    let e2e = if let Some(client) = client
+        && !token.is_cancelled()
+    {
+        let polled =
+            e2e::poll(&client, &args.target, &sampled, args.e2e_wait, E2E_POLL_EVERY, token).await;
+        Some(e2e::summarize(&polled, sampled.len(), args.e2e_wait))
+    } else {
+        None
+    };
+    // The reference goes after the polling: its load must not slow the pipeline being timed.
+    let reference = match prepared.reference {
+        Some(reference) if !token.is_cancelled() => {
+            Some(load::drive(&reference, &prepared.spec, prepared.bodies, token).await?.0)
+        }
+        _ => None,
+    };
+    let mut report = Report::new(main, reference);
+    report.e2e = e2e;
+    Ok(report)
+}
+
+/// What [`load_target`] leaves for the reference run.
+pub(crate) struct Prepared {
+    reference: Option<Endpoint>,
+    spec: LoadSpec,
+    bodies: Arc<Bodies>,
+}
+
+/// Checks the flags, resolves the target (and reference), creates the catalog if asked and
+/// loads the target, sampling the ids of up to `sample` accepted orders.
+pub(crate) async fn load_target(
+    args: &RunArgs,
+    sample: usize,
+    token: &CancellationToken,
+) -> Result<(Summary, Vec<String>, Prepared), BenchError> {
+    args.check()?;
     let target = Endpoint::resolve(&args.target, "--target", "ordermill serve --listen").await?;
     let reference = match &args.reference {
         Some(url) => {
@@ -84,8 +142,7 @@ pub async fn run_until(
     };
 
     if args.setup {
-        catalog::setup(&target, args.skus, args.stock, args.connections, args.quiet, &token)
-            .await?;
+        catalog::setup(&target, args.skus, args.stock, args.connections, args.quiet, token).await?;
     }
     let chooser = SkuChooser::new(args.skus, args.hot_skus, args.hot_share);
     let bodies = Arc::new(Bodies::new(chooser, args.batch));
@@ -95,13 +152,10 @@ pub async fn run_until(
         rate: args.rate,
         seed: args.seed,
         quiet: args.quiet,
+        sample,
     };
-    let main = load::drive(&target, &spec, bodies.clone(), &token).await?;
-    let reference = match reference {
-        Some(reference) if !token.is_cancelled() => {
-            Some(load::drive(&reference, &spec, bodies, &token).await?)
-        }
-        _ => None,
-    };
-    Ok(Report::new(main, reference))
+    let (main, sampled) = load::drive(&target, &spec, bodies.clone(), token).await?;
+    // The reference is only timed; nothing of it is sampled.
+    let spec = LoadSpec { sample: 0, ..spec };
+    Ok((main, sampled, Prepared { reference, spec, bodies }))
 }

@@ -204,6 +204,68 @@ pub struct Comparison {
     pub p99_ratio: Option<f64>,
 }
 
+/// Accept→confirmed latency of the confirmed orders of an `--e2e` sample, in milliseconds (the
+/// server stamps times to the millisecond). Percentiles are by nearest rank.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct E2eLatency {
+    /// Confirmed orders timed.
+    pub samples: u64,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Slowest.
+    pub max: f64,
+}
+
+/// What `--e2e` found about its sample of accepted orders after the load. Every sampled order
+/// is counted in exactly one of `confirmed`, `cancelled`, `not_final` and `unreadable`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct E2e {
+    /// Accepted orders followed.
+    pub sampled: u64,
+    /// Confirmed: the orders timed in `latency_ms`.
+    pub confirmed: u64,
+    /// Cancelled, e.g. a declined payment.
+    pub cancelled: u64,
+    /// Still not final when the wait ran out.
+    pub not_final: u64,
+    /// Never read: every GET failed or answered something that is not an order.
+    pub unreadable: u64,
+    /// Seconds spent polling after the load.
+    pub waited_secs: f64,
+    /// The longest the polling would wait (`--e2e-wait`).
+    pub wait_limit_secs: f64,
+    /// Confirmed time minus `created_at`, by the server's clock.
+    pub latency_ms: E2eLatency,
+}
+
+impl fmt::Display for E2e {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "e2e           {} sampled: {} confirmed, {} cancelled, {} not final after {:.0} s, \
+             {} unreadable (polled {:.3} s)",
+            self.sampled,
+            self.confirmed,
+            self.cancelled,
+            self.not_final,
+            self.wait_limit_secs,
+            self.unreadable,
+            self.waited_secs
+        )?;
+        let l = &self.latency_ms;
+        writeln!(
+            f,
+            "e2e (ms)      accept→confirmed p50 {:.0}  p99 {:.0}  max {:.0}  (mean {:.1} over {} \
+             confirmed; server timestamps)",
+            l.p50, l.p99, l.max, l.mean, l.samples
+        )
+    }
+}
+
 /// Everything `ordermill bench run` measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -211,6 +273,9 @@ pub struct Report {
     pub run: Summary,
     /// The run against `--reference`, when given.
     pub reference: Option<Comparison>,
+    /// Accept→confirmed latency of a sample of the target's accepted orders, with `--e2e`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e: Option<E2e>,
 }
 
 impl Report {
@@ -224,7 +289,7 @@ impl Report {
             p99_ratio: ratio(run.latency_ms.p99, reference.latency_ms.p99),
             run: reference,
         });
-        Report { run, reference }
+        Report { run, reference, e2e: None }
     }
 
     /// Writes the report as pretty JSON to `path`.
@@ -411,6 +476,9 @@ impl fmt::Display for Summary {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.run)?;
+        if let Some(e2e) = &self.e2e {
+            write!(f, "{e2e}")?;
+        }
         if let Some(reference) = &self.reference {
             writeln!(f)?;
             writeln!(f, "reference")?;

@@ -1,0 +1,152 @@
+//! Hot stock in Redis, shared by every node: one string key per SKU holding the units
+//! available to sell, changed only by Lua scripts so a reservation of several SKUs is one
+//! atomic step (all or none, never negative) whatever the concurrency across nodes.
+//!
+//! Keys are `{PREFIX}:stock:SKU`. The braces make `PREFIX` the Redis Cluster hash tag, so all
+//! stock keys live in one slot and a multi-SKU script is legal on a cluster. The price is that
+//! one shard serves all hot stock; a deployment that outgrows it shards by prefix (one prefix
+//! per catalog partition), which this layout allows without a script change.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordermill_core::ports::{CacheError, StockCache};
+use ordermill_core::{OrderLine, Sku};
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// Takes every line's units or none. Returns 0, or the 1-based index of the first line short
+/// (a missing key is an unknown SKU: short).
+const RESERVE: &str = r#"
+for i, key in ipairs(KEYS) do
+  local have = redis.call('GET', key)
+  if not have or tonumber(have) < tonumber(ARGV[i]) then return i end
+end
+for i, key in ipairs(KEYS) do redis.call('DECRBY', key, ARGV[i]) end
+return 0
+"#;
+
+/// Gives units back, all lines at once.
+const RELEASE: &str = r#"
+for i, key in ipairs(KEYS) do redis.call('INCRBY', key, ARGV[i]) end
+return 0
+"#;
+
+/// Adds ARGV[1] (may be negative) unless the result would be negative. Returns
+/// {1, new} or {0, current}.
+const ADJUST: &str = r#"
+local have = tonumber(redis.call('GET', KEYS[1]) or '0')
+local new = have + tonumber(ARGV[1])
+if new < 0 then return {0, have} end
+redis.call('SET', KEYS[1], new)
+return {1, new}
+"#;
+
+/// A Redis-backed [`StockCache`].
+#[derive(Clone)]
+pub struct RedisStockCache {
+    conn: ConnectionManager,
+    prefix: String,
+    reserve: Script,
+    release: Script,
+    adjust: Script,
+}
+
+impl std::fmt::Debug for RedisStockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStockCache").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> CacheError {
+    CacheError::Unavailable(error.to_string())
+}
+
+impl RedisStockCache {
+    /// Connects to `url` (`redis://host:port/db`); keys start with `{prefix}:`. The
+    /// connection manager reconnects by itself after a Redis restart.
+    ///
+    /// # Errors
+    /// [`CacheError::Unavailable`] when Redis cannot be reached within 5 s.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, CacheError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(3);
+        let conn = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
+        Ok(RedisStockCache {
+            conn,
+            prefix: prefix.to_owned(),
+            reserve: Script::new(RESERVE),
+            release: Script::new(RELEASE),
+            adjust: Script::new(ADJUST),
+        })
+    }
+
+    fn key(&self, sku: &Sku) -> String {
+        format!("{{{}}}:stock:{}", self.prefix, sku.as_str())
+    }
+
+    async fn run_lines(&self, script: &Script, lines: &[OrderLine]) -> Result<i64, CacheError> {
+        let mut invocation = script.prepare_invoke();
+        for line in lines {
+            invocation.key(self.key(&line.sku)).arg(line.quantity.get());
+        }
+        invocation.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl StockCache for RedisStockCache {
+    async fn reserve(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
+        match self.run_lines(&self.reserve, lines).await? {
+            0 => Ok(()),
+            short => {
+                let line = usize::try_from(short - 1).ok().and_then(|i| lines.get(i));
+                match line {
+                    Some(line) => Err(CacheError::OutOfStock { sku: line.sku.clone() }),
+                    None => {
+                        Err(CacheError::Unavailable(format!("reserve script answered {short}")))
+                    }
+                }
+            }
+        }
+    }
+
+    async fn release(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
+        self.run_lines(&self.release, lines).await.map(drop)
+    }
+
+    async fn adjust(&self, sku: &Sku, delta: i64) -> Result<i64, CacheError> {
+        let (done, value): (i64, i64) = self
+            .adjust
+            .key(self.key(sku))
+            .arg(delta)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        if done == 1 {
+            Ok(value)
+        } else {
+            Err(CacheError::Insufficient { sku: sku.clone(), requested: delta, available: value })
+        }
+    }
+
+    async fn set_available(&self, sku: &Sku, available: i64) -> Result<(), CacheError> {
+        redis::cmd("SET")
+            .arg(self.key(sku))
+            .arg(available)
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn available(&self, sku: &Sku) -> Result<Option<i64>, CacheError> {
+        redis::cmd("GET")
+            .arg(self.key(sku))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+}

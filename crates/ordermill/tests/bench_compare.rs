@@ -1,0 +1,120 @@
+//! `bench compare` and `bench run --e2e` against the real binary. They live here rather than
+//! in the bench crate because only this crate's tests know where the ordermill binary is.
+//! Phases are kept tiny (1 s, 5 ms stubs, 4 connections): the assertions are about the
+//! report's arithmetic and the outage's outcome, never about speed.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ordermill_bench::compare::{self, CompareArgs};
+use ordermill_bench::run::report::Summary;
+use ordermill_bench::stubs::StubConfig;
+use ordermill_bench::{RunArgs, run};
+use support::Node;
+
+/// The invariants every summary keeps, whatever the load did.
+fn assert_adds_up(name: &str, s: &Summary) {
+    assert_eq!(s.responses.total(), s.requests, "{name}: {s:#?}");
+    let o = &s.orders;
+    assert_eq!(o.sent, o.created + o.conflict + o.rejected, "{name}: {s:#?}");
+    assert_eq!(s.latency_ms.samples, s.responses.answered(), "{name}: {s:#?}");
+    let l = &s.latency_ms;
+    assert!(l.p50 <= l.p99 && l.p99 <= l.max, "{name}: {l:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_compare_adds_up_and_ordermill_rides_out_the_payment_outage() {
+    let quick = Duration::from_millis(5);
+    let args = CompareArgs {
+        duration: Duration::from_secs(1),
+        connections: 4,
+        stubs: StubConfig {
+            inventory_latency: quick,
+            payment_latency: quick,
+            notify_latency: quick,
+            payment_fail_rate: 0.0,
+        },
+        outage: Duration::from_secs(1),
+        skus: 10,
+        e2e_sample: 20,
+        outage_sample: 10,
+        wait: Duration::from_secs(30),
+        json: None,
+        quiet: true,
+    };
+    let report = compare::run(args, PathBuf::from(env!("CARGO_BIN_EXE_ordermill"))).await.unwrap();
+
+    let steady = &report.steady;
+    let outage = &report.outage;
+    for (name, summary) in [
+        ("steady sync", &steady.sync),
+        ("steady ordermill", &steady.ordermill),
+        ("outage sync", &outage.sync),
+        ("outage ordermill", &outage.ordermill),
+    ] {
+        assert_adds_up(name, summary);
+    }
+
+    // Steady: both designs accept orders, and ordermill's sampled orders get confirmed.
+    assert!(steady.sync.responses.created > 0, "{:#?}", steady.sync);
+    assert!(steady.ordermill.responses.created > 0, "{:#?}", steady.ordermill);
+    let e2e = steady.ordermill_e2e.as_ref().expect("the steady phase measures e2e");
+    assert!(e2e.sampled > 0, "{e2e:#?}");
+    assert_eq!(e2e.confirmed + e2e.cancelled + e2e.not_final + e2e.unreadable, e2e.sampled);
+    assert!(e2e.latency_ms.p50 <= e2e.latency_ms.p99);
+    assert!(report.drain.drained, "{:#?}", report.drain);
+
+    // Outage: the synchronous design fails every order, ordermill keeps accepting them.
+    assert!(outage.sync.responses.errors() > 0, "{:#?}", outage.sync);
+    assert_eq!(outage.sync.orders.created, 0, "{:#?}", outage.sync);
+    assert!(outage.payment_refused_sync > 0);
+    assert!(outage.ordermill.responses.created > 0, "{:#?}", outage.ordermill);
+    assert_eq!(outage.ordermill.responses.errors(), 0, "{:#?}", outage.ordermill);
+
+    // Catch-up: every sampled outage order is confirmed once payment is back.
+    let catch_up = &outage.catch_up;
+    assert!(catch_up.finished, "{catch_up:#?}");
+    assert!(catch_up.secs.is_some());
+    assert!(catch_up.orders.sampled > 0);
+    assert_eq!(catch_up.orders.confirmed, catch_up.orders.sampled, "{catch_up:#?}");
+
+    let text = report.to_string();
+    for word in ["claimed (article)", "accept→confirmed", "payment outage", "catch-up"] {
+        assert!(text.contains(word), "{word:?} missing from\n{text}");
+    }
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["outage"]["catch_up"]["finished"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_run_with_e2e_times_accepted_orders_until_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let args = RunArgs {
+        target: format!("http://{}", node.addr),
+        connections: 4,
+        duration: Duration::from_secs(1),
+        skus: 10,
+        hot_skus: 2,
+        setup: true,
+        e2e: true,
+        e2e_sample: 50,
+        e2e_wait: Duration::from_secs(30),
+        quiet: true,
+        ..RunArgs::default()
+    };
+    let report = run(args).await.unwrap();
+    assert!(report.run.orders.created > 0, "{:#?}", report.run);
+    let e2e = report.e2e.as_ref().expect("an e2e section with --e2e");
+    assert!(e2e.sampled > 0 && e2e.sampled <= 50, "{e2e:#?}");
+    assert_eq!(e2e.confirmed + e2e.cancelled + e2e.not_final + e2e.unreadable, e2e.sampled);
+    assert!(e2e.confirmed > 0, "{e2e:#?}");
+    let l = e2e.latency_ms;
+    assert_eq!(l.samples, e2e.confirmed);
+    assert!(l.p50 <= l.p99 && l.p99 <= l.max, "{l:#?}");
+    drop(node);
+}

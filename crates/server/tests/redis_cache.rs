@@ -1,0 +1,87 @@
+//! The same intake guarantees with the hot stock in the real Redis named by
+//! `ORDERMILL_TEST_REDIS_URL` (a key prefix per test). Unset: the tests say why they skip —
+//! unless `ORDERMILL_TEST_REQUIRE_SERVICES=1` (CI), where a skip is a failure.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{TestApp, spawn_app_in};
+
+fn redis_url() -> Option<String> {
+    ordermill_cache::contract::service_url("ORDERMILL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+async fn app_on_redis(url: &str, prefix: &str, dir: tempfile::TempDir) -> TestApp {
+    let (url, prefix) = (url.to_owned(), prefix.to_owned());
+    spawn_app_in(dir, move |s| {
+        s.cache = url;
+        s.cache_prefix = prefix;
+        s.workers.retry_base_ms = 10;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_clients_get_exactly_100_units_from_redis_and_a_restart_reconciles() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let app = Arc::new(app_on_redis(&url, &prefix, tempfile::tempdir().unwrap()).await);
+    app.put_product("hot", "9.90", 100).await;
+    let mut clients = Vec::new();
+    for c in 0..64 {
+        let app = app.clone();
+        clients.push(tokio::spawn(async move {
+            let mut won = 0;
+            for _ in 0..4 {
+                let reply = app.order(&format!("c-{c}"), &[("hot", 1)]).await;
+                match reply.status {
+                    201 => won += 1,
+                    409 => assert_eq!(reply.code(), "out_of_stock"),
+                    other => panic!("unexpected {other}: {:?}", reply.body),
+                }
+            }
+            won
+        }));
+    }
+    let mut accepted = 0;
+    for client in clients {
+        accepted += client.await.unwrap();
+    }
+    assert_eq!(accepted, 100);
+    assert_eq!(app.available("hot").await, 0);
+
+    let app = Arc::into_inner(app).expect("no client holds the app any more");
+    let dir = app.stop().await;
+    // Damage the shared counter while the node is down: the restart must rebuild it from the
+    // store, not trust it.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SET")
+        .arg(format!("{{{prefix}}}:stock:hot"))
+        .arg(50)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let app = app_on_redis(&url, &prefix, dir).await;
+    assert_eq!(app.available("hot").await, 0);
+    assert_eq!(app.order("late", &[("hot", 1)]).await.code(), "out_of_stock");
+}
+
+#[tokio::test]
+async fn a_declined_payment_gives_the_units_back_in_redis() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let app = app_on_redis(&url, &prefix, tempfile::tempdir().unwrap()).await;
+    app.put_product("a", "5.00", 10).await;
+    let placed = app.order("test-decline", &[("a", 4)]).await;
+    app.wait_for_status(placed.body["order_id"].as_str().unwrap(), "cancelled").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.available("a").await != 10 {
+        assert!(std::time::Instant::now() < deadline, "units never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
