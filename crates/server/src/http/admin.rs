@@ -3,7 +3,8 @@
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -52,6 +53,30 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// An authorized admin request (extracting it checks the bearer token).
+struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authorize(state, &parts.headers).map(|()| Admin)
+    }
+}
+
+/// The `{queue}` of an admin path, after the token check.
+struct AdminQueue(String);
+
+impl FromRequestParts<AppState> for AdminQueue {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Admin::from_request_parts(parts, state).await?;
+        let path = Path::<String>::from_request_parts(parts, state).await;
+        queue_from(path).map(AdminQueue)
+    }
+}
+
 fn queue_from(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     path.map(|Path(q)| q)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_queue", e.body_text()))
@@ -87,11 +112,8 @@ struct DeadLetterView {
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    AdminQueue(queue): AdminQueue,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
-    let queue = queue_from(path)?;
     let dead = state.bus.dead_letters(&queue).await.map_err(bus_error)?;
     let views: Vec<DeadLetterView> = dead
         .into_iter()
@@ -111,28 +133,21 @@ async fn list(
 
 async fn replay(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    AdminQueue(queue): AdminQueue,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
-    let queue = queue_from(path)?;
     let replayed = state.bus.replay_dead_letters(&queue).await.map_err(bus_error)?;
     Ok(axum::Json(json!({"queue": queue, "replayed": replayed})).into_response())
 }
 
 async fn purge(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    AdminQueue(queue): AdminQueue,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
-    let queue = queue_from(path)?;
     let purged = state.bus.purge_dead_letters(&queue).await.map_err(bus_error)?;
     Ok(axum::Json(json!({"queue": queue, "purged": purged})).into_response())
 }
 
-async fn queues(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+async fn queues(State(state): State<AppState>, _: Admin) -> Result<Response, ApiError> {
     let depths = state.bus.depths().await.map_err(bus_error)?;
     let queues: Vec<Value> = depths
         .into_iter()
