@@ -72,7 +72,8 @@ async fn a_declined_payment_cancels_the_order_and_gives_the_stock_back() {
     let app = app_with(|_| {}).await;
     app.put_product("a", "5.00", 10).await;
     let placed = app.order("test-decline", &[("a", 3)]).await;
-    assert_eq!(app.available("a").await, 7, "held while the payment is pending");
+    let now = app.available("a").await;
+    assert!(matches!(now, 7 | 10), "held while pending, or already given back; never {now}");
     let order = app.wait_for_status(&id(&placed), "cancelled").await;
     assert_eq!(statuses(&order), vec!["accepted", "cancelled"]);
     // Release happens on inventory's payment.failed delivery, just after the cancellation.
@@ -256,8 +257,12 @@ async fn a_gateway_slower_than_the_message_timeout_fails_that_message_only() {
         "{dead}"
     );
     assert_eq!(app.get(&format!("/api/orders/{}", id(&placed))).await.body["status"], "accepted");
-    // Inventory and notify were not held up by the slow gateway.
-    assert_eq!(app.product("a").await["stock"], 9);
+    // Inventory was not held up by the slow gateway.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.product("a").await["stock"] != 9 {
+        assert!(std::time::Instant::now() < deadline, "inventory never deducted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
