@@ -44,3 +44,22 @@ async fn opening_a_path_that_cannot_be_a_directory_says_which_path() {
     let err = SqliteStore::open(&file.path().join("sub")).unwrap_err();
     assert!(err.to_string().contains("cannot create data dir"), "{err}");
 }
+
+#[tokio::test]
+async fn a_reopened_store_is_writable_before_its_first_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(dir.path()).unwrap());
+    // Closing removed the WAL; the readiness probe's empty transaction must not trip the
+    // syncer into refusing writes.
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.check_writable().await.unwrap();
+    store.check_writable().await.unwrap();
+    let product = ordermill_core::Product {
+        sku: ordermill_core::Sku::parse("s1").unwrap(),
+        name: ordermill_core::ProductName::parse("S").unwrap(),
+        price: ordermill_core::Money::parse("p", "2.50").unwrap(),
+        stock: ordermill_core::StockLevel::parse(5).unwrap(),
+        reserved: 0,
+    };
+    store.upsert_product(&product).await.unwrap();
+}
