@@ -13,21 +13,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::{Deserialize, Serialize};
+
+use crate::order_request::OrderRequest;
+use serde::Serialize;
 use std::sync::Arc;
-
-#[derive(Deserialize)]
-#[allow(dead_code)] // parsed to pay the same cost as ordermill, not used
-struct Item {
-    sku: String,
-    quantity: u32,
-}
-
-#[derive(Deserialize)]
-struct OrderRequest {
-    customer_id: String,
-    items: Vec<Item>,
-}
 
 #[derive(Serialize)]
 struct Line<'a> {

@@ -19,6 +19,7 @@
 
 pub mod ceiling;
 pub mod compare;
+mod order_request;
 pub mod run;
 pub mod stubs;
 pub mod sync_baseline;

@@ -18,7 +18,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use crate::order_request::{Item, OrderRequest};
 use serde_json::json;
 
 use crate::stubs::Service;
@@ -62,18 +64,6 @@ pub enum SyncBaselineError {
     /// The listen address could not be bound, or serving failed.
     #[error("the sync baseline cannot serve")]
     Serve(#[source] std::io::Error),
-}
-
-#[derive(Deserialize, Serialize)]
-struct Item {
-    sku: String,
-    quantity: u32,
-}
-
-#[derive(Deserialize)]
-struct OrderRequest {
-    customer_id: String,
-    items: Vec<Item>,
 }
 
 #[derive(Serialize)]

@@ -104,55 +104,37 @@ pub(crate) fn clear_dead(
     tx.commit()
 }
 
+/// Rows of a per-(queue, event) table grouped by event id (the first column).
+fn by_event<T>(
+    conn: &Connection,
+    sql: &str,
+    value: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<HashMap<String, Vec<T>>, StoreError> {
+    let mut grouped: HashMap<String, Vec<T>> = HashMap::new();
+    let mut stmt = conn.prepare(sql).map_err(from_sqlite)?;
+    let rows =
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, value(r)?))).map_err(from_sqlite)?;
+    for row in rows {
+        let (event, v) = row.map_err(from_sqlite)?;
+        grouped.entry(event).or_default().push(v);
+    }
+    Ok(grouped)
+}
+
 /// Every outbox event with its per-queue state; order.created bodies are rebuilt from orders.
 pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<LedgerEntry>, StoreError> {
-    let mut acked: HashMap<String, Vec<String>> = HashMap::new();
-    let mut stmt = conn.prepare("SELECT event_id, queue FROM bus_acks").map_err(from_sqlite)?;
-    for row in stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .map_err(from_sqlite)?
-    {
-        let (event, queue) = row.map_err(from_sqlite)?;
-        acked.entry(event).or_default().push(queue);
-    }
-    let mut retries: HashMap<String, Vec<(String, u32, UnixMillis, String)>> = HashMap::new();
-    let mut stmt = conn
-        .prepare("SELECT event_id, queue, attempts, not_before, error FROM bus_retries")
-        .map_err(from_sqlite)?;
-    for row in stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })
-        .map_err(from_sqlite)?
-    {
-        let (event, queue, attempts, not_before, error) = row.map_err(from_sqlite)?;
-        retries.entry(event).or_default().push((queue, attempts, UnixMillis(not_before), error));
-    }
-    let mut dead: HashMap<String, Vec<(String, u32, String, UnixMillis)>> = HashMap::new();
-    let mut stmt = conn
-        .prepare("SELECT event_id, queue, attempts, error, died_at FROM bus_dead_letters")
-        .map_err(from_sqlite)?;
-    for row in stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })
-        .map_err(from_sqlite)?
-    {
-        let (event, queue, attempts, error, at) = row.map_err(from_sqlite)?;
-        dead.entry(event).or_default().push((queue, attempts, error, UnixMillis(at)));
-    }
+    let mut acked =
+        by_event(conn, "SELECT event_id, queue FROM bus_acks", |r| r.get::<_, String>(1))?;
+    let mut retries = by_event(
+        conn,
+        "SELECT event_id, queue, attempts, not_before, error FROM bus_retries",
+        |r| Ok((r.get(1)?, r.get::<_, u32>(2)?, UnixMillis(r.get(3)?), r.get(4)?)),
+    )?;
+    let mut dead = by_event(
+        conn,
+        "SELECT event_id, queue, attempts, error, died_at FROM bus_dead_letters",
+        |r| Ok((r.get(1)?, r.get::<_, u32>(2)?, r.get(3)?, UnixMillis(r.get(4)?))),
+    )?;
 
     let sql = format!(
         "SELECT outbox.event_id, outbox.routing_key, outbox.payload, {} FROM outbox \
