@@ -6,6 +6,7 @@
 pub mod bus;
 pub mod cache;
 pub mod notify;
+pub mod outbox;
 pub mod payment;
 pub mod store;
 
@@ -14,5 +15,6 @@ pub use bus::{
 };
 pub use cache::{CacheError, StockCache};
 pub use notify::{Notification, Notifier, NotifyError};
+pub use outbox::Outbox;
 pub use payment::{ChargeError, ChargeRequest, PaymentGateway};
 pub use store::{AcceptedOrder, Effect, EffectOutcome, OrderStore, StoreError};
