@@ -14,7 +14,9 @@
 //! - [`topology`]: which queues are bound to which routing keys.
 //! - [`clock`]: the time source, fakeable in tests.
 //! - [`error`]: [`ValidationError`], with the stable machine-readable codes clients see.
-//! - [`ports`]: the traits backends implement (store, cache, bus, payment gateway, notifier).
+//! - [`ports`]: the traits backends implement (store, cache, bus, outbox, payment gateway,
+//!   notifier).
+//! - [`test_support`]: `service_url`, which tests of real services use to find (or skip) them.
 
 pub mod clock;
 pub mod customer;
@@ -28,6 +30,7 @@ pub mod ports;
 pub mod product;
 pub mod quantity;
 pub mod sku;
+pub mod test_support;
 pub mod topology;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
