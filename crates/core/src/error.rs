@@ -62,6 +62,28 @@ pub enum ValidationError {
     /// An order id that is not a UUID.
     #[error("order id must be a UUID like 0193a1b2-...; got {0:?}")]
     InvalidOrderId(String),
+    /// A deal id that is not a UUID.
+    #[error("deal id must be a UUID like 0193a1b2-...; got {0:?}")]
+    InvalidDealId(String),
+    /// A group size outside the accepted range.
+    #[error("group_size must be an integer from 2 to {max}, got {got}")]
+    InvalidGroupSize {
+        /// What the client sent, as text.
+        got: String,
+        /// The limit.
+        max: u32,
+    },
+    /// A deal deadline that is missing, unreadable or out of range.
+    #[error("{0}")]
+    InvalidExpiry(String),
+    /// A per-customer purchase limit that is not a positive integer.
+    #[error("per_customer_limit must be null or an integer from 1 to {max}, got {got}")]
+    InvalidLimit {
+        /// What the client sent, as text.
+        got: String,
+        /// The limit.
+        max: u32,
+    },
     /// A computed total that would not fit (cannot happen within the other limits).
     #[error("order total is too large")]
     TotalOverflow,
@@ -82,6 +104,10 @@ impl ValidationError {
             Self::InvalidStock { .. } => "invalid_stock",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::InvalidOrderId(_) => "invalid_order_id",
+            Self::InvalidDealId(_) => "invalid_deal_id",
+            Self::InvalidGroupSize { .. } => "invalid_group_size",
+            Self::InvalidExpiry(_) => "invalid_expiry",
+            Self::InvalidLimit { .. } => "invalid_limit",
             Self::TotalOverflow => "total_too_large",
         }
     }

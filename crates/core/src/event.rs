@@ -21,16 +21,25 @@ pub enum RoutingKey {
     OrderConfirmed,
     /// The order was cancelled (stock is being released).
     OrderCancelled,
+    /// A customer joined a group-buy deal: their order is durable and waits for the group.
+    DealJoined,
+    /// A deal's group filled: one event per member order, which now goes to payment.
+    DealCompleted,
+    /// A deal's deadline passed unfilled: one event per member order, now cancelled.
+    DealExpired,
 }
 
 impl RoutingKey {
     /// Every key, for topology checks.
-    pub const ALL: [RoutingKey; 5] = [
+    pub const ALL: [RoutingKey; 8] = [
         Self::OrderCreated,
         Self::PaymentSucceeded,
         Self::PaymentFailed,
         Self::OrderConfirmed,
         Self::OrderCancelled,
+        Self::DealJoined,
+        Self::DealCompleted,
+        Self::DealExpired,
     ];
 
     /// The key as bound on the exchange.
@@ -41,6 +50,9 @@ impl RoutingKey {
             Self::PaymentFailed => "payment.failed",
             Self::OrderConfirmed => "order.confirmed",
             Self::OrderCancelled => "order.cancelled",
+            Self::DealJoined => "deal.joined",
+            Self::DealCompleted => "deal.completed",
+            Self::DealExpired => "deal.expired",
         }
     }
 
@@ -116,7 +128,49 @@ struct OrderChangedPayload<'a> {
     at: UnixMillis,
 }
 
+/// The body of `deal.*` events: about one member's order, so every consumer keeps its
+/// per-order, per-event exactly-once record; `deal_id` ties the members together.
+#[derive(Serialize)]
+struct DealOrderPayload<'a> {
+    event_id: Uuid,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    deal_id: crate::deal::DealId,
+    order_id: String,
+    customer_id: &'a str,
+    total: String,
+    items: &'a [crate::order::OrderLine],
+    at: UnixMillis,
+}
+
 impl OutboxEvent {
+    /// A `deal.*` event about one member's order of deal `deal_id`.
+    pub fn deal_order(
+        order: &Order,
+        key: RoutingKey,
+        deal_id: crate::deal::DealId,
+        event_id: Uuid,
+        at: UnixMillis,
+    ) -> OutboxEvent {
+        let payload = DealOrderPayload {
+            event_id,
+            kind: key.as_str(),
+            deal_id,
+            order_id: order.id.to_string(),
+            customer_id: order.customer_id.as_str(),
+            total: order.total.to_string(),
+            items: &order.lines,
+            at,
+        };
+        OutboxEvent {
+            event_id,
+            routing_key: key,
+            payload: serde_json::to_string(&payload)
+                .expect("serializing strings, integers and derived structs cannot fail"),
+            created_at: at,
+        }
+    }
+
     /// An event about an order's progress (`payment.*`, `order.confirmed`, `order.cancelled`).
     pub fn order_changed(
         order: &Order,

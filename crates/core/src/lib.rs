@@ -9,6 +9,7 @@
 //! - [`sku`], [`quantity`], [`customer`]: validated newtypes that cannot hold a bad value.
 //! - [`product`]: a catalog entry (name, price, stock of record).
 //! - [`order`]: an order, its lines and totals; [`order_id`]: time-ordered ids (UUIDv7).
+//! - [`deal`]: group-buy deals (group size, deadline, who may join).
 //! - [`event`]: the events an order emits, routing keys and topic matching.
 //! - [`lifecycle`]: the order state machine (accepted → confirmed / cancelled).
 //! - [`topology`]: which queues are bound to which routing keys.
@@ -20,6 +21,7 @@
 
 pub mod clock;
 pub mod customer;
+pub mod deal;
 pub mod error;
 pub mod event;
 pub mod lifecycle;
@@ -35,6 +37,7 @@ pub mod topology;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use customer::CustomerId;
+pub use deal::{Deal, DealId, DealMember, DealStatus, GroupSize, JoinRefusal};
 pub use error::ValidationError;
 pub use event::{EventHeader, OutboxEvent, RoutingKey, topic_matches};
 pub use lifecycle::{Fact, Lifecycle, PaymentState, StockAction, StockState, Transition};

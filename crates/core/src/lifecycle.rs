@@ -5,7 +5,12 @@
 //! ```text
 //! accepted ──(stock deducted AND payment succeeded, in either order)──► confirmed
 //! accepted ──(payment failed)──► cancelled ──(inventory releases the stock)
+//! awaiting_group ──(group completed)──► accepted ──► (as above)
+//! awaiting_group ──(group expired)──► cancelled ──(inventory releases the stock)
 //! ```
+//!
+//! Payment facts apply only to an accepted order: a group-buy order is charged once its
+//! group is complete (payment is bound to `deal.completed`), and a cancelled one never.
 
 use crate::event::RoutingKey;
 use crate::order::OrderStatus;
@@ -60,6 +65,10 @@ pub enum Fact {
     PaymentSucceeded,
     /// The gateway declined the order.
     PaymentFailed,
+    /// The order's deal filled its group (the deal completed).
+    GroupCompleted,
+    /// The order's deal reached its deadline unfilled.
+    GroupExpired,
 }
 
 /// What to do to the product rows for a transition.
@@ -120,6 +129,11 @@ impl Lifecycle {
         }
     }
 
+    /// A freshly joined group-buy order.
+    pub fn awaiting_group() -> Self {
+        Lifecycle { status: OrderStatus::AwaitingGroup, ..Self::new() }
+    }
+
     /// Applies `fact`. A fact that no longer applies (a redelivery, or one overtaken by a
     /// cancellation) changes nothing, so every consumer is idempotent by construction.
     pub fn apply(self, fact: Fact) -> Transition {
@@ -147,6 +161,22 @@ impl Lifecycle {
                 }
                 StockState::Released => {}
             },
+            // Charged only while accepted: not before its group completes (see the module
+            // doc), and never once cancelled (an expired group's order was never charged).
+            Fact::PaymentSucceeded | Fact::PaymentFailed
+                if matches!(self.status, OrderStatus::AwaitingGroup | OrderStatus::Cancelled) => {}
+            Fact::GroupCompleted => {
+                if self.status == OrderStatus::AwaitingGroup {
+                    next.status = OrderStatus::Accepted;
+                    emit.push(RoutingKey::DealCompleted);
+                }
+            }
+            Fact::GroupExpired => {
+                if self.status == OrderStatus::AwaitingGroup {
+                    next.status = OrderStatus::Cancelled;
+                    emit.push(RoutingKey::DealExpired);
+                }
+            }
             Fact::PaymentSucceeded => {
                 if self.payment == PaymentState::Pending {
                     next.payment = PaymentState::Succeeded;
@@ -180,7 +210,14 @@ mod tests {
     use super::*;
 
     fn run(facts: &[Fact]) -> (Lifecycle, Vec<StockAction>, Vec<RoutingKey>) {
-        let mut state = Lifecycle::new();
+        run_from(Lifecycle::new(), facts)
+    }
+
+    fn run_from(
+        start: Lifecycle,
+        facts: &[Fact],
+    ) -> (Lifecycle, Vec<StockAction>, Vec<RoutingKey>) {
+        let mut state = start;
         let mut actions = Vec::new();
         let mut events = Vec::new();
         for fact in facts {
@@ -228,19 +265,51 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_group_order_is_charged_only_after_its_group_completes() {
+        let (state, _, events) = run_from(
+            Lifecycle::awaiting_group(),
+            &[Fact::StockDeducted, Fact::PaymentSucceeded, Fact::GroupCompleted],
+        );
+        assert_eq!(state.status, OrderStatus::Accepted, "the early charge did not count");
+        assert_eq!(state.payment, PaymentState::Pending);
+        assert_eq!(events, vec![RoutingKey::DealCompleted]);
+        let (state, _, events) = run_from(state, &[Fact::PaymentSucceeded]);
+        assert_eq!(state.status, OrderStatus::Confirmed);
+        assert_eq!(events, vec![RoutingKey::PaymentSucceeded, RoutingKey::OrderConfirmed]);
+    }
+
+    #[test]
+    fn an_expired_group_cancels_its_order_and_inventory_gives_the_units_back() {
+        let (state, actions, events) = run_from(
+            Lifecycle::awaiting_group(),
+            &[Fact::StockDeducted, Fact::GroupExpired, Fact::GroupCompleted, Fact::StockReleased],
+        );
+        assert_eq!(state.status, OrderStatus::Cancelled);
+        assert_eq!(state.stock, StockState::Released);
+        assert_eq!(actions.last(), Some(&StockAction::Restore));
+        assert_eq!(events, vec![RoutingKey::DealExpired], "completion after expiry is ignored");
+    }
+
     fn fact() -> impl Strategy<Value = Fact> {
         prop_oneof![
             Just(Fact::StockDeducted),
             Just(Fact::StockReleased),
             Just(Fact::PaymentSucceeded),
             Just(Fact::PaymentFailed),
+            Just(Fact::GroupCompleted),
+            Just(Fact::GroupExpired),
         ]
+    }
+
+    fn start() -> impl Strategy<Value = Lifecycle> {
+        prop_oneof![Just(Lifecycle::new()), Just(Lifecycle::awaiting_group())]
     }
 
     proptest! {
         #[test]
-        fn any_sequence_keeps_stock_balanced_and_final_states_final(facts in proptest::collection::vec(fact(), 0..12)) {
-            let (state, actions, events) = run(&facts);
+        fn any_sequence_keeps_stock_balanced_and_final_states_final(from in start(), facts in proptest::collection::vec(fact(), 0..12)) {
+            let (state, actions, events) = run_from(from, &facts);
             // Net effect on stock of record: deducted at most once, restored only after a deduction.
             let deducts = actions.iter().filter(|a| **a == StockAction::Deduct).count();
             let restores = actions.iter().filter(|a| **a == StockAction::Restore).count();
@@ -252,20 +321,30 @@ mod tests {
             }
             // Confirmed and cancelled exclude each other, and each is announced at most once.
             let confirmed = events.iter().filter(|e| **e == RoutingKey::OrderConfirmed).count();
-            let cancelled = events.iter().filter(|e| **e == RoutingKey::OrderCancelled).count();
+            let cancelled = events
+                .iter()
+                .filter(|e| matches!(e, RoutingKey::OrderCancelled | RoutingKey::DealExpired))
+                .count();
             prop_assert!(confirmed + cancelled <= 1);
+            let completed = events.iter().filter(|e| **e == RoutingKey::DealCompleted).count();
+            prop_assert!(completed <= 1);
             if state.status == OrderStatus::Confirmed {
                 prop_assert_eq!(state.stock, StockState::Deducted);
                 prop_assert_eq!(state.payment, PaymentState::Succeeded);
             }
             if state.status == OrderStatus::Cancelled {
-                prop_assert_eq!(state.payment, PaymentState::Failed);
+                // Cancelled either by a decline or by its group expiring before any charge:
+                // never after money was taken.
+                prop_assert_ne!(state.payment, PaymentState::Succeeded);
+            }
+            if state.payment != PaymentState::Pending {
+                prop_assert_ne!(state.status, OrderStatus::AwaitingGroup, "charged while awaiting its group");
             }
         }
 
         #[test]
-        fn applying_the_same_fact_twice_changes_nothing_the_second_time(facts in proptest::collection::vec(fact(), 0..8), last in fact()) {
-            let (state, _, _) = run(&facts);
+        fn applying_the_same_fact_twice_changes_nothing_the_second_time(from in start(), facts in proptest::collection::vec(fact(), 0..8), last in fact()) {
+            let (state, _, _) = run_from(from, &facts);
             let once = state.apply(last);
             let twice = once.next.apply(last);
             prop_assert_eq!(twice.next, once.next);

@@ -19,11 +19,14 @@ pub const MAX_ITEMS: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
+    /// A group-buy order: durable, stock held, waiting for its deal's group to fill before
+    /// it is charged (see [`crate::deal`]).
+    AwaitingGroup,
     /// Durable, stock held; inventory and payment are under way.
     Accepted,
     /// Stock deducted of record and payment succeeded.
     Confirmed,
-    /// Payment failed; stock released.
+    /// Payment failed, or its deal expired; stock released.
     Cancelled,
 }
 
@@ -31,6 +34,7 @@ impl OrderStatus {
     /// The status as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::AwaitingGroup => "awaiting_group",
             Self::Accepted => "accepted",
             Self::Confirmed => "confirmed",
             Self::Cancelled => "cancelled",
@@ -40,6 +44,7 @@ impl OrderStatus {
     /// Reads a stored status back; `None` for an unknown one.
     pub fn parse(text: &str) -> Option<OrderStatus> {
         match text {
+            "awaiting_group" => Some(Self::AwaitingGroup),
             "accepted" => Some(Self::Accepted),
             "confirmed" => Some(Self::Confirmed),
             "cancelled" => Some(Self::Cancelled),
@@ -169,13 +174,19 @@ pub struct Order {
     pub created_at: UnixMillis,
     /// The client's idempotency key, if it sent one.
     pub idempotency_key: Option<IdempotencyKey>,
-    /// Statuses reached after `Accepted` (which is at `created_at`), oldest first.
+    /// Statuses reached after the first one, oldest first. The first is `Accepted` at
+    /// `created_at` and not stored, except for a group-buy order, whose history starts with
+    /// its own `AwaitingGroup` entry (see [`Order::full_history`]).
     pub history: Vec<StatusChange>,
 }
 
 impl Order {
-    /// Every status the order went through, starting with `Accepted` at `created_at`.
+    /// Every status the order went through, starting with its first: `Accepted` at
+    /// `created_at`, or the `AwaitingGroup` entry a group-buy order stores itself.
     pub fn full_history(&self) -> Vec<StatusChange> {
+        if self.history.first().is_some_and(|c| c.status == OrderStatus::AwaitingGroup) {
+            return self.history.clone();
+        }
         let mut all = Vec::with_capacity(self.history.len() + 1);
         all.push(StatusChange { status: OrderStatus::Accepted, at: self.created_at });
         all.extend_from_slice(&self.history);

@@ -21,18 +21,18 @@ pub struct Binding {
 pub struct Topology(pub Vec<Binding>);
 
 impl Default for Topology {
-    /// The order pipeline: inventory deducts on `order.created` and releases on
-    /// `payment.failed`; payment charges on `order.created`; notify tells the customer about
-    /// creation, confirmation and cancellation.
+    /// The order pipeline: inventory deducts on `order.created` / `deal.joined` and releases
+    /// on `payment.failed` / `deal.expired`; payment charges on `order.created` and, for
+    /// group buys, on `deal.completed`; notify tells the customer about every step.
     fn default() -> Self {
         let bind = |queue: &str, keys: &[&str]| Binding {
             queue: queue.to_owned(),
             keys: keys.iter().map(|k| (*k).to_owned()).collect(),
         };
         Topology(vec![
-            bind("inventory", &["order.created", "payment.failed"]),
-            bind("payment", &["order.created"]),
-            bind("notify", &["order.created", "order.confirmed", "order.cancelled"]),
+            bind("inventory", &["order.created", "payment.failed", "deal.joined", "deal.expired"]),
+            bind("payment", &["order.created", "deal.completed"]),
+            bind("notify", &["order.created", "order.confirmed", "order.cancelled", "deal.*"]),
         ])
     }
 }
@@ -65,5 +65,8 @@ mod tests {
         assert_eq!(t.queues_for("order.confirmed"), vec!["notify"]);
         assert_eq!(t.queues_for("order.cancelled"), vec!["notify"]);
         assert!(t.queues_for("payment.succeeded").is_empty());
+        assert_eq!(t.queues_for("deal.joined"), vec!["inventory", "notify"]);
+        assert_eq!(t.queues_for("deal.completed"), vec!["payment", "notify"]);
+        assert_eq!(t.queues_for("deal.expired"), vec!["inventory", "notify"]);
     }
 }

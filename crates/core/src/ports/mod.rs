@@ -5,6 +5,8 @@
 
 pub mod bus;
 pub mod cache;
+pub mod deals;
+pub mod limits;
 pub mod notify;
 pub mod outbox;
 pub mod payment;
@@ -14,6 +16,8 @@ pub use bus::{
     BusError, BusLedger, DeadLetter, Delivery, Envelope, EventBus, LedgerEntry, QueueDepth,
 };
 pub use cache::{CacheError, StockCache};
+pub use deals::{DealStore, ExpiredDeal, JoinOutcome};
+pub use limits::LimitStore;
 pub use notify::{Notification, Notifier, NotifyError};
 pub use outbox::Outbox;
 pub use payment::{ChargeError, ChargeRequest, PaymentGateway};

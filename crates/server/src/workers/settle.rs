@@ -61,7 +61,7 @@ pub async fn after_commit(pipeline: &Pipeline, outcomes: Vec<EffectOutcome>) {
                     histogram!(telemetry::CONFIRM_SECONDS).record(waited_ms as f64 / 1000.0);
                 }
                 OrderStatus::Cancelled => counter!(telemetry::ORDERS_CANCELLED).increment(1),
-                OrderStatus::Accepted => {}
+                OrderStatus::Accepted | OrderStatus::AwaitingGroup => {}
             }
         }
     }
