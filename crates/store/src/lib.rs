@@ -3,12 +3,19 @@
 //! # Layout
 //! - [`sqlite`]: the embedded default, one file in the data dir (WAL, fsync per commit), all
 //!   writes on one dedicated thread, reads on a small pool of read-only connections.
-//! - [`contract`]: the suite every backend passes (public so each backend's tests call it).
+//! - [`postgres`]: the scaled-out backend, one PostgreSQL database shared by every node; one
+//!   statement per group commit, an outbox claimed with leases, versioned SQL migrations in
+//!   `migrations/postgres/` applied by [`PostgresStore::migrate`] (never implicitly).
+//! - [`contract`]: the suite every backend passes (public so each backend's tests call it);
+//!   [`deal_contract`]: the same for group-buy deals and purchase limits.
 //!
 //! Batching (group commit) is decided by the server's committer, not here: a store only
 //! makes one call's batch durable in one transaction.
 
 pub mod contract;
+pub mod deal_contract;
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

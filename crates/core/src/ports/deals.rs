@@ -12,6 +12,8 @@ use crate::order::Order;
 use crate::ports::store::{AcceptedOrder, StoreError};
 
 /// What [`DealStore::join_deal`] did.
+// One is made per join and moved once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum JoinOutcome {
     /// The member's order is durable; if it filled the group, the deal completed in the same

@@ -37,6 +37,51 @@ pub(crate) fn apply(
     Ok(outcomes)
 }
 
+/// Writes an order's status, lifecycle state and history.
+pub(crate) fn write_state(
+    tx: &Transaction<'_>,
+    order_id: &str,
+    order: &ordermill_core::Order,
+    state: ordermill_core::Lifecycle,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE orders SET status = ?1, stock_state = ?2, payment_state = ?3, history = ?4 WHERE id = ?5",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            state.status.as_str(),
+            state.stock.as_str(),
+            state.payment.as_str(),
+            rows::history_json(&order.history),
+            order_id,
+        ])
+    })
+    .map(drop)
+    .map_err(from_sqlite)
+}
+
+/// Writes an event with its body to the outbox.
+pub(crate) fn insert_event(
+    tx: &Transaction<'_>,
+    order_id: &str,
+    event: &OutboxEvent,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            event.event_id.hyphenated().to_string(),
+            order_id,
+            event.routing_key.as_str(),
+            event.payload,
+            event.created_at.0
+        ])
+    })
+    .map(drop)
+    .map_err(from_sqlite)
+}
+
 fn apply_one(
     tx: &Transaction<'_>,
     effect: &Effect,
@@ -89,19 +134,7 @@ fn apply_one(
     if status_changed {
         order.history.push(StatusChange { status: transition.next.status, at: effect.at });
     }
-    tx.prepare_cached(
-        "UPDATE orders SET status = ?1, stock_state = ?2, payment_state = ?3, history = ?4 WHERE id = ?5",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            transition.next.status.as_str(),
-            transition.next.stock.as_str(),
-            transition.next.payment.as_str(),
-            rows::history_json(&order.history),
-            order_id,
-        ])
-    })
-    .map_err(from_sqlite)?;
+    write_state(tx, &order_id, &order, transition.next)?;
     if transition.next.payment != state.payment {
         let status = if matches!(fact, Fact::PaymentSucceeded) { "succeeded" } else { "declined" };
         tx.prepare_cached(
@@ -120,13 +153,7 @@ fn apply_one(
             None
         };
         let event = OutboxEvent::order_changed(&order, *key, id, effect.at, reason);
-        tx.prepare_cached(
-            "INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![id.hyphenated().to_string(), order_id, key.as_str(), event.payload, effect.at.0])
-        })
-        .map_err(from_sqlite)?;
+        insert_event(tx, &order_id, &event)?;
         emitted.push(event);
     }
     Ok(EffectOutcome::Applied { order, emitted, released, status_changed })

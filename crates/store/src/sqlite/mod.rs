@@ -4,6 +4,7 @@
 //! Writes go to a dedicated writer thread ([`writer`]); reads run on `spawn_blocking` with a
 //! small pool of read-only connections, which WAL lets proceed while the writer commits.
 
+mod deals;
 mod effects;
 mod error;
 mod ledger;
@@ -16,9 +17,12 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use async_trait::async_trait;
 use ordermill_core::ports::{
-    AcceptedOrder, BusLedger, Effect, EffectOutcome, LedgerEntry, OrderStore, StoreError,
+    AcceptedOrder, BusLedger, DealStore, Effect, EffectOutcome, ExpiredDeal, JoinOutcome,
+    LedgerEntry, LimitStore, OrderStore, StoreError,
 };
-use ordermill_core::{IdempotencyKey, Order, OrderId, Product, Sku, UnixMillis};
+use ordermill_core::{
+    CustomerId, Deal, DealId, IdempotencyKey, Order, OrderId, Product, Sku, UnixMillis,
+};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -293,5 +297,64 @@ impl BusLedger for SqliteStore {
     async fn clear_dead(&self, queue: &str, events: Vec<Uuid>) -> Result<(), StoreError> {
         let queue = queue.to_owned();
         self.write(|reply| Command::ClearDead { queue, events, reply }).await?
+    }
+}
+
+#[async_trait]
+impl DealStore for SqliteStore {
+    async fn create_deal(&self, deal: &Deal) -> Result<(), StoreError> {
+        let deal = deal.clone();
+        self.write(|reply| Command::CreateDeal { deal, reply }).await?
+    }
+
+    async fn get_deal(&self, id: DealId) -> Result<Option<Deal>, StoreError> {
+        self.read(move |conn| deals::load(conn, id)).await
+    }
+
+    async fn join_deal(
+        &self,
+        deal_id: DealId,
+        order: AcceptedOrder,
+        completion_event_ids: Vec<Uuid>,
+        at: UnixMillis,
+    ) -> Result<JoinOutcome, StoreError> {
+        self.write(|reply| Command::JoinDeal {
+            deal_id,
+            order,
+            completion_ids: completion_event_ids,
+            at,
+            reply,
+        })
+        .await?
+    }
+
+    async fn due_deals(&self, now: UnixMillis, limit: usize) -> Result<Vec<DealId>, StoreError> {
+        self.read(move |conn| deals::due(conn, now, limit)).await
+    }
+
+    async fn expire_deal(
+        &self,
+        deal_id: DealId,
+        event_ids: Vec<Uuid>,
+        at: UnixMillis,
+    ) -> Result<Option<ExpiredDeal>, StoreError> {
+        self.write(|reply| Command::ExpireDeal { deal_id, event_ids, at, reply }).await?
+    }
+}
+
+#[async_trait]
+impl LimitStore for SqliteStore {
+    async fn set_purchase_limit(&self, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
+        let sku = sku.clone();
+        self.write(|reply| Command::SetLimit { sku, limit, reply }).await?
+    }
+
+    async fn purchase_limits(&self) -> Result<Vec<(Sku, u32)>, StoreError> {
+        self.read(deals::limits).await
+    }
+
+    async fn units_by_customer(&self, sku: &Sku) -> Result<Vec<(CustomerId, u64)>, StoreError> {
+        let sku = sku.clone();
+        self.read(move |conn| deals::units_by_customer(conn, &sku)).await
     }
 }

@@ -76,6 +76,34 @@ const MIGRATIONS: &[&str] = &[
         at        INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 2: group-buy deals and their members; per-customer purchase limits.
+    r#"
+    CREATE TABLE deals (
+        id                TEXT PRIMARY KEY,
+        sku               TEXT NOT NULL,
+        deal_price_minor  INTEGER NOT NULL CHECK (deal_price_minor >= 0),
+        group_size        INTEGER NOT NULL CHECK (group_size >= 2),
+        created_at        INTEGER NOT NULL,
+        expires_at        INTEGER NOT NULL,
+        status            TEXT NOT NULL,
+        closed_at         INTEGER
+    ) STRICT, WITHOUT ROWID;
+    -- The expiry scheduler's query: open deals by deadline. Partial, so closed deals cost
+    -- nothing here.
+    CREATE INDEX deals_open_by_deadline ON deals (expires_at) WHERE status = 'open';
+    -- The primary key is the "joins a deal at most once" rule.
+    CREATE TABLE deal_members (
+        deal_id      TEXT NOT NULL,
+        customer_id  TEXT NOT NULL,
+        order_id     TEXT NOT NULL,
+        joined_at    INTEGER NOT NULL,
+        PRIMARY KEY (deal_id, customer_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE purchase_limits (
+        sku                 TEXT PRIMARY KEY,
+        per_customer_limit  INTEGER NOT NULL CHECK (per_customer_limit >= 1)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// Brings the database to the latest schema.

@@ -6,14 +6,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use ordermill_core::ports::{AcceptedOrder, Effect, EffectOutcome, StoreError};
-use ordermill_core::{Product, RoutingKey, UnixMillis};
+use ordermill_core::ports::{
+    AcceptedOrder, Effect, EffectOutcome, ExpiredDeal, JoinOutcome, StoreError,
+};
+use ordermill_core::{Deal, DealId, Product, RoutingKey, Sku, UnixMillis};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::error::from_sqlite;
-use super::{effects, ledger, rows};
+use super::{deals, effects, ledger, rows};
 
 pub(crate) enum Command {
     ApplyEffects {
@@ -55,6 +57,28 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(Product, Option<Product>), StoreError>>,
     },
     CheckWritable {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    CreateDeal {
+        deal: Deal,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    JoinDeal {
+        deal_id: DealId,
+        order: AcceptedOrder,
+        completion_ids: Vec<Uuid>,
+        at: UnixMillis,
+        reply: oneshot::Sender<Result<JoinOutcome, StoreError>>,
+    },
+    ExpireDeal {
+        deal_id: DealId,
+        event_ids: Vec<Uuid>,
+        at: UnixMillis,
+        reply: oneshot::Sender<Result<Option<ExpiredDeal>, StoreError>>,
+    },
+    SetLimit {
+        sku: Sku,
+        limit: Option<u32>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
@@ -173,6 +197,18 @@ fn execute(conn: &mut Connection, command: Command) {
         Command::CheckWritable { reply } => {
             let result = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(from_sqlite);
             let _ = reply.send(result);
+        }
+        Command::CreateDeal { deal, reply } => {
+            let _ = reply.send(deals::create(conn, &deal));
+        }
+        Command::JoinDeal { deal_id, order, completion_ids, at, reply } => {
+            let _ = reply.send(deals::join(conn, deal_id, &order, &completion_ids, at));
+        }
+        Command::ExpireDeal { deal_id, event_ids, at, reply } => {
+            let _ = reply.send(deals::expire(conn, deal_id, &event_ids, at));
+        }
+        Command::SetLimit { sku, limit, reply } => {
+            let _ = reply.send(deals::set_limit(conn, &sku, limit));
         }
     }
 }

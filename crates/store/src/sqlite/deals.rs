@@ -1,0 +1,316 @@
+//! Group-buy deals and purchase limits on the writer thread (joins, completion, expiry) and
+//! the read connections (lookups).
+
+use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError};
+use ordermill_core::{
+    CustomerId, Deal, DealId, DealMember, DealStatus, Fact, GroupSize, Money, Order, OrderId,
+    OutboxEvent, RoutingKey, Sku, StatusChange, UnixMillis,
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use uuid::Uuid;
+
+use super::effects::{insert_event, write_state};
+use super::error::from_sqlite;
+use super::rows;
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+pub(crate) fn create(conn: &mut Connection, deal: &Deal) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
+    let product = tx
+        .query_row("SELECT 1 FROM products WHERE sku = ?1", [deal.sku.as_str()], |_| Ok(()))
+        .optional()
+        .map_err(from_sqlite)?;
+    if product.is_none() {
+        return Err(StoreError::Conflict(format!("sku {} is not in the catalog", deal.sku)));
+    }
+    tx.execute(
+        "INSERT INTO deals (id, sku, deal_price_minor, group_size, created_at, expires_at, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            deal.id.to_string(),
+            deal.sku.as_str(),
+            deal.deal_price.minor(),
+            deal.group_size.get(),
+            deal.created_at.0,
+            deal.expires_at.0,
+            deal.status.as_str(),
+        ],
+    )
+    .map_err(from_sqlite)?;
+    tx.commit().map_err(from_sqlite)
+}
+
+/// A deal and its members, on any connection (a read one, or the writer's transaction).
+pub(crate) fn load(conn: &Connection, id: DealId) -> Result<Option<Deal>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT sku, deal_price_minor, group_size, created_at, expires_at, status
+             FROM deals WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([id.to_string()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(from_sqlite)?;
+    let Some((sku, price, size, created, expires, status)) = row else { return Ok(None) };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT customer_id, order_id, joined_at FROM deal_members WHERE deal_id = ?1
+             ORDER BY joined_at, order_id",
+        )
+        .map_err(from_sqlite)?;
+    let members = stmt
+        .query_map([id.to_string()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })
+        .map_err(from_sqlite)?
+        .map(|row| {
+            let (customer, order, joined) = row.map_err(from_sqlite)?;
+            Ok(DealMember {
+                customer_id: CustomerId::parse(customer).map_err(corrupt)?,
+                order_id: OrderId::parse(&order).map_err(corrupt)?,
+                joined_at: UnixMillis(joined),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Some(Deal {
+        id,
+        sku: Sku::parse(sku).map_err(corrupt)?,
+        deal_price: Money::from_minor(price).ok_or_else(|| corrupt("deal price out of range"))?,
+        group_size: GroupSize::parse(size).map_err(corrupt)?,
+        created_at: UnixMillis(created),
+        expires_at: UnixMillis(expires),
+        status: DealStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("unknown deal status {status:?}")))?,
+        members,
+    }))
+}
+
+pub(crate) fn due(
+    conn: &Connection,
+    now: UnixMillis,
+    limit: usize,
+) -> Result<Vec<DealId>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id FROM deals WHERE status = 'open' AND expires_at <= ?1
+             ORDER BY expires_at LIMIT ?2",
+        )
+        .map_err(from_sqlite)?;
+    stmt.query_map(params![now.0, limit as i64], |r| r.get::<_, String>(0))
+        .map_err(from_sqlite)?
+        .map(|id| DealId::parse(&id.map_err(from_sqlite)?).map_err(corrupt))
+        .collect()
+}
+
+pub(crate) fn join(
+    conn: &mut Connection,
+    deal_id: DealId,
+    accepted: &AcceptedOrder,
+    completion_ids: &[Uuid],
+    at: UnixMillis,
+) -> Result<JoinOutcome, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
+    let Some(mut deal) = load(&tx, deal_id)? else { return Ok(JoinOutcome::NotFound) };
+    let order = &accepted.order;
+    if let Err(refusal) = deal.check_join(&order.customer_id, at) {
+        return Ok(JoinOutcome::Refused(refusal)); // dropping `tx` rolls back: nothing written
+    }
+    let order_id = order.id.to_string();
+    let items =
+        serde_json::to_string(&order.lines).expect("serializing validated order lines cannot fail");
+    tx.prepare_cached(
+        "INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, idempotency_key, history)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            order_id,
+            order.customer_id.as_str(),
+            order.status.as_str(),
+            order.total.minor(),
+            items,
+            order.created_at.0,
+            order.idempotency_key.as_ref().map(|k| k.as_str()),
+            rows::history_json(&order.history),
+        ])
+    })
+    .map_err(from_sqlite)?;
+    for line in &order.lines {
+        let held = tx
+            .execute(
+                "UPDATE products SET reserved = reserved + ?1 WHERE sku = ?2",
+                params![i64::from(line.quantity.get()), line.sku.as_str()],
+            )
+            .map_err(from_sqlite)?;
+        if held != 1 {
+            return Err(StoreError::Conflict(format!("sku {} is not in the catalog", line.sku)));
+        }
+    }
+    tx.execute(
+        "INSERT INTO deal_members (deal_id, customer_id, order_id, joined_at) VALUES (?1, ?2, ?3, ?4)",
+        params![deal_id.to_string(), order.customer_id.as_str(), order_id, at.0],
+    )
+    .map_err(from_sqlite)?;
+    let joined =
+        OutboxEvent::deal_order(order, RoutingKey::DealJoined, deal_id, accepted.event_id, at);
+    insert_event(&tx, &order_id, &joined)?;
+    deal.members.push(DealMember {
+        customer_id: order.customer_id.clone(),
+        order_id: order.id,
+        joined_at: at,
+    });
+    let mut emitted = vec![joined];
+    let mut completed = Vec::new();
+    if deal.is_full() {
+        deal.status = DealStatus::Completed;
+        close(&tx, &deal, at)?;
+        completed =
+            transition_members(&tx, &deal, Fact::GroupCompleted, completion_ids, at, &mut emitted)?;
+    }
+    tx.commit().map_err(from_sqlite)?;
+    let order =
+        completed.iter().find(|o| o.id == order.id).cloned().unwrap_or_else(|| order.clone());
+    Ok(JoinOutcome::Joined { deal, order, emitted, completed })
+}
+
+pub(crate) fn expire(
+    conn: &mut Connection,
+    deal_id: DealId,
+    event_ids: &[Uuid],
+    at: UnixMillis,
+) -> Result<Option<ExpiredDeal>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
+    let Some(mut deal) = load(&tx, deal_id)? else { return Ok(None) };
+    if !deal.is_due(at) {
+        return Ok(None);
+    }
+    deal.status = DealStatus::Expired;
+    close(&tx, &deal, at)?;
+    let mut emitted = Vec::new();
+    let cancelled =
+        transition_members(&tx, &deal, Fact::GroupExpired, event_ids, at, &mut emitted)?;
+    tx.commit().map_err(from_sqlite)?;
+    Ok(Some(ExpiredDeal { deal, cancelled, emitted }))
+}
+
+fn close(tx: &Transaction<'_>, deal: &Deal, at: UnixMillis) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE deals SET status = ?1, closed_at = ?2 WHERE id = ?3",
+        params![deal.status.as_str(), at.0, deal.id.to_string()],
+    )
+    .map(drop)
+    .map_err(from_sqlite)
+}
+
+/// Applies `fact` to every member's order through the state machine, writing each order and
+/// the event its transition emits (the `deal.*` key), with ids from `event_ids`.
+fn transition_members(
+    tx: &Transaction<'_>,
+    deal: &Deal,
+    fact: Fact,
+    event_ids: &[Uuid],
+    at: UnixMillis,
+    emitted: &mut Vec<OutboxEvent>,
+) -> Result<Vec<Order>, StoreError> {
+    if event_ids.len() < deal.members.len() {
+        return Err(StoreError::Backend(
+            format!("{} event ids for {} members", event_ids.len(), deal.members.len()).into(),
+        ));
+    }
+    let mut changed = Vec::with_capacity(deal.members.len());
+    let sql = format!("SELECT {} FROM orders WHERE id = ?1", rows::ORDER_COLUMNS);
+    for (member, event_id) in deal.members.iter().zip(event_ids) {
+        let order_id = member.order_id.to_string();
+        let found = tx
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row([&order_id], rows::order_state).optional())
+            .map_err(from_sqlite)?
+            .transpose()?;
+        let Some((mut order, state)) = found else {
+            return Err(corrupt(format!(
+                "deal {} lists order {order_id}, which is missing",
+                deal.id
+            )));
+        };
+        let transition = state.apply(fact);
+        if !transition.status_changed(&state) {
+            continue;
+        }
+        order.status = transition.next.status;
+        order.history.push(StatusChange { status: order.status, at });
+        write_state(tx, &order_id, &order, transition.next)?;
+        for key in transition.emit {
+            let event = OutboxEvent::deal_order(&order, key, deal.id, *event_id, at);
+            insert_event(tx, &order_id, &event)?;
+            emitted.push(event);
+        }
+        changed.push(order);
+    }
+    Ok(changed)
+}
+
+pub(crate) fn set_limit(
+    conn: &Connection,
+    sku: &Sku,
+    limit: Option<u32>,
+) -> Result<(), StoreError> {
+    match limit {
+        Some(limit) => conn.execute(
+            "INSERT INTO purchase_limits (sku, per_customer_limit) VALUES (?1, ?2)
+             ON CONFLICT (sku) DO UPDATE SET per_customer_limit = excluded.per_customer_limit",
+            params![sku.as_str(), limit],
+        ),
+        None => conn.execute("DELETE FROM purchase_limits WHERE sku = ?1", [sku.as_str()]),
+    }
+    .map(drop)
+    .map_err(from_sqlite)
+}
+
+pub(crate) fn limits(conn: &Connection) -> Result<Vec<(Sku, u32)>, StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT sku, per_customer_limit FROM purchase_limits ORDER BY sku")
+        .map_err(from_sqlite)?;
+    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+        .map_err(from_sqlite)?
+        .map(|row| {
+            let (sku, limit) = row.map_err(from_sqlite)?;
+            Ok((Sku::parse(sku).map_err(corrupt)?, limit))
+        })
+        .collect()
+}
+
+/// Units per customer of one SKU in orders not cancelled. A scan of the orders (items live
+/// in a JSON column); it runs when a limit is loaded or set, not per order.
+pub(crate) fn units_by_customer(
+    conn: &Connection,
+    sku: &Sku,
+) -> Result<Vec<(CustomerId, u64)>, StoreError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT o.customer_id, SUM(json_extract(line.value, '$.quantity'))
+             FROM orders o, json_each(o.items) line
+             WHERE o.status != 'cancelled' AND json_extract(line.value, '$.sku') = ?1
+             GROUP BY o.customer_id",
+        )
+        .map_err(from_sqlite)?;
+    stmt.query_map([sku.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(from_sqlite)?
+        .map(|row| {
+            let (customer, units) = row.map_err(from_sqlite)?;
+            Ok((CustomerId::parse(customer).map_err(corrupt)?, units.max(0) as u64))
+        })
+        .collect()
+}
