@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use ordermill_core::ports::{AcceptedOrder, OrderStore, StoreError};
+use ordermill_core::ports::{AcceptedOrder, Effect, EffectOutcome, OrderStore, StoreError};
 use ordermill_core::{
-    CustomerId, IdempotencyKey, Money, Order, OrderIdGenerator, OrderLine, OrderStatus, Product,
-    ProductName, Quantity, Sku, StockLevel, UnixMillis,
+    CustomerId, Fact, IdempotencyKey, Money, Order, OrderId, OrderIdGenerator, OrderLine,
+    OrderStatus, Product, ProductName, Quantity, RoutingKey, Sku, StockLevel, UnixMillis,
 };
+use uuid::Uuid;
 
 const NOW: UnixMillis = UnixMillis(1_790_000_000_000);
 
@@ -56,6 +57,10 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     products_round_trip_and_keep_their_reservations(&*store).await;
     committed_orders_round_trip_with_their_events(&*store).await;
     a_failing_batch_writes_nothing(&*store).await;
+    a_redelivered_deduction_takes_stock_once(&*store).await;
+    a_failed_payment_cancels_and_the_release_gives_units_back(&*store).await;
+    stock_and_payment_in_one_batch_confirm_the_order(&*store).await;
+    an_effect_on_an_unknown_order_is_recorded_and_changes_nothing(&*store).await;
     store.check_writable().await.expect("a fresh store is writable");
 }
 
@@ -129,4 +134,181 @@ async fn a_failing_batch_writes_nothing(store: &dyn OrderStore) {
     assert_eq!(store.outbox_len().await.expect("count"), outbox + 1);
     let r1 = store.get_product(&sku("r1")).await.expect("read").expect("exists");
     assert_eq!(r1.reserved, 1, "failed batches hold nothing");
+}
+
+/// An effect of `consumer` handling event `event_id` about `order_id`.
+pub fn effect(
+    ids: &OrderIdGenerator,
+    consumer: &str,
+    event_id: Uuid,
+    order_id: OrderId,
+    fact: Option<Fact>,
+) -> Effect {
+    Effect {
+        consumer: Arc::from(consumer),
+        event_id,
+        order_id,
+        fact,
+        reason: (fact == Some(Fact::PaymentFailed)).then(|| "card declined".to_owned()),
+        new_event_ids: [ids.next_uuid(NOW), ids.next_uuid(NOW)],
+        at: UnixMillis(NOW.0 + 1_000),
+    }
+}
+
+fn stock_and_reserved(product: Option<Product>) -> (i64, i64) {
+    let product = product.expect("the fixture product exists");
+    (product.stock.get(), product.reserved)
+}
+
+async fn a_redelivered_deduction_takes_stock_once(store: &dyn OrderStore) {
+    store.upsert_product(&product("e1", "2.50", 10)).await.expect("insert");
+    let ids = OrderIdGenerator::new();
+    let accepted = accepted(&ids, &[("e1", 3)], None);
+    store.commit_orders(Arc::new(vec![accepted.clone()])).await.expect("commit");
+    let deduct =
+        effect(&ids, "inventory", accepted.event_id, accepted.order.id, Some(Fact::StockDeducted));
+
+    // The same delivery twice in one batch, then once more in a later batch.
+    let outcomes = store.apply_effects(vec![deduct.clone(), deduct.clone()]).await.expect("apply");
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [EffectOutcome::Applied { status_changed: false, .. }, EffectOutcome::AlreadyProcessed]
+        ),
+        "got {outcomes:?}"
+    );
+    if let EffectOutcome::Applied { order, emitted, released, .. } = &outcomes[0] {
+        assert_eq!(order.status, OrderStatus::Accepted, "payment is still pending");
+        assert!(
+            emitted.is_empty() && released.is_empty(),
+            "a deduction emits and releases nothing"
+        );
+    }
+    let again = store.apply_effects(vec![deduct]).await.expect("apply");
+    assert!(matches!(again.as_slice(), [EffectOutcome::AlreadyProcessed]), "got {again:?}");
+    assert_eq!(
+        stock_and_reserved(store.get_product(&sku("e1")).await.expect("read")),
+        (7, 0),
+        "stock deducted once, the hold turned into the deduction"
+    );
+
+    // The same fact under a new event id is a new delivery, but the order has no held units
+    // left: it is applied and changes nothing.
+    let other =
+        effect(&ids, "inventory", ids.next_uuid(NOW), accepted.order.id, Some(Fact::StockDeducted));
+    let outcomes = store.apply_effects(vec![other]).await.expect("apply");
+    assert!(matches!(outcomes.as_slice(), [EffectOutcome::Applied { .. }]), "got {outcomes:?}");
+    assert_eq!(stock_and_reserved(store.get_product(&sku("e1")).await.expect("read")), (7, 0));
+}
+
+async fn a_failed_payment_cancels_and_the_release_gives_units_back(store: &dyn OrderStore) {
+    store.upsert_product(&product("f1", "2.50", 10)).await.expect("insert");
+    store.upsert_product(&product("f2", "2.50", 10)).await.expect("insert");
+    let ids = OrderIdGenerator::new();
+    let accepted = accepted(&ids, &[("f1", 2), ("f2", 1)], None);
+    store.commit_orders(Arc::new(vec![accepted.clone()])).await.expect("commit");
+    let outbox = store.outbox_len().await.expect("count");
+
+    let declined =
+        effect(&ids, "payment", accepted.event_id, accepted.order.id, Some(Fact::PaymentFailed));
+    let outcomes = store.apply_effects(vec![declined.clone()]).await.expect("apply");
+    let [EffectOutcome::Applied { order, emitted, released, status_changed }] = outcomes.as_slice()
+    else {
+        panic!("expected one Applied outcome, got {outcomes:?}");
+    };
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert!(*status_changed);
+    assert!(released.is_empty(), "the payment consumer gives nothing back; inventory does");
+    let keys: Vec<RoutingKey> = emitted.iter().map(|e| e.routing_key).collect();
+    assert_eq!(keys, vec![RoutingKey::PaymentFailed, RoutingKey::OrderCancelled]);
+    assert_eq!(
+        emitted.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        declined.new_event_ids.to_vec()
+    );
+    for event in emitted {
+        let header = ordermill_core::OutboxEvent::header(&event.payload).expect("a JSON body");
+        assert_eq!(header.order_id, accepted.order.id.to_string());
+        assert!(event.payload.contains("card declined"), "{}", event.payload);
+    }
+    assert_eq!(store.outbox_len().await.expect("count"), outbox + 2, "both events are stored");
+    let stored = store.get_order(accepted.order.id).await.expect("read").expect("exists");
+    assert_eq!(stored.status, OrderStatus::Cancelled);
+    assert_eq!(stored.history.len(), 1);
+    assert_eq!(stored.history[0].status, OrderStatus::Cancelled);
+    assert_eq!(stored.history[0].at, declined.at);
+    assert_eq!(&stored, order, "the outcome is the order as stored");
+
+    // Inventory, on payment.failed, gives the held units back: reserved drops, stock stays.
+    let release = effect(
+        &ids,
+        "inventory",
+        emitted[0].event_id,
+        accepted.order.id,
+        Some(Fact::StockReleased),
+    );
+    let outcomes = store.apply_effects(vec![release.clone()]).await.expect("apply");
+    let [EffectOutcome::Applied { released, status_changed: false, .. }] = outcomes.as_slice()
+    else {
+        panic!("expected one Applied outcome, got {outcomes:?}");
+    };
+    assert_eq!(released, &accepted.order.lines);
+    assert_eq!(stock_and_reserved(store.get_product(&sku("f1")).await.expect("read")), (10, 0));
+    assert_eq!(stock_and_reserved(store.get_product(&sku("f2")).await.expect("read")), (10, 0));
+    let again = store.apply_effects(vec![release]).await.expect("apply");
+    assert!(matches!(again.as_slice(), [EffectOutcome::AlreadyProcessed]), "got {again:?}");
+    assert_eq!(stock_and_reserved(store.get_product(&sku("f1")).await.expect("read")), (10, 0));
+}
+
+async fn stock_and_payment_in_one_batch_confirm_the_order(store: &dyn OrderStore) {
+    store.upsert_product(&product("g1", "2.50", 10)).await.expect("insert");
+    let ids = OrderIdGenerator::new();
+    let accepted = accepted(&ids, &[("g1", 4)], None);
+    store.commit_orders(Arc::new(vec![accepted.clone()])).await.expect("commit");
+    let id = accepted.order.id;
+    let batch = vec![
+        effect(&ids, "inventory", accepted.event_id, id, Some(Fact::StockDeducted)),
+        effect(&ids, "payment", accepted.event_id, id, Some(Fact::PaymentSucceeded)),
+        effect(&ids, "notify", accepted.event_id, id, None),
+    ];
+    let outcomes = store.apply_effects(batch).await.expect("apply");
+    let [
+        EffectOutcome::Applied { status_changed: false, .. },
+        EffectOutcome::Applied { order, emitted, status_changed: true, .. },
+        EffectOutcome::Applied { order: seen_by_notify, emitted: none, .. },
+    ] = outcomes.as_slice()
+    else {
+        panic!("expected three Applied outcomes, the second changing status, got {outcomes:?}");
+    };
+    assert_eq!(order.status, OrderStatus::Confirmed, "the second effect sees the first");
+    let keys: Vec<RoutingKey> = emitted.iter().map(|e| e.routing_key).collect();
+    assert_eq!(keys, vec![RoutingKey::PaymentSucceeded, RoutingKey::OrderConfirmed]);
+    assert_eq!(seen_by_notify.status, OrderStatus::Confirmed, "a later effect sees both");
+    assert!(none.is_empty(), "recording processing only emits nothing");
+    let stored = store.get_order(id).await.expect("read").expect("exists");
+    assert_eq!(stored.status, OrderStatus::Confirmed);
+    assert_eq!(stock_and_reserved(store.get_product(&sku("g1")).await.expect("read")), (6, 0));
+
+    let unknown = ids.next_uuid(NOW);
+    let done = store.processed("payment", vec![unknown, accepted.event_id]).await.expect("read");
+    assert_eq!(done, vec![accepted.event_id], "only recorded pairs, for that consumer");
+    assert!(store.processed("billing", vec![accepted.event_id]).await.expect("read").is_empty());
+    assert!(store.processed("notify", Vec::new()).await.expect("read").is_empty());
+}
+
+async fn an_effect_on_an_unknown_order_is_recorded_and_changes_nothing(store: &dyn OrderStore) {
+    let ids = OrderIdGenerator::new();
+    let outbox = store.outbox_len().await.expect("count");
+    let ghost =
+        effect(&ids, "inventory", ids.next_uuid(NOW), ids.next(NOW), Some(Fact::StockDeducted));
+    let outcomes = store.apply_effects(vec![ghost.clone()]).await.expect("apply");
+    assert!(matches!(outcomes.as_slice(), [EffectOutcome::OrderNotFound]), "got {outcomes:?}");
+    assert_eq!(
+        store.processed("inventory", vec![ghost.event_id]).await.expect("read"),
+        vec![ghost.event_id],
+        "recorded as processed, so a redelivery is recognised"
+    );
+    let again = store.apply_effects(vec![ghost]).await.expect("apply");
+    assert!(matches!(again.as_slice(), [EffectOutcome::AlreadyProcessed]), "got {again:?}");
+    assert_eq!(store.outbox_len().await.expect("count"), outbox);
+    assert_eq!(store.apply_effects(vec![]).await.expect("apply").len(), 0);
 }

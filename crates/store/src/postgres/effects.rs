@@ -1,0 +1,251 @@
+//! Consumers' effects: the order state machine run per effect, the results written in ONE
+//! transaction per batch with a fixed number of statements whatever the batch size.
+//!
+//! Same outcomes as the SQLite store (`sqlite/effects.rs`): effects are applied in batch order,
+//! each seeing the ones before it (two facts about one order in one batch chain), an effect
+//! whose `(consumer, event)` is recorded already is `AlreadyProcessed`, an unknown order is
+//! recorded and reported `OrderNotFound`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
+use ordermill_core::{
+    Fact, Lifecycle, Order, OrderStatus, OutboxEvent, RoutingKey, StatusChange, StockAction,
+};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::error::from_sqlx;
+use super::rows;
+
+/// Records `(consumer, event)` pairs; returns those that were not recorded before. Pairs are
+/// sent sorted so two batches sharing pairs lock them in the same order (no deadlock).
+const RECORD_PROCESSED: &str = "
+INSERT INTO processed_events (consumer, event_id)
+SELECT * FROM UNNEST($1::text[], $2::uuid[])
+ON CONFLICT DO NOTHING
+RETURNING consumer, event_id";
+
+/// Every write of a batch as one statement (empty arrays write nothing). Products are locked
+/// in SKU order, as commits lock them, so the two never deadlock; orders were locked (by id)
+/// when they were read.
+const WRITE: &str = "
+WITH changed_orders AS (
+    UPDATE orders o SET status = c.status, stock_state = c.stock_state,
+        payment_state = c.payment_state, history = c.history::json
+    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+        AS c(id, status, stock_state, payment_state, history)
+    WHERE o.id = c.id
+),
+new_payments AS (
+    INSERT INTO payments (order_id, status, event_id, at)
+    SELECT * FROM UNNEST($6::uuid[], $7::text[], $8::uuid[], $9::bigint[])
+),
+new_events AS (
+    INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at)
+    SELECT * FROM UNNEST($10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::bigint[])
+),
+locked AS (
+    SELECT sku FROM products WHERE sku = ANY($15::text[]) ORDER BY sku FOR UPDATE
+),
+moved AS (
+    UPDATE products p SET stock = p.stock + d.stock, reserved = p.reserved + d.reserved
+    FROM locked JOIN UNNEST($15::text[], $16::bigint[], $17::bigint[]) AS d(sku, stock, reserved)
+        ON d.sku = locked.sku
+    WHERE p.sku = locked.sku
+)
+SELECT 1";
+
+/// An order loaded for the batch, as the effects so far left it.
+struct Loaded {
+    order: Order,
+    state: Lifecycle,
+    dirty: bool,
+}
+
+/// Column arrays for [`WRITE`].
+#[derive(Default)]
+struct Writes {
+    payment_orders: Vec<Uuid>,
+    payment_statuses: Vec<&'static str>,
+    payment_events: Vec<Uuid>,
+    payment_at: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    event_orders: Vec<Uuid>,
+    event_keys: Vec<&'static str>,
+    event_payloads: Vec<String>,
+    event_at: Vec<i64>,
+    /// (stock, reserved) change per SKU, sorted by SKU.
+    stock: BTreeMap<String, (i64, i64)>,
+}
+
+/// Applies `effects` in one transaction: all of them or none.
+pub(crate) async fn apply(
+    pool: &PgPool,
+    effects: &[Effect],
+) -> Result<Vec<EffectOutcome>, StoreError> {
+    if effects.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The first occurrence of a pair in the batch is the one that may apply; later ones are
+    // redeliveries within the batch.
+    let mut seen = HashSet::with_capacity(effects.len());
+    let first: Vec<bool> =
+        effects.iter().map(|e| seen.insert((&*e.consumer, e.event_id))).collect();
+    let mut pairs: Vec<(&str, Uuid)> = seen.into_iter().collect();
+    pairs.sort_unstable();
+    let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.into_iter().unzip();
+
+    let mut tx = pool.begin().await.map_err(from_sqlx)?;
+    let fresh: HashSet<(String, Uuid)> = sqlx::query(RECORD_PROCESSED)
+        .bind(consumers)
+        .bind(events)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(from_sqlx)?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(from_sqlx)?;
+    let applies: Vec<bool> = effects
+        .iter()
+        .zip(&first)
+        .map(|(e, first)| *first && fresh.contains(&(e.consumer.to_string(), e.event_id)))
+        .collect();
+
+    let mut order_ids: Vec<Uuid> = effects
+        .iter()
+        .zip(&applies)
+        .filter(|(_, applies)| **applies)
+        .map(|(e, _)| e.order_id.as_uuid())
+        .collect();
+    order_ids.sort_unstable();
+    order_ids.dedup();
+    let mut orders: HashMap<Uuid, Loaded> = HashMap::with_capacity(order_ids.len());
+    if !order_ids.is_empty() {
+        // Locked in id order (the ORDER BY sits below the row locks), so consumers whose
+        // batches share orders wait for each other instead of deadlocking.
+        let sql = format!(
+            "SELECT {} FROM orders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+            rows::ORDER_COLUMNS
+        );
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(order_ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(from_sqlx)?
+        {
+            let (order, state) = rows::order_state(&row, 0)?;
+            orders.insert(order.id.as_uuid(), Loaded { order, state, dirty: false });
+        }
+    }
+
+    let mut writes = Writes::default();
+    let mut outcomes = Vec::with_capacity(effects.len());
+    for (effect, applies) in effects.iter().zip(applies) {
+        outcomes.push(if applies {
+            apply_one(effect, &mut orders, &mut writes)
+        } else {
+            EffectOutcome::AlreadyProcessed
+        });
+    }
+
+    let dirty: Vec<&Loaded> = orders.values().filter(|l| l.dirty).collect();
+    if !dirty.is_empty() || !writes.event_ids.is_empty() || !writes.stock.is_empty() {
+        let (skus, (stock, reserved)): (Vec<String>, (Vec<i64>, Vec<i64>)) =
+            writes.stock.into_iter().filter(|(_, d)| *d != (0, 0)).unzip();
+        sqlx::query(WRITE)
+            .bind(dirty.iter().map(|l| l.order.id.as_uuid()).collect::<Vec<_>>())
+            .bind(dirty.iter().map(|l| l.state.status.as_str()).collect::<Vec<_>>())
+            .bind(dirty.iter().map(|l| l.state.stock.as_str()).collect::<Vec<_>>())
+            .bind(dirty.iter().map(|l| l.state.payment.as_str()).collect::<Vec<_>>())
+            .bind(dirty.iter().map(|l| rows::history_json(&l.order.history)).collect::<Vec<_>>())
+            .bind(writes.payment_orders)
+            .bind(writes.payment_statuses)
+            .bind(writes.payment_events)
+            .bind(writes.payment_at)
+            .bind(writes.event_ids)
+            .bind(writes.event_orders)
+            .bind(writes.event_keys)
+            .bind(writes.event_payloads)
+            .bind(writes.event_at)
+            .bind(skus)
+            .bind(stock)
+            .bind(reserved)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+    }
+    tx.commit().await.map_err(from_sqlx)?;
+    Ok(outcomes)
+}
+
+/// Runs the state machine for one first-time effect against the batch's view of its order.
+fn apply_one(
+    effect: &Effect,
+    orders: &mut HashMap<Uuid, Loaded>,
+    writes: &mut Writes,
+) -> EffectOutcome {
+    let Some(loaded) = orders.get_mut(&effect.order_id.as_uuid()) else {
+        return EffectOutcome::OrderNotFound;
+    };
+    let Some(fact) = effect.fact else {
+        return EffectOutcome::Applied {
+            order: loaded.order.clone(),
+            emitted: Vec::new(),
+            released: Vec::new(),
+            status_changed: false,
+        };
+    };
+    let state = loaded.state;
+    let transition = state.apply(fact);
+    let status_changed = transition.status_changed(&state);
+    let order = &mut loaded.order;
+    for line in &order.lines {
+        let q = i64::from(line.quantity.get());
+        let delta = match transition.stock_action {
+            StockAction::None => continue,
+            StockAction::Deduct => (-q, -q),
+            StockAction::ReleaseHeld => (0, -q),
+            StockAction::Restore => (q, 0),
+        };
+        let entry = writes.stock.entry(line.sku.as_str().to_owned()).or_default();
+        entry.0 += delta.0;
+        entry.1 += delta.1;
+    }
+    let released = match transition.stock_action {
+        StockAction::ReleaseHeld | StockAction::Restore => order.lines.clone(),
+        StockAction::None | StockAction::Deduct => Vec::new(),
+    };
+    order.status = transition.next.status;
+    if status_changed {
+        order.history.push(StatusChange { status: transition.next.status, at: effect.at });
+    }
+    // Written only when something changed: a fact that no longer applies leaves the row alone.
+    loaded.dirty |= transition.next != state || status_changed;
+    loaded.state = transition.next;
+    if transition.next.payment != state.payment {
+        let status = if matches!(fact, Fact::PaymentSucceeded) { "succeeded" } else { "declined" };
+        writes.payment_orders.push(order.id.as_uuid());
+        writes.payment_statuses.push(status);
+        writes.payment_events.push(effect.event_id);
+        writes.payment_at.push(effect.at.0);
+    }
+    let mut emitted = Vec::with_capacity(transition.emit.len());
+    for (key, id) in transition.emit.iter().zip(effect.new_event_ids) {
+        let reason = if *key == RoutingKey::PaymentFailed || order.status == OrderStatus::Cancelled
+        {
+            effect.reason.as_deref()
+        } else {
+            None
+        };
+        let event = OutboxEvent::order_changed(order, *key, id, effect.at, reason);
+        writes.event_ids.push(id);
+        writes.event_orders.push(order.id.as_uuid());
+        writes.event_keys.push(key.as_str());
+        writes.event_payloads.push(event.payload.clone());
+        writes.event_at.push(effect.at.0);
+        emitted.push(event);
+    }
+    EffectOutcome::Applied { order: order.clone(), emitted, released, status_changed }
+}

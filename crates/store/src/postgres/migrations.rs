@@ -1,0 +1,65 @@
+//! Versioned schema migrations, embedded in the binary from `migrations/postgres/NNNN_name.sql`.
+//!
+//! Each migration runs in a transaction of its own with its `schema_migrations` row, under a
+//! transaction-scoped advisory lock keyed by the current schema: two processes migrating at
+//! once (two api nodes starting together) take turns, and the second finds the work done.
+
+use sqlx::PgPool;
+
+use ordermill_core::ports::StoreError;
+
+use super::error::from_sqlx;
+
+/// `(version, name, sql)`, in order. Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "0001_init", include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// First half of the advisory lock key ("om" in ASCII): keeps our lock apart from any other
+/// application's advisory locks in the same database. The second half is the schema's hash.
+const LOCK_CLASS: i32 = 0x6f6d;
+
+/// Applies every migration not yet recorded; returns the names of those it applied.
+pub(crate) async fn migrate(pool: &PgPool) -> Result<Vec<String>, StoreError> {
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        let mut tx = pool.begin().await.map_err(from_sqlx)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+            .bind(LOCK_CLASS)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        // Created under the lock, so two first runs cannot race on the catalog.
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version     integer PRIMARY KEY,
+                 name        text NOT NULL,
+                 applied_at  timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        let done: Option<i32> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+        if done.is_some() {
+            // Nothing to do; dropping the transaction rolls it back and frees the lock.
+            continue;
+        }
+        // Simple-query protocol: a migration file holds several statements.
+        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(from_sqlx)?;
+        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
+            .bind(version)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)?;
+        tracing::info!(version, name, "Applied PostgreSQL schema migration.");
+        applied.push((*name).to_owned());
+    }
+    Ok(applied)
+}

@@ -1,0 +1,246 @@
+//! The PostgreSQL store, for the scaled-out mode: several `api` and `worker` processes share
+//! one database. Same contract as the SQLite store (the suite in [`crate::contract`] runs on
+//! both); what differs is how the work reaches the server:
+//!
+//! - The group commit is ONE statement ([`orders`]): arrays bound once per column and
+//!   `UNNEST`ed, so a batch of hundreds of orders is one round trip and one WAL flush, and
+//!   `reserved` is updated once per distinct SKU.
+//! - Consumers' effects ([`effects`]) run the `core::Lifecycle` state machine in Rust and write
+//!   the results with a fixed number of statements per batch.
+//! - Rows are locked in a fixed order (processed pairs, then orders by id, then products by
+//!   SKU), so concurrent nodes wait for each other instead of deadlocking.
+//! - The outbox ([`outbox`]) is claimed with `FOR UPDATE SKIP LOCKED` and a lease.
+//!
+//! Files: `schema` lives in `migrations/postgres/*.sql` ([`migrations`] embeds and applies
+//! them), [`rows`] decodes rows, [`products`] holds the catalog, [`error`] maps sqlx errors.
+//!
+//! Scaling further: orders would be range-partitioned on their UUIDv7 id (time), see the
+//! comment on `orders` in `0001_init.sql`; products and the outbox stay small.
+
+mod effects;
+mod error;
+mod migrations;
+mod orders;
+mod outbox;
+mod products;
+mod rows;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordermill_core::ports::{AcceptedOrder, Effect, EffectOutcome, OrderStore, StoreError};
+use ordermill_core::{IdempotencyKey, Order, OrderId, Product, Sku};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use uuid::Uuid;
+
+use self::error::from_sqlx;
+
+/// How long `connect` waits for the first connection, and a pooled call for a free one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A PostgreSQL-backed [`OrderStore`] and [`ordermill_core::ports::Outbox`]; cheap to clone
+/// (a handle to one pool).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// `host:port/database` (never the password), for messages.
+    target: Arc<str>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects a pool of up to `pool_size` connections to the database at `url`
+    /// (`postgres://user[:password]@host[:port]/database`). With `schema`, the schema is
+    /// created if missing and every pooled connection runs `SET search_path` to it (tests
+    /// isolate themselves this way; a deployment may share one database between instances).
+    ///
+    /// Does NOT migrate: `ordermill migrate` calls [`PostgresStore::migrate`], so that a schema
+    /// change is a deliberate step and not a side effect of whichever node starts first.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached or refuses the login
+    /// (the message names host, port, database and user, and what to check);
+    /// [`StoreError::Backend`] for a malformed URL or schema name.
+    pub async fn connect(
+        url: &str,
+        schema: Option<&str>,
+        pool_size: u32,
+    ) -> Result<PostgresStore, StoreError> {
+        let options: PgConnectOptions = url.parse().map_err(|error| {
+            StoreError::Backend(format!("invalid PostgreSQL URL: {error}").into())
+        })?;
+        let target: Arc<str> = format!(
+            "{}:{}/{} as {}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("(default database)"),
+            options.get_username()
+        )
+        .into();
+        let unreachable = |error: sqlx::Error| {
+            StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {target}: {error}; check that the server is \
+                 running and listening there, that the URL's host, port, database and user are \
+                 right, and that pg_hba.conf admits this user from this host"
+            ))
+        };
+        // One connection first, outside the pool: it reports why it failed (the pool would
+        // retry a refused connection until its timeout and then say only "timed out"), and
+        // it creates the schema before any pooled connection points at it.
+        let mut first = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL at {target}: no answer within {}s; check the \
+                     host and port, and any firewall in between",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(unreachable)?;
+        let search_path = match schema {
+            Some(schema) => {
+                let quoted = quote_identifier(schema)?;
+                let create = format!("CREATE SCHEMA IF NOT EXISTS {quoted}");
+                match sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut first).await {
+                    Ok(_) => {}
+                    // Two processes creating it at once: the loser's unique violation means
+                    // the schema exists, which is all we wanted.
+                    Err(sqlx::Error::Database(db))
+                        if matches!(db.code().as_deref(), Some("23505" | "42P06")) => {}
+                    Err(error) => return Err(from_sqlx(error)),
+                }
+                Some(Arc::<str>::from(format!("SET search_path TO {quoted}")))
+            }
+            None => None,
+        };
+        // Closing is best effort: the connection did its job either way.
+        let _ = first.close().await;
+
+        let mut pool =
+            PgPoolOptions::new().max_connections(pool_size.max(1)).acquire_timeout(CONNECT_TIMEOUT);
+        if let Some(set) = search_path {
+            pool = pool.after_connect(move |conn, _meta| {
+                let set = set.clone();
+                Box::pin(async move {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(conn).await.map(drop)
+                })
+            });
+        }
+        let pool = pool.connect_lazy_with(options);
+        tracing::info!(target = %target, schema = ?schema, pool_size, "Connected PostgreSQL store.");
+        Ok(PostgresStore { pool, target })
+    }
+
+    /// Applies the embedded migrations (`migrations/postgres/NNNN_name.sql`) not yet recorded
+    /// in `schema_migrations`, in order, each in a transaction of its own; returns the names
+    /// of those applied (empty when the schema is current). Safe to run from several processes
+    /// at once: they serialise on an advisory lock and the later ones apply nothing.
+    ///
+    /// # Errors
+    /// When a migration fails; that migration is rolled back, the ones before it stay.
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        migrations::migrate(&self.pool).await
+    }
+
+    /// Closes every pooled connection, waiting for calls in progress to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `name` as a quoted SQL identifier (`"a""b"`); refused when empty or over PostgreSQL's limit.
+fn quote_identifier(name: &str) -> Result<String, StoreError> {
+    if name.is_empty() || name.len() > 63 || name.contains('\0') {
+        return Err(StoreError::Backend(
+            format!("invalid schema name {name:?}: 1 to 63 bytes, no NUL").into(),
+        ));
+    }
+    Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+}
+
+#[async_trait]
+impl OrderStore for PostgresStore {
+    async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError> {
+        orders::commit(&self.pool, &batch).await
+    }
+
+    async fn upsert_product(
+        &self,
+        product: &Product,
+    ) -> Result<(Product, Option<Product>), StoreError> {
+        products::upsert(&self.pool, product).await
+    }
+
+    async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
+        products::get(&self.pool, sku.as_str()).await
+    }
+
+    async fn load_products(&self) -> Result<Vec<Product>, StoreError> {
+        products::load(&self.pool).await
+    }
+
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        orders::by_id(&self.pool, id.as_uuid()).await
+    }
+
+    async fn find_by_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Order>, StoreError> {
+        orders::by_idempotency_key(&self.pool, key.as_str()).await
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        // Published rows are deleted (see `outbox.rs`), so every row is unpublished.
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(n.max(0).unsigned_abs())
+    }
+
+    async fn apply_effects(&self, effects: Vec<Effect>) -> Result<Vec<EffectOutcome>, StoreError> {
+        effects::apply(&self.pool, &effects).await
+    }
+
+    async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let done: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
+        )
+        .bind(consumer)
+        .bind(&events)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        // In the caller's order, as the SQLite store answers.
+        Ok(events.into_iter().filter(|e| done.contains(e)).collect())
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        // A reachable server can still refuse writes: a hot standby, or a database set
+        // read-only (e.g. by an operator during maintenance).
+        let (recovery, read_only): (bool, String) = sqlx::query_as(
+            "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        if recovery || read_only == "on" {
+            return Err(StoreError::Unavailable(format!(
+                "PostgreSQL at {} is read-only (a standby, or default_transaction_read_only is on)",
+                self.target
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,122 @@
+//! Accepted orders: the group commit and reads by id or idempotency key.
+
+use std::collections::BTreeMap;
+
+use ordermill_core::ports::{AcceptedOrder, StoreError};
+use ordermill_core::{Order, RoutingKey};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::error::from_sqlx;
+use super::rows;
+
+/// The whole commit as ONE statement, so it is one round trip and atomic by itself (an
+/// autocommit statement is its own transaction; no BEGIN/COMMIT round trips). Each table is
+/// written once from arrays (`UNNEST`), whatever the batch size:
+/// - `new_orders` / `new_events`: every order and its order.created outbox row;
+/// - `locked`: the batch's products, locked in SKU order so two nodes committing batches that
+///   share SKUs queue behind each other instead of deadlocking;
+/// - `held`: `reserved += q`, once per distinct SKU;
+/// - the final SELECT fails the statement (and so undoes all of it) when a SKU is unknown.
+///
+/// A duplicate idempotency key fails it too, with a unique violation (→ `Conflict`).
+const COMMIT: &str = "
+WITH new_orders AS (
+    INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, idempotency_key)
+    SELECT o.id, o.customer_id, o.status, o.total_minor, o.items::json, o.created_at, o.key
+    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+                $7::text[])
+        AS o(id, customer_id, status, total_minor, items, created_at, key)
+),
+new_events AS (
+    INSERT INTO outbox (event_id, order_id, routing_key, created_at)
+    SELECT e.event_id, e.order_id, $8, e.created_at
+    FROM UNNEST($9::uuid[], $1::uuid[], $6::bigint[]) AS e(event_id, order_id, created_at)
+),
+locked AS (
+    SELECT sku FROM products WHERE sku = ANY($10::text[]) ORDER BY sku FOR UPDATE
+),
+held AS (
+    UPDATE products p SET reserved = p.reserved + h.quantity
+    FROM locked JOIN UNNEST($10::text[], $11::bigint[]) AS h(sku, quantity) ON h.sku = locked.sku
+    WHERE p.sku = locked.sku
+    RETURNING p.sku
+)
+SELECT ordermill_require(
+    (SELECT count(*) FROM held) = cardinality($10::text[]),
+    'unknown SKU(s): ' || coalesce(
+        (SELECT string_agg(s, ', ') FROM unnest($10::text[]) AS s
+         WHERE s NOT IN (SELECT sku FROM held)), ''))";
+
+/// Writes `batch` in one statement: all of it or nothing.
+pub(crate) async fn commit(pool: &PgPool, batch: &[AcceptedOrder]) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let n = batch.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut customers = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut totals = Vec::with_capacity(n);
+    let mut items = Vec::with_capacity(n);
+    let mut created = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut events = Vec::with_capacity(n);
+    // Summed per SKU: one row update per distinct SKU, however many orders name it.
+    let mut held: BTreeMap<&str, i64> = BTreeMap::new();
+    for AcceptedOrder { order, event_id } in batch {
+        ids.push(order.id.as_uuid());
+        customers.push(order.customer_id.as_str());
+        statuses.push(order.status.as_str());
+        totals.push(order.total.minor());
+        items.push(rows::items_json(&order.lines));
+        created.push(order.created_at.0);
+        keys.push(order.idempotency_key.as_ref().map(|k| k.as_str()));
+        events.push(*event_id);
+        for line in &order.lines {
+            *held.entry(line.sku.as_str()).or_default() += i64::from(line.quantity.get());
+        }
+    }
+    let (skus, quantities): (Vec<&str>, Vec<i64>) = held.into_iter().unzip();
+    sqlx::query(COMMIT)
+        .bind(ids)
+        .bind(customers)
+        .bind(statuses)
+        .bind(totals)
+        .bind(items)
+        .bind(created)
+        .bind(keys)
+        .bind(RoutingKey::OrderCreated.as_str())
+        .bind(events)
+        .bind(skus)
+        .bind(quantities)
+        .execute(pool)
+        .await
+        .map_err(from_sqlx)?;
+    Ok(())
+}
+
+/// One order by id.
+pub(crate) async fn by_id(pool: &PgPool, id: Uuid) -> Result<Option<Order>, StoreError> {
+    let sql = format!("SELECT {} FROM orders WHERE id = $1", rows::ORDER_COLUMNS);
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(from_sqlx)?;
+    row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
+}
+
+/// The order created with this idempotency key (the partial unique index answers it).
+pub(crate) async fn by_idempotency_key(
+    pool: &PgPool,
+    key: &str,
+) -> Result<Option<Order>, StoreError> {
+    let sql = format!("SELECT {} FROM orders WHERE idempotency_key = $1", rows::ORDER_COLUMNS);
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(from_sqlx)?;
+    row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
+}

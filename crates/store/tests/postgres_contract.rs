@@ -1,0 +1,284 @@
+//! The PostgreSQL backend passes the store contract against the real server named by
+//! `ORDERMILL_TEST_POSTGRES_URL` (each test in a schema of its own, dropped at the end), and
+//! what only a shared server has: migrations run twice or at once, outbox claims from several
+//! nodes, leases that run out. Unset: the tests say why they skip — unless
+//! `ORDERMILL_TEST_REQUIRE_SERVICES=1` (CI), where a skip is a failure.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ordermill_core::ports::{AcceptedOrder, OrderStore, Outbox, StoreError};
+use ordermill_core::{Money, OrderIdGenerator, OutboxEvent, Product, ProductName, Sku, StockLevel};
+use ordermill_store::{PostgresStore, contract};
+use uuid::Uuid;
+
+fn postgres_url() -> Option<String> {
+    ordermill_core::test_support::service_url(
+        "ORDERMILL_TEST_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+    )
+}
+
+/// A schema of its own for one test, dropped (with everything in it) when the test ends,
+/// passed or panicked.
+struct TestSchema {
+    url: String,
+    name: String,
+}
+
+impl TestSchema {
+    fn new(url: &str) -> TestSchema {
+        TestSchema { url: url.to_owned(), name: format!("om_test_{}", Uuid::now_v7().simple()) }
+    }
+
+    async fn store(&self) -> PostgresStore {
+        PostgresStore::connect(&self.url, Some(&self.name), 4).await.unwrap()
+    }
+
+    async fn migrated_store(&self) -> PostgresStore {
+        let store = self.store().await;
+        store.migrate().await.unwrap();
+        store
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on: clean up from a
+        // thread with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+                )))
+                .execute(&mut conn)
+                .await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        });
+        if let Ok(Err(error)) = cleanup.join() {
+            eprintln!("could not drop test schema {}: {error}", self.name);
+        }
+    }
+}
+
+fn product(sku: &str, stock: i64) -> Product {
+    Product {
+        sku: Sku::parse(sku).unwrap(),
+        name: ProductName::parse(format!("Product {sku}")).unwrap(),
+        price: Money::parse("price", "2.50").unwrap(),
+        stock: StockLevel::parse(stock).unwrap(),
+        reserved: 0,
+    }
+}
+
+/// A store with product `o1` and `n` committed orders for it.
+async fn store_with_orders(schema: &TestSchema, n: usize) -> (PostgresStore, Vec<AcceptedOrder>) {
+    let store = schema.migrated_store().await;
+    store.upsert_product(&product("o1", 1_000_000)).await.unwrap();
+    let ids = OrderIdGenerator::new();
+    let batch: Vec<AcceptedOrder> =
+        (0..n).map(|_| contract::accepted(&ids, &[("o1", 1)], None)).collect();
+    store.commit_orders(Arc::new(batch.clone())).await.unwrap();
+    (store, batch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_honours_the_store_contract() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    contract::run_all(Arc::new(schema.migrated_store().await)).await;
+}
+
+#[tokio::test]
+async fn migrating_twice_applies_nothing_the_second_time() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = schema.store().await;
+    assert_eq!(store.migrate().await.unwrap(), vec!["0001_init".to_owned()]);
+    assert!(store.migrate().await.unwrap().is_empty());
+    store.upsert_product(&product("m1", 1)).await.unwrap();
+    assert!(store.migrate().await.unwrap().is_empty(), "data does not matter to migrations");
+    assert_eq!(store.load_products().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_migrating_at_once_apply_each_migration_once() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (a, b) = (schema.store().await, schema.store().await);
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    let mut all = ra.clone();
+    all.extend(rb.clone());
+    assert_eq!(
+        all,
+        vec!["0001_init".to_owned()],
+        "one applied it, the other found it done: {ra:?} {rb:?}"
+    );
+}
+
+#[tokio::test]
+async fn connect_does_not_migrate() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = schema.store().await;
+    let err = store.load_products().await.unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "no tables before migrate: {err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_concurrent_claimers_never_get_the_same_event() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (store, batch) = store_with_orders(&schema, 200).await;
+    // A second node: its own pool on the same schema.
+    let other = schema.store().await;
+    let claim_all = |node: PostgresStore| {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let claimed = node
+                    .claim_unpublished(7, Duration::ZERO, Duration::from_secs(600))
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    return got;
+                }
+                got.extend(claimed);
+            }
+        })
+    };
+    let (a, b) = (claim_all(store.clone()), claim_all(other));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+
+    let ids_a: HashSet<Uuid> = a.iter().map(|e| e.event_id).collect();
+    let ids_b: HashSet<Uuid> = b.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids_a.len(), a.len(), "no event twice to one claimer");
+    assert_eq!(ids_b.len(), b.len(), "no event twice to one claimer");
+    assert!(ids_a.is_disjoint(&ids_b), "no event to both claimers");
+    let expected: HashSet<Uuid> = batch.iter().map(|o| o.event_id).collect();
+    assert_eq!(&ids_a | &ids_b, expected, "every event claimed by someone");
+
+    // Bodies are the full order.created JSON, rebuilt from the order.
+    let first = a.iter().chain(&b).find(|e| e.event_id == batch[0].event_id).unwrap();
+    assert_eq!(&*first.routing_key, "order.created");
+    assert_eq!(
+        &*first.payload,
+        OutboxEvent::order_created(&batch[0].order, batch[0].event_id).payload
+    );
+
+    // Under their leases nothing is claimable; once published they are gone for good.
+    assert!(store.claim_unpublished(10, Duration::ZERO, Duration::ZERO).await.unwrap().is_empty());
+    assert_eq!(store.outbox_len().await.unwrap(), 200, "claimed is not published");
+    store.mark_published(expected.into_iter().collect()).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_lease_makes_an_event_claimable_again() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (store, batch) = store_with_orders(&schema, 1).await;
+    let event = batch[0].event_id;
+
+    // Too young for a claim that wants events older than an hour.
+    assert!(
+        store
+            .claim_unpublished(10, Duration::from_secs(3600), Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let short = Duration::from_millis(50);
+    let claimed = store.claim_unpublished(10, Duration::ZERO, short).await.unwrap();
+    assert_eq!(claimed.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
+    // The claimer "dies" holding it: wait for the lease to run out, polling with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let claimed =
+            store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+        if !claimed.is_empty() {
+            break claimed;
+        }
+        assert!(Instant::now() < deadline, "the lease never ran out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(again.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
+    // The new claim holds: a third claimer gets nothing.
+    assert!(
+        store
+            .claim_unpublished(10, Duration::ZERO, Duration::from_secs(600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn committed_orders_survive_closing_the_pool_and_reconnecting() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (store, batch) = store_with_orders(&schema, 3).await;
+    store.close().await;
+    drop(store);
+
+    let store = schema.store().await;
+    assert!(store.migrate().await.unwrap().is_empty());
+    for accepted in &batch {
+        assert_eq!(store.get_order(accepted.order.id).await.unwrap(), Some(accepted.order.clone()));
+    }
+    let products = store.load_products().await.unwrap();
+    assert_eq!(products[0].reserved, 3);
+    assert_eq!(store.outbox_len().await.unwrap(), 3);
+    store.check_writable().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_reported_as_unavailable() {
+    let err =
+        PostgresStore::connect("postgres://postgres@127.0.0.1:1/test", None, 2).await.unwrap_err();
+    let StoreError::Unavailable(message) = &err else {
+        panic!("expected Unavailable, got {err:?}")
+    };
+    assert!(message.contains("127.0.0.1:1/test"), "names the target: {message}");
+    assert!(message.contains("check"), "says what to check: {message}");
+}
+
+/// Not a benchmark: a record of what one group commit of 500 orders costs on this machine
+/// (printed), and a check that such a batch lands whole.
+#[tokio::test]
+async fn a_batch_of_500_orders_commits_in_one_call() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = schema.migrated_store().await;
+    for sku in ["b1", "b2", "b3"] {
+        store.upsert_product(&product(sku, 1_000_000)).await.unwrap();
+    }
+    let ids = OrderIdGenerator::new();
+    let mut timings = Vec::new();
+    for round in 0..5 {
+        let batch: Vec<AcceptedOrder> = (0..500)
+            .map(|i| {
+                let key = format!("bench-{round}-{i}");
+                contract::accepted(&ids, &[("b1", 1), ("b2", 2), ("b3", 1)], Some(&key))
+            })
+            .collect();
+        let started = Instant::now();
+        store.commit_orders(Arc::new(batch)).await.unwrap();
+        timings.push(started.elapsed());
+    }
+    timings.sort();
+    eprintln!("commit_orders of 500 orders (3 lines each), 5 runs sorted: {timings:?}");
+    let b2 = store.get_product(&Sku::parse("b2").unwrap()).await.unwrap().unwrap();
+    assert_eq!(b2.reserved, 5 * 500 * 2);
+    assert_eq!(store.outbox_len().await.unwrap(), 2_500);
+}
