@@ -282,3 +282,33 @@ async fn a_batch_of_500_orders_commits_in_one_call() {
     assert_eq!(b2.reserved, 5 * 500 * 2);
     assert_eq!(store.outbox_len().await.unwrap(), 2_500);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_committing_the_same_skus_at_once_both_land() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let a = schema.migrated_store().await;
+    let b = schema.store().await;
+    for sku in ["x1", "x2", "x3"] {
+        a.upsert_product(&product(sku, 1_000_000)).await.unwrap();
+    }
+    let ids = Arc::new(OrderIdGenerator::new());
+    let commits = |node: PostgresStore, lines: &'static [(&'static str, i64)]| {
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                let batch: Vec<AcceptedOrder> =
+                    (0..20).map(|_| contract::accepted(&ids, lines, None)).collect();
+                node.commit_orders(Arc::new(batch)).await.unwrap();
+            }
+        })
+    };
+    // The two nodes name the SKUs in opposite orders: locks taken in that order would deadlock.
+    let first = commits(a.clone(), &[("x1", 1), ("x2", 1), ("x3", 1)]);
+    let second = commits(b, &[("x3", 1), ("x2", 1), ("x1", 1)]);
+    first.await.unwrap();
+    second.await.unwrap();
+    for product in a.load_products().await.unwrap() {
+        assert_eq!(product.reserved, 2 * 20 * 20, "{}", product.sku.as_str());
+    }
+}
