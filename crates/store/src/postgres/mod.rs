@@ -2,17 +2,17 @@
 //! one database. Same contract as the SQLite store (the suite in [`crate::contract`] runs on
 //! both); what differs is how the work reaches the server:
 //!
-//! - The group commit is ONE statement ([`orders`]): arrays bound once per column and
+//! - The group commit is ONE statement (`orders.rs`): arrays bound once per column and
 //!   `UNNEST`ed, so a batch of hundreds of orders is one round trip and one WAL flush, and
 //!   `reserved` is updated once per distinct SKU.
-//! - Consumers' effects ([`effects`]) run the `core::Lifecycle` state machine in Rust and write
+//! - Consumers' effects (`effects.rs`) run the `core::Lifecycle` state machine in Rust and write
 //!   the results with a fixed number of statements per batch.
 //! - Rows are locked in a fixed order (processed pairs, then orders by id, then products by
 //!   SKU), so concurrent nodes wait for each other instead of deadlocking.
-//! - The outbox ([`outbox`]) is claimed with `FOR UPDATE SKIP LOCKED` and a lease.
+//! - The outbox (`outbox.rs`) is claimed with `FOR UPDATE SKIP LOCKED` and a lease.
 //!
-//! Files: `schema` lives in `migrations/postgres/*.sql` ([`migrations`] embeds and applies
-//! them), [`rows`] decodes rows, [`products`] holds the catalog, [`error`] maps sqlx errors.
+//! Files: the schema lives in `migrations/postgres/*.sql` (`migrations.rs` embeds and applies
+//! them), `rows.rs` decodes rows, `products.rs` holds the catalog, `error.rs` maps sqlx errors.
 //!
 //! Scaling further: orders would be range-partitioned on their UUIDv7 id (time), see the
 //! comment on `orders` in `0001_init.sql`; products and the outbox stay small.
