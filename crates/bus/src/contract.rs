@@ -66,6 +66,7 @@ where
     retry_redelivers_after_the_delay(&*make(topology()).await).await;
     dead_letters_can_be_listed_replayed_and_purged(&*make(topology()).await).await;
     unknown_queues_are_an_error(&*make(topology()).await).await;
+    retries_and_replays_stay_on_their_queue_and_keep_the_event(&*make(topology()).await).await;
 }
 
 async fn routes_by_key(bus: &dyn EventBus) {
@@ -151,4 +152,29 @@ async fn unknown_queues_are_an_error(bus: &dyn EventBus) {
     let err = bus.receive("nope", 1, Duration::from_millis(10)).await.expect_err("unknown queue");
     assert!(matches!(err, BusError::UnknownQueue(q) if q == "nope"));
     assert!(bus.dead_letters("nope").await.is_err());
+}
+
+/// A retried, dead-lettered and replayed copy is the same event (key and body kept), and it
+/// goes back to its own queue only, not to the other queues bound to its key.
+async fn retries_and_replays_stay_on_their_queue_and_keep_the_event(bus: &dyn EventBus) {
+    let event = envelope("order.created");
+    bus.publish(vec![event.clone()]).await.expect("publish");
+    for queue in ["b", "c"] {
+        let copy = take(bus, queue, 1).await;
+        bus.ack(&copy).await.expect("ack");
+    }
+    let first = take(bus, "a", 1).await.remove(0);
+    bus.retry(&first, Duration::from_millis(10), "flaky").await.expect("retry");
+    let second = take(bus, "a", 1).await.remove(0);
+    assert_eq!(second.envelope, event, "a retry keeps the routing key and the body");
+    bus.dead_letter(&second, "boom").await.expect("dead letter");
+    let dead = bus.dead_letters("a").await.expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].envelope, event, "a dead letter keeps the routing key and the body");
+    assert_eq!(bus.replay_dead_letters("a").await.expect("replay"), 1);
+    let replayed = take(bus, "a", 1).await;
+    assert_eq!(replayed[0].envelope, event);
+    bus.ack(&replayed).await.expect("ack");
+    nothing_on(bus, "b").await;
+    nothing_on(bus, "c").await;
 }

@@ -1,0 +1,202 @@
+//! Settling a delivery by moving a copy (retry, dead letter), and the dead queues' admin
+//! operations (list, replay, purge).
+
+use std::time::Duration;
+
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions, QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use ordermill_core::UnixMillis;
+use ordermill_core::ports::{BusError, DeadLetter, Delivery};
+
+use super::Shared;
+use super::connection::unavailable;
+use super::consume::Held;
+use super::message;
+use super::publish::Outgoing;
+
+fn now() -> UnixMillis {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    UnixMillis(ms)
+}
+
+impl Shared {
+    /// Publishes `copy`, then acks the original: a crash in between delivers the original
+    /// again (consumers deduplicate); the other order could lose it.
+    async fn move_delivery(
+        &self,
+        delivery: &Delivery,
+        copy: Outgoing<'_>,
+        what: &str,
+    ) -> Result<(), BusError> {
+        let slot = self.slot(&delivery.queue)?;
+        let Some(Held { acker, .. }) = slot.take(delivery.tag) else {
+            return Err(BusError::Unavailable(format!(
+                "the {what} of event {} was not recorded: its channel closed, so RabbitMQ \
+                 delivers it again",
+                delivery.envelope.event_id
+            )));
+        };
+        if let Err(error) = self.publish_confirmed([copy]).await {
+            // Give it back now rather than leave it unacked until the channel closes.
+            let _ = acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
+            return Err(error);
+        }
+        if !matches!(acker.ack(BasicAckOptions::default()).await, Ok(true)) {
+            tracing::warn!(
+                queue = %delivery.queue,
+                event_id = %delivery.envelope.event_id,
+                "The original of a moved message could not be acked; it will be delivered once more."
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn retry(
+        &self,
+        delivery: &Delivery,
+        after: Duration,
+        error: &str,
+    ) -> Result<(), BusError> {
+        let slot = self.slot(&delivery.queue)?;
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        let target = slot.names.retry_queue_for(ms);
+        let headers = message::requeue_headers(
+            delivery.attempt.saturating_add(1),
+            &delivery.envelope.routing_key,
+            Some(error),
+        );
+        let copy = Outgoing {
+            exchange: "",
+            routing_key: target,
+            payload: delivery.envelope.payload.as_bytes(),
+            properties: message::properties(delivery.envelope.event_id, Some(headers)),
+        };
+        self.move_delivery(delivery, copy, "retry").await
+    }
+
+    pub(crate) async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error: &str,
+    ) -> Result<(), BusError> {
+        let slot = self.slot(&delivery.queue)?;
+        let headers =
+            message::dead_headers(delivery.attempt, &delivery.envelope.routing_key, error, now());
+        let copy = Outgoing {
+            exchange: &self.names.dead_letter_exchange,
+            routing_key: &slot.names.work,
+            payload: delivery.envelope.payload.as_bytes(),
+            properties: message::properties(delivery.envelope.event_id, Some(headers)),
+        };
+        self.move_delivery(delivery, copy, "dead letter").await
+    }
+
+    /// Reads the dead queue without consuming it: basic.get without ack on a scratch
+    /// channel, then closing the channel requeues everything in its original order.
+    pub(crate) async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BusError> {
+        let slot = self.slot(queue)?;
+        let link = self.live_link()?;
+        let channel = link.scratch_channel().await?;
+        let mut letters = Vec::new();
+        let read = async {
+            while let Some(got) = channel
+                .basic_get(slot.names.dead.as_str().into(), BasicGetOptions { no_ack: false })
+                .await?
+            {
+                let d = &got.delivery;
+                match message::read(&d.properties, d.routing_key.as_str(), &d.data) {
+                    Some(incoming) => letters.push(DeadLetter {
+                        queue: queue.to_owned(),
+                        envelope: incoming.envelope,
+                        attempts: incoming.attempt,
+                        error: incoming.error.unwrap_or_else(|| {
+                            "dead-lettered by the broker (rejected or expired)".to_owned()
+                        }),
+                        died_at: incoming.died_at.unwrap_or(UnixMillis(0)),
+                    }),
+                    None => tracing::warn!(
+                        queue,
+                        "A dead letter is not an ordermill event; left in place."
+                    ),
+                }
+            }
+            Ok::<(), lapin::Error>(())
+        };
+        let outcome = read.await;
+        let _ = channel.close(200, "listed".into()).await;
+        outcome.map_err(unavailable)?;
+        Ok(letters)
+    }
+
+    /// Sends every dead letter back to its work queue only (default exchange, key = the
+    /// queue's name: the other queues bound to the event's key already handled it), with a
+    /// fresh attempt count; each is acked off the dead queue after its copy is confirmed.
+    pub(crate) async fn replay_dead_letters(&self, queue: &str) -> Result<usize, BusError> {
+        let slot = self.slot(queue)?;
+        let link = self.live_link()?;
+        let channel = link.scratch_channel().await?;
+        let mut count = 0usize;
+        let result = async {
+            // At most what is there now: a replayed event that fails again while we run must
+            // not be replayed twice in one call.
+            let limit = Self::ready_count(&channel, &slot.names.dead).await?;
+            for _ in 0..limit {
+                let got = channel
+                    .basic_get(slot.names.dead.as_str().into(), BasicGetOptions { no_ack: false })
+                    .await
+                    .map_err(unavailable)?;
+                let Some(got) = got else { break };
+                let d = &got.delivery;
+                let Some(incoming) = message::read(&d.properties, d.routing_key.as_str(), &d.data)
+                else {
+                    // Stays dead (requeued when the channel closes); nobody can handle it.
+                    tracing::warn!(queue, "A dead letter is not an ordermill event; not replayed.");
+                    continue;
+                };
+                let headers = message::requeue_headers(1, &incoming.envelope.routing_key, None);
+                let copy = Outgoing {
+                    exchange: "",
+                    routing_key: &slot.names.work,
+                    payload: incoming.envelope.payload.as_bytes(),
+                    properties: message::properties(incoming.envelope.event_id, Some(headers)),
+                };
+                self.publish_confirmed([copy]).await?;
+                d.acker.ack(BasicAckOptions::default()).await.map_err(unavailable)?;
+                count += 1;
+            }
+            Ok::<(), BusError>(())
+        }
+        .await;
+        let _ = channel.close(200, "replayed".into()).await;
+        result?;
+        tracing::info!(queue, count, "Replayed dead letters.");
+        Ok(count)
+    }
+
+    pub(crate) async fn purge_dead_letters(&self, queue: &str) -> Result<usize, BusError> {
+        let slot = self.slot(queue)?;
+        let link = self.live_link()?;
+        let channel = link.scratch_channel().await?;
+        let purged = channel
+            .queue_purge(slot.names.dead.as_str().into(), QueuePurgeOptions::default())
+            .await;
+        let _ = channel.close(200, "purged".into()).await;
+        let count = purged.map_err(unavailable)? as usize;
+        tracing::info!(queue, count, "Purged dead letters.");
+        Ok(count)
+    }
+
+    /// Ready messages of a queue, from a passive declare (fails if the queue is missing).
+    pub(crate) async fn ready_count(channel: &lapin::Channel, name: &str) -> Result<u64, BusError> {
+        let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let queue = channel
+            .queue_declare(name.into(), options, FieldTable::default())
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::from(queue.message_count()))
+    }
+}
