@@ -13,6 +13,9 @@ impl Quantity {
     /// The largest quantity on one order line.
     pub const MAX: u32 = 10_000;
 
+    /// One unit (what a group-buy member gets).
+    pub const ONE: Quantity = Quantity(1);
+
     /// Validates a quantity given as any integer.
     ///
     /// # Errors

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use ordermill_bus::EmbeddedBus;
 use ordermill_core::ports::{
-    BusError, BusLedger, CacheError, EventBus, OrderStore, StockCache, StoreError,
+    BusError, BusLedger, CacheError, DealStore, EventBus, LimitStore, OrderStore, StockCache,
+    StoreError,
 };
 use ordermill_core::{Clock, OrderIdGenerator, SystemClock};
 use ordermill_store::SqliteStore;
@@ -21,11 +22,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::catalog::{Catalog, CatalogError};
+use crate::deals::{self, Deals};
 use crate::http::{self, AppState, Shared};
 use crate::intake::Intake;
 use crate::intake::committer::Committer;
 use crate::intake::idempotency::Idempotency;
 use crate::integrations::{self, IntegrationError};
+use crate::limits::PurchaseLimits;
 use crate::read_cache::OrderCache;
 use crate::settings::Settings;
 use crate::telemetry;
@@ -102,6 +105,7 @@ pub struct Application {
     router: axum::Router,
     committer: Committer,
     pipeline: Pipeline,
+    deals: Arc<Deals>,
     settings: Settings,
 }
 
@@ -133,6 +137,8 @@ impl Application {
                 .map_err(store_error)?,
         );
         let store: Arc<dyn OrderStore> = sqlite.clone();
+        let deal_store: Arc<dyn DealStore> = sqlite.clone();
+        let limit_store: Arc<dyn LimitStore> = sqlite.clone();
         let ledger: Arc<dyn BusLedger> = sqlite;
         let cache = stock_cache(&settings).await?;
         let catalog = Arc::new(Catalog::load(store.clone(), cache.clone()).await?);
@@ -145,17 +151,30 @@ impl Application {
             settings.commit.max_batch_orders,
             settings.commit.queue_capacity,
         );
-        let idempotency = Idempotency::new(store.clone(), settings.idempotency_cache_entries);
+        let idempotency =
+            Arc::new(Idempotency::new(store.clone(), settings.idempotency_cache_entries));
+        let limits = Arc::new(PurchaseLimits::load(limit_store).await.map_err(store_error)?);
         let intake = Arc::new(Intake::new(
             catalog.clone(),
             cache.clone(),
             handle,
-            idempotency,
+            idempotency.clone(),
+            limits.clone(),
             clock.clone(),
             bus.clone(),
             settings.max_backlog,
         ));
         let orders = OrderCache::new(settings.order_cache_entries);
+        let deals = Arc::new(Deals::new(
+            deal_store,
+            catalog.clone(),
+            cache.clone(),
+            limits.clone(),
+            idempotency,
+            bus.clone(),
+            orders.clone(),
+            clock.clone(),
+        ));
         let pipeline = Pipeline {
             store: store.clone(),
             bus: bus.clone(),
@@ -165,16 +184,26 @@ impl Application {
             orders: orders.clone(),
             gateway: integrations::payment_gateway(&settings.payment)?,
             notifier: integrations::notifier(&settings.notify)?,
+            limits: limits.clone(),
             message_timeout: Duration::from_millis(settings.workers.message_timeout_ms.max(1)),
         };
         let admin_token = settings.admin_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from);
-        let state =
-            AppState::new(Shared { intake, catalog, store, metrics, bus, orders, admin_token });
+        let state = AppState::new(Shared {
+            intake,
+            catalog,
+            store,
+            metrics,
+            bus,
+            orders,
+            deals: deals.clone(),
+            limits,
+            admin_token,
+        });
         let router = http::router(state, &settings.http);
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        Ok(Application { listener, router, committer, pipeline, settings })
+        Ok(Application { listener, router, committer, pipeline, deals, settings })
     }
 
     /// The bound address (useful with port 0).
@@ -201,6 +230,11 @@ impl Application {
         let stop_workers = CancellationToken::new();
         let working = TaskTracker::new();
         workers::spawn_all(&self.pipeline, &self.settings.workers, &working, &stop_workers);
+        working.spawn(deals::scheduler::run(
+            self.deals.clone(),
+            Duration::from_millis(self.settings.deals.check_interval_ms.max(10)),
+            stop_workers.clone(),
+        ));
         working.spawn(telemetry::watch_queues(
             self.pipeline.bus.clone(),
             Duration::from_secs(1),

@@ -12,6 +12,8 @@
 //! - [`http`]: one module per noun, each with its `router()`, and [`http::error`], the one
 //!   place errors become status codes and JSON bodies.
 //! - [`workers`]: the consumers (inventory, payment, notify) and their retry loop.
+//! - [`deals`]: group buying (open, join, complete) and the deadline scheduler.
+//! - [`limits`]: per-customer purchase limits, enforced in memory at intake.
 //! - [`integrations`]: payment gateways (simulated, http) and notifiers (log, webhook).
 //! - [`offline`]: `ordermill dlq` on a stopped node's data dir.
 //! - [`read_cache`]: the order read cache behind `GET /api/orders/{id}`.
@@ -22,9 +24,11 @@
 
 pub mod app;
 pub mod catalog;
+pub mod deals;
 pub mod http;
 pub mod intake;
 pub mod integrations;
+pub mod limits;
 pub mod offline;
 pub mod read_cache;
 pub mod settings;

@@ -44,6 +44,23 @@ pub struct Settings {
     pub notify: NotifySettings,
     /// Queue bindings on the `orders` exchange.
     pub topology: Topology,
+    /// Group buying.
+    pub deals: DealSettings,
+}
+
+/// Group buying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DealSettings {
+    /// How often the scheduler looks for deals whose deadline has passed; a deadline fires
+    /// within this long of passing.
+    pub check_interval_ms: u64,
+}
+
+impl Default for DealSettings {
+    fn default() -> Self {
+        DealSettings { check_interval_ms: 500 }
+    }
 }
 
 impl Default for Settings {
@@ -65,6 +82,7 @@ impl Default for Settings {
             payment: PaymentSettings::default(),
             notify: NotifySettings::default(),
             topology: Topology::default(),
+            deals: DealSettings::default(),
         }
     }
 }

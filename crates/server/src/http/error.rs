@@ -7,6 +7,7 @@ use ordermill_core::ValidationError;
 use serde::Serialize;
 
 use crate::catalog::CatalogError;
+use crate::deals::DealError;
 use crate::intake::IntakeError;
 
 /// An error answer: status, stable code, human message.
@@ -105,7 +106,9 @@ impl From<IntakeError> for ApiError {
             IntakeError::Invalid(_)
             | IntakeError::UnknownSku(_)
             | IntakeError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            IntakeError::OutOfStock(_) | IntakeError::IdempotencyInProgress => StatusCode::CONFLICT,
+            IntakeError::OutOfStock(_)
+            | IntakeError::IdempotencyInProgress
+            | IntakeError::LimitExceeded { .. } => StatusCode::CONFLICT,
             IntakeError::Unavailable(cause) => {
                 tracing::error!(cause = %cause, "Order intake failed; answering 503.");
                 return Self::unavailable(
@@ -119,6 +122,20 @@ impl From<IntakeError> for ApiError {
             }
         };
         Self::new(status, error.code(), error.to_string())
+    }
+}
+
+impl From<DealError> for ApiError {
+    fn from(error: DealError) -> Self {
+        match error {
+            DealError::Intake(intake) => intake.into(),
+            DealError::NotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "deal_not_found", error.to_string())
+            }
+            DealError::Refused(refusal) => {
+                Self::new(StatusCode::CONFLICT, refusal.code(), refusal.to_string())
+            }
+        }
     }
 }
 

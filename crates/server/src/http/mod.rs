@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod deals;
 pub mod error;
 pub mod health;
 pub mod metrics;
@@ -61,6 +62,10 @@ pub struct Shared {
     pub bus: Arc<dyn EventBus>,
     /// Recently changed and final orders.
     pub orders: OrderCache,
+    /// Group buying.
+    pub deals: Arc<crate::deals::Deals>,
+    /// Per-customer purchase limits (shown and set with products).
+    pub limits: Arc<crate::limits::PurchaseLimits>,
     /// The admin bearer token; `None` disables `/admin`.
     pub admin_token: Option<Arc<str>>,
 }
@@ -70,6 +75,7 @@ pub fn router(state: AppState, limits: &HttpSettings) -> Router {
     Router::new()
         .merge(orders::router(limits.max_batch_body_bytes))
         .merge(products::router())
+        .merge(deals::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(admin::router())

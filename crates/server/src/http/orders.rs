@@ -85,13 +85,15 @@ impl<'a> From<&'a Order> for OrderView<'a> {
 
 impl<'a> OrderView<'a> {
     /// The order as its creation answered it (an idempotent replay returns exactly that,
-    /// whatever happened to the order since).
-    fn as_created(order: &'a Order) -> Self {
-        OrderView {
-            status: OrderStatus::Accepted.as_str(),
-            history: vec![StatusChange { status: OrderStatus::Accepted, at: order.created_at }],
-            ..OrderView::from(order)
-        }
+    /// whatever happened to the order since): its first status, `accepted` or, for a
+    /// group-buy order, `awaiting_group`.
+    pub fn as_created(order: &'a Order) -> Self {
+        let first = order
+            .full_history()
+            .first()
+            .copied()
+            .unwrap_or(StatusChange { status: OrderStatus::Accepted, at: order.created_at });
+        OrderView { status: first.status.as_str(), history: vec![first], ..OrderView::from(order) }
     }
 }
 
@@ -140,7 +142,11 @@ fn validate(
     Ok(OrderInput { customer_id, items, idempotency_key: key })
 }
 
-fn header_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ValidationError> {
+/// The `Idempotency-Key` header, validated.
+///
+/// # Errors
+/// [`ValidationError::InvalidIdempotencyKey`] when it is not printable ASCII of 1..=255.
+pub fn header_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ValidationError> {
     headers
         .get("idempotency-key")
         .map(|value| {

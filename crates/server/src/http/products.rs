@@ -15,6 +15,7 @@ use super::AppState;
 use super::body;
 use super::error::ApiError;
 use crate::catalog::StockedProduct;
+use crate::limits::{MAX_LIMIT, PurchaseLimits};
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
@@ -27,6 +28,28 @@ struct ProductRequest {
     name: Option<Value>,
     price: Option<Value>,
     stock: Option<Value>,
+    /// Absent: keep the current limit. `null`: no limit. A number: at most that many units
+    /// per customer (flash-sale rule).
+    #[serde(default, deserialize_with = "present")]
+    per_customer_limit: Option<Value>,
+}
+
+/// Tells a field sent as `null` (Some(Null)) from one not sent (None).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+fn limit(value: Option<&Value>) -> Result<Option<Option<u32>>, ValidationError> {
+    let invalid = |got: String| ValidationError::InvalidLimit { got, max: MAX_LIMIT };
+    match value {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(Some(Some(n))),
+            _ => Err(invalid(n.to_string())),
+        },
+        Some(other) => Err(invalid(other.to_string().chars().take(40).collect())),
+    }
 }
 
 /// A product as clients see it.
@@ -39,16 +62,19 @@ struct ProductView<'a> {
     stock: i64,
     /// Units that can still be sold.
     stock_available: i64,
+    /// Most units one customer may hold (flash-sale rule); `null` for no limit.
+    per_customer_limit: Option<u32>,
 }
 
-impl<'a> From<&'a StockedProduct> for ProductView<'a> {
-    fn from(p: &'a StockedProduct) -> Self {
+impl<'a> ProductView<'a> {
+    fn new(p: &'a StockedProduct, limits: &PurchaseLimits) -> Self {
         ProductView {
             sku: p.product.sku.as_str(),
             name: p.product.name.as_str(),
             price: p.product.price,
             stock: p.product.stock.get(),
             stock_available: p.available,
+            per_customer_limit: limits.limit(&p.product.sku),
         }
     }
 }
@@ -102,9 +128,20 @@ async fn put(
             .into());
         }
     };
-    let (product, created) = state.catalog.put(sku, name, price, stock).await?;
+    let per_customer_limit = limit(request.per_customer_limit.as_ref())?;
+    let (product, created) = state.catalog.put(sku.clone(), name, price, stock).await?;
+    if let Some(wanted) = per_customer_limit
+        && let Err(error) = state.limits.set(&sku, wanted).await
+    {
+        tracing::error!(sku = %sku, error = %error, "Could not save a purchase limit; answering 503.");
+        return Err(ApiError::unavailable(
+            "store_unavailable",
+            "the product was saved but its per_customer_limit was not; send the request again",
+            1,
+        ));
+    }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, axum::Json(ProductView::from(&product))).into_response())
+    Ok((status, axum::Json(ProductView::new(&product, &state.limits))).into_response())
 }
 
 async fn show(
@@ -113,7 +150,7 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let sku = sku_from_path(path)?;
     match state.catalog.get(&sku).await? {
-        Some(product) => Ok(axum::Json(ProductView::from(&product)).into_response()),
+        Some(product) => Ok(axum::Json(ProductView::new(&product, &state.limits)).into_response()),
         None => Err(not_found(&sku)),
     }
 }
@@ -125,6 +162,8 @@ struct ProductList<'a> {
 
 async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     let products = state.catalog.list().await?;
-    let body = ProductList { products: products.iter().map(ProductView::from).collect() };
+    let body = ProductList {
+        products: products.iter().map(|p| ProductView::new(p, &state.limits)).collect(),
+    };
     Ok(axum::Json(body).into_response())
 }

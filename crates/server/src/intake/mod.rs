@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use self::committer::{CommitRequest, Committed, CommitterHandle};
 use self::idempotency::{Begin, Idempotency, KeyClaim};
 use crate::catalog::{Catalog, PriceError};
+use crate::limits::{LimitHold, PurchaseLimits};
 use crate::telemetry::IntakeMetrics;
 
 /// An order request whose shape is valid: the items' SKUs and quantities parse, there are
@@ -47,6 +48,16 @@ pub enum IntakeError {
     /// Not enough units of a SKU.
     #[error("sku {0} is out of stock")]
     OutOfStock(Sku),
+    /// The customer would hold more of a SKU than its per-customer limit allows.
+    #[error("sku {sku} is limited to {limit} per customer; this customer already holds {held}")]
+    LimitExceeded {
+        /// The SKU.
+        sku: Sku,
+        /// Its limit.
+        limit: u32,
+        /// Units the customer holds already.
+        held: u64,
+    },
     /// The idempotency key was used before for a different request.
     #[error(
         "this Idempotency-Key was already used for a different request; use a new key for a new order"
@@ -78,6 +89,7 @@ impl IntakeError {
             Self::Invalid(e) => e.code(),
             Self::UnknownSku(_) => "unknown_sku",
             Self::OutOfStock(_) => "out_of_stock",
+            Self::LimitExceeded { .. } => "limit_exceeded",
             Self::IdempotencyMismatch => "idempotency_key_reused",
             Self::IdempotencyInProgress => "idempotency_key_in_use",
             Self::Unavailable(_) => "store_unavailable",
@@ -116,9 +128,27 @@ impl Placed {
     }
 }
 
+// Made and moved once per order on the hot path: boxing the large variant would add an
+// allocation per order to save a copy of a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 enum Prepared {
     Replay(Arc<Order>),
-    New(AcceptedOrder, Option<KeyClaim>),
+    New(AcceptedOrder, Option<KeyClaim>, LimitHold),
+}
+
+impl From<crate::limits::LimitExceeded> for IntakeError {
+    fn from(e: crate::limits::LimitExceeded) -> Self {
+        IntakeError::LimitExceeded { sku: e.sku, limit: e.limit, held: e.held }
+    }
+}
+
+impl From<CacheError> for IntakeError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::OutOfStock { sku } => IntakeError::OutOfStock(sku),
+            other => IntakeError::Unavailable(other.to_string()),
+        }
+    }
 }
 
 /// The intake service.
@@ -126,7 +156,8 @@ pub struct Intake {
     catalog: Arc<Catalog>,
     cache: Arc<dyn StockCache>,
     committer: CommitterHandle,
-    idempotency: Idempotency,
+    idempotency: Arc<Idempotency>,
+    limits: Arc<PurchaseLimits>,
     clock: Arc<dyn Clock>,
     ids: OrderIdGenerator,
     metrics: IntakeMetrics,
@@ -136,11 +167,13 @@ pub struct Intake {
 
 impl Intake {
     /// Wires the service.
+    #[allow(clippy::too_many_arguments)] // the parts intake is made of; built once, in app.rs
     pub fn new(
         catalog: Arc<Catalog>,
         cache: Arc<dyn StockCache>,
         committer: CommitterHandle,
-        idempotency: Idempotency,
+        idempotency: Arc<Idempotency>,
+        limits: Arc<PurchaseLimits>,
         clock: Arc<dyn Clock>,
         bus: Arc<dyn EventBus>,
         max_backlog: u64,
@@ -150,6 +183,7 @@ impl Intake {
             cache,
             committer,
             idempotency,
+            limits,
             clock,
             ids: OrderIdGenerator::new(),
             metrics: IntakeMetrics::new(),
@@ -221,9 +255,9 @@ impl Intake {
             };
             results.push(match prepared {
                 Ok(Prepared::Replay(order)) => Some(Ok(Placed::Replayed(order))),
-                Ok(Prepared::New(accepted, claim)) => {
+                Ok(Prepared::New(accepted, claim, hold)) => {
                     orders.push(accepted);
-                    pending.push((slot, claim));
+                    pending.push((slot, claim, hold));
                     None
                 }
                 Err(error) => Some(Err(error)),
@@ -233,7 +267,8 @@ impl Intake {
             match self.commit(orders).await {
                 Ok(committed) => {
                     self.metrics.accepted.increment(pending.len() as u64);
-                    for (offset, (slot, claim)) in pending.into_iter().enumerate() {
+                    for (offset, (slot, claim, hold)) in pending.into_iter().enumerate() {
+                        hold.keep();
                         let index = committed.range.start + offset;
                         if let Some(claim) = claim {
                             let order = Arc::new(committed.batch[index].order.clone());
@@ -244,7 +279,8 @@ impl Intake {
                     }
                 }
                 Err(error) => {
-                    for (slot, _claim) in pending {
+                    // Dropping each claim and hold frees the key and the counted units.
+                    for (slot, _claim, _hold) in pending {
                         results[slot] = Some(Err(error.clone()));
                     }
                 }
@@ -288,10 +324,10 @@ impl Intake {
                 Begin::Proceed(claim) => Some(claim),
             },
         };
-        self.cache.reserve(&lines).await.map_err(|e| match e {
-            CacheError::OutOfStock { sku } => IntakeError::OutOfStock(sku),
-            other => IntakeError::Unavailable(other.to_string()),
-        })?;
+        // Counted before stock is reserved, so a customer over the limit takes no stock; the
+        // hold gives the units back by itself if anything below fails.
+        let hold = self.limits.take(&input.customer_id, &lines)?;
+        self.cache.reserve(&lines).await?;
         let order = Order {
             id: self.ids.next(now),
             customer_id: input.customer_id,
@@ -302,7 +338,7 @@ impl Intake {
             idempotency_key: input.idempotency_key,
             history: Vec::new(),
         };
-        Ok(Prepared::New(AcceptedOrder { order, event_id: self.ids.next_uuid(now) }, claim))
+        Ok(Prepared::New(AcceptedOrder { order, event_id: self.ids.next_uuid(now) }, claim, hold))
     }
 
     async fn commit(&self, orders: Vec<AcceptedOrder>) -> Result<Committed, IntakeError> {

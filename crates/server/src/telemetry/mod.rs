@@ -38,6 +38,12 @@ pub const ORDERS_CONFIRMED: &str = "ordermill_orders_confirmed_total";
 pub const ORDERS_CANCELLED: &str = "ordermill_orders_cancelled_total";
 /// Time from acceptance to confirmation, seconds.
 pub const CONFIRM_SECONDS: &str = "ordermill_accept_to_confirm_seconds";
+/// Group-buy deals opened.
+pub const DEALS_OPENED: &str = "ordermill_deals_opened_total";
+/// Group-buy deals whose group filled before the deadline.
+pub const DEALS_COMPLETED: &str = "ordermill_deals_completed_total";
+/// Group-buy deals whose deadline passed unfilled.
+pub const DEALS_EXPIRED: &str = "ordermill_deals_expired_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -93,6 +99,9 @@ fn describe() {
     describe_counter!(ORDERS_CONFIRMED, "Orders confirmed.");
     describe_counter!(ORDERS_CANCELLED, "Orders cancelled.");
     describe_histogram!(CONFIRM_SECONDS, Unit::Seconds, "Time from acceptance to confirmation.");
+    describe_counter!(DEALS_OPENED, "Group-buy deals opened.");
+    describe_counter!(DEALS_COMPLETED, "Group-buy deals whose group filled in time.");
+    describe_counter!(DEALS_EXPIRED, "Group-buy deals whose deadline passed unfilled.");
 }
 
 /// Pre-registered handles for the intake path.

@@ -1,5 +1,5 @@
-//! `inventory`: deducts stock of record on `order.created` (conditional: never negative) and
-//! gives the units back on `payment.failed`, in the store and the hot-stock cache.
+//! `inventory`: deducts stock of record on `order.created` / `deal.joined` and gives the units
+//! back on `payment.failed` / `deal.expired`, in the store and the hot-stock cache.
 
 use std::sync::Arc;
 
@@ -29,8 +29,8 @@ impl Handler for Inventory {
         let mut effects = settle::Effects::default();
         for (i, delivery) in batch.iter().enumerate() {
             let fact = match &*delivery.envelope.routing_key {
-                "order.created" => Fact::StockDeducted,
-                "payment.failed" => Fact::StockReleased,
+                "order.created" | "deal.joined" => Fact::StockDeducted,
+                "payment.failed" | "deal.expired" => Fact::StockReleased,
                 other => {
                     outcomes[i] = Outcome::Dead(format!(
                         "inventory does not handle {other:?} events; fix the bindings"

@@ -59,6 +59,8 @@ pub struct Pipeline {
     pub gateway: Arc<dyn PaymentGateway>,
     /// The notifier.
     pub notifier: Arc<dyn Notifier>,
+    /// Per-customer limits: a cancelled order's units count no more.
+    pub limits: Arc<crate::limits::PurchaseLimits>,
     /// How long one outside call (a charge, a notification) may take before it counts as a
     /// transient failure of that message alone.
     pub message_timeout: std::time::Duration,

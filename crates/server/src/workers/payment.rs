@@ -1,4 +1,5 @@
-//! `payment`: charges each new order through the gateway. A decline cancels the order
+//! `payment`: charges each new order (`order.created`), and each group-buy order once its
+//! group completes (`deal.completed`), through the gateway. A decline cancels the order
 //! (`payment.failed`, `order.cancelled`); a transient failure is retried through the queue.
 //! An event this consumer already processed is acked without calling the gateway again.
 
@@ -54,7 +55,7 @@ impl Handler for Payment {
             if done.contains(&delivery.envelope.event_id) {
                 continue; // charged (or declined) before: ack, do not charge again
             }
-            if &*delivery.envelope.routing_key != "order.created" {
+            if !matches!(&*delivery.envelope.routing_key, "order.created" | "deal.completed") {
                 outcomes[i] = Outcome::Dead(format!(
                     "payment does not handle {:?} events; fix the bindings",
                     delivery.envelope.routing_key

@@ -60,7 +60,10 @@ pub async fn after_commit(pipeline: &Pipeline, outcomes: Vec<EffectOutcome>) {
                     let waited_ms = (pipeline.clock.now().0 - order.created_at.0).max(0);
                     histogram!(telemetry::CONFIRM_SECONDS).record(waited_ms as f64 / 1000.0);
                 }
-                OrderStatus::Cancelled => counter!(telemetry::ORDERS_CANCELLED).increment(1),
+                OrderStatus::Cancelled => {
+                    counter!(telemetry::ORDERS_CANCELLED).increment(1);
+                    pipeline.limits.give_back(&order.customer_id, &order.lines);
+                }
                 OrderStatus::Accepted | OrderStatus::AwaitingGroup => {}
             }
         }

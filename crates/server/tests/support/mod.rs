@@ -23,13 +23,22 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_clocked(dir, std::sync::Arc::new(ordermill_core::SystemClock), tweak).await
+}
+
+/// [`spawn_app_in`] on a clock the test controls.
+pub async fn spawn_app_clocked(
+    dir: TempDir,
+    clock: std::sync::Arc<dyn ordermill_core::Clock>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
         ..Settings::default()
     };
     tweak(&mut settings);
-    let app = Application::build(settings).await.expect("app builds");
+    let app = Application::build_with_clock(settings, clock).await.expect("app builds");
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(app.run_until_stopped(async {
@@ -73,6 +82,10 @@ impl TestApp {
 
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
         self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client.get(self.url(path)).send().await.unwrap().text().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -1,0 +1,277 @@
+//! Group buying: opening deals, joining them, and the scheduler that expires them.
+//!
+//! Joining is intake for a group-buy order: idempotency → purchase limit → hot-stock
+//! reservation → ONE store transaction that writes the order, checks the deal (open, not
+//! full, not joined before) and, if this join fills the group, completes the deal and moves
+//! every member's order on to payment. Concurrent joins for the last slot are decided one at
+//! a time by that transaction; the losers' reservations are given back.
+
+pub mod scheduler;
+
+use std::sync::Arc;
+
+use metrics::counter;
+use ordermill_core::ports::{
+    AcceptedOrder, DealStore, Envelope, EventBus, JoinOutcome, StockCache, StoreError,
+};
+use ordermill_core::{
+    Clock, CustomerId, Deal, DealId, DealStatus, GroupSize, IdempotencyKey, JoinRefusal, Money,
+    Order, OrderIdGenerator, OrderLine, OrderStatus, OutboxEvent, Quantity, Sku, StatusChange,
+    UnixMillis,
+};
+use thiserror::Error;
+
+use crate::catalog::Catalog;
+use crate::intake::IntakeError;
+use crate::intake::idempotency::{Begin, Idempotency};
+use crate::limits::PurchaseLimits;
+use crate::read_cache::OrderCache;
+use crate::telemetry;
+
+/// Why a deal operation failed.
+#[derive(Debug, Clone, Error)]
+pub enum DealError {
+    /// As for any order: bad input, unknown SKU, sold out, over the limit, idempotency, store.
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+    /// No such deal.
+    #[error("no deal with id {0}")]
+    NotFound(DealId),
+    /// The deal refused the customer.
+    #[error(transparent)]
+    Refused(JoinRefusal),
+}
+
+fn unavailable(error: StoreError) -> DealError {
+    DealError::Intake(IntakeError::Unavailable(error.to_string()))
+}
+
+/// A deal to open, validated.
+#[derive(Debug, Clone)]
+pub struct NewDeal {
+    /// What is sold.
+    pub sku: Sku,
+    /// The price each member pays.
+    pub deal_price: Money,
+    /// Members needed.
+    pub group_size: GroupSize,
+    /// The deadline.
+    pub expires_at: UnixMillis,
+}
+
+/// A join's result.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    /// The deal as the join left it.
+    pub deal_id: DealId,
+    /// The member's order.
+    pub order: Arc<Order>,
+    /// Whether an earlier request with the same idempotency key made it.
+    pub replayed: bool,
+}
+
+/// The group-buy service.
+pub struct Deals {
+    store: Arc<dyn DealStore>,
+    catalog: Arc<Catalog>,
+    cache: Arc<dyn StockCache>,
+    limits: Arc<PurchaseLimits>,
+    idempotency: Arc<Idempotency>,
+    bus: Arc<dyn EventBus>,
+    orders: OrderCache,
+    clock: Arc<dyn Clock>,
+    ids: OrderIdGenerator,
+}
+
+impl Deals {
+    /// Wires the service.
+    #[allow(clippy::too_many_arguments)] // the parts a join touches; built once, in app.rs
+    pub fn new(
+        store: Arc<dyn DealStore>,
+        catalog: Arc<Catalog>,
+        cache: Arc<dyn StockCache>,
+        limits: Arc<PurchaseLimits>,
+        idempotency: Arc<Idempotency>,
+        bus: Arc<dyn EventBus>,
+        orders: OrderCache,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Deals {
+            store,
+            catalog,
+            cache,
+            limits,
+            idempotency,
+            bus,
+            orders,
+            clock,
+            ids: OrderIdGenerator::new(),
+        }
+    }
+
+    /// The current time, for deadlines given relative to now.
+    pub fn now(&self) -> UnixMillis {
+        self.clock.now()
+    }
+
+    /// Opens a deal.
+    ///
+    /// # Errors
+    /// `unknown_sku` if the SKU is not in the catalog; 503 on a store failure.
+    pub async fn open(&self, new: NewDeal) -> Result<Deal, DealError> {
+        if self.catalog.price(&[(new.sku.clone(), Quantity::ONE)]).is_err() {
+            return Err(IntakeError::UnknownSku(new.sku).into());
+        }
+        let now = self.clock.now();
+        let deal = Deal {
+            id: DealId::from_uuid(self.ids.next_uuid(now)),
+            sku: new.sku,
+            deal_price: new.deal_price,
+            group_size: new.group_size,
+            created_at: now,
+            expires_at: new.expires_at,
+            status: DealStatus::Open,
+            members: Vec::new(),
+        };
+        match self.store.create_deal(&deal).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(IntakeError::UnknownSku(deal.sku).into()),
+            Err(other) => return Err(unavailable(other)),
+        }
+        counter!(telemetry::DEALS_OPENED).increment(1);
+        tracing::info!(deal_id = %deal.id, sku = %deal.sku, group_size = deal.group_size.get(), expires_at = %deal.expires_at, "Deal opened.");
+        Ok(deal)
+    }
+
+    /// One deal with its members.
+    ///
+    /// # Errors
+    /// [`DealError::NotFound`], or 503 on a store failure.
+    pub async fn get(&self, id: DealId) -> Result<Deal, DealError> {
+        self.store.get_deal(id).await.map_err(unavailable)?.ok_or(DealError::NotFound(id))
+    }
+
+    /// Joins `customer` to a deal: returns once their order is durable (or refused).
+    ///
+    /// # Errors
+    /// See [`DealError`]; on any error nothing is written and no stock or limit stays taken.
+    pub async fn join(
+        self: &Arc<Self>,
+        deal_id: DealId,
+        customer: CustomerId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Joined, DealError> {
+        let this = self.clone();
+        // Its own task, like intake: a client that disconnects cannot strand a reservation.
+        tokio::spawn(async move { this.join_now(deal_id, customer, key).await })
+            .await
+            .unwrap_or_else(|join| {
+                tracing::error!(error = %join, "Deal join task failed.");
+                Err(IntakeError::Unavailable("deal join task failed".into()).into())
+            })
+    }
+
+    async fn join_now(
+        &self,
+        deal_id: DealId,
+        customer: CustomerId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Joined, DealError> {
+        let now = self.clock.now();
+        let deal = self.get(deal_id).await?;
+        let items = [(deal.sku.clone(), Quantity::ONE)];
+        // A retried join is answered before the deal is checked: its customer is a member now.
+        let claim = match &key {
+            None => None,
+            Some(key) => {
+                match self.idempotency.begin(key, &customer, &items).await.map_err(unavailable)? {
+                    Begin::Replay(order) => return Ok(Joined { deal_id, order, replayed: true }),
+                    Begin::Mismatch => return Err(IntakeError::IdempotencyMismatch.into()),
+                    Begin::InProgress => return Err(IntakeError::IdempotencyInProgress.into()),
+                    Begin::Proceed(claim) => Some(claim),
+                }
+            }
+        };
+        // Refuse early what the transaction would refuse anyway, before taking stock.
+        deal.check_join(&customer, now).map_err(DealError::Refused)?;
+        let line = OrderLine::priced(deal.sku.clone(), Quantity::ONE, deal.deal_price)
+            .map_err(IntakeError::from)?;
+        let lines = vec![line];
+        let hold = self.limits.take(&customer, &lines).map_err(IntakeError::from)?;
+        self.cache.reserve(&lines).await.map_err(IntakeError::from)?;
+        let order = Order {
+            id: self.ids.next(now),
+            customer_id: customer,
+            total: lines[0].line_total,
+            lines,
+            status: OrderStatus::AwaitingGroup,
+            created_at: now,
+            idempotency_key: key,
+            history: vec![StatusChange { status: OrderStatus::AwaitingGroup, at: now }],
+        };
+        let accepted = AcceptedOrder { order, event_id: self.ids.next_uuid(now) };
+        let completion_ids = (0..deal.group_size.get()).map(|_| self.ids.next_uuid(now)).collect();
+        let lines = accepted.order.lines.clone();
+        let outcome = self.store.join_deal(deal_id, accepted, completion_ids, now).await;
+        let refusal = match outcome {
+            Ok(JoinOutcome::Joined { deal, order, emitted, completed }) => {
+                hold.keep();
+                let order = Arc::new(order);
+                if let Some(claim) = claim {
+                    self.idempotency.complete(claim, order.clone());
+                }
+                if deal.status == DealStatus::Completed {
+                    counter!(telemetry::DEALS_COMPLETED).increment(1);
+                    tracing::info!(deal_id = %deal.id, members = completed.len(), "Deal completed; its orders go on to payment.");
+                }
+                self.publish(emitted).await;
+                return Ok(Joined { deal_id, order, replayed: false });
+            }
+            Ok(JoinOutcome::Refused(refusal)) => DealError::Refused(refusal),
+            Ok(JoinOutcome::NotFound) => DealError::NotFound(deal_id),
+            Err(error) => unavailable(error),
+        };
+        // Nothing was written: give the unit back (the hold and the claim go by themselves).
+        if let Err(error) = self.cache.release(&lines).await {
+            tracing::error!(deal_id = %deal_id, error = %error, "Could not release hot stock of a refused join; restart to reconcile.");
+        }
+        Err(refusal)
+    }
+
+    /// Expires every deal whose deadline has passed; returns how many expired.
+    ///
+    /// # Errors
+    /// When the store cannot be read or written; the deals are tried again next time.
+    pub async fn expire_due(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let mut expired = 0;
+        for deal_id in self.store.due_deals(now, 100).await? {
+            let Some(deal) = self.store.get_deal(deal_id).await? else { continue };
+            let event_ids = deal.members.iter().map(|_| self.ids.next_uuid(now)).collect();
+            let Some(done) = self.store.expire_deal(deal_id, event_ids, now).await? else {
+                continue; // completed or expired meanwhile (another node): nothing to do
+            };
+            expired += 1;
+            counter!(telemetry::DEALS_EXPIRED).increment(1);
+            tracing::info!(deal_id = %deal_id, members = done.cancelled.len(), group_size = done.deal.group_size.get(), "Deal expired unfilled; its orders are cancelled.");
+            for order in done.cancelled {
+                self.limits.give_back(&order.customer_id, &order.lines);
+                counter!(telemetry::ORDERS_CANCELLED).increment(1);
+                self.orders.insert(Arc::new(order));
+            }
+            self.publish(done.emitted).await;
+        }
+        Ok(expired)
+    }
+
+    async fn publish(&self, events: Vec<OutboxEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let events: Vec<Envelope> = events.into_iter().map(Envelope::from).collect();
+        // The events are in the outbox already: if this fails they go out on the next start.
+        if let Err(error) = self.bus.publish(events).await {
+            tracing::error!(error = %error, "Could not publish deal events; they stay in the outbox.");
+        }
+    }
+}

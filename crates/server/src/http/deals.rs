@@ -1,0 +1,210 @@
+//! `POST /api/deals`, `GET /api/deals/{id}`, `POST /api/deals/{id}/join`: group buying.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ordermill_core::deal::check_deadline;
+use ordermill_core::{
+    CustomerId, Deal, DealId, DealMember, GroupSize, Money, Sku, UnixMillis, ValidationError,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::AppState;
+use super::body;
+use super::error::ApiError;
+use super::orders::{OrderView, header_key};
+use crate::deals::NewDeal;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/deals", post(open))
+        .route("/api/deals/{id}", get(show))
+        .route("/api/deals/{id}/join", post(join))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DealRequest {
+    sku: Option<Value>,
+    deal_price: Option<Value>,
+    group_size: Option<Value>,
+    expires_in: Option<Value>,
+    expires_at: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinRequest {
+    customer_id: Option<Value>,
+}
+
+/// A deal as clients see it.
+#[derive(Serialize)]
+struct DealView<'a> {
+    deal_id: DealId,
+    sku: &'a str,
+    deal_price: Money,
+    group_size: u32,
+    status: &'static str,
+    members: &'a [DealMember],
+    slots_left: u32,
+    created_at: UnixMillis,
+    expires_at: UnixMillis,
+    /// Milliseconds until the deadline; 0 once closed.
+    time_left_ms: i64,
+    /// The same, for people (`14m 59s`).
+    time_left: String,
+}
+
+impl<'a> DealView<'a> {
+    fn new(deal: &'a Deal, now: UnixMillis) -> Self {
+        let left = deal.millis_left(now);
+        // Whole seconds: `14m 59s` reads better than `14m 59s 312ms`.
+        let shown = std::time::Duration::from_secs(u64::try_from(left / 1000).unwrap_or(0));
+        DealView {
+            deal_id: deal.id,
+            sku: deal.sku.as_str(),
+            deal_price: deal.deal_price,
+            group_size: deal.group_size.get(),
+            status: deal.status.as_str(),
+            members: &deal.members,
+            slots_left: deal.group_size.get().saturating_sub(deal.members.len() as u32),
+            created_at: deal.created_at,
+            expires_at: deal.expires_at,
+            time_left_ms: left,
+            time_left: humantime::format_duration(shown).to_string(),
+        }
+    }
+}
+
+/// A joined member's order, with its deal.
+#[derive(Serialize)]
+struct JoinView<'a> {
+    deal_id: DealId,
+    #[serde(flatten)]
+    order: OrderView<'a>,
+}
+
+fn short(value: &Value) -> String {
+    value.to_string().chars().take(40).collect()
+}
+
+fn deal_id(path: Result<Path<String>, PathRejection>) -> Result<DealId, ApiError> {
+    let Path(id) =
+        path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_deal_id", e.body_text()))?;
+    DealId::parse(&id).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
+}
+
+fn deadline(request: &DealRequest, now: UnixMillis) -> Result<UnixMillis, ValidationError> {
+    let invalid = |why: String| ValidationError::InvalidExpiry(why);
+    let at = match (&request.expires_in, &request.expires_at) {
+        (Some(Value::String(text)), None) => {
+            let after = humantime::parse_duration(text).map_err(|e| {
+                invalid(format!("expires_in must be a duration like \"15m\" or \"2h\": {e}"))
+            })?;
+            let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+            UnixMillis(now.0.saturating_add(ms))
+        }
+        (None, Some(Value::String(text))) => {
+            let at = humantime::parse_rfc3339_weak(text).map_err(|e| {
+                invalid(format!(
+                    "expires_at must be an RFC 3339 time like \"2026-11-24T20:00:00Z\": {e}"
+                ))
+            })?;
+            let ms = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            UnixMillis(i64::try_from(ms).unwrap_or(i64::MAX))
+        }
+        (None, None) => {
+            return Err(invalid("give the deadline as expires_in (\"15m\") or expires_at".into()));
+        }
+        (Some(_), Some(_)) => {
+            return Err(invalid("give expires_in or expires_at, not both".into()));
+        }
+        (Some(other), None) | (None, Some(other)) => {
+            return Err(invalid(format!("the deadline must be a string, got {}", short(other))));
+        }
+    };
+    check_deadline(at, now)
+}
+
+fn validate(request: &DealRequest, now: UnixMillis) -> Result<NewDeal, ValidationError> {
+    let sku = match &request.sku {
+        Some(Value::String(text)) => Sku::parse(text.clone())?,
+        other => {
+            return Err(ValidationError::InvalidSku(other.as_ref().map(short).unwrap_or_default()));
+        }
+    };
+    let deal_price = match &request.deal_price {
+        Some(Value::String(text)) => Money::parse("deal_price", text)?,
+        other => {
+            return Err(ValidationError::InvalidMoney {
+                field: "deal_price",
+                got: other.as_ref().map(short).unwrap_or_default(),
+                max: "999999999.99",
+            });
+        }
+    };
+    let group_size = match &request.group_size {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(n) => GroupSize::parse(n)?,
+            None => return Err(GroupSize::invalid(n)),
+        },
+        other => return Err(GroupSize::invalid(other.as_ref().map(short).unwrap_or_default())),
+    };
+    Ok(NewDeal { sku, deal_price, group_size, expires_at: deadline(request, now)? })
+}
+
+async fn open(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: DealRequest = body::parse(body)?;
+    let new = validate(&request, state.deals.now())?;
+    let deal = state.deals.open(new).await?;
+    let mut response =
+        (StatusCode::CREATED, axum::Json(DealView::new(&deal, state.deals.now()))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/deals/{}", deal.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn show(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let deal = state.deals.get(deal_id(path)?).await?;
+    Ok(axum::Json(DealView::new(&deal, state.deals.now())).into_response())
+}
+
+async fn join(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let id = deal_id(path)?;
+    let request: JoinRequest = body::parse(body)?;
+    let customer = match request.customer_id {
+        Some(Value::String(text)) => CustomerId::parse(text)?,
+        _ => return Err(ValidationError::InvalidCustomerId.into()),
+    };
+    let key = header_key(&headers)?;
+    let joined = state.deals.join(id, customer, key).await?;
+    let view = JoinView { deal_id: joined.deal_id, order: OrderView::as_created(&joined.order) };
+    let mut response = (StatusCode::CREATED, axum::Json(view)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", joined.order.id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    if joined.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
