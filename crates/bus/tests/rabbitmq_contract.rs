@@ -329,3 +329,47 @@ async fn a_connection_the_broker_closes_heals_itself_and_loses_nothing() {
     }
     bus.delete_topology().await.unwrap();
 }
+
+#[tokio::test]
+async fn quorum_queues_honour_the_bus_contract_too() {
+    let Some(url) = amqp_url() else { return };
+    let buses = Mutex::new(Vec::new());
+    contract::run_all(|topology| {
+        let settings = RabbitSettings { quorum_queues: true, ..settings(&url) };
+        let buses = &buses;
+        async move {
+            let (bus, _, _) = start_with(settings, topology).await;
+            buses.lock().unwrap().push(bus.clone());
+            bus as Arc<dyn EventBus>
+        }
+    })
+    .await;
+    let buses = std::mem::take(&mut *buses.lock().unwrap());
+    for bus in buses {
+        bus.delete_topology().await.unwrap();
+    }
+}
+
+/// Not a check: a rough publish-with-confirm rate on this machine. Run with
+/// `cargo test -p ordermill-bus --release --test rabbitmq_contract measure -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn measure_publish_rate() {
+    let Some(url) = amqp_url() else { return };
+    let (bus, _) = start(&url, contract::topology()).await;
+    for batch in [1usize, 50, 500] {
+        let total = 20_000usize.min(batch * 2_000);
+        let started = Instant::now();
+        for _ in 0..total / batch {
+            let events: Vec<Envelope> =
+                (0..batch).map(|_| contract::envelope("order.created")).collect();
+            bus.publish(events).await.unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "batch {batch}: {total} events in {secs:.2} s = {:.0} events/s",
+            total as f64 / secs
+        );
+    }
+    bus.delete_topology().await.unwrap();
+}
