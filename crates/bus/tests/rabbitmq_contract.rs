@@ -349,27 +349,3 @@ async fn quorum_queues_honour_the_bus_contract_too() {
         bus.delete_topology().await.unwrap();
     }
 }
-
-/// Not a check: a rough publish-with-confirm rate on this machine. Run with
-/// `cargo test -p ordermill-bus --release --test rabbitmq_contract measure -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore = "a measurement, not a check"]
-async fn measure_publish_rate() {
-    let Some(url) = amqp_url() else { return };
-    let (bus, _) = start(&url, contract::topology()).await;
-    for batch in [1usize, 50, 500] {
-        let total = 20_000usize.min(batch * 2_000);
-        let started = Instant::now();
-        for _ in 0..total / batch {
-            let events: Vec<Envelope> =
-                (0..batch).map(|_| contract::envelope("order.created")).collect();
-            bus.publish(events).await.unwrap();
-        }
-        let secs = started.elapsed().as_secs_f64();
-        eprintln!(
-            "batch {batch}: {total} events in {secs:.2} s = {:.0} events/s",
-            total as f64 / secs
-        );
-    }
-    bus.delete_topology().await.unwrap();
-}
