@@ -10,10 +10,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ordermill_core::ports::{AcceptedOrder, OrderStore, Outbox, StoreError};
-use ordermill_core::{Money, OrderIdGenerator, OutboxEvent, Product, ProductName, Sku, StockLevel};
-use ordermill_store::{PostgresStore, contract};
+use ordermill_core::ports::{
+    AcceptedOrder, DealStore, JoinOutcome, OrderStore, Outbox, StoreError,
+};
+use ordermill_core::{
+    Deal, DealId, DealStatus, GroupSize, Money, OrderIdGenerator, OutboxEvent, Product,
+    ProductName, RoutingKey, Sku, StockLevel, UnixMillis,
+};
+use ordermill_store::{PostgresStore, contract, deal_contract};
 use uuid::Uuid;
+
+/// Every migration, in order: what a fresh schema gets.
+const ALL_MIGRATIONS: [&str; 2] = ["0001_init", "0002_deals"];
 
 fn postgres_url() -> Option<String> {
     ordermill_core::test_support::service_url(
@@ -97,12 +105,87 @@ async fn postgres_store_honours_the_store_contract() {
     contract::run_all(Arc::new(schema.migrated_store().await)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_honours_the_deal_contract() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    deal_contract::run_all(Arc::new(schema.migrated_store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_joining_one_deal_at_once_admit_exactly_its_group_size() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    // Two api nodes: two pools on the same schema.
+    let a = schema.migrated_store().await;
+    let b = schema.store().await;
+    a.upsert_product(&product("g1", 100)).await.unwrap();
+    let ids = Arc::new(OrderIdGenerator::new());
+    let now = UnixMillis(1_790_000_000_000);
+    let deal = Deal {
+        id: DealId::from_uuid(ids.next_uuid(now)),
+        sku: Sku::parse("g1").unwrap(),
+        deal_price: Money::parse("deal_price", "1.00").unwrap(),
+        group_size: GroupSize::parse(3).unwrap(),
+        created_at: now,
+        expires_at: UnixMillis(now.0 + 60_000),
+        status: DealStatus::Open,
+        members: Vec::new(),
+    };
+    a.create_deal(&deal).await.unwrap();
+
+    let mut joins = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (ids, deal) = (ids.clone(), deal.clone());
+        joins.spawn(async move {
+            let order = deal_contract::member_order(&ids, &deal, &format!("c{i}"));
+            let completion: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+            node.join_deal(deal.id, order, completion, now).await.unwrap()
+        });
+    }
+    let mut admitted = Vec::new();
+    while let Some(outcome) = joins.join_next().await {
+        match outcome.unwrap() {
+            JoinOutcome::Joined { order, .. } => admitted.push(order.id),
+            JoinOutcome::Refused(_) => {}
+            JoinOutcome::NotFound => panic!("the deal exists"),
+        }
+    }
+    assert_eq!(admitted.len(), 3, "exactly group_size joins win");
+
+    let stored = b.get_deal(deal.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, DealStatus::Completed);
+    let mut members: Vec<_> = stored.members.iter().map(|m| m.order_id).collect();
+    members.sort();
+    admitted.sort();
+    assert_eq!(members, admitted, "the members are the winners");
+    let g1 = a.get_product(&Sku::parse("g1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(g1.reserved, 3, "losers hold no stock");
+
+    // 3 deal.joined + 3 deal.completed, each claimable with its body.
+    let claimed = a.claim_unpublished(100, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+    let mut keys: Vec<&str> = claimed.iter().map(|e| &*e.routing_key).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [RoutingKey::DealCompleted.as_str(); 3]
+            .into_iter()
+            .chain([RoutingKey::DealJoined.as_str(); 3])
+            .collect::<Vec<_>>()
+    );
+    for event in &claimed {
+        let header = OutboxEvent::header(&event.payload).unwrap();
+        assert_eq!(header.event_id, event.event_id);
+    }
+}
+
 #[tokio::test]
 async fn migrating_twice_applies_nothing_the_second_time() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
     let store = schema.store().await;
-    assert_eq!(store.migrate().await.unwrap(), vec!["0001_init".to_owned()]);
+    assert_eq!(store.migrate().await.unwrap(), ALL_MIGRATIONS);
     assert!(store.migrate().await.unwrap().is_empty());
     store.upsert_product(&product("m1", 1)).await.unwrap();
     assert!(store.migrate().await.unwrap().is_empty(), "data does not matter to migrations");
@@ -118,11 +201,8 @@ async fn two_processes_migrating_at_once_apply_each_migration_once() {
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     let mut all = ra.clone();
     all.extend(rb.clone());
-    assert_eq!(
-        all,
-        vec!["0001_init".to_owned()],
-        "one applied it, the other found it done: {ra:?} {rb:?}"
-    );
+    all.sort();
+    assert_eq!(all, ALL_MIGRATIONS, "each applied once, by one of them: {ra:?} {rb:?}");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
 use ordermill_core::{
     Fact, Lifecycle, Order, OrderStatus, OutboxEvent, RoutingKey, StatusChange, StockAction,
 };
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use super::error::from_sqlx;
@@ -63,9 +63,10 @@ struct Loaded {
     dirty: bool,
 }
 
-/// Column arrays for [`WRITE`].
+/// Column arrays for [`WRITE`]: what [`write()`] writes besides the orders' new states. Deals
+/// (`deals.rs`) fill it too, so member orders are written the way consumers write them.
 #[derive(Default)]
-struct Writes {
+pub(crate) struct Writes {
     payment_orders: Vec<Uuid>,
     payment_statuses: Vec<&'static str>,
     payment_events: Vec<Uuid>,
@@ -77,6 +78,58 @@ struct Writes {
     event_at: Vec<i64>,
     /// (stock, reserved) change per SKU, sorted by SKU.
     stock: BTreeMap<String, (i64, i64)>,
+}
+
+impl Writes {
+    /// Adds an outbox row for `event` about order `order_id`, its body stored.
+    pub(crate) fn event(&mut self, order_id: Uuid, event: &OutboxEvent) {
+        self.event_ids.push(event.event_id);
+        self.event_orders.push(order_id);
+        self.event_keys.push(event.routing_key.as_str());
+        self.event_payloads.push(event.payload.clone());
+        self.event_at.push(event.created_at.0);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.payment_orders.is_empty() && self.event_ids.is_empty() && self.stock.is_empty()
+    }
+}
+
+/// Writes `orders`' new states (status, stock and payment states, history) and everything in
+/// `writes` with ONE statement ([`WRITE`]), on the caller's transaction. The caller has locked
+/// the orders already.
+pub(crate) async fn write(
+    conn: &mut PgConnection,
+    orders: &[(&Order, Lifecycle)],
+    writes: Writes,
+) -> Result<(), StoreError> {
+    if orders.is_empty() && writes.is_empty() {
+        return Ok(());
+    }
+    let (skus, (stock, reserved)): (Vec<String>, (Vec<i64>, Vec<i64>)) =
+        writes.stock.into_iter().filter(|(_, d)| *d != (0, 0)).unzip();
+    sqlx::query(WRITE)
+        .bind(orders.iter().map(|(o, _)| o.id.as_uuid()).collect::<Vec<_>>())
+        .bind(orders.iter().map(|(_, s)| s.status.as_str()).collect::<Vec<_>>())
+        .bind(orders.iter().map(|(_, s)| s.stock.as_str()).collect::<Vec<_>>())
+        .bind(orders.iter().map(|(_, s)| s.payment.as_str()).collect::<Vec<_>>())
+        .bind(orders.iter().map(|(o, _)| rows::history_json(&o.history)).collect::<Vec<_>>())
+        .bind(writes.payment_orders)
+        .bind(writes.payment_statuses)
+        .bind(writes.payment_events)
+        .bind(writes.payment_at)
+        .bind(writes.event_ids)
+        .bind(writes.event_orders)
+        .bind(writes.event_keys)
+        .bind(writes.event_payloads)
+        .bind(writes.event_at)
+        .bind(skus)
+        .bind(stock)
+        .bind(reserved)
+        .execute(conn)
+        .await
+        .map_err(from_sqlx)?;
+    Ok(())
 }
 
 /// Applies `effects` in one transaction: all of them or none.
@@ -150,32 +203,9 @@ pub(crate) async fn apply(
         });
     }
 
-    let dirty: Vec<&Loaded> = orders.values().filter(|l| l.dirty).collect();
-    if !dirty.is_empty() || !writes.event_ids.is_empty() || !writes.stock.is_empty() {
-        let (skus, (stock, reserved)): (Vec<String>, (Vec<i64>, Vec<i64>)) =
-            writes.stock.into_iter().filter(|(_, d)| *d != (0, 0)).unzip();
-        sqlx::query(WRITE)
-            .bind(dirty.iter().map(|l| l.order.id.as_uuid()).collect::<Vec<_>>())
-            .bind(dirty.iter().map(|l| l.state.status.as_str()).collect::<Vec<_>>())
-            .bind(dirty.iter().map(|l| l.state.stock.as_str()).collect::<Vec<_>>())
-            .bind(dirty.iter().map(|l| l.state.payment.as_str()).collect::<Vec<_>>())
-            .bind(dirty.iter().map(|l| rows::history_json(&l.order.history)).collect::<Vec<_>>())
-            .bind(writes.payment_orders)
-            .bind(writes.payment_statuses)
-            .bind(writes.payment_events)
-            .bind(writes.payment_at)
-            .bind(writes.event_ids)
-            .bind(writes.event_orders)
-            .bind(writes.event_keys)
-            .bind(writes.event_payloads)
-            .bind(writes.event_at)
-            .bind(skus)
-            .bind(stock)
-            .bind(reserved)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-    }
+    let dirty: Vec<(&Order, Lifecycle)> =
+        orders.values().filter(|l| l.dirty).map(|l| (&l.order, l.state)).collect();
+    write(&mut tx, &dirty, writes).await?;
     tx.commit().await.map_err(from_sqlx)?;
     Ok(outcomes)
 }
@@ -240,11 +270,7 @@ fn apply_one(
             None
         };
         let event = OutboxEvent::order_changed(order, *key, id, effect.at, reason);
-        writes.event_ids.push(id);
-        writes.event_orders.push(order.id.as_uuid());
-        writes.event_keys.push(key.as_str());
-        writes.event_payloads.push(event.payload.clone());
-        writes.event_at.push(effect.at.0);
+        writes.event(order.id.as_uuid(), &event);
         emitted.push(event);
     }
     EffectOutcome::Applied { order: order.clone(), emitted, released, status_changed }

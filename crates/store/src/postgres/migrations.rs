@@ -11,8 +11,10 @@ use ordermill_core::ports::StoreError;
 use super::error::from_sqlx;
 
 /// `(version, name, sql)`, in order. Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "0001_init", include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, "0002_deals", include_str!("../../migrations/postgres/0002_deals.sql")),
+];
 
 /// First half of the advisory lock key ("om" in ASCII): keeps our lock apart from any other
 /// application's advisory locks in the same database. The second half is the schema's hash.

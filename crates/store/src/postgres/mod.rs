@@ -10,6 +10,9 @@
 //! - Rows are locked in a fixed order (processed pairs, then orders by id, then products by
 //!   SKU), so concurrent nodes wait for each other instead of deadlocking.
 //! - The outbox (`outbox.rs`) is claimed with `FOR UPDATE SKIP LOCKED` and a lease.
+//! - Group-buy deals (`deals.rs`): a join or an expiry locks the deal's row first, so joins
+//!   for the last slot on several nodes are decided one at a time; it then takes the locks
+//!   above in the same order. Purchase limits live in `limits.rs`.
 //!
 //! Files: the schema lives in `migrations/postgres/*.sql` (`migrations.rs` embeds and applies
 //! them), `rows.rs` decodes rows, `products.rs` holds the catalog, `error.rs` maps sqlx errors.
@@ -17,8 +20,10 @@
 //! Scaling further: orders would be range-partitioned on their UUIDv7 id (time), see the
 //! comment on `orders` in `0001_init.sql`; products and the outbox stay small.
 
+mod deals;
 mod effects;
 mod error;
+mod limits;
 mod migrations;
 mod orders;
 mod outbox;
@@ -29,8 +34,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordermill_core::ports::{AcceptedOrder, Effect, EffectOutcome, OrderStore, StoreError};
-use ordermill_core::{IdempotencyKey, Order, OrderId, Product, Sku};
+use ordermill_core::ports::{
+    AcceptedOrder, DealStore, Effect, EffectOutcome, ExpiredDeal, JoinOutcome, LimitStore,
+    OrderStore, StoreError,
+};
+use ordermill_core::{
+    CustomerId, Deal, DealId, IdempotencyKey, Order, OrderId, Product, Sku, UnixMillis,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use uuid::Uuid;
@@ -40,8 +50,8 @@ use self::error::from_sqlx;
 /// How long `connect` waits for the first connection, and a pooled call for a free one.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A PostgreSQL-backed [`OrderStore`] and [`ordermill_core::ports::Outbox`]; cheap to clone
-/// (a handle to one pool).
+/// A PostgreSQL-backed [`OrderStore`], [`ordermill_core::ports::Outbox`], [`DealStore`] and
+/// [`LimitStore`]; cheap to clone (a handle to one pool).
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -242,5 +252,54 @@ impl OrderStore for PostgresStore {
             )));
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl DealStore for PostgresStore {
+    async fn create_deal(&self, deal: &Deal) -> Result<(), StoreError> {
+        deals::create(&self.pool, deal).await
+    }
+
+    async fn get_deal(&self, id: DealId) -> Result<Option<Deal>, StoreError> {
+        deals::get(&self.pool, id).await
+    }
+
+    async fn join_deal(
+        &self,
+        deal_id: DealId,
+        order: AcceptedOrder,
+        completion_event_ids: Vec<Uuid>,
+        at: UnixMillis,
+    ) -> Result<JoinOutcome, StoreError> {
+        deals::join(&self.pool, deal_id, &order, &completion_event_ids, at).await
+    }
+
+    async fn due_deals(&self, now: UnixMillis, limit: usize) -> Result<Vec<DealId>, StoreError> {
+        deals::due(&self.pool, now, limit).await
+    }
+
+    async fn expire_deal(
+        &self,
+        deal_id: DealId,
+        event_ids: Vec<Uuid>,
+        at: UnixMillis,
+    ) -> Result<Option<ExpiredDeal>, StoreError> {
+        deals::expire(&self.pool, deal_id, &event_ids, at).await
+    }
+}
+
+#[async_trait]
+impl LimitStore for PostgresStore {
+    async fn set_purchase_limit(&self, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
+        limits::set(&self.pool, sku, limit).await
+    }
+
+    async fn purchase_limits(&self) -> Result<Vec<(Sku, u32)>, StoreError> {
+        limits::all(&self.pool).await
+    }
+
+    async fn units_by_customer(&self, sku: &Sku) -> Result<Vec<(CustomerId, u64)>, StoreError> {
+        limits::units_by_customer(&self.pool, sku).await
     }
 }

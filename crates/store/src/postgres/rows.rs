@@ -3,9 +3,9 @@
 
 use ordermill_core::ports::StoreError;
 use ordermill_core::{
-    CustomerId, IdempotencyKey, Lifecycle, Money, Order, OrderId, OrderLine, OrderStatus,
-    PaymentState, Product, ProductName, Quantity, Sku, StatusChange, StockLevel, StockState,
-    UnixMillis,
+    CustomerId, Deal, DealId, DealMember, DealStatus, GroupSize, IdempotencyKey, Lifecycle, Money,
+    Order, OrderId, OrderLine, OrderStatus, PaymentState, Product, ProductName, Quantity, Sku,
+    StatusChange, StockLevel, StockState, UnixMillis,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -22,6 +22,21 @@ pub(crate) const ORDER_COLUMNS: &str = "orders.id, orders.customer_id, orders.st
 
 /// The columns [`product`] reads, in its order.
 pub(crate) const PRODUCT_COLUMNS: &str = "sku, name, price_minor, stock, reserved";
+
+/// A deal with its members in ONE statement, so they come from one snapshot (a join that
+/// commits meanwhile is seen whole or not at all). The members arrive as three parallel
+/// arrays in joining order, NULL when there are none. Read by [`deal`].
+pub(crate) const DEAL_SELECT: &str = "
+SELECT d.sku, d.deal_price_minor, d.group_size, d.created_at, d.expires_at, d.status,
+       m.customers, m.orders, m.joined
+FROM deals d
+LEFT JOIN LATERAL (
+    SELECT array_agg(customer_id ORDER BY joined_at, order_id) AS customers,
+           array_agg(order_id ORDER BY joined_at, order_id) AS orders,
+           array_agg(joined_at ORDER BY joined_at, order_id) AS joined
+    FROM deal_members WHERE deal_id = d.id
+) m ON true
+WHERE d.id = $1";
 
 /// How a status change is stored in the `history` column (the same shape as SQLite's).
 #[derive(Serialize, Deserialize)]
@@ -132,4 +147,45 @@ pub(crate) fn order_state(row: &PgRow, base: usize) -> Result<(Order, Lifecycle)
             .ok_or_else(|| corrupt(format!("unknown payment state {payment:?}")))?,
     };
     Ok((order, state))
+}
+
+/// A deal row read with [`DEAL_SELECT`].
+pub(crate) fn deal(id: DealId, row: &PgRow) -> Result<Deal, StoreError> {
+    let sku: String = row.try_get(0).map_err(from_sqlx)?;
+    let price: i64 = row.try_get(1).map_err(from_sqlx)?;
+    let size: i32 = row.try_get(2).map_err(from_sqlx)?;
+    let created: i64 = row.try_get(3).map_err(from_sqlx)?;
+    let expires: i64 = row.try_get(4).map_err(from_sqlx)?;
+    let status: String = row.try_get(5).map_err(from_sqlx)?;
+    let customers: Option<Vec<String>> = row.try_get(6).map_err(from_sqlx)?;
+    let orders: Option<Vec<Uuid>> = row.try_get(7).map_err(from_sqlx)?;
+    let joined: Option<Vec<i64>> = row.try_get(8).map_err(from_sqlx)?;
+    let (customers, orders, joined) =
+        (customers.unwrap_or_default(), orders.unwrap_or_default(), joined.unwrap_or_default());
+    if customers.len() != orders.len() || orders.len() != joined.len() {
+        return Err(corrupt(format!("deal {id}: member arrays of different lengths")));
+    }
+    let members = customers
+        .into_iter()
+        .zip(orders)
+        .zip(joined)
+        .map(|((customer, order), joined)| {
+            Ok(DealMember {
+                customer_id: CustomerId::parse(customer).map_err(corrupt)?,
+                order_id: OrderId::from_uuid(order),
+                joined_at: UnixMillis(joined),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Deal {
+        id,
+        sku: Sku::parse(sku).map_err(corrupt)?,
+        deal_price: Money::from_minor(price).ok_or_else(|| corrupt("deal price out of range"))?,
+        group_size: GroupSize::parse(i64::from(size)).map_err(corrupt)?,
+        created_at: UnixMillis(created),
+        expires_at: UnixMillis(expires),
+        status: DealStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("unknown deal status {status:?}")))?,
+        members,
+    })
 }

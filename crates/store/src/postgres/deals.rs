@@ -1,0 +1,305 @@
+//! Group-buy deals: creation, lookups, and the join / completion / expiry transactions.
+//!
+//! Same outcomes as the SQLite store (`sqlite/deals.rs`). What differs is how joins on several
+//! api nodes are decided one at a time: SQLite has one writer, here each join and expiry locks
+//! the deal's row (`SELECT ... FOR UPDATE`) first, and reads the members only once it holds
+//! the lock. Rows are then locked in the store's usual order (member orders by id, then
+//! products by SKU; see `mod.rs`), so a join never deadlocks with a consumer's batch.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError};
+use ordermill_core::{
+    Deal, DealId, DealMember, DealStatus, Fact, Lifecycle, Order, OutboxEvent, RoutingKey,
+    StatusChange, UnixMillis,
+};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::effects::{self, Writes};
+use super::error::from_sqlx;
+use super::rows;
+
+/// The joining order, its membership and its `deal.joined` outbox row (body stored, like
+/// every event but order.created) as one statement. A reused idempotency key fails it with a
+/// unique violation (→ `Conflict`); so would a second membership, which the deal lock and
+/// `check_join` rule out first.
+const INSERT_MEMBER: &str = "
+WITH new_order AS (
+    INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, idempotency_key,
+                        history)
+    VALUES ($1, $2, $3, $4, $5::json, $6, $7, $8::json)
+),
+membership AS (
+    INSERT INTO deal_members (deal_id, customer_id, order_id, joined_at)
+    VALUES ($9, $2, $1, $10)
+)
+INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at)
+VALUES ($11, $1, $12, $13, $14)";
+
+/// Stores a new open deal; `Conflict` when its SKU is not a product.
+pub(crate) async fn create(pool: &PgPool, deal: &Deal) -> Result<(), StoreError> {
+    // One statement: the INSERT happens only if the product exists. Products are never
+    // deleted, so the check cannot be overtaken.
+    let inserted = sqlx::query(
+        "INSERT INTO deals (id, sku, deal_price_minor, group_size, created_at, expires_at, status)
+         SELECT $1, sku, $3, $4, $5, $6, $7 FROM products WHERE sku = $2",
+    )
+    .bind(deal.id.as_uuid())
+    .bind(deal.sku.as_str())
+    .bind(deal.deal_price.minor())
+    .bind(group_size(deal))
+    .bind(deal.created_at.0)
+    .bind(deal.expires_at.0)
+    .bind(deal.status.as_str())
+    .execute(pool)
+    .await
+    .map_err(from_sqlx)?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!("sku {} is not in the catalog", deal.sku)));
+    }
+    Ok(())
+}
+
+/// A deal and its members, from one snapshot.
+pub(crate) async fn get(
+    conn: impl sqlx::PgExecutor<'_>,
+    id: DealId,
+) -> Result<Option<Deal>, StoreError> {
+    sqlx::query(rows::DEAL_SELECT)
+        .bind(id.as_uuid())
+        .fetch_optional(conn)
+        .await
+        .map_err(from_sqlx)?
+        .map(|row| rows::deal(id, &row))
+        .transpose()
+}
+
+/// Locks the deal's row for the rest of the transaction and reads it with its members.
+///
+/// Two statements on purpose: under READ COMMITTED each statement takes its snapshot when it
+/// starts, so members read by the statement AFTER the lock was granted include every join
+/// that committed while we waited for it. (Reading them in the locking statement would use
+/// the snapshot from before the wait and miss the member that just took the last slot.)
+async fn lock(conn: &mut PgConnection, id: DealId) -> Result<Option<Deal>, StoreError> {
+    let found = sqlx::query("SELECT 1 FROM deals WHERE id = $1 FOR UPDATE")
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(from_sqlx)?;
+    if found.is_none() {
+        return Ok(None);
+    }
+    get(conn, id).await
+}
+
+/// Open deals due at `now`, oldest deadline first (the partial index `deals_open_by_deadline`).
+pub(crate) async fn due(
+    pool: &PgPool,
+    now: UnixMillis,
+    limit: usize,
+) -> Result<Vec<DealId>, StoreError> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM deals WHERE status = 'open' AND expires_at <= $1
+         ORDER BY expires_at LIMIT $2",
+    )
+    .bind(now.0)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(from_sqlx)?;
+    Ok(ids.into_iter().map(DealId::from_uuid).collect())
+}
+
+/// Joins `accepted.order`'s customer to the deal in ONE transaction; see
+/// [`ordermill_core::ports::DealStore::join_deal`].
+pub(crate) async fn join(
+    pool: &PgPool,
+    deal_id: DealId,
+    accepted: &AcceptedOrder,
+    completion_ids: &[Uuid],
+    at: UnixMillis,
+) -> Result<JoinOutcome, StoreError> {
+    let mut tx = pool.begin().await.map_err(from_sqlx)?;
+    let Some(mut deal) = lock(&mut tx, deal_id).await? else {
+        // Nothing written; rolled back now rather than when the connection is reused.
+        tx.rollback().await.map_err(from_sqlx)?;
+        return Ok(JoinOutcome::NotFound);
+    };
+    let order = &accepted.order;
+    if let Err(refusal) = deal.check_join(&order.customer_id, at) {
+        // Frees the deal's lock at once for the joins queued behind this one.
+        tx.rollback().await.map_err(from_sqlx)?;
+        return Ok(JoinOutcome::Refused(refusal));
+    }
+    let joined =
+        OutboxEvent::deal_order(order, RoutingKey::DealJoined, deal_id, accepted.event_id, at);
+    sqlx::query(INSERT_MEMBER)
+        .bind(order.id.as_uuid())
+        .bind(order.customer_id.as_str())
+        .bind(order.status.as_str())
+        .bind(order.total.minor())
+        .bind(rows::items_json(&order.lines))
+        .bind(order.created_at.0)
+        .bind(order.idempotency_key.as_ref().map(|k| k.as_str()))
+        .bind(rows::history_json(&order.history))
+        .bind(deal_id.as_uuid())
+        .bind(at.0)
+        .bind(joined.event_id)
+        .bind(joined.routing_key.as_str())
+        .bind(&joined.payload)
+        .bind(joined.created_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+    deal.members.push(DealMember {
+        customer_id: order.customer_id.clone(),
+        order_id: order.id,
+        joined_at: at,
+    });
+    let mut emitted = vec![joined];
+    let mut completed = Vec::new();
+    if deal.is_full() {
+        deal.status = DealStatus::Completed;
+        close(&mut tx, &deal, at).await?;
+        completed = transition_members(
+            &mut tx,
+            &deal,
+            Fact::GroupCompleted,
+            completion_ids,
+            at,
+            &mut emitted,
+        )
+        .await?;
+    }
+    // Last: products are locked after orders everywhere in this store.
+    reserve(&mut tx, order).await?;
+    tx.commit().await.map_err(from_sqlx)?;
+    let order =
+        completed.iter().find(|o| o.id == order.id).cloned().unwrap_or_else(|| order.clone());
+    Ok(JoinOutcome::Joined { deal, order, emitted, completed })
+}
+
+/// Expires the deal in ONE transaction if it is still open and due at `at`; see
+/// [`ordermill_core::ports::DealStore::expire_deal`].
+pub(crate) async fn expire(
+    pool: &PgPool,
+    deal_id: DealId,
+    event_ids: &[Uuid],
+    at: UnixMillis,
+) -> Result<Option<ExpiredDeal>, StoreError> {
+    let mut tx = pool.begin().await.map_err(from_sqlx)?;
+    let deal = lock(&mut tx, deal_id).await?;
+    let Some(mut deal) = deal.filter(|d| d.is_due(at)) else {
+        tx.rollback().await.map_err(from_sqlx)?;
+        return Ok(None);
+    };
+    deal.status = DealStatus::Expired;
+    close(&mut tx, &deal, at).await?;
+    let mut emitted = Vec::new();
+    let cancelled =
+        transition_members(&mut tx, &deal, Fact::GroupExpired, event_ids, at, &mut emitted).await?;
+    tx.commit().await.map_err(from_sqlx)?;
+    Ok(Some(ExpiredDeal { deal, cancelled, emitted }))
+}
+
+/// Records the deal's final status (the caller holds its lock).
+async fn close(conn: &mut PgConnection, deal: &Deal, at: UnixMillis) -> Result<(), StoreError> {
+    sqlx::query("UPDATE deals SET status = $1, closed_at = $2 WHERE id = $3")
+        .bind(deal.status.as_str())
+        .bind(at.0)
+        .bind(deal.id.as_uuid())
+        .execute(conn)
+        .await
+        .map_err(from_sqlx)?;
+    Ok(())
+}
+
+/// `reserved += q` for each of the order's SKUs, in SKU order (as commits lock them);
+/// `Conflict` for a SKU that is not a product.
+async fn reserve(conn: &mut PgConnection, order: &Order) -> Result<(), StoreError> {
+    let mut held: BTreeMap<&str, i64> = BTreeMap::new();
+    for line in &order.lines {
+        *held.entry(line.sku.as_str()).or_default() += i64::from(line.quantity.get());
+    }
+    for (sku, quantity) in held {
+        let updated = sqlx::query("UPDATE products SET reserved = reserved + $1 WHERE sku = $2")
+            .bind(quantity)
+            .bind(sku)
+            .execute(&mut *conn)
+            .await
+            .map_err(from_sqlx)?
+            .rows_affected();
+        if updated != 1 {
+            return Err(StoreError::Conflict(format!("sku {sku} is not in the catalog")));
+        }
+    }
+    Ok(())
+}
+
+/// Applies `fact` to every member's order through the state machine and writes each changed
+/// order with the event its transition emits (the `deal.*` key), ids from `event_ids` in
+/// member order. The orders are locked here, by id.
+async fn transition_members(
+    conn: &mut PgConnection,
+    deal: &Deal,
+    fact: Fact,
+    event_ids: &[Uuid],
+    at: UnixMillis,
+    emitted: &mut Vec<OutboxEvent>,
+) -> Result<Vec<Order>, StoreError> {
+    if event_ids.len() < deal.members.len() {
+        return Err(StoreError::Backend(
+            format!("{} event ids for {} members", event_ids.len(), deal.members.len()).into(),
+        ));
+    }
+    let mut ids: Vec<Uuid> = deal.members.iter().map(|m| m.order_id.as_uuid()).collect();
+    ids.sort_unstable();
+    // Locked in id order (the ORDER BY sits below the row locks), as consumers lock them.
+    let sql = format!(
+        "SELECT {} FROM orders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+        rows::ORDER_COLUMNS
+    );
+    let mut loaded: HashMap<Uuid, (Order, Lifecycle)> = HashMap::with_capacity(ids.len());
+    for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(from_sqlx)?
+    {
+        let (order, state) = rows::order_state(&row, 0)?;
+        loaded.insert(order.id.as_uuid(), (order, state));
+    }
+
+    let mut changed: Vec<(Order, Lifecycle)> = Vec::with_capacity(deal.members.len());
+    let mut writes = Writes::default();
+    for (member, event_id) in deal.members.iter().zip(event_ids) {
+        let Some((mut order, state)) = loaded.remove(&member.order_id.as_uuid()) else {
+            return Err(StoreError::Corrupt(format!(
+                "deal {} lists order {}, which is missing",
+                deal.id, member.order_id
+            )));
+        };
+        let transition = state.apply(fact);
+        if !transition.status_changed(&state) {
+            continue;
+        }
+        order.status = transition.next.status;
+        order.history.push(StatusChange { status: order.status, at });
+        for key in transition.emit {
+            let event = OutboxEvent::deal_order(&order, key, deal.id, *event_id, at);
+            writes.event(order.id.as_uuid(), &event);
+            emitted.push(event);
+        }
+        changed.push((order, transition.next));
+    }
+    let states: Vec<(&Order, Lifecycle)> = changed.iter().map(|(o, s)| (o, *s)).collect();
+    effects::write(conn, &states, writes).await?;
+    Ok(changed.into_iter().map(|(order, _)| order).collect())
+}
+
+/// The group size as stored (`integer`); [`ordermill_core::GroupSize`] bounds it to 1000.
+fn group_size(deal: &Deal) -> i32 {
+    i32::try_from(deal.group_size.get()).unwrap_or(i32::MAX)
+}

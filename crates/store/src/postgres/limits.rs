@@ -1,0 +1,68 @@
+//! Per-customer purchase limits: the configured limits, and the units each customer holds
+//! (to rebuild the server's in-memory counts). Same answers as `sqlite/deals.rs`.
+
+use ordermill_core::ports::StoreError;
+use ordermill_core::{CustomerId, Sku};
+use sqlx::PgPool;
+
+use super::error::from_sqlx;
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Sets (`Some`) or removes (`None`) a SKU's limit.
+pub(crate) async fn set(pool: &PgPool, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
+    let query = match limit {
+        Some(limit) => sqlx::query(
+            "INSERT INTO purchase_limits (sku, per_customer_limit) VALUES ($1, $2)
+             ON CONFLICT (sku) DO UPDATE SET per_customer_limit = excluded.per_customer_limit",
+        )
+        .bind(sku.as_str())
+        .bind(i64::from(limit)),
+        None => sqlx::query("DELETE FROM purchase_limits WHERE sku = $1").bind(sku.as_str()),
+    };
+    query.execute(pool).await.map_err(from_sqlx)?;
+    Ok(())
+}
+
+/// Every SKU with a limit, by SKU.
+pub(crate) async fn all(pool: &PgPool) -> Result<Vec<(Sku, u32)>, StoreError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT sku, per_customer_limit FROM purchase_limits ORDER BY sku")
+            .fetch_all(pool)
+            .await
+            .map_err(from_sqlx)?;
+    rows.into_iter()
+        .map(|(sku, limit)| {
+            let limit = u32::try_from(limit)
+                .map_err(|_| corrupt(format!("limit {limit} of {sku} is not a u32")))?;
+            Ok((Sku::parse(sku).map_err(corrupt)?, limit))
+        })
+        .collect()
+}
+
+/// Units of `sku` per customer in orders that are not cancelled. A scan of `orders` (the
+/// lines live in the `items` JSON column; see `0002_deals.sql` for why it has no index): it
+/// runs when a limit is loaded or set, not per order.
+pub(crate) async fn units_by_customer(
+    pool: &PgPool,
+    sku: &Sku,
+) -> Result<Vec<(CustomerId, u64)>, StoreError> {
+    // SUM of bigint is numeric in PostgreSQL: cast back so it decodes as i64.
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT o.customer_id, SUM((line ->> 'quantity')::bigint)::bigint
+         FROM orders o CROSS JOIN LATERAL json_array_elements(o.items) AS line
+         WHERE o.status <> 'cancelled' AND line ->> 'sku' = $1
+         GROUP BY o.customer_id",
+    )
+    .bind(sku.as_str())
+    .fetch_all(pool)
+    .await
+    .map_err(from_sqlx)?;
+    rows.into_iter()
+        .map(|(customer, units)| {
+            Ok((CustomerId::parse(customer).map_err(corrupt)?, units.max(0).unsigned_abs()))
+        })
+        .collect()
+}
