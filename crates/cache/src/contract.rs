@@ -28,7 +28,15 @@ pub async fn run_all(cache: Arc<dyn StockCache>) {
     reservation_is_all_or_none(&*cache).await;
     unknown_sku_is_out_of_stock(&*cache).await;
     adjust_never_goes_negative(&*cache).await;
+    set_if_absent_never_overwrites_a_live_count(&*cache).await;
     concurrent_buyers_never_oversell(cache).await;
+}
+
+async fn set_if_absent_never_overwrites_a_live_count(cache: &dyn StockCache) {
+    assert!(cache.set_available_if_absent(&sku("n1"), 7).await.expect("set"), "absent: set");
+    cache.reserve(&[line("n1", 2)]).await.expect("2 of 7 fit");
+    assert!(!cache.set_available_if_absent(&sku("n1"), 7).await.expect("set"), "present: kept");
+    assert_eq!(cache.available(&sku("n1")).await.expect("read"), Some(5));
 }
 
 async fn reserve_takes_units_and_release_gives_them_back(cache: &dyn StockCache) {

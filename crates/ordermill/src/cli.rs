@@ -5,12 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use ordermill_server::{Application, LogFormat};
+use ordermill_server::{Application, LogFormat, Role};
 
 use crate::config;
 
 /// ordermill — asynchronous order processing: durable intake in about a millisecond, hot-stock
 /// reservation that never oversells, group commit to an embedded database.
+///
+/// One process on embedded storage: `ordermill serve`. Scaled out: `ordermill migrate` once,
+/// then `ordermill api` ×N behind a load balancer and `ordermill worker` ×M, all with
+/// --store postgres://... --bus amqp://... --cache redis://...
 ///
 /// Configuration is read from ordermill.toml (or --config), then ORDERMILL_* environment
 /// variables (nested keys with "__", e.g. ORDERMILL_COMMIT__MAX_BATCH_ORDERS=2048), then flags.
@@ -28,6 +32,32 @@ enum Command {
     ///
     /// Example: ordermill serve --listen 127.0.0.1:8080 --data-dir ./data
     Serve(ServeArgs),
+    /// Run the HTTP side of a scaled-out deployment: intake, group commit, the outbox relay
+    /// and the deal scheduler. Run several behind a load balancer; consumers run in
+    /// `ordermill worker`. Needs --store postgres://... and --bus amqp://... (and --cache
+    /// redis://... so every node sells from one stock count).
+    ///
+    /// Example: ordermill api --listen 0.0.0.0:8080 --store postgres://app@db/orders
+    /// --bus amqp://app:secret@mq:5672/%2f --cache redis://cache:6379
+    Api(ServeArgs),
+    /// Run consumers only (inventory, payment, notify or a subset) for a scaled-out
+    /// deployment; no HTTP. Start as many as the backlog needs.
+    ///
+    /// Example: ordermill worker --queues payment,notify --store postgres://app@db/orders
+    /// --bus amqp://app:secret@mq:5672/%2f --cache redis://cache:6379
+    Worker {
+        /// Queues to consume, comma-separated (default: every queue of the topology).
+        #[arg(long, value_delimiter = ',', value_name = "QUEUES")]
+        queues: Vec<String>,
+        #[command(flatten)]
+        node: ServeArgs,
+    },
+    /// Create or upgrade the PostgreSQL schema (--store postgres://...), then exit. Safe to run
+    /// from several machines at once and again after an upgrade; the SQLite store upgrades
+    /// itself when it opens.
+    ///
+    /// Example: ordermill migrate --store postgres://app@db/orders
+    Migrate(ServeArgs),
     /// Print the effective configuration (file + environment + flags) as TOML and exit.
     Config(ServeArgs),
     /// List, replay or purge a queue's dead letters in a STOPPED node's data dir. For a
@@ -85,6 +115,13 @@ enum BenchCommand {
     /// Example: ordermill bench compare --duration 20s --connections 64
     /// --inventory-latency 200ms --payment-latency 300ms --notify-latency 150ms
     Compare(ordermill_bench::compare::CompareArgs),
+    /// Measure RabbitMQ's own rate for ordermill's topology: persistent publishes with
+    /// confirms to a topic exchange fanned out to 3 durable queues, then consuming every copy
+    /// with manual acks. The reference the scaled-out pipeline is compared with.
+    ///
+    /// Example: ordermill bench broker-ceiling --amqp amqp://guest:guest@127.0.0.1:5672/%2f
+    /// --messages 50000
+    BrokerCeiling(ordermill_bench::broker_ceiling::BrokerCeilingArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -106,6 +143,12 @@ pub struct ServeArgs {
     /// Configuration file (default: ordermill.toml in the current directory, if present).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Order store: sqlite (embedded in --data-dir, default) or a postgres:// URL.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Message bus: embedded (default) or an amqp:// URL (RabbitMQ).
+    #[arg(long, value_name = "URL")]
+    pub bus: Option<String>,
     /// Hot-stock cache: local (in-process, default) or a redis:// URL shared by nodes.
     #[arg(long, value_name = "URL")]
     pub cache: Option<String>,
@@ -126,12 +169,16 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args, Role::All),
+        Command::Api(args) => serve(args, Role::Api),
+        Command::Worker { queues, node } => serve(node, Role::Worker { queues }),
+        Command::Migrate(args) => migrate(&args),
         Command::Dlq { action, queue, node } => dlq(action, &queue, &node),
         Command::Bench(BenchCommand::Run(args)) => bench_run(args),
         Command::Bench(BenchCommand::Ceiling { listen }) => ceiling(listen),
         Command::Bench(BenchCommand::Stubs(args)) => stubs(args),
         Command::Bench(BenchCommand::Compare(args)) => bench_compare(args),
+        Command::Bench(BenchCommand::BrokerCeiling(args)) => broker_ceiling(args),
         Command::Config(args) => match config::load(&args).and_then(|s| config::to_toml(&s)) {
             Ok(text) => {
                 print!("{text}");
@@ -225,6 +272,25 @@ fn bench_run(args: ordermill_bench::RunArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+// Like `bench run`: stdout carries the report.
+fn broker_ceiling(args: ordermill_bench::broker_ceiling::BrokerCeilingArgs) -> ExitCode {
+    let json = args.json.clone();
+    let outcome =
+        runtime().and_then(|rt| Ok(rt.block_on(ordermill_bench::broker_ceiling::run(args))?));
+    let report = match outcome {
+        Ok(report) => report,
+        Err(error) => return fail(&error),
+    };
+    print!("{report}");
+    if let Some(path) = json {
+        if let Err(error) = report.write_json(&path) {
+            return fail(&error.into());
+        }
+        println!("report        written to {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
 fn dlq(action: DlqCommand, queue: &str, node: &ServeArgs) -> ExitCode {
     use ordermill_server::offline::{self, DlqAction, DlqOutcome};
     let action = match action {
@@ -259,7 +325,19 @@ fn dlq(action: DlqCommand, queue: &str, node: &ServeArgs) -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn migrate(args: &ServeArgs) -> ExitCode {
+    let outcome = config::load(args)
+        .and_then(|settings| runtime()?.block_on(ordermill_server::offline::migrate(&settings)));
+    match outcome {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
+    }
+}
+
+fn serve(args: ServeArgs, role: Role) -> ExitCode {
     let settings = match config::load(&args) {
         Ok(settings) => settings,
         Err(error) => return fail(&error),
@@ -274,7 +352,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        let app = Application::build(settings).await?;
+        let app = Application::build_role(settings, role).await?;
         app.run_until_stopped(shutdown_signal()).await?;
         anyhow::Ok(())
     });

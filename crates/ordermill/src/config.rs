@@ -35,6 +35,12 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
     if let Some(dir) = &args.data_dir {
         figment = figment.merge(("data_dir", dir));
     }
+    if let Some(store) = &args.store {
+        figment = figment.merge(("store", store));
+    }
+    if let Some(bus) = &args.bus {
+        figment = figment.merge(("bus", bus));
+    }
     if let Some(cache) = &args.cache {
         figment = figment.merge(("cache", cache));
     }

@@ -1,27 +1,24 @@
 //! Start and stop: [`Application::build`] opens the backends, reconciles stock and binds the
 //! port; [`Application::run_until_stopped`] serves until told to stop, then lets in-flight
 //! requests finish and the committer flush before returning.
+//!
+//! A node plays a [`Role`]: everything in one process (`serve`), the HTTP side only (`api`:
+//! intake, committer, outbox relay, deal scheduler), or consumers only (`worker`).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use ordermill_cache::{LocalStockCache, RedisStockCache};
 use std::time::Duration;
 
-use ordermill_bus::EmbeddedBus;
-use ordermill_core::ports::{
-    BusError, BusLedger, CacheError, DealStore, EventBus, LimitStore, OrderStore, StockCache,
-    StoreError,
-};
+use ordermill_core::ports::{CacheError, StoreError};
 use ordermill_core::{Clock, OrderIdGenerator, SystemClock};
-use ordermill_store::SqliteStore;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::backends::{self, Backends};
+use crate::catalog::{Catalog, CatalogError, Reconcile};
 use crate::deals::{self, Deals};
 use crate::http::{self, AppState, Shared};
 use crate::intake::Intake;
@@ -33,6 +30,20 @@ use crate::read_cache::OrderCache;
 use crate::settings::Settings;
 use crate::telemetry;
 use crate::workers::{self, Pipeline};
+
+/// What a node runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Everything: HTTP, committer, consumers, scheduler (and the relay with a broker).
+    All,
+    /// HTTP, committer, deal scheduler and outbox relay; no consumers. Needs a shared bus.
+    Api,
+    /// Consumers of these queues only (all of the topology's when empty); no HTTP.
+    Worker {
+        /// Queue names.
+        queues: Vec<String>,
+    },
+}
 
 /// Why the service could not start. Each message says what to do.
 #[derive(Debug, Error)]
@@ -48,6 +59,14 @@ pub enum StartError {
         #[source]
         source: ordermill_core::ports::StoreError,
     },
+    /// The PostgreSQL store could not be opened or read.
+    #[error(
+        "cannot use the PostgreSQL store: {0}. Check `store` (ORDERMILL_STORE, --store); a new database needs `ordermill migrate` once."
+    )]
+    Database(#[source] StoreError),
+    /// The settings name engines that do not go together, or an unknown one.
+    #[error("{0}")]
+    Config(String),
     /// The catalog could not be loaded or stock reconciled.
     #[error("cannot load the catalog: {0}")]
     Catalog(#[from] CatalogError),
@@ -62,9 +81,9 @@ pub enum StartError {
         #[source]
         source: CacheError,
     },
-    /// The bus could not recover its queues from the outbox.
+    /// The bus could not start (recover its queues, or reach the broker).
     #[error("cannot start the event bus: {0}")]
-    Bus(#[from] BusError),
+    Bus(#[source] ordermill_core::ports::BusError),
     /// A payment gateway or notifier is misconfigured.
     #[error("invalid integration settings: {0}")]
     Integration(#[from] IntegrationError),
@@ -81,44 +100,41 @@ pub enum StartError {
     },
 }
 
-/// The hot-stock cache the settings name.
-async fn stock_cache(settings: &Settings) -> Result<Arc<dyn StockCache>, StartError> {
-    match settings.cache.as_str() {
-        "local" | "" => Ok(Arc::new(LocalStockCache::new())),
-        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
-            let cache = RedisStockCache::connect(url, &settings.cache_prefix)
-                .await
-                .map_err(|source| StartError::Cache { url: url.to_owned(), source })?;
-            tracing::info!(prefix = %settings.cache_prefix, "Hot stock is in Redis.");
-            Ok(Arc::new(cache))
-        }
-        other => Err(StartError::Cache {
-            url: other.to_owned(),
-            source: CacheError::Unavailable("use \"local\" or a redis:// URL".into()),
-        }),
-    }
-}
-
 /// A built, not yet serving, ordermill node.
 pub struct Application {
-    listener: TcpListener,
-    router: axum::Router,
-    committer: Committer,
+    /// The HTTP side (not on a worker).
+    http: Option<HttpSide>,
     pipeline: Pipeline,
-    deals: Arc<Deals>,
+    backends: Backends,
+    role: Role,
     settings: Settings,
 }
 
+struct HttpSide {
+    listener: TcpListener,
+    router: axum::Router,
+    committer: Committer,
+    deals: Arc<Deals>,
+}
+
 impl Application {
-    /// Builds the node on the system clock.
+    /// Builds an all-in-one node on the system clock.
     ///
     /// # Errors
     /// See [`StartError`].
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
-        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+        Self::build_as(settings, Role::All, Arc::new(SystemClock)).await
     }
 
-    /// Builds the node with the given clock (tests fake time with it).
+    /// Builds a node playing `role` on the system clock.
+    ///
+    /// # Errors
+    /// See [`StartError`].
+    pub async fn build_role(settings: Settings, role: Role) -> Result<Application, StartError> {
+        Self::build_as(settings, role, Arc::new(SystemClock)).await
+    }
+
+    /// Builds an all-in-one node with the given clock (tests fake time with it).
     ///
     /// # Errors
     /// See [`StartError`].
@@ -126,24 +142,70 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Application, StartError> {
+        Self::build_as(settings, Role::All, clock).await
+    }
+
+    /// Builds a node playing `role`.
+    ///
+    /// # Errors
+    /// See [`StartError`].
+    pub async fn build_as(
+        settings: Settings,
+        role: Role,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Application, StartError> {
         let metrics = telemetry::install();
-        let data_dir = settings.data_dir.clone();
-        let store_error =
-            |source| StartError::Store { dir: settings.data_dir.display().to_string(), source };
-        let sqlite = Arc::new(
-            tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir))
-                .await
-                .map_err(|e| store_error(StoreError::Unavailable(e.to_string())))?
-                .map_err(store_error)?,
-        );
-        let store: Arc<dyn OrderStore> = sqlite.clone();
-        let deal_store: Arc<dyn DealStore> = sqlite.clone();
-        let limit_store: Arc<dyn LimitStore> = sqlite.clone();
-        let ledger: Arc<dyn BusLedger> = sqlite;
-        let cache = stock_cache(&settings).await?;
-        let catalog = Arc::new(Catalog::load(store.clone(), cache.clone()).await?);
-        let bus: Arc<dyn EventBus> =
-            Arc::new(EmbeddedBus::start(settings.topology.clone(), ledger, clock.clone()).await?);
+        let backends = backends::open(&settings, clock.clone()).await?;
+        if role != Role::All && !backends.shared {
+            return Err(StartError::Config(
+                "`ordermill api` and `ordermill worker` share work through a broker and a database: set bus = amqp://... and store = postgres://... (or run everything in one process with `ordermill serve`)".into(),
+            ));
+        }
+        if let Role::Worker { queues } = &role {
+            let known = backends.bus.queues();
+            if let Some(unknown) = queues.iter().find(|q| !known.contains(q)) {
+                return Err(StartError::Config(format!(
+                    "no queue named {unknown:?} in the topology; the queues are {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        let database = |source| StartError::Database(source);
+        let limits =
+            Arc::new(PurchaseLimits::load(backends.limits.clone()).await.map_err(database)?);
+        let orders = OrderCache::new(settings.order_cache_entries);
+        let pipeline = Pipeline {
+            store: backends.store.clone(),
+            bus: backends.bus.clone(),
+            cache: backends.cache.clone(),
+            clock: clock.clone(),
+            ids: Arc::new(OrderIdGenerator::new()),
+            orders: orders.clone(),
+            gateway: integrations::payment_gateway(&settings.payment)?,
+            notifier: integrations::notifier(&settings.notify)?,
+            limits: limits.clone(),
+            message_timeout: Duration::from_millis(settings.workers.message_timeout_ms.max(1)),
+        };
+        let http = match role {
+            Role::Worker { .. } => None,
+            Role::All | Role::Api => {
+                Some(Self::http_side(&settings, &backends, limits, orders, clock, metrics).await?)
+            }
+        };
+        Ok(Application { http, pipeline, backends, role, settings })
+    }
+
+    async fn http_side(
+        settings: &Settings,
+        backends: &Backends,
+        limits: Arc<PurchaseLimits>,
+        orders: OrderCache,
+        clock: Arc<dyn Clock>,
+        metrics: metrics_exporter_prometheus::PrometheusHandle,
+    ) -> Result<HttpSide, StartError> {
+        let Backends { store, bus, cache, .. } = backends;
+        let reconcile = if backends.shared { Reconcile::FillMissing } else { Reconcile::Reset };
+        let catalog = Arc::new(Catalog::load(store.clone(), cache.clone(), reconcile).await?);
         let (committer, handle) = Committer::new(
             store.clone(),
             cache.clone(),
@@ -153,7 +215,6 @@ impl Application {
         );
         let idempotency =
             Arc::new(Idempotency::new(store.clone(), settings.idempotency_cache_entries));
-        let limits = Arc::new(PurchaseLimits::load(limit_store).await.map_err(store_error)?);
         let intake = Arc::new(Intake::new(
             catalog.clone(),
             cache.clone(),
@@ -164,36 +225,23 @@ impl Application {
             bus.clone(),
             settings.max_backlog,
         ));
-        let orders = OrderCache::new(settings.order_cache_entries);
         let deals = Arc::new(Deals::new(
-            deal_store,
+            backends.deals.clone(),
             catalog.clone(),
             cache.clone(),
             limits.clone(),
             idempotency,
             bus.clone(),
             orders.clone(),
-            clock.clone(),
-        ));
-        let pipeline = Pipeline {
-            store: store.clone(),
-            bus: bus.clone(),
-            cache,
             clock,
-            ids: Arc::new(OrderIdGenerator::new()),
-            orders: orders.clone(),
-            gateway: integrations::payment_gateway(&settings.payment)?,
-            notifier: integrations::notifier(&settings.notify)?,
-            limits: limits.clone(),
-            message_timeout: Duration::from_millis(settings.workers.message_timeout_ms.max(1)),
-        };
+        ));
         let admin_token = settings.admin_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from);
         let state = AppState::new(Shared {
             intake,
             catalog,
-            store,
+            store: store.clone(),
             metrics,
-            bus,
+            bus: bus.clone(),
             orders,
             deals: deals.clone(),
             limits,
@@ -203,13 +251,17 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        Ok(Application { listener, router, committer, pipeline, deals, settings })
+        Ok(HttpSide { listener, router, committer, deals })
     }
 
-    /// The bound address (useful with port 0).
+    /// The bound address (useful with port 0); the configured one on a worker, which does
+    /// not listen.
     pub fn local_addr(&self) -> SocketAddr {
         // A bound listener always has an address; failure would be an OS-level bug.
-        self.listener.local_addr().unwrap_or(self.settings.listen)
+        self.http
+            .as_ref()
+            .and_then(|h| h.listener.local_addr().ok())
+            .unwrap_or(self.settings.listen)
     }
 
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests
@@ -222,27 +274,55 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(listen = %self.local_addr(), data_dir = %self.settings.data_dir.display(), "ordermill is serving.");
-        let stop_committer = CancellationToken::new();
-        let committing = TaskTracker::new();
-        committing.spawn(self.committer.run(stop_committer.clone()));
-        committing.close();
+        let Application { http, pipeline, backends, role, settings } = self;
         let stop_workers = CancellationToken::new();
         let working = TaskTracker::new();
-        workers::spawn_all(&self.pipeline, &self.settings.workers, &working, &stop_workers);
-        working.spawn(deals::scheduler::run(
-            self.deals.clone(),
-            Duration::from_millis(self.settings.deals.check_interval_ms.max(10)),
-            stop_workers.clone(),
-        ));
+        match &role {
+            Role::All => {
+                workers::spawn_all(&pipeline, &settings.workers, None, &working, &stop_workers)
+            }
+            Role::Worker { queues } => {
+                let only = (!queues.is_empty()).then_some(queues.as_slice());
+                workers::spawn_all(&pipeline, &settings.workers, only, &working, &stop_workers);
+            }
+            Role::Api => {}
+        }
         working.spawn(telemetry::watch_queues(
-            self.pipeline.bus.clone(),
+            pipeline.bus.clone(),
             Duration::from_secs(1),
             stop_workers.clone(),
         ));
+        let Some(http) = http else {
+            working.close();
+            tracing::info!(role = ?role, "ordermill worker is consuming.");
+            shutdown.await;
+            tracing::info!("Letting consumers finish the messages in hand.");
+            stop_workers.cancel();
+            working.wait().await;
+            return Ok(());
+        };
+        working.spawn(deals::scheduler::run(
+            http.deals.clone(),
+            Duration::from_millis(settings.deals.check_interval_ms.max(10)),
+            stop_workers.clone(),
+        ));
+        if let Some((bus, outbox)) = &backends.relay {
+            working.spawn(ordermill_bus::run_relay(
+                bus.clone(),
+                outbox.clone(),
+                Duration::from_millis(settings.relay_sweep_ms.max(10)),
+                stop_workers.clone(),
+            ));
+        }
         working.close();
+        let stop_committer = CancellationToken::new();
+        let committing = TaskTracker::new();
+        committing.spawn(http.committer.run(stop_committer.clone()));
+        committing.close();
 
-        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
+        let listen = http.listener.local_addr().unwrap_or(settings.listen);
+        tracing::info!(listen = %listen, role = ?role, store = %backends::redact(&settings.store), bus = %backends::redact(&settings.bus), cache = %backends::redact(&settings.cache), "ordermill is serving.");
+        let served = axum::serve(http.listener, http.router).with_graceful_shutdown(shutdown).await;
         tracing::info!("HTTP server stopped; flushing the committer.");
         stop_committer.cancel();
         committing.wait().await;

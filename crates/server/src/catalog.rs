@@ -30,6 +30,15 @@ pub enum CatalogError {
     Cache(CacheError),
 }
 
+/// How [`Catalog::load`] brings the hot-stock cache in line with the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconcile {
+    /// Overwrite every count (this node is the cache's only user).
+    Reset,
+    /// Set only counts the cache lacks (nodes share the cache).
+    FillMissing,
+}
+
 /// A product with what is left to sell.
 #[derive(Debug, Clone)]
 pub struct StockedProduct {
@@ -50,23 +59,41 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Loads every product from the store and sets the hot-stock cache to stock of record
-    /// minus what accepted orders hold, so a restart neither oversells nor strands units.
+    /// Loads every product from the store and reconciles the hot-stock cache with it.
+    ///
+    /// [`Reconcile::Reset`] (one node owns the cache): each SKU's count is set to stock of
+    /// record minus what accepted orders hold, so a restart neither oversells nor strands
+    /// units. [`Reconcile::FillMissing`] (several nodes share it): only SKUs the cache has no
+    /// count for are set; a count that exists is the live one, holding other nodes'
+    /// reservations that are not in the store yet, and resetting it could oversell.
     ///
     /// # Errors
     /// When the store cannot be read or the cache cannot be set.
     pub async fn load(
         store: Arc<dyn OrderStore>,
         cache: Arc<dyn StockCache>,
+        reconcile: Reconcile,
     ) -> Result<Catalog, CatalogError> {
         let products = store.load_products().await?;
         let mut map = HashMap::with_capacity(products.len());
+        let mut rebuilt = 0;
         for product in products {
-            cache
-                .set_available(&product.sku, product.available())
-                .await
-                .map_err(CatalogError::Cache)?;
+            match reconcile {
+                Reconcile::Reset => cache.set_available(&product.sku, product.available()).await,
+                Reconcile::FillMissing => cache
+                    .set_available_if_absent(&product.sku, product.available())
+                    .await
+                    .map(|set| rebuilt += usize::from(set)),
+            }
+            .map_err(CatalogError::Cache)?;
             map.insert(product.sku.clone(), Arc::new(product));
+        }
+        if reconcile == Reconcile::FillMissing {
+            tracing::info!(
+                products = map.len(),
+                rebuilt,
+                "Shared hot-stock cache: counts missing from it were rebuilt from the store."
+            );
         }
         tracing::info!(
             products = map.len(),

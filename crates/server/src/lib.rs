@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`app`]: `Application::build(settings)` and `run_until_stopped(shutdown)`.
+//! - [`backends`]: opens the store, bus and cache the settings name (embedded or scaled out).
 //! - [`settings`]: the typed configuration (file → env → flags merging is the binary's job).
 //! - [`catalog`]: products in memory for pricing at intake, written through to the store and
 //!   the hot-stock cache.
@@ -19,10 +20,11 @@
 //! - [`read_cache`]: the order read cache behind `GET /api/orders/{id}`.
 //! - [`telemetry`]: metric names and the Prometheus recorder.
 //!
-//! Backends (SQLite store, local cache, embedded bus) live in their own crates behind the `core` traits;
-//! nothing here knows SQL.
+//! Backends (SQLite and PostgreSQL stores, local and Redis caches, embedded and RabbitMQ buses)
+//! live in their own crates behind the `core` traits; nothing here knows SQL or AMQP.
 
 pub mod app;
+pub mod backends;
 pub mod catalog;
 pub mod deals;
 pub mod http;
@@ -35,5 +37,5 @@ pub mod settings;
 pub mod telemetry;
 pub mod workers;
 
-pub use app::{Application, StartError};
+pub use app::{Application, Role, StartError};
 pub use settings::{LogFormat, Settings};

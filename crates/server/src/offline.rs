@@ -1,14 +1,16 @@
-//! Maintenance of a stopped node's data dir from the command line (`ordermill dlq ...`).
-//! For a running node use the admin API instead: a change made here reaches a running node
-//! only when it restarts.
+//! Maintenance from the command line: `ordermill dlq ...` and `ordermill migrate`.
+//!
+//! On the embedded engines `dlq` works on a STOPPED node's data dir (a change reaches a
+//! running node only when it restarts; use the admin API on a running one). On RabbitMQ it
+//! works on the broker's dead queues directly, running nodes or not.
 
 use std::sync::Arc;
 
-use ordermill_bus::EmbeddedBus;
 use ordermill_core::SystemClock;
-use ordermill_core::ports::{DeadLetter, EventBus};
+use ordermill_core::ports::DeadLetter;
 use ordermill_store::SqliteStore;
 
+use crate::backends::{self, StoreChoice};
 use crate::settings::Settings;
 
 /// What to do with a queue's dead letters.
@@ -43,13 +45,7 @@ pub async fn dlq(
     queue: &str,
     action: DlqAction,
 ) -> anyhow::Result<DlqOutcome> {
-    let dir = settings.data_dir.clone();
-    let store =
-        tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await?.map_err(|e| {
-            anyhow::anyhow!("cannot open the store in {}: {e}", settings.data_dir.display())
-        })?;
-    let bus = EmbeddedBus::start(settings.topology.clone(), Arc::new(store), Arc::new(SystemClock))
-        .await?;
+    let bus = backends::open(settings, Arc::new(SystemClock)).await?.bus;
     if !bus.queues().iter().any(|q| q == queue) {
         anyhow::bail!("no queue named {queue:?}; the queues are {}", bus.queues().join(", "));
     }
@@ -58,4 +54,31 @@ pub async fn dlq(
         DlqAction::Replay => DlqOutcome::Replayed(bus.replay_dead_letters(queue).await?),
         DlqAction::Purge => DlqOutcome::Purged(bus.purge_dead_letters(queue).await?),
     })
+}
+
+/// Brings the store's schema up to date; returns a line for people.
+///
+/// # Errors
+/// When the store cannot be reached or a migration fails (nothing of that migration stays).
+pub async fn migrate(settings: &Settings) -> anyhow::Result<String> {
+    match backends::choices(settings)?.0 {
+        StoreChoice::Postgres(url) => {
+            let store = backends::open_postgres(settings, &url).await?;
+            let applied = store.migrate().await?;
+            store.close().await;
+            Ok(if applied.is_empty() {
+                format!("{}: schema is up to date", backends::redact(&url))
+            } else {
+                format!("{}: applied {}", backends::redact(&url), applied.join(", "))
+            })
+        }
+        StoreChoice::Sqlite => {
+            let dir = settings.data_dir.clone();
+            tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await??;
+            Ok(format!(
+                "{}: SQLite schema is up to date (it upgrades itself when opened)",
+                settings.data_dir.display()
+            ))
+        }
+    }
 }

@@ -15,6 +15,11 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Directory holding the embedded database (`ordermill.db` and its WAL).
     pub data_dir: PathBuf,
+    /// Order store: `sqlite` (embedded in `data_dir`, the default) or a `postgres://` URL.
+    pub store: String,
+    /// Message bus: `embedded` (in-process over the store's outbox, the default) or an
+    /// `amqp://` URL (RabbitMQ; needs the PostgreSQL store).
+    pub bus: String,
     /// Hot-stock cache: `local` (in-process, the default) or a `redis://` URL.
     pub cache: String,
     /// Key prefix in a shared cache (one per catalog/deployment).
@@ -46,6 +51,29 @@ pub struct Settings {
     pub topology: Topology,
     /// Group buying.
     pub deals: DealSettings,
+    /// PostgreSQL (when `store` is a postgres:// URL).
+    pub postgres: PostgresSettings,
+    /// RabbitMQ topology and tuning (when `bus` is an amqp:// URL; the URL itself is `bus`).
+    pub rabbitmq: ordermill_bus::RabbitSettings,
+    /// How often an api node sweeps the outbox for events no broker has confirmed (a crash or
+    /// an outage left them); events are published right after their commit otherwise.
+    pub relay_sweep_ms: u64,
+}
+
+/// PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresSettings {
+    /// Connections per node.
+    pub pool_size: u32,
+    /// Schema to use (created if missing); `None` is the database's default (`public`).
+    pub schema: Option<String>,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        PostgresSettings { pool_size: 16, schema: None }
+    }
 }
 
 /// Group buying.
@@ -68,6 +96,8 @@ impl Default for Settings {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            store: "sqlite".into(),
+            bus: "embedded".into(),
             cache: "local".into(),
             cache_prefix: "ordermill".into(),
             log_format: LogFormat::Text,
@@ -83,6 +113,9 @@ impl Default for Settings {
             notify: NotifySettings::default(),
             topology: Topology::default(),
             deals: DealSettings::default(),
+            postgres: PostgresSettings::default(),
+            rabbitmq: ordermill_bus::RabbitSettings::default(),
+            relay_sweep_ms: 1_000,
         }
     }
 }

@@ -101,6 +101,15 @@ impl StockCache for LocalStockCache {
         Ok(())
     }
 
+    async fn set_available_if_absent(&self, sku: &Sku, available: i64) -> Result<bool, CacheError> {
+        if self.counter(sku).is_some() {
+            return Ok(false);
+        }
+        // Created at 0 by a racing caller at worst; only a fresh counter is set.
+        let counter = self.counter_or_create(sku);
+        Ok(counter.compare_exchange(0, available, Ordering::AcqRel, Ordering::Acquire).is_ok())
+    }
+
     async fn available(&self, sku: &Sku) -> Result<Option<i64>, CacheError> {
         Ok(self.counter(sku).map(|c| c.load(Ordering::Acquire)))
     }

@@ -142,6 +142,19 @@ impl StockCache for RedisStockCache {
             .map_err(unavailable)
     }
 
+    async fn set_available_if_absent(&self, sku: &Sku, available: i64) -> Result<bool, CacheError> {
+        // SET NX: one atomic step, so two nodes starting together cannot both overwrite a
+        // count a third one is already reserving from.
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(sku))
+            .arg(available)
+            .arg("NX")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
     async fn available(&self, sku: &Sku) -> Result<Option<i64>, CacheError> {
         redis::cmd("GET")
             .arg(self.key(sku))

@@ -63,6 +63,15 @@ pub trait StockCache: Send + Sync + 'static {
     /// On a backend failure.
     async fn set_available(&self, sku: &Sku, available: i64) -> Result<(), CacheError>;
 
+    /// Sets a SKU's available units only if the cache has no count for it, atomically;
+    /// returns whether it set one. Nodes sharing a cache reconcile with this on start: a count
+    /// that exists is the live one (other nodes' reservations in flight are in it, not yet in
+    /// the store), a missing one (the cache lost its data) is rebuilt from the store.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn set_available_if_absent(&self, sku: &Sku, available: i64) -> Result<bool, CacheError>;
+
     /// A SKU's available units, `None` if unknown.
     ///
     /// # Errors

@@ -66,15 +66,20 @@ pub struct Pipeline {
     pub message_timeout: std::time::Duration,
 }
 
-/// Starts `concurrency` consumer loops for every queue of the topology that has a handler.
+/// Starts `concurrency` consumer loops for every queue of the topology that has a handler
+/// (of the queues in `only`, when given).
 /// A queue without one (a binding added for an outside consumer) is left alone and logged.
 pub fn spawn_all(
     pipeline: &Pipeline,
     settings: &WorkerSettings,
+    only: Option<&[String]>,
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) {
     for queue in pipeline.bus.queues() {
+        if only.is_some_and(|only| !only.contains(&queue)) {
+            continue;
+        }
         let handler: Arc<dyn Handler> = match queue.as_str() {
             "inventory" => Arc::new(inventory::Inventory::new(pipeline.clone())),
             "payment" => Arc::new(payment::Payment::new(pipeline.clone())),
