@@ -1,6 +1,10 @@
 //! Group buying and flash-sale limits on the real app: a group completes and its orders are
 //! confirmed; expiry cancels and gives stock back; concurrent joins for the last slots; a
 //! deadline pending across a restart fires once; per-customer limits under concurrency.
+//!
+//! Every scenario runs twice: on the embedded engines (`<name>::embedded`) and on the real
+//! PostgreSQL, RabbitMQ and Redis (`<name>::scaled_out`, skipped with a reason when their
+//! `ORDERMILL_TEST_*_URL` variables are unset).
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -11,14 +15,50 @@ use std::time::Duration;
 
 use ordermill_core::{Clock, ManualClock, SystemClock};
 use serde_json::{Value, json};
-use support::{Reply, TestApp, spawn_app_clocked};
+use support::{Engines, Reply, TestApp, spawn_app_on};
 
-async fn app_on(clock: Arc<ManualClock>) -> TestApp {
-    app_in(tempfile::tempdir().unwrap(), clock).await
+/// Runs scenario `$name(engines)` once per engine set, as `$name::embedded` and
+/// `$name::scaled_out`.
+macro_rules! on_both_engines {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name(super::Engines::Embedded).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn scaled_out() {
+                let Some(engines) = super::Engines::scaled() else { return };
+                engines.prepare().await;
+                super::$name(engines.clone()).await;
+                engines.clean_up().await;
+            }
+        }
+    )+};
 }
 
-async fn app_in(dir: tempfile::TempDir, clock: Arc<ManualClock>) -> TestApp {
-    spawn_app_clocked(dir, clock, |s| s.deals.check_interval_ms = 20).await
+on_both_engines!(
+    a_filled_group_completes_and_every_member_is_confirmed_and_charged_once,
+    an_expired_group_cancels_its_orders_and_gives_the_stock_back,
+    fifty_concurrent_joins_on_a_deal_of_three_admit_exactly_three,
+    a_deadline_pending_across_a_restart_fires_once,
+    a_per_customer_limit_holds_under_concurrency_for_orders_and_joins,
+    a_restart_remembers_what_each_customer_holds,
+    deal_requests_are_validated_and_joins_are_idempotent,
+);
+
+async fn app_on(engines: &Engines, clock: Arc<ManualClock>) -> TestApp {
+    app_in(engines, tempfile::tempdir().unwrap(), clock).await
+}
+
+async fn app_in(engines: &Engines, dir: tempfile::TempDir, clock: Arc<ManualClock>) -> TestApp {
+    spawn_app_on(engines.clone(), dir, clock, |s| {
+        s.deals.check_interval_ms = 20;
+        s.workers.retry_base_ms = 10;
+        s.workers.retry_max_ms = 50;
+    })
+    .await
 }
 
 fn now_clock() -> Arc<ManualClock> {
@@ -63,9 +103,8 @@ fn statuses(order: &Value) -> Vec<&str> {
     order["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect()
 }
 
-#[tokio::test]
-async fn a_filled_group_completes_and_every_member_is_confirmed_and_charged_once() {
-    let app = app_on(now_clock()).await;
+async fn a_filled_group_completes_and_every_member_is_confirmed_and_charged_once(engines: Engines) {
+    let app = app_on(&engines, now_clock()).await;
     app.put_product("crab", "19.99", 10).await;
     let id = open_deal(&app, "crab", 3, "15m").await;
     let opened = deal(&app, &id).await;
@@ -93,7 +132,7 @@ async fn a_filled_group_completes_and_every_member_is_confirmed_and_charged_once
     eventually("stock of record deducted", || async { app.product("crab").await["stock"] == 7 })
         .await;
     assert_eq!(app.available("crab").await, 7);
-    assert_eq!(app.count("SELECT count(*) FROM payments WHERE status = 'succeeded'"), 3);
+    assert_eq!(app.count_rows("SELECT count(*) FROM payments WHERE status = 'succeeded'").await, 3);
     let late = join(&app, &id, "dee").await;
     assert_eq!((late.status, late.code()), (409, "deal_full"));
     let metrics = app.get_text("/metrics").await;
@@ -101,10 +140,9 @@ async fn a_filled_group_completes_and_every_member_is_confirmed_and_charged_once
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_expired_group_cancels_its_orders_and_gives_the_stock_back() {
+async fn an_expired_group_cancels_its_orders_and_gives_the_stock_back(engines: Engines) {
     let clock = now_clock();
-    let app = app_on(clock.clone()).await;
+    let app = app_on(&engines, clock.clone()).await;
     app.put_product("cake", "8.80", 10).await;
     let id = open_deal(&app, "cake", 3, "15m").await;
     let a = join(&app, &id, "ann").await;
@@ -126,16 +164,19 @@ async fn an_expired_group_cancels_its_orders_and_gives_the_stock_back() {
         p["stock"] == 10 && p["stock_available"] == 10
     })
     .await;
-    assert_eq!(app.count("SELECT count(*) FROM payments"), 0, "an expired group is never charged");
+    assert_eq!(
+        app.count_rows("SELECT count(*) FROM payments").await,
+        0,
+        "an expired group is never charged"
+    );
     let late = join(&app, &id, "cy").await;
     assert_eq!((late.status, late.code()), (409, "deal_expired"));
     assert_eq!(deal(&app, &id).await["time_left_ms"], 0);
     app.stop().await;
 }
 
-#[tokio::test]
-async fn fifty_concurrent_joins_on_a_deal_of_three_admit_exactly_three() {
-    let app = Arc::new(app_on(now_clock()).await);
+async fn fifty_concurrent_joins_on_a_deal_of_three_admit_exactly_three(engines: Engines) {
+    let app = Arc::new(app_on(&engines, now_clock()).await);
     app.put_product("hot", "5.00", 100).await;
     let id = open_deal(&app, "hot", 3, "1h").await;
     let mut tasks = tokio::task::JoinSet::new();
@@ -160,13 +201,19 @@ async fn fifty_concurrent_joins_on_a_deal_of_three_admit_exactly_three() {
     );
     // The 47 losers' reservations came back: only the members hold units.
     assert_eq!(app.available("hot").await, 97);
-    assert_eq!(app.count("SELECT count(*) FROM orders"), 3);
+    assert_eq!(app.count_rows("SELECT count(*) FROM orders").await, 3);
+    stop(app).await;
 }
 
-#[tokio::test]
-async fn a_deadline_pending_across_a_restart_fires_once() {
+/// Stops an app shared with client tasks (they have all finished).
+async fn stop(app: Arc<TestApp>) {
+    let Ok(app) = Arc::try_unwrap(app) else { panic!("a client task still holds the app") };
+    app.stop().await;
+}
+
+async fn a_deadline_pending_across_a_restart_fires_once(engines: Engines) {
     let clock = now_clock();
-    let app = app_on(clock.clone()).await;
+    let app = app_on(&engines, clock.clone()).await;
     app.put_product("tea", "3.00", 5).await;
     let id = open_deal(&app, "tea", 2, "10m").await;
     let member = join(&app, &id, "ann").await;
@@ -175,7 +222,7 @@ async fn a_deadline_pending_across_a_restart_fires_once() {
 
     // The deadline passes while the node is down.
     clock.advance(Duration::from_secs(11 * 60));
-    let app = app_in(dir, clock.clone()).await;
+    let app = app_in(&engines, dir, clock.clone()).await;
     eventually("deal expired after restart", || async {
         deal(&app, &id).await["status"] == "expired"
     })
@@ -185,25 +232,26 @@ async fn a_deadline_pending_across_a_restart_fires_once() {
     let dir = app.stop().await;
 
     // A second restart finds nothing left to fire.
-    let app = app_in(dir, clock).await;
-    eventually("inventory and notify settled", || async {
-        app.count("SELECT count(*) FROM outbox") == 0
-    })
-    .await;
+    let app = app_in(&engines, dir, clock).await;
+    let settled = "SELECT count(*) FROM processed_events WHERE consumer IN ('inventory', 'notify')";
+    eventually("inventory and notify settled", || async { app.count_rows(settled).await >= 4 })
+        .await;
     let order = app.get(&format!("/api/orders/{order_id}")).await.body;
     assert_eq!(statuses(&order), ["awaiting_group", "cancelled"], "cancelled once");
     let expired_events =
-        app.count("SELECT count(*) FROM processed_events WHERE consumer = 'inventory'");
+        app.count_rows("SELECT count(*) FROM processed_events WHERE consumer = 'inventory'").await;
     assert_eq!(expired_events, 2, "inventory saw deal.joined and ONE deal.expired");
-    assert_eq!(app.count("SELECT count(*) FROM processed_events WHERE consumer = 'notify'"), 2);
+    assert_eq!(
+        app.count_rows("SELECT count(*) FROM processed_events WHERE consumer = 'notify'").await,
+        2
+    );
     assert_eq!(app.available("tea").await, 5);
     assert_eq!(app.product("tea").await["stock"], 5);
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_per_customer_limit_holds_under_concurrency_for_orders_and_joins() {
-    let app = Arc::new(app_on(now_clock()).await);
+async fn a_per_customer_limit_holds_under_concurrency_for_orders_and_joins(engines: Engines) {
+    let app = Arc::new(app_on(&engines, now_clock()).await);
     let put = app
         .send(app.client.put(app.url("/api/products/flash")).json(
             &json!({"name": "Flash", "price": "1.00", "stock": 100, "per_customer_limit": 1}),
@@ -258,15 +306,15 @@ async fn a_per_customer_limit_holds_under_concurrency_for_orders_and_joins() {
     let declined = app.order("test-decline", &[("flash", 1)]).await;
     app.wait_for_status(declined.body["order_id"].as_str().unwrap(), "cancelled").await;
     assert_eq!(app.order("test-decline", &[("flash", 1)]).await.status, 201);
+    stop(app).await;
 }
 
-#[tokio::test]
-async fn a_restart_remembers_what_each_customer_holds() {
-    let app = app_on(now_clock()).await;
+async fn a_restart_remembers_what_each_customer_holds(engines: Engines) {
+    let app = app_on(&engines, now_clock()).await;
     let body = json!({"name": "Flash", "price": "1.00", "stock": 10, "per_customer_limit": 2});
     app.send(app.client.put(app.url("/api/products/lim")).json(&body)).await;
     assert_eq!(app.order("c", &[("lim", 2)]).await.status, 201);
-    let app = app_in(app.stop().await, now_clock()).await;
+    let app = app_in(&engines, app.stop().await, now_clock()).await;
     assert_eq!(app.order("c", &[("lim", 1)]).await.code(), "limit_exceeded");
     assert_eq!(app.product("lim").await["per_customer_limit"], 2);
     // Sending the product without the field keeps the limit; null removes it.
@@ -280,9 +328,8 @@ async fn a_restart_remembers_what_each_customer_holds() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn deal_requests_are_validated_and_joins_are_idempotent() {
-    let app = app_on(now_clock()).await;
+async fn deal_requests_are_validated_and_joins_are_idempotent(engines: Engines) {
+    let app = app_on(&engines, now_clock()).await;
     app.put_product("s", "2.00", 10).await;
     let cases = [
         (

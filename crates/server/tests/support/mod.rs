@@ -10,10 +10,97 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Which engines a test app runs on.
+#[derive(Debug, Clone)]
+pub enum Engines {
+    /// SQLite in the app's temp dir, the in-process bus and cache.
+    Embedded,
+    /// The real PostgreSQL, RabbitMQ and Redis, isolated by a schema and name prefix of the
+    /// test's own.
+    ScaledOut(Scaled),
+}
+
+/// Where a scaled-out test app's data lives.
+#[derive(Debug, Clone)]
+pub struct Scaled {
+    pub postgres: String,
+    pub amqp: String,
+    pub redis: String,
+    /// Schema, queue/exchange prefix and Redis key prefix.
+    pub name: String,
+}
+
+impl Engines {
+    /// The scaled-out engines, or `None` (printing why) when their URLs are unset.
+    pub fn scaled() -> Option<Engines> {
+        use ordermill_core::test_support::service_url;
+        let postgres =
+            service_url("ORDERMILL_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")?;
+        let amqp = service_url("ORDERMILL_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")?;
+        let redis = service_url("ORDERMILL_TEST_REDIS_URL", "redis://127.0.0.1:6379")?;
+        let name = format!("om_t_{}", uuid::Uuid::now_v7().simple());
+        Some(Engines::ScaledOut(Scaled { postgres, amqp, redis, name }))
+    }
+
+    fn apply(&self, settings: &mut Settings) {
+        if let Engines::ScaledOut(s) = self {
+            settings.store = s.postgres.clone();
+            settings.postgres.schema = Some(s.name.clone());
+            settings.postgres.pool_size = 8;
+            settings.bus = s.amqp.clone();
+            settings.rabbitmq.queue_prefix = format!("{}.", s.name);
+            settings.rabbitmq.exchange = format!("{}.orders", s.name);
+            settings.rabbitmq.dead_letter_exchange = format!("{}.dlx", s.name);
+            settings.cache = s.redis.clone();
+            settings.cache_prefix = s.name.clone();
+            settings.relay_sweep_ms = 200;
+        }
+    }
+
+    /// Creates the schema's tables (scaled out); the SQLite store does so itself.
+    pub async fn prepare(&self) {
+        if let Engines::ScaledOut(s) = self {
+            let store = ordermill_store::PostgresStore::connect(&s.postgres, Some(&s.name), 2)
+                .await
+                .unwrap();
+            store.migrate().await.unwrap();
+            store.close().await;
+        }
+    }
+
+    /// Drops what a scaled-out test left on the shared engines.
+    pub async fn clean_up(&self) {
+        let Engines::ScaledOut(s) = self else { return };
+        let store =
+            ordermill_store::PostgresStore::connect(&s.postgres, Some(&s.name), 2).await.unwrap();
+        let mut settings = Settings::default();
+        self.apply(&mut settings);
+        let rabbit = ordermill_bus::RabbitSettings { url: s.amqp.clone(), ..settings.rabbitmq };
+        if let Ok(bus) = ordermill_bus::RabbitBus::start(
+            rabbit,
+            settings.topology.clone(),
+            std::sync::Arc::new(store.clone()),
+        )
+        .await
+        {
+            let _ = bus.delete_topology().await;
+        }
+        store.close().await;
+        let pool = sqlx::PgPool::connect(&s.postgres).await.unwrap();
+        // The name is the test's own uuid-based identifier, never outside input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", s.name)))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub dir: TempDir,
+    pub engines: Engines,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
 }
@@ -32,11 +119,22 @@ pub async fn spawn_app_clocked(
     clock: std::sync::Arc<dyn ordermill_core::Clock>,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    spawn_app_on(Engines::Embedded, dir, clock, tweak).await
+}
+
+/// A test app on `engines` (prepare them once first with [`Engines::prepare`]).
+pub async fn spawn_app_on(
+    engines: Engines,
+    dir: TempDir,
+    clock: std::sync::Arc<dyn ordermill_core::Clock>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
         ..Settings::default()
     };
+    engines.apply(&mut settings);
     tweak(&mut settings);
     let app = Application::build_with_clock(settings, clock).await.expect("app builds");
     let addr = app.local_addr();
@@ -46,7 +144,7 @@ pub async fn spawn_app_clocked(
     }));
     let client =
         reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap();
-    TestApp { addr, client, dir, stop, serving }
+    TestApp { addr, client, dir, engines, stop, serving }
 }
 
 pub struct Reply {
@@ -118,7 +216,29 @@ impl TestApp {
         }
     }
 
-    /// Counts rows in the app's database.
+    /// Counts rows in the app's database, whichever engine holds it.
+    pub async fn count_rows(&self, sql: &str) -> i64 {
+        match &self.engines {
+            Engines::Embedded => self.count(sql),
+            Engines::ScaledOut(s) => {
+                let pool = sqlx::PgPool::connect(&s.postgres).await.unwrap();
+                let mut conn = pool.acquire().await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!("SET search_path TO {}", s.name)))
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap();
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+                drop(conn);
+                pool.close().await;
+                n
+            }
+        }
+    }
+
+    /// Counts rows in the app's SQLite database.
     pub fn count(&self, sql: &str) -> i64 {
         let db = rusqlite::Connection::open(self.dir.path().join("ordermill.db")).unwrap();
         db.query_row(sql, [], |r| r.get(0)).unwrap()
