@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -16,27 +17,6 @@ use std::time::Duration;
 use ordermill_core::{Clock, ManualClock, SystemClock};
 use serde_json::{Value, json};
 use support::{Engines, Reply, TestApp, spawn_app_on};
-
-/// Runs scenario `$name(engines)` once per engine set, as `$name::embedded` and
-/// `$name::scaled_out`.
-macro_rules! on_both_engines {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                super::$name(super::Engines::Embedded).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn scaled_out() {
-                let Some(engines) = super::Engines::scaled() else { return };
-                engines.prepare().await;
-                super::$name(engines.clone()).await;
-                engines.clean_up().await;
-            }
-        }
-    )+};
-}
 
 on_both_engines!(
     a_filled_group_completes_and_every_member_is_confirmed_and_charged_once,

@@ -3,12 +3,35 @@
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a panic is the failure report
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use ordermill_server::{Application, Settings};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// Runs scenario `$name(engines)` once per engine set, as `$name::embedded` and
+/// `$name::scaled_out`.
+#[allow(unused_macros)] // each test binary includes this module; not all run both
+macro_rules! on_both_engines {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name(super::Engines::Embedded).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn scaled_out() {
+                let Some(engines) = super::Engines::scaled() else { return };
+                engines.prepare().await;
+                super::$name(engines.clone()).await;
+                engines.clean_up().await;
+            }
+        }
+    )+};
+}
 
 /// Which engines a test app runs on.
 #[derive(Debug, Clone)]
@@ -28,7 +51,12 @@ pub struct Scaled {
     pub redis: String,
     /// Schema, queue/exchange prefix and Redis key prefix.
     pub name: String,
+    /// Apps the test dropped without stopping: [`Engines::clean_up`] stops them first, or
+    /// one still running would declare its queues again after they were deleted.
+    running: Arc<Mutex<Vec<Running>>>,
 }
+
+type Running = (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>);
 
 impl Engines {
     /// The scaled-out engines, or `None` (printing why) when their URLs are unset.
@@ -39,7 +67,7 @@ impl Engines {
         let amqp = service_url("ORDERMILL_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")?;
         let redis = service_url("ORDERMILL_TEST_REDIS_URL", "redis://127.0.0.1:6379")?;
         let name = format!("om_t_{}", uuid::Uuid::now_v7().simple());
-        Some(Engines::ScaledOut(Scaled { postgres, amqp, redis, name }))
+        Some(Engines::ScaledOut(Scaled { postgres, amqp, redis, name, running: Arc::default() }))
     }
 
     fn apply(&self, settings: &mut Settings) {
@@ -71,6 +99,11 @@ impl Engines {
     /// Drops what a scaled-out test left on the shared engines.
     pub async fn clean_up(&self) {
         let Engines::ScaledOut(s) = self else { return };
+        let running: Vec<Running> = std::mem::take(&mut *s.running.lock().unwrap());
+        for (stop, serving) in running {
+            let _ = stop.send(());
+            let _ = serving.await;
+        }
         let store =
             ordermill_store::PostgresStore::connect(&s.postgres, Some(&s.name), 2).await.unwrap();
         let mut settings = Settings::default();
@@ -101,8 +134,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub dir: TempDir,
     pub engines: Engines,
-    stop: oneshot::Sender<()>,
-    serving: JoinHandle<std::io::Result<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -144,7 +177,7 @@ pub async fn spawn_app_on(
     }));
     let client =
         reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap();
-    TestApp { addr, client, dir, engines, stop, serving }
+    TestApp { addr, client, dir, engines, stop: Some(stop), serving: Some(serving) }
 }
 
 pub struct Reply {
@@ -255,10 +288,27 @@ impl TestApp {
     }
 
     /// Stops gracefully (in-flight requests finish, the committer flushes); returns the data dir.
-    pub async fn stop(self) -> TempDir {
-        let _ = self.stop.send(());
-        self.serving.await.unwrap().unwrap();
-        self.dir
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.unwrap().unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Dropped unstopped: on the shared engines, hand it to clean_up to stop; embedded, the
+        // dropped sender stops it as before.
+        if let (Engines::ScaledOut(s), Some(stop), Some(serving)) =
+            (&self.engines, self.stop.take(), self.serving.take())
+        {
+            s.running.lock().unwrap_or_else(|p| p.into_inner()).push((stop, serving));
+        }
     }
 }
 
