@@ -14,6 +14,7 @@
 
 pub mod contract;
 pub mod deal_contract;
+mod decode;
 pub mod postgres;
 pub mod sqlite;
 

@@ -2,12 +2,7 @@
 //! does not parse is reported as [`StoreError::Corrupt`], never papered over.
 
 use ordermill_core::ports::StoreError;
-use ordermill_core::{
-    CustomerId, Deal, DealId, DealMember, DealStatus, GroupSize, IdempotencyKey, Lifecycle, Money,
-    Order, OrderId, OrderLine, OrderStatus, PaymentState, Product, ProductName, Quantity, Sku,
-    StatusChange, StockLevel, StockState, UnixMillis,
-};
-use serde::{Deserialize, Serialize};
+use ordermill_core::{Deal, DealId, Lifecycle, Order, OrderId, Product};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
@@ -38,41 +33,8 @@ LEFT JOIN LATERAL (
 ) m ON true
 WHERE d.id = $1";
 
-/// How a status change is stored in the `history` column (the same shape as SQLite's).
-#[derive(Serialize, Deserialize)]
-struct StoredChange {
-    status: String,
-    at: i64,
-}
-
-/// How an order line is read back from the `items` column (written as `OrderLine` serializes).
-#[derive(Deserialize)]
-struct LineRow {
-    sku: String,
-    quantity: i64,
-    unit_price: String,
-}
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-/// The `items` column's value for an order.
-pub(crate) fn items_json(lines: &[OrderLine]) -> String {
-    serde_json::to_string(lines).expect("serializing validated order lines cannot fail")
-}
-
-/// The `history` column's value: `None` while there is no change after 'accepted'.
-pub(crate) fn history_json(history: &[StatusChange]) -> Option<String> {
-    if history.is_empty() {
-        return None;
-    }
-    let stored: Vec<StoredChange> = history
-        .iter()
-        .map(|c| StoredChange { status: c.status.as_str().to_owned(), at: c.at.0 })
-        .collect();
-    Some(serde_json::to_string(&stored).expect("serializing strings and integers cannot fail"))
-}
+use crate::decode::{DealColumns, OrderColumns, corrupt};
+pub(crate) use crate::decode::{history_json, items_json};
 
 /// A product row ([`PRODUCT_COLUMNS`]).
 pub(crate) fn product(row: &PgRow) -> Result<Product, StoreError> {
@@ -81,13 +43,7 @@ pub(crate) fn product(row: &PgRow) -> Result<Product, StoreError> {
     let price: i64 = row.try_get(2).map_err(from_sqlx)?;
     let stock: i64 = row.try_get(3).map_err(from_sqlx)?;
     let reserved: i64 = row.try_get(4).map_err(from_sqlx)?;
-    Ok(Product {
-        sku: Sku::parse(sku).map_err(corrupt)?,
-        name: ProductName::parse(name).map_err(corrupt)?,
-        price: Money::from_minor(price).ok_or_else(|| corrupt("price out of range"))?,
-        stock: StockLevel::parse(stock).map_err(corrupt)?,
-        reserved,
-    })
+    crate::decode::product(sku, name, price, stock, reserved)
 }
 
 /// An order row ([`ORDER_COLUMNS`] starting at column `base`) with its lifecycle state.
@@ -103,50 +59,19 @@ pub(crate) fn order_state(row: &PgRow, base: usize) -> Result<(Order, Lifecycle)
     let payment: String = row.try_get(base + 8).map_err(from_sqlx)?;
     let history: Option<String> = row.try_get(base + 9).map_err(from_sqlx)?;
 
-    let lines: Vec<LineRow> = serde_json::from_str(&items).map_err(corrupt)?;
-    let lines = lines
-        .into_iter()
-        .map(|l| {
-            OrderLine::priced(
-                Sku::parse(l.sku)?,
-                Quantity::parse(l.quantity)?,
-                Money::parse("unit_price", &l.unit_price)?,
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(corrupt)?;
-    let status =
-        OrderStatus::parse(&status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
-    let history = match history {
-        None => Vec::new(),
-        Some(history) => serde_json::from_str::<Vec<StoredChange>>(&history)
-            .map_err(corrupt)?
-            .into_iter()
-            .map(|c| {
-                let status = OrderStatus::parse(&c.status)
-                    .ok_or_else(|| corrupt(format!("unknown status {:?}", c.status)))?;
-                Ok(StatusChange { status, at: UnixMillis(c.at) })
-            })
-            .collect::<Result<_, StoreError>>()?,
-    };
-    let order = Order {
+    OrderColumns {
         id: OrderId::from_uuid(id),
-        customer_id: CustomerId::parse(customer).map_err(corrupt)?,
-        total: Money::total_from_minor(total).ok_or_else(|| corrupt("negative total"))?,
-        lines,
+        customer_id: customer,
         status,
-        created_at: UnixMillis(created_at),
-        idempotency_key: key.map(|k| IdempotencyKey::parse(&k)).transpose().map_err(corrupt)?,
+        total_minor: total,
+        items,
+        created_at,
+        idempotency_key: key,
+        stock_state: stock,
+        payment_state: payment,
         history,
-    };
-    let state = Lifecycle {
-        status,
-        stock: StockState::parse(&stock)
-            .ok_or_else(|| corrupt(format!("unknown stock state {stock:?}")))?,
-        payment: PaymentState::parse(&payment)
-            .ok_or_else(|| corrupt(format!("unknown payment state {payment:?}")))?,
-    };
-    Ok((order, state))
+    }
+    .decode()
 }
 
 /// A deal row read with [`DEAL_SELECT`].
@@ -169,23 +94,17 @@ pub(crate) fn deal(id: DealId, row: &PgRow) -> Result<Deal, StoreError> {
         .into_iter()
         .zip(orders)
         .zip(joined)
-        .map(|((customer, order), joined)| {
-            Ok(DealMember {
-                customer_id: CustomerId::parse(customer).map_err(corrupt)?,
-                order_id: OrderId::from_uuid(order),
-                joined_at: UnixMillis(joined),
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Deal {
+        .map(|((customer, order), joined)| (customer, OrderId::from_uuid(order), joined))
+        .collect();
+    DealColumns {
         id,
-        sku: Sku::parse(sku).map_err(corrupt)?,
-        deal_price: Money::from_minor(price).ok_or_else(|| corrupt("deal price out of range"))?,
-        group_size: GroupSize::parse(i64::from(size)).map_err(corrupt)?,
-        created_at: UnixMillis(created),
-        expires_at: UnixMillis(expires),
-        status: DealStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("unknown deal status {status:?}")))?,
+        sku,
+        deal_price_minor: price,
+        group_size: i64::from(size),
+        created_at: created,
+        expires_at: expires,
+        status,
         members,
-    })
+    }
+    .decode()
 }

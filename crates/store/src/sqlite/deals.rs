@@ -3,8 +3,8 @@
 
 use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError};
 use ordermill_core::{
-    CustomerId, Deal, DealId, DealMember, DealStatus, Fact, GroupSize, Money, Order, OrderId,
-    OutboxEvent, RoutingKey, Sku, StatusChange, UnixMillis,
+    CustomerId, Deal, DealId, DealMember, DealStatus, Fact, Order, OrderId, OutboxEvent,
+    RoutingKey, Sku, StatusChange, UnixMillis,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
@@ -12,10 +12,7 @@ use uuid::Uuid;
 use super::effects::{insert_event, write_state};
 use super::error::from_sqlite;
 use super::rows;
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
+use crate::decode::{DealColumns, corrupt};
 
 pub(crate) fn create(conn: &mut Connection, deal: &Deal) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
@@ -78,24 +75,20 @@ pub(crate) fn load(conn: &Connection, id: DealId) -> Result<Option<Deal>, StoreE
         .map_err(from_sqlite)?
         .map(|row| {
             let (customer, order, joined) = row.map_err(from_sqlite)?;
-            Ok(DealMember {
-                customer_id: CustomerId::parse(customer).map_err(corrupt)?,
-                order_id: OrderId::parse(&order).map_err(corrupt)?,
-                joined_at: UnixMillis(joined),
-            })
+            Ok((customer, OrderId::parse(&order).map_err(corrupt)?, joined))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Some(Deal {
+    let columns = DealColumns {
         id,
-        sku: Sku::parse(sku).map_err(corrupt)?,
-        deal_price: Money::from_minor(price).ok_or_else(|| corrupt("deal price out of range"))?,
-        group_size: GroupSize::parse(size).map_err(corrupt)?,
-        created_at: UnixMillis(created),
-        expires_at: UnixMillis(expires),
-        status: DealStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("unknown deal status {status:?}")))?,
+        sku,
+        deal_price_minor: price,
+        group_size: size,
+        created_at: created,
+        expires_at: expires,
+        status,
         members,
-    }))
+    };
+    columns.decode().map(Some)
 }
 
 pub(crate) fn due(

@@ -1,0 +1,175 @@
+//! Stored values back into domain types, for every backend: each backend reads its columns
+//! into these plain shapes, and the parsing (with the domain's own validation) happens once,
+//! here. A value that does not parse is [`StoreError::Corrupt`], never papered over.
+
+use ordermill_core::ports::StoreError;
+use ordermill_core::{
+    CustomerId, Deal, DealId, DealMember, DealStatus, GroupSize, IdempotencyKey, Lifecycle, Money,
+    Order, OrderId, OrderLine, OrderStatus, PaymentState, Product, ProductName, Quantity, Sku,
+    StatusChange, StockLevel, StockState, UnixMillis,
+};
+use serde::{Deserialize, Serialize};
+
+/// How a status change is stored in the `history` column.
+#[derive(Serialize, Deserialize)]
+struct StoredChange {
+    status: String,
+    at: i64,
+}
+
+/// How an order line is read back from the `items` column (written as `OrderLine` serializes).
+#[derive(Deserialize)]
+struct LineRow {
+    sku: String,
+    quantity: i64,
+    unit_price: String,
+}
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// The `items` column's value for an order.
+pub(crate) fn items_json(lines: &[OrderLine]) -> String {
+    serde_json::to_string(lines).expect("serializing validated order lines cannot fail")
+}
+
+/// The `history` column's value: `None` while there is no stored change.
+pub(crate) fn history_json(history: &[StatusChange]) -> Option<String> {
+    if history.is_empty() {
+        return None;
+    }
+    let stored: Vec<StoredChange> = history
+        .iter()
+        .map(|c| StoredChange { status: c.status.as_str().to_owned(), at: c.at.0 })
+        .collect();
+    Some(serde_json::to_string(&stored).expect("serializing strings and integers cannot fail"))
+}
+
+/// A product's columns.
+pub(crate) fn product(
+    sku: String,
+    name: String,
+    price: i64,
+    stock: i64,
+    reserved: i64,
+) -> Result<Product, StoreError> {
+    Ok(Product {
+        sku: Sku::parse(sku).map_err(corrupt)?,
+        name: ProductName::parse(name).map_err(corrupt)?,
+        price: Money::from_minor(price).ok_or_else(|| corrupt("price out of range"))?,
+        stock: StockLevel::parse(stock).map_err(corrupt)?,
+        reserved,
+    })
+}
+
+/// An order's columns as stored.
+pub(crate) struct OrderColumns {
+    pub id: OrderId,
+    pub customer_id: String,
+    pub status: String,
+    pub total_minor: i64,
+    pub items: String,
+    pub created_at: i64,
+    pub idempotency_key: Option<String>,
+    pub stock_state: String,
+    pub payment_state: String,
+    pub history: Option<String>,
+}
+
+impl OrderColumns {
+    /// The order and its lifecycle state.
+    pub(crate) fn decode(self) -> Result<(Order, Lifecycle), StoreError> {
+        let lines: Vec<LineRow> = serde_json::from_str(&self.items).map_err(corrupt)?;
+        let lines = lines
+            .into_iter()
+            .map(|l| {
+                OrderLine::priced(
+                    Sku::parse(l.sku)?,
+                    Quantity::parse(l.quantity)?,
+                    Money::parse("unit_price", &l.unit_price)?,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(corrupt)?;
+        let status = order_status(&self.status)?;
+        let history = match self.history {
+            None => Vec::new(),
+            Some(history) => serde_json::from_str::<Vec<StoredChange>>(&history)
+                .map_err(corrupt)?
+                .into_iter()
+                .map(|c| {
+                    Ok(StatusChange { status: order_status(&c.status)?, at: UnixMillis(c.at) })
+                })
+                .collect::<Result<_, StoreError>>()?,
+        };
+        let key = self.idempotency_key.map(|k| IdempotencyKey::parse(&k)).transpose();
+        let order = Order {
+            id: self.id,
+            customer_id: CustomerId::parse(self.customer_id).map_err(corrupt)?,
+            total: Money::total_from_minor(self.total_minor)
+                .ok_or_else(|| corrupt("negative total"))?,
+            lines,
+            status,
+            created_at: UnixMillis(self.created_at),
+            idempotency_key: key.map_err(corrupt)?,
+            history,
+        };
+        let stock = &self.stock_state;
+        let payment = &self.payment_state;
+        let state = Lifecycle {
+            status,
+            stock: StockState::parse(stock)
+                .ok_or_else(|| corrupt(format!("unknown stock state {stock:?}")))?,
+            payment: PaymentState::parse(payment)
+                .ok_or_else(|| corrupt(format!("unknown payment state {payment:?}")))?,
+        };
+        Ok((order, state))
+    }
+}
+
+fn order_status(text: &str) -> Result<OrderStatus, StoreError> {
+    OrderStatus::parse(text).ok_or_else(|| corrupt(format!("unknown status {text:?}")))
+}
+
+/// A deal's columns, with its members as (customer, order, joined at) in joining order.
+pub(crate) struct DealColumns {
+    pub id: DealId,
+    pub sku: String,
+    pub deal_price_minor: i64,
+    pub group_size: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub status: String,
+    pub members: Vec<(String, OrderId, i64)>,
+}
+
+impl DealColumns {
+    /// The deal.
+    pub(crate) fn decode(self) -> Result<Deal, StoreError> {
+        let members = self
+            .members
+            .into_iter()
+            .map(|(customer, order_id, joined)| {
+                Ok(DealMember {
+                    customer_id: CustomerId::parse(customer).map_err(corrupt)?,
+                    order_id,
+                    joined_at: UnixMillis(joined),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let status = &self.status;
+        Ok(Deal {
+            id: self.id,
+            sku: Sku::parse(self.sku).map_err(corrupt)?,
+            deal_price: Money::from_minor(self.deal_price_minor)
+                .ok_or_else(|| corrupt("deal price out of range"))?,
+            group_size: GroupSize::parse(self.group_size).map_err(corrupt)?,
+            created_at: UnixMillis(self.created_at),
+            expires_at: UnixMillis(self.expires_at),
+            status: DealStatus::parse(status)
+                .ok_or_else(|| corrupt(format!("unknown deal status {status:?}")))?,
+            members,
+        })
+    }
+}
