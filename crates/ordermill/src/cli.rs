@@ -311,10 +311,13 @@ fn dlq(action: DlqCommand, queue: &str, node: &ServeArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(DlqOutcome::Replayed(n)) => {
-            println!(
-                "replayed {n} dead letter(s) of {queue}; they are delivered when the node starts"
-            );
+        Ok(DlqOutcome::Replayed { count, live }) => {
+            let when = if live {
+                "they are back on the queue and running workers take them now"
+            } else {
+                "they are delivered when the node starts"
+            };
+            println!("replayed {count} dead letter(s) of {queue}; {when}");
             ExitCode::SUCCESS
         }
         Ok(DlqOutcome::Purged(n)) => {

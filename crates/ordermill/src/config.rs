@@ -52,7 +52,17 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
         .context("invalid configuration (check ordermill.toml, ORDERMILL_* variables and flags)")
 }
 
-/// The settings as TOML, for `ordermill config`.
+/// The settings as TOML, for `ordermill config`, with passwords and the admin token masked:
+/// the output gets pasted into tickets and chats.
 pub fn to_toml(settings: &Settings) -> anyhow::Result<String> {
-    toml::to_string_pretty(settings).context("settings cannot be written as TOML")
+    use ordermill_server::backends::redact;
+    let mut shown = settings.clone();
+    shown.store = redact(&shown.store);
+    shown.bus = redact(&shown.bus);
+    shown.cache = redact(&shown.cache);
+    shown.rabbitmq.url = redact(&shown.rabbitmq.url);
+    if shown.admin_token.is_some() {
+        shown.admin_token = Some("***".into());
+    }
+    toml::to_string_pretty(&shown).context("settings cannot be written as TOML")
 }

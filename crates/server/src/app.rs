@@ -115,6 +115,7 @@ struct HttpSide {
     router: axum::Router,
     committer: Committer,
     deals: Arc<Deals>,
+    catalog: Arc<Catalog>,
 }
 
 impl Application {
@@ -236,6 +237,7 @@ impl Application {
             clock,
         ));
         let admin_token = settings.admin_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from);
+        let catalog_for_refresh = catalog.clone();
         let state = AppState::new(Shared {
             intake,
             catalog,
@@ -251,7 +253,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        Ok(HttpSide { listener, router, committer, deals })
+        Ok(HttpSide { listener, router, committer, deals, catalog: catalog_for_refresh })
     }
 
     /// The bound address (useful with port 0); the configured one on a worker, which does
@@ -306,6 +308,13 @@ impl Application {
             Duration::from_millis(settings.deals.check_interval_ms.max(10)),
             stop_workers.clone(),
         ));
+        if backends.shared {
+            working.spawn(crate::catalog::keep_fresh(
+                http.catalog.clone(),
+                Duration::from_millis(settings.catalog_refresh_ms.max(10)),
+                stop_workers.clone(),
+            ));
+        }
         if let Some((bus, outbox)) = &backends.relay {
             working.spawn(ordermill_bus::run_relay(
                 bus.clone(),

@@ -34,23 +34,29 @@ pub enum BusChoice {
     Amqp(String),
 }
 
-/// Reads `store` and `bus` from the settings.
+/// Reads `store` from the settings.
+///
+/// # Errors
+/// [`StartError::Config`] naming the setting and the values it takes.
+pub fn store_choice(settings: &Settings) -> Result<StoreChoice, StartError> {
+    match settings.store.as_str() {
+        "" | "sqlite" | "sqlite:" | "embedded" | "local" => Ok(StoreChoice::Sqlite),
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(StoreChoice::Postgres(url.to_owned()))
+        }
+        other => Err(StartError::Config(format!(
+            "store = {:?} is not a store: use \"sqlite\" (embedded, the default) or a postgres:// URL (ORDERMILL_STORE, --store)",
+            redact(other)
+        ))),
+    }
+}
+
+/// Reads `store` and `bus` from the settings, and checks they go together.
 ///
 /// # Errors
 /// [`StartError::Config`] naming the setting and the values it takes.
 pub fn choices(settings: &Settings) -> Result<(StoreChoice, BusChoice), StartError> {
-    let store = match settings.store.as_str() {
-        "" | "sqlite" | "sqlite:" | "embedded" | "local" => StoreChoice::Sqlite,
-        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            StoreChoice::Postgres(url.to_owned())
-        }
-        other => {
-            return Err(StartError::Config(format!(
-                "store = {:?} is not a store: use \"sqlite\" (embedded, the default) or a postgres:// URL (ORDERMILL_STORE, --store)",
-                redact(other)
-            )));
-        }
-    };
+    let store = store_choice(settings)?;
     let bus = match settings.bus.as_str() {
         "" | "embedded" | "local" => BusChoice::Embedded,
         url if url.starts_with("amqp://") || url.starts_with("amqps://") => {

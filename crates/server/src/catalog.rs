@@ -135,13 +135,44 @@ impl Catalog {
     /// # Errors
     /// When the store or the cache cannot be read.
     pub async fn get(&self, sku: &Sku) -> Result<Option<StockedProduct>, CatalogError> {
-        if !self.read().contains_key(sku) {
-            return Ok(None);
-        }
+        // Read through: another api node may have created it since the last refresh.
         match self.store.get_product(sku).await? {
             None => Ok(None),
-            Some(product) => Ok(Some(self.stocked(Arc::new(product)).await?)),
+            Some(product) => {
+                let product = Arc::new(product);
+                self.products
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(sku.clone())
+                    .or_insert_with(|| product.clone());
+                Ok(Some(self.stocked(product).await?))
+            }
         }
+    }
+
+    /// Reloads names and prices from the store, so products created or changed through
+    /// another api node are priced here too; returns how many products there are. SKUs the
+    /// shared cache has no count for get one from the store (`stock − reserved`).
+    ///
+    /// # Errors
+    /// When the store or the cache cannot be read; the catalog in memory is unchanged.
+    pub async fn refresh(&self) -> Result<usize, CatalogError> {
+        // Serialised with local writes, so a refresh read before a local write cannot undo it.
+        let _serialised = self.writes.lock().await;
+        let products = self.store.load_products().await?;
+        let mut fresh = HashMap::with_capacity(products.len());
+        for product in products {
+            if !self.read().contains_key(&product.sku) {
+                self.cache
+                    .set_available_if_absent(&product.sku, product.available())
+                    .await
+                    .map_err(CatalogError::Cache)?;
+            }
+            fresh.insert(product.sku.clone(), Arc::new(product));
+        }
+        let count = fresh.len();
+        *self.products.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(count)
     }
 
     async fn stocked(&self, product: Arc<Product>) -> Result<StockedProduct, CatalogError> {
@@ -215,6 +246,24 @@ impl Catalog {
             .insert(sku.clone(), stored.clone());
         tracing::info!(sku = %sku, price = %stored.price, stock = stored.stock.get(), available, "Product saved.");
         Ok((StockedProduct { product: stored, available }, previous.is_none()))
+    }
+}
+
+/// Refreshes `catalog` every `every` until `stop`: on shared engines, a product created or
+/// repriced through one api node is sold at its new price by every node within that time.
+pub async fn keep_fresh(
+    catalog: Arc<Catalog>,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
+        }
+        if let Err(error) = catalog.refresh().await {
+            tracing::warn!(error = %error, "Could not refresh the catalog from the store; prices stay as they were.");
+        }
     }
 }
 

@@ -29,8 +29,14 @@ pub enum DlqAction {
 pub enum DlqOutcome {
     /// The dead letters, oldest first.
     Listed(Vec<DeadLetter>),
-    /// How many were sent back (delivered when the node next starts).
-    Replayed(usize),
+    /// How many were sent back: on the embedded bus they are delivered when the node next
+    /// starts; on RabbitMQ they are back on the work queue now.
+    Replayed {
+        /// How many.
+        count: usize,
+        /// Whether running consumers take them now (a broker) or the next start does.
+        live: bool,
+    },
     /// How many were dropped.
     Purged(usize),
 }
@@ -51,7 +57,10 @@ pub async fn dlq(
     }
     Ok(match action {
         DlqAction::List => DlqOutcome::Listed(bus.dead_letters(queue).await?),
-        DlqAction::Replay => DlqOutcome::Replayed(bus.replay_dead_letters(queue).await?),
+        DlqAction::Replay => DlqOutcome::Replayed {
+            count: bus.replay_dead_letters(queue).await?,
+            live: !matches!(backends::choices(settings)?.1, backends::BusChoice::Embedded),
+        },
         DlqAction::Purge => DlqOutcome::Purged(bus.purge_dead_letters(queue).await?),
     })
 }
@@ -61,7 +70,7 @@ pub async fn dlq(
 /// # Errors
 /// When the store cannot be reached or a migration fails (nothing of that migration stays).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<String> {
-    match backends::choices(settings)?.0 {
+    match backends::store_choice(settings)? {
         StoreChoice::Postgres(url) => {
             let store = backends::open_postgres(settings, &url).await?;
             let applied = store.migrate().await?;

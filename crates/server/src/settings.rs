@@ -55,6 +55,9 @@ pub struct Settings {
     pub postgres: PostgresSettings,
     /// RabbitMQ topology and tuning (when `bus` is an amqp:// URL; the URL itself is `bus`).
     pub rabbitmq: ordermill_bus::RabbitSettings,
+    /// On shared engines, how often an api node reloads the catalog from the store, so
+    /// products created or repriced through another node are sold here too.
+    pub catalog_refresh_ms: u64,
     /// How often an api node sweeps the outbox for events no broker has confirmed (a crash or
     /// an outage left them); events are published right after their commit otherwise.
     pub relay_sweep_ms: u64,
@@ -116,6 +119,7 @@ impl Default for Settings {
             postgres: PostgresSettings::default(),
             rabbitmq: ordermill_bus::RabbitSettings::default(),
             relay_sweep_ms: 1_000,
+            catalog_refresh_ms: 1_000,
         }
     }
 }

@@ -1,0 +1,59 @@
+//! Two nodes on the same real PostgreSQL, RabbitMQ and Redis: what one node's catalog writes
+//! do is seen by the other, and both sell from one stock count. Skipped with a reason when the
+//! `ORDERMILL_TEST_*_URL` variables are unset.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Engines, TestApp, spawn_app_on};
+
+async fn node(engines: &Engines) -> TestApp {
+    let clock = Arc::new(ordermill_core::SystemClock);
+    spawn_app_on(engines.clone(), tempfile::tempdir().unwrap(), clock, |s| {
+        s.catalog_refresh_ms = 50;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_created_or_repriced_on_one_node_is_sold_by_the_other() {
+    let Some(engines) = Engines::scaled() else { return };
+    engines.prepare().await;
+    let (a, b) = (node(&engines).await, node(&engines).await);
+    assert_eq!(a.put_product("crab", "19.99", 5).await.status, 201);
+    // Read through at once, priced within the refresh interval.
+    assert_eq!(b.product("crab").await["stock_available"], 5);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let placed = loop {
+        let reply = b.order("c-1", &[("crab", 2)]).await;
+        if reply.status == 201 {
+            break reply;
+        }
+        assert_eq!(reply.code(), "unknown_sku", "{:?}", reply.body);
+        assert!(Instant::now() < deadline, "node b never learned of the product");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(placed.body["total"], "39.98");
+    assert_eq!(a.available("crab").await, 3, "one stock count for both nodes");
+
+    let body = json!({"name": "Crab", "price": "9.99", "stock": 5});
+    a.send(a.client.put(a.url("/api/products/crab")).json(&body)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = b.order("c-2", &[("crab", 1)]).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+        if reply.body["total"] == "9.99" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node b kept the old price");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+    engines.clean_up().await;
+}
