@@ -42,3 +42,12 @@ if ! up 5672; then
 else
   echo "rabbitmq: up on 5672"
 fi
+
+# nginx is not a service here: the scaled-out test (crates/ordermill/tests/scaled_out.rs)
+# starts its own as a child process on a config in a temp dir. Only the binary is needed, so
+# the distribution's service is not started (and is stopped if the package started it).
+if ! command -v nginx >/dev/null 2>&1; then
+  need nginx nginx
+  if [ -f /run/nginx.pid ]; then nginx -s stop 2>/dev/null || true; fi
+fi
+command -v nginx >/dev/null 2>&1 && echo "nginx: $(nginx -v 2>&1)"

@@ -1,7 +1,10 @@
 //! A real `ordermill serve` process for the binary's tests: started on port 0 with a data
 //! dir and extra environment, its address read from its "serving" log line, killed on drop.
+//! `scaled` starts the scaled-out deployment (migrate, api, worker, nginx) on the real services.
 
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a panic is the failure report
+
+pub mod scaled;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

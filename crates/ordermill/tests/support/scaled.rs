@@ -1,0 +1,855 @@
+//! A scaled-out deployment for the binary's tests: `ordermill migrate`, `ordermill api` and
+//! `ordermill worker` processes on the real PostgreSQL, RabbitMQ and Redis, every name unique
+//! to the test (schema, queue prefix, exchanges, cache prefix), an order load, and the ledger
+//! read back from PostgreSQL and Redis to check that each effect happened exactly once.
+//!
+//! Every process is killed when its handle drops, and the deployment drops its schema, queues,
+//! exchanges and Redis keys when it drops (after the processes, which the test declares later),
+//! so a failing test cleans up too. Process logs go to files in a temp dir that is kept, and
+//! named, when the test fails (or always, with `ORDERMILL_TEST_KEEP_LOGS=1`).
+
+#![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a panic is the failure report
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use ordermill_core::test_support::service_url;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+/// Where the three services are.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub postgres: String,
+    pub amqp: String,
+    pub redis: String,
+}
+
+impl Services {
+    /// The services' URLs from `ORDERMILL_TEST_*_URL`; `None` (with the reason printed) when
+    /// one is unset, a panic instead under `ORDERMILL_TEST_REQUIRE_SERVICES=1`.
+    pub fn from_env() -> Option<Services> {
+        let postgres =
+            service_url("ORDERMILL_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")?;
+        let amqp = service_url("ORDERMILL_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")?;
+        let redis = service_url("ORDERMILL_TEST_REDIS_URL", "redis://127.0.0.1:6379")?;
+        Some(Services { postgres, amqp, redis })
+    }
+}
+
+/// One deployment's names and its log dir; cleans the services up on drop.
+pub struct Deployment {
+    pub services: Services,
+    /// Unique per test: the PostgreSQL schema, the Redis prefix, the start of every broker name.
+    pub id: String,
+    logs: Option<tempfile::TempDir>,
+}
+
+impl Deployment {
+    /// New names (`om_<uuid>`) and a log dir.
+    pub fn new(services: Services) -> Deployment {
+        let id = format!("om_{}", uuid::Uuid::now_v7().simple());
+        let logs = tempfile::Builder::new().prefix("ordermill-scaled-").tempdir().unwrap();
+        Deployment { services, id, logs: Some(logs) }
+    }
+
+    /// The log dir (process logs, nginx's files).
+    pub fn dir(&self) -> &Path {
+        self.logs.as_ref().unwrap().path()
+    }
+
+    /// The queue prefix on the broker (`<id>.`).
+    pub fn queue_prefix(&self) -> String {
+        format!("{}.", self.id)
+    }
+
+    /// The environment every process of this deployment gets.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let id = &self.id;
+        [
+            ("ORDERMILL_STORE", self.services.postgres.clone()),
+            ("ORDERMILL_BUS", self.services.amqp.clone()),
+            ("ORDERMILL_CACHE", self.services.redis.clone()),
+            ("ORDERMILL_POSTGRES__SCHEMA", id.clone()),
+            ("ORDERMILL_RABBITMQ__QUEUE_PREFIX", self.queue_prefix()),
+            ("ORDERMILL_RABBITMQ__EXCHANGE", format!("{id}.orders")),
+            ("ORDERMILL_RABBITMQ__DEAD_LETTER_EXCHANGE", format!("{id}.dlx")),
+            ("ORDERMILL_CACHE_PREFIX", id.clone()),
+            ("RUST_LOG", "info".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ordermill"));
+        command
+            .args(args)
+            .args(["--log-format", "json", "--data-dir"])
+            .arg(self.dir().join("data"))
+            // No ordermill.toml from the test's working directory.
+            .current_dir(self.dir())
+            .envs(self.env());
+        command
+    }
+
+    /// Runs `ordermill migrate` and asserts it succeeded.
+    pub fn migrate(&self) {
+        let out = self.command(&["migrate"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ordermill migrate failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts `ordermill api` on a free port and waits until it serves and `/readyz` is 200.
+    pub async fn api(&self, name: &str) -> Proc {
+        let mut command = self.command(&["api", "--listen", "127.0.0.1:0"]);
+        let proc = Proc::spawn(name, &mut command, self.dir(), "ordermill is serving.");
+        let addr = proc.addr.unwrap();
+        wait_ready(&format!("http://{addr}/readyz"), Duration::from_secs(30)).await;
+        proc
+    }
+
+    /// Starts `ordermill worker` (every queue) and waits until it consumes.
+    pub fn worker(&self, name: &str) -> Proc {
+        let mut command = self.command(&["worker"]);
+        Proc::spawn(name, &mut command, self.dir(), "ordermill worker is consuming.")
+    }
+
+    /// A connection to PostgreSQL with `search_path` set to this deployment's schema.
+    pub async fn db(&self) -> PgConnection {
+        let mut db = PgConnection::connect(&self.services.postgres).await.unwrap();
+        let set = format!("SET search_path TO \"{}\"", self.id);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&mut db).await.unwrap();
+        db
+    }
+
+    /// What PostgreSQL and Redis say now.
+    pub async fn ledger(&self, db: &mut PgConnection) -> Ledger {
+        let mut by_status = HashMap::new();
+        let mut confirmed_ids = HashSet::new();
+        let mut confirmed_units: HashMap<String, i64> = HashMap::new();
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT id::text, status, items::text FROM orders")
+                .fetch_all(&mut *db)
+                .await
+                .unwrap();
+        let orders = rows.len() as i64;
+        for (id, status, items) in rows {
+            if status == "confirmed" {
+                for line in serde_json::from_str::<Vec<Value>>(&items).unwrap() {
+                    *confirmed_units
+                        .entry(line["sku"].as_str().unwrap().to_owned())
+                        .or_default() += line["quantity"].as_i64().unwrap();
+                }
+                confirmed_ids.insert(id);
+            }
+            *by_status.entry(status).or_insert(0) += 1;
+        }
+        let products: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT sku, stock, reserved FROM products")
+                .fetch_all(&mut *db)
+                .await
+                .unwrap();
+        let processed: Vec<(String, i64)> =
+            sqlx::query_as("SELECT consumer, count(*) FROM processed_events GROUP BY consumer")
+                .fetch_all(&mut *db)
+                .await
+                .unwrap();
+        let (payments,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM payments").fetch_one(&mut *db).await.unwrap();
+        let (paid_confirmed,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM payments p JOIN orders o ON o.id = p.order_id \
+             WHERE o.status = 'confirmed'",
+        )
+        .fetch_one(&mut *db)
+        .await
+        .unwrap();
+        let (outbox,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM outbox").fetch_one(&mut *db).await.unwrap();
+        let mut available = HashMap::new();
+        let mut redis = self.redis().await;
+        for (sku, _, _) in &products {
+            let key = format!("{{{}}}:stock:{sku}", self.id);
+            let count: Option<i64> =
+                redis::cmd("GET").arg(&key).query_async(&mut redis).await.unwrap();
+            available.insert(sku.clone(), count);
+        }
+        Ledger {
+            orders,
+            by_status,
+            confirmed_ids,
+            confirmed_units,
+            products: products.into_iter().map(|(s, stock, held)| (s, (stock, held))).collect(),
+            payments,
+            paid_confirmed,
+            processed: processed.into_iter().collect(),
+            outbox,
+            available,
+        }
+    }
+
+    async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.services.redis.as_str()).unwrap();
+        client.get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// Waits until every stored order is confirmed and every consumer has recorded each of
+    /// its events (or the deadline passes), then returns the ledger for the assertions.
+    pub async fn settled(&self, deadline: Duration) -> Ledger {
+        let mut db = self.db().await;
+        let until = Instant::now() + deadline;
+        loop {
+            let ledger = self.ledger(&mut db).await;
+            if ledger.is_settled() || Instant::now() > until {
+                return ledger;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Drops the schema, the queues and exchanges, and the Redis keys (done on drop too).
+    pub async fn clean_up(&self) {
+        Teardown { services: self.services.clone(), id: self.id.clone() }.run().await;
+    }
+
+    /// Messages waiting in this deployment's dead-letter queues.
+    pub fn dead_letters(&self) -> u64 {
+        let prefix = self.queue_prefix();
+        let listed = Command::new("rabbitmqctl")
+            .args(["list_queues", "-q", "--no-table-headers", "name", "messages"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let (name, count) = (fields.next()?, fields.next()?);
+                (name.starts_with(&prefix) && name.ends_with(".dead"))
+                    .then(|| count.parse::<u64>().ok())?
+            })
+            .sum()
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        // An async clean-up from a destructor: a runtime of its own on a thread of its own
+        // (the test's runtime may be the one running this drop).
+        let teardown = Teardown { services: self.services.clone(), id: self.id.clone() };
+        let done = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(teardown.run());
+            }
+        })
+        .join();
+        if done.is_err() {
+            eprintln!("clean-up of {} panicked", self.id);
+        }
+        let keep = std::env::var_os("ORDERMILL_TEST_KEEP_LOGS").is_some();
+        if let Some(logs) = self.logs.take()
+            && (keep || std::thread::panicking())
+        {
+            eprintln!("process logs kept in {}", logs.keep().display());
+        }
+    }
+}
+
+/// What a deployment leaves on the services, to delete.
+struct Teardown {
+    services: Services,
+    id: String,
+}
+
+impl Teardown {
+    /// Drops the schema, the queues and exchanges, and the Redis keys. Best effort: reports
+    /// what it could not delete.
+    async fn run(&self) {
+        let id = &self.id;
+        match PgConnection::connect(&self.services.postgres).await {
+            Ok(mut db) => {
+                let drop = format!("DROP SCHEMA IF EXISTS \"{id}\" CASCADE");
+                if let Err(error) = sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut db).await
+                {
+                    eprintln!("clean-up: cannot drop schema {id}: {error}");
+                }
+            }
+            Err(error) => eprintln!("clean-up: cannot reach PostgreSQL: {error}"),
+        }
+        if let Err(error) = self.delete_broker_objects().await {
+            eprintln!("clean-up: cannot delete the broker objects of {id}: {error}");
+        }
+        match redis::Client::open(self.services.redis.as_str()) {
+            Ok(client) => match client.get_multiplexed_async_connection().await {
+                Ok(mut redis) => {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{{{id}}}:*"))
+                        .query_async(&mut redis)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<i64, _> =
+                            redis::cmd("DEL").arg(&keys).query_async(&mut redis).await;
+                    }
+                }
+                Err(error) => eprintln!("clean-up: cannot reach Redis: {error}"),
+            },
+            Err(error) => eprintln!("clean-up: bad Redis URL: {error}"),
+        }
+    }
+
+    // Queue names come from the broker (`rabbitmqctl list_queues`, one call) so a change in
+    // the bus's naming (topology.rs: <prefix><queue>, .dead, .retry.<ms>) cannot leave any
+    // behind; deleting them goes over AMQP, which is a round trip each instead of a
+    // rabbitmqctl start each.
+    async fn delete_broker_objects(&self) -> Result<(), String> {
+        let prefix = format!("{}.", self.id);
+        let listed = Command::new("rabbitmqctl")
+            .args(["list_queues", "-q", "--no-table-headers", "name"])
+            .output()
+            .map_err(|e| format!("rabbitmqctl: {e}"))?;
+        let queues: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|name| name.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect();
+        let connection =
+            lapin::Connection::connect(&self.services.amqp, lapin::ConnectionProperties::default())
+                .await
+                .map_err(|e| e.to_string())?;
+        let channel = connection.create_channel().await.map_err(|e| e.to_string())?;
+        for queue in &queues {
+            channel
+                .queue_delete(queue.as_str().into(), lapin::options::QueueDeleteOptions::default())
+                .await
+                .map_err(|e| format!("{queue}: {e}"))?;
+        }
+        for exchange in [format!("{}.orders", self.id), format!("{}.dlx", self.id)] {
+            channel
+                .exchange_delete(
+                    exchange.as_str().into(),
+                    lapin::options::ExchangeDeleteOptions::default(),
+                )
+                .await
+                .map_err(|e| format!("{exchange}: {e}"))?;
+        }
+        let _ = connection.close(200, "test done".into()).await;
+        Ok(())
+    }
+}
+
+/// What PostgreSQL and Redis say.
+#[derive(Debug)]
+pub struct Ledger {
+    pub orders: i64,
+    pub by_status: HashMap<String, i64>,
+    pub confirmed_ids: HashSet<String>,
+    /// Units of confirmed orders, per SKU.
+    pub confirmed_units: HashMap<String, i64>,
+    /// (stock, reserved) per SKU.
+    pub products: HashMap<String, (i64, i64)>,
+    pub payments: i64,
+    /// Payment rows whose order is confirmed.
+    pub paid_confirmed: i64,
+    /// `processed_events` rows per consumer.
+    pub processed: HashMap<String, i64>,
+    pub outbox: i64,
+    /// The Redis hot-stock count per SKU (`None`: no key).
+    pub available: HashMap<String, Option<i64>>,
+}
+
+impl Ledger {
+    fn confirmed(&self) -> i64 {
+        self.by_status.get("confirmed").copied().unwrap_or(0)
+    }
+
+    /// Units the store says are available (`stock − reserved`) that Redis does not offer:
+    /// positive when units are stranded (held by a reservation nobody will commit or release),
+    /// negative when Redis would oversell.
+    pub fn stranded(&self, sku: &str) -> i64 {
+        let (stock, reserved) = self.products[sku];
+        stock - reserved - self.available[sku].unwrap_or(0)
+    }
+
+    fn processed_by(&self, consumer: &str) -> i64 {
+        self.processed.get(consumer).copied().unwrap_or(0)
+    }
+
+    /// Everything done that the simulated gateway (which accepts every customer the load
+    /// uses) leads to: all orders confirmed, every consumer finished, the outbox empty.
+    fn is_settled(&self) -> bool {
+        self.confirmed() == self.orders
+            && self.outbox == 0
+            && self.processed_by("inventory") == self.orders
+            && self.processed_by("payment") == self.orders
+            && self.processed_by("notify") == 2 * self.orders
+            && self.products.values().all(|(_, reserved)| *reserved == 0)
+    }
+
+    /// Every order went through the pipeline exactly once and stock agrees with the orders,
+    /// in PostgreSQL and in Redis. `processed_events` has (consumer, event) as its primary key,
+    /// so a duplicate row cannot exist; a double effect would show as a count or a stock
+    /// figure off instead.
+    pub fn assert_exactly_once(&self, initial: &[(&str, i64)]) {
+        let confirmed = self.confirmed();
+        assert_eq!(
+            confirmed, self.orders,
+            "every stored order confirmed (the simulated gateway accepts all): {:?}",
+            self.by_status
+        );
+        assert_eq!(self.outbox, 0, "every event published");
+        assert_eq!(self.payments, confirmed, "one payments row per confirmed order");
+        assert_eq!(self.paid_confirmed, confirmed, "each confirmed order has its payments row");
+        assert_eq!(
+            self.processed_by("inventory"),
+            self.orders,
+            "inventory recorded each order.created once: {:?}",
+            self.processed
+        );
+        assert_eq!(
+            self.processed_by("payment"),
+            self.orders,
+            "payment recorded each order.created once: {:?}",
+            self.processed
+        );
+        assert_eq!(
+            self.processed_by("notify"),
+            2 * self.orders,
+            "notify recorded created + confirmed per order: {:?}",
+            self.processed
+        );
+        for (sku, initial) in initial {
+            let sold = self.confirmed_units.get(*sku).copied().unwrap_or(0);
+            let (stock, reserved) = self.products[*sku];
+            assert_eq!(
+                stock,
+                initial - sold,
+                "{sku}: stock of record deducted exactly once per confirmed unit \
+                 ({initial} initial, {sold} sold)"
+            );
+            assert_eq!(reserved, 0, "{sku}: nothing left held");
+            assert_eq!(
+                self.available[*sku],
+                Some(stock - reserved),
+                "{sku}: Redis hot stock = stock − reserved (nothing oversold, nothing stranded)"
+            );
+        }
+    }
+}
+
+/// A child process of the test, killed when dropped. Its stdout and stderr go to
+/// `<dir>/<name>.log`.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    /// Where it listens (an api node).
+    pub addr: Option<SocketAddr>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `command` and waits for the JSON log line whose message is `ready` (its
+    /// `listen` field, if any, is the address).
+    fn spawn(name: &str, command: &mut Command, dir: &Path, ready: &'static str) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let stderr = File::create(dir.join(format!("{name}.stderr"))).unwrap();
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("the ordermill binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let mut file = File::create(&log).unwrap();
+        // Reads every line into the log file (the process never blocks on a full pipe) and
+        // reports the ready line.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(file, "{line}");
+                if tx.is_some()
+                    && let Ok(entry) = serde_json::from_str::<Value>(&line)
+                    && entry["message"] == ready
+                {
+                    let _ = tx.take().unwrap().send(entry);
+                }
+            }
+        });
+        let entry = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|error| {
+            let _ = child.kill();
+            panic!("{name}: no {ready:?} log line ({error}); see {}", log.display())
+        });
+        let addr = entry["listen"].as_str().map(|a| a.parse().unwrap());
+        Proc { name: name.to_owned(), child, addr, log }
+    }
+
+    /// `http://ADDR{path}` of an api node.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr.unwrap())
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Its log lines (JSON) whose message is `message`.
+    pub fn logged(&self, message: &str) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|entry| entry["message"] == message)
+            .collect()
+    }
+
+    /// Lines of its log at level WARN or ERROR, for a report.
+    pub fn warnings(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `url` until it answers 200.
+pub async fn wait_ready(url: &str, within: Duration) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let until = Instant::now() + within;
+    loop {
+        if let Ok(reply) = client.get(url).send().await
+            && reply.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < until, "{url} not ready within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A free loopback port (bound and released; another process could take it in between,
+/// which on a test machine does not happen in practice).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `PUT /api/products/{sku}` at `base`.
+pub async fn put_product(base: &str, sku: &str, stock: i64) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .put(format!("{base}/api/products/{sku}"))
+        .json(&json!({"name": sku, "price": "1.00", "stock": stock}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// `GET /api/products/{sku}` at `base`: the status and the body.
+pub async fn get_product(base: &str, sku: &str) -> (reqwest::StatusCode, Value) {
+    let reply =
+        reqwest::Client::new().get(format!("{base}/api/products/{sku}")).send().await.unwrap();
+    let status = reply.status();
+    (status, reply.json().await.unwrap_or(Value::Null))
+}
+
+/// What a load run got back.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Order ids answered 201.
+    pub accepted: Vec<String>,
+    /// Answers by status (201 included).
+    pub statuses: BTreeMap<u16, u64>,
+    /// Requests that got no HTTP answer (connection refused or reset, timeout).
+    pub transport_errors: u64,
+    /// A few bodies of answers other than 201, for the report.
+    pub samples: Vec<String>,
+    /// Units ordered by requests not answered 201 (refused, or lost with a killed node).
+    pub unanswered_units: i64,
+}
+
+/// Order load: `clients` tasks, each posting orders for `sku` one after another, each with an
+/// Idempotency-Key of its own, until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<LoadReport>>,
+}
+
+impl Load {
+    /// Starts the clients against `base` (`http://host:port`).
+    pub fn start(base: &str, clients: usize, sku: &str, key_prefix: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let tasks = (0..clients)
+            .map(|c| {
+                let (stop, accepted) = (stop.clone(), accepted.clone());
+                let url = format!("{base}/api/orders");
+                let (sku, key_prefix) = (sku.to_owned(), key_prefix.to_owned());
+                tokio::spawn(async move {
+                    let client = reqwest::Client::builder()
+                        .timeout(Duration::from_secs(10))
+                        .build()
+                        .unwrap();
+                    let mut report = LoadReport::default();
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let quantity = 1 + n % 3;
+                        let body = json!({
+                            "customer_id": format!("c-{c}"),
+                            "items": [{"sku": sku, "quantity": quantity}],
+                        });
+                        let sent = client
+                            .post(&url)
+                            .header("Idempotency-Key", format!("{key_prefix}-{c}-{n}"))
+                            .json(&body)
+                            .send()
+                            .await;
+                        let reply = match sent {
+                            Ok(reply) => reply,
+                            Err(_) => {
+                                report.transport_errors += 1;
+                                report.unanswered_units += quantity as i64;
+                                // Nothing listens for a moment (a restart): do not spin.
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                continue;
+                            }
+                        };
+                        let status = reply.status().as_u16();
+                        *report.statuses.entry(status).or_default() += 1;
+                        let text = reply.text().await.unwrap_or_default();
+                        if status == 201 {
+                            let body: Value = serde_json::from_str(&text).unwrap();
+                            report.accepted.push(body["order_id"].as_str().unwrap().to_owned());
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            report.unanswered_units += quantity as i64;
+                            if report.samples.len() < 3 {
+                                let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                                let text: String = text.chars().take(160).collect();
+                                report.samples.push(format!("{status} {text}"));
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    report
+                })
+            })
+            .collect();
+        Load { stop, accepted, tasks }
+    }
+
+    /// 201s so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients (each finishes its request in flight) and merges their reports.
+    pub async fn stop(self) -> LoadReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = LoadReport::default();
+        for task in self.tasks {
+            let report = task.await.unwrap();
+            all.accepted.extend(report.accepted);
+            for (status, n) in report.statuses {
+                *all.statuses.entry(status).or_default() += n;
+            }
+            all.transport_errors += report.transport_errors;
+            all.unanswered_units += report.unanswered_units;
+            for sample in report.samples {
+                if all.samples.len() < 8 {
+                    all.samples.push(sample);
+                }
+            }
+        }
+        all
+    }
+}
+
+/// Polls `GET /api/orders/{id}` at `base` until every order in `ids` is `confirmed` or the
+/// deadline passes; returns the ones that are not, with their last status.
+pub async fn await_confirmed(
+    base: &str,
+    ids: &[String],
+    within: Duration,
+) -> Vec<(String, String)> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let pending = Arc::new(Mutex::new(
+        ids.iter().map(|id| (id.clone(), "not read".to_owned())).collect::<Vec<_>>(),
+    ));
+    let until = Instant::now() + within;
+    loop {
+        let round = std::mem::take(&mut *pending.lock().unwrap());
+        // A few readers at once: thousands of orders, one GET each.
+        let chunks: Vec<Vec<(String, String)>> =
+            round.chunks(round.len().div_ceil(8).max(1)).map(<[_]>::to_vec).collect();
+        let readers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let (client, pending) = (client.clone(), pending.clone());
+                let base = base.to_owned();
+                tokio::spawn(async move {
+                    for (id, _) in chunk {
+                        let status =
+                            match client.get(format!("{base}/api/orders/{id}")).send().await {
+                                Ok(reply) if reply.status() == 200 => {
+                                    let body: Value = reply.json().await.unwrap_or(Value::Null);
+                                    body["status"].as_str().unwrap_or("unreadable").to_owned()
+                                }
+                                Ok(reply) => format!("HTTP {}", reply.status()),
+                                Err(error) => format!("no answer: {error}"),
+                            };
+                        if status != "confirmed" {
+                            pending.lock().unwrap().push((id, status));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for reader in readers {
+            reader.await.unwrap();
+        }
+        let left = pending.lock().unwrap().clone();
+        if left.is_empty() || Instant::now() > until {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// nginx in front of api nodes, as a child process on a config of its own; killed on drop.
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    pub error_log: PathBuf,
+}
+
+impl Nginx {
+    /// Whether an `nginx` binary is on the PATH.
+    pub fn installed() -> bool {
+        Command::new("nginx").arg("-v").output().is_ok_and(|out| out.status.success())
+    }
+
+    /// Writes `<dir>/nginx/nginx.conf` balancing over `upstreams` and starts nginx on it;
+    /// waits until it accepts connections.
+    pub async fn start(dir: &Path, upstreams: &[SocketAddr]) -> Nginx {
+        let root = dir.join("nginx");
+        std::fs::create_dir_all(&root).unwrap();
+        let port = free_port();
+        let servers: String =
+            upstreams.iter().map(|addr| format!("        server {addr};\n")).collect();
+        let root_text = root.display();
+        let conf = format!(
+            r#"# Written by crates/ordermill/tests/support/scaled.rs for one test run.
+# One process in the foreground: the test owns it, and a SIGKILL leaves no worker behind
+# (with a master process, killed workers' sockets would outlive the test; and no worker
+# switches to another user that could not write this dir).
+daemon off;
+master_process off;
+pid {root_text}/nginx.pid;
+error_log {root_text}/error.log warn;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {root_text}/client_body;
+    proxy_temp_path {root_text}/proxy;
+    fastcgi_temp_path {root_text}/fastcgi;
+    uwsgi_temp_path {root_text}/uwsgi;
+    scgi_temp_path {root_text}/scgi;
+
+    upstream ordermill {{
+{servers}        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://ordermill;
+            # Keep-alive to the upstreams needs HTTP/1.1 and no "Connection: close".
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 15s;
+            # A node that refuses the connection or does not answer: try the other one.
+            # `non_idempotent` is NOT enabled. Without it nginx still passes a POST to the
+            # next node when it could not be sent (connection refused: the killed node), but
+            # not once it was sent: that node may have committed the order before dying, and
+            # an order POSTed without an Idempotency-Key would then be placed twice. With a
+            # key a retry would be safe (the other node replays the stored order), but nginx
+            # cannot tell the two apart here, so the client retries, with its key.
+            proxy_next_upstream error timeout;
+            proxy_next_upstream_tries 2;
+        }}
+    }}
+}}
+"#
+        );
+        let conf_path = root.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(File::create(root.join("stderr.log")).unwrap()))
+            .spawn()
+            .expect("nginx starts");
+        let mut nginx = Nginx { child, port, error_log: root.join("error.log") };
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(exit) = nginx.child.try_wait().unwrap() {
+                panic!(
+                    "nginx exited ({exit}): {}",
+                    std::fs::read_to_string(root.join("stderr.log")).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < until, "nginx not listening on {port} within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        nginx
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
