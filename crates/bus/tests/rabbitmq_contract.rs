@@ -70,6 +70,14 @@ impl Outbox for MemoryOutbox {
             .collect())
     }
 
+    async fn release_claims(&self, events: Vec<Uuid>) -> Result<(), StoreError> {
+        let mut rows = self.rows.lock().unwrap();
+        for row in rows.iter_mut().filter(|r| events.contains(&r.envelope.event_id)) {
+            row.claimed_until = None;
+        }
+        Ok(())
+    }
+
     async fn mark_published(&self, events: Vec<Uuid>) -> Result<(), StoreError> {
         let mut rows = self.rows.lock().unwrap();
         for id in events {

@@ -142,7 +142,7 @@ async fn a_broker_restart_mid_load_loses_no_order_and_repeats_no_effect() {
         assert_eq!(ledger.orders, report.accepted.len() as i64, "no order without its 201");
     }
     assert!(ledger.orders >= report.accepted.len() as i64);
-    ledger.assert_exactly_once(&[(SKU, STOCK)]);
+    ledger.assert_exactly_once(&[(SKU, STOCK)], 0);
     assert_eq!(deployment.dead_letters(), 0, "no dead letters");
     assert!(api.running() && worker.running(), "ordermill recovered without a restart");
     let relayed: u64 = api

@@ -301,6 +301,11 @@ async fn an_expired_lease_makes_an_event_claimable_again() {
             .unwrap()
             .is_empty()
     );
+    // Until the claimer gives it back (its publish failed): then it is claimable at once.
+    store.release_claims(vec![event]).await.unwrap();
+    let released =
+        store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(released.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
 }
 
 #[tokio::test]

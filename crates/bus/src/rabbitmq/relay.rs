@@ -49,10 +49,15 @@ async fn sweep(bus: &RabbitBus, outbox: &dyn Outbox) -> usize {
             }
         };
         let count = events.len();
+        let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
         // `publish` marks them published after the broker confirmed every one.
         if let Err(error) = bus.publish(events).await {
-            // The claim lapses after the lease; the next sweep tries again.
             tracing::warn!(events = count, error = %error, "Could not relay outbox events; will try again.");
+            // Given back at once: holding the claim for the whole lease would delay these
+            // events by that long after the broker is back (seen: 30 s after a restart).
+            if let Err(release) = outbox.release_claims(ids).await {
+                tracing::warn!(error = %release, "Could not release the outbox claim; it lapses after its lease.");
+            }
             break;
         }
         relayed += count;

@@ -28,6 +28,13 @@ pub trait Outbox: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<Envelope>, StoreError>;
 
+    /// Gives up a claim at once (the publish failed), so the next sweep, on this node or
+    /// another, takes the events without waiting for the lease to run out.
+    ///
+    /// # Errors
+    /// On a backend failure; the claim then simply lapses after its lease.
+    async fn release_claims(&self, events: Vec<Uuid>) -> Result<(), StoreError>;
+
     /// Records that the broker confirmed these events; they are never relayed again.
     ///
     /// # Errors

@@ -95,6 +95,18 @@ impl Outbox for PostgresStore {
             .collect()
     }
 
+    async fn release_claims(&self, events: Vec<Uuid>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE outbox SET claimed_until = NULL WHERE event_id = ANY($1::uuid[])")
+            .bind(events)
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(())
+    }
+
     async fn mark_published(&self, events: Vec<Uuid>) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
