@@ -48,7 +48,11 @@ pub(crate) async fn migrate(pool: &PgPool) -> Result<Vec<String>, StoreError> {
                 .await
                 .map_err(from_sqlx)?;
         if done.is_some() {
-            // Nothing to do; dropping the transaction rolls it back and frees the lock.
+            // Nothing to do. Rolled back here, not by dropping `tx`: a dropped transaction is
+            // rolled back later by a task on the runtime, and until then it holds the advisory
+            // lock and its locks on the schema (a test that drops the schema right after would
+            // wait on it for ever).
+            tx.rollback().await.map_err(from_sqlx)?;
             continue;
         }
         // Simple-query protocol: a migration file holds several statements.

@@ -57,6 +57,7 @@ pub(crate) async fn upsert(
             // cannot be locked). Our "previous = None" would be wrong and the replaced row
             // was never checked against its reserved count: undo and read it again, locked.
             tracing::debug!(sku = %product.sku.as_str(), "Product upsert raced an insert of the same SKU; retrying.");
+            tx.rollback().await.map_err(from_sqlx)?;
             continue;
         }
         let stored = rows::product(&row)?;
