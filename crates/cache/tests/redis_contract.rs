@@ -39,3 +39,39 @@ async fn an_unreachable_redis_is_reported_as_unavailable() {
     let err = RedisStockCache::connect("redis://127.0.0.1:1", "x").await.unwrap_err();
     assert!(matches!(err, ordermill_core::ports::CacheError::Unavailable(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn the_first_api_node_resets_counts_and_later_ones_keep_live_counts() {
+    use ordermill_core::ports::StockCache;
+    use std::time::{Duration, Instant};
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let cache = RedisStockCache::connect(&url, &prefix).await.unwrap();
+    let sku = ordermill_core::Sku::parse("s").unwrap();
+    let counts = [(sku.clone(), 10)];
+    let long = Duration::from_secs(60);
+    // A stale count, as a node that crashed between reserving and committing leaves it.
+    cache.set_available(&sku, 7).await.unwrap();
+    assert!(cache.join_shared("a", &counts, long).await.unwrap(), "alone: reset");
+    assert_eq!(cache.available(&sku).await.unwrap(), Some(10), "stranded units freed");
+    cache.adjust(&sku, -2).await.unwrap(); // a's reservation in flight
+    assert!(!cache.join_shared("b", &counts, long).await.unwrap(), "a is live: no reset");
+    assert_eq!(cache.available(&sku).await.unwrap(), Some(8), "a's live count kept");
+    cache.leave("a").await.unwrap();
+    cache.leave("b").await.unwrap();
+    assert!(cache.join_shared("c", &counts, long).await.unwrap(), "everyone left: reset");
+    cache.leave("c").await.unwrap();
+
+    // A node that stops heart-beating (killed) stops counting once its ttl runs out.
+    assert!(cache.join_shared("d", &counts, Duration::from_millis(200)).await.unwrap());
+    cache.heartbeat("d", Duration::from_millis(200)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if cache.join_shared("e", &counts, long).await.unwrap() {
+            break;
+        }
+        cache.leave("e").await.unwrap();
+        assert!(Instant::now() < deadline, "d never lapsed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -143,4 +143,20 @@ async fn killing_an_api_and_a_worker_mid_load_loses_no_order_and_repeats_no_effe
         began.elapsed()
     );
     drop(nginx);
+
+    // Reconciliation on start: once the survivor stops and the killed node's heartbeat lapses,
+    // the next api node to start is alone on the shared cache and resets every count from the
+    // store, freeing what the killed node had stranded.
+    api_2.terminate();
+    let api_3 = deployment.api("api-3").await;
+    let reset =
+        "First api node on the shared hot-stock cache: every count was reset from the store.";
+    assert_eq!(
+        api_3.logged(reset).len(),
+        1,
+        "api-3 started alone and reset the counts; see {}",
+        api_3.log.display()
+    );
+    let after = deployment.settled(Duration::from_secs(20)).await;
+    after.assert_exactly_once(&[(SKU, STOCK)], 0);
 }

@@ -116,6 +116,8 @@ struct HttpSide {
     committer: Committer,
     deals: Arc<Deals>,
     catalog: Arc<Catalog>,
+    /// This api node's id among those sharing the hot-stock cache.
+    node: Option<String>,
 }
 
 impl Application {
@@ -205,7 +207,14 @@ impl Application {
         metrics: metrics_exporter_prometheus::PrometheusHandle,
     ) -> Result<HttpSide, StartError> {
         let Backends { store, bus, cache, .. } = backends;
-        let reconcile = if backends.shared { Reconcile::FillMissing } else { Reconcile::Reset };
+        let node = backends.shared.then(|| format!("api-{}", uuid::Uuid::now_v7().simple()));
+        let reconcile = match &node {
+            Some(node) => Reconcile::Shared {
+                node: node.clone(),
+                ttl: Duration::from_millis(settings.cache_node_ttl_ms.max(100)),
+            },
+            None => Reconcile::Reset,
+        };
         let catalog = Arc::new(Catalog::load(store.clone(), cache.clone(), reconcile).await?);
         let (committer, handle) = Committer::new(
             store.clone(),
@@ -253,7 +262,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        Ok(HttpSide { listener, router, committer, deals, catalog: catalog_for_refresh })
+        Ok(HttpSide { listener, router, committer, deals, catalog: catalog_for_refresh, node })
     }
 
     /// The bound address (useful with port 0); the configured one on a worker, which does
@@ -308,6 +317,15 @@ impl Application {
             Duration::from_millis(settings.deals.check_interval_ms.max(10)),
             stop_workers.clone(),
         ));
+        if let Some(node) = &http.node {
+            let ttl = Duration::from_millis(settings.cache_node_ttl_ms.max(100));
+            working.spawn(keep_alive(
+                backends.cache.clone(),
+                node.clone(),
+                ttl,
+                stop_workers.clone(),
+            ));
+        }
         if backends.shared {
             working.spawn(crate::catalog::keep_fresh(
                 http.catalog.clone(),
@@ -338,6 +356,30 @@ impl Application {
         tracing::info!("Committer flushed; letting consumers finish the messages in hand.");
         stop_workers.cancel();
         working.wait().await;
+        if let Some(node) = &http.node
+            && let Err(error) = backends.cache.leave(node).await
+        {
+            tracing::warn!(node = %node, error = %error, "Could not leave the shared hot-stock cache; the next node to start waits for this one's heartbeat to lapse before resetting counts.");
+        }
         served
+    }
+}
+
+/// Renews this api node's heartbeat on the shared hot-stock cache every third of `ttl`, so the
+/// others know a reservation of its may be in flight.
+async fn keep_alive(
+    cache: Arc<dyn ordermill_core::ports::StockCache>,
+    node: String,
+    ttl: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(ttl / 3) => {}
+        }
+        if let Err(error) = cache.heartbeat(&node, ttl).await {
+            tracing::warn!(node = %node, error = %error, "Could not renew this node's heartbeat on the shared hot-stock cache.");
+        }
     }
 }

@@ -31,12 +31,17 @@ pub enum CatalogError {
 }
 
 /// How [`Catalog::load`] brings the hot-stock cache in line with the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reconcile {
     /// Overwrite every count (this node is the cache's only user).
     Reset,
-    /// Set only counts the cache lacks (nodes share the cache).
-    FillMissing,
+    /// Join the api nodes sharing the cache as `node`, live for `ttl` per heartbeat.
+    Shared {
+        /// This node's id on the cache.
+        node: String,
+        /// How long the node counts as live after each heartbeat.
+        ttl: std::time::Duration,
+    },
 }
 
 /// A product with what is left to sell.
@@ -63,9 +68,9 @@ impl Catalog {
     ///
     /// [`Reconcile::Reset`] (one node owns the cache): each SKU's count is set to stock of
     /// record minus what accepted orders hold, so a restart neither oversells nor strands
-    /// units. [`Reconcile::FillMissing`] (several nodes share it): only SKUs the cache has no
-    /// count for are set; a count that exists is the live one, holding other nodes'
-    /// reservations that are not in the store yet, and resetting it could oversell.
+    /// units. [`Reconcile::Shared`] (several api nodes share it): the same when no other node
+    /// is live; otherwise only SKUs the cache has no count for are set, since a live count holds
+    /// other nodes' reservations that are not in the store yet (see `StockCache::join_shared`).
     ///
     /// # Errors
     /// When the store cannot be read or the cache cannot be set.
@@ -75,26 +80,29 @@ impl Catalog {
         reconcile: Reconcile,
     ) -> Result<Catalog, CatalogError> {
         let products = store.load_products().await?;
-        let mut map = HashMap::with_capacity(products.len());
-        let mut rebuilt = 0;
-        for product in products {
-            match reconcile {
-                Reconcile::Reset => cache.set_available(&product.sku, product.available()).await,
-                Reconcile::FillMissing => cache
-                    .set_available_if_absent(&product.sku, product.available())
-                    .await
-                    .map(|set| rebuilt += usize::from(set)),
+        match &reconcile {
+            Reconcile::Reset => {
+                for product in &products {
+                    cache
+                        .set_available(&product.sku, product.available())
+                        .await
+                        .map_err(CatalogError::Cache)?;
+                }
             }
-            .map_err(CatalogError::Cache)?;
-            map.insert(product.sku.clone(), Arc::new(product));
+            Reconcile::Shared { node, ttl } => {
+                let counts: Vec<(Sku, i64)> =
+                    products.iter().map(|p| (p.sku.clone(), p.available())).collect();
+                let reset =
+                    cache.join_shared(node, &counts, *ttl).await.map_err(CatalogError::Cache)?;
+                if reset {
+                    tracing::info!(node = %node, "First api node on the shared hot-stock cache: every count was reset from the store.");
+                } else {
+                    tracing::info!(node = %node, "Other api nodes are live on the shared hot-stock cache: only missing counts were set from the store.");
+                }
+            }
         }
-        if reconcile == Reconcile::FillMissing {
-            tracing::info!(
-                products = map.len(),
-                rebuilt,
-                "Shared hot-stock cache: counts missing from it were rebuilt from the store."
-            );
-        }
+        let map: HashMap<Sku, Arc<Product>> =
+            products.into_iter().map(|p| (p.sku.clone(), Arc::new(p))).collect();
         tracing::info!(
             products = map.len(),
             "Loaded catalog and reconciled hot stock with the store."

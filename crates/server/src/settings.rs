@@ -58,6 +58,10 @@ pub struct Settings {
     /// On shared engines, how often an api node reloads the catalog from the store, so
     /// products created or repriced through another node are sold here too.
     pub catalog_refresh_ms: u64,
+    /// How long an api node counts as live on a shared hot-stock cache after each heartbeat
+    /// (renewed every third of it). The first api node to start with no other live resets
+    /// every count from the store, freeing units a crashed node had reserved.
+    pub cache_node_ttl_ms: u64,
     /// How often an api node sweeps the outbox for events no broker has confirmed (a crash or
     /// an outage left them); events are published right after their commit otherwise.
     pub relay_sweep_ms: u64,
@@ -120,6 +124,7 @@ impl Default for Settings {
             rabbitmq: ordermill_bus::RabbitSettings::default(),
             relay_sweep_ms: 1_000,
             catalog_refresh_ms: 1_000,
+            cache_node_ttl_ms: 15_000,
         }
     }
 }

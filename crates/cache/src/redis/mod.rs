@@ -42,6 +42,33 @@ redis.call('SET', KEYS[1], new)
 return {1, new}
 "#;
 
+/// A node joins: KEYS[1] is the live-node sorted set (score = expiry, ms), KEYS[2..] the stock
+/// keys; ARGV[1] the node, ARGV[2] its ttl (ms), ARGV[3..] the counts. Drops expired nodes;
+/// with none left, sets every count, else only missing ones; then adds the node. Returns 1
+/// when it reset. One script, so it is atomic against other nodes' reservations and joins.
+const JOIN: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREM', KEYS[1], ARGV[1])
+local alone = redis.call('ZCARD', KEYS[1]) == 0
+for i = 2, #KEYS do
+  if alone then redis.call('SET', KEYS[i], ARGV[i + 1])
+  else redis.call('SET', KEYS[i], ARGV[i + 1], 'NX') end
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if alone then return 1 else return 0 end
+"#;
+
+/// Renews a node: KEYS[1] the live-node set, ARGV[1] the node, ARGV[2] its ttl (ms). Redis's
+/// clock, so nodes with skewed clocks agree on who is live.
+const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 0
+"#;
+
 /// A Redis-backed [`StockCache`].
 #[derive(Clone)]
 pub struct RedisStockCache {
@@ -50,6 +77,8 @@ pub struct RedisStockCache {
     reserve: Script,
     release: Script,
     adjust: Script,
+    join: Script,
+    heartbeat: Script,
 }
 
 impl std::fmt::Debug for RedisStockCache {
@@ -81,7 +110,14 @@ impl RedisStockCache {
             reserve: Script::new(RESERVE),
             release: Script::new(RELEASE),
             adjust: Script::new(ADJUST),
+            join: Script::new(JOIN),
+            heartbeat: Script::new(HEARTBEAT),
         })
+    }
+
+    /// The live api nodes, in the stock keys' hash slot (a join touches both atomically).
+    fn nodes_key(&self) -> String {
+        format!("{{{}}}:nodes", self.prefix)
     }
 
     fn key(&self, sku: &Sku) -> String {
@@ -153,6 +189,39 @@ impl StockCache for RedisStockCache {
             .await
             .map_err(unavailable)?;
         Ok(set.is_some())
+    }
+
+    async fn join_shared(
+        &self,
+        node: &str,
+        counts: &[(Sku, i64)],
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let mut invocation = self.join.prepare_invoke();
+        invocation.key(self.nodes_key()).arg(node).arg(ttl.as_millis() as u64);
+        for (sku, available) in counts {
+            invocation.key(self.key(sku)).arg(*available);
+        }
+        let reset: i64 =
+            invocation.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        Ok(reset == 1)
+    }
+
+    async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<(), CacheError> {
+        let mut invocation = self.heartbeat.prepare_invoke();
+        invocation.key(self.nodes_key()).arg(node).arg(ttl.as_millis() as u64);
+        invocation.invoke_async::<i64>(&mut self.conn.clone()).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn leave(&self, node: &str) -> Result<(), CacheError> {
+        redis::cmd("ZREM")
+            .arg(self.nodes_key())
+            .arg(node)
+            .query_async::<i64>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn available(&self, sku: &Sku) -> Result<Option<i64>, CacheError> {

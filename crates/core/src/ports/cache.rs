@@ -72,6 +72,50 @@ pub trait StockCache: Send + Sync + 'static {
     /// On a backend failure.
     async fn set_available_if_absent(&self, sku: &Sku, available: i64) -> Result<bool, CacheError>;
 
+    /// Brings a cache SHARED by several api nodes in line with the store when node `node`
+    /// starts, and counts the node in: if no other node is live, every count is set from
+    /// `counts` (`stock − reserved` per SKU), which also frees units a crashed node had reserved
+    /// and never committed; if another node is live, only missing counts are set (a live count
+    /// holds that node's reservations in flight, which the store does not show yet). Both, and
+    /// the joining, are one atomic step, so two nodes starting together cannot both reset.
+    /// The node stays live for `ttl` unless [`StockCache::heartbeat`] renews it. Returns
+    /// whether it reset every count.
+    ///
+    /// The default, for a cache only one process uses: set every count.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn join_shared(
+        &self,
+        node: &str,
+        counts: &[(Sku, i64)],
+        ttl: std::time::Duration,
+    ) -> Result<bool, CacheError> {
+        let _ = (node, ttl);
+        for (sku, available) in counts {
+            self.set_available(sku, *available).await?;
+        }
+        Ok(true)
+    }
+
+    /// Keeps `node` live for another `ttl` (see [`StockCache::join_shared`]).
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn heartbeat(&self, node: &str, ttl: std::time::Duration) -> Result<(), CacheError> {
+        let _ = (node, ttl);
+        Ok(())
+    }
+
+    /// Counts `node` out at once (a graceful stop), so a node starting next may reset.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn leave(&self, node: &str) -> Result<(), CacheError> {
+        let _ = node;
+        Ok(())
+    }
+
     /// A SKU's available units, `None` if unknown.
     ///
     /// # Errors

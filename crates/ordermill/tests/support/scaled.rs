@@ -83,6 +83,8 @@ impl Deployment {
             ("ORDERMILL_RABBITMQ__EXCHANGE", format!("{id}.orders")),
             ("ORDERMILL_RABBITMQ__DEAD_LETTER_EXCHANGE", format!("{id}.dlx")),
             ("ORDERMILL_CACHE_PREFIX", id.clone()),
+            // A killed api node stops counting as live on the shared cache this soon.
+            ("ORDERMILL_CACHE_NODE_TTL_MS", "1500".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()
@@ -509,6 +511,14 @@ impl Proc {
     /// `http://ADDR{path}` of an api node.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr.unwrap())
+    }
+
+    /// SIGTERM, and wait for a clean exit (in-flight work drained).
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{} exited with {status}; see {}", self.name, self.log.display());
     }
 
     /// SIGKILL, and reap it.
