@@ -119,3 +119,21 @@ async fn concurrent_buyers_never_oversell(cache: Arc<dyn StockCache>) {
         "the side SKU is taken only by orders that got the hot unit too"
     );
 }
+
+/// The order read cache contract: a miss, a put read back, a newer view replacing an older
+/// one, and a view gone once its time to live (which the caller built the cache with, at most
+/// a few hundred milliseconds) has passed.
+pub async fn run_read_cache(cache: Arc<dyn ordermill_core::ports::OrderReadCache>) {
+    use std::time::{Duration, Instant};
+    let ids = ordermill_core::OrderIdGenerator::new();
+    let id = ids.next(ordermill_core::UnixMillis(1_790_000_000_000));
+    assert_eq!(cache.get(&id).await.expect("get"), None, "a miss");
+    cache.put(&id, Arc::from(r#"{"status":"accepted"}"#)).await.expect("put");
+    cache.put(&id, Arc::from(r#"{"status":"confirmed"}"#)).await.expect("put");
+    assert_eq!(cache.get(&id).await.expect("get").as_deref(), Some(r#"{"status":"confirmed"}"#));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.get(&id).await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "the view outlived its time to live");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

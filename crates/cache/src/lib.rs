@@ -1,8 +1,11 @@
-//! Hot-stock cache backends: the [`ordermill_core::ports::StockCache`] implementations.
+//! Cache backends: the [`ordermill_core::ports::StockCache`] (hot stock) and
+//! [`ordermill_core::ports::OrderReadCache`] (order views) implementations.
 //!
 //! # Layout
-//! - [`local`]: in-process, one atomic counter per SKU; the embedded default.
-//! - [`redis`]: in Redis, shared by every node; reservations are Lua scripts.
+//! - [`local`]: in-process, one atomic counter per SKU, order views in moka; the embedded
+//!   default.
+//! - [`redis`]: in Redis, shared by every node; reservations are Lua scripts, order views are
+//!   keys with a time to live.
 //! - [`contract`]: the test suite every backend must pass (public so the server and later
 //!   backends run the same checks).
 //!
@@ -12,5 +15,5 @@ pub mod contract;
 pub mod local;
 pub mod redis;
 
-pub use local::LocalStockCache;
-pub use redis::RedisStockCache;
+pub use local::{LocalOrderCache, LocalStockCache};
+pub use redis::{RedisOrderCache, RedisStockCache};

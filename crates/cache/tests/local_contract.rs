@@ -10,3 +10,12 @@ use ordermill_cache::{LocalStockCache, contract};
 async fn local_cache_honours_the_stock_contract() {
     contract::run_all(Arc::new(LocalStockCache::new())).await;
 }
+
+#[tokio::test]
+async fn local_order_cache_honours_the_read_cache_contract() {
+    let ttl = std::time::Duration::from_millis(200);
+    ordermill_cache::contract::run_read_cache(std::sync::Arc::new(
+        ordermill_cache::LocalOrderCache::new(100, ttl),
+    ))
+    .await;
+}

@@ -75,3 +75,12 @@ async fn the_first_api_node_resets_counts_and_later_ones_keep_live_counts() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn redis_order_cache_honours_the_read_cache_contract() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let cache = RedisStockCache::connect(&url, &prefix).await.unwrap();
+    let orders = cache.order_cache(std::time::Duration::from_millis(200));
+    contract::run_read_cache(Arc::new(orders)).await;
+}

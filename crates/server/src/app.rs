@@ -176,7 +176,7 @@ impl Application {
         let database = |source| StartError::Database(source);
         let limits =
             Arc::new(PurchaseLimits::load(backends.limits.clone()).await.map_err(database)?);
-        let orders = OrderCache::new(settings.order_cache_entries);
+        let orders = OrderCache::new(backends.orders.clone());
         let pipeline = Pipeline {
             store: backends.store.clone(),
             bus: backends.bus.clone(),

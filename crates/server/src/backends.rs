@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use ordermill_bus::{EmbeddedBus, RabbitBus};
-use ordermill_cache::{LocalStockCache, RedisStockCache};
+use ordermill_cache::{LocalOrderCache, LocalStockCache, RedisStockCache};
 use ordermill_core::Clock;
 use ordermill_core::ports::{
-    BusError, CacheError, DealStore, EventBus, LimitStore, OrderStore, Outbox, StockCache,
-    StoreError,
+    BusError, CacheError, DealStore, EventBus, LimitStore, OrderReadCache, OrderStore, Outbox,
+    StockCache, StoreError,
 };
 use ordermill_store::{PostgresStore, SqliteStore};
 
@@ -108,6 +108,8 @@ pub struct Backends {
     pub bus: Arc<dyn EventBus>,
     /// Hot stock.
     pub cache: Arc<dyn StockCache>,
+    /// Order views behind `GET /api/orders/{id}`.
+    pub orders: Arc<dyn OrderReadCache>,
     /// Whether other nodes share the store and cache (the scaled-out engines): then the cache
     /// is reconciled without overwriting live counts.
     pub shared: bool,
@@ -131,7 +133,7 @@ pub async fn open_postgres(settings: &Settings, url: &str) -> Result<PostgresSto
 /// See [`StartError`].
 pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends, StartError> {
     let (store, bus) = choices(settings)?;
-    let cache = stock_cache(settings).await?;
+    let (cache, orders) = caches(settings).await?;
     match (store, bus) {
         (StoreChoice::Sqlite, _) => {
             let data_dir = settings.data_dir.clone();
@@ -150,6 +152,7 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
                 limits: sqlite,
                 bus: Arc::new(bus),
                 cache,
+                orders,
                 shared: false,
                 relay: None,
             })
@@ -171,6 +174,7 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
                 limits: pg,
                 bus: bus.clone(),
                 cache,
+                orders,
                 shared: true,
                 relay: Some((bus, outbox)),
             })
@@ -181,16 +185,22 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
     }
 }
 
-/// The hot-stock cache the settings name.
-async fn stock_cache(settings: &Settings) -> Result<Arc<dyn StockCache>, StartError> {
+/// The hot-stock cache and the order read cache the settings name.
+async fn caches(
+    settings: &Settings,
+) -> Result<(Arc<dyn StockCache>, Arc<dyn OrderReadCache>), StartError> {
+    let ttl = std::time::Duration::from_millis(settings.order_cache_ttl_ms.max(1));
     match settings.cache.as_str() {
-        "local" | "embedded" | "" => Ok(Arc::new(LocalStockCache::new())),
+        "local" | "embedded" | "" => Ok((
+            Arc::new(LocalStockCache::new()),
+            Arc::new(LocalOrderCache::new(settings.order_cache_entries, ttl)),
+        )),
         url if url.starts_with("redis://") || url.starts_with("rediss://") => {
             let cache = RedisStockCache::connect(url, &settings.cache_prefix)
                 .await
                 .map_err(|source| StartError::Cache { url: redact(url), source })?;
-            tracing::info!(prefix = %settings.cache_prefix, "Hot stock is in Redis.");
-            Ok(Arc::new(cache))
+            tracing::info!(prefix = %settings.cache_prefix, "Hot stock and the order read cache are in Redis.");
+            Ok((Arc::new(cache.clone()), Arc::new(cache.order_cache(ttl))))
         }
         other => Err(StartError::Cache {
             url: redact(other),

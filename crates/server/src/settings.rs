@@ -34,8 +34,11 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Idempotency keys remembered in memory (older ones are looked up in the store).
     pub idempotency_cache_entries: u64,
-    /// Orders kept in the read cache behind `GET /api/orders/{id}`.
+    /// Orders kept in the in-process read cache behind `GET /api/orders/{id}` (with a Redis
+    /// `cache`, Redis holds them instead, bounded by `order_cache_ttl_ms` alone).
     pub order_cache_entries: u64,
+    /// How long a cached order view is kept.
+    pub order_cache_ttl_ms: u64,
     /// Intake answers 503 `overloaded` while the bus holds more than this many undelivered
     /// or unacknowledged messages (over all queues).
     pub max_backlog: u64,
@@ -113,6 +116,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             idempotency_cache_entries: 100_000,
             order_cache_entries: 100_000,
+            order_cache_ttl_ms: 600_000,
             max_backlog: 1_000_000,
             admin_token: None,
             workers: WorkerSettings::default(),

@@ -41,6 +41,26 @@ async fn a_product_created_or_repriced_on_one_node_is_sold_by_the_other() {
     assert_eq!(placed.body["total"], "39.98");
     assert_eq!(a.available("crab").await, 3, "one stock count for both nodes");
 
+    // The confirmed view lands in the shared read cache, where every node reads it.
+    let id = placed.body["order_id"].as_str().unwrap().to_owned();
+    a.wait_for_status(&id, "confirmed").await;
+    let support::Engines::ScaledOut(scaled) = &engines else { unreachable!("scaled engines") };
+    let client = redis::Client::open(scaled.redis.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{}:order:{id}", scaled.name);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cached: String = loop {
+        let view: Option<String> =
+            redis::cmd("GET").arg(&key).query_async(&mut redis).await.unwrap();
+        if let Some(view) = view {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "the confirmed order never reached the shared cache");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(cached.contains(r#""status":"confirmed""#), "{cached}");
+    assert_eq!(b.get(&format!("/api/orders/{id}")).await.body["status"], "confirmed");
+
     let body = json!({"name": "Crab", "price": "9.99", "stock": 5});
     a.send(a.client.put(a.url("/api/products/crab")).json(&body)).await;
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -129,6 +129,21 @@ impl Shared {
         let outcome = read.await;
         let _ = channel.close(200, "listed".into()).await;
         outcome.map_err(unavailable)?;
+        // The close requeues what we read, but a quorum queue does it a moment later: wait
+        // (briefly) until they are ready again, so a replay or a listing right after this one
+        // sees them all.
+        if !letters.is_empty()
+            && let Ok(check) = link.scratch_channel().await
+        {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while Self::ready_count(&check, &slot.names.dead).await.unwrap_or(u64::MAX)
+                < letters.len() as u64
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let _ = check.close(200, "counted".into()).await;
+        }
         Ok(letters)
     }
 

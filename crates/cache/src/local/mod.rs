@@ -6,6 +6,8 @@
 //! microseconds of that give-back, see units as taken that end up free again: the same as if
 //! the order had been placed and cancelled, and never an oversell.
 
+mod orders;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -13,6 +15,8 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use ordermill_core::ports::{CacheError, StockCache};
 use ordermill_core::{OrderLine, Sku};
+
+pub use self::orders::LocalOrderCache;
 
 /// Per-SKU counters behind a read-mostly map: the map is written only when a SKU is created,
 /// so intake takes only the read lock and then works on atomics.

@@ -7,6 +7,8 @@
 //! one shard serves all hot stock; a deployment that outgrows it shards by prefix (one prefix
 //! per catalog partition), which this layout allows without a script change.
 
+mod orders;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -87,6 +89,8 @@ impl std::fmt::Debug for RedisStockCache {
     }
 }
 
+pub use self::orders::RedisOrderCache;
+
 fn unavailable(error: redis::RedisError) -> CacheError {
     CacheError::Unavailable(error.to_string())
 }
@@ -116,6 +120,11 @@ impl RedisStockCache {
     }
 
     /// The live api nodes, in the stock keys' hash slot (a join touches both atomically).
+    /// The order read cache on the same connection, each view kept for `ttl`.
+    pub fn order_cache(&self, ttl: Duration) -> RedisOrderCache {
+        RedisOrderCache { conn: self.conn.clone(), prefix: self.prefix.clone(), ttl }
+    }
+
     fn nodes_key(&self) -> String {
         format!("{{{}}}:nodes", self.prefix)
     }

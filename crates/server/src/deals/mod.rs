@@ -257,7 +257,7 @@ impl Deals {
             for order in done.cancelled {
                 self.limits.give_back(&order.customer_id, &order.lines);
                 counter!(telemetry::ORDERS_CANCELLED).increment(1);
-                self.orders.insert(Arc::new(order));
+                self.orders.insert(&order).await;
             }
             self.publish(done.emitted).await;
         }

@@ -279,8 +279,8 @@ async fn show(
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_order_id", e.body_text()))?;
     let id = OrderId::parse(&id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
-    if let Some(order) = state.orders.get(&id) {
-        return Ok(axum::Json(OrderView::from(&*order)).into_response());
+    if let Some(view) = state.orders.get(&id).await {
+        return Ok(([(header::CONTENT_TYPE, "application/json")], view.to_string()).into_response());
     }
     match state.store.get_order(id).await {
         Ok(Some(order)) => {
@@ -288,7 +288,7 @@ async fn show(
             // Only final orders are cached from a read: one still moving could be cached
             // just after a consumer refreshed it, and then shadow the newer state.
             if order.status.is_final() {
-                state.orders.insert(std::sync::Arc::new(order));
+                state.orders.insert(&order).await;
             }
             Ok(response)
         }

@@ -40,6 +40,7 @@ pub fn effect(
 /// Acts on committed effect outcomes.
 pub async fn after_commit(pipeline: &Pipeline, outcomes: Vec<EffectOutcome>) {
     let mut publish: Vec<Envelope> = Vec::new();
+    let mut changed = Vec::new();
     for outcome in outcomes {
         let EffectOutcome::Applied { order, emitted, released, status_changed } = outcome else {
             continue;
@@ -51,9 +52,6 @@ pub async fn after_commit(pipeline: &Pipeline, outcomes: Vec<EffectOutcome>) {
         }
         publish.extend(emitted.into_iter().map(Envelope::from));
         if status_changed {
-            // An order changes status once (to confirmed or cancelled), so this insert can
-            // never be overtaken by an older version of the same order.
-            pipeline.orders.insert(Arc::new(order.clone()));
             match order.status {
                 OrderStatus::Confirmed => {
                     counter!(telemetry::ORDERS_CONFIRMED).increment(1);
@@ -66,7 +64,19 @@ pub async fn after_commit(pipeline: &Pipeline, outcomes: Vec<EffectOutcome>) {
                 }
                 OrderStatus::Accepted | OrderStatus::AwaitingGroup => {}
             }
+            changed.push(order);
         }
+    }
+    if !changed.is_empty() {
+        // An order changes status once (to confirmed or cancelled), so these writes can never
+        // be overtaken by an older version of the same order. Off the batch's path: with a
+        // shared cache each is a round trip, and a read that comes first finds the store.
+        let orders = pipeline.orders.clone();
+        tokio::spawn(async move {
+            for order in changed {
+                orders.insert(&order).await;
+            }
+        });
     }
     if !publish.is_empty() {
         // The events are in the outbox already: if this fails they go out on the next start.
