@@ -10,7 +10,10 @@ use uuid::Uuid;
 use crate::clock::UnixMillis;
 use crate::customer::CustomerId;
 use crate::error::ValidationError;
+use crate::event::OutboxEvent;
+use crate::lifecycle::{Fact, Lifecycle};
 use crate::money::Money;
+use crate::order::{Order, StatusChange};
 use crate::order_id::OrderId;
 use crate::sku::Sku;
 
@@ -187,6 +190,24 @@ pub enum JoinRefusal {
     Expired,
 }
 
+/// What [`Deal::admit`] did with an admitted customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A member now; the group still needs more.
+    Waiting,
+    /// This member filled the group: the deal completed.
+    Completed,
+}
+
+/// A member order that [`Deal::settle_member`] moved on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledMember {
+    /// The order's state after.
+    pub next: Lifecycle,
+    /// The `deal.*` events to write with it.
+    pub emitted: Vec<OutboxEvent>,
+}
+
 impl JoinRefusal {
     /// The machine-readable code.
     pub fn code(self) -> &'static str {
@@ -218,6 +239,67 @@ impl Deal {
             return Err(JoinRefusal::Full);
         }
         Ok(())
+    }
+
+    /// Admits `customer` with `order_id` at `at` if [`Deal::check_join`] allows it; when
+    /// that fills the group the deal completes. The store calls this inside the join's
+    /// transaction and persists the member and, on completion, the deal's new status.
+    ///
+    /// # Errors
+    /// The [`JoinRefusal`] that applies; the deal is left as it was.
+    pub fn admit(
+        &mut self,
+        customer: &CustomerId,
+        order_id: OrderId,
+        at: UnixMillis,
+    ) -> Result<Admission, JoinRefusal> {
+        self.check_join(customer, at)?;
+        self.members.push(DealMember { customer_id: customer.clone(), order_id, joined_at: at });
+        if self.is_full() {
+            self.status = DealStatus::Completed;
+            return Ok(Admission::Completed);
+        }
+        Ok(Admission::Waiting)
+    }
+
+    /// Expires an open deal whose deadline has come; `false` (and nothing changes) otherwise,
+    /// so expiring twice does nothing.
+    pub fn expire(&mut self, at: UnixMillis) -> bool {
+        if !self.is_due(at) {
+            return false;
+        }
+        self.status = DealStatus::Expired;
+        true
+    }
+
+    /// Moves one member's order on now that the deal is closed: to `accepted` with a
+    /// `deal.completed` event when the group completed, to `cancelled` with `deal.expired`
+    /// when it expired. `None` when the order does not move (already moved on, or the deal is
+    /// still open).
+    pub fn settle_member(
+        &self,
+        order: &mut Order,
+        state: Lifecycle,
+        event_id: Uuid,
+        at: UnixMillis,
+    ) -> Option<SettledMember> {
+        let fact = match self.status {
+            DealStatus::Open => return None,
+            DealStatus::Completed => Fact::GroupCompleted,
+            DealStatus::Expired => Fact::GroupExpired,
+        };
+        let transition = state.apply(fact);
+        if !transition.status_changed(&state) {
+            return None;
+        }
+        order.status = transition.next.status;
+        order.history.push(StatusChange { status: order.status, at });
+        let emitted = transition
+            .emit
+            .into_iter()
+            .map(|key| OutboxEvent::deal_order(order, key, self.id, event_id, at))
+            .collect();
+        Some(SettledMember { next: transition.next, emitted })
     }
 
     /// Whether the group has every member it needs.
@@ -277,6 +359,53 @@ mod tests {
         member(&mut d, "b");
         assert!(d.is_full());
         assert_eq!(d.check_join(&customer("c"), UnixMillis(2_000)), Err(JoinRefusal::Full));
+    }
+
+    #[test]
+    fn the_member_that_fills_the_group_completes_the_deal() {
+        let ids = crate::OrderIdGenerator::new();
+        let mut d = deal(2);
+        let at = UnixMillis(2_000);
+        assert_eq!(d.admit(&customer("a"), ids.next(at), at), Ok(Admission::Waiting));
+        assert_eq!(d.status, DealStatus::Open);
+        assert_eq!(d.admit(&customer("a"), ids.next(at), at), Err(JoinRefusal::AlreadyJoined));
+        assert_eq!(d.members.len(), 1, "a refusal admits nobody");
+        assert_eq!(d.admit(&customer("b"), ids.next(at), at), Ok(Admission::Completed));
+        assert_eq!(d.status, DealStatus::Completed);
+        assert!(!d.expire(UnixMillis(20_000)), "a completed deal never expires");
+    }
+
+    #[test]
+    fn members_move_on_once_the_deal_closes_and_only_once() {
+        let now = UnixMillis(2_000);
+        let line = crate::OrderLine::priced(
+            Sku::parse("s").unwrap(),
+            crate::Quantity::parse(1).unwrap(),
+            Money::parse("deal_price", "9.90").unwrap(),
+        )
+        .unwrap();
+        let mut order = Order {
+            id: crate::OrderIdGenerator::new().next(now),
+            customer_id: customer("a"),
+            total: line.line_total,
+            lines: vec![line],
+            status: crate::OrderStatus::AwaitingGroup,
+            created_at: now,
+            idempotency_key: None,
+            history: Vec::new(),
+        };
+        let mut d = deal(3);
+        let waiting = Lifecycle::awaiting_group();
+        assert!(d.settle_member(&mut order, waiting, Uuid::now_v7(), now).is_none());
+        assert!(!d.expire(UnixMillis(9_999)));
+        assert!(d.expire(UnixMillis(10_000)));
+        assert!(!d.expire(UnixMillis(10_000)), "expiring twice does nothing");
+        let settled = d.settle_member(&mut order, waiting, Uuid::now_v7(), now).unwrap();
+        assert_eq!(order.status, crate::OrderStatus::Cancelled);
+        assert_eq!(order.history.len(), 1);
+        assert_eq!(settled.emitted.len(), 1);
+        assert_eq!(settled.emitted[0].routing_key, crate::RoutingKey::DealExpired);
+        assert!(d.settle_member(&mut order, settled.next, Uuid::now_v7(), now).is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`deal`]: group-buy deals (group size, deadline, who may join).
 //! - [`event`]: the events an order emits, routing keys and topic matching.
 //! - [`lifecycle`]: the order state machine (accepted → confirmed / cancelled).
+//! - [`effect`]: what a consumer's effect writes (state, stock per line, ledger, events).
 //! - [`topology`]: which queues are bound to which routing keys.
 //! - [`clock`]: the time source, fakeable in tests.
 //! - [`error`]: [`ValidationError`], with the stable machine-readable codes clients see.
@@ -22,6 +23,7 @@
 pub mod clock;
 pub mod customer;
 pub mod deal;
+pub mod effect;
 pub mod error;
 pub mod event;
 pub mod lifecycle;
@@ -37,14 +39,19 @@ pub mod topology;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use customer::CustomerId;
-pub use deal::{Deal, DealId, DealMember, DealStatus, GroupSize, JoinRefusal};
+pub use deal::{
+    Admission, Deal, DealId, DealMember, DealStatus, GroupSize, JoinRefusal, SettledMember,
+};
+pub use effect::{AppliedEffect, PaymentRecord};
 pub use error::ValidationError;
 pub use event::{EventHeader, OutboxEvent, RoutingKey, topic_matches};
-pub use lifecycle::{Fact, Lifecycle, PaymentState, StockAction, StockState, Transition};
+pub use lifecycle::{
+    Fact, Lifecycle, PaymentState, StockAction, StockDelta, StockState, Transition,
+};
 pub use money::Money;
-pub use order::{IdempotencyKey, Order, OrderLine, OrderStatus, StatusChange};
+pub use order::{IdempotencyKey, Order, OrderLine, OrderStatus, StatusChange, units_by_sku};
 pub use order_id::{OrderId, OrderIdGenerator};
-pub use product::{Product, ProductName, StockLevel};
+pub use product::{Product, ProductName, StockBelowHeld, StockLevel};
 pub use quantity::Quantity;
 pub use sku::Sku;
 pub use topology::{Binding, Topology};

@@ -84,6 +84,52 @@ pub enum StockAction {
     Restore,
 }
 
+/// How one product row moves: added to its `stock` and `reserved` counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StockDelta {
+    /// Added to the stock of record.
+    pub stock: i64,
+    /// Added to the units held by accepted orders.
+    pub reserved: i64,
+}
+
+impl StockDelta {
+    /// Holding `units` for an accepted order (intake, a deal join).
+    pub fn hold(units: i64) -> StockDelta {
+        StockDelta { stock: 0, reserved: units }
+    }
+
+    /// Whether it changes nothing (so no row needs writing).
+    pub fn is_zero(self) -> bool {
+        self == StockDelta::default()
+    }
+}
+
+impl std::ops::AddAssign for StockDelta {
+    fn add_assign(&mut self, other: StockDelta) {
+        self.stock += other.stock;
+        self.reserved += other.reserved;
+    }
+}
+
+impl StockAction {
+    /// How the product row of a line of `units` moves. The one place that says what each
+    /// action does to `stock` and `reserved`; stores only add the deltas up per SKU.
+    pub fn delta(self, units: i64) -> StockDelta {
+        match self {
+            StockAction::None => StockDelta::default(),
+            StockAction::Deduct => StockDelta { stock: -units, reserved: -units },
+            StockAction::ReleaseHeld => StockDelta { stock: 0, reserved: -units },
+            StockAction::Restore => StockDelta { stock: units, reserved: 0 },
+        }
+    }
+
+    /// Whether the units come back on sale (the hot-stock cache must be given them).
+    pub fn gives_back(self) -> bool {
+        matches!(self, StockAction::ReleaseHeld | StockAction::Restore)
+    }
+}
+
 /// An order's state as the machine sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifecycle {
@@ -253,6 +299,24 @@ mod tests {
             run(&[Fact::PaymentFailed, Fact::StockDeducted, Fact::StockReleased]);
         assert_eq!(state.stock, StockState::Released);
         assert_eq!(actions, vec![StockAction::None, StockAction::None, StockAction::ReleaseHeld]);
+    }
+
+    #[test]
+    fn each_stock_action_moves_stock_and_reserved_as_documented() {
+        assert_eq!(StockAction::None.delta(3), StockDelta::default());
+        assert_eq!(StockAction::Deduct.delta(3), StockDelta { stock: -3, reserved: -3 });
+        assert_eq!(StockAction::ReleaseHeld.delta(3), StockDelta { stock: 0, reserved: -3 });
+        assert_eq!(StockAction::Restore.delta(3), StockDelta { stock: 3, reserved: 0 });
+        assert_eq!(StockDelta::hold(2), StockDelta { stock: 0, reserved: 2 });
+        let gives_back: Vec<bool> = [
+            StockAction::None,
+            StockAction::Deduct,
+            StockAction::ReleaseHeld,
+            StockAction::Restore,
+        ]
+        .map(StockAction::gives_back)
+        .to_vec();
+        assert_eq!(gives_back, vec![false, false, true, true]);
     }
 
     #[test]

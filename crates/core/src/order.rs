@@ -1,6 +1,6 @@
 //! Orders: lines priced from the catalog, totals, status.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
@@ -120,6 +120,16 @@ pub fn check_items<'a>(
         }
     }
     Ok(())
+}
+
+/// Units per SKU over `orders`' lines, in SKU order: what a commit adds to each product's
+/// `reserved` count (one row update per SKU, locked in the same order by every writer).
+pub fn units_by_sku<'a>(orders: impl IntoIterator<Item = &'a Order>) -> BTreeMap<&'a str, i64> {
+    let mut units: BTreeMap<&str, i64> = BTreeMap::new();
+    for line in orders.into_iter().flat_map(|o| &o.lines) {
+        *units.entry(line.sku.as_str()).or_default() += i64::from(line.quantity.get());
+    }
+    units
 }
 
 /// Sums line totals.
@@ -244,6 +254,27 @@ mod tests {
         ];
         assert_eq!(lines[0].line_total.to_string(), "39.98");
         assert_eq!(total_of(&lines).unwrap().to_string(), "40.28");
+    }
+
+    #[test]
+    fn units_are_summed_per_sku_over_every_order_in_sku_order() {
+        let order = |lines: &[(&str, i64)]| Order {
+            id: crate::OrderIdGenerator::new().next(UnixMillis(1)),
+            customer_id: CustomerId::parse("c").unwrap(),
+            total: Money::ZERO,
+            lines: lines
+                .iter()
+                .map(|(s, q)| OrderLine::priced(sku(s), Quantity::parse(*q).unwrap(), Money::ZERO))
+                .collect::<Result<_, _>>()
+                .unwrap(),
+            status: OrderStatus::Accepted,
+            created_at: UnixMillis(1),
+            idempotency_key: None,
+            history: Vec::new(),
+        };
+        let batch = [order(&[("b", 2), ("a", 1)]), order(&[("b", 3)])];
+        let units: Vec<(&str, i64)> = units_by_sku(&batch).into_iter().collect();
+        assert_eq!(units, vec![("a", 1), ("b", 5)]);
     }
 
     #[test]

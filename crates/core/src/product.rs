@@ -74,7 +74,29 @@ pub struct Product {
     pub reserved: i64,
 }
 
+/// Why a product's stock cannot be set: accepted orders hold more units than it would have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stock {new} is below the {held} units held by accepted orders")]
+pub struct StockBelowHeld {
+    /// The stock asked for.
+    pub new: i64,
+    /// The units accepted orders hold.
+    pub held: i64,
+}
+
 impl Product {
+    /// Whether this product's stock may be set to `new`: never below what accepted orders
+    /// hold, or they could not all be delivered.
+    ///
+    /// # Errors
+    /// [`StockBelowHeld`] when `new` is below `reserved`.
+    pub fn check_restock(&self, new: StockLevel) -> Result<(), StockBelowHeld> {
+        if new.get() < self.reserved {
+            return Err(StockBelowHeld { new: new.get(), held: self.reserved });
+        }
+        Ok(())
+    }
+
     /// Units that may still be sold: on hand minus held, never below zero.
     pub fn available(&self) -> i64 {
         (self.stock.get() - self.reserved).max(0)
@@ -97,6 +119,21 @@ mod tests {
         assert_eq!(product.available(), 7);
         product.reserved = 12;
         assert_eq!(product.available(), 0);
+    }
+
+    #[test]
+    fn stock_may_not_drop_below_what_orders_hold() {
+        let product = Product {
+            sku: Sku::parse("a").unwrap(),
+            name: ProductName::parse("A").unwrap(),
+            price: Money::ZERO,
+            stock: StockLevel::parse(10).unwrap(),
+            reserved: 4,
+        };
+        assert!(product.check_restock(StockLevel::parse(4).unwrap()).is_ok());
+        let refused = product.check_restock(StockLevel::parse(3).unwrap()).unwrap_err();
+        assert_eq!(refused, StockBelowHeld { new: 3, held: 4 });
+        assert_eq!(refused.to_string(), "stock 3 is below the 4 units held by accepted orders");
     }
 
     #[test]

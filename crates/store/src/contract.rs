@@ -59,6 +59,7 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     a_failing_batch_writes_nothing(&*store).await;
     a_redelivered_deduction_takes_stock_once(&*store).await;
     a_failed_payment_cancels_and_the_release_gives_units_back(&*store).await;
+    a_release_after_a_deduction_restores_the_stock_of_record(&*store).await;
     stock_and_payment_in_one_batch_confirm_the_order(&*store).await;
     an_effect_on_an_unknown_order_is_recorded_and_changes_nothing(&*store).await;
     store.check_writable().await.expect("a fresh store is writable");
@@ -257,6 +258,31 @@ async fn a_failed_payment_cancels_and_the_release_gives_units_back(store: &dyn O
     let again = store.apply_effects(vec![release]).await.expect("apply");
     assert!(matches!(again.as_slice(), [EffectOutcome::AlreadyProcessed]), "got {again:?}");
     assert_eq!(stock_and_reserved(store.get_product(&sku("f1")).await.expect("read")), (10, 0));
+}
+
+async fn a_release_after_a_deduction_restores_the_stock_of_record(store: &dyn OrderStore) {
+    store.upsert_product(&product("g1", "2.50", 10)).await.expect("insert");
+    let ids = OrderIdGenerator::new();
+    let accepted = accepted(&ids, &[("g1", 4)], None);
+    store.commit_orders(Arc::new(vec![accepted.clone()])).await.expect("commit");
+    let order_id = accepted.order.id;
+    let deduct = effect(&ids, "inventory", accepted.event_id, order_id, Some(Fact::StockDeducted));
+    let declined = effect(&ids, "payment", accepted.event_id, order_id, Some(Fact::PaymentFailed));
+    store.apply_effects(vec![deduct, declined.clone()]).await.expect("apply");
+    assert_eq!(stock_and_reserved(store.get_product(&sku("g1")).await.expect("read")), (6, 0));
+
+    let release =
+        effect(&ids, "inventory", declined.new_event_ids[0], order_id, Some(Fact::StockReleased));
+    let outcomes = store.apply_effects(vec![release]).await.expect("apply");
+    let [EffectOutcome::Applied { released, .. }] = outcomes.as_slice() else {
+        panic!("expected one Applied outcome, got {outcomes:?}");
+    };
+    assert_eq!(released, &accepted.order.lines, "the units go back on sale");
+    assert_eq!(
+        stock_and_reserved(store.get_product(&sku("g1")).await.expect("read")),
+        (10, 0),
+        "the deducted units come back to the stock of record"
+    );
 }
 
 async fn stock_and_payment_in_one_batch_confirm_the_order(store: &dyn OrderStore) {

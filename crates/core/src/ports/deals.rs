@@ -36,6 +36,21 @@ pub enum JoinOutcome {
     NotFound,
 }
 
+impl JoinOutcome {
+    /// A join that was written: `order` as it ended up (moved on with its batch-mates if it
+    /// completed the group).
+    pub fn joined(
+        deal: Deal,
+        order: &Order,
+        emitted: Vec<OutboxEvent>,
+        completed: Vec<Order>,
+    ) -> Self {
+        let order =
+            completed.iter().find(|o| o.id == order.id).cloned().unwrap_or_else(|| order.clone());
+        JoinOutcome::Joined { deal, order, emitted, completed }
+    }
+}
+
 /// A deal that expired, and what its expiry did.
 #[derive(Debug, Clone)]
 pub struct ExpiredDeal {

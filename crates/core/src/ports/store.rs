@@ -31,6 +31,12 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl From<crate::product::StockBelowHeld> for StoreError {
+    fn from(refused: crate::product::StockBelowHeld) -> Self {
+        StoreError::Conflict(refused.to_string())
+    }
+}
+
 /// An accepted order and the id of the `order.created` event to write with it, atomically.
 ///
 /// The outbox row holds the event's id and routing key, not its body: the body is rebuilt

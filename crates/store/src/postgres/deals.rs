@@ -6,12 +6,11 @@
 //! the lock. Rows are then locked in the store's usual order (member orders by id, then
 //! products by SKU; see `mod.rs`), so a join never deadlocks with a consumer's batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError};
 use ordermill_core::{
-    Deal, DealId, DealMember, DealStatus, Fact, Lifecycle, Order, OutboxEvent, RoutingKey,
-    StatusChange, UnixMillis,
+    Admission, Deal, DealId, Lifecycle, Order, OutboxEvent, RoutingKey, UnixMillis, units_by_sku,
 };
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -23,7 +22,7 @@ use super::rows;
 /// The joining order, its membership and its `deal.joined` outbox row (body stored, like
 /// every event but order.created) as one statement. A reused idempotency key fails it with a
 /// unique violation (→ `Conflict`); so would a second membership, which the deal lock and
-/// `check_join` rule out first.
+/// `Deal::admit` rule out first.
 const INSERT_MEMBER: &str = "
 WITH new_order AS (
     INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, idempotency_key,
@@ -128,11 +127,14 @@ pub(crate) async fn join(
         return Ok(JoinOutcome::NotFound);
     };
     let order = &accepted.order;
-    if let Err(refusal) = deal.check_join(&order.customer_id, at) {
-        // Frees the deal's lock at once for the joins queued behind this one.
-        tx.rollback().await.map_err(from_sqlx)?;
-        return Ok(JoinOutcome::Refused(refusal));
-    }
+    let admission = match deal.admit(&order.customer_id, order.id, at) {
+        Ok(admission) => admission,
+        Err(refusal) => {
+            // Frees the deal's lock at once for the joins queued behind this one.
+            tx.rollback().await.map_err(from_sqlx)?;
+            return Ok(JoinOutcome::Refused(refusal));
+        }
+    };
     let joined =
         OutboxEvent::deal_order(order, RoutingKey::DealJoined, deal_id, accepted.event_id, at);
     sqlx::query(INSERT_MEMBER)
@@ -153,32 +155,16 @@ pub(crate) async fn join(
         .execute(&mut *tx)
         .await
         .map_err(from_sqlx)?;
-    deal.members.push(DealMember {
-        customer_id: order.customer_id.clone(),
-        order_id: order.id,
-        joined_at: at,
-    });
     let mut emitted = vec![joined];
     let mut completed = Vec::new();
-    if deal.is_full() {
-        deal.status = DealStatus::Completed;
+    if admission == Admission::Completed {
         close(&mut tx, &deal, at).await?;
-        completed = transition_members(
-            &mut tx,
-            &deal,
-            Fact::GroupCompleted,
-            completion_ids,
-            at,
-            &mut emitted,
-        )
-        .await?;
+        completed = settle_members(&mut tx, &deal, completion_ids, at, &mut emitted).await?;
     }
     // Last: products are locked after orders everywhere in this store.
     reserve(&mut tx, order).await?;
     tx.commit().await.map_err(from_sqlx)?;
-    let order =
-        completed.iter().find(|o| o.id == order.id).cloned().unwrap_or_else(|| order.clone());
-    Ok(JoinOutcome::Joined { deal, order, emitted, completed })
+    Ok(JoinOutcome::joined(deal, order, emitted, completed))
 }
 
 /// Expires the deal in ONE transaction if it is still open and due at `at`; see
@@ -195,11 +181,10 @@ pub(crate) async fn expire(
         tx.rollback().await.map_err(from_sqlx)?;
         return Ok(None);
     };
-    deal.status = DealStatus::Expired;
+    deal.expire(at);
     close(&mut tx, &deal, at).await?;
     let mut emitted = Vec::new();
-    let cancelled =
-        transition_members(&mut tx, &deal, Fact::GroupExpired, event_ids, at, &mut emitted).await?;
+    let cancelled = settle_members(&mut tx, &deal, event_ids, at, &mut emitted).await?;
     tx.commit().await.map_err(from_sqlx)?;
     Ok(Some(ExpiredDeal { deal, cancelled, emitted }))
 }
@@ -219,11 +204,7 @@ async fn close(conn: &mut PgConnection, deal: &Deal, at: UnixMillis) -> Result<(
 /// `reserved += q` for each of the order's SKUs, in SKU order (as commits lock them);
 /// `Conflict` for a SKU that is not a product.
 async fn reserve(conn: &mut PgConnection, order: &Order) -> Result<(), StoreError> {
-    let mut held: BTreeMap<&str, i64> = BTreeMap::new();
-    for line in &order.lines {
-        *held.entry(line.sku.as_str()).or_default() += i64::from(line.quantity.get());
-    }
-    for (sku, quantity) in held {
+    for (sku, quantity) in units_by_sku([order]) {
         let updated = sqlx::query("UPDATE products SET reserved = reserved + $1 WHERE sku = $2")
             .bind(quantity)
             .bind(sku)
@@ -238,13 +219,12 @@ async fn reserve(conn: &mut PgConnection, order: &Order) -> Result<(), StoreErro
     Ok(())
 }
 
-/// Applies `fact` to every member's order through the state machine and writes each changed
-/// order with the event its transition emits (the `deal.*` key), ids from `event_ids` in
-/// member order. The orders are locked here, by id.
-async fn transition_members(
+/// Moves every member's order on now that the deal is closed ([`Deal::settle_member`]) and
+/// writes each changed order with its `deal.*` event, ids from `event_ids` in member order.
+/// The orders are locked here, by id.
+async fn settle_members(
     conn: &mut PgConnection,
     deal: &Deal,
-    fact: Fact,
     event_ids: &[Uuid],
     at: UnixMillis,
     emitted: &mut Vec<OutboxEvent>,
@@ -281,18 +261,14 @@ async fn transition_members(
                 deal.id, member.order_id
             )));
         };
-        let transition = state.apply(fact);
-        if !transition.status_changed(&state) {
+        let Some(settled) = deal.settle_member(&mut order, state, *event_id, at) else {
             continue;
-        }
-        order.status = transition.next.status;
-        order.history.push(StatusChange { status: order.status, at });
-        for key in transition.emit {
-            let event = OutboxEvent::deal_order(&order, key, deal.id, *event_id, at);
+        };
+        for event in settled.emitted {
             writes.event(order.id.as_uuid(), &event);
             emitted.push(event);
         }
-        changed.push((order, transition.next));
+        changed.push((order, settled.next));
     }
     let states: Vec<(&Order, Lifecycle)> = changed.iter().map(|(o, s)| (o, *s)).collect();
     effects::write(conn, &states, writes).await?;

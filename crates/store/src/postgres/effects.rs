@@ -9,9 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
-use ordermill_core::{
-    Fact, Lifecycle, Order, OrderStatus, OutboxEvent, RoutingKey, StatusChange, StockAction,
-};
+use ordermill_core::{Lifecycle, Order, OutboxEvent, StockDelta};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -76,8 +74,8 @@ pub(crate) struct Writes {
     event_keys: Vec<&'static str>,
     event_payloads: Vec<String>,
     event_at: Vec<i64>,
-    /// (stock, reserved) change per SKU, sorted by SKU.
-    stock: BTreeMap<String, (i64, i64)>,
+    /// How each product row moves, by SKU (sorted: rows are locked in SKU order).
+    stock: BTreeMap<String, StockDelta>,
 }
 
 impl Writes {
@@ -106,8 +104,12 @@ pub(crate) async fn write(
     if orders.is_empty() && writes.is_empty() {
         return Ok(());
     }
-    let (skus, (stock, reserved)): (Vec<String>, (Vec<i64>, Vec<i64>)) =
-        writes.stock.into_iter().filter(|(_, d)| *d != (0, 0)).unzip();
+    let (skus, (stock, reserved)): (Vec<String>, (Vec<i64>, Vec<i64>)) = writes
+        .stock
+        .into_iter()
+        .filter(|(_, d)| !d.is_zero())
+        .map(|(sku, d)| (sku, (d.stock, d.reserved)))
+        .unzip();
     sqlx::query(WRITE)
         .bind(orders.iter().map(|(o, _)| o.id.as_uuid()).collect::<Vec<_>>())
         .bind(orders.iter().map(|(_, s)| s.status.as_str()).collect::<Vec<_>>())
@@ -210,7 +212,8 @@ pub(crate) async fn apply(
     Ok(outcomes)
 }
 
-/// Runs the state machine for one first-time effect against the batch's view of its order.
+/// Applies one first-time effect against the batch's view of its order (the rules are
+/// [`Effect::apply_to`]'s) and adds what it decided to the batch's writes.
 fn apply_one(
     effect: &Effect,
     orders: &mut HashMap<Uuid, Loaded>,
@@ -219,59 +222,22 @@ fn apply_one(
     let Some(loaded) = orders.get_mut(&effect.order_id.as_uuid()) else {
         return EffectOutcome::OrderNotFound;
     };
-    let Some(fact) = effect.fact else {
-        return EffectOutcome::Applied {
-            order: loaded.order.clone(),
-            emitted: Vec::new(),
-            released: Vec::new(),
-            status_changed: false,
-        };
-    };
-    let state = loaded.state;
-    let transition = state.apply(fact);
-    let status_changed = transition.status_changed(&state);
-    let order = &mut loaded.order;
-    for line in &order.lines {
-        let q = i64::from(line.quantity.get());
-        let delta = match transition.stock_action {
-            StockAction::None => continue,
-            StockAction::Deduct => (-q, -q),
-            StockAction::ReleaseHeld => (0, -q),
-            StockAction::Restore => (q, 0),
-        };
-        let entry = writes.stock.entry(line.sku.as_str().to_owned()).or_default();
-        entry.0 += delta.0;
-        entry.1 += delta.1;
-    }
-    let released = match transition.stock_action {
-        StockAction::ReleaseHeld | StockAction::Restore => order.lines.clone(),
-        StockAction::None | StockAction::Deduct => Vec::new(),
-    };
-    order.status = transition.next.status;
-    if status_changed {
-        order.history.push(StatusChange { status: transition.next.status, at: effect.at });
-    }
+    let applied = effect.apply_to(&mut loaded.order, loaded.state);
     // Written only when something changed: a fact that no longer applies leaves the row alone.
-    loaded.dirty |= transition.next != state || status_changed;
-    loaded.state = transition.next;
-    if transition.next.payment != state.payment {
-        let status = if matches!(fact, Fact::PaymentSucceeded) { "succeeded" } else { "declined" };
-        writes.payment_orders.push(order.id.as_uuid());
-        writes.payment_statuses.push(status);
+    loaded.dirty |= applied.changed;
+    loaded.state = applied.next;
+    let order_id = loaded.order.id.as_uuid();
+    for (sku, delta) in &applied.stock {
+        *writes.stock.entry(sku.as_str().to_owned()).or_default() += *delta;
+    }
+    if let Some(record) = applied.payment {
+        writes.payment_orders.push(order_id);
+        writes.payment_statuses.push(record.as_str());
         writes.payment_events.push(effect.event_id);
         writes.payment_at.push(effect.at.0);
     }
-    let mut emitted = Vec::with_capacity(transition.emit.len());
-    for (key, id) in transition.emit.iter().zip(effect.new_event_ids) {
-        let reason = if *key == RoutingKey::PaymentFailed || order.status == OrderStatus::Cancelled
-        {
-            effect.reason.as_deref()
-        } else {
-            None
-        };
-        let event = OutboxEvent::order_changed(order, *key, id, effect.at, reason);
-        writes.event(order.id.as_uuid(), &event);
-        emitted.push(event);
+    for event in &applied.emitted {
+        writes.event(order_id, event);
     }
-    EffectOutcome::Applied { order: order.clone(), emitted, released, status_changed }
+    applied.into_outcome(&loaded.order)
 }

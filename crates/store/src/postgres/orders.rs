@@ -1,9 +1,7 @@
 //! Accepted orders: the group commit and reads by id or idempotency key.
 
-use std::collections::BTreeMap;
-
 use ordermill_core::ports::{AcceptedOrder, StoreError};
-use ordermill_core::{Order, RoutingKey};
+use ordermill_core::{Order, RoutingKey, units_by_sku};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -62,8 +60,6 @@ pub(crate) async fn commit(pool: &PgPool, batch: &[AcceptedOrder]) -> Result<(),
     let mut created = Vec::with_capacity(n);
     let mut keys = Vec::with_capacity(n);
     let mut events = Vec::with_capacity(n);
-    // Summed per SKU: one row update per distinct SKU, however many orders name it.
-    let mut held: BTreeMap<&str, i64> = BTreeMap::new();
     for AcceptedOrder { order, event_id } in batch {
         ids.push(order.id.as_uuid());
         customers.push(order.customer_id.as_str());
@@ -73,11 +69,10 @@ pub(crate) async fn commit(pool: &PgPool, batch: &[AcceptedOrder]) -> Result<(),
         created.push(order.created_at.0);
         keys.push(order.idempotency_key.as_ref().map(|k| k.as_str()));
         events.push(*event_id);
-        for line in &order.lines {
-            *held.entry(line.sku.as_str()).or_default() += i64::from(line.quantity.get());
-        }
     }
-    let (skus, quantities): (Vec<&str>, Vec<i64>) = held.into_iter().unzip();
+    // Summed per SKU: one row update per distinct SKU, however many orders name it.
+    let (skus, quantities): (Vec<&str>, Vec<i64>) =
+        units_by_sku(batch.iter().map(|a| &a.order)).into_iter().unzip();
     sqlx::query(COMMIT)
         .bind(ids)
         .bind(customers)

@@ -34,14 +34,8 @@ pub(crate) async fn upsert(
             .map_err(from_sqlx)?
             .map(|row| rows::product(&row))
             .transpose()?;
-        if let Some(before) = &previous
-            && product.stock.get() < before.reserved
-        {
-            return Err(StoreError::Conflict(format!(
-                "stock {} is below the {} units held by accepted orders",
-                product.stock.get(),
-                before.reserved
-            )));
+        if let Some(before) = &previous {
+            before.check_restock(product.stock)?;
         }
         let row = sqlx::query(sqlx::AssertSqlSafe(upsert.as_str()))
             .bind(product.sku.as_str())

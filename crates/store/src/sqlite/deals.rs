@@ -3,8 +3,8 @@
 
 use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError};
 use ordermill_core::{
-    CustomerId, Deal, DealId, DealMember, DealStatus, Fact, Order, OrderId, OutboxEvent,
-    RoutingKey, Sku, StatusChange, UnixMillis,
+    Admission, CustomerId, Deal, DealId, Order, OrderId, OutboxEvent, RoutingKey, Sku, UnixMillis,
+    units_by_sku,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
@@ -118,9 +118,11 @@ pub(crate) fn join(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
     let Some(mut deal) = load(&tx, deal_id)? else { return Ok(JoinOutcome::NotFound) };
     let order = &accepted.order;
-    if let Err(refusal) = deal.check_join(&order.customer_id, at) {
-        return Ok(JoinOutcome::Refused(refusal)); // dropping `tx` rolls back: nothing written
-    }
+    let admission = match deal.admit(&order.customer_id, order.id, at) {
+        Ok(admission) => admission,
+        // Dropping `tx` rolls back: nothing written.
+        Err(refusal) => return Ok(JoinOutcome::Refused(refusal)),
+    };
     let order_id = order.id.to_string();
     let items =
         serde_json::to_string(&order.lines).expect("serializing validated order lines cannot fail");
@@ -141,15 +143,15 @@ pub(crate) fn join(
         ])
     })
     .map_err(from_sqlite)?;
-    for line in &order.lines {
+    for (sku, units) in units_by_sku([order]) {
         let held = tx
             .execute(
                 "UPDATE products SET reserved = reserved + ?1 WHERE sku = ?2",
-                params![i64::from(line.quantity.get()), line.sku.as_str()],
+                params![units, sku],
             )
             .map_err(from_sqlite)?;
         if held != 1 {
-            return Err(StoreError::Conflict(format!("sku {} is not in the catalog", line.sku)));
+            return Err(StoreError::Conflict(format!("sku {sku} is not in the catalog")));
         }
     }
     tx.execute(
@@ -160,23 +162,14 @@ pub(crate) fn join(
     let joined =
         OutboxEvent::deal_order(order, RoutingKey::DealJoined, deal_id, accepted.event_id, at);
     insert_event(&tx, &order_id, &joined)?;
-    deal.members.push(DealMember {
-        customer_id: order.customer_id.clone(),
-        order_id: order.id,
-        joined_at: at,
-    });
     let mut emitted = vec![joined];
     let mut completed = Vec::new();
-    if deal.is_full() {
-        deal.status = DealStatus::Completed;
+    if admission == Admission::Completed {
         close(&tx, &deal, at)?;
-        completed =
-            transition_members(&tx, &deal, Fact::GroupCompleted, completion_ids, at, &mut emitted)?;
+        completed = settle_members(&tx, &deal, completion_ids, at, &mut emitted)?;
     }
     tx.commit().map_err(from_sqlite)?;
-    let order =
-        completed.iter().find(|o| o.id == order.id).cloned().unwrap_or_else(|| order.clone());
-    Ok(JoinOutcome::Joined { deal, order, emitted, completed })
+    Ok(JoinOutcome::joined(deal, order, emitted, completed))
 }
 
 pub(crate) fn expire(
@@ -187,14 +180,12 @@ pub(crate) fn expire(
 ) -> Result<Option<ExpiredDeal>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
     let Some(mut deal) = load(&tx, deal_id)? else { return Ok(None) };
-    if !deal.is_due(at) {
+    if !deal.expire(at) {
         return Ok(None);
     }
-    deal.status = DealStatus::Expired;
     close(&tx, &deal, at)?;
     let mut emitted = Vec::new();
-    let cancelled =
-        transition_members(&tx, &deal, Fact::GroupExpired, event_ids, at, &mut emitted)?;
+    let cancelled = settle_members(&tx, &deal, event_ids, at, &mut emitted)?;
     tx.commit().map_err(from_sqlite)?;
     Ok(Some(ExpiredDeal { deal, cancelled, emitted }))
 }
@@ -208,12 +199,11 @@ fn close(tx: &Transaction<'_>, deal: &Deal, at: UnixMillis) -> Result<(), StoreE
     .map_err(from_sqlite)
 }
 
-/// Applies `fact` to every member's order through the state machine, writing each order and
-/// the event its transition emits (the `deal.*` key), with ids from `event_ids`.
-fn transition_members(
+/// Moves every member's order on now that the deal is closed ([`Deal::settle_member`]),
+/// writing each changed order and its `deal.*` event, with ids from `event_ids`.
+fn settle_members(
     tx: &Transaction<'_>,
     deal: &Deal,
-    fact: Fact,
     event_ids: &[Uuid],
     at: UnixMillis,
     emitted: &mut Vec<OutboxEvent>,
@@ -238,15 +228,11 @@ fn transition_members(
                 deal.id
             )));
         };
-        let transition = state.apply(fact);
-        if !transition.status_changed(&state) {
+        let Some(settled) = deal.settle_member(&mut order, state, *event_id, at) else {
             continue;
-        }
-        order.status = transition.next.status;
-        order.history.push(StatusChange { status: order.status, at });
-        write_state(tx, &order_id, &order, transition.next)?;
-        for key in transition.emit {
-            let event = OutboxEvent::deal_order(&order, key, deal.id, *event_id, at);
+        };
+        write_state(tx, &order_id, &order, settled.next)?;
+        for event in settled.emitted {
             insert_event(tx, &order_id, &event)?;
             emitted.push(event);
         }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
-use ordermill_core::{Fact, OrderStatus, OutboxEvent, StatusChange, StockAction};
+use ordermill_core::{OutboxEvent, StockDelta};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::error::from_sqlite;
@@ -16,7 +16,7 @@ pub(crate) fn apply(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
     // Stock changes are summed per SKU and written once per SKU at the end: a batch of
     // deductions for a hot SKU is one UPDATE, not one per order.
-    let mut stock_deltas: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut stock_deltas: HashMap<String, StockDelta> = HashMap::new();
     let mut outcomes = Vec::with_capacity(effects.len());
     for effect in effects {
         outcomes.push(apply_one(&tx, effect, &mut stock_deltas)?);
@@ -27,9 +27,9 @@ pub(crate) fn apply(
                 "UPDATE products SET stock = stock + ?1, reserved = reserved + ?2 WHERE sku = ?3",
             )
             .map_err(from_sqlite)?;
-        for (sku, (stock, reserved)) in &stock_deltas {
-            if (*stock, *reserved) != (0, 0) {
-                update.execute(params![stock, reserved, sku]).map_err(from_sqlite)?;
+        for (sku, delta) in &stock_deltas {
+            if !delta.is_zero() {
+                update.execute(params![delta.stock, delta.reserved, sku]).map_err(from_sqlite)?;
             }
         }
     }
@@ -85,7 +85,7 @@ pub(crate) fn insert_event(
 fn apply_one(
     tx: &Transaction<'_>,
     effect: &Effect,
-    stock_deltas: &mut HashMap<String, (i64, i64)>,
+    stock_deltas: &mut HashMap<String, StockDelta>,
 ) -> Result<EffectOutcome, StoreError> {
     let event_id = effect.event_id.hyphenated().to_string();
     let first_time = tx
@@ -104,57 +104,22 @@ fn apply_one(
     let Some((mut order, state)) = found else {
         return Ok(EffectOutcome::OrderNotFound);
     };
-    let Some(fact) = effect.fact else {
-        return Ok(EffectOutcome::Applied {
-            order,
-            emitted: Vec::new(),
-            released: Vec::new(),
-            status_changed: false,
-        });
-    };
-    let transition = state.apply(fact);
-    let status_changed = transition.status_changed(&state);
-    for line in &order.lines {
-        let q = i64::from(line.quantity.get());
-        let delta = match transition.stock_action {
-            StockAction::None => continue,
-            StockAction::Deduct => (-q, -q),
-            StockAction::ReleaseHeld => (0, -q),
-            StockAction::Restore => (q, 0),
-        };
-        let entry = stock_deltas.entry(line.sku.as_str().to_owned()).or_default();
-        entry.0 += delta.0;
-        entry.1 += delta.1;
+    let applied = effect.apply_to(&mut order, state);
+    for (sku, delta) in &applied.stock {
+        *stock_deltas.entry(sku.as_str().to_owned()).or_default() += *delta;
     }
-    let released = match transition.stock_action {
-        StockAction::ReleaseHeld | StockAction::Restore => order.lines.clone(),
-        StockAction::None | StockAction::Deduct => Vec::new(),
-    };
-    order.status = transition.next.status;
-    if status_changed {
-        order.history.push(StatusChange { status: transition.next.status, at: effect.at });
+    if applied.changed {
+        write_state(tx, &order_id, &order, applied.next)?;
     }
-    write_state(tx, &order_id, &order, transition.next)?;
-    if transition.next.payment != state.payment {
-        let status = if matches!(fact, Fact::PaymentSucceeded) { "succeeded" } else { "declined" };
+    if let Some(record) = applied.payment {
         tx.prepare_cached(
             "INSERT INTO payments (order_id, status, event_id, at) VALUES (?1, ?2, ?3, ?4)",
         )
-        .and_then(|mut s| s.execute(params![order_id, status, event_id, effect.at.0]))
+        .and_then(|mut s| s.execute(params![order_id, record.as_str(), event_id, effect.at.0]))
         .map_err(from_sqlite)?;
     }
-    let mut emitted = Vec::with_capacity(transition.emit.len());
-    for (key, id) in transition.emit.iter().zip(effect.new_event_ids) {
-        let reason = if *key == ordermill_core::RoutingKey::PaymentFailed
-            || order.status == OrderStatus::Cancelled
-        {
-            effect.reason.as_deref()
-        } else {
-            None
-        };
-        let event = OutboxEvent::order_changed(&order, *key, id, effect.at, reason);
-        insert_event(tx, &order_id, &event)?;
-        emitted.push(event);
+    for event in &applied.emitted {
+        insert_event(tx, &order_id, event)?;
     }
-    Ok(EffectOutcome::Applied { order, emitted, released, status_changed })
+    Ok(applied.into_outcome(&order))
 }

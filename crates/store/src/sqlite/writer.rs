@@ -2,14 +2,13 @@
 //! own keeps the async runtime free while a transaction fsyncs, and lets prepared statements
 //! live as long as the connection.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 
 use ordermill_core::ports::{
     AcceptedOrder, Effect, EffectOutcome, ExpiredDeal, JoinOutcome, StoreError,
 };
-use ordermill_core::{Deal, DealId, Product, RoutingKey, Sku, UnixMillis};
+use ordermill_core::{Deal, DealId, Product, RoutingKey, Sku, UnixMillis, units_by_sku};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -215,7 +214,6 @@ fn execute(conn: &mut Connection, command: Command) {
 
 fn commit_orders(conn: &mut Connection, batch: &[AcceptedOrder]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut held: HashMap<&str, i64> = HashMap::new();
     {
         let mut insert_order = tx.prepare_cached(
             "INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, idempotency_key)
@@ -247,14 +245,11 @@ fn commit_orders(conn: &mut Connection, batch: &[AcceptedOrder]) -> rusqlite::Re
                 RoutingKey::OrderCreated.as_str(),
                 order.created_at.0,
             ])?;
-            for line in &order.lines {
-                *held.entry(line.sku.as_str()).or_default() += i64::from(line.quantity.get());
-            }
         }
         // One update per distinct SKU, not per order: a flash sale's batch touches few rows.
         let mut hold =
             tx.prepare_cached("UPDATE products SET reserved = reserved + ?1 WHERE sku = ?2")?;
-        for (sku, quantity) in held {
+        for (sku, quantity) in units_by_sku(batch.iter().map(|a| &a.order)) {
             if hold.execute(params![quantity, sku])? != 1 {
                 return Err(rusqlite::Error::QueryReturnedNoRows);
             }
@@ -277,14 +272,8 @@ fn upsert_product(
         .optional()
         .map_err(from_sqlite)?
         .transpose()?;
-    if let Some(before) = &previous
-        && product.stock.get() < before.reserved
-    {
-        return Err(StoreError::Conflict(format!(
-            "stock {} is below the {} units held by accepted orders",
-            product.stock.get(),
-            before.reserved
-        )));
+    if let Some(before) = &previous {
+        before.check_restock(product.stock)?;
     }
     let stored = tx
         .query_row(
