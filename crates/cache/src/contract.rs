@@ -120,20 +120,37 @@ async fn concurrent_buyers_never_oversell(cache: Arc<dyn StockCache>) {
     );
 }
 
-/// The order read cache contract: a miss, a put read back, a newer view replacing an older
-/// one, and a view gone once its time to live (which the caller built the cache with, at most
-/// a few hundred milliseconds) has passed.
+/// The order read cache contract: a miss, a put read back whole, a newer copy replacing an
+/// older one, and an entry gone once its time to live (which the caller built the cache with,
+/// at most a few hundred milliseconds) has passed.
 pub async fn run_read_cache(cache: Arc<dyn ordermill_core::ports::OrderReadCache>) {
     use std::time::{Duration, Instant};
-    let ids = ordermill_core::OrderIdGenerator::new();
-    let id = ids.next(ordermill_core::UnixMillis(1_790_000_000_000));
-    assert_eq!(cache.get(&id).await.expect("get"), None, "a miss");
-    cache.put(&id, Arc::from(r#"{"status":"accepted"}"#)).await.expect("put");
-    cache.put(&id, Arc::from(r#"{"status":"confirmed"}"#)).await.expect("put");
-    assert_eq!(cache.get(&id).await.expect("get").as_deref(), Some(r#"{"status":"confirmed"}"#));
+
+    use ordermill_core::{CustomerId, Order, OrderStatus, StatusChange, UnixMillis};
+    let now = UnixMillis(1_790_000_000_000);
+    let lines = vec![line("sku-1", 2), line("sku-2", 1)];
+    let accepted = Order {
+        id: ordermill_core::OrderIdGenerator::new().next(now),
+        customer_id: CustomerId::parse("c-1").expect("valid"),
+        total: ordermill_core::order::total_of(&lines).expect("fits"),
+        lines,
+        status: OrderStatus::Accepted,
+        created_at: now,
+        idempotency_key: None,
+        history: Vec::new(),
+    };
+    let confirmed = Order {
+        status: OrderStatus::Confirmed,
+        history: vec![StatusChange { status: OrderStatus::Confirmed, at: UnixMillis(now.0 + 5) }],
+        ..accepted.clone()
+    };
+    assert_eq!(cache.get(&accepted.id).await.expect("get"), None, "a miss");
+    cache.put(&accepted).await.expect("put");
+    cache.put(&confirmed).await.expect("put");
+    assert_eq!(cache.get(&accepted.id).await.expect("get"), Some(confirmed.clone()));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while cache.get(&id).await.expect("get").is_some() {
-        assert!(Instant::now() < deadline, "the view outlived its time to live");
+    while cache.get(&accepted.id).await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "the entry outlived its time to live");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -1,11 +1,12 @@
 //! Cache backends: the [`ordermill_core::ports::StockCache`] (hot stock) and
-//! [`ordermill_core::ports::OrderReadCache`] (order views) implementations.
+//! [`ordermill_core::ports::OrderReadCache`] (orders by id) implementations.
 //!
 //! # Layout
 //! - [`local`]: in-process, one atomic counter per SKU, order views in moka; the embedded
 //!   default.
-//! - [`redis`]: in Redis, shared by every node; reservations are Lua scripts, order views are
-//!   keys with a time to live.
+//! - `order_format`: how an order is kept where it outlives a process (versioned).
+//! - [`redis`]: in Redis, shared by every node; reservations are Lua scripts, cached orders
+//!   are keys with a time to live in `order_format`, the cache's own versioned format.
 //! - [`contract`]: the test suite every backend must pass (public so the server and later
 //!   backends run the same checks).
 //!
@@ -13,6 +14,7 @@
 
 pub mod contract;
 pub mod local;
+mod order_format;
 pub mod redis;
 
 pub use local::{LocalOrderCache, LocalStockCache};

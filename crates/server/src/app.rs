@@ -26,7 +26,7 @@ use crate::intake::committer::Committer;
 use crate::intake::idempotency::Idempotency;
 use crate::integrations::{self, IntegrationError};
 use crate::limits::PurchaseLimits;
-use crate::read_cache::OrderCache;
+use crate::order_cache::OrderCache;
 use crate::settings::Settings;
 use crate::telemetry;
 use crate::workers::{self, Pipeline};

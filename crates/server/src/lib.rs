@@ -17,7 +17,7 @@
 //! - [`limits`]: per-customer purchase limits, enforced in memory at intake.
 //! - [`integrations`]: payment gateways (simulated, http) and notifiers (log, webhook).
 //! - [`offline`]: `ordermill dlq` on a stopped node's data dir.
-//! - [`read_cache`]: the order read cache behind `GET /api/orders/{id}`.
+//! - [`order_cache`]: the order read cache behind `GET /api/orders/{id}`.
 //! - [`telemetry`]: metric names and the Prometheus recorder.
 //!
 //! Backends (SQLite and PostgreSQL stores, local and Redis caches, embedded and RabbitMQ buses)
@@ -32,7 +32,7 @@ pub mod intake;
 pub mod integrations;
 pub mod limits;
 pub mod offline;
-pub mod read_cache;
+pub mod order_cache;
 pub mod settings;
 pub mod telemetry;
 pub mod workers;

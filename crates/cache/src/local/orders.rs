@@ -1,16 +1,17 @@
 //! The order read cache in process (moka): bounded in entries, each kept for a time to live.
+//! Orders stay domain values here; nothing outlives the process, so there is no format.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use moka::sync::Cache;
-use ordermill_core::OrderId;
 use ordermill_core::ports::{CacheError, OrderReadCache};
+use ordermill_core::{Order, OrderId};
 
 /// Order views in this process.
 #[derive(Clone)]
-pub struct LocalOrderCache(Cache<OrderId, Arc<str>>);
+pub struct LocalOrderCache(Cache<OrderId, Arc<Order>>);
 
 impl std::fmt::Debug for LocalOrderCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -27,12 +28,12 @@ impl LocalOrderCache {
 
 #[async_trait]
 impl OrderReadCache for LocalOrderCache {
-    async fn get(&self, order_id: &OrderId) -> Result<Option<Arc<str>>, CacheError> {
-        Ok(self.0.get(order_id))
+    async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, CacheError> {
+        Ok(self.0.get(order_id).map(|order| Order::clone(&order)))
     }
 
-    async fn put(&self, order_id: &OrderId, view: Arc<str>) -> Result<(), CacheError> {
-        self.0.insert(*order_id, view);
+    async fn put(&self, order: &Order) -> Result<(), CacheError> {
+        self.0.insert(order.id, Arc::new(order.clone()));
         Ok(())
     }
 }

@@ -1,16 +1,17 @@
-//! The order read cache in Redis, shared by api nodes and workers: `PREFIX:order:ID` holds an
-//! order's JSON view with a time to live. No hash tag: these keys are read and written one at
+//! The order read cache in Redis, shared by api nodes and workers: `PREFIX:order:v1:ID` holds
+//! an order in the cache's own format (`order_format`, whose version is in the key) with a
+//! time to live. No hash tag: these keys are read and written one at
 //! a time, so on a cluster they spread over every shard instead of sharing the stock's slot.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordermill_core::OrderId;
 use ordermill_core::ports::{CacheError, OrderReadCache};
+use ordermill_core::{Order, OrderId};
 use redis::aio::ConnectionManager;
 
 use super::unavailable;
+use crate::order_format;
 
 /// Order views in Redis.
 #[derive(Clone)]
@@ -28,26 +29,26 @@ impl std::fmt::Debug for RedisOrderCache {
 
 impl RedisOrderCache {
     fn key(&self, order_id: &OrderId) -> String {
-        format!("{}:order:{order_id}", self.prefix)
+        format!("{}:order:{}:{order_id}", self.prefix, order_format::VERSION)
     }
 }
 
 #[async_trait]
 impl OrderReadCache for RedisOrderCache {
-    async fn get(&self, order_id: &OrderId) -> Result<Option<Arc<str>>, CacheError> {
-        let view: Option<String> = redis::cmd("GET")
+    async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, CacheError> {
+        let cached: Option<String> = redis::cmd("GET")
             .arg(self.key(order_id))
             .query_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        Ok(view.map(Arc::from))
+        cached.map(|text| order_format::decode(*order_id, &text)).transpose()
     }
 
-    async fn put(&self, order_id: &OrderId, view: Arc<str>) -> Result<(), CacheError> {
+    async fn put(&self, order: &Order) -> Result<(), CacheError> {
         let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         redis::cmd("SET")
-            .arg(self.key(order_id))
-            .arg(&*view)
+            .arg(self.key(&order.id))
+            .arg(order_format::encode(order))
             .arg("PX")
             .arg(ttl)
             .query_async::<()>(&mut self.conn.clone())

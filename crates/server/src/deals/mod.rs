@@ -25,7 +25,7 @@ use crate::catalog::Catalog;
 use crate::intake::IntakeError;
 use crate::intake::idempotency::{Begin, Idempotency};
 use crate::limits::PurchaseLimits;
-use crate::read_cache::OrderCache;
+use crate::order_cache::OrderCache;
 use crate::telemetry;
 
 /// Why a deal operation failed.

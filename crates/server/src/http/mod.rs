@@ -25,7 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 use self::error::ApiError;
 use crate::catalog::Catalog;
 use crate::intake::Intake;
-use crate::read_cache::OrderCache;
+use crate::order_cache::OrderCache;
 use crate::settings::HttpSettings;
 
 /// What handlers share. axum clones the state for every request, so it is one `Arc`:

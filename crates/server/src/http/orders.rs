@@ -279,8 +279,8 @@ async fn show(
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_order_id", e.body_text()))?;
     let id = OrderId::parse(&id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
-    if let Some(view) = state.orders.get(&id).await {
-        return Ok(([(header::CONTENT_TYPE, "application/json")], view.to_string()).into_response());
+    if let Some(order) = state.orders.get(&id).await {
+        return Ok(axum::Json(OrderView::from(&order)).into_response());
     }
     match state.store.get_order(id).await {
         Ok(Some(order)) => {

@@ -19,7 +19,7 @@ use ordermill_core::{Clock, OrderIdGenerator};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::read_cache::OrderCache;
+use crate::order_cache::OrderCache;
 use crate::settings::WorkerSettings;
 
 /// What to do with one delivery.
