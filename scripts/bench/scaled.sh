@@ -15,7 +15,7 @@ amqp=${ORDERMILL_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 redis=${ORDERMILL_TEST_REDIS_URL:-redis://127.0.0.1:6379}
 name=bench_$(date +%s)
 export ORDERMILL_STORE=$pg ORDERMILL_BUS=$amqp ORDERMILL_CACHE=$redis
-export ORDERMILL_POSTGRES__SCHEMA=$name ORDERMILL_CACHE_PREFIX=$name
+export ORDERMILL_POSTGRES__SCHEMA=$name ORDERMILL_REDIS__KEY_PREFIX=$name
 export ORDERMILL_RABBITMQ__QUEUE_PREFIX=$name. ORDERMILL_RABBITMQ__EXCHANGE=$name.orders
 export ORDERMILL_RABBITMQ__DEAD_LETTER_EXCHANGE=$name.dlx ORDERMILL_LOG_FILTER=warn
 sql() { psql "$pg" -Atqc "SET search_path TO $name; $1"; }

@@ -174,7 +174,7 @@ pub async fn run_until(
     stop: impl Future<Output = ()>,
 ) -> Result<BrokerCeilingReport, BrokerCeilingError> {
     args.check()?;
-    let url = redacted(&args.amqp);
+    let url = ordermill_core::redact_url(&args.amqp);
     let names = Names::new(args.queues);
     let connection = connect(&args.amqp, &url).await?;
     let outcome = tokio::select! {
@@ -373,17 +373,6 @@ async fn delete_topology(connection: &Connection, amqp: &str, names: &Names) -> 
     ))
 }
 
-/// The URL without its password, for reports and messages.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -414,14 +403,5 @@ mod tests {
         refused(BrokerCeilingArgs { queues: 0, ..Default::default() }, "--queues");
         refused(BrokerCeilingArgs { queues: MAX_QUEUES + 1, ..Default::default() }, "--queues");
         refused(BrokerCeilingArgs { prefetch: 0, ..Default::default() }, "--prefetch");
-    }
-
-    #[test]
-    fn the_password_never_reaches_the_report() {
-        assert_eq!(
-            redacted("amqp://guest:secret@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(redacted("amqp://127.0.0.1"), "amqp://127.0.0.1");
     }
 }

@@ -116,8 +116,8 @@ fn settings(url: &str) -> RabbitSettings {
         exchange: format!("test.{unique}.orders"),
         dead_letter_exchange: format!("test.{unique}.orders.dlx"),
         queue_prefix: format!("test.{unique}."),
-        reconnect_min_ms: 50,
-        reconnect_max_ms: 1_000,
+        reconnect_min: ordermill_core::HumanDuration::from_millis(50),
+        reconnect_max: ordermill_core::HumanDuration::from_secs(1),
         ..RabbitSettings::default()
     }
 }
@@ -186,7 +186,7 @@ async fn rabbit_bus_honours_the_bus_contract() {
 async fn start_against_an_unreachable_broker_is_unavailable_and_says_what_to_check() {
     let Some(_) = amqp_url() else { return };
     let mut settings = settings("amqp://guest:secret@127.0.0.1:1/%2f");
-    settings.connect_timeout_ms = 2_000;
+    settings.connect_timeout = ordermill_core::HumanDuration::from_secs(2);
     let started =
         RabbitBus::start(settings, contract::topology(), Arc::new(MemoryOutbox::default())).await;
     let Err(BusError::Unavailable(message)) = started else { panic!("expected Unavailable") };

@@ -15,6 +15,8 @@
 //! - [`effect`]: what a consumer's effect writes (state, stock per line, ledger, events).
 //! - [`topology`]: which queues are bound to which routing keys.
 //! - [`clock`]: the time source, fakeable in tests.
+//! - [`duration`]: [`HumanDuration`], the configuration's one duration type (`"250ms"`).
+//! - [`redact`]: [`redact_url`], the one way a URL is shown in logs, errors and config output.
 //! - [`error`]: [`ValidationError`], with the stable machine-readable codes clients see.
 //! - [`ports`]: the traits backends implement (store, cache, bus, outbox, payment gateway,
 //!   notifier).
@@ -23,6 +25,7 @@
 pub mod clock;
 pub mod customer;
 pub mod deal;
+pub mod duration;
 pub mod effect;
 pub mod error;
 pub mod event;
@@ -33,12 +36,15 @@ pub mod order_id;
 pub mod ports;
 pub mod product;
 pub mod quantity;
+pub mod redact;
 pub mod sku;
 pub mod test_support;
 pub mod topology;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use customer::CustomerId;
+pub use duration::HumanDuration;
+pub use redact::redact_url;
 pub use deal::{
     Admission, Deal, DealId, DealMember, DealStatus, GroupSize, JoinRefusal, SettledMember,
 };

@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ordermill_server::{Application, LogFormat, Role};
 
-use crate::config;
+use crate::config::{self, Overrides};
 
 /// ordermill — asynchronous order processing: durable intake in about a millisecond, hot-stock
 /// reservation that never oversells, group commit to an embedded database.
@@ -31,7 +32,7 @@ enum Command {
     /// the hot-stock cache and the group committer. No external service needed.
     ///
     /// Example: ordermill serve --listen 127.0.0.1:8080 --data-dir ./data
-    Serve(ServeArgs),
+    Serve(NodeArgs),
     /// Run the HTTP side of a scaled-out deployment: intake, group commit, the outbox relay
     /// and the deal scheduler. Run several behind a load balancer; consumers run in
     /// `ordermill worker`. Needs --store postgres://... and --bus amqp://... (and --cache
@@ -39,42 +40,27 @@ enum Command {
     ///
     /// Example: ordermill api --listen 0.0.0.0:8080 --store postgres://app@db/orders
     /// --bus amqp://app:secret@mq:5672/%2f --cache redis://cache:6379
-    Api(ServeArgs),
+    Api(ApiArgs),
     /// Run consumers only (inventory, payment, notify or a subset) for a scaled-out
     /// deployment; no HTTP. Start as many as the backlog needs.
     ///
     /// Example: ordermill worker --queues payment,notify --store postgres://app@db/orders
     /// --bus amqp://app:secret@mq:5672/%2f --cache redis://cache:6379
-    Worker {
-        /// Queues to consume, comma-separated (default: every queue of the topology).
-        #[arg(long, value_delimiter = ',', value_name = "QUEUES")]
-        queues: Vec<String>,
-        #[command(flatten)]
-        node: ServeArgs,
-    },
+    Worker(WorkerArgs),
     /// Create or upgrade the PostgreSQL schema (--store postgres://...), then exit. Safe to run
     /// from several machines at once and again after an upgrade; the SQLite store upgrades
     /// itself when it opens.
     ///
     /// Example: ordermill migrate --store postgres://app@db/orders
-    Migrate(ServeArgs),
-    /// Print the effective configuration (file + environment + flags) as TOML and exit.
-    Config(ServeArgs),
+    Migrate(MigrateArgs),
+    /// Print the effective configuration (file + environment + flags) as TOML and exit, with
+    /// passwords and tokens masked. deploy/ordermill.toml explains every key.
+    Config(NodeArgs),
     /// List, replay or purge a queue's dead letters in a STOPPED node's data dir. For a
     /// running node use the admin API (GET/POST/DELETE /admin/dlq/{queue}).
     ///
     /// Example: ordermill dlq list --queue payment --data-dir ./data
-    Dlq {
-        /// list: show them; replay: send them back with a fresh attempt count (delivered when
-        /// the node starts); purge: drop them.
-        #[arg(value_enum)]
-        action: DlqCommand,
-        /// The queue: inventory, payment or notify (or one of your topology's).
-        #[arg(long)]
-        queue: String,
-        #[command(flatten)]
-        node: ServeArgs,
-    },
+    Dlq(DlqArgs),
     /// Benchmark tools. `bench run` sends order load and prints throughput and latency;
     /// `bench ceiling` runs the reference server that ordermill's throughput is compared with;
     /// `bench stubs` runs slow downstream services; `bench compare` measures the synchronous
@@ -131,30 +117,138 @@ enum DlqCommand {
     Purge,
 }
 
-/// Flags shared by commands that run a node.
+/// `--config`, which every command that reads the configuration takes.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// Directory for the embedded database (default ./data; created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+struct ConfigFlag {
     /// Configuration file (default: ordermill.toml in the current directory, if present).
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    config: Option<PathBuf>,
+}
+
+/// The engines: which store, bus and cache.
+#[derive(Debug, Args)]
+struct EngineFlags {
     /// Order store: sqlite (embedded in --data-dir, default) or a postgres:// URL.
     #[arg(long, value_name = "URL")]
-    pub store: Option<String>,
+    store: Option<String>,
     /// Message bus: embedded (default) or an amqp:// URL (RabbitMQ).
     #[arg(long, value_name = "URL")]
-    pub bus: Option<String>,
+    bus: Option<String>,
     /// Hot-stock cache: local (in-process, default) or a redis:// URL shared by nodes.
     #[arg(long, value_name = "URL")]
-    pub cache: Option<String>,
+    cache: Option<String>,
+}
+
+/// `--log-format`, for commands that log.
+#[derive(Debug, Args)]
+struct LogFlag {
     /// Log format: text for people, json for log shippers.
     #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
-    pub log_format: Option<LogFormat>,
+    log_format: Option<LogFormat>,
+}
+
+/// `serve` (and `config`, which shows what any node would run with).
+#[derive(Debug, Args)]
+struct NodeArgs {
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Directory for the embedded database (default ./data; created if missing).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFlag,
+    #[command(flatten)]
+    engines: EngineFlags,
+    #[command(flatten)]
+    log: LogFlag,
+}
+
+/// `api`: an HTTP node on shared engines (no data dir of its own).
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    config: ConfigFlag,
+    #[command(flatten)]
+    engines: EngineFlags,
+    #[command(flatten)]
+    log: LogFlag,
+}
+
+/// `worker`: consumers on shared engines (no HTTP, no data dir).
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Queues to consume, comma-separated (default: every queue of the topology).
+    #[arg(long, value_delimiter = ',', value_name = "QUEUES")]
+    queues: Vec<String>,
+    #[command(flatten)]
+    config: ConfigFlag,
+    #[command(flatten)]
+    engines: EngineFlags,
+    #[command(flatten)]
+    log: LogFlag,
+}
+
+/// `migrate`: only the store matters.
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// Order store to migrate: a postgres:// URL (sqlite upgrades itself when opened).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Directory of the embedded database, when the store is sqlite.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFlag,
+}
+
+/// `dlq`: a queue's dead letters, on the store and bus that hold them.
+#[derive(Debug, Args)]
+struct DlqArgs {
+    /// list: show them; replay: send them back with a fresh attempt count (delivered when
+    /// the node starts); purge: drop them.
+    #[arg(value_enum)]
+    action: DlqCommand,
+    /// The queue: inventory, payment or notify (or one of your topology's).
+    #[arg(long)]
+    queue: String,
+    /// Directory of the embedded database (default ./data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Order store: sqlite (default) or a postgres:// URL.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Message bus: embedded (default) or an amqp:// URL, whose dead queues are used live.
+    #[arg(long, value_name = "URL")]
+    bus: Option<String>,
+    #[command(flatten)]
+    config: ConfigFlag,
+}
+
+impl EngineFlags {
+    fn into_overrides(self, config: ConfigFlag, log: LogFlag) -> Overrides {
+        Overrides {
+            config: config.config,
+            store: self.store,
+            bus: self.bus,
+            cache: self.cache,
+            log_format: log.log_format,
+            ..Overrides::default()
+        }
+    }
+}
+
+impl NodeArgs {
+    fn overrides(self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            ..self.engines.into_overrides(self.config, self.log)
+        }
+    }
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
@@ -165,143 +259,120 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
     }
 }
 
-/// Parses the command line and runs the chosen command.
+/// Parses the command line, runs the chosen command, and maps its outcome to the exit code:
+/// the one place an error is printed.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => serve(args, Role::All),
-        Command::Api(args) => serve(args, Role::Api),
-        Command::Worker { queues, node } => serve(node, Role::Worker { queues }),
-        Command::Migrate(args) => migrate(&args),
-        Command::Dlq { action, queue, node } => dlq(action, &queue, &node),
-        Command::Bench(BenchCommand::Run(args)) => bench_run(args),
-        Command::Bench(BenchCommand::Ceiling { listen }) => ceiling(listen),
-        Command::Bench(BenchCommand::Stubs(args)) => stubs(args),
-        Command::Bench(BenchCommand::Compare(args)) => bench_compare(args),
-        Command::Bench(BenchCommand::BrokerCeiling(args)) => broker_ceiling(args),
-        Command::Config(args) => match config::load(&args).and_then(|s| config::to_toml(&s)) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(error) => fail(&error),
-        },
+    match dispatch(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ordermill: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn fail(error: &anyhow::Error) -> ExitCode {
-    eprintln!("ordermill: {error:#}");
-    ExitCode::FAILURE
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args.overrides(), Role::All),
+        Command::Api(args) => serve(
+            Overrides { listen: args.listen, ..args.engines.into_overrides(args.config, args.log) },
+            Role::Api,
+        ),
+        Command::Worker(args) => serve(
+            args.engines.into_overrides(args.config, args.log),
+            Role::Worker { queues: args.queues },
+        ),
+        Command::Migrate(args) => {
+            let flags = Overrides {
+                config: args.config.config,
+                store: args.store,
+                data_dir: args.data_dir,
+                ..Overrides::default()
+            };
+            let settings = config::load(&flags)?;
+            println!("{}", runtime()?.block_on(ordermill_server::offline::migrate(&settings))?);
+            Ok(())
+        }
+        Command::Dlq(args) => dlq(args),
+        Command::Config(args) => {
+            print!("{}", config::to_toml(&config::load(&args.overrides())?)?);
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Run(args)) => {
+            // No logger: stdout carries the report, progress notes go to stderr.
+            let json = args.json.clone();
+            let report = runtime()?.block_on(ordermill_bench::run(args))?;
+            print_report(&report, json, |path| Ok(report.write_json(path)?))
+        }
+        Command::Bench(BenchCommand::Ceiling { listen }) => {
+            crate::logging::init(LogFormat::Text, "info")?;
+            runtime()?
+                .block_on(ordermill_bench::ceiling::serve(listen, shutdown_signal()))
+                .with_context(|| format!("ceiling server on {listen} failed"))
+        }
+        Command::Bench(BenchCommand::Stubs(args)) => {
+            crate::logging::init(LogFormat::Text, "info")?;
+            let listen = args.listen;
+            runtime()?
+                .block_on(ordermill_bench::stubs::serve(listen, args.config, shutdown_signal()))
+                .with_context(|| format!("stub server on {listen} failed"))
+        }
+        Command::Bench(BenchCommand::Compare(args)) => {
+            let json = args.json.clone();
+            // The comparison starts this very binary as `ordermill serve`, so both sides of
+            // the table come from one build.
+            let exe = std::env::current_exe().context("cannot find the ordermill executable")?;
+            let report = runtime()?.block_on(ordermill_bench::compare::run(args, exe))?;
+            print_report(&report, json, |path| Ok(report.write_json(path)?))
+        }
+        Command::Bench(BenchCommand::BrokerCeiling(args)) => {
+            let json = args.json.clone();
+            let report = runtime()?.block_on(ordermill_bench::broker_ceiling::run(args))?;
+            print_report(&report, json, |path| Ok(report.write_json(path)?))
+        }
+    }
+}
+
+/// Prints a bench report to stdout and, when asked, writes it as JSON too.
+fn print_report(
+    report: &impl std::fmt::Display,
+    json: Option<PathBuf>,
+    write_json: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    print!("{report}");
+    if let Some(path) = json {
+        write_json(&path)
+            .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+        println!("report        written to {}", path.display());
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| anyhow::Error::new(e).context("cannot start the async runtime"))
+        .context("cannot start the async runtime")
 }
 
-fn ceiling(listen: SocketAddr) -> ExitCode {
-    if let Err(error) = crate::logging::init(LogFormat::Text, "info") {
-        return fail(&error);
-    }
-    let outcome = runtime().and_then(|rt| {
-        rt.block_on(ordermill_bench::ceiling::serve(listen, shutdown_signal())).map_err(|e| {
-            anyhow::Error::new(e).context(format!("ceiling server on {listen} failed"))
-        })
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error),
-    }
-}
-
-fn stubs(args: ordermill_bench::stubs::StubsArgs) -> ExitCode {
-    if let Err(error) = crate::logging::init(LogFormat::Text, "info") {
-        return fail(&error);
-    }
-    let listen = args.listen;
-    let outcome = runtime().and_then(|rt| {
-        rt.block_on(ordermill_bench::stubs::serve(listen, args.config, shutdown_signal()))
-            .map_err(|e| anyhow::Error::new(e).context(format!("stub server on {listen} failed")))
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error),
-    }
-}
-
-// Like `bench run`, no logger: stdout carries the report, progress notes go to stderr.
-fn bench_compare(args: ordermill_bench::compare::CompareArgs) -> ExitCode {
-    let json = args.json.clone();
-    // The comparison starts this very binary as `ordermill serve`, so both sides of the table
-    // come from one build.
-    let outcome = std::env::current_exe()
-        .map_err(|e| anyhow::Error::new(e).context("cannot find the ordermill executable"))
-        .and_then(|exe| Ok(runtime()?.block_on(ordermill_bench::compare::run(args, exe))?));
-    let report = match outcome {
-        Ok(report) => report,
-        Err(error) => return fail(&error),
-    };
-    print!("{report}");
-    if let Some(path) = json {
-        if let Err(error) = report.write_json(&path) {
-            let context = format!("cannot write the JSON report to {}", path.display());
-            return fail(&anyhow::Error::new(error).context(context));
-        }
-        println!("report        written to {}", path.display());
-    }
-    ExitCode::SUCCESS
-}
-
-// No logger is installed: stdout carries the summary, and what goes wrong is in the error or
-// in the counts.
-fn bench_run(args: ordermill_bench::RunArgs) -> ExitCode {
-    let json = args.json.clone();
-    let report = match runtime().and_then(|rt| Ok(rt.block_on(ordermill_bench::run(args))?)) {
-        Ok(report) => report,
-        Err(error) => return fail(&error),
-    };
-    print!("{report}");
-    if let Some(path) = json {
-        if let Err(error) = report.write_json(&path) {
-            return fail(&error.into());
-        }
-        println!("report        written to {}", path.display());
-    }
-    ExitCode::SUCCESS
-}
-
-// Like `bench run`: stdout carries the report.
-fn broker_ceiling(args: ordermill_bench::broker_ceiling::BrokerCeilingArgs) -> ExitCode {
-    let json = args.json.clone();
-    let outcome =
-        runtime().and_then(|rt| Ok(rt.block_on(ordermill_bench::broker_ceiling::run(args))?));
-    let report = match outcome {
-        Ok(report) => report,
-        Err(error) => return fail(&error),
-    };
-    print!("{report}");
-    if let Some(path) = json {
-        if let Err(error) = report.write_json(&path) {
-            return fail(&error.into());
-        }
-        println!("report        written to {}", path.display());
-    }
-    ExitCode::SUCCESS
-}
-
-fn dlq(action: DlqCommand, queue: &str, node: &ServeArgs) -> ExitCode {
+fn dlq(args: DlqArgs) -> anyhow::Result<()> {
     use ordermill_server::offline::{self, DlqAction, DlqOutcome};
-    let action = match action {
+    let action = match args.action {
         DlqCommand::List => DlqAction::List,
         DlqCommand::Replay => DlqAction::Replay,
         DlqCommand::Purge => DlqAction::Purge,
     };
-    let outcome = config::load(node)
-        .and_then(|settings| runtime()?.block_on(offline::dlq(&settings, queue, action)));
-    match outcome {
-        Ok(DlqOutcome::Listed(letters)) => {
+    let flags = Overrides {
+        config: args.config.config,
+        data_dir: args.data_dir,
+        store: args.store,
+        bus: args.bus,
+        ..Overrides::default()
+    };
+    let settings = config::load(&flags)?;
+    let queue = &args.queue;
+    match runtime()?.block_on(offline::dlq(&settings, queue, action))? {
+        DlqOutcome::Listed(letters) => {
             println!("{} dead letter(s) in {queue}", letters.len());
             for d in letters {
                 println!(
@@ -309,66 +380,33 @@ fn dlq(action: DlqCommand, queue: &str, node: &ServeArgs) -> ExitCode {
                     d.envelope.event_id, d.envelope.routing_key, d.attempts, d.died_at, d.error
                 );
             }
-            ExitCode::SUCCESS
         }
-        Ok(DlqOutcome::Replayed { count, live }) => {
+        DlqOutcome::Replayed { count, live } => {
             let when = if live {
                 "they are back on the queue and running workers take them now"
             } else {
                 "they are delivered when the node starts"
             };
             println!("replayed {count} dead letter(s) of {queue}; {when}");
-            ExitCode::SUCCESS
         }
-        Ok(DlqOutcome::Purged(n)) => {
-            println!("purged {n} dead letter(s) of {queue}");
-            ExitCode::SUCCESS
-        }
-        Err(error) => fail(&error),
+        DlqOutcome::Purged(n) => println!("purged {n} dead letter(s) of {queue}"),
     }
+    Ok(())
 }
 
-fn migrate(args: &ServeArgs) -> ExitCode {
-    let outcome = config::load(args)
-        .and_then(|settings| runtime()?.block_on(ordermill_server::offline::migrate(&settings)));
-    match outcome {
-        Ok(report) => {
-            println!("{report}");
-            ExitCode::SUCCESS
-        }
-        Err(error) => fail(&error),
-    }
-}
-
-fn serve(args: ServeArgs, role: Role) -> ExitCode {
-    let settings = match config::load(&args) {
-        Ok(settings) => settings,
-        Err(error) => return fail(&error),
-    };
-    if let Err(error) = crate::logging::init(settings.log_format, &settings.log_filter) {
-        return fail(&error);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            return fail(&anyhow::Error::new(error).context("cannot start the async runtime"));
-        }
-    };
-    let outcome = runtime.block_on(async {
+fn serve(flags: Overrides, role: Role) -> anyhow::Result<()> {
+    let settings = config::load(&flags)?;
+    crate::logging::init(settings.log_format, &settings.log_filter)?;
+    let outcome = runtime()?.block_on(async {
         let app = Application::build_role(settings, role).await?;
         app.run_until_stopped(shutdown_signal()).await?;
         anyhow::Ok(())
     });
-    match outcome {
-        Ok(()) => {
-            tracing::info!("ordermill stopped cleanly.");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "ordermill failed.");
-            fail(&error)
-        }
+    match &outcome {
+        Ok(()) => tracing::info!("ordermill stopped cleanly."),
+        Err(error) => tracing::error!(error = %format!("{error:#}"), "ordermill failed."),
     }
+    outcome
 }
 
 /// Completes on ctrl-c or SIGTERM.

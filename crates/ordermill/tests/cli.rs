@@ -55,3 +55,40 @@ fn help_lists_every_command_with_an_example() {
     let serve = String::from_utf8(ordermill(&["serve", "--help"]).stdout).unwrap();
     assert!(serve.contains("Example: ordermill serve"), "{serve}");
 }
+
+#[test]
+fn the_scaled_out_example_config_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/ordermill-scaled.toml");
+    let out = ordermill(&["config", "--config", path]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("[redis]"), "{text}");
+    assert!(!text.contains("secret@"), "passwords are masked:\n{text}");
+}
+
+#[test]
+fn each_command_takes_only_the_flags_that_apply_to_it() {
+    for args in [
+        &["migrate", "--listen", "127.0.0.1:1"][..],
+        &["worker", "--data-dir", "/tmp/x"][..],
+        &["worker", "--listen", "127.0.0.1:1"][..],
+        &["api", "--data-dir", "/tmp/x"][..],
+    ] {
+        let out = ordermill(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("unexpected argument"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_renamed_environment_variable_is_refused_naming_the_new_one() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["config"])
+        .env("ORDERMILL_CACHE_PREFIX", "shop")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ORDERMILL_REDIS__KEY_PREFIX"), "{err}");
+}

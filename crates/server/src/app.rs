@@ -27,6 +27,7 @@ use crate::intake::idempotency::Idempotency;
 use crate::integrations::{self, IntegrationError};
 use crate::limits::PurchaseLimits;
 use crate::order_cache::OrderCache;
+use crate::settings::Secret;
 use crate::settings::Settings;
 use crate::telemetry;
 use crate::workers::{self, Pipeline};
@@ -187,7 +188,7 @@ impl Application {
             gateway: integrations::payment_gateway(&settings.payment)?,
             notifier: integrations::notifier(&settings.notify)?,
             limits: limits.clone(),
-            message_timeout: Duration::from_millis(settings.workers.message_timeout_ms.max(1)),
+            message_timeout: settings.workers.message_timeout.get(),
         };
         let http = match role {
             Role::Worker { .. } => None,
@@ -211,7 +212,7 @@ impl Application {
         let reconcile = match &node {
             Some(node) => Reconcile::Shared {
                 node: node.clone(),
-                ttl: Duration::from_millis(settings.cache_node_ttl_ms.max(100)),
+                ttl: settings.redis.node_ttl.get(),
             },
             None => Reconcile::Reset,
         };
@@ -224,7 +225,7 @@ impl Application {
             settings.commit.queue_capacity,
         );
         let idempotency =
-            Arc::new(Idempotency::new(store.clone(), settings.idempotency_cache_entries));
+            Arc::new(Idempotency::new(store.clone(), settings.idempotency.cache_entries));
         let intake = Arc::new(Intake::new(
             catalog.clone(),
             cache.clone(),
@@ -245,7 +246,12 @@ impl Application {
             orders.clone(),
             clock,
         ));
-        let admin_token = settings.admin_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from);
+        let admin_token = settings
+            .admin_token
+            .as_ref()
+            .map(Secret::expose)
+            .filter(|t| !t.is_empty())
+            .map(Arc::from);
         let catalog_for_refresh = catalog.clone();
         let state = AppState::new(Shared {
             intake,
@@ -314,11 +320,11 @@ impl Application {
         };
         working.spawn(deals::scheduler::run(
             http.deals.clone(),
-            Duration::from_millis(settings.deals.check_interval_ms.max(10)),
+            settings.deals.check_interval.get(),
             stop_workers.clone(),
         ));
         if let Some(node) = &http.node {
-            let ttl = Duration::from_millis(settings.cache_node_ttl_ms.max(100));
+            let ttl = settings.redis.node_ttl.get();
             working.spawn(keep_alive(
                 backends.cache.clone(),
                 node.clone(),
@@ -329,7 +335,7 @@ impl Application {
         if backends.shared {
             working.spawn(crate::catalog::keep_fresh(
                 http.catalog.clone(),
-                Duration::from_millis(settings.catalog_refresh_ms.max(10)),
+                settings.catalog.refresh.get(),
                 stop_workers.clone(),
             ));
         }
@@ -337,7 +343,7 @@ impl Application {
             working.spawn(ordermill_bus::run_relay(
                 bus.clone(),
                 outbox.clone(),
-                Duration::from_millis(settings.relay_sweep_ms.max(10)),
+                settings.rabbitmq.relay_sweep.get(),
                 stop_workers.clone(),
             ));
         }
@@ -348,7 +354,7 @@ impl Application {
         committing.close();
 
         let listen = http.listener.local_addr().unwrap_or(settings.listen);
-        tracing::info!(listen = %listen, role = ?role, store = %backends::redact(&settings.store), bus = %backends::redact(&settings.bus), cache = %backends::redact(&settings.cache), "ordermill is serving.");
+        tracing::info!(listen = %listen, role = ?role, store = %settings.store, bus = %settings.bus, cache = %settings.cache, "ordermill is serving.");
         let served = axum::serve(http.listener, http.router).with_graceful_shutdown(shutdown).await;
         tracing::info!("HTTP server stopped; flushing the committer.");
         stop_committer.cancel();

@@ -10,8 +10,8 @@ use ordermill_core::SystemClock;
 use ordermill_core::ports::DeadLetter;
 use ordermill_store::SqliteStore;
 
-use crate::backends::{self, StoreChoice};
-use crate::settings::Settings;
+use crate::backends;
+use crate::settings::{BusUrl, Settings, StoreUrl};
 
 /// What to do with a queue's dead letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub async fn dlq(
         DlqAction::List => DlqOutcome::Listed(bus.dead_letters(queue).await?),
         DlqAction::Replay => DlqOutcome::Replayed {
             count: bus.replay_dead_letters(queue).await?,
-            live: !matches!(backends::choices(settings)?.1, backends::BusChoice::Embedded),
+            live: !matches!(settings.bus, BusUrl::Embedded),
         },
         DlqAction::Purge => DlqOutcome::Purged(bus.purge_dead_letters(queue).await?),
     })
@@ -70,18 +70,18 @@ pub async fn dlq(
 /// # Errors
 /// When the store cannot be reached or a migration fails (nothing of that migration stays).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<String> {
-    match backends::store_choice(settings)? {
-        StoreChoice::Postgres(url) => {
-            let store = backends::open_postgres(settings, &url).await?;
+    match &settings.store {
+        StoreUrl::Postgres(url) => {
+            let store = backends::open_postgres(settings, url).await?;
             let applied = store.migrate().await?;
             store.close().await;
             Ok(if applied.is_empty() {
-                format!("{}: schema is up to date", backends::redact(&url))
+                format!("{}: schema is up to date", url)
             } else {
-                format!("{}: applied {}", backends::redact(&url), applied.join(", "))
+                format!("{}: applied {}", url, applied.join(", "))
             })
         }
-        StoreChoice::Sqlite => {
+        StoreUrl::Sqlite => {
             let dir = settings.data_dir.clone();
             tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await??;
             Ok(format!(

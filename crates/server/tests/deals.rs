@@ -34,9 +34,9 @@ async fn app_on(engines: &Engines, clock: Arc<ManualClock>) -> TestApp {
 
 async fn app_in(engines: &Engines, dir: tempfile::TempDir, clock: Arc<ManualClock>) -> TestApp {
     spawn_app_on(engines.clone(), dir, clock, |s| {
-        s.deals.check_interval_ms = 20;
-        s.workers.retry_base_ms = 10;
-        s.workers.retry_max_ms = 50;
+        s.deals.check_interval = ordermill_core::HumanDuration::from_millis(20);
+        s.workers.retry_base = ordermill_core::HumanDuration::from_millis(10);
+        s.workers.retry_max = ordermill_core::HumanDuration::from_millis(50);
     })
     .await
 }

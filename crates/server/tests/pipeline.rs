@@ -37,10 +37,10 @@ async fn app_with(
 ) -> TestApp {
     let clock = Arc::new(ordermill_core::SystemClock);
     spawn_app_on(engines.clone(), tempfile::tempdir().unwrap(), clock, |s| {
-        s.workers.retry_base_ms = 10;
-        s.workers.retry_max_ms = 50;
+        s.workers.retry_base = ordermill_core::HumanDuration::from_millis(10);
+        s.workers.retry_max = ordermill_core::HumanDuration::from_millis(50);
         s.workers.max_attempts = 4;
-        s.admin_token = Some("s3cret".into());
+        s.admin_token = Some(ordermill_server::settings::Secret::new("s3cret"));
         tweak(s);
     })
     .await
@@ -176,7 +176,7 @@ async fn dead_letters_replay_once_the_gateway_is_fixed(engines: Engines) {
     let url = gateway_stub(down.clone(), charges.clone()).await;
     let app = app_with(&engines, |s| {
         s.payment.gateway = ordermill_server::settings::GatewayKind::Http;
-        s.payment.url = Some(url);
+        s.payment.url = Some(ordermill_server::settings::SecretUrl::new(url));
     })
     .await;
     app.put_product("a", "5.00", 10).await;
@@ -217,7 +217,7 @@ async fn the_admin_api_needs_its_token(engines: Engines) {
 async fn a_full_backlog_answers_503_with_retry_after_then_recovers(engines: Engines) {
     let app = app_with(&engines, |s| {
         s.max_backlog = 5;
-        s.payment.latency_ms = 100;
+        s.payment.latency = ordermill_core::HumanDuration::from_millis(100);
         s.workers.concurrency = 1;
         s.workers.batch_size = 1;
     })
@@ -267,8 +267,8 @@ async fn a_gateway_slower_than_the_message_timeout_fails_that_message_only(engin
     tokio::spawn(async move { axum::serve(listener, app).await });
     let app = app_with(&engines, |s| {
         s.payment.gateway = ordermill_server::settings::GatewayKind::Http;
-        s.payment.url = Some(format!("http://{addr}/charge"));
-        s.workers.message_timeout_ms = 100;
+        s.payment.url = Some(ordermill_server::settings::SecretUrl::new(format!("http://{addr}/charge")));
+        s.workers.message_timeout = ordermill_core::HumanDuration::from_millis(100);
         s.workers.max_attempts = 2;
     })
     .await;
@@ -316,7 +316,7 @@ async fn the_webhook_notifier_posts_each_event_once_and_retries_failures(engines
     tokio::spawn(async move { axum::serve(listener, hook).await });
     let app = app_with(&engines, |s| {
         s.notify.notifier = ordermill_server::settings::NotifierKind::Webhook;
-        s.notify.url = Some(format!("http://{addr}/hook"));
+        s.notify.url = Some(ordermill_server::settings::SecretUrl::new(format!("http://{addr}/hook")));
     })
     .await;
     app.put_product("a", "5.00", 10).await;

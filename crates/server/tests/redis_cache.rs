@@ -18,9 +18,9 @@ fn redis_url() -> Option<String> {
 async fn app_on_redis(url: &str, prefix: &str, dir: tempfile::TempDir) -> TestApp {
     let (url, prefix) = (url.to_owned(), prefix.to_owned());
     spawn_app_in(dir, move |s| {
-        s.cache = url;
-        s.cache_prefix = prefix;
-        s.workers.retry_base_ms = 10;
+        s.cache = url.parse().expect("a redis:// URL");
+        s.redis.key_prefix = prefix;
+        s.workers.retry_base = ordermill_core::HumanDuration::from_millis(10);
     })
     .await
 }

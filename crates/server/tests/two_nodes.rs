@@ -15,7 +15,7 @@ use support::{Engines, TestApp, spawn_app_on};
 async fn node(engines: &Engines) -> TestApp {
     let clock = Arc::new(ordermill_core::SystemClock);
     spawn_app_on(engines.clone(), tempfile::tempdir().unwrap(), clock, |s| {
-        s.catalog_refresh_ms = 50;
+        s.catalog.refresh = ordermill_core::HumanDuration::from_millis(50);
     })
     .await
 }

@@ -164,9 +164,9 @@ pub(crate) async fn start(exe: &Path, settings: &NodeSettings) -> Result<Node, C
     std::fs::write(&config, "# bench compare sets everything through the environment.\n")
         .map_err(io("write the child's config file"))?;
     let admin_token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    let call_timeout_ms = settings.call_timeout.as_millis().to_string();
+    let call_timeout = format!("{}ms", settings.call_timeout.as_millis());
     // A batch of calls runs concurrently; it must have time for one call and its retry.
-    let message_timeout_ms = (settings.call_timeout * 2).max(Duration::from_secs(10));
+    let message_timeout = (settings.call_timeout * 2).max(Duration::from_secs(10));
 
     let mut command = Command::new(exe);
     command
@@ -184,12 +184,12 @@ pub(crate) async fn start(exe: &Path, settings: &NodeSettings) -> Result<Node, C
         .env("ORDERMILL_ADMIN_TOKEN", &admin_token)
         .env("ORDERMILL_PAYMENT__GATEWAY", "http")
         .env("ORDERMILL_PAYMENT__URL", &settings.payment_url)
-        .env("ORDERMILL_PAYMENT__TIMEOUT_MS", &call_timeout_ms)
+        .env("ORDERMILL_PAYMENT__TIMEOUT", &call_timeout)
         .env("ORDERMILL_NOTIFY__NOTIFIER", "webhook")
         .env("ORDERMILL_NOTIFY__URL", &settings.notify_url)
-        .env("ORDERMILL_NOTIFY__TIMEOUT_MS", &call_timeout_ms)
+        .env("ORDERMILL_NOTIFY__TIMEOUT", &call_timeout)
         .env("ORDERMILL_WORKERS__MAX_ATTEMPTS", settings.max_attempts.to_string())
-        .env("ORDERMILL_WORKERS__MESSAGE_TIMEOUT_MS", message_timeout_ms.as_millis().to_string())
+        .env("ORDERMILL_WORKERS__MESSAGE_TIMEOUT", format!("{}ms", message_timeout.as_millis()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -11,6 +11,7 @@ use futures_lite::StreamExt;
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties, Event};
 use ordermill_core::ports::BusError;
+use ordermill_core::redact_url;
 
 use super::Shared;
 use super::topology;
@@ -70,28 +71,17 @@ pub(crate) async fn connect(shared: &Shared, generation: u64) -> Result<Link, Bu
              broker runs and listens there, that the user, password and vhost in the URL are \
              right, and that existing queues were not declared with other arguments \
              (e.g. classic versus quorum)",
-            redacted(&settings.url)
+            redact_url(&settings.url)
         ))),
         Err(_) => Err(BusError::Unavailable(format!(
-            "connecting to RabbitMQ at {} took more than {} ms. Check the host and port, and \
+            "connecting to RabbitMQ at {} took more than {}. Check the host and port, and \
              that no firewall drops the packets",
-            redacted(&settings.url),
-            settings.connect_timeout_ms
+            redact_url(&settings.url),
+            settings.connect_timeout
         ))),
     }
 }
 
-/// The URL without its password, for messages.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
 
 /// Runs until the bus stops: keeps a connection up.
 pub(crate) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
@@ -107,7 +97,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
         );
         shared.take_down(&link).await;
         let next = link.generation + 1;
-        let mut delay = shared.settings.reconnect_min_ms.max(1);
+        let mut delay = shared.settings.reconnect_min.as_millis_u64().max(1);
         link = loop {
             // Full jitter over the upper half, so many nodes do not reconnect in lockstep.
             let sleep = Duration::from_millis(delay / 2 + fastrand::u64(0..=delay - delay / 2));
@@ -124,7 +114,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
                         error = %error,
                         "Cannot reconnect to RabbitMQ yet."
                     );
-                    delay = delay.saturating_mul(2).min(shared.settings.reconnect_max_ms.max(1));
+                    delay = delay.saturating_mul(2).min(shared.settings.reconnect_max.as_millis_u64().max(1));
                 }
             }
         };

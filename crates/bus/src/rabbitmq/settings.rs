@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
+use ordermill_core::HumanDuration;
 use serde::{Deserialize, Serialize};
 
 /// Settings of [`super::RabbitBus`]; embeddable in the server's config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RabbitSettings {
-    /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f` (the vhost is URL-encoded).
+    /// AMQP URL, e.g. `amqp://app:secret@mq:5672/%2f` (the vhost is URL-encoded). Not a
+    /// configuration key of its own: the server sets it from `bus`, the one place it is given.
+    #[serde(skip)]
     pub url: String,
     /// The topic exchange every event is published to.
     pub exchange: String,
@@ -23,54 +26,91 @@ pub struct RabbitSettings {
     /// Publishes that may await their confirm at once, over all callers.
     pub confirm_window: usize,
     /// How long a publish waits for its confirms before giving up (the outbox keeps the events).
-    pub confirm_timeout_ms: u64,
+    pub confirm_timeout: HumanDuration,
     /// How long connecting (TCP, AMQP handshake, topology) may take.
-    pub connect_timeout_ms: u64,
-    /// First delay before reconnecting after a failure; doubles up to `reconnect_max_ms`.
-    pub reconnect_min_ms: u64,
+    pub connect_timeout: HumanDuration,
+    /// First delay before reconnecting after a failure; doubles up to `reconnect_max`.
+    pub reconnect_min: HumanDuration,
     /// Longest delay between reconnection attempts.
-    pub reconnect_max_ms: u64,
+    pub reconnect_max: HumanDuration,
     /// The retry delay tiers, ascending: a retry waits in the smallest tier at least as long
     /// as asked for (the largest when none is).
-    pub retry_tiers_ms: Vec<u64>,
+    pub retry_tiers: Vec<HumanDuration>,
+    /// How often an api node sweeps the outbox for events no broker has confirmed (a crash or
+    /// an outage left them); events are published right after their commit otherwise.
+    pub relay_sweep: HumanDuration,
 }
 
 impl Default for RabbitSettings {
     fn default() -> Self {
         RabbitSettings {
-            url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            url: String::new(),
             exchange: "orders".to_owned(),
             dead_letter_exchange: "orders.dlx".to_owned(),
             queue_prefix: String::new(),
             quorum_queues: false,
             prefetch: 256,
             confirm_window: 1024,
-            confirm_timeout_ms: 10_000,
-            connect_timeout_ms: 5_000,
-            reconnect_min_ms: 200,
-            reconnect_max_ms: 10_000,
+            confirm_timeout: HumanDuration::from_secs(10),
+            connect_timeout: HumanDuration::from_secs(5),
+            reconnect_min: HumanDuration::from_millis(200),
+            reconnect_max: HumanDuration::from_secs(10),
             // A 1-2-5 ladder up to 10 s, then coarser: a rounded-up delay is at most 2.5×
             // (3× above 10 s) what was asked, with 11 queues per work queue.
-            retry_tiers_ms: vec![
+            retry_tiers: [
                 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 300_000, 1_800_000,
-            ],
+            ]
+            .map(HumanDuration::from_millis)
+            .to_vec(),
+            relay_sweep: HumanDuration::from_secs(1),
         }
     }
 }
 
 impl RabbitSettings {
+    /// Checks what serde cannot: durations that must be positive, a window that must hold a
+    /// publish. `Err` names the key (under `rabbitmq.`) and what it takes.
+    ///
+    /// # Errors
+    /// The first key out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, d) in [
+            ("confirm_timeout", self.confirm_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("reconnect_min", self.reconnect_min),
+            ("reconnect_max", self.reconnect_max),
+            ("relay_sweep", self.relay_sweep),
+        ] {
+            if d.get().is_zero() {
+                return Err(format!("rabbitmq.{key} must be longer than zero, e.g. \"1s\""));
+            }
+        }
+        if self.retry_tiers.iter().any(|t| t.get() < Duration::from_millis(1)) {
+            return Err("rabbitmq.retry_tiers must each be at least \"1ms\"".into());
+        }
+        if self.prefetch == 0 || self.confirm_window == 0 {
+            return Err("rabbitmq.prefetch and rabbitmq.confirm_window must be at least 1".into());
+        }
+        Ok(())
+    }
+
     pub(crate) fn confirm_timeout(&self) -> Duration {
-        Duration::from_millis(self.confirm_timeout_ms.max(1))
+        self.confirm_timeout.get().max(Duration::from_millis(1))
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms.max(1))
+        self.connect_timeout.get().max(Duration::from_millis(1))
     }
 
-    /// The retry tiers, sorted, deduplicated and never empty.
+    /// The retry tiers in whole milliseconds (the broker's TTLs), sorted, deduplicated and
+    /// never empty.
     pub(crate) fn tiers(&self) -> Vec<u64> {
-        let mut tiers: Vec<u64> =
-            self.retry_tiers_ms.iter().copied().filter(|ms| *ms > 0).collect();
+        let mut tiers: Vec<u64> = self
+            .retry_tiers
+            .iter()
+            .map(|t| t.as_millis_u64())
+            .filter(|ms| *ms > 0)
+            .collect();
         tiers.sort_unstable();
         tiers.dedup();
         if tiers.is_empty() {

@@ -82,9 +82,9 @@ impl Deployment {
             ("ORDERMILL_RABBITMQ__QUEUE_PREFIX", self.queue_prefix()),
             ("ORDERMILL_RABBITMQ__EXCHANGE", format!("{id}.orders")),
             ("ORDERMILL_RABBITMQ__DEAD_LETTER_EXCHANGE", format!("{id}.dlx")),
-            ("ORDERMILL_CACHE_PREFIX", id.clone()),
+            ("ORDERMILL_REDIS__KEY_PREFIX", id.clone()),
             // A killed api node stops counting as live on the shared cache this soon.
-            ("ORDERMILL_CACHE_NODE_TTL_MS", "1500".to_owned()),
+            ("ORDERMILL_REDIS__NODE_TTL", "1500ms".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()
@@ -96,8 +96,6 @@ impl Deployment {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ordermill"));
         command
             .args(args)
-            .args(["--log-format", "json", "--data-dir"])
-            .arg(self.dir().join("data"))
             // No ordermill.toml from the test's working directory.
             .current_dir(self.dir())
             .envs(self.env());
@@ -117,7 +115,7 @@ impl Deployment {
 
     /// Starts `ordermill api` on a free port and waits until it serves and `/readyz` is 200.
     pub async fn api(&self, name: &str) -> Proc {
-        let mut command = self.command(&["api", "--listen", "127.0.0.1:0"]);
+        let mut command = self.command(&["api", "--listen", "127.0.0.1:0", "--log-format", "json"]);
         let proc = Proc::spawn(name, &mut command, self.dir(), "ordermill is serving.");
         let addr = proc.addr.unwrap();
         wait_ready(&format!("http://{addr}/readyz"), Duration::from_secs(30)).await;
@@ -126,7 +124,7 @@ impl Deployment {
 
     /// Starts `ordermill worker` (every queue) and waits until it consumes.
     pub fn worker(&self, name: &str) -> Proc {
-        let mut command = self.command(&["worker"]);
+        let mut command = self.command(&["worker", "--log-format", "json"]);
         Proc::spawn(name, &mut command, self.dir(), "ordermill worker is consuming.")
     }
 

@@ -11,7 +11,6 @@ pub mod orders;
 pub mod products;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -90,7 +89,7 @@ pub fn router(state: AppState, limits: &HttpSettings) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(limits.request_timeout_secs.max(1)),
+            limits.request_timeout.get(),
         ))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)

@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use ordermill_core::ports::{ChargeError, ChargeRequest, PaymentGateway};
 use serde_json::json;
 
+use crate::settings::SecretUrl;
 use super::{IntegrationError, http_client};
 
 /// The HTTP gateway.
 pub struct HttpGateway {
-    url: String,
+    url: SecretUrl,
     client: reqwest::Client,
 }
 
@@ -21,7 +22,7 @@ impl HttpGateway {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(url: String, timeout: Duration) -> Result<Self, IntegrationError> {
+    pub fn new(url: SecretUrl, timeout: Duration) -> Result<Self, IntegrationError> {
         Ok(HttpGateway { url, client: http_client(timeout)? })
     }
 }
@@ -36,12 +37,12 @@ impl PaymentGateway for HttpGateway {
         });
         let response = self
             .client
-            .post(&self.url)
+            .post(self.url.expose())
             .header("Idempotency-Key", request.order_id.to_string())
             .json(&body)
             .send()
             .await
-            .map_err(|e| ChargeError::Transient(format!("POST {}: {e}", self.url)))?;
+            .map_err(|e| ChargeError::Transient(format!("POST {}: {}", self.url, e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             Ok(())

@@ -27,7 +27,7 @@ pub fn payment_gateway(
 ) -> Result<Arc<dyn PaymentGateway>, IntegrationError> {
     match settings.gateway {
         GatewayKind::Simulated => Ok(Arc::new(simulated_gateway::SimulatedGateway::new(
-            Duration::from_millis(settings.latency_ms),
+            settings.latency.get(),
             settings.failure_rate,
         ))),
         GatewayKind::Http => {
@@ -38,7 +38,7 @@ pub fn payment_gateway(
             })?;
             Ok(Arc::new(http_gateway::HttpGateway::new(
                 url,
-                Duration::from_millis(settings.timeout_ms),
+                settings.timeout.get(),
             )?))
         }
     }
@@ -59,7 +59,7 @@ pub fn notifier(settings: &NotifySettings) -> Result<Arc<dyn Notifier>, Integrat
             })?;
             Ok(Arc::new(webhook_notifier::WebhookNotifier::new(
                 url,
-                Duration::from_millis(settings.timeout_ms),
+                settings.timeout.get(),
             )?))
         }
     }

@@ -6,11 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ordermill_core::ports::{Notification, Notifier, NotifyError};
 
+use crate::settings::SecretUrl;
 use super::{IntegrationError, http_client};
 
 /// The webhook notifier.
 pub struct WebhookNotifier {
-    url: String,
+    url: SecretUrl,
     client: reqwest::Client,
 }
 
@@ -19,7 +20,7 @@ impl WebhookNotifier {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(url: String, timeout: Duration) -> Result<Self, IntegrationError> {
+    pub fn new(url: SecretUrl, timeout: Duration) -> Result<Self, IntegrationError> {
         Ok(WebhookNotifier { url, client: http_client(timeout)? })
     }
 }
@@ -29,11 +30,11 @@ impl Notifier for WebhookNotifier {
     async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
         let response = self
             .client
-            .post(&self.url)
+            .post(self.url.expose())
             .json(n)
             .send()
             .await
-            .map_err(|e| NotifyError(format!("POST {}: {e}", self.url)))?;
+            .map_err(|e| NotifyError(format!("POST {}: {}", self.url, e.without_url())))?;
         if response.status().is_success() {
             Ok(())
         } else {

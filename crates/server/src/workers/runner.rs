@@ -15,8 +15,9 @@ use crate::telemetry;
 /// The delay before delivery number `attempt + 1`: base × 2^(attempt−1), capped, with full
 /// jitter over its upper half so retries of a burst do not come back in lockstep.
 pub fn backoff(settings: &WorkerSettings, attempt: u32) -> Duration {
-    let exp = settings.retry_base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
-    let capped = exp.min(settings.retry_max_ms).max(1);
+    let base = settings.retry_base.as_millis_u64();
+    let exp = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(settings.retry_max.as_millis_u64()).max(1);
     let half = capped / 2;
     Duration::from_millis(half + fastrand::u64(0..=capped - half))
 }
@@ -30,9 +31,9 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let latency = histogram!(telemetry::CONSUMER_SECONDS, "queue" => queue.clone());
-    // Each outside call has its own timeout (message_timeout_ms); the batch as a whole gets
+    // Each outside call has its own timeout (message_timeout); the batch as a whole gets
     // twice that, as a last guard against a stuck store call.
-    let timeout = Duration::from_millis(settings.message_timeout_ms.max(1).saturating_mul(2));
+    let timeout = settings.message_timeout.get().saturating_mul(2);
     loop {
         let received = tokio::select! {
             biased;
@@ -119,7 +120,11 @@ mod tests {
     #[test]
     fn backoff_doubles_with_jitter_and_stays_under_the_cap() {
         let s =
-            WorkerSettings { retry_base_ms: 100, retry_max_ms: 1_000, ..WorkerSettings::default() };
+            WorkerSettings {
+            retry_base: ordermill_core::HumanDuration::from_millis(100),
+            retry_max: ordermill_core::HumanDuration::from_secs(1),
+            ..WorkerSettings::default()
+        };
         for _ in 0..200 {
             let first = backoff(&s, 1).as_millis();
             assert!((50..=100).contains(&first), "{first}");

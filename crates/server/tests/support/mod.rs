@@ -72,16 +72,16 @@ impl Engines {
 
     fn apply(&self, settings: &mut Settings) {
         if let Engines::ScaledOut(s) = self {
-            settings.store = s.postgres.clone();
+            settings.store = s.postgres.parse().expect("a postgres:// URL");
             settings.postgres.schema = Some(s.name.clone());
             settings.postgres.pool_size = 8;
-            settings.bus = s.amqp.clone();
+            settings.bus = s.amqp.parse().expect("an amqp:// URL");
             settings.rabbitmq.queue_prefix = format!("{}.", s.name);
             settings.rabbitmq.exchange = format!("{}.orders", s.name);
             settings.rabbitmq.dead_letter_exchange = format!("{}.dlx", s.name);
-            settings.cache = s.redis.clone();
-            settings.cache_prefix = s.name.clone();
-            settings.relay_sweep_ms = 200;
+            settings.cache = s.redis.parse().expect("a redis:// URL");
+            settings.redis.key_prefix = s.name.clone();
+            settings.rabbitmq.relay_sweep = ordermill_core::HumanDuration::from_millis(200);
         }
     }
 

@@ -1,13 +1,22 @@
-//! Typed configuration. Defaults are the embedded setup: no external service needed.
+//! Typed configuration. Defaults are the embedded setup: no external service needed. Engine
+//! URLs are enums ([`engines`]), durations carry units ([`HumanDuration`]), secrets print
+//! redacted, and each engine's settings sit under its own key (`postgres`, `rabbitmq`,
+//! `redis`). Layering (file → env → flags) and the renamed keys are the binary's job.
+
+mod engines;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use ordermill_core::Topology;
+use ordermill_core::{HumanDuration, Topology};
 use serde::{Deserialize, Serialize};
 
+pub use self::engines::{BusUrl, CacheUrl, Secret, SecretUrl, StoreUrl};
+
 /// Everything the service can be configured with. Unknown keys are an error, so a typo in
-/// `ordermill.toml` is reported instead of silently ignored.
+/// `ordermill.toml` is reported instead of silently ignored. Every key is documented, with its
+/// default, in `deploy/ordermill.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -16,34 +25,32 @@ pub struct Settings {
     /// Directory holding the embedded database (`ordermill.db` and its WAL).
     pub data_dir: PathBuf,
     /// Order store: `sqlite` (embedded in `data_dir`, the default) or a `postgres://` URL.
-    pub store: String,
+    pub store: StoreUrl,
     /// Message bus: `embedded` (in-process over the store's outbox, the default) or an
     /// `amqp://` URL (RabbitMQ; needs the PostgreSQL store).
-    pub bus: String,
-    /// Hot-stock cache: `local` (in-process, the default) or a `redis://` URL.
-    pub cache: String,
-    /// Key prefix in a shared cache (one per catalog/deployment).
-    pub cache_prefix: String,
+    pub bus: BusUrl,
+    /// Hot stock and the order read cache: `local` (in-process, the default) or a `redis://`
+    /// URL.
+    pub cache: CacheUrl,
     /// Log output format.
     pub log_format: LogFormat,
     /// Log filter in `RUST_LOG` syntax, e.g. `info` or `info,ordermill_server=debug`.
     pub log_filter: String,
-    /// Group commit tuning.
-    pub commit: CommitSettings,
-    /// HTTP limits.
-    pub http: HttpSettings,
-    /// Idempotency keys remembered in memory (older ones are looked up in the store).
-    pub idempotency_cache_entries: u64,
-    /// Orders kept in the in-process read cache behind `GET /api/orders/{id}` (with a Redis
-    /// `cache`, Redis holds them instead, bounded by `order_cache_ttl_ms` alone).
-    pub order_cache_entries: u64,
-    /// How long a cached order view is kept.
-    pub order_cache_ttl_ms: u64,
     /// Intake answers 503 `overloaded` while the bus holds more than this many undelivered
     /// or unacknowledged messages (over all queues).
     pub max_backlog: u64,
     /// Bearer token for `/admin/*`; no token means the admin API is disabled.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
+    /// Group commit tuning.
+    pub commit: CommitSettings,
+    /// HTTP limits.
+    pub http: HttpSettings,
+    /// Idempotency keys remembered in memory.
+    pub idempotency: IdempotencySettings,
+    /// The order read cache behind `GET /api/orders/{id}`.
+    pub order_cache: OrderCacheSettings,
+    /// The catalog held in memory for pricing at intake.
+    pub catalog: CatalogSettings,
     /// Consumer tuning.
     pub workers: WorkerSettings,
     /// The payment gateway.
@@ -58,16 +65,114 @@ pub struct Settings {
     pub postgres: PostgresSettings,
     /// RabbitMQ topology and tuning (when `bus` is an amqp:// URL; the URL itself is `bus`).
     pub rabbitmq: ordermill_bus::RabbitSettings,
+    /// Redis (when `cache` is a redis:// URL).
+    pub redis: RedisSettings,
+}
+
+impl Settings {
+    /// Checks what the types cannot: durations that must be positive, sizes that must be at
+    /// least one. Run once when the configuration loads.
+    ///
+    /// # Errors
+    /// A message naming the first key out of range and what it takes.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, d) in [
+            ("http.request_timeout", self.http.request_timeout),
+            ("order_cache.ttl", self.order_cache.ttl),
+            ("catalog.refresh", self.catalog.refresh),
+            ("workers.message_timeout", self.workers.message_timeout),
+            ("workers.retry_base", self.workers.retry_base),
+            ("workers.retry_max", self.workers.retry_max),
+            ("payment.timeout", self.payment.timeout),
+            ("notify.timeout", self.notify.timeout),
+            ("deals.check_interval", self.deals.check_interval),
+        ] {
+            if d.get().is_zero() {
+                return Err(format!("{key} must be longer than zero, e.g. \"1s\""));
+            }
+        }
+        if self.redis.node_ttl.get() < Duration::from_millis(100) {
+            return Err("redis.node_ttl must be at least \"100ms\" (it is renewed every third of it)".into());
+        }
+        for (key, n) in [
+            ("commit.max_batch_orders", self.commit.max_batch_orders),
+            ("commit.queue_capacity", self.commit.queue_capacity),
+            ("workers.batch_size", self.workers.batch_size),
+            ("workers.concurrency", self.workers.concurrency),
+        ] {
+            if n == 0 {
+                return Err(format!("{key} must be at least 1"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.payment.failure_rate) {
+            return Err("payment.failure_rate must be between 0.0 and 1.0".into());
+        }
+        self.rabbitmq.validate()
+    }
+}
+
+/// Idempotency keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencySettings {
+    /// Keys remembered in memory (older ones are looked up in the store).
+    pub cache_entries: u64,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        IdempotencySettings { cache_entries: 100_000 }
+    }
+}
+
+/// The order read cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrderCacheSettings {
+    /// Orders kept in process (with a Redis `cache`, Redis holds them instead, bounded by
+    /// `ttl` alone).
+    pub entries: u64,
+    /// How long a cached order is kept.
+    pub ttl: HumanDuration,
+}
+
+impl Default for OrderCacheSettings {
+    fn default() -> Self {
+        OrderCacheSettings { entries: 100_000, ttl: HumanDuration::from_secs(600) }
+    }
+}
+
+/// The catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSettings {
     /// On shared engines, how often an api node reloads the catalog from the store, so
     /// products created or repriced through another node are sold here too.
-    pub catalog_refresh_ms: u64,
-    /// How long an api node counts as live on a shared hot-stock cache after each heartbeat
-    /// (renewed every third of it). The first api node to start with no other live resets
-    /// every count from the store, freeing units a crashed node had reserved.
-    pub cache_node_ttl_ms: u64,
-    /// How often an api node sweeps the outbox for events no broker has confirmed (a crash or
-    /// an outage left them); events are published right after their commit otherwise.
-    pub relay_sweep_ms: u64,
+    pub refresh: HumanDuration,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        CatalogSettings { refresh: HumanDuration::from_secs(1) }
+    }
+}
+
+/// Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// Put in front of every key (one per catalog/deployment; tests use a unique one).
+    pub key_prefix: String,
+    /// How long an api node counts as live on the shared hot-stock counts after each
+    /// heartbeat (renewed every third of it). The first api node to start with no other live
+    /// resets every count from the store, freeing units a crashed node had reserved.
+    pub node_ttl: HumanDuration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings { key_prefix: "ordermill".into(), node_ttl: HumanDuration::from_secs(15) }
+    }
 }
 
 /// PostgreSQL.
@@ -92,12 +197,12 @@ impl Default for PostgresSettings {
 pub struct DealSettings {
     /// How often the scheduler looks for deals whose deadline has passed; a deadline fires
     /// within this long of passing.
-    pub check_interval_ms: u64,
+    pub check_interval: HumanDuration,
 }
 
 impl Default for DealSettings {
     fn default() -> Self {
-        DealSettings { check_interval_ms: 500 }
+        DealSettings { check_interval: HumanDuration::from_millis(500) }
     }
 }
 
@@ -106,19 +211,18 @@ impl Default for Settings {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
-            store: "sqlite".into(),
-            bus: "embedded".into(),
-            cache: "local".into(),
-            cache_prefix: "ordermill".into(),
+            store: StoreUrl::Sqlite,
+            bus: BusUrl::Embedded,
+            cache: CacheUrl::Local,
             log_format: LogFormat::Text,
             log_filter: "info".into(),
-            commit: CommitSettings::default(),
-            http: HttpSettings::default(),
-            idempotency_cache_entries: 100_000,
-            order_cache_entries: 100_000,
-            order_cache_ttl_ms: 600_000,
             max_backlog: 1_000_000,
             admin_token: None,
+            commit: CommitSettings::default(),
+            http: HttpSettings::default(),
+            idempotency: IdempotencySettings::default(),
+            order_cache: OrderCacheSettings::default(),
+            catalog: CatalogSettings::default(),
             workers: WorkerSettings::default(),
             payment: PaymentSettings::default(),
             notify: NotifySettings::default(),
@@ -126,9 +230,7 @@ impl Default for Settings {
             deals: DealSettings::default(),
             postgres: PostgresSettings::default(),
             rabbitmq: ordermill_bus::RabbitSettings::default(),
-            relay_sweep_ms: 1_000,
-            catalog_refresh_ms: 1_000,
-            cache_node_ttl_ms: 15_000,
+            redis: RedisSettings::default(),
         }
     }
 }
@@ -168,8 +270,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Largest body accepted by `POST /api/orders/batch` (bytes).
     pub max_batch_body_bytes: usize,
-    /// A request still running after this many seconds is answered 503.
-    pub request_timeout_secs: u64,
+    /// A request still running after this long is answered 503.
+    pub request_timeout: HumanDuration,
 }
 
 impl Default for HttpSettings {
@@ -177,7 +279,7 @@ impl Default for HttpSettings {
         HttpSettings {
             max_body_bytes: 64 * 1024,
             max_batch_body_bytes: 8 * 1024 * 1024,
-            request_timeout_secs: 30,
+            request_timeout: HumanDuration::from_secs(30),
         }
     }
 }
@@ -192,13 +294,13 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// A charge or notification not answered within this long fails (and is retried) alone;
     /// a whole batch gets twice this.
-    pub message_timeout_ms: u64,
+    pub message_timeout: HumanDuration,
     /// Deliveries of one message before it goes to the dead letters.
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt, with jitter.
-    pub retry_base_ms: u64,
+    pub retry_base: HumanDuration,
     /// Longest retry delay.
-    pub retry_max_ms: u64,
+    pub retry_max: HumanDuration,
 }
 
 impl Default for WorkerSettings {
@@ -206,10 +308,10 @@ impl Default for WorkerSettings {
         WorkerSettings {
             batch_size: 256,
             concurrency: 2,
-            message_timeout_ms: 10_000,
+            message_timeout: HumanDuration::from_secs(10),
             max_attempts: 5,
-            retry_base_ms: 200,
-            retry_max_ms: 30_000,
+            retry_base: HumanDuration::from_millis(200),
+            retry_max: HumanDuration::from_secs(30),
         }
     }
 }
@@ -232,23 +334,23 @@ pub struct PaymentSettings {
     /// `simulated` or `http`.
     pub gateway: GatewayKind,
     /// Simulated: time per charge.
-    pub latency_ms: u64,
+    pub latency: HumanDuration,
     /// Simulated: share of charges that fail transiently (0.0 to 1.0).
     pub failure_rate: f64,
     /// HTTP: where to POST charges.
-    pub url: Option<String>,
+    pub url: Option<SecretUrl>,
     /// HTTP: per-request timeout.
-    pub timeout_ms: u64,
+    pub timeout: HumanDuration,
 }
 
 impl Default for PaymentSettings {
     fn default() -> Self {
         PaymentSettings {
             gateway: GatewayKind::Simulated,
-            latency_ms: 0,
+            latency: HumanDuration::from_millis(0),
             failure_rate: 0.0,
             url: None,
-            timeout_ms: 2_000,
+            timeout: HumanDuration::from_secs(2),
         }
     }
 }
@@ -271,13 +373,17 @@ pub struct NotifySettings {
     /// `log` or `webhook`.
     pub notifier: NotifierKind,
     /// Webhook: where to POST.
-    pub url: Option<String>,
+    pub url: Option<SecretUrl>,
     /// Webhook: per-request timeout.
-    pub timeout_ms: u64,
+    pub timeout: HumanDuration,
 }
 
 impl Default for NotifySettings {
     fn default() -> Self {
-        NotifySettings { notifier: NotifierKind::Log, url: None, timeout_ms: 2_000 }
+        NotifySettings {
+            notifier: NotifierKind::Log,
+            url: None,
+            timeout: HumanDuration::from_secs(2),
+        }
     }
 }
