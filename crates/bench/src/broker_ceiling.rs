@@ -373,7 +373,6 @@ async fn delete_topology(connection: &Connection, amqp: &str, names: &Names) -> 
     ))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,7 +89,8 @@ mod tests {
 
     #[test]
     fn durations_read_and_print_with_units() {
-        for (text, ms) in [("250ms", 250), ("10s", 10_000), ("15m", 900_000), ("1h 30m", 5_400_000)] {
+        for (text, ms) in [("250ms", 250), ("10s", 10_000), ("15m", 900_000), ("1h 30m", 5_400_000)]
+        {
             let d: HumanDuration = text.parse().unwrap();
             assert_eq!(d.as_millis_u64(), ms, "{text}");
             assert_eq!(d.to_string().parse::<HumanDuration>().unwrap(), d, "round trip");

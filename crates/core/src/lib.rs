@@ -43,11 +43,10 @@ pub mod topology;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use customer::CustomerId;
-pub use duration::HumanDuration;
-pub use redact::redact_url;
 pub use deal::{
     Admission, Deal, DealId, DealMember, DealStatus, GroupSize, JoinRefusal, SettledMember,
 };
+pub use duration::HumanDuration;
 pub use effect::{AppliedEffect, PaymentRecord};
 pub use error::ValidationError;
 pub use event::{EventHeader, OutboxEvent, RoutingKey, topic_matches};
@@ -59,5 +58,6 @@ pub use order::{IdempotencyKey, Order, OrderLine, OrderStatus, StatusChange, uni
 pub use order_id::{OrderId, OrderIdGenerator};
 pub use product::{Product, ProductName, StockBelowHeld, StockLevel};
 pub use quantity::Quantity;
+pub use redact::redact_url;
 pub use sku::Sku;
 pub use topology::{Binding, Topology};

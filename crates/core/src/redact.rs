@@ -48,7 +48,10 @@ mod tests {
 
     #[test]
     fn passwords_and_query_values_never_reach_messages() {
-        assert_eq!(redact_url("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
+        assert_eq!(
+            redact_url("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
         assert_eq!(redact_url("postgres://app@db/orders"), "postgres://app@db/orders");
         assert_eq!(redact_url("redis://:pw@cache:6379/0"), "redis://:***@cache:6379/0");
         assert_eq!(

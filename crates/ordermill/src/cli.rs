@@ -290,7 +290,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 ..Overrides::default()
             };
             let settings = config::load(&flags)?;
-            println!("{}", runtime()?.block_on(ordermill_server::offline::migrate(&settings))?);
+            println!(
+                "{}",
+                runtime()?.block_on(ordermill_server::startup::tools::migrate(&settings))?
+            );
             Ok(())
         }
         Command::Dlq(args) => dlq(args),
@@ -356,7 +359,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn dlq(args: DlqArgs) -> anyhow::Result<()> {
-    use ordermill_server::offline::{self, DlqAction, DlqOutcome};
+    use ordermill_server::startup::tools::{self, DlqAction, DlqOutcome};
     let action = match args.action {
         DlqCommand::List => DlqAction::List,
         DlqCommand::Replay => DlqAction::Replay,
@@ -371,7 +374,7 @@ fn dlq(args: DlqArgs) -> anyhow::Result<()> {
     };
     let settings = config::load(&flags)?;
     let queue = &args.queue;
-    match runtime()?.block_on(offline::dlq(&settings, queue, action))? {
+    match runtime()?.block_on(tools::dlq(&settings, queue, action))? {
         DlqOutcome::Listed(letters) => {
             println!("{} dead letter(s) in {queue}", letters.len());
             for d in letters {

@@ -87,9 +87,7 @@ pub fn load(flags: &Overrides) -> anyhow::Result<Settings> {
     let settings: Settings = figment
         .extract()
         .context("invalid configuration (check ordermill.toml, ORDERMILL_* variables and flags)")?;
-    settings
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    settings.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     Ok(settings)
 }
 
@@ -130,7 +128,10 @@ mod tests {
     #[test]
     fn an_old_key_is_refused_naming_the_new_one() {
         let err = load_toml("cache_prefix = \"shop\"").unwrap_err().to_string();
-        assert!(err.contains("`redis.key_prefix`") && err.contains("ORDERMILL_REDIS__KEY_PREFIX"), "{err}");
+        assert!(
+            err.contains("`redis.key_prefix`") && err.contains("ORDERMILL_REDIS__KEY_PREFIX"),
+            "{err}"
+        );
         let err = load_toml("[workers]\nmessage_timeout_ms = 5000").unwrap_err().to_string();
         assert!(err.contains("`workers.message_timeout`") && err.contains("\"10s\""), "{err}");
         let err = load_toml("[rabbitmq]\nurl = \"amqp://g:secret@h\"").unwrap_err().to_string();
@@ -146,7 +147,10 @@ mod tests {
         .unwrap();
         assert_eq!(settings.workers.message_timeout.as_millis_u64(), 3_000);
         assert_eq!(settings.redis.node_ttl.as_millis_u64(), 20_000);
-        assert!(matches!(settings.store, ordermill_server::settings::StoreUrl::Postgres(_)));
+        assert!(matches!(
+            settings.store,
+            ordermill_server::startup::settings::StoreUrl::Postgres(_)
+        ));
         let err = load_toml("[workers]\nmessage_timeout = 3000").unwrap_err();
         assert!(format!("{err:#}").contains("\"3000ms\""), "{err:#}");
         let err = load_toml("store = \"mysql://h/db\"").unwrap_err();

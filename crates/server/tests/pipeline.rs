@@ -40,7 +40,7 @@ async fn app_with(
         s.workers.retry_base = ordermill_core::HumanDuration::from_millis(10);
         s.workers.retry_max = ordermill_core::HumanDuration::from_millis(50);
         s.workers.max_attempts = 4;
-        s.admin_token = Some(ordermill_server::settings::Secret::new("s3cret"));
+        s.admin_token = Some(ordermill_server::startup::settings::Secret::new("s3cret"));
         tweak(s);
     })
     .await
@@ -175,8 +175,8 @@ async fn dead_letters_replay_once_the_gateway_is_fixed(engines: Engines) {
     let charges = Arc::new(AtomicUsize::new(0));
     let url = gateway_stub(down.clone(), charges.clone()).await;
     let app = app_with(&engines, |s| {
-        s.payment.gateway = ordermill_server::settings::GatewayKind::Http;
-        s.payment.url = Some(ordermill_server::settings::SecretUrl::new(url));
+        s.payment.gateway = ordermill_server::startup::settings::GatewayKind::Http;
+        s.payment.url = Some(ordermill_server::startup::settings::SecretUrl::new(url));
     })
     .await;
     app.put_product("a", "5.00", 10).await;
@@ -266,8 +266,10 @@ async fn a_gateway_slower_than_the_message_timeout_fails_that_message_only(engin
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     let app = app_with(&engines, |s| {
-        s.payment.gateway = ordermill_server::settings::GatewayKind::Http;
-        s.payment.url = Some(ordermill_server::settings::SecretUrl::new(format!("http://{addr}/charge")));
+        s.payment.gateway = ordermill_server::startup::settings::GatewayKind::Http;
+        s.payment.url = Some(ordermill_server::startup::settings::SecretUrl::new(format!(
+            "http://{addr}/charge"
+        )));
         s.workers.message_timeout = ordermill_core::HumanDuration::from_millis(100);
         s.workers.max_attempts = 2;
     })
@@ -315,8 +317,10 @@ async fn the_webhook_notifier_posts_each_event_once_and_retries_failures(engines
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, hook).await });
     let app = app_with(&engines, |s| {
-        s.notify.notifier = ordermill_server::settings::NotifierKind::Webhook;
-        s.notify.url = Some(ordermill_server::settings::SecretUrl::new(format!("http://{addr}/hook")));
+        s.notify.notifier = ordermill_server::startup::settings::NotifierKind::Webhook;
+        s.notify.url = Some(ordermill_server::startup::settings::SecretUrl::new(format!(
+            "http://{addr}/hook"
+        )));
     })
     .await;
     app.put_product("a", "5.00", 10).await;

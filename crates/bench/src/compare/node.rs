@@ -21,7 +21,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 // Output lines kept to explain a failed start.
 const TAIL_LINES: usize = 40;
 // The only line ordermill logs at info under the filter below: the one that gives its port.
-const LOG_FILTER: &str = "error,ordermill_server::app=info";
+const LOG_FILTER: &str = "error,ordermill_server::startup::app=info";
 const SERVING: &str = "ordermill is serving.";
 
 /// How the child is configured, beyond its defaults.

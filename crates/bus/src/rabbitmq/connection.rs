@@ -82,7 +82,6 @@ pub(crate) async fn connect(shared: &Shared, generation: u64) -> Result<Link, Bu
     }
 }
 
-
 /// Runs until the bus stops: keeps a connection up.
 pub(crate) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
     let mut link = first;
@@ -114,7 +113,9 @@ pub(crate) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
                         error = %error,
                         "Cannot reconnect to RabbitMQ yet."
                     );
-                    delay = delay.saturating_mul(2).min(shared.settings.reconnect_max.as_millis_u64().max(1));
+                    delay = delay
+                        .saturating_mul(2)
+                        .min(shared.settings.reconnect_max.as_millis_u64().max(1));
                 }
             }
         };

@@ -105,12 +105,8 @@ impl RabbitSettings {
     /// The retry tiers in whole milliseconds (the broker's TTLs), sorted, deduplicated and
     /// never empty.
     pub(crate) fn tiers(&self) -> Vec<u64> {
-        let mut tiers: Vec<u64> = self
-            .retry_tiers
-            .iter()
-            .map(|t| t.as_millis_u64())
-            .filter(|ms| *ms > 0)
-            .collect();
+        let mut tiers: Vec<u64> =
+            self.retry_tiers.iter().map(|t| t.as_millis_u64()).filter(|ms| *ms > 0).collect();
         tiers.sort_unstable();
         tiers.dedup();
         if tiers.is_empty() {

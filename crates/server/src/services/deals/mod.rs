@@ -21,11 +21,11 @@ use ordermill_core::{
 };
 use thiserror::Error;
 
-use crate::catalog::Catalog;
-use crate::intake::IntakeError;
-use crate::intake::idempotency::{Begin, Idempotency};
-use crate::limits::PurchaseLimits;
-use crate::order_cache::OrderCache;
+use crate::services::catalog::Catalog;
+use crate::services::intake::IntakeError;
+use crate::services::intake::idempotency::{Begin, Idempotency};
+use crate::services::order_cache::OrderCache;
+use crate::services::purchase_limits::PurchaseLimits;
 use crate::telemetry;
 
 /// Why a deal operation failed.
@@ -75,10 +75,10 @@ pub struct Deals {
     store: Arc<dyn DealStore>,
     catalog: Arc<Catalog>,
     cache: Arc<dyn StockCache>,
-    limits: Arc<PurchaseLimits>,
+    purchase_limits: Arc<PurchaseLimits>,
     idempotency: Arc<Idempotency>,
     bus: Arc<dyn EventBus>,
-    orders: OrderCache,
+    order_cache: OrderCache,
     clock: Arc<dyn Clock>,
     ids: OrderIdGenerator,
 }
@@ -90,20 +90,20 @@ impl Deals {
         store: Arc<dyn DealStore>,
         catalog: Arc<Catalog>,
         cache: Arc<dyn StockCache>,
-        limits: Arc<PurchaseLimits>,
+        purchase_limits: Arc<PurchaseLimits>,
         idempotency: Arc<Idempotency>,
         bus: Arc<dyn EventBus>,
-        orders: OrderCache,
+        order_cache: OrderCache,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Deals {
             store,
             catalog,
             cache,
-            limits,
+            purchase_limits,
             idempotency,
             bus,
-            orders,
+            order_cache,
             clock,
             ids: OrderIdGenerator::new(),
         }
@@ -197,7 +197,7 @@ impl Deals {
         let line = OrderLine::priced(deal.sku.clone(), Quantity::ONE, deal.deal_price)
             .map_err(IntakeError::from)?;
         let lines = vec![line];
-        let hold = self.limits.take(&customer, &lines).map_err(IntakeError::from)?;
+        let hold = self.purchase_limits.take(&customer, &lines).map_err(IntakeError::from)?;
         self.cache.reserve(&lines).await.map_err(IntakeError::from)?;
         let order = Order {
             id: self.ids.next(now),
@@ -255,9 +255,9 @@ impl Deals {
             counter!(telemetry::DEALS_EXPIRED).increment(1);
             tracing::info!(deal_id = %deal_id, members = done.cancelled.len(), group_size = done.deal.group_size.get(), "Deal expired unfilled; its orders are cancelled.");
             for order in done.cancelled {
-                self.limits.give_back(&order.customer_id, &order.lines);
+                self.purchase_limits.give_back(&order.customer_id, &order.lines);
                 counter!(telemetry::ORDERS_CANCELLED).increment(1);
-                self.orders.insert(&order).await;
+                self.order_cache.insert(&order).await;
             }
             self.publish(done.emitted).await;
         }

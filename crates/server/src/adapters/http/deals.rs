@@ -18,7 +18,7 @@ use super::AppState;
 use super::body;
 use super::error::ApiError;
 use super::orders::{OrderView, header_key};
-use crate::deals::NewDeal;
+use crate::services::deals::NewDeal;
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {

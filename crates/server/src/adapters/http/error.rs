@@ -6,9 +6,9 @@ use axum::response::{IntoResponse, Response};
 use ordermill_core::ValidationError;
 use serde::Serialize;
 
-use crate::catalog::CatalogError;
-use crate::deals::DealError;
-use crate::intake::IntakeError;
+use crate::services::catalog::CatalogError;
+use crate::services::deals::DealError;
+use crate::services::intake::IntakeError;
 
 /// An error answer: status, stable code, human message.
 #[derive(Debug)]

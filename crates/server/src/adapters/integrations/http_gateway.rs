@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use ordermill_core::ports::{ChargeError, ChargeRequest, PaymentGateway};
 use serde_json::json;
 
-use crate::settings::SecretUrl;
 use super::{IntegrationError, http_client};
+use crate::startup::settings::SecretUrl;
 
 /// The HTTP gateway.
 pub struct HttpGateway {
@@ -42,7 +42,9 @@ impl PaymentGateway for HttpGateway {
             .json(&body)
             .send()
             .await
-            .map_err(|e| ChargeError::Transient(format!("POST {}: {}", self.url, e.without_url())))?;
+            .map_err(|e| {
+                ChargeError::Transient(format!("POST {}: {}", self.url, e.without_url()))
+            })?;
         let status = response.status();
         if status.is_success() {
             Ok(())

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::AppState;
 use super::body;
 use super::error::{ApiError, Detail};
-use crate::intake::{OrderInput, Placed};
+use crate::services::intake::{OrderInput, Placed};
 
 /// The most orders one batch request may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -279,7 +279,7 @@ async fn show(
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_order_id", e.body_text()))?;
     let id = OrderId::parse(&id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
-    if let Some(order) = state.orders.get(&id).await {
+    if let Some(order) = state.order_cache.get(&id).await {
         return Ok(axum::Json(OrderView::from(&order)).into_response());
     }
     match state.store.get_order(id).await {
@@ -288,7 +288,7 @@ async fn show(
             // Only final orders are cached from a read: one still moving could be cached
             // just after a consumer refreshed it, and then shadow the newer state.
             if order.status.is_final() {
-                state.orders.insert(&order).await;
+                state.order_cache.insert(&order).await;
             }
             Ok(response)
         }

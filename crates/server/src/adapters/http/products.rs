@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::AppState;
 use super::body;
 use super::error::ApiError;
-use crate::catalog::StockedProduct;
-use crate::limits::{MAX_LIMIT, PurchaseLimits};
+use crate::services::catalog::StockedProduct;
+use crate::services::purchase_limits::{MAX_LIMIT, PurchaseLimits};
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
@@ -131,7 +131,7 @@ async fn put(
     let per_customer_limit = limit(request.per_customer_limit.as_ref())?;
     let (product, created) = state.catalog.put(sku.clone(), name, price, stock).await?;
     if let Some(wanted) = per_customer_limit
-        && let Err(error) = state.limits.set(&sku, wanted).await
+        && let Err(error) = state.purchase_limits.set(&sku, wanted).await
     {
         tracing::error!(sku = %sku, error = %error, "Could not save a purchase limit; answering 503.");
         return Err(ApiError::unavailable(
@@ -141,7 +141,7 @@ async fn put(
         ));
     }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, axum::Json(ProductView::new(&product, &state.limits))).into_response())
+    Ok((status, axum::Json(ProductView::new(&product, &state.purchase_limits))).into_response())
 }
 
 async fn show(
@@ -150,7 +150,9 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let sku = sku_from_path(path)?;
     match state.catalog.get(&sku).await? {
-        Some(product) => Ok(axum::Json(ProductView::new(&product, &state.limits)).into_response()),
+        Some(product) => {
+            Ok(axum::Json(ProductView::new(&product, &state.purchase_limits)).into_response())
+        }
         None => Err(not_found(&sku)),
     }
 }
@@ -163,7 +165,7 @@ struct ProductList<'a> {
 async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     let products = state.catalog.list().await?;
     let body = ProductList {
-        products: products.iter().map(|p| ProductView::new(p, &state.limits)).collect(),
+        products: products.iter().map(|p| ProductView::new(p, &state.purchase_limits)).collect(),
     };
     Ok(axum::Json(body).into_response())
 }

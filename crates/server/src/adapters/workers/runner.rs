@@ -9,7 +9,7 @@ use ordermill_core::ports::{Delivery, EventBus};
 use tokio_util::sync::CancellationToken;
 
 use super::{Handler, Outcome};
-use crate::settings::WorkerSettings;
+use crate::startup::settings::WorkerSettings;
 use crate::telemetry;
 
 /// The delay before delivery number `attempt + 1`: base × 2^(attempt−1), capped, with full
@@ -119,8 +119,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_jitter_and_stays_under_the_cap() {
-        let s =
-            WorkerSettings {
+        let s = WorkerSettings {
             retry_base: ordermill_core::HumanDuration::from_millis(100),
             retry_max: ordermill_core::HumanDuration::from_secs(1),
             ..WorkerSettings::default()

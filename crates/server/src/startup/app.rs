@@ -17,20 +17,20 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backends::{self, Backends};
-use crate::catalog::{Catalog, CatalogError, Reconcile};
-use crate::deals::{self, Deals};
-use crate::http::{self, AppState, Shared};
-use crate::intake::Intake;
-use crate::intake::committer::Committer;
-use crate::intake::idempotency::Idempotency;
-use crate::integrations::{self, IntegrationError};
-use crate::limits::PurchaseLimits;
-use crate::order_cache::OrderCache;
-use crate::settings::Secret;
-use crate::settings::Settings;
+use crate::adapters::http::{self, AppState, Shared};
+use crate::adapters::integrations::{self, IntegrationError};
+use crate::adapters::workers::{self, Pipeline};
+use crate::services::catalog::{Catalog, CatalogError, Reconcile};
+use crate::services::deals::{self, Deals};
+use crate::services::intake::Intake;
+use crate::services::intake::committer::Committer;
+use crate::services::intake::idempotency::Idempotency;
+use crate::services::order_cache::OrderCache;
+use crate::services::purchase_limits::PurchaseLimits;
+use crate::startup::backends::{self, Backends};
+use crate::startup::settings::Secret;
+use crate::startup::settings::Settings;
 use crate::telemetry;
-use crate::workers::{self, Pipeline};
 
 /// What a node runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,26 +175,28 @@ impl Application {
             }
         }
         let database = |source| StartError::Database(source);
-        let limits =
-            Arc::new(PurchaseLimits::load(backends.limits.clone()).await.map_err(database)?);
-        let orders = OrderCache::new(backends.orders.clone());
+        let purchase_limits = Arc::new(
+            PurchaseLimits::load(backends.purchase_limits.clone()).await.map_err(database)?,
+        );
+        let order_cache = OrderCache::new(backends.order_cache.clone());
         let pipeline = Pipeline {
             store: backends.store.clone(),
             bus: backends.bus.clone(),
             cache: backends.cache.clone(),
             clock: clock.clone(),
             ids: Arc::new(OrderIdGenerator::new()),
-            orders: orders.clone(),
+            order_cache: order_cache.clone(),
             gateway: integrations::payment_gateway(&settings.payment)?,
             notifier: integrations::notifier(&settings.notify)?,
-            limits: limits.clone(),
+            purchase_limits: purchase_limits.clone(),
             message_timeout: settings.workers.message_timeout.get(),
         };
         let http = match role {
             Role::Worker { .. } => None,
-            Role::All | Role::Api => {
-                Some(Self::http_side(&settings, &backends, limits, orders, clock, metrics).await?)
-            }
+            Role::All | Role::Api => Some(
+                Self::http_side(&settings, &backends, purchase_limits, order_cache, clock, metrics)
+                    .await?,
+            ),
         };
         Ok(Application { http, pipeline, backends, role, settings })
     }
@@ -202,18 +204,17 @@ impl Application {
     async fn http_side(
         settings: &Settings,
         backends: &Backends,
-        limits: Arc<PurchaseLimits>,
-        orders: OrderCache,
+        purchase_limits: Arc<PurchaseLimits>,
+        order_cache: OrderCache,
         clock: Arc<dyn Clock>,
         metrics: metrics_exporter_prometheus::PrometheusHandle,
     ) -> Result<HttpSide, StartError> {
         let Backends { store, bus, cache, .. } = backends;
         let node = backends.shared.then(|| format!("api-{}", uuid::Uuid::now_v7().simple()));
         let reconcile = match &node {
-            Some(node) => Reconcile::Shared {
-                node: node.clone(),
-                ttl: settings.redis.node_ttl.get(),
-            },
+            Some(node) => {
+                Reconcile::Shared { node: node.clone(), ttl: settings.redis.node_ttl.get() }
+            }
             None => Reconcile::Reset,
         };
         let catalog = Arc::new(Catalog::load(store.clone(), cache.clone(), reconcile).await?);
@@ -231,7 +232,7 @@ impl Application {
             cache.clone(),
             handle,
             idempotency.clone(),
-            limits.clone(),
+            purchase_limits.clone(),
             clock.clone(),
             bus.clone(),
             settings.max_backlog,
@@ -240,10 +241,10 @@ impl Application {
             backends.deals.clone(),
             catalog.clone(),
             cache.clone(),
-            limits.clone(),
+            purchase_limits.clone(),
             idempotency,
             bus.clone(),
-            orders.clone(),
+            order_cache.clone(),
             clock,
         ));
         let admin_token = settings
@@ -259,9 +260,9 @@ impl Application {
             store: store.clone(),
             metrics,
             bus: bus.clone(),
-            orders,
+            order_cache,
             deals: deals.clone(),
-            limits,
+            purchase_limits,
             admin_token,
         });
         let router = http::router(state, &settings.http);
@@ -333,7 +334,7 @@ impl Application {
             ));
         }
         if backends.shared {
-            working.spawn(crate::catalog::keep_fresh(
+            working.spawn(crate::services::catalog::keep_fresh(
                 http.catalog.clone(),
                 settings.catalog.refresh.get(),
                 stop_workers.clone(),

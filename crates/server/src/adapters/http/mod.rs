@@ -22,10 +22,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use self::error::ApiError;
-use crate::catalog::Catalog;
-use crate::intake::Intake;
-use crate::order_cache::OrderCache;
-use crate::settings::HttpSettings;
+use crate::services::catalog::Catalog;
+use crate::services::intake::Intake;
+use crate::services::order_cache::OrderCache;
+use crate::startup::settings::HttpSettings;
 
 /// What handlers share. axum clones the state for every request, so it is one `Arc`:
 /// cloning seven fields per request showed in the profile.
@@ -60,19 +60,19 @@ pub struct Shared {
     /// The bus, for the admin API.
     pub bus: Arc<dyn EventBus>,
     /// Recently changed and final orders.
-    pub orders: OrderCache,
+    pub order_cache: OrderCache,
     /// Group buying.
-    pub deals: Arc<crate::deals::Deals>,
+    pub deals: Arc<crate::services::deals::Deals>,
     /// Per-customer purchase limits (shown and set with products).
-    pub limits: Arc<crate::limits::PurchaseLimits>,
+    pub purchase_limits: Arc<crate::services::purchase_limits::PurchaseLimits>,
     /// The admin bearer token; `None` disables `/admin`.
     pub admin_token: Option<Arc<str>>,
 }
 
 /// The whole API.
-pub fn router(state: AppState, limits: &HttpSettings) -> Router {
+pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
     Router::new()
-        .merge(orders::router(limits.max_batch_body_bytes))
+        .merge(orders::router(http_limits.max_batch_body_bytes))
         .merge(products::router())
         .merge(deals::router())
         .merge(health::router())
@@ -86,10 +86,10 @@ pub fn router(state: AppState, limits: &HttpSettings) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(DefaultBodyLimit::max(http_limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            limits.request_timeout.get(),
+            http_limits.request_timeout.get(),
         ))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)

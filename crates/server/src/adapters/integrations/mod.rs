@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ordermill_core::ports::{Notifier, PaymentGateway};
 
-use crate::settings::{GatewayKind, NotifierKind, NotifySettings, PaymentSettings};
+use crate::startup::settings::{GatewayKind, NotifierKind, NotifySettings, PaymentSettings};
 
 /// Why an integration could not be built from its settings.
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +36,7 @@ pub fn payment_gateway(
                     "payment.gateway = \"http\" needs payment.url (ORDERMILL_PAYMENT__URL)".into(),
                 )
             })?;
-            Ok(Arc::new(http_gateway::HttpGateway::new(
-                url,
-                settings.timeout.get(),
-            )?))
+            Ok(Arc::new(http_gateway::HttpGateway::new(url, settings.timeout.get())?))
         }
     }
 }
@@ -57,10 +54,7 @@ pub fn notifier(settings: &NotifySettings) -> Result<Arc<dyn Notifier>, Integrat
                     "notify.notifier = \"webhook\" needs notify.url (ORDERMILL_NOTIFY__URL)".into(),
                 )
             })?;
-            Ok(Arc::new(webhook_notifier::WebhookNotifier::new(
-                url,
-                settings.timeout.get(),
-            )?))
+            Ok(Arc::new(webhook_notifier::WebhookNotifier::new(url, settings.timeout.get())?))
         }
     }
 }

@@ -19,8 +19,8 @@ use ordermill_core::{Clock, OrderIdGenerator};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::order_cache::OrderCache;
-use crate::settings::WorkerSettings;
+use crate::services::order_cache::OrderCache;
+use crate::startup::settings::WorkerSettings;
 
 /// What to do with one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,13 +54,13 @@ pub struct Pipeline {
     /// Ids for emitted events.
     pub ids: Arc<OrderIdGenerator>,
     /// The order read cache, refreshed on status changes.
-    pub orders: OrderCache,
+    pub order_cache: OrderCache,
     /// The payment gateway.
     pub gateway: Arc<dyn PaymentGateway>,
     /// The notifier.
     pub notifier: Arc<dyn Notifier>,
     /// Per-customer limits: a cancelled order's units count no more.
-    pub limits: Arc<crate::limits::PurchaseLimits>,
+    pub purchase_limits: Arc<crate::services::purchase_limits::PurchaseLimits>,
     /// How long one outside call (a charge, a notification) may take before it counts as a
     /// transient failure of that message alone.
     pub message_timeout: std::time::Duration,

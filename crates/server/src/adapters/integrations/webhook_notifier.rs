@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ordermill_core::ports::{Notification, Notifier, NotifyError};
 
-use crate::settings::SecretUrl;
 use super::{IntegrationError, http_client};
+use crate::startup::settings::SecretUrl;
 
 /// The webhook notifier.
 pub struct WebhookNotifier {

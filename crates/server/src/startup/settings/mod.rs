@@ -92,7 +92,10 @@ impl Settings {
             }
         }
         if self.redis.node_ttl.get() < Duration::from_millis(100) {
-            return Err("redis.node_ttl must be at least \"100ms\" (it is renewed every third of it)".into());
+            return Err(
+                "redis.node_ttl must be at least \"100ms\" (it is renewed every third of it)"
+                    .into(),
+            );
         }
         for (key, n) in [
             ("commit.max_batch_orders", self.commit.max_batch_orders),

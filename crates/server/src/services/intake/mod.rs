@@ -20,8 +20,8 @@ use tokio::sync::oneshot;
 
 use self::committer::{CommitRequest, Committed, CommitterHandle};
 use self::idempotency::{Begin, Idempotency, KeyClaim};
-use crate::catalog::{Catalog, PriceError};
-use crate::limits::{LimitHold, PurchaseLimits};
+use crate::services::catalog::{Catalog, PriceError};
+use crate::services::purchase_limits::{LimitHold, PurchaseLimits};
 use crate::telemetry::IntakeMetrics;
 
 /// An order request whose shape is valid: the items' SKUs and quantities parse, there are
@@ -136,8 +136,8 @@ enum Prepared {
     New(AcceptedOrder, Option<KeyClaim>, LimitHold),
 }
 
-impl From<crate::limits::LimitExceeded> for IntakeError {
-    fn from(e: crate::limits::LimitExceeded) -> Self {
+impl From<crate::services::purchase_limits::LimitExceeded> for IntakeError {
+    fn from(e: crate::services::purchase_limits::LimitExceeded) -> Self {
         IntakeError::LimitExceeded { sku: e.sku, limit: e.limit, held: e.held }
     }
 }
@@ -157,7 +157,7 @@ pub struct Intake {
     cache: Arc<dyn StockCache>,
     committer: CommitterHandle,
     idempotency: Arc<Idempotency>,
-    limits: Arc<PurchaseLimits>,
+    purchase_limits: Arc<PurchaseLimits>,
     clock: Arc<dyn Clock>,
     ids: OrderIdGenerator,
     metrics: IntakeMetrics,
@@ -173,7 +173,7 @@ impl Intake {
         cache: Arc<dyn StockCache>,
         committer: CommitterHandle,
         idempotency: Arc<Idempotency>,
-        limits: Arc<PurchaseLimits>,
+        purchase_limits: Arc<PurchaseLimits>,
         clock: Arc<dyn Clock>,
         bus: Arc<dyn EventBus>,
         max_backlog: u64,
@@ -183,7 +183,7 @@ impl Intake {
             cache,
             committer,
             idempotency,
-            limits,
+            purchase_limits,
             clock,
             ids: OrderIdGenerator::new(),
             metrics: IntakeMetrics::new(),
@@ -326,7 +326,7 @@ impl Intake {
         };
         // Counted before stock is reserved, so a customer over the limit takes no stock; the
         // hold gives the units back by itself if anything below fails.
-        let hold = self.limits.take(&input.customer_id, &lines)?;
+        let hold = self.purchase_limits.take(&input.customer_id, &lines)?;
         self.cache.reserve(&lines).await?;
         let order = Order {
             id: self.ids.next(now),

@@ -60,7 +60,7 @@ pub async fn after_commit(pipeline: &Pipeline, outcomes: Vec<EffectOutcome>) {
                 }
                 OrderStatus::Cancelled => {
                     counter!(telemetry::ORDERS_CANCELLED).increment(1);
-                    pipeline.limits.give_back(&order.customer_id, &order.lines);
+                    pipeline.purchase_limits.give_back(&order.customer_id, &order.lines);
                 }
                 OrderStatus::Accepted | OrderStatus::AwaitingGroup => {}
             }
@@ -71,7 +71,7 @@ pub async fn after_commit(pipeline: &Pipeline, outcomes: Vec<EffectOutcome>) {
         // An order changes status once (to confirmed or cancelled), so these writes can never
         // be overtaken by an older version of the same order. Off the batch's path: with a
         // shared cache each is a round trip, and a read that comes first finds the store.
-        let orders = pipeline.orders.clone();
+        let orders = pipeline.order_cache.clone();
         tokio::spawn(async move {
             for order in changed {
                 orders.insert(&order).await;

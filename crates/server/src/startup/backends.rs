@@ -8,13 +8,13 @@ use ordermill_bus::{EmbeddedBus, RabbitBus};
 use ordermill_cache::{LocalOrderCache, LocalStockCache, RedisStockCache};
 use ordermill_core::Clock;
 use ordermill_core::ports::{
-    BusError, DealStore, EventBus, LimitStore, OrderReadCache, OrderStore, Outbox,
-    StockCache, StoreError,
+    BusError, DealStore, EventBus, LimitStore, OrderReadCache, OrderStore, Outbox, StockCache,
+    StoreError,
 };
 use ordermill_store::{PostgresStore, SqliteStore};
 
-use crate::app::StartError;
-use crate::settings::{BusUrl, CacheUrl, SecretUrl, Settings, StoreUrl};
+use crate::startup::app::StartError;
+use crate::startup::settings::{BusUrl, CacheUrl, SecretUrl, Settings, StoreUrl};
 
 /// Checks that `store` and `bus` go together: the embedded bus lives in the SQLite store, the
 /// RabbitMQ relay reads the PostgreSQL outbox.
@@ -40,13 +40,13 @@ pub struct Backends {
     /// Group-buy deals.
     pub deals: Arc<dyn DealStore>,
     /// Per-customer limits.
-    pub limits: Arc<dyn LimitStore>,
+    pub purchase_limits: Arc<dyn LimitStore>,
     /// The bus.
     pub bus: Arc<dyn EventBus>,
     /// Hot stock.
     pub cache: Arc<dyn StockCache>,
     /// Order views behind `GET /api/orders/{id}`.
-    pub orders: Arc<dyn OrderReadCache>,
+    pub order_cache: Arc<dyn OrderReadCache>,
     /// Whether other nodes share the store and cache (the scaled-out engines): then the cache
     /// is reconciled without overwriting live counts.
     pub shared: bool,
@@ -67,8 +67,8 @@ pub async fn open_postgres(
         settings.postgres.schema.as_deref(),
         settings.postgres.pool_size,
     )
-        .await
-        .map_err(StartError::Database)
+    .await
+    .map_err(StartError::Database)
 }
 
 /// Opens every engine the settings name.
@@ -93,10 +93,10 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
             Ok(Backends {
                 store: sqlite.clone(),
                 deals: sqlite.clone(),
-                limits: sqlite,
+                purchase_limits: sqlite,
                 bus: Arc::new(bus),
                 cache,
-                orders,
+                order_cache: orders,
                 shared: false,
                 relay: None,
             })
@@ -115,10 +115,10 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
             Ok(Backends {
                 store: pg.clone(),
                 deals: pg.clone(),
-                limits: pg,
+                purchase_limits: pg,
                 bus: bus.clone(),
                 cache,
-                orders,
+                order_cache: orders,
                 shared: true,
                 relay: Some((bus, outbox)),
             })

@@ -10,8 +10,8 @@ use ordermill_core::SystemClock;
 use ordermill_core::ports::DeadLetter;
 use ordermill_store::SqliteStore;
 
-use crate::backends;
-use crate::settings::{BusUrl, Settings, StoreUrl};
+use crate::startup::backends;
+use crate::startup::settings::{BusUrl, Settings, StoreUrl};
 
 /// What to do with a queue's dead letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

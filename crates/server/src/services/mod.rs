@@ -1,0 +1,17 @@
+//! The service layer: what a node does with orders, between the adapters that talk to the
+//! outside and the engines behind the core ports. Rules themselves live in `ordermill_core`;
+//! these modules sequence them over the ports.
+//!
+//! - [`intake`]: placing orders (validation → idempotency → hot-stock reservation → group
+//!   commit).
+//! - [`catalog`]: products in memory for pricing at intake, written through to the store and
+//!   the hot-stock cache.
+//! - [`deals`]: group buying (open, join, complete) and the deadline scheduler.
+//! - [`purchase_limits`]: per-customer purchase limits, enforced in memory at intake.
+//! - [`order_cache`]: the order read cache behind `GET /api/orders/{id}`.
+
+pub mod catalog;
+pub mod deals;
+pub mod intake;
+pub mod order_cache;
+pub mod purchase_limits;
