@@ -302,6 +302,24 @@ impl Deal {
         Some(SettledMember { next: transition.next, emitted })
     }
 
+    /// Each member with the id of the event its settlement emits, in member order.
+    ///
+    /// # Errors
+    /// When fewer ids than members were given (a caller's bug): nothing may be settled then.
+    pub fn members_with_event_ids<'a>(
+        &'a self,
+        event_ids: &'a [Uuid],
+    ) -> Result<impl Iterator<Item = (&'a DealMember, Uuid)>, String> {
+        if event_ids.len() < self.members.len() {
+            return Err(format!(
+                "{} event ids for {} members",
+                event_ids.len(),
+                self.members.len()
+            ));
+        }
+        Ok(self.members.iter().zip(event_ids.iter().copied()))
+    }
+
     /// Whether the group has every member it needs.
     pub fn is_full(&self) -> bool {
         self.members.len() >= self.group_size.get() as usize

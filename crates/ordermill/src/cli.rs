@@ -147,6 +147,17 @@ struct LogFlag {
     log_format: Option<LogFormat>,
 }
 
+/// What every node command takes: the config file, the engines and the log format.
+#[derive(Debug, Args)]
+struct NodeFlags {
+    #[command(flatten)]
+    config: ConfigFlag,
+    #[command(flatten)]
+    engines: EngineFlags,
+    #[command(flatten)]
+    log: LogFlag,
+}
+
 /// `serve` (and `config`, which shows what any node would run with).
 #[derive(Debug, Args)]
 struct NodeArgs {
@@ -157,11 +168,7 @@ struct NodeArgs {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
-    config: ConfigFlag,
-    #[command(flatten)]
-    engines: EngineFlags,
-    #[command(flatten)]
-    log: LogFlag,
+    node: NodeFlags,
 }
 
 /// `api`: an HTTP node on shared engines (no data dir of its own).
@@ -171,11 +178,7 @@ struct ApiArgs {
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     #[command(flatten)]
-    config: ConfigFlag,
-    #[command(flatten)]
-    engines: EngineFlags,
-    #[command(flatten)]
-    log: LogFlag,
+    node: NodeFlags,
 }
 
 /// `worker`: consumers on shared engines (no HTTP, no data dir).
@@ -185,11 +188,7 @@ struct WorkerArgs {
     #[arg(long, value_delimiter = ',', value_name = "QUEUES")]
     queues: Vec<String>,
     #[command(flatten)]
-    config: ConfigFlag,
-    #[command(flatten)]
-    engines: EngineFlags,
-    #[command(flatten)]
-    log: LogFlag,
+    node: NodeFlags,
 }
 
 /// `migrate`: only the store matters.
@@ -228,14 +227,14 @@ struct DlqArgs {
     config: ConfigFlag,
 }
 
-impl EngineFlags {
-    fn into_overrides(self, config: ConfigFlag, log: LogFlag) -> Overrides {
+impl NodeFlags {
+    fn overrides(self) -> Overrides {
         Overrides {
-            config: config.config,
-            store: self.store,
-            bus: self.bus,
-            cache: self.cache,
-            log_format: log.log_format,
+            config: self.config.config,
+            store: self.engines.store,
+            bus: self.engines.bus,
+            cache: self.engines.cache,
+            log_format: self.log.log_format,
             ..Overrides::default()
         }
     }
@@ -243,11 +242,7 @@ impl EngineFlags {
 
 impl NodeArgs {
     fn overrides(self) -> Overrides {
-        Overrides {
-            listen: self.listen,
-            data_dir: self.data_dir,
-            ..self.engines.into_overrides(self.config, self.log)
-        }
+        Overrides { listen: self.listen, data_dir: self.data_dir, ..self.node.overrides() }
     }
 }
 
@@ -274,14 +269,10 @@ pub fn run() -> ExitCode {
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(args.overrides(), Role::All),
-        Command::Api(args) => serve(
-            Overrides { listen: args.listen, ..args.engines.into_overrides(args.config, args.log) },
-            Role::Api,
-        ),
-        Command::Worker(args) => serve(
-            args.engines.into_overrides(args.config, args.log),
-            Role::Worker { queues: args.queues },
-        ),
+        Command::Api(args) => {
+            serve(Overrides { listen: args.listen, ..args.node.overrides() }, Role::Api)
+        }
+        Command::Worker(args) => serve(args.node.overrides(), Role::Worker { queues: args.queues }),
         Command::Migrate(args) => {
             let flags = Overrides {
                 config: args.config.config,

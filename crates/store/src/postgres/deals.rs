@@ -229,11 +229,8 @@ async fn settle_members(
     at: UnixMillis,
     emitted: &mut Vec<OutboxEvent>,
 ) -> Result<Vec<Order>, StoreError> {
-    if event_ids.len() < deal.members.len() {
-        return Err(StoreError::Backend(
-            format!("{} event ids for {} members", event_ids.len(), deal.members.len()).into(),
-        ));
-    }
+    let settlements =
+        deal.members_with_event_ids(event_ids).map_err(|e| StoreError::Backend(e.into()))?;
     let mut ids: Vec<Uuid> = deal.members.iter().map(|m| m.order_id.as_uuid()).collect();
     ids.sort_unstable();
     // Locked in id order (the ORDER BY sits below the row locks), as consumers lock them.
@@ -254,14 +251,14 @@ async fn settle_members(
 
     let mut changed: Vec<(Order, Lifecycle)> = Vec::with_capacity(deal.members.len());
     let mut writes = Writes::default();
-    for (member, event_id) in deal.members.iter().zip(event_ids) {
+    for (member, event_id) in settlements {
         let Some((mut order, state)) = loaded.remove(&member.order_id.as_uuid()) else {
             return Err(StoreError::Corrupt(format!(
                 "deal {} lists order {}, which is missing",
                 deal.id, member.order_id
             )));
         };
-        let Some(settled) = deal.settle_member(&mut order, state, *event_id, at) else {
+        let Some(settled) = deal.settle_member(&mut order, state, event_id, at) else {
             continue;
         };
         for event in settled.emitted {

@@ -208,14 +208,11 @@ fn settle_members(
     at: UnixMillis,
     emitted: &mut Vec<OutboxEvent>,
 ) -> Result<Vec<Order>, StoreError> {
-    if event_ids.len() < deal.members.len() {
-        return Err(StoreError::Backend(
-            format!("{} event ids for {} members", event_ids.len(), deal.members.len()).into(),
-        ));
-    }
+    let settlements =
+        deal.members_with_event_ids(event_ids).map_err(|e| StoreError::Backend(e.into()))?;
     let mut changed = Vec::with_capacity(deal.members.len());
     let sql = format!("SELECT {} FROM orders WHERE id = ?1", rows::ORDER_COLUMNS);
-    for (member, event_id) in deal.members.iter().zip(event_ids) {
+    for (member, event_id) in settlements {
         let order_id = member.order_id.to_string();
         let found = tx
             .prepare_cached(&sql)
@@ -228,7 +225,7 @@ fn settle_members(
                 deal.id
             )));
         };
-        let Some(settled) = deal.settle_member(&mut order, state, *event_id, at) else {
+        let Some(settled) = deal.settle_member(&mut order, state, event_id, at) else {
             continue;
         };
         write_state(tx, &order_id, &order, settled.next)?;
