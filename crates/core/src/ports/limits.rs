@@ -1,5 +1,5 @@
 //! Flash-sale purchase limits: at most N units of a SKU per customer. The limit itself is
-//! enforced in memory at intake (see the server's `limits` module); the store keeps the
+//! enforced in memory at intake (see the server's `services::purchase_limits` module); the store keeps the
 //! configured limits and can say what each customer already holds, to rebuild the counts
 //! on start.
 
