@@ -28,7 +28,7 @@ async fn two_nodes_share_one_stock() {
     let b = RedisStockCache::connect(&url, &prefix).await.unwrap();
     use ordermill_core::ports::StockCache;
     let sku = ordermill_core::Sku::parse("shared").unwrap();
-    a.set_available(&sku, 3).await.unwrap();
+    assert!(a.rebuild(None, &[(sku.clone(), 3)]).await.unwrap());
     assert_eq!(b.available(&sku).await.unwrap(), Some(3));
     assert_eq!(b.adjust(&sku, -2).await.unwrap(), 1);
     assert_eq!(a.available(&sku).await.unwrap(), Some(1));
@@ -51,7 +51,7 @@ async fn the_first_api_node_resets_counts_and_later_ones_keep_live_counts() {
     let counts = [(sku.clone(), 10)];
     let long = Duration::from_secs(60);
     // A stale count, as a node that crashed between reserving and committing leaves it.
-    cache.set_available(&sku, 7).await.unwrap();
+    assert!(cache.rebuild(None, &[(sku.clone(), 7)]).await.unwrap());
     assert!(cache.join_shared("a", &counts, long).await.unwrap(), "alone: reset");
     assert_eq!(cache.available(&sku).await.unwrap(), Some(10), "stranded units freed");
     cache.adjust(&sku, -2).await.unwrap(); // a's reservation in flight
@@ -83,4 +83,64 @@ async fn redis_order_cache_honours_the_read_cache_contract() {
     let cache = RedisStockCache::connect(&url, &prefix).await.unwrap();
     let orders = cache.order_cache(std::time::Duration::from_millis(200));
     contract::run_read_cache(Arc::new(orders)).await;
+}
+
+#[tokio::test]
+async fn lost_counts_are_refused_never_sold_out_and_one_claimed_rebuild_restores_them() {
+    use ordermill_core::ports::{CacheError, StockCache};
+    use ordermill_core::{Money, OrderLine, Quantity, Sku};
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let a = RedisStockCache::connect(&url, &prefix).await.unwrap();
+    let b = RedisStockCache::connect(&url, &prefix).await.unwrap();
+    let sku = Sku::parse("hot").unwrap();
+    let line = OrderLine::priced(sku.clone(), Quantity::parse(2).unwrap(), Money::ZERO).unwrap();
+    assert!(!a.is_whole().await.unwrap(), "nothing was ever set: not whole");
+    assert!(
+        a.join_shared("a", &[(sku.clone(), 10)], std::time::Duration::from_secs(60)).await.unwrap()
+    );
+    a.reserve(std::slice::from_ref(&line)).await.unwrap();
+
+    // Redis loses everything (a restart without persistence, a FLUSHDB).
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{{{prefix}}}:*")).query_async(&mut conn).await.unwrap();
+    assert!(!keys.is_empty());
+    redis::cmd("DEL").arg(&keys).query_async::<i64>(&mut conn).await.unwrap();
+
+    assert!(!a.is_whole().await.unwrap());
+    let err = a.reserve(std::slice::from_ref(&line)).await.unwrap_err();
+    assert!(matches!(err, CacheError::Lost), "lost, not out of stock: {err:?}");
+    assert!(matches!(a.adjust(&sku, 5).await.unwrap_err(), CacheError::Lost));
+    a.release(std::slice::from_ref(&line)).await.unwrap();
+    assert_eq!(a.available(&sku).await.unwrap(), None, "a release does not invent a count");
+    assert!(
+        !a.set_available_if_absent(&sku, 10).await.unwrap(),
+        "a refresh leaves it to the rebuild"
+    );
+
+    // One node wins the claim; the other's rebuild is refused while it holds it.
+    let lease = std::time::Duration::from_secs(30);
+    assert!(a.claim_rebuild("a", lease).await.unwrap());
+    assert!(!b.claim_rebuild("b", lease).await.unwrap());
+    assert!(!b.rebuild(Some("b"), &[(sku.clone(), 99)]).await.unwrap(), "b holds no claim");
+    assert!(!b.is_whole().await.unwrap());
+    assert!(a.rebuild(Some("a"), &[(sku.clone(), 8)]).await.unwrap());
+    assert!(b.is_whole().await.unwrap(), "whole for every node");
+    assert_eq!(b.available(&sku).await.unwrap(), Some(8));
+    b.reserve(std::slice::from_ref(&line)).await.unwrap();
+    assert!(b.claim_rebuild("b", lease).await.unwrap(), "the claim was given up");
+
+    // A node starting while others are live but the counts are lost resets them all.
+    redis::cmd("DEL")
+        .arg(format!("{{{prefix}}}:epoch"))
+        .query_async::<i64>(&mut conn)
+        .await
+        .unwrap();
+    assert!(a.join_shared("c", &[(sku.clone(), 7)], lease).await.unwrap(), "lost: reset");
+    assert_eq!(a.available(&sku).await.unwrap(), Some(7));
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{{{prefix}}}:*")).query_async(&mut conn).await.unwrap();
+    redis::cmd("DEL").arg(&keys).query_async::<i64>(&mut conn).await.unwrap();
 }

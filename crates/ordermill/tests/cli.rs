@@ -92,3 +92,19 @@ fn a_renamed_environment_variable_is_refused_naming_the_new_one() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ORDERMILL_REDIS__KEY_PREFIX"), "{err}");
 }
+
+#[test]
+fn api_and_worker_refuse_a_node_local_stock_cache_and_say_why() {
+    for command in ["api", "worker"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+            .args([command, "--store", "postgres://127.0.0.1:1/x", "--bus", "amqp://127.0.0.1:1"])
+            .env_remove("ORDERMILL_CACHE")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{command} started with a local cache");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("each node would sell the full stock"), "{command}: {err}");
+        assert!(err.contains("cache = redis://"), "{command}: {err}");
+    }
+}

@@ -100,9 +100,15 @@ impl StockCache for LocalStockCache {
             })
     }
 
-    async fn set_available(&self, sku: &Sku, available: i64) -> Result<(), CacheError> {
-        self.counter_or_create(sku).store(available, Ordering::Release);
-        Ok(())
+    async fn rebuild(
+        &self,
+        _owner: Option<&str>,
+        counts: &[(Sku, i64)],
+    ) -> Result<bool, CacheError> {
+        for (sku, available) in counts {
+            self.counter_or_create(sku).store(*available, Ordering::Release);
+        }
+        Ok(true)
     }
 
     async fn set_available_if_absent(&self, sku: &Sku, available: i64) -> Result<bool, CacheError> {

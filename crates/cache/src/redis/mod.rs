@@ -3,7 +3,13 @@
 //! atomic step (all or none, never negative) whatever the concurrency across nodes.
 //!
 //! Keys are `{PREFIX}:stock:SKU`. The braces make `PREFIX` the Redis Cluster hash tag, so all
-//! stock keys live in one slot and a multi-SKU script is legal on a cluster. The price is that
+//! stock keys live in one slot and a multi-SKU script is legal on a cluster.
+//!
+//! A lost count must not read as "sold out": `{PREFIX}:epoch` is written with every full set
+//! of counts (a start's reset, a rebuild), and every script that reads or moves a count checks
+//! it first. A Redis that restarts without its data, or is flushed, loses the epoch with the
+//! counts, so reservations answer `Lost` (503 at intake) until one node, holding the
+//! `{PREFIX}:rebuild` claim, has set every count again from the store. The price is that
 //! one shard serves all hot stock; a deployment that outgrows it shards by prefix (one prefix
 //! per catalog partition), which this layout allows without a script change.
 
@@ -17,49 +23,75 @@ use ordermill_core::{OrderLine, Sku};
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-/// Takes every line's units or none. Returns 0, or the 1-based index of the first line short
-/// (a missing key is an unknown SKU: short).
+/// Takes every line's units or none. KEYS[1] is the epoch, KEYS[2..] the lines' counts.
+/// Returns 0, -1 when the counts were lost, or the 1-based index of the first line short (a
+/// missing count under a live epoch is an unknown SKU: short).
 const RESERVE: &str = r#"
-for i, key in ipairs(KEYS) do
-  local have = redis.call('GET', key)
-  if not have or tonumber(have) < tonumber(ARGV[i]) then return i end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+for i = 2, #KEYS do
+  local have = redis.call('GET', KEYS[i])
+  if not have or tonumber(have) < tonumber(ARGV[i - 1]) then return i - 1 end
 end
-for i, key in ipairs(KEYS) do redis.call('DECRBY', key, ARGV[i]) end
+for i = 2, #KEYS do redis.call('DECRBY', KEYS[i], ARGV[i - 1]) end
 return 0
 "#;
 
-/// Gives units back, all lines at once.
+/// Gives units back, all lines at once; nothing (-1) when the counts were lost, since the
+/// rebuild counts them from the store.
 const RELEASE: &str = r#"
-for i, key in ipairs(KEYS) do redis.call('INCRBY', key, ARGV[i]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+for i = 2, #KEYS do redis.call('INCRBY', KEYS[i], ARGV[i - 1]) end
 return 0
 "#;
 
-/// Adds ARGV[1] (may be negative) unless the result would be negative. Returns
-/// {1, new} or {0, current}.
+/// Adds ARGV[1] (may be negative) to KEYS[2] unless the result would be negative. Returns
+/// {1, new}, {0, current}, or {-1, 0} when the counts (epoch KEYS[1]) were lost.
 const ADJUST: &str = r#"
-local have = tonumber(redis.call('GET', KEYS[1]) or '0')
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+local have = tonumber(redis.call('GET', KEYS[2]) or '0')
 local new = have + tonumber(ARGV[1])
 if new < 0 then return {0, have} end
-redis.call('SET', KEYS[1], new)
+redis.call('SET', KEYS[2], new)
 return {1, new}
 "#;
 
-/// A node joins: KEYS[1] is the live-node sorted set (score = expiry, ms), KEYS[2..] the stock
-/// keys; ARGV[1] the node, ARGV[2] its ttl (ms), ARGV[3..] the counts. Drops expired nodes;
-/// with none left, sets every count, else only missing ones; then adds the node. Returns 1
-/// when it reset. One script, so it is atomic against other nodes' reservations and joins.
+/// Sets KEYS[2] to ARGV[1] if it has no count and the counts (epoch KEYS[1]) are whole; a
+/// lost cache gets every count at once from the rebuild instead. Returns 1 when it set.
+const SET_IF_ABSENT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX') then return 1 end
+return 0
+"#;
+
+/// KEYS[1] the epoch, KEYS[2] the rebuild claim, KEYS[3..] the counts; ARGV[1] the owner ('' =
+/// unconditional), ARGV[2..] the counts. Sets every count and a new epoch, only while the
+/// owner holds the claim (which it gives up). Returns 1 when it rebuilt.
+const REBUILD: &str = r#"
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[i - 1]) end
+redis.call('INCR', KEYS[1])
+if ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
+return 1
+"#;
+
+/// A node joins: KEYS[1] is the live-node sorted set (score = expiry, ms), KEYS[2] the epoch,
+/// KEYS[3..] the stock keys; ARGV[1] the node, ARGV[2] its ttl (ms), ARGV[3..] the counts.
+/// Drops expired nodes; with none left, or the counts lost, sets every count and a new epoch,
+/// else only missing ones; then adds the node. Returns 1 when it reset. One script, so it is
+/// atomic against other nodes' reservations and joins.
 const JOIN: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREM', KEYS[1], ARGV[1])
-local alone = redis.call('ZCARD', KEYS[1]) == 0
-for i = 2, #KEYS do
-  if alone then redis.call('SET', KEYS[i], ARGV[i + 1])
-  else redis.call('SET', KEYS[i], ARGV[i + 1], 'NX') end
+local reset = redis.call('ZCARD', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0
+for i = 3, #KEYS do
+  if reset then redis.call('SET', KEYS[i], ARGV[i])
+  else redis.call('SET', KEYS[i], ARGV[i], 'NX') end
 end
+if reset then redis.call('INCR', KEYS[2]) end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-if alone then return 1 else return 0 end
+if reset then return 1 else return 0 end
 "#;
 
 /// Renews a node: KEYS[1] the live-node set, ARGV[1] the node, ARGV[2] its ttl (ms). Redis's
@@ -79,6 +111,8 @@ pub struct RedisStockCache {
     reserve: Script,
     release: Script,
     adjust: Script,
+    set_if_absent: Script,
+    rebuild: Script,
     join: Script,
     heartbeat: Script,
 }
@@ -114,6 +148,8 @@ impl RedisStockCache {
             reserve: Script::new(RESERVE),
             release: Script::new(RELEASE),
             adjust: Script::new(ADJUST),
+            set_if_absent: Script::new(SET_IF_ABSENT),
+            rebuild: Script::new(REBUILD),
             join: Script::new(JOIN),
             heartbeat: Script::new(HEARTBEAT),
         })
@@ -133,8 +169,17 @@ impl RedisStockCache {
         format!("{{{}}}:stock:{}", self.prefix, sku.as_str())
     }
 
+    fn epoch_key(&self) -> String {
+        format!("{{{}}}:epoch", self.prefix)
+    }
+
+    fn claim_key(&self) -> String {
+        format!("{{{}}}:rebuild", self.prefix)
+    }
+
     async fn run_lines(&self, script: &Script, lines: &[OrderLine]) -> Result<i64, CacheError> {
         let mut invocation = script.prepare_invoke();
+        invocation.key(self.epoch_key());
         for line in lines {
             invocation.key(self.key(&line.sku)).arg(line.quantity.get());
         }
@@ -147,6 +192,7 @@ impl StockCache for RedisStockCache {
     async fn reserve(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
         match self.run_lines(&self.reserve, lines).await? {
             0 => Ok(()),
+            -1 => Err(CacheError::Lost),
             short => {
                 let line = usize::try_from(short - 1).ok().and_then(|i| lines.get(i));
                 match line {
@@ -160,44 +206,79 @@ impl StockCache for RedisStockCache {
     }
 
     async fn release(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
+        // -1 (lost) is fine: the rebuild reads these units back from the store.
         self.run_lines(&self.release, lines).await.map(drop)
     }
 
     async fn adjust(&self, sku: &Sku, delta: i64) -> Result<i64, CacheError> {
         let (done, value): (i64, i64) = self
             .adjust
+            .key(self.epoch_key())
             .key(self.key(sku))
             .arg(delta)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        if done == 1 {
-            Ok(value)
-        } else {
-            Err(CacheError::Insufficient { sku: sku.clone(), requested: delta, available: value })
+        match done {
+            1 => Ok(value),
+            -1 => Err(CacheError::Lost),
+            _ => Err(CacheError::Insufficient {
+                sku: sku.clone(),
+                requested: delta,
+                available: value,
+            }),
         }
     }
 
-    async fn set_available(&self, sku: &Sku, available: i64) -> Result<(), CacheError> {
-        redis::cmd("SET")
-            .arg(self.key(sku))
+    async fn set_available_if_absent(&self, sku: &Sku, available: i64) -> Result<bool, CacheError> {
+        // One script: two nodes starting together cannot both overwrite a count a third one is
+        // already reserving from, and a lost cache is left to the rebuild.
+        let set: i64 = self
+            .set_if_absent
+            .key(self.epoch_key())
+            .key(self.key(sku))
             .arg(available)
-            .query_async::<()>(&mut self.conn.clone())
+            .invoke_async(&mut self.conn.clone())
             .await
+            .map_err(unavailable)?;
+        Ok(set == 1)
+    }
+
+    async fn is_whole(&self) -> Result<bool, CacheError> {
+        redis::cmd("EXISTS")
+            .arg(self.epoch_key())
+            .query_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(|n| n == 1)
             .map_err(unavailable)
     }
 
-    async fn set_available_if_absent(&self, sku: &Sku, available: i64) -> Result<bool, CacheError> {
-        // SET NX: one atomic step, so two nodes starting together cannot both overwrite a
-        // count a third one is already reserving from.
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.key(sku))
-            .arg(available)
+    async fn claim_rebuild(&self, node: &str, lease: Duration) -> Result<bool, CacheError> {
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(self.claim_key())
+            .arg(node)
             .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1))
             .query_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        Ok(set.is_some())
+        Ok(claimed.is_some())
+    }
+
+    async fn rebuild(
+        &self,
+        owner: Option<&str>,
+        counts: &[(Sku, i64)],
+    ) -> Result<bool, CacheError> {
+        let mut invocation = self.rebuild.prepare_invoke();
+        invocation.key(self.epoch_key()).key(self.claim_key()).arg(owner.unwrap_or(""));
+        for (sku, available) in counts {
+            invocation.key(self.key(sku)).arg(*available);
+        }
+        let rebuilt: i64 =
+            invocation.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        Ok(rebuilt == 1)
     }
 
     async fn join_shared(
@@ -207,7 +288,8 @@ impl StockCache for RedisStockCache {
         ttl: Duration,
     ) -> Result<bool, CacheError> {
         let mut invocation = self.join.prepare_invoke();
-        invocation.key(self.nodes_key()).arg(node).arg(ttl.as_millis() as u64);
+        invocation.key(self.nodes_key()).key(self.epoch_key());
+        invocation.arg(node).arg(ttl.as_millis() as u64);
         for (sku, available) in counts {
             invocation.key(self.key(sku)).arg(*available);
         }

@@ -29,6 +29,11 @@ pub enum CacheError {
     /// The cache cannot be reached.
     #[error("cache unavailable: {0}")]
     Unavailable(String),
+    /// The shared counts are gone (the cache restarted without its data, or was flushed):
+    /// nothing may be sold from it until [`StockCache::rebuild`] has set them from the store.
+    /// A missing count is never read as "sold out".
+    #[error("the hot-stock counts were lost and are being rebuilt from the store")]
+    Lost,
     /// Anything else from the backend.
     #[error("cache backend error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -57,11 +62,42 @@ pub trait StockCache: Send + Sync + 'static {
     /// [`CacheError::Insufficient`] if the result would be negative; nothing changed.
     async fn adjust(&self, sku: &Sku, delta: i64) -> Result<i64, CacheError>;
 
-    /// Sets a SKU's available units outright (reconciliation with the store at start).
+    /// Whether the counts are whole: set by [`StockCache::rebuild`] or
+    /// [`StockCache::join_shared`] and not lost since. While they are not, reservations and
+    /// adjustments answer [`CacheError::Lost`] and releases change nothing (the rebuild counts
+    /// from the store, which knows which orders were committed).
+    ///
+    /// The default, for a cache that cannot lose its counts without its process: always.
     ///
     /// # Errors
     /// On a backend failure.
-    async fn set_available(&self, sku: &Sku, available: i64) -> Result<(), CacheError>;
+    async fn is_whole(&self) -> Result<bool, CacheError> {
+        Ok(true)
+    }
+
+    /// Claims the right to rebuild lost counts for `lease`, as `node`; `false` if another node
+    /// holds it. Nodes sharing the cache respect the claim, so one rebuild runs at a time.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn claim_rebuild(
+        &self,
+        node: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, CacheError> {
+        let _ = (node, lease);
+        Ok(true)
+    }
+
+    /// Sets every count from `counts` (`stock − reserved` per SKU, read from the store) and
+    /// marks the cache whole, in one atomic step. With `owner`, only while that node still
+    /// holds the claim of [`StockCache::claim_rebuild`] (which it then gives up); returns
+    /// whether it rebuilt. Without, unconditionally (one process owns the cache).
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn rebuild(&self, owner: Option<&str>, counts: &[(Sku, i64)])
+    -> Result<bool, CacheError>;
 
     /// Sets a SKU's available units only if the cache has no count for it, atomically;
     /// returns whether it set one. Nodes sharing a cache reconcile with this on start: a count
@@ -81,6 +117,8 @@ pub trait StockCache: Send + Sync + 'static {
     /// The node stays live for `ttl` unless [`StockCache::heartbeat`] renews it. Returns
     /// whether it reset every count.
     ///
+    /// Lost counts (see [`StockCache::is_whole`]) are reset as if no node were live.
+    ///
     /// The default, for a cache only one process uses: set every count.
     ///
     /// # Errors
@@ -92,10 +130,7 @@ pub trait StockCache: Send + Sync + 'static {
         ttl: std::time::Duration,
     ) -> Result<bool, CacheError> {
         let _ = (node, ttl);
-        for (sku, available) in counts {
-            self.set_available(sku, *available).await?;
-        }
-        Ok(true)
+        self.rebuild(None, counts).await
     }
 
     /// Keeps `node` live for another `ttl` (see [`StockCache::join_shared`]).

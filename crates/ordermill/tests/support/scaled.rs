@@ -85,6 +85,9 @@ impl Deployment {
             ("ORDERMILL_REDIS__KEY_PREFIX", id.clone()),
             // A killed api node stops counting as live on the shared cache this soon.
             ("ORDERMILL_REDIS__NODE_TTL", "1500ms".to_owned()),
+            // Lost stock counts are noticed and rebuilt this soon.
+            ("ORDERMILL_REDIS__CHECK_INTERVAL", "200ms".to_owned()),
+            ("ORDERMILL_REDIS__REBUILD_SETTLE", "500ms".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()
@@ -199,6 +202,21 @@ impl Deployment {
             outbox,
             available,
         }
+    }
+
+    /// Deletes every key of this deployment from Redis at once (one DEL, atomic), as a Redis
+    /// restart without persistence or a FLUSHDB would, without touching other tests' keys.
+    /// Returns how many keys went.
+    pub async fn lose_redis_data(&self) -> usize {
+        let mut redis = self.redis().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{{{}}}:*", self.id))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(!keys.is_empty(), "the deployment has keys in Redis to lose");
+        let deleted: usize = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+        deleted
     }
 
     async fn redis(&self) -> redis::aio::MultiplexedConnection {

@@ -82,18 +82,13 @@ impl Catalog {
         let products = store.load_products().await?;
         match &reconcile {
             Reconcile::Reset => {
-                for product in &products {
-                    cache
-                        .set_available(&product.sku, product.available())
-                        .await
-                        .map_err(CatalogError::Cache)?;
-                }
+                cache.rebuild(None, &counts(&products)).await.map_err(CatalogError::Cache)?;
             }
             Reconcile::Shared { node, ttl } => {
-                let counts: Vec<(Sku, i64)> =
-                    products.iter().map(|p| (p.sku.clone(), p.available())).collect();
-                let reset =
-                    cache.join_shared(node, &counts, *ttl).await.map_err(CatalogError::Cache)?;
+                let reset = cache
+                    .join_shared(node, &counts(&products), *ttl)
+                    .await
+                    .map_err(CatalogError::Cache)?;
                 if reset {
                     tracing::info!(node = %node, "First api node on the shared hot-stock cache: every count was reset from the store.");
                 } else {
@@ -189,6 +184,21 @@ impl Catalog {
         Ok(StockedProduct { product, available: available.max(0) })
     }
 
+    /// Whether the hot-stock counts can be sold from: `Err` says why not (being rebuilt after
+    /// a loss, or the cache cannot be reached), for readiness checks.
+    ///
+    /// # Errors
+    /// The reason, for people.
+    pub async fn stock_ready(&self) -> Result<(), String> {
+        match self.cache.is_whole().await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                Err("the hot-stock counts were lost and are being rebuilt from the store".into())
+            }
+            Err(error) => Err(format!("the hot-stock cache cannot be reached: {error}")),
+        }
+    }
+
     /// Every product, sorted by SKU, with available units.
     ///
     /// # Errors
@@ -255,6 +265,12 @@ impl Catalog {
         tracing::info!(sku = %sku, price = %stored.price, stock = stored.stock.get(), available, "Product saved.");
         Ok((StockedProduct { product: stored, available }, previous.is_none()))
     }
+}
+
+/// What each product has left to sell by the store's reckoning (`stock − reserved`): what the
+/// hot-stock counts are set to whenever they are rebuilt.
+pub fn counts(products: &[Product]) -> Vec<(Sku, i64)> {
+    products.iter().map(|p| (p.sku.clone(), p.available())).collect()
 }
 
 /// Refreshes `catalog` every `every` until `stop`: on shared engines, a product created or

@@ -9,9 +9,11 @@
 //! - [`deals`]: group buying (open, join, complete) and the deadline scheduler.
 //! - [`purchase_limits`]: per-customer purchase limits, enforced in memory at intake.
 //! - [`order_cache`]: the order read cache behind `GET /api/orders/{id}`.
+//! - [`stock_repair`]: rebuilds hot-stock counts a shared cache lost, from the store.
 
 pub mod catalog;
 pub mod deals;
 pub mod intake;
 pub mod order_cache;
 pub mod purchase_limits;
+pub mod stock_repair;

@@ -27,9 +27,10 @@ use crate::services::intake::committer::Committer;
 use crate::services::intake::idempotency::Idempotency;
 use crate::services::order_cache::OrderCache;
 use crate::services::purchase_limits::PurchaseLimits;
+use crate::services::stock_repair::{self, RepairSettings};
 use crate::startup::backends::{self, Backends};
-use crate::startup::settings::Secret;
 use crate::startup::settings::Settings;
+use crate::startup::settings::{CacheUrl, Secret};
 use crate::telemetry;
 
 /// What a node runs.
@@ -158,6 +159,11 @@ impl Application {
         role: Role,
         clock: Arc<dyn Clock>,
     ) -> Result<Application, StartError> {
+        if role != Role::All && settings.cache == CacheUrl::Local {
+            return Err(StartError::Config(
+                "`ordermill api` and `ordermill worker` must share one stock count: with cache = \"local\" each node would sell the full stock, and units a worker gives back would never reach an api node. Set cache = redis://... (ORDERMILL_CACHE, --cache)".into(),
+            ));
+        }
         let metrics = telemetry::install();
         let backends = backends::open(&settings, clock.clone()).await?;
         if role != Role::All && !backends.shared {
@@ -330,6 +336,22 @@ impl Application {
                 backends.cache.clone(),
                 node.clone(),
                 ttl,
+                stop_workers.clone(),
+            ));
+        }
+        if matches!(settings.cache, CacheUrl::Redis(_)) {
+            let node = http
+                .node
+                .clone()
+                .unwrap_or_else(|| format!("serve-{}", uuid::Uuid::now_v7().simple()));
+            working.spawn(stock_repair::watch(
+                backends.cache.clone(),
+                backends.store.clone(),
+                RepairSettings {
+                    node,
+                    every: settings.redis.check_interval.get(),
+                    settle: settings.redis.rebuild_settle.get(),
+                },
                 stop_workers.clone(),
             ));
         }

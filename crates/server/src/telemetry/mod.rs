@@ -44,6 +44,8 @@ pub const DEALS_OPENED: &str = "ordermill_deals_opened_total";
 pub const DEALS_COMPLETED: &str = "ordermill_deals_completed_total";
 /// Group-buy deals whose deadline passed unfilled.
 pub const DEALS_EXPIRED: &str = "ordermill_deals_expired_total";
+/// Times this node rebuilt lost hot-stock counts from the store.
+pub const STOCK_REBUILDS: &str = "ordermill_stock_rebuilds_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -79,6 +81,10 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!(ORDERS_ACCEPTED, "Orders made durable and answered 201.");
+    describe_counter!(
+        STOCK_REBUILDS,
+        "Times this node rebuilt the hot-stock counts from the store after the cache lost them."
+    );
     describe_counter!(ORDERS_REJECTED, "Orders refused, by reason code.");
     describe_histogram!(
         INTAKE_SECONDS,

@@ -117,7 +117,9 @@ impl From<IntakeError> for ApiError {
                     1,
                 );
             }
-            IntakeError::ShuttingDown | IntakeError::Overloaded { .. } => {
+            IntakeError::ShuttingDown
+            | IntakeError::Overloaded { .. }
+            | IntakeError::StockRecounting => {
                 return Self::unavailable(error.code(), error.to_string(), 1);
             }
         };

@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (the store takes writes).
+//! `GET /healthz` (the process answers) and `GET /readyz` (the store takes writes and the
+//! hot-stock counts can be sold from).
 
 use axum::Router;
 use axum::extract::State;
@@ -19,15 +20,17 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
-    match state.store.check_writable().await {
-        Ok(()) => Ok(axum::Json(json!({"status": "ready", "store": "ok"})).into_response()),
-        Err(error) => {
-            tracing::warn!(error = %error, "Readiness check failed: the store does not take writes.");
-            Err(ApiError::unavailable(
-                "not_ready",
-                format!("the store does not take writes: {error}"),
-                5,
-            ))
-        }
+    if let Err(error) = state.store.check_writable().await {
+        tracing::warn!(error = %error, "Readiness check failed: the store does not take writes.");
+        return Err(ApiError::unavailable(
+            "not_ready",
+            format!("the store does not take writes: {error}"),
+            5,
+        ));
     }
+    if let Err(reason) = state.catalog.stock_ready().await {
+        tracing::warn!(reason = %reason, "Readiness check failed: hot stock cannot be sold from.");
+        return Err(ApiError::unavailable("not_ready", reason, 2));
+    }
+    Ok(axum::Json(json!({"status": "ready", "store": "ok", "stock": "ok"})).into_response())
 }

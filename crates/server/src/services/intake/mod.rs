@@ -69,6 +69,10 @@ pub enum IntakeError {
     /// The store or cache failed; nothing was written and no stock is held.
     #[error("the order could not be made durable: {0}")]
     Unavailable(String),
+    /// The hot-stock counts were lost and are being rebuilt from the store: nothing can be
+    /// sold for a few seconds, and nothing is sold out either.
+    #[error("stock is being recounted from the store after the cache lost it; retry in a moment")]
+    StockRecounting,
     /// Too many messages wait in the bus; the client should come back shortly.
     #[error("the order pipeline is {backlog} messages behind (limit {limit}); retry in a moment")]
     Overloaded {
@@ -93,6 +97,7 @@ impl IntakeError {
             Self::IdempotencyMismatch => "idempotency_key_reused",
             Self::IdempotencyInProgress => "idempotency_key_in_use",
             Self::Unavailable(_) => "store_unavailable",
+            Self::StockRecounting => "unavailable",
             Self::Overloaded { .. } => "overloaded",
             Self::ShuttingDown => "shutting_down",
         }
@@ -146,6 +151,7 @@ impl From<CacheError> for IntakeError {
     fn from(e: CacheError) -> Self {
         match e {
             CacheError::OutOfStock { sku } => IntakeError::OutOfStock(sku),
+            CacheError::Lost => IntakeError::StockRecounting,
             other => IntakeError::Unavailable(other.to_string()),
         }
     }

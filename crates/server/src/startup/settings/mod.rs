@@ -86,6 +86,7 @@ impl Settings {
             ("payment.timeout", self.payment.timeout),
             ("notify.timeout", self.notify.timeout),
             ("deals.check_interval", self.deals.check_interval),
+            ("redis.check_interval", self.redis.check_interval),
         ] {
             if d.get().is_zero() {
                 return Err(format!("{key} must be longer than zero, e.g. \"1s\""));
@@ -170,11 +171,23 @@ pub struct RedisSettings {
     /// heartbeat (renewed every third of it). The first api node to start with no other live
     /// resets every count from the store, freeing units a crashed node had reserved.
     pub node_ttl: HumanDuration,
+    /// How often each node checks that the shared stock counts are whole (Redis restarted
+    /// without its data, or was flushed); a loss is noticed within this long.
+    pub check_interval: HumanDuration,
+    /// After a loss, how long reservations taken before it get to commit or be released
+    /// before the counts are rebuilt from the store. Longer than a commit takes; orders get
+    /// 503 `unavailable` meanwhile.
+    pub rebuild_settle: HumanDuration,
 }
 
 impl Default for RedisSettings {
     fn default() -> Self {
-        RedisSettings { key_prefix: "ordermill".into(), node_ttl: HumanDuration::from_secs(15) }
+        RedisSettings {
+            key_prefix: "ordermill".into(),
+            node_ttl: HumanDuration::from_secs(15),
+            check_interval: HumanDuration::from_secs(1),
+            rebuild_settle: HumanDuration::from_secs(2),
+        }
     }
 }
 
