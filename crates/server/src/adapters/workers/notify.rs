@@ -55,6 +55,8 @@ impl Handler for Notify {
                 order_id: header.order_id,
                 customer_id: header.customer_id,
             };
+            // Until the send answers (see payment's UNFINISHED).
+            outcomes[i] = Outcome::Retry(super::payment::UNFINISHED.into());
             let notifier = self.pipeline.notifier.clone();
             let limit = self.pipeline.message_timeout;
             sends.spawn(async move {
@@ -68,9 +70,13 @@ impl Handler for Notify {
         }
         let mut effects = settle::Effects::default();
         while let Some(joined) = sends.join_next().await {
-            let Ok((i, order_id, result)) = joined else { continue };
+            let Ok((i, order_id, result)) = joined else {
+                tracing::error!("A notify task panicked; its message will be retried.");
+                continue;
+            };
             match result {
                 Ok(()) => {
+                    outcomes[i] = Outcome::Ack;
                     effects.push(
                         i,
                         settle::effect(

@@ -33,6 +33,9 @@ struct Created {
     total: String,
 }
 
+/// The outcome of a charge whose task never answered.
+pub(crate) const UNFINISHED: &str = "the outside call did not finish (its task panicked or was cancelled)";
+
 fn charge_request(payload: &str) -> Result<ChargeRequest, String> {
     let created: Created = serde_json::from_str(payload).map_err(|e| e.to_string())?;
     Ok(ChargeRequest {
@@ -64,6 +67,9 @@ impl Handler for Payment {
             }
             match charge_request(&delivery.envelope.payload) {
                 Ok(request) => {
+                    // Until the charge answers: a task that panics or is cancelled must leave
+                    // its message to be retried, never acknowledged uncharged.
+                    outcomes[i] = Outcome::Retry(UNFINISHED.into());
                     let gateway = self.pipeline.gateway.clone();
                     let limit = self.pipeline.message_timeout;
                     charges.spawn(async move {
@@ -84,11 +90,10 @@ impl Handler for Payment {
         let mut effects = settle::Effects::default();
         while let Some(joined) = charges.join_next().await {
             let Ok((i, order_id, result)) = joined else {
-                tracing::error!(
-                    "A payment task panicked; its message will be retried after the batch timeout."
-                );
+                tracing::error!("A payment task panicked; its message will be retried.");
                 continue;
             };
+            outcomes[i] = Outcome::Ack;
             let (fact, reason) = match result {
                 Ok(()) => (Fact::PaymentSucceeded, None),
                 Err(ChargeError::Declined(reason)) => (Fact::PaymentFailed, Some(reason)),

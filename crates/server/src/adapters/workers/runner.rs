@@ -1,9 +1,11 @@
 //! The consumer loop: receive a batch, handle it under a timeout, then ack, retry with
 //! exponential backoff and jitter, or dead-letter each delivery.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_lite::FutureExt;
 use metrics::{counter, histogram};
 use ordermill_core::ports::{Delivery, EventBus};
 use tokio_util::sync::CancellationToken;
@@ -52,9 +54,16 @@ pub async fn run(
             }
         };
         let started = Instant::now();
-        let outcomes = match tokio::time::timeout(timeout, handler.handle(&batch)).await {
-            Ok(outcomes) if outcomes.len() == batch.len() => outcomes,
-            Ok(outcomes) => {
+        // A panic in the handler retries the batch instead of killing this consumer or, worse,
+        // letting its deliveries be acknowledged unhandled.
+        let handled = AssertUnwindSafe(handler.handle(&batch)).catch_unwind();
+        let outcomes = match tokio::time::timeout(timeout, handled).await {
+            Ok(Ok(outcomes)) if outcomes.len() == batch.len() => outcomes,
+            Ok(Err(_panic)) => {
+                tracing::error!(queue = %queue, deliveries = batch.len(), "The handler panicked; retrying its batch. This is a bug.");
+                vec![Outcome::Retry("the handler panicked".into()); batch.len()]
+            }
+            Ok(Ok(outcomes)) => {
                 tracing::error!(queue = %queue, got = outcomes.len(), want = batch.len(), "Handler answered for the wrong number of deliveries; retrying the batch. This is a bug.");
                 vec![Outcome::Retry("handler bug: outcome count mismatch".into()); batch.len()]
             }

@@ -1,0 +1,134 @@
+//! A consumer whose handler panics retries its batch: the delivery is neither acknowledged
+//! unhandled nor lost with a dead consumer loop. Runs the real consumer loop on the real
+//! embedded bus (SQLite ledger in a temp dir).
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ordermill_bus::EmbeddedBus;
+use ordermill_core::ports::{Delivery, Envelope, EventBus};
+use ordermill_core::{HumanDuration, SystemClock, Topology};
+use ordermill_server::adapters::workers::{Handler, Outcome, runner};
+use ordermill_server::startup::settings::WorkerSettings;
+use ordermill_store::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+/// Panics on its first batch, then acknowledges everything, remembering the attempts it saw.
+struct PanicsOnce {
+    calls: AtomicU32,
+    attempts: std::sync::Mutex<Vec<u32>>,
+}
+
+#[async_trait]
+impl Handler for PanicsOnce {
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        self.attempts.lock().unwrap().extend(batch.iter().map(|d| d.attempt));
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("a bug in the handler");
+        }
+        vec![Outcome::Ack; batch.len()]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_retries_its_delivery_instead_of_acknowledging_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let bus: Arc<dyn EventBus> = Arc::new(
+        EmbeddedBus::start(Topology::default(), store, Arc::new(SystemClock)).await.unwrap(),
+    );
+    let event = Envelope {
+        event_id: uuid::Uuid::now_v7(),
+        routing_key: Arc::from("order.created"),
+        payload: Arc::from(r#"{"event_id":"x","order_id":"y","customer_id":"z"}"#),
+    };
+    bus.publish(vec![event]).await.unwrap();
+
+    let handler = Arc::new(PanicsOnce { calls: AtomicU32::new(0), attempts: Default::default() });
+    let settings = WorkerSettings {
+        retry_base: HumanDuration::from_millis(10),
+        retry_max: HumanDuration::from_millis(20),
+        ..WorkerSettings::default()
+    };
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(runner::run(
+        "payment".into(),
+        handler.clone(),
+        bus.clone(),
+        settings,
+        stop.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handler.calls.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the delivery never came back after the panic");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    consumer.await.expect("the consumer loop survives a panicking handler");
+    assert_eq!(*handler.attempts.lock().unwrap(), vec![1, 2], "retried as a second attempt");
+    assert!(bus.dead_letters("payment").await.unwrap().is_empty(), "nothing dead-lettered");
+}
+
+/// Panics while charging: the task running the charge dies.
+struct PanickingGateway;
+
+#[async_trait]
+impl ordermill_core::ports::PaymentGateway for PanickingGateway {
+    async fn charge(
+        &self,
+        _request: &ordermill_core::ports::ChargeRequest,
+    ) -> Result<(), ordermill_core::ports::ChargeError> {
+        panic!("a bug in the gateway client");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_whose_task_panics_is_retried_not_acknowledged_uncharged() {
+    use ordermill_cache::{LocalOrderCache, LocalStockCache};
+    use ordermill_server::adapters::workers::Pipeline;
+    use ordermill_server::adapters::workers::payment::Payment;
+    use ordermill_server::services::order_cache::OrderCache;
+    use ordermill_server::services::purchase_limits::PurchaseLimits;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let bus: Arc<dyn EventBus> = Arc::new(
+        EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap(),
+    );
+    let pipeline = Pipeline {
+        store: store.clone(),
+        bus,
+        cache: Arc::new(LocalStockCache::new()),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(ordermill_core::OrderIdGenerator::new()),
+        order_cache: OrderCache::new(Arc::new(LocalOrderCache::new(10, Duration::from_secs(60)))),
+        gateway: Arc::new(PanickingGateway),
+        notifier: Arc::new(ordermill_server::adapters::integrations::log_notifier::LogNotifier),
+        purchase_limits: Arc::new(PurchaseLimits::load(store).await.unwrap()),
+        message_timeout: Duration::from_secs(5),
+    };
+    let order_id = ordermill_core::OrderIdGenerator::new().next(ordermill_core::UnixMillis(1));
+    let delivery = Delivery {
+        tag: 1,
+        queue: Arc::from("payment"),
+        envelope: Envelope {
+            event_id: uuid::Uuid::now_v7(),
+            routing_key: Arc::from("order.created"),
+            payload: Arc::from(format!(
+                r#"{{"order_id":"{order_id}","customer_id":"c-1","total":"9.90"}}"#
+            )),
+        },
+        attempt: 1,
+    };
+    let outcomes = Payment::new(pipeline).handle(&[delivery]).await;
+    assert!(
+        matches!(outcomes.as_slice(), [Outcome::Retry(_)]),
+        "a charge that never answered is retried: {outcomes:?}"
+    );
+}
