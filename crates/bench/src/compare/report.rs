@@ -236,7 +236,7 @@ impl fmt::Display for CompareReport {
         writeln!(
             f,
             "ordermill     {}, payment gateway and webhook notifier on the stubs,\n              \
-             workers.max_attempts = {} (default 5) so that an outage is retried, not dead-lettered",
+             workers.max_attempts = {} (default 25) so that an outage is retried, not dead-lettered",
             if s.debug_build {
                 "debug build (use --release for real figures)"
             } else {

@@ -44,6 +44,8 @@ pub const DEALS_OPENED: &str = "ordermill_deals_opened_total";
 pub const DEALS_COMPLETED: &str = "ordermill_deals_completed_total";
 /// Group-buy deals whose deadline passed unfilled.
 pub const DEALS_EXPIRED: &str = "ordermill_deals_expired_total";
+/// Times a consumer held messages because an engine was unavailable, by queue.
+pub const CONSUMER_PAUSES: &str = "ordermill_consumer_pauses_total";
 /// Times this node rebuilt lost hot-stock counts from the store.
 pub const STOCK_REBUILDS: &str = "ordermill_stock_rebuilds_total";
 
@@ -81,6 +83,10 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!(ORDERS_ACCEPTED, "Orders made durable and answered 201.");
+    describe_counter!(
+        CONSUMER_PAUSES,
+        "Times a consumer held messages for an unavailable engine instead of spending their attempts."
+    );
     describe_counter!(
         STOCK_REBUILDS,
         "Times this node rebuilt the hot-stock counts from the store after the cache lost them."

@@ -31,6 +31,9 @@ pub enum Outcome {
     Retry(String),
     /// Will never succeed (a malformed event); dead-letter now.
     Dead(String),
+    /// An engine (the store, the broker, the cache) failed, not the message: the consumer
+    /// holds it and handles it again once the engine is back, without spending an attempt.
+    Unavailable(String),
 }
 
 /// A queue's consumer logic.

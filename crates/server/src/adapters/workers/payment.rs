@@ -34,7 +34,8 @@ struct Created {
 }
 
 /// The outcome of a charge whose task never answered.
-pub(crate) const UNFINISHED: &str = "the outside call did not finish (its task panicked or was cancelled)";
+pub(crate) const UNFINISHED: &str =
+    "the outside call did not finish (its task panicked or was cancelled)";
 
 fn charge_request(payload: &str) -> Result<ChargeRequest, String> {
     let created: Created = serde_json::from_str(payload).map_err(|e| e.to_string())?;

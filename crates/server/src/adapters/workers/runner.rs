@@ -24,7 +24,48 @@ pub fn backoff(settings: &WorkerSettings, attempt: u32) -> Duration {
     Duration::from_millis(half + fastrand::u64(0..=capped - half))
 }
 
-/// Runs until `stop`; the batch in hand is always finished and settled first.
+/// The first and the longest pause while an engine is unavailable.
+const INFRA_PAUSE_MIN: Duration = Duration::from_millis(100);
+const INFRA_PAUSE_MAX: Duration = Duration::from_secs(5);
+
+/// Runs the handler on `batch` under `timeout`, turning a panic, a timeout or a wrong count of
+/// outcomes into a retry of every delivery.
+async fn handle_guarded(
+    handler: &dyn Handler,
+    batch: &[Delivery],
+    timeout: Duration,
+    queue: &str,
+) -> Vec<Outcome> {
+    // A panic in the handler retries the batch instead of killing this consumer or, worse,
+    // letting its deliveries be acknowledged unhandled.
+    let handled = AssertUnwindSafe(handler.handle(batch)).catch_unwind();
+    match tokio::time::timeout(timeout, handled).await {
+        Ok(Ok(outcomes)) if outcomes.len() == batch.len() => outcomes,
+        Ok(Err(_panic)) => {
+            tracing::error!(
+                queue,
+                deliveries = batch.len(),
+                "The handler panicked; retrying its batch. This is a bug."
+            );
+            vec![Outcome::Retry("the handler panicked".into()); batch.len()]
+        }
+        Ok(Ok(outcomes)) => {
+            tracing::error!(
+                queue,
+                got = outcomes.len(),
+                want = batch.len(),
+                "Handler answered for the wrong number of deliveries; retrying the batch. This is a bug."
+            );
+            vec![Outcome::Retry("handler bug: outcome count mismatch".into()); batch.len()]
+        }
+        Err(_) => {
+            vec![Outcome::Retry(format!("timed out after {} ms", timeout.as_millis())); batch.len()]
+        }
+    }
+}
+
+/// Runs until `stop`; the batch in hand is always finished and settled first (or, while an
+/// engine is down, left unacked to be delivered again).
 pub async fn run(
     queue: String,
     handler: Arc<dyn Handler>,
@@ -54,26 +95,32 @@ pub async fn run(
             }
         };
         let started = Instant::now();
-        // A panic in the handler retries the batch instead of killing this consumer or, worse,
-        // letting its deliveries be acknowledged unhandled.
-        let handled = AssertUnwindSafe(handler.handle(&batch)).catch_unwind();
-        let outcomes = match tokio::time::timeout(timeout, handled).await {
-            Ok(Ok(outcomes)) if outcomes.len() == batch.len() => outcomes,
-            Ok(Err(_panic)) => {
-                tracing::error!(queue = %queue, deliveries = batch.len(), "The handler panicked; retrying its batch. This is a bug.");
-                vec![Outcome::Retry("the handler panicked".into()); batch.len()]
+        let mut pending = batch;
+        let mut pause = INFRA_PAUSE_MIN;
+        loop {
+            let outcomes = handle_guarded(&*handler, &pending, timeout, &queue).await;
+            // An engine's failure is not the message's: such deliveries are held, unacked, and
+            // handled again once the engine is back, without spending an attempt.
+            let (held, done): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .zip(outcomes)
+                .partition(|(_, outcome)| matches!(outcome, Outcome::Unavailable(_)));
+            let (batch, outcomes): (Vec<Delivery>, Vec<Outcome>) = done.into_iter().unzip();
+            settle_outcomes(&queue, &*bus, &settings, &batch, outcomes).await;
+            let Some((_, Outcome::Unavailable(error))) = held.first() else { break };
+            counter!(telemetry::CONSUMER_PAUSES, "queue" => queue.clone()).increment(1);
+            tracing::warn!(queue = %queue, messages = held.len(), pause_ms = pause.as_millis() as u64, error = %error, "An engine is unavailable; holding the messages without spending their attempts and trying again.");
+            tokio::select! {
+                () = stop.cancelled() => {
+                    tracing::info!(queue = %queue, messages = held.len(), "Stopping with messages held for an unavailable engine; they are delivered again.");
+                    break;
+                }
+                () = tokio::time::sleep(pause) => {}
             }
-            Ok(Ok(outcomes)) => {
-                tracing::error!(queue = %queue, got = outcomes.len(), want = batch.len(), "Handler answered for the wrong number of deliveries; retrying the batch. This is a bug.");
-                vec![Outcome::Retry("handler bug: outcome count mismatch".into()); batch.len()]
-            }
-            Err(_) => vec![
-                Outcome::Retry(format!("timed out after {} ms", timeout.as_millis()));
-                batch.len()
-            ],
-        };
+            pause = pause.saturating_mul(2).min(INFRA_PAUSE_MAX);
+            pending = held.into_iter().map(|(delivery, _)| delivery).collect();
+        }
         latency.record(started.elapsed().as_secs_f64());
-        settle_outcomes(&queue, &*bus, &settings, &batch, outcomes).await;
     }
     tracing::debug!(queue = %queue, "Consumer stopped.");
 }
@@ -102,6 +149,10 @@ async fn settle_outcomes(
                 tracing::error!(queue, event_id = %delivery.envelope.event_id, attempt = delivery.attempt, error = %error, "Message dead-lettered.");
                 ("dead", bus.dead_letter(delivery, &error).await)
             }
+            Outcome::Unavailable(error) => {
+                // `run` holds these; settling one here would be a bug, and a retry is safe.
+                ("retry", bus.retry(delivery, backoff(settings, delivery.attempt), &error).await)
+            }
             Outcome::Dead(error) => {
                 tracing::error!(queue, event_id = %delivery.envelope.event_id, attempt = delivery.attempt, error = %error, "Message dead-lettered.");
                 ("dead", bus.dead_letter(delivery, &error).await)
@@ -125,6 +176,20 @@ async fn settle_outcomes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn by_default_an_outside_outage_of_half_an_hour_is_retried_through() {
+        let s = WorkerSettings::default();
+        // The least the jitter can give: every delay at the bottom of its range.
+        let mut shortest = Duration::ZERO;
+        for attempt in 1..s.max_attempts {
+            let cap = (s.retry_base.get() * 2u32.pow((attempt - 1).min(20))).min(s.retry_max.get());
+            shortest += cap / 2;
+            let delay = backoff(&s, attempt);
+            assert!(delay >= cap / 2 && delay <= cap, "attempt {attempt}: {delay:?}");
+        }
+        assert!(shortest >= Duration::from_secs(30 * 60), "only {shortest:?} of retries");
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_stays_under_the_cap() {

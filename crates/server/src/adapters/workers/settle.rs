@@ -102,7 +102,18 @@ pub async fn already_processed(
         .store
         .processed(consumer, ids)
         .await
-        .map_err(|error| vec![Outcome::Retry(format!("store: {error}")); batch.len()])
+        .map_err(|error| vec![store_failed(&error); batch.len()])
+}
+
+/// The outcome for a delivery whose store call failed: held for the store to come back when it
+/// is unreachable, retried (spending an attempt) for anything else.
+fn store_failed(error: &ordermill_core::ports::StoreError) -> Outcome {
+    match error {
+        ordermill_core::ports::StoreError::Unavailable(_) => {
+            Outcome::Unavailable(format!("store: {error}"))
+        }
+        _ => Outcome::Retry(format!("store: {error}")),
+    }
 }
 
 /// Effects gathered from a batch, each with the index of the delivery it came from.
@@ -129,7 +140,7 @@ impl Effects {
             Ok(results) => after_commit(pipeline, results).await,
             Err(error) => {
                 for i in self.slots {
-                    outcomes[i] = Outcome::Retry(format!("store: {error}"));
+                    outcomes[i] = store_failed(&error);
                 }
             }
         }

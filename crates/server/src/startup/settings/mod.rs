@@ -311,7 +311,9 @@ pub struct WorkerSettings {
     /// A charge or notification not answered within this long fails (and is retried) alone;
     /// a whole batch gets twice this.
     pub message_timeout: HumanDuration,
-    /// Deliveries of one message before it goes to the dead letters.
+    /// Deliveries of one message before it goes to the dead letters. Only the message's own
+    /// failures count (an outside service erroring or timing out); an engine that is down
+    /// (store, broker, cache) holds the message without spending any.
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt, with jitter.
     pub retry_base: HumanDuration,
@@ -325,9 +327,12 @@ impl Default for WorkerSettings {
             batch_size: 256,
             concurrency: 2,
             message_timeout: HumanDuration::from_secs(10),
-            max_attempts: 5,
-            retry_base: HumanDuration::from_millis(200),
-            retry_max: HumanDuration::from_secs(30),
+            // 25 attempts, 1 s doubling to 5 min (each delay jittered over its upper half):
+            // 42 to 84 minutes in all, so a payment or webhook outage of half an hour is
+            // retried through, not dead-lettered. An engine's outage spends no attempt at all.
+            max_attempts: 25,
+            retry_base: HumanDuration::from_secs(1),
+            retry_max: HumanDuration::from_secs(300),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! A consumer whose handler panics retries its batch: the delivery is neither acknowledged
-//! unhandled nor lost with a dead consumer loop. Runs the real consumer loop on the real
+//! Faults inside a consumer: a handler that panics retries its batch (the delivery is neither
+//! acknowledged unhandled nor lost with a dead consumer loop), and an engine that is down holds
+//! the delivery without spending its attempts. Runs the real consumer loop on the real
 //! embedded bus (SQLite ledger in a temp dir).
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
@@ -131,4 +132,63 @@ async fn a_charge_whose_task_panics_is_retried_not_acknowledged_uncharged() {
         matches!(outcomes.as_slice(), [Outcome::Retry(_)]),
         "a charge that never answered is retried: {outcomes:?}"
     );
+}
+
+/// Answers "the store is down" twice, then acknowledges.
+struct StoreDownTwice {
+    calls: AtomicU32,
+    attempts: std::sync::Mutex<Vec<u32>>,
+}
+
+#[async_trait]
+impl Handler for StoreDownTwice {
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        self.attempts.lock().unwrap().extend(batch.iter().map(|d| d.attempt));
+        if self.calls.fetch_add(1, Ordering::SeqCst) < 2 {
+            return vec![
+                Outcome::Unavailable("store: cannot reach PostgreSQL".into());
+                batch.len()
+            ];
+        }
+        vec![Outcome::Ack; batch.len()]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_outage_holds_the_message_without_spending_its_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let bus: Arc<dyn EventBus> = Arc::new(
+        EmbeddedBus::start(Topology::default(), store, Arc::new(SystemClock)).await.unwrap(),
+    );
+    let event = Envelope {
+        event_id: uuid::Uuid::now_v7(),
+        routing_key: Arc::from("order.created"),
+        payload: Arc::from(r#"{"event_id":"x","order_id":"y","customer_id":"z"}"#),
+    };
+    bus.publish(vec![event]).await.unwrap();
+    let handler =
+        Arc::new(StoreDownTwice { calls: AtomicU32::new(0), attempts: Default::default() });
+    // One attempt only: spending it on the outage would dead-letter the message at once.
+    let settings = WorkerSettings { max_attempts: 1, ..WorkerSettings::default() };
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(runner::run(
+        "payment".into(),
+        handler.clone(),
+        bus.clone(),
+        settings,
+        stop.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handler.calls.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "the held message was not handled again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    consumer.await.unwrap();
+    assert_eq!(*handler.attempts.lock().unwrap(), vec![1, 1, 1], "no attempt was spent");
+    assert!(bus.dead_letters("payment").await.unwrap().is_empty(), "nothing dead-lettered");
+    let depths = bus.depths().await.unwrap();
+    let payment = depths.iter().find(|(q, _)| q == "payment").unwrap();
+    assert_eq!(payment.1.backlog(), 0, "acknowledged once the engine was back: {depths:?}");
 }
