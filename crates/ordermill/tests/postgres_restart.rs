@@ -1,0 +1,131 @@
+//! PostgreSQL restarts (`pg_ctlcluster ... restart`) under order load, with one `ordermill api`
+//! and one `ordermill worker` on it. Nothing restarts ordermill: while the database is down
+//! intake answers 503 (nothing is written, nothing held), consumers hold their messages without
+//! spending attempts, both processes reconnect by themselves, every order answered 201 ends
+//! confirmed, every effect happened once, nothing is dead-lettered, and the hot-stock count is
+//! exactly the store's `stock − reserved` afterwards (an order whose commit reply was lost is
+//! neither sold twice nor stranded).
+//!
+//! A test binary of its own ON PURPOSE (see broker_restart.rs): cargo runs test binaries one
+//! after another, so while this one restarts the database no other test is using it.
+//!
+//! Needs ORDERMILL_TEST_POSTGRES_URL, ORDERMILL_TEST_AMQP_URL, ORDERMILL_TEST_REDIS_URL and
+//! `pg_ctlcluster` for the database they point at; skips with the reason otherwise.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::scaled::{Deployment, Load, Services, await_confirmed, put_product};
+
+const SKU: &str = "mooncake";
+const STOCK: i64 = 100_000;
+
+/// The local cluster's version (`/etc/postgresql/<version>/main`).
+fn cluster_version() -> Option<String> {
+    std::fs::read_dir("/etc/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .next()
+}
+
+/// Runs `pg_ctlcluster <version> main <action>` and asserts it succeeded.
+fn pg_ctl(version: &str, action: &str) {
+    let out = Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", version, "main", action])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_ctlcluster {version} main {action} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts the cluster again when dropped, so a failing test never leaves PostgreSQL down.
+struct DatabaseGuard(String);
+
+impl Drop for DatabaseGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &self.0, "main", "start"])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_mid_load_loses_no_order_and_repeats_no_effect() {
+    let Some(services) = Services::from_env() else { return };
+    let version = match cluster_version() {
+        Some(version) if Command::new("pg_ctlcluster").arg("--help").output().is_ok() => version,
+        _ => {
+            assert!(
+                std::env::var("ORDERMILL_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "pg_ctlcluster or /etc/postgresql is missing but ORDERMILL_TEST_REQUIRE_SERVICES=1"
+            );
+            eprintln!("skipping: no local PostgreSQL cluster to restart");
+            return;
+        }
+    };
+    let deployment = Deployment::new(services);
+    deployment.migrate();
+    let mut api = deployment.api("api").await;
+    let mut worker = deployment.worker("worker");
+    let base = api.url("");
+    assert!(put_product(&base, SKU, STOCK).await.is_success());
+
+    let load = Load::start(&base, 4, SKU, &deployment.id);
+    let seed = fastrand::u64(..);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    tokio::time::sleep(Duration::from_millis(800 + rng.u64(0..1_200))).await;
+    let before = load.accepted();
+    assert!(before > 0, "orders were accepted before the restart");
+    let guard = DatabaseGuard(version.clone());
+    let restart = Instant::now();
+    pg_ctl(&version, "restart");
+    drop(guard);
+    let restarted_in = restart.elapsed();
+    let back_at = load.accepted();
+    // Selling resumes by itself within 10 s of the database being back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while load.accepted() < back_at + 20 {
+        assert!(Instant::now() < deadline, "intake did not recover (seed {seed})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = load.stop().await;
+    eprintln!(
+        "seed {seed}: {before} accepted before the restart ({restarted_in:.1?}), {} in all; \
+         answers {:?}; {} without an answer; samples {:?}",
+        report.accepted.len(),
+        report.statuses,
+        report.transport_errors,
+        report.samples
+    );
+    let unexpected: Vec<_> = report.statuses.keys().filter(|s| ![201, 503].contains(*s)).collect();
+    assert!(unexpected.is_empty(), "unexpected answers {unexpected:?}: {:?}", report.samples);
+    let distinct: HashSet<&String> = report.accepted.iter().collect();
+    assert_eq!(distinct.len(), report.accepted.len(), "every key got an order of its own");
+
+    let not_confirmed = await_confirmed(&base, &report.accepted, Duration::from_secs(60)).await;
+    assert!(
+        not_confirmed.is_empty(),
+        "{} of {} orders answered 201 are not confirmed 60 s after the load; e.g. {:?}",
+        not_confirmed.len(),
+        report.accepted.len(),
+        &not_confirmed[..not_confirmed.len().min(5)]
+    );
+    let ledger = deployment.settled(Duration::from_secs(30)).await;
+    for id in &report.accepted {
+        assert!(ledger.confirmed_ids.contains(id), "order {id} confirmed in PostgreSQL");
+    }
+    assert!(ledger.orders >= report.accepted.len() as i64);
+    ledger.assert_exactly_once(&[(SKU, STOCK)], 0);
+    assert_eq!(deployment.dead_letters(), 0, "no dead letters: an outage spends no attempt");
+    assert!(api.running() && worker.running(), "ordermill recovered without a restart");
+}
