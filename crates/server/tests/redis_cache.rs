@@ -85,3 +85,41 @@ async fn a_declined_payment_gives_the_units_back_in_redis() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_counts_make_the_node_unready_and_503_until_rebuilt_never_sold_out() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let (redis_url, key_prefix) = (url.clone(), prefix.clone());
+    let app = spawn_app_in(tempfile::tempdir().unwrap(), move |s| {
+        s.cache = redis_url.parse().expect("a redis:// URL");
+        s.redis.key_prefix = key_prefix;
+        s.redis.check_interval = ordermill_core::HumanDuration::from_millis(50);
+        // Long enough for the checks below to see the node before the rebuild.
+        s.redis.rebuild_settle = ordermill_core::HumanDuration::from_secs(3);
+    })
+    .await;
+    app.put_product("a", "5.00", 10).await;
+    assert_eq!(app.order("c-1", &[("a", 2)]).await.status, 201);
+    assert_eq!(app.get("/readyz").await.body["stock"], "ok");
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{{{prefix}}}:*")).query_async(&mut conn).await.unwrap();
+    redis::cmd("DEL").arg(&keys).query_async::<i64>(&mut conn).await.unwrap();
+
+    let refused = app.order("c-2", &[("a", 1)]).await;
+    assert_eq!((refused.status, refused.code()), (503, "unavailable"), "{:?}", refused.body);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 503, "{:?}", ready.body);
+    assert!(ready.body["error"]["message"].as_str().unwrap().contains("being rebuilt"));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while app.get("/readyz").await.status != 200 {
+        assert!(std::time::Instant::now() < deadline, "the counts were never rebuilt");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.available("a").await, 8, "rebuilt as stock − reserved, from the store");
+    assert_eq!(app.order("c-2", &[("a", 1)]).await.status, 201, "selling again");
+}

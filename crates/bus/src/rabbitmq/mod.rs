@@ -301,4 +301,8 @@ impl EventBus for RabbitBus {
     fn backlog_hint(&self) -> u64 {
         self.shared.backlog.load(Ordering::Relaxed)
     }
+
+    fn is_connected(&self) -> bool {
+        self.shared.link.borrow().is_some()
+    }
 }

@@ -168,6 +168,12 @@ pub trait EventBus: Send + Sync + 'static {
     /// A cheap, possibly slightly stale total backlog over all queues, for intake's
     /// backpressure check on every request.
     fn backlog_hint(&self) -> u64;
+
+    /// Whether events can travel now (a broker connection is up), for readiness reports. The
+    /// default, for an in-process bus: always.
+    fn is_connected(&self) -> bool {
+        true
+    }
 }
 
 /// Durable bookkeeping for an in-process bus: the outbox rows are the messages; this records

@@ -105,6 +105,11 @@ impl Deployment {
         command
     }
 
+    /// Runs `ordermill <args>` on this deployment's engines to its end.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
+    }
+
     /// Runs `ordermill migrate` and asserts it succeeded.
     pub fn migrate(&self) {
         let out = self.command(&["migrate"]).output().unwrap();

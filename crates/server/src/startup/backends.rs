@@ -103,6 +103,13 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
         }
         (StoreUrl::Postgres(url), BusUrl::Amqp(amqp)) => {
             let pg = Arc::new(open_postgres(settings, url).await?);
+            let pending = pg.pending_migrations().await.map_err(StartError::Database)?;
+            if !pending.is_empty() {
+                return Err(StartError::Config(format!(
+                    "the PostgreSQL schema at {url} is not set up for this release (missing {}): run `ordermill migrate --store {url}` once, from any machine, then start the nodes",
+                    pending.join(", ")
+                )));
+            }
             let outbox: Arc<dyn Outbox> = pg.clone();
             let rabbit = settings.rabbitmq.clone();
             let rabbit = ordermill_bus::RabbitSettings { url: amqp.expose().to_owned(), ..rabbit };

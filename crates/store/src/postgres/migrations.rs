@@ -69,3 +69,27 @@ pub(crate) async fn migrate(pool: &PgPool) -> Result<Vec<String>, StoreError> {
     }
     Ok(applied)
 }
+
+/// The migrations not yet applied to the current schema, in order (all of them on a schema
+/// that was never migrated).
+pub(crate) async fn pending(pool: &PgPool) -> Result<Vec<String>, StoreError> {
+    // to_regclass: NULL instead of an error when the table does not exist.
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('schema_migrations')::text")
+            .fetch_one(pool)
+            .await
+            .map_err(from_sqlx)?;
+    let applied: Vec<i32> = if exists.is_some() {
+        sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(pool)
+            .await
+            .map_err(from_sqlx)?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATIONS
+        .iter()
+        .filter(|(version, _, _)| !applied.contains(version))
+        .map(|(_, name, _)| (*name).to_owned())
+        .collect())
+}

@@ -159,6 +159,15 @@ impl PostgresStore {
         migrations::migrate(&self.pool).await
     }
 
+    /// The schema migrations this release has that the database lacks (`ordermill migrate`
+    /// applies them); empty when the schema is up to date.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        migrations::pending(&self.pool).await
+    }
+
     /// Closes every pooled connection, waiting for calls in progress to finish.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -1,5 +1,8 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (the store takes writes and the
-//! hot-stock counts can be sold from).
+//! `GET /healthz` (the process answers) and `GET /readyz`: 200 when the node can take orders —
+//! the store takes writes and the hot-stock counts can be sold from — and 503 with the reason
+//! otherwise. The broker is reported but does not make a node unready: orders are durable in
+//! the store's outbox and relayed once it is back, so taking a node out of the load balancer
+//! for a broker outage would refuse orders it can keep.
 
 use axum::Router;
 use axum::extract::State;
@@ -32,5 +35,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
         tracing::warn!(reason = %reason, "Readiness check failed: hot stock cannot be sold from.");
         return Err(ApiError::unavailable("not_ready", reason, 2));
     }
-    Ok(axum::Json(json!({"status": "ready", "store": "ok", "stock": "ok"})).into_response())
+    let broker = if state.bus.is_connected() { "ok" } else { "reconnecting" };
+    Ok(axum::Json(json!({"status": "ready", "store": "ok", "stock": "ok", "broker": broker}))
+        .into_response())
 }
