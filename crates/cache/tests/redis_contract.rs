@@ -62,7 +62,19 @@ async fn the_first_api_node_resets_counts_and_later_ones_keep_live_counts() {
     assert!(cache.join_shared("c", &counts, long).await.unwrap(), "everyone left: reset");
     cache.leave("c").await.unwrap();
 
-    // A node that stops heart-beating (killed) stops counting once its ttl runs out.
+    // A node that stops heart-beating (killed) stops counting once its ttl runs out, and the
+    // live node that notices marks the counts lost, to be rebuilt with what it had reserved.
+    assert!(cache.join_shared("d", &counts, Duration::from_millis(200)).await.unwrap());
+    assert_eq!(cache.heartbeat("d", Duration::from_millis(200)).await.unwrap(), 0);
+    assert!(!cache.join_shared("live", &counts, long).await.unwrap(), "d is live: no reset");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.heartbeat("live", long).await.unwrap() == 0 {
+        assert!(Instant::now() < deadline, "d's lease never ran out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!cache.is_whole().await.unwrap(), "a lapsed lease marks the counts for a rebuild");
+    assert!(cache.rebuild(None, &counts).await.unwrap());
+    cache.leave("live").await.unwrap();
     assert!(cache.join_shared("d", &counts, Duration::from_millis(200)).await.unwrap());
     cache.heartbeat("d", Duration::from_millis(200)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

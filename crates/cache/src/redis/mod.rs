@@ -77,30 +77,38 @@ return 1
 /// A node joins: KEYS[1] is the live-node sorted set (score = expiry, ms), KEYS[2] the epoch,
 /// KEYS[3..] the stock keys; ARGV[1] the node, ARGV[2] its ttl (ms), ARGV[3..] the counts.
 /// Drops expired nodes; with none left, or the counts lost, sets every count and a new epoch,
-/// else only missing ones; then adds the node. Returns 1 when it reset. One script, so it is
-/// atomic against other nodes' reservations and joins.
+/// else only missing ones — and if it dropped a node that died with reservations in flight,
+/// marks the counts lost so they are rebuilt from the store (see HEARTBEAT). Then adds the
+/// node. Returns 1 when it reset. One script, so it is atomic against other nodes'
+/// reservations and joins.
 const JOIN: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREM', KEYS[1], ARGV[1])
 local reset = redis.call('ZCARD', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0
 for i = 3, #KEYS do
   if reset then redis.call('SET', KEYS[i], ARGV[i])
   else redis.call('SET', KEYS[i], ARGV[i], 'NX') end
 end
-if reset then redis.call('INCR', KEYS[2]) end
+if reset then redis.call('INCR', KEYS[2])
+elseif expired > 0 then redis.call('DEL', KEYS[2]) end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if reset then return 1 else return 0 end
 "#;
 
-/// Renews a node: KEYS[1] the live-node set, ARGV[1] the node, ARGV[2] its ttl (ms). Redis's
-/// clock, so nodes with skewed clocks agree on who is live.
+/// Renews a node: KEYS[1] the live-node set, KEYS[2] the epoch; ARGV[1] the node, ARGV[2] its
+/// ttl (ms). Redis's clock, so nodes with skewed clocks agree on who is live. A node whose
+/// lease ran out died (or was cut off) with reservations that may never commit: its entry is
+/// dropped and the counts marked lost, so the nodes stop selling for the moment and one
+/// rebuilds every count from the store, which frees those units. Returns how many it dropped.
 const HEARTBEAT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if expired > 0 then redis.call('DEL', KEYS[2]) end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return 0
+return expired
 "#;
 
 /// A Redis-backed [`StockCache`].
@@ -298,11 +306,13 @@ impl StockCache for RedisStockCache {
         Ok(reset == 1)
     }
 
-    async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<(), CacheError> {
+    async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<u64, CacheError> {
         let mut invocation = self.heartbeat.prepare_invoke();
-        invocation.key(self.nodes_key()).arg(node).arg(ttl.as_millis() as u64);
-        invocation.invoke_async::<i64>(&mut self.conn.clone()).await.map_err(unavailable)?;
-        Ok(())
+        invocation.key(self.nodes_key()).key(self.epoch_key());
+        invocation.arg(node).arg(ttl.as_millis() as u64);
+        let expired: i64 =
+            invocation.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        Ok(u64::try_from(expired).unwrap_or(0))
     }
 
     async fn leave(&self, node: &str) -> Result<(), CacheError> {

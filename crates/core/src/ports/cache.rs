@@ -133,13 +133,16 @@ pub trait StockCache: Send + Sync + 'static {
         self.rebuild(None, counts).await
     }
 
-    /// Keeps `node` live for another `ttl` (see [`StockCache::join_shared`]).
+    /// Keeps `node` live for another `ttl` (see [`StockCache::join_shared`]). Nodes whose
+    /// lease ran out (killed, or cut off) are dropped, and since their reservations in flight
+    /// may never commit, the counts are marked lost ([`StockCache::is_whole`]) to be rebuilt
+    /// from the store. Returns how many nodes it dropped.
     ///
     /// # Errors
     /// On a backend failure.
-    async fn heartbeat(&self, node: &str, ttl: std::time::Duration) -> Result<(), CacheError> {
+    async fn heartbeat(&self, node: &str, ttl: std::time::Duration) -> Result<u64, CacheError> {
         let _ = (node, ttl);
-        Ok(())
+        Ok(0)
     }
 
     /// Counts `node` out at once (a graceful stop), so a node starting next may reset.

@@ -407,8 +407,14 @@ async fn keep_alive(
             () = stop.cancelled() => break,
             () = tokio::time::sleep(ttl / 3) => {}
         }
-        if let Err(error) = cache.heartbeat(&node, ttl).await {
-            tracing::warn!(node = %node, error = %error, "Could not renew this node's heartbeat on the shared hot-stock cache.");
+        match cache.heartbeat(&node, ttl).await {
+            Ok(0) => {}
+            Ok(expired) => {
+                tracing::warn!(node = %node, expired, "An api node's lease on the shared hot stock ran out (killed, or cut off); the counts are rebuilt from the store to free what it had reserved.");
+            }
+            Err(error) => {
+                tracing::warn!(node = %node, error = %error, "Could not renew this node's heartbeat on the shared hot-stock cache.");
+            }
         }
     }
 }
