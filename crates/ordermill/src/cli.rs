@@ -281,10 +281,14 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 ..Overrides::default()
             };
             let settings = config::load(&flags)?;
-            println!(
-                "{}",
-                runtime()?.block_on(ordermill_server::startup::tools::migrate(&settings))?
-            );
+            crate::logging::init(settings.log_format, &settings.log_filter)?;
+            let migrated = runtime()?.block_on(ordermill_server::startup::tools::migrate(
+                &settings,
+                shutdown_signal(),
+            ))?;
+            if let Some(report) = migrated {
+                println!("{report}");
+            }
             Ok(())
         }
         Command::Dlq(args) => dlq(args),
@@ -392,7 +396,11 @@ fn serve(flags: Overrides, role: Role) -> anyhow::Result<()> {
     let settings = config::load(&flags)?;
     crate::logging::init(settings.log_format, &settings.log_filter)?;
     let outcome = runtime()?.block_on(async {
-        let app = Application::build_role(settings, role).await?;
+        // Engines still starting (or restarting) are waited for; a stop meanwhile is clean.
+        let Some(app) = Application::build_when_ready(settings, role, shutdown_signal()).await?
+        else {
+            return anyhow::Ok(());
+        };
         app.run_until_stopped(shutdown_signal()).await?;
         anyhow::Ok(())
     });

@@ -108,3 +108,49 @@ fn api_and_worker_refuse_a_node_local_stock_cache_and_say_why() {
         assert!(err.contains("cache = redis://"), "{command}: {err}");
     }
 }
+
+#[test]
+fn a_node_started_before_its_engines_waits_for_them_and_stops_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    // Nothing listens on port 1: the engines are "not up yet".
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["api", "--log-format", "json", "--listen", "127.0.0.1:0"])
+        .args(["--store", "postgres://127.0.0.1:1/x", "--bus", "amqp://127.0.0.1:1"])
+        .args(["--cache", "redis://127.0.0.1:1"])
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut waits = 0;
+    while waits < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = seen.recv_timeout(left).expect("two 'waiting' log lines within 20 s");
+        if line.contains("Waiting for an engine to be reachable before starting.") {
+            assert!(line.contains("retry_in_ms"), "{line}");
+            waits += 1;
+        }
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the node waits instead of exiting");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop a waiting node");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "a stop while waiting is clean: {status:?}");
+}

@@ -102,6 +102,22 @@ pub enum StartError {
     },
 }
 
+impl StartError {
+    /// Whether an engine could not be reached (it may be starting or restarting), as opposed
+    /// to a mistake waiting cannot cure.
+    pub fn is_engine_unavailable(&self) -> bool {
+        use ordermill_core::ports::BusError;
+        match self {
+            StartError::Database(StoreError::Unavailable(_))
+            | StartError::Bus(BusError::Unavailable(_))
+            | StartError::Cache { source: CacheError::Unavailable(_), .. }
+            | StartError::Catalog(CatalogError::Store(StoreError::Unavailable(_)))
+            | StartError::Catalog(CatalogError::Cache(CacheError::Unavailable(_))) => true,
+            _ => false,
+        }
+    }
+}
+
 /// A built, not yet serving, ordermill node.
 pub struct Application {
     /// The HTTP side (not on a worker).
@@ -137,6 +153,37 @@ impl Application {
     /// See [`StartError`].
     pub async fn build_role(settings: Settings, role: Role) -> Result<Application, StartError> {
         Self::build_as(settings, role, Arc::new(SystemClock)).await
+    }
+
+    /// Builds a node playing `role`, waiting for engines that cannot be reached yet (a node
+    /// started before its database, broker or cache, or during their restart): each failed
+    /// attempt is logged with its cause and retried after a capped backoff. `None` when
+    /// `stop` completes first.
+    ///
+    /// # Errors
+    /// Any [`StartError`] that waiting cannot cure (a configuration mistake, a missing
+    /// migration, a port in use).
+    pub async fn build_when_ready(
+        settings: Settings,
+        role: Role,
+        stop: impl Future<Output = ()>,
+    ) -> Result<Option<Application>, StartError> {
+        tokio::pin!(stop);
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match Self::build_role(settings.clone(), role.clone()).await {
+                Ok(app) => return Ok(Some(app)),
+                Err(error) if error.is_engine_unavailable() => {
+                    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "Waiting for an engine to be reachable before starting.");
+                }
+                Err(error) => return Err(error),
+            }
+            tokio::select! {
+                () = &mut stop => return Ok(None),
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(15));
+        }
     }
 
     /// Builds an all-in-one node with the given clock (tests fake time with it).

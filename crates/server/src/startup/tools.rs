@@ -65,29 +65,48 @@ pub async fn dlq(
     })
 }
 
-/// Brings the store's schema up to date; returns a line for people.
+/// Brings the store's schema up to date; returns a line for people, or `None` when `stop`
+/// came first. A database that cannot be reached yet is waited for, with a log line per try.
 ///
 /// # Errors
-/// When the store cannot be reached or a migration fails (nothing of that migration stays).
-pub async fn migrate(settings: &Settings) -> anyhow::Result<String> {
+/// When a migration fails (nothing of that migration stays), or the store is misconfigured.
+pub async fn migrate(
+    settings: &Settings,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<Option<String>> {
+    tokio::pin!(stop);
     match &settings.store {
         StoreUrl::Postgres(url) => {
-            let store = backends::open_postgres(settings, url).await?;
+            let mut delay = std::time::Duration::from_millis(500);
+            let store = loop {
+                match backends::open_postgres(settings, url).await {
+                    Ok(store) => break store,
+                    Err(error) if error.is_engine_unavailable() => {
+                        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "Waiting for PostgreSQL to be reachable before migrating.");
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+                tokio::select! {
+                    () = &mut stop => return Ok(None),
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(15));
+            };
             let applied = store.migrate().await?;
             store.close().await;
-            Ok(if applied.is_empty() {
+            Ok(Some(if applied.is_empty() {
                 format!("{}: schema is up to date", url)
             } else {
                 format!("{}: applied {}", url, applied.join(", "))
-            })
+            }))
         }
         StoreUrl::Sqlite => {
             let dir = settings.data_dir.clone();
             tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await??;
-            Ok(format!(
+            Ok(Some(format!(
                 "{}: SQLite schema is up to date (it upgrades itself when opened)",
                 settings.data_dir.display()
-            ))
+            )))
         }
     }
 }
