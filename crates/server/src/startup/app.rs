@@ -107,14 +107,14 @@ impl StartError {
     /// to a mistake waiting cannot cure.
     pub fn is_engine_unavailable(&self) -> bool {
         use ordermill_core::ports::BusError;
-        match self {
+        matches!(
+            self,
             StartError::Database(StoreError::Unavailable(_))
-            | StartError::Bus(BusError::Unavailable(_))
-            | StartError::Cache { source: CacheError::Unavailable(_), .. }
-            | StartError::Catalog(CatalogError::Store(StoreError::Unavailable(_)))
-            | StartError::Catalog(CatalogError::Cache(CacheError::Unavailable(_))) => true,
-            _ => false,
-        }
+                | StartError::Bus(BusError::Unavailable(_))
+                | StartError::Cache { source: CacheError::Unavailable(_), .. }
+                | StartError::Catalog(CatalogError::Store(StoreError::Unavailable(_)))
+                | StartError::Catalog(CatalogError::Cache(CacheError::Unavailable(_)))
+        )
     }
 }
 
