@@ -62,7 +62,7 @@ async fn losing_redis_data_mid_load_answers_503_then_heals_itself_without_false_
          later; answers {:?}; samples {:?}",
         report.statuses, report.samples
     );
-    let rebuilt = "Hot-stock counts were lost (cache restarted or flushed); rebuilt them from the store. Selling resumes.";
+    let rebuilt = "Hot-stock counts were lost (cache restarted or flushed, or a node's lease lapsed); rebuilt them from the store. Selling resumes.";
     assert!(!api.logged(rebuilt).is_empty(), "the api rebuilt the counts");
     let unexpected: Vec<_> = report.statuses.keys().filter(|s| ![201, 503].contains(*s)).collect();
     assert!(

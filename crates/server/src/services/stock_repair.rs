@@ -46,7 +46,7 @@ pub async fn watch(
             Ok(Repair::Whole | Repair::OtherNode) => {}
             Ok(Repair::Rebuilt(skus)) => {
                 counter!(telemetry::STOCK_REBUILDS).increment(1);
-                tracing::warn!(node = %settings.node, skus, "Hot-stock counts were lost (cache restarted or flushed); rebuilt them from the store. Selling resumes.");
+                tracing::warn!(node = %settings.node, skus, "Hot-stock counts were lost (cache restarted or flushed, or a node's lease lapsed); rebuilt them from the store. Selling resumes.");
             }
             Err(error) => {
                 tracing::warn!(node = %settings.node, error = %error, "Could not check or rebuild the hot-stock counts; trying again.");
