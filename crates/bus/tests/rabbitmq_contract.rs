@@ -357,3 +357,32 @@ async fn quorum_queues_honour_the_bus_contract_too() {
         bus.delete_topology().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn acks_go_as_one_frame_only_over_a_run_that_is_all_ours() {
+    let Some(url) = amqp_url() else { return };
+    let (bus, _) = start(&url, contract::topology()).await;
+    let events: Vec<Envelope> = (0..9).map(|_| contract::envelope("order.created")).collect();
+    bus.publish(events.clone()).await.unwrap();
+    let a = take(&bus, "a", 3).await;
+    let b = take(&bus, "a", 3).await;
+    let c = take(&bus, "a", 3).await;
+    // b is acked while a, below it, is still being decided: b's ack must not cover a.
+    bus.ack(&b).await.unwrap();
+    // One of a goes to the dead letters (a copy is published, then the original acked), the
+    // rest are acked: a run from the lowest unsettled tag, sent as one frame.
+    bus.dead_letter(&a[0], "poison").await.unwrap();
+    bus.ack(&a[1..]).await.unwrap();
+    bus.ack(&c).await.unwrap();
+    let dead = bus.dead_letters("a").await.unwrap();
+    assert_eq!(dead.len(), 1, "exactly the one dead-lettered: {dead:?}");
+    assert_eq!(dead[0].envelope.event_id, a[0].envelope.event_id);
+    // Nothing comes back: every ack landed on the delivery it was meant for, and the channel
+    // survived (an ack of a tag already settled would have closed it).
+    assert!(bus.receive("a", 10, Duration::from_millis(500)).await.unwrap().is_empty());
+    let depth = bus.depths().await.unwrap()[0].1;
+    assert_eq!((depth.ready, depth.delayed, depth.in_flight, depth.dead), (0, 0, 0, 1));
+    let seen: HashSet<Uuid> = a.iter().chain(&b).chain(&c).map(|d| d.envelope.event_id).collect();
+    assert_eq!(seen.len(), 9, "each event delivered once");
+    bus.delete_topology().await.unwrap();
+}

@@ -2,14 +2,14 @@
 //! (a worker process consumes only its own queues). Deliveries are buffered per queue and
 //! handed out in batches; each keeps its lapin acker under our own tag until it is settled.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_lite::StreamExt;
 use lapin::Acker;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use ordermill_core::ports::{BusError, Delivery};
 use tokio::sync::Notify;
@@ -24,6 +24,8 @@ use super::topology::QueueNames;
 pub(crate) struct Held {
     pub(crate) acker: Acker,
     pub(crate) generation: u64,
+    /// The broker's tag on its channel (increasing per channel).
+    pub(crate) delivery_tag: u64,
 }
 
 #[derive(Default)]
@@ -31,6 +33,11 @@ pub(crate) struct SlotState {
     buffer: VecDeque<Delivery>,
     /// Every unsettled delivery by our tag (the buffered ones too).
     held: HashMap<u64, Held>,
+    /// `(generation, broker tag)` of every delivery whose ack, nack or reject has not been SENT
+    /// yet: those held, and those being settled right now. An ack with `multiple` may cover a
+    /// range only when none of these lies inside it, or it would settle a delivery someone
+    /// else is still deciding about (a retry whose copy is not confirmed yet).
+    unsettled: BTreeSet<(u64, u64)>,
 }
 
 /// One queue of the topology as this node sees it.
@@ -74,18 +81,64 @@ impl QueueSlot {
         lock(&self.state).held.remove(&tag)
     }
 
+    /// Records that the frame settling `held` (an ack, a nack, a reject) was sent.
+    pub(crate) fn settled(&self, held: &Held) {
+        lock(&self.state).unsettled.remove(&(held.generation, held.delivery_tag));
+    }
+
     /// Drops everything held: the connection it came on is gone.
     pub(crate) fn forget_all(&self) {
         let mut state = lock(&self.state);
         state.buffer.clear();
         state.held.clear();
+        state.unsettled.clear();
     }
 
     fn forget_generation(&self, generation: u64) {
         let mut state = lock(&self.state);
         state.held.retain(|_, held| held.generation != generation);
-        let SlotState { buffer, held } = &mut *state;
+        state.unsettled.retain(|(g, _)| *g != generation);
+        let SlotState { buffer, held, .. } = &mut *state;
         buffer.retain(|d| held.contains_key(&d.tag));
+    }
+
+    /// Takes `tags` (ours) to ack them, and says which can go as ONE ack with `multiple`: per
+    /// channel generation, the longest run from the lowest unsettled tag up that is all ours.
+    /// Returns `(one multiple-ack per generation, the rest one by one, not held any more)`.
+    fn take_for_ack(&self, tags: &[u64]) -> (Vec<Held>, Vec<Held>, usize) {
+        let mut state = lock(&self.state);
+        let mut taken: Vec<Held> = tags.iter().filter_map(|t| state.held.remove(t)).collect();
+        let lost = tags.len() - taken.len();
+        taken.sort_unstable_by_key(|h| (h.generation, h.delivery_tag));
+        let ours: BTreeSet<(u64, u64)> =
+            taken.iter().map(|h| (h.generation, h.delivery_tag)).collect();
+        let mut multiple = Vec::new();
+        let mut single = Vec::new();
+        let mut by_generation = taken.into_iter().peekable();
+        while let Some(first) = by_generation.next() {
+            let generation = first.generation;
+            let mut group = vec![first];
+            while let Some(next) = by_generation.next_if(|h| h.generation == generation) {
+                group.push(next);
+            }
+            // The first unsettled tag of this generation that is not ours bounds the run.
+            let bound = state
+                .unsettled
+                .range((generation, 0)..=(generation, u64::MAX))
+                .find(|key| !ours.contains(key))
+                .map_or(u64::MAX, |(_, tag)| *tag);
+            let run = group.iter().take_while(|h| h.delivery_tag < bound).count();
+            let rest = group.split_off(run);
+            single.extend(rest);
+            // Ours in the run: one frame acks them all (the last one's, with `multiple`).
+            if let Some(last) = group.pop() {
+                for h in &group {
+                    state.unsettled.remove(&(h.generation, h.delivery_tag));
+                }
+                multiple.push(last);
+            }
+        }
+        (multiple, single, lost)
     }
 }
 
@@ -155,16 +208,30 @@ impl Shared {
 
     pub(crate) async fn ack(&self, deliveries: &[Delivery]) -> Result<(), BusError> {
         let mut lost = 0usize;
-        for delivery in deliveries {
-            let held = self.slot(&delivery.queue).ok().and_then(|slot| slot.take(delivery.tag));
-            let acked = match held {
-                Some(held) => matches!(held.acker.ack(Default::default()).await, Ok(true)),
-                None => false,
-            };
-            if !acked {
-                lost += 1;
+        for slot in &self.slots {
+            let tags: Vec<u64> =
+                deliveries.iter().filter(|d| d.queue == slot.logical).map(|d| d.tag).collect();
+            if tags.is_empty() {
+                continue;
+            }
+            let (multiple, single, gone) = slot.take_for_ack(&tags);
+            lost += gone;
+            // A run of contiguous deliveries goes as one frame: the broker's work is per frame.
+            for held in multiple {
+                let options = BasicAckOptions { multiple: true };
+                if !matches!(held.acker.ack(options).await, Ok(true)) {
+                    lost += 1;
+                }
+                slot.settled(&held);
+            }
+            for held in single {
+                if !matches!(held.acker.ack(BasicAckOptions::default()).await, Ok(true)) {
+                    lost += 1;
+                }
+                slot.settled(&held);
             }
         }
+        lost += deliveries.iter().filter(|d| self.slot(&d.queue).is_err()).count();
         if lost == 0 {
             return Ok(());
         }
@@ -185,7 +252,7 @@ async fn consume(shared: Arc<Shared>, link: Arc<Link>, index: usize) {
     let queue = slot.logical.clone();
     let run = async {
         let channel = link.connection.create_channel().await?;
-        channel.basic_qos(shared.settings.prefetch, BasicQosOptions::default()).await?;
+        channel.basic_qos(shared.settings.prefetch(), BasicQosOptions::default()).await?;
         let mut consumer = channel
             .basic_consume(
                 slot.names.work.as_str().into(),
@@ -214,8 +281,13 @@ async fn consume(shared: Arc<Shared>, link: Arc<Link>, index: usize) {
                 if shared.generation.load(Ordering::Acquire) == link.generation {
                     state.held.insert(
                         tag,
-                        Held { acker: delivery.acker.clone(), generation: link.generation },
+                        Held {
+                            acker: delivery.acker.clone(),
+                            generation: link.generation,
+                            delivery_tag: delivery.delivery_tag,
+                        },
                     );
+                    state.unsettled.insert((link.generation, delivery.delivery_tag));
                     state.buffer.push_back(Delivery {
                         tag,
                         queue: queue.clone(),

@@ -12,7 +12,6 @@ use ordermill_core::ports::{BusError, DeadLetter, Delivery};
 
 use super::Shared;
 use super::connection::unavailable;
-use super::consume::Held;
 use super::message;
 use super::publish::Outgoing;
 
@@ -33,7 +32,7 @@ impl Shared {
         what: &str,
     ) -> Result<(), BusError> {
         let slot = self.slot(&delivery.queue)?;
-        let Some(Held { acker, .. }) = slot.take(delivery.tag) else {
+        let Some(held) = slot.take(delivery.tag) else {
             return Err(BusError::Unavailable(format!(
                 "the {what} of event {} was not recorded: its channel closed, so RabbitMQ \
                  delivers it again",
@@ -42,10 +41,13 @@ impl Shared {
         };
         if let Err(error) = self.publish_confirmed([copy]).await {
             // Give it back now rather than leave it unacked until the channel closes.
-            let _ = acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
+            let _ = held.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
+            slot.settled(&held);
             return Err(error);
         }
-        if !matches!(acker.ack(BasicAckOptions::default()).await, Ok(true)) {
+        let acked = held.acker.ack(BasicAckOptions::default()).await;
+        slot.settled(&held);
+        if !matches!(acked, Ok(true)) {
             tracing::warn!(
                 queue = %delivery.queue,
                 event_id = %delivery.envelope.event_id,

@@ -21,8 +21,10 @@ pub struct RabbitSettings {
     pub queue_prefix: String,
     /// Quorum queues (replicated, for a cluster) instead of durable classic queues.
     pub quorum_queues: bool,
-    /// Unacked deliveries the broker may push to this node per queue.
-    pub prefetch: u16,
+    /// Unacked deliveries the broker may push to this node per queue. Unset: the server sets
+    /// it to twice what its consumer loops take at once (2 × `workers.concurrency` ×
+    /// `workers.batch_size`), so the next batch is already here while one is settled.
+    pub prefetch: Option<u16>,
     /// Publishes that may await their confirm at once, over all callers.
     pub confirm_window: usize,
     /// How long a publish waits for its confirms before giving up (the outbox keeps the events).
@@ -49,7 +51,7 @@ impl Default for RabbitSettings {
             dead_letter_exchange: "orders.dlx".to_owned(),
             queue_prefix: String::new(),
             quorum_queues: false,
-            prefetch: 256,
+            prefetch: None,
             confirm_window: 1024,
             confirm_timeout: HumanDuration::from_secs(10),
             connect_timeout: HumanDuration::from_secs(5),
@@ -88,10 +90,15 @@ impl RabbitSettings {
         if self.retry_tiers.iter().any(|t| t.get() < Duration::from_millis(1)) {
             return Err("rabbitmq.retry_tiers must each be at least \"1ms\"".into());
         }
-        if self.prefetch == 0 || self.confirm_window == 0 {
+        if self.prefetch == Some(0) || self.confirm_window == 0 {
             return Err("rabbitmq.prefetch and rabbitmq.confirm_window must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The prefetch in force (256 when nobody set one).
+    pub(crate) fn prefetch(&self) -> u16 {
+        self.prefetch.unwrap_or(256)
     }
 
     pub(crate) fn confirm_timeout(&self) -> Duration {

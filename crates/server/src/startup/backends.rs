@@ -112,7 +112,12 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
             }
             let outbox: Arc<dyn Outbox> = pg.clone();
             let rabbit = settings.rabbitmq.clone();
-            let rabbit = ordermill_bus::RabbitSettings { url: amqp.expose().to_owned(), ..rabbit };
+            // Two batches per consumer loop in flight: one being settled, the next arriving.
+            let workers = &settings.workers;
+            let auto = workers.concurrency.saturating_mul(workers.batch_size).saturating_mul(2);
+            let prefetch = rabbit.prefetch.or(Some(u16::try_from(auto).unwrap_or(u16::MAX)));
+            let rabbit =
+                ordermill_bus::RabbitSettings { url: amqp.expose().to_owned(), prefetch, ..rabbit };
             let bus = Arc::new(
                 RabbitBus::start(rabbit, settings.topology.clone(), outbox.clone())
                     .await
