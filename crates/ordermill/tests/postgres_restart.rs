@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::scaled::{Deployment, Load, Services, await_confirmed, put_product};
+use support::scaled::{Deployment, Load, Services, await_confirmed};
 
 const SKU: &str = "mooncake";
 const STOCK: i64 = 100_000;
@@ -72,12 +72,9 @@ async fn a_database_restart_mid_load_loses_no_order_and_repeats_no_effect() {
             return;
         }
     };
-    let deployment = Deployment::new(services);
-    deployment.migrate();
-    let mut api = deployment.api("api").await;
-    let mut worker = deployment.worker("worker");
+    let (deployment, mut api, mut worker) =
+        Deployment::one_api_one_worker(services, SKU, STOCK).await;
     let base = api.url("");
-    assert!(put_product(&base, SKU, STOCK).await.is_success());
 
     let load = Load::start(&base, 4, SKU, &deployment.id);
     let seed = fastrand::u64(..);

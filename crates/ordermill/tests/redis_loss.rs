@@ -18,7 +18,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use support::scaled::{Deployment, Load, Services, await_confirmed, put_product};
+use support::scaled::{Deployment, Load, Services, await_confirmed};
 
 const SKU: &str = "crab";
 const STOCK: i64 = 100_000;
@@ -26,12 +26,9 @@ const STOCK: i64 = 100_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_redis_data_mid_load_answers_503_then_heals_itself_without_false_sold_out() {
     let Some(services) = Services::from_env() else { return };
-    let deployment = Deployment::new(services);
-    deployment.migrate();
-    let mut api = deployment.api("api").await;
-    let mut worker = deployment.worker("worker");
+    let (deployment, mut api, mut worker) =
+        Deployment::one_api_one_worker(services, SKU, STOCK).await;
     let base = api.url("");
-    assert!(put_product(&base, SKU, STOCK).await.is_success());
 
     let load = Load::start(&base, 4, SKU, &deployment.id);
     // The loss lands at a seeded random moment of the first seconds of load.

@@ -105,6 +105,22 @@ impl Deployment {
         command
     }
 
+    /// A migrated deployment with one `ordermill api` and one `ordermill worker`, selling
+    /// `stock` units of `sku`. Bind the three in this order (`let (deployment, api, worker)`):
+    /// the processes then die before their schema, queues and keys go.
+    pub async fn one_api_one_worker(
+        services: Services,
+        sku: &str,
+        stock: i64,
+    ) -> (Self, Proc, Proc) {
+        let deployment = Deployment::new(services);
+        deployment.migrate();
+        let api = deployment.api("api").await;
+        let worker = deployment.worker("worker");
+        assert!(put_product(&api.url(""), sku, stock).await.is_success());
+        (deployment, api, worker)
+    }
+
     /// Runs `ordermill <args>` on this deployment's engines to its end.
     pub fn run(&self, args: &[&str]) -> std::process::Output {
         self.command(args).output().unwrap()
