@@ -18,6 +18,43 @@ use ordermill_server::startup::settings::WorkerSettings;
 use ordermill_store::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
+/// The embedded bus on a fresh SQLite ledger in `dir`, with one `order.created` event on it.
+async fn bus_with_one_event(dir: &tempfile::TempDir) -> Arc<dyn EventBus> {
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let bus: Arc<dyn EventBus> = Arc::new(
+        EmbeddedBus::start(Topology::default(), store, Arc::new(SystemClock)).await.unwrap(),
+    );
+    let event = Envelope {
+        event_id: uuid::Uuid::now_v7(),
+        routing_key: Arc::from("order.created"),
+        payload: Arc::from(r#"{"event_id":"x","order_id":"y","customer_id":"z"}"#),
+    };
+    bus.publish(vec![event]).await.unwrap();
+    bus
+}
+
+/// Runs the real consumer loop on the `payment` queue until `handler` has been called `calls`
+/// times (within 10 s), then stops it; the loop must end cleanly (it survived whatever the
+/// handler did).
+async fn consume_until(
+    handler: Arc<dyn Handler>,
+    count: &AtomicU32,
+    calls: u32,
+    bus: Arc<dyn EventBus>,
+    settings: WorkerSettings,
+) {
+    let stop = CancellationToken::new();
+    let consumer =
+        tokio::spawn(runner::run("payment".into(), handler, bus, settings, stop.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count.load(Ordering::SeqCst) < calls {
+        assert!(Instant::now() < deadline, "the delivery was not handled {calls} times");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    consumer.await.expect("the consumer loop survives and stops cleanly");
+}
+
 /// Panics on its first batch, then acknowledges everything, remembering the attempts it saw.
 struct PanicsOnce {
     calls: AtomicU32,
@@ -38,16 +75,7 @@ impl Handler for PanicsOnce {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_retries_its_delivery_instead_of_acknowledging_it() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let bus: Arc<dyn EventBus> = Arc::new(
-        EmbeddedBus::start(Topology::default(), store, Arc::new(SystemClock)).await.unwrap(),
-    );
-    let event = Envelope {
-        event_id: uuid::Uuid::now_v7(),
-        routing_key: Arc::from("order.created"),
-        payload: Arc::from(r#"{"event_id":"x","order_id":"y","customer_id":"z"}"#),
-    };
-    bus.publish(vec![event]).await.unwrap();
+    let bus = bus_with_one_event(&dir).await;
 
     let handler = Arc::new(PanicsOnce { calls: AtomicU32::new(0), attempts: Default::default() });
     let settings = WorkerSettings {
@@ -55,21 +83,7 @@ async fn a_panicking_handler_retries_its_delivery_instead_of_acknowledging_it() 
         retry_max: HumanDuration::from_millis(20),
         ..WorkerSettings::default()
     };
-    let stop = CancellationToken::new();
-    let consumer = tokio::spawn(runner::run(
-        "payment".into(),
-        handler.clone(),
-        bus.clone(),
-        settings,
-        stop.clone(),
-    ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while handler.calls.load(Ordering::SeqCst) < 2 {
-        assert!(Instant::now() < deadline, "the delivery never came back after the panic");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop.cancel();
-    consumer.await.expect("the consumer loop survives a panicking handler");
+    consume_until(handler.clone(), &handler.calls, 2, bus.clone(), settings).await;
     assert_eq!(*handler.attempts.lock().unwrap(), vec![1, 2], "retried as a second attempt");
     assert!(bus.dead_letters("payment").await.unwrap().is_empty(), "nothing dead-lettered");
 }
@@ -157,35 +171,12 @@ impl Handler for StoreDownTwice {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_outage_holds_the_message_without_spending_its_attempts() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let bus: Arc<dyn EventBus> = Arc::new(
-        EmbeddedBus::start(Topology::default(), store, Arc::new(SystemClock)).await.unwrap(),
-    );
-    let event = Envelope {
-        event_id: uuid::Uuid::now_v7(),
-        routing_key: Arc::from("order.created"),
-        payload: Arc::from(r#"{"event_id":"x","order_id":"y","customer_id":"z"}"#),
-    };
-    bus.publish(vec![event]).await.unwrap();
+    let bus = bus_with_one_event(&dir).await;
     let handler =
         Arc::new(StoreDownTwice { calls: AtomicU32::new(0), attempts: Default::default() });
     // One attempt only: spending it on the outage would dead-letter the message at once.
     let settings = WorkerSettings { max_attempts: 1, ..WorkerSettings::default() };
-    let stop = CancellationToken::new();
-    let consumer = tokio::spawn(runner::run(
-        "payment".into(),
-        handler.clone(),
-        bus.clone(),
-        settings,
-        stop.clone(),
-    ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while handler.calls.load(Ordering::SeqCst) < 3 {
-        assert!(Instant::now() < deadline, "the held message was not handled again");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop.cancel();
-    consumer.await.unwrap();
+    consume_until(handler.clone(), &handler.calls, 3, bus.clone(), settings).await;
     assert_eq!(*handler.attempts.lock().unwrap(), vec![1, 1, 1], "no attempt was spent");
     assert!(bus.dead_letters("payment").await.unwrap().is_empty(), "nothing dead-lettered");
     let depths = bus.depths().await.unwrap();

@@ -113,21 +113,38 @@ pub enum CacheUrl {
     Redis(SecretUrl),
 }
 
+/// Reads an engine setting: one of `local` (the embedded engine's names; earlier releases'
+/// aliases included) or a URL with one of `schemes`. `None` is the embedded engine.
+fn parse_engine(
+    text: &str,
+    local: &[&str],
+    schemes: &[&str],
+    refused: impl FnOnce(String) -> String,
+) -> Result<Option<SecretUrl>, String> {
+    if local.contains(&text) {
+        Ok(None)
+    } else if schemes.iter().any(|scheme| text.starts_with(scheme)) {
+        Ok(Some(SecretUrl::new(text)))
+    } else {
+        Err(refused(redact_url(text)))
+    }
+}
+
 impl std::str::FromStr for StoreUrl {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            // The aliases are what earlier releases accepted.
-            "sqlite" | "sqlite:" | "embedded" | "local" | "" => Ok(StoreUrl::Sqlite),
-            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(StoreUrl::Postgres(SecretUrl::new(url)))
-            }
-            other => Err(format!(
-                "store = {:?} is not a store: use \"sqlite\" (embedded, the default) or a postgres:// URL (ORDERMILL_STORE, --store)",
-                redact_url(other)
-            )),
-        }
+        let url = parse_engine(
+            text,
+            &["sqlite", "sqlite:", "embedded", "local", ""],
+            &["postgres://", "postgresql://"],
+            |shown| {
+                format!(
+                    "store = {shown:?} is not a store: use \"sqlite\" (embedded, the default) or a postgres:// URL (ORDERMILL_STORE, --store)"
+                )
+            },
+        )?;
+        Ok(url.map_or(StoreUrl::Sqlite, StoreUrl::Postgres))
     }
 }
 
@@ -135,16 +152,17 @@ impl std::str::FromStr for BusUrl {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "embedded" | "local" | "" => Ok(BusUrl::Embedded),
-            url if url.starts_with("amqp://") || url.starts_with("amqps://") => {
-                Ok(BusUrl::Amqp(SecretUrl::new(url)))
-            }
-            other => Err(format!(
-                "bus = {:?} is not a bus: use \"embedded\" (the default) or an amqp:// URL (ORDERMILL_BUS, --bus)",
-                redact_url(other)
-            )),
-        }
+        let url = parse_engine(
+            text,
+            &["embedded", "local", ""],
+            &["amqp://", "amqps://"],
+            |shown| {
+                format!(
+                    "bus = {shown:?} is not a bus: use \"embedded\" (the default) or an amqp:// URL (ORDERMILL_BUS, --bus)"
+                )
+            },
+        )?;
+        Ok(url.map_or(BusUrl::Embedded, BusUrl::Amqp))
     }
 }
 
@@ -152,16 +170,17 @@ impl std::str::FromStr for CacheUrl {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "local" | "embedded" | "" => Ok(CacheUrl::Local),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                Ok(CacheUrl::Redis(SecretUrl::new(url)))
-            }
-            other => Err(format!(
-                "cache = {:?} is not a cache: use \"local\" (in-process, the default) or a redis:// URL (ORDERMILL_CACHE, --cache)",
-                redact_url(other)
-            )),
-        }
+        let url = parse_engine(
+            text,
+            &["local", "embedded", ""],
+            &["redis://", "rediss://"],
+            |shown| {
+                format!(
+                    "cache = {shown:?} is not a cache: use \"local\" (in-process, the default) or a redis:// URL (ORDERMILL_CACHE, --cache)"
+                )
+            },
+        )?;
+        Ok(url.map_or(CacheUrl::Local, CacheUrl::Redis))
     }
 }
 
