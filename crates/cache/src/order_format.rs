@@ -77,7 +77,7 @@ pub(crate) fn decode(id: ordermill_core::OrderId, text: &str) -> Result<Order, C
         id,
         customer_id: CustomerId::parse(cached.customer_id).map_err(|e| bad(e.to_string()))?,
         status: status(&cached.status)?,
-        total: Money::total_from_minor(cached.total_minor)
+        total: Money::from_minor(cached.total_minor)
             .ok_or_else(|| bad(format!("total {}", cached.total_minor)))?,
         lines,
         created_at: UnixMillis(cached.created_at),

@@ -84,9 +84,15 @@ pub enum ValidationError {
         /// The limit.
         max: u32,
     },
-    /// A computed total that would not fit (cannot happen within the other limits).
-    #[error("order total is too large")]
-    TotalOverflow,
+    /// A line or order total above [`crate::Money::MAX`], the one bound on money the whole
+    /// system (intake, stores, payment) shares.
+    #[error(
+        "the order's total would exceed {max}, the largest amount ordermill handles; split the order"
+    )]
+    TotalOverflow {
+        /// The bound, as text.
+        max: &'static str,
+    },
 }
 
 impl ValidationError {
@@ -108,7 +114,7 @@ impl ValidationError {
             Self::InvalidGroupSize { .. } => "invalid_group_size",
             Self::InvalidExpiry(_) => "invalid_expiry",
             Self::InvalidLimit { .. } => "invalid_limit",
-            Self::TotalOverflow => "total_too_large",
+            Self::TotalOverflow { .. } => "amount_too_large",
         }
     }
 }

@@ -19,16 +19,12 @@ impl Money {
     pub const MAX: Money = Money(99_999_999_999);
     /// Zero.
     pub const ZERO: Money = Money(0);
-    const MAX_TEXT: &'static str = "999999999.99";
+    /// [`Money::MAX`] as text, for error messages.
+    pub const MAX_TEXT: &'static str = "999999999.99";
 
     /// Builds an amount from minor units; `None` if negative or above [`Money::MAX`].
     pub fn from_minor(minor: i64) -> Option<Money> {
         (0..=Self::MAX.0).contains(&minor).then_some(Money(minor))
-    }
-
-    /// Builds a total from minor units without the price bound (totals may exceed a price).
-    pub fn total_from_minor(minor: i64) -> Option<Money> {
-        (minor >= 0).then_some(Money(minor))
     }
 
     /// The amount in minor units.
@@ -69,14 +65,15 @@ impl Money {
         Money::from_minor(whole * 100 + frac_minor).ok_or_else(bad)
     }
 
-    /// `self × quantity`, or `None` on overflow.
+    /// `self × quantity`, or `None` above [`Money::MAX`]: a total must stay an amount every
+    /// part of the system can hold and parse (payment included).
     pub fn checked_mul(self, quantity: u32) -> Option<Money> {
-        self.0.checked_mul(i64::from(quantity)).map(Money)
+        self.0.checked_mul(i64::from(quantity)).and_then(Money::from_minor)
     }
 
-    /// `self + other`, or `None` on overflow.
+    /// `self + other`, or `None` above [`Money::MAX`].
     pub fn checked_add(self, other: Money) -> Option<Money> {
-        self.0.checked_add(other.0).map(Money)
+        self.0.checked_add(other.0).and_then(Money::from_minor)
     }
 }
 

@@ -28,6 +28,16 @@ fn product(s: &str, price: &str, stock: i64) -> Product {
 
 /// Builds an accepted order of `(sku, quantity)` lines at `price` each.
 pub fn accepted(ids: &OrderIdGenerator, lines: &[(&str, i64)], key: Option<&str>) -> AcceptedOrder {
+    accepted_by(ids, "c-contract", lines, key)
+}
+
+/// [`accepted`] for `customer`.
+pub fn accepted_by(
+    ids: &OrderIdGenerator,
+    customer: &str,
+    lines: &[(&str, i64)],
+    key: Option<&str>,
+) -> AcceptedOrder {
     let lines: Vec<OrderLine> = lines
         .iter()
         .map(|(s, q)| {
@@ -41,7 +51,7 @@ pub fn accepted(ids: &OrderIdGenerator, lines: &[(&str, i64)], key: Option<&str>
         .collect();
     let order = Order {
         id: ids.next(NOW),
-        customer_id: CustomerId::parse("c-contract").expect("fixture customer is valid"),
+        customer_id: CustomerId::parse(customer).expect("fixture customer is valid"),
         total: ordermill_core::order::total_of(&lines).expect("small totals fit"),
         lines,
         status: OrderStatus::Accepted,
@@ -57,6 +67,8 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     products_round_trip_and_keep_their_reservations(&*store).await;
     committed_orders_round_trip_with_their_events(&*store).await;
     a_failing_batch_writes_nothing(&*store).await;
+    idempotency_keys_are_per_customer_and_an_expired_one_can_be_freed(&*store).await;
+    a_customers_orders_come_newest_first_in_pages(&*store).await;
     a_redelivered_deduction_takes_stock_once(&*store).await;
     a_failed_payment_cancels_and_the_release_gives_units_back(&*store).await;
     a_release_after_a_deduction_restores_the_stock_of_record(&*store).await;
@@ -100,9 +112,12 @@ async fn committed_orders_round_trip_with_their_events(store: &dyn OrderStore) {
 
     assert_eq!(store.get_order(first.id).await.expect("read"), Some(first.clone()));
     let key = IdempotencyKey::parse("key-0").expect("valid");
-    assert_eq!(store.find_by_idempotency_key(&key).await.expect("read"), Some(first));
+    let me = first.customer_id.clone();
+    assert_eq!(store.find_by_idempotency_key(&me, &key).await.expect("read"), Some(first));
     let unknown = IdempotencyKey::parse("key-unknown").expect("valid");
-    assert_eq!(store.find_by_idempotency_key(&unknown).await.expect("read"), None);
+    assert_eq!(store.find_by_idempotency_key(&me, &unknown).await.expect("read"), None);
+    let other = CustomerId::parse("c-other").expect("valid");
+    assert_eq!(store.find_by_idempotency_key(&other, &key).await.expect("read"), None);
     assert_eq!(store.outbox_len().await.expect("count"), before + 50, "one event per order");
     let q1 = store.get_product(&sku("q1")).await.expect("read").expect("exists");
     let q2 = store.get_product(&sku("q2")).await.expect("read").expect("exists");
@@ -135,6 +150,52 @@ async fn a_failing_batch_writes_nothing(store: &dyn OrderStore) {
     assert_eq!(store.outbox_len().await.expect("count"), outbox + 1);
     let r1 = store.get_product(&sku("r1")).await.expect("read").expect("exists");
     assert_eq!(r1.reserved, 1, "failed batches hold nothing");
+}
+
+async fn idempotency_keys_are_per_customer_and_an_expired_one_can_be_freed(store: &dyn OrderStore) {
+    store.upsert_product(&product("k1", "2.50", 100)).await.expect("insert");
+    let ids = OrderIdGenerator::new();
+    let alice = accepted_by(&ids, "c-alice", &[("k1", 1)], Some("shared-key"));
+    let bob = accepted_by(&ids, "c-bob", &[("k1", 1)], Some("shared-key"));
+    store
+        .commit_orders(Arc::new(vec![alice.clone(), bob.clone()]))
+        .await
+        .expect("one key from two customers is two requests");
+    let key = IdempotencyKey::parse("shared-key").expect("valid");
+    let found = |who: &str| {
+        let who = CustomerId::parse(who).expect("valid");
+        let key = key.clone();
+        async move { store.find_by_idempotency_key(&who, &key).await.expect("read") }
+    };
+    assert_eq!(found("c-alice").await.map(|o| o.id), Some(alice.order.id));
+    assert_eq!(found("c-bob").await.map(|o| o.id), Some(bob.order.id));
+
+    store.forget_idempotency_key(alice.order.id).await.expect("forget");
+    assert_eq!(found("c-alice").await, None, "a freed key names nothing");
+    let again = accepted_by(&ids, "c-alice", &[("k1", 1)], Some("shared-key"));
+    store.commit_orders(Arc::new(vec![again.clone()])).await.expect("a freed key can be reused");
+    assert_eq!(found("c-alice").await.map(|o| o.id), Some(again.order.id));
+    let kept = store.get_order(alice.order.id).await.expect("read").expect("kept");
+    assert_eq!((kept.idempotency_key, kept.lines), (None, alice.order.lines));
+}
+
+async fn a_customers_orders_come_newest_first_in_pages(store: &dyn OrderStore) {
+    store.upsert_product(&product("h1", "2.50", 100)).await.expect("insert");
+    let ids = OrderIdGenerator::new();
+    let mine: Vec<AcceptedOrder> =
+        (0..5).map(|_| accepted_by(&ids, "c-pager", &[("h1", 1)], None)).collect();
+    let theirs = accepted_by(&ids, "c-someone-else", &[("h1", 1)], None);
+    let mut batch = mine.clone();
+    batch.insert(2, theirs);
+    store.commit_orders(Arc::new(batch)).await.expect("commit");
+    let me = CustomerId::parse("c-pager").expect("valid");
+    let newest_first: Vec<OrderId> = mine.iter().rev().map(|a| a.order.id).collect();
+    let page = store.orders_of_customer(&me, None, 3).await.expect("page 1");
+    assert_eq!(page.iter().map(|o| o.id).collect::<Vec<_>>(), newest_first[..3]);
+    let rest = store.orders_of_customer(&me, Some(page[2].id), 3).await.expect("page 2");
+    assert_eq!(rest.iter().map(|o| o.id).collect::<Vec<_>>(), newest_first[3..]);
+    let nobody = CustomerId::parse("c-nobody").expect("valid");
+    assert!(store.orders_of_customer(&nobody, None, 10).await.expect("empty").is_empty());
 }
 
 /// An effect of `consumer` handling event `event_id` about `order_id`.

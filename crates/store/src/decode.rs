@@ -107,8 +107,7 @@ impl OrderColumns {
         let order = Order {
             id: self.id,
             customer_id: CustomerId::parse(self.customer_id).map_err(corrupt)?,
-            total: Money::total_from_minor(self.total_minor)
-                .ok_or_else(|| corrupt("negative total"))?,
+            total: Money::from_minor(self.total_minor).ok_or_else(|| corrupt("negative total"))?,
             lines,
             status,
             created_at: UnixMillis(self.created_at),

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::clock::UnixMillis;
+use crate::customer::CustomerId;
 use crate::event::OutboxEvent;
 use crate::lifecycle::Fact;
 use crate::order::{IdempotencyKey, Order, OrderLine};
@@ -133,14 +134,35 @@ pub trait OrderStore: Send + Sync + 'static {
     /// On a backend failure or a row that does not parse.
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
 
-    /// The order created with this idempotency key, if any.
+    /// The order `customer` created with this idempotency key, if any. Keys are per
+    /// customer: the same key from two customers names two requests.
     ///
     /// # Errors
     /// On a backend failure or a row that does not parse.
     async fn find_by_idempotency_key(
         &self,
+        customer: &CustomerId,
         key: &IdempotencyKey,
     ) -> Result<Option<Order>, StoreError>;
+
+    /// Frees an order's idempotency key once it has expired, so the key can name a new
+    /// request; the order itself is untouched.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError>;
+
+    /// `customer`'s orders, newest first: at most `limit`, only those older than `before`
+    /// when it is given (the previous page's last id).
+    ///
+    /// # Errors
+    /// On a backend failure or a row that does not parse.
+    async fn orders_of_customer(
+        &self,
+        customer: &CustomerId,
+        before: Option<OrderId>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError>;
 
     /// How many outbox events are stored and not yet relayed.
     ///

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::adapters::http::auth::Auth;
 use crate::adapters::http::{self, AppState, Shared};
 use crate::adapters::integrations::{self, IntegrationError};
 use crate::adapters::workers::{self, Pipeline};
@@ -89,6 +90,16 @@ pub enum StartError {
     /// A payment gateway or notifier is misconfigured.
     #[error("invalid integration settings: {0}")]
     Integration(#[from] IntegrationError),
+    /// Protected mode: the node would listen beyond loopback while anyone may act as anyone.
+    #[error(
+        "refusing to listen on {addr}: anyone who reaches it could act as any customer or change the catalog. Set {why}; or listen on 127.0.0.1; or, to accept the risk, start with --insecure-open (auth.insecure_open = true)."
+    )]
+    Unprotected {
+        /// The address.
+        addr: SocketAddr,
+        /// The settings that are missing.
+        why: String,
+    },
     /// The listen address could not be bound.
     #[error(
         "cannot listen on {addr}: {source}. Is another process using it? Pick another with --listen."
@@ -115,6 +126,18 @@ impl StartError {
                 | StartError::Catalog(CatalogError::Store(StoreError::Unavailable(_)))
                 | StartError::Catalog(CatalogError::Cache(CacheError::Unavailable(_)))
         )
+    }
+}
+
+/// Refuses to listen beyond loopback while anyone may act as anyone, unless told
+/// `insecure_open` (then says so at start).
+fn protected_mode(settings: &Settings) -> Result<(), StartError> {
+    let Some(why) = settings.auth.unprotected(settings.listen.ip()) else { return Ok(()) };
+    if settings.auth.insecure_open {
+        tracing::warn!(listen = %settings.listen, missing = %why, "INSECURE: listening beyond loopback with --insecure-open: anyone who reaches this node may act as any customer or change the catalog.");
+        Ok(())
+    } else {
+        Err(StartError::Unprotected { addr: settings.listen, why })
     }
 }
 
@@ -211,6 +234,9 @@ impl Application {
                 "`ordermill api` and `ordermill worker` must share one stock count: with cache = \"local\" each node would sell the full stock, and units a worker gives back would never reach an api node. Set cache = redis://... (ORDERMILL_CACHE, --cache)".into(),
             ));
         }
+        if matches!(role, Role::All | Role::Api) {
+            protected_mode(&settings)?;
+        }
         let metrics = telemetry::install();
         let backends = backends::open(&settings, clock.clone()).await?;
         if role != Role::All && !backends.shared {
@@ -278,8 +304,12 @@ impl Application {
             settings.commit.max_batch_orders,
             settings.commit.queue_capacity,
         );
-        let idempotency =
-            Arc::new(Idempotency::new(store.clone(), settings.idempotency.cache_entries));
+        let idempotency = Arc::new(Idempotency::new(
+            store.clone(),
+            settings.idempotency.cache_entries,
+            settings.idempotency_ttl.get(),
+            clock.clone(),
+        ));
         let intake = Arc::new(Intake::new(
             catalog.clone(),
             cache.clone(),
@@ -298,14 +328,11 @@ impl Application {
             idempotency,
             bus.clone(),
             order_cache.clone(),
-            clock,
+            clock.clone(),
         ));
-        let admin_token = settings
-            .admin_token
-            .as_ref()
-            .map(Secret::expose)
-            .filter(|t| !t.is_empty())
-            .map(Arc::from);
+        let admin_token = settings.admin_token.as_ref().map(Secret::expose);
+        let auth =
+            Arc::new(Auth::new(&settings.auth, admin_token, clock).map_err(StartError::Config)?);
         let catalog_for_refresh = catalog.clone();
         let state = AppState::new(Shared {
             intake,
@@ -316,7 +343,7 @@ impl Application {
             order_cache,
             deals: deals.clone(),
             purchase_limits,
-            admin_token,
+            auth,
         });
         let router = http::router(state, &settings.http);
         let listener = TcpListener::bind(settings.listen)
@@ -425,7 +452,12 @@ impl Application {
 
         let listen = http.listener.local_addr().unwrap_or(settings.listen);
         tracing::info!(listen = %listen, role = ?role, store = %settings.store, bus = %settings.bus, cache = %settings.cache, "ordermill is serving.");
-        let served = axum::serve(http.listener, http.router).with_graceful_shutdown(shutdown).await;
+        let served = axum::serve(
+            http.listener,
+            http.router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         tracing::info!("HTTP server stopped; flushing the committer.");
         stop_committer.cancel();
         committing.wait().await;

@@ -211,9 +211,24 @@ impl OrderStore for PostgresStore {
 
     async fn find_by_idempotency_key(
         &self,
+        customer: &CustomerId,
         key: &IdempotencyKey,
     ) -> Result<Option<Order>, StoreError> {
-        orders::by_idempotency_key(&self.pool, key.as_str()).await
+        orders::by_idempotency_key(&self.pool, customer.as_str(), key.as_str()).await
+    }
+
+    async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
+        orders::forget_key(&self.pool, order.as_uuid()).await
+    }
+
+    async fn orders_of_customer(
+        &self,
+        customer: &CustomerId,
+        before: Option<OrderId>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        orders::of_customer(&self.pool, customer.as_str(), before.map(|id| id.as_uuid()), limit)
+            .await
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {

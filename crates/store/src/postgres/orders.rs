@@ -102,16 +102,54 @@ pub(crate) async fn by_id(pool: &PgPool, id: Uuid) -> Result<Option<Order>, Stor
     row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
 }
 
-/// The order created with this idempotency key (the partial unique index answers it).
+/// The order `customer` created with this idempotency key (the partial unique index on
+/// `(customer_id, idempotency_key)` answers it).
 pub(crate) async fn by_idempotency_key(
     pool: &PgPool,
+    customer: &str,
     key: &str,
 ) -> Result<Option<Order>, StoreError> {
-    let sql = format!("SELECT {} FROM orders WHERE idempotency_key = $1", rows::ORDER_COLUMNS);
+    let sql = format!(
+        "SELECT {} FROM orders WHERE customer_id = $1 AND idempotency_key = $2",
+        rows::ORDER_COLUMNS
+    );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(customer)
         .bind(key)
         .fetch_optional(pool)
         .await
         .map_err(from_sqlx)?;
     row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
+}
+
+/// Frees an expired idempotency key.
+pub(crate) async fn forget_key(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
+    sqlx::query("UPDATE orders SET idempotency_key = NULL WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(from_sqlx)?;
+    Ok(())
+}
+
+/// A page of a customer's orders, newest first (`orders_by_customer`).
+pub(crate) async fn of_customer(
+    pool: &PgPool,
+    customer: &str,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Order>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM orders WHERE customer_id = $1 AND ($2::uuid IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3",
+        rows::ORDER_COLUMNS
+    );
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(customer)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(from_sqlx)?;
+    found.iter().map(|row| rows::order_state(row, 0).map(|(order, _)| order)).collect()
 }

@@ -194,10 +194,50 @@ impl OrderStore for SqliteStore {
 
     async fn find_by_idempotency_key(
         &self,
+        customer: &CustomerId,
         key: &IdempotencyKey,
     ) -> Result<Option<Order>, StoreError> {
-        let sql = format!("SELECT {} FROM orders WHERE idempotency_key = ?1", rows::ORDER_COLUMNS);
-        self.read_order(sql, key.as_str().to_owned()).await
+        let sql = format!(
+            "SELECT {} FROM orders WHERE customer_id = ?1 AND idempotency_key = ?2",
+            rows::ORDER_COLUMNS
+        );
+        let (customer, key) = (customer.as_str().to_owned(), key.as_str().to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(&sql)
+                .and_then(|mut stmt| stmt.query_row([customer, key], rows::order_state).optional())
+                .map_err(from_sqlite)?
+                .transpose()
+                .map(|found| found.map(|(order, _)| order))
+        })
+        .await
+    }
+
+    async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
+        self.write(|reply| Command::ForgetKey { order, reply }).await?
+    }
+
+    async fn orders_of_customer(
+        &self,
+        customer: &CustomerId,
+        before: Option<OrderId>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        // Ids are UUIDv7 text: their order is creation order. The newest id sorts below
+        // every "before" bound of a real page, so no bound is the same query.
+        let sql = format!(
+            "SELECT {} FROM orders WHERE customer_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            rows::ORDER_COLUMNS
+        );
+        let customer = customer.as_str().to_owned();
+        let before = before.map_or_else(|| "g".to_owned(), |id| id.to_string());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(from_sqlite)?;
+            let rows = stmt
+                .query_map(rusqlite::params![customer, before, i64::from(limit)], rows::order_state)
+                .map_err(from_sqlite)?;
+            rows.map(|row| row.map_err(from_sqlite)?.map(|(order, _)| order)).collect()
+        })
+        .await
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {

@@ -104,6 +104,14 @@ const MIGRATIONS: &[&str] = &[
         per_customer_limit  INTEGER NOT NULL CHECK (per_customer_limit >= 1)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 3: a customer's own orders, newest first (GET /api/customers/me/orders); idempotency
+    // keys per customer, so one customer's key never answers another's request.
+    r#"
+    CREATE INDEX orders_by_customer ON orders (customer_id, id);
+    DROP INDEX orders_idempotency_key;
+    CREATE UNIQUE INDEX orders_idempotency_key ON orders (customer_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    "#,
 ];
 
 /// Brings the database to the latest schema.

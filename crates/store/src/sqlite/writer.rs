@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use ordermill_core::ports::{
     AcceptedOrder, Effect, EffectOutcome, ExpiredDeal, JoinOutcome, StoreError,
 };
-use ordermill_core::{Deal, DealId, Product, RoutingKey, Sku, UnixMillis, units_by_sku};
+use ordermill_core::{Deal, DealId, OrderId, Product, RoutingKey, Sku, UnixMillis, units_by_sku};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -45,6 +45,10 @@ pub(crate) enum Command {
     ClearDead {
         queue: String,
         events: Vec<Uuid>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    ForgetKey {
+        order: OrderId,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     CommitOrders {
@@ -186,6 +190,14 @@ fn execute(conn: &mut Connection, command: Command) {
         }
         Command::ClearDead { queue, events, reply } => {
             let _ = reply.send(ledger::clear_dead(conn, &queue, &events).map_err(from_sqlite));
+        }
+        Command::ForgetKey { order, reply } => {
+            let result = conn
+                .prepare_cached("UPDATE orders SET idempotency_key = NULL WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute([order.to_string()]))
+                .map(drop)
+                .map_err(from_sqlite);
+            let _ = reply.send(result);
         }
         Command::CommitOrders { batch, reply } => {
             let _ = reply.send(commit_orders(conn, &batch).map_err(from_sqlite));

@@ -4,8 +4,8 @@
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ordermill_core::ports::BusError;
@@ -23,32 +23,20 @@ pub fn router() -> Router<AppState> {
         .route("/admin/dlq/{queue}/replay", axum::routing::post(replay))
 }
 
-/// Compares in time independent of where the first difference is, so the token cannot be
-/// guessed byte by byte from response times.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = state.admin_token.as_deref() else {
+fn authorize(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
+    if !state.auth.has_admin() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "admin_disabled",
             "the admin API is disabled; set admin_token (ORDERMILL_ADMIN_TOKEN) to enable it",
         ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if same(given.as_bytes(), token.as_bytes()) {
+    }
+    if state.auth.is_admin(parts) {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+        Err(ApiError::unauthorized(
             "send the admin token as 'Authorization: Bearer <token>'",
+            "Bearer realm=\"ordermill-admin\"",
         ))
     }
 }
@@ -60,7 +48,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authorize(state, &parts.headers).map(|()| Admin)
+        authorize(state, parts).map(|()| Admin)
     }
 }
 

@@ -9,15 +9,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ordermill_core::deal::check_deadline;
 use ordermill_core::{
-    CustomerId, Deal, DealId, DealMember, GroupSize, Money, Sku, UnixMillis, ValidationError,
+    Deal, DealId, DealMember, GroupSize, Money, Sku, UnixMillis, ValidationError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AppState;
+use super::auth::{Caller, Merchant};
 use super::body;
 use super::error::ApiError;
-use super::orders::{OrderView, header_key};
+use super::orders::{OrderView, header_key, named_customer};
 use crate::services::deals::NewDeal;
 
 /// The routes of this module.
@@ -47,12 +48,21 @@ struct JoinRequest {
 /// A deal as clients see it.
 #[derive(Serialize)]
 struct DealView<'a> {
+    #[serde(skip)]
+    deal: &'a Deal,
     deal_id: DealId,
     sku: &'a str,
     deal_price: Money,
     group_size: u32,
     status: &'static str,
-    members: &'a [DealMember],
+    /// How many have joined.
+    member_count: usize,
+    /// Whether the caller is one of them (absent when the caller is not identified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    joined: Option<bool>,
+    /// Who joined, with their orders: for the admin token only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<&'a [DealMember]>,
     slots_left: u32,
     created_at: UnixMillis,
     expires_at: UnixMillis,
@@ -68,17 +78,35 @@ impl<'a> DealView<'a> {
         // Whole seconds: `14m 59s` reads better than `14m 59s 312ms`.
         let shown = std::time::Duration::from_secs(u64::try_from(left / 1000).unwrap_or(0));
         DealView {
+            deal,
             deal_id: deal.id,
             sku: deal.sku.as_str(),
             deal_price: deal.deal_price,
             group_size: deal.group_size.get(),
             status: deal.status.as_str(),
-            members: &deal.members,
+            member_count: deal.members.len(),
+            joined: None,
+            members: None,
             slots_left: deal.group_size.get().saturating_sub(deal.members.len() as u32),
             created_at: deal.created_at,
             expires_at: deal.expires_at,
             time_left_ms: left,
             time_left: humantime::format_duration(shown).to_string(),
+        }
+    }
+}
+
+impl<'a> DealView<'a> {
+    /// What `caller` may see: members to the admin, whether they joined to a customer,
+    /// counts to everyone.
+    fn seen_by(self, caller: &Caller) -> Self {
+        match caller {
+            Caller::Admin => DealView { members: Some(self.deal.members.as_slice()), ..self },
+            Caller::Customer(me) => {
+                let joined = self.deal.members.iter().any(|m| &m.customer_id == me);
+                DealView { joined: Some(joined), ..self }
+            }
+            Caller::Unverified | Caller::Anonymous => self,
         }
     }
 }
@@ -162,6 +190,7 @@ fn validate(request: &DealRequest, now: UnixMillis) -> Result<NewDeal, Validatio
 
 async fn open(
     State(state): State<AppState>,
+    _merchant: Merchant,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request: DealRequest = body::parse(body)?;
@@ -177,24 +206,23 @@ async fn open(
 
 async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let deal = state.deals.get(deal_id(path)?).await?;
-    Ok(axum::Json(DealView::new(&deal, state.deals.now())).into_response())
+    Ok(axum::Json(DealView::new(&deal, state.deals.now()).seen_by(&caller)).into_response())
 }
 
 async fn join(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let id = deal_id(path)?;
     let request: JoinRequest = body::parse(body)?;
-    let customer = match request.customer_id {
-        Some(Value::String(text)) => CustomerId::parse(text)?,
-        _ => return Err(ValidationError::InvalidCustomerId.into()),
-    };
+    let customer = caller.acting_as(named_customer(request.customer_id))?;
     let key = header_key(&headers)?;
     let joined = state.deals.join(id, customer, key).await?;
     let view = JoinView { deal_id: joined.deal_id, order: OrderView::as_created(&joined.order) };

@@ -17,6 +17,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after_secs: Option<u32>,
+    challenge: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -36,7 +37,7 @@ pub struct Detail<'a> {
 impl ApiError {
     /// An error with any status.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after_secs: None }
+        ApiError { status, code, message: message.into(), retry_after_secs: None, challenge: None }
     }
 
     /// 400 `malformed_json`.
@@ -64,6 +65,14 @@ impl ApiError {
             "not_found",
             "no such endpoint; see the README for the API",
         )
+    }
+
+    /// 401 `unauthorized` with a `WWW-Authenticate` challenge.
+    pub fn unauthorized(message: impl Into<String>, challenge: &'static str) -> Self {
+        ApiError {
+            challenge: Some(challenge),
+            ..Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        }
     }
 
     /// 503 with a `Retry-After` header.
@@ -181,6 +190,11 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(challenge) = self.challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }

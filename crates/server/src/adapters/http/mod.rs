@@ -2,6 +2,7 @@
 //! to a status and a JSON body.
 
 pub mod admin;
+pub mod auth;
 pub mod body;
 pub mod deals;
 pub mod error;
@@ -65,8 +66,8 @@ pub struct Shared {
     pub deals: Arc<crate::services::deals::Deals>,
     /// Per-customer purchase limits (shown and set with products).
     pub purchase_limits: Arc<crate::services::purchase_limits::PurchaseLimits>,
-    /// The admin bearer token; `None` disables `/admin`.
-    pub admin_token: Option<Arc<str>>,
+    /// Merchant, admin and customer credentials.
+    pub auth: Arc<auth::Auth>,
 }
 
 /// The whole API.

@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AppState;
+use super::auth::Caller;
 use super::body;
 use super::error::{ApiError, Detail};
-use crate::services::intake::{OrderInput, Placed};
+use crate::services::intake::{IntakeError, OrderInput, Placed};
 
 /// The most orders one batch request may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -32,6 +33,92 @@ pub fn router(max_batch_body_bytes: usize) -> Router<AppState> {
             post(create_batch).layer(DefaultBodyLimit::max(max_batch_body_bytes)),
         )
         .route("/api/orders/{id}", get(show))
+        .route("/api/customers/me/orders", get(mine))
+}
+
+/// The most orders one page of `GET /api/customers/me/orders` holds.
+pub const MAX_PAGE: u32 = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<u32>,
+    before: Option<String>,
+    /// Whose orders, for the callers that have no identity of their own: `open` mode and the
+    /// admin token.
+    customer_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct OrderPage<'a> {
+    orders: Vec<OrderView<'a>>,
+    /// The next (older) page's URL; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// `GET /api/customers/me/orders?limit=20&before=<order id>`: the caller's orders, newest
+/// first.
+async fn mine(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let customer = match (&caller, query.customer_id) {
+        (Caller::Customer(me), None) => me.clone(),
+        (Caller::Customer(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "customer_id is not taken here: the orders listed are your own",
+            ));
+        }
+        (Caller::Unverified | Caller::Admin, Some(named)) => CustomerId::parse(named)?,
+        (Caller::Unverified | Caller::Admin, None) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "without a customer's credentials, name the customer: ?customer_id=...",
+            ));
+        }
+        (Caller::Anonymous, _) => return Err(Caller::who_are_you()),
+    };
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit must be from 1 to {MAX_PAGE}, got {limit}"),
+        ));
+    }
+    let before = query
+        .before
+        .map(|b| OrderId::parse(&b))
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let orders =
+        state.store.orders_of_customer(&customer, before, limit).await.map_err(|error| {
+            tracing::error!(error = %error, "Listing a customer's orders failed.");
+            ApiError::unavailable(
+                "store_unavailable",
+                "orders cannot be read right now; retry shortly",
+                1,
+            )
+        })?;
+    let next = (orders.len() == limit as usize).then(|| orders.last()).flatten().map(|last| {
+        let (limit, before) = (limit.to_string(), last.id.to_string());
+        let mut params = vec![("limit", limit.as_str()), ("before", before.as_str())];
+        if caller != Caller::Customer(customer.clone()) {
+            params.push(("customer_id", customer.as_str()));
+        }
+        // Strings only: serializing them as a query cannot fail.
+        let query = serde_urlencoded::to_string(&params).unwrap_or_default();
+        format!("/api/customers/me/orders?{query}")
+    });
+    let page = OrderPage { orders: orders.iter().map(OrderView::from).collect(), next };
+    Ok(axum::Json(page).into_response())
 }
 
 // Fields are `Value` where a wrong type should get the field's own error code
@@ -101,15 +188,26 @@ fn short(value: &Value) -> String {
     value.to_string().chars().take(40).collect()
 }
 
+/// The body's `customer_id`, if it has one.
+pub(super) fn named_customer(value: Option<Value>) -> Option<Result<CustomerId, ValidationError>> {
+    value.map(|v| match v {
+        Value::String(text) => CustomerId::parse(text),
+        _ => Err(ValidationError::InvalidCustomerId),
+    })
+}
+
 fn validate(
+    caller: &Caller,
     request: OrderRequest,
     key: Option<IdempotencyKey>,
-) -> Result<OrderInput, ValidationError> {
-    let customer_id = match request.customer_id {
-        Some(Value::String(text)) => CustomerId::parse(text)?,
-        _ => return Err(ValidationError::InvalidCustomerId),
-    };
-    let items = request.items.unwrap_or_default();
+) -> Result<OrderInput, ApiError> {
+    let customer_id = caller.acting_as(named_customer(request.customer_id))?;
+    let items = items(request.items)?;
+    Ok(OrderInput { customer_id, items, idempotency_key: key })
+}
+
+fn items(request_items: Option<Vec<ItemRequest>>) -> Result<Vec<(Sku, Quantity)>, ValidationError> {
+    let items = request_items.unwrap_or_default();
     if items.len() > ordermill_core::order::MAX_ITEMS {
         return Err(ValidationError::TooManyItems {
             got: items.len(),
@@ -139,7 +237,7 @@ fn validate(
         })
         .collect::<Result<Vec<_>, _>>()?;
     check_items(items.iter().map(|(sku, _)| sku))?;
-    Ok(OrderInput { customer_id, items, idempotency_key: key })
+    Ok(items)
 }
 
 /// The `Idempotency-Key` header, validated.
@@ -174,15 +272,18 @@ fn created(placed: &Placed) -> Response {
 
 async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let input = parse_one(body, &headers).inspect_err(|e| state.intake.count_rejected(e.code()))?;
+    let input = parse_one(&caller, body, &headers)
+        .inspect_err(|e| state.intake.count_rejected(e.code()))?;
     let placed = state.intake.place(input).await?;
     Ok(created(&placed))
 }
 
 fn parse_one(
+    caller: &Caller,
     body: Result<Bytes, BytesRejection>,
     headers: &HeaderMap,
 ) -> Result<OrderInput, ApiError> {
@@ -192,7 +293,7 @@ fn parse_one(
             "idempotency_key is only read in batch orders; send it as the Idempotency-Key header",
         ));
     }
-    Ok(validate(request, header_key(headers)?)?)
+    validate(caller, request, header_key(headers)?)
 }
 
 #[derive(Serialize)]
@@ -215,6 +316,7 @@ struct BatchResponse<'a> {
 
 async fn create_batch(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request: BatchRequest =
@@ -233,21 +335,39 @@ async fn create_batch(
             format!("a batch may hold at most {MAX_BATCH} orders, got {}", request.orders.len()),
         ));
     }
-    let inputs = request
+    let parsed: Vec<Result<OrderInput, ApiError>> = request
         .orders
         .into_iter()
         .map(|mut order| {
             let key =
                 order.idempotency_key.take().map(|k| IdempotencyKey::parse(&k)).transpose()?;
-            validate(order, key)
+            validate(&caller, order, key)
         })
         .collect();
-    let outcomes: Vec<Result<Placed, ApiError>> = state
-        .intake
-        .place_many(inputs)
-        .await
+    let mut refused = Vec::with_capacity(parsed.len());
+    let mut inputs = Vec::with_capacity(parsed.len());
+    for outcome in parsed {
+        match outcome {
+            Ok(input) => {
+                inputs.push(Ok(input));
+                refused.push(None);
+            }
+            Err(error) => {
+                state.intake.count_rejected(error.code());
+                refused.push(Some(error));
+            }
+        }
+    }
+    let mut placed = state.intake.place_many(inputs).await.into_iter();
+    let outcomes: Vec<Result<Placed, ApiError>> = refused
         .into_iter()
-        .map(|o| o.map_err(ApiError::from))
+        .map(|refusal| match refusal {
+            Some(error) => Err(error),
+            None => placed.next().map_or_else(
+                || Err(IntakeError::Unavailable("no result for the order".into()).into()),
+                |o| o.map_err(ApiError::from),
+            ),
+        })
         .collect();
     let results: Vec<BatchResult<'_>> = outcomes
         .iter()
@@ -273,16 +393,28 @@ async fn create_batch(
 
 async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    if caller == Caller::Anonymous {
+        return Err(Caller::who_are_you());
+    }
     let Path(id) =
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_order_id", e.body_text()))?;
     let id = OrderId::parse(&id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    // Someone else's order answers exactly as a missing one: its existence is not told.
+    let not_found = || {
+        ApiError::new(StatusCode::NOT_FOUND, "order_not_found", format!("no order with id {id}"))
+    };
     if let Some(order) = state.order_cache.get(&id).await {
+        if !caller.may_see(&order.customer_id) {
+            return Err(not_found());
+        }
         return Ok(axum::Json(OrderView::from(&order)).into_response());
     }
     match state.store.get_order(id).await {
+        Ok(Some(order)) if !caller.may_see(&order.customer_id) => Err(not_found()),
         Ok(Some(order)) => {
             let response = axum::Json(OrderView::from(&order)).into_response();
             // Only final orders are cached from a read: one still moving could be cached
@@ -292,11 +424,7 @@ async fn show(
             }
             Ok(response)
         }
-        Ok(None) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "order_not_found",
-            format!("no order with id {id}"),
-        )),
+        Ok(None) => Err(not_found()),
         Err(error) => {
             tracing::error!(order_id = %id, error = %error, "Reading an order failed.");
             Err(ApiError::unavailable(

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AppState;
+use super::auth::Merchant;
 use super::body;
 use super::error::ApiError;
 use crate::services::catalog::StockedProduct;
@@ -95,6 +96,7 @@ fn not_found(sku: &Sku) -> ApiError {
 
 async fn put(
     State(state): State<AppState>,
+    _merchant: Merchant,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {

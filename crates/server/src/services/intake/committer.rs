@@ -40,8 +40,14 @@ pub struct Committed {
 
 /// The transaction failed: nothing was written and the reservations were released.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("the order store did not commit: {0}")]
-pub struct CommitFailed(pub String);
+#[error("the order store did not commit: {message}")]
+pub struct CommitFailed {
+    /// The store's error.
+    pub message: String,
+    /// The request's own orders collided with stored ones (an idempotency key the same
+    /// customer sent to another node at the same moment): a retry finds the winner.
+    pub conflict: bool,
+}
 
 /// Handle used by intake to queue orders.
 #[derive(Clone)]
@@ -133,27 +139,44 @@ impl Committer {
         self.metrics.duration.record(started.elapsed().as_secs_f64());
         self.metrics.batch_orders.record(batch.len() as f64);
         match outcome {
-            Ok(()) => {
+            Ok(()) => self.committed(batch, replies),
+            // One request's orders must not fail its batch-mates': commit each request on
+            // its own, so only the colliding one fails.
+            Err(StoreError::Conflict(_)) if replies.len() > 1 => {
+                tracing::warn!(
+                    requests = replies.len(),
+                    "A group commit collided on an idempotency key; committing its requests one by one."
+                );
                 for (reply, range) in replies {
-                    // The client may have gone; its order is durable regardless.
-                    let _ = reply.send(Ok(Committed { batch: batch.clone(), range }));
-                }
-                // Off the commit loop: the next batch need not wait for event bodies to be
-                // built. The events are durable in the outbox, so a failed publish only
-                // delays them to the next start.
-                let bus = self.bus.clone();
-                tokio::spawn(async move {
-                    let events: Vec<Envelope> = batch
-                        .iter()
-                        .map(|a| Envelope::from(OutboxEvent::order_created(&a.order, a.event_id)))
-                        .collect();
-                    if let Err(error) = bus.publish(events).await {
-                        tracing::error!(error = %error, "Could not publish order.created events; they stay in the outbox.");
+                    let own = Arc::new(batch[range.clone()].to_vec());
+                    match self.store.commit_orders(own.clone()).await {
+                        Ok(()) => self.committed(own, vec![(reply, 0..range.len())]),
+                        Err(error) => self.fail(&own, vec![(reply, 0..range.len())], error).await,
                     }
-                });
+                }
             }
             Err(error) => self.fail(&batch, replies, error).await,
         }
+    }
+
+    fn committed(&self, batch: Arc<Vec<AcceptedOrder>>, replies: Vec<(Reply, Range<usize>)>) {
+        for (reply, range) in replies {
+            // The client may have gone; its order is durable regardless.
+            let _ = reply.send(Ok(Committed { batch: batch.clone(), range }));
+        }
+        // Off the commit loop: the next batch need not wait for event bodies to be built.
+        // The events are durable in the outbox, so a failed publish only delays them to the
+        // next start.
+        let bus = self.bus.clone();
+        tokio::spawn(async move {
+            let events: Vec<Envelope> = batch
+                .iter()
+                .map(|a| Envelope::from(OutboxEvent::order_created(&a.order, a.event_id)))
+                .collect();
+            if let Err(error) = bus.publish(events).await {
+                tracing::error!(error = %error, "Could not publish order.created events; they stay in the outbox.");
+            }
+        });
     }
 
     async fn fail(
@@ -163,13 +186,18 @@ impl Committer {
         error: StoreError,
     ) {
         self.metrics.failures.increment(1);
-        tracing::error!(orders = batch.len(), error = %error, cause = ?std::error::Error::source(&error), "Group commit failed; releasing reservations and answering 503.");
+        let conflict = matches!(error, StoreError::Conflict(_));
+        if conflict {
+            tracing::info!(orders = batch.len(), error = %error, "A request's orders collided with stored ones; releasing its reservations, its retry finds the stored order.");
+        } else {
+            tracing::error!(orders = batch.len(), error = %error, cause = ?std::error::Error::source(&error), "Group commit failed; releasing reservations and answering 503.");
+        }
         for accepted in batch {
             if let Err(release) = self.cache.release(&accepted.order.lines).await {
                 tracing::error!(order_id = %accepted.order.id, error = %release, "Could not release hot stock after a failed commit; restart to reconcile.");
             }
         }
-        let failed = CommitFailed(error.to_string());
+        let failed = CommitFailed { message: error.to_string(), conflict };
         for (reply, _) in replies {
             let _ = reply.send(Err(failed.clone()));
         }

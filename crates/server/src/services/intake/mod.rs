@@ -359,7 +359,8 @@ impl Intake {
         }
         match answer.await {
             Ok(Ok(committed)) => Ok(committed),
-            Ok(Err(failed)) => Err(IntakeError::Unavailable(failed.0)),
+            Ok(Err(failed)) if failed.conflict => Err(IntakeError::IdempotencyInProgress),
+            Ok(Err(failed)) => Err(IntakeError::Unavailable(failed.message)),
             Err(_) => {
                 Err(IntakeError::Unavailable("the committer stopped before answering".into()))
             }

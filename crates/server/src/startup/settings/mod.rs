@@ -3,6 +3,7 @@
 //! redacted, and each engine's settings sit under its own key (`postgres`, `rabbitmq`,
 //! `redis`). Layering (file → env → flags) and the renamed keys are the binary's job.
 
+mod auth;
 mod engines;
 
 use std::net::SocketAddr;
@@ -12,6 +13,9 @@ use std::time::Duration;
 use ordermill_core::{HumanDuration, Topology};
 use serde::{Deserialize, Serialize};
 
+pub use self::auth::{
+    AuthSettings, CustomerMode, JwtAlgorithm, JwtSettings, TrustedHeaderSettings,
+};
 pub use self::engines::{BusUrl, CacheUrl, Secret, SecretUrl, StoreUrl};
 
 /// Everything the service can be configured with. Unknown keys are an error, so a typo in
@@ -39,14 +43,20 @@ pub struct Settings {
     /// Intake answers 503 `overloaded` while the bus holds more than this many undelivered
     /// or unacknowledged messages (over all queues).
     pub max_backlog: u64,
-    /// Bearer token for `/admin/*`; no token means the admin API is disabled.
+    /// Bearer token for `/admin/*` (operators: dead letters, every order read-only); no
+    /// token means the admin API is disabled.
     pub admin_token: Option<Secret>,
+    /// Who may change the catalog and how customers prove who they are.
+    pub auth: AuthSettings,
     /// Group commit tuning.
     pub commit: CommitSettings,
     /// HTTP limits.
     pub http: HttpSettings,
     /// Idempotency keys remembered in memory.
     pub idempotency: IdempotencySettings,
+    /// How long an `Idempotency-Key` names its first request (per customer); a replay after
+    /// that is a new request. 24 h, like the payment APIs people know.
+    pub idempotency_ttl: HumanDuration,
     /// The order read cache behind `GET /api/orders/{id}`.
     pub order_cache: OrderCacheSettings,
     /// The catalog held in memory for pricing at intake.
@@ -78,6 +88,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), String> {
         for (key, d) in [
             ("http.request_timeout", self.http.request_timeout),
+            ("idempotency_ttl", self.idempotency_ttl),
             ("order_cache.ttl", self.order_cache.ttl),
             ("catalog.refresh", self.catalog.refresh),
             ("workers.message_timeout", self.workers.message_timeout),
@@ -111,6 +122,7 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.payment.failure_rate) {
             return Err("payment.failure_rate must be between 0.0 and 1.0".into());
         }
+        self.auth.validate()?;
         self.rabbitmq.validate()
     }
 }
@@ -234,9 +246,11 @@ impl Default for Settings {
             log_filter: "info".into(),
             max_backlog: 1_000_000,
             admin_token: None,
+            auth: AuthSettings::default(),
             commit: CommitSettings::default(),
             http: HttpSettings::default(),
             idempotency: IdempotencySettings::default(),
+            idempotency_ttl: HumanDuration::from_secs(24 * 3600),
             order_cache: OrderCacheSettings::default(),
             catalog: CatalogSettings::default(),
             workers: WorkerSettings::default(),
