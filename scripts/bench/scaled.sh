@@ -18,6 +18,8 @@ export ORDERMILL_STORE=$pg ORDERMILL_BUS=$amqp ORDERMILL_CACHE=$redis
 export ORDERMILL_POSTGRES__SCHEMA=$name ORDERMILL_REDIS__KEY_PREFIX=$name
 export ORDERMILL_RABBITMQ__QUEUE_PREFIX=$name. ORDERMILL_RABBITMQ__EXCHANGE=$name.orders
 export ORDERMILL_RABBITMQ__DEAD_LETTER_EXCHANGE=$name.dlx ORDERMILL_LOG_FILTER=warn
+# The api node accepts it and `bench run --setup` sends it.
+export ORDERMILL_MERCHANT_TOKEN=${ORDERMILL_MERCHANT_TOKEN:-bench-merchant-$name}
 sql() { psql "$pg" -Atqc "SET search_path TO $name; $1"; }
 cleanup() {
   kill $(jobs -p) 2>/dev/null; wait 2>/dev/null

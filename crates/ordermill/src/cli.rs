@@ -167,6 +167,10 @@ struct NodeArgs {
     /// Directory for the embedded database (default ./data; created if missing).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Listen beyond loopback although anyone may act as anyone (customer mode `open`, or no
+    /// merchant token). Refused without it (protected mode); for a trusted network only.
+    #[arg(long)]
+    insecure_open: bool,
     #[command(flatten)]
     node: NodeFlags,
 }
@@ -177,6 +181,10 @@ struct ApiArgs {
     /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Listen beyond loopback although anyone may act as anyone (customer mode `open`, or no
+    /// merchant token). Refused without it (protected mode); for a trusted network only.
+    #[arg(long)]
+    insecure_open: bool,
     #[command(flatten)]
     node: NodeFlags,
 }
@@ -242,7 +250,12 @@ impl NodeFlags {
 
 impl NodeArgs {
     fn overrides(self) -> Overrides {
-        Overrides { listen: self.listen, data_dir: self.data_dir, ..self.node.overrides() }
+        Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            insecure_open: self.insecure_open,
+            ..self.node.overrides()
+        }
     }
 }
 
@@ -269,9 +282,14 @@ pub fn run() -> ExitCode {
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(args.overrides(), Role::All),
-        Command::Api(args) => {
-            serve(Overrides { listen: args.listen, ..args.node.overrides() }, Role::Api)
-        }
+        Command::Api(args) => serve(
+            Overrides {
+                listen: args.listen,
+                insecure_open: args.insecure_open,
+                ..args.node.overrides()
+            },
+            Role::Api,
+        ),
         Command::Worker(args) => serve(args.node.overrides(), Role::Worker { queues: args.queues }),
         Command::Migrate(args) => {
             let flags = Overrides {

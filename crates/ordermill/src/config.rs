@@ -47,6 +47,8 @@ pub struct Overrides {
     pub bus: Option<String>,
     pub cache: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// `--insecure-open`: listen beyond loopback without credentials anyway.
+    pub insecure_open: bool,
 }
 
 /// Merges every layer into [`Settings`] and checks them.
@@ -67,10 +69,17 @@ pub fn load(flags: &Overrides) -> anyhow::Result<Settings> {
         None => {}
     }
     // ORDERMILL_TEST_* variables configure the test suite, not the service.
-    let env = Env::prefixed("ORDERMILL_")
-        .split("__")
-        .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"));
+    // ORDERMILL_MERCHANT_TOKEN is the short name operators use for auth.merchant_tokens.
+    let env = Env::prefixed("ORDERMILL_").split("__").filter(|key| {
+        let key = key.as_str().to_ascii_lowercase();
+        !key.starts_with("test_") && key != "merchant_token"
+    });
     figment = figment.merge(env);
+    if let Ok(tokens) = std::env::var("ORDERMILL_MERCHANT_TOKEN") {
+        let tokens: Vec<String> =
+            tokens.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+        figment = figment.merge(("auth.merchant_tokens", tokens));
+    }
     let flag = |figment: Figment, key: &str, value: Option<String>| match value {
         Some(value) => figment.merge((key, value)),
         None => figment,
@@ -80,6 +89,9 @@ pub fn load(flags: &Overrides) -> anyhow::Result<Settings> {
     figment = flag(figment, "store", flags.store.clone());
     figment = flag(figment, "bus", flags.bus.clone());
     figment = flag(figment, "cache", flags.cache.clone());
+    if flags.insecure_open {
+        figment = figment.merge(("auth.insecure_open", true));
+    }
     if let Some(format) = flags.log_format {
         figment = figment.merge(("log_format", format));
     }

@@ -101,6 +101,7 @@ async fn bench_run_with_e2e_times_accepted_orders_until_confirmed() {
         skus: 10,
         hot_skus: 2,
         setup: true,
+        merchant_token: Some(support::MERCHANT_TOKEN.to_owned()),
         e2e: true,
         e2e_sample: 50,
         e2e_wait: Duration::from_secs(30),

@@ -29,6 +29,7 @@ fn url(node_addr: SocketAddr, path: &str) -> String {
 async fn put_product(client: &reqwest::Client, addr: SocketAddr, sku: &str, stock: i64) {
     let reply = client
         .put(url(addr, &format!("/api/products/{sku}")))
+        .bearer_auth(support::MERCHANT_TOKEN)
         .json(&json!({"name": sku, "price": "1.00", "stock": stock}))
         .send()
         .await

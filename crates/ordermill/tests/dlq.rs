@@ -59,6 +59,7 @@ async fn dead_letters_are_listed_replayed_and_purged_from_the_command_line() {
     let base = format!("http://{}", node.addr);
     client
         .put(format!("{base}/api/products/a"))
+        .bearer_auth(support::MERCHANT_TOKEN)
         .json(&json!({"name": "A", "price": "1.00", "stock": 5}))
         .send()
         .await

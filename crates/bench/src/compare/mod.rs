@@ -328,6 +328,7 @@ impl Rig<'_> {
         ));
         let ordermill_args = RunArgs {
             setup: true,
+            merchant_token: Some(node.merchant_token.clone()),
             e2e: true,
             e2e_sample: args.e2e_sample,
             e2e_wait: args.wait,

@@ -60,6 +60,8 @@ pub(crate) struct Node {
     /// Where it serves.
     pub addr: SocketAddr,
     admin_token: String,
+    /// What its catalog writes need.
+    pub(crate) merchant_token: String,
     tail: Tail,
 }
 
@@ -164,6 +166,7 @@ pub(crate) async fn start(exe: &Path, settings: &NodeSettings) -> Result<Node, C
     std::fs::write(&config, "# bench compare sets everything through the environment.\n")
         .map_err(io("write the child's config file"))?;
     let admin_token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let merchant_token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let call_timeout = format!("{}ms", settings.call_timeout.as_millis());
     // A batch of calls runs concurrently; it must have time for one call and its retry.
     let message_timeout = (settings.call_timeout * 2).max(Duration::from_secs(10));
@@ -182,6 +185,7 @@ pub(crate) async fn start(exe: &Path, settings: &NodeSettings) -> Result<Node, C
     command
         .env("ORDERMILL_LOG_FILTER", LOG_FILTER)
         .env("ORDERMILL_ADMIN_TOKEN", &admin_token)
+        .env("ORDERMILL_MERCHANT_TOKEN", &merchant_token)
         .env("ORDERMILL_PAYMENT__GATEWAY", "http")
         .env("ORDERMILL_PAYMENT__URL", &settings.payment_url)
         .env("ORDERMILL_PAYMENT__TIMEOUT", &call_timeout)
@@ -228,7 +232,7 @@ pub(crate) async fn start(exe: &Path, settings: &NodeSettings) -> Result<Node, C
             });
         }
     };
-    Ok(Node { process, _dir: dir, addr, admin_token, tail })
+    Ok(Node { process, _dir: dir, addr, admin_token, merchant_token, tail })
 }
 
 impl Node {

@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// SKUs must already exist with enough stock.
     #[arg(long)]
     pub setup: bool,
+    /// The merchant token --setup sends (catalog writes need one; the target's
+    /// `auth.merchant_tokens`).
+    #[arg(long, env = "ORDERMILL_MERCHANT_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub merchant_token: Option<String>,
     /// Stock per SKU for --setup. A small value makes a deliberate sell-out run (409s).
     #[arg(long, value_name = "N", default_value_t = MAX_STOCK)]
     pub stock: u64,
@@ -106,6 +110,7 @@ impl Default for RunArgs {
             hot_share: DEFAULT_HOT_SHARE,
             batch: 1,
             setup: false,
+            merchant_token: None,
             stock: MAX_STOCK,
             json: None,
             reference: None,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode, Uri};
 use indicatif::ProgressBar;
 use tokio::task::JoinSet;
@@ -150,20 +151,39 @@ fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
 // A PUT that takes this long means the target is stuck; the run would measure nothing.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Creates (or resets) SKUs `bench-0..bench-{skus-1}` with `stock` units each, over up to
-/// `connections` connections.
+/// What `--setup` creates.
+pub(crate) struct Setup<'a> {
+    /// SKUs `bench-0..bench-{skus-1}`.
+    pub skus: usize,
+    /// Units of each.
+    pub stock: u64,
+    /// Sent as `Authorization: Bearer`.
+    pub merchant_token: Option<&'a str>,
+}
+
+/// Creates (or resets) the SKUs of `catalog` over up to `connections` connections.
 ///
 /// # Errors
 /// [`BenchError::Setup`] on the first SKU the target does not accept, connection errors as for
 /// the load, and [`BenchError::Interrupted`] when `stop` fires first.
 pub(crate) async fn setup(
     endpoint: &Endpoint,
-    skus: usize,
-    stock: u64,
+    catalog: &Setup<'_>,
     connections: usize,
     quiet: bool,
     stop: &CancellationToken,
 ) -> Result<(), BenchError> {
+    let (skus, stock) = (catalog.skus, catalog.stock);
+    let authorization = match catalog.merchant_token {
+        Some(token) => Some(HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+            BenchError::Setup {
+                target: endpoint.url.clone(),
+                sku: sku(0),
+                problem: "cannot be sent: the merchant token is not a valid header value".into(),
+            }
+        })?),
+        None => None,
+    };
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(skus as u64) };
     bar.set_style(progress_style("{prefix} {wide_bar} {pos}/{len} SKUs"));
     bar.set_prefix(format!("setup {}", endpoint.url));
@@ -173,7 +193,8 @@ pub(crate) async fn setup(
     for _ in 0..connections.min(skus) {
         let sender = endpoint.connect_or_explain().await?;
         let (next, endpoint, bar) = (next.clone(), endpoint.clone(), bar.clone());
-        tasks.spawn(put_some(sender, next, endpoint, skus, stock, bar));
+        let authorization = authorization.clone();
+        tasks.spawn(put_some(sender, next, endpoint, (skus, stock), authorization, bar));
     }
     let outcome = tokio::select! {
         () = stop.cancelled() => Err(BenchError::Interrupted),
@@ -196,8 +217,8 @@ async fn put_some(
     mut sender: super::conn::Sender,
     next: Arc<AtomicUsize>,
     endpoint: Arc<Endpoint>,
-    skus: usize,
-    stock: u64,
+    (skus, stock): (usize, u64),
+    authorization: Option<HeaderValue>,
     bar: ProgressBar,
 ) -> Result<(), BenchError> {
     loop {
@@ -214,7 +235,10 @@ async fn put_some(
         let path = Uri::try_from(format!("/api/products/{sku}"))
             .map_err(|error| failed(format!("has no valid path: {error}")))?;
         let body = format!(r#"{{"name":"Bench product {index}","price":"19.99","stock":{stock}}}"#);
-        let request = endpoint.request(Method::PUT, path, Bytes::from(body));
+        let mut request = endpoint.request(Method::PUT, path, Bytes::from(body));
+        if let Some(authorization) = &authorization {
+            request.headers_mut().insert(hyper::header::AUTHORIZATION, authorization.clone());
+        }
         let (status, body) =
             tokio::time::timeout(SETUP_TIMEOUT, exchange(&mut sender, request, true))
                 .await
@@ -223,12 +247,15 @@ async fn put_some(
         if status != StatusCode::OK && status != StatusCode::CREATED {
             let text = String::from_utf8_lossy(&body);
             let text: String = text.chars().take(200).collect();
-            let hint =
-                if status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED {
-                    " (is the target ordermill? the reference server has no products API)"
-                } else {
-                    ""
-                };
+            let hint = if status == StatusCode::NOT_FOUND
+                || status == StatusCode::METHOD_NOT_ALLOWED
+            {
+                " (is the target ordermill? the reference server has no products API)"
+            } else if status == StatusCode::UNAUTHORIZED {
+                " (catalog writes need the target's merchant token: --merchant-token or ORDERMILL_MERCHANT_TOKEN)"
+            } else {
+                ""
+            };
             return Err(failed(format!("answered {status}{hint}: {text}")));
         }
         bar.inc(1);

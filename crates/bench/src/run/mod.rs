@@ -142,7 +142,12 @@ pub(crate) async fn load_target(
     };
 
     if args.setup {
-        catalog::setup(&target, args.skus, args.stock, args.connections, args.quiet, token).await?;
+        let catalog = catalog::Setup {
+            skus: args.skus,
+            stock: args.stock,
+            merchant_token: args.merchant_token.as_deref(),
+        };
+        catalog::setup(&target, &catalog, args.connections, args.quiet, token).await?;
     }
     let chooser = SkuChooser::new(args.skus, args.hot_skus, args.hot_share);
     let bodies = Arc::new(Bodies::new(chooser, args.batch));

@@ -28,6 +28,9 @@ impl Drop for Node {
     }
 }
 
+/// The merchant token every test node accepts (catalog writes send it).
+pub const MERCHANT_TOKEN: &str = "test-merchant-token";
+
 impl Node {
     /// Starts `ordermill serve` on `dir` with `env` set, and waits until it serves.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Node {
@@ -35,6 +38,7 @@ impl Node {
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
             .arg(dir)
             .env("RUST_LOG", "info")
+            .env("ORDERMILL_MERCHANT_TOKEN", MERCHANT_TOKEN)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -88,6 +88,7 @@ impl Deployment {
             // Lost stock counts are noticed and rebuilt this soon.
             ("ORDERMILL_REDIS__CHECK_INTERVAL", "200ms".to_owned()),
             ("ORDERMILL_REDIS__REBUILD_SETTLE", "500ms".to_owned()),
+            ("ORDERMILL_MERCHANT_TOKEN", super::MERCHANT_TOKEN.to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()
@@ -622,6 +623,7 @@ pub fn free_port() -> u16 {
 pub async fn put_product(base: &str, sku: &str, stock: i64) -> reqwest::StatusCode {
     reqwest::Client::new()
         .put(format!("{base}/api/products/{sku}"))
+        .bearer_auth(super::MERCHANT_TOKEN)
         .json(&json!({"name": sku, "price": "1.00", "stock": stock}))
         .send()
         .await

@@ -138,6 +138,10 @@ pub struct TestApp {
     serving: Option<JoinHandle<std::io::Result<()>>>,
 }
 
+/// The merchant token every test app accepts; [`TestApp::client`] sends it on every request
+/// (tests of the credentials themselves use a client of their own).
+pub const MERCHANT_TOKEN: &str = "test-merchant-token";
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_in(tempfile::tempdir().unwrap(), |_| {}).await
 }
@@ -167,6 +171,8 @@ pub async fn spawn_app_on(
         data_dir: dir.path().to_path_buf(),
         ..Settings::default()
     };
+    settings.auth.merchant_tokens =
+        vec![ordermill_server::startup::settings::Secret::new(MERCHANT_TOKEN)];
     engines.apply(&mut settings);
     tweak(&mut settings);
     let app = Application::build_with_clock(settings, clock).await.expect("app builds");
@@ -175,8 +181,16 @@ pub async fn spawn_app_on(
     let serving = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let client =
-        reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap();
+    let mut merchant = reqwest::header::HeaderMap::new();
+    merchant.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {MERCHANT_TOKEN}").parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .default_headers(merchant)
+        .build()
+        .unwrap();
     TestApp { addr, client, dir, engines, stop: Some(stop), serving: Some(serving) }
 }
 
