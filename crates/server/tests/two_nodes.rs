@@ -77,3 +77,68 @@ async fn a_product_created_or_repriced_on_one_node_is_sold_by_the_other() {
     b.stop().await;
     engines.clean_up().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_sent_to_two_nodes_at_once_makes_one_order_and_fails_no_one_elses() {
+    let Some(engines) = Engines::scaled() else { return };
+    engines.prepare().await;
+    let (a, b) = (node(&engines).await, node(&engines).await);
+    assert_eq!(a.put_product("kelp", "1.00", 10_000).await.status, 201);
+    b.product("kelp").await;
+    let keyed = |app: &TestApp, key: String| {
+        app.client
+            .post(app.url("/api/orders"))
+            .header("Idempotency-Key", key)
+            .json(&support::order_body("dup-customer", &[("kelp", 1)]))
+    };
+    for round in 0..20 {
+        let key = format!("race-{round}");
+        // The same keyed request on both nodes, and unrelated orders that may share a group
+        // commit with either.
+        let (x, y, others) = tokio::join!(
+            a.send(keyed(&a, key.clone())),
+            b.send(keyed(&b, key.clone())),
+            bystanders(&a, &b, round),
+        );
+        for reply in [&x, &y] {
+            assert!(
+                reply.status == 201 || reply.code() == "idempotency_key_in_use",
+                "round {round}: {} {:?}",
+                reply.status,
+                reply.body
+            );
+        }
+        let ids: std::collections::HashSet<_> = [&x, &y]
+            .iter()
+            .filter(|r| r.status == 201)
+            .map(|r| r.body["order_id"].to_string())
+            .collect();
+        assert!(ids.len() <= 1, "round {round}: two orders for one key: {ids:?}");
+        assert!(others.iter().all(|s| *s == 201), "round {round}: a bystander failed: {others:?}");
+        // A retry after the race always answers with the one order.
+        let retry = a.send(keyed(&a, key)).await;
+        assert_eq!(retry.status, 201, "{:?}", retry.body);
+        if let Some(id) = ids.iter().next() {
+            assert_eq!(&retry.body["order_id"].to_string(), id);
+        }
+    }
+    let keyed_orders =
+        a.count_rows("SELECT count(*) FROM orders WHERE customer_id = 'dup-customer'").await;
+    assert_eq!(keyed_orders, 20, "one order per key");
+    a.stop().await;
+    b.stop().await;
+    engines.clean_up().await;
+}
+
+/// Four unkeyed orders from other customers, two on each node; their statuses.
+async fn bystanders(a: &TestApp, b: &TestApp, round: usize) -> Vec<u16> {
+    let names: Vec<String> =
+        ["a", "b", "a2", "b2"].iter().map(|n| format!("by-{n}-{round}")).collect();
+    let (p, q, r, s) = tokio::join!(
+        a.order(&names[0], &[("kelp", 1)]),
+        b.order(&names[1], &[("kelp", 1)]),
+        a.order(&names[2], &[("kelp", 1)]),
+        b.order(&names[3], &[("kelp", 1)]),
+    );
+    vec![p.status, q.status, r.status, s.status]
+}

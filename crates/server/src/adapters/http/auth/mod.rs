@@ -28,7 +28,7 @@ pub struct Auth {
 
 enum Customers {
     Open,
-    Jwt(JwtVerifier),
+    Jwt(Box<JwtVerifier>),
     TrustedHeader { header: HeaderName, proxies: Vec<ipnet::IpNet> },
 }
 
@@ -44,7 +44,7 @@ impl Auth {
     ) -> Result<Auth, String> {
         let customers = match settings.customer {
             CustomerMode::Open => Customers::Open,
-            CustomerMode::Jwt => Customers::Jwt(JwtVerifier::new(&settings.jwt, clock)?),
+            CustomerMode::Jwt => Customers::Jwt(Box::new(JwtVerifier::new(&settings.jwt, clock)?)),
             CustomerMode::TrustedHeader => Customers::TrustedHeader {
                 header: HeaderName::try_from(settings.trusted_header.header.as_str())
                     .map_err(|e| format!("auth.trusted_header.header: {e}"))?,
