@@ -162,3 +162,33 @@ pub async fn run_read_cache(cache: Arc<dyn ordermill_core::ports::OrderReadCache
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The request-budget contract for a limiter built with a quota of 20/s and a burst of 5:
+/// the burst passes, the next is refused with a wait near one emission interval, a key's
+/// budget is its own, and waiting the given time lets a request through again.
+///
+/// # Panics
+/// On the first violation.
+pub async fn run_rate_limiter(limiter: &dyn ordermill_core::ports::RateLimiter) {
+    use std::time::Duration;
+    for i in 0..5 {
+        assert_eq!(limiter.acquire("alice").await.expect("acquire"), None, "burst request {i}");
+    }
+    let wait = limiter.acquire("alice").await.expect("acquire").expect("the 6th is refused");
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_millis(60),
+        "one interval of 50 ms (with slack), got {wait:?}"
+    );
+    assert_eq!(limiter.acquire("bob").await.expect("acquire"), None, "bob's budget is his own");
+    tokio::time::sleep(wait + Duration::from_millis(5)).await;
+    assert_eq!(limiter.acquire("alice").await.expect("acquire"), None, "after the wait");
+    assert!(limiter.acquire("alice").await.expect("acquire").is_some(), "and only one");
+}
+
+/// The quota [`run_rate_limiter`] expects.
+pub fn rate_limiter_quota() -> ordermill_core::ports::RateQuota {
+    ordermill_core::ports::RateQuota {
+        per_second: std::num::NonZeroU32::new(20).expect("not zero"),
+        burst: std::num::NonZeroU32::new(5).expect("not zero"),
+    }
+}

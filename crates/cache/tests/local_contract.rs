@@ -19,3 +19,13 @@ async fn local_order_cache_honours_the_read_cache_contract() {
     ))
     .await;
 }
+
+#[tokio::test]
+async fn local_rate_limiter_honours_the_budget_contract() {
+    let limiter = ordermill_cache::LocalRateLimiter::new(contract::rate_limiter_quota());
+    contract::run_rate_limiter(&limiter).await;
+    assert_eq!(limiter.len(), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    limiter.forget_idle();
+    assert!(limiter.is_empty(), "full buckets are dropped: memory follows recent clients");
+}

@@ -156,3 +156,24 @@ async fn lost_counts_are_refused_never_sold_out_and_one_claimed_rebuild_restores
         redis::cmd("KEYS").arg(format!("{{{prefix}}}:*")).query_async(&mut conn).await.unwrap();
     redis::cmd("DEL").arg(&keys).query_async::<i64>(&mut conn).await.unwrap();
 }
+
+#[tokio::test]
+async fn redis_rate_limiter_honours_the_budget_contract_and_is_shared_by_nodes() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let a = RedisStockCache::connect(&url, &prefix).await.unwrap();
+    let limiter = a.rate_limiter(contract::rate_limiter_quota());
+    contract::run_rate_limiter(&limiter).await;
+
+    use ordermill_core::ports::RateLimiter;
+    let b = RedisStockCache::connect(&url, &prefix).await.unwrap();
+    let on_b = b.rate_limiter(contract::rate_limiter_quota());
+    for i in 0..5 {
+        let node = if i % 2 == 0 { &limiter } else { &on_b };
+        assert_eq!(node.acquire("carol").await.unwrap(), None, "request {i} of the burst");
+    }
+    assert!(
+        on_b.acquire("carol").await.unwrap().is_some(),
+        "two nodes spend one budget of 5: the 6th is refused on either"
+    );
+}

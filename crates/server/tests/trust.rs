@@ -25,6 +25,7 @@ on_both_engines!(
     catalog_writes_need_a_merchant_token_and_reads_stay_public,
     a_jwt_customer_orders_sees_and_lists_only_as_themselves,
     idempotency_keys_are_per_customer_and_expire,
+    a_client_over_its_budget_gets_429_and_service_again_after_the_wait,
 );
 
 const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
@@ -211,6 +212,48 @@ async fn idempotency_keys_are_per_customer_and_expire(engines: Engines) {
     assert_ne!(after.body["order_id"], alice.body["order_id"], "an expired key is a new request");
     assert!(after.headers.get("idempotent-replayed").is_none());
     assert_eq!(app.available("tea").await, 97);
+    app.stop().await;
+}
+
+async fn a_client_over_its_budget_gets_429_and_service_again_after_the_wait(engines: Engines) {
+    let clock = now_clock();
+    let app = spawn_app_on(engines, tempfile::tempdir().unwrap(), clock.clone(), |s| {
+        jwt_mode(s);
+        s.rate_limit.per_second = 2;
+        s.rate_limit.burst = 3;
+    })
+    .await;
+    let bare = bare();
+    let alice = token_at("alice", &clock, 3600, json!({}));
+    let bob = token_at("bob", &clock, 3600, json!({}));
+    let mine =
+        |token: &str| bare.get(app.url("/api/customers/me/orders")).bearer_auth(token.to_owned());
+    for i in 0..3 {
+        assert_eq!(app.send(mine(&alice)).await.status, 200, "burst request {i}");
+    }
+    let over = app.send(mine(&alice)).await;
+    assert_eq!((over.status, over.code()), (429, "rate_limited"));
+    assert_eq!(over.headers["retry-after"], "1");
+    assert_eq!(app.send(mine(&bob)).await.status, 200, "bob's budget is his own");
+    for _ in 0..10 {
+        assert!(app.put_product("tea", "2.50", 10).await.status < 300, "merchants are not counted");
+    }
+    // One request back every 500 ms at 2/s.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(app.send(mine(&alice)).await.status, 200, "served again after the wait");
+
+    // Without an identity the client address is the key.
+    let public = || bare.get(app.url("/api/products/tea"));
+    let statuses: Vec<u16> = {
+        let mut all = Vec::new();
+        for _ in 0..4 {
+            all.push(app.send(public()).await.status);
+        }
+        all
+    };
+    assert_eq!(statuses, vec![200, 200, 200, 429]);
+    let health = app.send(bare.get(app.url("/healthz"))).await;
+    assert_eq!(health.status, 200, "health checks are never limited");
     app.stop().await;
 }
 

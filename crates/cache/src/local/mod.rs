@@ -7,6 +7,7 @@
 //! the order had been placed and cancelled, and never an oversell.
 
 mod orders;
+mod rate_limit;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -17,6 +18,7 @@ use ordermill_core::ports::{CacheError, StockCache};
 use ordermill_core::{OrderLine, Sku};
 
 pub use self::orders::LocalOrderCache;
+pub use self::rate_limit::LocalRateLimiter;
 
 /// Per-SKU counters behind a read-mostly map: the map is written only when a SKU is created,
 /// so intake takes only the read lock and then works on atomics.

@@ -14,6 +14,7 @@
 //! per catalog partition), which this layout allows without a script change.
 
 mod orders;
+mod rate_limit;
 
 use std::time::Duration;
 
@@ -132,6 +133,7 @@ impl std::fmt::Debug for RedisStockCache {
 }
 
 pub use self::orders::RedisOrderCache;
+pub use self::rate_limit::RedisRateLimiter;
 
 fn unavailable(error: redis::RedisError) -> CacheError {
     CacheError::Unavailable(error.to_string())
@@ -167,6 +169,11 @@ impl RedisStockCache {
     /// The order read cache on the same connection, each view kept for `ttl`.
     pub fn order_cache(&self, ttl: Duration) -> RedisOrderCache {
         RedisOrderCache { conn: self.conn.clone(), prefix: self.prefix.clone(), ttl }
+    }
+
+    /// Request budgets shared through the same Redis, each key's kept under `PREFIX:rl:`.
+    pub fn rate_limiter(&self, quota: ordermill_core::ports::RateQuota) -> RedisRateLimiter {
+        RedisRateLimiter::new(self.conn.clone(), self.prefix.clone(), quota)
     }
 
     fn nodes_key(&self) -> String {

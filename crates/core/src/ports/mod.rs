@@ -10,6 +10,7 @@ pub mod limits;
 pub mod notify;
 pub mod outbox;
 pub mod payment;
+pub mod rate_limit;
 pub mod read_cache;
 pub mod store;
 
@@ -22,5 +23,6 @@ pub use limits::LimitStore;
 pub use notify::{Notification, Notifier, NotifyError};
 pub use outbox::Outbox;
 pub use payment::{ChargeError, ChargeRequest, PaymentGateway};
+pub use rate_limit::{RateLimiter, RateQuota};
 pub use read_cache::OrderReadCache;
 pub use store::{AcceptedOrder, Effect, EffectOutcome, OrderStore, StoreError};

@@ -344,6 +344,7 @@ impl Application {
             deals: deals.clone(),
             purchase_limits,
             auth,
+            rate_limiter: backends.rate_limiter.clone(),
         });
         let router = http::router(state, &settings.http);
         let listener = TcpListener::bind(settings.listen)

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use ordermill_bus::{EmbeddedBus, RabbitBus};
-use ordermill_cache::{LocalOrderCache, LocalStockCache, RedisStockCache};
+use ordermill_cache::{LocalOrderCache, LocalRateLimiter, LocalStockCache, RedisStockCache};
 use ordermill_core::Clock;
 use ordermill_core::ports::{
-    BusError, DealStore, EventBus, LimitStore, OrderReadCache, OrderStore, Outbox, StockCache,
-    StoreError,
+    BusError, DealStore, EventBus, LimitStore, OrderReadCache, OrderStore, Outbox, RateLimiter,
+    StockCache, StoreError,
 };
 use ordermill_store::{PostgresStore, SqliteStore};
 
@@ -47,6 +47,8 @@ pub struct Backends {
     pub cache: Arc<dyn StockCache>,
     /// Order views behind `GET /api/orders/{id}`.
     pub order_cache: Arc<dyn OrderReadCache>,
+    /// Per-client request budgets (`rate_limit`), shared through Redis when the cache is.
+    pub rate_limiter: Option<Arc<dyn RateLimiter>>,
     /// Whether other nodes share the store and cache (the scaled-out engines): then the cache
     /// is reconciled without overwriting live counts.
     pub shared: bool,
@@ -77,7 +79,7 @@ pub async fn open_postgres(
 /// See [`StartError`].
 pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends, StartError> {
     check_pairing(settings)?;
-    let (cache, orders) = caches(settings).await?;
+    let Caches { cache, orders, rate_limiter } = caches(settings).await?;
     match (&settings.store, &settings.bus) {
         (StoreUrl::Sqlite, _) => {
             let data_dir = settings.data_dir.clone();
@@ -97,6 +99,7 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
                 bus: Arc::new(bus),
                 cache,
                 order_cache: orders,
+                rate_limiter,
                 shared: false,
                 relay: None,
             })
@@ -131,6 +134,7 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
                 bus: bus.clone(),
                 cache,
                 order_cache: orders,
+                rate_limiter,
                 shared: true,
                 relay: Some((bus, outbox)),
             })
@@ -141,25 +145,56 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
     }
 }
 
-/// The hot-stock cache and the order read cache the settings name.
-async fn caches(
-    settings: &Settings,
-) -> Result<(Arc<dyn StockCache>, Arc<dyn OrderReadCache>), StartError> {
+struct Caches {
+    cache: Arc<dyn StockCache>,
+    orders: Arc<dyn OrderReadCache>,
+    rate_limiter: Option<Arc<dyn RateLimiter>>,
+}
+
+/// The hot-stock cache, the order read cache and the request budgets the settings name.
+async fn caches(settings: &Settings) -> Result<Caches, StartError> {
     let ttl = settings.order_cache.ttl.get();
+    let quota = settings.rate_limit.quota();
     match &settings.cache {
-        CacheUrl::Local => Ok((
-            Arc::new(LocalStockCache::new()),
-            Arc::new(LocalOrderCache::new(settings.order_cache.entries, ttl)),
-        )),
+        CacheUrl::Local => Ok(Caches {
+            cache: Arc::new(LocalStockCache::new()),
+            orders: Arc::new(LocalOrderCache::new(settings.order_cache.entries, ttl)),
+            rate_limiter: quota.map(|quota| {
+                let limiter = Arc::new(LocalRateLimiter::new(quota));
+                forget_idle_clients(&limiter);
+                limiter as Arc<dyn RateLimiter>
+            }),
+        }),
         CacheUrl::Redis(url) => {
             let prefix = &settings.redis.key_prefix;
             let cache = RedisStockCache::connect(url.expose(), prefix)
                 .await
                 .map_err(|source| StartError::Cache { url: url.to_string(), source })?;
             tracing::info!(prefix = %prefix, "Hot stock and the order read cache are in Redis.");
-            Ok((Arc::new(cache.clone()), Arc::new(cache.order_cache(ttl))))
+            Ok(Caches {
+                cache: Arc::new(cache.clone()),
+                orders: Arc::new(cache.order_cache(ttl)),
+                rate_limiter: quota
+                    .map(|quota| Arc::new(cache.rate_limiter(quota)) as Arc<dyn RateLimiter>),
+            })
         }
     }
+}
+
+/// Keeps a node-local limiter's memory to the clients seen in the last minute; ends with it.
+fn forget_idle_clients(limiter: &Arc<LocalRateLimiter>) {
+    let limiter = Arc::downgrade(limiter);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            match limiter.upgrade() {
+                Some(limiter) => limiter.forget_idle(),
+                None => break,
+            }
+        }
+    });
 }
 
 impl From<BusError> for StartError {

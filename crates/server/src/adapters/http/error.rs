@@ -75,6 +75,11 @@ impl ApiError {
         }
     }
 
+    /// The same error with a `Retry-After` header of `secs`.
+    pub fn with_retry_after(self, secs: u32) -> Self {
+        ApiError { retry_after_secs: Some(secs), ..self }
+    }
+
     /// 503 with a `Retry-After` header.
     pub fn unavailable(
         code: &'static str,

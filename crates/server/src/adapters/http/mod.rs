@@ -10,6 +10,7 @@ pub mod health;
 pub mod metrics;
 pub mod orders;
 pub mod products;
+pub mod rate_limit;
 
 use std::sync::Arc;
 
@@ -68,10 +69,13 @@ pub struct Shared {
     pub purchase_limits: Arc<crate::services::purchase_limits::PurchaseLimits>,
     /// Merchant, admin and customer credentials.
     pub auth: Arc<auth::Auth>,
+    /// Per-client request budgets; `None` when `rate_limit` is off.
+    pub rate_limiter: Option<Arc<dyn ordermill_core::ports::RateLimiter>>,
 }
 
 /// The whole API.
 pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
+    let limits = axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit);
     Router::new()
         .merge(orders::router(http_limits.max_batch_body_bytes))
         .merge(products::router())
@@ -87,6 +91,7 @@ pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
                 "this endpoint does not take that method",
             )
         })
+        .layer(limits)
         .layer(DefaultBodyLimit::max(http_limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

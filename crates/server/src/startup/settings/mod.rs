@@ -48,6 +48,8 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     /// Who may change the catalog and how customers prove who they are.
     pub auth: AuthSettings,
+    /// Per-client request budgets on `/api/*`.
+    pub rate_limit: RateLimitSettings,
     /// Group commit tuning.
     pub commit: CommitSettings,
     /// HTTP limits.
@@ -124,6 +126,27 @@ impl Settings {
         }
         self.auth.validate()?;
         self.rabbitmq.validate()
+    }
+}
+
+/// Per-client request budgets: a token bucket per verified customer (per client address
+/// for requests without one), shared by every api node through Redis when the cache is Redis.
+/// Merchant and admin requests are not counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// Sustained requests per second per client; 0 turns the limit off (the default).
+    pub per_second: u32,
+    /// Requests a client may send back to back after a quiet spell; 0 means `per_second`.
+    pub burst: u32,
+}
+
+impl RateLimitSettings {
+    /// The quota, or `None` when the limit is off.
+    pub fn quota(&self) -> Option<ordermill_core::ports::RateQuota> {
+        let per_second = std::num::NonZeroU32::new(self.per_second)?;
+        let burst = std::num::NonZeroU32::new(self.burst).unwrap_or(per_second);
+        Some(ordermill_core::ports::RateQuota { per_second, burst })
     }
 }
 
@@ -247,6 +270,7 @@ impl Default for Settings {
             max_backlog: 1_000_000,
             admin_token: None,
             auth: AuthSettings::default(),
+            rate_limit: RateLimitSettings::default(),
             commit: CommitSettings::default(),
             http: HttpSettings::default(),
             idempotency: IdempotencySettings::default(),
