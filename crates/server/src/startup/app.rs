@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::adapters::http::auth::Auth;
+use crate::adapters::http::rate_limit::RateLimit;
 use crate::adapters::http::{self, AppState, Shared};
 use crate::adapters::integrations::{self, IntegrationError};
 use crate::adapters::workers::{self, Pipeline};
@@ -31,7 +32,7 @@ use crate::services::purchase_limits::PurchaseLimits;
 use crate::services::stock_repair::{self, RepairSettings};
 use crate::startup::backends::{self, Backends};
 use crate::startup::settings::Settings;
-use crate::startup::settings::{CacheUrl, Secret};
+use crate::startup::settings::{CacheUrl, Secret, networks};
 use crate::telemetry;
 
 /// What a node runs.
@@ -330,6 +331,8 @@ impl Application {
             order_cache.clone(),
             clock.clone(),
         ));
+        let proxies = networks("rate_limit.trusted_proxies", &settings.rate_limit.trusted_proxies)
+            .map_err(StartError::Config)?;
         let admin_token = settings.admin_token.as_ref().map(Secret::expose);
         let auth =
             Arc::new(Auth::new(&settings.auth, admin_token, clock).map_err(StartError::Config)?);
@@ -344,7 +347,7 @@ impl Application {
             deals: deals.clone(),
             purchase_limits,
             auth,
-            rate_limiter: backends.rate_limiter.clone(),
+            rate_limit: backends.rate_limiter.clone().map(|limiter| RateLimit { limiter, proxies }),
         });
         let router = http::router(state, &settings.http);
         let listener = TcpListener::bind(settings.listen)

@@ -70,7 +70,7 @@ pub struct Shared {
     /// Merchant, admin and customer credentials.
     pub auth: Arc<auth::Auth>,
     /// Per-client request budgets; `None` when `rate_limit` is off.
-    pub rate_limiter: Option<Arc<dyn ordermill_core::ports::RateLimiter>>,
+    pub rate_limit: Option<rate_limit::RateLimit>,
 }
 
 /// The whole API.

@@ -6,21 +6,51 @@
 //! A shared budget that cannot be read (Redis down) lets the request through: the limit
 //! protects the service, and refusing everyone would turn a cache outage into a full one.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ordermill_core::ports::RateLimiter;
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 
+/// The budgets and whose word on the client's address is taken.
+pub struct RateLimit {
+    /// The budgets.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// `rate_limit.trusted_proxies`.
+    pub proxies: Vec<ipnet::IpNet>,
+}
+
+impl RateLimit {
+    /// The client's address: the peer, or — when the peer is a trusted proxy — the
+    /// right-most `X-Forwarded-For` entry that is not one (entries further left are the
+    /// client's own say and could be forged).
+    fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let trusted = |ip: IpAddr| self.proxies.iter().any(|net| net.contains(&ip));
+        if !trusted(peer) {
+            return peer;
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .collect::<Vec<_>>();
+        forwarded.into_iter().rev().find(|ip| !trusted(*ip)).unwrap_or(peer)
+    }
+}
+
 /// The middleware.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(limiter) = &state.rate_limiter else { return next.run(request).await };
+    let Some(limits) = &state.rate_limit else { return next.run(request).await };
     if !request.uri().path().starts_with("/api/") {
         return next.run(request).await;
     }
@@ -36,11 +66,11 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
             key
         }
         _ => match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(peer)) => format!("ip:{}", peer.ip()),
+            Some(ConnectInfo(peer)) => format!("ip:{}", limits.client(peer.ip(), &parts.headers)),
             None => "ip:unknown".to_owned(),
         },
     };
-    match limiter.acquire(&key).await {
+    match limits.limiter.acquire(&key).await {
         Ok(None) => next.run(Request::from_parts(parts, body)).await,
         Ok(Some(wait)) => {
             metrics::counter!("ordermill_rate_limited_total").increment(1);
@@ -62,4 +92,42 @@ fn rate_limited(wait: Duration) -> ApiError {
         format!("too many requests from this client; retry in {secs} s"),
     )
     .with_retry_after(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    struct Never;
+
+    #[async_trait::async_trait]
+    impl RateLimiter for Never {
+        async fn acquire(
+            &self,
+            _: &str,
+        ) -> Result<Option<Duration>, ordermill_core::ports::CacheError> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_hop_and_only_behind_a_trusted_proxy() {
+        let limits = RateLimit {
+            limiter: Arc::new(Never),
+            proxies: vec!["127.0.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let with = |xff: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_static(xff));
+            h
+        };
+        let forged_then_real = with("6.6.6.6, 203.0.113.7, 10.1.1.1");
+        assert_eq!(limits.client(ip("127.0.0.1"), &forged_then_real), ip("203.0.113.7"));
+        assert_eq!(limits.client(ip("198.51.100.2"), &forged_then_real), ip("198.51.100.2"));
+        assert_eq!(limits.client(ip("127.0.0.1"), &HeaderMap::new()), ip("127.0.0.1"));
+        assert_eq!(limits.client(ip("127.0.0.1"), &with("garbage")), ip("127.0.0.1"));
+    }
 }

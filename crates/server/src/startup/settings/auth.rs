@@ -124,19 +124,25 @@ impl TrustedHeaderSettings {
     /// # Errors
     /// The first entry that is not a CIDR or an address.
     pub fn networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
-        self.proxies
-            .iter()
-            .map(|p| {
-                p.parse::<ipnet::IpNet>()
-                    .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        format!(
-                            "auth.trusted_header.proxies: {p:?} is not a CIDR like \"10.0.0.0/8\" or an address"
-                        )
-                    })
-            })
-            .collect()
+        networks("auth.trusted_header.proxies", &self.proxies)
     }
+}
+
+/// `entries` (CIDRs or addresses) of the setting `key` as networks.
+///
+/// # Errors
+/// The first entry that is neither, named with the key.
+pub fn networks(key: &str, entries: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    entries
+        .iter()
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!("{key}: {p:?} is not a CIDR like \"10.0.0.0/8\" or an address")
+                })
+        })
+        .collect()
 }
 
 impl AuthSettings {

@@ -14,7 +14,7 @@ use ordermill_core::{HumanDuration, Topology};
 use serde::{Deserialize, Serialize};
 
 pub use self::auth::{
-    AuthSettings, CustomerMode, JwtAlgorithm, JwtSettings, TrustedHeaderSettings,
+    AuthSettings, CustomerMode, JwtAlgorithm, JwtSettings, TrustedHeaderSettings, networks,
 };
 pub use self::engines::{BusUrl, CacheUrl, Secret, SecretUrl, StoreUrl};
 
@@ -125,6 +125,7 @@ impl Settings {
             return Err("payment.failure_rate must be between 0.0 and 1.0".into());
         }
         self.auth.validate()?;
+        auth::networks("rate_limit.trusted_proxies", &self.rate_limit.trusted_proxies)?;
         self.rabbitmq.validate()
     }
 }
@@ -139,6 +140,10 @@ pub struct RateLimitSettings {
     pub per_second: u32,
     /// Requests a client may send back to back after a quiet spell; 0 means `per_second`.
     pub burst: u32,
+    /// Proxies (CIDRs, e.g. nginx's `"127.0.0.1/32"`) whose `X-Forwarded-For` names the
+    /// client: a request without a customer is counted for the address the nearest proxy saw,
+    /// not for the proxy (which would put every anonymous client in one budget).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl RateLimitSettings {
