@@ -39,6 +39,8 @@ impl Node {
             .arg(dir)
             .env("RUST_LOG", "info")
             .env("ORDERMILL_MERCHANT_TOKEN", MERCHANT_TOKEN)
+            // Correctness under load, not shedding: a loaded debug build may queue longer.
+            .env("ORDERMILL_HTTP__MAX_QUEUE_WAIT", "10s")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -89,6 +89,8 @@ impl Deployment {
             ("ORDERMILL_REDIS__CHECK_INTERVAL", "200ms".to_owned()),
             ("ORDERMILL_REDIS__REBUILD_SETTLE", "500ms".to_owned()),
             ("ORDERMILL_MERCHANT_TOKEN", super::MERCHANT_TOKEN.to_owned()),
+            // Correctness under load, not shedding: a loaded debug build may queue longer.
+            ("ORDERMILL_HTTP__MAX_QUEUE_WAIT", "10s".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::adapters::http::auth::Auth;
 use crate::adapters::http::rate_limit::RateLimit;
+use crate::adapters::http::serve::EdgeLimits;
 use crate::adapters::http::{self, AppState, Shared};
 use crate::adapters::integrations::{self, IntegrationError};
 use crate::adapters::workers::{self, Pipeline};
@@ -302,8 +303,8 @@ impl Application {
             store.clone(),
             cache.clone(),
             bus.clone(),
-            settings.commit.max_batch_orders,
-            settings.commit.queue_capacity,
+            (settings.commit.max_batch_orders, settings.commit.queue_capacity),
+            settings.http.max_queue_wait.get(),
         );
         let idempotency = Arc::new(Idempotency::new(
             store.clone(),
@@ -319,7 +320,7 @@ impl Application {
             purchase_limits.clone(),
             clock.clone(),
             bus.clone(),
-            settings.max_backlog,
+            (settings.max_backlog, settings.http.max_queue_wait.get()),
         ));
         let deals = Arc::new(Deals::new(
             backends.deals.clone(),
@@ -456,12 +457,11 @@ impl Application {
 
         let listen = http.listener.local_addr().unwrap_or(settings.listen);
         tracing::info!(listen = %listen, role = ?role, store = %settings.store, bus = %settings.bus, cache = %settings.cache, "ordermill is serving.");
-        let served = axum::serve(
-            http.listener,
-            http.router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let limits = EdgeLimits {
+            header_read_timeout: settings.http.header_read_timeout.get(),
+            max_connections: settings.http.max_connections,
+        };
+        let served = http::serve::serve(http.listener, http.router, limits, shutdown).await;
         tracing::info!("HTTP server stopped; flushing the committer.");
         stop_committer.cancel();
         committing.wait().await;

@@ -23,6 +23,8 @@ pub const COMMIT_BATCH_ORDERS: &str = "ordermill_commit_batch_orders";
 pub const COMMIT_SECONDS: &str = "ordermill_commit_duration_seconds";
 /// Group-commit transactions that failed (their orders answered 503, stock released).
 pub const COMMIT_FAILURES: &str = "ordermill_commit_failures_total";
+/// Orders shed (503 `overloaded`) because they waited longer than `http.max_queue_wait`.
+pub const COMMIT_SHED: &str = "ordermill_orders_shed_total";
 
 /// Messages handled by consumers, by `queue` and `outcome` (ack, retry, dead).
 pub const CONSUMER_MESSAGES: &str = "ordermill_consumer_messages_total";
@@ -104,6 +106,10 @@ fn describe() {
         "Group-commit transaction time including fsync."
     );
     describe_counter!(COMMIT_FAILURES, "Group-commit transactions that failed.");
+    describe_counter!(
+        COMMIT_SHED,
+        "Orders shed because they waited longer than http.max_queue_wait."
+    );
     describe_counter!(CONSUMER_MESSAGES, "Messages handled by consumers, by queue and outcome.");
     describe_histogram!(CONSUMER_SECONDS, Unit::Seconds, "Time to handle one batch of deliveries.");
     describe_gauge!(QUEUE_DEPTH, "Messages ready, delayed or in flight, by queue.");
@@ -152,6 +158,8 @@ pub struct CommitMetrics {
     pub duration: Histogram,
     /// [`COMMIT_FAILURES`].
     pub failures: Counter,
+    /// [`COMMIT_SHED`].
+    pub shed: Counter,
 }
 
 impl CommitMetrics {
@@ -161,6 +169,7 @@ impl CommitMetrics {
             batch_orders: histogram!(COMMIT_BATCH_ORDERS),
             duration: histogram!(COMMIT_SECONDS),
             failures: counter!(COMMIT_FAILURES),
+            shed: counter!(COMMIT_SHED),
         }
     }
 }

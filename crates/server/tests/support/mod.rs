@@ -173,6 +173,9 @@ pub async fn spawn_app_on(
     };
     settings.auth.merchant_tokens =
         vec![ordermill_server::startup::settings::Secret::new(MERCHANT_TOKEN)];
+    // Debug builds on a loaded CI machine can queue a commit past the 100 ms default; these
+    // tests are about correctness, not shedding (tests/edge.rs covers that).
+    settings.http.max_queue_wait = ordermill_core::HumanDuration::from_secs(10);
     engines.apply(&mut settings);
     tweak(&mut settings);
     let app = Application::build_with_clock(settings, clock).await.expect("app builds");

@@ -21,12 +21,15 @@ use super::error::ApiError;
 use super::orders::{OrderView, header_key, named_customer};
 use crate::services::deals::NewDeal;
 
-/// The routes of this module.
+/// Opening and reading deals.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/deals", post(open))
-        .route("/api/deals/{id}", get(show))
-        .route("/api/deals/{id}/join", post(join))
+    Router::new().route("/api/deals", post(open)).route("/api/deals/{id}", get(show))
+}
+
+/// Joining, which places an order: like order creation it runs to the store's answer, never
+/// cut by `http.request_timeout` mid-transaction.
+pub fn joins() -> Router<AppState> {
+    Router::new().route("/api/deals/{id}/join", post(join))
 }
 
 #[derive(Deserialize)]

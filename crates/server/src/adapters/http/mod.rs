@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod orders;
 pub mod products;
 pub mod rate_limit;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -21,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use ordermill_core::ports::{EventBus, OrderStore};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use self::error::ApiError;
 use crate::services::catalog::Catalog;
@@ -76,13 +76,21 @@ pub struct Shared {
 /// The whole API.
 pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
     let limits = axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit);
-    Router::new()
-        .merge(orders::router(http_limits.max_batch_body_bytes))
+    let timed = Router::new()
+        .merge(orders::reads())
         .merge(products::router())
         .merge(deals::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(admin::router())
+        .layer(axum::middleware::from_fn_with_state(
+            http_limits.request_timeout.get(),
+            request_timeout,
+        ));
+    Router::new()
+        .merge(timed)
+        .merge(orders::writes(http_limits.max_batch_body_bytes))
+        .merge(deals::joins())
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -93,12 +101,26 @@ pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
         })
         .layer(limits)
         .layer(DefaultBodyLimit::max(http_limits.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            http_limits.request_timeout.get(),
-        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// `http.request_timeout` on the routes that write nothing: 503 `timeout` with a JSON body
+/// and `Retry-After`, as every 503.
+async fn request_timeout(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(
+            "timeout",
+            format!("no answer within http.request_timeout ({limit:?}); retry shortly"),
+            1,
+        )
+        .into_response(),
+    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {

@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ordermill_core::OutboxEvent;
 use ordermill_core::ports::{
@@ -27,6 +27,9 @@ pub struct CommitRequest {
     pub orders: Vec<AcceptedOrder>,
     /// Receives the outcome once the transaction is durable (or failed).
     pub reply: Reply,
+    /// When the request reached the node: one that waited longer than `max_queue_wait` by
+    /// the time its batch forms is shed, not written.
+    pub arrived: Instant,
 }
 
 /// A durable batch and the slice of it that belongs to one request.
@@ -38,15 +41,29 @@ pub struct Committed {
     pub range: Range<usize>,
 }
 
-/// The transaction failed: nothing was written and the reservations were released.
+/// The orders were not written and their reservations were released.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("the order store did not commit: {message}")]
 pub struct CommitFailed {
-    /// The store's error.
+    /// What happened.
     pub message: String,
+    /// Why.
+    pub kind: FailKind,
+}
+
+/// Why a request's orders were not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// The store failed.
+    Store,
     /// The request's own orders collided with stored ones (an idempotency key the same
     /// customer sent to another node at the same moment): a retry finds the winner.
-    pub conflict: bool,
+    Conflict,
+    /// It waited longer than `max_queue_wait` (shed under overload).
+    Shed {
+        /// How long it had waited.
+        waited: Duration,
+    },
 }
 
 /// Handle used by intake to queue orders.
@@ -56,13 +73,34 @@ pub struct CommitterHandle {
 }
 
 impl CommitterHandle {
-    /// Queues a request. Waits for a slot when the queue is full (backpressure).
+    /// Queues a request, waiting at most `within` for a slot when the queue is full.
     ///
     /// # Errors
-    /// Gives the request back when the committer has stopped (shutdown).
-    pub async fn submit(&self, request: CommitRequest) -> Result<(), CommitRequest> {
-        self.sender.send(request).await.map_err(|e| e.0)
+    /// Gives the request back with [`Refused::Stopped`] when the committer has stopped
+    /// (shutdown), [`Refused::Full`] when no slot freed in time.
+    pub async fn submit(
+        &self,
+        request: CommitRequest,
+        within: Duration,
+    ) -> Result<(), (CommitRequest, Refused)> {
+        match tokio::time::timeout(within, self.sender.reserve()).await {
+            Ok(Ok(slot)) => {
+                slot.send(request);
+                Ok(())
+            }
+            Ok(Err(_)) => Err((request, Refused::Stopped)),
+            Err(_) => Err((request, Refused::Full)),
+        }
     }
+}
+
+/// Why a request was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The committer stopped.
+    Stopped,
+    /// The queue stayed full.
+    Full,
 }
 
 /// The committer task's inputs.
@@ -72,17 +110,19 @@ pub struct Committer {
     cache: Arc<dyn StockCache>,
     bus: Arc<dyn EventBus>,
     max_batch: usize,
+    max_queue_wait: Duration,
     metrics: CommitMetrics,
 }
 
 impl Committer {
-    /// A committer and the handle to feed it; `capacity` bounds queued requests.
+    /// A committer and the handle to feed it; `capacity` bounds queued requests, and one
+    /// that waited longer than `max_queue_wait` is shed.
     pub fn new(
         store: Arc<dyn OrderStore>,
         cache: Arc<dyn StockCache>,
         bus: Arc<dyn EventBus>,
-        max_batch: usize,
-        capacity: usize,
+        (max_batch, capacity): (usize, usize),
+        max_queue_wait: Duration,
     ) -> (Committer, CommitterHandle) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let committer = Committer {
@@ -91,6 +131,7 @@ impl Committer {
             cache,
             bus,
             max_batch: max_batch.max(1),
+            max_queue_wait,
             metrics: CommitMetrics::new(),
         };
         (committer, CommitterHandle { sender })
@@ -125,6 +166,23 @@ impl Committer {
                 }
                 Err(_) => break,
             }
+        }
+        // Shed what waited too long: answered at once, so the orders that are written stay
+        // fast and the rest know to come back (the durable queue is the buffer, not memory).
+        let (requests, late): (Vec<_>, Vec<_>) =
+            requests.into_iter().partition(|r| r.arrived.elapsed() <= self.max_queue_wait);
+        for request in late {
+            let waited = request.arrived.elapsed();
+            self.metrics.shed.increment(request.orders.len() as u64);
+            let replies = vec![(request.reply, 0..request.orders.len())];
+            let failed = CommitFailed {
+                message: format!("waited {waited:?} for the committer"),
+                kind: FailKind::Shed { waited },
+            };
+            self.release(&request.orders, replies, failed).await;
+        }
+        if requests.is_empty() {
+            return;
         }
         let mut batch = Vec::with_capacity(count);
         let mut replies = Vec::with_capacity(requests.len());
@@ -187,17 +245,28 @@ impl Committer {
     ) {
         self.metrics.failures.increment(1);
         let conflict = matches!(error, StoreError::Conflict(_));
+        let kind = if conflict { FailKind::Conflict } else { FailKind::Store };
         if conflict {
             tracing::info!(orders = batch.len(), error = %error, "A request's orders collided with stored ones; releasing its reservations, its retry finds the stored order.");
         } else {
             tracing::error!(orders = batch.len(), error = %error, cause = ?std::error::Error::source(&error), "Group commit failed; releasing reservations and answering 503.");
         }
+        let failed = CommitFailed { message: error.to_string(), kind };
+        self.release(batch, replies, failed).await;
+    }
+
+    /// Gives the orders' units back, then answers every request with `failed`.
+    async fn release(
+        &self,
+        batch: &[AcceptedOrder],
+        replies: Vec<(Reply, Range<usize>)>,
+        failed: CommitFailed,
+    ) {
         for accepted in batch {
             if let Err(release) = self.cache.release(&accepted.order.lines).await {
-                tracing::error!(order_id = %accepted.order.id, error = %release, "Could not release hot stock after a failed commit; restart to reconcile.");
+                tracing::error!(order_id = %accepted.order.id, error = %release, "Could not release hot stock of orders not written; restart to reconcile.");
             }
         }
-        let failed = CommitFailed { message: error.to_string(), conflict };
         for (reply, _) in replies {
             let _ = reply.send(Err(failed.clone()));
         }

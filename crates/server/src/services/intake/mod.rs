@@ -7,7 +7,7 @@ pub mod committer;
 pub mod idempotency;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ordermill_core::order::total_of;
 use ordermill_core::ports::{AcceptedOrder, CacheError, EventBus, StockCache};
@@ -18,7 +18,7 @@ use ordermill_core::{
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use self::committer::{CommitRequest, Committed, CommitterHandle};
+use self::committer::{CommitRequest, Committed, CommitterHandle, FailKind, Refused};
 use self::idempotency::{Begin, Idempotency, KeyClaim};
 use crate::services::catalog::{Catalog, PriceError};
 use crate::services::purchase_limits::{LimitHold, PurchaseLimits};
@@ -81,6 +81,16 @@ pub enum IntakeError {
         /// The configured bound.
         limit: u64,
     },
+    /// The node is saturated: the order waited longer than `http.max_queue_wait` before it
+    /// could be committed, and was not written.
+    #[error(
+        "this node is saturated (the order waited {} ms, limit http.max_queue_wait); nothing was written, retry in a moment",
+        waited.as_millis()
+    )]
+    Shed {
+        /// How long it had waited.
+        waited: Duration,
+    },
     /// The node is shutting down and takes no new orders.
     #[error("this node is shutting down; retry on another node or in a moment")]
     ShuttingDown,
@@ -98,7 +108,7 @@ impl IntakeError {
             Self::IdempotencyInProgress => "idempotency_key_in_use",
             Self::Unavailable(_) => "store_unavailable",
             Self::StockRecounting => "unavailable",
-            Self::Overloaded { .. } => "overloaded",
+            Self::Overloaded { .. } | Self::Shed { .. } => "overloaded",
             Self::ShuttingDown => "shutting_down",
         }
     }
@@ -169,6 +179,7 @@ pub struct Intake {
     metrics: IntakeMetrics,
     bus: Arc<dyn EventBus>,
     max_backlog: u64,
+    max_queue_wait: Duration,
 }
 
 impl Intake {
@@ -182,7 +193,7 @@ impl Intake {
         purchase_limits: Arc<PurchaseLimits>,
         clock: Arc<dyn Clock>,
         bus: Arc<dyn EventBus>,
-        max_backlog: u64,
+        (max_backlog, max_queue_wait): (u64, Duration),
     ) -> Self {
         Intake {
             catalog,
@@ -195,6 +206,7 @@ impl Intake {
             metrics: IntakeMetrics::new(),
             bus,
             max_backlog,
+            max_queue_wait,
         }
     }
 
@@ -207,23 +219,29 @@ impl Intake {
     ///
     /// # Errors
     /// See [`IntakeError`]; on any error nothing is written and no stock stays reserved.
-    pub async fn place(self: &Arc<Self>, input: OrderInput) -> Result<Placed, IntakeError> {
-        self.place_many(vec![Ok(input)])
+    pub async fn place(
+        self: &Arc<Self>,
+        input: OrderInput,
+        arrived: Instant,
+    ) -> Result<Placed, IntakeError> {
+        self.place_many(vec![Ok(input)], arrived)
             .await
             .pop()
             .unwrap_or_else(|| Err(IntakeError::Unavailable("no result for the order".into())))
     }
 
     /// Places many orders in one commit; one result per input, in input order. Inputs that
-    /// already failed shape validation are passed through as errors.
+    /// already failed shape validation are passed through as errors. `arrived` is when the
+    /// request reached the node: past `max_queue_wait` the orders are shed, not written.
     pub async fn place_many(
         self: &Arc<Self>,
         inputs: Vec<Result<OrderInput, ValidationError>>,
+        arrived: Instant,
     ) -> Vec<Result<Placed, IntakeError>> {
         let this = self.clone();
         let count = inputs.len();
         // Spawned so that a dropped request future cannot strand reservations (see module doc).
-        match tokio::spawn(async move { this.place_all(inputs).await }).await {
+        match tokio::spawn(async move { this.place_all(inputs, arrived).await }).await {
             Ok(results) => results,
             Err(join) => {
                 tracing::error!(error = %join, "Intake task failed.");
@@ -237,8 +255,17 @@ impl Intake {
     async fn place_all(
         &self,
         inputs: Vec<Result<OrderInput, ValidationError>>,
+        arrived: Instant,
     ) -> Vec<Result<Placed, IntakeError>> {
         let started = Instant::now();
+        let waited = arrived.elapsed();
+        if waited > self.max_queue_wait {
+            let error = IntakeError::Shed { waited };
+            for _ in &inputs {
+                self.metrics.rejected(error.code());
+            }
+            return inputs.iter().map(|_| Err(error.clone())).collect();
+        }
         // Peak shaving: the bus absorbs bursts up to a bound; past it, refuse at once rather
         // than grow the backlog (and memory) without limit.
         let backlog = self.bus.backlog_hint();
@@ -270,7 +297,7 @@ impl Intake {
             });
         }
         if !orders.is_empty() {
-            match self.commit(orders).await {
+            match self.commit(orders, arrived).await {
                 Ok(committed) => {
                     self.metrics.accepted.increment(pending.len() as u64);
                     for (offset, (slot, claim, hold)) in pending.into_iter().enumerate() {
@@ -347,20 +374,34 @@ impl Intake {
         Ok(Prepared::New(AcceptedOrder { order, event_id: self.ids.next_uuid(now) }, claim, hold))
     }
 
-    async fn commit(&self, orders: Vec<AcceptedOrder>) -> Result<Committed, IntakeError> {
+    async fn commit(
+        &self,
+        orders: Vec<AcceptedOrder>,
+        arrived: Instant,
+    ) -> Result<Committed, IntakeError> {
         let (reply, answer) = oneshot::channel();
-        if let Err(refused) = self.committer.submit(CommitRequest { orders, reply }).await {
+        let request = CommitRequest { orders, reply, arrived };
+        let budget = self.max_queue_wait.saturating_sub(arrived.elapsed());
+        if let Err((refused, why)) = self.committer.submit(request, budget).await {
             for accepted in &refused.orders {
                 if let Err(error) = self.cache.release(&accepted.order.lines).await {
                     tracing::error!(order_id = %accepted.order.id, error = %error, "Could not release hot stock of a refused order; restart to reconcile.");
                 }
             }
-            return Err(IntakeError::ShuttingDown);
+            return Err(match why {
+                Refused::Stopped => IntakeError::ShuttingDown,
+                Refused::Full => IntakeError::Shed { waited: arrived.elapsed() },
+            });
         }
+        // Once queued, the outcome is awaited whatever the time: the answer must say what the
+        // store did, never "timed out" for an order that then commits.
         match answer.await {
             Ok(Ok(committed)) => Ok(committed),
-            Ok(Err(failed)) if failed.conflict => Err(IntakeError::IdempotencyInProgress),
-            Ok(Err(failed)) => Err(IntakeError::Unavailable(failed.message)),
+            Ok(Err(failed)) => Err(match failed.kind {
+                FailKind::Conflict => IntakeError::IdempotencyInProgress,
+                FailKind::Shed { waited } => IntakeError::Shed { waited },
+                FailKind::Store => IntakeError::Unavailable(failed.message),
+            }),
             Err(_) => {
                 Err(IntakeError::Unavailable("the committer stopped before answering".into()))
             }

@@ -90,6 +90,8 @@ impl Settings {
     pub fn validate(&self) -> Result<(), String> {
         for (key, d) in [
             ("http.request_timeout", self.http.request_timeout),
+            ("http.header_read_timeout", self.http.header_read_timeout),
+            ("http.max_queue_wait", self.http.max_queue_wait),
             ("idempotency_ttl", self.idempotency_ttl),
             ("order_cache.ttl", self.order_cache.ttl),
             ("catalog.refresh", self.catalog.refresh),
@@ -113,6 +115,7 @@ impl Settings {
         }
         for (key, n) in [
             ("commit.max_batch_orders", self.commit.max_batch_orders),
+            ("http.max_connections", self.http.max_connections),
             ("commit.queue_capacity", self.commit.queue_capacity),
             ("workers.batch_size", self.workers.batch_size),
             ("workers.concurrency", self.workers.concurrency),
@@ -329,8 +332,19 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Largest body accepted by `POST /api/orders/batch` (bytes).
     pub max_batch_body_bytes: usize,
-    /// A request still running after this long is answered 503.
+    /// A read or catalog request still running after this long is answered 503 `timeout`.
+    /// Order creation and joins are not cut: they are shed before their commit
+    /// (`max_queue_wait`) or answered with what the store did.
     pub request_timeout: HumanDuration,
+    /// A request head (the line and headers) not complete within this long closes its
+    /// connection (slow-header clients); a keep-alive connection idle this long is closed too.
+    pub header_read_timeout: HumanDuration,
+    /// Connections served at once per node; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// An order that has waited longer than this (from its request's arrival) before its
+    /// commit starts is answered 503 `overloaded` at once and not written: under overload the
+    /// accepted orders stay fast and the rest know to come back.
+    pub max_queue_wait: HumanDuration,
 }
 
 impl Default for HttpSettings {
@@ -339,6 +353,9 @@ impl Default for HttpSettings {
             max_body_bytes: 64 * 1024,
             max_batch_body_bytes: 8 * 1024 * 1024,
             request_timeout: HumanDuration::from_secs(30),
+            header_read_timeout: HumanDuration::from_secs(10),
+            max_connections: 10_000,
+            max_queue_wait: HumanDuration::from_millis(100),
         }
     }
 }

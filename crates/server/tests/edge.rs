@@ -1,0 +1,98 @@
+//! The HTTP edge with raw sockets: a client that sends its headers too slowly, or leaves a
+//! keep-alive connection idle, is disconnected; connections beyond the cap wait their turn.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use ordermill_core::HumanDuration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection (or 5 s pass); returns what came and when.
+async fn until_closed(stream: &mut TcpStream) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return (all, started.elapsed()),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the server kept the connection open for 5 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_header_client_and_an_idle_keep_alive_connection_are_closed() {
+    let app = support::spawn_app_in(tempfile::tempdir().unwrap(), |s| {
+        s.http.header_read_timeout = HumanDuration::from_millis(300);
+    })
+    .await;
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let (_, after) = until_closed(&mut slow).await;
+    assert!(after >= Duration::from_millis(250) && after < Duration::from_secs(3), "{after:?}");
+
+    let mut idle = TcpStream::connect(app.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let (answer, after) = until_closed(&mut idle).await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"), "answered first");
+    assert!(after >= Duration::from_millis(250), "then closed once idle: {after:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let app = support::spawn_app_in(tempfile::tempdir().unwrap(), |s| {
+        s.http.max_connections = 2;
+    })
+    .await;
+    let first = TcpStream::connect(app.addr).await.unwrap();
+    let _second = TcpStream::connect(app.addr).await.unwrap();
+    // Let the server take both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = TcpStream::connect(app.addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(400), third.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the cap of 2");
+    drop(first);
+    let (answer, _) = until_closed(&mut third).await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"), "served once one closed");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_that_waited_past_max_queue_wait_is_shed_at_once_and_not_written() {
+    let app = support::spawn_app_in(tempfile::tempdir().unwrap(), |s| {
+        // Every order has waited longer than this by the time intake sees it.
+        s.http.max_queue_wait = HumanDuration(Duration::from_nanos(1));
+    })
+    .await;
+    app.put_product("tea", "2.50", 10).await;
+    let shed = app.order("sam", &[("tea", 1)]).await;
+    assert_eq!((shed.status, shed.code()), (503, "overloaded"), "{:?}", shed.body);
+    assert_eq!(shed.headers["retry-after"], "1");
+    assert!(shed.body["error"]["message"].as_str().unwrap().contains("http.max_queue_wait"));
+    assert_eq!(app.available("tea").await, 10, "nothing held");
+    assert_eq!(app.count("SELECT count(*) FROM orders"), 0, "nothing written");
+    let batch = app
+        .post(
+            "/api/orders/batch",
+            &serde_json::json!({"orders": [support::order_body("sam", &[("tea", 1)])]}),
+        )
+        .await;
+    assert_eq!(batch.body["results"][0]["status"], 503);
+    app.stop().await;
+
+    let app = support::spawn_app().await;
+    app.put_product("tea", "2.50", 10).await;
+    assert_eq!(app.order("sam", &[("tea", 1)]).await.status, 201, "the default lets orders in");
+    app.stop().await;
+}
