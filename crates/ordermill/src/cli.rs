@@ -195,6 +195,10 @@ struct WorkerArgs {
     /// Queues to consume, comma-separated (default: every queue of the topology).
     #[arg(long, value_delimiter = ',', value_name = "QUEUES")]
     queues: Vec<String>,
+    /// Serve /metrics (per-stage timings, per queue) and /healthz on ADDR, e.g.
+    /// 127.0.0.1:9101 (workers.metrics_listen). A worker has no other listener.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     node: NodeFlags,
 }
@@ -290,7 +294,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             },
             Role::Api,
         ),
-        Command::Worker(args) => serve(args.node.overrides(), Role::Worker { queues: args.queues }),
+        Command::Worker(args) => serve(
+            Overrides { metrics_listen: args.metrics_listen, ..args.node.overrides() },
+            Role::Worker { queues: args.queues },
+        ),
         Command::Migrate(args) => {
             let flags = Overrides {
                 config: args.config.config,

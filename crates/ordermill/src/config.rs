@@ -49,6 +49,8 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--insecure-open`: listen beyond loopback without credentials anyway.
     pub insecure_open: bool,
+    /// `ordermill worker --metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Merges every layer into [`Settings`] and checks them.
@@ -89,6 +91,7 @@ pub fn load(flags: &Overrides) -> anyhow::Result<Settings> {
     figment = flag(figment, "store", flags.store.clone());
     figment = flag(figment, "bus", flags.bus.clone());
     figment = flag(figment, "cache", flags.cache.clone());
+    figment = flag(figment, "workers.metrics_listen", flags.metrics_listen.map(|a| a.to_string()));
     if flags.insecure_open {
         figment = figment.merge(("auth.insecure_open", true));
     }

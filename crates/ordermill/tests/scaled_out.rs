@@ -145,6 +145,28 @@ async fn killing_an_api_and_a_worker_mid_load_loses_no_order_and_repeats_no_effe
     );
     assert_eq!(deployment.dead_letters(), 0, "no dead letters");
     assert!(api_2.running() && worker_2.running(), "the survivors are still running");
+    // Where the time went, per stage: the worker serves its own /metrics.
+    let scrape =
+        |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
+    let counted = |text: &str, labels: &[String]| {
+        text.lines().any(|line| {
+            line.starts_with("ordermill_stage_duration_seconds_count{")
+                && labels.iter().all(|l| line.contains(l.as_str()))
+                && !line.ends_with(" 0")
+        })
+    };
+    let worker_metrics = scrape(worker_2.url("/metrics")).await;
+    for queue in ["inventory", "payment", "notify"] {
+        for stage in ["receive", "effects", "settle"] {
+            let labels = [format!("queue=\"{queue}\""), format!("stage=\"{stage}\"")];
+            assert!(counted(&worker_metrics, &labels), "worker /metrics lacks {labels:?}");
+        }
+    }
+    let api_metrics = scrape(api_2.url("/metrics")).await;
+    for stage in ["reserve", "commit", "publish"] {
+        let labels = [format!("stage=\"{stage}\"")];
+        assert!(counted(&api_metrics, &labels), "api /metrics lacks {labels:?}");
+    }
     eprintln!(
         "settled: {} orders ({} answered 201), {} units sold; every 201 confirmed {:.1?} after \
          the load began; setup {setup:.1?}, total {:.1?}",

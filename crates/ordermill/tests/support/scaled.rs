@@ -149,9 +149,11 @@ impl Deployment {
         proc
     }
 
-    /// Starts `ordermill worker` (every queue) and waits until it consumes.
+    /// Starts `ordermill worker` (every queue, `/metrics` on a free port: its `addr`) and
+    /// waits until it consumes.
     pub fn worker(&self, name: &str) -> Proc {
-        let mut command = self.command(&["worker", "--log-format", "json"]);
+        let mut command =
+            self.command(&["worker", "--log-format", "json", "--metrics-listen", "127.0.0.1:0"]);
         Proc::spawn(name, &mut command, self.dir(), "ordermill worker is consuming.")
     }
 
@@ -506,14 +508,14 @@ impl Ledger {
 pub struct Proc {
     pub name: String,
     pub child: Child,
-    /// Where it listens (an api node).
+    /// Where it listens (an api node; a worker's `/metrics`).
     pub addr: Option<SocketAddr>,
     pub log: PathBuf,
 }
 
 impl Proc {
     /// Spawns `command` and waits for the JSON log line whose message is `ready` (its
-    /// `listen` field, if any, is the address).
+    /// `listen` field, or a worker's `metrics`, is the address).
     fn spawn(name: &str, command: &mut Command, dir: &Path, ready: &'static str) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let stderr = File::create(dir.join(format!("{name}.stderr"))).unwrap();
@@ -544,7 +546,8 @@ impl Proc {
             let _ = child.kill();
             panic!("{name}: no {ready:?} log line ({error}); see {}", log.display())
         });
-        let addr = entry["listen"].as_str().map(|a| a.parse().unwrap());
+        let addr =
+            entry["listen"].as_str().or(entry["metrics"].as_str()).map(|a| a.parse().unwrap());
         Proc { name: name.to_owned(), child, addr, log }
     }
 

@@ -147,6 +147,8 @@ fn protected_mode(settings: &Settings) -> Result<(), StartError> {
 pub struct Application {
     /// The HTTP side (not on a worker).
     http: Option<HttpSide>,
+    /// A worker's `/metrics` listener (`workers.metrics_listen`).
+    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
     pipeline: Pipeline,
     backends: Backends,
     role: Role,
@@ -272,6 +274,15 @@ impl Application {
             purchase_limits: purchase_limits.clone(),
             message_timeout: settings.workers.message_timeout.get(),
         };
+        let worker_metrics = match (&role, settings.workers.metrics_listen) {
+            (Role::Worker { .. }, Some(addr)) => Some((
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+                metrics.clone(),
+            )),
+            _ => None,
+        };
         let http = match role {
             Role::Worker { .. } => None,
             Role::All | Role::Api => Some(
@@ -279,7 +290,7 @@ impl Application {
                     .await?,
             ),
         };
-        Ok(Application { http, pipeline, backends, role, settings })
+        Ok(Application { http, metrics: worker_metrics, pipeline, backends, role, settings })
     }
 
     async fn http_side(
@@ -377,7 +388,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let Application { http, pipeline, backends, role, settings } = self;
+        let Application { http, metrics, pipeline, backends, role, settings } = self;
         let stop_workers = CancellationToken::new();
         let working = TaskTracker::new();
         match &role {
@@ -396,9 +407,34 @@ impl Application {
             stop_workers.clone(),
         ));
         let Some(http) = http else {
+            let stop_metrics = CancellationToken::new();
+            let metrics_addr = match metrics {
+                Some((listener, handle)) => {
+                    let addr = listener.local_addr().ok();
+                    let limits = EdgeLimits {
+                        header_read_timeout: settings.http.header_read_timeout.get(),
+                        max_connections: 64,
+                    };
+                    let router = http::metrics::worker_router(handle);
+                    working.spawn(http::serve::serve(
+                        listener,
+                        router,
+                        limits,
+                        stop_metrics.clone().cancelled_owned(),
+                    ));
+                    addr
+                }
+                None => None,
+            };
             working.close();
-            tracing::info!(role = ?role, "ordermill worker is consuming.");
+            match metrics_addr {
+                Some(metrics) => {
+                    tracing::info!(role = ?role, metrics = %metrics, "ordermill worker is consuming.");
+                }
+                None => tracing::info!(role = ?role, "ordermill worker is consuming."),
+            }
             shutdown.await;
+            stop_metrics.cancel();
             tracing::info!("Letting consumers finish the messages in hand.");
             stop_workers.cancel();
             working.wait().await;

@@ -26,6 +26,22 @@ pub const COMMIT_FAILURES: &str = "ordermill_commit_failures_total";
 /// Orders shed (503 `overloaded`) because they waited longer than `http.max_queue_wait`.
 pub const COMMIT_SHED: &str = "ordermill_orders_shed_total";
 
+/// Where the time goes, by `stage` (and `queue` on consumers), seconds. api nodes:
+/// `reserve` (hot stock), `commit` (group commit), `publish` (order.created, publish to
+/// confirm). Consumers, per batch: `receive` (waiting for deliveries), `duplicate_check`,
+/// `effects` (the effect transaction), `publish` (emitted events, to confirm), `settle`
+/// (acks, retries, dead letters).
+pub const STAGE_SECONDS: &str = "ordermill_stage_duration_seconds";
+
+/// A stage's histogram (see [`STAGE_SECONDS`]); `queue` is empty on the api side.
+pub fn stage(stage: &'static str, queue: &str) -> Histogram {
+    if queue.is_empty() {
+        histogram!(STAGE_SECONDS, "stage" => stage)
+    } else {
+        histogram!(STAGE_SECONDS, "stage" => stage, "queue" => queue.to_owned())
+    }
+}
+
 /// Messages handled by consumers, by `queue` and `outcome` (ack, retry, dead).
 pub const CONSUMER_MESSAGES: &str = "ordermill_consumer_messages_total";
 /// Time to handle one batch of deliveries, by `queue`, seconds.
@@ -111,6 +127,11 @@ fn describe() {
         "Orders shed because they waited longer than http.max_queue_wait."
     );
     describe_counter!(CONSUMER_MESSAGES, "Messages handled by consumers, by queue and outcome.");
+    describe_histogram!(
+        STAGE_SECONDS,
+        Unit::Seconds,
+        "Time per pipeline stage, by stage and queue."
+    );
     describe_histogram!(CONSUMER_SECONDS, Unit::Seconds, "Time to handle one batch of deliveries.");
     describe_gauge!(QUEUE_DEPTH, "Messages ready, delayed or in flight, by queue.");
     describe_gauge!(QUEUE_DEAD, "Dead letters, by queue.");
@@ -129,12 +150,18 @@ pub struct IntakeMetrics {
     pub accepted: Counter,
     /// [`INTAKE_SECONDS`].
     pub latency: Histogram,
+    /// [`STAGE_SECONDS`] `reserve`.
+    pub reserve: Histogram,
 }
 
 impl IntakeMetrics {
     /// Registers the handles with the installed recorder.
     pub fn new() -> Self {
-        IntakeMetrics { accepted: counter!(ORDERS_ACCEPTED), latency: histogram!(INTAKE_SECONDS) }
+        IntakeMetrics {
+            accepted: counter!(ORDERS_ACCEPTED),
+            latency: histogram!(INTAKE_SECONDS),
+            reserve: stage("reserve", ""),
+        }
     }
 
     /// Counts one refused order by its (static) reason code.
@@ -160,6 +187,10 @@ pub struct CommitMetrics {
     pub failures: Counter,
     /// [`COMMIT_SHED`].
     pub shed: Counter,
+    /// [`STAGE_SECONDS`] `commit`.
+    pub stage_commit: Histogram,
+    /// [`STAGE_SECONDS`] `publish`.
+    pub stage_publish: Histogram,
 }
 
 impl CommitMetrics {
@@ -170,6 +201,8 @@ impl CommitMetrics {
             duration: histogram!(COMMIT_SECONDS),
             failures: counter!(COMMIT_FAILURES),
             shed: counter!(COMMIT_SHED),
+            stage_commit: stage("commit", ""),
+            stage_publish: stage("publish", ""),
         }
     }
 }

@@ -74,10 +74,13 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let latency = histogram!(telemetry::CONSUMER_SECONDS, "queue" => queue.clone());
+    let (receive_stage, settle_stage) =
+        (telemetry::stage("receive", &queue), telemetry::stage("settle", &queue));
     // Each outside call has its own timeout (message_timeout); the batch as a whole gets
     // twice that, as a last guard against a stuck store call.
     let timeout = settings.message_timeout.get().saturating_mul(2);
     loop {
+        let waiting = Instant::now();
         let received = tokio::select! {
             biased;
             () = stop.cancelled() => break,
@@ -85,7 +88,10 @@ pub async fn run(
         };
         let batch = match received {
             Ok(batch) if batch.is_empty() => continue,
-            Ok(batch) => batch,
+            Ok(batch) => {
+                receive_stage.record(waiting.elapsed().as_secs_f64());
+                batch
+            }
             Err(error) => {
                 tracing::error!(queue = %queue, error = %error, "Cannot receive from the bus; retrying in 1 s.");
                 tokio::select! {
@@ -106,7 +112,9 @@ pub async fn run(
                 .zip(outcomes)
                 .partition(|(_, outcome)| matches!(outcome, Outcome::Unavailable(_)));
             let (batch, outcomes): (Vec<Delivery>, Vec<Outcome>) = done.into_iter().unzip();
+            let settling = Instant::now();
             settle_outcomes(&queue, &*bus, &settings, &batch, outcomes).await;
+            settle_stage.record(settling.elapsed().as_secs_f64());
             let Some((_, Outcome::Unavailable(error))) = held.first() else { break };
             counter!(telemetry::CONSUMER_PAUSES, "queue" => queue.clone()).increment(1);
             tracing::warn!(queue = %queue, messages = held.len(), pause_ms = pause.as_millis() as u64, error = %error, "An engine is unavailable; holding the messages without spending their attempts and trying again.");

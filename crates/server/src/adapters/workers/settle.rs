@@ -38,7 +38,7 @@ pub fn effect(
 }
 
 /// Acts on committed effect outcomes.
-pub async fn after_commit(pipeline: &Pipeline, outcomes: Vec<EffectOutcome>) {
+pub async fn after_commit(pipeline: &Pipeline, consumer: &str, outcomes: Vec<EffectOutcome>) {
     let mut publish: Vec<Envelope> = Vec::new();
     let mut changed = Vec::new();
     for outcome in outcomes {
@@ -80,7 +80,10 @@ pub async fn after_commit(pipeline: &Pipeline, outcomes: Vec<EffectOutcome>) {
     }
     if !publish.is_empty() {
         // The events are in the outbox already: if this fails they go out on the next start.
-        if let Err(error) = pipeline.bus.publish(publish).await {
+        let started = std::time::Instant::now();
+        let published = pipeline.bus.publish(publish).await;
+        telemetry::stage("publish", consumer).record(started.elapsed().as_secs_f64());
+        if let Err(error) = published {
             tracing::error!(error = %error, "Could not publish events emitted by consumers; they stay in the outbox.");
         }
     }
@@ -98,11 +101,10 @@ pub async fn already_processed(
     batch: &[Delivery],
 ) -> Result<Vec<Uuid>, Vec<Outcome>> {
     let ids = batch.iter().map(|d| d.envelope.event_id).collect();
-    pipeline
-        .store
-        .processed(consumer, ids)
-        .await
-        .map_err(|error| vec![store_failed(&error); batch.len()])
+    let started = std::time::Instant::now();
+    let processed = pipeline.store.processed(consumer, ids).await;
+    telemetry::stage("duplicate_check", consumer).record(started.elapsed().as_secs_f64());
+    processed.map_err(|error| vec![store_failed(&error); batch.len()])
 }
 
 /// The outcome for a delivery whose store call failed: held for the store to come back when it
@@ -133,11 +135,12 @@ impl Effects {
     /// Applies them in ONE store transaction and acts on the outcome ([`after_commit`]); if
     /// the transaction fails, their deliveries are marked for retry in `outcomes`.
     pub async fn commit(self, pipeline: &Pipeline, outcomes: &mut [Outcome]) {
-        if self.effects.is_empty() {
-            return;
-        }
-        match pipeline.store.apply_effects(self.effects).await {
-            Ok(results) => after_commit(pipeline, results).await,
+        let Some(consumer) = self.effects.first().map(|e| e.consumer.clone()) else { return };
+        let started = std::time::Instant::now();
+        let applied = pipeline.store.apply_effects(self.effects).await;
+        telemetry::stage("effects", &consumer).record(started.elapsed().as_secs_f64());
+        match applied {
+            Ok(results) => after_commit(pipeline, &consumer, results).await,
             Err(error) => {
                 for i in self.slots {
                     outcomes[i] = store_failed(&error);

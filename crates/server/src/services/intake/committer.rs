@@ -195,6 +195,7 @@ impl Committer {
         let started = Instant::now();
         let outcome = self.store.commit_orders(batch.clone()).await;
         self.metrics.duration.record(started.elapsed().as_secs_f64());
+        self.metrics.stage_commit.record(started.elapsed().as_secs_f64());
         self.metrics.batch_orders.record(batch.len() as f64);
         match outcome {
             Ok(()) => self.committed(batch, replies),
@@ -226,12 +227,16 @@ impl Committer {
         // The events are durable in the outbox, so a failed publish only delays them to the
         // next start.
         let bus = self.bus.clone();
+        let publish_stage = self.metrics.stage_publish.clone();
         tokio::spawn(async move {
             let events: Vec<Envelope> = batch
                 .iter()
                 .map(|a| Envelope::from(OutboxEvent::order_created(&a.order, a.event_id)))
                 .collect();
-            if let Err(error) = bus.publish(events).await {
+            let started = Instant::now();
+            let published = bus.publish(events).await;
+            publish_stage.record(started.elapsed().as_secs_f64());
+            if let Err(error) = published {
                 tracing::error!(error = %error, "Could not publish order.created events; they stay in the outbox.");
             }
         });

@@ -360,7 +360,10 @@ impl Intake {
         // Counted before stock is reserved, so a customer over the limit takes no stock; the
         // hold gives the units back by itself if anything below fails.
         let hold = self.purchase_limits.take(&input.customer_id, &lines)?;
-        self.cache.reserve(&lines).await?;
+        let reserving = Instant::now();
+        let reserved = self.cache.reserve(&lines).await;
+        self.metrics.reserve.record(reserving.elapsed().as_secs_f64());
+        reserved?;
         let order = Order {
             id: self.ids.next(now),
             customer_id: input.customer_id,

@@ -379,6 +379,8 @@ pub struct WorkerSettings {
     pub retry_base: HumanDuration,
     /// Longest retry delay.
     pub retry_max: HumanDuration,
+    /// `ordermill worker` only: serve `/metrics` and `/healthz` here (`--metrics-listen`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for WorkerSettings {
@@ -393,6 +395,7 @@ impl Default for WorkerSettings {
             max_attempts: 25,
             retry_base: HumanDuration::from_secs(1),
             retry_max: HumanDuration::from_secs(300),
+            metrics_listen: None,
         }
     }
 }
