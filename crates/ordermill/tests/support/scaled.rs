@@ -853,6 +853,7 @@ http {{
 
     upstream ordermill {{
 {servers}        keepalive 32;
+        keepalive_timeout 5s;
     }}
     server {{
         listen 127.0.0.1:{port};

@@ -33,7 +33,7 @@ impl RateLimit {
     /// right-most `X-Forwarded-For` entry that is not one (entries further left are the
     /// client's own say and could be forged).
     fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let trusted = |ip: IpAddr| self.proxies.iter().any(|net| net.contains(&ip));
+        let trusted = |ip: IpAddr| super::auth::trusted(&self.proxies, ip);
         if !trusted(peer) {
             return peer;
         }
@@ -129,5 +129,7 @@ mod tests {
         assert_eq!(limits.client(ip("198.51.100.2"), &forged_then_real), ip("198.51.100.2"));
         assert_eq!(limits.client(ip("127.0.0.1"), &HeaderMap::new()), ip("127.0.0.1"));
         assert_eq!(limits.client(ip("127.0.0.1"), &with("garbage")), ip("127.0.0.1"));
+        let mapped = limits.client(ip("::ffff:127.0.0.1"), &forged_then_real);
+        assert_eq!(mapped, ip("203.0.113.7"), "nginx on a dual-stack listener is still trusted");
     }
 }

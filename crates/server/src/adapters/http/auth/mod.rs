@@ -127,7 +127,8 @@ impl Auth {
 
 const CUSTOMER_CHALLENGE: &str = "Bearer realm=\"ordermill\"";
 
-fn trusted(proxies: &[ipnet::IpNet], ip: IpAddr) -> bool {
+/// Whether `ip` is in one of `proxies`, an IPv4 peer on a dual-stack socket included.
+pub(super) fn trusted(proxies: &[ipnet::IpNet], ip: IpAddr) -> bool {
     // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d.
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
