@@ -34,7 +34,7 @@ ceiling=$(awk '/^publish/ {for (i=1;i<=NF;i++) if ($i=="events/s,") print $(i-1)
 
 "$bin" migrate >/dev/null
 "$bin" api --listen 127.0.0.1:18090 >/tmp/ordermill-api.log 2>&1 &
-"$bin" worker >/tmp/ordermill-worker.log 2>&1 &
+"$bin" worker --metrics-listen 127.0.0.1:18091 >/tmp/ordermill-worker.log 2>&1 &
 for _ in $(seq 100); do curl -sf -o /dev/null 127.0.0.1:18090/readyz && break; sleep 0.1; done
 
 echo "== scaled-out ordermill: 1 api + 1 worker, load for $duration on $conns connections =="
@@ -54,3 +54,17 @@ awk -v n="$total" -v s="$start" -v l="$loaded" -v d="$done_at" -v c="$ceiling" '
   printf "ratio orders/ceiling     %.2f (each order is 2 publishes and 4 deliveries)\n", e2e / c;
 }'
 echo "commit batches: $(curl -s 127.0.0.1:18090/metrics | grep -E '^ordermill_commit_batch_orders_(sum|count)' | awk '{v[$1]=$2} END { printf "mean %.1f orders per transaction", v["ordermill_commit_batch_orders_sum"] / v["ordermill_commit_batch_orders_count"] }')"
+# Where the time went: mean seconds per stage (api: per request or commit; worker: per batch).
+stages() {
+  curl -s "$1/metrics" | awk -v who="$2" '
+    /^ordermill_stage_duration_seconds_(sum|count)\{/ {
+      match($0, /stage="[^"]*"/); stage = substr($0, RSTART + 7, RLENGTH - 8);
+      q = ""; if (match($0, /queue="[^"]*"/)) q = substr($0, RSTART + 7, RLENGTH - 8);
+      key = (q == "" ? "" : q "/") stage;
+      if ($0 ~ /_sum\{/) sum[key] = $2; else count[key] = $2;
+    }
+    END { for (k in count) if (count[k] > 0) printf "%-7s %-28s mean %8.3f ms over %d\n", who, k, 1000 * sum[k] / count[k], count[k] }' | sort
+}
+echo "== stages =="
+stages http://127.0.0.1:18090 api
+stages http://127.0.0.1:18091 worker

@@ -189,6 +189,12 @@ pub struct Summary {
     pub throughput: Throughput,
     /// Latency percentiles in milliseconds.
     pub latency_ms: Latency,
+    /// The same for 2xx answers only (what an accepted order waited).
+    #[serde(default)]
+    pub accepted_latency_ms: Latency,
+    /// The same for 503 answers only (how fast a shed request was told to come back).
+    #[serde(default)]
+    pub unavailable_latency_ms: Latency,
 }
 
 /// The same load against a reference server, and ordermill's figures as ratios of its.
@@ -331,6 +337,8 @@ pub(crate) struct RunInfo {
 #[derive(Debug)]
 pub(crate) struct Tally {
     latency_us: Histogram<u64>,
+    accepted_us: Histogram<u64>,
+    unavailable_us: Histogram<u64>,
     responses: Responses,
     orders: Orders,
     unfinished: u64,
@@ -338,9 +346,14 @@ pub(crate) struct Tally {
 
 impl Tally {
     pub(crate) fn new() -> Tally {
+        let histogram = || {
+            Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
+                .expect("constant histogram bounds are valid")
+        };
         Tally {
-            latency_us: Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
-                .expect("constant histogram bounds are valid"),
+            latency_us: histogram(),
+            accepted_us: histogram(),
+            unavailable_us: histogram(),
             responses: Responses::default(),
             orders: Orders::default(),
             unfinished: 0,
@@ -354,6 +367,11 @@ impl Tally {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         // 1 µs is the histogram's floor; a faster answer is still an answer.
         self.latency_us.saturating_record(us.max(1));
+        if (200..300).contains(&status) {
+            self.accepted_us.saturating_record(us.max(1));
+        } else if status == 503 {
+            self.unavailable_us.saturating_record(us.max(1));
+        }
     }
 
     /// Counts one request that got no answer.
@@ -368,7 +386,13 @@ impl Tally {
 
     /// Adds `other`'s counts to this one.
     pub(crate) fn merge(&mut self, other: &Tally) {
-        self.latency_us.add(&other.latency_us).expect("tallies share the same histogram bounds");
+        for (mine, theirs) in [
+            (&mut self.latency_us, &other.latency_us),
+            (&mut self.accepted_us, &other.accepted_us),
+            (&mut self.unavailable_us, &other.unavailable_us),
+        ] {
+            mine.add(theirs).expect("tallies share the same histogram bounds");
+        }
         self.responses.add(&other.responses);
         self.orders.add(&other.orders);
         self.unfinished += other.unfinished;
@@ -378,18 +402,19 @@ impl Tally {
     pub(crate) fn summary(&self, info: RunInfo) -> Summary {
         let secs = info.elapsed.as_secs_f64();
         let per_sec = |n: u64| if secs > 0.0 { round3(n as f64 / secs) } else { 0.0 };
-        let h = &self.latency_us;
-        let latency_ms = if h.is_empty() {
-            Latency::default()
-        } else {
-            Latency {
-                samples: h.len(),
-                mean: ms(h.mean().round() as u64),
-                p50: ms(h.value_at_quantile(0.5)),
-                p90: ms(h.value_at_quantile(0.9)),
-                p99: ms(h.value_at_quantile(0.99)),
-                p99_9: ms(h.value_at_quantile(0.999)),
-                max: ms(h.max()),
+        let latency = |h: &Histogram<u64>| {
+            if h.is_empty() {
+                Latency::default()
+            } else {
+                Latency {
+                    samples: h.len(),
+                    mean: ms(h.mean().round() as u64),
+                    p50: ms(h.value_at_quantile(0.5)),
+                    p90: ms(h.value_at_quantile(0.9)),
+                    p99: ms(h.value_at_quantile(0.99)),
+                    p99_9: ms(h.value_at_quantile(0.999)),
+                    max: ms(h.max()),
+                }
             }
         };
         Summary {
@@ -407,7 +432,9 @@ impl Tally {
                 requests_per_sec: per_sec(self.responses.answered()),
                 orders_per_sec: per_sec(self.orders.created),
             },
-            latency_ms,
+            latency_ms: latency(&self.latency_us),
+            accepted_latency_ms: latency(&self.accepted_us),
+            unavailable_latency_ms: latency(&self.unavailable_us),
         }
     }
 }
@@ -462,6 +489,20 @@ impl fmt::Display for Summary {
              (mean {:.3} over {} answers)",
             l.p50, l.p90, l.p99, l.p99_9, l.max, l.mean, l.samples
         )?;
+        // Split only when some were refused: then the two tell different stories.
+        if self.unavailable_latency_ms.samples > 0 {
+            for (name, l) in [
+                ("2xx only", &self.accepted_latency_ms),
+                ("503 only", &self.unavailable_latency_ms),
+            ] {
+                writeln!(
+                    f,
+                    "  {name}    p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  \
+                     (over {} answers)",
+                    l.p50, l.p90, l.p99, l.p99_9, l.max, l.samples
+                )?;
+            }
+        }
         if o.created == 0 && r.client_error > 0 {
             writeln!(
                 f,
