@@ -2,7 +2,8 @@
 //! an error, a dead letter, a report or `ordermill config`.
 
 /// `url` with its password and every query value masked: `amqp://app:***@mq:5672/%2f`,
-/// `https://hooks.example/x?token=***`. Text that is not a URL comes back unchanged.
+/// `https://hooks.example/x?token=***`, and an HTTP URL's bare user (a token, there):
+/// `https://***@hooks.example/x`. Text that is not a URL comes back unchanged.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
     let (before_query, query) = match url.split_once('?') {
@@ -22,6 +23,9 @@ pub fn redact_url(url: &str) -> String {
                     out.push_str(user);
                     out.push_str(":***");
                 }
+                // A user alone is a name in a database URL, but a token in an HTTP one
+                // (`https://TOKEN@hooks.example/...`).
+                None if before_query.starts_with("http") => out.push_str("***"),
                 None => out.push_str(userinfo),
             }
             out.push_str(&before_query[scheme_end + at..]);
@@ -59,6 +63,7 @@ mod tests {
             "https://hooks.example/pay?token=***&x=***"
         );
         assert_eq!(redact_url("https://u:p@h/a@b?k=v"), "https://u:***@h/a@b?k=***");
+        assert_eq!(redact_url("https://s3cr3t@hooks.example/x"), "https://***@hooks.example/x");
         assert_eq!(redact_url("sqlite"), "sqlite");
         assert_eq!(redact_url("embedded"), "embedded");
     }
