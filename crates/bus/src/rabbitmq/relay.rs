@@ -15,8 +15,11 @@ use super::RabbitBus;
 
 /// Events claimed per round.
 const BATCH: usize = 500;
-/// Younger events are still being published by the node that committed them.
-const MIN_AGE: Duration = Duration::from_secs(3);
+/// Younger events may still be waiting for their confirms on the node that committed them:
+/// that publish gives up only after `rabbitmq.confirm_timeout`, so the relay waits that long
+/// and this much more before it takes an event for abandoned. (It used to wait a fixed 3 s;
+/// under load confirms took longer and events went out twice.)
+const MIN_AGE_MARGIN: Duration = Duration::from_secs(2);
 /// How long a claim keeps other nodes off the events.
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -40,7 +43,8 @@ pub async fn run_relay(
 async fn sweep(bus: &RabbitBus, outbox: &dyn Outbox) -> usize {
     let mut relayed = 0;
     loop {
-        let events = match outbox.claim_unpublished(BATCH, MIN_AGE, LEASE).await {
+        let min_age = bus.shared.settings.confirm_timeout() + MIN_AGE_MARGIN;
+        let events = match outbox.claim_unpublished(BATCH, min_age, LEASE).await {
             Ok(events) if events.is_empty() => break,
             Ok(events) => events,
             Err(error) => {
