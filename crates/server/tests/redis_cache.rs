@@ -123,3 +123,50 @@ async fn lost_counts_make_the_node_unready_and_503_until_rebuilt_never_sold_out(
     assert_eq!(app.available("a").await, 8, "rebuilt as stock − reserved, from the store");
     assert_eq!(app.order("c-2", &[("a", 1)]).await.status, 201, "selling again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_count_too_high_cannot_oversell_the_store_refuses_and_the_counts_heal() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let (redis_url, key_prefix) = (url.clone(), prefix.clone());
+    let app = spawn_app_in(tempfile::tempdir().unwrap(), move |s| {
+        s.cache = redis_url.parse().expect("a redis:// URL");
+        s.redis.key_prefix = key_prefix;
+        s.redis.check_interval = ordermill_core::HumanDuration::from_millis(50);
+        s.redis.rebuild_settle = ordermill_core::HumanDuration::from_millis(200);
+    })
+    .await;
+    app.put_product("b", "5.00", 3).await;
+    // A count that drifted up (a bug, a hand edit): the cache would grant 100 units.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SET")
+        .arg(format!("{{{prefix}}}:stock:b"))
+        .arg(100)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    let refused = app.order("c-1", &[("b", 5)]).await;
+    assert_eq!((refused.status, refused.code()), (409, "out_of_stock"), "{:?}", refused.body);
+    let held = app.count("SELECT reserved FROM products WHERE sku = 'b'");
+    assert_eq!(held, 0, "the store held nothing beyond its stock of 3");
+    assert_eq!(app.count("SELECT count(*) FROM orders"), 0);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while app.available("b").await != 3 {
+        assert!(std::time::Instant::now() < deadline, "the wrong count was never rebuilt");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let bought = loop {
+        let reply = app.order("c-2", &[("b", 3)]).await;
+        if reply.status != 503 {
+            break reply;
+        }
+        assert!(std::time::Instant::now() < deadline, "still rebuilding after 15 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(bought.status, 201, "{:?}", bought.body);
+    assert_eq!(app.order("c-3", &[("b", 1)]).await.code(), "out_of_stock");
+}

@@ -147,7 +147,21 @@ async fn a_failing_batch_writes_nothing(store: &dyn OrderStore) {
     store.commit_orders(Arc::new(vec![good2.clone(), ghost])).await.expect_err("unknown sku");
     assert_eq!(store.get_order(good2.order.id).await.expect("read"), None);
 
-    assert_eq!(store.outbox_len().await.expect("count"), outbox + 1);
+    // Holding beyond stock (a cache that counted wrong) fails the batch: never oversold.
+    store.upsert_product(&product("r2", "2.50", 3)).await.expect("insert");
+    let within = accepted(&ids, &[("r2", 2)], None);
+    let beyond = accepted(&ids, &[("r2", 2)], None);
+    let err = store
+        .commit_orders(Arc::new(vec![within.clone(), beyond]))
+        .await
+        .expect_err("4 held of 3 in stock");
+    assert!(matches!(&err, StoreError::Oversold(skus) if skus.contains("r2")), "got {err:?}");
+    assert_eq!(store.get_order(within.order.id).await.expect("read"), None);
+    let r2 = store.get_product(&sku("r2")).await.expect("read").expect("exists");
+    assert_eq!(r2.reserved, 0, "the refused batch holds nothing");
+    store.commit_orders(Arc::new(vec![within])).await.expect("within stock commits");
+
+    assert_eq!(store.outbox_len().await.expect("count"), outbox + 2);
     let r1 = store.get_product(&sku("r1")).await.expect("read").expect("exists");
     assert_eq!(r1.reserved, 1, "failed batches hold nothing");
 }

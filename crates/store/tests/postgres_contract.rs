@@ -21,7 +21,8 @@ use ordermill_store::{PostgresStore, contract, deal_contract};
 use uuid::Uuid;
 
 /// Every migration, in order: what a fresh schema gets.
-const ALL_MIGRATIONS: [&str; 3] = ["0001_init", "0002_deals", "0003_customer_scope"];
+const ALL_MIGRATIONS: [&str; 4] =
+    ["0001_init", "0002_deals", "0003_customer_scope", "0004_stock_guard"];
 
 fn postgres_url() -> Option<String> {
     ordermill_core::test_support::service_url(

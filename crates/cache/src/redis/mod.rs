@@ -220,6 +220,15 @@ impl StockCache for RedisStockCache {
         }
     }
 
+    async fn mark_lost(&self) -> Result<(), CacheError> {
+        // Without the epoch every script answers "lost" and the watchdogs rebuild the counts.
+        redis::cmd("DEL")
+            .arg(self.epoch_key())
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
     async fn release(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
         // -1 (lost) is fine: the rebuild reads these units back from the store.
         self.run_lines(&self.release, lines).await.map(drop)

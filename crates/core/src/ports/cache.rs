@@ -133,6 +133,18 @@ pub trait StockCache: Send + Sync + 'static {
         self.rebuild(None, counts).await
     }
 
+    /// Marks the counts lost ([`StockCache::is_whole`] turns false) so they are rebuilt from
+    /// the store: called when the store refused holds the cache had granted, i.e. a count was
+    /// higher than the store's `stock − reserved`.
+    ///
+    /// The default, for a cache rebuilt only at start: nothing.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn mark_lost(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+
     /// Keeps `node` live for another `ttl` (see [`StockCache::join_shared`]). Nodes whose
     /// lease ran out (killed, or cut off) are dropped, and since their reservations in flight
     /// may never commit, the counts are marked lost ([`StockCache::is_whole`]) to be rebuilt

@@ -21,6 +21,10 @@ pub enum StoreError {
     /// A uniqueness rule was broken (e.g. an idempotency key already used).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Holding these orders' units would put a SKU's `reserved` above its `stock`: the store
+    /// of record refuses to oversell whatever a cache said (the SKUs, as text).
+    #[error("holds beyond stock refused for: {0}")]
+    Oversold(String),
     /// The store cannot be reached or is shutting down; the caller may retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -7,6 +7,8 @@ pub(crate) fn from_sqlx(error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) => match db.code().as_deref() {
             // unique_violation: an idempotency key or an event id already stored.
             Some("23505") => StoreError::Conflict(db.message().to_owned()),
+            // ordermill_require_stock (0004): a hold beyond stock.
+            Some("OMOVR") => StoreError::Oversold(db.message().to_owned()),
             // Serialization failure, deadlock: the transaction was rolled back whole and the
             // same call may succeed when retried.
             Some("40001" | "40P01") => StoreError::Unavailable(format!(

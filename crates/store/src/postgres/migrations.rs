@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
     (2, "0002_deals", include_str!("../../migrations/postgres/0002_deals.sql")),
     (3, "0003_customer_scope", include_str!("../../migrations/postgres/0003_customer_scope.sql")),
+    (4, "0004_stock_guard", include_str!("../../migrations/postgres/0004_stock_guard.sql")),
 ];
 
 /// First half of the advisory lock key ("om" in ASCII): keeps our lock apart from any other

@@ -14,8 +14,10 @@ use super::rows;
 /// - `new_orders` / `new_events`: every order and its order.created outbox row;
 /// - `locked`: the batch's products, locked in SKU order so two nodes committing batches that
 ///   share SKUs queue behind each other instead of deadlocking;
-/// - `held`: `reserved += q`, once per distinct SKU;
-/// - the final SELECT fails the statement (and so undoes all of it) when a SKU is unknown.
+/// - `held`: `reserved += q`, once per distinct SKU, only where it stays within `stock`;
+/// - the final SELECT fails the statement (and so undoes all of it) when a SKU is unknown, or
+///   known but short (→ `Oversold`: the store never holds more than it has, whatever the
+///   hot-stock cache said).
 ///
 /// A duplicate idempotency key fails it too, with a unique violation (→ `Conflict`).
 const COMMIT: &str = "
@@ -37,14 +39,19 @@ locked AS (
 held AS (
     UPDATE products p SET reserved = p.reserved + h.quantity
     FROM locked JOIN UNNEST($10::text[], $11::bigint[]) AS h(sku, quantity) ON h.sku = locked.sku
-    WHERE p.sku = locked.sku
+    WHERE p.sku = locked.sku AND p.reserved + h.quantity <= p.stock
     RETURNING p.sku
 )
 SELECT ordermill_require(
-    (SELECT count(*) FROM held) = cardinality($10::text[]),
+    (SELECT count(*) FROM locked) = cardinality($10::text[]),
     'unknown SKU(s): ' || coalesce(
         (SELECT string_agg(s, ', ') FROM unnest($10::text[]) AS s
-         WHERE s NOT IN (SELECT sku FROM held)), ''))";
+         WHERE s NOT IN (SELECT sku FROM locked)), '')),
+    ordermill_require_stock(
+    (SELECT count(*) FROM held) = (SELECT count(*) FROM locked),
+    coalesce(
+        (SELECT string_agg(sku, ', ') FROM locked WHERE sku NOT IN (SELECT sku FROM held)),
+        ''))";
 
 /// Writes `batch` in one statement: all of it or nothing.
 pub(crate) async fn commit(pool: &PgPool, batch: &[AcceptedOrder]) -> Result<(), StoreError> {

@@ -200,7 +200,7 @@ fn execute(conn: &mut Connection, command: Command) {
             let _ = reply.send(result);
         }
         Command::CommitOrders { batch, reply } => {
-            let _ = reply.send(commit_orders(conn, &batch).map_err(from_sqlite));
+            let _ = reply.send(commit_orders(conn, &batch));
         }
         Command::UpsertProduct { product, reply } => {
             let _ = reply.send(upsert_product(conn, &product));
@@ -224,7 +224,20 @@ fn execute(conn: &mut Connection, command: Command) {
     }
 }
 
-fn commit_orders(conn: &mut Connection, batch: &[AcceptedOrder]) -> rusqlite::Result<()> {
+/// Writes `batch`, all of it or nothing. The holds only go where `reserved` stays within
+/// `stock`: a short SKU fails the batch with [`StoreError::Oversold`], whatever the cache said.
+fn commit_orders(conn: &mut Connection, batch: &[AcceptedOrder]) -> Result<(), StoreError> {
+    match commit_orders_tx(conn, batch) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(refused)) => Err(refused),
+        Err(error) => Err(from_sqlite(error)),
+    }
+}
+
+fn commit_orders_tx(
+    conn: &mut Connection,
+    batch: &[AcceptedOrder],
+) -> rusqlite::Result<Result<(), StoreError>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut insert_order = tx.prepare_cached(
@@ -259,15 +272,21 @@ fn commit_orders(conn: &mut Connection, batch: &[AcceptedOrder]) -> rusqlite::Re
             ])?;
         }
         // One update per distinct SKU, not per order: a flash sale's batch touches few rows.
-        let mut hold =
-            tx.prepare_cached("UPDATE products SET reserved = reserved + ?1 WHERE sku = ?2")?;
+        let mut hold = tx.prepare_cached(
+            "UPDATE products SET reserved = reserved + ?1 WHERE sku = ?2 AND reserved + ?1 <= stock",
+        )?;
+        let mut known = tx.prepare_cached("SELECT 1 FROM products WHERE sku = ?1")?;
         for (sku, quantity) in units_by_sku(batch.iter().map(|a| &a.order)) {
             if hold.execute(params![quantity, sku])? != 1 {
+                // Dropping `tx` rolls the whole batch back.
+                if known.exists([sku])? {
+                    return Ok(Err(StoreError::Oversold(sku.to_owned())));
+                }
                 return Err(rusqlite::Error::QueryReturnedNoRows);
             }
         }
     }
-    tx.commit()
+    tx.commit().map(Ok)
 }
 
 fn upsert_product(

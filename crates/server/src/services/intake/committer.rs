@@ -9,10 +9,10 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ordermill_core::OutboxEvent;
 use ordermill_core::ports::{
     AcceptedOrder, Envelope, EventBus, OrderStore, StockCache, StoreError,
 };
+use ordermill_core::{OutboxEvent, Sku};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -52,13 +52,19 @@ pub struct CommitFailed {
 }
 
 /// Why a request's orders were not written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailKind {
     /// The store failed.
     Store,
     /// The request's own orders collided with stored ones (an idempotency key the same
     /// customer sent to another node at the same moment): a retry finds the winner.
     Conflict,
+    /// The store refused to hold its units: the hot-stock count had granted more than the
+    /// store has (a cache that counted wrong). It is sold out.
+    Oversold {
+        /// The first of its SKUs the store named short.
+        short: Sku,
+    },
     /// It waited longer than `max_queue_wait` (shed under overload).
     Shed {
         /// How long it had waited.
@@ -92,6 +98,14 @@ impl CommitterHandle {
             Err(_) => Err((request, Refused::Full)),
         }
     }
+}
+
+/// The first SKU of `batch` among those the store `named` short (`"a, b"`).
+fn short_sku(batch: &[AcceptedOrder], named: &str) -> Option<Sku> {
+    let named: Vec<&str> = named.split(", ").collect();
+    let mut skus = batch.iter().flat_map(|a| a.order.lines.iter().map(|l| &l.sku));
+    let first = skus.clone().next().cloned();
+    skus.find(|s| named.contains(&s.as_str())).cloned().or(first)
 }
 
 /// Why a request was not queued.
@@ -200,12 +214,12 @@ impl Committer {
         match outcome {
             Ok(()) => self.committed(batch, replies),
             // One request's orders must not fail its batch-mates': commit each request on
-            // its own, so only the colliding one fails.
-            Err(StoreError::Conflict(_)) if replies.len() > 1 => {
-                tracing::warn!(
-                    requests = replies.len(),
-                    "A group commit collided on an idempotency key; committing its requests one by one."
-                );
+            // its own, so only the refused one fails (an idempotency key sent to two nodes at
+            // once, or holds beyond stock).
+            Err(error @ (StoreError::Conflict(_) | StoreError::Oversold(_)))
+                if replies.len() > 1 =>
+            {
+                tracing::warn!(requests = replies.len(), error = %error, "A group commit was refused for some of its orders; committing its requests one by one.");
                 for (reply, range) in replies {
                     let own = Arc::new(batch[range.clone()].to_vec());
                     match self.store.commit_orders(own.clone()).await {
@@ -249,9 +263,20 @@ impl Committer {
         error: StoreError,
     ) {
         self.metrics.failures.increment(1);
-        let conflict = matches!(error, StoreError::Conflict(_));
-        let kind = if conflict { FailKind::Conflict } else { FailKind::Store };
-        if conflict {
+        let kind = match &error {
+            StoreError::Conflict(_) => FailKind::Conflict,
+            StoreError::Oversold(named) => match short_sku(batch, named) {
+                Some(short) => FailKind::Oversold { short },
+                None => FailKind::Store,
+            },
+            _ => FailKind::Store,
+        };
+        if matches!(kind, FailKind::Oversold { .. }) {
+            tracing::error!(orders = batch.len(), error = %error, "The store refused to hold units the hot-stock cache had granted (a count was too high); answering out_of_stock and rebuilding the counts from the store.");
+            if let Err(mark) = self.cache.mark_lost().await {
+                tracing::error!(error = %mark, "Could not mark the hot-stock counts for a rebuild.");
+            }
+        } else if kind == FailKind::Conflict {
             tracing::info!(orders = batch.len(), error = %error, "A request's orders collided with stored ones; releasing its reservations, its retry finds the stored order.");
         } else {
             tracing::error!(orders = batch.len(), error = %error, cause = ?std::error::Error::source(&error), "Group commit failed; releasing reservations and answering 503.");

@@ -402,6 +402,7 @@ impl Intake {
             Ok(Ok(committed)) => Ok(committed),
             Ok(Err(failed)) => Err(match failed.kind {
                 FailKind::Conflict => IntakeError::IdempotencyInProgress,
+                FailKind::Oversold { short } => IntakeError::OutOfStock(short),
                 FailKind::Shed { waited } => IntakeError::Shed { waited },
                 FailKind::Store => IntakeError::Unavailable(failed.message),
             }),
