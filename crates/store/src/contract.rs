@@ -16,6 +16,11 @@ fn sku(s: &str) -> Sku {
     Sku::parse(s).expect("fixture sku is valid")
 }
 
+/// A product `sku` at 2.50 with `stock` units, for tests of other crates.
+pub fn product_for_tests(sku: &str, stock: i64) -> Product {
+    product(sku, "2.50", stock)
+}
+
 fn product(s: &str, price: &str, stock: i64) -> Product {
     Product {
         sku: sku(s),

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::CommitMetrics;
 
+/// How long an unclear commit is read back before it is answered as unknown.
+pub const UNCLEAR_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Where one request's outcome is sent.
 pub type Reply = oneshot::Sender<Result<Committed, CommitFailed>>;
 
@@ -222,13 +225,66 @@ impl Committer {
                 tracing::warn!(requests = replies.len(), error = %error, "A group commit was refused for some of its orders; committing its requests one by one.");
                 for (reply, range) in replies {
                     let own = Arc::new(batch[range.clone()].to_vec());
+                    let replies = vec![(reply, 0..range.len())];
                     match self.store.commit_orders(own.clone()).await {
-                        Ok(()) => self.committed(own, vec![(reply, 0..range.len())]),
-                        Err(error) => self.fail(&own, vec![(reply, 0..range.len())], error).await,
+                        Ok(()) => self.committed(own, replies),
+                        Err(error @ StoreError::Unavailable(_)) => {
+                            self.resolve(own, replies, error).await;
+                        }
+                        Err(error) => self.fail(&own, replies, error).await,
                     }
                 }
             }
+            // The connection may have failed after the COMMIT reached the database: the
+            // orders may be durable. Read back before releasing anything.
+            Err(error @ StoreError::Unavailable(_)) => self.resolve(batch, replies, error).await,
             Err(error) => self.fail(&batch, replies, error).await,
+        }
+    }
+
+    /// Settles a commit whose outcome is unclear by reading one of its orders back (a batch
+    /// is one atomic statement or transaction: one order tells the whole batch's fate). Found:
+    /// the orders are durable and answered as such. Absent: failed, released as usual. The
+    /// store still unreachable after [`UNCLEAR_PATIENCE`]: answered 503 WITHOUT giving the
+    /// units back (they might be sold) and the counts are marked for a rebuild from the
+    /// store, which counts them exactly — never an oversell, at worst units off sale until
+    /// the rebuild.
+    async fn resolve(
+        &self,
+        batch: Arc<Vec<AcceptedOrder>>,
+        replies: Vec<(Reply, Range<usize>)>,
+        error: StoreError,
+    ) {
+        let Some(probe) = batch.first().map(|a| a.order.id) else { return };
+        let deadline = Instant::now() + UNCLEAR_PATIENCE;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.store.get_order(probe).await {
+                Ok(Some(_)) => {
+                    tracing::warn!(orders = batch.len(), error = %error, "A group commit reported a failure but its orders are stored; answering them as accepted.");
+                    return self.committed(batch, replies);
+                }
+                Ok(None) => return self.fail(&batch, replies, error).await,
+                Err(read) if Instant::now() >= deadline => {
+                    self.metrics.failures.increment(1);
+                    tracing::error!(orders = batch.len(), error = %error, read_error = %read, "A group commit's outcome is unknown (the store stayed unreachable); answering 503 and keeping the units held until the counts are rebuilt from the store.");
+                    if let Err(mark) = self.cache.mark_lost().await {
+                        tracing::error!(error = %mark, "Could not mark the hot-stock counts for a rebuild.");
+                    }
+                    let failed = CommitFailed {
+                        message: format!("outcome unknown: {error}"),
+                        kind: FailKind::Store,
+                    };
+                    for (reply, _) in replies {
+                        let _ = reply.send(Err(failed.clone()));
+                    }
+                    return;
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
         }
     }
 
