@@ -33,6 +33,7 @@ pub mod lifecycle;
 pub mod money;
 pub mod order;
 pub mod order_id;
+pub mod outside;
 pub mod ports;
 pub mod product;
 pub mod quantity;

@@ -26,6 +26,7 @@ on_both_engines!(
     a_full_backlog_answers_503_with_retry_after_then_recovers,
     a_gateway_slower_than_the_message_timeout_fails_that_message_only,
     the_webhook_notifier_posts_each_event_once_and_retries_failures,
+    a_gateway_that_refuses_the_request_itself_dead_letters_at_once,
 );
 
 use support::{Engines, TestApp, spawn_app_on};
@@ -252,6 +253,37 @@ async fn a_full_backlog_answers_503_with_retry_after_then_recovers(engines: Engi
         assert!(std::time::Instant::now() < deadline, "intake never recovered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn a_gateway_that_refuses_the_request_itself_dead_letters_at_once(engines: Engines) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let stub = axum::Router::new().route(
+        "/charge",
+        axum::routing::post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { StatusCode::UNAUTHORIZED }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, stub).await });
+    let app = app_with(&engines, |s| {
+        s.payment.gateway = ordermill_server::startup::settings::GatewayKind::Http;
+        s.payment.url = Some(ordermill_server::startup::settings::SecretUrl::new(format!(
+            "http://{addr}/charge"
+        )));
+        s.workers.max_attempts = 25;
+    })
+    .await;
+    app.put_product("a", "5.00", 10).await;
+    let placed = app.order("c-401", &[("a", 1)]).await;
+    let dead = wait_dead(&app, "payment", 1).await;
+    let letter = &dead["dead_letters"][0];
+    assert_eq!(letter["attempts"], 1, "a 401 is not retried 25 times: {letter}");
+    assert!(letter["error"].as_str().unwrap().contains("401"), "{letter}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(app.get(&format!("/api/orders/{}", id(&placed))).await.body["status"], "accepted");
 }
 
 async fn a_gateway_slower_than_the_message_timeout_fails_that_message_only(engines: Engines) {

@@ -18,10 +18,17 @@ pub struct Notification {
     pub customer_id: String,
 }
 
-/// A notification that could not be sent now (the queue retries it).
+/// A notification that was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("notification not delivered: {0}")]
-pub struct NotifyError(pub String);
+pub enum NotifyError {
+    /// Not now (an outage, a timeout, a 5xx): the queue retries it.
+    #[error("notification not delivered: {0}")]
+    Transient(String),
+    /// The receiver refused the request itself ([`crate::outside::definite_refusal`]):
+    /// dead-lettered at once for an operator.
+    #[error("notification refused: {0}")]
+    Rejected(String),
+}
 
 /// Where notifications go.
 #[async_trait]

@@ -26,6 +26,11 @@ pub enum ChargeError {
     /// Temporary: retry later.
     #[error("payment gateway unavailable: {0}")]
     Transient(String),
+    /// The gateway refused the request itself ([`crate::outside::definite_refusal`]):
+    /// retrying cannot help; dead-lettered at once, the order stays accepted for an operator
+    /// to fix the configuration and replay.
+    #[error("payment gateway refused the request: {0}")]
+    Rejected(String),
 }
 
 /// A payment gateway.

@@ -1,6 +1,7 @@
 //! A payment gateway over HTTP: `POST {url}` with the charge as JSON and an
-//! `Idempotency-Key` of the order id. 2xx is success, 402 is a decline, anything else
-//! (including a timeout) is transient and retried through the queue.
+//! `Idempotency-Key` of the order id. 2xx is success, 402 is a decline, a 4xx that says the
+//! request is wrong is a definite refusal (dead-lettered at once), anything else (5xx, 408,
+//! 429, a timeout, a refused connection) is transient and retried through the queue.
 
 use std::time::Duration;
 
@@ -54,6 +55,8 @@ impl PaymentGateway for HttpGateway {
                 "gateway answered 402: {}",
                 reason.chars().take(200).collect::<String>()
             )))
+        } else if ordermill_core::outside::definite_refusal(status.as_u16()) {
+            Err(ChargeError::Rejected(format!("gateway answered {status}")))
         } else {
             Err(ChargeError::Transient(format!("gateway answered {status}")))
         }

@@ -28,17 +28,16 @@ impl WebhookNotifier {
 #[async_trait]
 impl Notifier for WebhookNotifier {
     async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
-        let response = self
-            .client
-            .post(self.url.expose())
-            .json(n)
-            .send()
-            .await
-            .map_err(|e| NotifyError(format!("POST {}: {}", self.url, e.without_url())))?;
-        if response.status().is_success() {
+        let response = self.client.post(self.url.expose()).json(n).send().await.map_err(|e| {
+            NotifyError::Transient(format!("POST {}: {}", self.url, e.without_url()))
+        })?;
+        let status = response.status();
+        if status.is_success() {
             Ok(())
+        } else if ordermill_core::outside::definite_refusal(status.as_u16()) {
+            Err(NotifyError::Rejected(format!("webhook answered {status}")))
         } else {
-            Err(NotifyError(format!("webhook answered {}", response.status())))
+            Err(NotifyError::Transient(format!("webhook answered {status}")))
         }
     }
 }

@@ -95,12 +95,13 @@ pub fn spawn_all(
                 continue;
             }
         };
+        let own = settings.for_queue(&queue);
         for _ in 0..settings.concurrency.max(1) {
             tasks.spawn(runner::run(
                 queue.clone(),
                 handler.clone(),
                 pipeline.bus.clone(),
-                settings.clone(),
+                own.clone(),
                 stop.clone(),
             ));
         }

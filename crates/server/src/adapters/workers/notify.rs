@@ -63,7 +63,10 @@ impl Handler for Notify {
                 let result = tokio::time::timeout(limit, notifier.notify(&notification))
                     .await
                     .unwrap_or_else(|_| {
-                        Err(NotifyError(format!("no answer within {} ms", limit.as_millis())))
+                        Err(NotifyError::Transient(format!(
+                            "no answer within {} ms",
+                            limit.as_millis()
+                        )))
                     });
                 (i, order_id, result)
             });
@@ -89,7 +92,13 @@ impl Handler for Notify {
                         ),
                     );
                 }
-                Err(error) => outcomes[i] = Outcome::Retry(error.to_string()),
+                Err(error @ NotifyError::Transient(_)) => {
+                    outcomes[i] = Outcome::Retry(error.to_string());
+                }
+                Err(error @ NotifyError::Rejected(_)) => {
+                    outcomes[i] =
+                        Outcome::Dead(format!("{error}; fix the webhook settings, then replay"));
+                }
             }
         }
         effects.commit(&self.pipeline, &mut outcomes).await;

@@ -102,6 +102,11 @@ impl Handler for Payment {
                     outcomes[i] = Outcome::Retry(error);
                     continue;
                 }
+                Err(ChargeError::Rejected(error)) => {
+                    outcomes[i] =
+                        Outcome::Dead(format!("{error}; fix the gateway settings, then replay"));
+                    continue;
+                }
             };
             effects.push(
                 i,

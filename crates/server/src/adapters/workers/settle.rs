@@ -134,18 +134,34 @@ impl Effects {
 
     /// Applies them in ONE store transaction and acts on the outcome ([`after_commit`]); if
     /// the transaction fails, their deliveries are marked for retry in `outcomes`.
+    ///
+    /// The transaction and the work after it run in a task of their own: a handler timed out
+    /// or cancelled while they run must not leave a committed effect without its release of
+    /// units, its purchase-limit give-back or its published events. (The deliveries are then
+    /// retried and find their effects already recorded.)
     pub async fn commit(self, pipeline: &Pipeline, outcomes: &mut [Outcome]) {
         let Some(consumer) = self.effects.first().map(|e| e.consumer.clone()) else { return };
-        let started = std::time::Instant::now();
-        let applied = pipeline.store.apply_effects(self.effects).await;
-        telemetry::stage("effects", &consumer).record(started.elapsed().as_secs_f64());
-        match applied {
-            Ok(results) => after_commit(pipeline, &consumer, results).await,
-            Err(error) => {
-                for i in self.slots {
-                    outcomes[i] = store_failed(&error);
+        let (effects, detached) = (self.effects, pipeline.clone());
+        let work = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let applied = detached.store.apply_effects(effects).await;
+            telemetry::stage("effects", &consumer).record(started.elapsed().as_secs_f64());
+            match applied {
+                Ok(results) => {
+                    after_commit(&detached, &consumer, results).await;
+                    Ok(())
                 }
+                Err(error) => Err(error),
             }
+        });
+        let failed = match work.await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => store_failed(&error),
+            // The task panicked: a bug; retrying finds whatever was recorded.
+            Err(join) => Outcome::Retry(format!("the effect task failed: {join}")),
+        };
+        for i in self.slots {
+            outcomes[i] = failed.clone();
         }
     }
 }

@@ -127,6 +127,14 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.payment.failure_rate) {
             return Err("payment.failure_rate must be between 0.0 and 1.0".into());
         }
+        for (queue, own) in &self.workers.per_queue {
+            let zero = |d: Option<HumanDuration>| d.is_some_and(|d| d.get().is_zero());
+            if zero(own.retry_base) || zero(own.retry_max) || own.max_attempts == Some(0) {
+                return Err(format!(
+                    "workers.per_queue.{queue}: retry_base and retry_max must be longer than zero and max_attempts at least 1"
+                ));
+            }
+        }
         self.auth.validate()?;
         auth::networks("rate_limit.trusted_proxies", &self.rate_limit.trusted_proxies)?;
         self.rabbitmq.validate()
@@ -381,6 +389,35 @@ pub struct WorkerSettings {
     pub retry_max: HumanDuration,
     /// `ordermill worker` only: serve `/metrics` and `/healthz` here (`--metrics-listen`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Retry settings of one consumer queue, over the ones above
+    /// (`[workers.per_queue.notify]` `max_attempts = 10`): a notification may give up sooner
+    /// than a payment.
+    pub per_queue: std::collections::BTreeMap<String, QueueRetry>,
+}
+
+/// One queue's retry settings; what is unset comes from `[workers]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueRetry {
+    /// Deliveries before the dead letters.
+    pub max_attempts: Option<u32>,
+    /// First retry delay.
+    pub retry_base: Option<HumanDuration>,
+    /// Longest retry delay.
+    pub retry_max: Option<HumanDuration>,
+}
+
+impl WorkerSettings {
+    /// These settings with `queue`'s own retry settings applied.
+    pub fn for_queue(&self, queue: &str) -> WorkerSettings {
+        let mut settings = self.clone();
+        if let Some(own) = self.per_queue.get(queue) {
+            settings.max_attempts = own.max_attempts.unwrap_or(self.max_attempts);
+            settings.retry_base = own.retry_base.unwrap_or(self.retry_base);
+            settings.retry_max = own.retry_max.unwrap_or(self.retry_max);
+        }
+        settings
+    }
 }
 
 impl Default for WorkerSettings {
@@ -396,6 +433,7 @@ impl Default for WorkerSettings {
             retry_base: HumanDuration::from_secs(1),
             retry_max: HumanDuration::from_secs(300),
             metrics_listen: None,
+            per_queue: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -469,5 +507,34 @@ impl Default for NotifySettings {
             url: None,
             timeout: HumanDuration::from_secs(2),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_takes_its_own_retry_settings_and_the_rest_from_workers() {
+        let mut workers = WorkerSettings::default();
+        workers.per_queue.insert(
+            "notify".into(),
+            QueueRetry { max_attempts: Some(10), ..QueueRetry::default() },
+        );
+        let notify = workers.for_queue("notify");
+        assert_eq!((notify.max_attempts, notify.retry_max), (10, workers.retry_max));
+        assert_eq!(workers.for_queue("payment"), workers, "no entry: the [workers] settings");
+        let bad = Settings {
+            workers: WorkerSettings {
+                per_queue: [(
+                    "payment".to_owned(),
+                    QueueRetry { max_attempts: Some(0), ..QueueRetry::default() },
+                )]
+                .into(),
+                ..WorkerSettings::default()
+            },
+            ..Settings::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("workers.per_queue.payment"));
     }
 }
