@@ -96,3 +96,34 @@ async fn an_order_that_waited_past_max_queue_wait_is_shed_at_once_and_not_writte
     assert_eq!(app.order("sam", &[("tea", 1)]).await.status, 201, "the default lets orders in");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_in_flight_an_order_is_refused_at_once_and_holds_nothing() {
+    let app = support::spawn_app_in(tempfile::tempdir().unwrap(), |s| {
+        s.http.max_in_flight = 1;
+    })
+    .await;
+    app.put_product("tea", "2.50", 1_000).await;
+    let app = std::sync::Arc::new(app);
+    let mut orders = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let app = app.clone();
+        orders.spawn(async move { app.order(&format!("c-{i}"), &[("tea", 1)]).await });
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    while let Some(reply) = orders.join_next().await {
+        let reply = reply.unwrap();
+        match reply.status {
+            201 => accepted += 1,
+            503 => {
+                assert_eq!(reply.code(), "overloaded");
+                assert!(reply.body["error"]["message"].as_str().unwrap().contains("max_in_flight"));
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {:?}", reply.body),
+        }
+    }
+    assert!(accepted > 0 && refused > 0, "{accepted} accepted, {refused} refused");
+    assert_eq!(app.available("tea").await, 1_000 - accepted, "the refused hold nothing");
+    assert_eq!(app.count("SELECT count(*) FROM orders"), accepted);
+}

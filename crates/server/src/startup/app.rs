@@ -331,7 +331,7 @@ impl Application {
             purchase_limits.clone(),
             clock.clone(),
             bus.clone(),
-            (settings.max_backlog, settings.http.max_queue_wait.get()),
+            (settings.max_backlog, settings.http.max_queue_wait.get(), settings.http.max_in_flight),
         ));
         let deals = Arc::new(Deals::new(
             backends.deals.clone(),

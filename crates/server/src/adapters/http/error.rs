@@ -134,6 +134,7 @@ impl From<IntakeError> for ApiError {
             IntakeError::ShuttingDown
             | IntakeError::Overloaded { .. }
             | IntakeError::Shed { .. }
+            | IntakeError::Full { .. }
             | IntakeError::StockRecounting => {
                 return Self::unavailable(error.code(), error.to_string(), 1);
             }

@@ -7,6 +7,7 @@ pub mod committer;
 pub mod idempotency;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use ordermill_core::order::total_of;
@@ -91,6 +92,15 @@ pub enum IntakeError {
         /// How long it had waited.
         waited: Duration,
     },
+    /// The node already works on `http.max_in_flight` order requests; this one was refused
+    /// at once, nothing written.
+    #[error(
+        "this node is saturated ({limit} order requests in progress, limit http.max_in_flight); nothing was written, retry in a moment"
+    )]
+    Full {
+        /// The limit.
+        limit: usize,
+    },
     /// The node is shutting down and takes no new orders.
     #[error("this node is shutting down; retry on another node or in a moment")]
     ShuttingDown,
@@ -108,7 +118,7 @@ impl IntakeError {
             Self::IdempotencyInProgress => "idempotency_key_in_use",
             Self::Unavailable(_) => "store_unavailable",
             Self::StockRecounting => "unavailable",
-            Self::Overloaded { .. } | Self::Shed { .. } => "overloaded",
+            Self::Overloaded { .. } | Self::Shed { .. } | Self::Full { .. } => "overloaded",
             Self::ShuttingDown => "shutting_down",
         }
     }
@@ -180,6 +190,18 @@ pub struct Intake {
     bus: Arc<dyn EventBus>,
     max_backlog: u64,
     max_queue_wait: Duration,
+    /// Order requests between arrival and answer on this node now, and the most allowed.
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
+}
+
+/// Counts orders in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize, usize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, AtomicOrdering::Relaxed);
+    }
 }
 
 impl Intake {
@@ -193,7 +215,7 @@ impl Intake {
         purchase_limits: Arc<PurchaseLimits>,
         clock: Arc<dyn Clock>,
         bus: Arc<dyn EventBus>,
-        (max_backlog, max_queue_wait): (u64, Duration),
+        (max_backlog, max_queue_wait, max_in_flight): (u64, Duration, usize),
     ) -> Self {
         Intake {
             catalog,
@@ -207,6 +229,8 @@ impl Intake {
             bus,
             max_backlog,
             max_queue_wait,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight,
         }
     }
 
@@ -259,8 +283,20 @@ impl Intake {
     ) -> Vec<Result<Placed, IntakeError>> {
         let started = Instant::now();
         let waited = arrived.elapsed();
-        if waited > self.max_queue_wait {
-            let error = IntakeError::Shed { waited };
+        // Requests, not orders: a batch of 1,000 is one client waiting, and must not be
+        // refused for its size alone.
+        let before = self.in_flight.fetch_add(1, AtomicOrdering::Relaxed);
+        let _in_flight = InFlight(&self.in_flight, 1);
+        // A full house sheds at once, before anything is reserved: the requests already in
+        // flight stay within their wait, and a refused client is told in microseconds
+        // instead of queueing behind them (where no arrival stamp can see its wait).
+        let full = self.max_in_flight > 0 && before >= self.max_in_flight;
+        if waited > self.max_queue_wait || full {
+            let error = if full {
+                IntakeError::Full { limit: self.max_in_flight }
+            } else {
+                IntakeError::Shed { waited }
+            };
             for _ in &inputs {
                 self.metrics.rejected(error.code());
             }

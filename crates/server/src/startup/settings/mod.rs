@@ -353,6 +353,12 @@ pub struct HttpSettings {
     /// commit starts is answered 503 `overloaded` at once and not written: under overload the
     /// accepted orders stay fast and the rest know to come back.
     pub max_queue_wait: HumanDuration,
+    /// Order requests a node works on at once (from arrival to answer; a batch counts once);
+    /// more are answered 503 `overloaded` at once, before anything is reserved. 0 (the
+    /// default): no cap. Measured (docs/BENCHMARKS.md, "Overload"): a cap of 1024 cuts the
+    /// median wait under 2× overload fivefold but also the orders accepted by almost half,
+    /// and leaves the tail as it is.
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpSettings {
@@ -364,6 +370,7 @@ impl Default for HttpSettings {
             header_read_timeout: HumanDuration::from_secs(10),
             max_connections: 10_000,
             max_queue_wait: HumanDuration::from_millis(100),
+            max_in_flight: 0,
         }
     }
 }
