@@ -75,6 +75,7 @@ pub struct Shared {
 
 /// The whole API.
 pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
+    let limited = state.rate_limit.is_some();
     let limits = axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit);
     let timed = Router::new()
         .merge(orders::reads())
@@ -87,7 +88,7 @@ pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
             http_limits.request_timeout.get(),
             request_timeout,
         ));
-    Router::new()
+    let router = Router::new()
         .merge(timed)
         .merge(orders::writes(http_limits.max_batch_body_bytes))
         .merge(deals::joins())
@@ -98,8 +99,10 @@ pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
                 "method_not_allowed",
                 "this endpoint does not take that method",
             )
-        })
-        .layer(limits)
+        });
+    // Off (the default), the limit costs the hot path nothing, not even a layer.
+    let router = if limited { router.layer(limits) } else { router };
+    router
         .layer(DefaultBodyLimit::max(http_limits.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
