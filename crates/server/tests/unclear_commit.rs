@@ -5,90 +5,24 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod support;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use ordermill_core::ports::{
-    AcceptedOrder, Effect, EffectOutcome, OrderStore, StockCache, StoreError,
-};
-use ordermill_core::{CustomerId, IdempotencyKey, Order, OrderId, Product, Sku, SystemClock};
+use ordermill_core::SystemClock;
+use ordermill_core::ports::{AcceptedOrder, OrderStore, StockCache};
 use ordermill_server::services::intake::committer::{CommitRequest, Committer, FailKind};
 use ordermill_store::SqliteStore;
+use support::faulty_store::{COMMIT_THEN_FAIL, FAIL_WITHOUT_COMMIT, FaultyStore};
 use tokio::sync::oneshot;
-use uuid::Uuid;
-
-/// What the next `commit_orders` does.
-const COMMIT_THEN_FAIL: u8 = 1;
-const FAIL_WITHOUT_COMMIT: u8 = 2;
-
-struct LosesReplies {
-    inner: Arc<SqliteStore>,
-    next: AtomicU8,
-}
-
-#[async_trait]
-impl OrderStore for LosesReplies {
-    async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError> {
-        match self.next.swap(0, Ordering::SeqCst) {
-            COMMIT_THEN_FAIL => {
-                self.inner.commit_orders(batch).await?;
-                Err(StoreError::Unavailable("connection reset after COMMIT".into()))
-            }
-            FAIL_WITHOUT_COMMIT => Err(StoreError::Unavailable("connection reset".into())),
-            _ => self.inner.commit_orders(batch).await,
-        }
-    }
-    async fn upsert_product(&self, p: &Product) -> Result<(Product, Option<Product>), StoreError> {
-        self.inner.upsert_product(p).await
-    }
-    async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
-        self.inner.get_product(sku).await
-    }
-    async fn load_products(&self) -> Result<Vec<Product>, StoreError> {
-        self.inner.load_products().await
-    }
-    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        self.inner.get_order(id).await
-    }
-    async fn find_by_idempotency_key(
-        &self,
-        customer: &CustomerId,
-        key: &IdempotencyKey,
-    ) -> Result<Option<Order>, StoreError> {
-        self.inner.find_by_idempotency_key(customer, key).await
-    }
-    async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
-        self.inner.forget_idempotency_key(order).await
-    }
-    async fn orders_of_customer(
-        &self,
-        customer: &CustomerId,
-        before: Option<OrderId>,
-        limit: u32,
-    ) -> Result<Vec<Order>, StoreError> {
-        self.inner.orders_of_customer(customer, before, limit).await
-    }
-    async fn outbox_len(&self) -> Result<u64, StoreError> {
-        self.inner.outbox_len().await
-    }
-    async fn apply_effects(&self, effects: Vec<Effect>) -> Result<Vec<EffectOutcome>, StoreError> {
-        self.inner.apply_effects(effects).await
-    }
-    async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
-        self.inner.processed(consumer, events).await
-    }
-    async fn check_writable(&self) -> Result<(), StoreError> {
-        self.inner.check_writable().await
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_commit_reply_is_read_back_before_anything_is_released() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let store = Arc::new(LosesReplies { inner: sqlite.clone(), next: AtomicU8::new(0) });
+    let store = Arc::new(FaultyStore::new(sqlite.clone()));
     let product = ordermill_store::contract::product_for_tests("tea", 10);
     store.upsert_product(&product).await.unwrap();
     let cache = Arc::new(ordermill_cache::LocalStockCache::new());
@@ -126,7 +60,7 @@ async fn a_lost_commit_reply_is_read_back_before_anything_is_released() {
     // Stored, but the reply was lost: answered as durable, its units stay held.
     let (stored, lines) = place(3);
     cache.reserve(&lines).await.unwrap();
-    store.next.store(COMMIT_THEN_FAIL, Ordering::SeqCst);
+    store.next_commit.store(COMMIT_THEN_FAIL, Ordering::SeqCst);
     let outcome = submit(stored.clone()).await;
     assert!(outcome.is_ok(), "read back and found: {outcome:?}");
     assert!(sqlite.get_order(stored.order.id).await.unwrap().is_some());
@@ -135,7 +69,7 @@ async fn a_lost_commit_reply_is_read_back_before_anything_is_released() {
     // Not stored: refused and released.
     let (lost, lines) = place(2);
     cache.reserve(&lines).await.unwrap();
-    store.next.store(FAIL_WITHOUT_COMMIT, Ordering::SeqCst);
+    store.next_commit.store(FAIL_WITHOUT_COMMIT, Ordering::SeqCst);
     let outcome = submit(lost.clone()).await.unwrap_err();
     assert_eq!(outcome.kind, FailKind::Store);
     assert!(sqlite.get_order(lost.order.id).await.unwrap().is_none());

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a panic is the failure report
 
+pub mod faulty_store;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 

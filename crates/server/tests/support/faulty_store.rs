@@ -1,0 +1,97 @@
+//! A real store with faults on demand: the reply of a commit lost (after or without the
+//! commit), an effect transaction whose reply is slow. Wraps the SQLite store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordermill_core::ports::{AcceptedOrder, Effect, EffectOutcome, OrderStore, StoreError};
+use ordermill_core::{CustomerId, IdempotencyKey, Order, OrderId, Product, Sku};
+use ordermill_store::SqliteStore;
+use uuid::Uuid;
+
+/// The next `commit_orders` commits, then reports the connection lost.
+pub const COMMIT_THEN_FAIL: u8 = 1;
+/// The next `commit_orders` reports the connection lost without committing.
+pub const FAIL_WITHOUT_COMMIT: u8 = 2;
+
+/// The SQLite store with faults on demand.
+pub struct FaultyStore {
+    pub inner: Arc<SqliteStore>,
+    /// What the next `commit_orders` does (0: nothing odd).
+    pub next_commit: AtomicU8,
+    /// How long `apply_effects` waits after its transaction committed, in ms.
+    pub effects_reply_delay_ms: AtomicU64,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<SqliteStore>) -> Self {
+        FaultyStore {
+            inner,
+            next_commit: AtomicU8::new(0),
+            effects_reply_delay_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl OrderStore for FaultyStore {
+    async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError> {
+        match self.next_commit.swap(0, Ordering::SeqCst) {
+            COMMIT_THEN_FAIL => {
+                self.inner.commit_orders(batch).await?;
+                Err(StoreError::Unavailable("connection reset after COMMIT".into()))
+            }
+            FAIL_WITHOUT_COMMIT => Err(StoreError::Unavailable("connection reset".into())),
+            _ => self.inner.commit_orders(batch).await,
+        }
+    }
+    async fn upsert_product(&self, p: &Product) -> Result<(Product, Option<Product>), StoreError> {
+        self.inner.upsert_product(p).await
+    }
+    async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
+        self.inner.get_product(sku).await
+    }
+    async fn load_products(&self) -> Result<Vec<Product>, StoreError> {
+        self.inner.load_products().await
+    }
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.inner.get_order(id).await
+    }
+    async fn find_by_idempotency_key(
+        &self,
+        customer: &CustomerId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Order>, StoreError> {
+        self.inner.find_by_idempotency_key(customer, key).await
+    }
+    async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
+        self.inner.forget_idempotency_key(order).await
+    }
+    async fn orders_of_customer(
+        &self,
+        customer: &CustomerId,
+        before: Option<OrderId>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.inner.orders_of_customer(customer, before, limit).await
+    }
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.inner.outbox_len().await
+    }
+    async fn apply_effects(&self, effects: Vec<Effect>) -> Result<Vec<EffectOutcome>, StoreError> {
+        let outcomes = self.inner.apply_effects(effects).await;
+        let delay = self.effects_reply_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        outcomes
+    }
+    async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+        self.inner.processed(consumer, events).await
+    }
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.inner.check_writable().await
+    }
+}
