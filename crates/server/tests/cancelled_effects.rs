@@ -18,30 +18,14 @@ use ordermill_server::adapters::integrations::simulated_gateway::SimulatedGatewa
 use ordermill_server::adapters::workers::{Outcome, Pipeline, settle};
 use ordermill_server::services::order_cache::OrderCache;
 use ordermill_server::services::purchase_limits::PurchaseLimits;
-use ordermill_store::SqliteStore;
-use support::faulty_store::FaultyStore;
+use support::faulty_store::{Rig, rig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn units_released_by_an_effect_come_back_even_if_its_handler_is_cancelled() {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let store = Arc::new(FaultyStore::new(sqlite.clone()));
-    let product = ordermill_store::contract::product_for_tests("tea", 10);
-    store.upsert_product(&product).await.unwrap();
+    let Rig { dir: _dir, sqlite, store, product, cache, bus } = rig(7).await;
     let ids = OrderIdGenerator::new();
     let order = ordermill_store::contract::accepted(&ids, &[("tea", 3)], None);
     store.commit_orders(Arc::new(vec![order.clone()])).await.unwrap();
-    let cache = Arc::new(ordermill_cache::LocalStockCache::new());
-    cache.rebuild(None, &[(product.sku.clone(), 7)]).await.unwrap();
-    let bus = Arc::new(
-        ordermill_bus::EmbeddedBus::start(
-            ordermill_core::Topology::default(),
-            sqlite.clone(),
-            Arc::new(SystemClock),
-        )
-        .await
-        .unwrap(),
-    );
     let pipeline = Pipeline {
         store: store.clone(),
         bus,

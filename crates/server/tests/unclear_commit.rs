@@ -7,35 +7,17 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ordermill_core::SystemClock;
 use ordermill_core::ports::{AcceptedOrder, OrderStore, StockCache};
 use ordermill_server::services::intake::committer::{CommitRequest, Committer, FailKind};
-use ordermill_store::SqliteStore;
-use support::faulty_store::{COMMIT_THEN_FAIL, FAIL_WITHOUT_COMMIT, FaultyStore};
+use support::faulty_store::{COMMIT_THEN_FAIL, FAIL_WITHOUT_COMMIT, Rig, rig};
 use tokio::sync::oneshot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_commit_reply_is_read_back_before_anything_is_released() {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let store = Arc::new(FaultyStore::new(sqlite.clone()));
-    let product = ordermill_store::contract::product_for_tests("tea", 10);
-    store.upsert_product(&product).await.unwrap();
-    let cache = Arc::new(ordermill_cache::LocalStockCache::new());
-    cache.rebuild(None, &[(product.sku.clone(), 10)]).await.unwrap();
-    let bus = Arc::new(
-        ordermill_bus::EmbeddedBus::start(
-            ordermill_core::Topology::default(),
-            sqlite.clone(),
-            Arc::new(SystemClock),
-        )
-        .await
-        .unwrap(),
-    );
+    let Rig { dir: _dir, sqlite, store, product, cache, bus } = rig(10).await;
     let (committer, handle) =
         Committer::new(store.clone(), cache.clone(), bus, (64, 64), Duration::from_secs(10));
     let stop = tokio_util::sync::CancellationToken::new();

@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ordermill_bus::EmbeddedBus;
+use ordermill_cache::LocalStockCache;
+use ordermill_core::ports::StockCache;
 use ordermill_core::ports::{AcceptedOrder, Effect, EffectOutcome, OrderStore, StoreError};
 use ordermill_core::{CustomerId, IdempotencyKey, Order, OrderId, Product, Sku};
 use ordermill_store::SqliteStore;
@@ -94,4 +97,30 @@ impl OrderStore for FaultyStore {
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.inner.check_writable().await
     }
+}
+
+/// What the fault tests below the committer and the consumers start from: the faulty store
+/// over SQLite in a temporary dir, the product `tea` with 10 units in stock, a local stock
+/// cache offering `available` of them, and the embedded bus over the store.
+pub struct Rig {
+    pub dir: tempfile::TempDir,
+    pub sqlite: Arc<SqliteStore>,
+    pub store: Arc<FaultyStore>,
+    pub product: Product,
+    pub cache: Arc<LocalStockCache>,
+    pub bus: Arc<EmbeddedBus>,
+}
+
+pub async fn rig(available: i64) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let store = Arc::new(FaultyStore::new(sqlite.clone()));
+    let product = ordermill_store::contract::product_for_tests("tea", 10);
+    store.upsert_product(&product).await.unwrap();
+    let cache = Arc::new(LocalStockCache::new());
+    cache.rebuild(None, &[(product.sku.clone(), available)]).await.unwrap();
+    let clock = Arc::new(ordermill_core::SystemClock);
+    let bus = EmbeddedBus::start(ordermill_core::Topology::default(), sqlite.clone(), clock);
+    let bus = Arc::new(bus.await.unwrap());
+    Rig { dir, sqlite, store, product, cache, bus }
 }
