@@ -86,19 +86,25 @@ async fn a_declined_payment_gives_the_units_back_in_redis() {
     }
 }
 
+/// An app on Redis whose watchdog checks the counts every 50 ms and rebuilds lost ones after
+/// `settle`.
+async fn app_repairing_redis(url: &str, prefix: &str, settle: Duration) -> TestApp {
+    let (url, prefix) = (url.to_owned(), prefix.to_owned());
+    spawn_app_in(tempfile::tempdir().unwrap(), move |s| {
+        s.cache = url.parse().expect("a redis:// URL");
+        s.redis.key_prefix = prefix;
+        s.redis.check_interval = ordermill_core::HumanDuration::from_millis(50);
+        s.redis.rebuild_settle = ordermill_core::HumanDuration(settle);
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_counts_make_the_node_unready_and_503_until_rebuilt_never_sold_out() {
     let Some(url) = redis_url() else { return };
     let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
-    let (redis_url, key_prefix) = (url.clone(), prefix.clone());
-    let app = spawn_app_in(tempfile::tempdir().unwrap(), move |s| {
-        s.cache = redis_url.parse().expect("a redis:// URL");
-        s.redis.key_prefix = key_prefix;
-        s.redis.check_interval = ordermill_core::HumanDuration::from_millis(50);
-        // Long enough for the checks below to see the node before the rebuild.
-        s.redis.rebuild_settle = ordermill_core::HumanDuration::from_secs(3);
-    })
-    .await;
+    // Long enough for the checks below to see the node before the rebuild.
+    let app = app_repairing_redis(&url, &prefix, Duration::from_secs(3)).await;
     app.put_product("a", "5.00", 10).await;
     assert_eq!(app.order("c-1", &[("a", 2)]).await.status, 201);
     assert_eq!(app.get("/readyz").await.body["stock"], "ok");
@@ -128,14 +134,7 @@ async fn lost_counts_make_the_node_unready_and_503_until_rebuilt_never_sold_out(
 async fn a_cache_count_too_high_cannot_oversell_the_store_refuses_and_the_counts_heal() {
     let Some(url) = redis_url() else { return };
     let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
-    let (redis_url, key_prefix) = (url.clone(), prefix.clone());
-    let app = spawn_app_in(tempfile::tempdir().unwrap(), move |s| {
-        s.cache = redis_url.parse().expect("a redis:// URL");
-        s.redis.key_prefix = key_prefix;
-        s.redis.check_interval = ordermill_core::HumanDuration::from_millis(50);
-        s.redis.rebuild_settle = ordermill_core::HumanDuration::from_millis(200);
-    })
-    .await;
+    let app = app_repairing_redis(&url, &prefix, Duration::from_millis(200)).await;
     app.put_product("b", "5.00", 3).await;
     // A count that drifted up (a bug, a hand edit): the cache would grant 100 units.
     let client = redis::Client::open(url.as_str()).unwrap();

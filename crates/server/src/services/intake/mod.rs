@@ -195,12 +195,12 @@ pub struct Intake {
     max_in_flight: usize,
 }
 
-/// Counts orders in flight for as long as it lives.
-struct InFlight<'a>(&'a AtomicUsize, usize);
+/// Counts one order request in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(self.1, AtomicOrdering::Relaxed);
+        self.0.fetch_sub(1, AtomicOrdering::Relaxed);
     }
 }
 
@@ -286,7 +286,7 @@ impl Intake {
         // Requests, not orders: a batch of 1,000 is one client waiting, and must not be
         // refused for its size alone.
         let before = self.in_flight.fetch_add(1, AtomicOrdering::Relaxed);
-        let _in_flight = InFlight(&self.in_flight, 1);
+        let _in_flight = InFlight(&self.in_flight);
         // A full house sheds at once, before anything is reserved: the requests already in
         // flight stay within their wait, and a refused client is told in microseconds
         // instead of queueing behind them (where no arrival stamp can see its wait).
