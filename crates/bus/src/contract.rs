@@ -67,6 +67,7 @@ where
     dead_letters_can_be_listed_replayed_and_purged(&*make(topology()).await).await;
     unknown_queues_are_an_error(&*make(topology()).await).await;
     retries_and_replays_stay_on_their_queue_and_keep_the_event(&*make(topology()).await).await;
+    events_published_together_are_settled_one_by_one(&*make(topology()).await).await;
 }
 
 async fn routes_by_key(bus: &dyn EventBus) {
@@ -86,6 +87,40 @@ async fn routes_by_key(bus: &dyn EventBus) {
     assert_eq!(b, want);
     assert_eq!(take(bus, "c", 4).await.len(), 4);
     nothing_on(bus, "a").await;
+}
+
+/// However a backend packs the events of one publish (a RabbitMQ message carries many), each
+/// is retried, dead-lettered and acked on its own: its batch-mates are neither held back nor
+/// delivered again.
+async fn events_published_together_are_settled_one_by_one(bus: &dyn EventBus) {
+    let events: Vec<Envelope> = (0..12).map(|_| envelope("order.created")).collect();
+    bus.publish(events.clone()).await.expect("publish");
+    let mut got = take(bus, "a", 12).await;
+    got.sort_by_key(|d| d.envelope.event_id);
+    let mut sent = events.clone();
+    sent.sort_by_key(|e| e.event_id);
+    for (delivery, event) in got.iter().zip(&sent) {
+        assert_eq!(delivery.envelope, *event, "every event once, intact");
+        assert_eq!(delivery.attempt, 1);
+    }
+    // Settled out of order, one at a time and in groups, across the whole batch.
+    bus.ack(&got[5..9]).await.expect("ack");
+    bus.retry(&got[2], Duration::from_millis(100), "gateway timeout").await.expect("retry");
+    bus.ack(&got[9..]).await.expect("ack");
+    bus.dead_letter(&got[3], "poison").await.expect("dead letter");
+    bus.ack(&got[..2]).await.expect("ack");
+    bus.ack(&got[4..5]).await.expect("ack");
+    let again = take(bus, "a", 1).await;
+    assert_eq!(again[0].envelope.event_id, got[2].envelope.event_id, "only the retried one");
+    assert_eq!(again[0].attempt, 2);
+    bus.ack(&again).await.expect("ack");
+    let dead = bus.dead_letters("a").await.expect("dead letters");
+    assert_eq!(dead.len(), 1, "only the dead-lettered one: {dead:?}");
+    assert_eq!(dead[0].envelope.event_id, got[3].envelope.event_id);
+    nothing_on(bus, "a").await;
+    let depths = bus.depths().await.expect("depths");
+    let a = depths.iter().find(|(q, _)| q == "a").expect("queue a").1;
+    assert_eq!((a.backlog(), a.dead), (0, 1));
 }
 
 async fn ack_removes(bus: &dyn EventBus) {

@@ -361,7 +361,9 @@ async fn quorum_queues_honour_the_bus_contract_too() {
 #[tokio::test]
 async fn acks_go_as_one_frame_only_over_a_run_that_is_all_ours() {
     let Some(url) = amqp_url() else { return };
-    let (bus, _) = start(&url, contract::topology()).await;
+    // One message per event, so each delivery has a broker tag of its own.
+    let one_each = RabbitSettings { events_per_message: 1, ..settings(&url) };
+    let (bus, _, _) = start_with(one_each, contract::topology()).await;
     let events: Vec<Envelope> = (0..9).map(|_| contract::envelope("order.created")).collect();
     bus.publish(events.clone()).await.unwrap();
     let a = take(&bus, "a", 3).await;
@@ -384,5 +386,80 @@ async fn acks_go_as_one_frame_only_over_a_run_that_is_all_ours() {
     assert_eq!((depth.ready, depth.delayed, depth.in_flight, depth.dead), (0, 0, 0, 1));
     let seen: HashSet<Uuid> = a.iter().chain(&b).chain(&c).map(|d| d.envelope.event_id).collect();
     assert_eq!(seen.len(), 9, "each event delivered once");
+    bus.delete_topology().await.unwrap();
+}
+
+/// Messages ready in the work queue `a` of `settings`, counted by the broker.
+async fn messages_in_a(settings: &RabbitSettings) -> u32 {
+    let connection =
+        lapin::Connection::connect(&settings.url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let options = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    let name = format!("{}a", settings.queue_prefix);
+    let queue = channel
+        .queue_declare(name.as_str().into(), options, lapin::types::FieldTable::default())
+        .await
+        .unwrap();
+    let _ = connection.close(200, "counted".into()).await;
+    queue.message_count()
+}
+
+#[tokio::test]
+async fn the_events_of_one_publish_travel_as_few_messages() {
+    let Some(url) = amqp_url() else { return };
+    let at_most_20 = RabbitSettings { events_per_message: 20, ..settings(&url) };
+    let (bus, outbox, settings) = start_with(at_most_20, contract::topology()).await;
+    let mut events: Vec<Envelope> = (0..50).map(|_| contract::envelope("order.created")).collect();
+    // Another key travels in a message of its own; a key no queue takes is not sent at all.
+    events.push(contract::envelope("payment.failed"));
+    events.push(contract::envelope("nobody.listens"));
+    bus.publish(events.clone()).await.unwrap();
+    assert!(events.iter().all(|e| outbox.is_published(e.event_id)));
+    // Queue a takes order.created only: 50 events in messages of 20, 20 and 10.
+    assert_eq!(messages_in_a(&settings).await, 3);
+    let depth = bus.depths().await.unwrap()[0].1;
+    assert!(depth.ready > 3, "ready is counted in events (an estimate): {depth:?}");
+    let got = take(&bus, "a", 50).await;
+    let ids: HashSet<Uuid> = got.iter().map(|d| d.envelope.event_id).collect();
+    assert_eq!(ids.len(), 50);
+    assert!(got.iter().all(|d| d.envelope.routing_key.as_ref() == "order.created"));
+    bus.ack(&got).await.unwrap();
+    assert!(bus.receive("a", 10, Duration::from_millis(300)).await.unwrap().is_empty());
+    assert_eq!(messages_in_a(&settings).await, 0);
+    bus.delete_topology().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_partly_settled_when_its_channel_closes_comes_back_whole() {
+    let Some(url) = amqp_url() else { return };
+    let (bus, _) = start(&url, contract::topology()).await;
+    let events: Vec<Envelope> = (0..10).map(|_| contract::envelope("order.created")).collect();
+    bus.publish(events.clone()).await.unwrap();
+    let got = take(&bus, "a", 10).await;
+    // Six acked: the message stays unacked on the broker while four are undecided.
+    bus.ack(&got[..6]).await.unwrap();
+    close_connection_on_the_broker(&bus);
+    eventually("the bus notices the closed connection", Duration::from_secs(5), || {
+        let down = !bus.is_connected();
+        async move { down.then_some(()) }
+    })
+    .await;
+    assert!(bus.ack(&got[6..]).await.is_err(), "acks on the dead channel are not recorded");
+    // At least once: all ten come back, the acked six too (consumers deduplicate on the id).
+    let want: HashSet<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen != want {
+        assert!(Instant::now() < deadline, "received {} of {} events", seen.len(), want.len());
+        let Ok(again) = bus.receive("a", 20, Duration::from_millis(200)).await else {
+            // Still reconnecting (and this runtime has one thread: let the supervisor run).
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        seen.extend(again.iter().map(|d| d.envelope.event_id));
+        bus.ack(&again).await.unwrap();
+    }
     bus.delete_topology().await.unwrap();
 }

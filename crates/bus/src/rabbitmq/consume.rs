@@ -20,7 +20,7 @@ use super::connection::Link;
 use super::message;
 use super::topology::QueueNames;
 
-/// A delivery this node holds: buffered or handed to a worker, not yet settled.
+/// A message this node holds: its events buffered or handed to a worker, not all settled.
 pub(crate) struct Held {
     pub(crate) acker: Acker,
     pub(crate) generation: u64,
@@ -28,16 +28,51 @@ pub(crate) struct Held {
     pub(crate) delivery_tag: u64,
 }
 
+/// A held message and how many of its events are still unsettled: the message is acked when
+/// the last one is (acked, or moved to a retry or dead queue as a copy of its own).
+struct Parcel {
+    held: Held,
+    open: usize,
+}
+
+/// What settling one event left of its message.
+pub(crate) enum Released {
+    /// This node no longer holds it (its channel died: the broker delivers it again).
+    Gone,
+    /// Other events of its message are still unsettled.
+    Pending,
+    /// It was the message's last: settle the message now.
+    Last(Held),
+}
+
 #[derive(Default)]
 pub(crate) struct SlotState {
     buffer: VecDeque<Delivery>,
-    /// Every unsettled delivery by our tag (the buffered ones too).
-    held: HashMap<u64, Held>,
-    /// `(generation, broker tag)` of every delivery whose ack, nack or reject has not been SENT
+    /// Our tag of every unsettled event (the buffered ones too) → the key of its message.
+    members: HashMap<u64, u64>,
+    /// Held messages by key (our tag of their first event).
+    parcels: HashMap<u64, Parcel>,
+    /// `(generation, broker tag)` of every message whose ack, nack or reject has not been SENT
     /// yet: those held, and those being settled right now. An ack with `multiple` may cover a
-    /// range only when none of these lies inside it, or it would settle a delivery someone
-    /// else is still deciding about (a retry whose copy is not confirmed yet).
+    /// range only when none of these lies inside it, or it would settle a message someone
+    /// else is still deciding about (a retry whose copy is not confirmed yet, a batch whose
+    /// other events are still being handled).
     unsettled: BTreeSet<(u64, u64)>,
+}
+
+impl SlotState {
+    fn release(&mut self, tag: u64) -> Released {
+        let Some(key) = self.members.remove(&tag) else { return Released::Gone };
+        let Some(parcel) = self.parcels.get_mut(&key) else { return Released::Gone };
+        parcel.open = parcel.open.saturating_sub(1);
+        if parcel.open > 0 {
+            return Released::Pending;
+        }
+        match self.parcels.remove(&key) {
+            Some(parcel) => Released::Last(parcel.held),
+            None => Released::Gone,
+        }
+    }
 }
 
 /// One queue of the topology as this node sees it.
@@ -70,15 +105,38 @@ impl QueueSlot {
         }
     }
 
-    /// Deliveries held unsettled on this node.
+    /// Events held unsettled on this node.
     pub(crate) fn in_flight(&self) -> u64 {
-        lock(&self.state).held.len() as u64
+        lock(&self.state).members.len() as u64
     }
 
-    /// Takes the acker of a delivery to settle it; `None` when this node no longer holds it
-    /// (its channel died: the broker delivers it again).
-    pub(crate) fn take(&self, tag: u64) -> Option<Held> {
-        lock(&self.state).held.remove(&tag)
+    /// Whether this node still holds the event `tag` (false once its channel died).
+    pub(crate) fn holds(&self, tag: u64) -> bool {
+        lock(&self.state).members.contains_key(&tag)
+    }
+
+    /// Settles the event `tag` on our side; says whether its message is now to be settled.
+    pub(crate) fn release(&self, tag: u64) -> Released {
+        lock(&self.state).release(tag)
+    }
+
+    /// Hands `delivery` out again after its move failed. Returns its message when it was that
+    /// message's last unsettled event: the caller gives the message back to the broker, as
+    /// for a message of one event. Otherwise its batch-mates keep the message here, so it is
+    /// buffered again on this node.
+    pub(crate) fn give_back(&self, delivery: &Delivery) -> Option<Held> {
+        let mut state = lock(&self.state);
+        let key = *state.members.get(&delivery.tag)?;
+        if state.parcels.get(&key).is_some_and(|p| p.open <= 1) {
+            return match state.release(delivery.tag) {
+                Released::Last(held) => Some(held),
+                Released::Gone | Released::Pending => None,
+            };
+        }
+        state.buffer.push_front(delivery.clone());
+        drop(state);
+        self.arrived.notify_waiters();
+        None
     }
 
     /// Records that the frame settling `held` (an ack, a nack, a reject) was sent.
@@ -90,25 +148,36 @@ impl QueueSlot {
     pub(crate) fn forget_all(&self) {
         let mut state = lock(&self.state);
         state.buffer.clear();
-        state.held.clear();
+        state.members.clear();
+        state.parcels.clear();
         state.unsettled.clear();
     }
 
     fn forget_generation(&self, generation: u64) {
         let mut state = lock(&self.state);
-        state.held.retain(|_, held| held.generation != generation);
-        state.unsettled.retain(|(g, _)| *g != generation);
-        let SlotState { buffer, held, .. } = &mut *state;
-        buffer.retain(|d| held.contains_key(&d.tag));
+        let SlotState { buffer, members, parcels, unsettled } = &mut *state;
+        parcels.retain(|_, parcel| parcel.held.generation != generation);
+        members.retain(|_, key| parcels.contains_key(key));
+        unsettled.retain(|(g, _)| *g != generation);
+        buffer.retain(|d| members.contains_key(&d.tag));
     }
 
-    /// Takes `tags` (ours) to ack them, and says which can go as ONE ack with `multiple`: per
-    /// channel generation, the longest run from the lowest unsettled tag up that is all ours.
-    /// Returns `(one multiple-ack per generation, the rest one by one, not held any more)`.
+    /// Settles `tags` (ours) on our side, takes the messages they complete to ack them, and
+    /// says which can go as ONE ack with `multiple`: per channel generation, the longest run
+    /// from the lowest unsettled tag up that is all ours.
+    /// Returns `(one multiple-ack per generation, the rest one by one, events not held any
+    /// more)`.
     fn take_for_ack(&self, tags: &[u64]) -> (Vec<Held>, Vec<Held>, usize) {
         let mut state = lock(&self.state);
-        let mut taken: Vec<Held> = tags.iter().filter_map(|t| state.held.remove(t)).collect();
-        let lost = tags.len() - taken.len();
+        let mut taken = Vec::new();
+        let mut lost = 0;
+        for tag in tags {
+            match state.release(*tag) {
+                Released::Gone => lost += 1,
+                Released::Pending => {}
+                Released::Last(held) => taken.push(held),
+            }
+        }
         taken.sort_unstable_by_key(|h| (h.generation, h.delivery_tag));
         let ours: BTreeSet<(u64, u64)> =
             taken.iter().map(|h| (h.generation, h.delivery_tag)).collect();
@@ -264,36 +333,41 @@ async fn consume(shared: Arc<Shared>, link: Arc<Link>, index: usize) {
         tracing::debug!(queue = %queue, generation = link.generation, "Consumer started.");
         while let Some(item) = consumer.next().await {
             let delivery = item?;
-            let Some(incoming) =
-                message::read(&delivery.properties, delivery.routing_key.as_str(), &delivery.data)
-            else {
-                // Not an ordermill event (no event id or a body that is not text): nobody
-                // can handle it, so it goes to the dead queue through the work queue's
-                // dead-letter exchange, where an operator sees it.
+            let Some(events) = message::read_all(
+                &delivery.properties,
+                delivery.routing_key.as_str(),
+                &delivery.data,
+            ) else {
+                // Not an ordermill event (no event id, a body that is not text, a batch that
+                // does not parse): nobody can handle it, so it goes to the dead queue through
+                // the work queue's dead-letter exchange, where an operator sees it.
                 tracing::warn!(queue = %queue, "Rejected a message that is not an ordermill event.");
                 let _ = delivery.acker.reject(BasicRejectOptions { requeue: false }).await;
                 continue;
             };
-            let tag = shared.next_tag.fetch_add(1, Ordering::Relaxed);
+            let count = events.len() as u64;
+            let first = shared.next_tag.fetch_add(count, Ordering::Relaxed);
+            shared.carried.record(events.len(), 1);
             let accepted = {
                 let mut state = lock(&slot.state);
                 // A delivery that raced with a reconnect belongs to a dead channel.
                 if shared.generation.load(Ordering::Acquire) == link.generation {
-                    state.held.insert(
-                        tag,
-                        Held {
-                            acker: delivery.acker.clone(),
-                            generation: link.generation,
-                            delivery_tag: delivery.delivery_tag,
-                        },
-                    );
+                    let held = Held {
+                        acker: delivery.acker.clone(),
+                        generation: link.generation,
+                        delivery_tag: delivery.delivery_tag,
+                    };
+                    state.parcels.insert(first, Parcel { held, open: events.len() });
                     state.unsettled.insert((link.generation, delivery.delivery_tag));
-                    state.buffer.push_back(Delivery {
-                        tag,
-                        queue: queue.clone(),
-                        envelope: incoming.envelope,
-                        attempt: incoming.attempt,
-                    });
+                    for (tag, incoming) in (first..).zip(events) {
+                        state.members.insert(tag, first);
+                        state.buffer.push_back(Delivery {
+                            tag,
+                            queue: queue.clone(),
+                            envelope: incoming.envelope,
+                            attempt: incoming.attempt,
+                        });
+                    }
                     true
                 } else {
                     false

@@ -12,6 +12,7 @@ use ordermill_core::ports::{BusError, DeadLetter, Delivery};
 
 use super::Shared;
 use super::connection::unavailable;
+use super::consume::Released;
 use super::message;
 use super::publish::Outgoing;
 
@@ -23,8 +24,9 @@ fn now() -> UnixMillis {
 }
 
 impl Shared {
-    /// Publishes `copy`, then acks the original: a crash in between delivers the original
-    /// again (consumers deduplicate); the other order could lose it.
+    /// Publishes `copy` (the one event, alone), then settles the event's original: a crash in
+    /// between delivers the original again (consumers deduplicate); the other order could lose
+    /// it. The original message is acked when this was its last unsettled event.
     async fn move_delivery(
         &self,
         delivery: &Delivery,
@@ -32,19 +34,22 @@ impl Shared {
         what: &str,
     ) -> Result<(), BusError> {
         let slot = self.slot(&delivery.queue)?;
-        let Some(held) = slot.take(delivery.tag) else {
+        if !slot.holds(delivery.tag) {
             return Err(BusError::Unavailable(format!(
                 "the {what} of event {} was not recorded: its channel closed, so RabbitMQ \
                  delivers it again",
                 delivery.envelope.event_id
             )));
-        };
+        }
         if let Err(error) = self.publish_confirmed([copy]).await {
-            // Give it back now rather than leave it unacked until the channel closes.
-            let _ = held.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
-            slot.settled(&held);
+            // Give it back now rather than leave it unsettled until the channel closes.
+            if let Some(held) = slot.give_back(delivery) {
+                let _ = held.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
+                slot.settled(&held);
+            }
             return Err(error);
         }
+        let Released::Last(held) = slot.release(delivery.tag) else { return Ok(()) };
         let acked = held.acker.ack(BasicAckOptions::default()).await;
         slot.settled(&held);
         if !matches!(acked, Ok(true)) {
@@ -104,14 +109,18 @@ impl Shared {
         let link = self.live_link()?;
         let channel = link.scratch_channel().await?;
         let mut letters = Vec::new();
+        let mut messages = 0u64;
         let read = async {
             while let Some(got) = channel
                 .basic_get(slot.names.dead.as_str().into(), BasicGetOptions { no_ack: false })
                 .await?
             {
                 let d = &got.delivery;
-                match message::read(&d.properties, d.routing_key.as_str(), &d.data) {
-                    Some(incoming) => letters.push(DeadLetter {
+                messages += 1;
+                // A batch arrives here whole only when the broker dead-lettered it (rejected
+                // unread, expired, over a quorum queue's delivery limit): list its events.
+                match message::read_all(&d.properties, d.routing_key.as_str(), &d.data) {
+                    Some(events) => letters.extend(events.into_iter().map(|incoming| DeadLetter {
                         queue: queue.to_owned(),
                         envelope: incoming.envelope,
                         attempts: incoming.attempt,
@@ -119,7 +128,7 @@ impl Shared {
                             "dead-lettered by the broker (rejected or expired)".to_owned()
                         }),
                         died_at: incoming.died_at.unwrap_or(UnixMillis(0)),
-                    }),
+                    })),
                     None => tracing::warn!(
                         queue,
                         "A dead letter is not an ordermill event; left in place."
@@ -134,12 +143,11 @@ impl Shared {
         // The close requeues what we read, but a quorum queue does it a moment later: wait
         // (briefly) until they are ready again, so a replay or a listing right after this one
         // sees them all.
-        if !letters.is_empty()
+        if messages > 0
             && let Ok(check) = link.scratch_channel().await
         {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            while Self::ready_count(&check, &slot.names.dead).await.unwrap_or(u64::MAX)
-                < letters.len() as u64
+            while Self::ready_count(&check, &slot.names.dead).await.unwrap_or(u64::MAX) < messages
                 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -168,22 +176,30 @@ impl Shared {
                     .map_err(unavailable)?;
                 let Some(got) = got else { break };
                 let d = &got.delivery;
-                let Some(incoming) = message::read(&d.properties, d.routing_key.as_str(), &d.data)
+                let Some(events) =
+                    message::read_all(&d.properties, d.routing_key.as_str(), &d.data)
                 else {
                     // Stays dead (requeued when the channel closes); nobody can handle it.
                     tracing::warn!(queue, "A dead letter is not an ordermill event; not replayed.");
                     continue;
                 };
-                let headers = message::requeue_headers(1, &incoming.envelope.routing_key, None);
-                let copy = Outgoing {
-                    exchange: "",
-                    routing_key: &slot.names.work,
-                    payload: incoming.envelope.payload.as_bytes(),
-                    properties: message::properties(incoming.envelope.event_id, Some(headers)),
-                };
-                self.publish_confirmed([copy]).await?;
+                // Each event goes back alone, as every retried or replayed event travels.
+                let headers: Vec<_> = events
+                    .iter()
+                    .map(|e| message::requeue_headers(1, &e.envelope.routing_key, None))
+                    .collect();
+                let mut copies = Vec::with_capacity(events.len());
+                for (incoming, headers) in events.iter().zip(headers) {
+                    copies.push(Outgoing {
+                        exchange: "",
+                        routing_key: &slot.names.work,
+                        payload: incoming.envelope.payload.as_bytes(),
+                        properties: message::properties(incoming.envelope.event_id, Some(headers)),
+                    });
+                }
+                self.publish_confirmed(copies).await?;
+                count += events.len();
                 d.acker.ack(BasicAckOptions::default()).await.map_err(unavailable)?;
-                count += 1;
             }
             Ok::<(), BusError>(())
         }

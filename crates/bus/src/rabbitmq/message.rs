@@ -1,5 +1,11 @@
-//! How an event is laid out in an AMQP message: the body is the event's JSON, the event id is
-//! the `message_id`, and ordermill's own bookkeeping travels in `x-ordermill-*` headers.
+//! How events are laid out in AMQP messages.
+//!
+//! - One event: the body is the event's JSON, the event id is the `message_id`, and
+//!   ordermill's own bookkeeping travels in `x-ordermill-*` headers. Retries, dead letters
+//!   and replays always travel this way.
+//! - Several events of one routing key (a batch): content type [`BATCH_CONTENT_TYPE`], body
+//!   `[{"id": "<event id>", "payload": <the event's JSON>}, ...]`, `message_id` the first
+//!   event's id, [`EVENTS`] the count. Only first deliveries travel batched.
 
 use std::sync::Arc;
 
@@ -7,6 +13,8 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use ordermill_core::UnixMillis;
 use ordermill_core::ports::Envelope;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 /// Deliveries to this queue so far, counting this one. Our own count: the broker's
@@ -18,6 +26,35 @@ pub(crate) const ERROR: &str = "x-ordermill-error";
 pub(crate) const ROUTING_KEY: &str = "x-ordermill-routing-key";
 /// When the message was dead-lettered, in Unix milliseconds.
 pub(crate) const DIED_AT: &str = "x-ordermill-died-at";
+
+/// The content type of a message carrying several events.
+pub(crate) const BATCH_CONTENT_TYPE: &str = "application/vnd.ordermill.batch+json";
+/// How many events a batch message carries (for people reading the queue; the body says it).
+pub(crate) const EVENTS: &str = "x-ordermill-events";
+
+#[derive(Serialize, Deserialize)]
+struct BatchItem<'a> {
+    id: Uuid,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+/// The body and properties of one message carrying `events` (at least two); `None` when a
+/// payload is not JSON (an event from elsewhere): then each goes alone, as it came.
+pub(crate) fn batch(events: &[&Envelope]) -> Option<(Vec<u8>, BasicProperties)> {
+    let first = events.first()?;
+    let mut items = Vec::with_capacity(events.len());
+    for event in events {
+        let payload = serde_json::from_str::<&RawValue>(&event.payload).ok()?;
+        items.push(BatchItem { id: event.event_id, payload });
+    }
+    let body = serde_json::to_vec(&items).ok()?;
+    let mut headers = FieldTable::default();
+    headers.insert(EVENTS.into(), AMQPValue::LongLongInt(events.len() as i64));
+    let properties =
+        properties(first.event_id, Some(headers)).with_content_type(BATCH_CONTENT_TYPE.into());
+    Some((body, properties))
+}
 
 /// Persistent JSON with the event id, plus `headers` when there are any.
 pub(crate) fn properties(event_id: Uuid, headers: Option<FieldTable>) -> BasicProperties {
@@ -63,8 +100,42 @@ pub(crate) struct Incoming {
     pub(crate) died_at: Option<UnixMillis>,
 }
 
-/// Reads a message; `None` when it is not one of ours (no event id or a body that is not
-/// UTF-8).
+/// Reads a message into its events (one, or a batch's); `None` when it is not one of ours (no
+/// event id, a body that is not UTF-8, a batch that does not parse).
+pub(crate) fn read_all(
+    properties: &BasicProperties,
+    routing_key: &str,
+    data: &[u8],
+) -> Option<Vec<Incoming>> {
+    let batched =
+        properties.content_type().as_ref().is_some_and(|t| t.as_str() == BATCH_CONTENT_TYPE);
+    if !batched {
+        return read(properties, routing_key, data).map(|one| vec![one]);
+    }
+    let items: Vec<BatchItem<'_>> = serde_json::from_slice(data).ok()?;
+    if items.is_empty() {
+        return None;
+    }
+    let routing_key: Arc<str> = Arc::from(routing_key);
+    Some(
+        items
+            .into_iter()
+            .map(|item| Incoming {
+                envelope: Envelope {
+                    event_id: item.id,
+                    routing_key: routing_key.clone(),
+                    payload: Arc::from(item.payload.get()),
+                },
+                attempt: 1,
+                error: None,
+                died_at: None,
+            })
+            .collect(),
+    )
+}
+
+/// Reads a one-event message; `None` when it is not one of ours (no event id or a body that
+/// is not UTF-8).
 pub(crate) fn read(
     properties: &BasicProperties,
     routing_key: &str,
@@ -109,5 +180,48 @@ fn text(value: &AMQPValue) -> Option<String> {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(payload: &str) -> Envelope {
+        Envelope {
+            event_id: Uuid::now_v7(),
+            routing_key: Arc::from("order.created"),
+            payload: Arc::from(payload),
+        }
+    }
+
+    #[test]
+    fn a_batch_reads_back_as_its_events_in_order() {
+        let events = [event(r#"{"a":1}"#), event(r#"{"b":"二"}"#), event("[1, 2]")];
+        let refs: Vec<&Envelope> = events.iter().collect();
+        let (body, properties) = batch(&refs).expect("JSON payloads batch");
+        let read = read_all(&properties, "order.created", &body).expect("ours");
+        let got: Vec<Envelope> = read.iter().map(|i| i.envelope.clone()).collect();
+        assert_eq!(got, events);
+        assert!(read.iter().all(|i| i.attempt == 1 && i.error.is_none()));
+    }
+
+    #[test]
+    fn a_payload_that_is_not_json_is_not_batched() {
+        let events = [event("{}"), event("not json")];
+        let refs: Vec<&Envelope> = events.iter().collect();
+        assert!(batch(&refs).is_none());
+    }
+
+    #[test]
+    fn a_batch_that_does_not_parse_is_not_ours() {
+        let events = [event("{}"), event("{}")];
+        let refs: Vec<&Envelope> = events.iter().collect();
+        let (_, properties) = batch(&refs).expect("batch");
+        assert!(read_all(&properties, "order.created", b"[{\"id\": 1}]").is_none());
+        assert!(read_all(&properties, "order.created", b"[]").is_none());
+        // Without the batch content type the same bytes are one event's body.
+        let one = properties.clone().with_content_type("application/json".into());
+        assert_eq!(read_all(&one, "order.created", b"[]").map(|v| v.len()), Some(1));
     }
 }

@@ -8,6 +8,7 @@
 //! - `consume`: lazily started consumers, buffered deliveries, acks.
 //! - `publish`: publishing with publisher confirms under a window.
 //! - `dead_letters`: retry and dead-letter moves; listing, replaying and purging dead queues.
+//! - `batch`: which events of a publish travel together, and how many a message carries.
 //! - `message`: the message layout (body, `message_id`, `x-ordermill-*` headers).
 //! - [`relay`]: [`run_relay`], which publishes what the outbox still holds unconfirmed.
 //!
@@ -17,6 +18,7 @@
 //! - `<q>.retry.<ms>`: one per delay tier, `x-message-ttl = ms`, dead-letters back to `<q>`.
 //! - `orders.dlx` (direct) → `<q>.dead`, bound with key `<q>`.
 
+mod batch;
 mod connection;
 mod consume;
 mod dead_letters;
@@ -66,6 +68,8 @@ pub(crate) struct Shared {
     window: Arc<Semaphore>,
     next_tag: AtomicU64,
     backlog: AtomicU64,
+    /// Events per message, as published and received here: ready counts are in messages.
+    carried: batch::Carried,
     outbox: Arc<dyn Outbox>,
     stop: CancellationToken,
 }
@@ -115,6 +119,7 @@ impl RabbitBus {
             slots,
             next_tag: AtomicU64::new(1),
             backlog: AtomicU64::new(0),
+            carried: batch::Carried::default(),
             outbox,
             stop: CancellationToken::new(),
         });
@@ -184,7 +189,7 @@ impl Shared {
                     delayed += Self::ready_count(&channel, retry).await?;
                 }
                 let depth = QueueDepth {
-                    ready: Self::ready_count(&channel, &names.work).await?,
+                    ready: self.carried.events_in(Self::ready_count(&channel, &names.work).await?),
                     delayed,
                     in_flight: slot.in_flight(),
                     dead: Self::ready_count(&channel, &names.dead).await?,
@@ -234,18 +239,29 @@ impl EventBus for RabbitBus {
             return Ok(());
         }
         let shared = &self.shared;
-        let mut messages = Vec::with_capacity(events.len());
-        for event in &events {
-            if shared.topology.queues_for(&event.routing_key).is_empty() {
-                continue;
+        let batches = batch::group(&events, shared.settings.events_per_message, |key| {
+            !shared.topology.queues_for(key).is_empty()
+        });
+        let bodies: Vec<_> =
+            batches.iter().map(|b| if b.len() > 1 { message::batch(b) } else { None }).collect();
+        let mut messages = Vec::with_capacity(batches.len());
+        for (batch, body) in batches.iter().zip(&bodies) {
+            match body {
+                Some((payload, properties)) => messages.push(Outgoing {
+                    exchange: &shared.names.exchange,
+                    routing_key: &batch[0].routing_key,
+                    payload,
+                    properties: properties.clone(),
+                }),
+                None => messages.extend(batch.iter().map(|event| Outgoing {
+                    exchange: &shared.names.exchange,
+                    routing_key: &event.routing_key,
+                    payload: event.payload.as_bytes(),
+                    properties: message::properties(event.event_id, None),
+                })),
             }
-            messages.push(Outgoing {
-                exchange: &shared.names.exchange,
-                routing_key: &event.routing_key,
-                payload: event.payload.as_bytes(),
-                properties: message::properties(event.event_id, None),
-            });
         }
+        shared.carried.record(batches.iter().map(Vec::len).sum(), messages.len());
         shared.publish_confirmed(messages).await?;
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         if let Err(error) = shared.outbox.mark_published(ids).await {

@@ -5,6 +5,10 @@ use std::time::Duration;
 use ordermill_core::HumanDuration;
 use serde::{Deserialize, Serialize};
 
+/// Keeps a message well under RabbitMQ's default 128 MiB limit and a consumer's buffer
+/// bounded: an order event is well under 1 KiB.
+pub const MAX_EVENTS_PER_MESSAGE: usize = 4096;
+
 /// Settings of [`super::RabbitBus`]; embeddable in the server's config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +29,12 @@ pub struct RabbitSettings {
     /// it to twice what its consumer loops take at once (2 × `workers.concurrency` ×
     /// `workers.batch_size`), so the next batch is already here while one is settled.
     pub prefetch: Option<u16>,
+    /// Most events one message carries. The broker's work is per message, not per byte, so
+    /// the events of one publish (a committed batch of orders, a consumer batch's follow-up
+    /// events) that share a routing key travel together; each is still acked, retried and
+    /// dead-lettered on its own. 1 sends one message per event, the layout nodes older than
+    /// batched messages read: set it during a rolling upgrade until every worker is new.
+    pub events_per_message: usize,
     /// Publishes that may await their confirm at once, over all callers.
     pub confirm_window: usize,
     /// How long a publish waits for its confirms before giving up (the outbox keeps the events).
@@ -52,6 +62,7 @@ impl Default for RabbitSettings {
             queue_prefix: String::new(),
             quorum_queues: false,
             prefetch: None,
+            events_per_message: 256,
             confirm_window: 1024,
             confirm_timeout: HumanDuration::from_secs(10),
             connect_timeout: HumanDuration::from_secs(5),
@@ -92,6 +103,11 @@ impl RabbitSettings {
         }
         if self.prefetch == Some(0) || self.confirm_window == 0 {
             return Err("rabbitmq.prefetch and rabbitmq.confirm_window must be at least 1".into());
+        }
+        if !(1..=MAX_EVENTS_PER_MESSAGE).contains(&self.events_per_message) {
+            return Err(format!(
+                "rabbitmq.events_per_message must be between 1 and {MAX_EVENTS_PER_MESSAGE}"
+            ));
         }
         Ok(())
     }

@@ -77,7 +77,8 @@ pub struct DeadLetter {
 /// How much a queue holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueDepth {
-    /// Waiting to be delivered now.
+    /// Waiting to be delivered now, in events (where a broker counts messages carrying several
+    /// events, an estimate at the mean events per message).
     pub ready: u64,
     /// Waiting for a retry delay.
     pub delayed: u64,
