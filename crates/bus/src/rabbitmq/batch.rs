@@ -7,11 +7,11 @@ use ordermill_core::ports::Envelope;
 
 /// Groups the routed events (`routed(key)`) by routing key, in order of first appearance, at
 /// most `max` per group. Events nobody is bound for are left out.
-pub(crate) fn group<'a>(
-    events: &'a [Envelope],
+pub(crate) fn group(
+    events: &[Envelope],
     max: usize,
     routed: impl Fn(&str) -> bool,
-) -> Vec<Vec<&'a Envelope>> {
+) -> Vec<Vec<&Envelope>> {
     let max = max.max(1);
     let mut groups: Vec<Vec<&Envelope>> = Vec::new();
     // Index of the group still open for each key seen; a publish carries a handful of keys.
