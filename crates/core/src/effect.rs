@@ -61,6 +61,12 @@ impl AppliedEffect {
 }
 
 impl Effect {
+    /// Whether this effect only records that its consumer processed the event (no fact about
+    /// the order): the store then records it without reading the order.
+    pub fn records_only(&self) -> bool {
+        self.fact.is_none()
+    }
+
     /// Applies this effect to `order`, whose stored state is `state`: moves its status and
     /// history, and says what else to write. An effect that records processing only (no
     /// fact), or a fact that no longer applies, changes nothing.

@@ -82,6 +82,10 @@ pub enum EffectOutcome {
     AlreadyProcessed,
     /// No such order (a bug or a purged store); recorded as processed, nothing changed.
     OrderNotFound,
+    /// An effect with no fact ([`Effect::records_only`]): recorded as processed; the order was
+    /// neither read nor locked (a consumer that only tells someone must not queue behind the
+    /// ones that change the order).
+    Recorded,
     /// Applied.
     Applied {
         /// The order after the change.

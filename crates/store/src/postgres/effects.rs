@@ -171,7 +171,7 @@ pub(crate) async fn apply(
     let mut order_ids: Vec<Uuid> = effects
         .iter()
         .zip(&applies)
-        .filter(|(_, applies)| **applies)
+        .filter(|(e, applies)| **applies && !e.records_only())
         .map(|(e, _)| e.order_id.as_uuid())
         .collect();
     order_ids.sort_unstable();
@@ -198,10 +198,10 @@ pub(crate) async fn apply(
     let mut writes = Writes::default();
     let mut outcomes = Vec::with_capacity(effects.len());
     for (effect, applies) in effects.iter().zip(applies) {
-        outcomes.push(if applies {
-            apply_one(effect, &mut orders, &mut writes)
-        } else {
-            EffectOutcome::AlreadyProcessed
+        outcomes.push(match applies {
+            true if effect.records_only() => EffectOutcome::Recorded,
+            true => apply_one(effect, &mut orders, &mut writes),
+            false => EffectOutcome::AlreadyProcessed,
         });
     }
 

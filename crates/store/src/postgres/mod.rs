@@ -86,6 +86,12 @@ impl PostgresStore {
         let options: PgConnectOptions = url.parse().map_err(|error| {
             StoreError::Backend(format!("invalid PostgreSQL URL: {error}").into())
         })?;
+        // Every statement here works on a batch, so planning each execution costs little
+        // next to it; a plan cached for the life of a pooled connection costs a lot when it
+        // was made while a table was still empty: a sequential scan that compares each row
+        // with every id of the batch. Profiled: on a fresh schema under load, 38% of
+        // PostgreSQL's CPU went to `processed_events` scanned that way, until an autoanalyze.
+        let options = options.options([("plan_cache_mode", "force_custom_plan")]);
         let target: Arc<str> = format!(
             "{}:{}/{} as {}",
             options.get_host(),

@@ -95,6 +95,9 @@ fn apply_one(
     if first_time == 0 {
         return Ok(EffectOutcome::AlreadyProcessed);
     }
+    if effect.records_only() {
+        return Ok(EffectOutcome::Recorded);
+    }
     let order_id = effect.order_id.to_string();
     let found = tx
         .prepare_cached(&format!("SELECT {} FROM orders WHERE id = ?1", rows::ORDER_COLUMNS))
