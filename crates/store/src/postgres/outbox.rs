@@ -115,11 +115,21 @@ impl Outbox for PostgresStore {
         // delivery and consumers deduplicate on the event id; the row would only be read
         // again by a relay that must skip it. Deleting keeps the outbox as small as what is in
         // flight, which is what keeps the claim's walk of `outbox_pkey` and `outbox_len` cheap.
-        sqlx::query("DELETE FROM outbox WHERE event_id = ANY($1::uuid[])")
-            .bind(events)
-            .execute(&self.pool)
+        //
+        // Committed without waiting for the WAL flush: a crash that loses the delete only makes
+        // the relay publish those events once more, which consumers already absorb. Waiting
+        // cost one fsync per published batch, a third of the commits under load.
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        sqlx::query("SET LOCAL synchronous_commit TO OFF")
+            .execute(&mut *tx)
             .await
             .map_err(from_sqlx)?;
+        sqlx::query("DELETE FROM outbox WHERE event_id = ANY($1::uuid[])")
+            .bind(events)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)?;
         Ok(())
     }
 }
