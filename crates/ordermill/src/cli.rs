@@ -53,6 +53,13 @@ enum Command {
     ///
     /// Example: ordermill migrate --store postgres://app@db/orders
     Migrate(MigrateArgs),
+    /// Keep PostgreSQL's partitions in shape, then exit: create the coming week's daily
+    /// partitions of orders and processed_events, drop processed_events days older than
+    /// postgres.processed_retention (30 days by default). api nodes do the same every
+    /// postgres.maintenance_interval; this is for a cron job or a one-off check.
+    ///
+    /// Example: ordermill maintain --store postgres://app@db/orders
+    Maintain(MigrateArgs),
     /// Print the effective configuration (file + environment + flags) as TOML and exit, with
     /// passwords and tokens masked. deploy/ordermill.toml explains every key.
     Config(NodeArgs),
@@ -203,10 +210,10 @@ struct WorkerArgs {
     node: NodeFlags,
 }
 
-/// `migrate`: only the store matters.
+/// `migrate` and `maintain`: only the store matters.
 #[derive(Debug, Args)]
 struct MigrateArgs {
-    /// Order store to migrate: a postgres:// URL (sqlite upgrades itself when opened).
+    /// The store: a postgres:// URL (sqlite upgrades itself when opened and has no partitions).
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// Directory of the embedded database, when the store is sqlite.
@@ -314,6 +321,20 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             if let Some(report) = migrated {
                 println!("{report}");
             }
+            Ok(())
+        }
+        Command::Maintain(args) => {
+            let flags = Overrides {
+                config: args.config.config,
+                store: args.store,
+                data_dir: args.data_dir,
+                ..Overrides::default()
+            };
+            let settings = config::load(&flags)?;
+            crate::logging::init(settings.log_format, &settings.log_filter)?;
+            let report =
+                runtime()?.block_on(ordermill_server::startup::tools::maintain(&settings))?;
+            println!("{report}");
             Ok(())
         }
         Command::Dlq(args) => dlq(args),

@@ -49,7 +49,7 @@ fn environment_overrides_the_file_and_flags_override_both() {
 fn help_lists_every_command_with_an_example() {
     let out = ordermill(&["--help"]);
     let text = String::from_utf8(out.stdout).unwrap();
-    for command in ["serve", "config", "dlq", "bench"] {
+    for command in ["serve", "config", "dlq", "bench", "migrate", "maintain"] {
         assert!(text.contains(command), "{command} missing from --help:\n{text}");
     }
     let serve = String::from_utf8(ordermill(&["serve", "--help"]).stdout).unwrap();

@@ -25,3 +25,40 @@ async fn an_api_or_worker_started_before_migrate_names_the_command_to_run() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("schema is up to date"));
 }
+
+#[tokio::test]
+async fn maintain_needs_a_migrated_schema_then_keeps_the_partitions_ahead() {
+    let Some(services) = Services::from_env() else { return };
+    let deployment = Deployment::new(services);
+    let out = deployment.run(&["maintain"]);
+    assert!(!out.status.success(), "maintain ran on an empty schema");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run `ordermill migrate --store postgres://"), "{err}");
+    // migrate creates the coming week's partitions; maintain then finds them there.
+    deployment.migrate();
+    let out = deployment.run(&["maintain"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("partitions checked") && !said.contains("created"), "{said}");
+    // A retention under two days is refused before anything is touched.
+    let out = deployment
+        .command(&["maintain"])
+        .env("ORDERMILL_POSTGRES__PROCESSED_RETENTION", "1h")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("postgres.processed_retention"));
+}
+
+#[test]
+fn maintain_on_the_embedded_store_says_there_is_nothing_to_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["maintain", "--data-dir", dir.path().to_str().unwrap()])
+        .env_remove("ORDERMILL_STORE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SQLite store has none"), "{err}");
+}

@@ -21,8 +21,8 @@ use ordermill_store::{PostgresStore, contract, deal_contract};
 use uuid::Uuid;
 
 /// Every migration, in order: what a fresh schema gets.
-const ALL_MIGRATIONS: [&str; 4] =
-    ["0001_init", "0002_deals", "0003_customer_scope", "0004_stock_guard"];
+const ALL_MIGRATIONS: [&str; 5] =
+    ["0001_init", "0002_deals", "0003_customer_scope", "0004_stock_guard", "0005_partitions"];
 
 fn postgres_url() -> Option<String> {
     ordermill_core::test_support::service_url(
@@ -397,4 +397,170 @@ async fn two_nodes_committing_the_same_skus_at_once_both_land() {
     for product in a.load_products().await.unwrap() {
         assert_eq!(product.reserved, 2 * 20 * 20, "{}", product.sku.as_str());
     }
+}
+
+/// A connection of the test's own to the schema, for what the store does not expose.
+async fn raw(schema: &TestSchema) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&schema.url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET search_path TO \"{}\"", schema.name)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+/// The partitions of `table`, by name.
+async fn partitions(conn: &mut sqlx::PgConnection, table: &str) -> HashSet<String> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = $1::regclass",
+    )
+    .bind(table)
+    .fetch_all(conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+/// `table_pYYYYMMDD` for `days` from today, UTC.
+fn daily(table: &str, days: i64) -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64
+        + days * 86_400;
+    // Civil date from days since the epoch (Howard Hinnant's algorithm), to stay off a date
+    // crate for one test.
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{table}_p{year:04}{month:02}{day:02}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_and_processed_events_are_partitioned_by_day_and_kept_ahead() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (store, batch) = store_with_orders(&schema, 3).await;
+    let mut conn = raw(&schema).await;
+    for table in ["orders", "processed_events"] {
+        let parts = partitions(&mut conn, table).await;
+        for days in 1..=7 {
+            assert!(parts.contains(&daily(table, days)), "{table}: {parts:?}");
+        }
+        assert!(parts.contains(&format!("{table}_default")), "{table}: {parts:?}");
+    }
+    // Maintenance puts back a day that went missing, and leaves the rest alone.
+    let gone = daily("orders", 7);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {gone}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let done = store.maintain(Duration::from_secs(30 * 86_400)).await.unwrap();
+    assert_eq!(done.created, vec![gone.clone()]);
+    assert!(done.dropped.is_empty(), "nothing is past its retention yet: {done:?}");
+    assert!(partitions(&mut conn, "orders").await.contains(&gone));
+
+    // The orders committed today are where the store reads and changes them.
+    let first = &batch[0];
+    let found = store.get_order(first.order.id).await.unwrap().unwrap();
+    assert_eq!(found.id, first.order.id);
+    let deduct = contract::effect(
+        &OrderIdGenerator::new(),
+        "inventory",
+        first.event_id,
+        first.order.id,
+        Some(ordermill_core::Fact::StockDeducted),
+    );
+    store.apply_effects(vec![deduct]).await.unwrap();
+    assert_eq!(store.processed("inventory", vec![first.event_id]).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_beyond_every_daily_partition_lands_in_the_default_one_and_works() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = schema.migrated_store().await;
+    store.upsert_product(&product("o1", 10)).await.unwrap();
+    // A node whose clock runs 60 days ahead.
+    let ids = OrderIdGenerator::new();
+    let later = UnixMillis(
+        i64::try_from(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
+        )
+        .unwrap()
+            + 60 * 86_400_000,
+    );
+    let mut ahead = contract::accepted(&ids, &[("o1", 2)], Some("far-key"));
+    ahead.order.id = ids.next(later);
+    ahead.event_id = ids.next_uuid(later);
+    store.commit_orders(Arc::new(vec![ahead.clone()])).await.unwrap();
+    let mut conn = raw(&schema).await;
+    let placed: String =
+        sqlx::query_scalar("SELECT tableoid::regclass::text FROM orders WHERE id = $1")
+            .bind(ahead.order.id.as_uuid())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(placed, "orders_default");
+    let customer = ahead.order.customer_id.clone();
+    let key = ahead.order.idempotency_key.clone().unwrap();
+    let again = store.find_by_idempotency_key(&customer, &key).await.unwrap().unwrap();
+    assert_eq!(again.id, ahead.order.id);
+    let effect = contract::effect(
+        &ids,
+        "inventory",
+        ahead.event_id,
+        ahead.order.id,
+        Some(ordermill_core::Fact::StockDeducted),
+    );
+    store.apply_effects(vec![effect]).await.unwrap();
+    let product = store.get_product(&Sku::parse("o1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((product.stock.get(), product.reserved), (8, 0));
+    // Its key is still one per customer: a second order under it is refused whole.
+    let mut twin = contract::accepted(&ids, &[("o1", 1)], Some("far-key"));
+    twin.order.customer_id = customer.clone();
+    assert!(matches!(
+        store.commit_orders(Arc::new(vec![twin])).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Maintenance still runs: the default holds no row of a day it would create.
+    store.maintain(Duration::from_secs(30 * 86_400)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processed_events_partitions_past_their_retention_are_dropped_whole() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (store, batch) = store_with_orders(&schema, 2).await;
+    let ids = OrderIdGenerator::new();
+    let effects = batch
+        .iter()
+        .map(|a| contract::effect(&ids, "notify", a.event_id, a.order.id, None))
+        .collect();
+    store.apply_effects(effects).await.unwrap();
+    let events: Vec<Uuid> = batch.iter().map(|a| a.event_id).collect();
+    assert_eq!(store.processed("notify", events.clone()).await.unwrap().len(), 2);
+    // The shortest retention allowed keeps them: they are younger than it.
+    let done = store.maintain(Duration::ZERO).await.unwrap();
+    assert!(done.dropped.is_empty(), "{done:?}");
+    assert_eq!(store.processed("notify", events.clone()).await.unwrap().len(), 2);
+    // Ten days on (the cutoff moved instead of the clock), their partition goes whole; the
+    // DEFAULT and the orders stay.
+    let mut conn = raw(&schema).await;
+    let dropped: Vec<String> =
+        sqlx::query_scalar("SELECT ordermill_drop_processed_before(now() + interval '10 days')")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(!dropped.is_empty() && !dropped.iter().any(|d| d.ends_with("_default")), "{dropped:?}");
+    assert!(store.processed("notify", events).await.unwrap().is_empty());
+    assert!(store.get_order(batch[0].order.id).await.unwrap().is_some());
+    assert!(partitions(&mut conn, "processed_events").await.contains("processed_events_default"));
 }

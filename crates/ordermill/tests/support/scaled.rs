@@ -98,7 +98,7 @@ impl Deployment {
         .collect()
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ordermill"));
         command
             .args(args)

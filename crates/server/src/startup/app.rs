@@ -477,6 +477,13 @@ impl Application {
                 stop_workers.clone(),
             ));
         }
+        if let Some(pg) = &backends.postgres {
+            working.spawn(crate::startup::maintenance::run(
+                pg.clone(),
+                settings.postgres.clone(),
+                stop_workers.clone(),
+            ));
+        }
         if let Some((bus, outbox)) = &backends.relay {
             working.spawn(ordermill_bus::run_relay(
                 bus.clone(),

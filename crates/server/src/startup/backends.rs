@@ -54,6 +54,8 @@ pub struct Backends {
     pub shared: bool,
     /// The broker relay's two ends, when events go through a broker.
     pub relay: Option<(Arc<RabbitBus>, Arc<dyn Outbox>)>,
+    /// The PostgreSQL store, for its partition maintenance.
+    pub postgres: Option<Arc<PostgresStore>>,
 }
 
 /// Opens the store named by the settings (without the bus), for maintenance commands.
@@ -102,6 +104,7 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
                 rate_limiter,
                 shared: false,
                 relay: None,
+                postgres: None,
             })
         }
         (StoreUrl::Postgres(url), BusUrl::Amqp(amqp)) => {
@@ -130,7 +133,8 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
             Ok(Backends {
                 store: pg.clone(),
                 deals: pg.clone(),
-                purchase_limits: pg,
+                purchase_limits: pg.clone(),
+                postgres: Some(pg),
                 bus: bus.clone(),
                 cache,
                 order_cache: orders,

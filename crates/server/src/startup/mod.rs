@@ -4,5 +4,6 @@
 
 pub mod app;
 pub mod backends;
+pub mod maintenance;
 pub mod settings;
 pub mod tools;

@@ -65,6 +65,47 @@ pub async fn dlq(
     })
 }
 
+/// Partition maintenance alone (`ordermill maintain`): creates the coming days' partitions
+/// and drops `processed_events` partitions past `postgres.processed_retention`. For a cron job
+/// or a one-off; api nodes also run it every `postgres.maintenance_interval`.
+///
+/// # Errors
+/// When the store is not PostgreSQL, is not migrated, or fails.
+pub async fn maintain(settings: &Settings) -> anyhow::Result<String> {
+    let StoreUrl::Postgres(url) = &settings.store else {
+        anyhow::bail!(
+            "`ordermill maintain` keeps PostgreSQL's partitions; the embedded SQLite store has none \
+             (give --store postgres://...)"
+        );
+    };
+    let store = backends::open_postgres(settings, url).await?;
+    let pending = store.pending_migrations().await?;
+    if !pending.is_empty() {
+        store.close().await;
+        anyhow::bail!(
+            "the schema at {url} lacks {}: run `ordermill migrate --store {url}` first",
+            pending.join(", ")
+        );
+    }
+    let done = store.maintain(settings.postgres.processed_retention.get()).await;
+    store.close().await;
+    Ok(format!("{url}: partitions checked{}", maintenance_report(&done?)))
+}
+
+fn maintenance_report(done: &ordermill_store::postgres::partitions::Maintenance) -> String {
+    let mut report = String::new();
+    if !done.created.is_empty() {
+        report.push_str(&format!("; created {}", done.created.join(", ")));
+    }
+    if !done.dropped.is_empty() {
+        report.push_str(&format!(
+            "; dropped (past postgres.processed_retention) {}",
+            done.dropped.join(", ")
+        ));
+    }
+    report
+}
+
 /// Brings the store's schema up to date; returns a line for people, or `None` when `stop`
 /// came first. A database that cannot be reached yet is waited for, with a log line per try.
 ///
@@ -93,12 +134,15 @@ pub async fn migrate(
                 delay = (delay * 2).min(std::time::Duration::from_secs(15));
             };
             let applied = store.migrate().await?;
+            let maintained = store.maintain(settings.postgres.processed_retention.get()).await;
             store.close().await;
-            Ok(Some(if applied.is_empty() {
+            let mut report = if applied.is_empty() {
                 format!("{}: schema is up to date", url)
             } else {
                 format!("{}: applied {}", url, applied.join(", "))
-            }))
+            };
+            report.push_str(&maintenance_report(&maintained?));
+            Ok(Some(report))
         }
         StoreUrl::Sqlite => {
             let dir = settings.data_dir.clone();

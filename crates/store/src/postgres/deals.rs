@@ -21,10 +21,14 @@ use super::rows;
 
 /// The joining order, its membership and its `deal.joined` outbox row (body stored, like
 /// every event but order.created) as one statement. A reused idempotency key fails it with a
-/// unique violation (→ `Conflict`); so would a second membership, which the deal lock and
-/// `Deal::admit` rule out first.
+/// unique violation of `idempotency_keys` (→ `Conflict`); so would a second membership, which
+/// the deal lock and `Deal::admit` rule out first.
 const INSERT_MEMBER: &str = "
-WITH new_order AS (
+WITH new_key AS (
+    INSERT INTO idempotency_keys (customer_id, idempotency_key, order_id)
+    SELECT $2, $7, $1 WHERE $7::text IS NOT NULL
+),
+new_order AS (
     INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, idempotency_key,
                         history)
     VALUES ($1, $2, $3, $4, $5::json, $6, $7, $8::json)

@@ -33,7 +33,9 @@ WITH changed_orders AS (
         payment_state = c.payment_state, history = c.history::json
     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
         AS c(id, status, stock_state, payment_state, history)
-    WHERE o.id = c.id
+    -- The batch's id range lets the planner touch only the partitions it spans (a join
+    -- alone would probe the primary key of every partition for each row).
+    WHERE o.id = c.id AND o.id BETWEEN $18 AND $19
 ),
 new_payments AS (
     INSERT INTO payments (order_id, status, event_id, at)
@@ -110,8 +112,13 @@ pub(crate) async fn write(
         .filter(|(_, d)| !d.is_zero())
         .map(|(sku, d)| (sku, (d.stock, d.reserved)))
         .unzip();
+    let ids: Vec<Uuid> = orders.iter().map(|(o, _)| o.id.as_uuid()).collect();
+    let (first, last) = (
+        ids.iter().min().copied().unwrap_or_default(),
+        ids.iter().max().copied().unwrap_or_default(),
+    );
     sqlx::query(WRITE)
-        .bind(orders.iter().map(|(o, _)| o.id.as_uuid()).collect::<Vec<_>>())
+        .bind(ids)
         .bind(orders.iter().map(|(_, s)| s.status.as_str()).collect::<Vec<_>>())
         .bind(orders.iter().map(|(_, s)| s.stock.as_str()).collect::<Vec<_>>())
         .bind(orders.iter().map(|(_, s)| s.payment.as_str()).collect::<Vec<_>>())
@@ -128,6 +135,8 @@ pub(crate) async fn write(
         .bind(skus)
         .bind(stock)
         .bind(reserved)
+        .bind(first)
+        .bind(last)
         .execute(conn)
         .await
         .map_err(from_sqlx)?;

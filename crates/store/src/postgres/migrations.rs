@@ -16,11 +16,12 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "0002_deals", include_str!("../../migrations/postgres/0002_deals.sql")),
     (3, "0003_customer_scope", include_str!("../../migrations/postgres/0003_customer_scope.sql")),
     (4, "0004_stock_guard", include_str!("../../migrations/postgres/0004_stock_guard.sql")),
+    (5, "0005_partitions", include_str!("../../migrations/postgres/0005_partitions.sql")),
 ];
 
 /// First half of the advisory lock key ("om" in ASCII): keeps our lock apart from any other
 /// application's advisory locks in the same database. The second half is the schema's hash.
-const LOCK_CLASS: i32 = 0x6f6d;
+pub(crate) const LOCK_CLASS: i32 = 0x6f6d;
 
 /// Applies every migration not yet recorded; returns the names of those it applied.
 pub(crate) async fn migrate(pool: &PgPool) -> Result<Vec<String>, StoreError> {

@@ -27,6 +27,7 @@ mod limits;
 mod migrations;
 mod orders;
 mod outbox;
+pub mod partitions;
 mod products;
 mod rows;
 
@@ -172,6 +173,18 @@ impl PostgresStore {
     /// On a backend failure.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
         migrations::pending(&self.pool).await
+    }
+
+    /// Creates upcoming daily partitions and drops `processed_events` partitions older than
+    /// `retention` ([`partitions::maintain`]); safe to run from every node at any time.
+    ///
+    /// # Errors
+    /// On a backend failure (nothing is half done: it is one transaction).
+    pub async fn maintain(
+        &self,
+        retention: Duration,
+    ) -> Result<partitions::Maintenance, StoreError> {
+        partitions::maintain(&self.pool, retention).await
     }
 
     /// Closes every pooled connection, waiting for calls in progress to finish.

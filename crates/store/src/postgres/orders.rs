@@ -19,9 +19,16 @@ use super::rows;
 ///   known but short (→ `Oversold`: the store never holds more than it has, whatever the
 ///   hot-stock cache said).
 ///
-/// A duplicate idempotency key fails it too, with a unique violation (→ `Conflict`).
+/// A duplicate idempotency key fails it too, with a unique violation of `idempotency_keys`
+/// (→ `Conflict`).
 const COMMIT: &str = "
-WITH new_orders AS (
+WITH new_keys AS (
+    INSERT INTO idempotency_keys (customer_id, idempotency_key, order_id)
+    SELECT k.customer_id, k.key, k.id
+    FROM UNNEST($2::text[], $7::text[], $1::uuid[]) AS k(customer_id, key, id)
+    WHERE k.key IS NOT NULL
+),
+new_orders AS (
     INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, idempotency_key)
     SELECT o.id, o.customer_id, o.status, o.total_minor, o.items::json, o.created_at, o.key
     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
@@ -109,15 +116,16 @@ pub(crate) async fn by_id(pool: &PgPool, id: Uuid) -> Result<Option<Order>, Stor
     row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
 }
 
-/// The order `customer` created with this idempotency key (the partial unique index on
-/// `(customer_id, idempotency_key)` answers it).
+/// The order `customer` created with this idempotency key (`idempotency_keys_pkey`, then the
+/// order by id).
 pub(crate) async fn by_idempotency_key(
     pool: &PgPool,
     customer: &str,
     key: &str,
 ) -> Result<Option<Order>, StoreError> {
     let sql = format!(
-        "SELECT {} FROM orders WHERE customer_id = $1 AND idempotency_key = $2",
+        "SELECT {} FROM idempotency_keys k JOIN orders ON orders.id = k.order_id
+         WHERE k.customer_id = $1 AND k.idempotency_key = $2",
         rows::ORDER_COLUMNS
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -129,13 +137,21 @@ pub(crate) async fn by_idempotency_key(
     row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
 }
 
-/// Frees an expired idempotency key.
+/// Frees an expired idempotency key: its row (found through the order, by primary key) and
+/// the order's copy.
 pub(crate) async fn forget_key(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
-    sqlx::query("UPDATE orders SET idempotency_key = NULL WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await
-        .map_err(from_sqlx)?;
+    sqlx::query(
+        "WITH freed AS (
+             DELETE FROM idempotency_keys k USING orders o
+             WHERE o.id = $1 AND k.customer_id = o.customer_id
+               AND k.idempotency_key = o.idempotency_key AND k.order_id = o.id
+         )
+         UPDATE orders SET idempotency_key = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .map_err(from_sqlx)?;
     Ok(())
 }
 

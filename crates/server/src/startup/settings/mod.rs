@@ -102,6 +102,7 @@ impl Settings {
             ("notify.timeout", self.notify.timeout),
             ("deals.check_interval", self.deals.check_interval),
             ("redis.check_interval", self.redis.check_interval),
+            ("postgres.maintenance_interval", self.postgres.maintenance_interval),
         ] {
             if d.get().is_zero() {
                 return Err(format!("{key} must be longer than zero, e.g. \"1s\""));
@@ -123,6 +124,13 @@ impl Settings {
             if n == 0 {
                 return Err(format!("{key} must be at least 1"));
             }
+        }
+        if self.postgres.processed_retention.get()
+            < ordermill_store::postgres::partitions::MIN_RETENTION
+        {
+            return Err("postgres.processed_retention must be at least \"2days\": the records \
+                        must outlive every redelivery, retries and replayed dead letters"
+                .into());
         }
         if !(0.0..=1.0).contains(&self.payment.failure_rate) {
             return Err("payment.failure_rate must be between 0.0 and 1.0".into());
@@ -250,11 +258,24 @@ pub struct PostgresSettings {
     pub pool_size: u32,
     /// Schema to use (created if missing); `None` is the database's default (`public`).
     pub schema: Option<String>,
+    /// How long `processed_events` (consumers' "already handled" records) are kept; older
+    /// daily partitions are dropped whole. A redelivery of an event older than this could
+    /// repeat its effect, so it must outlive every redelivery: retries and dead letters an
+    /// operator replays. At least 2 days.
+    pub processed_retention: HumanDuration,
+    /// How often each api node runs the partition maintenance (create days ahead, drop
+    /// what is past `processed_retention`); `ordermill maintain` does the same once.
+    pub maintenance_interval: HumanDuration,
 }
 
 impl Default for PostgresSettings {
     fn default() -> Self {
-        PostgresSettings { pool_size: 16, schema: None }
+        PostgresSettings {
+            pool_size: 16,
+            schema: None,
+            processed_retention: HumanDuration::from_secs(30 * 24 * 60 * 60),
+            maintenance_interval: HumanDuration::from_secs(60 * 60),
+        }
     }
 }
 

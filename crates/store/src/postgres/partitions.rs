@@ -1,0 +1,62 @@
+//! Keeping the partitioned tables (0005) in shape: daily partitions of `orders` and
+//! `processed_events` created ahead, and `processed_events` partitions past their retention
+//! dropped whole. The work itself is in SQL functions of the migration, so `ordermill
+//! migrate`, `ordermill maintain` and the api nodes' timer all do exactly the same thing.
+
+use std::time::Duration;
+
+use ordermill_core::ports::StoreError;
+use sqlx::PgPool;
+
+use super::error::from_sqlx;
+use super::migrations::LOCK_CLASS;
+
+/// Days of partitions kept ready ahead of today (UTC): a week without any maintenance run
+/// before inserts start landing in the DEFAULT partitions (still correct, just unpartitioned).
+pub const DAYS_AHEAD: i32 = 7;
+
+/// The shortest `processed_events` retention allowed: the record is what makes a redelivery
+/// harmless, so it must outlive every redelivery — retries (at most `workers.retry_max` ×
+/// `workers.max_attempts`, half an hour by default) and dead letters an operator replays.
+pub const MIN_RETENTION: Duration = Duration::from_secs(2 * 24 * 60 * 60);
+
+/// What one maintenance run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Partitions created.
+    pub created: Vec<String>,
+    /// `processed_events` partitions dropped.
+    pub dropped: Vec<String>,
+}
+
+/// Creates the partitions [`DAYS_AHEAD`] and drops the `processed_events` partitions that
+/// hold only events older than `retention` (at least [`MIN_RETENTION`]), by the database's
+/// clock, under the migrations' advisory lock (never in the middle of a migration, one node at
+/// a time).
+pub(crate) async fn maintain(
+    pool: &PgPool,
+    retention: Duration,
+) -> Result<Maintenance, StoreError> {
+    let retention = retention.max(MIN_RETENTION);
+    let millis = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let mut tx = pool.begin().await.map_err(from_sqlx)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+        .bind(LOCK_CLASS)
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+    let created: Vec<String> = sqlx::query_scalar("SELECT ordermill_ensure_partitions($1)")
+        .bind(DAYS_AHEAD)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+    let dropped: Vec<String> = sqlx::query_scalar(
+        "SELECT ordermill_drop_processed_before(now() - $1::bigint * interval '1 millisecond')",
+    )
+    .bind(millis)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(from_sqlx)?;
+    tx.commit().await.map_err(from_sqlx)?;
+    Ok(Maintenance { created, dropped })
+}
