@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Scaled-out ordermill against RabbitMQ's own ceiling for the same topology, in one run.
-# Usage: scripts/bench/scaled.sh [duration=20s] [connections=64] [rate]
+# Scaled-out ordermill against RabbitMQ's own ceiling for the same topology, in one run, and
+# what each order costs each process in CPU (the figures docs/SCALING.md's arithmetic uses).
+# Usage: [API_NODES=1] [WORKERS=1] scripts/bench/scaled.sh [duration=20s] [connections=64] [rate]
 #   rate: open-loop orders/s for the load (default: closed loop)
+#   API_NODES > 1: that many api nodes behind nginx (deploy/nginx.conf's proxy settings), the
+#   load sent to nginx; WORKERS: that many worker processes, each consuming every queue.
 # Needs: a release build (cargo build --release), PostgreSQL, RabbitMQ and Redis on loopback
 # (the URLs below; override with ORDERMILL_TEST_*_URL), psql.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+api_nodes=${API_NODES:-1}
+workers=${WORKERS:-1}
 duration=${1:-20s}
 conns=${2:-64}
 rate=${3:-}
@@ -33,18 +38,71 @@ echo "== RabbitMQ's own ceiling: persistent publish with confirms, fan-out to 3 
 ceiling=$(awk '/^publish/ {for (i=1;i<=NF;i++) if ($i=="events/s,") print $(i-1)}' /tmp/ordermill-ceiling.txt)
 
 "$bin" migrate >/dev/null
-"$bin" api --listen 127.0.0.1:18090 >/tmp/ordermill-api.log 2>&1 &
-"$bin" worker --metrics-listen 127.0.0.1:18091 >/tmp/ordermill-worker.log 2>&1 &
-for _ in $(seq 100); do curl -sf -o /dev/null 127.0.0.1:18090/readyz && break; sleep 0.1; done
+pids=()
+for i in $(seq "$api_nodes"); do
+  "$bin" api --listen 127.0.0.1:$((18088 + 2 * i)) >/tmp/ordermill-api$i.log 2>&1 &
+  pids+=("api:$!")
+done
+for i in $(seq "$workers"); do
+  "$bin" worker --metrics-listen 127.0.0.1:$((18089 + 2 * i)) >/tmp/ordermill-worker$i.log 2>&1 &
+  pids+=("worker:$!")
+done
+for i in $(seq "$api_nodes"); do
+  for _ in $(seq 100); do curl -sf -o /dev/null 127.0.0.1:$((18088 + 2 * i))/readyz && break; sleep 0.1; done
+done
+target=http://127.0.0.1:18090
+if [ "$api_nodes" -gt 1 ]; then
+  upstreams=$(for i in $(seq "$api_nodes"); do echo "server 127.0.0.1:$((18088 + 2 * i));"; done)
+  cat > /tmp/ordermill-nginx.conf <<CONF
+worker_processes 1;
+pid /tmp/ordermill-nginx.pid;
+error_log /tmp/ordermill-nginx.error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream ordermill_api { $upstreams keepalive 128; keepalive_requests 100000; }
+  server {
+    listen 127.0.0.1:18080;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-Forwarded-For \$remote_addr;
+    location / { proxy_pass http://ordermill_api; }
+  }
+}
+CONF
+  nginx -c /tmp/ordermill-nginx.conf -g 'daemon off;' &
+  pids+=("nginx:$!")
+  for _ in $(seq 50); do curl -sf -o /dev/null 127.0.0.1:18080/readyz && break; sleep 0.1; done
+  target=http://127.0.0.1:18080
+fi
 
-echo "== scaled-out ordermill: 1 api + 1 worker, load for $duration on $conns connections =="
+# CPU seconds (user + system) of one process, or of every process with that command name.
+cpu_of_pid() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_of_comm() { local sum=0; for p in $(pgrep -x "$1"); do sum=$(awk -v a="$sum" -v b="$(cpu_of_pid "$p")" 'BEGIN { print a + b }'); done; echo "$sum"; }
+cpu_snapshot() {
+  local api=0 worker=0 nginx=0
+  for entry in "${pids[@]}"; do
+    role=${entry%%:*}; pid=${entry#*:}
+    value=$(cpu_of_pid "$pid")
+    case $role in
+      api) api=$(awk -v a="$api" -v b="$value" 'BEGIN { print a + b }') ;;
+      worker) worker=$(awk -v a="$worker" -v b="$value" 'BEGIN { print a + b }') ;;
+      nginx) nginx=$(cpu_of_comm nginx) ;;
+    esac
+  done
+  echo "$api $worker $nginx $(cpu_of_comm postgres) $(cpu_of_comm beam.smp) $(cpu_of_comm redis-server)"
+}
+
+echo "== scaled-out ordermill: $api_nodes api + $workers worker, load for $duration on $conns connections =="
+cpu_before=$(cpu_snapshot)
 start=$(date +%s.%N)
-"$bin" bench run --target http://127.0.0.1:18090 --connections "$conns" --duration "$duration" \
+"$bin" bench run --target "$target" --connections "$conns" --duration "$duration" \
   --setup --skus 1000 --quiet ${rate:+--rate "$rate"} | tee /tmp/ordermill-load.txt
 loaded=$(date +%s.%N)
 total=$(sql "SELECT count(*) FROM orders")
 until [ "$(sql "SELECT count(*) FROM orders WHERE status IN ('confirmed','cancelled')")" = "$total" ]; do sleep 0.2; done
 done_at=$(date +%s.%N)
+cpu_after=$(cpu_snapshot)
 awk -v n="$total" -v s="$start" -v l="$loaded" -v d="$done_at" -v c="$ceiling" 'BEGIN {
   e2e = n / (d - s);
   printf "orders accepted          %d in %.1f s of load\n", n, l - s;
@@ -53,7 +111,17 @@ awk -v n="$total" -v s="$start" -v l="$loaded" -v d="$done_at" -v c="$ceiling" '
   printf "broker ceiling           %.0f events/s (publish+confirm, 3 queues)\n", c;
   printf "ratio orders/ceiling     %.2f (issue 10 target: 0.5)\n", e2e / c;
 }'
-echo "commit batches: $(curl -s 127.0.0.1:18090/metrics | grep -E '^ordermill_commit_batch_orders_(sum|count)' | awk '{v[$1]=$2} END { printf "mean %.1f orders per transaction", v["ordermill_commit_batch_orders_sum"] / v["ordermill_commit_batch_orders_count"] }')"
+# What each order cost each part, load and drain together (the load generator excluded).
+echo "== CPU per order (µs) and what one core of each would carry =="
+awk -v n="$total" -v before="$cpu_before" -v after="$cpu_after" 'BEGIN {
+  split(before, b, " "); split(after, a, " ");
+  split("api worker nginx postgresql rabbitmq redis", name, " ");
+  for (i = 1; i <= 6; i++) {
+    us = 1e6 * (a[i] - b[i]) / n;
+    if (us > 0) printf "%-11s %8.1f µs/order   %8.0f orders/s per core\n", name[i], us, 1e6 / us;
+  }
+}'
+echo "commit batches (api 1): $(curl -s 127.0.0.1:18090/metrics | grep -E '^ordermill_commit_batch_orders_(sum|count)' | awk '{v[$1]=$2} END { printf "mean %.1f orders per transaction", v["ordermill_commit_batch_orders_sum"] / v["ordermill_commit_batch_orders_count"] }')"
 # Where the time went: mean seconds per stage (api: per request or commit; worker: per batch).
 stages() {
   curl -s "$1/metrics" | awk -v who="$2" '

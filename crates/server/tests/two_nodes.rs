@@ -142,3 +142,35 @@ async fn bystanders(a: &TestApp, b: &TestApp, round: usize) -> Vec<u16> {
     );
     vec![p.status, q.status, r.status, s.status]
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_order_on_another_node_for_a_new_product_is_taken_not_refused() {
+    let Some(engines) = Engines::scaled() else { return };
+    engines.prepare().await;
+    // No refresh within the test: only the read-through on a miss can teach node b.
+    let slow = |s: &mut ordermill_server::Settings| {
+        s.catalog.refresh = ordermill_core::HumanDuration::from_secs(3600);
+    };
+    let a = spawn_app_on(
+        engines.clone(),
+        tempfile::tempdir().unwrap(),
+        Arc::new(ordermill_core::SystemClock),
+        slow,
+    )
+    .await;
+    let b = spawn_app_on(
+        engines.clone(),
+        tempfile::tempdir().unwrap(),
+        Arc::new(ordermill_core::SystemClock),
+        slow,
+    )
+    .await;
+    assert_eq!(a.put_product("urchin", "7.50", 4).await.status, 201);
+    let placed = b.order("c-1", &[("urchin", 3)]).await;
+    assert_eq!(placed.status, 201, "{:?}", placed.body);
+    assert_eq!(placed.body["total"], "22.50");
+    assert_eq!(a.available("urchin").await, 1, "one stock count for both nodes");
+    // A SKU nobody created is still unknown, on every node.
+    let ghost = b.order("c-2", &[("no-such-sku", 1)]).await;
+    assert_eq!((ghost.status, ghost.code()), (422, "unknown_sku"), "{:?}", ghost.body);
+}

@@ -61,7 +61,13 @@ pub struct Catalog {
     writes: tokio::sync::Mutex<()>,
     store: Arc<dyn OrderStore>,
     cache: Arc<dyn StockCache>,
+    /// SKUs looked up in the store on a miss and not found there, for a second: a stream of
+    /// orders for a SKU nobody created costs the store one query per second, not one each.
+    missing: moka::sync::Cache<Sku, ()>,
 }
+
+/// How long a SKU the store lacked is answered unknown without asking the store again.
+const MISSING_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Catalog {
     /// Loads every product from the store and reconciles the hot-stock cache with it.
@@ -107,6 +113,10 @@ impl Catalog {
             writes: tokio::sync::Mutex::new(()),
             store,
             cache,
+            missing: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(MISSING_FOR)
+                .build(),
         })
     }
 
@@ -130,6 +140,60 @@ impl Catalog {
                     .map_err(PriceError::Invalid)
             })
             .collect()
+    }
+
+    /// [`Catalog::price`], after reading from the store any SKU of `items` this node does not
+    /// know: another api node may have created it since the last refresh, and its first
+    /// buyers must not be told it does not exist.
+    ///
+    /// # Errors
+    /// As [`Catalog::price`]; [`PriceError::Lookup`] when the store could not be asked.
+    pub async fn price_or_learn(
+        &self,
+        items: &[(Sku, Quantity)],
+    ) -> Result<Vec<OrderLine>, PriceError> {
+        match self.price(items) {
+            Err(PriceError::UnknownSku(sku)) if !self.missing.contains_key(&sku) => {
+                let unknown: Vec<Sku> = {
+                    let products = self.read();
+                    items
+                        .iter()
+                        .map(|(s, _)| s)
+                        .filter(|s| !products.contains_key(*s))
+                        .cloned()
+                        .collect()
+                };
+                for sku in unknown {
+                    self.learn(&sku).await?;
+                }
+                self.price(items)
+            }
+            priced => priced,
+        }
+    }
+
+    /// Adds `sku` from the store (with a hot-stock count if the cache has none), or remembers
+    /// for [`MISSING_FOR`] that the store lacks it.
+    async fn learn(&self, sku: &Sku) -> Result<(), PriceError> {
+        let Some(product) = self.store.get_product(sku).await.map_err(CatalogError::from)? else {
+            self.missing.insert(sku.clone(), ());
+            return Ok(());
+        };
+        // Serialised with local writes and refreshes, as a refresh adds a product.
+        let _serialised = self.writes.lock().await;
+        if self.read().contains_key(sku) {
+            return Ok(());
+        }
+        self.cache
+            .set_available_if_absent(sku, product.available())
+            .await
+            .map_err(CatalogError::Cache)?;
+        self.products
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sku.clone(), Arc::new(product));
+        tracing::debug!(sku = %sku, "Learned a product created through another node before the next refresh.");
+        Ok(())
     }
 
     /// One product (stock of record read from the store, as consumers change it) and its
@@ -300,4 +364,7 @@ pub enum PriceError {
     /// A line total would overflow.
     #[error(transparent)]
     Invalid(ValidationError),
+    /// A SKU this node did not know could not be looked up in the store.
+    #[error("could not look the SKU up: {0}")]
+    Lookup(#[from] CatalogError),
 }

@@ -374,9 +374,10 @@ impl Intake {
         input: OrderInput,
         now: ordermill_core::UnixMillis,
     ) -> Result<Prepared, IntakeError> {
-        let lines = self.catalog.price(&input.items).map_err(|e| match e {
+        let lines = self.catalog.price_or_learn(&input.items).await.map_err(|e| match e {
             PriceError::UnknownSku(sku) => IntakeError::UnknownSku(sku),
             PriceError::Invalid(invalid) => IntakeError::Invalid(invalid),
+            PriceError::Lookup(error) => IntakeError::Unavailable(error.to_string()),
         })?;
         let total = total_of(&lines)?;
         let claim = match &input.idempotency_key {
