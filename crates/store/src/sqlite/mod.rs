@@ -13,6 +13,7 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use async_trait::async_trait;
@@ -41,6 +42,8 @@ pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
     path: PathBuf,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// The last write failed for want of disk space, and none has succeeded since.
+    disk_full: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -87,7 +90,24 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot start writer thread: {error}"))
             })?;
         tracing::info!(path = %path.display(), "Opened SQLite store.");
-        Ok(SqliteStore { commands, path, readers: Arc::default() })
+        Ok(SqliteStore { commands, path, readers: Arc::default(), disk_full: Arc::default() })
+    }
+
+    /// [`SqliteStore::write`] for a command that answers with a `Result`, remembering whether
+    /// the disk was full: `check_writable` (readiness) reports it until a write succeeds.
+    async fn written<R>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<R, StoreError>>) -> Command,
+    ) -> Result<R, StoreError> {
+        let result = self.write(make).await?;
+        match &result {
+            Ok(_) => self.disk_full.store(false, Ordering::Relaxed),
+            Err(error) if self::error::is_disk_full(error) => {
+                self.disk_full.store(true, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     async fn write<T>(
@@ -150,7 +170,7 @@ impl SqliteStore {
 #[async_trait]
 impl OrderStore for SqliteStore {
     async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError> {
-        self.write(|reply| Command::CommitOrders { batch, reply }).await?
+        self.written(|reply| Command::CommitOrders { batch, reply }).await
     }
 
     async fn upsert_product(
@@ -158,7 +178,7 @@ impl OrderStore for SqliteStore {
         product: &Product,
     ) -> Result<(Product, Option<Product>), StoreError> {
         let product = product.clone();
-        self.write(|reply| Command::UpsertProduct { product, reply }).await?
+        self.written(|reply| Command::UpsertProduct { product, reply }).await
     }
 
     async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
@@ -213,7 +233,7 @@ impl OrderStore for SqliteStore {
     }
 
     async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
-        self.write(|reply| Command::ForgetKey { order, reply }).await?
+        self.written(|reply| Command::ForgetKey { order, reply }).await
     }
 
     async fn orders_of_customer(
@@ -250,7 +270,7 @@ impl OrderStore for SqliteStore {
     }
 
     async fn apply_effects(&self, effects: Vec<Effect>) -> Result<Vec<EffectOutcome>, StoreError> {
-        self.write(|reply| Command::ApplyEffects { effects, reply }).await?
+        self.written(|reply| Command::ApplyEffects { effects, reply }).await
     }
 
     async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
@@ -276,7 +296,10 @@ impl OrderStore for SqliteStore {
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
-        self.write(|reply| Command::CheckWritable { reply }).await?
+        // After a disk-full failure, only a write that needs new space proves it is back;
+        // otherwise taking the write lock is enough.
+        let probe = self.disk_full.load(Ordering::Relaxed);
+        self.written(|reply| Command::CheckWritable { probe, reply }).await
     }
 }
 
@@ -291,7 +314,7 @@ impl BusLedger for SqliteStore {
         acks: Vec<(Arc<str>, Uuid)>,
         finished: Vec<Uuid>,
     ) -> Result<(), StoreError> {
-        self.write(|reply| Command::RecordAcks { acks, finished, reply }).await?
+        self.written(|reply| Command::RecordAcks { acks, finished, reply }).await
     }
 
     async fn record_retry(
@@ -303,7 +326,7 @@ impl BusLedger for SqliteStore {
         error: &str,
     ) -> Result<(), StoreError> {
         let (queue, error) = (queue.to_owned(), error.to_owned());
-        self.write(|reply| Command::RecordRetry {
+        self.written(|reply| Command::RecordRetry {
             queue,
             event: event_id,
             attempts,
@@ -311,7 +334,7 @@ impl BusLedger for SqliteStore {
             error,
             reply,
         })
-        .await?
+        .await
     }
 
     async fn record_dead(
@@ -323,7 +346,7 @@ impl BusLedger for SqliteStore {
         at: UnixMillis,
     ) -> Result<(), StoreError> {
         let (queue, error) = (queue.to_owned(), error.to_owned());
-        self.write(|reply| Command::RecordDead {
+        self.written(|reply| Command::RecordDead {
             queue,
             event: event_id,
             attempts,
@@ -331,12 +354,12 @@ impl BusLedger for SqliteStore {
             at,
             reply,
         })
-        .await?
+        .await
     }
 
     async fn clear_dead(&self, queue: &str, events: Vec<Uuid>) -> Result<(), StoreError> {
         let queue = queue.to_owned();
-        self.write(|reply| Command::ClearDead { queue, events, reply }).await?
+        self.written(|reply| Command::ClearDead { queue, events, reply }).await
     }
 }
 
@@ -344,7 +367,7 @@ impl BusLedger for SqliteStore {
 impl DealStore for SqliteStore {
     async fn create_deal(&self, deal: &Deal) -> Result<(), StoreError> {
         let deal = deal.clone();
-        self.write(|reply| Command::CreateDeal { deal, reply }).await?
+        self.written(|reply| Command::CreateDeal { deal, reply }).await
     }
 
     async fn get_deal(&self, id: DealId) -> Result<Option<Deal>, StoreError> {
@@ -358,14 +381,14 @@ impl DealStore for SqliteStore {
         completion_event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<JoinOutcome, StoreError> {
-        self.write(|reply| Command::JoinDeal {
+        self.written(|reply| Command::JoinDeal {
             deal_id,
             order,
             completion_ids: completion_event_ids,
             at,
             reply,
         })
-        .await?
+        .await
     }
 
     async fn due_deals(&self, now: UnixMillis, limit: usize) -> Result<Vec<DealId>, StoreError> {
@@ -378,7 +401,7 @@ impl DealStore for SqliteStore {
         event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<Option<ExpiredDeal>, StoreError> {
-        self.write(|reply| Command::ExpireDeal { deal_id, event_ids, at, reply }).await?
+        self.written(|reply| Command::ExpireDeal { deal_id, event_ids, at, reply }).await
     }
 }
 
@@ -386,7 +409,7 @@ impl DealStore for SqliteStore {
 impl LimitStore for SqliteStore {
     async fn set_purchase_limit(&self, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
         let sku = sku.clone();
-        self.write(|reply| Command::SetLimit { sku, limit, reply }).await?
+        self.written(|reply| Command::SetLimit { sku, limit, reply }).await
     }
 
     async fn purchase_limits(&self) -> Result<Vec<(Sku, u32)>, StoreError> {

@@ -60,6 +60,9 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(Product, Option<Product>), StoreError>>,
     },
     CheckWritable {
+        /// Commit a real write (one page appended to the WAL) instead of only taking the lock:
+        /// after a disk-full failure, that is what shows space came back.
+        probe: bool,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     CreateDeal {
@@ -205,8 +208,19 @@ fn execute(conn: &mut Connection, command: Command) {
         Command::UpsertProduct { product, reply } => {
             let _ = reply.send(upsert_product(conn, &product));
         }
-        Command::CheckWritable { reply } => {
-            let result = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(from_sqlite);
+        Command::CheckWritable { probe, reply } => {
+            // The header's application id ("oml\0"): a one-page write that changes nothing
+            // anyone reads.
+            let sql = if probe {
+                "BEGIN IMMEDIATE; PRAGMA application_id = 1869442048; COMMIT;"
+            } else {
+                "BEGIN IMMEDIATE; ROLLBACK;"
+            };
+            let result = conn.execute_batch(sql).map_err(from_sqlite);
+            if result.is_err() {
+                // A failed COMMIT can leave the transaction open; the next command needs none.
+                let _ = conn.execute_batch("ROLLBACK;");
+            }
             let _ = reply.send(result);
         }
         Command::CreateDeal { deal, reply } => {
