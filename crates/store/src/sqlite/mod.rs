@@ -14,7 +14,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ordermill_core::ports::{
@@ -36,10 +36,13 @@ pub const DB_FILE: &str = "ordermill.db";
 
 /// Read connections kept open for reuse; more are opened on demand and closed after use.
 const READ_POOL: usize = 8;
+/// Commands that may wait for the writer thread. Each intake commit is one command carrying a
+/// whole batch, so this is far more than a healthy writer ever has queued.
+const WRITER_QUEUE: usize = 1024;
 
 /// A SQLite-backed [`OrderStore`].
 pub struct SqliteStore {
-    commands: mpsc::Sender<Command>,
+    commands: tokio::sync::mpsc::Sender<Command>,
     path: PathBuf,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// The last write failed for want of disk space, and none has succeeded since.
@@ -82,7 +85,9 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(32);
         schema::migrate(&mut conn).map_err(from_sqlite)?;
 
-        let (commands, receiver) = mpsc::channel();
+        // Bounded: callers wait for room instead of queueing without limit behind a writer
+        // that is slower than they are (a disk that stalls, a burst of consumer batches).
+        let (commands, receiver) = tokio::sync::mpsc::channel(WRITER_QUEUE);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer::run(conn, receiver))
@@ -117,6 +122,7 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(make(reply))
+            .await
             .map_err(|_| StoreError::Unavailable("SQLite writer thread has stopped".into()))?;
         answer
             .await

@@ -3,7 +3,6 @@
 //! live as long as the connection.
 
 use std::sync::Arc;
-use std::sync::mpsc;
 
 use ordermill_core::ports::{
     AcceptedOrder, Effect, EffectOutcome, ExpiredDeal, JoinOutcome, StoreError,
@@ -96,8 +95,8 @@ pub(crate) enum Command {
 /// fsyncs instead of six or twelve. The merge changes no outcome: effects are independent per
 /// event (each carries its own "processed" record), acks are idempotent, and a caller whose
 /// merged transaction fails retries as it would have alone.
-pub(crate) fn run(mut conn: Connection, commands: mpsc::Receiver<Command>) {
-    while let Ok(first) = commands.recv() {
+pub(crate) fn run(mut conn: Connection, mut commands: tokio::sync::mpsc::Receiver<Command>) {
+    while let Some(first) = commands.blocking_recv() {
         let mut effects = Vec::new();
         let mut acks = Vec::new();
         let mut others = Vec::new();
