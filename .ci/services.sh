@@ -51,3 +51,6 @@ if ! command -v nginx >/dev/null 2>&1; then
   if [ -f /run/nginx.pid ]; then nginx -s stop 2>/dev/null || true; fi
 fi
 command -v nginx >/dev/null 2>&1 && echo "nginx: $(nginx -v 2>&1)"
+
+# libfaketime runs an api node with its wall clock off (crates/ordermill/tests/clock_skew.rs).
+command -v faketime >/dev/null 2>&1 || need faketime faketime

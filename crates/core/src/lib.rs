@@ -42,7 +42,7 @@ pub mod sku;
 pub mod test_support;
 pub mod topology;
 
-pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
+pub use clock::{AnchoredClock, Clock, ManualClock, SystemClock, UnixMillis};
 pub use customer::CustomerId;
 pub use deal::{
     Admission, Deal, DealId, DealMember, DealStatus, GroupSize, JoinRefusal, SettledMember,

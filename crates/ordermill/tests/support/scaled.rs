@@ -98,6 +98,7 @@ impl Deployment {
         .collect()
     }
 
+    /// `ordermill <args>` on this deployment's engines, in its log dir.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ordermill"));
         command
@@ -143,6 +144,23 @@ impl Deployment {
     /// Starts `ordermill api` on a free port and waits until it serves and `/readyz` is 200.
     pub async fn api(&self, name: &str) -> Proc {
         let mut command = self.command(&["api", "--listen", "127.0.0.1:0", "--log-format", "json"]);
+        let proc = Proc::spawn(name, &mut command, self.dir(), "ordermill is serving.");
+        let addr = proc.addr.unwrap();
+        wait_ready(&format!("http://{addr}/readyz"), Duration::from_secs(30)).await;
+        proc
+    }
+
+    /// Starts `ordermill api` on a machine whose wall clock reads `offset` (libfaketime's
+    /// `-f` syntax, e.g. `+2h`) away from the real one, and waits until it is ready.
+    pub async fn api_with_clock_off(&self, name: &str, offset: &str) -> Proc {
+        let mut command = Command::new("faketime");
+        command
+            .args(["-f", offset, env!("CARGO_BIN_EXE_ordermill")])
+            .args(["api", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .current_dir(self.dir())
+            .envs(self.env())
+            // Only the wall clock is off; timers keep running at the real pace.
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         let proc = Proc::spawn(name, &mut command, self.dir(), "ordermill is serving.");
         let addr = proc.addr.unwrap();
         wait_ready(&format!("http://{addr}/readyz"), Duration::from_secs(30)).await;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordermill_core::ports::{CacheError, StoreError};
-use ordermill_core::{Clock, OrderIdGenerator, SystemClock};
+use ordermill_core::{Clock, OrderIdGenerator};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -166,20 +166,22 @@ struct HttpSide {
 }
 
 impl Application {
-    /// Builds an all-in-one node on the system clock.
+    /// Builds an all-in-one node on its real clock ([`super::clock::for_node`]).
     ///
     /// # Errors
     /// See [`StartError`].
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
-        Self::build_as(settings, Role::All, Arc::new(SystemClock)).await
+        Self::build_role(settings, Role::All).await
     }
 
-    /// Builds a node playing `role` on the system clock.
+    /// Builds a node playing `role` on its real clock: the system's with the embedded store,
+    /// PostgreSQL's when scaled out ([`super::clock::for_node`]).
     ///
     /// # Errors
     /// See [`StartError`].
     pub async fn build_role(settings: Settings, role: Role) -> Result<Application, StartError> {
-        Self::build_as(settings, role, Arc::new(SystemClock)).await
+        let clock = super::clock::for_node(&settings).await?;
+        Self::build_as(settings, role, clock).await
     }
 
     /// Builds a node playing `role`, waiting for engines that cannot be reached yet (a node

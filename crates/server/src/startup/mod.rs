@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod backends;
+pub mod clock;
 pub mod maintenance;
 pub mod settings;
 pub mod tools;

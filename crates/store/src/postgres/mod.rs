@@ -187,6 +187,24 @@ impl PostgresStore {
         partitions::maintain(&self.pool, retention).await
     }
 
+    /// PostgreSQL's clock, read now: the time and the local instant it was true at (the
+    /// middle of the round trip).
+    ///
+    /// # Errors
+    /// When the database cannot be asked.
+    pub async fn database_time(
+        &self,
+    ) -> Result<(ordermill_core::UnixMillis, std::time::Instant), StoreError> {
+        let sent = std::time::Instant::now();
+        let ms: i64 =
+            sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(from_sqlx)?;
+        let back = std::time::Instant::now();
+        Ok((ordermill_core::UnixMillis(ms), sent + (back - sent) / 2))
+    }
+
     /// Closes every pooled connection, waiting for calls in progress to finish.
     pub async fn close(&self) {
         self.pool.close().await;
