@@ -174,3 +174,25 @@ async fn the_first_order_on_another_node_for_a_new_product_is_taken_not_refused(
     let ghost = b.order("c-2", &[("no-such-sku", 1)]).await;
     assert_eq!((ghost.status, ghost.code()), (422, "unknown_sku"), "{:?}", ghost.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_customer_limit_holds_across_nodes() {
+    let Some(engines) = Engines::scaled() else { return };
+    engines.prepare().await;
+    let (a, b) = (node(&engines).await, node(&engines).await);
+    let limited = a
+        .send(
+            reqwest::Client::new()
+                .put(a.url("/api/products/scallop"))
+                .bearer_auth(support::MERCHANT_TOKEN)
+                .json(&json!({"name": "Scallop", "price": "3.00", "stock": 100, "per_customer_limit": 2})),
+        )
+        .await;
+    assert_eq!(limited.status, 201, "{:?}", limited.body);
+    assert_eq!(a.order("c-1", &[("scallop", 2)]).await.status, 201);
+    // Node b's own count has never seen c-1's order: the store refuses the third unit.
+    let third = b.order("c-1", &[("scallop", 1)]).await;
+    assert_eq!((third.status, third.code()), (409, "limit_exceeded"), "{:?}", third.body);
+    assert_eq!(b.order("c-2", &[("scallop", 2)]).await.status, 201, "other customers buy on");
+    assert_eq!(a.available("scallop").await, 96, "the refused unit went back on sale");
+}

@@ -21,8 +21,14 @@ use ordermill_store::{PostgresStore, contract, deal_contract};
 use uuid::Uuid;
 
 /// Every migration, in order: what a fresh schema gets.
-const ALL_MIGRATIONS: [&str; 5] =
-    ["0001_init", "0002_deals", "0003_customer_scope", "0004_stock_guard", "0005_partitions"];
+const ALL_MIGRATIONS: [&str; 6] = [
+    "0001_init",
+    "0002_deals",
+    "0003_customer_scope",
+    "0004_stock_guard",
+    "0005_partitions",
+    "0006_customer_units",
+];
 
 fn postgres_url() -> Option<String> {
     ordermill_core::test_support::service_url(
@@ -563,4 +569,47 @@ async fn processed_events_partitions_past_their_retention_are_dropped_whole() {
     assert!(store.processed("notify", events).await.unwrap().is_empty());
     assert!(store.get_order(batch[0].order.id).await.unwrap().is_some());
     assert!(partitions(&mut conn, "processed_events").await.contains("processed_events_default"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_holds_every_node_to_a_per_customer_limit() {
+    use ordermill_core::ports::LimitStore;
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = schema.migrated_store().await;
+    store.upsert_product(&product("l1", 100)).await.unwrap();
+    let ids = OrderIdGenerator::new();
+    let by =
+        |customer: &str, units: i64| contract::accepted_by(&ids, customer, &[("l1", units)], None);
+    // Held before the limit existed: counted when it is set.
+    let early = by("c-1", 1);
+    store.commit_orders(Arc::new(vec![early.clone()])).await.unwrap();
+    store.set_purchase_limit(&Sku::parse("l1").unwrap(), Some(3)).await.unwrap();
+    store.commit_orders(Arc::new(vec![by("c-1", 2)])).await.unwrap();
+    // One more would be four: refused, whichever node sends it, and nothing of it is written.
+    let over = by("c-1", 1);
+    let refused = store.commit_orders(Arc::new(vec![over.clone(), by("c-2", 3)])).await;
+    assert!(
+        matches!(&refused, Err(StoreError::LimitExceeded(named)) if named == "l1"),
+        "{refused:?}"
+    );
+    assert!(store.get_order(over.order.id).await.unwrap().is_none());
+    store.commit_orders(Arc::new(vec![by("c-2", 3)])).await.unwrap();
+    // A cancelled order stops counting: c-1 may buy one more.
+    let declined = contract::effect(
+        &ids,
+        "payment",
+        early.event_id,
+        early.order.id,
+        Some(ordermill_core::Fact::PaymentFailed),
+    );
+    store.apply_effects(vec![declined]).await.unwrap();
+    store.commit_orders(Arc::new(vec![by("c-1", 1)])).await.unwrap();
+    assert!(matches!(
+        store.commit_orders(Arc::new(vec![by("c-1", 1)])).await,
+        Err(StoreError::LimitExceeded(_))
+    ));
+    // Without a limit, anything goes again.
+    store.set_purchase_limit(&Sku::parse("l1").unwrap(), None).await.unwrap();
+    store.commit_orders(Arc::new(vec![by("c-1", 10)])).await.unwrap();
 }

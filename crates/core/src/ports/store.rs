@@ -25,6 +25,10 @@ pub enum StoreError {
     /// of record refuses to oversell whatever a cache said (the SKUs, as text).
     #[error("holds beyond stock refused for: {0}")]
     Oversold(String),
+    /// An order would take a customer past a SKU's per-customer limit, counting their orders
+    /// through every node: the store of record refuses it (the SKUs, as text).
+    #[error("per-customer limit reached for: {0}")]
+    LimitExceeded(String),
     /// The store cannot be reached or is shutting down; the caller may retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -180,8 +180,24 @@ impl Application {
     /// # Errors
     /// See [`StartError`].
     pub async fn build_role(settings: Settings, role: Role) -> Result<Application, StartError> {
+        // Mistakes in the settings first: reading the database's clock would otherwise wait
+        // for an engine the node refuses to use anyway.
+        Self::check_role(&settings, &role)?;
         let clock = super::clock::for_node(&settings).await?;
         Self::build_as(settings, role, clock).await
+    }
+
+    /// What `role` refuses in `settings` before any engine is touched.
+    fn check_role(settings: &Settings, role: &Role) -> Result<(), StartError> {
+        if *role != Role::All && settings.cache == CacheUrl::Local {
+            return Err(StartError::Config(
+                "`ordermill api` and `ordermill worker` must share one stock count: with cache = \"local\" each node would sell the full stock, and units a worker gives back would never reach an api node. Set cache = redis://... (ORDERMILL_CACHE, --cache)".into(),
+            ));
+        }
+        if matches!(role, Role::All | Role::Api) {
+            protected_mode(settings)?;
+        }
+        Ok(())
     }
 
     /// Builds a node playing `role`, waiting for engines that cannot be reached yet (a node
@@ -235,14 +251,7 @@ impl Application {
         role: Role,
         clock: Arc<dyn Clock>,
     ) -> Result<Application, StartError> {
-        if role != Role::All && settings.cache == CacheUrl::Local {
-            return Err(StartError::Config(
-                "`ordermill api` and `ordermill worker` must share one stock count: with cache = \"local\" each node would sell the full stock, and units a worker gives back would never reach an api node. Set cache = redis://... (ORDERMILL_CACHE, --cache)".into(),
-            ));
-        }
-        if matches!(role, Role::All | Role::Api) {
-            protected_mode(&settings)?;
-        }
+        Self::check_role(&settings, &role)?;
         let metrics = telemetry::install();
         let backends = backends::open(&settings, clock.clone()).await?;
         if role != Role::All && !backends.shared {

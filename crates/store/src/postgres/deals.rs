@@ -22,7 +22,8 @@ use super::rows;
 /// The joining order, its membership and its `deal.joined` outbox row (body stored, like
 /// every event but order.created) as one statement. A reused idempotency key fails it with a
 /// unique violation of `idempotency_keys` (→ `Conflict`); so would a second membership, which
-/// the deal lock and `Deal::admit` rule out first.
+/// the deal lock and `Deal::admit` rule out first. A customer past the SKU's per-customer
+/// limit, counting their orders through every node, fails it too (0006 → `LimitExceeded`).
 const INSERT_MEMBER: &str = "
 WITH new_key AS (
     INSERT INTO idempotency_keys (customer_id, idempotency_key, order_id)
@@ -36,9 +37,27 @@ new_order AS (
 membership AS (
     INSERT INTO deal_members (deal_id, customer_id, order_id, joined_at)
     VALUES ($9, $2, $1, $10)
+),
+limited AS (
+    SELECT l.sku, l.per_customer_limit
+    FROM purchase_limits l JOIN json_array_elements($5::json) AS line ON l.sku = line ->> 'sku'
+),
+counted AS (
+    INSERT INTO customer_units AS c (sku, customer_id, units)
+    SELECT line ->> 'sku', $2, sum((line ->> 'quantity')::bigint)
+    FROM json_array_elements($5::json) AS line
+    WHERE line ->> 'sku' IN (SELECT sku FROM limited)
+    GROUP BY 1 ORDER BY 1
+    ON CONFLICT (sku, customer_id) DO UPDATE SET units = c.units + EXCLUDED.units
+    RETURNING c.sku, c.units
 )
 INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at)
-VALUES ($11, $1, $12, $13, $14)";
+SELECT $11, $1, $12, $13, $14
+WHERE ordermill_require_limit(
+    NOT EXISTS (SELECT 1 FROM counted JOIN limited USING (sku)
+                WHERE counted.units > limited.per_customer_limit),
+    coalesce((SELECT string_agg(DISTINCT counted.sku, ', ') FROM counted JOIN limited USING (sku)
+              WHERE counted.units > limited.per_customer_limit), ''))";
 
 /// Stores a new open deal; `Conflict` when its SKU is not a product.
 pub(crate) async fn create(pool: &PgPool, deal: &Deal) -> Result<(), StoreError> {
@@ -265,6 +284,11 @@ async fn settle_members(
         let Some(settled) = deal.settle_member(&mut order, state, event_id, at) else {
             continue;
         };
+        if settled.next.status == ordermill_core::OrderStatus::Cancelled
+            && state.status != ordermill_core::OrderStatus::Cancelled
+        {
+            writes.cancelled(&order);
+        }
         for event in settled.emitted {
             writes.event(order.id.as_uuid(), &event);
             emitted.push(event);

@@ -53,6 +53,15 @@ moved AS (
     FROM locked JOIN UNNEST($15::text[], $16::bigint[], $17::bigint[]) AS d(sku, stock, reserved)
         ON d.sku = locked.sku
     WHERE p.sku = locked.sku
+),
+-- A cancelled order's units no longer count against its customer's limits (0006; SKUs
+-- without a limit have no row to change).
+uncounted AS (
+    UPDATE customer_units c SET units = greatest(0, c.units - d.units)
+    FROM (SELECT sku, customer_id, sum(units) AS units
+          FROM UNNEST($20::text[], $21::text[], $22::bigint[]) AS u(sku, customer_id, units)
+          GROUP BY 1, 2) AS d
+    WHERE c.sku = d.sku AND c.customer_id = d.customer_id
 )
 SELECT 1";
 
@@ -78,6 +87,8 @@ pub(crate) struct Writes {
     event_at: Vec<i64>,
     /// How each product row moves, by SKU (sorted: rows are locked in SKU order).
     stock: BTreeMap<String, StockDelta>,
+    /// Units of orders cancelled in this batch, per line: `(sku, customer, units)`.
+    uncounted: Vec<(String, String, i64)>,
 }
 
 impl Writes {
@@ -90,8 +101,22 @@ impl Writes {
         self.event_at.push(event.created_at.0);
     }
 
+    /// Takes `order`'s units off its customer's per-customer counts: it was just cancelled.
+    pub(crate) fn cancelled(&mut self, order: &Order) {
+        for line in &order.lines {
+            self.uncounted.push((
+                line.sku.as_str().to_owned(),
+                order.customer_id.as_str().to_owned(),
+                i64::from(line.quantity.get()),
+            ));
+        }
+    }
+
     fn is_empty(&self) -> bool {
-        self.payment_orders.is_empty() && self.event_ids.is_empty() && self.stock.is_empty()
+        self.payment_orders.is_empty()
+            && self.event_ids.is_empty()
+            && self.stock.is_empty()
+            && self.uncounted.is_empty()
     }
 }
 
@@ -113,6 +138,12 @@ pub(crate) async fn write(
         .map(|(sku, d)| (sku, (d.stock, d.reserved)))
         .unzip();
     let ids: Vec<Uuid> = orders.iter().map(|(o, _)| o.id.as_uuid()).collect();
+    let mut uncounted = writes.uncounted;
+    uncounted.sort_unstable();
+    let (uncounted_skus, (uncounted_customers, uncounted_units)): (
+        Vec<String>,
+        (Vec<String>, Vec<i64>),
+    ) = uncounted.into_iter().map(|(s, c, u)| (s, (c, u))).unzip();
     let (first, last) = (
         ids.iter().min().copied().unwrap_or_default(),
         ids.iter().max().copied().unwrap_or_default(),
@@ -137,6 +168,9 @@ pub(crate) async fn write(
         .bind(reserved)
         .bind(first)
         .bind(last)
+        .bind(uncounted_skus)
+        .bind(uncounted_customers)
+        .bind(uncounted_units)
         .execute(conn)
         .await
         .map_err(from_sqlx)?;
@@ -232,6 +266,9 @@ fn apply_one(
         return EffectOutcome::OrderNotFound;
     };
     let applied = effect.apply_to(&mut loaded.order, loaded.state);
+    if applied.status_changed && loaded.order.status == ordermill_core::OrderStatus::Cancelled {
+        writes.cancelled(&loaded.order);
+    }
     // Written only when something changed: a fact that no longer applies leaves the row alone.
     loaded.dirty |= applied.changed;
     loaded.state = applied.next;

@@ -9,6 +9,8 @@ pub(crate) fn from_sqlx(error: sqlx::Error) -> StoreError {
             Some("23505") => StoreError::Conflict(db.message().to_owned()),
             // ordermill_require_stock (0004): a hold beyond stock.
             Some("OMOVR") => StoreError::Oversold(db.message().to_owned()),
+            // ordermill_require_limit (0006): a customer past a SKU's limit.
+            Some("OMLIM") => StoreError::LimitExceeded(db.message().to_owned()),
             // Serialization failure, deadlock: the transaction was rolled back whole and the
             // same call may succeed when retried.
             Some("40001" | "40P01") => StoreError::Unavailable(format!(

@@ -11,8 +11,34 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-/// Sets (`Some`) or removes (`None`) a SKU's limit.
+/// Sets (`Some`) or removes (`None`) a SKU's limit, and recounts what each customer holds of
+/// it (`customer_units`, 0006) in the same transaction. The product row is locked first, as a
+/// group commit locks it, so no commit of that SKU lands between the recount and the limit.
 pub(crate) async fn set(pool: &PgPool, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(from_sqlx)?;
+    sqlx::query("SELECT 1 FROM products WHERE sku = $1 FOR UPDATE")
+        .bind(sku.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+    sqlx::query("DELETE FROM customer_units WHERE sku = $1")
+        .bind(sku.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+    if limit.is_some() {
+        sqlx::query(
+            "INSERT INTO customer_units (sku, customer_id, units)
+             SELECT $1, o.customer_id, sum((line ->> 'quantity')::bigint)
+             FROM orders o CROSS JOIN LATERAL json_array_elements(o.items) AS line
+             WHERE o.status <> 'cancelled' AND line ->> 'sku' = $1
+             GROUP BY o.customer_id",
+        )
+        .bind(sku.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+    }
     let query = match limit {
         Some(limit) => sqlx::query(
             "INSERT INTO purchase_limits (sku, per_customer_limit) VALUES ($1, $2)
@@ -22,7 +48,8 @@ pub(crate) async fn set(pool: &PgPool, sku: &Sku, limit: Option<u32>) -> Result<
         .bind(i64::from(limit)),
         None => sqlx::query("DELETE FROM purchase_limits WHERE sku = $1").bind(sku.as_str()),
     };
-    query.execute(pool).await.map_err(from_sqlx)?;
+    query.execute(&mut *tx).await.map_err(from_sqlx)?;
+    tx.commit().await.map_err(from_sqlx)?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "0003_customer_scope", include_str!("../../migrations/postgres/0003_customer_scope.sql")),
     (4, "0004_stock_guard", include_str!("../../migrations/postgres/0004_stock_guard.sql")),
     (5, "0005_partitions", include_str!("../../migrations/postgres/0005_partitions.sql")),
+    (6, "0006_customer_units", include_str!("../../migrations/postgres/0006_customer_units.sql")),
 ];
 
 /// First half of the advisory lock key ("om" in ASCII): keeps our lock apart from any other

@@ -20,7 +20,8 @@ use super::rows;
 ///   hot-stock cache said).
 ///
 /// A duplicate idempotency key fails it too, with a unique violation of `idempotency_keys`
-/// (→ `Conflict`).
+/// (→ `Conflict`), and so does a customer going past a SKU's per-customer limit counting
+/// their orders through every node (`limited` … `over`, 0006 → `LimitExceeded`).
 const COMMIT: &str = "
 WITH new_keys AS (
     INSERT INTO idempotency_keys (customer_id, idempotency_key, order_id)
@@ -48,6 +49,26 @@ held AS (
     FROM locked JOIN UNNEST($10::text[], $11::bigint[]) AS h(sku, quantity) ON h.sku = locked.sku
     WHERE p.sku = locked.sku AND p.reserved + h.quantity <= p.stock
     RETURNING p.sku
+),
+limited AS (
+    SELECT sku, per_customer_limit FROM purchase_limits WHERE sku = ANY($10::text[])
+),
+wanted AS (
+    SELECT o.customer_id, line ->> 'sku' AS sku, sum((line ->> 'quantity')::bigint) AS units
+    FROM UNNEST($2::text[], $5::text[]) AS o(customer_id, items)
+    CROSS JOIN LATERAL json_array_elements(o.items::json) AS line
+    WHERE EXISTS (SELECT 1 FROM limited) AND line ->> 'sku' IN (SELECT sku FROM limited)
+    GROUP BY 1, 2
+),
+counted AS (
+    INSERT INTO customer_units AS c (sku, customer_id, units)
+    SELECT sku, customer_id, units FROM wanted ORDER BY sku, customer_id
+    ON CONFLICT (sku, customer_id) DO UPDATE SET units = c.units + EXCLUDED.units
+    RETURNING c.sku, c.units
+),
+over AS (
+    SELECT DISTINCT counted.sku FROM counted JOIN limited USING (sku)
+    WHERE counted.units > limited.per_customer_limit
 )
 SELECT ordermill_require(
     (SELECT count(*) FROM locked) = cardinality($10::text[]),
@@ -58,7 +79,10 @@ SELECT ordermill_require(
     (SELECT count(*) FROM held) = (SELECT count(*) FROM locked),
     coalesce(
         (SELECT string_agg(sku, ', ') FROM locked WHERE sku NOT IN (SELECT sku FROM held)),
-        ''))";
+        '')),
+    ordermill_require_limit(
+    NOT EXISTS (SELECT 1 FROM over),
+    coalesce((SELECT string_agg(sku, ', ') FROM over), ''))";
 
 /// Writes `batch` in one statement: all of it or nothing.
 pub(crate) async fn commit(pool: &PgPool, batch: &[AcceptedOrder]) -> Result<(), StoreError> {

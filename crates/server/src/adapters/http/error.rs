@@ -122,7 +122,8 @@ impl From<IntakeError> for ApiError {
             | IntakeError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             IntakeError::OutOfStock(_)
             | IntakeError::IdempotencyInProgress
-            | IntakeError::LimitExceeded { .. } => StatusCode::CONFLICT,
+            | IntakeError::LimitExceeded { .. }
+            | IntakeError::LimitReached { .. } => StatusCode::CONFLICT,
             IntakeError::Unavailable(cause) => {
                 tracing::error!(cause = %cause, "Order intake failed; answering 503.");
                 return Self::unavailable(

@@ -212,6 +212,7 @@ impl Deals {
         let accepted = AcceptedOrder { order, event_id: self.ids.next_uuid(now) };
         let completion_ids = (0..deal.group_size.get()).map(|_| self.ids.next_uuid(now)).collect();
         let lines = accepted.order.lines.clone();
+        let deal_sku = deal.sku.clone();
         let outcome = self.store.join_deal(deal_id, accepted, completion_ids, now).await;
         let refusal = match outcome {
             Ok(JoinOutcome::Joined { deal, order, emitted, completed }) => {
@@ -229,6 +230,10 @@ impl Deals {
             }
             Ok(JoinOutcome::Refused(refusal)) => DealError::Refused(refusal),
             Ok(JoinOutcome::NotFound) => DealError::NotFound(deal_id),
+            // The customer's orders through other nodes already reach the SKU's limit.
+            Err(StoreError::LimitExceeded(_)) => {
+                DealError::Intake(IntakeError::LimitReached { sku: deal_sku.clone() })
+            }
             Err(error) => unavailable(error),
         };
         // Nothing was written: give the unit back (the hold and the claim go by themselves).

@@ -68,6 +68,12 @@ pub enum FailKind {
         /// The first of its SKUs the store named short.
         short: Sku,
     },
+    /// The store refused it: the customer's orders of `sku` through every node already reach
+    /// its per-customer limit.
+    LimitExceeded {
+        /// The limited SKU.
+        sku: Sku,
+    },
     /// It waited longer than `max_queue_wait` (shed under overload).
     Shed {
         /// How long it had waited.
@@ -219,9 +225,11 @@ impl Committer {
             // One request's orders must not fail its batch-mates': commit each request on
             // its own, so only the refused one fails (an idempotency key sent to two nodes at
             // once, or holds beyond stock).
-            Err(error @ (StoreError::Conflict(_) | StoreError::Oversold(_)))
-                if replies.len() > 1 =>
-            {
+            Err(
+                error @ (StoreError::Conflict(_)
+                | StoreError::Oversold(_)
+                | StoreError::LimitExceeded(_)),
+            ) if replies.len() > 1 => {
                 tracing::warn!(requests = replies.len(), error = %error, "A group commit was refused for some of its orders; committing its requests one by one.");
                 for (reply, range) in replies {
                     let own = Arc::new(batch[range.clone()].to_vec());
@@ -325,6 +333,10 @@ impl Committer {
                 Some(short) => FailKind::Oversold { short },
                 None => FailKind::Store,
             },
+            StoreError::LimitExceeded(named) => match short_sku(batch, named) {
+                Some(sku) => FailKind::LimitExceeded { sku },
+                None => FailKind::Store,
+            },
             _ => FailKind::Store,
         };
         if matches!(kind, FailKind::Oversold { .. }) {
@@ -332,6 +344,8 @@ impl Committer {
             if let Err(mark) = self.cache.mark_lost().await {
                 tracing::error!(error = %mark, "Could not mark the hot-stock counts for a rebuild.");
             }
+        } else if matches!(kind, FailKind::LimitExceeded { .. }) {
+            tracing::info!(orders = batch.len(), error = %error, "The store refused an order past a per-customer limit (the customer's orders through other nodes count too); answering limit_exceeded.");
         } else if kind == FailKind::Conflict {
             tracing::info!(orders = batch.len(), error = %error, "A request's orders collided with stored ones; releasing its reservations, its retry finds the stored order.");
         } else {

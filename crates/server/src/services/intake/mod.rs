@@ -59,6 +59,16 @@ pub enum IntakeError {
         /// Units the customer holds already.
         held: u64,
     },
+    /// The store of record refused the order: the customer's orders through every node already
+    /// reach the SKU's per-customer limit (this node's own count had room).
+    #[error(
+        "sku {sku} is limited per customer, and this customer's orders (through any node) \
+         already reach its limit"
+    )]
+    LimitReached {
+        /// The SKU.
+        sku: Sku,
+    },
     /// The idempotency key was used before for a different request.
     #[error(
         "this Idempotency-Key was already used for a different request; use a new key for a new order"
@@ -113,7 +123,7 @@ impl IntakeError {
             Self::Invalid(e) => e.code(),
             Self::UnknownSku(_) => "unknown_sku",
             Self::OutOfStock(_) => "out_of_stock",
-            Self::LimitExceeded { .. } => "limit_exceeded",
+            Self::LimitExceeded { .. } | Self::LimitReached { .. } => "limit_exceeded",
             Self::IdempotencyMismatch => "idempotency_key_reused",
             Self::IdempotencyInProgress => "idempotency_key_in_use",
             Self::Unavailable(_) => "store_unavailable",
@@ -440,6 +450,7 @@ impl Intake {
             Ok(Err(failed)) => Err(match failed.kind {
                 FailKind::Conflict => IntakeError::IdempotencyInProgress,
                 FailKind::Oversold { short } => IntakeError::OutOfStock(short),
+                FailKind::LimitExceeded { sku } => IntakeError::LimitReached { sku },
                 FailKind::Shed { waited } => IntakeError::Shed { waited },
                 FailKind::Store => IntakeError::Unavailable(failed.message),
             }),
