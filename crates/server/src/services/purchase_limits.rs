@@ -4,8 +4,12 @@
 //! A customer's count for a SKU goes up when an order is taken (before stock is reserved)
 //! and comes back when the order is refused, its commit fails, or it is later cancelled. On
 //! start the counts are rebuilt from the store (units in orders not cancelled), so a restart
-//! neither forgets nor double-counts. With several `api` nodes each would count alone: the
-//! limit is per node until the counts live in the shared cache (not built yet).
+//! neither forgets nor double-counts.
+//!
+//! Scaled out ([`PurchaseLimits::counted_by_store`]) nothing is counted here: each api node
+//! would count alone (a customer could buy the limit through every node) and a cancellation
+//! handled by a worker would never reach the api nodes' counts. PostgreSQL counts instead, in
+//! the group commit and the deal join (migration 0006), for every node at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +40,8 @@ pub struct PurchaseLimits {
     limits: RwLock<HashMap<Sku, u32>>,
     // Lets intake skip every lock when no SKU has a limit (the common case).
     any: AtomicBool,
+    /// The store counts and refuses (scaled out): `take` and `give_back` do nothing.
+    store_counts: AtomicBool,
     held: Mutex<Counts>,
     store: Arc<dyn LimitStore>,
 }
@@ -78,6 +84,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl PurchaseLimits {
+    /// Leaves counting to the store of record, which enforces every limit for all nodes at
+    /// once (PostgreSQL, 0006); the limits are still kept here for views.
+    #[must_use]
+    pub fn counted_by_store(self) -> Self {
+        lock(&self.held).clear();
+        self.store_counts.store(true, Ordering::Relaxed);
+        self
+    }
+
     /// Loads the limits and rebuilds each limited SKU's counts from the store.
     ///
     /// # Errors
@@ -95,6 +110,7 @@ impl PurchaseLimits {
         }
         Ok(PurchaseLimits {
             any: AtomicBool::new(!limits.is_empty()),
+            store_counts: AtomicBool::new(false),
             limits: RwLock::new(limits),
             held: Mutex::new(held),
             store,
@@ -145,7 +161,7 @@ impl PurchaseLimits {
         customer: &CustomerId,
         lines: &[OrderLine],
     ) -> Result<LimitHold, LimitExceeded> {
-        if !self.any.load(Ordering::Acquire) {
+        if !self.any.load(Ordering::Acquire) || self.store_counts.load(Ordering::Relaxed) {
             return Ok(LimitHold::none());
         }
         let limited: Vec<(Sku, u64, u32)> = {
@@ -177,7 +193,7 @@ impl PurchaseLimits {
 
     /// Gives back the units of a cancelled order.
     pub fn give_back(&self, customer: &CustomerId, lines: &[OrderLine]) {
-        if !self.any.load(Ordering::Acquire) {
+        if !self.any.load(Ordering::Acquire) || self.store_counts.load(Ordering::Relaxed) {
             return;
         }
         let units: Vec<(Sku, u64)> =

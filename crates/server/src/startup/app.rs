@@ -269,9 +269,15 @@ impl Application {
             }
         }
         let database = |source| StartError::Database(source);
-        let purchase_limits = Arc::new(
-            PurchaseLimits::load(backends.purchase_limits.clone()).await.map_err(database)?,
-        );
+        let purchase_limits =
+            PurchaseLimits::load(backends.purchase_limits.clone()).await.map_err(database)?;
+        // Scaled out, PostgreSQL counts for every node (0006): a node's own count would be
+        // both too low (orders through other nodes) and too high (cancellations by workers).
+        let purchase_limits = Arc::new(if backends.shared {
+            purchase_limits.counted_by_store()
+        } else {
+            purchase_limits
+        });
         let order_cache = OrderCache::new(backends.order_cache.clone());
         let pipeline = Pipeline {
             store: backends.store.clone(),
