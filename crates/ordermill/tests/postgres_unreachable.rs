@@ -1,0 +1,152 @@
+//! PostgreSQL becomes unreachable for 5 s under order load — every connection to it dropped,
+//! every new one refused — while the database itself keeps running (a network cut, a proxy or
+//! a pooler restarting). One `ordermill api` and one `ordermill worker` reach it through a
+//! proxy this test owns, so nothing else sharing the server is touched. Afterwards: every order
+//! answered 201 ends confirmed, every effect happened once, nothing is dead-lettered, the
+//! hot-stock count matches the store, and selling resumed within 10 s without a restart.
+//!
+//! Needs ORDERMILL_TEST_POSTGRES_URL, ORDERMILL_TEST_AMQP_URL and ORDERMILL_TEST_REDIS_URL;
+//! skips with the reason otherwise.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::scaled::{Deployment, Load, Services, await_confirmed};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+const SKU: &str = "zongzi";
+const STOCK: i64 = 100_000;
+
+/// A TCP proxy to PostgreSQL that can cut every connection through it and refuse new ones.
+struct Proxy {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let links: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (cut_flag, live) = (cut.clone(), links.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                if cut_flag.load(Ordering::SeqCst) {
+                    drop(inbound); // refused: closed at once
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                live.lock().unwrap().push(link.abort_handle());
+            }
+        })
+        .abort_handle();
+        Proxy { addr, cut, links, accept }
+    }
+
+    /// Drops every connection through the proxy and refuses new ones for `outage`.
+    async fn cut_for(&self, outage: Duration) {
+        self.cut.store(true, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+        tokio::time::sleep(outage).await;
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+/// `url` with its host and port replaced by `addr`.
+fn through(url: &str, addr: SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let user = authority.rsplit_once('@').map(|(user, _)| format!("{user}@")).unwrap_or_default();
+    format!("{scheme}://{user}{addr}/{path}")
+}
+
+/// The host and port `url` names.
+async fn upstream_of(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").unwrap().1;
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
+    tokio::net::lookup_host(host).await.unwrap().next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_for_five_seconds_loses_no_order_and_repeats_no_effect() {
+    let Some(mut services) = Services::from_env() else { return };
+    let proxy = Proxy::start(upstream_of(&services.postgres).await).await;
+    services.postgres = through(&services.postgres, proxy.addr);
+    let (deployment, mut api, mut worker) =
+        Deployment::one_api_one_worker(services, SKU, STOCK).await;
+    let base = api.url("");
+
+    let load = Load::start(&base, 4, SKU, &deployment.id);
+    let seed = fastrand::u64(..);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    tokio::time::sleep(Duration::from_millis(800 + rng.u64(0..1_200))).await;
+    let before = load.accepted();
+    assert!(before > 0, "orders were accepted before the cut");
+    proxy.cut_for(Duration::from_secs(5)).await;
+    let back_at = load.accepted();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while load.accepted() < back_at + 20 {
+        assert!(Instant::now() < deadline, "intake did not recover within 10 s (seed {seed})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = load.stop().await;
+    eprintln!(
+        "seed {seed}: {before} accepted before the cut, {} in all; answers {:?}; {} without an \
+         answer; samples {:?}",
+        report.accepted.len(),
+        report.statuses,
+        report.transport_errors,
+        report.samples
+    );
+    let unexpected: Vec<_> = report.statuses.keys().filter(|s| ![201, 503].contains(*s)).collect();
+    assert!(unexpected.is_empty(), "unexpected answers {unexpected:?}: {:?}", report.samples);
+    let distinct: HashSet<&String> = report.accepted.iter().collect();
+    assert_eq!(distinct.len(), report.accepted.len(), "every key got an order of its own");
+
+    let not_confirmed = await_confirmed(&base, &report.accepted, Duration::from_secs(60)).await;
+    assert!(
+        not_confirmed.is_empty(),
+        "{} of {} orders answered 201 are not confirmed 60 s after the load; e.g. {:?}",
+        not_confirmed.len(),
+        report.accepted.len(),
+        &not_confirmed[..not_confirmed.len().min(5)]
+    );
+    let ledger = deployment.settled(Duration::from_secs(30)).await;
+    for id in &report.accepted {
+        assert!(ledger.confirmed_ids.contains(id), "order {id} confirmed in PostgreSQL");
+    }
+    assert!(ledger.orders >= report.accepted.len() as i64);
+    ledger.assert_exactly_once(&[(SKU, STOCK)], 0);
+    assert_eq!(deployment.dead_letters(), 0, "no dead letters: an outage spends no attempt");
+    assert!(api.running() && worker.running(), "ordermill recovered without a restart");
+}
