@@ -170,8 +170,14 @@ impl Deployment {
     /// Starts `ordermill worker` (every queue, `/metrics` on a free port: its `addr`) and
     /// waits until it consumes.
     pub fn worker(&self, name: &str) -> Proc {
+        self.worker_with(name, &[])
+    }
+
+    /// [`Deployment::worker`] with more environment (e.g. a payment gateway to call).
+    pub fn worker_with(&self, name: &str, env: &[(&str, &str)]) -> Proc {
         let mut command =
             self.command(&["worker", "--log-format", "json", "--metrics-listen", "127.0.0.1:0"]);
+        command.envs(env.iter().copied());
         Proc::spawn(name, &mut command, self.dir(), "ordermill worker is consuming.")
     }
 
