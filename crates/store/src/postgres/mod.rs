@@ -92,7 +92,12 @@ impl PostgresStore {
         // was made while a table was still empty: a sequential scan that compares each row
         // with every id of the batch. Profiled: on a fresh schema under load, 38% of
         // PostgreSQL's CPU went to `processed_events` scanned that way, until an autoanalyze.
-        let options = options.options([("plan_cache_mode", "force_custom_plan")]);
+        // random_page_cost 1.1 (for data in memory or on SSD, the usual advice) makes the
+        // planner look a batch's SKUs up in `products_pkey` instead of scanning every product
+        // row on each commit: measured, PostgreSQL's CPU per order fell from ~420 to ~340 µs.
+        // Both are this session's settings only; the server's defaults stay as they are.
+        let options = options
+            .options([("plan_cache_mode", "force_custom_plan"), ("random_page_cost", "1.1")]);
         let target: Arc<str> = format!(
             "{}:{}/{} as {}",
             options.get_host(),
