@@ -109,6 +109,7 @@ impl Effect {
             .emit
             .iter()
             .zip(self.new_event_ids)
+            .filter(|(key, _)| !self.unrouted.contains(**key))
             .map(|(key, id)| {
                 // A decline's reason travels with the events that announce it.
                 let reason = (*key == RoutingKey::PaymentFailed
@@ -175,6 +176,7 @@ mod tests {
             reason: Some("card declined".into()),
             new_event_ids: [Uuid::now_v7(), Uuid::now_v7()],
             at: UnixMillis(1_790_000_000_500),
+            unrouted: crate::event::RoutingKeys::NONE,
         }
     }
 
@@ -250,5 +252,21 @@ mod tests {
         let applied = effect(&o, Some(Fact::PaymentFailed)).apply_to(&mut o, confirmed);
         assert!(!applied.changed && applied.payment.is_none());
         assert_eq!(o.history, before.history);
+    }
+
+    #[test]
+    fn events_no_queue_is_bound_to_are_not_emitted() {
+        let mut o = order();
+        let deducted = Lifecycle::new().apply(Fact::StockDeducted).next;
+        let mut pay = effect(&o, Some(Fact::PaymentSucceeded));
+        let all = pay.clone().apply_to(&mut o.clone(), deducted);
+        let keys: Vec<RoutingKey> = all.emitted.iter().map(|e| e.routing_key).collect();
+        assert_eq!(keys, vec![RoutingKey::PaymentSucceeded, RoutingKey::OrderConfirmed]);
+        pay.unrouted = crate::event::RoutingKeys::of(|k| k == RoutingKey::PaymentSucceeded);
+        let applied = pay.apply_to(&mut o, deducted);
+        let keys: Vec<RoutingKey> = applied.emitted.iter().map(|e| e.routing_key).collect();
+        assert_eq!(keys, vec![RoutingKey::OrderConfirmed], "the confirmation still goes out");
+        assert_eq!(applied.emitted[0].event_id, all.emitted[1].event_id, "with its own id");
+        assert!(applied.status_changed && applied.payment.is_some(), "the rest is unchanged");
     }
 }

@@ -29,6 +29,31 @@ pub enum RoutingKey {
     DealExpired,
 }
 
+/// A set of routing keys (one bit each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoutingKeys(u8);
+
+impl RoutingKeys {
+    /// No key.
+    pub const NONE: RoutingKeys = RoutingKeys(0);
+
+    /// The keys of [`RoutingKey::ALL`] for which `pick` says yes.
+    pub fn of(pick: impl Fn(RoutingKey) -> bool) -> RoutingKeys {
+        RoutingKeys(
+            RoutingKey::ALL
+                .iter()
+                .enumerate()
+                .filter(|(_, key)| pick(**key))
+                .fold(0, |bits, (i, _)| bits | (1 << i)),
+        )
+    }
+
+    /// Whether `key` is in the set.
+    pub fn contains(self, key: RoutingKey) -> bool {
+        RoutingKey::ALL.iter().position(|k| *k == key).is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+}
+
 impl RoutingKey {
     /// Every key, for topology checks.
     pub const ALL: [RoutingKey; 8] = [

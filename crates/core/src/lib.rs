@@ -50,7 +50,7 @@ pub use deal::{
 pub use duration::HumanDuration;
 pub use effect::{AppliedEffect, PaymentRecord};
 pub use error::ValidationError;
-pub use event::{EventHeader, OutboxEvent, RoutingKey, topic_matches};
+pub use event::{EventHeader, OutboxEvent, RoutingKey, RoutingKeys, topic_matches};
 pub use lifecycle::{
     Fact, Lifecycle, PaymentState, StockAction, StockDelta, StockState, Transition,
 };

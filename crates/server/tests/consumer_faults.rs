@@ -127,6 +127,7 @@ async fn a_charge_whose_task_panics_is_retried_not_acknowledged_uncharged() {
         notifier: Arc::new(ordermill_server::adapters::integrations::log_notifier::LogNotifier),
         purchase_limits: Arc::new(PurchaseLimits::load(store).await.unwrap()),
         message_timeout: Duration::from_secs(5),
+        unrouted: ordermill_core::RoutingKeys::NONE,
     };
     let order_id = ordermill_core::OrderIdGenerator::new().next(ordermill_core::UnixMillis(1));
     let delivery = Delivery {

@@ -233,6 +233,7 @@ pub fn effect(
         reason: (fact == Some(Fact::PaymentFailed)).then(|| "card declined".to_owned()),
         new_event_ids: [ids.next_uuid(NOW), ids.next_uuid(NOW)],
         at: UnixMillis(NOW.0 + 1_000),
+        unrouted: ordermill_core::RoutingKeys::NONE,
     }
 }
 

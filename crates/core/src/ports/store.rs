@@ -77,6 +77,9 @@ pub struct Effect {
     pub new_event_ids: [Uuid; 2],
     /// When it happened.
     pub at: UnixMillis,
+    /// Keys no queue is bound to: events of these keys are not emitted (no outbox row, no
+    /// publish), since nobody would receive them — `payment.succeeded` in the default topology.
+    pub unrouted: crate::event::RoutingKeys,
 }
 
 /// What [`OrderStore::apply_effects`] did with one effect.

@@ -290,6 +290,9 @@ impl Application {
             notifier: integrations::notifier(&settings.notify)?,
             purchase_limits: purchase_limits.clone(),
             message_timeout: settings.workers.message_timeout.get(),
+            unrouted: ordermill_core::RoutingKeys::of(|key| {
+                settings.topology.queues_for(key.as_str()).is_empty()
+            }),
         };
         let worker_metrics = match (&role, settings.workers.metrics_listen) {
             (Role::Worker { .. }, Some(addr)) => Some((

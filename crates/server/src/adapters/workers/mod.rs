@@ -67,6 +67,8 @@ pub struct Pipeline {
     /// How long one outside call (a charge, a notification) may take before it counts as a
     /// transient failure of that message alone.
     pub message_timeout: std::time::Duration,
+    /// Routing keys no queue of the topology is bound to: effects emit no event of these.
+    pub unrouted: ordermill_core::RoutingKeys,
 }
 
 /// Starts `concurrency` consumer loops for every queue of the topology that has a handler

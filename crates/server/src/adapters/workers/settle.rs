@@ -34,6 +34,7 @@ pub fn effect(
         reason,
         new_event_ids: event_ids(pipeline),
         at: pipeline.clock.now(),
+        unrouted: pipeline.unrouted,
     }
 }
 
