@@ -223,6 +223,21 @@ struct MigrateArgs {
     config: ConfigFlag,
 }
 
+impl MigrateArgs {
+    /// The settings these flags, the config file and the environment make, with logging on.
+    fn settings(self) -> anyhow::Result<ordermill_server::Settings> {
+        let flags = Overrides {
+            config: self.config.config,
+            store: self.store,
+            data_dir: self.data_dir,
+            ..Overrides::default()
+        };
+        let settings = config::load(&flags)?;
+        crate::logging::init(settings.log_format, &settings.log_filter)?;
+        Ok(settings)
+    }
+}
+
 /// `dlq`: a queue's dead letters, on the store and bus that hold them.
 #[derive(Debug, Args)]
 struct DlqArgs {
@@ -306,14 +321,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Role::Worker { queues: args.queues },
         ),
         Command::Migrate(args) => {
-            let flags = Overrides {
-                config: args.config.config,
-                store: args.store,
-                data_dir: args.data_dir,
-                ..Overrides::default()
-            };
-            let settings = config::load(&flags)?;
-            crate::logging::init(settings.log_format, &settings.log_filter)?;
+            let settings = args.settings()?;
             let migrated = runtime()?.block_on(ordermill_server::startup::tools::migrate(
                 &settings,
                 shutdown_signal(),
@@ -324,14 +332,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Maintain(args) => {
-            let flags = Overrides {
-                config: args.config.config,
-                store: args.store,
-                data_dir: args.data_dir,
-                ..Overrides::default()
-            };
-            let settings = config::load(&flags)?;
-            crate::logging::init(settings.log_format, &settings.log_filter)?;
+            let settings = args.settings()?;
             let report =
                 runtime()?.block_on(ordermill_server::startup::tools::maintain(&settings))?;
             println!("{report}");

@@ -181,6 +181,39 @@ impl Deployment {
         Proc::spawn(name, &mut command, self.dir(), "ordermill worker is consuming.")
     }
 
+    /// What every fault test checks once its load stopped: only 201 or 503 answers, one order
+    /// per key, every order answered 201 confirmed (within 60 s) in PostgreSQL too, every effect
+    /// once with stock and the shared count agreeing (`sku` started with `stock` units), and no
+    /// dead letter (an outage spends no attempt).
+    pub async fn assert_nothing_lost(
+        &self,
+        base: &str,
+        report: &LoadReport,
+        sku: &str,
+        stock: i64,
+    ) {
+        let unexpected: Vec<_> =
+            report.statuses.keys().filter(|s| ![201, 503].contains(*s)).collect();
+        assert!(unexpected.is_empty(), "unexpected answers {unexpected:?}: {:?}", report.samples);
+        let distinct: HashSet<&String> = report.accepted.iter().collect();
+        assert_eq!(distinct.len(), report.accepted.len(), "every key got an order of its own");
+        let not_confirmed = await_confirmed(base, &report.accepted, Duration::from_secs(60)).await;
+        assert!(
+            not_confirmed.is_empty(),
+            "{} of {} orders answered 201 are not confirmed 60 s after the load; e.g. {:?}",
+            not_confirmed.len(),
+            report.accepted.len(),
+            &not_confirmed[..not_confirmed.len().min(5)]
+        );
+        let ledger = self.settled(Duration::from_secs(30)).await;
+        for id in &report.accepted {
+            assert!(ledger.confirmed_ids.contains(id), "order {id} confirmed in PostgreSQL");
+        }
+        assert!(ledger.orders >= report.accepted.len() as i64);
+        ledger.assert_exactly_once(&[(sku, stock)], 0);
+        assert_eq!(self.dead_letters(), 0, "no dead letters: an outage spends no attempt");
+    }
+
     /// A connection to PostgreSQL with `search_path` set to this deployment's schema.
     pub async fn db(&self) -> PgConnection {
         let mut db = PgConnection::connect(&self.services.postgres).await.unwrap();
