@@ -14,6 +14,13 @@ use serde_json::{Value, json};
 use support::MERCHANT_TOKEN;
 use support::scaled::{Deployment, Services, put_product};
 
+/// Sends `request`; the status and the JSON body.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let reply = request.send().await.unwrap();
+    let status = reply.status().as_u16();
+    (status, reply.json().await.unwrap())
+}
+
 fn now_ms() -> i64 {
     i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
@@ -32,51 +39,32 @@ async fn a_node_whose_clock_runs_ahead_keeps_the_shared_time() {
     let client = reqwest::Client::new();
 
     assert!(put_product(&honest.url(""), "abalone", 10).await.is_success());
-    let deal: Value = client
-        .post(honest.url("/api/deals"))
-        .bearer_auth(MERCHANT_TOKEN)
-        .json(&json!({"sku": "abalone", "deal_price": "5.00", "group_size": 3, "expires_in": "1h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, deal) = answer(client.post(honest.url("/api/deals")).bearer_auth(MERCHANT_TOKEN).json(
+        &json!({"sku": "abalone", "deal_price": "5.00", "group_size": 3, "expires_in": "1h"}),
+    ))
+    .await;
     let id = deal["deal_id"].as_str().unwrap().to_owned();
 
     // Several of the skewed node's deadline sweeps (every 500 ms) go by: on its own clock
     // the deadline passed an hour ago.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let seen: Value = client
-        .get(honest.url(&format!("/api/deals/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, seen) = answer(client.get(honest.url(&format!("/api/deals/{id}")))).await;
     assert_eq!(seen["status"], "open", "expired early by the skewed node: {seen}");
 
-    let joined = client
-        .post(ahead.url(&format!("/api/deals/{id}/join")))
-        .json(&json!({"customer_id": "c-ahead"}))
-        .send()
-        .await
-        .unwrap();
-    let status = joined.status();
-    let body: Value = joined.json().await.unwrap();
+    let (status, body) = answer(
+        client
+            .post(ahead.url(&format!("/api/deals/{id}/join")))
+            .json(&json!({"customer_id": "c-ahead"})),
+    )
+    .await;
     assert_eq!(status, 201, "the skewed node refused a join before the deadline: {body}");
 
     // Its orders carry the shared time, not its own.
-    let placed: Value = client
-        .post(ahead.url("/api/orders"))
-        .json(&json!({"customer_id": "c-plain", "items": [{"sku": "abalone", "quantity": 1}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, placed) =
+        answer(client.post(ahead.url("/api/orders")).json(
+            &json!({"customer_id": "c-plain", "items": [{"sku": "abalone", "quantity": 1}]}),
+        ))
+        .await;
     let created = humantime::parse_rfc3339(placed["created_at"].as_str().unwrap()).unwrap();
     let created = i64::try_from(created.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
     assert!((created - now_ms()).abs() < 60_000, "stamped {} ms off", created - now_ms());

@@ -76,23 +76,13 @@ async fn a_database_restart_mid_load_loses_no_order_and_repeats_no_effect() {
     let base = api.url("");
 
     let load = Load::start(&base, 4, SKU, &deployment.id);
-    let seed = fastrand::u64(..);
-    let mut rng = fastrand::Rng::with_seed(seed);
-    tokio::time::sleep(Duration::from_millis(800 + rng.u64(0..1_200))).await;
-    let before = load.accepted();
-    assert!(before > 0, "orders were accepted before the restart");
+    let (seed, before) = load.until_a_seeded_moment().await;
     let guard = DatabaseGuard(version.clone());
     let restart = Instant::now();
     pg_ctl(&version, "restart");
     drop(guard);
     let restarted_in = restart.elapsed();
-    let back_at = load.accepted();
-    // Selling resumes by itself within 10 s of the database being back.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while load.accepted() < back_at + 20 {
-        assert!(Instant::now() < deadline, "intake did not recover (seed {seed})");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    load.assert_selling_again(seed).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let report = load.stop().await;
     eprintln!(

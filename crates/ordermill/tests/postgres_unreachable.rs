@@ -15,7 +15,7 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::scaled::{Deployment, Load, Services};
 use tokio::net::{TcpListener, TcpStream};
@@ -105,18 +105,9 @@ async fn postgres_unreachable_for_five_seconds_loses_no_order_and_repeats_no_eff
     let base = api.url("");
 
     let load = Load::start(&base, 4, SKU, &deployment.id);
-    let seed = fastrand::u64(..);
-    let mut rng = fastrand::Rng::with_seed(seed);
-    tokio::time::sleep(Duration::from_millis(800 + rng.u64(0..1_200))).await;
-    let before = load.accepted();
-    assert!(before > 0, "orders were accepted before the cut");
+    let (seed, before) = load.until_a_seeded_moment().await;
     proxy.cut_for(Duration::from_secs(5)).await;
-    let back_at = load.accepted();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while load.accepted() < back_at + 20 {
-        assert!(Instant::now() < deadline, "intake did not recover within 10 s (seed {seed})");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    load.assert_selling_again(seed).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let report = load.stop().await;
     eprintln!(

@@ -789,6 +789,27 @@ impl Load {
     }
 
     /// 201s so far.
+    /// Waits for a seeded random moment 0.8–2 s into the load (the seed is returned, to print
+    /// with any failure) and checks orders were taken by then; returns `(seed, accepted)`.
+    pub async fn until_a_seeded_moment(&self) -> (u64, u64) {
+        let seed = fastrand::u64(..);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        tokio::time::sleep(Duration::from_millis(800 + rng.u64(0..1_200))).await;
+        let before = self.accepted();
+        assert!(before > 0, "orders were accepted before the fault (seed {seed})");
+        (seed, before)
+    }
+
+    /// Asserts selling resumes by itself (20 more orders taken) within 10 s of the fault's end.
+    pub async fn assert_selling_again(&self, seed: u64) {
+        let back_at = self.accepted();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.accepted() < back_at + 20 {
+            assert!(Instant::now() < deadline, "intake did not recover within 10 s (seed {seed})");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }

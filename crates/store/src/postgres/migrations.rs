@@ -22,18 +22,25 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 
 /// First half of the advisory lock key ("om" in ASCII): keeps our lock apart from any other
 /// application's advisory locks in the same database. The second half is the schema's hash.
-pub(crate) const LOCK_CLASS: i32 = 0x6f6d;
+const LOCK_CLASS: i32 = 0x6f6d;
+
+/// Takes the schema's advisory lock until `tx` ends: schema changes (migrations, partition
+/// maintenance) from several processes then take turns.
+pub(crate) async fn lock_schema(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+        .bind(LOCK_CLASS)
+        .execute(tx)
+        .await
+        .map_err(from_sqlx)?;
+    Ok(())
+}
 
 /// Applies every migration not yet recorded; returns the names of those it applied.
 pub(crate) async fn migrate(pool: &PgPool) -> Result<Vec<String>, StoreError> {
     let mut applied = Vec::new();
     for (version, name, sql) in MIGRATIONS {
         let mut tx = pool.begin().await.map_err(from_sqlx)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
-            .bind(LOCK_CLASS)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
+        lock_schema(&mut tx).await?;
         // Created under the lock, so two first runs cannot race on the catalog.
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (

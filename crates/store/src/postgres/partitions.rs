@@ -9,7 +9,7 @@ use ordermill_core::ports::StoreError;
 use sqlx::PgPool;
 
 use super::error::from_sqlx;
-use super::migrations::LOCK_CLASS;
+use super::migrations::lock_schema;
 
 /// Days of partitions kept ready ahead of today (UTC): a week without any maintenance run
 /// before inserts start landing in the DEFAULT partitions (still correct, just unpartitioned).
@@ -40,11 +40,7 @@ pub(crate) async fn maintain(
     let retention = retention.max(MIN_RETENTION);
     let millis = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let mut tx = pool.begin().await.map_err(from_sqlx)?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
-        .bind(LOCK_CLASS)
-        .execute(&mut *tx)
-        .await
-        .map_err(from_sqlx)?;
+    lock_schema(&mut tx).await?;
     let created: Vec<String> = sqlx::query_scalar("SELECT ordermill_ensure_partitions($1)")
         .bind(DAYS_AHEAD)
         .fetch_one(&mut *tx)
