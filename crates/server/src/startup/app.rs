@@ -382,7 +382,7 @@ impl Application {
             rate_limit: backends.rate_limiter.clone().map(|limiter| RateLimit { limiter, proxies }),
         });
         let router = http::router(state, &settings.http);
-        let listener = TcpListener::bind(settings.listen)
+        let listener = super::listener::bind(settings.listen)
             .await
             .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         Ok(HttpSide { listener, router, committer, deals, catalog: catalog_for_refresh, node })

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod backends;
 pub mod clock;
+pub mod listener;
 pub mod maintenance;
 pub mod settings;
 pub mod tools;
