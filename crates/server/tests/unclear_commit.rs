@@ -7,19 +7,27 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ordermill_core::ports::{AcceptedOrder, OrderStore, StockCache};
 use ordermill_server::services::intake::committer::{CommitRequest, Committer, FailKind};
+use ordermill_server::services::lease::Lease;
 use support::faulty_store::{COMMIT_THEN_FAIL, FAIL_WITHOUT_COMMIT, Rig, rig};
 use tokio::sync::oneshot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_commit_reply_is_read_back_before_anything_is_released() {
     let Rig { dir: _dir, sqlite, store, product, cache, bus } = rig(10).await;
-    let (committer, handle) =
-        Committer::new(store.clone(), cache.clone(), bus, (64, 64), Duration::from_secs(10));
+    let lease = Arc::new(Lease::unconditional());
+    let (committer, handle) = Committer::new(
+        store.clone(),
+        cache.clone(),
+        bus,
+        (64, 64),
+        (Duration::from_secs(10), lease),
+    );
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(committer.run(stop.clone()));
     let ids = ordermill_core::OrderIdGenerator::new();

@@ -621,6 +621,13 @@ impl Proc {
         assert!(status.success(), "{} exited with {status}; see {}", self.name, self.log.display());
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) and fails the test if `kill` does.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+        assert!(sent.success(), "kill -{signal} {} ({pid}) failed", self.name);
+    }
+
     /// SIGKILL, and reap it.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
@@ -714,6 +721,24 @@ pub struct LoadReport {
     pub samples: Vec<String>,
     /// Units ordered by requests not answered 201 (refused, or lost with a killed node).
     pub unanswered_units: i64,
+}
+
+impl LoadReport {
+    /// One report for loads run side by side (through different nodes).
+    pub fn merged(reports: impl IntoIterator<Item = LoadReport>) -> LoadReport {
+        let mut all = LoadReport::default();
+        for report in reports {
+            all.accepted.extend(report.accepted);
+            for (status, n) in report.statuses {
+                *all.statuses.entry(status).or_default() += n;
+            }
+            all.transport_errors += report.transport_errors;
+            all.unanswered_units += report.unanswered_units;
+            all.samples
+                .extend(report.samples.into_iter().take(8usize.saturating_sub(all.samples.len())));
+        }
+        all
+    }
 }
 
 /// Order load: `clients` tasks, each posting orders for `sku` one after another, each with an

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::services::lease::Lease;
 use ordermill_core::ports::{CacheError, OrderStore, StockCache, StoreError};
 use ordermill_core::{Money, OrderLine, Product, Quantity, Sku, ValidationError};
 use thiserror::Error;
@@ -64,6 +65,8 @@ pub struct Catalog {
     /// SKUs looked up in the store on a miss and not found there, for a second: a stream of
     /// orders for a SKU nobody created costs the store one query per second, not one each.
     missing: moka::sync::Cache<Sku, ()>,
+    /// This node's say in the cache's counts (held for good by a node alone on them).
+    lease: Arc<Lease>,
 }
 
 /// How long a SKU the store lacked is answered unknown without asking the store again.
@@ -86,11 +89,13 @@ impl Catalog {
         reconcile: Reconcile,
     ) -> Result<Catalog, CatalogError> {
         let products = store.load_products().await?;
-        match &reconcile {
+        let lease = match &reconcile {
             Reconcile::Reset => {
                 cache.rebuild(None, &counts(&products)).await.map_err(CatalogError::Cache)?;
+                Lease::unconditional()
             }
             Reconcile::Shared { node, ttl } => {
+                let sent_at = std::time::Instant::now();
                 let reset = cache
                     .join_shared(node, &counts(&products), *ttl)
                     .await
@@ -100,8 +105,9 @@ impl Catalog {
                 } else {
                     tracing::info!(node = %node, "Other api nodes are live on the shared hot-stock cache: only missing counts were set from the store.");
                 }
+                Lease::taken(sent_at, *ttl)
             }
-        }
+        };
         let map: HashMap<Sku, Arc<Product>> =
             products.into_iter().map(|p| (p.sku.clone(), Arc::new(p))).collect();
         tracing::info!(
@@ -117,7 +123,13 @@ impl Catalog {
                 .max_capacity(100_000)
                 .time_to_live(MISSING_FOR)
                 .build(),
+            lease: Arc::new(lease),
         })
+    }
+
+    /// This node's lease on the cache's counts: reservations and commits check it.
+    pub fn lease(&self) -> &Arc<Lease> {
+        &self.lease
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Sku, Arc<Product>>> {

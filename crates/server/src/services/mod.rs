@@ -9,11 +9,13 @@
 //! - [`deals`]: group buying (open, join, complete) and the deadline scheduler.
 //! - [`purchase_limits`]: per-customer purchase limits, enforced in memory at intake.
 //! - [`order_cache`]: the order read cache behind `GET /api/orders/{id}`.
+//! - [`lease`]: this api node's lease on shared hot-stock counts, and its fence.
 //! - [`stock_repair`]: rebuilds hot-stock counts a shared cache lost, from the store.
 
 pub mod catalog;
 pub mod deals;
 pub mod intake;
+pub mod lease;
 pub mod order_cache;
 pub mod purchase_limits;
 pub mod stock_repair;

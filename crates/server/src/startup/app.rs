@@ -28,6 +28,7 @@ use crate::services::deals::{self, Deals};
 use crate::services::intake::Intake;
 use crate::services::intake::committer::Committer;
 use crate::services::intake::idempotency::Idempotency;
+use crate::services::lease::{Lease, Renewal};
 use crate::services::order_cache::OrderCache;
 use crate::services::purchase_limits::PurchaseLimits;
 use crate::services::stock_repair::{self, RepairSettings};
@@ -335,7 +336,7 @@ impl Application {
             cache.clone(),
             bus.clone(),
             (settings.commit.max_batch_orders, settings.commit.queue_capacity),
-            settings.http.max_queue_wait.get(),
+            (settings.http.max_queue_wait.get(), catalog.lease().clone()),
         );
         let idempotency = Arc::new(Idempotency::new(
             store.clone(),
@@ -469,7 +470,7 @@ impl Application {
             let ttl = settings.redis.node_ttl.get();
             working.spawn(keep_alive(
                 backends.cache.clone(),
-                node.clone(),
+                (node.clone(), http.catalog.lease().clone()),
                 ttl,
                 stop_workers.clone(),
             ));
@@ -541,10 +542,10 @@ impl Application {
 }
 
 /// Renews this api node's heartbeat on the shared hot-stock cache every third of `ttl`, so the
-/// others know a reservation of its may be in flight.
+/// others know a reservation of its may be in flight, and keeps its [`Lease`] current.
 async fn keep_alive(
     cache: Arc<dyn ordermill_core::ports::StockCache>,
-    node: String,
+    (node, lease): (String, Arc<Lease>),
     ttl: Duration,
     stop: CancellationToken,
 ) {
@@ -553,7 +554,12 @@ async fn keep_alive(
             () = stop.cancelled() => break,
             () = tokio::time::sleep(ttl / 3) => {}
         }
-        match cache.heartbeat(&node, ttl).await {
+        let sent_at = std::time::Instant::now();
+        let renewed = cache.heartbeat(&node, ttl).await;
+        if renewed.is_ok() && lease.renewed(sent_at, ttl) == Renewal::AfterLapse {
+            tracing::warn!(node = %node, "This api node's lease on the shared hot stock had lapsed (no heartbeat reached Redis within redis.node_ttl): it reserved and wrote nothing meanwhile and sells again now.");
+        }
+        match renewed {
             Ok(0) => {}
             Ok(expired) => {
                 tracing::warn!(node = %node, expired, "An api node's lease on the shared hot stock ran out (killed, or cut off); the counts are rebuilt from the store to free what it had reserved.");

@@ -198,6 +198,7 @@ impl Deals {
             .map_err(IntakeError::from)?;
         let lines = vec![line];
         let hold = self.purchase_limits.take(&customer, &lines).map_err(IntakeError::from)?;
+        self.catalog.lease().ensure_held().map_err(IntakeError::from)?;
         self.cache.reserve(&lines).await.map_err(IntakeError::from)?;
         let order = Order {
             id: self.ids.next(now),

@@ -16,6 +16,7 @@ use ordermill_core::{OutboxEvent, Sku};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::services::lease::Lease;
 use crate::telemetry::CommitMetrics;
 
 /// How long an unclear commit is read back before it is answered as unknown.
@@ -79,6 +80,9 @@ pub enum FailKind {
         /// How long it had waited.
         waited: Duration,
     },
+    /// This node's lease on the shared counts lapsed after its units were reserved: the
+    /// others may have put them back on sale, so it is not written (see [`Lease`]).
+    Fenced,
 }
 
 /// Handle used by intake to queue orders.
@@ -134,18 +138,20 @@ pub struct Committer {
     bus: Arc<dyn EventBus>,
     max_batch: usize,
     max_queue_wait: Duration,
+    lease: Arc<Lease>,
     metrics: CommitMetrics,
 }
 
 impl Committer {
-    /// A committer and the handle to feed it; `capacity` bounds queued requests, and one
-    /// that waited longer than `max_queue_wait` is shed.
+    /// A committer and the handle to feed it; `capacity` bounds queued requests, one that
+    /// waited longer than `max_queue_wait` is shed, and none reserved before `lease` last
+    /// lapsed is written.
     pub fn new(
         store: Arc<dyn OrderStore>,
         cache: Arc<dyn StockCache>,
         bus: Arc<dyn EventBus>,
         (max_batch, capacity): (usize, usize),
-        max_queue_wait: Duration,
+        (max_queue_wait, lease): (Duration, Arc<Lease>),
     ) -> (Committer, CommitterHandle) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let committer = Committer {
@@ -155,6 +161,7 @@ impl Committer {
             bus,
             max_batch: max_batch.max(1),
             max_queue_wait,
+            lease,
             metrics: CommitMetrics::new(),
         };
         (committer, CommitterHandle { sender })
@@ -204,6 +211,7 @@ impl Committer {
             };
             self.release(&request.orders, replies, failed).await;
         }
+        let requests = self.fence(requests).await;
         if requests.is_empty() {
             return;
         }
@@ -248,6 +256,34 @@ impl Committer {
             Err(error @ StoreError::Unavailable(_)) => self.resolve(batch, replies, error).await,
             Err(error) => self.fail(&batch, replies, error).await,
         }
+    }
+
+    /// Refuses the requests reserved before this node's lease last lapsed (see [`Lease`]):
+    /// answered 503, their units NOT given back — the counts are marked lost instead, so they
+    /// are recounted from the store, which never saw these orders.
+    async fn fence(&mut self, requests: Vec<CommitRequest>) -> Vec<CommitRequest> {
+        let now = Instant::now();
+        let (admitted, fenced): (Vec<_>, Vec<_>) =
+            requests.into_iter().partition(|r| self.lease.admits_commit(r.arrived, now));
+        if fenced.is_empty() {
+            return admitted;
+        }
+        let orders: usize = fenced.iter().map(|r| r.orders.len()).sum();
+        tracing::warn!(
+            orders,
+            "This api node's lease on the shared hot stock lapsed after these orders reserved their units; not writing them (503), and marking the counts for a rebuild from the store."
+        );
+        if let Err(error) = self.cache.mark_lost().await {
+            tracing::error!(error = %error, "Could not mark the hot-stock counts for a rebuild after refusing fenced orders; their units stay off sale until the next rebuild.");
+        }
+        for request in fenced {
+            let failed = CommitFailed {
+                message: "this node's lease on the shared stock counts lapsed".to_owned(),
+                kind: FailKind::Fenced,
+            };
+            let _ = request.reply.send(Err(failed));
+        }
+        admitted
     }
 
     /// Settles a commit whose outcome is unclear by reading one of its orders back (a batch

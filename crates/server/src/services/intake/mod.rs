@@ -404,6 +404,7 @@ impl Intake {
                 Begin::Proceed(claim) => Some(claim),
             },
         };
+        self.catalog.lease().ensure_held()?;
         // Counted before stock is reserved, so a customer over the limit takes no stock; the
         // hold gives the units back by itself if anything below fails.
         let hold = self.purchase_limits.take(&input.customer_id, &lines)?;
@@ -452,6 +453,7 @@ impl Intake {
                 FailKind::Oversold { short } => IntakeError::OutOfStock(short),
                 FailKind::LimitExceeded { sku } => IntakeError::LimitReached { sku },
                 FailKind::Shed { waited } => IntakeError::Shed { waited },
+                FailKind::Fenced => IntakeError::StockRecounting,
                 FailKind::Store => IntakeError::Unavailable(failed.message),
             }),
             Err(_) => {
