@@ -37,7 +37,9 @@ fi
 
 if ! up 5672; then
   need rabbitmq-server rabbitmq-server
-  rabbitmq-server -detached
+  # Hundreds of quorum queues (the bus tests declare a topology per case) need more than the
+  # default 1,024 file descriptors; short of them the broker stops accepting connections.
+  (ulimit -n "$(ulimit -Hn)"; rabbitmq-server -detached)
   wait_for 5672 rabbitmq 90
 else
   echo "rabbitmq: up on 5672"

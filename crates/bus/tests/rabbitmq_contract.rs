@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ordermill_bus::{RabbitBus, RabbitSettings, contract, run_relay};
 use ordermill_core::Topology;
-use ordermill_core::ports::{BusError, Delivery, Envelope, EventBus, Outbox, StoreError};
+use ordermill_core::ports::{
+    BusError, DeadLetterPage, Delivery, Envelope, EventBus, Outbox, StoreError,
+};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -241,13 +243,13 @@ async fn a_message_retried_n_times_carries_attempt_n_plus_1_then_dead_letters() 
         assert_eq!(delivery.envelope, event);
     }
     bus.dead_letter(&delivery, "gave up").await.unwrap();
-    let dead = bus.dead_letters("a").await.unwrap();
+    let dead = bus.dead_letters("a", DeadLetterPage::first(1000)).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attempts, RETRIES + 1);
     assert_eq!(dead[0].error, "gave up");
     assert!(dead[0].died_at.0 > 0);
     // Listing does not consume: the dead letter is still there, and counted.
-    assert_eq!(bus.dead_letters("a").await.unwrap().len(), 1);
+    assert_eq!(bus.dead_letters("a", DeadLetterPage::first(1000)).await.unwrap().len(), 1);
     let a = bus.depths().await.unwrap()[0].1;
     assert_eq!((a.ready, a.delayed, a.in_flight, a.dead), (0, 0, 0, 1));
     bus.delete_topology().await.unwrap();
@@ -376,7 +378,7 @@ async fn acks_go_as_one_frame_only_over_a_run_that_is_all_ours() {
     bus.dead_letter(&a[0], "poison").await.unwrap();
     bus.ack(&a[1..]).await.unwrap();
     bus.ack(&c).await.unwrap();
-    let dead = bus.dead_letters("a").await.unwrap();
+    let dead = bus.dead_letters("a", DeadLetterPage::first(1000)).await.unwrap();
     assert_eq!(dead.len(), 1, "exactly the one dead-lettered: {dead:?}");
     assert_eq!(dead[0].envelope.event_id, a[0].envelope.event_id);
     // Nothing comes back: every ack landed on the delivery it was meant for, and the channel

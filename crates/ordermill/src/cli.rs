@@ -248,6 +248,12 @@ struct DlqArgs {
     /// The queue: inventory, payment or notify (or one of your topology's).
     #[arg(long)]
     queue: String,
+    /// list: how many to show (at most 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
+    /// list: how many of the oldest to skip, to page on.
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
     /// Directory of the embedded database (default ./data).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -403,7 +409,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn dlq(args: DlqArgs) -> anyhow::Result<()> {
     use ordermill_server::startup::tools::{self, DlqAction, DlqOutcome};
     let action = match args.action {
-        DlqCommand::List => DlqAction::List,
+        DlqCommand::List => DlqAction::List(tools::DeadLetterPage {
+            offset: args.offset,
+            limit: usize::from(args.limit),
+        }),
         DlqCommand::Replay => DlqAction::Replay,
         DlqCommand::Purge => DlqAction::Purge,
     };
@@ -417,8 +426,17 @@ fn dlq(args: DlqArgs) -> anyhow::Result<()> {
     let settings = config::load(&flags)?;
     let queue = &args.queue;
     match runtime()?.block_on(tools::dlq(&settings, queue, action))? {
-        DlqOutcome::Listed(letters) => {
-            println!("{} dead letter(s) in {queue}", letters.len());
+        DlqOutcome::Listed { letters, total } => {
+            let (from, shown) = (args.offset, letters.len());
+            if shown == 0 {
+                println!("{total} dead letter(s) in {queue}; none from number {}", from + 1);
+            } else {
+                println!(
+                    "{total} dead letter(s) in {queue}; numbers {} to {} (oldest first)",
+                    from + 1,
+                    from + shown
+                );
+            }
             for d in letters {
                 println!(
                     "{}  {}  attempts={}  died_at={}  error={}",

@@ -21,9 +21,14 @@ fn start(dir: &Path) -> Node {
 }
 
 fn dlq(dir: &Path, action: &str) -> String {
+    dlq_with(dir, action, &[])
+}
+
+fn dlq_with(dir: &Path, action: &str, more: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ordermill"))
         .args(["dlq", action, "--queue", "payment", "--data-dir"])
         .arg(dir)
+        .args(more)
         .output()
         .unwrap();
     assert!(out.status.success(), "dlq {action} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -80,6 +85,9 @@ async fn dead_letters_are_listed_replayed_and_purged_from_the_command_line() {
     let listed = dlq(dir.path(), "list");
     assert!(listed.starts_with("1 dead letter(s) in payment"), "{listed}");
     assert!(listed.contains("order.created") && listed.contains("test-down"), "{listed}");
+    let further = dlq_with(dir.path(), "list", &["--offset", "1"]);
+    assert!(further.starts_with("1 dead letter(s) in payment; none from number 2"), "{further}");
+    assert!(!further.contains("test-down"), "a page past the end lists none: {further}");
     assert!(dlq(dir.path(), "replay").contains("replayed 1"));
     assert!(dlq(dir.path(), "list").starts_with("0 dead letter(s)"));
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ordermill_bus::EmbeddedBus;
-use ordermill_core::ports::{Delivery, Envelope, EventBus};
+use ordermill_core::ports::{DeadLetterPage, Delivery, Envelope, EventBus};
 use ordermill_core::{HumanDuration, SystemClock, Topology};
 use ordermill_server::adapters::workers::{Handler, Outcome, runner};
 use ordermill_server::startup::settings::WorkerSettings;
@@ -85,7 +85,10 @@ async fn a_panicking_handler_retries_its_delivery_instead_of_acknowledging_it() 
     };
     consume_until(handler.clone(), &handler.calls, 2, bus.clone(), settings).await;
     assert_eq!(*handler.attempts.lock().unwrap(), vec![1, 2], "retried as a second attempt");
-    assert!(bus.dead_letters("payment").await.unwrap().is_empty(), "nothing dead-lettered");
+    assert!(
+        bus.dead_letters("payment", DeadLetterPage::first(10)).await.unwrap().is_empty(),
+        "nothing dead-lettered"
+    );
 }
 
 /// Panics while charging: the task running the charge dies.
@@ -179,7 +182,10 @@ async fn an_engine_outage_holds_the_message_without_spending_its_attempts() {
     let settings = WorkerSettings { max_attempts: 1, ..WorkerSettings::default() };
     consume_until(handler.clone(), &handler.calls, 3, bus.clone(), settings).await;
     assert_eq!(*handler.attempts.lock().unwrap(), vec![1, 1, 1], "no attempt was spent");
-    assert!(bus.dead_letters("payment").await.unwrap().is_empty(), "nothing dead-lettered");
+    assert!(
+        bus.dead_letters("payment", DeadLetterPage::first(10)).await.unwrap().is_empty(),
+        "nothing dead-lettered"
+    );
     let depths = bus.depths().await.unwrap();
     let payment = depths.iter().find(|(q, _)| q == "payment").unwrap();
     assert_eq!(payment.1.backlog(), 0, "acknowledged once the engine was back: {depths:?}");

@@ -21,6 +21,7 @@ on_both_engines!(
     a_declined_payment_cancels_the_order_and_gives_the_stock_back,
     a_flaky_gateway_is_retried_and_charges_exactly_once,
     a_gateway_that_stays_down_dead_letters_the_payment,
+    dead_letters_are_listed_a_page_at_a_time,
     dead_letters_replay_once_the_gateway_is_fixed,
     the_admin_api_needs_its_token,
     a_full_backlog_answers_503_with_retry_after_then_recovers,
@@ -149,6 +150,30 @@ async fn a_gateway_that_stays_down_dead_letters_the_payment(engines: Engines) {
     assert_eq!(app.count_rows("SELECT count(*) FROM payments").await, 0);
 }
 
+async fn dead_letters_are_listed_a_page_at_a_time(engines: Engines) {
+    let app = app_with(&engines, |_| {}).await;
+    app.put_product("a", "5.00", 10).await;
+    let mut placed = Vec::new();
+    for n in 0..3 {
+        placed.push(id(&app.order("test-down", &[("a", 1)]).await));
+        // One at a time, so that the dead letters' order is the orders' order.
+        wait_dead(&app, "payment", n + 1).await;
+    }
+    let page = |query: &'static str| {
+        app.send(
+            app.client.get(app.url(&format!("/admin/dlq/payment?{query}"))).bearer_auth("s3cret"),
+        )
+    };
+    let first = page("limit=2").await.body;
+    assert_eq!((first["count"].as_i64(), first["total"].as_i64()), (Some(2), Some(3)));
+    assert_eq!(first["dead_letters"][0]["payload"]["order_id"], placed[0].as_str(), "oldest first");
+    assert_eq!(first["next"], "/admin/dlq/payment?limit=2&offset=2");
+    let second = page("limit=2&offset=2").await.body;
+    assert_eq!((second["count"].as_i64(), second["offset"].as_i64()), (Some(1), Some(2)));
+    assert_eq!(second["dead_letters"][0]["payload"]["order_id"], placed[2].as_str());
+    assert!(second["next"].is_null(), "the last page links nowhere: {second}");
+}
+
 /// A payment service that is down until told otherwise; counts charges.
 async fn gateway_stub(down: Arc<AtomicBool>, charges: Arc<AtomicUsize>) -> String {
     let app = axum::Router::new().route(
@@ -205,6 +230,11 @@ async fn the_admin_api_needs_its_token(engines: Engines) {
     assert_eq!(reply.status, 401);
     let reply = app.send(app.client.get(app.url("/admin/dlq/nope")).bearer_auth("s3cret")).await;
     assert_eq!((reply.status, reply.code()), (404, "unknown_queue"));
+    for query in ["limit=0", "limit=1001", "limit=x", "offset=-1", "page=2"] {
+        let url = app.url(&format!("/admin/dlq/payment?{query}"));
+        let reply = app.send(app.client.get(url).bearer_auth("s3cret")).await;
+        assert_eq!((reply.status, reply.code()), (400, "invalid_query"), "{query}");
+    }
     let queues = app.send(app.client.get(app.url("/admin/queues")).bearer_auth("s3cret")).await;
     assert_eq!(queues.body["queues"].as_array().unwrap().len(), 3);
 

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ordermill_core::ports::{
-    BusError, BusLedger, DeadLetter, Delivery, Envelope, EventBus, QueueDepth, StoreError,
+    BusError, BusLedger, DeadLetter, DeadLetterPage, Delivery, Envelope, EventBus, QueueDepth,
+    StoreError,
 };
 use ordermill_core::{Clock, Topology, UnixMillis};
 use tokio::sync::Notify;
@@ -40,6 +41,9 @@ pub struct EmbeddedBus {
     clock: Arc<dyn Clock>,
     next_tag: AtomicU64,
     backlog: AtomicU64,
+    /// Dead letters held (in memory, with their bodies): intake's backpressure counts them
+    /// with the backlog, so they cannot grow the process without bound.
+    dead: AtomicU64,
 }
 
 fn ledger_error(error: StoreError) -> BusError {
@@ -79,6 +83,7 @@ impl EmbeddedBus {
             clock,
             next_tag: AtomicU64::new(1),
             backlog: AtomicU64::new(0),
+            dead: AtomicU64::new(0),
         };
         bus.recover().await?;
         Ok(bus)
@@ -128,6 +133,7 @@ impl EmbeddedBus {
                 }
             }
         }
+        self.dead.fetch_add(dead_count, Ordering::Relaxed);
         if !finished.is_empty() {
             self.ledger.record_acks(Vec::new(), finished).await.map_err(ledger_error)?;
         }
@@ -330,11 +336,17 @@ impl EventBus for EmbeddedBus {
             died_at: at,
         });
         self.backlog.fetch_sub(1, Ordering::Relaxed);
+        self.dead.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BusError> {
-        Ok(lock(&self.slot_or_err(queue)?.state).dead.clone())
+    async fn dead_letters(
+        &self,
+        queue: &str,
+        page: DeadLetterPage,
+    ) -> Result<Vec<DeadLetter>, BusError> {
+        let state = lock(&self.slot_or_err(queue)?.state);
+        Ok(state.dead.iter().skip(page.offset).take(page.limit).cloned().collect())
     }
 
     async fn replay_dead_letters(&self, queue: &str) -> Result<usize, BusError> {
@@ -353,6 +365,7 @@ impl EventBus for EmbeddedBus {
             }
         }
         self.backlog.fetch_add(count as u64, Ordering::Relaxed);
+        self.dead.fetch_sub(count as u64, Ordering::Relaxed);
         slot.arrived.notify_waiters();
         tracing::info!(queue, count, "Replayed dead letters.");
         Ok(count)
@@ -374,6 +387,7 @@ impl EventBus for EmbeddedBus {
             lock(&slot.state).dead.extend(dead);
             return Err(ledger_error(error));
         }
+        self.dead.fetch_sub(done.len() as u64, Ordering::Relaxed);
         tracing::info!(queue, count = done.len(), "Purged dead letters.");
         Ok(done.len())
     }
@@ -383,6 +397,6 @@ impl EventBus for EmbeddedBus {
     }
 
     fn backlog_hint(&self) -> u64 {
-        self.backlog.load(Ordering::Relaxed)
+        self.backlog.load(Ordering::Relaxed) + self.dead.load(Ordering::Relaxed)
     }
 }

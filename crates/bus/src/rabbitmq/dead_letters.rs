@@ -8,7 +8,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use ordermill_core::UnixMillis;
-use ordermill_core::ports::{BusError, DeadLetter, Delivery};
+use ordermill_core::ports::{BusError, DeadLetter, DeadLetterPage, Delivery};
 
 use super::Shared;
 use super::connection::unavailable;
@@ -102,25 +102,47 @@ impl Shared {
         self.move_delivery(delivery, copy, "dead letter").await
     }
 
-    /// Reads the dead queue without consuming it: basic.get without ack on a scratch
-    /// channel, then closing the channel requeues everything in its original order.
-    pub(crate) async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BusError> {
+    /// Reads one page of the dead queue without consuming it: basic.get without ack on a
+    /// scratch channel, up to the page's last event (memory stays one page plus one
+    /// message), then closing the channel requeues everything in its original order.
+    pub(crate) async fn dead_letters(
+        &self,
+        queue: &str,
+        page: DeadLetterPage,
+    ) -> Result<Vec<DeadLetter>, BusError> {
         let slot = self.slot(queue)?;
         let link = self.live_link()?;
         let channel = link.scratch_channel().await?;
         let mut letters = Vec::new();
-        let mut messages = 0u64;
+        let (mut messages, mut skipped) = (0u64, 0usize);
         let read = async {
-            while let Some(got) = channel
-                .basic_get(slot.names.dead.as_str().into(), BasicGetOptions { no_ack: false })
-                .await?
+            while letters.len() < page.limit
+                && let Some(got) = channel
+                    .basic_get(slot.names.dead.as_str().into(), BasicGetOptions { no_ack: false })
+                    .await?
             {
                 let d = &got.delivery;
                 messages += 1;
                 // A batch arrives here whole only when the broker dead-lettered it (rejected
                 // unread, expired, over a quorum queue's delivery limit): list its events.
-                match message::read_all(&d.properties, d.routing_key.as_str(), &d.data) {
-                    Some(events) => letters.extend(events.into_iter().map(|incoming| DeadLetter {
+                let Some(events) =
+                    message::read_all(&d.properties, d.routing_key.as_str(), &d.data)
+                else {
+                    tracing::warn!(
+                        queue,
+                        "A dead letter is not an ordermill event; left in place."
+                    );
+                    continue;
+                };
+                for incoming in events {
+                    if skipped < page.offset {
+                        skipped += 1;
+                        continue;
+                    }
+                    if letters.len() == page.limit {
+                        break;
+                    }
+                    letters.push(DeadLetter {
                         queue: queue.to_owned(),
                         envelope: incoming.envelope,
                         attempts: incoming.attempt,
@@ -128,11 +150,7 @@ impl Shared {
                             "dead-lettered by the broker (rejected or expired)".to_owned()
                         }),
                         died_at: incoming.died_at.unwrap_or(UnixMillis(0)),
-                    })),
-                    None => tracing::warn!(
-                        queue,
-                        "A dead letter is not an ordermill event; left in place."
-                    ),
+                    });
                 }
             }
             Ok::<(), lapin::Error>(())

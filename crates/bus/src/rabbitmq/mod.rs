@@ -35,7 +35,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ordermill_core::Topology;
 use ordermill_core::ports::{
-    BusError, DeadLetter, Delivery, Envelope, EventBus, Outbox, QueueDepth,
+    BusError, DeadLetter, DeadLetterPage, Delivery, Envelope, EventBus, Outbox, QueueDepth,
 };
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -298,8 +298,12 @@ impl EventBus for RabbitBus {
         self.shared.dead_letter(delivery, error).await
     }
 
-    async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BusError> {
-        self.shared.dead_letters(queue).await
+    async fn dead_letters(
+        &self,
+        queue: &str,
+        page: DeadLetterPage,
+    ) -> Result<Vec<DeadLetter>, BusError> {
+        self.shared.dead_letters(queue, page).await
     }
 
     async fn replay_dead_letters(&self, queue: &str) -> Result<usize, BusError> {

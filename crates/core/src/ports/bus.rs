@@ -74,6 +74,29 @@ pub struct DeadLetter {
     pub died_at: UnixMillis,
 }
 
+/// Which dead letters of a queue to list: oldest first, `limit` of them after skipping
+/// `offset`. Listings are paged so that a queue with a million dead letters costs a page of
+/// memory to look at, not a million.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterPage {
+    /// Dead letters skipped, oldest first.
+    pub offset: usize,
+    /// Dead letters returned at most.
+    pub limit: usize,
+}
+
+impl DeadLetterPage {
+    /// The most a page may hold.
+    pub const MAX_LIMIT: usize = 1_000;
+    /// A page's size when none is asked for.
+    pub const DEFAULT_LIMIT: usize = 100;
+
+    /// The first `limit` dead letters.
+    pub fn first(limit: usize) -> DeadLetterPage {
+        DeadLetterPage { offset: 0, limit }
+    }
+}
+
 /// How much a queue holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueDepth {
@@ -141,11 +164,16 @@ pub trait EventBus: Send + Sync + 'static {
     /// When the dead letter cannot be recorded.
     async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<(), BusError>;
 
-    /// The dead letters of `queue`, oldest first.
+    /// One page of the dead letters of `queue`, oldest first (see [`DeadLetterPage`]); how
+    /// many there are in all is [`QueueDepth::dead`].
     ///
     /// # Errors
     /// [`BusError::UnknownQueue`] or a backend failure.
-    async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BusError>;
+    async fn dead_letters(
+        &self,
+        queue: &str,
+        page: DeadLetterPage,
+    ) -> Result<Vec<DeadLetter>, BusError>;
 
     /// Sends every dead letter of `queue` back to it with a fresh attempt count. Returns how
     /// many.

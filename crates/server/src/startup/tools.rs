@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use ordermill_core::SystemClock;
 use ordermill_core::ports::DeadLetter;
+pub use ordermill_core::ports::DeadLetterPage;
 use ordermill_store::SqliteStore;
 
 use crate::startup::backends;
@@ -16,8 +17,8 @@ use crate::startup::settings::{BusUrl, Settings, StoreUrl};
 /// What to do with a queue's dead letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DlqAction {
-    /// Show them.
-    List,
+    /// Show one page of them.
+    List(DeadLetterPage),
     /// Send them back to their queue with a fresh attempt count.
     Replay,
     /// Drop them.
@@ -27,8 +28,13 @@ pub enum DlqAction {
 /// The outcome of a [`dlq`] call.
 #[derive(Debug)]
 pub enum DlqOutcome {
-    /// The dead letters, oldest first.
-    Listed(Vec<DeadLetter>),
+    /// One page of the dead letters, oldest first, and how many there are in all.
+    Listed {
+        /// The page.
+        letters: Vec<DeadLetter>,
+        /// Dead letters in the queue.
+        total: u64,
+    },
     /// How many were sent back: on the embedded bus they are delivered when the node next
     /// starts; on RabbitMQ they are back on the work queue now.
     Replayed {
@@ -56,7 +62,12 @@ pub async fn dlq(
         anyhow::bail!("no queue named {queue:?}; the queues are {}", bus.queues().join(", "));
     }
     Ok(match action {
-        DlqAction::List => DlqOutcome::Listed(bus.dead_letters(queue).await?),
+        DlqAction::List(page) => {
+            let letters = bus.dead_letters(queue, page).await?;
+            let depths = bus.depths().await?;
+            let total = depths.iter().find(|(name, _)| name == queue).map_or(0, |(_, d)| d.dead);
+            DlqOutcome::Listed { letters, total }
+        }
         DlqAction::Replay => DlqOutcome::Replayed {
             count: bus.replay_dead_letters(queue).await?,
             live: !matches!(settings.bus, BusUrl::Embedded),

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ordermill_core::ports::BusError;
-use serde::Serialize;
+use ordermill_core::ports::{BusError, DeadLetterPage};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -98,11 +98,34 @@ struct DeadLetterView {
     payload: Value,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterQuery {
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+/// `GET /admin/dlq/{queue}?limit=100&offset=0`: one page of the queue's dead letters, oldest
+/// first, with the total and the next page's URL.
 async fn list(
     State(state): State<AppState>,
     AdminQueue(queue): AdminQueue,
+    query: Result<axum::extract::Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let dead = state.bus.dead_letters(&queue).await.map_err(bus_error)?;
+    let axum::extract::Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(DeadLetterPage::DEFAULT_LIMIT);
+    if !(1..=DeadLetterPage::MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit must be from 1 to {}, got {limit}", DeadLetterPage::MAX_LIMIT),
+        ));
+    }
+    let page = DeadLetterPage { offset: query.offset.unwrap_or(0), limit };
+    let dead = state.bus.dead_letters(&queue, page).await.map_err(bus_error)?;
+    let depths = state.bus.depths().await.map_err(bus_error)?;
+    let total = depths.iter().find(|(name, _)| *name == queue).map_or(0, |(_, d)| d.dead);
     let views: Vec<DeadLetterView> = dead
         .into_iter()
         .map(|d| DeadLetterView {
@@ -115,8 +138,18 @@ async fn list(
                 .unwrap_or(Value::String(d.envelope.payload.to_string())),
         })
         .collect();
-    Ok(axum::Json(json!({"queue": queue, "count": views.len(), "dead_letters": views}))
-        .into_response())
+    let next = (views.len() == limit)
+        .then(|| format!("/admin/dlq/{queue}?limit={limit}&offset={}", page.offset + limit));
+    Ok(axum::Json(json!({
+        "queue": queue,
+        "count": views.len(),
+        "total": total,
+        "offset": page.offset,
+        "limit": limit,
+        "next": next,
+        "dead_letters": views,
+    }))
+    .into_response())
 }
 
 async fn replay(
