@@ -724,7 +724,8 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
-    /// One report for loads run side by side (through different nodes).
+    /// One report for several clients, or for loads run side by side through different
+    /// nodes (the first 8 samples kept).
     pub fn merged(reports: impl IntoIterator<Item = LoadReport>) -> LoadReport {
         let mut all = LoadReport::default();
         for report in reports {
@@ -842,22 +843,11 @@ impl Load {
     /// Stops the clients (each finishes its request in flight) and merges their reports.
     pub async fn stop(self) -> LoadReport {
         self.stop.store(true, Ordering::Relaxed);
-        let mut all = LoadReport::default();
+        let mut reports = Vec::with_capacity(self.tasks.len());
         for task in self.tasks {
-            let report = task.await.unwrap();
-            all.accepted.extend(report.accepted);
-            for (status, n) in report.statuses {
-                *all.statuses.entry(status).or_default() += n;
-            }
-            all.transport_errors += report.transport_errors;
-            all.unanswered_units += report.unanswered_units;
-            for sample in report.samples {
-                if all.samples.len() < 8 {
-                    all.samples.push(sample);
-                }
-            }
+            reports.push(task.await.unwrap());
         }
-        all
+        LoadReport::merged(reports)
     }
 }
 
