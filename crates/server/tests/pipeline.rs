@@ -359,20 +359,26 @@ async fn the_webhook_notifier_posts_each_event_once_and_retries_failures(engines
         let (received, failures_left) = (received.clone(), failures_left.clone());
         axum::Router::new().route(
             "/hook",
-            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-                let (received, failures_left) = (received.clone(), failures_left.clone());
-                async move {
-                    // The first call fails: the queue must retry it.
-                    if failures_left
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                        .is_ok()
-                    {
-                        return StatusCode::INTERNAL_SERVER_ERROR;
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, axum::Json(mut body): axum::Json<Value>| {
+                    let (received, failures_left) = (received.clone(), failures_left.clone());
+                    async move {
+                        body["idempotency_key"] = headers
+                            .get("idempotency-key")
+                            .and_then(|v| v.to_str().ok())
+                            .map_or(Value::Null, |k| Value::String(k.to_owned()));
+                        // The first call fails: the queue must retry it.
+                        if failures_left
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok()
+                        {
+                            return StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        received.lock().unwrap().push(body);
+                        StatusCode::NO_CONTENT
                     }
-                    received.lock().unwrap().push(body);
-                    StatusCode::NO_CONTENT
-                }
-            }),
+                },
+            ),
         )
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -404,6 +410,11 @@ async fn the_webhook_notifier_posts_each_event_once_and_retries_failures(engines
     );
     assert!(
         got.iter().all(|n| n["order_id"] == id(&placed).as_str() && n["customer_id"] == "c-hook")
+    );
+    assert!(
+        got.iter()
+            .all(|n| n["idempotency_key"].is_string() && n["idempotency_key"] == n["event_id"]),
+        "each call carries its event id as Idempotency-Key: {got:?}"
     );
     assert_eq!(
         app.count_rows("SELECT count(*) FROM processed_events WHERE consumer = 'notify'").await,

@@ -1,5 +1,7 @@
-//! Notifications as `POST {url}` with the notification as JSON. Non-2xx or a timeout is an
-//! error; the queue retries it with backoff and dead-letters it after the last attempt.
+//! Notifications as `POST {url}` with the notification as JSON and an `Idempotency-Key` of the
+//! event id, so a receiver drops the rare repeat (a worker killed between the send and its
+//! record sends that one event again, under the same key). Non-2xx or a timeout is an error;
+//! the queue retries it with backoff and dead-letters it after the last attempt.
 
 use std::time::Duration;
 
@@ -28,9 +30,16 @@ impl WebhookNotifier {
 #[async_trait]
 impl Notifier for WebhookNotifier {
     async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
-        let response = self.client.post(self.url.expose()).json(n).send().await.map_err(|e| {
-            NotifyError::Transient(format!("POST {}: {}", self.url, e.without_url()))
-        })?;
+        let response = self
+            .client
+            .post(self.url.expose())
+            .header("Idempotency-Key", n.event_id.to_string())
+            .json(n)
+            .send()
+            .await
+            .map_err(|e| {
+                NotifyError::Transient(format!("POST {}: {}", self.url, e.without_url()))
+            })?;
         let status = response.status();
         if status.is_success() {
             Ok(())
