@@ -44,6 +44,48 @@ async fn committed_orders_survive_closing_and_reopening_the_file() {
     assert_eq!(products[0].available(), 3);
 }
 
+/// Intake first: an order commit that arrives while consumer batches are queued waits for the
+/// consumer transaction in progress, not for every batch queued before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_commit_overtakes_queued_consumer_batches() {
+    const BATCHES: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    store.upsert_product(&contract::product_for_tests("s1", 10)).await.unwrap();
+    let ids = Arc::new(OrderIdGenerator::new());
+    let now = ordermill_core::UnixMillis(1_790_000_000_000);
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Built before any is sent, so they queue up together.
+    let all: Vec<Vec<_>> = (0..BATCHES)
+        .map(|_| {
+            (0..256)
+                .map(|_| contract::effect(&ids, "notify", ids.next_uuid(now), ids.next(now), None))
+                .collect()
+        })
+        .collect();
+    let mut batches = tokio::task::JoinSet::new();
+    for effects in all {
+        let (store, done) = (store.clone(), done.clone());
+        batches.spawn(async move {
+            store.apply_effects(effects).await.unwrap();
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    // The writer is busy with the batches once the first is written.
+    while done.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let order = contract::accepted(&ids, &[("s1", 1)], None);
+    store.commit_orders(Arc::new(vec![order])).await.unwrap();
+    let before = done.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        before < BATCHES / 2,
+        "the commit waited for {before} of {BATCHES} consumer batches queued before it"
+    );
+    while batches.join_next().await.is_some() {}
+    assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), BATCHES);
+}
+
 #[tokio::test]
 async fn opening_a_path_that_cannot_be_a_directory_says_which_path() {
     let file = tempfile::NamedTempFile::new().unwrap();

@@ -14,12 +14,22 @@ pub(crate) fn apply(
     effects: &[Effect],
 ) -> Result<Vec<EffectOutcome>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
+    let outcomes = apply_in(&tx, effects)?;
+    tx.commit().map_err(from_sqlite)?;
+    Ok(outcomes)
+}
+
+/// [`apply`] inside a transaction the caller commits.
+pub(crate) fn apply_in(
+    tx: &Transaction<'_>,
+    effects: &[Effect],
+) -> Result<Vec<EffectOutcome>, StoreError> {
     // Stock changes are summed per SKU and written once per SKU at the end: a batch of
     // deductions for a hot SKU is one UPDATE, not one per order.
     let mut stock_deltas: HashMap<String, StockDelta> = HashMap::new();
     let mut outcomes = Vec::with_capacity(effects.len());
     for effect in effects {
-        outcomes.push(apply_one(&tx, effect, &mut stock_deltas)?);
+        outcomes.push(apply_one(tx, effect, &mut stock_deltas)?);
     }
     {
         let mut update = tx
@@ -33,7 +43,6 @@ pub(crate) fn apply(
             }
         }
     }
-    tx.commit().map_err(from_sqlite)?;
     Ok(outcomes)
 }
 

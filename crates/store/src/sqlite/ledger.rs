@@ -21,6 +21,16 @@ pub(crate) fn record_acks(
     finished: &[Uuid],
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    record_acks_in(&tx, acks, finished)?;
+    tx.commit()
+}
+
+/// [`record_acks`] inside a transaction the caller commits.
+pub(crate) fn record_acks_in(
+    tx: &rusqlite::Transaction<'_>,
+    acks: &[(Arc<str>, Uuid)],
+    finished: &[Uuid],
+) -> rusqlite::Result<()> {
     {
         let mut ack = tx.prepare_cached(
             "INSERT INTO bus_acks (event_id, queue) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
@@ -37,14 +47,29 @@ pub(crate) fn record_acks(
                 ack.execute(params![event.hyphenated().to_string(), &**queue])?;
             }
         }
+        // Retries and dead letters are rare: one look at each table instead of a lookup per
+        // finished event when it is empty.
+        let any = |table: &str| {
+            tx.prepare_cached(&format!("SELECT EXISTS (SELECT 1 FROM {table})"))?
+                .query_row([], |row| row.get::<_, bool>(0))
+        };
+        let (retries, dead) = if finished.is_empty() {
+            (false, false)
+        } else {
+            (any("bus_retries")?, any("bus_dead_letters")?)
+        };
         for id in &finished_text {
             done.execute([id])?;
             done_acks.execute([id])?;
-            done_retries.execute([id])?;
-            done_dead.execute([id])?;
+            if retries {
+                done_retries.execute([id])?;
+            }
+            if dead {
+                done_dead.execute([id])?;
+            }
         }
     }
-    tx.commit()
+    Ok(())
 }
 
 pub(crate) fn record_retry(

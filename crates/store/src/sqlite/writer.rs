@@ -88,75 +88,191 @@ pub(crate) enum Command {
     },
 }
 
+/// Effects written in one consumer transaction, at most (whole caller batches are never split,
+/// so one larger batch goes alone). An intake commit that arrives while consumer work is queued
+/// waits for one such transaction, not for all of it.
+const EFFECTS_PER_TRANSACTION: usize = 256;
+
 /// Runs until every sender is dropped, then returns (after finishing queued commands).
 ///
-/// Group commit for consumers: whatever effect batches and ack batches are queued when the
-/// thread looks are merged, each kind into ONE transaction, so six consumer loops cost two
-/// fsyncs instead of six or twelve. The merge changes no outcome: effects are independent per
-/// event (each carries its own "processed" record), acks are idempotent, and a caller whose
-/// merged transaction fails retries as it would have alone.
-pub(crate) fn run(mut conn: Connection, mut commands: tokio::sync::mpsc::Receiver<Command>) {
-    while let Some(first) = commands.blocking_recv() {
-        let mut effects = Vec::new();
-        let mut acks = Vec::new();
-        let mut others = Vec::new();
-        for command in std::iter::once(first).chain(std::iter::from_fn(|| commands.try_recv().ok()))
-        {
-            match command {
-                Command::ApplyEffects { effects: batch, reply } => effects.push((batch, reply)),
-                Command::RecordAcks { acks: batch, finished, reply } => {
-                    acks.push((batch, finished, reply))
-                }
-                other => others.push(other),
+/// **Intake first.** Every turn takes what is queued, runs the commands that answer a client
+/// (order commits, catalog and deal writes, the bus's retries and dead letters) before any
+/// consumer work, then ONE bounded consumer transaction, and looks again. So an order's commit
+/// waits for at most one consumer transaction, however much consumer work piles up.
+///
+/// **Consumer work costs no fsync of its own.** Effects and acks commit with
+/// `synchronous = NORMAL`: their WAL frames reach the disk with the next intake commit's fsync
+/// (an fsync covers the whole WAL file, and WAL frames are only valid in order) or the next
+/// checkpoint. A kill -9 loses nothing (the frames are in the OS already); a power cut can
+/// lose the last consumer transactions, whose events are then still in the outbox, delivered
+/// again and done again exactly as after a crash between an effect and its ack (outside calls
+/// carry their idempotency keys). Everything else commits with `synchronous = FULL`: a 201 is
+/// on disk.
+///
+/// **Group commit for consumers.** Effect batches queued together, and every ack queued, go
+/// into one transaction. The merge changes no outcome: effects are independent per event (each
+/// carries its own "processed" record), acks are idempotent, and a caller whose merged
+/// transaction fails is retried alone, so only the culprit sees the error.
+pub(crate) fn run(conn: Connection, mut commands: tokio::sync::mpsc::Receiver<Command>) {
+    let mut writer = Writer { conn, synchronous: Synchronous::Full };
+    let mut consumers = ConsumerWork::default();
+    let mut open = true;
+    while open || !consumers.is_empty() {
+        let mut first_priority = Vec::new();
+        if open && consumers.is_empty() {
+            match commands.blocking_recv() {
+                Some(command) => consumers.sort(command, &mut first_priority),
+                None => open = false,
             }
         }
-        for command in others {
-            execute(&mut conn, command);
+        while open {
+            match commands.try_recv() {
+                Ok(command) => consumers.sort(command, &mut first_priority),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
         }
-        if !effects.is_empty() {
-            apply_effects_merged(&mut conn, effects);
+        if !first_priority.is_empty() {
+            match writer.set(Synchronous::Full) {
+                Ok(()) => {
+                    for command in first_priority {
+                        execute(&mut writer.conn, command);
+                    }
+                }
+                // Never write what must be durable without its fsync.
+                Err(error) => {
+                    for command in first_priority {
+                        command.fail(StoreError::Unavailable(format!(
+                            "cannot make the commit durable: {error}"
+                        )));
+                    }
+                }
+            }
         }
-        if !acks.is_empty() {
-            record_acks_merged(&mut conn, acks);
-        }
+        consumers.write_one(&mut writer);
     }
     tracing::debug!("SQLite writer thread stopped: every handle was dropped.");
 }
 
+/// When a commit returns: after its fsync (`Full`) or once the OS has its WAL frames (`Normal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synchronous {
+    Full,
+    Normal,
+}
+
+/// The writer's connection and the `synchronous` mode it is in.
+struct Writer {
+    conn: Connection,
+    synchronous: Synchronous,
+}
+
+impl Writer {
+    fn set(&mut self, wanted: Synchronous) -> rusqlite::Result<()> {
+        if self.synchronous == wanted {
+            return Ok(());
+        }
+        let value = if wanted == Synchronous::Full { "FULL" } else { "NORMAL" };
+        if self.conn.pragma_update(None, "synchronous", value).is_err() {
+            // A failed COMMIT can leave its transaction open, and the mode cannot change
+            // inside one.
+            let _ = self.conn.execute_batch("ROLLBACK;");
+            self.conn.pragma_update(None, "synchronous", value)?;
+        }
+        self.synchronous = wanted;
+        Ok(())
+    }
+}
+
 type EffectsReply = oneshot::Sender<Result<Vec<EffectOutcome>, StoreError>>;
 type UnitReply = oneshot::Sender<Result<(), StoreError>>;
+type EffectBatch = (Vec<Effect>, EffectsReply);
+type AckBatch = (Vec<(Arc<str>, Uuid)>, Vec<Uuid>, UnitReply);
 
-fn apply_effects_merged(conn: &mut Connection, batches: Vec<(Vec<Effect>, EffectsReply)>) {
-    if batches.len() == 1 {
-        for (batch, reply) in batches {
-            // A reply whose receiver is gone (the caller was cancelled) is not an error.
-            let _ = reply.send(effects::apply(conn, &batch));
-        }
-        return;
+/// Consumer writes waiting for the writer, oldest first.
+#[derive(Default)]
+struct ConsumerWork {
+    effects: std::collections::VecDeque<EffectBatch>,
+    acks: Vec<AckBatch>,
+}
+
+impl ConsumerWork {
+    fn is_empty(&self) -> bool {
+        self.effects.is_empty() && self.acks.is_empty()
     }
-    let all: Vec<Effect> = batches.iter().flat_map(|(b, _)| b.iter().cloned()).collect();
-    match effects::apply(conn, &all) {
-        Ok(outcomes) => {
-            let mut outcomes = outcomes.into_iter();
-            for (batch, reply) in batches {
-                let _ = reply.send(Ok(outcomes.by_ref().take(batch.len()).collect()));
+
+    /// Keeps consumer work; everything else goes to `first`.
+    fn sort(&mut self, command: Command, first: &mut Vec<Command>) {
+        match command {
+            Command::ApplyEffects { effects, reply } => self.effects.push_back((effects, reply)),
+            Command::RecordAcks { acks, finished, reply } => {
+                self.acks.push((acks, finished, reply))
             }
+            other => first.push(other),
         }
-        // One bad batch (say, a corrupt row) must not fail the others with it: apply each
-        // alone, so only the culprit's caller sees the error.
-        Err(_) => {
-            for (batch, reply) in batches {
-                let _ = reply.send(effects::apply(conn, &batch));
+    }
+
+    /// One transaction: effects up to [`EFFECTS_PER_TRANSACTION`] and every ack waiting.
+    fn write_one(&mut self, writer: &mut Writer) {
+        if self.is_empty() {
+            return;
+        }
+        let mut effects = Vec::new();
+        let mut size = 0;
+        while let Some((batch, _)) = self.effects.front() {
+            if !effects.is_empty() && size + batch.len() > EFFECTS_PER_TRANSACTION {
+                break;
+            }
+            size += batch.len();
+            effects.extend(self.effects.pop_front());
+        }
+        let acks = std::mem::take(&mut self.acks);
+        // Staying at FULL only costs an fsync; the work is the same.
+        let _ = writer.set(Synchronous::Normal);
+        let conn = &mut writer.conn;
+        if effects.is_empty() {
+            record_acks_merged(conn, acks);
+            return;
+        }
+        match apply_together(conn, &effects, &acks) {
+            Ok(outcomes) => {
+                let mut outcomes = outcomes.into_iter();
+                for (batch, reply) in effects {
+                    // A reply whose receiver is gone (the caller was cancelled) is no error.
+                    let _ = reply.send(Ok(outcomes.by_ref().take(batch.len()).collect()));
+                }
+                for (_, _, reply) in acks {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(_) => {
+                for (batch, reply) in effects {
+                    let _ = reply.send(effects::apply(conn, &batch));
+                }
+                record_acks_merged(conn, acks);
             }
         }
     }
 }
 
-#[allow(clippy::type_complexity)] // (acks, finished events, reply) as the commands carry them
-fn record_acks_merged(
+/// Every effect and ack of the batches in one transaction, or nothing.
+fn apply_together(
     conn: &mut Connection,
-    batches: Vec<(Vec<(Arc<str>, Uuid)>, Vec<Uuid>, UnitReply)>,
-) {
+    effects: &[EffectBatch],
+    acks: &[AckBatch],
+) -> Result<Vec<EffectOutcome>, StoreError> {
+    let all: Vec<Effect> = effects.iter().flat_map(|(b, _)| b.iter().cloned()).collect();
+    let acked: Vec<(Arc<str>, Uuid)> =
+        acks.iter().flat_map(|(a, _, _)| a.iter().cloned()).collect();
+    let finished: Vec<Uuid> = acks.iter().flat_map(|(_, f, _)| f.iter().copied()).collect();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
+    let outcomes = effects::apply_in(&tx, &all)?;
+    ledger::record_acks_in(&tx, &acked, &finished).map_err(from_sqlite)?;
+    tx.commit().map_err(from_sqlite)?;
+    Ok(outcomes)
+}
+
+fn record_acks_merged(conn: &mut Connection, batches: Vec<AckBatch>) {
     let mut acks = Vec::new();
     let mut finished = Vec::new();
     let mut replies = Vec::with_capacity(batches.len());
@@ -171,6 +287,28 @@ fn record_acks_merged(
             Ok(()) => Ok(()),
             Err(error) => Err(StoreError::Unavailable(error.to_string())),
         });
+    }
+}
+
+impl Command {
+    /// Answers the command with `error` instead of running it.
+    fn fail(self, error: StoreError) {
+        // A reply whose receiver is gone is no error; each reply has its own success type.
+        match self {
+            Command::ApplyEffects { reply, .. } => drop(reply.send(Err(error))),
+            Command::RecordAcks { reply, .. } => drop(reply.send(Err(error))),
+            Command::RecordRetry { reply, .. } => drop(reply.send(Err(error))),
+            Command::RecordDead { reply, .. } => drop(reply.send(Err(error))),
+            Command::ClearDead { reply, .. } => drop(reply.send(Err(error))),
+            Command::ForgetKey { reply, .. } => drop(reply.send(Err(error))),
+            Command::CommitOrders { reply, .. } => drop(reply.send(Err(error))),
+            Command::UpsertProduct { reply, .. } => drop(reply.send(Err(error))),
+            Command::CheckWritable { reply, .. } => drop(reply.send(Err(error))),
+            Command::CreateDeal { reply, .. } => drop(reply.send(Err(error))),
+            Command::JoinDeal { reply, .. } => drop(reply.send(Err(error))),
+            Command::ExpireDeal { reply, .. } => drop(reply.send(Err(error))),
+            Command::SetLimit { reply, .. } => drop(reply.send(Err(error))),
+        }
     }
 }
 
