@@ -1,4 +1,7 @@
-//! Log set-up: text for people, JSON for shippers; filter in `RUST_LOG` syntax.
+//! Log set-up: text for people, JSON for shippers; filter in `RUST_LOG` syntax. Colours only on
+//! a terminal (and never with `NO_COLOR`), so a log file or journal greps clean.
+
+use std::io::IsTerminal;
 
 use ordermill_server::LogFormat;
 use tracing_subscriber::EnvFilter;
@@ -9,7 +12,10 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(from_env)?,
         _ => EnvFilter::try_new(filter)?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(colour);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -67,6 +67,19 @@ fn the_scaled_out_example_config_parses() {
 }
 
 #[test]
+fn the_webhook_secret_is_read_from_the_environment_and_never_printed() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["config"])
+        .env("ORDERMILL_NOTIFY__WEBHOOK_SECRET", "whsec-do-not-print")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("webhook_secret = \"***\""), "{text}");
+    assert!(!text.contains("whsec-do-not-print"), "{text}");
+}
+
+#[test]
 fn each_command_takes_only_the_flags_that_apply_to_it() {
     for args in [
         &["migrate", "--listen", "127.0.0.1:1"][..],

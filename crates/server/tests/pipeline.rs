@@ -359,26 +359,43 @@ async fn the_webhook_notifier_posts_each_event_once_and_retries_failures(engines
         let (received, failures_left) = (received.clone(), failures_left.clone());
         axum::Router::new().route(
             "/hook",
-            axum::routing::post(
-                move |headers: axum::http::HeaderMap, axum::Json(mut body): axum::Json<Value>| {
-                    let (received, failures_left) = (received.clone(), failures_left.clone());
-                    async move {
-                        body["idempotency_key"] = headers
-                            .get("idempotency-key")
+            axum::routing::post(move |headers: axum::http::HeaderMap, raw: String| {
+                let (received, failures_left) = (received.clone(), failures_left.clone());
+                async move {
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
                             .and_then(|v| v.to_str().ok())
-                            .map_or(Value::Null, |k| Value::String(k.to_owned()));
-                        // The first call fails: the queue must retry it.
-                        if failures_left
-                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                            .is_ok()
-                        {
-                            return StatusCode::INTERNAL_SERVER_ERROR;
-                        }
-                        received.lock().unwrap().push(body);
-                        StatusCode::NO_CONTENT
+                            .map_or(Value::Null, |k| Value::String(k.to_owned()))
+                    };
+                    let mut body: Value = serde_json::from_str(&raw).unwrap();
+                    body["idempotency_key"] = header("idempotency-key");
+                    // Checked as a receiver would: recomputed over the raw body and its `t`.
+                    let signature = header("x-ordermill-signature");
+                    let t = signature
+                        .as_str()
+                        .and_then(|s| s.strip_prefix("t="))
+                        .and_then(|s| s.split(',').next())
+                        .and_then(|t| t.parse::<i64>().ok());
+                    body["signature_ok"] = Value::Bool(t.is_some_and(|t| {
+                        signature
+                            == ordermill_server::adapters::integrations::signature::sign(
+                                b"whsec-pipeline",
+                                t,
+                                raw.as_bytes(),
+                            )
+                    }));
+                    // The first call fails: the queue must retry it.
+                    if failures_left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        return StatusCode::INTERNAL_SERVER_ERROR;
                     }
-                },
-            ),
+                    received.lock().unwrap().push(body);
+                    StatusCode::NO_CONTENT
+                }
+            }),
         )
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -389,6 +406,8 @@ async fn the_webhook_notifier_posts_each_event_once_and_retries_failures(engines
         s.notify.url = Some(ordermill_server::startup::settings::SecretUrl::new(format!(
             "http://{addr}/hook"
         )));
+        s.notify.webhook_secret =
+            Some(ordermill_server::startup::settings::Secret::new("whsec-pipeline"));
     })
     .await;
     app.put_product("a", "5.00", 10).await;
@@ -415,6 +434,10 @@ async fn the_webhook_notifier_posts_each_event_once_and_retries_failures(engines
         got.iter()
             .all(|n| n["idempotency_key"].is_string() && n["idempotency_key"] == n["event_id"]),
         "each call carries its event id as Idempotency-Key: {got:?}"
+    );
+    assert!(
+        got.iter().all(|n| n["signature_ok"] == true),
+        "each call is signed with notify.webhook_secret: {got:?}"
     );
     assert_eq!(
         app.count_rows("SELECT count(*) FROM processed_events WHERE consumer = 'notify'").await,

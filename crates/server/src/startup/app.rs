@@ -51,6 +51,16 @@ pub enum Role {
     },
 }
 
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::All => f.write_str("all"),
+            Role::Api => f.write_str("api"),
+            Role::Worker { .. } => f.write_str("worker"),
+        }
+    }
+}
+
 /// Why the service could not start. Each message says what to do.
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -288,7 +298,7 @@ impl Application {
             ids: Arc::new(OrderIdGenerator::new()),
             order_cache: order_cache.clone(),
             gateway: integrations::payment_gateway(&settings.payment)?,
-            notifier: integrations::notifier(&settings.notify)?,
+            notifier: integrations::notifier(&settings.notify, clock.clone())?,
             purchase_limits: purchase_limits.clone(),
             message_timeout: settings.workers.message_timeout.get(),
             unrouted: ordermill_core::RoutingKeys::of(|key| {
@@ -448,11 +458,17 @@ impl Application {
                 None => None,
             };
             working.close();
+            let queues = match &role {
+                Role::Worker { queues } if !queues.is_empty() => queues.join(","),
+                _ => pipeline.bus.queues().join(","),
+            };
             match metrics_addr {
                 Some(metrics) => {
-                    tracing::info!(role = ?role, metrics = %metrics, "ordermill worker is consuming.");
+                    tracing::info!(role = %role, queues = %queues, metrics = %metrics, "ordermill worker is consuming.");
                 }
-                None => tracing::info!(role = ?role, "ordermill worker is consuming."),
+                None => {
+                    tracing::info!(role = %role, queues = %queues, "ordermill worker is consuming.")
+                }
             }
             shutdown.await;
             stop_metrics.cancel();
@@ -520,7 +536,7 @@ impl Application {
         committing.close();
 
         let listen = http.listener.local_addr().unwrap_or(settings.listen);
-        tracing::info!(listen = %listen, role = ?role, store = %settings.store, bus = %settings.bus, cache = %settings.cache, "ordermill is serving.");
+        tracing::info!(listen = %listen, role = %role, store = %settings.store, bus = %settings.bus, cache = %settings.cache, "ordermill is serving.");
         let limits = EdgeLimits {
             header_read_timeout: settings.http.header_read_timeout.get(),
             max_connections: settings.http.max_connections,

@@ -1,45 +1,63 @@
-//! Notifications as `POST {url}` with the notification as JSON and an `Idempotency-Key` of the
+//! Notifications as `POST {url}` with the notification as JSON, an `Idempotency-Key` of the
 //! event id, so a receiver drops the rare repeat (a worker killed between the send and its
-//! record sends that one event again, under the same key). Non-2xx or a timeout is an error;
-//! the queue retries it with backoff and dead-letters it after the last attempt.
+//! record sends that one event again, under the same key), and, with `notify.webhook_secret`,
+//! an `X-Ordermill-Signature` the receiver checks ([`super::signature`]). Non-2xx or a timeout
+//! is an error; the queue retries it with backoff and dead-letters it after the last attempt.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ordermill_core::Clock;
 use ordermill_core::ports::{Notification, Notifier, NotifyError};
 
-use super::{IntegrationError, http_client};
-use crate::startup::settings::SecretUrl;
+use super::{IntegrationError, http_client, signature};
+use crate::startup::settings::{Secret, SecretUrl};
 
 /// The webhook notifier.
 pub struct WebhookNotifier {
     url: SecretUrl,
+    secret: Option<Secret>,
+    clock: Arc<dyn Clock>,
     client: reqwest::Client,
 }
 
 impl WebhookNotifier {
-    /// A notifier posting to `url` with `timeout` per request.
+    /// A notifier posting to `url` with `timeout` per request, signing with `secret` when given
+    /// (the signature's timestamp from `clock`).
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(url: SecretUrl, timeout: Duration) -> Result<Self, IntegrationError> {
-        Ok(WebhookNotifier { url, client: http_client(timeout)? })
+    pub fn new(
+        url: SecretUrl,
+        timeout: Duration,
+        secret: Option<Secret>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, IntegrationError> {
+        Ok(WebhookNotifier { url, secret, clock, client: http_client(timeout)? })
     }
 }
 
 #[async_trait]
 impl Notifier for WebhookNotifier {
     async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
-        let response = self
+        let body = serde_json::to_vec(n)
+            .map_err(|e| NotifyError::Rejected(format!("cannot encode the notification: {e}")))?;
+        let mut request = self
             .client
             .post(self.url.expose())
-            .header("Idempotency-Key", n.event_id.to_string())
-            .json(n)
-            .send()
-            .await
-            .map_err(|e| {
-                NotifyError::Transient(format!("POST {}: {}", self.url, e.without_url()))
-            })?;
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", n.event_id.to_string());
+        if let Some(secret) = &self.secret {
+            let seconds = self.clock.now().0.div_euclid(1_000);
+            request = request.header(
+                signature::HEADER,
+                signature::sign(secret.expose().as_bytes(), seconds, &body),
+            );
+        }
+        let response = request.body(body).send().await.map_err(|e| {
+            NotifyError::Transient(format!("POST {}: {}", self.url, e.without_url()))
+        })?;
         let status = response.status();
         if status.is_success() {
             Ok(())

@@ -527,6 +527,9 @@ pub struct NotifySettings {
     pub url: Option<SecretUrl>,
     /// Webhook: per-request timeout.
     pub timeout: HumanDuration,
+    /// Webhook: the shared secret each request is signed with (`X-Ordermill-Signature`);
+    /// unsigned without one.
+    pub webhook_secret: Option<Secret>,
 }
 
 impl Default for NotifySettings {
@@ -535,6 +538,7 @@ impl Default for NotifySettings {
             notifier: NotifierKind::Log,
             url: None,
             timeout: HumanDuration::from_secs(2),
+            webhook_secret: None,
         }
     }
 }
