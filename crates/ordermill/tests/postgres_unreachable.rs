@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::scaled::{Deployment, Load, Services};
+use support::scaled::{Deployment, Load, Services, wait_ready};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
@@ -104,15 +104,26 @@ async fn postgres_unreachable_for_five_seconds_loses_no_order_and_repeats_no_eff
         Deployment::one_api_one_worker(services, SKU, STOCK).await;
     let base = api.url("");
 
+    let worker_ready = worker.url("/readyz");
+    wait_ready(&worker_ready, Duration::from_secs(10)).await;
+
     let load = Load::start(&base, 4, SKU, &deployment.id);
     let (seed, before) = load.until_a_seeded_moment().await;
-    proxy.cut_for(Duration::from_secs(5)).await;
+    // The worker's /readyz says it cannot work while its store is gone (an answer other than
+    // 200, or none within 2 s), and is ready again without a restart.
+    let (_, during) = tokio::join!(proxy.cut_for(Duration::from_secs(5)), async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        client.get(&worker_ready).send().await.map(|r| r.status().as_u16()).ok()
+    });
+    assert_ne!(during, Some(200), "the worker said it was ready while PostgreSQL was cut off");
     load.assert_selling_again(seed).await;
+    wait_ready(&worker_ready, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let report = load.stop().await;
     eprintln!(
         "seed {seed}: {before} accepted before the cut, {} in all; answers {:?}; {} without an \
-         answer; samples {:?}",
+         answer; samples {:?}; worker /readyz during the cut: {during:?}",
         report.accepted.len(),
         report.statuses,
         report.transport_errors,

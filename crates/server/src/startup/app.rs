@@ -446,7 +446,11 @@ impl Application {
                         header_read_timeout: settings.http.header_read_timeout.get(),
                         max_connections: 64,
                     };
-                    let router = http::metrics::worker_router(handle);
+                    let router = http::metrics::worker_router(
+                        handle,
+                        pipeline.store.clone(),
+                        pipeline.bus.clone(),
+                    );
                     working.spawn(http::serve::serve(
                         listener,
                         router,
