@@ -376,9 +376,9 @@ pub struct HttpSettings {
     pub max_queue_wait: HumanDuration,
     /// Order requests a node works on at once (from arrival to answer; a batch counts once);
     /// more are answered 503 `overloaded` at once, before anything is reserved. 0: no cap.
-    /// The default, 512, is about what a node commits in 50 ms at full speed: under 2×
-    /// overload on 2,000 connections it kept accepted orders' p99 at 165 ms where no cap let
-    /// it grow to seconds (docs/BENCHMARKS.md, "Overload"), because only a refusal made before
+    /// The default, 256, is about what a node commits in 20 ms at full speed: under 2×
+    /// overload on 2,000 connections it kept accepted orders' p99 at 70–116 ms where 512 let
+    /// it reach 225–469 ms and no cap seconds (docs/BENCHMARKS.md, "Overload"), because only a refusal made before
     /// the wait frees a connection soon enough — `max_queue_wait` refuses after it.
     pub max_in_flight: usize,
 }
@@ -392,7 +392,7 @@ impl Default for HttpSettings {
             header_read_timeout: HumanDuration::from_secs(10),
             max_connections: 10_000,
             max_queue_wait: HumanDuration::from_millis(100),
-            max_in_flight: 512,
+            max_in_flight: 256,
         }
     }
 }
