@@ -6,7 +6,8 @@
 #   API_NODES > 1: that many api nodes behind nginx (deploy/nginx.conf's proxy settings), the
 #   load sent to nginx; WORKERS: that many worker processes, each consuming every queue.
 # Needs: a release build (cargo build --release), PostgreSQL, RabbitMQ and Redis on loopback
-# (the URLs below; override with ORDERMILL_TEST_*_URL), psql.
+# (the URLs below; override with ORDERMILL_TEST_*_URL), psql. PG_STATS=1 adds what PostgreSQL
+# read per table and index.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 api_nodes=${API_NODES:-1}
@@ -136,3 +137,14 @@ stages() {
 echo "== stages =="
 stages http://127.0.0.1:18090 api
 stages http://127.0.0.1:18091 worker
+# PG_STATS=1: which tables and indexes PostgreSQL read, and how much, in this run's schema.
+if [ -n "${PG_STATS:-}" ]; then
+  sleep 1 # statistics reach the views when a backend goes idle
+  echo "== PostgreSQL: index scans (rows read per scan) and sequential scans in $name =="
+  psql "$pg" -Atc "SELECT format('%-34s %-40s %9s scans %11s read %6s per scan', relname, indexrelname,
+      idx_scan, idx_tup_read, round(idx_tup_read::numeric / greatest(idx_scan, 1), 1))
+    FROM pg_stat_user_indexes WHERE schemaname = '$name' AND idx_scan > 0
+    ORDER BY idx_tup_read DESC LIMIT 15"
+  psql "$pg" -Atc "SELECT format('%-34s %9s seq scans %11s rows read', relname, seq_scan, seq_tup_read)
+    FROM pg_stat_user_tables WHERE schemaname = '$name' AND seq_scan > 0 ORDER BY seq_tup_read DESC LIMIT 10"
+fi

@@ -72,7 +72,9 @@ async fn an_order_commit_overtakes_queued_consumer_batches() {
         });
     }
     // The writer is busy with the batches once the first is written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while done.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no consumer batch written within 30 s");
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     let order = contract::accepted(&ids, &[("s1", 1)], None);

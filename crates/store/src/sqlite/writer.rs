@@ -262,9 +262,7 @@ fn apply_together(
     acks: &[AckBatch],
 ) -> Result<Vec<EffectOutcome>, StoreError> {
     let all: Vec<Effect> = effects.iter().flat_map(|(b, _)| b.iter().cloned()).collect();
-    let acked: Vec<(Arc<str>, Uuid)> =
-        acks.iter().flat_map(|(a, _, _)| a.iter().cloned()).collect();
-    let finished: Vec<Uuid> = acks.iter().flat_map(|(_, f, _)| f.iter().copied()).collect();
+    let (acked, finished) = merged_acks(acks);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
     let outcomes = effects::apply_in(&tx, &all)?;
     ledger::record_acks_in(&tx, &acked, &finished).map_err(from_sqlite)?;
@@ -272,17 +270,17 @@ fn apply_together(
     Ok(outcomes)
 }
 
+/// The acks and finished events of `batches`, as one list each.
+fn merged_acks(batches: &[AckBatch]) -> (Vec<(Arc<str>, Uuid)>, Vec<Uuid>) {
+    let acks = batches.iter().flat_map(|(a, _, _)| a.iter().cloned()).collect();
+    let finished = batches.iter().flat_map(|(_, f, _)| f.iter().copied()).collect();
+    (acks, finished)
+}
+
 fn record_acks_merged(conn: &mut Connection, batches: Vec<AckBatch>) {
-    let mut acks = Vec::new();
-    let mut finished = Vec::new();
-    let mut replies = Vec::with_capacity(batches.len());
-    for (a, f, reply) in batches {
-        acks.extend(a);
-        finished.extend(f);
-        replies.push(reply);
-    }
+    let (acks, finished) = merged_acks(&batches);
     let result = ledger::record_acks(conn, &acks, &finished).map_err(from_sqlite);
-    for reply in replies {
+    for (_, _, reply) in batches {
         let _ = reply.send(match &result {
             Ok(()) => Ok(()),
             Err(error) => Err(StoreError::Unavailable(error.to_string())),
