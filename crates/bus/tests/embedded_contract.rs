@@ -59,6 +59,7 @@ async fn unacked_retried_and_dead_messages_survive_a_restart_and_acked_ones_do_n
         let inv = bus.receive("inventory", 10, Duration::from_secs(1)).await.unwrap();
         assert_eq!(inv.len(), 1);
         assert_eq!(inv[0].envelope, envelope, "the body is rebuilt from the order");
+        assert!(inv[0].may_be_repeat(), "recovered at start: it may have been handled before");
         bus.ack(&inv).await.unwrap();
         let pay = bus.receive("payment", 10, Duration::from_secs(1)).await.unwrap();
         bus.retry(&pay[0], Duration::from_millis(300), "gateway down").await.unwrap();

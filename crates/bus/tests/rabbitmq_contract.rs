@@ -460,6 +460,8 @@ async fn a_batch_partly_settled_when_its_channel_closes_comes_back_whole() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        // Consumers look these up before calling out again: the broker flags them.
+        assert!(again.iter().all(Delivery::may_be_repeat), "redelivered, and flagged so");
         seen.extend(again.iter().map(|d| d.envelope.event_id));
         bus.ack(&again).await.unwrap();
     }

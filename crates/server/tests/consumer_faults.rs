@@ -104,52 +104,114 @@ impl ordermill_core::ports::PaymentGateway for PanickingGateway {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_charge_whose_task_panics_is_retried_not_acknowledged_uncharged() {
+/// The consumers' pipeline on the embedded store and bus in `dir`, charging through `gateway`.
+async fn pipeline_with(
+    dir: &tempfile::TempDir,
+    gateway: Arc<dyn ordermill_core::ports::PaymentGateway>,
+) -> (ordermill_server::adapters::workers::Pipeline, Arc<SqliteStore>) {
     use ordermill_cache::{LocalOrderCache, LocalStockCache};
-    use ordermill_server::adapters::workers::Pipeline;
-    use ordermill_server::adapters::workers::payment::Payment;
     use ordermill_server::services::order_cache::OrderCache;
     use ordermill_server::services::purchase_limits::PurchaseLimits;
 
-    let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let bus: Arc<dyn EventBus> = Arc::new(
         EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
             .await
             .unwrap(),
     );
-    let pipeline = Pipeline {
+    let pipeline = ordermill_server::adapters::workers::Pipeline {
         store: store.clone(),
         bus,
         cache: Arc::new(LocalStockCache::new()),
         clock: Arc::new(SystemClock),
         ids: Arc::new(ordermill_core::OrderIdGenerator::new()),
         order_cache: OrderCache::new(Arc::new(LocalOrderCache::new(10, Duration::from_secs(60)))),
-        gateway: Arc::new(PanickingGateway),
+        gateway,
         notifier: Arc::new(ordermill_server::adapters::integrations::log_notifier::LogNotifier),
-        purchase_limits: Arc::new(PurchaseLimits::load(store).await.unwrap()),
+        purchase_limits: Arc::new(PurchaseLimits::load(store.clone()).await.unwrap()),
         message_timeout: Duration::from_secs(5),
         unrouted: ordermill_core::RoutingKeys::NONE,
     };
-    let order_id = ordermill_core::OrderIdGenerator::new().next(ordermill_core::UnixMillis(1));
-    let delivery = Delivery {
+    (pipeline, store)
+}
+
+/// A payment queue delivery of `order.created` for `order_id`.
+fn created(event_id: uuid::Uuid, order_id: ordermill_core::OrderId, redelivered: bool) -> Delivery {
+    Delivery {
         tag: 1,
         queue: Arc::from("payment"),
         envelope: Envelope {
-            event_id: uuid::Uuid::now_v7(),
+            event_id,
             routing_key: Arc::from("order.created"),
             payload: Arc::from(format!(
                 r#"{{"order_id":"{order_id}","customer_id":"c-1","total":"9.90"}}"#
             )),
         },
         attempt: 1,
-    };
+        redelivered,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_whose_task_panics_is_retried_not_acknowledged_uncharged() {
+    use ordermill_server::adapters::workers::payment::Payment;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (pipeline, _) = pipeline_with(&dir, Arc::new(PanickingGateway)).await;
+    let order_id = ordermill_core::OrderIdGenerator::new().next(ordermill_core::UnixMillis(1));
+    let delivery = created(uuid::Uuid::now_v7(), order_id, false);
     let outcomes = Payment::new(pipeline).handle(&[delivery]).await;
     assert!(
         matches!(outcomes.as_slice(), [Outcome::Retry(_)]),
         "a charge that never answered is retried: {outcomes:?}"
     );
+}
+
+/// Counts charges and charges them all.
+#[derive(Default)]
+struct CountingGateway(AtomicU32);
+
+#[async_trait]
+impl ordermill_core::ports::PaymentGateway for CountingGateway {
+    async fn charge(
+        &self,
+        _request: &ordermill_core::ports::ChargeRequest,
+    ) -> Result<(), ordermill_core::ports::ChargeError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_already_charged_is_acked_without_charging_again() {
+    use ordermill_server::adapters::workers::payment::Payment;
+
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Arc::new(CountingGateway::default());
+    let (pipeline, store) = pipeline_with(&dir, gateway.clone()).await;
+    let ids = ordermill_core::OrderIdGenerator::new();
+    let (event_id, order_id) = (uuid::Uuid::now_v7(), ids.next(ordermill_core::UnixMillis(1)));
+    // The payment consumer's record of this event, as a charge before a crash left it.
+    let record = ordermill_store::contract::effect(&ids, "payment", event_id, order_id, None);
+    ordermill_core::ports::OrderStore::apply_effects(&*store, vec![record]).await.unwrap();
+
+    let outcomes =
+        Payment::new(pipeline.clone()).handle(&[created(event_id, order_id, true)]).await;
+    assert!(matches!(outcomes.as_slice(), [Outcome::Ack]), "{outcomes:?}");
+    assert_eq!(gateway.0.load(Ordering::SeqCst), 0, "a redelivery of a charged event");
+
+    // A retry is looked up too.
+    let mut retry = created(event_id, order_id, false);
+    retry.attempt = 2;
+    let outcomes = Payment::new(pipeline.clone()).handle(&[retry]).await;
+    assert!(matches!(outcomes.as_slice(), [Outcome::Ack]), "{outcomes:?}");
+    assert_eq!(gateway.0.load(Ordering::SeqCst), 0, "a retry of a charged event");
+
+    // A first delivery is not looked up (only an event published twice can be one): charged
+    // again under the same key, its effect still recorded once.
+    let outcomes = Payment::new(pipeline).handle(&[created(event_id, order_id, false)]).await;
+    assert!(matches!(outcomes.as_slice(), [Outcome::Ack]), "{outcomes:?}");
+    assert_eq!(gateway.0.load(Ordering::SeqCst), 1);
 }
 
 /// Answers "the store is down" twice, then acknowledges.

@@ -123,13 +123,19 @@ impl EmbeddedBus {
                 match entry.retries.iter().find(|r| r.0 == queue) {
                     Some((_, attempts, not_before, _)) => {
                         let wait = u64::try_from(not_before.0 - now_wall.0).unwrap_or(0);
-                        let pending =
-                            Pending { envelope: entry.envelope.clone(), attempt: attempts + 1 };
+                        let pending = Pending {
+                            envelope: entry.envelope.clone(),
+                            attempt: attempts + 1,
+                            redelivered: true,
+                        };
                         state.delay(pending, now + Duration::from_millis(wait));
                     }
-                    None => state
-                        .ready
-                        .push_back(Pending { envelope: entry.envelope.clone(), attempt: 1 }),
+                    None => state.ready.push_back(Pending {
+                        envelope: entry.envelope.clone(),
+                        attempt: 1,
+                        // Recovered: delivered before the restart, perhaps handled.
+                        redelivered: true,
+                    }),
                 }
             }
         }
@@ -202,9 +208,11 @@ impl EventBus for EmbeddedBus {
             lock(&self.remaining).insert(envelope.event_id, queues.len());
             for queue in queues {
                 if let Some(slot) = self.slot(queue) {
-                    lock(&slot.state)
-                        .ready
-                        .push_back(Pending { envelope: envelope.clone(), attempt: 1 });
+                    lock(&slot.state).ready.push_back(Pending {
+                        envelope: envelope.clone(),
+                        attempt: 1,
+                        redelivered: false,
+                    });
                     self.backlog.fetch_add(1, Ordering::Relaxed);
                     slot.arrived.notify_waiters();
                 }
@@ -242,6 +250,7 @@ impl EventBus for EmbeddedBus {
                         queue: slot.name.clone(),
                         envelope: pending.envelope.clone(),
                         attempt: pending.attempt,
+                        redelivered: pending.redelivered,
                     });
                     state.in_flight.insert(tag, pending);
                 }
@@ -274,8 +283,12 @@ impl EventBus for EmbeddedBus {
             drop(remaining);
             for delivery in deliveries {
                 if let Some(slot) = self.slot(&delivery.queue) {
-                    let pending =
-                        Pending { envelope: delivery.envelope.clone(), attempt: delivery.attempt };
+                    let pending = Pending {
+                        envelope: delivery.envelope.clone(),
+                        attempt: delivery.attempt,
+                        // Handled, its ack not recorded.
+                        redelivered: true,
+                    };
                     lock(&slot.state).ready.push_back(pending);
                 }
             }
@@ -308,7 +321,11 @@ impl EventBus for EmbeddedBus {
                 error,
             )
             .await;
-        let next = Pending { envelope: pending.envelope, attempt: delivery.attempt + 1 };
+        let next = Pending {
+            envelope: pending.envelope,
+            attempt: delivery.attempt + 1,
+            redelivered: true,
+        };
         lock(&slot.state).delay(next, Instant::now() + after);
         slot.arrived.notify_waiters();
         recorded.map_err(ledger_error)
@@ -361,7 +378,13 @@ impl EventBus for EmbeddedBus {
         {
             let mut state = lock(&slot.state);
             for letter in dead {
-                state.ready.push_back(Pending { envelope: letter.envelope, attempt: 1 });
+                // As on RabbitMQ, where a replay is a new message: a dead letter's consumer
+                // recorded nothing for it, so there is nothing to look up.
+                state.ready.push_back(Pending {
+                    envelope: letter.envelope,
+                    attempt: 1,
+                    redelivered: false,
+                });
             }
         }
         self.backlog.fetch_add(count as u64, Ordering::Relaxed);

@@ -12,6 +12,8 @@ pub(crate) struct Pending {
     pub envelope: Envelope,
     /// The attempt number its next delivery will carry.
     pub attempt: u32,
+    /// Handed out before (see [`ordermill_core::ports::Delivery::redelivered`]).
+    pub redelivered: bool,
 }
 
 /// A delayed message, ordered by due time then arrival (so the heap never compares bodies).

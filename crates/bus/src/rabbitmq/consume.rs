@@ -366,6 +366,8 @@ async fn consume(shared: Arc<Shared>, link: Arc<Link>, index: usize) {
                             queue: queue.clone(),
                             envelope: incoming.envelope,
                             attempt: incoming.attempt,
+                            // A retry comes back as a new message, unflagged.
+                            redelivered: delivery.redelivered || incoming.attempt > 1,
                         });
                     }
                     true

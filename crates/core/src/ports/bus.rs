@@ -57,6 +57,18 @@ pub struct Delivery {
     /// 1 for the first delivery to this queue, counting every retry (our own count: a
     /// broker's redelivery flag can reset).
     pub attempt: u32,
+    /// The queue may have handed this message out before (the broker's redelivery flag, a
+    /// recovery after a restart, a failed ack): a consumer may have done its work already.
+    /// False only for a message seen for the first time, whose processed record cannot exist
+    /// unless the event was published twice.
+    pub redelivered: bool,
+}
+
+impl Delivery {
+    /// Whether a consumer may have handled this event before: redelivered, or a retry.
+    pub fn may_be_repeat(&self) -> bool {
+        self.redelivered || self.attempt > 1
+    }
 }
 
 /// An event a queue gave up on.
