@@ -106,6 +106,18 @@ async fn postgres_unreachable_for_five_seconds_loses_no_order_and_repeats_no_eff
 
     let worker_ready = worker.url("/readyz");
     wait_ready(&worker_ready, Duration::from_secs(10)).await;
+    // Its start, as an operator's log shipper reads it: fields are values, not Rust debug text.
+    let log = std::fs::read_to_string(&worker.log).unwrap();
+    let line = |message: &str| -> serde_json::Value {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|entry| entry["message"].as_str().is_some_and(|m| m.starts_with(message)))
+            .unwrap_or_else(|| panic!("no {message:?} line in {log}"))
+    };
+    let consuming = line("ordermill worker is consuming.");
+    assert_eq!(consuming["role"], "worker", "{consuming}");
+    assert_eq!(consuming["queues"], "inventory,payment,notify", "{consuming}");
+    assert_eq!(line("Payments go to")["gateway"], "simulated");
 
     let load = Load::start(&base, 4, SKU, &deployment.id);
     let (seed, before) = load.until_a_seeded_moment().await;

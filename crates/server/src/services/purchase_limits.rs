@@ -148,7 +148,7 @@ impl PurchaseLimits {
             None => limits.remove(sku),
         };
         self.any.store(!limits.is_empty(), Ordering::Release);
-        tracing::info!(sku = %sku, per_customer_limit = ?limit, "Purchase limit saved.");
+        tracing::info!(sku = %sku, per_customer_limit = limit, "Purchase limit saved.");
         Ok(())
     }
 

@@ -156,7 +156,7 @@ impl PostgresStore {
             });
         }
         let pool = pool.connect_lazy_with(options);
-        tracing::info!(target = %target, schema = ?schema, pool_size, "Connected PostgreSQL store.");
+        tracing::info!(target = %target, schema = schema, pool_size, "Connected PostgreSQL store.");
         Ok(PostgresStore { pool, target })
     }
 

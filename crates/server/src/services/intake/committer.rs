@@ -385,7 +385,7 @@ impl Committer {
         } else if kind == FailKind::Conflict {
             tracing::info!(orders = batch.len(), error = %error, "A request's orders collided with stored ones; releasing its reservations, its retry finds the stored order.");
         } else {
-            tracing::error!(orders = batch.len(), error = %error, cause = ?std::error::Error::source(&error), "Group commit failed; releasing reservations and answering 503.");
+            tracing::error!(orders = batch.len(), error = %error, cause = std::error::Error::source(&error).map(tracing::field::display), "Group commit failed; releasing reservations and answering 503.");
         }
         let failed = CommitFailed { message: error.to_string(), kind };
         self.release(batch, replies, failed).await;

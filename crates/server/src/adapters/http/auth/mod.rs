@@ -101,7 +101,7 @@ impl Auth {
                     .get::<ConnectInfo<SocketAddr>>()
                     .map(|ConnectInfo(addr)| addr.ip());
                 if !peer.is_some_and(|ip| trusted(proxies, ip)) {
-                    tracing::warn!(peer = ?peer, header = %header, "A request carried the customer header from a peer that is not a trusted proxy; refused.");
+                    tracing::warn!(peer = peer.map(tracing::field::display), header = %header, "A request carried the customer header from a peer that is not a trusted proxy; refused.");
                     return Err(ApiError::unauthorized(
                         format!(
                             "the {header} header is only believed from the configured gateways (auth.trusted_header.proxies)"
