@@ -6,7 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ordermill_core::ports::{BusError, DeadLetterPage, Delivery, Envelope, EventBus};
+use ordermill_core::ports::{
+    BusError, DeadLetterPage, DeadLetterSelection, Delivery, Envelope, EventBus,
+};
 use ordermill_core::{Binding, Topology};
 use uuid::Uuid;
 
@@ -96,7 +98,22 @@ async fn dead_letters_are_listed_a_page_at_a_time(bus: &dyn EventBus) {
     let depths = bus.depths().await.expect("depths");
     let a = depths.iter().find(|(q, _)| q == "a").expect("queue a").1;
     assert_eq!(a.dead, 5, "the total to page through");
-    assert_eq!(bus.purge_dead_letters("a").await.expect("purge"), 5);
+
+    // One at a time, by event id: the others stay dead.
+    let one = |i: usize| DeadLetterSelection::Event(ids[i]);
+    assert_eq!(bus.replay_dead_letters("a", one(2)).await.expect("replay one"), 1);
+    let replayed = take(bus, "a", 1).await;
+    assert_eq!(replayed[0].envelope.event_id, ids[2], "only that event came back");
+    assert_eq!(replayed[0].attempt, 1, "with a fresh attempt count");
+    bus.ack(&replayed).await.expect("ack");
+    assert_eq!(bus.purge_dead_letters("a", one(3)).await.expect("purge one"), 1);
+    let (mut left, mut want) = (page(0, 10).await, vec![ids[0], ids[1], ids[4]]);
+    left.sort();
+    want.sort();
+    assert_eq!(left, want, "the others are still there");
+    assert_eq!(bus.replay_dead_letters("a", one(3)).await.expect("replay gone"), 0, "gone");
+    nothing_on(bus, "a").await;
+    assert_eq!(bus.purge_dead_letters("a", DeadLetterSelection::All).await.expect("purge"), 3);
 }
 
 async fn routes_by_key(bus: &dyn EventBus) {
@@ -201,14 +218,14 @@ async fn dead_letters_can_be_listed_replayed_and_purged(bus: &dyn EventBus) {
     assert_eq!(dead[0].attempts, 3);
     assert_eq!(dead[0].error, "gave up: boom");
 
-    assert_eq!(bus.replay_dead_letters("a").await.expect("replay"), 1);
+    assert_eq!(bus.replay_dead_letters("a", DeadLetterSelection::All).await.expect("replay"), 1);
     assert!(bus.dead_letters("a", ALL).await.expect("list").is_empty());
     let replayed = take(bus, "a", 1).await.remove(0);
     assert_eq!(replayed.envelope.event_id, event.event_id);
     assert_eq!(replayed.attempt, 1, "a replay starts a fresh attempt count");
 
     bus.dead_letter(&replayed, "boom again").await.expect("dead letter");
-    assert_eq!(bus.purge_dead_letters("a").await.expect("purge"), 1);
+    assert_eq!(bus.purge_dead_letters("a", DeadLetterSelection::All).await.expect("purge"), 1);
     assert!(bus.dead_letters("a", ALL).await.expect("list").is_empty());
     nothing_on(bus, "a").await;
     dead_letters_are_listed_a_page_at_a_time(bus).await;
@@ -237,7 +254,7 @@ async fn retries_and_replays_stay_on_their_queue_and_keep_the_event(bus: &dyn Ev
     let dead = bus.dead_letters("a", ALL).await.expect("list");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].envelope, event, "a dead letter keeps the routing key and the body");
-    assert_eq!(bus.replay_dead_letters("a").await.expect("replay"), 1);
+    assert_eq!(bus.replay_dead_letters("a", DeadLetterSelection::All).await.expect("replay"), 1);
     let replayed = take(bus, "a", 1).await;
     assert_eq!(replayed[0].envelope, event);
     bus.ack(&replayed).await.expect("ack");

@@ -82,7 +82,9 @@ async fn unacked_retried_and_dead_messages_survive_a_restart_and_acked_ones_do_n
     // Once payment acks and notify's dead letter is purged, the outbox row goes.
     bus.ack(&pay).await.unwrap();
     let with_dead = bus.backlog_hint();
-    bus.purge_dead_letters("notify").await.unwrap();
+    bus.purge_dead_letters("notify", ordermill_core::ports::DeadLetterSelection::All)
+        .await
+        .unwrap();
     assert_eq!(
         bus.backlog_hint(),
         with_dead - 1,

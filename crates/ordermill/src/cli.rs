@@ -254,6 +254,10 @@ struct DlqArgs {
     /// list: how many of the oldest to skip, to page on.
     #[arg(long, default_value_t = 0)]
     offset: usize,
+    /// replay / purge: only the dead letter of this event (its id as `list` shows it), e.g.
+    /// after fixing one order's cause; without it, every dead letter of the queue.
+    #[arg(long, value_name = "UUID")]
+    event_id: Option<uuid::Uuid>,
     /// Directory of the embedded database (default ./data).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -413,9 +417,12 @@ fn dlq(args: DlqArgs) -> anyhow::Result<()> {
             offset: args.offset,
             limit: usize::from(args.limit),
         }),
-        DlqCommand::Replay => DlqAction::Replay,
-        DlqCommand::Purge => DlqAction::Purge,
+        DlqCommand::Replay => DlqAction::Replay(selection(args.event_id)),
+        DlqCommand::Purge => DlqAction::Purge(selection(args.event_id)),
     };
+    if args.event_id.is_some() && matches!(action, DlqAction::List(_)) {
+        anyhow::bail!("--event-id picks the dead letter to replay or purge; `list` shows them all");
+    }
     let flags = Overrides {
         config: args.config.config,
         data_dir: args.data_dir,
@@ -439,10 +446,23 @@ fn dlq(args: DlqArgs) -> anyhow::Result<()> {
             }
             for d in letters {
                 println!(
-                    "{}  {}  attempts={}  died_at={}  error={}",
-                    d.envelope.event_id, d.envelope.routing_key, d.attempts, d.died_at, d.error
+                    "{}  {}  order={}  attempts={}  died_at={}  error={}",
+                    d.envelope.event_id,
+                    d.envelope.routing_key,
+                    d.order_id().as_deref().unwrap_or("-"),
+                    d.attempts,
+                    d.died_at,
+                    d.error
                 );
             }
+        }
+        DlqOutcome::Replayed { count: 0, .. } | DlqOutcome::Purged(0)
+            if args.event_id.is_some() =>
+        {
+            anyhow::bail!(
+                "no dead letter of event {} in {queue}; `ordermill dlq list --queue {queue}` shows them",
+                args.event_id.map(|id| id.to_string()).unwrap_or_default()
+            );
         }
         DlqOutcome::Replayed { count, live } => {
             let when = if live {
@@ -502,4 +522,10 @@ async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("Received ctrl-c; shutting down gracefully."),
         () = terminate => tracing::info!("Received SIGTERM; shutting down gracefully."),
     }
+}
+
+/// Every dead letter, or only the one of `event`.
+fn selection(event: Option<uuid::Uuid>) -> ordermill_server::startup::tools::DeadLetterSelection {
+    use ordermill_server::startup::tools::DeadLetterSelection;
+    event.map_or(DeadLetterSelection::All, DeadLetterSelection::Event)
 }

@@ -85,6 +85,7 @@ async fn dead_letters_are_listed_replayed_and_purged_from_the_command_line() {
     let listed = dlq(dir.path(), "list");
     assert!(listed.starts_with("1 dead letter(s) in payment"), "{listed}");
     assert!(listed.contains("order.created") && listed.contains("test-down"), "{listed}");
+    assert!(listed.contains(&format!("order={order_id}")), "each names its order: {listed}");
     let further = dlq_with(dir.path(), "list", &["--offset", "1"]);
     assert!(further.starts_with("1 dead letter(s) in payment; none from number 2"), "{further}");
     assert!(!further.contains("test-down"), "a page past the end lists none: {further}");
@@ -105,8 +106,27 @@ async fn dead_letters_are_listed_replayed_and_purged_from_the_command_line() {
     assert_eq!(status["status"], "accepted", "never charged, never cancelled");
     node.stop();
 
-    assert!(dlq(dir.path(), "purge").contains("purged 1"));
+    // One by its event id (the first column of `list`); a wrong id says so and fails.
+    let listed = dlq(dir.path(), "list");
+    let event = listed.lines().nth(1).and_then(|l| l.split_whitespace().next()).unwrap().to_owned();
+    let wrong = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args([
+            "dlq",
+            "purge",
+            "--queue",
+            "payment",
+            "--event-id",
+            &uuid::Uuid::now_v7().to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("no dead letter of event"));
+    assert!(dlq_with(dir.path(), "purge", &["--event-id", &event]).contains("purged 1"));
     assert!(dlq(dir.path(), "list").starts_with("0 dead letter(s)"));
+    assert!(dlq(dir.path(), "purge").contains("purged 0"));
     let bad = Command::new(env!("CARGO_BIN_EXE_ordermill"))
         .args(["dlq", "list", "--queue", "nope", "--data-dir"])
         .arg(dir.path())

@@ -172,6 +172,31 @@ async fn dead_letters_are_listed_a_page_at_a_time(engines: Engines) {
     assert_eq!((second["count"].as_i64(), second["offset"].as_i64()), (Some(1), Some(2)));
     assert_eq!(second["dead_letters"][0]["payload"]["order_id"], placed[2].as_str());
     assert!(second["next"].is_null(), "the last page links nowhere: {second}");
+    assert_eq!(first["dead_letters"][1]["order_id"], placed[1].as_str(), "each names its order");
+
+    // One at a time, by event id.
+    let admin = |method: reqwest::Method, path: String| {
+        app.send(app.client.request(method, app.url(&path)).bearer_auth("s3cret"))
+    };
+    let nobody = uuid::Uuid::now_v7();
+    let missing =
+        admin(reqwest::Method::POST, format!("/admin/dlq/payment/replay?event_id={nobody}")).await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert_eq!(missing.body["error"]["code"], "dead_letter_not_found");
+    let bad = admin(reqwest::Method::DELETE, "/admin/dlq/payment?event_id=nope".into()).await;
+    assert_eq!((bad.status, bad.body["error"]["code"].as_str()), (400, Some("invalid_query")));
+    let event = first["dead_letters"][1]["event_id"].as_str().unwrap();
+    let purged =
+        admin(reqwest::Method::DELETE, format!("/admin/dlq/payment?event_id={event}")).await;
+    assert_eq!((purged.status, purged.body["purged"].as_i64()), (200, Some(1)), "{}", purged.body);
+    let rest = page("limit=10").await.body;
+    let orders: Vec<&str> = rest["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["order_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(orders, vec![placed[0].as_str(), placed[2].as_str()], "the others stay: {rest}");
 }
 
 /// A payment service that is down until told otherwise; counts charges.

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ordermill_core::ports::{
-    BusError, BusLedger, DeadLetter, DeadLetterPage, Delivery, Envelope, EventBus, QueueDepth,
-    StoreError,
+    BusError, BusLedger, DeadLetter, DeadLetterPage, DeadLetterSelection, Delivery, Envelope,
+    EventBus, QueueDepth, StoreError,
 };
 use ordermill_core::{Clock, Topology, UnixMillis};
 use tokio::sync::Notify;
@@ -366,9 +366,13 @@ impl EventBus for EmbeddedBus {
         Ok(state.dead.iter().skip(page.offset).take(page.limit).cloned().collect())
     }
 
-    async fn replay_dead_letters(&self, queue: &str) -> Result<usize, BusError> {
+    async fn replay_dead_letters(
+        &self,
+        queue: &str,
+        which: DeadLetterSelection,
+    ) -> Result<usize, BusError> {
         let slot = self.slot_or_err(queue)?;
-        let dead = std::mem::take(&mut lock(&slot.state).dead);
+        let dead = take_dead(slot, which);
         let ids = dead.iter().map(|d| d.envelope.event_id).collect();
         if let Err(error) = self.ledger.clear_dead(queue, ids).await {
             lock(&slot.state).dead.extend(dead);
@@ -394,9 +398,13 @@ impl EventBus for EmbeddedBus {
         Ok(count)
     }
 
-    async fn purge_dead_letters(&self, queue: &str) -> Result<usize, BusError> {
+    async fn purge_dead_letters(
+        &self,
+        queue: &str,
+        which: DeadLetterSelection,
+    ) -> Result<usize, BusError> {
         let slot = self.slot_or_err(queue)?;
-        let dead = std::mem::take(&mut lock(&slot.state).dead);
+        let dead = take_dead(slot, which);
         let done: Vec<(Arc<str>, Uuid)> =
             dead.iter().map(|d| (slot.name.clone(), d.envelope.event_id)).collect();
         let finished = self.settle(&done);
@@ -422,4 +430,13 @@ impl EventBus for EmbeddedBus {
     fn backlog_hint(&self) -> u64 {
         self.backlog.load(Ordering::Relaxed) + self.dead.load(Ordering::Relaxed)
     }
+}
+
+/// Removes the dead letters `which` selects from `slot`, oldest first; the others stay.
+fn take_dead(slot: &Slot, which: DeadLetterSelection) -> Vec<DeadLetter> {
+    let mut state = lock(&slot.state);
+    let (taken, kept) =
+        std::mem::take(&mut state.dead).into_iter().partition(|d| which.takes(d.envelope.event_id));
+    state.dead = kept;
+    taken
 }

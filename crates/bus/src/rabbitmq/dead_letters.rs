@@ -8,13 +8,16 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use ordermill_core::UnixMillis;
-use ordermill_core::ports::{BusError, DeadLetter, DeadLetterPage, Delivery};
+use ordermill_core::ports::{BusError, DeadLetter, DeadLetterPage, DeadLetterSelection, Delivery};
 
 use super::Shared;
 use super::connection::unavailable;
 use super::consume::Released;
 use super::message;
 use super::publish::Outgoing;
+
+/// The error shown for a dead letter the broker moved itself (it carries none of ours).
+const BROKER_DEAD_LETTERED: &str = "dead-lettered by the broker (rejected or expired)";
 
 fn now() -> UnixMillis {
     let ms = std::time::SystemTime::now()
@@ -146,9 +149,7 @@ impl Shared {
                         queue: queue.to_owned(),
                         envelope: incoming.envelope,
                         attempts: incoming.attempt,
-                        error: incoming.error.unwrap_or_else(|| {
-                            "dead-lettered by the broker (rejected or expired)".to_owned()
-                        }),
+                        error: incoming.error.unwrap_or_else(|| BROKER_DEAD_LETTERED.to_owned()),
                         died_at: incoming.died_at.unwrap_or(UnixMillis(0)),
                     });
                 }
@@ -175,17 +176,59 @@ impl Shared {
         Ok(letters)
     }
 
-    /// Sends every dead letter back to its work queue only (default exchange, key = the
-    /// queue's name: the other queues bound to the event's key already handled it), with a
-    /// fresh attempt count; each is acked off the dead queue after its copy is confirmed.
-    pub(crate) async fn replay_dead_letters(&self, queue: &str) -> Result<usize, BusError> {
+    /// Sends the dead letters `which` selects back to their work queue only (default exchange,
+    /// key = the queue's name: the other queues bound to the event's key already handled it),
+    /// with a fresh attempt count; each message is acked off the dead queue after its copies
+    /// are confirmed.
+    pub(crate) async fn replay_dead_letters(
+        &self,
+        queue: &str,
+        which: DeadLetterSelection,
+    ) -> Result<usize, BusError> {
+        let count = self.take_dead(queue, which, true).await?;
+        tracing::info!(queue, count, selection = ?which, "Replayed dead letters.");
+        Ok(count)
+    }
+
+    pub(crate) async fn purge_dead_letters(
+        &self,
+        queue: &str,
+        which: DeadLetterSelection,
+    ) -> Result<usize, BusError> {
+        let count = match which {
+            DeadLetterSelection::All => {
+                let slot = self.slot(queue)?;
+                let link = self.live_link()?;
+                let channel = link.scratch_channel().await?;
+                let purged = channel
+                    .queue_purge(slot.names.dead.as_str().into(), QueuePurgeOptions::default())
+                    .await;
+                let _ = channel.close(200, "purged".into()).await;
+                purged.map_err(unavailable)? as usize
+            }
+            DeadLetterSelection::Event(_) => self.take_dead(queue, which, false).await?,
+        };
+        tracing::info!(queue, count, selection = ?which, "Purged dead letters.");
+        Ok(count)
+    }
+
+    /// Takes the dead letters `which` selects off `queue`'s dead queue: each taken event goes
+    /// back to the work queue alone (`replay`) or nowhere (a purge), and the other events of
+    /// a batch it came in stay dead as copies of their own. Messages holding none of them are
+    /// left where they are. Returns how many events were taken.
+    async fn take_dead(
+        &self,
+        queue: &str,
+        which: DeadLetterSelection,
+        replay: bool,
+    ) -> Result<usize, BusError> {
         let slot = self.slot(queue)?;
         let link = self.live_link()?;
         let channel = link.scratch_channel().await?;
-        let mut count = 0usize;
+        let (mut count, mut left) = (0usize, 0u64);
         let result = async {
             // At most what is there now: a replayed event that fails again while we run must
-            // not be replayed twice in one call.
+            // not be taken twice in one call.
             let limit = Self::ready_count(&channel, &slot.names.dead).await?;
             for _ in 0..limit {
                 let got = channel
@@ -198,46 +241,71 @@ impl Shared {
                     message::read_all(&d.properties, d.routing_key.as_str(), &d.data)
                 else {
                     // Stays dead (requeued when the channel closes); nobody can handle it.
-                    tracing::warn!(queue, "A dead letter is not an ordermill event; not replayed.");
+                    tracing::warn!(
+                        queue,
+                        "A dead letter is not an ordermill event; left in place."
+                    );
+                    left += 1;
                     continue;
                 };
-                // Each event goes back alone, as every retried or replayed event travels.
-                let headers: Vec<_> = events
-                    .iter()
-                    .map(|e| message::requeue_headers(1, &e.envelope.routing_key, None))
-                    .collect();
-                let mut copies = Vec::with_capacity(events.len());
-                for (incoming, headers) in events.iter().zip(headers) {
-                    copies.push(Outgoing {
-                        exchange: "",
-                        routing_key: &slot.names.work,
-                        payload: incoming.envelope.payload.as_bytes(),
-                        properties: message::properties(incoming.envelope.event_id, Some(headers)),
-                    });
+                let (taken, kept): (Vec<_>, Vec<_>) =
+                    events.into_iter().partition(|e| which.takes(e.envelope.event_id));
+                if taken.is_empty() {
+                    left += 1;
+                    continue;
                 }
-                self.publish_confirmed(copies).await?;
-                count += events.len();
+                let replayed = taken.iter().filter(|_| replay).map(|e| Outgoing {
+                    exchange: "",
+                    routing_key: &slot.names.work,
+                    payload: e.envelope.payload.as_bytes(),
+                    properties: message::properties(
+                        e.envelope.event_id,
+                        Some(message::requeue_headers(1, &e.envelope.routing_key, None)),
+                    ),
+                });
+                let still_dead = kept.iter().map(|e| Outgoing {
+                    exchange: "",
+                    routing_key: &slot.names.dead,
+                    payload: e.envelope.payload.as_bytes(),
+                    properties: message::properties(
+                        e.envelope.event_id,
+                        Some(message::dead_headers(
+                            e.attempt,
+                            &e.envelope.routing_key,
+                            e.error.as_deref().unwrap_or(BROKER_DEAD_LETTERED),
+                            e.died_at.unwrap_or_else(now),
+                        )),
+                    ),
+                });
+                let copies: Vec<_> = replayed.chain(still_dead).collect();
+                if !copies.is_empty() {
+                    self.publish_confirmed(copies).await?;
+                }
+                left += kept.len() as u64;
+                count += taken.len();
                 d.acker.ack(BasicAckOptions::default()).await.map_err(unavailable)?;
+                if matches!(which, DeadLetterSelection::Event(_)) {
+                    break;
+                }
             }
             Ok::<(), BusError>(())
         }
         .await;
-        let _ = channel.close(200, "replayed".into()).await;
+        let _ = channel.close(200, "taken".into()).await;
         result?;
-        tracing::info!(queue, count, "Replayed dead letters.");
-        Ok(count)
-    }
-
-    pub(crate) async fn purge_dead_letters(&self, queue: &str) -> Result<usize, BusError> {
-        let slot = self.slot(queue)?;
-        let link = self.live_link()?;
-        let channel = link.scratch_channel().await?;
-        let purged = channel
-            .queue_purge(slot.names.dead.as_str().into(), QueuePurgeOptions::default())
-            .await;
-        let _ = channel.close(200, "purged".into()).await;
-        let count = purged.map_err(unavailable)? as usize;
-        tracing::info!(queue, count, "Purged dead letters.");
+        // The close requeues what was passed over, but a quorum queue does it a moment later:
+        // wait (briefly) until it is ready again, so a listing right after sees it.
+        if left > 0
+            && let Ok(check) = link.scratch_channel().await
+        {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while Self::ready_count(&check, &slot.names.dead).await.unwrap_or(u64::MAX) < left
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let _ = check.close(200, "counted".into()).await;
+        }
         Ok(count)
     }
 

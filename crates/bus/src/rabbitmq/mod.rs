@@ -35,7 +35,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ordermill_core::Topology;
 use ordermill_core::ports::{
-    BusError, DeadLetter, DeadLetterPage, Delivery, Envelope, EventBus, Outbox, QueueDepth,
+    BusError, DeadLetter, DeadLetterPage, DeadLetterSelection, Delivery, Envelope, EventBus,
+    Outbox, QueueDepth,
 };
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -306,12 +307,20 @@ impl EventBus for RabbitBus {
         self.shared.dead_letters(queue, page).await
     }
 
-    async fn replay_dead_letters(&self, queue: &str) -> Result<usize, BusError> {
-        self.shared.replay_dead_letters(queue).await
+    async fn replay_dead_letters(
+        &self,
+        queue: &str,
+        which: DeadLetterSelection,
+    ) -> Result<usize, BusError> {
+        self.shared.replay_dead_letters(queue, which).await
     }
 
-    async fn purge_dead_letters(&self, queue: &str) -> Result<usize, BusError> {
-        self.shared.purge_dead_letters(queue).await
+    async fn purge_dead_letters(
+        &self,
+        queue: &str,
+        which: DeadLetterSelection,
+    ) -> Result<usize, BusError> {
+        self.shared.purge_dead_letters(queue, which).await
     }
 
     async fn depths(&self) -> Result<Vec<(String, QueueDepth)>, BusError> {

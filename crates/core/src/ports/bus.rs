@@ -71,6 +71,25 @@ impl Delivery {
     }
 }
 
+/// Which dead letters of a queue a replay or purge takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterSelection {
+    /// Every one.
+    All,
+    /// The one of this event (an operator who fixed one order's cause).
+    Event(Uuid),
+}
+
+impl DeadLetterSelection {
+    /// Whether it takes the dead letter of `event`.
+    pub fn takes(self, event: Uuid) -> bool {
+        match self {
+            DeadLetterSelection::All => true,
+            DeadLetterSelection::Event(id) => id == event,
+        }
+    }
+}
+
 /// An event a queue gave up on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -84,6 +103,14 @@ pub struct DeadLetter {
     pub error: String,
     /// When it was dead-lettered.
     pub died_at: UnixMillis,
+}
+
+impl DeadLetter {
+    /// The order the event is about, from its payload; `None` for a payload that is not an
+    /// ordermill event.
+    pub fn order_id(&self) -> Option<String> {
+        crate::OutboxEvent::header(&self.envelope.payload).ok().map(|h| h.order_id)
+    }
 }
 
 /// Which dead letters of a queue to list: oldest first, `limit` of them after skipping
@@ -187,18 +214,26 @@ pub trait EventBus: Send + Sync + 'static {
         page: DeadLetterPage,
     ) -> Result<Vec<DeadLetter>, BusError>;
 
-    /// Sends every dead letter of `queue` back to it with a fresh attempt count. Returns how
-    /// many.
+    /// Sends the dead letters of `queue` that `which` selects back to it with a fresh attempt
+    /// count. Returns how many (0 when `which` names an event that is not there).
     ///
     /// # Errors
     /// [`BusError::UnknownQueue`] or a backend failure.
-    async fn replay_dead_letters(&self, queue: &str) -> Result<usize, BusError>;
+    async fn replay_dead_letters(
+        &self,
+        queue: &str,
+        which: DeadLetterSelection,
+    ) -> Result<usize, BusError>;
 
-    /// Drops every dead letter of `queue`. Returns how many.
+    /// Drops the dead letters of `queue` that `which` selects. Returns how many.
     ///
     /// # Errors
     /// [`BusError::UnknownQueue`] or a backend failure.
-    async fn purge_dead_letters(&self, queue: &str) -> Result<usize, BusError>;
+    async fn purge_dead_letters(
+        &self,
+        queue: &str,
+        which: DeadLetterSelection,
+    ) -> Result<usize, BusError>;
 
     /// Depth per queue, in [`EventBus::queues`] order.
     ///

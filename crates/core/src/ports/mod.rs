@@ -15,8 +15,8 @@ pub mod read_cache;
 pub mod store;
 
 pub use bus::{
-    BusError, BusLedger, DeadLetter, DeadLetterPage, Delivery, Envelope, EventBus, LedgerEntry,
-    QueueDepth,
+    BusError, BusLedger, DeadLetter, DeadLetterPage, DeadLetterSelection, Delivery, Envelope,
+    EventBus, LedgerEntry, QueueDepth,
 };
 pub use cache::{CacheError, StockCache};
 pub use deals::{DealStore, ExpiredDeal, JoinOutcome};

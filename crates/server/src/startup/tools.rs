@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ordermill_core::SystemClock;
 use ordermill_core::ports::DeadLetter;
-pub use ordermill_core::ports::DeadLetterPage;
+pub use ordermill_core::ports::{DeadLetterPage, DeadLetterSelection};
 use ordermill_store::SqliteStore;
 
 use crate::startup::backends;
@@ -19,10 +19,10 @@ use crate::startup::settings::{BusUrl, Settings, StoreUrl};
 pub enum DlqAction {
     /// Show one page of them.
     List(DeadLetterPage),
-    /// Send them back to their queue with a fresh attempt count.
-    Replay,
-    /// Drop them.
-    Purge,
+    /// Send them (all, or one event's) back to their queue with a fresh attempt count.
+    Replay(DeadLetterSelection),
+    /// Drop them (all, or one event's).
+    Purge(DeadLetterSelection),
 }
 
 /// The outcome of a [`dlq`] call.
@@ -68,11 +68,11 @@ pub async fn dlq(
             let total = depths.iter().find(|(name, _)| name == queue).map_or(0, |(_, d)| d.dead);
             DlqOutcome::Listed { letters, total }
         }
-        DlqAction::Replay => DlqOutcome::Replayed {
-            count: bus.replay_dead_letters(queue).await?,
+        DlqAction::Replay(which) => DlqOutcome::Replayed {
+            count: bus.replay_dead_letters(queue, which).await?,
             live: !matches!(settings.bus, BusUrl::Embedded),
         },
-        DlqAction::Purge => DlqOutcome::Purged(bus.purge_dead_letters(queue).await?),
+        DlqAction::Purge(which) => DlqOutcome::Purged(bus.purge_dead_letters(queue, which).await?),
     })
 }
 

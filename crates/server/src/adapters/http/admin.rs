@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ordermill_core::ports::{BusError, DeadLetterPage};
+use ordermill_core::ports::{BusError, DeadLetterPage, DeadLetterSelection};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -91,6 +91,7 @@ fn bus_error(error: BusError) -> ApiError {
 #[derive(Serialize)]
 struct DeadLetterView {
     event_id: String,
+    order_id: Option<String>,
     routing_key: String,
     attempts: u32,
     error: String,
@@ -130,6 +131,7 @@ async fn list(
         .into_iter()
         .map(|d| DeadLetterView {
             event_id: d.envelope.event_id.to_string(),
+            order_id: d.order_id(),
             routing_key: d.envelope.routing_key.to_string(),
             attempts: d.attempts,
             error: d.error,
@@ -152,19 +154,54 @@ async fn list(
     .into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectionQuery {
+    event_id: Option<uuid::Uuid>,
+}
+
+/// `?event_id=<uuid>`: that event's dead letter only; without it, all of them.
+fn selection(
+    query: Result<axum::extract::Query<SelectionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<DeadLetterSelection, ApiError> {
+    let axum::extract::Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    Ok(query.event_id.map_or(DeadLetterSelection::All, DeadLetterSelection::Event))
+}
+
+/// A selection of one event that took nothing: 404, so a script sees a typo.
+fn check_found(queue: &str, which: DeadLetterSelection, count: usize) -> Result<(), ApiError> {
+    match which {
+        DeadLetterSelection::Event(id) if count == 0 => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "dead_letter_not_found",
+            format!("no dead letter of event {id} in {queue}; GET /admin/dlq/{queue} lists them"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /admin/dlq/{queue}/replay[?event_id=...]`.
 async fn replay(
     State(state): State<AppState>,
     AdminQueue(queue): AdminQueue,
+    query: Result<axum::extract::Query<SelectionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let replayed = state.bus.replay_dead_letters(&queue).await.map_err(bus_error)?;
+    let which = selection(query)?;
+    let replayed = state.bus.replay_dead_letters(&queue, which).await.map_err(bus_error)?;
+    check_found(&queue, which, replayed)?;
     Ok(axum::Json(json!({"queue": queue, "replayed": replayed})).into_response())
 }
 
+/// `DELETE /admin/dlq/{queue}[?event_id=...]`.
 async fn purge(
     State(state): State<AppState>,
     AdminQueue(queue): AdminQueue,
+    query: Result<axum::extract::Query<SelectionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let purged = state.bus.purge_dead_letters(&queue).await.map_err(bus_error)?;
+    let which = selection(query)?;
+    let purged = state.bus.purge_dead_letters(&queue, which).await.map_err(bus_error)?;
+    check_found(&queue, which, purged)?;
     Ok(axum::Json(json!({"queue": queue, "purged": purged})).into_response())
 }
 
