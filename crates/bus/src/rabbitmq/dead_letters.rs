@@ -11,7 +11,7 @@ use ordermill_core::UnixMillis;
 use ordermill_core::ports::{BusError, DeadLetter, DeadLetterPage, DeadLetterSelection, Delivery};
 
 use super::Shared;
-use super::connection::unavailable;
+use super::connection::{Link, unavailable};
 use super::consume::Released;
 use super::message;
 use super::publish::Outgoing;
@@ -159,20 +159,7 @@ impl Shared {
         let outcome = read.await;
         let _ = channel.close(200, "listed".into()).await;
         outcome.map_err(unavailable)?;
-        // The close requeues what we read, but a quorum queue does it a moment later: wait
-        // (briefly) until they are ready again, so a replay or a listing right after this one
-        // sees them all.
-        if messages > 0
-            && let Ok(check) = link.scratch_channel().await
-        {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            while Self::ready_count(&check, &slot.names.dead).await.unwrap_or(u64::MAX) < messages
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let _ = check.close(200, "counted".into()).await;
-        }
+        Self::until_requeued(&link, &slot.names.dead, messages).await;
         Ok(letters)
     }
 
@@ -293,20 +280,25 @@ impl Shared {
         .await;
         let _ = channel.close(200, "taken".into()).await;
         result?;
-        // The close requeues what was passed over, but a quorum queue does it a moment later:
-        // wait (briefly) until it is ready again, so a listing right after sees it.
-        if left > 0
-            && let Ok(check) = link.scratch_channel().await
-        {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            while Self::ready_count(&check, &slot.names.dead).await.unwrap_or(u64::MAX) < left
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let _ = check.close(200, "counted".into()).await;
-        }
+        Self::until_requeued(&link, &slot.names.dead, left).await;
         Ok(count)
+    }
+
+    /// Closing a channel requeues the messages it got and did not ack, but a quorum queue
+    /// does it a moment later: waits (up to 2 s) until `dead` holds at least `expected` ready
+    /// messages again, so a listing or replay right after sees them all.
+    async fn until_requeued(link: &Link, dead: &str, expected: u64) {
+        if expected == 0 {
+            return;
+        }
+        let Ok(check) = link.scratch_channel().await else { return };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while Self::ready_count(&check, dead).await.unwrap_or(u64::MAX) < expected
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = check.close(200, "counted".into()).await;
     }
 
     /// Ready messages of a queue, from a passive declare (fails if the queue is missing).
