@@ -232,3 +232,69 @@ pub async fn watch_queues(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric this module names.
+    const ALL: &[&str] = &[
+        ORDERS_ACCEPTED,
+        ORDERS_REJECTED,
+        INTAKE_SECONDS,
+        COMMIT_BATCH_ORDERS,
+        COMMIT_SECONDS,
+        COMMIT_FAILURES,
+        COMMIT_SHED,
+        STAGE_SECONDS,
+        CONSUMER_MESSAGES,
+        CONSUMER_SECONDS,
+        QUEUE_DEPTH,
+        QUEUE_DEAD,
+        ORDERS_CONFIRMED,
+        ORDERS_CANCELLED,
+        CONFIRM_SECONDS,
+        DEALS_OPENED,
+        DEALS_COMPLETED,
+        DEALS_EXPIRED,
+        CONSUMER_PAUSES,
+        STOCK_REBUILDS,
+    ];
+
+    /// The `ordermill_*` names a file uses, with histogram suffixes taken off.
+    fn used_in(text: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("ordermill_") {
+            let tail = &rest[at..];
+            let end =
+                tail.find(|c: char| !(c.is_ascii_lowercase() || c == '_')).unwrap_or(tail.len());
+            let name = &tail[..end];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            names.push(base.to_owned());
+            rest = &tail[end..];
+        }
+        names
+    }
+
+    #[test]
+    fn the_alerts_and_the_dashboard_use_only_metrics_that_exist() {
+        for (file, text) in [
+            ("alerts.yml", include_str!("../../../../deploy/prometheus/alerts.yml")),
+            ("alerts.test.yml", include_str!("../../../../deploy/prometheus/alerts.test.yml")),
+            (
+                "grafana-dashboard.json",
+                include_str!("../../../../deploy/prometheus/grafana-dashboard.json"),
+            ),
+        ] {
+            let used = used_in(text);
+            assert!(!used.is_empty(), "{file} names no metric");
+            for name in used {
+                assert!(ALL.contains(&name.as_str()), "{file} uses {name}, which no node serves");
+            }
+        }
+    }
+}
