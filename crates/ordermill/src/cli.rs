@@ -74,6 +74,34 @@ enum Command {
     /// design against ordermill, under load and through a payment outage.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Summarise a running deployment from what its nodes serve: which nodes are ready (and
+    /// why not), orders per second and in all, accepted→confirmed latency, queue depths and
+    /// dead letters. Exits 1 when a node is not ready.
+    ///
+    /// Example: ordermill status --url http://10.0.0.1:8080 --url http://10.0.0.2:8080
+    /// --url http://10.0.0.3:9101 --watch
+    Status(StatusArgs),
+}
+
+/// `status`: where to look and how to show it.
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// A node's base URL: an api node's or `serve`'s --listen, a worker's --metrics-listen.
+    /// Repeat it for each node (several api nodes' counters add up).
+    #[arg(long = "url", value_name = "URL", required = true)]
+    urls: Vec<String>,
+    /// The admin token, to add each queue's in-flight and delayed counts (/admin/queues).
+    #[arg(long, value_name = "TOKEN", env = "ORDERMILL_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Rates are measured over this long; with --watch, the refresh interval.
+    #[arg(long, value_name = "TIME", default_value = "1s", value_parser = humantime::parse_duration)]
+    every: std::time::Duration,
+    /// Refresh until Ctrl-C.
+    #[arg(long)]
+    watch: bool,
+    /// Print JSON (one document per refresh), for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -349,6 +377,20 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq(args) => dlq(args),
+        Command::Status(args) => {
+            let request = crate::status::StatusRequest {
+                urls: args.urls,
+                admin_token: args.admin_token,
+                every: args.every,
+                json: args.json,
+                watch: args.watch,
+            };
+            if runtime()?.block_on(crate::status::run(request))? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
         Command::Config(args) => {
             print!("{}", config::to_toml(&config::load(&args.overrides())?)?);
             Ok(())

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod logging;
+mod status;
 
 // glibc's malloc showed as ~10% of CPU under load (many small per-request allocations across
 // threads); mimalloc's thread-local free lists cost a fraction of that.

@@ -1,0 +1,367 @@
+//! `ordermill status`: a terminal summary of a running deployment, read from what its nodes
+//! serve — `/readyz`, `/metrics`, and `/admin/queues` when the admin token is given. Nothing
+//! here talks to an engine: it sees what an operator's load balancer and Prometheus see.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+/// What `ordermill status` was asked.
+pub struct StatusRequest {
+    /// Base URLs of the nodes (api nodes, `serve`, workers' `--metrics-listen`).
+    pub urls: Vec<String>,
+    /// Adds `/admin/queues` (in flight, delayed) to what the metrics say.
+    pub admin_token: Option<String>,
+    /// Rates are measured over this long (and `--watch` refreshes this often).
+    pub every: Duration,
+    /// Print JSON instead of text.
+    pub json: bool,
+    /// Refresh until interrupted.
+    pub watch: bool,
+}
+
+/// One node's answers.
+#[derive(Debug, Clone, Serialize)]
+struct NodeView {
+    url: String,
+    ready: bool,
+    /// `/readyz`'s body when it answered, else why it did not.
+    detail: String,
+}
+
+/// One queue, from the nodes' gauges (the largest any node reports: each reports the same bus).
+#[derive(Debug, Clone, Default, Serialize)]
+struct QueueView {
+    queue: String,
+    depth: f64,
+    dead: f64,
+    /// From `/admin/queues`, with the admin token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_flight: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delayed: Option<f64>,
+}
+
+/// Counters summed over the nodes.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+struct Totals {
+    accepted: f64,
+    confirmed: f64,
+    cancelled: f64,
+    rejected: f64,
+    shed: f64,
+}
+
+/// The whole picture at one moment.
+#[derive(Debug, Clone, Serialize)]
+struct Status {
+    nodes: Vec<NodeView>,
+    totals: Totals,
+    /// Per second, between this snapshot and the one before.
+    rates: Totals,
+    /// Over the nodes' whole life: the bucket bound under which 50% / 99% of orders were
+    /// confirmed, seconds (`None` before any confirmation).
+    accept_to_confirm_p50_s: Option<f64>,
+    accept_to_confirm_p99_s: Option<f64>,
+    queues: Vec<QueueView>,
+}
+
+/// A node's `/metrics`, read.
+#[derive(Default)]
+struct Scrape {
+    totals: Totals,
+    depth: BTreeMap<String, f64>,
+    dead: BTreeMap<String, f64>,
+    /// `le` bound → cumulative count of `ordermill_accept_to_confirm_seconds`.
+    confirm_buckets: BTreeMap<String, f64>,
+}
+
+/// Runs the command; `Ok(false)` when some node is not ready (the exit status says so).
+///
+/// # Errors
+/// When no node answers at all, or the HTTP client cannot be built.
+pub async fn run(request: StatusRequest) -> anyhow::Result<bool> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let mut before = snapshot(&client, &request).await?;
+    let mut taken = Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(request.every) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(true),
+        }
+        let elapsed = taken.elapsed().as_secs_f64();
+        let status = with_rates(snapshot(&client, &request).await?, &before, elapsed);
+        let all_ready = status.nodes.iter().all(|n| n.ready);
+        if request.json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        } else {
+            if request.watch {
+                // Clear the screen and home the cursor, as `watch` does.
+                print!("\x1b[2J\x1b[H");
+            }
+            print!("{}", render(&status, elapsed));
+        }
+        if !request.watch {
+            return Ok(all_ready);
+        }
+        before = status;
+        taken = Instant::now();
+    }
+}
+
+async fn snapshot(client: &reqwest::Client, request: &StatusRequest) -> anyhow::Result<Status> {
+    let mut nodes = Vec::new();
+    let mut merged = Scrape::default();
+    let mut answered = 0;
+    for url in &request.urls {
+        let base = url.trim_end_matches('/');
+        let ready = client.get(format!("{base}/readyz")).send().await;
+        let (ready, detail) = match ready {
+            Ok(reply) => {
+                let ok = reply.status().is_success();
+                (ok, reply.text().await.unwrap_or_default().trim().to_owned())
+            }
+            Err(error) => (false, format!("no answer: {}", error.without_url())),
+        };
+        if let Ok(reply) = client.get(format!("{base}/metrics")).send().await
+            && let Ok(text) = reply.text().await
+        {
+            answered += 1;
+            merge(&mut merged, parse(&text));
+        }
+        nodes.push(NodeView { url: base.to_owned(), ready, detail });
+    }
+    if answered == 0 {
+        anyhow::bail!(
+            "no node answered /metrics at {}; check the URLs (an api node's --listen, a worker's \
+             --metrics-listen)",
+            request.urls.join(", ")
+        );
+    }
+    let mut queues: BTreeMap<String, QueueView> = BTreeMap::new();
+    for (queue, depth) in &merged.depth {
+        queues.entry(queue.clone()).or_default().depth = *depth;
+    }
+    for (queue, dead) in &merged.dead {
+        queues.entry(queue.clone()).or_default().dead = *dead;
+    }
+    if let Some(token) = &request.admin_token {
+        for url in &request.urls {
+            let reply = client
+                .get(format!("{}/admin/queues", url.trim_end_matches('/')))
+                .bearer_auth(token)
+                .send()
+                .await;
+            let Ok(reply) = reply else { continue };
+            let Ok(body) = reply.json::<serde_json::Value>().await else { continue };
+            for q in body["queues"].as_array().into_iter().flatten() {
+                let Some(name) = q["queue"].as_str() else { continue };
+                let view = queues.entry(name.to_owned()).or_default();
+                view.in_flight = q["in_flight"].as_f64();
+                view.delayed = q["delayed"].as_f64();
+            }
+            break; // one node answers for the whole bus
+        }
+    }
+    let queues = queues
+        .into_iter()
+        .map(|(queue, mut view)| {
+            view.queue = queue;
+            view
+        })
+        .collect();
+    let status = Status {
+        nodes,
+        totals: merged.totals,
+        rates: Totals::default(),
+        accept_to_confirm_p50_s: quantile(&merged.confirm_buckets, 0.5),
+        accept_to_confirm_p99_s: quantile(&merged.confirm_buckets, 0.99),
+        queues,
+    };
+    Ok(status)
+}
+
+fn with_rates(mut status: Status, before: &Status, seconds: f64) -> Status {
+    let rate = |now: f64, then: f64| ((now - then) / seconds.max(0.001)).max(0.0);
+    let (a, b) = (&status.totals, &before.totals);
+    status.rates = Totals {
+        accepted: rate(a.accepted, b.accepted),
+        confirmed: rate(a.confirmed, b.confirmed),
+        cancelled: rate(a.cancelled, b.cancelled),
+        rejected: rate(a.rejected, b.rejected),
+        shed: rate(a.shed, b.shed),
+    };
+    status
+}
+
+/// Reads the lines of the Prometheus text format this command needs.
+fn parse(text: &str) -> Scrape {
+    let mut scrape = Scrape::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(value) = value.parse::<f64>() else { continue };
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        let label = |key: &str| {
+            let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
+            labels[start..].split_once('"').map(|(v, _)| v.to_owned())
+        };
+        match name {
+            "ordermill_orders_accepted_total" => scrape.totals.accepted += value,
+            "ordermill_orders_confirmed_total" => scrape.totals.confirmed += value,
+            "ordermill_orders_cancelled_total" => scrape.totals.cancelled += value,
+            "ordermill_orders_rejected_total" => scrape.totals.rejected += value,
+            "ordermill_orders_shed_total" => scrape.totals.shed += value,
+            "ordermill_queue_depth" => {
+                if let Some(queue) = label("queue") {
+                    scrape.depth.insert(queue, value);
+                }
+            }
+            "ordermill_queue_dead_letters" => {
+                if let Some(queue) = label("queue") {
+                    scrape.dead.insert(queue, value);
+                }
+            }
+            "ordermill_accept_to_confirm_seconds_bucket" => {
+                if let Some(le) = label("le") {
+                    *scrape.confirm_buckets.entry(le).or_default() += value;
+                }
+            }
+            _ => {}
+        }
+    }
+    scrape
+}
+
+/// Adds `other` into `into`: counters and histogram buckets summed, bus gauges maxed (every
+/// node reports the same queues).
+fn merge(into: &mut Scrape, other: Scrape) {
+    into.totals.accepted += other.totals.accepted;
+    into.totals.confirmed += other.totals.confirmed;
+    into.totals.cancelled += other.totals.cancelled;
+    into.totals.rejected += other.totals.rejected;
+    into.totals.shed += other.totals.shed;
+    for (queue, v) in other.depth {
+        let slot = into.depth.entry(queue).or_default();
+        *slot = slot.max(v);
+    }
+    for (queue, v) in other.dead {
+        let slot = into.dead.entry(queue).or_default();
+        *slot = slot.max(v);
+    }
+    for (le, v) in other.confirm_buckets {
+        *into.confirm_buckets.entry(le).or_default() += v;
+    }
+}
+
+/// The smallest bucket bound under which `q` of the observations fall.
+fn quantile(buckets: &BTreeMap<String, f64>, q: f64) -> Option<f64> {
+    let mut bounds: Vec<(f64, f64)> = buckets
+        .iter()
+        .map(|(le, count)| {
+            (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) }, *count)
+        })
+        .filter(|(le, _)| !le.is_nan())
+        .collect();
+    bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = bounds.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    bounds.iter().find(|(_, count)| *count >= q * total).map(|(le, _)| *le)
+}
+
+fn render(status: &Status, seconds: f64) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let ready = status.nodes.iter().filter(|n| n.ready).count();
+    let _ = writeln!(out, "nodes ready   {ready} of {}", status.nodes.len());
+    for node in &status.nodes {
+        let mark = if node.ready { "ready    " } else { "NOT READY" };
+        let _ = writeln!(out, "  {mark}  {}  {}", node.url, node.detail);
+    }
+    let (t, r) = (&status.totals, &status.rates);
+    let _ = writeln!(
+        out,
+        "orders/s      accepted {:.0}  confirmed {:.0}  cancelled {:.0}  rejected {:.0}  shed {:.0}  (over {seconds:.1} s)",
+        r.accepted, r.confirmed, r.cancelled, r.rejected, r.shed
+    );
+    let _ = writeln!(
+        out,
+        "orders        accepted {:.0}  confirmed {:.0}  cancelled {:.0}  rejected {:.0}  shed {:.0}  (since the nodes started)",
+        t.accepted, t.confirmed, t.cancelled, t.rejected, t.shed
+    );
+    let bound = |s: Option<f64>| match s {
+        None => "-".to_owned(),
+        Some(s) if s.is_infinite() => "> 2.5 s".to_owned(),
+        Some(s) => format!("≤ {} ms", s * 1000.0),
+    };
+    let _ = writeln!(
+        out,
+        "accept→confirmed  p50 {}  p99 {}",
+        bound(status.accept_to_confirm_p50_s),
+        bound(status.accept_to_confirm_p99_s)
+    );
+    let _ = writeln!(out, "queue         depth      dead  in flight  delayed");
+    for q in &status.queues {
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>7.0} {:>9.0} {:>10} {:>8}",
+            q.queue,
+            q.depth,
+            q.dead,
+            opt(q.in_flight),
+            opt(q.delayed)
+        );
+    }
+    if status.queues.iter().any(|q| q.dead > 0.0) {
+        let _ = writeln!(
+            out,
+            "dead letters: GET /admin/dlq/<queue> lists them (docs/OPERATIONS.md, \"Dead letters\")"
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METRICS: &str = r#"# HELP ordermill_orders_accepted_total Orders made durable and answered 201.
+# TYPE ordermill_orders_accepted_total counter
+ordermill_orders_accepted_total 120
+ordermill_orders_rejected_total{reason="out_of_stock"} 3
+ordermill_orders_rejected_total{reason="invalid_order"} 2
+ordermill_queue_depth{queue="payment"} 7
+ordermill_queue_dead_letters{queue="payment"} 1
+ordermill_accept_to_confirm_seconds_bucket{le="0.005"} 50
+ordermill_accept_to_confirm_seconds_bucket{le="0.01"} 99
+ordermill_accept_to_confirm_seconds_bucket{le="0.025"} 100
+ordermill_accept_to_confirm_seconds_bucket{le="+Inf"} 100
+"#;
+
+    #[test]
+    fn reads_counters_gauges_and_the_confirm_histogram() {
+        let scrape = parse(METRICS);
+        assert_eq!(scrape.totals.accepted, 120.0);
+        assert_eq!(scrape.totals.rejected, 5.0, "summed over reasons");
+        assert_eq!(scrape.depth["payment"], 7.0);
+        assert_eq!(scrape.dead["payment"], 1.0);
+        assert_eq!(quantile(&scrape.confirm_buckets, 0.5), Some(0.005));
+        assert_eq!(quantile(&scrape.confirm_buckets, 0.99), Some(0.01));
+    }
+
+    #[test]
+    fn nodes_add_their_counters_and_share_their_queues() {
+        let mut merged = Scrape::default();
+        merge(&mut merged, parse(METRICS));
+        merge(&mut merged, parse(METRICS));
+        assert_eq!(merged.totals.accepted, 240.0);
+        assert_eq!(merged.depth["payment"], 7.0, "the same bus, seen twice");
+    }
+}
