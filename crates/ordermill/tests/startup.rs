@@ -65,3 +65,35 @@ fn maintain_on_the_embedded_store_says_there_is_nothing_to_keep() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("SQLite store has none"), "{err}");
 }
+
+#[tokio::test]
+async fn a_worker_warns_at_start_when_its_payment_gateway_does_not_answer() {
+    let Some(services) = Services::from_env() else { return };
+    let deployment = Deployment::new(services);
+    deployment.migrate();
+    // Nothing listens on the discard port.
+    let env = [
+        ("ORDERMILL_PAYMENT__GATEWAY", "http"),
+        ("ORDERMILL_PAYMENT__URL", "http://127.0.0.1:9/charge"),
+    ];
+    let worker = deployment.worker_with("worker", &env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&worker.log).unwrap();
+        let warned = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|entry| {
+                entry["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("An outside service is unreachable"))
+            });
+        if let Some(entry) = warned {
+            assert_eq!(entry["setting"], "payment.url", "{entry}");
+            assert_eq!(entry["level"], "WARN", "{entry}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no warning within 10 s:\n{log}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -305,6 +305,9 @@ impl Application {
                 settings.topology.queues_for(key.as_str()).is_empty()
             }),
         };
+        if !matches!(role, Role::Api) {
+            integrations::warn_if_unreachable(&settings.payment, &settings.notify);
+        }
         let worker_metrics = match (&role, settings.workers.metrics_listen) {
             (Role::Worker { .. }, Some(addr)) => Some((
                 TcpListener::bind(addr)

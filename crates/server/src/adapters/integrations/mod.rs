@@ -94,3 +94,41 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, IntegrationError> {
         .build()
         .map_err(|e| IntegrationError(format!("cannot build the HTTP client: {e}")))
 }
+
+/// Warns, once at start, about an HTTP gateway or webhook that does not accept a connection
+/// now: a worker then still starts (its charges and notifications wait and are retried), but
+/// the operator learns at once that `payment.url` / `notify.url` is wrong or the service down,
+/// not after the first orders have been retried for an hour. Runs in the background.
+pub fn warn_if_unreachable(payment: &PaymentSettings, notify: &NotifySettings) {
+    let mut targets = Vec::new();
+    if let (GatewayKind::Http, Some(url)) = (payment.gateway, &payment.url) {
+        targets.push(("payment.url", url.clone()));
+    }
+    if let (NotifierKind::Webhook, Some(url)) = (notify.notifier, &notify.url) {
+        targets.push(("notify.url", url.clone()));
+    }
+    if targets.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for (key, url) in targets {
+            if let Err(why) = connects(url.expose()).await {
+                tracing::warn!(setting = key, url = %url, reason = %why, "An outside service is unreachable now; its calls wait and are retried. Check the URL and the service.");
+            }
+        }
+    });
+}
+
+/// Whether a TCP connection to `url`'s host and port opens within 3 s.
+async fn connects(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let host = parsed.host_str().ok_or("the URL has no host")?.to_owned();
+    let port = parsed.port_or_known_default().ok_or("the URL has no port")?;
+    match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((host, port)))
+        .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer within 3 s".to_owned()),
+    }
+}
