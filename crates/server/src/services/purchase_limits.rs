@@ -127,10 +127,12 @@ impl PurchaseLimits {
     /// # Errors
     /// When the store cannot be written or read; the limit in memory is then unchanged.
     pub async fn set(&self, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
+        // Written whatever this node holds: with several api nodes, another may have changed
+        // the stored limit since this node last loaded it, so "unchanged here" proves nothing.
+        self.store.set_purchase_limit(sku, limit).await?;
         if self.limit(sku) == limit {
             return Ok(());
         }
-        self.store.set_purchase_limit(sku, limit).await?;
         let counts = match limit {
             Some(_) => self.store.units_by_customer(sku).await?,
             None => Vec::new(),
@@ -212,5 +214,37 @@ impl PurchaseLimits {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+    use ordermill_core::ports::OrderStore;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_limit_set_through_a_node_that_already_held_it_still_reaches_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ordermill_store::SqliteStore::open(dir.path()).unwrap());
+        let sku = Sku::parse("flash").unwrap();
+        store
+            .upsert_product(&ordermill_store::contract::product_for_tests("flash", 10))
+            .await
+            .unwrap();
+        let first = PurchaseLimits::load(store.clone()).await.unwrap();
+        first.set(&sku, Some(1)).await.unwrap();
+        // Two nodes that both loaded the limit of 1; one lifts it.
+        let (a, b) = (
+            PurchaseLimits::load(store.clone()).await.unwrap(),
+            PurchaseLimits::load(store.clone()).await.unwrap(),
+        );
+        a.set(&sku, None).await.unwrap();
+        // The other, not refreshed yet, is asked for 1 again: the store must say 1.
+        b.set(&sku, Some(1)).await.unwrap();
+        let fresh = PurchaseLimits::load(store.clone()).await.unwrap();
+        assert_eq!(fresh.limit(&sku), Some(1));
     }
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use ordermill_core::Clock;
 use ordermill_core::ports::{Notifier, PaymentGateway};
 
-use crate::startup::settings::{GatewayKind, NotifierKind, NotifySettings, PaymentSettings};
+use crate::startup::settings::{
+    GatewayKind, NotifierKind, NotifySettings, PaymentSettings, SecretUrl,
+};
 
 /// Why an integration could not be built from its settings.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,7 @@ pub fn payment_gateway(
                     "payment.gateway = \"http\" needs payment.url (ORDERMILL_PAYMENT__URL)".into(),
                 )
             })?;
+            refuse_https("payment.url", &url)?;
             tracing::info!(gateway = "http", url = %url, timeout_ms = settings.timeout.get().as_millis() as u64, "Payments go to an HTTP gateway.");
             Ok(Arc::new(http_gateway::HttpGateway::new(url, settings.timeout.get())?))
         }
@@ -71,6 +74,7 @@ pub fn notifier(
                     "notify.notifier = \"webhook\" needs notify.url (ORDERMILL_NOTIFY__URL)".into(),
                 )
             })?;
+            refuse_https("notify.url", &url)?;
             let signed = settings.webhook_secret.is_some();
             tracing::info!(notifier = "webhook", url = %url, signed, "Notifications go to a webhook.");
             if !signed {
@@ -86,6 +90,19 @@ pub fn notifier(
             )?))
         }
     }
+}
+
+/// This build links no TLS library: an `https://` URL would fail every call and dead-letter
+/// every order after the retry window, so it is refused at start instead.
+fn refuse_https(key: &str, url: &SecretUrl) -> Result<(), IntegrationError> {
+    if url.expose().starts_with("https://") {
+        return Err(IntegrationError(format!(
+            "{key} = {url} is https://, which this build of ordermill cannot call (no TLS); \
+             point it at a local TLS proxy on http://127.0.0.1 (docs/OPERATIONS.md, \"TLS to the \
+             engines\")"
+        )));
+    }
+    Ok(())
 }
 
 fn http_client(timeout: Duration) -> Result<reqwest::Client, IntegrationError> {
@@ -130,5 +147,30 @@ async fn connects(url: &str) -> Result<(), String> {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err("no answer within 3 s".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_https_gateway_or_webhook_is_refused_at_start_naming_the_way_out() {
+        let payment = PaymentSettings {
+            gateway: GatewayKind::Http,
+            url: Some(SecretUrl::new("https://pay:pw@payments.example.com/charge")),
+            ..PaymentSettings::default()
+        };
+        let Err(error) = payment_gateway(&payment) else {
+            panic!("an https:// gateway was accepted")
+        };
+        assert!(error.0.contains("cannot call") && error.0.contains("TLS proxy"), "{error}");
+        assert!(!error.0.contains("pw@"), "redacted: {error}");
+        let notify = NotifySettings {
+            notifier: NotifierKind::Webhook,
+            url: Some(SecretUrl::new("https://hooks.example.com/x")),
+            ..NotifySettings::default()
+        };
+        assert!(notifier(&notify, Arc::new(ordermill_core::SystemClock)).is_err());
     }
 }

@@ -130,10 +130,30 @@ fn parse_engine(
     }
 }
 
+/// Refuses a URL that asks for TLS: this build links no TLS library, and the drivers would
+/// otherwise wait forever (`rediss://`, `sslmode=require`) or, worse, talk in plaintext,
+/// password included (`amqps://`).
+fn refuse_tls(key: &str, text: &str) -> Result<(), String> {
+    let query = text.split_once('?').map_or("", |(_, q)| q);
+    let strict_ssl = query.split('&').any(|pair| {
+        matches!(pair, "sslmode=require" | "sslmode=verify-ca" | "sslmode=verify-full")
+    });
+    if text.starts_with("amqps://") || text.starts_with("rediss://") || strict_ssl {
+        return Err(format!(
+            "{key} = {:?} asks for TLS, which this build of ordermill does not include; connect \
+             in plaintext through a TLS-terminating sidecar on loopback (docs/OPERATIONS.md, \
+             \"TLS to the engines\")",
+            redact_url(text)
+        ));
+    }
+    Ok(())
+}
+
 impl std::str::FromStr for StoreUrl {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
+        refuse_tls("store", text)?;
         let url = parse_engine(
             text,
             &["sqlite", "sqlite:", "embedded", "local", ""],
@@ -152,6 +172,7 @@ impl std::str::FromStr for BusUrl {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
+        refuse_tls("bus", text)?;
         let url = parse_engine(
             text,
             &["embedded", "local", ""],
@@ -170,6 +191,7 @@ impl std::str::FromStr for CacheUrl {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
+        refuse_tls("cache", text)?;
         let url = parse_engine(
             text,
             &["local", "embedded", ""],
@@ -251,6 +273,19 @@ mod tests {
             assert!(err.contains(needle), "{err}");
             assert!(!err.contains("pw"), "a password in a refused URL is redacted too: {err}");
         }
+    }
+
+    #[test]
+    fn urls_that_ask_for_tls_are_refused_naming_the_way_out() {
+        for err in [
+            "amqps://app:pw@mq/%2f".parse::<BusUrl>().unwrap_err(),
+            "rediss://:pw@cache:6380".parse::<CacheUrl>().unwrap_err(),
+            "postgres://app:pw@db/orders?sslmode=require".parse::<StoreUrl>().unwrap_err(),
+        ] {
+            assert!(err.contains("asks for TLS") && err.contains("sidecar"), "{err}");
+            assert!(!err.contains("pw@"), "redacted: {err}");
+        }
+        assert!("postgres://app@db/orders?sslmode=disable".parse::<StoreUrl>().is_ok());
     }
 
     #[test]
