@@ -19,6 +19,16 @@ use super::publish::Outgoing;
 /// The error shown for a dead letter the broker moved itself (it carries none of ours).
 const BROKER_DEAD_LETTERED: &str = "dead-lettered by the broker (rejected or expired)";
 
+/// A dead message's events; `None`, with a warning, for one that is not ordermill's: nobody
+/// can handle it, so it stays dead (requeued when the channel closes).
+fn events_of(queue: &str, d: &lapin::message::Delivery) -> Option<Vec<message::Incoming>> {
+    let events = message::read_all(&d.properties, d.routing_key.as_str(), &d.data);
+    if events.is_none() {
+        tracing::warn!(queue, "A dead letter is not an ordermill event; left in place.");
+    }
+    events
+}
+
 fn now() -> UnixMillis {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -128,15 +138,7 @@ impl Shared {
                 messages += 1;
                 // A batch arrives here whole only when the broker dead-lettered it (rejected
                 // unread, expired, over a quorum queue's delivery limit): list its events.
-                let Some(events) =
-                    message::read_all(&d.properties, d.routing_key.as_str(), &d.data)
-                else {
-                    tracing::warn!(
-                        queue,
-                        "A dead letter is not an ordermill event; left in place."
-                    );
-                    continue;
-                };
+                let Some(events) = events_of(queue, d) else { continue };
                 for incoming in events {
                     if skipped < page.offset {
                         skipped += 1;
@@ -224,14 +226,7 @@ impl Shared {
                     .map_err(unavailable)?;
                 let Some(got) = got else { break };
                 let d = &got.delivery;
-                let Some(events) =
-                    message::read_all(&d.properties, d.routing_key.as_str(), &d.data)
-                else {
-                    // Stays dead (requeued when the channel closes); nobody can handle it.
-                    tracing::warn!(
-                        queue,
-                        "A dead letter is not an ordermill event; left in place."
-                    );
+                let Some(events) = events_of(queue, d) else {
                     left += 1;
                     continue;
                 };
