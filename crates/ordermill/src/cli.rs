@@ -459,8 +459,8 @@ fn dlq(args: DlqArgs) -> anyhow::Result<()> {
             offset: args.offset,
             limit: usize::from(args.limit),
         }),
-        DlqCommand::Replay => DlqAction::Replay(selection(args.event_id)),
-        DlqCommand::Purge => DlqAction::Purge(selection(args.event_id)),
+        DlqCommand::Replay => DlqAction::Replay(args.event_id.into()),
+        DlqCommand::Purge => DlqAction::Purge(args.event_id.into()),
     };
     if args.event_id.is_some() && matches!(action, DlqAction::List(_)) {
         anyhow::bail!("--event-id picks the dead letter to replay or purge; `list` shows them all");
@@ -564,10 +564,4 @@ async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("Received ctrl-c; shutting down gracefully."),
         () = terminate => tracing::info!("Received SIGTERM; shutting down gracefully."),
     }
-}
-
-/// Every dead letter, or only the one of `event`.
-fn selection(event: Option<uuid::Uuid>) -> ordermill_server::startup::tools::DeadLetterSelection {
-    use ordermill_server::startup::tools::DeadLetterSelection;
-    event.map_or(DeadLetterSelection::All, DeadLetterSelection::Event)
 }

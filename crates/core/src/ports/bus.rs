@@ -80,6 +80,13 @@ pub enum DeadLetterSelection {
     Event(Uuid),
 }
 
+impl From<Option<Uuid>> for DeadLetterSelection {
+    /// One event's dead letter when an id is given (`?event_id=`, `--event-id`), else all.
+    fn from(event: Option<Uuid>) -> Self {
+        event.map_or(DeadLetterSelection::All, DeadLetterSelection::Event)
+    }
+}
+
 impl DeadLetterSelection {
     /// Whether it takes the dead letter of `event`.
     pub fn takes(self, event: Uuid) -> bool {
@@ -240,6 +247,15 @@ pub trait EventBus: Send + Sync + 'static {
     /// # Errors
     /// When the broker cannot be asked.
     async fn depths(&self) -> Result<Vec<(String, QueueDepth)>, BusError>;
+
+    /// How many dead letters `queue` holds ([`QueueDepth::dead`]; 0 for a queue not listed).
+    ///
+    /// # Errors
+    /// When the depths cannot be read.
+    async fn dead_letter_total(&self, queue: &str) -> Result<u64, BusError> {
+        let depths = self.depths().await?;
+        Ok(depths.iter().find(|(name, _)| name == queue).map_or(0, |(_, d)| d.dead))
+    }
 
     /// A cheap, possibly slightly stale total backlog over all queues, for intake's
     /// backpressure check on every request.

@@ -64,8 +64,7 @@ pub async fn dlq(
     Ok(match action {
         DlqAction::List(page) => {
             let letters = bus.dead_letters(queue, page).await?;
-            let depths = bus.depths().await?;
-            let total = depths.iter().find(|(name, _)| name == queue).map_or(0, |(_, d)| d.dead);
+            let total = bus.dead_letter_total(queue).await?;
             DlqOutcome::Listed { letters, total }
         }
         DlqAction::Replay(which) => DlqOutcome::Replayed {

@@ -125,8 +125,7 @@ async fn list(
     }
     let page = DeadLetterPage { offset: query.offset.unwrap_or(0), limit };
     let dead = state.bus.dead_letters(&queue, page).await.map_err(bus_error)?;
-    let depths = state.bus.depths().await.map_err(bus_error)?;
-    let total = depths.iter().find(|(name, _)| *name == queue).map_or(0, |(_, d)| d.dead);
+    let total = state.bus.dead_letter_total(&queue).await.map_err(bus_error)?;
     let views: Vec<DeadLetterView> = dead
         .into_iter()
         .map(|d| DeadLetterView {
@@ -166,7 +165,7 @@ fn selection(
 ) -> Result<DeadLetterSelection, ApiError> {
     let axum::extract::Query(query) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    Ok(query.event_id.map_or(DeadLetterSelection::All, DeadLetterSelection::Event))
+    Ok(DeadLetterSelection::from(query.event_id))
 }
 
 /// A selection of one event that took nothing: 404, so a script sees a typo.
