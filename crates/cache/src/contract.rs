@@ -146,10 +146,11 @@ pub async fn run_read_cache(cache: Arc<dyn ordermill_core::ports::OrderReadCache
         created_at: now,
         idempotency_key: None,
         history: Vec::new(),
+        awaited_payment: None,
     };
     let confirmed = Order {
         status: OrderStatus::Confirmed,
-        history: vec![StatusChange { status: OrderStatus::Confirmed, at: UnixMillis(now.0 + 5) }],
+        history: vec![StatusChange::new(OrderStatus::Confirmed, UnixMillis(now.0 + 5))],
         ..accepted.clone()
     };
     assert_eq!(cache.get(&accepted.id).await.expect("get"), None, "a miss");

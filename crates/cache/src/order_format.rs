@@ -6,13 +6,13 @@
 
 use ordermill_core::ports::CacheError;
 use ordermill_core::{
-    CustomerId, IdempotencyKey, Money, Order, OrderLine, OrderStatus, Quantity, Sku, StatusChange,
-    UnixMillis,
+    AwaitedPayment, CustomerId, HistoryNote, IdempotencyKey, Money, Order, OrderLine, OrderStatus,
+    Quantity, Sku, StatusChange, UnixMillis,
 };
 use serde::{Deserialize, Serialize};
 
-/// The format's version, in every key (`PREFIX:order:v1:ID`). Bump it with any change below.
-pub const VERSION: &str = "v1";
+/// The format's version, in every key (`PREFIX:order:v2:ID`). Bump it with any change below.
+pub const VERSION: &str = "v2";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CachedOrder {
@@ -23,8 +23,11 @@ struct CachedOrder {
     lines: Vec<(String, i64, i64)>,
     created_at: i64,
     idempotency_key: Option<String>,
-    /// `(status, at)` per change, oldest first.
-    history: Vec<(String, i64)>,
+    /// `(status, at, note)` per change, oldest first.
+    history: Vec<(String, i64, Option<String>)>,
+    /// A pay-later order's `(deadline, payment URL)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    awaited_payment: Option<(i64, String)>,
 }
 
 /// An order in the cache's format.
@@ -40,7 +43,15 @@ pub(crate) fn encode(order: &Order) -> String {
             .collect(),
         created_at: order.created_at.0,
         idempotency_key: order.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
-        history: order.history.iter().map(|c| (c.status.as_str().to_owned(), c.at.0)).collect(),
+        history: order
+            .history
+            .iter()
+            .map(|c| (c.status.as_str().to_owned(), c.at.0, c.note.map(|n| n.as_str().to_owned())))
+            .collect(),
+        awaited_payment: order
+            .awaited_payment
+            .as_ref()
+            .map(|a| (a.pay_by.0, a.payment_url.clone())),
     };
     serde_json::to_string(&cached).expect("serializing strings and integers cannot fail")
 }
@@ -71,7 +82,13 @@ pub(crate) fn decode(id: ordermill_core::OrderId, text: &str) -> Result<Order, C
     let history = cached
         .history
         .iter()
-        .map(|(s, at)| Ok(StatusChange { status: status(s)?, at: UnixMillis(*at) }))
+        .map(|(s, at, note)| {
+            let note = note
+                .as_deref()
+                .map(|n| HistoryNote::parse(n).ok_or_else(|| bad(format!("history note {n:?}"))))
+                .transpose()?;
+            Ok(StatusChange { note, ..StatusChange::new(status(s)?, UnixMillis(*at)) })
+        })
         .collect::<Result<Vec<_>, CacheError>>()?;
     Ok(Order {
         id,
@@ -87,6 +104,10 @@ pub(crate) fn decode(id: ordermill_core::OrderId, text: &str) -> Result<Order, C
             .transpose()
             .map_err(|e| bad(e.to_string()))?,
         history,
+        awaited_payment: cached.awaited_payment.map(|(pay_by, payment_url)| AwaitedPayment {
+            pay_by: UnixMillis(pay_by),
+            payment_url,
+        }),
     })
 }
 
@@ -111,10 +132,8 @@ mod tests {
             status: OrderStatus::Confirmed,
             created_at: UnixMillis(1_790_000_000_000),
             idempotency_key: Some(IdempotencyKey::parse("k-1").unwrap()),
-            history: vec![StatusChange {
-                status: OrderStatus::Confirmed,
-                at: UnixMillis(1_790_000_000_250),
-            }],
+            history: vec![StatusChange::new(OrderStatus::Confirmed, UnixMillis(1_790_000_000_250))],
+            awaited_payment: None,
         }
     }
 
@@ -124,14 +143,33 @@ mod tests {
         assert_eq!(decode(order.id, &encode(&order)).unwrap(), order);
     }
 
-    /// Pins the v1 format: if this fails, the format changed, so bump [`VERSION`] too (nodes of
+    #[test]
+    fn a_pay_later_order_keeps_its_deadline_url_and_notes() {
+        let mut order = order();
+        order.status = OrderStatus::Cancelled;
+        order.awaited_payment = Some(AwaitedPayment {
+            pay_by: UnixMillis(1_790_000_900_000),
+            payment_url: "https://pay.example/c/1".into(),
+        });
+        order.history = vec![
+            StatusChange::new(OrderStatus::AwaitingPayment, UnixMillis(1_790_000_000_100)),
+            StatusChange::new(OrderStatus::Cancelled, UnixMillis(1_790_000_900_000)),
+            StatusChange {
+                note: Some(HistoryNote::RefundRequired),
+                ..StatusChange::new(OrderStatus::Cancelled, UnixMillis(1_790_000_900_500))
+            },
+        ];
+        assert_eq!(decode(order.id, &encode(&order)).unwrap(), order);
+    }
+
+    /// Pins the v2 format: if this fails, the format changed, so bump [`VERSION`] too (nodes of
     /// the previous release would otherwise read entries they cannot parse).
     #[test]
-    fn the_v1_format_is_what_nodes_of_this_version_share() {
-        assert_eq!(VERSION, "v1");
+    fn the_v2_format_is_what_nodes_of_this_version_share() {
+        assert_eq!(VERSION, "v2");
         assert_eq!(
             encode(&order()),
-            r#"{"customer_id":"张三","status":"confirmed","total_minor":3998,"lines":[["crab-1",2,1999]],"created_at":1790000000000,"idempotency_key":"k-1","history":[["confirmed",1790000000250]]}"#
+            r#"{"customer_id":"张三","status":"confirmed","total_minor":3998,"lines":[["crab-1",2,1999]],"created_at":1790000000000,"idempotency_key":"k-1","history":[["confirmed",1790000000250,null]]}"#
         );
     }
 

@@ -293,7 +293,7 @@ impl Deal {
             return None;
         }
         order.status = transition.next.status;
-        order.history.push(StatusChange { status: order.status, at });
+        order.history.push(StatusChange::new(order.status, at));
         let emitted = transition
             .emit
             .into_iter()
@@ -411,6 +411,7 @@ mod tests {
             created_at: now,
             idempotency_key: None,
             history: Vec::new(),
+            awaited_payment: None,
         };
         let mut d = deal(3);
         let waiting = Lifecycle::awaiting_group();

@@ -4,8 +4,9 @@
 //! only persists what it returns, so these rules exist once.
 
 use crate::event::{OutboxEvent, RoutingKey};
+use crate::lifecycle::PaymentState;
 use crate::lifecycle::{Fact, Lifecycle, StockDelta};
-use crate::order::{Order, OrderLine, OrderStatus, StatusChange};
+use crate::order::{HistoryNote, Order, OrderLine, OrderStatus, StatusChange};
 use crate::ports::{Effect, EffectOutcome};
 use crate::sku::Sku;
 
@@ -16,6 +17,10 @@ pub enum PaymentRecord {
     Succeeded,
     /// Declined; never charged.
     Declined,
+    /// Pay later: not paid before the deadline; never charged.
+    Expired,
+    /// Paid after the order was cancelled: the money must be given back.
+    RefundRequired,
 }
 
 impl PaymentRecord {
@@ -24,6 +29,8 @@ impl PaymentRecord {
         match self {
             Self::Succeeded => "succeeded",
             Self::Declined => "declined",
+            Self::Expired => "expired",
+            Self::RefundRequired => "refund_required",
         }
     }
 }
@@ -96,15 +103,29 @@ impl Effect {
         let released = if action.gives_back() { order.lines.clone() } else { Vec::new() };
         order.status = transition.next.status;
         if status_changed {
-            order.history.push(StatusChange { status: transition.next.status, at: self.at });
+            order.history.push(StatusChange::new(transition.next.status, self.at));
+        }
+        if transition.next.status == OrderStatus::AwaitingPayment
+            && status_changed
+            && let Some(awaited) = &self.awaited_payment
+        {
+            order.awaited_payment = Some(awaited.clone());
         }
         let payment = (transition.next.payment != state.payment).then(|| {
-            if fact == Fact::PaymentSucceeded {
-                PaymentRecord::Succeeded
-            } else {
-                PaymentRecord::Declined
+            match (fact, transition.next.payment) {
+                (_, PaymentState::RefundRequired) => PaymentRecord::RefundRequired,
+                (Fact::PaymentSucceeded, _) => PaymentRecord::Succeeded,
+                (Fact::PaymentExpired, _) => PaymentRecord::Expired,
+                _ => PaymentRecord::Declined,
             }
         });
+        if payment == Some(PaymentRecord::RefundRequired) {
+            order.history.push(StatusChange {
+                status: order.status,
+                at: self.at,
+                note: Some(HistoryNote::RefundRequired),
+            });
+        }
         let emitted = transition
             .emit
             .iter()
@@ -121,7 +142,7 @@ impl Effect {
             .collect();
         AppliedEffect {
             next: transition.next,
-            changed: transition.next != state || status_changed,
+            changed: transition.next != state || status_changed || payment.is_some(),
             status_changed,
             stock,
             released,
@@ -164,6 +185,7 @@ mod tests {
             created_at: now,
             idempotency_key: None,
             history: Vec::new(),
+            awaited_payment: None,
         }
     }
 
@@ -177,6 +199,7 @@ mod tests {
             new_event_ids: [Uuid::now_v7(), Uuid::now_v7()],
             at: UnixMillis(1_790_000_000_500),
             unrouted: crate::event::RoutingKeys::NONE,
+            awaited_payment: None,
         }
     }
 
@@ -252,6 +275,38 @@ mod tests {
         let applied = effect(&o, Some(Fact::PaymentFailed)).apply_to(&mut o, confirmed);
         assert!(!applied.changed && applied.payment.is_none());
         assert_eq!(o.history, before.history);
+    }
+
+    #[test]
+    fn a_payment_request_keeps_the_url_and_deadline_and_late_money_is_noted_once() {
+        let mut o = order();
+        let mut request = effect(&o, Some(Fact::PaymentRequested));
+        let awaited = crate::order::AwaitedPayment {
+            pay_by: UnixMillis(1_790_000_900_000),
+            payment_url: "https://pay.example/o/1".into(),
+        };
+        request.awaited_payment = Some(awaited.clone());
+        let applied = request.apply_to(&mut o, Lifecycle::new());
+        assert_eq!(o.status, OrderStatus::AwaitingPayment);
+        assert_eq!(o.awaited_payment, Some(awaited));
+        assert!(applied.changed && applied.emitted.is_empty() && applied.payment.is_none());
+
+        let expired = effect(&o, Some(Fact::PaymentExpired)).apply_to(&mut o, applied.next);
+        assert_eq!(expired.payment, Some(PaymentRecord::Expired));
+        assert_eq!(o.status, OrderStatus::Cancelled);
+        let late = effect(&o, Some(Fact::PaymentSucceeded)).apply_to(&mut o, expired.next);
+        assert_eq!(late.payment, Some(PaymentRecord::RefundRequired));
+        assert!(late.changed && !late.status_changed);
+        assert_eq!(o.status, OrderStatus::Cancelled, "not resurrected");
+        let last = o.history.last().copied().unwrap();
+        assert_eq!(
+            (last.status, last.note),
+            (OrderStatus::Cancelled, Some(HistoryNote::RefundRequired))
+        );
+        let keys: Vec<RoutingKey> = late.emitted.iter().map(|e| e.routing_key).collect();
+        assert_eq!(keys, vec![RoutingKey::PaymentRefundRequired]);
+        let again = effect(&o, Some(Fact::PaymentSucceeded)).apply_to(&mut o, late.next);
+        assert!(!again.changed && again.emitted.is_empty());
     }
 
     #[test]

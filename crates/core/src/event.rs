@@ -27,11 +27,13 @@ pub enum RoutingKey {
     DealCompleted,
     /// A deal's deadline passed unfilled: one event per member order, now cancelled.
     DealExpired,
+    /// Money arrived for an order already cancelled: it must be given back.
+    PaymentRefundRequired,
 }
 
 /// A set of routing keys (one bit each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RoutingKeys(u8);
+pub struct RoutingKeys(u16);
 
 impl RoutingKeys {
     /// No key.
@@ -56,7 +58,7 @@ impl RoutingKeys {
 
 impl RoutingKey {
     /// Every key, for topology checks.
-    pub const ALL: [RoutingKey; 8] = [
+    pub const ALL: [RoutingKey; 9] = [
         Self::OrderCreated,
         Self::PaymentSucceeded,
         Self::PaymentFailed,
@@ -65,6 +67,7 @@ impl RoutingKey {
         Self::DealJoined,
         Self::DealCompleted,
         Self::DealExpired,
+        Self::PaymentRefundRequired,
     ];
 
     /// The key as bound on the exchange.
@@ -78,6 +81,7 @@ impl RoutingKey {
             Self::DealJoined => "deal.joined",
             Self::DealCompleted => "deal.completed",
             Self::DealExpired => "deal.expired",
+            Self::PaymentRefundRequired => "payment.refund_required",
         }
     }
 
@@ -275,6 +279,7 @@ mod tests {
             created_at: now,
             idempotency_key: None,
             history: Vec::new(),
+            awaited_payment: None,
         };
         let event_id = ids.next_uuid(now);
         let event = OutboxEvent::order_created(&order, event_id);

@@ -55,7 +55,10 @@ pub use lifecycle::{
     Fact, Lifecycle, PaymentState, StockAction, StockDelta, StockState, Transition,
 };
 pub use money::Money;
-pub use order::{IdempotencyKey, Order, OrderLine, OrderStatus, StatusChange, units_by_sku};
+pub use order::{
+    AwaitedPayment, HistoryNote, IdempotencyKey, Order, OrderLine, OrderStatus, StatusChange,
+    units_by_sku,
+};
 pub use order_id::{OrderId, OrderIdGenerator};
 pub use product::{Product, ProductName, StockBelowHeld, StockLevel};
 pub use quantity::Quantity;

@@ -7,10 +7,17 @@
 //! accepted ──(payment failed)──► cancelled ──(inventory releases the stock)
 //! awaiting_group ──(group completed)──► accepted ──► (as above)
 //! awaiting_group ──(group expired)──► cancelled ──(inventory releases the stock)
+//!
+//! pay later (payment.mode = "await_callback"):
+//! accepted ──(payment requested: a URL and a deadline)──► awaiting_payment
+//! awaiting_payment ──(paid)──► accepted / confirmed (as above)
+//! awaiting_payment ──(failed, or the deadline passed)──► cancelled ──(stock released)
+//! cancelled ──(paid after all)──► cancelled, payment refund_required
 //! ```
 //!
-//! Payment facts apply only to an accepted order: a group-buy order is charged once its
-//! group is complete (payment is bound to `deal.completed`), and a cancelled one never.
+//! Payment facts apply only to an accepted (or awaiting-payment) order: a group-buy order is
+//! charged once its group is complete (payment is bound to `deal.completed`), and a cancelled
+//! one never — money that arrives for one anyway is recorded as owed back.
 
 use crate::event::RoutingKey;
 use crate::order::OrderStatus;
@@ -33,8 +40,10 @@ pub enum PaymentState {
     Pending,
     /// Charged.
     Succeeded,
-    /// Declined; never charged.
+    /// Declined, or not paid in time; never charged.
     Failed,
+    /// Paid after the order was cancelled: the money must be given back.
+    RefundRequired,
 }
 
 macro_rules! text_enum {
@@ -52,7 +61,12 @@ macro_rules! text_enum {
     };
 }
 text_enum!(StockState { Held => "held", Deducted => "deducted", Released => "released" });
-text_enum!(PaymentState { Pending => "pending", Succeeded => "succeeded", Failed => "failed" });
+text_enum!(PaymentState {
+    Pending => "pending",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    RefundRequired => "refund_required",
+});
 
 /// Something a consumer learned about an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +83,10 @@ pub enum Fact {
     GroupCompleted,
     /// The order's deal reached its deadline unfilled.
     GroupExpired,
+    /// Pay later: the gateway gave the order a payment URL; the customer pays there.
+    PaymentRequested,
+    /// Pay later: the order's payment deadline passed unpaid.
+    PaymentExpired,
 }
 
 /// What to do to the product rows for a transition.
@@ -207,10 +225,33 @@ impl Lifecycle {
                 }
                 StockState::Released => {}
             },
+            // Money for a cancelled order (a callback that lost the race with its deadline)
+            // is never taken as payment: the order stays cancelled, the money is owed back.
+            Fact::PaymentSucceeded if self.status == OrderStatus::Cancelled => {
+                if self.payment != PaymentState::RefundRequired {
+                    next.payment = PaymentState::RefundRequired;
+                    emit.push(RoutingKey::PaymentRefundRequired);
+                }
+            }
             // Charged only while accepted: not before its group completes (see the module
             // doc), and never once cancelled (an expired group's order was never charged).
             Fact::PaymentSucceeded | Fact::PaymentFailed
                 if matches!(self.status, OrderStatus::AwaitingGroup | OrderStatus::Cancelled) => {}
+            Fact::PaymentRequested => {
+                if self.status == OrderStatus::Accepted && self.payment == PaymentState::Pending {
+                    next.status = OrderStatus::AwaitingPayment;
+                }
+            }
+            Fact::PaymentExpired => {
+                if self.status == OrderStatus::AwaitingPayment
+                    && self.payment == PaymentState::Pending
+                {
+                    next.payment = PaymentState::Failed;
+                    next.status = OrderStatus::Cancelled;
+                    emit.push(RoutingKey::PaymentFailed);
+                    emit.push(RoutingKey::OrderCancelled);
+                }
+            }
             Fact::GroupCompleted => {
                 if self.status == OrderStatus::AwaitingGroup {
                     next.status = OrderStatus::Accepted;
@@ -226,6 +267,8 @@ impl Lifecycle {
             Fact::PaymentSucceeded => {
                 if self.payment == PaymentState::Pending {
                     next.payment = PaymentState::Succeeded;
+                    // Paid: back on the accepted path, confirmed below once stock is deducted.
+                    next.status = OrderStatus::Accepted;
                     emit.push(RoutingKey::PaymentSucceeded);
                 }
             }
@@ -320,11 +363,63 @@ mod tests {
     }
 
     #[test]
+    fn a_pay_later_order_is_confirmed_when_paid_and_cancelled_when_its_deadline_passes() {
+        let (state, _, events) = run(&[
+            Fact::PaymentRequested,
+            Fact::StockDeducted,
+            Fact::PaymentSucceeded,
+            Fact::PaymentExpired,
+        ]);
+        assert_eq!(state.status, OrderStatus::Confirmed, "the deadline after payment is moot");
+        assert_eq!(events, vec![RoutingKey::PaymentSucceeded, RoutingKey::OrderConfirmed]);
+
+        let (state, actions, events) = run(&[
+            Fact::PaymentRequested,
+            Fact::StockDeducted,
+            Fact::PaymentExpired,
+            Fact::StockReleased,
+        ]);
+        assert_eq!((state.status, state.payment), (OrderStatus::Cancelled, PaymentState::Failed));
+        assert_eq!(actions.last(), Some(&StockAction::Restore));
+        assert_eq!(events, vec![RoutingKey::PaymentFailed, RoutingKey::OrderCancelled]);
+
+        let (state, _, _) = run(&[Fact::PaymentRequested]);
+        assert_eq!(state.status, OrderStatus::AwaitingPayment);
+        let (state, _, _) = run(&[Fact::PaymentExpired]);
+        assert_eq!(state.status, OrderStatus::Accepted, "no deadline before one was set");
+    }
+
+    #[test]
+    fn money_after_the_deadline_leaves_the_order_cancelled_and_owed_back_once() {
+        let (state, _, events) = run(&[
+            Fact::PaymentRequested,
+            Fact::PaymentExpired,
+            Fact::PaymentSucceeded,
+            Fact::PaymentSucceeded,
+        ]);
+        assert_eq!(state.status, OrderStatus::Cancelled);
+        assert_eq!(state.payment, PaymentState::RefundRequired);
+        assert_eq!(
+            events,
+            vec![
+                RoutingKey::PaymentFailed,
+                RoutingKey::OrderCancelled,
+                RoutingKey::PaymentRefundRequired
+            ]
+        );
+    }
+
+    #[test]
     fn states_round_trip_as_text() {
         for s in [StockState::Held, StockState::Deducted, StockState::Released] {
             assert_eq!(StockState::parse(s.as_str()), Some(s));
         }
-        for p in [PaymentState::Pending, PaymentState::Succeeded, PaymentState::Failed] {
+        for p in [
+            PaymentState::Pending,
+            PaymentState::Succeeded,
+            PaymentState::Failed,
+            PaymentState::RefundRequired,
+        ] {
             assert_eq!(PaymentState::parse(p.as_str()), Some(p));
         }
     }
@@ -363,6 +458,8 @@ mod tests {
             Just(Fact::PaymentFailed),
             Just(Fact::GroupCompleted),
             Just(Fact::GroupExpired),
+            Just(Fact::PaymentRequested),
+            Just(Fact::PaymentExpired),
         ]
     }
 
@@ -397,9 +494,15 @@ mod tests {
                 prop_assert_eq!(state.payment, PaymentState::Succeeded);
             }
             if state.status == OrderStatus::Cancelled {
-                // Cancelled either by a decline or by its group expiring before any charge:
-                // never after money was taken.
+                // Cancelled by a decline, a missed payment deadline or its group expiring
+                // before any charge: never after money was taken as payment.
                 prop_assert_ne!(state.payment, PaymentState::Succeeded);
+            }
+            if state.payment == PaymentState::RefundRequired {
+                prop_assert_eq!(state.status, OrderStatus::Cancelled, "owed back only when cancelled");
+            }
+            if state.status == OrderStatus::AwaitingPayment {
+                prop_assert_eq!(state.payment, PaymentState::Pending);
             }
             if state.payment != PaymentState::Pending {
                 prop_assert_ne!(state.status, OrderStatus::AwaitingGroup, "charged while awaiting its group");

@@ -24,6 +24,9 @@ pub enum OrderStatus {
     AwaitingGroup,
     /// Durable, stock held; inventory and payment are under way.
     Accepted,
+    /// Pay-later (`payment.mode = "await_callback"`): stock held, waiting for the customer to
+    /// pay through the order's payment URL before its deadline (`pay_by`).
+    AwaitingPayment,
     /// Stock deducted of record and payment succeeded.
     Confirmed,
     /// Payment failed, or its deal expired; stock released.
@@ -36,6 +39,7 @@ impl OrderStatus {
         match self {
             Self::AwaitingGroup => "awaiting_group",
             Self::Accepted => "accepted",
+            Self::AwaitingPayment => "awaiting_payment",
             Self::Confirmed => "confirmed",
             Self::Cancelled => "cancelled",
         }
@@ -46,6 +50,7 @@ impl OrderStatus {
         match text {
             "awaiting_group" => Some(Self::AwaitingGroup),
             "accepted" => Some(Self::Accepted),
+            "awaiting_payment" => Some(Self::AwaitingPayment),
             "confirmed" => Some(Self::Confirmed),
             "cancelled" => Some(Self::Cancelled),
             _ => None,
@@ -65,6 +70,48 @@ pub struct StatusChange {
     pub status: OrderStatus,
     /// When.
     pub at: UnixMillis,
+    /// Something that happened to the order without changing its status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<HistoryNote>,
+}
+
+impl StatusChange {
+    /// The order reached `status` at `at`.
+    pub fn new(status: OrderStatus, at: UnixMillis) -> StatusChange {
+        StatusChange { status, at, note: None }
+    }
+}
+
+/// An entry of an order's history that is not a change of status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryNote {
+    /// Money arrived for an order already cancelled (a payment callback after its deadline):
+    /// the order stays cancelled and the money must be given back.
+    RefundRequired,
+}
+
+impl HistoryNote {
+    /// The note as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RefundRequired => "refund_required",
+        }
+    }
+
+    /// Reads a stored note back; `None` for an unknown one.
+    pub fn parse(text: &str) -> Option<HistoryNote> {
+        (text == "refund_required").then_some(Self::RefundRequired)
+    }
+}
+
+/// A pay-later order's payment: where the customer pays, and by when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwaitedPayment {
+    /// The deadline: unpaid then, the order is cancelled and its stock goes back on sale.
+    pub pay_by: UnixMillis,
+    /// Where the customer pays (from the gateway).
+    pub payment_url: String,
 }
 
 /// One line of an order, priced at intake from the catalog.
@@ -188,6 +235,8 @@ pub struct Order {
     /// `created_at` and not stored, except for a group-buy order, whose history starts with
     /// its own `AwaitingGroup` entry (see [`Order::full_history`]).
     pub history: Vec<StatusChange>,
+    /// A pay-later order's payment URL and deadline, once the gateway gave one.
+    pub awaited_payment: Option<AwaitedPayment>,
 }
 
 impl Order {
@@ -198,7 +247,7 @@ impl Order {
             return self.history.clone();
         }
         let mut all = Vec::with_capacity(self.history.len() + 1);
-        all.push(StatusChange { status: OrderStatus::Accepted, at: self.created_at });
+        all.push(StatusChange::new(OrderStatus::Accepted, self.created_at));
         all.extend_from_slice(&self.history);
         all
     }
@@ -271,6 +320,7 @@ mod tests {
             created_at: UnixMillis(1),
             idempotency_key: None,
             history: Vec::new(),
+            awaited_payment: None,
         };
         let batch = [order(&[("b", 2), ("a", 1)]), order(&[("b", 3)])];
         let units: Vec<(&str, i64)> = units_by_sku(&batch).into_iter().collect();

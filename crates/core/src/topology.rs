@@ -23,7 +23,8 @@ pub struct Topology(pub Vec<Binding>);
 impl Default for Topology {
     /// The order pipeline: inventory deducts on `order.created` / `deal.joined` and releases
     /// on `payment.failed` / `deal.expired`; payment charges on `order.created` and, for
-    /// group buys, on `deal.completed`; notify tells the customer about every step.
+    /// group buys, on `deal.completed`; notify tells the customer about every step, and the
+    /// merchant about money to give back (`payment.refund_required`).
     fn default() -> Self {
         let bind = |queue: &str, keys: &[&str]| Binding {
             queue: queue.to_owned(),
@@ -32,7 +33,16 @@ impl Default for Topology {
         Topology(vec![
             bind("inventory", &["order.created", "payment.failed", "deal.joined", "deal.expired"]),
             bind("payment", &["order.created", "deal.completed"]),
-            bind("notify", &["order.created", "order.confirmed", "order.cancelled", "deal.*"]),
+            bind(
+                "notify",
+                &[
+                    "order.created",
+                    "order.confirmed",
+                    "order.cancelled",
+                    "deal.*",
+                    "payment.refund_required",
+                ],
+            ),
         ])
     }
 }
@@ -68,5 +78,6 @@ mod tests {
         assert_eq!(t.queues_for("deal.joined"), vec!["inventory", "notify"]);
         assert_eq!(t.queues_for("deal.completed"), vec!["payment", "notify"]);
         assert_eq!(t.queues_for("deal.expired"), vec!["inventory", "notify"]);
+        assert_eq!(t.queues_for("payment.refund_required"), vec!["notify"]);
     }
 }

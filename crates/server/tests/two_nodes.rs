@@ -47,7 +47,7 @@ async fn a_product_created_or_repriced_on_one_node_is_sold_by_the_other() {
     let support::Engines::ScaledOut(scaled) = &engines else { unreachable!("scaled engines") };
     let client = redis::Client::open(scaled.redis.as_str()).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
-    let key = format!("{}:order:v1:{id}", scaled.name);
+    let key = format!("{}:order:v2:{id}", scaled.name);
     let deadline = Instant::now() + Duration::from_secs(10);
     let cached: String = loop {
         let view: Option<String> =

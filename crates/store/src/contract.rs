@@ -63,6 +63,7 @@ pub fn accepted_by(
         created_at: NOW,
         idempotency_key: key.map(|k| IdempotencyKey::parse(k).expect("fixture key is valid")),
         history: Vec::new(),
+        awaited_payment: None,
     };
     AcceptedOrder { order, event_id: ids.next_uuid(NOW) }
 }
@@ -79,6 +80,7 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     a_release_after_a_deduction_restores_the_stock_of_record(&*store).await;
     stock_and_payment_in_one_batch_confirm_the_order(&*store).await;
     an_effect_on_an_unknown_order_is_recorded_and_changes_nothing(&*store).await;
+    a_pay_later_order_keeps_its_deadline_until_paid_or_expired(&*store).await;
     store.check_writable().await.expect("a fresh store is writable");
 }
 
@@ -234,6 +236,7 @@ pub fn effect(
         new_event_ids: [ids.next_uuid(NOW), ids.next_uuid(NOW)],
         at: UnixMillis(NOW.0 + 1_000),
         unrouted: ordermill_core::RoutingKeys::NONE,
+        awaited_payment: None,
     }
 }
 
@@ -425,4 +428,81 @@ async fn an_effect_on_an_unknown_order_is_recorded_and_changes_nothing(store: &d
     assert!(matches!(again.as_slice(), [EffectOutcome::AlreadyProcessed]), "got {again:?}");
     assert_eq!(store.outbox_len().await.expect("count"), outbox);
     assert_eq!(store.apply_effects(vec![]).await.expect("apply").len(), 0);
+}
+
+/// A payment request for `order_id` (the payment consumer's, in `await_callback` mode).
+fn payment_request(ids: &OrderIdGenerator, order: &AcceptedOrder, pay_by: i64) -> Effect {
+    Effect {
+        awaited_payment: Some(ordermill_core::AwaitedPayment {
+            pay_by: UnixMillis(pay_by),
+            payment_url: format!("https://pay.example/checkout/{}", order.order.id),
+        }),
+        ..effect(&ids, "payment", order.event_id, order.order.id, Some(Fact::PaymentRequested))
+    }
+}
+
+async fn a_pay_later_order_keeps_its_deadline_until_paid_or_expired(store: &dyn OrderStore) {
+    store.upsert_product(&product("p1", "2.50", 10)).await.expect("insert");
+    let ids = OrderIdGenerator::new();
+    let (paid, unpaid) = (accepted(&ids, &[("p1", 1)], None), accepted(&ids, &[("p1", 2)], None));
+    store.commit_orders(Arc::new(vec![paid.clone(), unpaid.clone()])).await.expect("commit");
+    let deadline = NOW.0 + 60_000;
+    let requests =
+        vec![payment_request(&ids, &paid, deadline), payment_request(&ids, &unpaid, deadline + 1)];
+    store.apply_effects(requests.clone()).await.expect("apply");
+    let stored = store.get_order(unpaid.order.id).await.expect("read").expect("exists");
+    assert_eq!(stored.status, OrderStatus::AwaitingPayment);
+    assert_eq!(stored.awaited_payment, requests[1].awaited_payment, "URL and deadline are kept");
+    let again = store.apply_effects(vec![requests[1].clone()]).await.expect("apply");
+    assert!(matches!(again.as_slice(), [EffectOutcome::AlreadyProcessed]), "got {again:?}");
+
+    assert!(store.due_payments(UnixMillis(deadline - 1), 10).await.expect("due").is_empty());
+    let due = store.due_payments(UnixMillis(deadline + 1), 10).await.expect("due");
+    assert_eq!(due, vec![paid.order.id, unpaid.order.id], "earliest deadline first");
+    assert_eq!(store.due_payments(UnixMillis(deadline + 1), 1).await.expect("due").len(), 1);
+
+    // Paid in time: no longer watched. Not paid: cancelled at the deadline, then money late.
+    let pay = |order: &AcceptedOrder| {
+        effect(
+            &ids,
+            "payment_callback",
+            ids.next_uuid(NOW),
+            order.order.id,
+            Some(Fact::PaymentSucceeded),
+        )
+    };
+    store.apply_effects(vec![pay(&paid)]).await.expect("apply");
+    let expire = effect(
+        &ids,
+        "payment_timeout",
+        ids.next_uuid(NOW),
+        unpaid.order.id,
+        Some(Fact::PaymentExpired),
+    );
+    let outcomes = store.apply_effects(vec![expire]).await.expect("apply");
+    let [EffectOutcome::Applied { emitted, status_changed: true, .. }] = outcomes.as_slice() else {
+        panic!("expected the expiry to apply, got {outcomes:?}");
+    };
+    let keys: Vec<RoutingKey> = emitted.iter().map(|e| e.routing_key).collect();
+    assert_eq!(keys, vec![RoutingKey::PaymentFailed, RoutingKey::OrderCancelled]);
+    assert!(store.due_payments(UnixMillis(deadline + 1), 10).await.expect("due").is_empty());
+    assert_eq!(
+        store.get_order(paid.order.id).await.expect("read").expect("exists").status,
+        OrderStatus::Accepted,
+        "paid; confirmed once inventory deducts"
+    );
+
+    let outcomes = store.apply_effects(vec![pay(&unpaid)]).await.expect("apply");
+    let [EffectOutcome::Applied { emitted, status_changed: false, .. }] = outcomes.as_slice()
+    else {
+        panic!("expected the late payment to be recorded, got {outcomes:?}");
+    };
+    assert_eq!(
+        emitted.iter().map(|e| e.routing_key).collect::<Vec<_>>(),
+        vec![RoutingKey::PaymentRefundRequired]
+    );
+    let stored = store.get_order(unpaid.order.id).await.expect("read").expect("exists");
+    assert_eq!(stored.status, OrderStatus::Cancelled, "late money does not resurrect it");
+    let notes: Vec<_> = stored.history.iter().filter_map(|c| c.note).collect();
+    assert_eq!(notes, vec![ordermill_core::HistoryNote::RefundRequired]);
 }

@@ -62,7 +62,8 @@ pub fn member_order(ids: &OrderIdGenerator, deal: &Deal, customer: &str) -> Acce
         status: OrderStatus::AwaitingGroup,
         created_at: NOW,
         idempotency_key: None,
-        history: vec![StatusChange { status: OrderStatus::AwaitingGroup, at: NOW }],
+        history: vec![StatusChange::new(OrderStatus::AwaitingGroup, NOW)],
+        awaited_payment: None,
     };
     AcceptedOrder { order, event_id: ids.next_uuid(NOW) }
 }

@@ -4,9 +4,9 @@
 
 use ordermill_core::ports::StoreError;
 use ordermill_core::{
-    CustomerId, Deal, DealId, DealMember, DealStatus, GroupSize, IdempotencyKey, Lifecycle, Money,
-    Order, OrderId, OrderLine, OrderStatus, PaymentState, Product, ProductName, Quantity, Sku,
-    StatusChange, StockLevel, StockState, UnixMillis,
+    AwaitedPayment, CustomerId, Deal, DealId, DealMember, DealStatus, GroupSize, HistoryNote,
+    IdempotencyKey, Lifecycle, Money, Order, OrderId, OrderLine, OrderStatus, PaymentState,
+    Product, ProductName, Quantity, Sku, StatusChange, StockLevel, StockState, UnixMillis,
 };
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 struct StoredChange {
     status: String,
     at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 /// How an order line is read back from the `items` column (written as `OrderLine` serializes).
@@ -41,7 +43,11 @@ pub(crate) fn history_json(history: &[StatusChange]) -> Option<String> {
     }
     let stored: Vec<StoredChange> = history
         .iter()
-        .map(|c| StoredChange { status: c.status.as_str().to_owned(), at: c.at.0 })
+        .map(|c| StoredChange {
+            status: c.status.as_str().to_owned(),
+            at: c.at.0,
+            note: c.note.map(|n| n.as_str().to_owned()),
+        })
         .collect();
     Some(serde_json::to_string(&stored).expect("serializing strings and integers cannot fail"))
 }
@@ -75,6 +81,8 @@ pub(crate) struct OrderColumns {
     pub stock_state: String,
     pub payment_state: String,
     pub history: Option<String>,
+    pub pay_by: Option<i64>,
+    pub payment_url: Option<String>,
 }
 
 impl OrderColumns {
@@ -99,7 +107,17 @@ impl OrderColumns {
                 .map_err(corrupt)?
                 .into_iter()
                 .map(|c| {
-                    Ok(StatusChange { status: order_status(&c.status)?, at: UnixMillis(c.at) })
+                    let note = c
+                        .note
+                        .map(|n| {
+                            HistoryNote::parse(&n)
+                                .ok_or_else(|| corrupt(format!("unknown history note {n:?}")))
+                        })
+                        .transpose()?;
+                    Ok(StatusChange {
+                        note,
+                        ..StatusChange::new(order_status(&c.status)?, UnixMillis(c.at))
+                    })
                 })
                 .collect::<Result<_, StoreError>>()?,
         };
@@ -113,6 +131,12 @@ impl OrderColumns {
             created_at: UnixMillis(self.created_at),
             idempotency_key: key.map_err(corrupt)?,
             history,
+            awaited_payment: match (self.pay_by, self.payment_url) {
+                (Some(pay_by), Some(payment_url)) => {
+                    Some(AwaitedPayment { pay_by: UnixMillis(pay_by), payment_url })
+                }
+                _ => None,
+            },
         };
         let stock = &self.stock_state;
         let payment = &self.payment_state;

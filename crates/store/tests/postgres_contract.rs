@@ -21,13 +21,14 @@ use ordermill_store::{PostgresStore, contract, deal_contract};
 use uuid::Uuid;
 
 /// Every migration, in order: what a fresh schema gets.
-const ALL_MIGRATIONS: [&str; 6] = [
+const ALL_MIGRATIONS: [&str; 7] = [
     "0001_init",
     "0002_deals",
     "0003_customer_scope",
     "0004_stock_guard",
     "0005_partitions",
     "0006_customer_units",
+    "0007_pay_later",
 ];
 
 fn postgres_url() -> Option<String> {

@@ -1,4 +1,4 @@
-//! The order read cache in Redis, shared by api nodes and workers: `PREFIX:order:v1:ID` holds
+//! The order read cache in Redis, shared by api nodes and workers: `PREFIX:order:v2:ID` holds
 //! an order in the cache's own format (`order_format`, whose version is in the key) with a
 //! time to live. No hash tag: these keys are read and written one at
 //! a time, so on a cluster they spread over every shard instead of sharing the stock's slot.

@@ -80,6 +80,9 @@ pub struct Effect {
     /// Keys no queue is bound to: events of these keys are not emitted (no outbox row, no
     /// publish), since nobody would receive them — `payment.succeeded` in the default topology.
     pub unrouted: crate::event::RoutingKeys,
+    /// With [`Fact::PaymentRequested`]: where the customer pays and by when, kept on the order
+    /// when it starts awaiting payment.
+    pub awaited_payment: Option<crate::order::AwaitedPayment>,
 }
 
 /// What [`OrderStore::apply_effects`] did with one effect.
@@ -178,6 +181,13 @@ pub trait OrderStore: Send + Sync + 'static {
         before: Option<OrderId>,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError>;
+
+    /// Orders awaiting payment whose deadline (`pay_by`) is at or before `now`, earliest
+    /// deadline first, at most `limit`: what the payment-deadline scheduler cancels.
+    ///
+    /// # Errors
+    /// On a backend failure or a row that does not parse.
+    async fn due_payments(&self, now: UnixMillis, limit: u32) -> Result<Vec<OrderId>, StoreError>;
 
     /// How many outbox events are stored and not yet relayed.
     ///

@@ -54,6 +54,13 @@ pub const QUEUE_DEAD: &str = "ordermill_queue_dead_letters";
 pub const ORDERS_CONFIRMED: &str = "ordermill_orders_confirmed_total";
 /// Orders cancelled.
 pub const ORDERS_CANCELLED: &str = "ordermill_orders_cancelled_total";
+/// Payments that arrived for orders already cancelled (a late callback): money to give back.
+pub const REFUNDS_REQUIRED: &str = "ordermill_payments_refund_required_total";
+/// Pay-later orders cancelled because their payment deadline passed.
+pub const PAYMENT_TIMEOUTS: &str = "ordermill_payment_timeouts_total";
+/// Payment callbacks answered, by `outcome` (`paid`, `failed`, `refund_required`, `repeat`,
+/// `refused`).
+pub const PAYMENT_CALLBACKS: &str = "ordermill_payment_callbacks_total";
 /// Time from acceptance to confirmation, seconds.
 pub const CONFIRM_SECONDS: &str = "ordermill_accept_to_confirm_seconds";
 /// Group-buy deals opened.
@@ -137,6 +144,9 @@ fn describe() {
     describe_gauge!(QUEUE_DEAD, "Dead letters, by queue.");
     describe_counter!(ORDERS_CONFIRMED, "Orders confirmed.");
     describe_counter!(ORDERS_CANCELLED, "Orders cancelled.");
+    describe_counter!(REFUNDS_REQUIRED, "Payments that arrived for orders already cancelled.");
+    describe_counter!(PAYMENT_TIMEOUTS, "Pay-later orders cancelled at their payment deadline.");
+    describe_counter!(PAYMENT_CALLBACKS, "Payment callbacks answered, by outcome.");
     describe_histogram!(CONFIRM_SECONDS, Unit::Seconds, "Time from acceptance to confirmation.");
     describe_counter!(DEALS_OPENED, "Group-buy deals opened.");
     describe_counter!(DEALS_COMPLETED, "Group-buy deals whose group filled in time.");
@@ -253,6 +263,9 @@ mod tests {
         QUEUE_DEAD,
         ORDERS_CONFIRMED,
         ORDERS_CANCELLED,
+        REFUNDS_REQUIRED,
+        PAYMENT_TIMEOUTS,
+        PAYMENT_CALLBACKS,
         CONFIRM_SECONDS,
         DEALS_OPENED,
         DEALS_COMPLETED,

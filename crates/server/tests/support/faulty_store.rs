@@ -80,6 +80,13 @@ impl OrderStore for FaultyStore {
     ) -> Result<Vec<Order>, StoreError> {
         self.inner.orders_of_customer(customer, before, limit).await
     }
+    async fn due_payments(
+        &self,
+        now: ordermill_core::UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        self.inner.due_payments(now, limit).await
+    }
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         self.inner.outbox_len().await
     }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
-use ordermill_core::{Lifecycle, Order, OutboxEvent, StockDelta};
+use ordermill_core::{Lifecycle, Order, OrderStatus, OutboxEvent, StockDelta};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -30,9 +30,11 @@ RETURNING consumer, event_id";
 const WRITE: &str = "
 WITH changed_orders AS (
     UPDATE orders o SET status = c.status, stock_state = c.stock_state,
-        payment_state = c.payment_state, history = c.history::json
-    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
-        AS c(id, status, stock_state, payment_state, history)
+        payment_state = c.payment_state, history = c.history::json, pay_by = c.pay_by,
+        payment_url = c.payment_url
+    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $23::bigint[],
+                $24::text[])
+        AS c(id, status, stock_state, payment_state, history, pay_by, payment_url)
     -- The batch's id range lets the planner touch only the partitions it spans (a join
     -- alone would probe the primary key of every partition for each row).
     WHERE o.id = c.id AND o.id BETWEEN $18 AND $19
@@ -40,6 +42,9 @@ WITH changed_orders AS (
 new_payments AS (
     INSERT INTO payments (order_id, status, event_id, at)
     SELECT * FROM UNNEST($6::uuid[], $7::text[], $8::uuid[], $9::bigint[])
+    -- The latest outcome: money after an expiry or a decline replaces it (refund_required).
+    ON CONFLICT (order_id) DO UPDATE
+        SET status = excluded.status, event_id = excluded.event_id, at = excluded.at
 ),
 new_events AS (
     INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at)
@@ -62,6 +67,15 @@ uncounted AS (
           FROM UNNEST($20::text[], $21::text[], $22::bigint[]) AS u(sku, customer_id, units)
           GROUP BY 1, 2) AS d
     WHERE c.sku = d.sku AND c.customer_id = d.customer_id
+),
+-- Deadlines of orders that started awaiting payment, and of those that stopped (0007).
+deadlines_set AS (
+    INSERT INTO payment_deadlines (order_id, pay_by)
+    SELECT * FROM UNNEST($25::uuid[], $26::bigint[])
+    ON CONFLICT DO NOTHING
+),
+deadlines_done AS (
+    DELETE FROM payment_deadlines WHERE order_id = ANY($27::uuid[])
 )
 SELECT 1";
 
@@ -70,6 +84,8 @@ struct Loaded {
     order: Order,
     state: Lifecycle,
     dirty: bool,
+    /// The status it was loaded with: whether its payment deadline starts or stops.
+    was: OrderStatus,
 }
 
 /// Column arrays for [`WRITE`]: what [`write()`] writes besides the orders' new states. Deals
@@ -89,6 +105,10 @@ pub(crate) struct Writes {
     stock: BTreeMap<String, StockDelta>,
     /// Units of orders cancelled in this batch, per line: `(sku, customer, units)`.
     uncounted: Vec<(String, String, i64)>,
+    /// Orders that started awaiting payment, with their deadline.
+    deadlines_set: Vec<(Uuid, i64)>,
+    /// Orders that stopped awaiting payment.
+    deadlines_done: Vec<Uuid>,
 }
 
 impl Writes {
@@ -109,6 +129,18 @@ impl Writes {
                 order.customer_id.as_str().to_owned(),
                 i64::from(line.quantity.get()),
             ));
+        }
+    }
+
+    /// Starts or stops watching `order`'s payment deadline, as its status moved from `was`.
+    fn deadline(&mut self, order: &Order, was: OrderStatus) {
+        let awaiting = |status| status == OrderStatus::AwaitingPayment;
+        match (awaiting(was), awaiting(order.status), &order.awaited_payment) {
+            (false, true, Some(awaited)) => {
+                self.deadlines_set.push((order.id.as_uuid(), awaited.pay_by.0));
+            }
+            (true, false, _) => self.deadlines_done.push(order.id.as_uuid()),
+            _ => {}
         }
     }
 
@@ -144,6 +176,8 @@ pub(crate) async fn write(
         Vec<String>,
         (Vec<String>, Vec<i64>),
     ) = uncounted.into_iter().map(|(s, c, u)| (s, (c, u))).unzip();
+    let (deadline_orders, deadline_times): (Vec<Uuid>, Vec<i64>) =
+        writes.deadlines_set.into_iter().unzip();
     let (first, last) = (
         ids.iter().min().copied().unwrap_or_default(),
         ids.iter().max().copied().unwrap_or_default(),
@@ -171,6 +205,21 @@ pub(crate) async fn write(
         .bind(uncounted_skus)
         .bind(uncounted_customers)
         .bind(uncounted_units)
+        .bind(
+            orders
+                .iter()
+                .map(|(o, _)| o.awaited_payment.as_ref().map(|a| a.pay_by.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            orders
+                .iter()
+                .map(|(o, _)| o.awaited_payment.as_ref().map(|a| a.payment_url.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(deadline_orders)
+        .bind(deadline_times)
+        .bind(writes.deadlines_done)
         .execute(conn)
         .await
         .map_err(from_sqlx)?;
@@ -234,7 +283,8 @@ pub(crate) async fn apply(
             .map_err(from_sqlx)?
         {
             let (order, state) = rows::order_state(&row, 0)?;
-            orders.insert(order.id.as_uuid(), Loaded { order, state, dirty: false });
+            let was = state.status;
+            orders.insert(order.id.as_uuid(), Loaded { order, state, dirty: false, was });
         }
     }
 
@@ -248,6 +298,9 @@ pub(crate) async fn apply(
         });
     }
 
+    for loaded in orders.values().filter(|l| l.dirty) {
+        writes.deadline(&loaded.order, loaded.was);
+    }
     let dirty: Vec<(&Order, Lifecycle)> =
         orders.values().filter(|l| l.dirty).map(|l| (&l.order, l.state)).collect();
     write(&mut tx, &dirty, writes).await?;

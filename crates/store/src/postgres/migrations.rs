@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "0004_stock_guard", include_str!("../../migrations/postgres/0004_stock_guard.sql")),
     (5, "0005_partitions", include_str!("../../migrations/postgres/0005_partitions.sql")),
     (6, "0006_customer_units", include_str!("../../migrations/postgres/0006_customer_units.sql")),
+    (7, "0007_pay_later", include_str!("../../migrations/postgres/0007_pay_later.sql")),
 ];
 
 /// First half of the advisory lock key ("om" in ASCII): keeps our lock apart from any other

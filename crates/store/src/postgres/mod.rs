@@ -273,6 +273,18 @@ impl OrderStore for PostgresStore {
             .await
     }
 
+    async fn due_payments(&self, now: UnixMillis, limit: u32) -> Result<Vec<OrderId>, StoreError> {
+        let due: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT order_id FROM payment_deadlines WHERE pay_by <= $1 ORDER BY pay_by LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(due.into_iter().map(OrderId::from_uuid).collect())
+    }
+
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         // Published rows are deleted (see `outbox.rs`), so every row is unpublished.
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")

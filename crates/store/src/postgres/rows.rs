@@ -13,7 +13,8 @@ use super::error::from_sqlx;
 /// parsed here, with the domain's own validation.
 pub(crate) const ORDER_COLUMNS: &str = "orders.id, orders.customer_id, orders.status, \
      orders.total_minor, orders.items::text, orders.created_at, orders.idempotency_key, \
-     orders.stock_state, orders.payment_state, orders.history::text";
+     orders.stock_state, orders.payment_state, orders.history::text, orders.pay_by, \
+     orders.payment_url";
 
 /// The columns [`product`] reads, in its order.
 pub(crate) const PRODUCT_COLUMNS: &str = "sku, name, price_minor, stock, reserved";
@@ -58,6 +59,8 @@ pub(crate) fn order_state(row: &PgRow, base: usize) -> Result<(Order, Lifecycle)
     let stock: String = row.try_get(base + 7).map_err(from_sqlx)?;
     let payment: String = row.try_get(base + 8).map_err(from_sqlx)?;
     let history: Option<String> = row.try_get(base + 9).map_err(from_sqlx)?;
+    let pay_by: Option<i64> = row.try_get(base + 10).map_err(from_sqlx)?;
+    let payment_url: Option<String> = row.try_get(base + 11).map_err(from_sqlx)?;
 
     OrderColumns {
         id: OrderId::from_uuid(id),
@@ -70,6 +73,8 @@ pub(crate) fn order_state(row: &PgRow, base: usize) -> Result<(Order, Lifecycle)
         stock_state: stock,
         payment_state: payment,
         history,
+        pay_by,
+        payment_url,
     }
     .decode()
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
-use ordermill_core::{OutboxEvent, StockDelta};
+use ordermill_core::{OrderStatus, OutboxEvent, StockDelta};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::error::from_sqlite;
@@ -54,14 +54,18 @@ pub(crate) fn write_state(
     state: ordermill_core::Lifecycle,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "UPDATE orders SET status = ?1, stock_state = ?2, payment_state = ?3, history = ?4 WHERE id = ?5",
+        "UPDATE orders SET status = ?1, stock_state = ?2, payment_state = ?3, history = ?4, \
+         pay_by = ?5, payment_url = ?6 WHERE id = ?7",
     )
     .and_then(|mut s| {
+        let awaited = order.awaited_payment.as_ref();
         s.execute(params![
             state.status.as_str(),
             state.stock.as_str(),
             state.payment.as_str(),
             rows::history_json(&order.history),
+            awaited.map(|a| a.pay_by.0),
+            awaited.map(|a| a.payment_url.as_str()),
             order_id,
         ])
     })
@@ -89,6 +93,29 @@ pub(crate) fn insert_event(
     })
     .map(drop)
     .map_err(from_sqlite)
+}
+
+/// Starts or stops watching `order`'s payment deadline, as its status moved from `was`.
+fn watch_deadline(
+    tx: &Transaction<'_>,
+    order_id: &str,
+    order: &ordermill_core::Order,
+    was: OrderStatus,
+) -> Result<(), StoreError> {
+    let awaiting = |status| status == OrderStatus::AwaitingPayment;
+    let result = match (awaiting(was), awaiting(order.status), &order.awaited_payment) {
+        (false, true, Some(awaited)) => tx
+            .prepare_cached(
+                "INSERT INTO payment_deadlines (order_id, pay_by) VALUES (?1, ?2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![order_id, awaited.pay_by.0])),
+        (true, false, _) => tx
+            .prepare_cached("DELETE FROM payment_deadlines WHERE order_id = ?1")
+            .and_then(|mut s| s.execute([order_id])),
+        _ => Ok(0),
+    };
+    result.map(drop).map_err(from_sqlite)
 }
 
 fn apply_one(
@@ -122,10 +149,14 @@ fn apply_one(
     }
     if applied.changed {
         write_state(tx, &order_id, &order, applied.next)?;
+        watch_deadline(tx, &order_id, &order, state.status)?;
     }
     if let Some(record) = applied.payment {
+        // The latest outcome: money after an expiry or a decline replaces it (refund_required).
         tx.prepare_cached(
-            "INSERT INTO payments (order_id, status, event_id, at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO payments (order_id, status, event_id, at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
+             event_id = excluded.event_id, at = excluded.at",
         )
         .and_then(|mut s| s.execute(params![order_id, record.as_str(), event_id, effect.at.0]))
         .map_err(from_sqlite)?;

@@ -266,6 +266,26 @@ impl OrderStore for SqliteStore {
         .await
     }
 
+    async fn due_payments(&self, now: UnixMillis, limit: u32) -> Result<Vec<OrderId>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT order_id FROM payment_deadlines WHERE pay_by <= ?1 \
+                     ORDER BY pay_by LIMIT ?2",
+                )
+                .map_err(from_sqlite)?;
+            let ids = stmt
+                .query_map(rusqlite::params![now.0, i64::from(limit)], |row| {
+                    row.get::<_, String>(0)
+                })
+                .map_err(from_sqlite)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(from_sqlite)?;
+            ids.iter().map(|id| OrderId::parse(id).map_err(crate::decode::corrupt)).collect()
+        })
+        .await
+    }
+
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         self.read(|conn| {
             conn.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0))

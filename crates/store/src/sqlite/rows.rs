@@ -4,7 +4,7 @@ use ordermill_core::ports::StoreError;
 use ordermill_core::{Lifecycle, Order, OrderId, Product};
 
 pub(crate) const ORDER_COLUMNS: &str = "id, customer_id, status, total_minor, items, created_at, \
-     idempotency_key, stock_state, payment_state, history";
+     idempotency_key, stock_state, payment_state, history, pay_by, payment_url";
 
 pub(crate) use crate::decode::history_json;
 use crate::decode::{OrderColumns, corrupt};
@@ -48,6 +48,8 @@ pub(crate) fn order_state_at(
         stock_state: row.get(base + 7)?,
         payment_state: row.get(base + 8)?,
         history: row.get(base + 9)?,
+        pay_by: row.get(base + 10)?,
+        payment_url: row.get(base + 11)?,
     }
     .decode())
 }

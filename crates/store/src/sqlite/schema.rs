@@ -112,6 +112,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX orders_idempotency_key ON orders (customer_id, idempotency_key)
         WHERE idempotency_key IS NOT NULL;
     "#,
+    // 4: pay-later orders. An awaiting order's payment URL and deadline live on its row (read
+    // with it); the deadlines still to watch live in a table of their own, a row only while
+    // the order awaits payment, so the scheduler's query reads a few rows, never the orders.
+    r#"
+    ALTER TABLE orders ADD COLUMN pay_by INTEGER;
+    ALTER TABLE orders ADD COLUMN payment_url TEXT;
+    CREATE TABLE payment_deadlines (
+        order_id  TEXT PRIMARY KEY,
+        pay_by    INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX payment_deadlines_by_time ON payment_deadlines (pay_by);
+    "#,
 ];
 
 /// Brings the database to the latest schema.

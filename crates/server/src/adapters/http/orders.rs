@@ -182,7 +182,7 @@ impl<'a> OrderView<'a> {
             .full_history()
             .first()
             .copied()
-            .unwrap_or(StatusChange { status: OrderStatus::Accepted, at: order.created_at });
+            .unwrap_or(StatusChange::new(OrderStatus::Accepted, order.created_at));
         OrderView { status: first.status.as_str(), history: vec![first], ..OrderView::from(order) }
     }
 }

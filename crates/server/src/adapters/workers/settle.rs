@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use metrics::{counter, histogram};
 use ordermill_core::ports::{Delivery, Effect, EffectOutcome, Envelope};
-use ordermill_core::{Fact, OrderStatus};
+use ordermill_core::{Fact, OrderStatus, RoutingKey};
 use uuid::Uuid;
 
 use super::{Outcome, Pipeline};
@@ -35,6 +35,7 @@ pub fn effect(
         new_event_ids: event_ids(pipeline),
         at: pipeline.clock.now(),
         unrouted: pipeline.unrouted,
+        awaited_payment: None,
     }
 }
 
@@ -51,6 +52,10 @@ pub async fn after_commit(pipeline: &Pipeline, consumer: &str, outcomes: Vec<Eff
         {
             tracing::error!(order_id = %order.id, error = %error, "Could not give released units back to the hot-stock cache; restart to reconcile.");
         }
+        if emitted.iter().any(|e| e.routing_key == RoutingKey::PaymentRefundRequired) {
+            counter!(telemetry::REFUNDS_REQUIRED).increment(1);
+            tracing::warn!(order_id = %order.id, "Money arrived for a cancelled order; it must be refunded (payment.refund_required).");
+        }
         publish.extend(emitted.into_iter().map(Envelope::from));
         if status_changed {
             match order.status {
@@ -63,7 +68,9 @@ pub async fn after_commit(pipeline: &Pipeline, consumer: &str, outcomes: Vec<Eff
                     counter!(telemetry::ORDERS_CANCELLED).increment(1);
                     pipeline.purchase_limits.give_back(&order.customer_id, &order.lines);
                 }
-                OrderStatus::Accepted | OrderStatus::AwaitingGroup => {}
+                OrderStatus::Accepted
+                | OrderStatus::AwaitingGroup
+                | OrderStatus::AwaitingPayment => {}
             }
             changed.push(order);
         }

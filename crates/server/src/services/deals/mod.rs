@@ -208,7 +208,8 @@ impl Deals {
             status: OrderStatus::AwaitingGroup,
             created_at: now,
             idempotency_key: key,
-            history: vec![StatusChange { status: OrderStatus::AwaitingGroup, at: now }],
+            history: vec![StatusChange::new(OrderStatus::AwaitingGroup, now)],
+            awaited_payment: None,
         };
         let accepted = AcceptedOrder { order, event_id: self.ids.next_uuid(now) };
         let completion_ids = (0..deal.group_size.get()).map(|_| self.ids.next_uuid(now)).collect();

@@ -421,6 +421,7 @@ impl Intake {
             created_at: now,
             idempotency_key: input.idempotency_key,
             history: Vec::new(),
+            awaited_payment: None,
         };
         Ok(Prepared::New(AcceptedOrder { order, event_id: self.ids.next_uuid(now) }, claim, hold))
     }
