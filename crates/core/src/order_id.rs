@@ -33,6 +33,20 @@ impl OrderId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
+
+    /// The id of something that happens to this order once per `what` (a payment callback,
+    /// its deadline), the same on every node and every retry: a redelivery of that thing is
+    /// recognised by the consumer records like any event's. It is a UUIDv7 carrying the
+    /// order's own time, so stores that keep records by id time keep it with the order; the
+    /// rest is a hash of the order id and `what` (UUIDv5).
+    pub fn derived_event_id(&self, what: &str) -> Uuid {
+        let mut bytes = *Uuid::new_v5(&self.0, what.as_bytes()).as_bytes();
+        bytes[..6].copy_from_slice(&self.0.as_bytes()[..6]);
+        uuid::Builder::from_bytes(bytes)
+            .with_version(uuid::Version::SortRand)
+            .with_variant(uuid::Variant::RFC4122)
+            .into_uuid()
+    }
 }
 
 impl fmt::Display for OrderId {
@@ -79,6 +93,19 @@ impl OrderIdGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_derived_event_id_is_stable_per_name_and_keeps_the_orders_time() {
+        let ids = OrderIdGenerator::new();
+        let order = ids.next(UnixMillis(1_700_000_000_000));
+        let paid = order.derived_event_id("callback:pay-1:paid");
+        assert_eq!(paid, order.derived_event_id("callback:pay-1:paid"));
+        assert_ne!(paid, order.derived_event_id("callback:pay-1:failed"));
+        let other = ids.next(UnixMillis(1_700_000_000_000));
+        assert_ne!(paid, other.derived_event_id("callback:pay-1:paid"));
+        assert_eq!(paid.get_version_num(), 7);
+        assert_eq!(paid.get_timestamp(), order.as_uuid().get_timestamp());
+    }
 
     #[test]
     fn ids_made_in_the_same_millisecond_still_increase() {

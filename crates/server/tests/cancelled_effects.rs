@@ -41,6 +41,7 @@ async fn units_released_by_an_effect_come_back_even_if_its_handler_is_cancelled(
         purchase_limits: Arc::new(PurchaseLimits::load(sqlite.clone()).await.unwrap()),
         message_timeout: Duration::from_secs(1),
         unrouted: ordermill_core::RoutingKeys::NONE,
+        pay_later: None,
     };
 
     // The payment failed (the order is cancelled), then inventory releases the 3 held units:

@@ -102,6 +102,14 @@ impl ordermill_core::ports::PaymentGateway for PanickingGateway {
     ) -> Result<(), ordermill_core::ports::ChargeError> {
         panic!("a bug in the gateway client");
     }
+
+    async fn request_payment(
+        &self,
+        _request: &ordermill_core::ports::ChargeRequest,
+        _pay_by: ordermill_core::UnixMillis,
+    ) -> Result<String, ordermill_core::ports::ChargeError> {
+        panic!("a bug in the gateway client");
+    }
 }
 
 /// The consumers' pipeline on the embedded store and bus in `dir`, charging through `gateway`.
@@ -131,6 +139,7 @@ async fn pipeline_with(
         purchase_limits: Arc::new(PurchaseLimits::load(store.clone()).await.unwrap()),
         message_timeout: Duration::from_secs(5),
         unrouted: ordermill_core::RoutingKeys::NONE,
+        pay_later: None,
     };
     (pipeline, store)
 }
@@ -179,6 +188,14 @@ impl ordermill_core::ports::PaymentGateway for CountingGateway {
     ) -> Result<(), ordermill_core::ports::ChargeError> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    async fn request_payment(
+        &self,
+        _request: &ordermill_core::ports::ChargeRequest,
+        _pay_by: ordermill_core::UnixMillis,
+    ) -> Result<String, ordermill_core::ports::ChargeError> {
+        Err(ordermill_core::ports::ChargeError::Rejected("these tests charge".into()))
     }
 }
 

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
+use crate::clock::UnixMillis;
 use crate::money::Money;
 use crate::order_id::OrderId;
 
@@ -41,4 +42,16 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// # Errors
     /// [`ChargeError::Declined`] or [`ChargeError::Transient`].
     async fn charge(&self, request: &ChargeRequest) -> Result<(), ChargeError>;
+
+    /// Pay later: asks the provider for a payment intent and returns the URL where the
+    /// customer pays `request.amount` by `pay_by`. Idempotent per order id, like a charge.
+    ///
+    /// # Errors
+    /// As [`PaymentGateway::charge`]: a decline cancels the order, a transient failure is
+    /// retried.
+    async fn request_payment(
+        &self,
+        request: &ChargeRequest,
+        pay_by: UnixMillis,
+    ) -> Result<String, ChargeError>;
 }

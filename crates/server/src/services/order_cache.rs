@@ -1,6 +1,7 @@
-//! The read cache behind `GET /api/orders/{id}`. Consumers put an order in when its status
-//! changes (once in its life: to confirmed or cancelled); reads add only final orders. So a
-//! cached order is always the newest, and orders still moving are read from the store. In
+//! The read cache behind `GET /api/orders/{id}`. Consumers put an order in when it becomes
+//! final (once in its life: confirmed or cancelled; again if a late payment notes a refund on
+//! a cancelled one); reads add only final orders. So a cached order is always the newest, and
+//! orders still moving are read from the store. In
 //! process on the embedded engines; in Redis when api nodes and workers share it, so an order
 //! a worker confirms is what every api node answers. The backend keeps orders in its own
 //! versioned format; what the HTTP layer shows is its own view of the order.

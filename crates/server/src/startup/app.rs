@@ -30,11 +30,12 @@ use crate::services::intake::committer::Committer;
 use crate::services::intake::idempotency::Idempotency;
 use crate::services::lease::{Lease, Renewal};
 use crate::services::order_cache::OrderCache;
+use crate::services::pay_later::PayLater;
 use crate::services::purchase_limits::PurchaseLimits;
 use crate::services::stock_repair::{self, RepairSettings};
 use crate::startup::backends::{self, Backends};
 use crate::startup::settings::Settings;
-use crate::startup::settings::{CacheUrl, Secret, networks};
+use crate::startup::settings::{CacheUrl, PaymentMode, Secret, networks};
 use crate::telemetry;
 
 /// What a node runs.
@@ -174,6 +175,8 @@ struct HttpSide {
     catalog: Arc<Catalog>,
     /// This api node's id among those sharing the hot-stock cache.
     node: Option<String>,
+    /// Pay later: callbacks and the payment deadline scheduler.
+    pay_later: Option<Arc<PayLater>>,
 }
 
 impl Application {
@@ -304,6 +307,8 @@ impl Application {
             unrouted: ordermill_core::RoutingKeys::of(|key| {
                 settings.topology.queues_for(key.as_str()).is_empty()
             }),
+            pay_later: (settings.payment.mode == PaymentMode::AwaitCallback)
+                .then(|| settings.payment.pay_within.get()),
         };
         if !matches!(role, Role::Api) {
             integrations::warn_if_unreachable(&settings.payment, &settings.notify);
@@ -320,8 +325,14 @@ impl Application {
         let http = match role {
             Role::Worker { .. } => None,
             Role::All | Role::Api => Some(
-                Self::http_side(&settings, &backends, purchase_limits, order_cache, clock, metrics)
-                    .await?,
+                Self::http_side(
+                    &settings,
+                    &backends,
+                    (purchase_limits, order_cache, &pipeline),
+                    clock,
+                    metrics,
+                )
+                .await?,
             ),
         };
         Ok(Application { http, metrics: worker_metrics, pipeline, backends, role, settings })
@@ -330,8 +341,7 @@ impl Application {
     async fn http_side(
         settings: &Settings,
         backends: &Backends,
-        purchase_limits: Arc<PurchaseLimits>,
-        order_cache: OrderCache,
+        (purchase_limits, order_cache, pipeline): (Arc<PurchaseLimits>, OrderCache, &Pipeline),
         clock: Arc<dyn Clock>,
         metrics: metrics_exporter_prometheus::PrometheusHandle,
     ) -> Result<HttpSide, StartError> {
@@ -379,6 +389,15 @@ impl Application {
         ));
         let proxies = networks("rate_limit.trusted_proxies", &settings.rate_limit.trusted_proxies)
             .map_err(StartError::Config)?;
+        let pay_later = pipeline.pay_later.map(|_| Arc::new(PayLater::new(pipeline.clone())));
+        let callbacks = match (&pay_later, &settings.payment.callback_secret) {
+            (Some(service), Some(secret)) => Some(http::payments::Callbacks {
+                service: service.clone(),
+                secret: secret.clone(),
+                clock: clock.clone(),
+            }),
+            _ => None,
+        };
         let admin_token = settings.admin_token.as_ref().map(Secret::expose);
         let auth =
             Arc::new(Auth::new(&settings.auth, admin_token, clock).map_err(StartError::Config)?);
@@ -394,12 +413,21 @@ impl Application {
             purchase_limits,
             auth,
             rate_limit: backends.rate_limiter.clone().map(|limiter| RateLimit { limiter, proxies }),
+            callbacks,
         });
         let router = http::router(state, &settings.http);
         let listener = super::listener::bind(settings.listen)
             .await
             .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        Ok(HttpSide { listener, router, committer, deals, catalog: catalog_for_refresh, node })
+        Ok(HttpSide {
+            listener,
+            router,
+            committer,
+            deals,
+            catalog: catalog_for_refresh,
+            node,
+            pay_later,
+        })
     }
 
     /// The bound address (useful with port 0); the configured one on a worker, which does
@@ -489,6 +517,13 @@ impl Application {
             settings.deals.check_interval.get(),
             stop_workers.clone(),
         ));
+        if let Some(pay_later) = &http.pay_later {
+            working.spawn(crate::services::pay_later::run(
+                pay_later.clone(),
+                settings.payment.check_interval.get(),
+                stop_workers.clone(),
+            ));
+        }
         if let Some(node) = &http.node {
             let ttl = settings.redis.node_ttl.get();
             working.spawn(keep_alive(

@@ -75,6 +75,11 @@ impl ApiError {
         }
     }
 
+    /// The same error with a `WWW-Authenticate` challenge (every 401 carries one).
+    pub fn with_challenge(self, challenge: &'static str) -> Self {
+        ApiError { challenge: Some(challenge), ..self }
+    }
+
     /// The same error with a `Retry-After` header of `secs`.
     pub fn with_retry_after(self, secs: u32) -> Self {
         ApiError { retry_after_secs: Some(secs), ..self }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod orders;
+pub mod payments;
 pub mod products;
 pub mod rate_limit;
 pub mod serve;
@@ -71,6 +72,8 @@ pub struct Shared {
     pub auth: Arc<auth::Auth>,
     /// Per-client request budgets; `None` when `rate_limit` is off.
     pub rate_limit: Option<rate_limit::RateLimit>,
+    /// Payment callbacks; `None` unless `payment.mode = "await_callback"`.
+    pub callbacks: Option<payments::Callbacks>,
 }
 
 /// The whole API.
@@ -92,6 +95,7 @@ pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
         .merge(timed)
         .merge(orders::writes(http_limits.max_batch_body_bytes))
         .merge(deals::joins())
+        .merge(payments::router())
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

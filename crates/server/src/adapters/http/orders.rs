@@ -157,6 +157,12 @@ pub struct OrderView<'a> {
     items: &'a [OrderLine],
     created_at: UnixMillis,
     history: Vec<StatusChange>,
+    /// Pay later: the deadline to pay by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pay_by: Option<UnixMillis>,
+    /// Pay later: where the customer pays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_url: Option<&'a str>,
 }
 
 impl<'a> From<&'a Order> for OrderView<'a> {
@@ -169,6 +175,8 @@ impl<'a> From<&'a Order> for OrderView<'a> {
             items: &order.lines,
             created_at: order.created_at,
             history: order.full_history(),
+            pay_by: order.awaited_payment.as_ref().map(|a| a.pay_by),
+            payment_url: order.awaited_payment.as_ref().map(|a| a.payment_url.as_str()),
         }
     }
 }
@@ -183,7 +191,13 @@ impl<'a> OrderView<'a> {
             .first()
             .copied()
             .unwrap_or(StatusChange::new(OrderStatus::Accepted, order.created_at));
-        OrderView { status: first.status.as_str(), history: vec![first], ..OrderView::from(order) }
+        OrderView {
+            status: first.status.as_str(),
+            history: vec![first],
+            pay_by: None,
+            payment_url: None,
+            ..OrderView::from(order)
+        }
     }
 }
 

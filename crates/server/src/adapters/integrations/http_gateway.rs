@@ -28,14 +28,13 @@ impl HttpGateway {
     }
 }
 
-#[async_trait]
-impl PaymentGateway for HttpGateway {
-    async fn charge(&self, request: &ChargeRequest) -> Result<(), ChargeError> {
-        let body = json!({
-            "order_id": request.order_id.to_string(),
-            "customer_id": request.customer_id,
-            "amount": request.amount.to_string(),
-        });
+impl HttpGateway {
+    /// POSTs `body` for `request`'s order; a response that is not a success is the error.
+    async fn post(
+        &self,
+        request: &ChargeRequest,
+        body: serde_json::Value,
+    ) -> Result<reqwest::Response, ChargeError> {
         let response = self
             .client
             .post(self.url.expose())
@@ -48,7 +47,7 @@ impl PaymentGateway for HttpGateway {
             })?;
         let status = response.status();
         if status.is_success() {
-            Ok(())
+            Ok(response)
         } else if status.as_u16() == 402 {
             let reason = response.text().await.unwrap_or_default();
             Err(ChargeError::Declined(format!(
@@ -60,5 +59,54 @@ impl PaymentGateway for HttpGateway {
         } else {
             Err(ChargeError::Transient(format!("gateway answered {status}")))
         }
+    }
+}
+
+/// What the provider answers a payment request with (other fields are ignored).
+#[derive(serde::Deserialize)]
+struct Intent {
+    payment_url: String,
+}
+
+#[async_trait]
+impl PaymentGateway for HttpGateway {
+    async fn charge(&self, request: &ChargeRequest) -> Result<(), ChargeError> {
+        let body = json!({
+            "order_id": request.order_id.to_string(),
+            "customer_id": request.customer_id,
+            "amount": request.amount.to_string(),
+        });
+        self.post(request, body).await.map(drop)
+    }
+
+    async fn request_payment(
+        &self,
+        request: &ChargeRequest,
+        pay_by: ordermill_core::UnixMillis,
+    ) -> Result<String, ChargeError> {
+        let body = json!({
+            "mode": "await_callback",
+            "order_id": request.order_id.to_string(),
+            "customer_id": request.customer_id,
+            "amount": request.amount.to_string(),
+            "pay_by": pay_by.0,
+        });
+        let response = self.post(request, body).await?;
+        // A success without a usable URL is the provider's contract broken: retrying the same
+        // request cannot fix it, so it is dead-lettered for an operator to look at.
+        let intent: Intent = response.json().await.map_err(|e| {
+            ChargeError::Rejected(format!(
+                "the gateway's answer has no \"payment_url\" string: {}",
+                e.without_url()
+            ))
+        })?;
+        if !(intent.payment_url.starts_with("https://")
+            || intent.payment_url.starts_with("http://"))
+        {
+            return Err(ChargeError::Rejected(
+                "the gateway's payment_url is not an http(s) URL".into(),
+            ));
+        }
+        Ok(intent.payment_url)
     }
 }

@@ -52,8 +52,38 @@ impl SimulatedGateway {
     }
 }
 
+impl SimulatedGateway {
+    fn random_failure(&self) -> Result<(), ChargeError> {
+        if self.failure_rate > 0.0 && fastrand::f64() < self.failure_rate {
+            return Err(ChargeError::Transient("simulated gateway failure".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Where the simulated gateway sends customers to pay (a made-up page on a reserved domain).
+pub const CHECKOUT_BASE: &str = "https://pay.example/checkout/";
+
 #[async_trait]
 impl PaymentGateway for SimulatedGateway {
+    async fn request_payment(
+        &self,
+        request: &ChargeRequest,
+        _pay_by: ordermill_core::UnixMillis,
+    ) -> Result<String, ChargeError> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        match request.customer_id.as_str() {
+            "test-decline" => Err(ChargeError::Declined("card declined (test-decline)".into())),
+            "test-down" => Err(ChargeError::Transient("gateway unreachable (test-down)".into())),
+            _ => {
+                self.random_failure()?;
+                Ok(format!("{CHECKOUT_BASE}{}", request.order_id))
+            }
+        }
+    }
+
     async fn charge(&self, request: &ChargeRequest) -> Result<(), ChargeError> {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
@@ -79,9 +109,7 @@ impl PaymentGateway for SimulatedGateway {
             }
             _ => {}
         }
-        if self.failure_rate > 0.0 && fastrand::f64() < self.failure_rate {
-            return Err(ChargeError::Transient("simulated gateway failure".into()));
-        }
+        self.random_failure()?;
         if self.charged.entry(request.order_id).or_insert(()).is_fresh() {
             self.distinct_charges.fetch_add(1, Ordering::Relaxed);
         }

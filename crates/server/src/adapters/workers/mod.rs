@@ -69,6 +69,9 @@ pub struct Pipeline {
     pub message_timeout: std::time::Duration,
     /// Routing keys no queue of the topology is bound to: effects emit no event of these.
     pub unrouted: ordermill_core::RoutingKeys,
+    /// Pay later (`payment.mode = "await_callback"`): how long a customer has to pay once
+    /// the order has its payment URL. `None`: orders are charged (`charge`).
+    pub pay_later: Option<std::time::Duration>,
 }
 
 /// Starts `concurrency` consumer loops for every queue of the topology that has a handler

@@ -2,12 +2,16 @@
 //! group completes (`deal.completed`), through the gateway. A decline cancels the order
 //! (`payment.failed`, `order.cancelled`); a transient failure is retried through the queue.
 //! An event this consumer already processed is acked without calling the gateway again.
+//!
+//! Pay later (`payment.mode = "await_callback"`), it charges nothing: it asks the gateway for
+//! a payment URL and moves the order to `awaiting_payment` with its deadline (now +
+//! `payment.pay_within`); the provider's callback (`services::pay_later`) settles it.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ordermill_core::ports::{ChargeError, ChargeRequest, Delivery};
-use ordermill_core::{Fact, Money, OrderId};
+use ordermill_core::ports::{ChargeError, ChargeRequest, Delivery, Effect};
+use ordermill_core::{AwaitedPayment, Fact, Money, OrderId, UnixMillis};
 use serde::Deserialize;
 use tokio::task::JoinSet;
 
@@ -73,15 +77,28 @@ impl Handler for Payment {
                     outcomes[i] = Outcome::Retry(UNFINISHED.into());
                     let gateway = self.pipeline.gateway.clone();
                     let limit = self.pipeline.message_timeout;
+                    let pay_by = self.pipeline.pay_later.map(|within| {
+                        UnixMillis(
+                            self.pipeline.clock.now().0.saturating_add(within.as_millis() as i64),
+                        )
+                    });
                     charges.spawn(async move {
-                        let result = tokio::time::timeout(limit, gateway.charge(&request))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(ChargeError::Transient(format!(
-                                    "no answer within {} ms",
-                                    limit.as_millis()
-                                )))
-                            });
+                        let call = async {
+                            match pay_by {
+                                None => gateway.charge(&request).await.map(|()| None),
+                                Some(pay_by) => {
+                                    gateway.request_payment(&request, pay_by).await.map(
+                                        |payment_url| Some(AwaitedPayment { pay_by, payment_url }),
+                                    )
+                                }
+                            }
+                        };
+                        let result = tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+                            Err(ChargeError::Transient(format!(
+                                "no answer within {} ms",
+                                limit.as_millis()
+                            )))
+                        });
                         (i, request.order_id, result)
                     });
                 }
@@ -95,8 +112,13 @@ impl Handler for Payment {
                 continue;
             };
             outcomes[i] = Outcome::Ack;
+            let mut awaited = None;
             let (fact, reason) = match result {
-                Ok(()) => (Fact::PaymentSucceeded, None),
+                Ok(None) => (Fact::PaymentSucceeded, None),
+                Ok(Some(payment)) => {
+                    awaited = Some(payment);
+                    (Fact::PaymentRequested, None)
+                }
                 Err(ChargeError::Declined(reason)) => (Fact::PaymentFailed, Some(reason)),
                 Err(ChargeError::Transient(error)) => {
                     outcomes[i] = Outcome::Retry(error);
@@ -108,17 +130,15 @@ impl Handler for Payment {
                     continue;
                 }
             };
-            effects.push(
-                i,
-                settle::effect(
-                    &self.pipeline,
-                    &self.name,
-                    batch[i].envelope.event_id,
-                    order_id,
-                    Some(fact),
-                    reason,
-                ),
+            let effect = settle::effect(
+                &self.pipeline,
+                &self.name,
+                batch[i].envelope.event_id,
+                order_id,
+                Some(fact),
+                reason,
             );
+            effects.push(i, Effect { awaited_payment: awaited, ..effect });
         }
         effects.commit(&self.pipeline, &mut outcomes).await;
         outcomes

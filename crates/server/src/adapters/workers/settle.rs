@@ -52,7 +52,8 @@ pub async fn after_commit(pipeline: &Pipeline, consumer: &str, outcomes: Vec<Eff
         {
             tracing::error!(order_id = %order.id, error = %error, "Could not give released units back to the hot-stock cache; restart to reconcile.");
         }
-        if emitted.iter().any(|e| e.routing_key == RoutingKey::PaymentRefundRequired) {
+        let refund = emitted.iter().any(|e| e.routing_key == RoutingKey::PaymentRefundRequired);
+        if refund {
             counter!(telemetry::REFUNDS_REQUIRED).increment(1);
             tracing::warn!(order_id = %order.id, "Money arrived for a cancelled order; it must be refunded (payment.refund_required).");
         }
@@ -72,12 +73,17 @@ pub async fn after_commit(pipeline: &Pipeline, consumer: &str, outcomes: Vec<Eff
                 | OrderStatus::AwaitingGroup
                 | OrderStatus::AwaitingPayment => {}
             }
+        }
+        // Only final orders are cached (see `services::order_cache`): an order still moving
+        // (accepted → awaiting payment → confirmed) is read from the store, so an older state
+        // written late can never shadow a newer one. A refund note changes a final order.
+        if (status_changed || refund) && order.status.is_final() {
             changed.push(order);
         }
     }
     if !changed.is_empty() {
-        // An order changes status once (to confirmed or cancelled), so these writes can never
-        // be overtaken by an older version of the same order. Off the batch's path: with a
+        // An order becomes final once (confirmed or cancelled), so these writes are not
+        // overtaken by an older version of the same order. Off the batch's path: with a
         // shared cache each is a round trip, and a read that comes first finds the store.
         let orders = pipeline.order_cache.clone();
         tokio::spawn(async move {

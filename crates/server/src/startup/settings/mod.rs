@@ -99,6 +99,8 @@ impl Settings {
             ("workers.retry_base", self.workers.retry_base),
             ("workers.retry_max", self.workers.retry_max),
             ("payment.timeout", self.payment.timeout),
+            ("payment.pay_within", self.payment.pay_within),
+            ("payment.check_interval", self.payment.check_interval),
             ("notify.timeout", self.notify.timeout),
             ("deals.check_interval", self.deals.check_interval),
             ("redis.check_interval", self.redis.check_interval),
@@ -130,6 +132,13 @@ impl Settings {
         {
             return Err("postgres.processed_retention must be at least \"2days\": the records \
                         must outlive every redelivery, retries and replayed dead letters"
+                .into());
+        }
+        if self.payment.mode == PaymentMode::AwaitCallback && self.payment.callback_secret.is_none()
+        {
+            return Err("payment.mode = \"await_callback\" needs payment.callback_secret \
+                        (ORDERMILL_PAYMENT__CALLBACK_SECRET): the secret the payment provider \
+                        signs its callbacks with, so nobody else can mark an order paid"
                 .into());
         }
         if !(0.0..=1.0).contains(&self.payment.failure_rate) {
@@ -478,10 +487,25 @@ pub enum GatewayKind {
     Http,
 }
 
+/// How orders are paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMode {
+    /// The payment consumer charges each order through the gateway, server side.
+    #[default]
+    Charge,
+    /// Pay later: the gateway gives each order a payment URL, the customer pays there, and the
+    /// provider calls `POST /api/payments/callback`; unpaid orders are cancelled after
+    /// `payment.pay_within`.
+    AwaitCallback,
+}
+
 /// The payment gateway.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PaymentSettings {
+    /// `charge` (the default) or `await_callback` (pay later).
+    pub mode: PaymentMode,
     /// `simulated` or `http`.
     pub gateway: GatewayKind,
     /// Simulated: time per charge.
@@ -492,11 +516,22 @@ pub struct PaymentSettings {
     pub url: Option<SecretUrl>,
     /// HTTP: per-request timeout.
     pub timeout: HumanDuration,
+    /// Pay later: the secret the provider signs callbacks with (`X-Ordermill-Signature`).
+    pub callback_secret: Option<Secret>,
+    /// Pay later: how long a customer has to pay once the order has its payment URL; then it
+    /// is cancelled and its stock goes back on sale. Not the gateway call's `timeout`.
+    pub pay_within: HumanDuration,
+    /// Pay later: how often each api node looks for deadlines that passed.
+    pub check_interval: HumanDuration,
 }
 
 impl Default for PaymentSettings {
     fn default() -> Self {
         PaymentSettings {
+            mode: PaymentMode::Charge,
+            callback_secret: None,
+            pay_within: HumanDuration::from_secs(15 * 60),
+            check_interval: HumanDuration::from_secs(1),
             gateway: GatewayKind::Simulated,
             latency: HumanDuration::from_millis(0),
             failure_rate: 0.0,
