@@ -117,6 +117,9 @@ pub struct EventHeader {
     pub order_id: String,
     /// The customer.
     pub customer_id: String,
+    /// Why, on events that carry one (a decline, a cancellation: `payment_timeout`).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// An event as relayed to the bus: id, routing key and JSON body.

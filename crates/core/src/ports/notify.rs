@@ -16,6 +16,9 @@ pub struct Notification {
     pub order_id: String,
     /// The customer.
     pub customer_id: String,
+    /// Why, when the event says (a decline, `payment_timeout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A notification that was not delivered.

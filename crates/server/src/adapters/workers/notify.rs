@@ -54,6 +54,7 @@ impl Handler for Notify {
                 kind: delivery.envelope.routing_key.to_string(),
                 order_id: header.order_id,
                 customer_id: header.customer_id,
+                reason: header.reason,
             };
             // Until the send answers (see payment's UNFINISHED).
             outcomes[i] = Outcome::Retry(super::payment::UNFINISHED.into());
