@@ -104,9 +104,8 @@ pub(crate) fn decode(id: ordermill_core::OrderId, text: &str) -> Result<Order, C
             .transpose()
             .map_err(|e| bad(e.to_string()))?,
         history,
-        awaited_payment: cached.awaited_payment.map(|(pay_by, payment_url)| AwaitedPayment {
-            pay_by: UnixMillis(pay_by),
-            payment_url,
+        awaited_payment: cached.awaited_payment.map(|(pay_by, payment_url)| {
+            Box::new(AwaitedPayment { pay_by: UnixMillis(pay_by), payment_url })
         }),
     })
 }
@@ -147,10 +146,10 @@ mod tests {
     fn a_pay_later_order_keeps_its_deadline_url_and_notes() {
         let mut order = order();
         order.status = OrderStatus::Cancelled;
-        order.awaited_payment = Some(AwaitedPayment {
+        order.awaited_payment = Some(Box::new(AwaitedPayment {
             pay_by: UnixMillis(1_790_000_900_000),
             payment_url: "https://pay.example/c/1".into(),
-        });
+        }));
         order.history = vec![
             StatusChange::new(OrderStatus::AwaitingPayment, UnixMillis(1_790_000_000_100)),
             StatusChange::new(OrderStatus::Cancelled, UnixMillis(1_790_000_900_000)),

@@ -109,16 +109,16 @@ impl Effect {
             && status_changed
             && let Some(awaited) = &self.awaited_payment
         {
-            order.awaited_payment = Some(awaited.clone());
+            order.awaited_payment = Some(Box::new(awaited.clone()));
         }
-        let payment = (transition.next.payment != state.payment).then(|| {
+        let payment = (transition.next.payment != state.payment).then_some(
             match (fact, transition.next.payment) {
                 (_, PaymentState::RefundRequired) => PaymentRecord::RefundRequired,
                 (Fact::PaymentSucceeded, _) => PaymentRecord::Succeeded,
                 (Fact::PaymentExpired, _) => PaymentRecord::Expired,
                 _ => PaymentRecord::Declined,
-            }
-        });
+            },
+        );
         if payment == Some(PaymentRecord::RefundRequired) {
             order.history.push(StatusChange {
                 status: order.status,
@@ -288,7 +288,7 @@ mod tests {
         request.awaited_payment = Some(awaited.clone());
         let applied = request.apply_to(&mut o, Lifecycle::new());
         assert_eq!(o.status, OrderStatus::AwaitingPayment);
-        assert_eq!(o.awaited_payment, Some(awaited));
+        assert_eq!(o.awaited_payment.as_deref(), Some(&awaited));
         assert!(applied.changed && applied.emitted.is_empty() && applied.payment.is_none());
 
         let expired = effect(&o, Some(Fact::PaymentExpired)).apply_to(&mut o, applied.next);

@@ -235,8 +235,9 @@ pub struct Order {
     /// `created_at` and not stored, except for a group-buy order, whose history starts with
     /// its own `AwaitingGroup` entry (see [`Order::full_history`]).
     pub history: Vec<StatusChange>,
-    /// A pay-later order's payment URL and deadline, once the gateway gave one.
-    pub awaited_payment: Option<AwaitedPayment>,
+    /// A pay-later order's payment URL and deadline, once the gateway gave one (boxed: most
+    /// orders have none, and an order travels in every effect outcome).
+    pub awaited_payment: Option<Box<AwaitedPayment>>,
 }
 
 impl Order {

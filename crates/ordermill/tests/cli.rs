@@ -80,6 +80,32 @@ fn the_webhook_secret_is_read_from_the_environment_and_never_printed() {
 }
 
 #[test]
+fn pay_later_is_set_from_the_environment_and_its_secret_never_printed() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["config"])
+        .env("ORDERMILL_PAYMENT__MODE", "await_callback")
+        .env("ORDERMILL_PAYMENT__CALLBACK_SECRET", "cbsec-do-not-print")
+        .env("ORDERMILL_PAYMENT__PAY_WITHIN", "3s")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("mode = \"await_callback\""), "{text}");
+    assert!(text.contains("pay_within = \"3s\""), "{text}");
+    assert!(text.contains("callback_secret = \"***\""), "{text}");
+    assert!(!text.contains("cbsec-do-not-print"), "{text}");
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["config"])
+        .env("ORDERMILL_PAYMENT__MODE", "await_callback")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "pay later without a callback secret is refused");
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("ORDERMILL_PAYMENT__CALLBACK_SECRET"), "{error}");
+}
+
+#[test]
 fn each_command_takes_only_the_flags_that_apply_to_it() {
     for args in [
         &["migrate", "--listen", "127.0.0.1:1"][..],

@@ -347,6 +347,9 @@ async fn forged_stale_and_mismatched_callbacks_are_refused(engines: Engines) {
     let mut odd = body.clone();
     odd["status"] = json!("maybe");
     assert_eq!(callback(&app, &clock, &odd).await.code(), "invalid_status");
+    let mut bad_amount = body.clone();
+    bad_amount["amount"] = json!("1.999");
+    assert_eq!(callback(&app, &clock, &bad_amount).await.code(), "invalid_amount");
     let mut no_id = body.clone();
     no_id["payment_id"] = json!("");
     assert_eq!(callback(&app, &clock, &no_id).await.code(), "invalid_payment_id");
@@ -406,5 +409,56 @@ async fn a_hundred_buyers_of_ten_units_who_never_pay_give_all_ten_back(engines: 
     let again = app.order("buyer-late", &[("hot", 10)]).await;
     assert_eq!(again.status, 201, "{:?}", again.body);
     let Ok(app) = Arc::try_unwrap(app) else { panic!("a client task still holds the app") };
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_gateway_asks_the_provider_for_each_orders_payment_url() {
+    let asked: Received = Arc::default();
+    let provider = {
+        let asked = asked.clone();
+        axum::Router::new().route(
+            "/intents",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let asked = asked.clone();
+                async move {
+                    let mut body: Value = serde_json::from_str(&body).unwrap();
+                    let key = headers.get("idempotency-key").unwrap().to_str().unwrap();
+                    body["idempotency_key"] = json!(key);
+                    let url = format!("https://provider.example/pay/{key}");
+                    asked.lock().unwrap().push(body);
+                    axum::Json(json!({"payment_url": url, "intent_id": "pi_1"}))
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, provider).await });
+    let clock = now_clock();
+    let app = spawn_app_on(Engines::Embedded, tempfile::tempdir().unwrap(), clock.clone(), |s| {
+        s.payment.mode = PaymentMode::AwaitCallback;
+        s.payment.callback_secret = Some(Secret::new(SECRET));
+        s.payment.gateway = ordermill_server::startup::settings::GatewayKind::Http;
+        s.payment.url = Some(SecretUrl::new(format!("http://{addr}/intents")));
+    })
+    .await;
+    app.put_product("tea", "3.30", 5).await;
+    let order = awaiting(&app, "ann", &[("tea", 3)]).await;
+    let order_id = order["order_id"].as_str().unwrap();
+    assert_eq!(order["payment_url"], format!("https://provider.example/pay/{order_id}"));
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["mode"], "await_callback");
+    assert_eq!(
+        (asked[0]["order_id"].as_str(), asked[0]["idempotency_key"].as_str()),
+        (Some(order_id), Some(order_id))
+    );
+    assert_eq!(asked[0]["amount"], "9.90");
+    assert_eq!(
+        asked[0]["pay_by"],
+        clock.now().0 + 15 * 60 * 1000,
+        "the default payment.pay_within"
+    );
     app.stop().await;
 }

@@ -133,7 +133,7 @@ impl OrderColumns {
             history,
             awaited_payment: match (self.pay_by, self.payment_url) {
                 (Some(pay_by), Some(payment_url)) => {
-                    Some(AwaitedPayment { pay_by: UnixMillis(pay_by), payment_url })
+                    Some(Box::new(AwaitedPayment { pay_by: UnixMillis(pay_by), payment_url }))
                 }
                 _ => None,
             },

@@ -95,7 +95,7 @@ fn parse(request: &CallbackRequest) -> Result<Callback, ApiError> {
         }
     };
     let amount = Money::parse("amount", text(&request.amount, "amount")?)
-        .map_err(|e| invalid(e.code(), e.to_string()))?;
+        .map_err(|e| invalid("invalid_amount", e.to_string()))?;
     Ok(Callback { order_id, payment_id: payment_id.to_owned(), paid, amount })
 }
 
