@@ -203,7 +203,9 @@ async fn an_unpaid_order_is_cancelled_at_its_deadline_and_late_money_is_owed_bac
     let clock = now_clock();
     let (hook, received) = webhook_receiver().await;
     let app = app_in(&engines, tempfile::tempdir().unwrap(), clock.clone(), Some(&hook)).await;
-    app.put_product("cake", "8.80", 5).await;
+    let limited = json!({"name": "Cake", "price": "8.80", "stock": 5, "per_customer_limit": 2});
+    let put = app.send(app.client.put(app.url("/api/products/cake")).json(&limited)).await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
     let order = awaiting(&app, "ann", &[("cake", 2)]).await;
     let order_id = order["order_id"].as_str().unwrap().to_owned();
     eventually("stock deducted", || async { app.product("cake").await["stock"] == 3 }).await;
@@ -222,6 +224,13 @@ async fn an_unpaid_order_is_cancelled_at_its_deadline_and_late_money_is_owed_bac
         p["stock"] == 5 && p["stock_available"] == 5
     })
     .await;
+    let within_limit = app.order("ann", &[("cake", 2)]).await;
+    assert_eq!(
+        within_limit.status, 201,
+        "the cancelled order's units count no more: {:?}",
+        within_limit.body
+    );
+    app.wait_for_status(&id(&within_limit), "awaiting_payment").await;
     eventually("the cancellation is announced with its reason", || async {
         received.lock().unwrap().iter().any(|e| {
             e["kind"] == "order.cancelled"
@@ -254,7 +263,7 @@ async fn an_unpaid_order_is_cancelled_at_its_deadline_and_late_money_is_owed_bac
         app.count_rows("SELECT count(*) FROM payments WHERE status = 'refund_required'").await,
         1
     );
-    assert_eq!(app.available("cake").await, 5, "the units stay on sale");
+    assert_eq!(app.available("cake").await, 3, "the late money takes no units back off sale");
     eventually("payment.refund_required reaches the notifier", || async {
         received
             .lock()

@@ -81,6 +81,7 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     stock_and_payment_in_one_batch_confirm_the_order(&*store).await;
     an_effect_on_an_unknown_order_is_recorded_and_changes_nothing(&*store).await;
     a_pay_later_order_keeps_its_deadline_until_paid_or_expired(&*store).await;
+    a_callback_racing_its_deadline_has_one_winner(&*store).await;
     store.check_writable().await.expect("a fresh store is writable");
 }
 
@@ -509,4 +510,49 @@ async fn a_pay_later_order_keeps_its_deadline_until_paid_or_expired(store: &dyn 
     assert_eq!(stored.status, OrderStatus::Cancelled, "late money does not resurrect it");
     let notes: Vec<_> = stored.history.iter().filter_map(|c| c.note).collect();
     assert_eq!(notes, vec![ordermill_core::HistoryNote::RefundRequired]);
+}
+
+async fn a_callback_racing_its_deadline_has_one_winner(store: &dyn OrderStore) {
+    store.upsert_product(&product("r1", "1.00", 100)).await.expect("insert");
+    let ids = OrderIdGenerator::new();
+    for round in 0..8 {
+        let order = accepted(&ids, &[("r1", 1)], None);
+        store.commit_orders(Arc::new(vec![order.clone()])).await.expect("commit");
+        store.apply_effects(vec![payment_request(&ids, &order, NOW.0)]).await.expect("apply");
+        let id = order.order.id;
+        let pay =
+            effect(&ids, "payment_callback", ids.next_uuid(NOW), id, Some(Fact::PaymentSucceeded));
+        let expire =
+            effect(&ids, "payment_timeout", ids.next_uuid(NOW), id, Some(Fact::PaymentExpired));
+        // Both at once (on PostgreSQL, two connections contending for the order's row lock),
+        // in alternating submission order.
+        let (paid, expired) = if round % 2 == 0 {
+            tokio::join!(store.apply_effects(vec![pay]), store.apply_effects(vec![expire]))
+        } else {
+            let (e, p) =
+                tokio::join!(store.apply_effects(vec![expire]), store.apply_effects(vec![pay]));
+            (p, e)
+        };
+        let keys = |outcomes: Vec<EffectOutcome>| -> Vec<RoutingKey> {
+            match outcomes.as_slice() {
+                [EffectOutcome::Applied { emitted, .. }] => {
+                    emitted.iter().map(|e| e.routing_key).collect()
+                }
+                other => panic!("expected one Applied outcome, got {other:?}"),
+            }
+        };
+        let (paid, expired) = (keys(paid.expect("apply")), keys(expired.expect("apply")));
+        let stored = store.get_order(id).await.expect("read").expect("exists");
+        if expired.is_empty() {
+            // The payment won: the deadline found nothing to cancel.
+            assert_eq!(paid, vec![RoutingKey::PaymentSucceeded], "round {round}");
+            assert_eq!(stored.status, OrderStatus::Accepted, "round {round}");
+        } else {
+            // The deadline won: the payment is money owed back, the order stays cancelled.
+            assert_eq!(expired, vec![RoutingKey::PaymentFailed, RoutingKey::OrderCancelled]);
+            assert_eq!(paid, vec![RoutingKey::PaymentRefundRequired], "round {round}");
+            assert_eq!(stored.status, OrderStatus::Cancelled, "round {round}");
+        }
+        assert!(store.due_payments(UnixMillis(NOW.0 + 1), 100).await.expect("due").is_empty());
+    }
 }

@@ -29,6 +29,13 @@ pub struct IntegrationError(pub String);
 pub fn payment_gateway(
     settings: &PaymentSettings,
 ) -> Result<Arc<dyn PaymentGateway>, IntegrationError> {
+    if settings.mode == crate::startup::settings::PaymentMode::AwaitCallback {
+        tracing::info!(
+            mode = "await_callback",
+            pay_within = %settings.pay_within,
+            "Pay later: orders wait for the provider's signed callback (POST /api/payments/callback) and are cancelled unpaid after payment.pay_within."
+        );
+    }
     match settings.gateway {
         GatewayKind::Simulated => {
             tracing::info!(
