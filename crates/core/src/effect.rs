@@ -19,6 +19,8 @@ pub enum PaymentRecord {
     Declined,
     /// Pay later: not paid before the deadline; never charged.
     Expired,
+    /// Cancelled by an operator before any charge.
+    Cancelled,
     /// Paid after the order was cancelled: the money must be given back.
     RefundRequired,
 }
@@ -30,6 +32,7 @@ impl PaymentRecord {
             Self::Succeeded => "succeeded",
             Self::Declined => "declined",
             Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
             Self::RefundRequired => "refund_required",
         }
     }
@@ -116,6 +119,7 @@ impl Effect {
                 (_, PaymentState::RefundRequired) => PaymentRecord::RefundRequired,
                 (Fact::PaymentSucceeded, _) => PaymentRecord::Succeeded,
                 (Fact::PaymentExpired, _) => PaymentRecord::Expired,
+                (Fact::OperatorCancelled, _) => PaymentRecord::Cancelled,
                 _ => PaymentRecord::Declined,
             },
         );

@@ -87,6 +87,9 @@ pub enum Fact {
     PaymentRequested,
     /// Pay later: the order's payment deadline passed unpaid.
     PaymentExpired,
+    /// An operator cancelled the order (one stuck in `accepted` after its payment was
+    /// dead-lettered, say). Only an unpaid order that is not in a deal can be cancelled so.
+    OperatorCancelled,
 }
 
 /// What to do to the product rows for a transition.
@@ -198,6 +201,14 @@ impl Lifecycle {
         Lifecycle { status: OrderStatus::AwaitingGroup, ..Self::new() }
     }
 
+    /// Whether an operator may cancel the order now: it is waiting (accepted or awaiting
+    /// payment) and no money was taken. A confirmed order needs a refund, which ordermill does
+    /// not make; a group-buy order waiting for its group belongs to its deal.
+    pub fn operator_may_cancel(self) -> bool {
+        matches!(self.status, OrderStatus::Accepted | OrderStatus::AwaitingPayment)
+            && self.payment == PaymentState::Pending
+    }
+
     /// Applies `fact`. A fact that no longer applies (a redelivery, or one overtaken by a
     /// cancellation) changes nothing, so every consumer is idempotent by construction.
     pub fn apply(self, fact: Fact) -> Transition {
@@ -240,6 +251,14 @@ impl Lifecycle {
             Fact::PaymentRequested => {
                 if self.status == OrderStatus::Accepted && self.payment == PaymentState::Pending {
                     next.status = OrderStatus::AwaitingPayment;
+                }
+            }
+            Fact::OperatorCancelled => {
+                if self.operator_may_cancel() {
+                    next.payment = PaymentState::Failed;
+                    next.status = OrderStatus::Cancelled;
+                    emit.push(RoutingKey::PaymentFailed);
+                    emit.push(RoutingKey::OrderCancelled);
                 }
             }
             Fact::PaymentExpired => {
@@ -390,6 +409,27 @@ mod tests {
     }
 
     #[test]
+    fn an_operator_cancels_only_unpaid_waiting_orders_and_inventory_gives_the_units_back() {
+        let (state, actions, events) =
+            run(&[Fact::StockDeducted, Fact::OperatorCancelled, Fact::StockReleased]);
+        assert_eq!((state.status, state.payment), (OrderStatus::Cancelled, PaymentState::Failed));
+        assert_eq!(actions.last(), Some(&StockAction::Restore));
+        assert_eq!(events, vec![RoutingKey::PaymentFailed, RoutingKey::OrderCancelled]);
+        let (state, _, _) = run(&[Fact::PaymentRequested, Fact::OperatorCancelled]);
+        assert_eq!(state.status, OrderStatus::Cancelled, "an order awaiting payment too");
+        for kept in [
+            run(&[Fact::StockDeducted, Fact::PaymentSucceeded, Fact::OperatorCancelled]).0,
+            run(&[Fact::PaymentSucceeded, Fact::OperatorCancelled]).0,
+            run_from(Lifecycle::awaiting_group(), &[Fact::OperatorCancelled]).0,
+        ] {
+            assert_ne!(kept.status, OrderStatus::Cancelled, "{kept:?}");
+        }
+        // Money that arrives after all is owed back, as after a deadline.
+        let (state, _, _) = run(&[Fact::OperatorCancelled, Fact::PaymentSucceeded]);
+        assert_eq!(state.payment, PaymentState::RefundRequired);
+    }
+
+    #[test]
     fn money_after_the_deadline_leaves_the_order_cancelled_and_owed_back_once() {
         let (state, _, events) = run(&[
             Fact::PaymentRequested,
@@ -460,6 +500,7 @@ mod tests {
             Just(Fact::GroupExpired),
             Just(Fact::PaymentRequested),
             Just(Fact::PaymentExpired),
+            Just(Fact::OperatorCancelled),
         ]
     }
 

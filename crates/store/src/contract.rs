@@ -82,6 +82,7 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     an_effect_on_an_unknown_order_is_recorded_and_changes_nothing(&*store).await;
     a_pay_later_order_keeps_its_deadline_until_paid_or_expired(&*store).await;
     a_callback_racing_its_deadline_has_one_winner(&*store).await;
+    operators_find_orders_by_status_in_a_window_newest_first(&*store).await;
     store.check_writable().await.expect("a fresh store is writable");
 }
 
@@ -555,4 +556,56 @@ async fn a_callback_racing_its_deadline_has_one_winner(store: &dyn OrderStore) {
         }
         assert!(store.due_payments(UnixMillis(NOW.0 + 1), 100).await.expect("due").is_empty());
     }
+}
+
+async fn operators_find_orders_by_status_in_a_window_newest_first(store: &dyn OrderStore) {
+    use ordermill_core::ports::{OrderFilter, OrderQuery};
+    store.upsert_product(&product("q1", "1.00", 100)).await.expect("insert");
+    let ids = OrderIdGenerator::new();
+    // Ten days after every other check's orders, so only these fall in the window.
+    let later = UnixMillis(NOW.0 + 10 * 86_400_000);
+    let at_later = |_| {
+        let mut a = accepted(&ids, &[("q1", 1)], None);
+        a.order.id = ids.next(later);
+        a.order.created_at = later;
+        a
+    };
+    let orders: Vec<AcceptedOrder> = (0..5).map(at_later).collect();
+    store.commit_orders(Arc::new(orders.clone())).await.expect("commit");
+    let cancel = |a: &AcceptedOrder| {
+        effect(&ids, "admin", ids.next_uuid(later), a.order.id, Some(Fact::OperatorCancelled))
+    };
+    store.apply_effects(vec![cancel(&orders[0]), cancel(&orders[1])]).await.expect("apply");
+    let late_money = effect(
+        &ids,
+        "payment_callback",
+        ids.next_uuid(later),
+        orders[1].order.id,
+        Some(Fact::PaymentSucceeded),
+    );
+    store.apply_effects(vec![late_money]).await.expect("apply");
+
+    let query = |filter, before, limit| OrderQuery {
+        filter,
+        since: later,
+        until: UnixMillis(later.0 + 1),
+        before,
+        limit,
+    };
+    let found =
+        |orders: Vec<ordermill_core::Order>| orders.iter().map(|o| o.id).collect::<Vec<_>>();
+    let accepted_now = OrderFilter::Status(OrderStatus::Accepted);
+    let page = store.find_orders(query(accepted_now, None, 2)).await.expect("find");
+    assert_eq!(found(page.clone()), vec![orders[4].order.id, orders[3].order.id], "newest first");
+    let rest = store.find_orders(query(accepted_now, Some(page[1].id), 2)).await.expect("find");
+    assert_eq!(found(rest), vec![orders[2].order.id]);
+    let cancelled = store
+        .find_orders(query(OrderFilter::Status(OrderStatus::Cancelled), None, 10))
+        .await
+        .expect("find");
+    assert_eq!(found(cancelled), vec![orders[1].order.id, orders[0].order.id]);
+    let owed = store.find_orders(query(OrderFilter::RefundRequired, None, 10)).await.expect("find");
+    assert_eq!(found(owed), vec![orders[1].order.id]);
+    let before_window = OrderQuery { until: later, ..query(accepted_now, None, 10) };
+    assert!(store.find_orders(before_window).await.expect("find").is_empty());
 }

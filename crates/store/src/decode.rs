@@ -2,7 +2,7 @@
 //! into these plain shapes, and the parsing (with the domain's own validation) happens once,
 //! here. A value that does not parse is [`StoreError::Corrupt`], never papered over.
 
-use ordermill_core::ports::StoreError;
+use ordermill_core::ports::{OrderFilter, StoreError};
 use ordermill_core::{
     AwaitedPayment, CustomerId, Deal, DealId, DealMember, DealStatus, GroupSize, HistoryNote,
     IdempotencyKey, Lifecycle, Money, Order, OrderId, OrderLine, OrderStatus, PaymentState,
@@ -148,6 +148,15 @@ impl OrderColumns {
                 .ok_or_else(|| corrupt(format!("unknown payment state {payment:?}")))?,
         };
         Ok((order, state))
+    }
+}
+
+/// The column of `orders` an operator's [`OrderFilter`] compares, and the value it looks for
+/// (both backends name their columns alike).
+pub(crate) fn filter_column(filter: OrderFilter) -> (&'static str, &'static str) {
+    match filter {
+        OrderFilter::Status(status) => ("status", status.as_str()),
+        OrderFilter::RefundRequired => ("payment_state", PaymentState::RefundRequired.as_str()),
     }
 }
 

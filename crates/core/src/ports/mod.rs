@@ -26,4 +26,6 @@ pub use outbox::Outbox;
 pub use payment::{ChargeError, ChargeRequest, PaymentGateway};
 pub use rate_limit::{RateLimiter, RateQuota};
 pub use read_cache::OrderReadCache;
-pub use store::{AcceptedOrder, Effect, EffectOutcome, OrderStore, StoreError};
+pub use store::{
+    AcceptedOrder, Effect, EffectOutcome, OrderFilter, OrderQuery, OrderStore, StoreError,
+};

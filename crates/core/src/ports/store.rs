@@ -109,6 +109,47 @@ pub enum EffectOutcome {
     },
 }
 
+/// Which orders an operator looks for ([`OrderStore::find_orders`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderFilter {
+    /// Orders with this status.
+    Status(crate::order::OrderStatus),
+    /// Cancelled orders whose payment arrived after all: money to give back.
+    RefundRequired,
+}
+
+/// A page of orders for operators: those matching `filter`, created in `[since, until)`,
+/// newest first, older than `before` (the previous page's last id) when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderQuery {
+    /// Which orders.
+    pub filter: OrderFilter,
+    /// Created at or after.
+    pub since: UnixMillis,
+    /// Created before.
+    pub until: UnixMillis,
+    /// The previous page's last id.
+    pub before: Option<OrderId>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+impl OrderQuery {
+    /// The id range the query covers, `[low, high)`: ids are UUIDv7, so a creation-time window
+    /// is an id range (`high` also stops below `before`). Stores bound their scan with it.
+    pub fn id_range(&self) -> (Uuid, Uuid) {
+        let at = |ms: UnixMillis| {
+            let ms = u64::try_from(ms.0).unwrap_or(0).min((1 << 48) - 1);
+            let mut bytes = [0u8; 16];
+            bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+            Uuid::from_bytes(bytes)
+        };
+        let high = at(self.until);
+        let high = self.before.map_or(high, |b| b.as_uuid().min(high));
+        (at(self.since), high)
+    }
+}
+
 /// Durable storage of orders, outbox events and products.
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
@@ -181,6 +222,13 @@ pub trait OrderStore: Send + Sync + 'static {
         before: Option<OrderId>,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError>;
+
+    /// Orders matching `query`, newest first (for operators: stuck or refund-owed orders). The
+    /// store scans the query's id range newest first, so its cost grows with the window.
+    ///
+    /// # Errors
+    /// On a backend failure or a row that does not parse.
+    async fn find_orders(&self, query: OrderQuery) -> Result<Vec<Order>, StoreError>;
 
     /// Orders awaiting payment whose deadline (`pay_by`) is at or before `now`, earliest
     /// deadline first, at most `limit`: what the payment-deadline scheduler cancels.

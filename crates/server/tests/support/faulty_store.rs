@@ -80,6 +80,12 @@ impl OrderStore for FaultyStore {
     ) -> Result<Vec<Order>, StoreError> {
         self.inner.orders_of_customer(customer, before, limit).await
     }
+    async fn find_orders(
+        &self,
+        query: ordermill_core::ports::OrderQuery,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.inner.find_orders(query).await
+    }
     async fn due_payments(
         &self,
         now: ordermill_core::UnixMillis,

@@ -37,7 +37,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ordermill_core::ports::{
     AcceptedOrder, DealStore, Effect, EffectOutcome, ExpiredDeal, JoinOutcome, LimitStore,
-    OrderStore, StoreError,
+    OrderQuery, OrderStore, StoreError,
 };
 use ordermill_core::{
     CustomerId, Deal, DealId, IdempotencyKey, Order, OrderId, Product, Sku, UnixMillis,
@@ -271,6 +271,10 @@ impl OrderStore for PostgresStore {
     ) -> Result<Vec<Order>, StoreError> {
         orders::of_customer(&self.pool, customer.as_str(), before.map(|id| id.as_uuid()), limit)
             .await
+    }
+
+    async fn find_orders(&self, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
+        orders::find(&self.pool, query).await
     }
 
     async fn due_payments(&self, now: UnixMillis, limit: u32) -> Result<Vec<OrderId>, StoreError> {

@@ -1,6 +1,6 @@
 //! Accepted orders: the group commit and reads by id or idempotency key.
 
-use ordermill_core::ports::{AcceptedOrder, StoreError};
+use ordermill_core::ports::{AcceptedOrder, OrderQuery, StoreError};
 use ordermill_core::{Order, RoutingKey, units_by_sku};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -195,6 +195,29 @@ pub(crate) async fn of_customer(
         .bind(customer)
         .bind(before)
         .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(from_sqlx)?;
+    found.iter().map(|row| rows::order_state(row, 0).map(|(order, _)| order)).collect()
+}
+
+/// Orders an operator looks for: the query's id window, newest first. The id bounds let the
+/// planner prune to the partitions of that window and walk their primary keys backwards;
+/// neither `status` nor `payment_state` is indexed (an index on a column every consumer
+/// updates would make those updates non-HOT).
+pub(crate) async fn find(pool: &PgPool, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
+    let (column, value) = crate::decode::filter_column(query.filter);
+    let sql = format!(
+        "SELECT {} FROM orders WHERE {column} = $1 AND id >= $2 AND id < $3
+         ORDER BY id DESC LIMIT $4",
+        rows::ORDER_COLUMNS
+    );
+    let (low, high) = query.id_range();
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(value)
+        .bind(low)
+        .bind(high)
+        .bind(i64::from(query.limit))
         .fetch_all(pool)
         .await
         .map_err(from_sqlx)?;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ordermill_core::ports::{
     AcceptedOrder, BusLedger, DealStore, Effect, EffectOutcome, ExpiredDeal, JoinOutcome,
-    LedgerEntry, LimitStore, OrderStore, StoreError,
+    LedgerEntry, LimitStore, OrderQuery, OrderStore, StoreError,
 };
 use ordermill_core::{
     CustomerId, Deal, DealId, IdempotencyKey, Order, OrderId, Product, Sku, UnixMillis,
@@ -260,6 +260,28 @@ impl OrderStore for SqliteStore {
             let mut stmt = conn.prepare_cached(&sql).map_err(from_sqlite)?;
             let rows = stmt
                 .query_map(rusqlite::params![customer, before, i64::from(limit)], rows::order_state)
+                .map_err(from_sqlite)?;
+            rows.map(|row| row.map_err(from_sqlite)?.map(|(order, _)| order)).collect()
+        })
+        .await
+    }
+
+    async fn find_orders(&self, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
+        let (column, value) = crate::decode::filter_column(query.filter);
+        let sql = format!(
+            "SELECT {} FROM orders WHERE {column} = ?1 AND id >= ?2 AND id < ?3 \
+             ORDER BY id DESC LIMIT ?4",
+            rows::ORDER_COLUMNS
+        );
+        let (low, high) = query.id_range();
+        let (low, high) = (low.hyphenated().to_string(), high.hyphenated().to_string());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(from_sqlite)?;
+            let rows = stmt
+                .query_map(
+                    rusqlite::params![value, low, high, i64::from(query.limit)],
+                    rows::order_state,
+                )
                 .map_err(from_sqlite)?;
             rows.map(|row| row.map_err(from_sqlite)?.map(|(order, _)| order)).collect()
         })
