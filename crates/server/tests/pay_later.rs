@@ -32,6 +32,7 @@ on_both_engines!(
 );
 
 const SECRET: &str = "cb-secret-for-tests";
+const ADMIN: &str = "pay-later-admin";
 const PAY_WITHIN: Duration = Duration::from_secs(15 * 60);
 
 /// Event bodies the notifier posted, as a webhook receiver sees them.
@@ -69,6 +70,7 @@ async fn app_in(
         s.payment.callback_secret = Some(Secret::new(SECRET));
         s.payment.pay_within = HumanDuration::from_secs(PAY_WITHIN.as_secs());
         s.payment.check_interval = HumanDuration::from_millis(20);
+        s.admin_token = Some(Secret::new(ADMIN));
         s.workers.retry_base = HumanDuration::from_millis(10);
         s.workers.retry_max = HumanDuration::from_millis(50);
         if let Some(hook) = hook {
@@ -272,6 +274,20 @@ async fn an_unpaid_order_is_cancelled_at_its_deadline_and_late_money_is_owed_bac
             .any(|e| e["kind"] == "payment.refund_required" && e["order_id"] == order_id.as_str())
     })
     .await;
+    let owed = app
+        .send(
+            app.client
+                .get(app.url("/admin/orders?status=refund_required"))
+                .header("authorization", format!("Bearer {ADMIN}")),
+        )
+        .await;
+    let owed: Vec<&str> = owed.body["orders"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{:?}", owed.body))
+        .iter()
+        .map(|o| o["order_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(owed, [order_id.as_str()], "operators find the money to give back");
     let metrics = app.get_text("/metrics").await;
     assert!(metrics.contains("ordermill_payments_refund_required_total 1"), "{metrics}");
     assert!(metrics.contains("ordermill_payment_timeouts_total 1"), "{metrics}");

@@ -118,7 +118,7 @@ pub enum OrderFilter {
     RefundRequired,
 }
 
-/// A page of orders for operators: those matching `filter`, created in `[since, until)`,
+/// A page of orders for operators: those matching `filter`, created in `[since, until]`,
 /// newest first, older than `before` (the previous page's last id) when given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderQuery {
@@ -126,7 +126,7 @@ pub struct OrderQuery {
     pub filter: OrderFilter,
     /// Created at or after.
     pub since: UnixMillis,
-    /// Created before.
+    /// Created at or before.
     pub until: UnixMillis,
     /// The previous page's last id.
     pub before: Option<OrderId>,
@@ -144,7 +144,7 @@ impl OrderQuery {
             bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
             Uuid::from_bytes(bytes)
         };
-        let high = at(self.until);
+        let high = at(UnixMillis(self.until.0.saturating_add(1)));
         let high = self.before.map_or(high, |b| b.as_uuid().min(high));
         (at(self.since), high)
     }

@@ -3,7 +3,8 @@
 //!
 //! Both act on the order exactly as a consumer does: an [`Effect`] applied by the store in
 //! ONE transaction with its "processed" record, then [`settle::after_commit`] publishes the
-//! events, gives units back and refreshes the read cache. So a callback and a deadline that
+//! events, gives units back and refreshes the read cache ([`settle::apply_detached`] runs the
+//! two in a task of their own, so a client that hangs up cannot separate them). So a callback and a deadline that
 //! race are decided by the store's lock on the order row: whichever commits first wins, and
 //! the state machine turns the loser into nothing (a payment after the deadline) or into
 //! `refund_required` (money after the cancellation). Each effect's event id is derived from
@@ -142,7 +143,8 @@ impl PayLater {
         };
         let effect =
             settle::effect(&self.pipeline, &self.callbacks, event_id, order.id, Some(fact), reason);
-        let mut outcomes = store.apply_effects(vec![effect]).await?;
+        let outcomes =
+            settle::apply_detached(&self.pipeline, &self.callbacks, vec![effect]).await?;
         let outcome = match outcomes.first() {
             Some(EffectOutcome::Applied { emitted, .. }) => {
                 if emitted.iter().any(|e| e.routing_key == RoutingKey::PaymentRefundRequired) {
@@ -160,11 +162,10 @@ impl PayLater {
             }
             _ => CallbackOutcome::Repeat,
         };
-        let now = match outcomes.first_mut() {
-            Some(EffectOutcome::Applied { order, .. }) => order.clone(),
+        let now = match outcomes.into_iter().next() {
+            Some(EffectOutcome::Applied { order, .. }) => order,
             _ => store.get_order(order.id).await?.unwrap_or(order),
         };
-        settle::after_commit(&self.pipeline, &self.callbacks, outcomes).await;
         counter!(telemetry::PAYMENT_CALLBACKS, "outcome" => outcome.as_str()).increment(1);
         tracing::info!(order_id = %now.id, payment_id = %callback.payment_id, outcome = outcome.as_str(), "Payment callback handled.");
         Ok((outcome, now))
@@ -195,7 +196,7 @@ impl PayLater {
             if effects.is_empty() {
                 return Ok(cancelled);
             }
-            let outcomes = self.pipeline.store.apply_effects(effects).await?;
+            let outcomes = settle::apply_detached(&self.pipeline, &self.deadlines, effects).await?;
             let now_cancelled = outcomes
                 .iter()
                 .filter(|o| matches!(o, EffectOutcome::Applied { status_changed: true, .. }))
@@ -206,7 +207,6 @@ impl PayLater {
                 }
             }
             counter!(telemetry::PAYMENT_TIMEOUTS).increment(now_cancelled as u64);
-            settle::after_commit(&self.pipeline, &self.deadlines, outcomes).await;
             cancelled += now_cancelled;
             // A full batch that changed nothing would be read again forever: stop until the
             // next check (a deadline row outlives its order's wait only through a bug).

@@ -414,6 +414,7 @@ impl Application {
             auth,
             rate_limit: backends.rate_limiter.clone().map(|limiter| RateLimit { limiter, proxies }),
             callbacks,
+            order_admin: Arc::new(crate::services::order_admin::OrderAdmin::new(pipeline.clone())),
         });
         let router = http::router(state, &settings.http);
         let listener = super::listener::bind(settings.listen)

@@ -42,7 +42,7 @@ fn authorize(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
 }
 
 /// An authorized admin request (extracting it checks the bearer token).
-struct Admin;
+pub(super) struct Admin;
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;

@@ -2,6 +2,7 @@
 //! to a status and a JSON body.
 
 pub mod admin;
+pub mod admin_orders;
 pub mod auth;
 pub mod body;
 pub mod deals;
@@ -72,6 +73,8 @@ pub struct Shared {
     pub auth: Arc<auth::Auth>,
     /// Per-client request budgets; `None` when `rate_limit` is off.
     pub rate_limit: Option<rate_limit::RateLimit>,
+    /// Operators' actions on orders.
+    pub order_admin: Arc<crate::services::order_admin::OrderAdmin>,
     /// Payment callbacks; `None` unless `payment.mode = "await_callback"`.
     pub callbacks: Option<payments::Callbacks>,
 }
@@ -87,6 +90,7 @@ pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
         .merge(health::router())
         .merge(metrics::router())
         .merge(admin::router())
+        .merge(admin_orders::router())
         .layer(axum::middleware::from_fn_with_state(
             http_limits.request_timeout.get(),
             request_timeout,

@@ -103,6 +103,31 @@ pub async fn after_commit(pipeline: &Pipeline, consumer: &str, outcomes: Vec<Eff
     }
 }
 
+/// Applies `effects` in one store transaction and acts on what committed ([`after_commit`]),
+/// in a task of its own, so a caller dropped meanwhile (an HTTP client that went away, a
+/// node stopping) cannot leave a committed effect without its published events, released
+/// units or refreshed caches. Returns the outcomes.
+///
+/// # Errors
+/// When the transaction failed: nothing was written.
+pub async fn apply_detached(
+    pipeline: &Pipeline,
+    consumer: &Arc<str>,
+    effects: Vec<Effect>,
+) -> Result<Vec<EffectOutcome>, ordermill_core::ports::StoreError> {
+    let (detached, consumer) = (pipeline.clone(), consumer.clone());
+    let work = tokio::spawn(async move {
+        let outcomes = detached.store.apply_effects(effects).await?;
+        after_commit(&detached, &consumer, outcomes.clone()).await;
+        Ok(outcomes)
+    });
+    work.await.unwrap_or_else(|join| {
+        Err(ordermill_core::ports::StoreError::Unavailable(format!(
+            "the effect task failed: {join}"
+        )))
+    })
+}
+
 /// Which deliveries of `batch` `consumer` already processed (to ack without repeating an
 /// outside call). Only deliveries that may be repeats ([`Delivery::may_be_repeat`]) are looked
 /// up, so a batch of first deliveries — nearly every batch — costs the store nothing here:
