@@ -81,6 +81,66 @@ enum Command {
     /// Example: ordermill status --url http://10.0.0.1:8080 --url http://10.0.0.2:8080
     /// --url http://10.0.0.3:9101 --watch
     Status(StatusArgs),
+    /// Find and cancel orders on a running node through its admin API: orders stuck in
+    /// `accepted` (a payment that was dead-lettered and purged), money owed back
+    /// (`refund_required`).
+    ///
+    /// Example: ordermill orders list --url http://127.0.0.1:8080 --status accepted
+    /// --older-than 10m; ordermill orders cancel 01a2...  --url http://127.0.0.1:8080
+    #[command(subcommand)]
+    Orders(OrdersCommand),
+}
+
+/// Where the admin API is.
+#[derive(Debug, Args)]
+struct AdminApi {
+    /// The base URL of an api node or of `serve`.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The admin token (`admin_token` of the node).
+    #[arg(long, value_name = "TOKEN", env = "ORDERMILL_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum OrdersCommand {
+    /// List orders of one status created within a window, newest first.
+    ///
+    /// Example: ordermill orders list --status accepted --older-than 10m
+    List {
+        #[command(flatten)]
+        api: AdminApi,
+        /// awaiting_group, accepted, awaiting_payment, confirmed, cancelled or refund_required.
+        #[arg(long, default_value = "accepted")]
+        status: String,
+        /// Only orders at least this old.
+        #[arg(long, value_name = "TIME", default_value = "0s")]
+        older_than: String,
+        /// Only orders at most this old (the node scans this window; narrower is faster).
+        #[arg(long, value_name = "TIME", default_value = "7days")]
+        within: String,
+        /// At most this many (1 to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print the JSON page, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel an unpaid order that waits (accepted or awaiting payment): its stock goes back
+    /// on sale and its customer is told. A confirmed order is refused (refund it through the
+    /// payment provider).
+    ///
+    /// Example: ordermill orders cancel 01a23102-21e1-7497-90f7-8f134a524198 --reason "payment
+    /// dead-lettered"
+    Cancel {
+        /// The order's id.
+        order_id: String,
+        #[command(flatten)]
+        api: AdminApi,
+        /// Why (carried by the order.cancelled event).
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// `status`: where to look and how to show it.
@@ -391,6 +451,20 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
+        Command::Orders(OrdersCommand::List { api, status, older_than, within, limit, json }) => {
+            let request = crate::orders::ListRequest {
+                url: api.url,
+                admin_token: api.admin_token,
+                status,
+                older_than,
+                within,
+                limit,
+                json,
+            };
+            runtime()?.block_on(crate::orders::list(request))
+        }
+        Command::Orders(OrdersCommand::Cancel { order_id, api, reason }) => runtime()?
+            .block_on(crate::orders::cancel(&api.url, &api.admin_token, &order_id, reason)),
         Command::Config(args) => {
             print!("{}", config::to_toml(&config::load(&args.overrides())?)?);
             Ok(())

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod logging;
+mod orders;
 mod status;
 
 // glibc's malloc showed as ~10% of CPU under load (many small per-request allocations across
