@@ -199,3 +199,43 @@ async fn unknown_routes_methods_and_ids_are_json_errors() {
     let reply = app.get("/api/orders/01936f4e-0000-7000-8000-000000000000").await;
     assert_eq!((reply.status, reply.code()), (404, "order_not_found"));
 }
+
+#[tokio::test]
+async fn error_messages_follow_accept_language_and_codes_never_change() {
+    let app = spawn_app().await;
+    app.put_product("sku-1", "1.00", 1).await;
+    let order = json!({"customer_id": "c", "items": [{"sku": "sku-1", "quantity": 2}]});
+    let ask = |lang: &'static str| {
+        let request =
+            app.client.post(app.url("/api/orders")).header("accept-language", lang).json(&order);
+        app.send(request)
+    };
+    let zh = ask("zh-CN,zh;q=0.9,en;q=0.8").await;
+    assert_eq!((zh.status, zh.code()), (409, "out_of_stock"));
+    assert_eq!(zh.body["error"]["message"], "库存不足，商品已售罄。");
+    let detail = zh.body["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("sku-1"), "the English specifics stay: {detail}");
+    let en = ask("en-US,en;q=0.9,zh-CN;q=0.8").await;
+    assert_eq!((en.status, en.code()), (409, "out_of_stock"));
+    assert!(en.body["error"]["message"].as_str().unwrap().contains("sku-1"));
+    assert!(en.body["error"].get("detail").is_none(), "{:?}", en.body);
+
+    // Errors made outside handlers are translated too: an unknown route, a batch's orders.
+    let missing =
+        app.send(app.client.get(app.url("/api/nowhere")).header("accept-language", "zh")).await;
+    assert_eq!((missing.status, missing.code()), (404, "not_found"));
+    assert!(missing.body["error"]["message"].as_str().unwrap().contains("没有此接口"));
+    let batch =
+        json!({"orders": [{"customer_id": "c", "items": [{"sku": "nope", "quantity": 1}]}]});
+    let reply = app
+        .send(
+            app.client
+                .post(app.url("/api/orders/batch"))
+                .header("accept-language", "zh")
+                .json(&batch),
+        )
+        .await;
+    let error = &reply.body["results"][0]["error"];
+    assert_eq!(error["code"], "unknown_sku", "{:?}", reply.body);
+    assert_eq!(error["message"], "目录中没有此商品（SKU）。");
+}

@@ -30,8 +30,28 @@ struct Body<'a> {
 pub struct Detail<'a> {
     /// Stable machine-readable code.
     pub code: &'a str,
-    /// What went wrong and what to do, for a person.
+    /// What went wrong and what to do, for a person, in the request's language.
     pub message: &'a str,
+    /// In a language other than English: the English message, with its specifics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> Detail<'a> {
+    /// The error `code` with its English `message`, put in the request's language
+    /// ([`super::messages`]).
+    pub fn localized(code: &'a str, message: &'a str) -> Self {
+        debug_assert!(
+            super::messages::zh(code).is_some(),
+            "error code {code:?} has no entry in messages::CATALOGUE"
+        );
+        match (super::messages::current(), super::messages::zh(code)) {
+            (super::messages::Lang::Zh, Some(zh)) => {
+                Detail { code, message: zh, detail: Some(message) }
+            }
+            _ => Detail { code, message, detail: None },
+        }
+    }
 }
 
 impl ApiError {
@@ -199,7 +219,7 @@ impl IntoResponse for ApiError {
                 tracing::info!(status = self.status.as_u16(), code = self.code, message = %self.message, "Request refused.");
             }
         }
-        let body = Body { error: Detail { code: self.code, message: &self.message } };
+        let body = Body { error: Detail::localized(self.code, &self.message) };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

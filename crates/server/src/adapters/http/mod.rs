@@ -8,6 +8,7 @@ pub mod body;
 pub mod deals;
 pub mod error;
 pub mod health;
+pub mod messages;
 pub mod metrics;
 pub mod orders;
 pub mod payments;
@@ -113,6 +114,9 @@ pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
     router
         .layer(DefaultBodyLimit::max(http_limits.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
+        // Outermost, so every error answer (a panic's, a timeout's, a 429) is in the client's
+        // language.
+        .layer(axum::middleware::from_fn(messages::negotiate))
         .with_state(state)
 }
 

@@ -401,7 +401,7 @@ async fn create_batch(
                 status: error.status().as_u16(),
                 order: None,
                 replayed: false,
-                error: Some(Detail { code: error.code(), message: error.message() }),
+                error: Some(Detail::localized(error.code(), error.message())),
             },
         })
         .collect();
