@@ -53,7 +53,7 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 /// The `{queue}` of an admin path, after the token check.
-struct AdminQueue(String);
+pub(super) struct AdminQueue(String);
 
 impl FromRequestParts<AppState> for AdminQueue {
     type Rejection = ApiError;
@@ -101,14 +101,33 @@ struct DeadLetterView {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeadLetterQuery {
+pub(super) struct DeadLetterQuery {
     limit: Option<usize>,
     offset: Option<usize>,
 }
 
 /// `GET /admin/dlq/{queue}?limit=100&offset=0`: one page of the queue's dead letters, oldest
 /// first, with the total and the next page's URL.
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/admin/dlq/{queue}",
+    tag = "admin",
+    summary = "A page of a queue's dead letters",
+    params(
+        ("queue" = String, Path, description = "inventory, payment, notify, ..."),
+        ("limit" = Option<usize>, Query, description = "1 to 1000, default 100"),
+        ("offset" = Option<usize>, Query, description = "Skip this many")
+    ),
+    responses(
+        (status = 200, description = "A page", body = super::openapi::DeadLetterPage),
+        (status = 400, description = "invalid_query, invalid_queue", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 404, description = "admin_disabled, unknown_queue", body = super::openapi::ErrorBody),
+        (status = 503, description = "bus_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security(("admin_token" = []))
+)]
+pub(super) async fn list(
     State(state): State<AppState>,
     AdminQueue(queue): AdminQueue,
     query: Result<axum::extract::Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
@@ -155,7 +174,7 @@ async fn list(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SelectionQuery {
+pub(super) struct SelectionQuery {
     event_id: Option<uuid::Uuid>,
 }
 
@@ -181,7 +200,25 @@ fn check_found(queue: &str, which: DeadLetterSelection, count: usize) -> Result<
 }
 
 /// `POST /admin/dlq/{queue}/replay[?event_id=...]`.
-async fn replay(
+#[utoipa::path(
+    post,
+    path = "/admin/dlq/{queue}/replay",
+    tag = "admin",
+    summary = "Replay a queue's dead letters (or one)",
+    params(
+        ("queue" = String, Path, description = "The queue"),
+        ("event_id" = Option<String>, Query, description = "Only this event's dead letter")
+    ),
+    responses(
+        (status = 200, description = "Replayed", body = super::openapi::Replayed),
+        (status = 400, description = "invalid_query, invalid_queue", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 404, description = "admin_disabled, unknown_queue, dead_letter_not_found", body = super::openapi::ErrorBody),
+        (status = 503, description = "bus_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security(("admin_token" = []))
+)]
+pub(super) async fn replay(
     State(state): State<AppState>,
     AdminQueue(queue): AdminQueue,
     query: Result<axum::extract::Query<SelectionQuery>, axum::extract::rejection::QueryRejection>,
@@ -193,7 +230,25 @@ async fn replay(
 }
 
 /// `DELETE /admin/dlq/{queue}[?event_id=...]`.
-async fn purge(
+#[utoipa::path(
+    delete,
+    path = "/admin/dlq/{queue}",
+    tag = "admin",
+    summary = "Purge a queue's dead letters (or one)",
+    params(
+        ("queue" = String, Path, description = "The queue"),
+        ("event_id" = Option<String>, Query, description = "Only this event's dead letter")
+    ),
+    responses(
+        (status = 200, description = "Purged", body = super::openapi::Purged),
+        (status = 400, description = "invalid_query, invalid_queue", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 404, description = "admin_disabled, unknown_queue, dead_letter_not_found", body = super::openapi::ErrorBody),
+        (status = 503, description = "bus_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security(("admin_token" = []))
+)]
+pub(super) async fn purge(
     State(state): State<AppState>,
     AdminQueue(queue): AdminQueue,
     query: Result<axum::extract::Query<SelectionQuery>, axum::extract::rejection::QueryRejection>,
@@ -204,7 +259,20 @@ async fn purge(
     Ok(axum::Json(json!({"queue": queue, "purged": purged})).into_response())
 }
 
-async fn queues(State(state): State<AppState>, _: Admin) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/admin/queues",
+    tag = "admin",
+    summary = "Every queue's counts",
+    responses(
+        (status = 200, description = "Counts", body = super::openapi::Queues),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 404, description = "admin_disabled", body = super::openapi::ErrorBody),
+        (status = 503, description = "bus_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security(("admin_token" = []))
+)]
+pub(super) async fn queues(State(state): State<AppState>, _: Admin) -> Result<Response, ApiError> {
     let depths = state.bus.depths().await.map_err(bus_error)?;
     let queues: Vec<Value> = depths
         .into_iter()

@@ -35,7 +35,7 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(super) struct ListQuery {
     status: Option<String>,
     older_than: Option<String>,
     within: Option<String>,
@@ -78,7 +78,28 @@ fn duration(key: &str, text: Option<&str>, default: Duration) -> Result<Duration
 /// `GET /admin/orders?status=accepted&older_than=10m&within=7days&limit=50&before=<id>`:
 /// orders of that status (or `refund_required`) created between `within` and `older_than`
 /// ago, newest first. The store scans that window, so a narrow one answers fastest.
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/admin/orders",
+    tag = "admin",
+    summary = "Orders of a status in a time window, newest first",
+    params(
+        ("status" = Option<String>, Query, description = "An order status or refund_required; default accepted"),
+        ("older_than" = Option<String>, Query, description = "A duration, default 0s"),
+        ("within" = Option<String>, Query, description = "A duration, default 7days, at most 400days"),
+        ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
+        ("before" = Option<String>, Query, description = "The previous page's last order id")
+    ),
+    responses(
+        (status = 200, description = "A page", body = super::openapi::OrderPage),
+        (status = 400, description = "invalid_query, invalid_order_id", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 404, description = "admin_disabled", body = super::openapi::ErrorBody),
+        (status = 503, description = "store_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security(("admin_token" = []))
+)]
+pub(super) async fn list(
     State(state): State<AppState>,
     _: Admin,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -148,7 +169,27 @@ struct Cancelled<'a> {
 
 /// `POST /admin/orders/{id}/cancel` (`{"reason": "..."}` optional): cancels an unpaid order that
 /// waits (accepted or awaiting payment); its stock comes back and its customer is notified.
-async fn cancel(
+#[utoipa::path(
+    post,
+    path = "/admin/orders/{id}/cancel",
+    tag = "admin",
+    summary = "Cancel an unpaid waiting order",
+    request_body = super::openapi::CancelInput,
+    params(
+        ("id" = String, Path, description = "The order id")
+    ),
+    responses(
+        (status = 200, description = "Cancelled, or already", body = super::openapi::CancelReply),
+        (status = 400, description = "invalid_order_id, malformed_json", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 404, description = "order_not_found, admin_disabled", body = super::openapi::ErrorBody),
+        (status = 409, description = "order_confirmed, order_in_deal, order_paid", body = super::openapi::ErrorBody),
+        (status = 422, description = "invalid_reason", body = super::openapi::ErrorBody),
+        (status = 503, description = "store_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security(("admin_token" = []))
+)]
+pub(super) async fn cancel(
     State(state): State<AppState>,
     _: Admin,
     id: Result<Path<String>, PathRejection>,

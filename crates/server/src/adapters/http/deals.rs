@@ -191,7 +191,22 @@ fn validate(request: &DealRequest, now: UnixMillis) -> Result<NewDeal, Validatio
     Ok(NewDeal { sku, deal_price, group_size, expires_at: deadline(request, now)? })
 }
 
-async fn open(
+#[utoipa::path(
+    post,
+    path = "/api/deals",
+    tag = "deals",
+    summary = "Open a group-buy deal",
+    request_body = super::openapi::DealInput,
+    responses(
+        (status = 201, description = "Opened", body = super::openapi::Deal),
+        (status = 400, description = "malformed_json", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 422, description = "invalid_sku, unknown_sku, invalid_price, invalid_group_size, invalid_expiry, invalid_request", body = super::openapi::ErrorBody),
+        (status = 503, description = "store_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security(("merchant_token" = []))
+)]
+pub(super) async fn open(
     State(state): State<AppState>,
     _merchant: Merchant,
     body: Result<Bytes, BytesRejection>,
@@ -207,7 +222,22 @@ async fn open(
     Ok(response)
 }
 
-async fn show(
+#[utoipa::path(
+    get,
+    path = "/api/deals/{id}",
+    tag = "deals",
+    summary = "One deal",
+    params(
+        ("id" = String, Path, description = "The deal id")
+    ),
+    responses(
+        (status = 200, description = "The deal", body = super::openapi::Deal),
+        (status = 400, description = "invalid_deal_id", body = super::openapi::ErrorBody),
+        (status = 404, description = "deal_not_found", body = super::openapi::ErrorBody)
+    ),
+    security((), ("customer_jwt" = []), ("admin_token" = []))
+)]
+pub(super) async fn show(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
@@ -216,7 +246,30 @@ async fn show(
     Ok(axum::Json(DealView::new(&deal, state.deals.now()).seen_by(&caller)).into_response())
 }
 
-async fn join(
+#[utoipa::path(
+    post,
+    path = "/api/deals/{id}/join",
+    tag = "deals",
+    summary = "Join a deal (places an order awaiting its group)",
+    request_body = super::openapi::JoinInput,
+    params(
+        ("id" = String, Path, description = "The deal id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer: 1 to 255 printable ASCII characters, per customer, kept idempotency_ttl (24 h)")
+    ),
+    responses(
+        (status = 201, description = "Joined", body = super::openapi::JoinedOrder),
+        (status = 400, description = "malformed_json, invalid_deal_id", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 403, description = "customer_mismatch, customer_required", body = super::openapi::ErrorBody),
+        (status = 404, description = "deal_not_found", body = super::openapi::ErrorBody),
+        (status = 409, description = "already_joined, deal_full, deal_expired, limit_exceeded, out_of_stock", body = super::openapi::ErrorBody),
+        (status = 422, description = "invalid_customer_id, invalid_request", body = super::openapi::ErrorBody),
+        (status = 429, description = "rate_limited", body = super::openapi::ErrorBody),
+        (status = 503, description = "store_unavailable, overloaded", body = super::openapi::ErrorBody)
+    ),
+    security((), ("customer_jwt" = []), ("admin_token" = []))
+)]
+pub(super) async fn join(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,

@@ -18,11 +18,32 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }
 
-async fn healthz() -> Response {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "The process answers",
+    responses(
+        (status = 200, description = "Alive", body = super::openapi::Health)
+    ),
+    security(())
+)]
+pub(super) async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "The node can take orders",
+    responses(
+        (status = 200, description = "Ready", body = super::openapi::Ready),
+        (status = 503, description = "not_ready", body = super::openapi::ErrorBody)
+    ),
+    security(())
+)]
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     if let Err(error) = state.store.check_writable().await {
         tracing::warn!(error = %error, "Readiness check failed: the store does not take writes.");
         return Err(ApiError::unavailable(

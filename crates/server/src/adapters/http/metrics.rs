@@ -19,7 +19,17 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(render))
 }
 
-async fn render(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)
+    ),
+    security(())
+)]
+pub(super) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     text(&state.metrics)
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod messages;
 pub mod metrics;
+pub mod openapi;
 pub mod orders;
 pub mod payments;
 pub mod products;
@@ -118,6 +119,7 @@ pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
         // language.
         .layer(axum::middleware::from_fn(messages::negotiate))
         .with_state(state)
+        .merge(openapi::router())
 }
 
 /// `http.request_timeout` on the routes that write nothing: 503 `timeout` with a JSON body

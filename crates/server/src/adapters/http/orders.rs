@@ -44,7 +44,7 @@ pub const MAX_PAGE: u32 = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
+pub(super) struct PageQuery {
     limit: Option<u32>,
     before: Option<String>,
     /// Whose orders, for the callers that have no identity of their own: `open` mode and the
@@ -62,7 +62,25 @@ struct OrderPage<'a> {
 
 /// `GET /api/customers/me/orders?limit=20&before=<order id>`: the caller's orders, newest
 /// first.
-async fn mine(
+#[utoipa::path(
+    get,
+    path = "/api/customers/me/orders",
+    tag = "orders",
+    summary = "The caller's orders, newest first",
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
+        ("before" = Option<String>, Query, description = "The previous page's last order id"),
+        ("customer_id" = Option<String>, Query, description = "In open mode and with the admin token")
+    ),
+    responses(
+        (status = 200, description = "A page", body = super::openapi::OrderPage),
+        (status = 400, description = "invalid_query, invalid_order_id", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 503, description = "store_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security((), ("customer_jwt" = []), ("admin_token" = []))
+)]
+pub(super) async fn mine(
     State(state): State<AppState>,
     caller: Caller,
     query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
@@ -287,7 +305,30 @@ fn created(placed: &Placed) -> Response {
     response
 }
 
-async fn create(
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    tag = "orders",
+    summary = "Place an order (201 once durable)",
+    request_body = super::openapi::OrderInput,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer: 1 to 255 printable ASCII characters, per customer, kept idempotency_ttl (24 h)"),
+        ("Accept-Language" = Option<String>, Header, description = "zh (any zh-*) for Chinese error messages; English otherwise")
+    ),
+    responses(
+        (status = 201, description = "Durable; Location names it", body = super::openapi::Order, headers(("Location" = String, description = "/api/orders/{id}"), ("Idempotent-Replayed" = Option<String>, description = "true on a replay"))),
+        (status = 400, description = "malformed_json", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 403, description = "customer_mismatch, customer_required", body = super::openapi::ErrorBody),
+        (status = 409, description = "out_of_stock, limit_exceeded, idempotency_key_in_use", body = super::openapi::ErrorBody),
+        (status = 413, description = "payload_too_large", body = super::openapi::ErrorBody),
+        (status = 422, description = "invalid_customer_id, no_items, too_many_items, duplicate_sku, invalid_sku, invalid_quantity, unknown_sku, amount_too_large, invalid_idempotency_key, idempotency_key_reused, invalid_request", body = super::openapi::ErrorBody),
+        (status = 429, description = "rate_limited", body = super::openapi::ErrorBody),
+        (status = 503, description = "store_unavailable, overloaded, shutting_down, unavailable", body = super::openapi::ErrorBody)
+    ),
+    security((), ("customer_jwt" = []), ("admin_token" = []))
+)]
+pub(super) async fn create(
     State(state): State<AppState>,
     Arrival(arrived): Arrival,
     caller: Caller,
@@ -332,7 +373,23 @@ struct BatchResponse<'a> {
     results: Vec<BatchResult<'a>>,
 }
 
-async fn create_batch(
+#[utoipa::path(
+    post,
+    path = "/api/orders/batch",
+    tag = "orders",
+    summary = "Place up to 1000 orders",
+    request_body = super::openapi::BatchInput,
+    responses(
+        (status = 200, description = "One result per order", body = super::openapi::BatchReply),
+        (status = 400, description = "malformed_json", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 413, description = "payload_too_large", body = super::openapi::ErrorBody),
+        (status = 422, description = "no_orders, too_many_orders, invalid_request", body = super::openapi::ErrorBody),
+        (status = 429, description = "rate_limited", body = super::openapi::ErrorBody)
+    ),
+    security((), ("customer_jwt" = []), ("admin_token" = []))
+)]
+pub(super) async fn create_batch(
     State(state): State<AppState>,
     Arrival(arrived): Arrival,
     caller: Caller,
@@ -410,7 +467,24 @@ async fn create_batch(
     Ok((StatusCode::OK, axum::Json(response)).into_response())
 }
 
-async fn show(
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    tag = "orders",
+    summary = "One order (its customer, or the admin token)",
+    params(
+        ("id" = String, Path, description = "The order id (UUIDv7)")
+    ),
+    responses(
+        (status = 200, description = "The order", body = super::openapi::Order),
+        (status = 400, description = "invalid_order_id", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 404, description = "order_not_found (also for someone else's order)", body = super::openapi::ErrorBody),
+        (status = 503, description = "store_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security((), ("customer_jwt" = []), ("admin_token" = []))
+)]
+pub(super) async fn show(
     State(state): State<AppState>,
     caller: Caller,
     id: Result<Path<String>, PathRejection>,
@@ -457,7 +531,7 @@ async fn show(
 
 /// When the request reached the node (the edge stamps it; now, for a router driven without
 /// it, as in unit tests).
-struct Arrival(std::time::Instant);
+pub(super) struct Arrival(std::time::Instant);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Arrival {
     type Rejection = std::convert::Infallible;

@@ -99,7 +99,23 @@ fn parse(request: &CallbackRequest) -> Result<Callback, ApiError> {
     Ok(Callback { order_id, payment_id: payment_id.to_owned(), paid, amount })
 }
 
-async fn callback(
+#[utoipa::path(
+    post,
+    path = "/api/payments/callback",
+    tag = "payments",
+    summary = "The payment provider's signed callback (payment.mode = await_callback)",
+    request_body = super::openapi::PaymentCallback,
+    responses(
+        (status = 200, description = "Handled (also a repeat)", body = super::openapi::CallbackReply),
+        (status = 400, description = "malformed_json", body = super::openapi::ErrorBody),
+        (status = 401, description = "bad_signature, stale_signature", body = super::openapi::ErrorBody),
+        (status = 404, description = "order_not_found, not_found (payment.mode = charge)", body = super::openapi::ErrorBody),
+        (status = 422, description = "amount_mismatch, invalid_order_id, invalid_payment_id, invalid_status, invalid_amount, invalid_request", body = super::openapi::ErrorBody),
+        (status = 503, description = "store_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security(("payment_signature" = []))
+)]
+pub(super) async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,

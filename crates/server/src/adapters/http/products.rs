@@ -94,7 +94,27 @@ fn not_found(sku: &Sku) -> ApiError {
     )
 }
 
-async fn put(
+#[utoipa::path(
+    put,
+    path = "/api/products/{sku}",
+    tag = "catalog",
+    summary = "Create or replace a product",
+    request_body = super::openapi::ProductInput,
+    params(
+        ("sku" = String, Path, description = "1 to 64 of A-Z a-z 0-9 . _ : -")
+    ),
+    responses(
+        (status = 201, description = "Created", body = super::openapi::Product),
+        (status = 200, description = "Replaced", body = super::openapi::Product),
+        (status = 400, description = "malformed_json", body = super::openapi::ErrorBody),
+        (status = 401, description = "unauthorized (no or a wrong merchant token)", body = super::openapi::ErrorBody),
+        (status = 409, description = "stock_below_held", body = super::openapi::ErrorBody),
+        (status = 422, description = "invalid_sku, invalid_name, invalid_price, invalid_stock, invalid_limit, invalid_request", body = super::openapi::ErrorBody),
+        (status = 503, description = "store_unavailable, cache_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security(("merchant_token" = []))
+)]
+pub(super) async fn put(
     State(state): State<AppState>,
     _merchant: Merchant,
     path: Result<Path<String>, PathRejection>,
@@ -146,7 +166,22 @@ async fn put(
     Ok((status, axum::Json(ProductView::new(&product, &state.purchase_limits))).into_response())
 }
 
-async fn show(
+#[utoipa::path(
+    get,
+    path = "/api/products/{sku}",
+    tag = "catalog",
+    summary = "One product",
+    params(
+        ("sku" = String, Path, description = "1 to 64 of A-Z a-z 0-9 . _ : -")
+    ),
+    responses(
+        (status = 200, description = "The product", body = super::openapi::Product),
+        (status = 400, description = "invalid_sku", body = super::openapi::ErrorBody),
+        (status = 404, description = "product_not_found", body = super::openapi::ErrorBody)
+    ),
+    security(())
+)]
+pub(super) async fn show(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -164,7 +199,18 @@ struct ProductList<'a> {
     products: Vec<ProductView<'a>>,
 }
 
-async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/products",
+    tag = "catalog",
+    summary = "Every product",
+    responses(
+        (status = 200, description = "Every product, by SKU", body = super::openapi::ProductList),
+        (status = 503, description = "store_unavailable", body = super::openapi::ErrorBody)
+    ),
+    security(())
+)]
+pub(super) async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     let products = state.catalog.list().await?;
     let body = ProductList {
         products: products.iter().map(|p| ProductView::new(p, &state.purchase_limits)).collect(),
