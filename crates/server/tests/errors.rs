@@ -239,3 +239,23 @@ async fn error_messages_follow_accept_language_and_codes_never_change() {
     assert_eq!(error["code"], "unknown_sku", "{:?}", reply.body);
     assert_eq!(error["message"], "目录中没有此商品（SKU）。");
 }
+
+#[tokio::test]
+async fn a_struct_sent_as_an_array_is_refused_not_read_field_by_field() {
+    let app = spawn_app().await;
+    app.put_product("sku-1", "1.00", 10).await;
+    let top = app.post_raw("/api/orders", r#"["c", [{"sku": "sku-1", "quantity": 1}]]"#).await;
+    assert_eq!((top.status, top.code()), (422, "invalid_request"), "{:?}", top.body);
+    let line =
+        app.post_raw("/api/orders", r#"{"customer_id": "c", "items": [["sku-1", 1]]}"#).await;
+    assert_eq!((line.status, line.code()), (422, "invalid_request"), "{:?}", line.body);
+    let batch = app.post_raw("/api/orders/batch", r#"{"orders": [["c", [], null]]}"#).await;
+    assert_eq!((batch.status, batch.code()), (422, "invalid_request"), "{:?}", batch.body);
+    let fine = app
+        .post_raw(
+            "/api/orders",
+            r#"{"customer_id": "c", "items": [{"sku": "sku-1", "quantity": 1}]}"#,
+        )
+        .await;
+    assert_eq!(fine.status, 201, "{:?}", fine.body);
+}

@@ -207,7 +207,7 @@ fn check_found(queue: &str, which: DeadLetterSelection, count: usize) -> Result<
     summary = "Replay a queue's dead letters (or one)",
     params(
         ("queue" = String, Path, description = "The queue"),
-        ("event_id" = Option<String>, Query, description = "Only this event's dead letter")
+        ("event_id" = Option<super::openapi::Id>, Query, description = "Only this event's dead letter")
     ),
     responses(
         (status = 200, description = "Replayed", body = super::openapi::Replayed),
@@ -237,7 +237,7 @@ pub(super) async fn replay(
     summary = "Purge a queue's dead letters (or one)",
     params(
         ("queue" = String, Path, description = "The queue"),
-        ("event_id" = Option<String>, Query, description = "Only this event's dead letter")
+        ("event_id" = Option<super::openapi::Id>, Query, description = "Only this event's dead letter")
     ),
     responses(
         (status = 200, description = "Purged", body = super::openapi::Purged),

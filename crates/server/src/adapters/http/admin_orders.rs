@@ -88,7 +88,7 @@ fn duration(key: &str, text: Option<&str>, default: Duration) -> Result<Duration
         ("older_than" = Option<String>, Query, description = "A duration, default 0s"),
         ("within" = Option<String>, Query, description = "A duration, default 7days, at most 400days"),
         ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
-        ("before" = Option<String>, Query, description = "The previous page's last order id")
+        ("before" = Option<super::openapi::Id>, Query, description = "The previous page's last order id")
     ),
     responses(
         (status = 200, description = "A page", body = super::openapi::OrderPage),
@@ -176,7 +176,7 @@ struct Cancelled<'a> {
     summary = "Cancel an unpaid waiting order",
     request_body = super::openapi::CancelInput,
     params(
-        ("id" = String, Path, description = "The order id")
+        ("id" = super::openapi::Id, Path, description = "The order id")
     ),
     responses(
         (status = 200, description = "Cancelled, or already", body = super::openapi::CancelReply),

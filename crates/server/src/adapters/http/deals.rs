@@ -228,7 +228,7 @@ pub(super) async fn open(
     tag = "deals",
     summary = "One deal",
     params(
-        ("id" = String, Path, description = "The deal id")
+        ("id" = super::openapi::Id, Path, description = "The deal id")
     ),
     responses(
         (status = 200, description = "The deal", body = super::openapi::Deal),
@@ -253,8 +253,8 @@ pub(super) async fn show(
     summary = "Join a deal (places an order awaiting its group)",
     request_body = super::openapi::JoinInput,
     params(
-        ("id" = String, Path, description = "The deal id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer: 1 to 255 printable ASCII characters, per customer, kept idempotency_ttl (24 h)")
+        ("id" = super::openapi::Id, Path, description = "The deal id"),
+        ("Idempotency-Key" = Option<super::openapi::IdempotencyKey>, Header, description = "Makes a retry return the first answer: 1 to 255 printable ASCII characters, per customer, kept idempotency_ttl (24 h)")
     ),
     responses(
         (status = 201, description = "Joined", body = super::openapi::JoinedOrder),

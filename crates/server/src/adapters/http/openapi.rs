@@ -52,6 +52,95 @@ fn string_schema(
         .into()
 }
 
+/// Declares a string type's schema: a pattern, lengths in characters, an example.
+macro_rules! text_schema {
+    ($(#[$doc:meta])* $name:ident, $description:literal, $pattern:literal, $min:literal, $max:literal, $example:literal) => {
+        $(#[$doc])*
+        #[derive(Serialize)]
+        pub struct $name(String);
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some($description))
+                    .pattern(Some($pattern))
+                    .min_length(Some($min))
+                    .max_length(Some($max))
+                    .examples([serde_json::Value::from($example)])
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+text_schema!(
+    /// A SKU.
+    Sku,
+    "1 to 64 characters of A-Z a-z 0-9 . _ : -",
+    r"^[A-Za-z0-9._:-]{1,64}$",
+    1,
+    64,
+    "sku-1"
+);
+text_schema!(
+    /// A customer id.
+    CustomerId,
+    "1 to 64 characters, not all blank, no control characters",
+    r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+    1,
+    64,
+    "c-1"
+);
+text_schema!(
+    /// A product name.
+    ProductName,
+    "1 to 200 characters, not all blank, no control characters",
+    r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+    1,
+    200,
+    "Hairy crab gift box"
+);
+text_schema!(
+    /// A payment provider's id of a payment.
+    PaymentId,
+    "1 to 255 characters, no control characters",
+    r"^[^\x00-\x1f\x7f-\x9f]{1,255}$",
+    1,
+    255,
+    "pay-0001"
+);
+text_schema!(
+    /// Why an operator cancels.
+    Reason,
+    "1 to 200 characters, no control characters",
+    r"^[^\x00-\x1f\x7f-\x9f]{1,200}$",
+    1,
+    200,
+    "payment dead-lettered"
+);
+text_schema!(
+    /// An `Idempotency-Key`.
+    IdempotencyKey,
+    "1 to 255 printable ASCII characters",
+    r"^[\x20-\x7e]{1,255}$",
+    1,
+    255,
+    "order-0001"
+);
+
+text_schema!(
+    /// An order, deal or event id: a UUID (v7, time-ordered, when ordermill made it).
+    Id,
+    "A UUID, hyphenated",
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+    36,
+    36,
+    "01a23102-21e1-7497-90f7-8f134a524198"
+);
+
 /// A decimal amount with at most two decimals, at most 999999999.99.
 #[derive(Serialize)]
 pub struct Amount(String);
@@ -90,8 +179,7 @@ impl ToSchema for Instant {}
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"name": "Hairy crab gift box", "price": "19.99", "stock": 1000, "per_customer_limit": 2}))]
 pub struct ProductInput {
-    /// 1 to 200 characters.
-    name: String,
+    name: ProductName,
     price: Amount,
     /// Units on hand, 0 or more.
     #[schema(minimum = 0)]
@@ -125,8 +213,7 @@ pub struct ProductList {
 /// One line of a new order.
 #[derive(Serialize, ToSchema)]
 pub struct ItemInput {
-    #[schema(example = "sku-1")]
-    sku: String,
+    sku: Sku,
     #[schema(minimum = 1, maximum = 10000)]
     quantity: u32,
 }
@@ -137,24 +224,41 @@ pub struct ItemInput {
 pub struct OrderInput {
     /// Optional for a verified customer (then it must be theirs).
     #[schema(nullable = false)]
-    customer_id: Option<String>,
+    customer_id: Option<CustomerId>,
     /// 1 to 100 lines, no SKU twice.
+    #[schema(min_items = 1, max_items = 100)]
     items: Vec<ItemInput>,
 }
 
-/// A new order in a batch, with its own idempotency key.
+/// A new order in a batch, with its own idempotency key. Each order's fields are checked on
+/// their own and a bad one is reported in that order's result, so they take any value here.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BatchOrderInput {
-    #[schema(nullable = false)]
-    customer_id: Option<String>,
-    items: Vec<ItemInput>,
-    #[schema(nullable = false)]
+    /// Any value: a bad one is this order's 422.
+    customer_id: Option<serde_json::Value>,
+    /// Lines like those of a single order (`{"sku", "quantity"}` objects); a bad one is this
+    /// order's 422.
+    #[schema(nullable = true)]
+    items: Option<Vec<BatchItemInput>>,
+    #[schema(nullable = true)]
     idempotency_key: Option<String>,
+}
+
+/// A line of a batch order: checked per order, like the order's other fields.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchItemInput {
+    /// Any value: a bad one is this order's 422.
+    sku: Option<serde_json::Value>,
+    /// Any value: a bad one is this order's 422.
+    quantity: Option<serde_json::Value>,
 }
 
 /// Up to 1000 orders.
 #[derive(Serialize, ToSchema)]
 pub struct BatchInput {
+    #[schema(min_items = 1, max_items = 1000)]
     orders: Vec<BatchOrderInput>,
 }
 
@@ -250,7 +354,7 @@ pub struct BatchReply {
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"sku": "crab", "deal_price": "9.90", "group_size": 3, "expires_in": "15m"}))]
 pub struct DealInput {
-    sku: String,
+    sku: Sku,
     deal_price: Amount,
     #[schema(minimum = 2, maximum = 1000)]
     group_size: u32,
@@ -295,18 +399,25 @@ pub struct Deal {
 #[derive(Serialize, ToSchema)]
 pub struct JoinInput {
     #[schema(nullable = false)]
-    customer_id: Option<String>,
+    customer_id: Option<CustomerId>,
 }
 
 /// What the payment provider says about a pay-later order.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"order_id": "01a23102-21e1-7497-90f7-8f134a524198", "payment_id": "pay-0001", "status": "paid", "amount": "39.98"}))]
 pub struct PaymentCallback {
-    order_id: String,
-    payment_id: String,
-    /// `paid` or `failed`.
-    status: String,
+    order_id: Id,
+    payment_id: PaymentId,
+    status: CallbackStatus,
     amount: Amount,
+}
+
+/// What happened to the payment.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackStatus {
+    Paid,
+    Failed,
 }
 
 /// What a callback did.
@@ -322,7 +433,7 @@ pub struct CallbackReply {
 #[derive(Serialize, ToSchema)]
 pub struct CancelInput {
     #[schema(nullable = false)]
-    reason: Option<String>,
+    reason: Option<Reason>,
 }
 
 /// What a cancellation did.
@@ -469,6 +580,7 @@ impl Modify for Credentials {
         super::health::readyz,
         super::metrics::render,
     ),
+    components(schemas(IdempotencyKey)),
     modifiers(&Credentials),
     tags(
         (name = "catalog", description = "Products: public reads, merchant writes."),

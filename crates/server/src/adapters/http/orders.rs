@@ -69,13 +69,14 @@ struct OrderPage<'a> {
     summary = "The caller's orders, newest first",
     params(
         ("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
-        ("before" = Option<String>, Query, description = "The previous page's last order id"),
-        ("customer_id" = Option<String>, Query, description = "In open mode and with the admin token")
+        ("before" = Option<super::openapi::Id>, Query, description = "The previous page's last order id"),
+        ("customer_id" = Option<super::openapi::CustomerId>, Query, description = "In open mode and with the admin token")
     ),
     responses(
         (status = 200, description = "A page", body = super::openapi::OrderPage),
         (status = 400, description = "invalid_query, invalid_order_id", body = super::openapi::ErrorBody),
         (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
+        (status = 422, description = "invalid_customer_id", body = super::openapi::ErrorBody),
         (status = 503, description = "store_unavailable", body = super::openapi::ErrorBody)
     ),
     security((), ("customer_jwt" = []), ("admin_token" = []))
@@ -148,6 +149,7 @@ pub(super) async fn mine(
 #[serde(deny_unknown_fields)]
 struct OrderRequest {
     customer_id: Option<Value>,
+    #[serde(default, deserialize_with = "body::objects")]
     items: Option<Vec<ItemRequest>>,
     idempotency_key: Option<String>,
 }
@@ -162,6 +164,7 @@ struct ItemRequest {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
+    #[serde(deserialize_with = "body::required_objects")]
     orders: Vec<OrderRequest>,
 }
 
@@ -312,7 +315,7 @@ fn created(placed: &Placed) -> Response {
     summary = "Place an order (201 once durable)",
     request_body = super::openapi::OrderInput,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer: 1 to 255 printable ASCII characters, per customer, kept idempotency_ttl (24 h)"),
+        ("Idempotency-Key" = Option<super::openapi::IdempotencyKey>, Header, description = "Makes a retry return the first answer: 1 to 255 printable ASCII characters, per customer, kept idempotency_ttl (24 h)"),
         ("Accept-Language" = Option<String>, Header, description = "zh (any zh-*) for Chinese error messages; English otherwise")
     ),
     responses(
@@ -473,7 +476,7 @@ pub(super) async fn create_batch(
     tag = "orders",
     summary = "One order (its customer, or the admin token)",
     params(
-        ("id" = String, Path, description = "The order id (UUIDv7)")
+        ("id" = super::openapi::Id, Path, description = "The order id")
     ),
     responses(
         (status = 200, description = "The order", body = super::openapi::Order),

@@ -75,7 +75,10 @@ fn parse(request: &CallbackRequest) -> Result<Callback, ApiError> {
     let order_id = OrderId::parse(text(&request.order_id, "order_id")?)
         .map_err(|e| invalid(e.code(), e.to_string()))?;
     let payment_id = text(&request.payment_id, "payment_id")?;
-    if payment_id.is_empty() || payment_id.len() > 255 || payment_id.chars().any(char::is_control) {
+    if payment_id.is_empty()
+        || payment_id.chars().count() > 255
+        || payment_id.chars().any(char::is_control)
+    {
         return Err(invalid(
             "invalid_payment_id",
             "payment_id must be 1 to 255 characters without control characters",

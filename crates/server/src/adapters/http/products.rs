@@ -101,7 +101,7 @@ fn not_found(sku: &Sku) -> ApiError {
     summary = "Create or replace a product",
     request_body = super::openapi::ProductInput,
     params(
-        ("sku" = String, Path, description = "1 to 64 of A-Z a-z 0-9 . _ : -")
+        ("sku" = super::openapi::Sku, Path)
     ),
     responses(
         (status = 201, description = "Created", body = super::openapi::Product),
@@ -172,11 +172,11 @@ pub(super) async fn put(
     tag = "catalog",
     summary = "One product",
     params(
-        ("sku" = String, Path, description = "1 to 64 of A-Z a-z 0-9 . _ : -")
+        ("sku" = super::openapi::Sku, Path)
     ),
     responses(
         (status = 200, description = "The product", body = super::openapi::Product),
-        (status = 400, description = "invalid_sku", body = super::openapi::ErrorBody),
+        (status = 422, description = "invalid_sku", body = super::openapi::ErrorBody),
         (status = 404, description = "product_not_found", body = super::openapi::ErrorBody)
     ),
     security(())
