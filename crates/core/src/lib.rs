@@ -56,8 +56,8 @@ pub use lifecycle::{
 };
 pub use money::Money;
 pub use order::{
-    AwaitedPayment, HistoryNote, IdempotencyKey, Order, OrderLine, OrderStatus, StatusChange,
-    units_by_sku,
+    AwaitedPayment, DeadlineChange, HistoryNote, IdempotencyKey, Order, OrderLine, OrderStatus,
+    StatusChange, units_by_sku,
 };
 pub use order_id::{OrderId, OrderIdGenerator};
 pub use product::{Product, ProductName, StockBelowHeld, StockLevel};

@@ -240,7 +240,27 @@ pub struct Order {
     pub awaited_payment: Option<Box<AwaitedPayment>>,
 }
 
+/// How an order's payment deadline is watched after a change ([`Order::deadline_change`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineChange {
+    /// The order started awaiting payment: watch this deadline.
+    Watch(UnixMillis),
+    /// The order stopped awaiting payment (paid, failed, expired, cancelled): forget it.
+    Forget,
+}
+
 impl Order {
+    /// Whether the store starts or stops watching this order's payment deadline, now that its
+    /// status moved from `was`: only an order awaiting payment has one to watch.
+    pub fn deadline_change(&self, was: OrderStatus) -> Option<DeadlineChange> {
+        let awaiting = |status| status == OrderStatus::AwaitingPayment;
+        match (awaiting(was), awaiting(self.status), &self.awaited_payment) {
+            (false, true, Some(awaited)) => Some(DeadlineChange::Watch(awaited.pay_by)),
+            (true, false, _) => Some(DeadlineChange::Forget),
+            _ => None,
+        }
+    }
+
     /// Every status the order went through, starting with its first: `Accepted` at
     /// `created_at`, or the `AwaitingGroup` entry a group-buy order stores itself.
     pub fn full_history(&self) -> Vec<StatusChange> {
@@ -326,6 +346,33 @@ mod tests {
         let batch = [order(&[("b", 2), ("a", 1)]), order(&[("b", 3)])];
         let units: Vec<(&str, i64)> = units_by_sku(&batch).into_iter().collect();
         assert_eq!(units, vec![("a", 1), ("b", 5)]);
+    }
+
+    #[test]
+    fn a_deadline_is_watched_only_while_the_order_awaits_payment() {
+        let mut order = Order {
+            id: crate::OrderIdGenerator::new().next(UnixMillis(1)),
+            customer_id: CustomerId::parse("c").unwrap(),
+            total: Money::ZERO,
+            lines: Vec::new(),
+            status: OrderStatus::AwaitingPayment,
+            created_at: UnixMillis(1),
+            idempotency_key: None,
+            history: Vec::new(),
+            awaited_payment: Some(Box::new(AwaitedPayment {
+                pay_by: UnixMillis(900),
+                payment_url: "https://pay.example/1".into(),
+            })),
+        };
+        let from = |was| order.deadline_change(was);
+        assert_eq!(from(OrderStatus::Accepted), Some(DeadlineChange::Watch(UnixMillis(900))));
+        assert_eq!(from(OrderStatus::AwaitingPayment), None, "still waiting: nothing changes");
+        order.status = OrderStatus::Cancelled;
+        assert_eq!(
+            order.deadline_change(OrderStatus::AwaitingPayment),
+            Some(DeadlineChange::Forget)
+        );
+        assert_eq!(order.deadline_change(OrderStatus::Accepted), None, "never watched");
     }
 
     #[test]

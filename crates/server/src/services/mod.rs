@@ -7,10 +7,7 @@
 //! - [`catalog`]: products in memory for pricing at intake, written through to the store and
 //!   the hot-stock cache.
 //! - [`deals`]: group buying (open, join, complete) and the deadline scheduler.
-//! - [`pay_later`]: payment callbacks and unpaid-order deadlines (`payment.mode =
-//!   "await_callback"`).
 //! - [`purchase_limits`]: per-customer purchase limits, enforced in memory at intake.
-//! - [`order_admin`]: operators cancelling orders stuck unpaid.
 //! - [`order_cache`]: the order read cache behind `GET /api/orders/{id}`.
 //! - [`lease`]: this api node's lease on shared hot-stock counts, and its fence.
 //! - [`stock_repair`]: rebuilds hot-stock counts a shared cache lost, from the store.
@@ -19,8 +16,6 @@ pub mod catalog;
 pub mod deals;
 pub mod intake;
 pub mod lease;
-pub mod order_admin;
 pub mod order_cache;
-pub mod pay_later;
 pub mod purchase_limits;
 pub mod stock_repair;

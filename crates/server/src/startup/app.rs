@@ -22,6 +22,7 @@ use crate::adapters::http::rate_limit::RateLimit;
 use crate::adapters::http::serve::EdgeLimits;
 use crate::adapters::http::{self, AppState, Shared};
 use crate::adapters::integrations::{self, IntegrationError};
+use crate::adapters::workers::pay_later::PayLater;
 use crate::adapters::workers::{self, Pipeline};
 use crate::services::catalog::{Catalog, CatalogError, Reconcile};
 use crate::services::deals::{self, Deals};
@@ -30,7 +31,6 @@ use crate::services::intake::committer::Committer;
 use crate::services::intake::idempotency::Idempotency;
 use crate::services::lease::{Lease, Renewal};
 use crate::services::order_cache::OrderCache;
-use crate::services::pay_later::PayLater;
 use crate::services::purchase_limits::PurchaseLimits;
 use crate::services::stock_repair::{self, RepairSettings};
 use crate::startup::backends::{self, Backends};
@@ -414,7 +414,9 @@ impl Application {
             auth,
             rate_limit: backends.rate_limiter.clone().map(|limiter| RateLimit { limiter, proxies }),
             callbacks,
-            order_admin: Arc::new(crate::services::order_admin::OrderAdmin::new(pipeline.clone())),
+            order_admin: Arc::new(crate::adapters::workers::order_admin::OrderAdmin::new(
+                pipeline.clone(),
+            )),
         });
         let router = http::router(state, &settings.http);
         let listener = super::listener::bind(settings.listen)
@@ -519,7 +521,7 @@ impl Application {
             stop_workers.clone(),
         ));
         if let Some(pay_later) = &http.pay_later {
-            working.spawn(crate::services::pay_later::run(
+            working.spawn(crate::adapters::workers::pay_later::run(
                 pay_later.clone(),
                 settings.payment.check_interval.get(),
                 stop_workers.clone(),

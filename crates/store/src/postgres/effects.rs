@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
-use ordermill_core::{Lifecycle, Order, OrderStatus, OutboxEvent, StockDelta};
+use ordermill_core::{DeadlineChange, Lifecycle, Order, OrderStatus, OutboxEvent, StockDelta};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -134,13 +134,12 @@ impl Writes {
 
     /// Starts or stops watching `order`'s payment deadline, as its status moved from `was`.
     fn deadline(&mut self, order: &Order, was: OrderStatus) {
-        let awaiting = |status| status == OrderStatus::AwaitingPayment;
-        match (awaiting(was), awaiting(order.status), &order.awaited_payment) {
-            (false, true, Some(awaited)) => {
-                self.deadlines_set.push((order.id.as_uuid(), awaited.pay_by.0));
+        match order.deadline_change(was) {
+            Some(DeadlineChange::Watch(pay_by)) => {
+                self.deadlines_set.push((order.id.as_uuid(), pay_by.0));
             }
-            (true, false, _) => self.deadlines_done.push(order.id.as_uuid()),
-            _ => {}
+            Some(DeadlineChange::Forget) => self.deadlines_done.push(order.id.as_uuid()),
+            None => {}
         }
     }
 

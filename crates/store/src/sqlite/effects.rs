@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
-use ordermill_core::{OrderStatus, OutboxEvent, StockDelta};
+use ordermill_core::{DeadlineChange, OrderStatus, OutboxEvent, StockDelta};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::error::from_sqlite;
@@ -102,18 +102,17 @@ fn watch_deadline(
     order: &ordermill_core::Order,
     was: OrderStatus,
 ) -> Result<(), StoreError> {
-    let awaiting = |status| status == OrderStatus::AwaitingPayment;
-    let result = match (awaiting(was), awaiting(order.status), &order.awaited_payment) {
-        (false, true, Some(awaited)) => tx
+    let result = match order.deadline_change(was) {
+        Some(DeadlineChange::Watch(pay_by)) => tx
             .prepare_cached(
                 "INSERT INTO payment_deadlines (order_id, pay_by) VALUES (?1, ?2) \
                  ON CONFLICT DO NOTHING",
             )
-            .and_then(|mut s| s.execute(params![order_id, awaited.pay_by.0])),
-        (true, false, _) => tx
+            .and_then(|mut s| s.execute(params![order_id, pay_by.0])),
+        Some(DeadlineChange::Forget) => tx
             .prepare_cached("DELETE FROM payment_deadlines WHERE order_id = ?1")
             .and_then(|mut s| s.execute([order_id])),
-        _ => Ok(0),
+        None => Ok(0),
     };
     result.map(drop).map_err(from_sqlite)
 }

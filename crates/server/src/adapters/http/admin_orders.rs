@@ -18,7 +18,7 @@ use super::AppState;
 use super::admin::Admin;
 use super::error::ApiError;
 use super::orders::OrderView;
-use crate::services::order_admin::{CancelError, CancelOutcome};
+use crate::adapters::workers::order_admin::{CancelError, CancelOutcome};
 
 /// The most orders one page holds.
 pub const MAX_PAGE: u32 = 500;

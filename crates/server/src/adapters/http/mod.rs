@@ -76,7 +76,7 @@ pub struct Shared {
     /// Per-client request budgets; `None` when `rate_limit` is off.
     pub rate_limit: Option<rate_limit::RateLimit>,
     /// Operators' actions on orders.
-    pub order_admin: Arc<crate::services::order_admin::OrderAdmin>,
+    pub order_admin: Arc<crate::adapters::workers::order_admin::OrderAdmin>,
     /// Payment callbacks; `None` unless `payment.mode = "await_callback"`.
     pub callbacks: Option<payments::Callbacks>,
 }

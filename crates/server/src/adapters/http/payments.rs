@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::AppState;
 use super::error::ApiError;
 use crate::adapters::integrations::signature;
-use crate::services::pay_later::{Callback, CallbackError, CallbackOutcome, PayLater};
+use crate::adapters::workers::pay_later::{Callback, CallbackError, CallbackOutcome, PayLater};
 use crate::startup::settings::Secret;
 
 /// How far a callback's signed time may be from this node's clock (either way).

@@ -1,4 +1,6 @@
-//! Consumers: one module per queue, each a [`Handler`] run by [`runner::run`] loops.
+//! Consumers: one module per queue, each a [`Handler`] run by [`runner::run`] loops; and the
+//! effects that come from elsewhere but settle the same way: the payment provider's callbacks
+//! and the payment deadlines ([`pay_later`]), operators' cancellations ([`order_admin`]).
 //!
 //! A handler turns a batch of deliveries into effects, applies them in ONE store
 //! transaction together with "consumer X processed event E" (so a redelivery causes no
@@ -7,6 +9,8 @@
 
 pub mod inventory;
 pub mod notify;
+pub mod order_admin;
+pub mod pay_later;
 pub mod payment;
 pub mod runner;
 pub mod settle;

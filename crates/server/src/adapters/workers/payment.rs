@@ -5,7 +5,7 @@
 //!
 //! Pay later (`payment.mode = "await_callback"`), it charges nothing: it asks the gateway for
 //! a payment URL and moves the order to `awaiting_payment` with its deadline (now +
-//! `payment.pay_within`); the provider's callback (`services::pay_later`) settles it.
+//! `payment.pay_within`); the provider's callback (`adapters::workers::pay_later`) settles it.
 
 use std::sync::Arc;
 

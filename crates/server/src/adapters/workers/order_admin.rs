@@ -12,7 +12,7 @@ use ordermill_core::ports::{EffectOutcome, StoreError};
 use ordermill_core::{Fact, Order, OrderId, OrderStatus};
 use serde::Serialize;
 
-use crate::adapters::workers::{Pipeline, settle};
+use super::{Pipeline, settle};
 
 /// The consumer name of operators' actions in the store's processed records.
 const OPERATOR: &str = "operator";

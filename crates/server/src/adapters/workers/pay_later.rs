@@ -24,7 +24,7 @@ use ordermill_core::{Fact, Money, Order, OrderId, RoutingKey};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::workers::{Pipeline, settle};
+use super::{Pipeline, settle};
 use crate::telemetry;
 
 /// The consumer name of payment callbacks in the store's processed records.
