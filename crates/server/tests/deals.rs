@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use ordermill_core::{Clock, ManualClock, SystemClock};
 use serde_json::{Value, json};
-use support::{Engines, Reply, TestApp, spawn_app_on};
+use support::{Engines, Reply, TestApp, eventually, spawn_app_on};
 
 on_both_engines!(
     a_filled_group_completes_and_every_member_is_confirmed_and_charged_once,
@@ -64,19 +64,6 @@ async fn deal(app: &TestApp, id: &str) -> Value {
     let reply = app.get(&format!("/api/deals/{id}")).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     reply.body
-}
-
-/// Polls until `check` holds (10 s at most); `what` says what was awaited.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "not within 10 s: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn statuses(order: &Value) -> Vec<&str> {

@@ -21,7 +21,7 @@ use ordermill_core::{Clock, HumanDuration, ManualClock, SystemClock};
 use ordermill_server::adapters::integrations::signature;
 use ordermill_server::startup::settings::{NotifierKind, PaymentMode, Secret, SecretUrl};
 use serde_json::{Value, json};
-use support::{Engines, Reply, TestApp, spawn_app_on};
+use support::{Engines, Reply, TestApp, eventually, spawn_app_on};
 
 on_both_engines!(
     a_paid_order_is_confirmed_and_charged_once_and_a_failed_one_cancelled,
@@ -134,19 +134,6 @@ fn statuses(order: &Value) -> Vec<&str> {
 
 fn id(reply: &Reply) -> String {
     reply.body["order_id"].as_str().unwrap().to_owned()
-}
-
-/// Polls until `check` holds (10 s at most); `what` says what was awaited.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "not within 10 s: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Places an order and waits until payment has given it its URL and deadline.

@@ -331,6 +331,19 @@ impl Drop for TestApp {
     }
 }
 
+/// Polls until `check` holds (10 s at most); `what` says what was awaited.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "not within 10 s: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub fn order_body(customer: &str, items: &[(&str, i64)]) -> Value {
     let items: Vec<Value> =
         items.iter().map(|(sku, qty)| json!({"sku": sku, "quantity": qty})).collect();
