@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ordermill_server::telemetry::scrape::{Scrape, Totals, quantile};
 use serde::Serialize;
 
 /// What `ordermill status` was asked.
@@ -44,16 +45,6 @@ struct QueueView {
     delayed: Option<f64>,
 }
 
-/// Counters summed over the nodes.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-struct Totals {
-    accepted: f64,
-    confirmed: f64,
-    cancelled: f64,
-    rejected: f64,
-    shed: f64,
-}
-
 /// The whole picture at one moment.
 #[derive(Debug, Clone, Serialize)]
 struct Status {
@@ -66,16 +57,6 @@ struct Status {
     accept_to_confirm_p50_s: Option<f64>,
     accept_to_confirm_p99_s: Option<f64>,
     queues: Vec<QueueView>,
-}
-
-/// A node's `/metrics`, read.
-#[derive(Default)]
-struct Scrape {
-    totals: Totals,
-    depth: BTreeMap<String, f64>,
-    dead: BTreeMap<String, f64>,
-    /// `le` bound → cumulative count of `ordermill_accept_to_confirm_seconds`.
-    confirm_buckets: BTreeMap<String, f64>,
 }
 
 /// Runs the command; `Ok(false)` when some node is not ready (the exit status says so).
@@ -132,7 +113,7 @@ async fn snapshot(client: &reqwest::Client, request: &StatusRequest) -> anyhow::
             && let Ok(text) = reply.text().await
         {
             answered += 1;
-            merge(&mut merged, parse(&text));
+            merged.merge(Scrape::parse(&text));
         }
         nodes.push(NodeView { url: base.to_owned(), ready, detail });
     }
@@ -187,92 +168,8 @@ async fn snapshot(client: &reqwest::Client, request: &StatusRequest) -> anyhow::
 }
 
 fn with_rates(mut status: Status, before: &Status, seconds: f64) -> Status {
-    let rate = |now: f64, then: f64| ((now - then) / seconds.max(0.001)).max(0.0);
-    let (a, b) = (&status.totals, &before.totals);
-    status.rates = Totals {
-        accepted: rate(a.accepted, b.accepted),
-        confirmed: rate(a.confirmed, b.confirmed),
-        cancelled: rate(a.cancelled, b.cancelled),
-        rejected: rate(a.rejected, b.rejected),
-        shed: rate(a.shed, b.shed),
-    };
+    status.rates = status.totals.rates_since(&before.totals, seconds);
     status
-}
-
-/// Reads the lines of the Prometheus text format this command needs.
-fn parse(text: &str) -> Scrape {
-    let mut scrape = Scrape::default();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
-        let Ok(value) = value.parse::<f64>() else { continue };
-        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-        let label = |key: &str| {
-            let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
-            labels[start..].split_once('"').map(|(v, _)| v.to_owned())
-        };
-        match name {
-            "ordermill_orders_accepted_total" => scrape.totals.accepted += value,
-            "ordermill_orders_confirmed_total" => scrape.totals.confirmed += value,
-            "ordermill_orders_cancelled_total" => scrape.totals.cancelled += value,
-            "ordermill_orders_rejected_total" => scrape.totals.rejected += value,
-            "ordermill_orders_shed_total" => scrape.totals.shed += value,
-            "ordermill_queue_depth" => {
-                if let Some(queue) = label("queue") {
-                    scrape.depth.insert(queue, value);
-                }
-            }
-            "ordermill_queue_dead_letters" => {
-                if let Some(queue) = label("queue") {
-                    scrape.dead.insert(queue, value);
-                }
-            }
-            "ordermill_accept_to_confirm_seconds_bucket" => {
-                if let Some(le) = label("le") {
-                    *scrape.confirm_buckets.entry(le).or_default() += value;
-                }
-            }
-            _ => {}
-        }
-    }
-    scrape
-}
-
-/// Adds `other` into `into`: counters and histogram buckets summed, bus gauges maxed (every
-/// node reports the same queues).
-fn merge(into: &mut Scrape, other: Scrape) {
-    into.totals.accepted += other.totals.accepted;
-    into.totals.confirmed += other.totals.confirmed;
-    into.totals.cancelled += other.totals.cancelled;
-    into.totals.rejected += other.totals.rejected;
-    into.totals.shed += other.totals.shed;
-    for (queue, v) in other.depth {
-        let slot = into.depth.entry(queue).or_default();
-        *slot = slot.max(v);
-    }
-    for (queue, v) in other.dead {
-        let slot = into.dead.entry(queue).or_default();
-        *slot = slot.max(v);
-    }
-    for (le, v) in other.confirm_buckets {
-        *into.confirm_buckets.entry(le).or_default() += v;
-    }
-}
-
-/// The smallest bucket bound under which `q` of the observations fall.
-fn quantile(buckets: &BTreeMap<String, f64>, q: f64) -> Option<f64> {
-    let mut bounds: Vec<(f64, f64)> = buckets
-        .iter()
-        .map(|(le, count)| {
-            (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) }, *count)
-        })
-        .filter(|(le, _)| !le.is_nan())
-        .collect();
-    bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let total = bounds.last()?.1;
-    if total <= 0.0 {
-        return None;
-    }
-    bounds.iter().find(|(_, count)| *count >= q * total).map(|(le, _)| *le)
 }
 
 fn render(status: &Status, seconds: f64) -> String {
@@ -326,42 +223,4 @@ fn render(status: &Status, seconds: f64) -> String {
         );
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const METRICS: &str = r#"# HELP ordermill_orders_accepted_total Orders made durable and answered 201.
-# TYPE ordermill_orders_accepted_total counter
-ordermill_orders_accepted_total 120
-ordermill_orders_rejected_total{reason="out_of_stock"} 3
-ordermill_orders_rejected_total{reason="invalid_order"} 2
-ordermill_queue_depth{queue="payment"} 7
-ordermill_queue_dead_letters{queue="payment"} 1
-ordermill_accept_to_confirm_seconds_bucket{le="0.005"} 50
-ordermill_accept_to_confirm_seconds_bucket{le="0.01"} 99
-ordermill_accept_to_confirm_seconds_bucket{le="0.025"} 100
-ordermill_accept_to_confirm_seconds_bucket{le="+Inf"} 100
-"#;
-
-    #[test]
-    fn reads_counters_gauges_and_the_confirm_histogram() {
-        let scrape = parse(METRICS);
-        assert_eq!(scrape.totals.accepted, 120.0);
-        assert_eq!(scrape.totals.rejected, 5.0, "summed over reasons");
-        assert_eq!(scrape.depth["payment"], 7.0);
-        assert_eq!(scrape.dead["payment"], 1.0);
-        assert_eq!(quantile(&scrape.confirm_buckets, 0.5), Some(0.005));
-        assert_eq!(quantile(&scrape.confirm_buckets, 0.99), Some(0.01));
-    }
-
-    #[test]
-    fn nodes_add_their_counters_and_share_their_queues() {
-        let mut merged = Scrape::default();
-        merge(&mut merged, parse(METRICS));
-        merge(&mut merged, parse(METRICS));
-        assert_eq!(merged.totals.accepted, 240.0);
-        assert_eq!(merged.depth["payment"], 7.0, "the same bus, seen twice");
-    }
 }

@@ -606,6 +606,12 @@ async fn operators_find_orders_by_status_in_a_window_newest_first(store: &dyn Or
     assert_eq!(found(cancelled), vec![orders[1].order.id, orders[0].order.id]);
     let owed = store.find_orders(query(OrderFilter::RefundRequired, None, 10)).await.expect("find");
     assert_eq!(found(owed), vec![orders[1].order.id]);
+    let every = store.find_orders(query(OrderFilter::Any, None, 4)).await.expect("find");
+    assert_eq!(
+        found(every),
+        vec![orders[4].order.id, orders[3].order.id, orders[2].order.id, orders[1].order.id],
+        "every status, newest first"
+    );
     let before_window =
         OrderQuery { until: UnixMillis(later.0 - 1), ..query(accepted_now, None, 10) };
     assert!(store.find_orders(before_window).await.expect("find").is_empty());

@@ -152,11 +152,27 @@ impl OrderColumns {
 }
 
 /// The column of `orders` an operator's [`OrderFilter`] compares, and the value it looks for
-/// (both backends name their columns alike).
-pub(crate) fn filter_column(filter: OrderFilter) -> (&'static str, &'static str) {
+/// (both backends name their columns alike); `None` when it takes every order.
+fn filter_column(filter: OrderFilter) -> Option<(&'static str, &'static str)> {
     match filter {
-        OrderFilter::Status(status) => ("status", status.as_str()),
-        OrderFilter::RefundRequired => ("payment_state", PaymentState::RefundRequired.as_str()),
+        OrderFilter::Any => None,
+        OrderFilter::Status(status) => Some(("status", status.as_str())),
+        OrderFilter::RefundRequired => {
+            Some(("payment_state", PaymentState::RefundRequired.as_str()))
+        }
+    }
+}
+
+/// The `WHERE` condition of an operator's order listing, with the filter's value as the first
+/// parameter (`placeholder`) and the id range as the next two: a filter that takes every
+/// order compares the parameter with NULL, so both forms bind the same parameters.
+pub(crate) fn filter_condition(
+    filter: OrderFilter,
+    placeholder: &str,
+) -> (String, Option<&'static str>) {
+    match filter_column(filter) {
+        Some((column, value)) => (format!("{column} = {placeholder}"), Some(value)),
+        None => (format!("{placeholder} IS NULL"), None),
     }
 }
 

@@ -112,6 +112,8 @@ pub enum EffectOutcome {
 /// Which orders an operator looks for ([`OrderStore::find_orders`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderFilter {
+    /// Every order (the newest first, as always): what a dashboard lists as recent.
+    Any,
     /// Orders with this status.
     Status(crate::order::OrderStatus),
     /// Cancelled orders whose payment arrived after all: money to give back.

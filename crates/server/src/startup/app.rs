@@ -414,6 +414,9 @@ impl Application {
             auth,
             rate_limit: backends.rate_limiter.clone().map(|limiter| RateLimit { limiter, proxies }),
             callbacks,
+            peers: http::dashboard::Peers::new(settings.dashboard.peers.clone()).map_err(|e| {
+                StartError::Config(format!("cannot build the dashboard's HTTP client: {e}"))
+            })?,
             order_admin: Arc::new(crate::adapters::workers::order_admin::OrderAdmin::new(
                 pipeline.clone(),
             )),

@@ -3,6 +3,8 @@
 //! Labels are low-cardinality (a reason code, never an id). The intake path holds
 //! pre-registered handles so it never formats a metric name per request.
 
+pub mod scrape;
+
 use std::sync::OnceLock;
 
 use metrics::{

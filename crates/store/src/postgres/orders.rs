@@ -206,9 +206,9 @@ pub(crate) async fn of_customer(
 /// neither `status` nor `payment_state` is indexed (an index on a column every consumer
 /// updates would make those updates non-HOT).
 pub(crate) async fn find(pool: &PgPool, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
-    let (column, value) = crate::decode::filter_column(query.filter);
+    let (condition, value) = crate::decode::filter_condition(query.filter, "$1::text");
     let sql = format!(
-        "SELECT {} FROM orders WHERE {column} = $1 AND id >= $2 AND id < $3
+        "SELECT {} FROM orders WHERE {condition} AND id >= $2 AND id < $3
          ORDER BY id DESC LIMIT $4",
         rows::ORDER_COLUMNS
     );

@@ -267,9 +267,9 @@ impl OrderStore for SqliteStore {
     }
 
     async fn find_orders(&self, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
-        let (column, value) = crate::decode::filter_column(query.filter);
+        let (condition, value) = crate::decode::filter_condition(query.filter, "?1");
         let sql = format!(
-            "SELECT {} FROM orders WHERE {column} = ?1 AND id >= ?2 AND id < ?3 \
+            "SELECT {} FROM orders WHERE {condition} AND id >= ?2 AND id < ?3 \
              ORDER BY id DESC LIMIT ?4",
             rows::ORDER_COLUMNS
         );

@@ -50,7 +50,7 @@ struct JoinRequest {
 
 /// A deal as clients see it.
 #[derive(Serialize)]
-struct DealView<'a> {
+pub(super) struct DealView<'a> {
     #[serde(skip)]
     deal: &'a Deal,
     deal_id: DealId,
@@ -76,7 +76,7 @@ struct DealView<'a> {
 }
 
 impl<'a> DealView<'a> {
-    fn new(deal: &'a Deal, now: UnixMillis) -> Self {
+    pub(super) fn new(deal: &'a Deal, now: UnixMillis) -> Self {
         let left = deal.millis_left(now);
         // Whole seconds: `14m 59s` reads better than `14m 59s 312ms`.
         let shown = std::time::Duration::from_secs(u64::try_from(left / 1000).unwrap_or(0));

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_orders;
 pub mod auth;
 pub mod body;
+pub mod dashboard;
 pub mod deals;
 pub mod error;
 pub mod health;
@@ -79,6 +80,8 @@ pub struct Shared {
     pub order_admin: Arc<crate::adapters::workers::order_admin::OrderAdmin>,
     /// Payment callbacks; `None` unless `payment.mode = "await_callback"`.
     pub callbacks: Option<payments::Callbacks>,
+    /// Nodes whose metrics the dashboard adds in (`dashboard.peers`).
+    pub peers: dashboard::Peers,
 }
 
 /// The whole API.
@@ -93,6 +96,7 @@ pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
         .merge(metrics::router())
         .merge(admin::router())
         .merge(admin_orders::router())
+        .merge(dashboard::router())
         .layer(axum::middleware::from_fn_with_state(
             http_limits.request_timeout.get(),
             request_timeout,

@@ -175,6 +175,25 @@ impl PartialSchema for Instant {
 
 impl ToSchema for Instant {}
 
+/// A latency percentile's bound: seconds, `"+Inf"` beyond the last bucket, `null` before
+/// any observation.
+pub struct Bound;
+
+impl PartialSchema for Bound {
+    fn schema() -> RefOr<Schema> {
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .description(Some(
+                "Seconds (a histogram bucket's upper bound); \"+Inf\" beyond the last bucket (2.5 s); null before any observation.",
+            ))
+            .item(ObjectBuilder::new().schema_type(Type::Number))
+            .item(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["+Inf"])))
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .into()
+    }
+}
+
+impl ToSchema for Bound {}
+
 /// A product to create or replace.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"name": "Hairy crab gift box", "price": "19.99", "stock": 1000, "per_customer_limit": 2}))]
@@ -576,6 +595,7 @@ impl Modify for Credentials {
         super::admin::purge,
         super::admin_orders::list,
         super::admin_orders::cancel,
+        super::dashboard::overview,
         super::health::healthz,
         super::health::readyz,
         super::metrics::render,

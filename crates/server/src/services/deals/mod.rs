@@ -151,6 +151,26 @@ impl Deals {
         self.store.get_deal(id).await.map_err(unavailable)?.ok_or(DealError::NotFound(id))
     }
 
+    /// Open deals, the soonest to close first, at most `limit` (for the dashboard). A deal
+    /// that closes between the two reads is left out.
+    ///
+    /// # Errors
+    /// 503 on a store failure.
+    pub async fn open_soonest(&self, limit: usize) -> Result<Vec<Deal>, DealError> {
+        // Every open deal is "due" by the end of time: the same indexed scan the expiry
+        // scheduler makes.
+        let ids = self.store.due_deals(UnixMillis(i64::MAX), limit).await.map_err(unavailable)?;
+        let mut open = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(deal) = self.store.get_deal(id).await.map_err(unavailable)?
+                && deal.status == DealStatus::Open
+            {
+                open.push(deal);
+            }
+        }
+        Ok(open)
+    }
+
     /// Joins `customer` to a deal: returns once their order is durable (or refused).
     ///
     /// # Errors

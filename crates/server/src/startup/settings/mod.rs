@@ -73,6 +73,8 @@ pub struct Settings {
     pub topology: Topology,
     /// Group buying.
     pub deals: DealSettings,
+    /// The `/dashboard` page.
+    pub dashboard: DashboardSettings,
     /// PostgreSQL (when `store` is a postgres:// URL).
     pub postgres: PostgresSettings,
     /// RabbitMQ topology and tuning (when `bus` is an amqp:// URL; the URL itself is `bus`).
@@ -126,6 +128,16 @@ impl Settings {
             if n == 0 {
                 return Err(format!("{key} must be at least 1"));
             }
+        }
+        if let Some(peer) = self
+            .dashboard
+            .peers
+            .iter()
+            .find(|p| !(p.starts_with("http://") || p.starts_with("https://")))
+        {
+            return Err(format!(
+                "dashboard.peers: {peer:?} is not a base URL like \"http://10.0.0.7:9100\""
+            ));
         }
         if self.postgres.processed_retention.get()
             < ordermill_store::postgres::partitions::MIN_RETENTION
@@ -303,6 +315,16 @@ impl Default for DealSettings {
     }
 }
 
+/// The `/dashboard` page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardSettings {
+    /// Base URLs of other nodes whose `/metrics` the dashboard adds to this node's: in the
+    /// scaled-out mode, the workers' `--metrics-listen` addresses (their consumers count the
+    /// confirmations) and the other api nodes. Empty: this node's metrics only.
+    pub peers: Vec<String>,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -328,6 +350,7 @@ impl Default for Settings {
             notify: NotifySettings::default(),
             topology: Topology::default(),
             deals: DealSettings::default(),
+            dashboard: DashboardSettings::default(),
             postgres: PostgresSettings::default(),
             rabbitmq: ordermill_bus::RabbitSettings::default(),
             redis: RedisSettings::default(),

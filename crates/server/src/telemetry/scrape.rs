@@ -1,0 +1,225 @@
+//! Reading ordermill's own Prometheus text back: what `ordermill status` shows from each
+//! node's `/metrics`, and what `/admin/overview` (the dashboard) shows from this process's
+//! recorder and its peers'. Only the series those views need; everything else is skipped.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{
+    COMMIT_SHED, CONFIRM_SECONDS, CONSUMER_MESSAGES, INTAKE_SECONDS, ORDERS_ACCEPTED,
+    ORDERS_CANCELLED, ORDERS_CONFIRMED, ORDERS_REJECTED, QUEUE_DEAD, QUEUE_DEPTH,
+};
+
+/// Order counters, summed over nodes (or, as rates, per second).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Totals {
+    /// Answered 201.
+    pub accepted: f64,
+    /// Confirmed by the pipeline.
+    pub confirmed: f64,
+    /// Cancelled (out of stock, declined, expired, by an operator).
+    pub cancelled: f64,
+    /// Refused at intake, every reason.
+    pub rejected: f64,
+    /// Shed under overload (503 `overloaded`).
+    pub shed: f64,
+}
+
+impl Totals {
+    /// Per second from `before` to `self` over `seconds` (a counter reset reads as 0).
+    pub fn rates_since(&self, before: &Totals, seconds: f64) -> Totals {
+        let rate = |now: f64, then: f64| ((now - then) / seconds.max(0.001)).max(0.0);
+        Totals {
+            accepted: rate(self.accepted, before.accepted),
+            confirmed: rate(self.confirmed, before.confirmed),
+            cancelled: rate(self.cancelled, before.cancelled),
+            rejected: rate(self.rejected, before.rejected),
+            shed: rate(self.shed, before.shed),
+        }
+    }
+
+    fn add(&mut self, other: &Totals) {
+        self.accepted += other.accepted;
+        self.confirmed += other.confirmed;
+        self.cancelled += other.cancelled;
+        self.rejected += other.rejected;
+        self.shed += other.shed;
+    }
+}
+
+/// One or more nodes' `/metrics`, read.
+#[derive(Debug, Default, Clone)]
+pub struct Scrape {
+    /// Order counters.
+    pub totals: Totals,
+    /// Intake refusals by reason code.
+    pub rejected_by_reason: BTreeMap<String, f64>,
+    /// Consumer messages by (queue, outcome: ack, retry, dead).
+    pub consumer_messages: BTreeMap<(String, String), f64>,
+    /// Queue depth gauges by queue.
+    pub depth: BTreeMap<String, f64>,
+    /// Dead-letter gauges by queue.
+    pub dead: BTreeMap<String, f64>,
+    /// `le` bound → cumulative count of the accept→confirmed histogram.
+    pub confirm_buckets: BTreeMap<String, f64>,
+    /// `le` bound → cumulative count of the intake latency histogram.
+    pub intake_buckets: BTreeMap<String, f64>,
+}
+
+impl Scrape {
+    /// Reads the lines of the Prometheus text format these views need.
+    pub fn parse(text: &str) -> Scrape {
+        let mut scrape = Scrape::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let label = |key: &str| {
+                let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
+                labels[start..].split_once('"').map(|(v, _)| v.to_owned())
+            };
+            let bucket =
+                |suffix: &str| name.strip_suffix("_bucket").is_some_and(|base| base == suffix);
+            match name {
+                ORDERS_ACCEPTED => scrape.totals.accepted += value,
+                ORDERS_CONFIRMED => scrape.totals.confirmed += value,
+                ORDERS_CANCELLED => scrape.totals.cancelled += value,
+                COMMIT_SHED => scrape.totals.shed += value,
+                ORDERS_REJECTED => {
+                    scrape.totals.rejected += value;
+                    let reason = label("reason").unwrap_or_default();
+                    *scrape.rejected_by_reason.entry(reason).or_default() += value;
+                }
+                CONSUMER_MESSAGES => {
+                    if let (Some(queue), Some(outcome)) = (label("queue"), label("outcome")) {
+                        *scrape.consumer_messages.entry((queue, outcome)).or_default() += value;
+                    }
+                }
+                QUEUE_DEPTH => {
+                    if let Some(queue) = label("queue") {
+                        scrape.depth.insert(queue, value);
+                    }
+                }
+                QUEUE_DEAD => {
+                    if let Some(queue) = label("queue") {
+                        scrape.dead.insert(queue, value);
+                    }
+                }
+                _ if bucket(CONFIRM_SECONDS) => {
+                    if let Some(le) = label("le") {
+                        *scrape.confirm_buckets.entry(le).or_default() += value;
+                    }
+                }
+                _ if bucket(INTAKE_SECONDS) => {
+                    if let Some(le) = label("le") {
+                        *scrape.intake_buckets.entry(le).or_default() += value;
+                    }
+                }
+                _ => {}
+            }
+        }
+        scrape
+    }
+
+    /// Adds `other` in: counters and histogram buckets summed, bus gauges maxed (every node
+    /// reports the same queues).
+    pub fn merge(&mut self, other: Scrape) {
+        self.totals.add(&other.totals);
+        let sum = |into: &mut BTreeMap<String, f64>, from: BTreeMap<String, f64>| {
+            for (key, v) in from {
+                *into.entry(key).or_default() += v;
+            }
+        };
+        let max = |into: &mut BTreeMap<String, f64>, from: BTreeMap<String, f64>| {
+            for (key, v) in from {
+                let slot = into.entry(key).or_default();
+                *slot = slot.max(v);
+            }
+        };
+        sum(&mut self.rejected_by_reason, other.rejected_by_reason);
+        sum(&mut self.confirm_buckets, other.confirm_buckets);
+        sum(&mut self.intake_buckets, other.intake_buckets);
+        for (key, v) in other.consumer_messages {
+            *self.consumer_messages.entry(key).or_default() += v;
+        }
+        max(&mut self.depth, other.depth);
+        max(&mut self.dead, other.dead);
+    }
+}
+
+/// The smallest bucket bound under which `q` of the observations fall (`+Inf` when it is
+/// beyond the last bound); `None` before any observation.
+pub fn quantile(buckets: &BTreeMap<String, f64>, q: f64) -> Option<f64> {
+    let mut bounds: Vec<(f64, f64)> = buckets
+        .iter()
+        .map(|(le, count)| {
+            (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) }, *count)
+        })
+        .filter(|(le, _)| !le.is_nan())
+        .collect();
+    bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = bounds.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    bounds.iter().find(|(_, count)| *count >= q * total).map(|(le, _)| *le)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METRICS: &str = r#"# HELP ordermill_orders_accepted_total Orders made durable and answered 201.
+# TYPE ordermill_orders_accepted_total counter
+ordermill_orders_accepted_total 120
+ordermill_orders_rejected_total{reason="out_of_stock"} 3
+ordermill_orders_rejected_total{reason="invalid_order"} 2
+ordermill_consumer_messages_total{queue="payment",outcome="ack"} 40
+ordermill_consumer_messages_total{queue="payment",outcome="dead"} 1
+ordermill_queue_depth{queue="payment"} 7
+ordermill_queue_dead_letters{queue="payment"} 1
+ordermill_accept_to_confirm_seconds_bucket{le="0.005"} 50
+ordermill_accept_to_confirm_seconds_bucket{le="0.01"} 99
+ordermill_accept_to_confirm_seconds_bucket{le="0.025"} 100
+ordermill_accept_to_confirm_seconds_bucket{le="+Inf"} 100
+ordermill_intake_duration_seconds_bucket{le="0.001"} 10
+ordermill_intake_duration_seconds_bucket{le="+Inf"} 11
+ordermill_intake_duration_seconds_sum 0.02
+"#;
+
+    #[test]
+    fn reads_counters_gauges_and_histograms() {
+        let scrape = Scrape::parse(METRICS);
+        assert_eq!(scrape.totals.accepted, 120.0);
+        assert_eq!(scrape.totals.rejected, 5.0, "summed over reasons");
+        assert_eq!(scrape.rejected_by_reason["out_of_stock"], 3.0);
+        assert_eq!(scrape.consumer_messages[&("payment".into(), "dead".into())], 1.0);
+        assert_eq!(scrape.depth["payment"], 7.0);
+        assert_eq!(scrape.dead["payment"], 1.0);
+        assert_eq!(quantile(&scrape.confirm_buckets, 0.5), Some(0.005));
+        assert_eq!(quantile(&scrape.confirm_buckets, 0.99), Some(0.01));
+        assert_eq!(quantile(&scrape.intake_buckets, 0.99), Some(f64::INFINITY));
+        assert_eq!(quantile(&BTreeMap::new(), 0.5), None);
+    }
+
+    #[test]
+    fn nodes_add_their_counters_and_share_their_queues() {
+        let mut merged = Scrape::default();
+        merged.merge(Scrape::parse(METRICS));
+        merged.merge(Scrape::parse(METRICS));
+        assert_eq!(merged.totals.accepted, 240.0);
+        assert_eq!(merged.rejected_by_reason["invalid_order"], 4.0);
+        assert_eq!(merged.consumer_messages[&("payment".into(), "ack".into())], 80.0);
+        assert_eq!(merged.depth["payment"], 7.0, "the same bus, seen twice");
+    }
+
+    #[test]
+    fn rates_are_per_second_and_never_negative() {
+        let before = Totals { accepted: 100.0, confirmed: 50.0, ..Totals::default() };
+        let now = Totals { accepted: 300.0, confirmed: 10.0, ..Totals::default() };
+        let rates = now.rates_since(&before, 2.0);
+        assert_eq!(rates.accepted, 100.0);
+        assert_eq!(rates.confirmed, 0.0, "a restarted node's counter is not a negative rate");
+    }
+}
