@@ -89,6 +89,7 @@ function applyLanguage() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   $("lang").textContent = lang === "zh" ? "English" : "中文";
+  setState($("state").dataset.state);
   if (last) draw(last);
 }
 
@@ -147,7 +148,9 @@ function toast(text) {
 function spark() {
   const all = [...series.accepted, ...series.confirmed];
   const max = Math.max(1, ...all);
-  const points = (series) => series.map((v, i) => `${(i * 300) / (SPARK_POINTS - 1)},${60 - (v / max) * 56}`).join(" ");
+  // The newest point on the right edge, older ones to its left.
+  const step = 300 / (SPARK_POINTS - 1);
+  const points = (values) => values.map((v, i) => `${300 - (values.length - 1 - i) * step},${60 - (v / max) * 56}`).join(" ");
   $("spark-accepted").setAttribute("points", points(series.accepted));
   $("spark-confirmed").setAttribute("points", points(series.confirmed));
 }
