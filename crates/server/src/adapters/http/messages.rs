@@ -213,4 +213,14 @@ mod tests {
             assert!(zh(code).is_some(), "{code} has no Chinese message");
         }
     }
+
+    proptest::proptest! {
+        // Every request carries one, from anyone: any value picks a language, never a panic,
+        // and a lone `zh-*` tag picks Chinese.
+        #[test]
+        fn any_accept_language_picks_a_language(header in "[ -~]{0,120}", region in "[A-Za-z]{2}") {
+            let _ = preferred(Some(&header));
+            proptest::prop_assert_eq!(preferred(Some(&format!("zh-{region}"))), Lang::Zh);
+        }
+    }
 }

@@ -551,3 +551,82 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Arrival {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    /// Any JSON value, nested a few levels.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            "[ -~é蟹]{0,40}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A body shaped like an order, each field anything: past the JSON syntax that HTTP
+    /// fuzzing mostly stops at, into the field-by-field validation.
+    fn order_like() -> impl Strategy<Value = Value> {
+        let items = proptest::collection::vec((any_json(), any_json(), any::<bool>()), 0..40)
+            .prop_map(|items| {
+                let line = |(i, (sku, quantity, valid))| {
+                    if valid {
+                        json!({"sku": format!("crab-{i}"), "quantity": i + 1})
+                    } else {
+                        json!({"sku": sku, "quantity": quantity})
+                    }
+                };
+                items.into_iter().enumerate().map(line).collect::<Vec<Value>>()
+            });
+        let customer = prop_oneof![Just(json!("ann")), any_json()];
+        (customer, items)
+            .prop_map(|(customer, items)| json!({"customer_id": customer, "items": items}))
+    }
+
+    fn check(body: &[u8], key: Option<&str>) -> Result<(), TestCaseError> {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = key.and_then(|k| HeaderValue::from_str(k).ok()) {
+            headers.insert("idempotency-key", value);
+        }
+        match parse_one(&Caller::Unverified, Ok(Bytes::copy_from_slice(body)), &headers) {
+            Ok(input) => {
+                let lines = input.items.len();
+                prop_assert!((1..=ordermill_core::order::MAX_ITEMS).contains(&lines));
+                let skus: std::collections::HashSet<&str> =
+                    input.items.iter().map(|(sku, _)| sku.as_str()).collect();
+                prop_assert_eq!(skus.len(), lines, "a SKU twice");
+            }
+            Err(error) => {
+                let status = error.into_response().status();
+                prop_assert!(status.is_client_error(), "answered {status}");
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_an_order_or_a_4xx(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            check(&body, None)?;
+        }
+
+        #[test]
+        fn any_order_shaped_json_is_an_order_or_a_4xx(body in order_like(), key in "[ -~]{0,300}") {
+            check(body.to_string().as_bytes(), Some(&key))?;
+        }
+    }
+}

@@ -97,6 +97,7 @@ fn rate_limited(wait: Duration) -> ApiError {
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
+    use proptest::prelude::{Just, Strategy};
 
     use super::*;
 
@@ -131,5 +132,43 @@ mod tests {
         assert_eq!(limits.client(ip("127.0.0.1"), &with("garbage")), ip("127.0.0.1"));
         let mapped = limits.client(ip("::ffff:127.0.0.1"), &forged_then_real);
         assert_eq!(mapped, ip("203.0.113.7"), "nginx on a dual-stack listener is still trusted");
+    }
+
+    // Behind a trusted proxy the client's address comes from a header anyone can write: for
+    // any header, the answer is the peer or an address the header names, never a trusted one
+    // picked from it, and an untrusted peer is always itself.
+    proptest::proptest! {
+        #[test]
+        fn any_forwarded_for_header_yields_the_peer_or_an_untrusted_hop(
+            hops in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::arbitrary::any::<std::net::Ipv4Addr>().prop_map(|ip| ip.to_string()),
+                    proptest::arbitrary::any::<std::net::Ipv6Addr>().prop_map(|ip| ip.to_string()),
+                    Just("10.1.2.3".to_owned()),
+                    Just("127.0.0.1".to_owned()),
+                    "[ -~]{0,20}",
+                ],
+                0..8,
+            ),
+            peer_trusted in proptest::arbitrary::any::<bool>(),
+        ) {
+            let limits = RateLimit {
+                limiter: Arc::new(Never),
+                proxies: vec!["127.0.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
+            };
+            let peer: IpAddr = if peer_trusted { "127.0.0.1" } else { "198.51.100.9" }.parse().unwrap();
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(&hops.join(",")) {
+                headers.insert("x-forwarded-for", value);
+            }
+            let client = limits.client(peer, &headers);
+            if !peer_trusted {
+                proptest::prop_assert_eq!(client, peer);
+            } else if client != peer {
+                let trusted = super::super::auth::trusted(&limits.proxies, client);
+                proptest::prop_assert!(!trusted, "{client} is a trusted proxy");
+                proptest::prop_assert!(hops.iter().any(|h| h.trim().parse::<IpAddr>() == Ok(client)));
+            }
+        }
     }
 }

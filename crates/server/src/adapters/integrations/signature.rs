@@ -116,4 +116,43 @@ mod tests {
         assert_ne!(base, sign(b"s", 2, b"body"));
         assert_ne!(base, sign(b"s", 1, b"bodz"));
     }
+
+    // What HTTP fuzzing cannot send: headers carrying a valid HMAC. Any header is refused or
+    // verified without a panic; a real signature verifies whatever the body, with junk parts
+    // around it; one changed byte of the body, or a time beyond the tolerance, refuses it.
+    proptest::proptest! {
+        #[test]
+        fn any_header_is_refused_or_verified_never_a_panic(
+            header in ".{0,200}",
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            now in proptest::num::i64::ANY,
+            tolerance in proptest::num::i64::ANY,
+        ) {
+            let _ = verify(b"secret", Some(&header), &body, now, tolerance);
+        }
+
+        #[test]
+        fn a_real_signature_verifies_and_a_changed_body_does_not(
+            secret in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 1..300),
+            t in -10_000_000_000i64..10_000_000_000,
+            skew in -300i64..=300,
+            junk in "x[a-z0-9]{0,4}=[a-z0-9]{0,8}",
+            flip in proptest::num::usize::ANY,
+        ) {
+            let header = format!("{junk}, {} ,{junk}", sign(&secret, t, &body));
+            proptest::prop_assert_eq!(verify(&secret, Some(&header), &body, t + skew, 300), Ok(()));
+            proptest::prop_assert_eq!(
+                verify(&secret, Some(&header), &body, t + 301, 300),
+                Err(Refused::Stale(300))
+            );
+            let mut changed = body.clone();
+            let at = flip % changed.len();
+            changed[at] ^= 0x01;
+            proptest::prop_assert_eq!(
+                verify(&secret, Some(&header), &changed, t, 300),
+                Err(Refused::Bad)
+            );
+        }
+    }
 }

@@ -134,3 +134,63 @@ impl JwtVerifier {
             .map_err(|_| JwtError::Malformed("sub is not a valid customer id".into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use ordermill_core::{ManualClock, UnixMillis};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::startup::settings::Secret;
+
+    const SECRET: &str = "jwt-proptest-secret";
+    const NOW_SECS: i64 = 1_800_000_000;
+
+    fn verifier() -> JwtVerifier {
+        let settings = JwtSettings { secret: Some(Secret::new(SECRET)), ..JwtSettings::default() };
+        let clock = Arc::new(ManualClock::new(UnixMillis(NOW_SECS * 1000)));
+        JwtVerifier::new(&settings, clock).unwrap()
+    }
+
+    proptest! {
+        // Whatever a client puts after `Bearer `: a refusal, never a panic.
+        #[test]
+        fn any_token_text_is_refused(token in "[ -~]{0,300}") {
+            prop_assert!(verifier().verify(&token).is_err());
+        }
+
+        // What HTTP fuzzing cannot make: tokens whose signature is right, with claims of any
+        // value. Accepted exactly when `sub` is a valid customer id and the time checks hold.
+        #[test]
+        fn a_signed_token_is_accepted_only_when_its_claims_hold(
+            sub in prop_oneof![
+                "[a-z0-9-]{1,20}".prop_map(serde_json::Value::from),
+                "[ -~蟹]{0,80}".prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                Just(serde_json::Value::Null),
+            ],
+            exp in prop_oneof![any::<i64>(), (NOW_SECS - 100)..(NOW_SECS + 100)],
+            nbf in proptest::option::of(prop_oneof![any::<i64>(), (NOW_SECS - 100)..(NOW_SECS + 100)]),
+        ) {
+            let mut claims = json!({"sub": sub, "exp": exp});
+            if let Some(nbf) = nbf {
+                claims["nbf"] = json!(nbf);
+            }
+            let key = EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+            let token = encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
+            let leeway = 30;
+            let valid_sub = sub.as_str().and_then(|s| CustomerId::parse(s).ok());
+            let in_time = exp.saturating_add(leeway) >= NOW_SECS
+                && nbf.is_none_or(|nbf| nbf.saturating_sub(leeway) <= NOW_SECS);
+            match verifier().verify(&token) {
+                Ok(customer) => {
+                    prop_assert!(in_time, "accepted outside its time: {claims}");
+                    prop_assert_eq!(Some(customer), valid_sub);
+                }
+                Err(_) => prop_assert!(valid_sub.is_none() || !in_time, "refused: {claims}"),
+            }
+        }
+    }
+}
