@@ -93,6 +93,15 @@ pub enum ValidationError {
         /// The bound, as text.
         max: &'static str,
     },
+    /// A report id that is not a UUID.
+    #[error("report id must be a UUID like 0193a1b2-...; got {0:?}")]
+    InvalidReportId(String),
+    /// A report's range that is empty, reversed, too long or unreadable.
+    #[error("{0}")]
+    InvalidReportRange(String),
+    /// A report filter its kind does not take, or an unreadable one.
+    #[error("{0}")]
+    InvalidReportFilter(String),
 }
 
 impl ValidationError {
@@ -115,6 +124,9 @@ impl ValidationError {
             Self::InvalidExpiry(_) => "invalid_expiry",
             Self::InvalidLimit { .. } => "invalid_limit",
             Self::TotalOverflow { .. } => "amount_too_large",
+            Self::InvalidReportId(_) => "invalid_report_id",
+            Self::InvalidReportRange(_) => "invalid_report_range",
+            Self::InvalidReportFilter(_) => "invalid_report_filter",
         }
     }
 }

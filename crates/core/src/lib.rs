@@ -17,6 +17,7 @@
 //! - [`clock`]: the time source, fakeable in tests.
 //! - [`duration`]: [`HumanDuration`], the configuration's one duration type (`"250ms"`).
 //! - [`redact`]: [`redact_url`], the one way a URL is shown in logs, errors and config output.
+//! - [`report`]: reports (报表): what may be asked for, their life, their rows as typed cells.
 //! - [`error`]: [`ValidationError`], with the stable machine-readable codes clients see.
 //! - [`ports`]: the traits backends implement (store, cache, bus, outbox, payment gateway,
 //!   notifier).
@@ -38,6 +39,7 @@ pub mod ports;
 pub mod product;
 pub mod quantity;
 pub mod redact;
+pub mod report;
 pub mod sku;
 pub mod test_support;
 pub mod topology;
