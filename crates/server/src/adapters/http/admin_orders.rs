@@ -174,7 +174,7 @@ struct Cancelled<'a> {
     path = "/admin/orders/{id}/cancel",
     tag = "admin",
     summary = "Cancel an unpaid waiting order",
-    request_body = super::openapi::CancelInput,
+    request_body(content = Option<super::openapi::CancelInput>, description = "Optional: an empty body cancels with the default reason"),
     params(
         ("id" = super::openapi::Id, Path, description = "The order id")
     ),
@@ -200,8 +200,12 @@ pub(super) async fn cancel(
     let id = OrderId::parse(&id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     let raw = super::body::bytes(body)?;
-    let request: CancelRequest =
-        if raw.is_empty() { CancelRequest::default() } else { super::body::from_bytes(&raw)? };
+    // No body, or `null`, cancels with the default reason (the document allows both).
+    let request: CancelRequest = if raw.is_empty() {
+        CancelRequest::default()
+    } else {
+        super::body::from_bytes::<Option<CancelRequest>>(&raw)?.unwrap_or_default()
+    };
     let reason = request.reason.unwrap_or_else(|| "cancelled by an operator".to_owned());
     if reason.is_empty()
         || reason.chars().count() > MAX_REASON
