@@ -132,6 +132,11 @@ impl ReportStatus {
         }
     }
 
+    /// Whether the report is finished for good (done or failed).
+    pub fn is_final(self) -> bool {
+        matches!(self, ReportStatus::Done | ReportStatus::Failed)
+    }
+
     /// The status named `text`.
     pub fn parse(text: &str) -> Option<ReportStatus> {
         [ReportStatus::Queued, ReportStatus::Running, ReportStatus::Done, ReportStatus::Failed]

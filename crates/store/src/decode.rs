@@ -221,3 +221,82 @@ impl DealColumns {
         })
     }
 }
+
+/// A report's columns, as both backends store them (`reports`).
+pub(crate) struct ReportColumns {
+    pub id: uuid::Uuid,
+    pub kind: String,
+    pub format: String,
+    pub range_from: i64,
+    pub range_to: i64,
+    pub status_filter: Option<String>,
+    pub sku_filter: Option<String>,
+    pub status: String,
+    pub rows_done: i64,
+    pub rows_estimated: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub size_bytes: Option<i64>,
+}
+
+/// The column list both backends select, in [`ReportColumns`]' order.
+pub(crate) const REPORT_COLUMNS: &str = "id, kind, format, range_from, range_to, status_filter, \
+    sku_filter, status, rows_done, rows_estimated, error, created_at, finished_at, expires_at, \
+    size_bytes";
+
+impl ReportColumns {
+    /// The report, its values checked as a new request's would be.
+    pub(crate) fn into_report(self) -> Result<ordermill_core::report::Report, StoreError> {
+        use ordermill_core::report::{
+            Report, ReportFormat, ReportId, ReportKind, ReportSpec, ReportStatus,
+        };
+        let kind = ReportKind::parse(&self.kind)
+            .ok_or_else(|| corrupt(format!("unknown report kind {:?}", self.kind)))?;
+        let format = ReportFormat::parse(&self.format)
+            .ok_or_else(|| corrupt(format!("unknown report format {:?}", self.format)))?;
+        let status_filter = self.status_filter.as_deref().map(order_status).transpose()?;
+        let sku_filter = self.sku_filter.map(Sku::parse).transpose().map_err(corrupt)?;
+        let spec = ReportSpec::new(
+            kind,
+            format,
+            (UnixMillis(self.range_from), UnixMillis(self.range_to)),
+            status_filter,
+            sku_filter,
+        )
+        .map_err(corrupt)?;
+        let count = |n: i64| u64::try_from(n).map_err(|_| corrupt(format!("negative count {n}")));
+        Ok(Report {
+            id: ReportId::from_uuid(self.id),
+            spec,
+            status: ReportStatus::parse(&self.status)
+                .ok_or_else(|| corrupt(format!("unknown report status {:?}", self.status)))?,
+            rows_done: count(self.rows_done)?,
+            rows_estimated: self.rows_estimated.map(count).transpose()?,
+            error: self.error,
+            created_at: UnixMillis(self.created_at),
+            finished_at: self.finished_at.map(UnixMillis),
+            expires_at: self.expires_at.map(UnixMillis),
+            size_bytes: self.size_bytes.map(count).transpose()?,
+        })
+    }
+}
+
+/// A count for an `INTEGER`/`bigint` column (reports never come near `i64::MAX`).
+pub(crate) fn stored_count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The id range `[low, high)` of orders created in `[from, to)` (ids are UUIDv7): the same
+/// bounds an operator's listing scans ([`ordermill_core::ports::OrderQuery::id_range`]).
+pub(crate) fn id_bounds(from: UnixMillis, to: UnixMillis) -> (uuid::Uuid, uuid::Uuid) {
+    ordermill_core::ports::OrderQuery {
+        filter: OrderFilter::Any,
+        since: from,
+        until: UnixMillis(to.0.saturating_sub(1)),
+        before: None,
+        limit: 0,
+    }
+    .id_range()
+}

@@ -7,7 +7,8 @@
 //!   statement per group commit, an outbox claimed with leases, versioned SQL migrations in
 //!   `migrations/postgres/` applied by [`PostgresStore::migrate`] (never implicitly).
 //! - [`contract`]: the suite every backend passes (public so each backend's tests call it);
-//!   [`deal_contract`]: the same for group-buy deals and purchase limits.
+//!   [`deal_contract`]: the same for group-buy deals and purchase limits; [`report_contract`]:
+//!   for reports.
 //!
 //! Batching (group commit) is decided by the server's committer, not here: a store only
 //! makes one call's batch durable in one transaction.
@@ -16,6 +17,7 @@ pub mod contract;
 pub mod deal_contract;
 mod decode;
 pub mod postgres;
+pub mod report_contract;
 pub mod sqlite;
 
 pub use postgres::PostgresStore;

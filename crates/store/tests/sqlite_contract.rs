@@ -20,6 +20,13 @@ async fn sqlite_store_honours_the_deal_contract() {
     ordermill_store::deal_contract::run_all(Arc::new(SqliteStore::open(dir.path()).unwrap())).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_honours_the_report_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    ordermill_store::report_contract::run_all(Arc::new(SqliteStore::open(dir.path()).unwrap()))
+        .await;
+}
+
 #[tokio::test]
 async fn committed_orders_survive_closing_and_reopening_the_file() {
     let dir = tempfile::tempdir().unwrap();

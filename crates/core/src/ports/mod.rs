@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod payment;
 pub mod rate_limit;
 pub mod read_cache;
+pub mod reports;
 pub mod store;
 
 pub use bus::{
@@ -26,6 +27,7 @@ pub use outbox::Outbox;
 pub use payment::{ChargeError, ChargeRequest, PaymentGateway};
 pub use rate_limit::{RateLimiter, RateQuota};
 pub use read_cache::OrderReadCache;
+pub use reports::{Claim, ReportStore};
 pub use store::{
     AcceptedOrder, Effect, EffectOutcome, OrderFilter, OrderQuery, OrderStore, StoreError,
 };

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "0005_partitions", include_str!("../../migrations/postgres/0005_partitions.sql")),
     (6, "0006_customer_units", include_str!("../../migrations/postgres/0006_customer_units.sql")),
     (7, "0007_pay_later", include_str!("../../migrations/postgres/0007_pay_later.sql")),
+    (8, "0008_reports", include_str!("../../migrations/postgres/0008_reports.sql")),
 ];
 
 /// First half of the advisory lock key ("om" in ASCII): keeps our lock apart from any other

@@ -29,6 +29,7 @@ mod orders;
 mod outbox;
 pub mod partitions;
 mod products;
+mod reports;
 mod rows;
 
 use std::sync::Arc;
@@ -383,5 +384,89 @@ impl LimitStore for PostgresStore {
 
     async fn units_by_customer(&self, sku: &Sku) -> Result<Vec<(CustomerId, u64)>, StoreError> {
         limits::units_by_customer(&self.pool, sku).await
+    }
+}
+
+#[async_trait]
+impl ordermill_core::ports::ReportStore for PostgresStore {
+    async fn create_report(
+        &self,
+        report: &ordermill_core::report::Report,
+    ) -> Result<(), StoreError> {
+        reports::create(&self.pool, report).await
+    }
+
+    async fn get_report(
+        &self,
+        id: ordermill_core::report::ReportId,
+    ) -> Result<Option<ordermill_core::report::Report>, StoreError> {
+        reports::get(&self.pool, id).await
+    }
+
+    async fn claim_report(
+        &self,
+        id: ordermill_core::report::ReportId,
+        token: Uuid,
+        rows_estimated: u64,
+        now: UnixMillis,
+        stale_before: UnixMillis,
+    ) -> Result<ordermill_core::ports::Claim, StoreError> {
+        reports::claim(&self.pool, id, token, rows_estimated, now, stale_before).await
+    }
+
+    async fn report_progress(
+        &self,
+        id: ordermill_core::report::ReportId,
+        token: Uuid,
+        rows_done: u64,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        reports::progress(&self.pool, id, token, rows_done, now).await
+    }
+
+    async fn finish_report(
+        &self,
+        id: ordermill_core::report::ReportId,
+        token: Uuid,
+        rows_done: u64,
+        size_bytes: u64,
+        at: (UnixMillis, UnixMillis),
+    ) -> Result<bool, StoreError> {
+        reports::finish(&self.pool, id, token, (rows_done, size_bytes), at).await
+    }
+
+    async fn fail_report(
+        &self,
+        id: ordermill_core::report::ReportId,
+        token: Uuid,
+        error: &str,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        reports::fail(&self.pool, id, token, error, now).await
+    }
+
+    async fn stalled_reports(
+        &self,
+        stale_before: UnixMillis,
+        asked_before: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<ordermill_core::report::ReportId>, StoreError> {
+        reports::stalled(&self.pool, stale_before, asked_before, limit).await
+    }
+
+    async fn expired_reports(
+        &self,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<ordermill_core::report::ReportId>, StoreError> {
+        reports::expired(&self.pool, now, limit).await
+    }
+
+    async fn delete_report(&self, id: ordermill_core::report::ReportId) -> Result<(), StoreError> {
+        reports::delete(&self.pool, id).await
+    }
+
+    async fn count_orders(&self, from: UnixMillis, to: UnixMillis) -> Result<u64, StoreError> {
+        reports::count_orders(&self.pool, from, to).await
     }
 }

@@ -8,6 +8,7 @@ mod deals;
 mod effects;
 mod error;
 mod ledger;
+mod reports;
 mod rows;
 mod schema;
 mod writer;
@@ -467,5 +468,120 @@ impl LimitStore for SqliteStore {
     async fn units_by_customer(&self, sku: &Sku) -> Result<Vec<(CustomerId, u64)>, StoreError> {
         let sku = sku.clone();
         self.read(move |conn| deals::units_by_customer(conn, &sku)).await
+    }
+}
+
+#[async_trait]
+impl ordermill_core::ports::ReportStore for SqliteStore {
+    async fn create_report(
+        &self,
+        report: &ordermill_core::report::Report,
+    ) -> Result<(), StoreError> {
+        let write = reports::Write::Create(Box::new(report.clone()));
+        self.report_write(write).await.map(drop)
+    }
+
+    async fn get_report(
+        &self,
+        id: ordermill_core::report::ReportId,
+    ) -> Result<Option<ordermill_core::report::Report>, StoreError> {
+        self.read(move |conn| reports::get(conn, id)).await
+    }
+
+    async fn claim_report(
+        &self,
+        id: ordermill_core::report::ReportId,
+        token: Uuid,
+        rows_estimated: u64,
+        now: UnixMillis,
+        stale_before: UnixMillis,
+    ) -> Result<ordermill_core::ports::Claim, StoreError> {
+        let write =
+            reports::Write::Claim { id, token, estimate: rows_estimated, now, stale_before };
+        match self.report_write(write).await? {
+            reports::Written::Claim(claim) => Ok(claim),
+            other => {
+                Err(StoreError::Unavailable(format!("the writer answered {other:?} to a claim")))
+            }
+        }
+    }
+
+    async fn report_progress(
+        &self,
+        id: ordermill_core::report::ReportId,
+        token: Uuid,
+        rows_done: u64,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        self.report_held(reports::Write::Progress { id, token, rows: rows_done, now }).await
+    }
+
+    async fn finish_report(
+        &self,
+        id: ordermill_core::report::ReportId,
+        token: Uuid,
+        rows_done: u64,
+        size_bytes: u64,
+        (now, expires_at): (UnixMillis, UnixMillis),
+    ) -> Result<bool, StoreError> {
+        let write = reports::Write::Finish {
+            id,
+            token,
+            rows: rows_done,
+            size: size_bytes,
+            now,
+            expires: expires_at,
+        };
+        self.report_held(write).await
+    }
+
+    async fn fail_report(
+        &self,
+        id: ordermill_core::report::ReportId,
+        token: Uuid,
+        error: &str,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let error = error.to_owned();
+        self.report_held(reports::Write::Fail { id, token, error, now }).await
+    }
+
+    async fn stalled_reports(
+        &self,
+        stale_before: UnixMillis,
+        asked_before: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<ordermill_core::report::ReportId>, StoreError> {
+        self.read(move |conn| reports::stalled(conn, stale_before, asked_before, limit)).await
+    }
+
+    async fn expired_reports(
+        &self,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<ordermill_core::report::ReportId>, StoreError> {
+        self.read(move |conn| reports::expired(conn, now, limit)).await
+    }
+
+    async fn delete_report(&self, id: ordermill_core::report::ReportId) -> Result<(), StoreError> {
+        self.report_write(reports::Write::Delete(id)).await.map(drop)
+    }
+
+    async fn count_orders(&self, from: UnixMillis, to: UnixMillis) -> Result<u64, StoreError> {
+        self.read(move |conn| reports::count_orders(conn, from, to)).await
+    }
+}
+
+impl SqliteStore {
+    async fn report_write(&self, write: reports::Write) -> Result<reports::Written, StoreError> {
+        self.written(|reply| Command::Report { write, reply }).await
+    }
+
+    /// A write made only while the run holds the report: whether it still did.
+    async fn report_held(&self, write: reports::Write) -> Result<bool, StoreError> {
+        match self.report_write(write).await? {
+            reports::Written::Held(held) => Ok(held),
+            other => Err(StoreError::Unavailable(format!("the writer answered {other:?}"))),
+        }
     }
 }

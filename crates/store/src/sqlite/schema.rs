@@ -124,6 +124,32 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX payment_deadlines_by_time ON payment_deadlines (pay_by);
     "#,
+    // 5: reports (报表). One row per report; run_token names the run that holds it, so a run
+    // presumed dead and replaced can no longer finish it. The partial indexes keep the
+    // sweeper's and the expiry's queries to the few rows they look for.
+    r#"
+    CREATE TABLE reports (
+        id              TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL,
+        format          TEXT NOT NULL,
+        range_from      INTEGER NOT NULL,
+        range_to        INTEGER NOT NULL,
+        status_filter   TEXT,
+        sku_filter      TEXT,
+        status          TEXT NOT NULL,
+        rows_done       INTEGER NOT NULL DEFAULT 0,
+        rows_estimated  INTEGER,
+        error           TEXT,
+        created_at      INTEGER NOT NULL,
+        touched_at      INTEGER NOT NULL,
+        finished_at     INTEGER,
+        expires_at      INTEGER,
+        size_bytes      INTEGER,
+        run_token       TEXT
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX reports_waiting ON reports (touched_at) WHERE status IN ('queued', 'running');
+    CREATE INDEX reports_expiring ON reports (expires_at) WHERE expires_at IS NOT NULL;
+    "#,
 ];
 
 /// Brings the database to the latest schema.

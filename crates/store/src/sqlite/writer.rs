@@ -86,6 +86,10 @@ pub(crate) enum Command {
         limit: Option<u32>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Report {
+        write: super::reports::Write,
+        reply: oneshot::Sender<Result<super::reports::Written, StoreError>>,
+    },
 }
 
 /// Effects written in one consumer transaction, at most (whole caller batches are never split,
@@ -306,6 +310,7 @@ impl Command {
             Command::JoinDeal { reply, .. } => drop(reply.send(Err(error))),
             Command::ExpireDeal { reply, .. } => drop(reply.send(Err(error))),
             Command::SetLimit { reply, .. } => drop(reply.send(Err(error))),
+            Command::Report { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -369,6 +374,9 @@ fn execute(conn: &mut Connection, command: Command) {
         }
         Command::SetLimit { sku, limit, reply } => {
             let _ = reply.send(deals::set_limit(conn, &sku, limit));
+        }
+        Command::Report { write, reply } => {
+            let _ = reply.send(super::reports::apply(conn, write));
         }
     }
 }

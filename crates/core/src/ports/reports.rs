@@ -1,0 +1,132 @@
+//! Storage of reports (报表): their rows in the store of record, claimed by one run at a time.
+//!
+//! A run claims a report with a fresh token; its progress, completion and failure are only
+//! written while the report still carries that token. A run presumed dead (no progress for a
+//! while) can so be replaced by a new one, and the old one, if it was only slow, can no longer
+//! touch the report: a report is never done twice, as two different files.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::clock::UnixMillis;
+use crate::ports::store::StoreError;
+use crate::report::{Report, ReportId};
+
+/// What [`ReportStore::claim_report`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The report is this run's now.
+    Claimed(Report),
+    /// Done or failed already: nothing to run.
+    Finished(Report),
+    /// Another run holds it and showed progress within the stale window.
+    Busy,
+    /// No such report (expired and removed, or never asked for).
+    Missing,
+}
+
+/// Durable reports.
+#[async_trait]
+pub trait ReportStore: Send + Sync + 'static {
+    /// Stores a report just asked for (status `queued`).
+    ///
+    /// # Errors
+    /// A backend failure; nothing was written.
+    async fn create_report(&self, report: &Report) -> Result<(), StoreError>;
+
+    /// One report.
+    ///
+    /// # Errors
+    /// A backend failure or a row that does not parse.
+    async fn get_report(&self, id: ReportId) -> Result<Option<Report>, StoreError>;
+
+    /// Claims the report for a run with `token` at `now`: granted when it is queued, or
+    /// running without progress since `stale_before` (its run is presumed dead). The claim
+    /// sets status `running`, clears the progress and records `rows_estimated`.
+    ///
+    /// # Errors
+    /// A backend failure.
+    async fn claim_report(
+        &self,
+        id: ReportId,
+        token: Uuid,
+        rows_estimated: u64,
+        now: UnixMillis,
+        stale_before: UnixMillis,
+    ) -> Result<Claim, StoreError>;
+
+    /// Records `rows_done` for the run holding `token`; `false` if another run holds it now.
+    ///
+    /// # Errors
+    /// A backend failure.
+    async fn report_progress(
+        &self,
+        id: ReportId,
+        token: Uuid,
+        rows_done: u64,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError>;
+
+    /// Marks the report done (its file stored: `size_bytes`, kept until `expires_at`) for the
+    /// run holding `token`; `false` if another run holds it now (its file must not be kept).
+    ///
+    /// # Errors
+    /// A backend failure.
+    async fn finish_report(
+        &self,
+        id: ReportId,
+        token: Uuid,
+        rows_done: u64,
+        size_bytes: u64,
+        (now, expires_at): (UnixMillis, UnixMillis),
+    ) -> Result<bool, StoreError>;
+
+    /// Marks the report failed with `error` for the run holding `token`; `false` if another
+    /// run holds it now.
+    ///
+    /// # Errors
+    /// A backend failure.
+    async fn fail_report(
+        &self,
+        id: ReportId,
+        token: Uuid,
+        error: &str,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError>;
+
+    /// Reports waiting for a run: queued or running without progress since `stale_before`,
+    /// and asked for before `asked_before` (a fresh one is still on its way to a worker),
+    /// oldest first, at most `limit`. Their requests may have been lost (a node that stopped
+    /// before its message reached the bus): the caller sends them again.
+    ///
+    /// # Errors
+    /// A backend failure.
+    async fn stalled_reports(
+        &self,
+        stale_before: UnixMillis,
+        asked_before: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<ReportId>, StoreError>;
+
+    /// Reports whose file expires at or before `now`, at most `limit`.
+    ///
+    /// # Errors
+    /// A backend failure.
+    async fn expired_reports(
+        &self,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<ReportId>, StoreError>;
+
+    /// Removes the report's row (its file is removed first, by the caller).
+    ///
+    /// # Errors
+    /// A backend failure.
+    async fn delete_report(&self, id: ReportId) -> Result<(), StoreError>;
+
+    /// How many orders were created in `[from, to)`: a report's `rows_estimated`.
+    ///
+    /// # Errors
+    /// A backend failure.
+    async fn count_orders(&self, from: UnixMillis, to: UnixMillis) -> Result<u64, StoreError>;
+}
