@@ -39,7 +39,13 @@ if ! up 5672; then
   need rabbitmq-server rabbitmq-server
   # Hundreds of quorum queues (the bus tests declare a topology per case) need more than the
   # default 1,024 file descriptors; short of them the broker stops accepting connections.
-  (ulimit -n "$(ulimit -Hn)"; rabbitmq-server -detached)
+  # The wrapper script switches to the rabbitmq user through su, whose PAM session resets the
+  # limit to 1,024: raise it inside that session.
+  if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1; then
+    su rabbitmq -s /bin/sh -c "cd /var/lib/rabbitmq && ulimit -n $(ulimit -Hn) && /usr/lib/rabbitmq/bin/rabbitmq-server -detached"
+  else
+    (ulimit -n "$(ulimit -Hn)"; rabbitmq-server -detached)
+  fi
   wait_for 5672 rabbitmq 90
 else
   echo "rabbitmq: up on 5672"
