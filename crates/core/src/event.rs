@@ -29,6 +29,8 @@ pub enum RoutingKey {
     DealExpired,
     /// Money arrived for an order already cancelled: it must be given back.
     PaymentRefundRequired,
+    /// A merchant asked for a report (报表); not about an order: its body names the report.
+    ReportRequested,
 }
 
 /// A set of routing keys (one bit each).
@@ -58,7 +60,7 @@ impl RoutingKeys {
 
 impl RoutingKey {
     /// Every key, for topology checks.
-    pub const ALL: [RoutingKey; 9] = [
+    pub const ALL: [RoutingKey; 10] = [
         Self::OrderCreated,
         Self::PaymentSucceeded,
         Self::PaymentFailed,
@@ -68,6 +70,7 @@ impl RoutingKey {
         Self::DealCompleted,
         Self::DealExpired,
         Self::PaymentRefundRequired,
+        Self::ReportRequested,
     ];
 
     /// The key as bound on the exchange.
@@ -82,6 +85,7 @@ impl RoutingKey {
             Self::DealCompleted => "deal.completed",
             Self::DealExpired => "deal.expired",
             Self::PaymentRefundRequired => "payment.refund_required",
+            Self::ReportRequested => "report.requested",
         }
     }
 

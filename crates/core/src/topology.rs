@@ -24,7 +24,8 @@ impl Default for Topology {
     /// The order pipeline: inventory deducts on `order.created` / `deal.joined` and releases
     /// on `payment.failed` / `deal.expired`; payment charges on `order.created` and, for
     /// group buys, on `deal.completed`; notify tells the customer about every step, and the
-    /// merchant about money to give back (`payment.refund_required`).
+    /// merchant about money to give back (`payment.refund_required`); reports runs the
+    /// reports merchants ask for (`report.requested`).
     fn default() -> Self {
         let bind = |queue: &str, keys: &[&str]| Binding {
             queue: queue.to_owned(),
@@ -43,6 +44,7 @@ impl Default for Topology {
                     "payment.refund_required",
                 ],
             ),
+            bind("reports", &["report.requested"]),
         ])
     }
 }

@@ -16,6 +16,7 @@
 pub mod contract;
 pub mod deal_contract;
 mod decode;
+pub mod files;
 pub mod postgres;
 pub mod report_contract;
 pub mod sqlite;

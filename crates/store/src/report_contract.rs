@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use ordermill_core::ports::{Claim, OrderStore, ReportStore};
+use ordermill_core::ports::{Claim, FILE_CHUNK, OrderStore, ReportFiles, ReportStore};
 use ordermill_core::report::{
     Report, ReportFormat, ReportId, ReportKind, ReportSpec, ReportStatus,
 };
@@ -225,4 +225,38 @@ async fn orders_are_counted_by_creation_time<S: OrderStore + ReportStore>(store:
     assert_eq!(count(0, 5).await.expect("count"), 5);
     assert_eq!(count(1, 3).await.expect("count"), 2, "[from, to): day 3 not counted");
     assert_eq!(count(5, 9).await.expect("count"), 0);
+}
+
+/// The contract of a [`ReportFiles`] backend; `scratch` is a directory for the files to put.
+pub async fn files_contract(files: &dyn ReportFiles, scratch: &std::path::Path) {
+    let ids = OrderIdGenerator::new();
+    let id = ReportId::from_uuid(ids.next_uuid(NOW));
+    let write = |name: &str, bytes: &[u8]| {
+        let path = scratch.join(name);
+        std::fs::write(&path, bytes).expect("scratch file");
+        path
+    };
+    let big: Vec<u8> = (0..FILE_CHUNK * 5 / 2).map(|i| (i % 251) as u8).collect();
+    assert_eq!(files.put(id, &write("a", &big)).await.expect("put"), big.len() as u64);
+    let mut read = Vec::new();
+    let mut index = 0;
+    while let Some(chunk) = files.chunk(id, index).await.expect("chunk") {
+        assert!(chunk.len() <= FILE_CHUNK);
+        read.extend(chunk);
+        index += 1;
+    }
+    assert_eq!((index, read == big), (3, true), "three chunks, the file as it was");
+    assert_eq!(files.chunk(id, 99).await.expect("chunk"), None);
+
+    // A second put replaces the first whole: no chunk of the old file survives.
+    assert_eq!(files.put(id, &write("b", "大闸蟹,3\r\n".as_bytes())).await.expect("put"), 13);
+    assert_eq!(
+        files.chunk(id, 0).await.expect("chunk").as_deref(),
+        Some("大闸蟹,3\r\n".as_bytes())
+    );
+    assert_eq!(files.chunk(id, 1).await.expect("chunk"), None);
+
+    files.remove(id).await.expect("remove");
+    assert_eq!(files.chunk(id, 0).await.expect("chunk"), None);
+    files.remove(id).await.expect("removing twice is no error");
 }

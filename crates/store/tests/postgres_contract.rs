@@ -127,6 +127,18 @@ async fn postgres_store_honours_the_report_contract() {
     ordermill_store::report_contract::run_all(Arc::new(schema.migrated_store().await)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_files_in_postgres_honour_the_contract() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let scratch = tempfile::tempdir().unwrap();
+    ordermill_store::report_contract::files_contract(
+        &schema.migrated_store().await,
+        scratch.path(),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_joining_one_deal_at_once_admit_exactly_its_group_size() {
     let Some(url) = postgres_url() else { return };

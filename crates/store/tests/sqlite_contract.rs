@@ -27,6 +27,13 @@ async fn sqlite_store_honours_the_report_contract() {
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_files_in_a_directory_honour_the_contract() {
+    let (dir, scratch) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let files = ordermill_store::files::DirReportFiles::open(dir.path().join("reports")).unwrap();
+    ordermill_store::report_contract::files_contract(&files, scratch.path()).await;
+}
+
 #[tokio::test]
 async fn committed_orders_survive_closing_and_reopening_the_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -27,7 +27,7 @@ pub use outbox::Outbox;
 pub use payment::{ChargeError, ChargeRequest, PaymentGateway};
 pub use rate_limit::{RateLimiter, RateQuota};
 pub use read_cache::OrderReadCache;
-pub use reports::{Claim, ReportStore};
+pub use reports::{Claim, FILE_CHUNK, ReportFiles, ReportStore};
 pub use store::{
     AcceptedOrder, Effect, EffectOutcome, OrderFilter, OrderQuery, OrderStore, StoreError,
 };

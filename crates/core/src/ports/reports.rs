@@ -130,3 +130,30 @@ pub trait ReportStore: Send + Sync + 'static {
     /// A backend failure.
     async fn count_orders(&self, from: UnixMillis, to: UnixMillis) -> Result<u64, StoreError>;
 }
+
+/// How report files are read back: in chunks of this many bytes.
+pub const FILE_CHUNK: usize = 1 << 20;
+
+/// Where finished report files are kept until they expire.
+#[async_trait]
+pub trait ReportFiles: Send + Sync + 'static {
+    /// Keeps the file at `path` (written by a run on this machine) as report `id`'s, replacing
+    /// any earlier one, and returns its size. `path` is consumed (moved or deleted).
+    ///
+    /// # Errors
+    /// A backend failure; nothing is kept for the report then.
+    async fn put(&self, id: ReportId, path: &std::path::Path) -> Result<u64, StoreError>;
+
+    /// The `index`th chunk of [`FILE_CHUNK`] bytes of report `id`'s file (the last may be
+    /// shorter); `None` past its end or when it has no file.
+    ///
+    /// # Errors
+    /// A backend failure.
+    async fn chunk(&self, id: ReportId, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Removes report `id`'s file; removing one that is gone is no error.
+    ///
+    /// # Errors
+    /// A backend failure.
+    async fn remove(&self, id: ReportId) -> Result<(), StoreError>;
+}

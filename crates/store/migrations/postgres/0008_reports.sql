@@ -31,3 +31,13 @@ CREATE TABLE reports (
 );
 CREATE INDEX reports_waiting ON reports (touched_at) WHERE status IN ('queued', 'running');
 CREATE INDEX reports_expiring ON reports (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Finished files, in 1 MiB chunks: whichever api node nginx picks streams the download, with
+-- no shared file system; the database's backups hold them; expiry is one DELETE. A put
+-- replaces a report's chunks in one transaction, so a reader never sees two files mixed.
+CREATE TABLE report_files (
+    report_id  uuid NOT NULL,
+    seq        integer NOT NULL,
+    data       bytea NOT NULL,
+    PRIMARY KEY (report_id, seq)
+);

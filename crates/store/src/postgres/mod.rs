@@ -29,6 +29,7 @@ mod orders;
 mod outbox;
 pub mod partitions;
 mod products;
+mod report_files;
 mod reports;
 mod rows;
 

@@ -451,7 +451,7 @@ pub struct CallbackReply {
 /// Why an operator cancels.
 #[derive(Serialize, ToSchema)]
 pub struct CancelInput {
-    #[schema(nullable = false)]
+    /// Absent or null: "cancelled by an operator".
     reason: Option<Reason>,
 }
 
