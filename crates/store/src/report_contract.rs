@@ -153,18 +153,31 @@ async fn the_sweeper_and_the_expiry_find_their_reports<S: ReportStore>(store: &S
     let ours = [waiting.id, running.id, finished.id, fresh.id];
     let mine =
         |all: Vec<ReportId>| all.into_iter().filter(|id| ours.contains(id)).collect::<Vec<_>>();
-    let stalled = store.stalled_reports(at(base + 10), at(base + 20), 100).await.expect("stalled");
-    assert_eq!(
-        mine(stalled.clone()),
-        vec![waiting.id, running.id],
-        "not the done one, not the fresh one"
-    );
-    let first = store.stalled_reports(at(base + 10), at(base + 20), 1).await.expect("stalled");
-    assert_eq!(first, stalled[..1], "oldest first, at most the limit");
-    // The run showing progress is not stalled.
-    store.report_progress(running.id, token, 3, at(base + 11)).await.expect("progress");
-    let stalled = store.stalled_reports(at(base + 10), at(base + 20), 100).await.expect("stalled");
-    assert_eq!(mine(stalled), vec![waiting.id]);
+    // The run claimed at base+3 shows progress at base+11: alive, so not requeued.
+    assert!(store.report_progress(running.id, token, 3, at(base + 11)).await.expect("progress"));
+    let requeue = |stale: i64, asked: i64, now: i64| {
+        store.requeue_stalled(at(base + stale), at(base + asked), at(base + now), 100)
+    };
+    let requeued = requeue(10, 20, 12).await.expect("requeue");
+    assert_eq!(mine(requeued), vec![waiting.id], "not the live run, the done one or the fresh one");
+    // Sent again once per stale window: touched at base+12, it is not stalled before then.
+    assert!(mine(requeue(10, 20, 13).await.expect("requeue")).is_empty());
+    // Later the run falls silent too: requeued, and then it can no longer write.
+    let later = requeue(40, 50, 41).await.expect("requeue");
+    assert_eq!(mine(later), vec![waiting.id, running.id, fresh.id], "in the order asked for");
+    let back = store.get_report(running.id).await.expect("read").expect("exists");
+    assert_eq!(back.status, ReportStatus::Queued);
+    assert!(!store.report_progress(running.id, token, 4, at(base + 42)).await.expect("progress"));
+    let rerun = store
+        .claim_report(running.id, Uuid::now_v7(), 5, at(base + 43), at(base + 40))
+        .await
+        .expect("claim");
+    assert!(matches!(rerun, Claim::Claimed(_)), "a requeued report is claimed at once: {rerun:?}");
+    let one = store
+        .requeue_stalled(at(base + 500), at(base + 500), at(base + 501), 1)
+        .await
+        .expect("requeue");
+    assert_eq!(one.len(), 1, "at most the limit");
 
     let expired =
         |now| async move { mine(store.expired_reports(now, 100).await.expect("expired")) };

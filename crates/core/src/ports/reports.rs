@@ -94,17 +94,22 @@ pub trait ReportStore: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<bool, StoreError>;
 
-    /// Reports waiting for a run: queued or running without progress since `stale_before`,
-    /// and asked for before `asked_before` (a fresh one is still on its way to a worker),
-    /// oldest first, at most `limit`. Their requests may have been lost (a node that stopped
-    /// before its message reached the bus): the caller sends them again.
+    /// Puts back in the queue the reports that wait for a run: queued, or running without
+    /// progress, since before `stale_before`, and asked for before `asked_before` (a fresh one
+    /// is still on its way to a worker): the longest silent first, at most `limit`, returned
+    /// in the order they were asked for. Each is marked queued
+    /// again at `now` (its run, if only slow, can no longer write) and returned, for the caller
+    /// to send its request again: the first may have been lost (a node stopped before it
+    /// reached the bus), and a dead run's report starts over. Marking them touched sends each
+    /// again at most once per stale window.
     ///
     /// # Errors
     /// A backend failure.
-    async fn stalled_reports(
+    async fn requeue_stalled(
         &self,
         stale_before: UnixMillis,
         asked_before: UnixMillis,
+        now: UnixMillis,
         limit: u32,
     ) -> Result<Vec<ReportId>, StoreError>;
 

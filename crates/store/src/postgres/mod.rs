@@ -446,13 +446,14 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         reports::fail(&self.pool, id, token, error, now).await
     }
 
-    async fn stalled_reports(
+    async fn requeue_stalled(
         &self,
         stale_before: UnixMillis,
         asked_before: UnixMillis,
+        now: UnixMillis,
         limit: u32,
     ) -> Result<Vec<ordermill_core::report::ReportId>, StoreError> {
-        reports::stalled(&self.pool, stale_before, asked_before, limit).await
+        reports::requeue(&self.pool, stale_before, asked_before, now, limit).await
     }
 
     async fn expired_reports(

@@ -175,21 +175,33 @@ async fn ids(
     Ok(ids.into_iter().map(ReportId::from_uuid).collect())
 }
 
-pub(crate) async fn stalled(
+pub(crate) async fn requeue(
     pool: &PgPool,
     stale_before: UnixMillis,
     asked_before: UnixMillis,
+    now: UnixMillis,
     limit: u32,
 ) -> Result<Vec<ReportId>, StoreError> {
+    // SKIP LOCKED: two api nodes sweeping at once split the rows instead of waiting.
     let query = sqlx::query_scalar(
-        "SELECT id FROM reports
-         WHERE status IN ('queued', 'running') AND touched_at < $1 AND created_at < $2
-         ORDER BY touched_at LIMIT $3",
+        "WITH waiting AS (
+             SELECT id FROM reports
+             WHERE status IN ('queued', 'running') AND touched_at < $1 AND created_at < $2
+             ORDER BY touched_at LIMIT $3
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE reports r SET status = 'queued', run_token = NULL, touched_at = $4
+         FROM waiting WHERE r.id = waiting.id
+         RETURNING r.id",
     )
     .bind(stale_before.0)
     .bind(asked_before.0)
-    .bind(i64::from(limit));
-    ids(pool, query).await
+    .bind(i64::from(limit))
+    .bind(now.0);
+    let mut found = ids(pool, query).await?;
+    // RETURNING gives no order; the oldest first, as asked (ids are UUIDv7: time-ordered).
+    found.sort();
+    Ok(found)
 }
 
 pub(crate) async fn expired(

@@ -546,13 +546,22 @@ impl ordermill_core::ports::ReportStore for SqliteStore {
         self.report_held(reports::Write::Fail { id, token, error, now }).await
     }
 
-    async fn stalled_reports(
+    async fn requeue_stalled(
         &self,
         stale_before: UnixMillis,
         asked_before: UnixMillis,
+        now: UnixMillis,
         limit: u32,
     ) -> Result<Vec<ordermill_core::report::ReportId>, StoreError> {
-        self.read(move |conn| reports::stalled(conn, stale_before, asked_before, limit)).await
+        match self
+            .report_write(reports::Write::Requeue { stale_before, asked_before, now, limit })
+            .await?
+        {
+            reports::Written::Requeued(ids) => Ok(ids),
+            other => {
+                Err(StoreError::Unavailable(format!("the writer answered {other:?} to a requeue")))
+            }
+        }
     }
 
     async fn expired_reports(

@@ -20,6 +20,7 @@ pub(crate) enum Write {
     Finish { id: ReportId, token: Uuid, rows: u64, size: u64, now: UnixMillis, expires: UnixMillis },
     Fail { id: ReportId, token: Uuid, error: String, now: UnixMillis },
     Delete(ReportId),
+    Requeue { stale_before: UnixMillis, asked_before: UnixMillis, now: UnixMillis, limit: u32 },
 }
 
 /// What a [`Write`] did.
@@ -29,6 +30,7 @@ pub(crate) enum Written {
     Claim(Claim),
     /// Whether the run still held the report (and so the write was made).
     Held(bool),
+    Requeued(Vec<ReportId>),
 }
 
 pub(crate) fn apply(conn: &mut Connection, write: Write) -> Result<Written, StoreError> {
@@ -63,6 +65,9 @@ pub(crate) fn apply(conn: &mut Connection, write: Write) -> Result<Written, Stor
              WHERE id = ?1 AND run_token = ?2 AND status = 'running'",
             params![id.to_string(), token.to_string(), error, now.0],
         ),
+        Write::Requeue { stale_before, asked_before, now, limit } => {
+            requeue(conn, stale_before, asked_before, now, limit).map(Written::Requeued)
+        }
         Write::Delete(id) => conn
             .execute("DELETE FROM reports WHERE id = ?1", [id.to_string()])
             .map(|_| Written::Done)
@@ -183,19 +188,32 @@ fn ids(
     rows.map(|id| ReportId::parse(&id.map_err(from_sqlite)?).map_err(corrupt)).collect()
 }
 
-pub(crate) fn stalled(
-    conn: &Connection,
+fn requeue(
+    conn: &mut Connection,
     stale_before: UnixMillis,
     asked_before: UnixMillis,
+    now: UnixMillis,
     limit: u32,
 ) -> Result<Vec<ReportId>, StoreError> {
-    ids(
-        conn,
+    let tx = conn.transaction().map_err(from_sqlite)?;
+    let mut found = ids(
+        &tx,
         "SELECT id FROM reports
          WHERE status IN ('queued', 'running') AND touched_at < ?1 AND created_at < ?2
          ORDER BY touched_at LIMIT ?3",
         params![stale_before.0, asked_before.0, i64::from(limit)],
-    )
+    )?;
+    for id in &found {
+        tx.prepare_cached(
+            "UPDATE reports SET status = 'queued', run_token = NULL, touched_at = ?2 WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![id.to_string(), now.0]))
+        .map_err(from_sqlite)?;
+    }
+    tx.commit().map_err(from_sqlite)?;
+    // In the order they were asked for (ids are UUIDv7), as the PostgreSQL store answers.
+    found.sort();
+    Ok(found)
 }
 
 pub(crate) fn expired(
