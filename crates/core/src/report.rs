@@ -146,7 +146,8 @@ impl ReportStatus {
 }
 
 /// A report's id: a UUIDv7, so reports list in the order they were asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
 pub struct ReportId(Uuid);
 
 impl ReportId {

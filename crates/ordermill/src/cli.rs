@@ -89,6 +89,81 @@ enum Command {
     /// --older-than 10m; ordermill orders cancel 01a2...  --url http://127.0.0.1:8080
     #[command(subcommand)]
     Orders(OrdersCommand),
+    /// Reports (报表): ask for one, watch it, download it, with a merchant token. They run on
+    /// the node's consumer of the `reports` queue, off the request path.
+    ///
+    /// Example: ordermill report create --kind sales_by_sku --from 2026-11-01T00:00:00Z --to
+    /// 2026-12-01T00:00:00Z --format xlsx --wait .
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+/// Where the reports API is, and the token for it.
+#[derive(Debug, Args)]
+struct ReportApi {
+    /// The base URL of an api node or of `serve`.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A merchant token (one of the node's `auth.merchant_tokens`), or the admin token.
+    #[arg(long, value_name = "TOKEN", env = "ORDERMILL_MERCHANT_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Ask for a report; with --wait, show its progress and download it when done.
+    ///
+    /// Example: ordermill report create --kind orders --from 2026-11-01T00:00:00Z --to
+    /// 2026-11-02T00:00:00Z --status confirmed --wait ./reports
+    Create {
+        #[command(flatten)]
+        api: ReportApi,
+        /// sales_by_sku (confirmed orders' lines per SKU) or orders (one row per order).
+        #[arg(long)]
+        kind: String,
+        /// Orders created at or after this instant (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        /// Orders created before this instant (RFC 3339); at most 400 days after --from.
+        #[arg(long, value_name = "TIME")]
+        to: String,
+        /// csv or xlsx.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// orders only: one status (accepted, confirmed, cancelled, awaiting_payment, ...).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only orders holding this SKU.
+        #[arg(long)]
+        sku: Option<String>,
+        /// Wait with a progress bar, then download into this directory.
+        #[arg(long, value_name = "DIR")]
+        wait: Option<std::path::PathBuf>,
+    },
+    /// Show a report's status and progress.
+    ///
+    /// Example: ordermill report status 01a2...
+    Status {
+        /// The report's id.
+        report_id: String,
+        #[command(flatten)]
+        api: ReportApi,
+        /// Print the JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a done report into a directory (the file keeps the name the node gives it).
+    ///
+    /// Example: ordermill report download 01a2... --into ./reports
+    Download {
+        /// The report's id.
+        report_id: String,
+        #[command(flatten)]
+        api: ReportApi,
+        /// Where to save it.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        into: std::path::PathBuf,
+    },
 }
 
 /// Where the admin API is.
@@ -465,6 +540,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Orders(OrdersCommand::Cancel { order_id, api, reason }) => runtime()?
             .block_on(crate::orders::cancel(&api.url, &api.admin_token, &order_id, reason)),
+        Command::Report(command) => runtime()?.block_on(report(command)),
         Command::Config(args) => {
             print!("{}", config::to_toml(&config::load(&args.overrides())?)?);
             Ok(())
@@ -637,5 +713,22 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("Received ctrl-c; shutting down gracefully."),
         () = terminate => tracing::info!("Received SIGTERM; shutting down gracefully."),
+    }
+}
+
+async fn report(command: ReportCommand) -> anyhow::Result<()> {
+    use crate::report::{Api, CreateRequest};
+    match command {
+        ReportCommand::Create { api, kind, from, to, format, status, sku, wait } => {
+            let request = CreateRequest { kind, from, to, format, status, sku, wait_into: wait };
+            crate::report::create(&Api { url: api.url, token: api.token }, request).await
+        }
+        ReportCommand::Status { report_id, api, json } => {
+            crate::report::status(&Api { url: api.url, token: api.token }, &report_id, json).await
+        }
+        ReportCommand::Download { report_id, api, into } => {
+            crate::report::download(&Api { url: api.url, token: api.token }, &report_id, &into)
+                .await
+        }
     }
 }

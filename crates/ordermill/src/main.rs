@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod logging;
 mod orders;
+mod report;
 mod status;
 
 // glibc's malloc showed as ~10% of CPU under load (many small per-request allocations across

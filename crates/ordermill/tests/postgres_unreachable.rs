@@ -116,7 +116,7 @@ async fn postgres_unreachable_for_five_seconds_loses_no_order_and_repeats_no_eff
     };
     let consuming = line("ordermill worker is consuming.");
     assert_eq!(consuming["role"], "worker", "{consuming}");
-    assert_eq!(consuming["queues"], "inventory,payment,notify", "{consuming}");
+    assert_eq!(consuming["queues"], "inventory,payment,notify,reports", "{consuming}");
     assert_eq!(line("Payments go to")["gateway"], "simulated");
 
     let load = Load::start(&base, 4, SKU, &deployment.id);

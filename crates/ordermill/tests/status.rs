@@ -63,7 +63,7 @@ async fn status_reports_readiness_orders_and_queues_of_the_nodes_it_is_given() {
     assert!(report["accept_to_confirm_p99_s"].as_f64().is_some(), "{report}");
     let queues: Vec<&str> =
         report["queues"].as_array().unwrap().iter().map(|q| q["queue"].as_str().unwrap()).collect();
-    assert_eq!(queues, ["inventory", "notify", "payment"], "{report}");
+    assert_eq!(queues, ["inventory", "notify", "payment", "reports"], "{report}");
     assert!(report["queues"][0]["in_flight"].is_number(), "the admin token adds in-flight counts");
 
     // A node that does not answer: reported, and the exit status says not all are ready.

@@ -7,6 +7,9 @@
 
 mod support;
 
+use ordermill_server::services::reports::{ReportRules, Reports};
+use ordermill_server::startup::settings::ReportSettings;
+use ordermill_store::files::DirReportFiles;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -28,7 +31,7 @@ async fn units_released_by_an_effect_come_back_even_if_its_handler_is_cancelled(
     store.commit_orders(Arc::new(vec![order.clone()])).await.unwrap();
     let pipeline = Pipeline {
         store: store.clone(),
-        bus,
+        bus: bus.clone(),
         cache: cache.clone(),
         clock: Arc::new(SystemClock),
         ids: Arc::new(OrderIdGenerator::new()),
@@ -42,6 +45,15 @@ async fn units_released_by_an_effect_come_back_even_if_its_handler_is_cancelled(
         message_timeout: Duration::from_secs(1),
         unrouted: ordermill_core::RoutingKeys::NONE,
         pay_later: None,
+        reports: Arc::new(Reports::new(
+            sqlite.clone(),
+            sqlite.clone(),
+            Arc::new(DirReportFiles::open(_dir.path().join("reports")).unwrap()),
+            bus.clone(),
+            Arc::new(SystemClock),
+            _dir.path().join("reports"),
+            ReportRules::from(&ReportSettings::default()),
+        )),
     };
 
     // The payment failed (the order is cancelled), then inventory releases the 3 held units:

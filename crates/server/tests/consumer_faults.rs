@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+use ordermill_server::services::reports::{ReportRules, Reports};
+use ordermill_server::startup::settings::ReportSettings;
+use ordermill_store::files::DirReportFiles;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -129,7 +132,7 @@ async fn pipeline_with(
     );
     let pipeline = ordermill_server::adapters::workers::Pipeline {
         store: store.clone(),
-        bus,
+        bus: bus.clone(),
         cache: Arc::new(LocalStockCache::new()),
         clock: Arc::new(SystemClock),
         ids: Arc::new(ordermill_core::OrderIdGenerator::new()),
@@ -140,6 +143,15 @@ async fn pipeline_with(
         message_timeout: Duration::from_secs(5),
         unrouted: ordermill_core::RoutingKeys::NONE,
         pay_later: None,
+        reports: Arc::new(Reports::new(
+            store.clone(),
+            store.clone(),
+            Arc::new(DirReportFiles::open(dir.path().join("reports")).unwrap()),
+            bus.clone(),
+            Arc::new(SystemClock),
+            dir.path().join("reports"),
+            ReportRules::from(&ReportSettings::default()),
+        )),
     };
     (pipeline, store)
 }

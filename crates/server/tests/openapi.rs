@@ -243,6 +243,34 @@ async fn every_documented_operation_answers_as_documented() {
     );
     let cancel = app.client.post(app.url(&format!("/admin/orders/{id}/cancel"))).json(&json!({}));
     c.check(post, "/admin/orders/{id}/cancel", &admin(&app, cancel).await);
+    // Reports: asked for, read, downloaded once done.
+    let now = ordermill_core::Clock::now(&ordermill_core::SystemClock);
+    let report = app
+        .post(
+            "/api/reports",
+            &json!({"kind": "orders", "from": now.0 - 60_000, "to": now.0 + 1000, "format": "csv"}),
+        )
+        .await;
+    c.check(post, "/api/reports", &report);
+    c.check(post, "/api/reports", &app.post("/api/reports", &json!({"kind": "x"})).await);
+    let report_id = report.body["report_id"].as_str().unwrap().to_owned();
+    let status_path = format!("/api/reports/{report_id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.get(&status_path).await.body["status"] != "done" {
+        assert!(std::time::Instant::now() < deadline, "the report never finished");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    c.check(get, "/api/reports/{id}", &app.get(&status_path).await);
+    c.check(get, "/api/reports/{id}", &app.get("/api/reports/nope").await);
+    let file = app.client.get(app.url(&format!("{status_path}/download"))).send().await.unwrap();
+    assert_eq!(file.status(), 200);
+    c.called.insert((get.into(), "/api/reports/{id}/download".into()));
+    c.check(
+        get,
+        "/api/reports/{id}/download",
+        &app.get("/api/reports/01900000-0000-7000-8000-000000000000/download").await,
+    );
+
     let overview = admin(&app, app.client.get(app.url("/admin/overview"))).await;
     assert!(
         overview.body["recent_orders"].as_array().is_some_and(|o| !o.is_empty()),

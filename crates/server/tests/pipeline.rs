@@ -261,7 +261,11 @@ async fn the_admin_api_needs_its_token(engines: Engines) {
         assert_eq!((reply.status, reply.code()), (400, "invalid_query"), "{query}");
     }
     let queues = app.send(app.client.get(app.url("/admin/queues")).bearer_auth("s3cret")).await;
-    assert_eq!(queues.body["queues"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        queues.body["queues"].as_array().unwrap().len(),
+        4,
+        "inventory, payment, notify, reports"
+    );
 
     let closed = app_with(&engines, |s| s.admin_token = None).await;
     let reply = closed

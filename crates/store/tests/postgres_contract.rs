@@ -21,7 +21,7 @@ use ordermill_store::{PostgresStore, contract, deal_contract};
 use uuid::Uuid;
 
 /// Every migration, in order: what a fresh schema gets.
-const ALL_MIGRATIONS: [&str; 7] = [
+const ALL_MIGRATIONS: [&str; 8] = [
     "0001_init",
     "0002_deals",
     "0003_customer_scope",
@@ -29,6 +29,7 @@ const ALL_MIGRATIONS: [&str; 7] = [
     "0005_partitions",
     "0006_customer_units",
     "0007_pay_later",
+    "0008_reports",
 ];
 
 fn postgres_url() -> Option<String> {

@@ -143,7 +143,13 @@ impl Deployment {
 
     /// Starts `ordermill api` on a free port and waits until it serves and `/readyz` is 200.
     pub async fn api(&self, name: &str) -> Proc {
+        self.api_with(name, &[]).await
+    }
+
+    /// [`Deployment::api`] with more environment (e.g. report settings).
+    pub async fn api_with(&self, name: &str, env: &[(&str, &str)]) -> Proc {
         let mut command = self.command(&["api", "--listen", "127.0.0.1:0", "--log-format", "json"]);
+        command.envs(env.iter().copied());
         let proc = Proc::spawn(name, &mut command, self.dir(), "ordermill is serving.");
         let addr = proc.addr.unwrap();
         wait_ready(&format!("http://{addr}/readyz"), Duration::from_secs(30)).await;

@@ -4,9 +4,7 @@
 //!   one place errors become status codes and JSON bodies.
 //! - [`workers`]: the consumers (inventory, payment, notify) and their retry loop.
 //! - [`integrations`]: payment gateways (simulated, http) and notifiers (log, webhook).
-//! - [`reports`]: report files (CSV, XLSX).
 
 pub mod http;
 pub mod integrations;
-pub mod reports;
 pub mod workers;

@@ -11,6 +11,7 @@
 //! - [`order_cache`]: the order read cache behind `GET /api/orders/{id}`.
 //! - [`lease`]: this api node's lease on shared hot-stock counts, and its fence.
 //! - [`stock_repair`]: rebuilds hot-stock counts a shared cache lost, from the store.
+//! - [`reports`]: reports (报表): requests, runs, files written as CSV or XLSX, the sweeper.
 
 pub mod catalog;
 pub mod deals;
@@ -18,4 +19,5 @@ pub mod intake;
 pub mod lease;
 pub mod order_cache;
 pub mod purchase_limits;
+pub mod reports;
 pub mod stock_repair;

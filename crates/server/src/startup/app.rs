@@ -309,6 +309,15 @@ impl Application {
             }),
             pay_later: (settings.payment.mode == PaymentMode::AwaitCallback)
                 .then(|| settings.payment.pay_within.get()),
+            reports: Arc::new(crate::services::reports::Reports::new(
+                backends.reports.clone(),
+                backends.store.clone(),
+                backends.report_files.clone(),
+                backends.bus.clone(),
+                clock.clone(),
+                backends.report_work_dir.clone(),
+                crate::services::reports::ReportRules::from(&settings.reports),
+            )),
         };
         if !matches!(role, Role::Api) {
             integrations::warn_if_unreachable(&settings.payment, &settings.notify);
@@ -417,6 +426,7 @@ impl Application {
             peers: http::dashboard::Peers::new(settings.dashboard.peers.clone()).map_err(|e| {
                 StartError::Config(format!("cannot build the dashboard's HTTP client: {e}"))
             })?,
+            reports: pipeline.reports.clone(),
             order_admin: Arc::new(crate::adapters::workers::order_admin::OrderAdmin::new(
                 pipeline.clone(),
             )),
@@ -523,6 +533,12 @@ impl Application {
             settings.deals.check_interval.get(),
             stop_workers.clone(),
         ));
+        working.spawn(
+            pipeline
+                .reports
+                .clone()
+                .sweep_every(settings.reports.sweep_interval.get(), stop_workers.clone()),
+        );
         if let Some(pay_later) = &http.pay_later {
             working.spawn(crate::adapters::workers::pay_later::run(
                 pay_later.clone(),

@@ -9,8 +9,9 @@ use ordermill_cache::{LocalOrderCache, LocalRateLimiter, LocalStockCache, RedisS
 use ordermill_core::Clock;
 use ordermill_core::ports::{
     BusError, DealStore, EventBus, LimitStore, OrderReadCache, OrderStore, Outbox, RateLimiter,
-    StockCache, StoreError,
+    ReportFiles, ReportStore, StockCache, StoreError,
 };
+use ordermill_store::files::DirReportFiles;
 use ordermill_store::{PostgresStore, SqliteStore};
 
 use crate::startup::app::StartError;
@@ -41,6 +42,12 @@ pub struct Backends {
     pub deals: Arc<dyn DealStore>,
     /// Per-customer limits.
     pub purchase_limits: Arc<dyn LimitStore>,
+    /// Reports.
+    pub reports: Arc<dyn ReportStore>,
+    /// Finished report files: in the data dir under `serve`, in PostgreSQL scaled out.
+    pub report_files: Arc<dyn ReportFiles>,
+    /// Where report runs write their files before handing them over.
+    pub report_work_dir: std::path::PathBuf,
     /// The bus.
     pub bus: Arc<dyn EventBus>,
     /// Hot stock.
@@ -75,6 +82,14 @@ pub async fn open_postgres(
     .map_err(StartError::Database)
 }
 
+/// `<data_dir>/reports`, created if missing.
+fn report_dir(settings: &Settings) -> Result<DirReportFiles, StartError> {
+    DirReportFiles::open(settings.data_dir.join("reports")).map_err(|source| StartError::Store {
+        dir: settings.data_dir.display().to_string(),
+        source,
+    })
+}
+
 /// Opens every engine the settings name.
 ///
 /// # Errors
@@ -94,9 +109,13 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
                     .map_err(store_error)?,
             );
             let bus = EmbeddedBus::start(settings.topology.clone(), sqlite.clone(), clock).await?;
+            let files = report_dir(settings)?;
             Ok(Backends {
                 store: sqlite.clone(),
                 deals: sqlite.clone(),
+                reports: sqlite.clone(),
+                report_work_dir: files.work_dir().to_path_buf(),
+                report_files: Arc::new(files),
                 purchase_limits: sqlite,
                 bus: Arc::new(bus),
                 cache,
@@ -133,6 +152,10 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
             Ok(Backends {
                 store: pg.clone(),
                 deals: pg.clone(),
+                reports: pg.clone(),
+                report_files: pg.clone(),
+                // Files go to PostgreSQL; a run writes its own here first.
+                report_work_dir: report_dir(settings)?.work_dir().to_path_buf(),
                 purchase_limits: pg.clone(),
                 postgres: Some(pg),
                 bus: bus.clone(),

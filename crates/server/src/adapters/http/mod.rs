@@ -16,6 +16,7 @@ pub mod orders;
 pub mod payments;
 pub mod products;
 pub mod rate_limit;
+pub mod reports;
 pub mod serve;
 
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub struct Shared {
     pub callbacks: Option<payments::Callbacks>,
     /// Nodes whose metrics the dashboard adds in (`dashboard.peers`).
     pub peers: dashboard::Peers,
+    /// Reports (报表).
+    pub reports: Arc<crate::services::reports::Reports>,
 }
 
 /// The whole API.
@@ -97,6 +100,7 @@ pub fn router(state: AppState, http_limits: &HttpSettings) -> Router {
         .merge(admin::router())
         .merge(admin_orders::router())
         .merge(dashboard::router())
+        .merge(reports::router())
         .layer(axum::middleware::from_fn_with_state(
             http_limits.request_timeout.get(),
             request_timeout,

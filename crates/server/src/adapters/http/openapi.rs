@@ -536,6 +536,78 @@ pub struct Purged {
     purged: usize,
 }
 
+/// Asking for a report.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"kind": "sales_by_sku", "from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z", "format": "xlsx"}))]
+pub struct ReportInput {
+    /// `sales_by_sku`, `orders` (built); `deals`, `payments` (422 `report_kind_not_built`).
+    #[schema(example = "orders")]
+    kind: String,
+    /// Created at or after: RFC 3339, or milliseconds since 1970.
+    from: serde_json::Value,
+    /// Created before; at most 400 days after `from`.
+    to: serde_json::Value,
+    /// `csv` (the default) or `xlsx`.
+    #[schema(nullable = false)]
+    format: Option<String>,
+    #[schema(nullable = true)]
+    filters: Option<ReportFilters>,
+}
+
+/// What a report is narrowed to.
+#[derive(Serialize, ToSchema)]
+pub struct ReportFilters {
+    /// `orders` only: one order status.
+    #[schema(nullable = true)]
+    status: Option<String>,
+    /// Only orders holding this SKU (`sales_by_sku`: only its line).
+    #[schema(nullable = true)]
+    sku: Option<Sku>,
+}
+
+/// A report's status and progress.
+#[derive(Serialize, ToSchema)]
+pub struct ReportStatusView {
+    report_id: Id,
+    kind: String,
+    format: String,
+    from: Instant,
+    to: Instant,
+    filters: ReportFiltersView,
+    /// `queued`, `running`, `done` or `failed`.
+    status: String,
+    rows_done: u64,
+    /// Counted when the run starts.
+    #[schema(nullable = true)]
+    rows_estimated: Option<u64>,
+    /// 0 to 100 (100 only once done).
+    percent: u8,
+    /// Why it failed.
+    #[schema(nullable = false)]
+    error: Option<String>,
+    created_at: Instant,
+    #[schema(nullable = true)]
+    finished_at: Option<Instant>,
+    /// When the file is removed.
+    #[schema(nullable = true)]
+    expires_at: Option<Instant>,
+    #[schema(nullable = true)]
+    size_bytes: Option<u64>,
+    status_url: String,
+    /// Once done.
+    #[schema(nullable = false)]
+    download_url: Option<String>,
+}
+
+/// The filters a report was asked with.
+#[derive(Serialize, ToSchema)]
+pub struct ReportFiltersView {
+    #[schema(nullable = false)]
+    status: Option<String>,
+    #[schema(nullable = false)]
+    sku: Option<String>,
+}
+
 /// The credentials (README, "Who may do what").
 struct Credentials;
 
@@ -596,6 +668,9 @@ impl Modify for Credentials {
         super::admin_orders::list,
         super::admin_orders::cancel,
         super::dashboard::overview,
+        super::reports::create,
+        super::reports::show,
+        super::reports::download,
         super::health::healthz,
         super::health::readyz,
         super::metrics::render,
@@ -607,6 +682,7 @@ impl Modify for Credentials {
         (name = "orders", description = "Placing and reading orders."),
         (name = "deals", description = "Group buying (团购)."),
         (name = "payments", description = "Pay later: the provider's callback."),
+        (name = "reports", description = "Reports (报表): asked for, run off the request path, downloaded."),
         (name = "admin", description = "Operations, with the admin token."),
         (name = "health", description = "Probes and metrics."),
     )

@@ -12,6 +12,7 @@ pub mod notify;
 pub mod order_admin;
 pub mod pay_later;
 pub mod payment;
+pub mod reports;
 pub mod runner;
 pub mod settle;
 
@@ -76,6 +77,8 @@ pub struct Pipeline {
     /// Pay later (`payment.mode = "await_callback"`): how long a customer has to pay once
     /// the order has its payment URL. `None`: orders are charged (`charge`).
     pub pay_later: Option<std::time::Duration>,
+    /// Reports, run by the consumer of `reports`.
+    pub reports: Arc<crate::services::reports::Reports>,
 }
 
 /// Starts `concurrency` consumer loops for every queue of the topology that has a handler
@@ -96,6 +99,7 @@ pub fn spawn_all(
             "inventory" => Arc::new(inventory::Inventory::new(pipeline.clone())),
             "payment" => Arc::new(payment::Payment::new(pipeline.clone())),
             "notify" => Arc::new(notify::Notify::new(pipeline.clone())),
+            "reports" => Arc::new(reports::ReportRuns::new(pipeline.reports.clone())),
             other => {
                 tracing::warn!(
                     queue = other,
@@ -105,7 +109,10 @@ pub fn spawn_all(
             }
         };
         let own = settings.for_queue(&queue);
-        for _ in 0..settings.concurrency.max(1) {
+        // Reports are long and read the store heavily: one at a time per process, so they
+        // never crowd out the other consumers.
+        let loops = if queue == "reports" { 1 } else { settings.concurrency.max(1) };
+        for _ in 0..loops {
             tasks.spawn(runner::run(
                 queue.clone(),
                 handler.clone(),

@@ -75,6 +75,8 @@ pub struct Settings {
     pub deals: DealSettings,
     /// The `/dashboard` page.
     pub dashboard: DashboardSettings,
+    /// Reports (报表).
+    pub reports: ReportSettings,
     /// PostgreSQL (when `store` is a postgres:// URL).
     pub postgres: PostgresSettings,
     /// RabbitMQ topology and tuning (when `bus` is an amqp:// URL; the URL itself is `bus`).
@@ -105,6 +107,9 @@ impl Settings {
             ("payment.check_interval", self.payment.check_interval),
             ("notify.timeout", self.notify.timeout),
             ("deals.check_interval", self.deals.check_interval),
+            ("reports.keep", self.reports.keep),
+            ("reports.stale_after", self.reports.stale_after),
+            ("reports.sweep_interval", self.reports.sweep_interval),
             ("redis.check_interval", self.redis.check_interval),
             ("postgres.maintenance_interval", self.postgres.maintenance_interval),
         ] {
@@ -128,6 +133,9 @@ impl Settings {
             if n == 0 {
                 return Err(format!("{key} must be at least 1"));
             }
+        }
+        if self.reports.page_size == 0 {
+            return Err("reports.page_size must be at least 1".into());
         }
         if let Some(peer) = self
             .dashboard
@@ -158,9 +166,14 @@ impl Settings {
         }
         for (queue, own) in &self.workers.per_queue {
             let zero = |d: Option<HumanDuration>| d.is_some_and(|d| d.get().is_zero());
-            if zero(own.retry_base) || zero(own.retry_max) || own.max_attempts == Some(0) {
+            if zero(own.retry_base)
+                || zero(own.retry_max)
+                || zero(own.message_timeout)
+                || own.max_attempts == Some(0)
+                || own.batch_size == Some(0)
+            {
                 return Err(format!(
-                    "workers.per_queue.{queue}: retry_base and retry_max must be longer than zero and max_attempts at least 1"
+                    "workers.per_queue.{queue}: retry_base, retry_max and message_timeout must be longer than zero, max_attempts and batch_size at least 1"
                 ));
             }
         }
@@ -315,6 +328,33 @@ impl Default for DealSettings {
     }
 }
 
+/// Reports (报表).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSettings {
+    /// A finished report's file is kept this long, then removed.
+    pub keep: HumanDuration,
+    /// A run that shows no progress for this long is presumed dead: its report is put back in
+    /// the queue and starts over. Longer than a file's hand-over to the store takes.
+    pub stale_after: HumanDuration,
+    /// How often api and serve nodes send again the requests of reports waiting without
+    /// progress, and remove expired files.
+    pub sweep_interval: HumanDuration,
+    /// Orders read from the store per page.
+    pub page_size: u32,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        ReportSettings {
+            keep: HumanDuration::from_secs(24 * 3600),
+            stale_after: HumanDuration::from_secs(300),
+            sweep_interval: HumanDuration::from_secs(30),
+            page_size: 1000,
+        }
+    }
+}
+
 /// The `/dashboard` page.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -351,6 +391,7 @@ impl Default for Settings {
             topology: Topology::default(),
             deals: DealSettings::default(),
             dashboard: DashboardSettings::default(),
+            reports: ReportSettings::default(),
             postgres: PostgresSettings::default(),
             rabbitmq: ordermill_bus::RabbitSettings::default(),
             redis: RedisSettings::default(),
@@ -450,13 +491,13 @@ pub struct WorkerSettings {
     pub retry_max: HumanDuration,
     /// `ordermill worker` only: serve `/metrics` and `/healthz` here (`--metrics-listen`).
     pub metrics_listen: Option<SocketAddr>,
-    /// Retry settings of one consumer queue, over the ones above
-    /// (`[workers.per_queue.notify]` `max_attempts = 10`): a notification may give up sooner
-    /// than a payment.
+    /// Settings of one consumer queue, over the ones above (`[workers.per_queue.notify]`
+    /// `max_attempts = 10`): a notification may give up sooner than a payment; a report runs
+    /// alone for up to half an hour (the default for `reports`).
     pub per_queue: std::collections::BTreeMap<String, QueueRetry>,
 }
 
-/// One queue's retry settings; what is unset comes from `[workers]`.
+/// One queue's settings; what is unset comes from `[workers]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueRetry {
@@ -466,6 +507,10 @@ pub struct QueueRetry {
     pub retry_base: Option<HumanDuration>,
     /// Longest retry delay.
     pub retry_max: Option<HumanDuration>,
+    /// Deliveries handled together.
+    pub batch_size: Option<usize>,
+    /// How long one delivery's work may take (a batch gets twice this).
+    pub message_timeout: Option<HumanDuration>,
 }
 
 impl WorkerSettings {
@@ -476,6 +521,8 @@ impl WorkerSettings {
             settings.max_attempts = own.max_attempts.unwrap_or(self.max_attempts);
             settings.retry_base = own.retry_base.unwrap_or(self.retry_base);
             settings.retry_max = own.retry_max.unwrap_or(self.retry_max);
+            settings.batch_size = own.batch_size.unwrap_or(self.batch_size);
+            settings.message_timeout = own.message_timeout.unwrap_or(self.message_timeout);
         }
         settings
     }
@@ -494,7 +541,15 @@ impl Default for WorkerSettings {
             retry_base: HumanDuration::from_secs(1),
             retry_max: HumanDuration::from_secs(300),
             metrics_listen: None,
-            per_queue: std::collections::BTreeMap::new(),
+            // A report runs for minutes, one at a time, not in batches of messages.
+            per_queue: std::collections::BTreeMap::from([(
+                "reports".to_owned(),
+                QueueRetry {
+                    batch_size: Some(1),
+                    message_timeout: Some(HumanDuration::from_secs(1800)),
+                    ..QueueRetry::default()
+                },
+            )]),
         }
     }
 }
