@@ -369,6 +369,45 @@ pub fn order_row(order: &Order) -> Vec<Cell> {
     ]
 }
 
+/// A `deals` report's row.
+pub fn deal_row(deal: &crate::deal::Deal) -> Vec<Cell> {
+    vec![
+        Cell::Text(deal.id.to_string()),
+        Cell::Time(deal.created_at),
+        Cell::Text(deal.sku.to_string()),
+        Cell::money(deal.deal_price),
+        Cell::Count(u64::from(deal.group_size.get())),
+        Cell::Count(deal.members.len() as u64),
+        Cell::Text(deal.status.as_str().to_owned()),
+        Cell::Time(deal.expires_at),
+    ]
+}
+
+/// What became of an order's money, as a `payments` report says it.
+pub fn payment_outcome(order: &Order) -> &'static str {
+    let refund =
+        order.history.iter().any(|c| c.note == Some(crate::order::HistoryNote::RefundRequired));
+    match order.status {
+        OrderStatus::Confirmed => "paid",
+        OrderStatus::Cancelled if refund => "refund_required",
+        OrderStatus::Cancelled => "not_paid",
+        OrderStatus::Accepted | OrderStatus::AwaitingPayment | OrderStatus::AwaitingGroup => {
+            "pending"
+        }
+    }
+}
+
+/// A `payments` report's row.
+pub fn payment_row(order: &Order) -> Vec<Cell> {
+    vec![
+        Cell::Text(order.id.to_string()),
+        Cell::Time(order.created_at),
+        Cell::Text(order.customer_id.as_str().to_owned()),
+        Cell::money(order.total),
+        Cell::Text(payment_outcome(order).to_owned()),
+    ]
+}
+
 /// `sales_by_sku`'s running totals: one entry per SKU sold, whatever the number of orders.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SalesBySku {
@@ -554,6 +593,30 @@ mod tests {
         let other_sku =
             ReportSpec { sku: Some(Sku::parse("rice").unwrap()), ..spec(ReportKind::Orders) };
         assert!(!includes(&other_sku, &o));
+    }
+
+    #[test]
+    fn a_payment_row_says_what_became_of_the_money() {
+        let paid = order(OrderStatus::Confirmed, DAY, &[("crab", 1, "19.99")]);
+        assert_eq!(payment_outcome(&paid), "paid");
+        let row: Vec<String> = payment_row(&paid).iter().map(Cell::to_string).collect();
+        assert_eq!(row[2..].to_vec(), ["顾客-1", "19.99", "paid"]);
+        assert_eq!(row.len(), ReportKind::Payments.columns().len());
+        assert_eq!(
+            payment_outcome(&order(OrderStatus::Cancelled, DAY, &[("crab", 1, "1")])),
+            "not_paid"
+        );
+        assert_eq!(
+            payment_outcome(&order(OrderStatus::AwaitingPayment, DAY, &[("crab", 1, "1")])),
+            "pending"
+        );
+        let mut late = order(OrderStatus::Cancelled, DAY, &[("crab", 1, "1")]);
+        late.history.push(crate::order::StatusChange {
+            status: OrderStatus::Cancelled,
+            at: UnixMillis(DAY + 1),
+            note: Some(crate::order::HistoryNote::RefundRequired),
+        });
+        assert_eq!(payment_outcome(&late), "refund_required");
     }
 
     #[test]

@@ -47,7 +47,7 @@ async fn units_released_by_an_effect_come_back_even_if_its_handler_is_cancelled(
         pay_later: None,
         reports: Arc::new(Reports::new(
             sqlite.clone(),
-            sqlite.clone(),
+            (sqlite.clone(), sqlite.clone()),
             Arc::new(DirReportFiles::open(_dir.path().join("reports")).unwrap()),
             bus.clone(),
             Arc::new(SystemClock),

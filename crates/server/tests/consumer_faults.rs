@@ -145,7 +145,7 @@ async fn pipeline_with(
         pay_later: None,
         reports: Arc::new(Reports::new(
             store.clone(),
-            store.clone(),
+            (store.clone(), store.clone()),
             Arc::new(DirReportFiles::open(dir.path().join("reports")).unwrap()),
             bus.clone(),
             Arc::new(SystemClock),

@@ -92,6 +92,35 @@ pub async fn run_all<S: OrderStore + DealStore + LimitStore>(store: Arc<S>) {
     an_expiry_cancels_every_member_once(&*store).await;
     concurrent_joins_for_the_last_slots_admit_exactly_the_group(store.clone()).await;
     limits_are_stored_and_units_counted_per_customer(&*store).await;
+    deals_are_listed_by_creation_time(&*store).await;
+}
+
+async fn deals_are_listed_by_creation_time<S: OrderStore + DealStore>(store: &S) {
+    product(store, "listed", 10).await;
+    let ids = OrderIdGenerator::new();
+    // Thirty days after every other check's deals, a day apart.
+    let day = 86_400_000;
+    let start = UnixMillis(NOW.0 + 30 * day);
+    let mut made = Vec::new();
+    for i in 0..3 {
+        let mut d = deal(&ids, "listed", 2);
+        d.id = DealId::from_uuid(ids.next_uuid(UnixMillis(start.0 + i * day)));
+        d.created_at = UnixMillis(start.0 + i * day);
+        d.expires_at = UnixMillis(d.created_at.0 + 60_000);
+        store.create_deal(&d).await.expect("create");
+        made.push(d.id);
+    }
+    let range = (start, UnixMillis(start.0 + 3 * day));
+    let page = store.deals_created(range, None, 2).await.expect("list");
+    assert_eq!(page, vec![made[2], made[1]], "newest first, at most the limit");
+    let rest = store.deals_created(range, Some(page[1]), 2).await.expect("list");
+    assert_eq!(rest, vec![made[0]]);
+    let narrow = (UnixMillis(start.0 + day), UnixMillis(start.0 + 2 * day));
+    assert_eq!(
+        store.deals_created(narrow, None, 10).await.expect("list"),
+        vec![made[1]],
+        "[from, to)"
+    );
 }
 
 async fn a_deal_needs_a_product_and_reads_back<S: OrderStore + DealStore>(store: &S) {

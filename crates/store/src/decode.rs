@@ -300,3 +300,12 @@ pub(crate) fn id_bounds(from: UnixMillis, to: UnixMillis) -> (uuid::Uuid, uuid::
     }
     .id_range()
 }
+
+/// The id range `[low, high)` of deals created in `[from, to)` and older than `before`.
+pub(crate) fn deal_bounds(
+    (from, to): (UnixMillis, UnixMillis),
+    before: Option<DealId>,
+) -> (uuid::Uuid, uuid::Uuid) {
+    let (low, high) = id_bounds(from, to);
+    (low, before.map_or(high, |b| b.as_uuid().min(high)))
+}

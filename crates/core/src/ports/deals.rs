@@ -96,6 +96,18 @@ pub trait DealStore: Send + Sync + 'static {
         at: UnixMillis,
     ) -> Result<JoinOutcome, StoreError>;
 
+    /// Deals created in `[from, to)`, newest first, at most `limit`, older than `before` (the
+    /// previous page's last id) when given: a `deals` report's pages.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn deals_created(
+        &self,
+        (from, to): (UnixMillis, UnixMillis),
+        before: Option<DealId>,
+        limit: u32,
+    ) -> Result<Vec<DealId>, StoreError>;
+
     /// Open deals whose deadline is at or before `now`, oldest deadline first, at most
     /// `limit`.
     ///

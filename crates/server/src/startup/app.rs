@@ -311,7 +311,7 @@ impl Application {
                 .then(|| settings.payment.pay_within.get()),
             reports: Arc::new(crate::services::reports::Reports::new(
                 backends.reports.clone(),
-                backends.store.clone(),
+                (backends.store.clone(), backends.deals.clone()),
                 backends.report_files.clone(),
                 backends.bus.clone(),
                 clock.clone(),

@@ -134,6 +134,26 @@ pub(crate) async fn due(
     Ok(ids.into_iter().map(DealId::from_uuid).collect())
 }
 
+/// Deals created in the range, newest first (a primary-key range: ids are UUIDv7).
+pub(crate) async fn created(
+    pool: &PgPool,
+    range: (UnixMillis, UnixMillis),
+    before: Option<DealId>,
+    limit: u32,
+) -> Result<Vec<DealId>, StoreError> {
+    let (low, high) = crate::decode::deal_bounds(range, before);
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM deals WHERE id >= $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+    )
+    .bind(low)
+    .bind(high)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(from_sqlx)?;
+    Ok(ids.into_iter().map(DealId::from_uuid).collect())
+}
+
 /// Joins `accepted.order`'s customer to the deal in ONE transaction; see
 /// [`ordermill_core::ports::DealStore::join_deal`].
 pub(crate) async fn join(

@@ -363,6 +363,15 @@ impl DealStore for PostgresStore {
         deals::due(&self.pool, now, limit).await
     }
 
+    async fn deals_created(
+        &self,
+        range: (UnixMillis, UnixMillis),
+        before: Option<DealId>,
+        limit: u32,
+    ) -> Result<Vec<DealId>, StoreError> {
+        deals::created(&self.pool, range, before, limit).await
+    }
+
     async fn expire_deal(
         &self,
         deal_id: DealId,

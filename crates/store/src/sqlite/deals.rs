@@ -108,6 +108,25 @@ pub(crate) fn due(
         .collect()
 }
 
+pub(crate) fn created(
+    conn: &Connection,
+    range: (UnixMillis, UnixMillis),
+    before: Option<DealId>,
+    limit: u32,
+) -> Result<Vec<DealId>, StoreError> {
+    let (low, high) = crate::decode::deal_bounds(range, before);
+    let mut stmt = conn
+        .prepare_cached("SELECT id FROM deals WHERE id >= ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3")
+        .map_err(from_sqlite)?;
+    stmt.query_map(
+        params![low.hyphenated().to_string(), high.hyphenated().to_string(), i64::from(limit)],
+        |r| r.get::<_, String>(0),
+    )
+    .map_err(from_sqlite)?
+    .map(|id| DealId::parse(&id.map_err(from_sqlite)?).map_err(corrupt))
+    .collect()
+}
+
 pub(crate) fn join(
     conn: &mut Connection,
     deal_id: DealId,

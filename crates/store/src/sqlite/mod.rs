@@ -444,6 +444,15 @@ impl DealStore for SqliteStore {
         self.read(move |conn| deals::due(conn, now, limit)).await
     }
 
+    async fn deals_created(
+        &self,
+        range: (UnixMillis, UnixMillis),
+        before: Option<DealId>,
+        limit: u32,
+    ) -> Result<Vec<DealId>, StoreError> {
+        self.read(move |conn| deals::created(conn, range, before, limit)).await
+    }
+
     async fn expire_deal(
         &self,
         deal_id: DealId,

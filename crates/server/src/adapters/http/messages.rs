@@ -89,7 +89,6 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("payload_too_large", "请求体过大：请减少商品数量，或使用批量接口 /api/orders/batch。"),
     ("product_not_found", "找不到此商品。"),
     ("rate_limited", "请求过于频繁，请按 Retry-After 的时间稍后再试。"),
-    ("report_kind_not_built", "此类报表尚未提供，目前可生成 sales_by_sku 和 orders。"),
     ("report_not_found", "找不到此报表（可能已过期删除）。"),
     ("shutting_down", "服务正在停止，请稍后重试。"),
     (

@@ -540,7 +540,7 @@ pub struct Purged {
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"kind": "sales_by_sku", "from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z", "format": "xlsx"}))]
 pub struct ReportInput {
-    /// `sales_by_sku`, `orders` (built); `deals`, `payments` (422 `report_kind_not_built`).
+    /// `sales_by_sku` (confirmed orders' lines per SKU), `orders`, `deals`, `payments`.
     #[schema(example = "orders")]
     kind: String,
     /// Created at or after: RFC 3339, or milliseconds since 1970.
@@ -557,10 +557,10 @@ pub struct ReportInput {
 /// What a report is narrowed to.
 #[derive(Serialize, ToSchema)]
 pub struct ReportFilters {
-    /// `orders` only: one order status.
+    /// `orders`, `payments`: one order status.
     #[schema(nullable = true)]
     status: Option<String>,
-    /// Only orders holding this SKU (`sales_by_sku`: only its line).
+    /// Only orders (or deals) of this SKU (`sales_by_sku`: only its line).
     #[schema(nullable = true)]
     sku: Option<Sku>,
 }

@@ -219,11 +219,6 @@ fn report_error(error: ReportError) -> ApiError {
         ReportError::NotReady { .. } => {
             ApiError::new(StatusCode::CONFLICT, "not_ready", error.to_string())
         }
-        ReportError::KindNotBuilt(_) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "report_kind_not_built",
-            error.to_string(),
-        ),
         ReportError::Store(cause) => {
             tracing::error!(error = %cause, "A report request failed on the store.");
             ApiError::unavailable(
@@ -252,7 +247,7 @@ fn report_id(path: Result<Path<String>, PathRejection>) -> Result<ReportId, ApiE
         (status = 202, description = "Queued: durable, runs on a consumer of reports", body = super::openapi::ReportStatusView),
         (status = 400, description = "malformed_json", body = super::openapi::ErrorBody),
         (status = 401, description = "unauthorized", body = super::openapi::ErrorBody),
-        (status = 422, description = "invalid_report_kind, invalid_report_format, invalid_report_range, invalid_report_filter, invalid_sku, report_kind_not_built, invalid_request", body = super::openapi::ErrorBody),
+        (status = 422, description = "invalid_report_kind, invalid_report_format, invalid_report_range, invalid_report_filter, invalid_sku, invalid_request", body = super::openapi::ErrorBody),
         (status = 503, description = "store_unavailable", body = super::openapi::ErrorBody)
     ),
     security(("merchant_token" = []), ("admin_token" = []))

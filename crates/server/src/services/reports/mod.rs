@@ -12,10 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordermill_core::ports::{
-    Claim, EventBus, OrderFilter, OrderQuery, OrderStore, ReportFiles, ReportStore, StoreError,
+    Claim, DealStore, EventBus, OrderFilter, OrderQuery, OrderStore, ReportFiles, ReportStore,
+    StoreError,
 };
 use ordermill_core::report::{
-    Report, ReportId, ReportKind, ReportSpec, SalesBySku, includes, order_row,
+    Report, ReportId, ReportKind, ReportSpec, SalesBySku, deal_row, includes, order_row,
+    payment_row,
 };
 use ordermill_core::{Clock, OrderIdGenerator, RoutingKey, UnixMillis};
 use serde_json::json;
@@ -65,9 +67,6 @@ pub enum ReportError {
         /// Its status.
         status: &'static str,
     },
-    /// A kind not built yet.
-    #[error("{0} reports are not built yet; sales_by_sku and orders are")]
-    KindNotBuilt(&'static str),
     /// The store could not answer.
     #[error("the store cannot answer: {0}")]
     Store(#[from] StoreError),
@@ -90,6 +89,7 @@ pub enum RunOutcome {
 pub struct Reports {
     store: Arc<dyn ReportStore>,
     orders: Arc<dyn OrderStore>,
+    deals: Arc<dyn DealStore>,
     files: Arc<dyn ReportFiles>,
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
@@ -103,14 +103,24 @@ impl Reports {
     #[allow(clippy::too_many_arguments)] // the parts it is made of, named once at start-up
     pub fn new(
         store: Arc<dyn ReportStore>,
-        orders: Arc<dyn OrderStore>,
+        (orders, deals): (Arc<dyn OrderStore>, Arc<dyn DealStore>),
         files: Arc<dyn ReportFiles>,
         bus: Arc<dyn EventBus>,
         clock: Arc<dyn Clock>,
         work_dir: PathBuf,
         rules: ReportRules,
     ) -> Self {
-        Reports { store, orders, files, bus, clock, ids: OrderIdGenerator::new(), work_dir, rules }
+        Reports {
+            store,
+            orders,
+            deals,
+            files,
+            bus,
+            clock,
+            ids: OrderIdGenerator::new(),
+            work_dir,
+            rules,
+        }
     }
 
     /// The current time, for ranges given relative to now.
@@ -121,11 +131,8 @@ impl Reports {
     /// Asks for a report: durable once this returns; it runs on a consumer of `reports`.
     ///
     /// # Errors
-    /// [`ReportError::KindNotBuilt`], or the store's failure (nothing asked then).
+    /// The store's failure (nothing asked then).
     pub async fn request(&self, spec: ReportSpec) -> Result<Report, ReportError> {
-        if matches!(spec.kind, ReportKind::Deals | ReportKind::Payments) {
-            return Err(ReportError::KindNotBuilt(spec.kind.as_str()));
-        }
         let now = self.clock.now();
         let report = Report::queued(ReportId::from_uuid(self.ids.next_uuid(now)), spec, now);
         self.store.create_report(&report).await?;
@@ -188,7 +195,10 @@ impl Reports {
         if report.status.is_final() {
             return Ok(RunOutcome::Skipped("finished already"));
         }
-        let estimate = self.store.count_orders(report.spec.from, report.spec.to).await?;
+        let estimate = match report.spec.kind {
+            ReportKind::Deals => self.deal_ids(&report.spec).await?.len() as u64,
+            _ => self.store.count_orders(report.spec.from, report.spec.to).await?,
+        };
         let token = uuid::Uuid::now_v7();
         let now = self.clock.now();
         let stale_before = UnixMillis(now.0.saturating_sub(millis(self.rules.stale_after)));
@@ -264,6 +274,46 @@ impl Reports {
         }
     }
 
+    /// Every deal created in the report's range, newest first (deals are few: ids only).
+    async fn deal_ids(&self, spec: &ReportSpec) -> Result<Vec<ordermill_core::DealId>, StoreError> {
+        let mut all = Vec::new();
+        loop {
+            let page =
+                self.deals.deals_created((spec.from, spec.to), all.last().copied(), 10_000).await?;
+            let last = page.len() < 10_000;
+            all.extend(page);
+            if last {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Writes a `deals` report: one row per deal, read one at a time.
+    async fn write_deals(
+        &self,
+        report: &Report,
+        token: uuid::Uuid,
+        writer: &mut RowWriter,
+    ) -> Result<Option<u64>, RunError> {
+        let mut rows = 0u64;
+        let mut reported = Instant::now();
+        for id in self.deal_ids(&report.spec).await? {
+            let Some(deal) = self.deals.get_deal(id).await? else { continue };
+            if report.spec.sku.as_ref().is_some_and(|sku| sku != &deal.sku) {
+                continue;
+            }
+            writer.write(&deal_row(&deal))?;
+            rows += 1;
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                if !self.store.report_progress(report.id, token, rows, self.clock.now()).await? {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(rows))
+    }
+
     /// Writes the report's file at `path`: `Some(rows)`, or `None` if the run lost its claim.
     async fn write(
         &self,
@@ -273,6 +323,12 @@ impl Reports {
     ) -> Result<Option<u64>, RunError> {
         let spec = &report.spec;
         let mut writer = RowWriter::create(spec.format, path, spec.kind.columns())?;
+        if spec.kind == ReportKind::Deals {
+            let Some(rows) = self.write_deals(report, token, &mut writer).await? else {
+                return Ok(None);
+            };
+            return finish(writer).await.map(|()| Some(rows));
+        }
         let mut sales = SalesBySku::default();
         let filter = match (spec.kind, spec.status) {
             (ReportKind::SalesBySku, _) => {
@@ -299,6 +355,10 @@ impl Reports {
             for order in page.iter().filter(|o| includes(spec, o)) {
                 match spec.kind {
                     ReportKind::SalesBySku => sales.add(order, spec.sku.as_ref()),
+                    ReportKind::Payments => {
+                        writer.write(&payment_row(order))?;
+                        rows += 1;
+                    }
                     _ => {
                         writer.write(&order_row(order))?;
                         rows += 1;
@@ -323,11 +383,7 @@ impl Reports {
             }
             rows = sales.len() as u64;
         }
-        // Assembling an XLSX zips the whole sheet: seconds for a large one, off the runtime.
-        tokio::task::spawn_blocking(move || writer.finish())
-            .await
-            .map_err(|e| RunError::Write(WriteError::Io(std::io::Error::other(e.to_string()))))??;
-        Ok(Some(rows))
+        finish(writer).await.map(|()| Some(rows))
     }
 
     /// Sends again the requests of reports waiting without progress, and removes expired
@@ -374,6 +430,15 @@ enum RunError {
     Write(#[from] WriteError),
     #[error("cannot read the orders: {0}")]
     Store(#[from] StoreError),
+}
+
+/// Completes the file: assembling an XLSX zips the whole sheet, seconds for a large one, so
+/// off the runtime.
+async fn finish(writer: RowWriter) -> Result<(), RunError> {
+    tokio::task::spawn_blocking(move || writer.finish())
+        .await
+        .map_err(|e| RunError::Write(WriteError::Io(std::io::Error::other(e.to_string()))))??;
+    Ok(())
 }
 
 fn millis(d: Duration) -> i64 {
