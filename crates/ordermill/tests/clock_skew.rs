@@ -36,6 +36,15 @@ async fn a_node_whose_clock_runs_ahead_keeps_the_shared_time() {
     deployment.migrate();
     let honest = deployment.api("honest").await;
     let ahead = deployment.api_with_clock_off("ahead", "+2h").await;
+    // The skew took: the node stamps its own log lines two hours ahead.
+    let log = std::fs::read_to_string(&ahead.log).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let stamped = humantime::parse_rfc3339_weak(first["timestamp"].as_str().unwrap()).unwrap();
+    let ahead_by = stamped.duration_since(SystemTime::now()).unwrap_or_default();
+    assert!(
+        ahead_by > std::time::Duration::from_secs(3600),
+        "the node's clock is not ahead: {first}"
+    );
     let client = reqwest::Client::new();
 
     assert!(put_product(&honest.url(""), "abalone", 10).await.is_success());

@@ -159,12 +159,18 @@ impl Deployment {
     /// Starts `ordermill api` on a machine whose wall clock reads `offset` (libfaketime's
     /// `-f` syntax, e.g. `+2h`) away from the real one, and waits until it is ready.
     pub async fn api_with_clock_off(&self, name: &str, offset: &str) -> Proc {
-        let mut command = Command::new("faketime");
+        // libfaketime preloaded into ordermill itself, not through the `faketime` wrapper: the
+        // wrapper forks, so killing it (as Proc's drop does) left the node running, orphaned,
+        // after the test.
+        let library = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
+            .iter()
+            .map(|dir| format!("{dir}/faketime/libfaketime.so.1"))
+            .find(|path| Path::new(path).exists())
+            .expect("libfaketime is installed (apt-get install faketime; .ci/services.sh does)");
+        let mut command = self.command(&["api", "--listen", "127.0.0.1:0", "--log-format", "json"]);
         command
-            .args(["-f", offset, env!("CARGO_BIN_EXE_ordermill")])
-            .args(["api", "--listen", "127.0.0.1:0", "--log-format", "json"])
-            .current_dir(self.dir())
-            .envs(self.env())
+            .env("LD_PRELOAD", library)
+            .env("FAKETIME", offset)
             // Only the wall clock is off; timers keep running at the real pace.
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         let proc = Proc::spawn(name, &mut command, self.dir(), "ordermill is serving.");

@@ -352,20 +352,19 @@ impl Reports {
                 .await?;
             let last = page.len() < self.rules.page_size as usize;
             before = page.last().map(|o| o.id);
-            for order in page.iter().filter(|o| includes(spec, o)) {
-                match spec.kind {
-                    ReportKind::SalesBySku => sales.add(order, spec.sku.as_ref()),
-                    ReportKind::Payments => {
-                        writer.write(&payment_row(order))?;
-                        rows += 1;
-                    }
-                    _ => {
-                        writer.write(&order_row(order))?;
-                        rows += 1;
-                    }
-                }
-            }
             read += page.len() as u64;
+            // Formatting a page is a millisecond of CPU or more (XLSX): on the blocking pool,
+            // so the runtime's threads keep answering orders meanwhile.
+            let page_spec = spec.clone();
+            let (back, written) = tokio::task::spawn_blocking(move || {
+                let (mut writer, mut sales) = (writer, sales);
+                let written = write_page(&page_spec, &page, &mut writer, &mut sales);
+                ((writer, sales), written)
+            })
+            .await
+            .map_err(|e| RunError::Write(WriteError::Io(std::io::Error::other(e.to_string()))))?;
+            (writer, sales) = back;
+            rows += written?;
             if reported.elapsed() >= PROGRESS_EVERY {
                 reported = Instant::now();
                 let done = if spec.kind == ReportKind::SalesBySku { read } else { rows };
@@ -430,6 +429,31 @@ enum RunError {
     Write(#[from] WriteError),
     #[error("cannot read the orders: {0}")]
     Store(#[from] StoreError),
+}
+
+/// Writes the rows of one page of orders (or adds them to the sales totals); returns the rows
+/// written.
+fn write_page(
+    spec: &ReportSpec,
+    page: &[ordermill_core::Order],
+    writer: &mut RowWriter,
+    sales: &mut SalesBySku,
+) -> Result<u64, WriteError> {
+    let mut rows = 0;
+    for order in page.iter().filter(|o| includes(spec, o)) {
+        match spec.kind {
+            ReportKind::SalesBySku => sales.add(order, spec.sku.as_ref()),
+            ReportKind::Payments => {
+                writer.write(&payment_row(order))?;
+                rows += 1;
+            }
+            _ => {
+                writer.write(&order_row(order))?;
+                rows += 1;
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// Completes the file: assembling an XLSX zips the whole sheet, seconds for a large one, so
