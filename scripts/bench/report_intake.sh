@@ -6,8 +6,9 @@
 #
 # One release `ordermill serve`: fills it with `orders` orders (batches of 1000), waits until
 # the consumers confirmed them all, then runs the same open-loop load (`rate` orders/s for
-# `duration`) twice: alone, and with an `orders` report over every order running. Prints each
-# run's accepted p50/p99, their ratio, and the report's rows and time.
+# `duration`) alone and with an `orders` report over every order running, alternating (three
+# alone, two with). Prints each run's accepted p50/p99, the reports' rows and times, and the
+# ratio of the median p99s.
 # Needs: a release build (cargo build --release).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -75,33 +76,45 @@ done
 load() { "$bin" bench run --target "$base" --skus 1000 --rate "$rate" --duration "$duration" --quiet --json "$1" >/dev/null; }
 p() { python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['run']; l=s['accepted_latency_ms']; print(l['p50'], l['p99'], round(s['throughput']['orders_per_sec']))" "$1"; }
 
-echo "== warming up (10 s, not counted) =="
+echo "== settling (30 s: checkpoints and the last consumer work), then warming up (10 s) =="
+sleep 30
 "$bin" bench run --target "$base" --skus 1000 --rate "$rate" --duration 10s --quiet >/dev/null
-echo "== intake alone: $rate orders/s for $duration =="
-load "$work/alone.json"
-echo "== intake with a report over all $orders orders running =="
-asked=$(curl -s "$base/api/reports" -H "Authorization: Bearer $ORDERMILL_MERCHANT_TOKEN" \
-  -d "{\"kind\": \"orders\", \"from\": $start_ms, \"to\": $end_ms, \"format\": \"$format\"}")
-id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["report_id"])' "$asked")
-t0=$(date +%s%3N)
-load "$work/with.json"
-during=$(curl -s "$base/api/reports/$id" -H "Authorization: Bearer $ORDERMILL_MERCHANT_TOKEN")
-while :; do
-  status=$(curl -s "$base/api/reports/$id" -H "Authorization: Bearer $ORDERMILL_MERCHANT_TOKEN")
-  case "$status" in *'"status":"done"'*|*'"status":"failed"'*) break ;; esac
-  sleep 0.5
-done
-t1=$(date +%s%3N)
-echo "== intake alone again =="
-load "$work/alone2.json"
 
-read -r a50 a99 aps < <(p "$work/alone.json")
-read -r w50 w99 wps < <(p "$work/with.json")
-read -r b50 b99 bps < <(p "$work/alone2.json")
+ask() {
+  curl -s "$base/api/reports" -H "Authorization: Bearer $ORDERMILL_MERCHANT_TOKEN" \
+    -d "{\"kind\": \"orders\", \"from\": $start_ms, \"to\": $end_ms, \"format\": \"$format\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["report_id"])'
+}
+report() { curl -s "$base/api/reports/$1" -H "Authorization: Bearer $ORDERMILL_MERCHANT_TOKEN"; }
+field() { python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(" ".join(str(r.get(k)) for k in sys.argv[2:]))' "$@"; }
+
+# Alternating, so the machine's drift falls on both sides: alone, with, alone, with, alone.
+alone=() with=()
+for round in 1 2 3; do
+  echo "== round $round: intake alone, $rate orders/s for $duration =="
+  load "$work/alone$round.json"
+  read -r a50 a99 aps < <(p "$work/alone$round.json")
+  alone+=("$a99")
+  echo "   $aps orders/s  p50 $a50 ms  p99 $a99 ms"
+  [ "$round" = 3 ] && break
+  echo "== round $round: intake with a report over all $orders orders running =="
+  id=$(ask)
+  t0=$(date +%s%3N)
+  load "$work/with$round.json"
+  during=$(report "$id")
+  until report "$id" | grep -qE '"status":"(done|failed)"'; do sleep 0.5; done
+  t1=$(date +%s%3N)
+  read -r w50 w99 wps < <(p "$work/with$round.json")
+  with+=("$w99")
+  echo "   $wps orders/s  p50 $w50 ms  p99 $w99 ms; report $(field "$(report "$id")" status rows_done size_bytes) in $(( (t1 - t0) / 1000 )) s (at the load's end: $(field "$during" status percent)%)"
+done
 echo
-echo "report: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["status"], r["rows_done"], "rows,", r.get("size_bytes"), "bytes")' "$status"), $(( (t1 - t0) / 1000 )) s"
-echo "report when the load ended: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["status"], r["percent"], "%")' "$during")"
-echo "intake alone:       $aps orders/s  p50 $a50 ms  p99 $a99 ms"
-echo "intake with report: $wps orders/s  p50 $w50 ms  p99 $w99 ms"
-echo "intake alone again: $bps orders/s  p50 $b50 ms  p99 $b99 ms"
-awk -v a="$a99" -v b="$b99" -v w="$w99" 'BEGIN { m = (a > b ? a : b); n = (a < b ? a : b); printf "p99 ratio (with / alone): %.2f to %.2f (target <= 1.5)\n", w / m, w / n }'
+echo "p99 alone (ms):       ${alone[*]}"
+echo "p99 with report (ms): ${with[*]}"
+python3 - "${alone[*]}" "${with[*]}" <<'PY'
+import statistics, sys
+alone = [float(x) for x in sys.argv[1].split()]
+withr = [float(x) for x in sys.argv[2].split()]
+a, w = statistics.median(alone), statistics.median(withr)
+print(f"median p99: alone {a:.1f} ms, with a report {w:.1f} ms, ratio {w / a:.2f} (target <= 1.5)")
+PY
