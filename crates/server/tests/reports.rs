@@ -204,6 +204,16 @@ async fn reports_add_up_to_what_the_store_holds(engines: Engines) {
     let row = text.lines().nth(1).unwrap().to_owned();
     assert!(row.starts_with(&deal_id) && row.contains(",crab,9.90,3,1,open,"), "{text}");
 
+    // format and filters may be null: csv, no filter (as the document says).
+    let nulls = json!({"kind": "orders", "from": iso(start), "to": iso(end), "format": null, "filters": null});
+    let asked = ask(&app, &nulls).await;
+    assert_eq!(
+        (asked.status, asked.body["format"].as_str()),
+        (202, Some("csv")),
+        "{:?}",
+        asked.body
+    );
+
     // An empty range: done, with the header row only.
     let before = UnixMillis(start.0 - 86_400_000);
     let asked = ask(

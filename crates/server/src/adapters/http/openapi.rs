@@ -547,8 +547,7 @@ pub struct ReportInput {
     from: serde_json::Value,
     /// Created before; at most 400 days after `from`.
     to: serde_json::Value,
-    /// `csv` (the default) or `xlsx`.
-    #[schema(nullable = false)]
+    /// `csv` or `xlsx`; absent or null: `csv`.
     format: Option<String>,
     #[schema(nullable = true)]
     filters: Option<ReportFilters>,
