@@ -25,22 +25,20 @@ pub struct ListRequest {
     pub json: bool,
 }
 
-fn client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("cannot build the HTTP client")
+/// An HTTP client whose requests (body included) may take `timeout`.
+pub(crate) fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder().timeout(timeout).build().context("cannot build the HTTP client")
 }
 
 /// The error body's message, or the status when the answer has none.
-fn refusal(status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
+pub(crate) fn refusal(status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
     match (body["error"]["code"].as_str(), body["error"]["message"].as_str()) {
         (Some(code), Some(message)) => anyhow::anyhow!("{status} {code}: {message}"),
         _ => anyhow::anyhow!("the node answered {status}"),
     }
 }
 
-async fn call(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
+pub(crate) async fn call(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
     let response =
         request.send().await.with_context(|| format!("cannot reach the node to {what}"))?;
     let status = response.status();
@@ -57,7 +55,7 @@ async fn call(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Va
 /// # Errors
 /// When the node cannot be reached or refuses the request.
 pub async fn list(request: ListRequest) -> anyhow::Result<()> {
-    let client = client()?;
+    let client = client(Duration::from_secs(30))?;
     let base = request.url.trim_end_matches('/');
     let limit = request.limit.to_string();
     let url = reqwest::Url::parse_with_params(
@@ -117,7 +115,7 @@ pub async fn cancel(
     }
     let body = reason.map_or_else(|| json!({}), |reason| json!({ "reason": reason }));
     let answer = call(
-        client()?
+        client(Duration::from_secs(30))?
             .post(format!("{}/admin/orders/{order_id}/cancel", url.trim_end_matches('/')))
             .bearer_auth(admin_token)
             .json(&body),

@@ -8,6 +8,13 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
+use crate::orders::{call, refusal};
+
+/// A report's file can be large: its download may take minutes.
+fn client() -> anyhow::Result<reqwest::Client> {
+    crate::orders::client(Duration::from_secs(600))
+}
+
 /// Where the reports API is.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -40,27 +47,6 @@ pub struct CreateRequest {
     pub sku: Option<String>,
     /// Wait for it and download it here (a directory: the file keeps its own name).
     pub wait_into: Option<PathBuf>,
-}
-
-fn client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()
-        .context("cannot build the HTTP client")
-}
-
-async fn call(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
-    let response =
-        request.send().await.with_context(|| format!("cannot reach the node to {what}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        match (body["error"]["code"].as_str(), body["error"]["message"].as_str()) {
-            (Some(code), Some(message)) => bail!("{status} {code}: {message}"),
-            _ => bail!("the node answered {status}"),
-        }
-    }
-    Ok(body)
 }
 
 /// Asks for a report; prints its id, then (with `wait_into`) waits and downloads it.
@@ -171,10 +157,7 @@ pub async fn download(api: &Api, id: &str, dir: &std::path::Path) -> anyhow::Res
     if !response.status().is_success() {
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        match (body["error"]["code"].as_str(), body["error"]["message"].as_str()) {
-            (Some(code), Some(message)) => bail!("{status} {code}: {message}"),
-            _ => bail!("the node answered {status}"),
-        }
+        return Err(refusal(status, &body));
     }
     let name = response
         .headers()
