@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure PostgreSQL, Redis and RabbitMQ answer on loopback, starting (or installing) any
+# Makes sure PostgreSQL, MariaDB, Redis and RabbitMQ answer on loopback, starting (or installing) any
 # that does not. Idempotent: a running service is left alone.
 set -uo pipefail
 
@@ -26,6 +26,18 @@ if ! up 5432; then
 else
   echo "postgresql: up on 5432"
 fi
+
+if ! up 3306; then
+  need mariadbd mariadb-server
+  # No systemd here: the init script starts mysqld_safe in the background.
+  /etc/init.d/mariadb start || (mysqld_safe >/dev/null 2>&1 &)
+  wait_for 3306 mariadb 60
+else
+  echo "mariadb: up on 3306"
+fi
+# The tests log in as root over TCP without a password and make a database per test.
+mysql -uroot -e "CREATE DATABASE IF NOT EXISTS test CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" \
+  || echo "mariadb: could not create database test" >&2
 
 if ! up 6379; then
   need redis-server redis-server

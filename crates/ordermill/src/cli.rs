@@ -15,7 +15,7 @@ use crate::config::{self, Overrides};
 ///
 /// One process on embedded storage: `ordermill serve`. Scaled out: `ordermill migrate` once,
 /// then `ordermill api` ×N behind a load balancer and `ordermill worker` ×M, all with
-/// --store postgres://... --bus amqp://... --cache redis://...
+/// --store postgres://... (or mysql://...) --bus amqp://... --cache redis://...
 ///
 /// Configuration is read from ordermill.toml (or --config), then ORDERMILL_* environment
 /// variables (nested keys with "__", e.g. ORDERMILL_COMMIT__MAX_BATCH_ORDERS=2048), then flags.
@@ -35,7 +35,7 @@ enum Command {
     Serve(NodeArgs),
     /// Run the HTTP side of a scaled-out deployment: intake, group commit, the outbox relay
     /// and the deal scheduler. Run several behind a load balancer; consumers run in
-    /// `ordermill worker`. Needs --store postgres://... and --bus amqp://... (and --cache
+    /// `ordermill worker`. Needs --store postgres://... or mysql://... and --bus amqp://... (and --cache
     /// redis://... so every node sells from one stock count).
     ///
     /// Example: ordermill api --listen 0.0.0.0:8080 --store postgres://app@db/orders
@@ -47,16 +47,18 @@ enum Command {
     /// Example: ordermill worker --queues payment,notify --store postgres://app@db/orders
     /// --bus amqp://app:secret@mq:5672/%2f --cache redis://cache:6379
     Worker(WorkerArgs),
-    /// Create or upgrade the PostgreSQL schema (--store postgres://...), then exit. Safe to run
-    /// from several machines at once and again after an upgrade; the SQLite store upgrades
-    /// itself when it opens.
+    /// Create or upgrade the shared database's schema (--store postgres://... or
+    /// mysql://...), then exit. Safe to run from several machines at once and again after an
+    /// upgrade; the SQLite store upgrades itself when it opens.
     ///
     /// Example: ordermill migrate --store postgres://app@db/orders
+    /// Example: ordermill migrate --store mysql://app:secret@db:3306/orders
     Migrate(MigrateArgs),
-    /// Keep PostgreSQL's partitions in shape, then exit: create the coming week's daily
-    /// partitions of orders and processed_events, drop processed_events days older than
-    /// postgres.processed_retention (30 days by default). api nodes do the same every
-    /// postgres.maintenance_interval; this is for a cron job or a one-off check.
+    /// Keep the shared database's partitions in shape, then exit: create the coming week's
+    /// daily partitions of orders and processed_events, drop processed_events days older than
+    /// postgres.processed_retention (mysql.processed_retention; 30 days by default). api nodes
+    /// do the same every postgres.maintenance_interval (mysql.maintenance_interval); this is for
+    /// a cron job or a one-off check.
     ///
     /// Example: ordermill maintain --store postgres://app@db/orders
     Maintain(MigrateArgs),
@@ -298,7 +300,7 @@ struct ConfigFlag {
 /// The engines: which store, bus and cache.
 #[derive(Debug, Args)]
 struct EngineFlags {
-    /// Order store: sqlite (embedded in --data-dir, default) or a postgres:// URL.
+    /// Order store: sqlite (embedded in --data-dir, default), a postgres:// or a mysql:// URL.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// Message bus: embedded (default) or an amqp:// URL (RabbitMQ).
@@ -376,7 +378,8 @@ struct WorkerArgs {
 /// `migrate` and `maintain`: only the store matters.
 #[derive(Debug, Args)]
 struct MigrateArgs {
-    /// The store: a postgres:// URL (sqlite upgrades itself when opened and has no partitions).
+    /// The store: a postgres:// or mysql:// URL (sqlite upgrades itself when opened and has no
+    /// partitions).
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// Directory of the embedded database, when the store is sqlite.
@@ -424,7 +427,7 @@ struct DlqArgs {
     /// Directory of the embedded database (default ./data).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Order store: sqlite (default) or a postgres:// URL.
+    /// Order store: sqlite (default), a postgres:// or a mysql:// URL.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// Message bus: embedded (default) or an amqp:// URL, whose dead queues are used live.

@@ -6,6 +6,9 @@
 //! - [`postgres`]: the scaled-out backend, one PostgreSQL database shared by every node; one
 //!   statement per group commit, an outbox claimed with leases, versioned SQL migrations in
 //!   `migrations/postgres/` applied by [`PostgresStore::migrate`] (never implicitly).
+//! - [`mysql`]: the same scaled-out role on MySQL 8 / MariaDB 10.6+, through the same
+//!   contract: one transaction of multi-row statements per group commit, daily partitions,
+//!   lock conflicts retried whole, migrations in `migrations/mysql/`.
 //! - [`contract`]: the suite every backend passes (public so each backend's tests call it);
 //!   [`deal_contract`]: the same for group-buy deals and purchase limits; [`report_contract`]:
 //!   for reports.
@@ -13,13 +16,17 @@
 //! Batching (group commit) is decided by the server's committer, not here: a store only
 //! makes one call's batch durable in one transaction.
 
+mod batch;
 pub mod contract;
 pub mod deal_contract;
 mod decode;
 pub mod files;
+pub mod mysql;
+pub mod partitions;
 pub mod postgres;
 pub mod report_contract;
 pub mod sqlite;
 
+pub use mysql::MysqlStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

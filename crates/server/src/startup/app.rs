@@ -270,7 +270,7 @@ impl Application {
         let backends = backends::open(&settings, clock.clone()).await?;
         if role != Role::All && !backends.shared {
             return Err(StartError::Config(
-                "`ordermill api` and `ordermill worker` share work through a broker and a database: set bus = amqp://... and store = postgres://... (or run everything in one process with `ordermill serve`)".into(),
+                "`ordermill api` and `ordermill worker` share work through a broker and a database: set bus = amqp://... and store = postgres://... or mysql://... (or run everything in one process with `ordermill serve`)".into(),
             ));
         }
         if let Role::Worker { queues } = &role {
@@ -578,10 +578,10 @@ impl Application {
                 stop_workers.clone(),
             ));
         }
-        if let Some(pg) = &backends.postgres {
+        if let Some(sql) = &backends.sql {
             working.spawn(crate::startup::maintenance::run(
-                pg.clone(),
-                settings.postgres.clone(),
+                sql.clone(),
+                settings.clone(),
                 stop_workers.clone(),
             ));
         }

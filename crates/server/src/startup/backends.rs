@@ -1,6 +1,7 @@
 //! Which engines a node runs on, chosen by URL in the settings: the embedded defaults (SQLite
 //! in the data dir, the in-process bus over its outbox, in-process hot stock) or the scaled-out
-//! engines (PostgreSQL, RabbitMQ, Redis). Nothing else in the server knows which it got.
+//! engines (PostgreSQL or MySQL, RabbitMQ, Redis). Nothing else in the server knows which it
+//! got.
 
 use std::sync::Arc;
 
@@ -11,24 +12,25 @@ use ordermill_core::ports::{
     BusError, DealStore, EventBus, LimitStore, OrderReadCache, OrderStore, Outbox, RateLimiter,
     ReportFiles, ReportStore, StockCache, StoreError,
 };
+use ordermill_store::SqliteStore;
 use ordermill_store::files::DirReportFiles;
-use ordermill_store::{PostgresStore, SqliteStore};
 
 use crate::startup::app::StartError;
-use crate::startup::settings::{BusUrl, CacheUrl, SecretUrl, Settings, StoreUrl};
+use crate::startup::settings::{BusUrl, CacheUrl, Settings, StoreUrl};
+use crate::startup::sql_store::SqlStore;
 
 /// Checks that `store` and `bus` go together: the embedded bus lives in the SQLite store, the
-/// RabbitMQ relay reads the PostgreSQL outbox.
+/// RabbitMQ relay reads the shared database's outbox.
 ///
 /// # Errors
 /// [`StartError::Config`] saying which setting to change.
 pub fn check_pairing(settings: &Settings) -> Result<(), StartError> {
     match (&settings.store, &settings.bus) {
-        (StoreUrl::Postgres(_), BusUrl::Embedded) => Err(StartError::Config(
-            "the embedded bus keeps its queues in the embedded store; with store = postgres://... set bus = amqp://... too".into(),
+        (StoreUrl::Postgres(_) | StoreUrl::Mysql(_), BusUrl::Embedded) => Err(StartError::Config(
+            "the embedded bus keeps its queues in the embedded store; with store = postgres://... or mysql://... set bus = amqp://... too".into(),
         )),
         (StoreUrl::Sqlite, BusUrl::Amqp(_)) => Err(StartError::Config(
-            "the RabbitMQ bus relays from the PostgreSQL outbox; with bus = amqp://... set store = postgres://... too (the SQLite store has no broker relay)".into(),
+            "the RabbitMQ bus relays from a shared database's outbox; with bus = amqp://... set store = postgres://... or mysql://... too (the SQLite store has no broker relay)".into(),
         )),
         _ => Ok(()),
     }
@@ -44,7 +46,8 @@ pub struct Backends {
     pub purchase_limits: Arc<dyn LimitStore>,
     /// Reports.
     pub reports: Arc<dyn ReportStore>,
-    /// Finished report files: in the data dir under `serve`, in PostgreSQL scaled out.
+    /// Finished report files: in the data dir on the embedded store, in the shared database
+    /// scaled out.
     pub report_files: Arc<dyn ReportFiles>,
     /// Where report runs write their files before handing them over.
     pub report_work_dir: std::path::PathBuf,
@@ -61,25 +64,8 @@ pub struct Backends {
     pub shared: bool,
     /// The broker relay's two ends, when events go through a broker.
     pub relay: Option<(Arc<RabbitBus>, Arc<dyn Outbox>)>,
-    /// The PostgreSQL store, for its partition maintenance.
-    pub postgres: Option<Arc<PostgresStore>>,
-}
-
-/// Opens the store named by the settings (without the bus), for maintenance commands.
-///
-/// # Errors
-/// See [`StartError`].
-pub async fn open_postgres(
-    settings: &Settings,
-    url: &SecretUrl,
-) -> Result<PostgresStore, StartError> {
-    PostgresStore::connect(
-        url.expose(),
-        settings.postgres.schema.as_deref(),
-        settings.postgres.pool_size,
-    )
-    .await
-    .map_err(StartError::Database)
+    /// The shared database, for its partition maintenance.
+    pub sql: Option<SqlStore>,
 }
 
 /// `<data_dir>/reports`, created if missing.
@@ -123,19 +109,20 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
                 rate_limiter,
                 shared: false,
                 relay: None,
-                postgres: None,
+                sql: None,
             })
         }
-        (StoreUrl::Postgres(url), BusUrl::Amqp(amqp)) => {
-            let pg = Arc::new(open_postgres(settings, url).await?);
-            let pending = pg.pending_migrations().await.map_err(StartError::Database)?;
+        (StoreUrl::Postgres(url) | StoreUrl::Mysql(url), BusUrl::Amqp(amqp)) => {
+            let sql = SqlStore::open(settings, None).await?;
+            let pending = sql.pending_migrations().await.map_err(StartError::Database)?;
             if !pending.is_empty() {
                 return Err(StartError::Config(format!(
-                    "the PostgreSQL schema at {url} is not set up for this release (missing {}): run `ordermill migrate --store {url}` once, from any machine, then start the nodes",
+                    "the {} schema at {url} is not set up for this release (missing {}): run `ordermill migrate --store {url}` once, from any machine, then start the nodes",
+                    sql.engine(),
                     pending.join(", ")
                 )));
             }
-            let outbox: Arc<dyn Outbox> = pg.clone();
+            let ports = sql.ports();
             let rabbit = settings.rabbitmq.clone();
             // Two batches per consumer loop in flight: one being settled, the next arriving.
             let workers = &settings.workers;
@@ -144,30 +131,30 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
             let rabbit =
                 ordermill_bus::RabbitSettings { url: amqp.expose().to_owned(), prefetch, ..rabbit };
             let bus = Arc::new(
-                RabbitBus::start(rabbit, settings.topology.clone(), outbox.clone())
+                RabbitBus::start(rabbit, settings.topology.clone(), ports.outbox.clone())
                     .await
                     .map_err(StartError::Bus)?,
             );
-            tracing::info!(store = %url, queue_prefix = %settings.rabbitmq.queue_prefix, "Scaled-out engines: PostgreSQL store, RabbitMQ bus.");
+            tracing::info!(store = %url, engine = sql.engine(), queue_prefix = %settings.rabbitmq.queue_prefix, "Scaled-out engines: shared database, RabbitMQ bus.");
             Ok(Backends {
-                store: pg.clone(),
-                deals: pg.clone(),
-                reports: pg.clone(),
-                report_files: pg.clone(),
-                // Files go to PostgreSQL; a run writes its own here first.
+                store: ports.store,
+                deals: ports.deals,
+                reports: ports.reports,
+                report_files: ports.report_files,
+                // Files go to the database; a run writes its own here first.
                 report_work_dir: report_dir(settings)?.work_dir().to_path_buf(),
-                purchase_limits: pg.clone(),
-                postgres: Some(pg),
+                purchase_limits: ports.limits,
+                sql: Some(sql),
                 bus: bus.clone(),
                 cache,
                 order_cache: orders,
                 rate_limiter,
                 shared: true,
-                relay: Some((bus, outbox)),
+                relay: Some((bus, ports.outbox)),
             })
         }
-        (StoreUrl::Postgres(_), BusUrl::Embedded) => {
-            unreachable!("check_pairing() refuses a PostgreSQL store with the embedded bus")
+        (StoreUrl::Postgres(_) | StoreUrl::Mysql(_), BusUrl::Embedded) => {
+            unreachable!("check_pairing() refuses a shared store with the embedded bus")
         }
     }
 }
@@ -243,8 +230,10 @@ mod tests {
         };
         assert!(check_pairing(&with("sqlite", "embedded")).is_ok());
         assert!(check_pairing(&with("postgres://p@h/db", "amqp://g:g@h/%2f")).is_ok());
+        assert!(check_pairing(&with("mysql://p@h/db", "amqp://g:g@h/%2f")).is_ok());
         for (store, bus, needle) in [
             ("postgres://h/db", "embedded", "set bus = amqp"),
+            ("mysql://h/db", "embedded", "set bus = amqp"),
             ("sqlite", "amqp://h", "set store = postgres"),
         ] {
             let err = check_pairing(&with(store, bus)).unwrap_err().to_string();

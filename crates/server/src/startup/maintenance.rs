@@ -1,18 +1,17 @@
-//! The api nodes' partition maintenance timer (PostgreSQL): the same work as `ordermill
-//! maintain`, at start and every `postgres.maintenance_interval`, so nobody has to schedule it.
-//! Every node runs it; they take turns on an advisory lock and the later ones find it done.
+//! The api nodes' partition maintenance timer (PostgreSQL, MySQL): the same work as `ordermill
+//! maintain`, at start and every `postgres.maintenance_interval` (`mysql.`...), so nobody has
+//! to schedule it. Every node runs it; they take turns on a lock (advisory on PostgreSQL,
+//! `GET_LOCK` on MySQL) and the later ones find it done.
 
-use std::sync::Arc;
-
-use ordermill_store::PostgresStore;
 use tokio_util::sync::CancellationToken;
 
-use super::settings::PostgresSettings;
+use super::settings::Settings;
+use super::sql_store::SqlStore;
 
 /// Runs until `stop`.
-pub async fn run(store: Arc<PostgresStore>, settings: PostgresSettings, stop: CancellationToken) {
+pub async fn run(store: SqlStore, settings: Settings, stop: CancellationToken) {
     loop {
-        match store.maintain(settings.processed_retention.get()).await {
+        match store.maintain(&settings).await {
             Ok(done) if done.created.is_empty() && done.dropped.is_empty() => {
                 tracing::debug!("Partition maintenance: nothing to do.");
             }
@@ -29,7 +28,7 @@ pub async fn run(store: Arc<PostgresStore>, settings: PostgresSettings, stop: Ca
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(settings.maintenance_interval.get()) => {}
+            () = tokio::time::sleep(store.maintenance_interval(&settings)) => {}
         }
     }
 }

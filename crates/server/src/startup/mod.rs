@@ -8,4 +8,5 @@ pub mod clock;
 pub mod listener;
 pub mod maintenance;
 pub mod settings;
+pub mod sql_store;
 pub mod tools;

@@ -13,6 +13,7 @@ use ordermill_store::SqliteStore;
 
 use crate::startup::backends;
 use crate::startup::settings::{BusUrl, Settings, StoreUrl};
+use crate::startup::sql_store::SqlStore;
 
 /// What to do with a queue's dead letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,19 +77,20 @@ pub async fn dlq(
 }
 
 /// Partition maintenance alone (`ordermill maintain`): creates the coming days' partitions
-/// and drops `processed_events` partitions past `postgres.processed_retention`. For a cron job
-/// or a one-off; api nodes also run it every `postgres.maintenance_interval`.
+/// and drops `processed_events` partitions past `postgres.processed_retention`
+/// (`mysql.processed_retention`). For a cron job or a one-off; api nodes also run it every
+/// `postgres.maintenance_interval` (`mysql.maintenance_interval`).
 ///
 /// # Errors
-/// When the store is not PostgreSQL, is not migrated, or fails.
+/// When the store is not a shared database, is not migrated, or fails.
 pub async fn maintain(settings: &Settings) -> anyhow::Result<String> {
-    let StoreUrl::Postgres(url) = &settings.store else {
+    let Some(url) = settings.store.shared() else {
         anyhow::bail!(
-            "`ordermill maintain` keeps PostgreSQL's partitions; the embedded SQLite store has none \
-             (give --store postgres://...)"
+            "`ordermill maintain` keeps a shared database's partitions; the embedded SQLite store \
+             has none (give --store postgres://... or --store mysql://...)"
         );
     };
-    let store = backends::open_postgres(settings, url).await?;
+    let store = SqlStore::open(settings, None).await?;
     let pending = store.pending_migrations().await?;
     if !pending.is_empty() {
         store.close().await;
@@ -97,19 +99,19 @@ pub async fn maintain(settings: &Settings) -> anyhow::Result<String> {
             pending.join(", ")
         );
     }
-    let done = store.maintain(settings.postgres.processed_retention.get()).await;
+    let done = store.maintain(settings).await;
     store.close().await;
     Ok(format!("{url}: partitions checked{}", maintenance_report(&done?)))
 }
 
-fn maintenance_report(done: &ordermill_store::postgres::partitions::Maintenance) -> String {
+fn maintenance_report(done: &ordermill_store::partitions::Maintenance) -> String {
     let mut report = String::new();
     if !done.created.is_empty() {
         report.push_str(&format!("; created {}", done.created.join(", ")));
     }
     if !done.dropped.is_empty() {
         report.push_str(&format!(
-            "; dropped (past postgres.processed_retention) {}",
+            "; dropped (past the processed_retention) {}",
             done.dropped.join(", ")
         ));
     }
@@ -127,13 +129,13 @@ pub async fn migrate(
 ) -> anyhow::Result<Option<String>> {
     tokio::pin!(stop);
     match &settings.store {
-        StoreUrl::Postgres(url) => {
+        StoreUrl::Postgres(url) | StoreUrl::Mysql(url) => {
             let mut delay = std::time::Duration::from_millis(500);
             let store = loop {
-                match backends::open_postgres(settings, url).await {
+                match SqlStore::open(settings, None).await {
                     Ok(store) => break store,
                     Err(error) if error.is_engine_unavailable() => {
-                        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "Waiting for PostgreSQL to be reachable before migrating.");
+                        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "Waiting for the database to be reachable before migrating.");
                     }
                     Err(error) => return Err(error.into()),
                 }
@@ -144,7 +146,7 @@ pub async fn migrate(
                 delay = (delay * 2).min(std::time::Duration::from_secs(15));
             };
             let applied = store.migrate().await?;
-            let maintained = store.maintain(settings.postgres.processed_retention.get()).await;
+            let maintained = store.maintain(settings).await;
             store.close().await;
             let mut report = if applied.is_empty() {
                 format!("{}: schema is up to date", url)

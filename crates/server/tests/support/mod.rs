@@ -13,8 +13,9 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Runs scenario `$name(engines)` once per engine set, as `$name::embedded` and
-/// `$name::scaled_out`.
+/// Runs scenario `$name(engines)` once per engine set, as `$name::embedded`,
+/// `$name::scaled_out` (PostgreSQL, RabbitMQ, Redis) and `$name::mysql` (MySQL, RabbitMQ,
+/// Redis).
 #[allow(unused_macros)] // each test binary includes this module; not all run both
 macro_rules! on_both_engines {
     ($($name:ident),+ $(,)?) => {$(
@@ -27,6 +28,14 @@ macro_rules! on_both_engines {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn scaled_out() {
                 let Some(engines) = super::Engines::scaled() else { return };
+                engines.prepare().await;
+                super::$name(engines.clone()).await;
+                engines.clean_up().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                let Some(engines) = super::Engines::scaled_mysql() else { return };
                 engines.prepare().await;
                 super::$name(engines.clone()).await;
                 engines.clean_up().await;
@@ -49,6 +58,9 @@ pub enum Engines {
 #[derive(Debug, Clone)]
 pub struct Scaled {
     pub postgres: String,
+    /// When set, the store is this MySQL server (a database named [`Scaled::name`]) instead
+    /// of PostgreSQL.
+    pub mysql: Option<String>,
     pub amqp: String,
     pub redis: String,
     /// Schema, queue/exchange prefix and Redis key prefix.
@@ -69,14 +81,50 @@ impl Engines {
         let amqp = service_url("ORDERMILL_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")?;
         let redis = service_url("ORDERMILL_TEST_REDIS_URL", "redis://127.0.0.1:6379")?;
         let name = format!("om_t_{}", uuid::Uuid::now_v7().simple());
-        Some(Engines::ScaledOut(Scaled { postgres, amqp, redis, name, running: Arc::default() }))
+        Some(Engines::ScaledOut(Scaled {
+            postgres,
+            mysql: None,
+            amqp,
+            redis,
+            name,
+            running: Arc::default(),
+        }))
+    }
+
+    /// The scaled-out engines with MySQL as the store, or `None` (printing why) when their
+    /// URLs are unset.
+    pub fn scaled_mysql() -> Option<Engines> {
+        let mysql = ordermill_core::test_support::service_url(
+            "ORDERMILL_TEST_MYSQL_URL",
+            "mysql://root@127.0.0.1:3306/test",
+        )?;
+        match Engines::scaled()? {
+            Engines::ScaledOut(s) => Some(Engines::ScaledOut(Scaled { mysql: Some(mysql), ..s })),
+            Engines::Embedded => None,
+        }
+    }
+
+    /// The shared store of these engines, opened with a small pool.
+    async fn sql_store(&self) -> ordermill_server::startup::sql_store::SqlStore {
+        let mut settings = Settings::default();
+        self.apply(&mut settings);
+        ordermill_server::startup::sql_store::SqlStore::open(&settings, Some(2)).await.unwrap()
     }
 
     fn apply(&self, settings: &mut Settings) {
         if let Engines::ScaledOut(s) = self {
-            settings.store = s.postgres.parse().expect("a postgres:// URL");
-            settings.postgres.schema = Some(s.name.clone());
-            settings.postgres.pool_size = 8;
+            match &s.mysql {
+                Some(mysql) => {
+                    settings.store = mysql.parse().expect("a mysql:// URL");
+                    settings.mysql.database = Some(s.name.clone());
+                    settings.mysql.pool_size = 8;
+                }
+                None => {
+                    settings.store = s.postgres.parse().expect("a postgres:// URL");
+                    settings.postgres.schema = Some(s.name.clone());
+                    settings.postgres.pool_size = 8;
+                }
+            }
             settings.bus = s.amqp.parse().expect("an amqp:// URL");
             settings.rabbitmq.queue_prefix = format!("{}.", s.name);
             settings.rabbitmq.exchange = format!("{}.orders", s.name);
@@ -89,10 +137,8 @@ impl Engines {
 
     /// Creates the schema's tables (scaled out); the SQLite store does so itself.
     pub async fn prepare(&self) {
-        if let Engines::ScaledOut(s) = self {
-            let store = ordermill_store::PostgresStore::connect(&s.postgres, Some(&s.name), 2)
-                .await
-                .unwrap();
+        if let Engines::ScaledOut(_) = self {
+            let store = self.sql_store().await;
             store.migrate().await.unwrap();
             store.close().await;
         }
@@ -106,28 +152,39 @@ impl Engines {
             let _ = stop.send(());
             let _ = serving.await;
         }
-        let store =
-            ordermill_store::PostgresStore::connect(&s.postgres, Some(&s.name), 2).await.unwrap();
+        let store = self.sql_store().await;
         let mut settings = Settings::default();
         self.apply(&mut settings);
         let rabbit = ordermill_bus::RabbitSettings { url: s.amqp.clone(), ..settings.rabbitmq };
-        if let Ok(bus) = ordermill_bus::RabbitBus::start(
-            rabbit,
-            settings.topology.clone(),
-            std::sync::Arc::new(store.clone()),
-        )
-        .await
+        if let Ok(bus) =
+            ordermill_bus::RabbitBus::start(rabbit, settings.topology.clone(), store.ports().outbox)
+                .await
         {
             let _ = bus.delete_topology().await;
         }
         store.close().await;
-        let pool = sqlx::PgPool::connect(&s.postgres).await.unwrap();
         // The name is the test's own uuid-based identifier, never outside input.
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", s.name)))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
+        match &s.mysql {
+            Some(mysql) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::MySqlConnection::connect(mysql).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{}`", s.name)))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            None => {
+                let pool = sqlx::PgPool::connect(&s.postgres).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {} CASCADE",
+                    s.name
+                )))
+                .execute(&pool)
+                .await
+                .unwrap();
+                pool.close().await;
+            }
+        }
     }
 }
 
@@ -272,6 +329,15 @@ impl TestApp {
     pub async fn count_rows(&self, sql: &str) -> i64 {
         match &self.engines {
             Engines::Embedded => self.count(sql),
+            Engines::ScaledOut(Scaled { mysql: Some(mysql), name, .. }) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::MySqlConnection::connect(mysql).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("USE `{name}`")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut conn).await.unwrap()
+            }
             Engines::ScaledOut(s) => {
                 let pool = sqlx::PgPool::connect(&s.postgres).await.unwrap();
                 let mut conn = pool.acquire().await.unwrap();

@@ -15,9 +15,10 @@ use ordermill_core::{
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::effects::{self, Writes};
+use super::effects;
 use super::error::from_sqlx;
 use super::rows;
+use crate::batch::{self, Writes};
 
 /// The joining order, its membership and its `deal.joined` outbox row (body stored, like
 /// every event but order.created) as one statement. A reused idempotency key fails it with a
@@ -272,8 +273,6 @@ async fn settle_members(
     at: UnixMillis,
     emitted: &mut Vec<OutboxEvent>,
 ) -> Result<Vec<Order>, StoreError> {
-    let settlements =
-        deal.members_with_event_ids(event_ids).map_err(|e| StoreError::Backend(e.into()))?;
     let mut ids: Vec<Uuid> = deal.members.iter().map(|m| m.order_id.as_uuid()).collect();
     ids.sort_unstable();
     // Locked in id order (the ORDER BY sits below the row locks), as consumers lock them.
@@ -292,29 +291,8 @@ async fn settle_members(
         loaded.insert(order.id.as_uuid(), (order, state));
     }
 
-    let mut changed: Vec<(Order, Lifecycle)> = Vec::with_capacity(deal.members.len());
     let mut writes = Writes::default();
-    for (member, event_id) in settlements {
-        let Some((mut order, state)) = loaded.remove(&member.order_id.as_uuid()) else {
-            return Err(StoreError::Corrupt(format!(
-                "deal {} lists order {}, which is missing",
-                deal.id, member.order_id
-            )));
-        };
-        let Some(settled) = deal.settle_member(&mut order, state, event_id, at) else {
-            continue;
-        };
-        if settled.next.status == ordermill_core::OrderStatus::Cancelled
-            && state.status != ordermill_core::OrderStatus::Cancelled
-        {
-            writes.cancelled(&order);
-        }
-        for event in settled.emitted {
-            writes.event(order.id.as_uuid(), &event);
-            emitted.push(event);
-        }
-        changed.push((order, settled.next));
-    }
+    let changed = batch::settle(deal, loaded, event_ids, at, emitted, &mut writes)?;
     let states: Vec<(&Order, Lifecycle)> = changed.iter().map(|(o, s)| (o, *s)).collect();
     effects::write(conn, &states, writes).await?;
     Ok(changed.into_iter().map(|(order, _)| order).collect())

@@ -6,15 +6,16 @@
 //! whose `(consumer, event)` is recorded already is `AlreadyProcessed`, an unknown order is
 //! recorded and reported `OrderNotFound`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
-use ordermill_core::{DeadlineChange, Lifecycle, Order, OrderStatus, OutboxEvent, StockDelta};
+use ordermill_core::{Lifecycle, Order};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use super::error::from_sqlx;
 use super::rows;
+use crate::batch::{self, Loaded, Writes};
 
 /// Records `(consumer, event)` pairs; returns those that were not recorded before. Pairs are
 /// sent sorted so two batches sharing pairs lock them in the same order (no deadlock).
@@ -79,78 +80,6 @@ deadlines_done AS (
 )
 SELECT 1";
 
-/// An order loaded for the batch, as the effects so far left it.
-struct Loaded {
-    order: Order,
-    state: Lifecycle,
-    dirty: bool,
-    /// The status it was loaded with: whether its payment deadline starts or stops.
-    was: OrderStatus,
-}
-
-/// Column arrays for [`WRITE`]: what [`write()`] writes besides the orders' new states. Deals
-/// (`deals.rs`) fill it too, so member orders are written the way consumers write them.
-#[derive(Default)]
-pub(crate) struct Writes {
-    payment_orders: Vec<Uuid>,
-    payment_statuses: Vec<&'static str>,
-    payment_events: Vec<Uuid>,
-    payment_at: Vec<i64>,
-    event_ids: Vec<Uuid>,
-    event_orders: Vec<Uuid>,
-    event_keys: Vec<&'static str>,
-    event_payloads: Vec<String>,
-    event_at: Vec<i64>,
-    /// How each product row moves, by SKU (sorted: rows are locked in SKU order).
-    stock: BTreeMap<String, StockDelta>,
-    /// Units of orders cancelled in this batch, per line: `(sku, customer, units)`.
-    uncounted: Vec<(String, String, i64)>,
-    /// Orders that started awaiting payment, with their deadline.
-    deadlines_set: Vec<(Uuid, i64)>,
-    /// Orders that stopped awaiting payment.
-    deadlines_done: Vec<Uuid>,
-}
-
-impl Writes {
-    /// Adds an outbox row for `event` about order `order_id`, its body stored.
-    pub(crate) fn event(&mut self, order_id: Uuid, event: &OutboxEvent) {
-        self.event_ids.push(event.event_id);
-        self.event_orders.push(order_id);
-        self.event_keys.push(event.routing_key.as_str());
-        self.event_payloads.push(event.payload.clone());
-        self.event_at.push(event.created_at.0);
-    }
-
-    /// Takes `order`'s units off its customer's per-customer counts: it was just cancelled.
-    pub(crate) fn cancelled(&mut self, order: &Order) {
-        for line in &order.lines {
-            self.uncounted.push((
-                line.sku.as_str().to_owned(),
-                order.customer_id.as_str().to_owned(),
-                i64::from(line.quantity.get()),
-            ));
-        }
-    }
-
-    /// Starts or stops watching `order`'s payment deadline, as its status moved from `was`.
-    fn deadline(&mut self, order: &Order, was: OrderStatus) {
-        match order.deadline_change(was) {
-            Some(DeadlineChange::Watch(pay_by)) => {
-                self.deadlines_set.push((order.id.as_uuid(), pay_by.0));
-            }
-            Some(DeadlineChange::Forget) => self.deadlines_done.push(order.id.as_uuid()),
-            None => {}
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.payment_orders.is_empty()
-            && self.event_ids.is_empty()
-            && self.stock.is_empty()
-            && self.uncounted.is_empty()
-    }
-}
-
 /// Writes `orders`' new states (status, stock and payment states, history) and everything in
 /// `writes` with ONE statement ([`WRITE`]), on the caller's transaction. The caller has locked
 /// the orders already.
@@ -162,19 +91,10 @@ pub(crate) async fn write(
     if orders.is_empty() && writes.is_empty() {
         return Ok(());
     }
-    let (skus, (stock, reserved)): (Vec<String>, (Vec<i64>, Vec<i64>)) = writes
-        .stock
-        .into_iter()
-        .filter(|(_, d)| !d.is_zero())
-        .map(|(sku, d)| (sku, (d.stock, d.reserved)))
-        .unzip();
+    let mut writes = writes;
+    let (skus, stock, reserved) = writes.stock_columns();
     let ids: Vec<Uuid> = orders.iter().map(|(o, _)| o.id.as_uuid()).collect();
-    let mut uncounted = writes.uncounted;
-    uncounted.sort_unstable();
-    let (uncounted_skus, (uncounted_customers, uncounted_units)): (
-        Vec<String>,
-        (Vec<String>, Vec<i64>),
-    ) = uncounted.into_iter().map(|(s, c, u)| (s, (c, u))).unzip();
+    let (uncounted_skus, uncounted_customers, uncounted_units) = writes.uncounted_columns();
     let (deadline_orders, deadline_times): (Vec<Uuid>, Vec<i64>) =
         writes.deadlines_set.into_iter().unzip();
     let (first, last) = (
@@ -233,13 +153,7 @@ pub(crate) async fn apply(
     if effects.is_empty() {
         return Ok(Vec::new());
     }
-    // The first occurrence of a pair in the batch is the one that may apply; later ones are
-    // redeliveries within the batch.
-    let mut seen = HashSet::with_capacity(effects.len());
-    let first: Vec<bool> =
-        effects.iter().map(|e| seen.insert((&*e.consumer, e.event_id))).collect();
-    let mut pairs: Vec<(&str, Uuid)> = seen.into_iter().collect();
-    pairs.sort_unstable();
+    let (pairs, first) = batch::pairs(effects);
     let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.into_iter().unzip();
 
     let mut tx = pool.begin().await.map_err(from_sqlx)?;
@@ -253,20 +167,8 @@ pub(crate) async fn apply(
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect::<Result<_, sqlx::Error>>()
         .map_err(from_sqlx)?;
-    let applies: Vec<bool> = effects
-        .iter()
-        .zip(&first)
-        .map(|(e, first)| *first && fresh.contains(&(e.consumer.to_string(), e.event_id)))
-        .collect();
-
-    let mut order_ids: Vec<Uuid> = effects
-        .iter()
-        .zip(&applies)
-        .filter(|(e, applies)| **applies && !e.records_only())
-        .map(|(e, _)| e.order_id.as_uuid())
-        .collect();
-    order_ids.sort_unstable();
-    order_ids.dedup();
+    let applies = batch::applies(effects, &first, &fresh);
+    let order_ids = batch::orders_to_lock(effects, &applies);
     let mut orders: HashMap<Uuid, Loaded> = HashMap::with_capacity(order_ids.len());
     if !order_ids.is_empty() {
         // Locked in id order (the ORDER BY sits below the row locks), so consumers whose
@@ -282,60 +184,15 @@ pub(crate) async fn apply(
             .map_err(from_sqlx)?
         {
             let (order, state) = rows::order_state(&row, 0)?;
-            let was = state.status;
-            orders.insert(order.id.as_uuid(), Loaded { order, state, dirty: false, was });
+            orders.insert(order.id.as_uuid(), Loaded::new(order, state));
         }
     }
 
     let mut writes = Writes::default();
-    let mut outcomes = Vec::with_capacity(effects.len());
-    for (effect, applies) in effects.iter().zip(applies) {
-        outcomes.push(match applies {
-            true if effect.records_only() => EffectOutcome::Recorded,
-            true => apply_one(effect, &mut orders, &mut writes),
-            false => EffectOutcome::AlreadyProcessed,
-        });
-    }
-
-    for loaded in orders.values().filter(|l| l.dirty) {
-        writes.deadline(&loaded.order, loaded.was);
-    }
+    let outcomes = batch::run(effects, &applies, &mut orders, &mut writes);
     let dirty: Vec<(&Order, Lifecycle)> =
         orders.values().filter(|l| l.dirty).map(|l| (&l.order, l.state)).collect();
     write(&mut tx, &dirty, writes).await?;
     tx.commit().await.map_err(from_sqlx)?;
     Ok(outcomes)
-}
-
-/// Applies one first-time effect against the batch's view of its order (the rules are
-/// [`Effect::apply_to`]'s) and adds what it decided to the batch's writes.
-fn apply_one(
-    effect: &Effect,
-    orders: &mut HashMap<Uuid, Loaded>,
-    writes: &mut Writes,
-) -> EffectOutcome {
-    let Some(loaded) = orders.get_mut(&effect.order_id.as_uuid()) else {
-        return EffectOutcome::OrderNotFound;
-    };
-    let applied = effect.apply_to(&mut loaded.order, loaded.state);
-    if applied.status_changed && loaded.order.status == ordermill_core::OrderStatus::Cancelled {
-        writes.cancelled(&loaded.order);
-    }
-    // Written only when something changed: a fact that no longer applies leaves the row alone.
-    loaded.dirty |= applied.changed;
-    loaded.state = applied.next;
-    let order_id = loaded.order.id.as_uuid();
-    for (sku, delta) in &applied.stock {
-        *writes.stock.entry(sku.as_str().to_owned()).or_default() += *delta;
-    }
-    if let Some(record) = applied.payment {
-        writes.payment_orders.push(order_id);
-        writes.payment_statuses.push(record.as_str());
-        writes.payment_events.push(effect.event_id);
-        writes.payment_at.push(effect.at.0);
-    }
-    for event in &applied.emitted {
-        writes.event(order_id, event);
-    }
-    applied.into_outcome(&loaded.order)
 }

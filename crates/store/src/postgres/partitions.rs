@@ -11,23 +11,7 @@ use sqlx::PgPool;
 use super::error::from_sqlx;
 use super::migrations::lock_schema;
 
-/// Days of partitions kept ready ahead of today (UTC): a week without any maintenance run
-/// before inserts start landing in the DEFAULT partitions (still correct, just unpartitioned).
-pub const DAYS_AHEAD: i32 = 7;
-
-/// The shortest `processed_events` retention allowed: the record is what makes a redelivery
-/// harmless, so it must outlive every redelivery — retries (at most `workers.retry_max` ×
-/// `workers.max_attempts`, half an hour by default) and dead letters an operator replays.
-pub const MIN_RETENTION: Duration = Duration::from_secs(2 * 24 * 60 * 60);
-
-/// What one maintenance run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Maintenance {
-    /// Partitions created.
-    pub created: Vec<String>,
-    /// `processed_events` partitions dropped.
-    pub dropped: Vec<String>,
-}
+pub use crate::partitions::{DAYS_AHEAD, MIN_RETENTION, Maintenance};
 
 /// Creates the partitions [`DAYS_AHEAD`] and drops the `processed_events` partitions that
 /// hold only events older than `retention` (at least [`MIN_RETENTION`]), by the database's

@@ -91,6 +91,18 @@ pub enum StoreUrl {
     Sqlite,
     /// PostgreSQL (`postgres://...`).
     Postgres(SecretUrl),
+    /// MySQL 8 or MariaDB 10.6+ (`mysql://...`).
+    Mysql(SecretUrl),
+}
+
+impl StoreUrl {
+    /// The shared database's URL (PostgreSQL or MySQL); `None` for the embedded store.
+    pub fn shared(&self) -> Option<&SecretUrl> {
+        match self {
+            StoreUrl::Sqlite => None,
+            StoreUrl::Postgres(url) | StoreUrl::Mysql(url) => Some(url),
+        }
+    }
 }
 
 /// How events travel.
@@ -136,7 +148,16 @@ fn parse_engine(
 fn refuse_tls(key: &str, text: &str) -> Result<(), String> {
     let query = text.split_once('?').map_or("", |(_, q)| q);
     let strict_ssl = query.split('&').any(|pair| {
-        matches!(pair, "sslmode=require" | "sslmode=verify-ca" | "sslmode=verify-full")
+        let pair = pair.to_ascii_lowercase();
+        matches!(
+            pair.as_str(),
+            "sslmode=require"
+                | "sslmode=verify-ca"
+                | "sslmode=verify-full"
+                | "ssl-mode=required"
+                | "ssl-mode=verify_ca"
+                | "ssl-mode=verify_identity"
+        )
     });
     if text.starts_with("amqps://") || text.starts_with("rediss://") || strict_ssl {
         return Err(format!(
@@ -157,14 +178,18 @@ impl std::str::FromStr for StoreUrl {
         let url = parse_engine(
             text,
             &["sqlite", "sqlite:", "embedded", "local", ""],
-            &["postgres://", "postgresql://"],
+            &["postgres://", "postgresql://", "mysql://"],
             |shown| {
                 format!(
-                    "store = {shown:?} is not a store: use \"sqlite\" (embedded, the default) or a postgres:// URL (ORDERMILL_STORE, --store)"
+                    "store = {shown:?} is not a store: use \"sqlite\" (embedded, the default), a postgres:// URL or a mysql:// URL (ORDERMILL_STORE, --store)"
                 )
             },
         )?;
-        Ok(url.map_or(StoreUrl::Sqlite, StoreUrl::Postgres))
+        Ok(match url {
+            None => StoreUrl::Sqlite,
+            Some(url) if url.expose().starts_with("mysql://") => StoreUrl::Mysql(url),
+            Some(url) => StoreUrl::Postgres(url),
+        })
     }
 }
 
@@ -210,7 +235,7 @@ impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreUrl::Sqlite => f.write_str("sqlite"),
-            StoreUrl::Postgres(url) => fmt::Display::fmt(url, f),
+            StoreUrl::Postgres(url) | StoreUrl::Mysql(url) => fmt::Display::fmt(url, f),
         }
     }
 }
@@ -261,12 +286,17 @@ mod tests {
     fn engines_are_parsed_from_their_names_and_urls() {
         assert_eq!("sqlite".parse::<StoreUrl>(), Ok(StoreUrl::Sqlite));
         assert!(matches!("postgres://a@h/db".parse::<StoreUrl>(), Ok(StoreUrl::Postgres(_))));
+        assert!(matches!("mysql://a@h:3306/db".parse::<StoreUrl>(), Ok(StoreUrl::Mysql(_))));
         assert_eq!("embedded".parse::<BusUrl>(), Ok(BusUrl::Embedded));
         assert!(matches!("amqp://g:g@h/%2f".parse::<BusUrl>(), Ok(BusUrl::Amqp(_))));
         assert_eq!("local".parse::<CacheUrl>(), Ok(CacheUrl::Local));
         assert!(matches!("redis://h:6379".parse::<CacheUrl>(), Ok(CacheUrl::Redis(_))));
         for (err, needle) in [
-            ("mysql://u:pw@h".parse::<StoreUrl>().unwrap_err(), "is not a store"),
+            ("mariadb://u:pw@h".parse::<StoreUrl>().unwrap_err(), "is not a store"),
+            (
+                "mysql://app:pw@db/orders?ssl-mode=REQUIRED".parse::<StoreUrl>().unwrap_err(),
+                "asks for TLS",
+            ),
             ("kafka://h".parse::<BusUrl>().unwrap_err(), "is not a bus"),
             ("memcached://h".parse::<CacheUrl>().unwrap_err(), "is not a cache"),
         ] {

@@ -28,10 +28,11 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Directory holding the embedded database (`ordermill.db` and its WAL).
     pub data_dir: PathBuf,
-    /// Order store: `sqlite` (embedded in `data_dir`, the default) or a `postgres://` URL.
+    /// Order store: `sqlite` (embedded in `data_dir`, the default), a `postgres://` URL or a
+    /// `mysql://` URL (MySQL 8 / MariaDB 10.6+).
     pub store: StoreUrl,
     /// Message bus: `embedded` (in-process over the store's outbox, the default) or an
-    /// `amqp://` URL (RabbitMQ; needs the PostgreSQL store).
+    /// `amqp://` URL (RabbitMQ; needs the PostgreSQL or MySQL store).
     pub bus: BusUrl,
     /// Hot stock and the order read cache: `local` (in-process, the default) or a `redis://`
     /// URL.
@@ -79,6 +80,8 @@ pub struct Settings {
     pub reports: ReportSettings,
     /// PostgreSQL (when `store` is a postgres:// URL).
     pub postgres: PostgresSettings,
+    /// MySQL / MariaDB (when `store` is a mysql:// URL).
+    pub mysql: MysqlSettings,
     /// RabbitMQ topology and tuning (when `bus` is an amqp:// URL; the URL itself is `bus`).
     pub rabbitmq: ordermill_bus::RabbitSettings,
     /// Redis (when `cache` is a redis:// URL).
@@ -112,6 +115,7 @@ impl Settings {
             ("reports.sweep_interval", self.reports.sweep_interval),
             ("redis.check_interval", self.redis.check_interval),
             ("postgres.maintenance_interval", self.postgres.maintenance_interval),
+            ("mysql.maintenance_interval", self.mysql.maintenance_interval),
         ] {
             if d.get().is_zero() {
                 return Err(format!("{key} must be longer than zero, e.g. \"1s\""));
@@ -147,12 +151,16 @@ impl Settings {
                 "dashboard.peers: {peer:?} is not a base URL like \"http://10.0.0.7:9100\""
             ));
         }
-        if self.postgres.processed_retention.get()
-            < ordermill_store::postgres::partitions::MIN_RETENTION
-        {
-            return Err("postgres.processed_retention must be at least \"2days\": the records \
-                        must outlive every redelivery, retries and replayed dead letters"
-                .into());
+        for (key, retention) in [
+            ("postgres.processed_retention", self.postgres.processed_retention),
+            ("mysql.processed_retention", self.mysql.processed_retention),
+        ] {
+            if retention.get() < ordermill_store::partitions::MIN_RETENTION {
+                return Err(format!(
+                    "{key} must be at least \"2days\": the records must outlive every \
+                     redelivery, retries and replayed dead letters"
+                ));
+            }
         }
         if self.payment.mode == PaymentMode::AwaitCallback && self.payment.callback_secret.is_none()
         {
@@ -313,6 +321,34 @@ impl Default for PostgresSettings {
     }
 }
 
+/// MySQL / MariaDB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MysqlSettings {
+    /// Connections per node.
+    pub pool_size: u32,
+    /// Database to use instead of the URL's (created if missing, utf8mb4); `None` is the
+    /// URL's. Lets several instances (or tests) share one server.
+    pub database: Option<String>,
+    /// How long `processed_events` records are kept; older daily partitions are dropped
+    /// whole. At least 2 days (see `postgres.processed_retention`).
+    pub processed_retention: HumanDuration,
+    /// How often each api node runs the partition maintenance; `ordermill maintain` does the
+    /// same once.
+    pub maintenance_interval: HumanDuration,
+}
+
+impl Default for MysqlSettings {
+    fn default() -> Self {
+        MysqlSettings {
+            pool_size: 16,
+            database: None,
+            processed_retention: HumanDuration::from_secs(30 * 24 * 60 * 60),
+            maintenance_interval: HumanDuration::from_secs(60 * 60),
+        }
+    }
+}
+
 /// Group buying.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -393,6 +429,7 @@ impl Default for Settings {
             dashboard: DashboardSettings::default(),
             reports: ReportSettings::default(),
             postgres: PostgresSettings::default(),
+            mysql: MysqlSettings::default(),
             rabbitmq: ordermill_bus::RabbitSettings::default(),
             redis: RedisSettings::default(),
         }

@@ -1,0 +1,261 @@
+//! Consumers' effects on MySQL: `crate::batch` decides (the same code as on PostgreSQL), this
+//! file reads, locks and writes, in ONE transaction per batch with a fixed number of
+//! statements whatever the batch size.
+//!
+//! The duplicate check: the batch's `(consumer, event)` pairs already recorded are read with
+//! `FOR UPDATE`, the others inserted in the same transaction. Two batches recording the same
+//! new pair at once: the second's INSERT waits on the first's row, gets a duplicate once the
+//! first commits, and its transaction runs again (`TxError::Raced`) — then it reads the pair as
+//! recorded and reports `AlreadyProcessed`. No effect is applied twice either way.
+
+use std::collections::{HashMap, HashSet};
+
+use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
+use ordermill_core::{Lifecycle, Order};
+use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::error::{DUPLICATE, TxError, number};
+use super::orders::ROWS_PER_STATEMENT;
+use super::rows;
+use super::tx::transaction;
+use crate::batch::{self, Loaded, Writes};
+
+/// Applies `effects` in one transaction: all of them or none.
+pub(crate) async fn apply(
+    pool: &MySqlPool,
+    effects: &[Effect],
+) -> Result<Vec<EffectOutcome>, StoreError> {
+    if effects.is_empty() {
+        return Ok(Vec::new());
+    }
+    transaction!(pool, |tx| apply_in(&mut tx, effects))
+}
+
+async fn apply_in(
+    conn: &mut MySqlConnection,
+    effects: &[Effect],
+) -> Result<Vec<EffectOutcome>, TxError> {
+    let (pairs, first) = batch::pairs(effects);
+    let fresh = record_processed(conn, &pairs).await?;
+    let applies = batch::applies(effects, &first, &fresh);
+    let order_ids = batch::orders_to_lock(effects, &applies);
+    let mut orders: HashMap<Uuid, Loaded> = HashMap::with_capacity(order_ids.len());
+    for (order, state) in lock_orders(conn, &order_ids).await? {
+        orders.insert(order.id.as_uuid(), Loaded::new(order, state));
+    }
+    let mut writes = Writes::default();
+    let outcomes = batch::run(effects, &applies, &mut orders, &mut writes);
+    let dirty: Vec<(&Order, Lifecycle)> =
+        orders.values().filter(|l| l.dirty).map(|l| (&l.order, l.state)).collect();
+    write(conn, &dirty, writes).await?;
+    Ok(outcomes)
+}
+
+/// Records the pairs not recorded yet; returns them.
+async fn record_processed(
+    conn: &mut MySqlConnection,
+    pairs: &[(&str, Uuid)],
+) -> Result<HashSet<(String, Uuid)>, TxError> {
+    let mut recorded: HashSet<(String, Uuid)> = HashSet::with_capacity(pairs.len());
+    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<MySql>::new(
+            "SELECT consumer, event_id FROM processed_events WHERE (consumer, event_id) IN (",
+        );
+        let mut list = query.separated(", ");
+        for (consumer, event) in chunk {
+            list.push("(").push_bind_unseparated(*consumer).push_unseparated(", ");
+            list.push_bind_unseparated(*event).push_unseparated(")");
+        }
+        query.push(") FOR UPDATE");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            recorded.insert((row.try_get(0)?, row.try_get(1)?));
+        }
+    }
+    let fresh: Vec<&(&str, Uuid)> =
+        pairs.iter().filter(|(c, e)| !recorded.contains(&((*c).to_owned(), *e))).collect();
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+        let mut query =
+            QueryBuilder::<MySql>::new("INSERT INTO processed_events (consumer, event_id) ");
+        query.push_values(chunk, |mut row, (consumer, event)| {
+            row.push_bind(*consumer).push_bind(*event);
+        });
+        if let Err(error) = query.build().execute(&mut *conn).await {
+            return Err(match number(&error) {
+                Some(DUPLICATE) => TxError::Raced("another batch recorded the same event"),
+                _ => error.into(),
+            });
+        }
+    }
+    Ok(fresh.into_iter().map(|(c, e)| ((*c).to_owned(), *e)).collect())
+}
+
+/// Reads and locks orders, in id order (so batches sharing orders wait instead of deadlocking).
+pub(crate) async fn lock_orders(
+    conn: &mut MySqlConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Order, Lifecycle)>, TxError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<MySql>::new(format!(
+            "SELECT {} FROM orders WHERE id IN (",
+            rows::ORDER_COLUMNS
+        ));
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        query.push(") ORDER BY id FOR UPDATE");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            found.push(rows::order_state(&row, 0)?);
+        }
+    }
+    Ok(found)
+}
+
+/// A derived table of literal rows for `UPDATE ... JOIN (...)`: `SELECT ? AS a, ? AS b UNION
+/// ALL SELECT ?, ? ...` (MySQL 8 and MariaDB both read it; neither has arrays to unnest).
+fn derived_rows<T>(
+    query: &mut QueryBuilder<MySql>,
+    rows: &[T],
+    columns: &[&str],
+    mut bind: impl FnMut(&mut QueryBuilder<MySql>, &T, usize),
+) {
+    for (i, row) in rows.iter().enumerate() {
+        query.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
+        for (c, name) in columns.iter().enumerate() {
+            if c > 0 {
+                query.push(", ");
+            }
+            bind(query, row, c);
+            if i == 0 {
+                query.push(" AS ").push(*name);
+            }
+        }
+    }
+}
+
+/// Writes `orders`' new states and everything in `writes`, on the caller's transaction (the
+/// orders are locked already). Products are locked here, in SKU order, as commits lock them.
+pub(crate) async fn write(
+    conn: &mut MySqlConnection,
+    orders: &[(&Order, Lifecycle)],
+    mut writes: Writes,
+) -> Result<(), TxError> {
+    for chunk in orders.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<MySql>::new("UPDATE orders o JOIN (");
+        let columns =
+            ["id", "status", "stock_state", "payment_state", "history", "pay_by", "payment_url"];
+        derived_rows(&mut query, chunk, &columns, |q, (order, state), c| {
+            let awaited = order.awaited_payment.as_ref();
+            match c {
+                0 => q.push_bind(order.id.as_uuid()),
+                1 => q.push_bind(state.status.as_str()),
+                2 => q.push_bind(state.stock.as_str()),
+                3 => q.push_bind(state.payment.as_str()),
+                4 => q.push_bind(rows::history_json(&order.history)),
+                5 => q.push_bind(awaited.map(|a| a.pay_by.0)),
+                _ => q.push_bind(awaited.map(|a| a.payment_url.clone())),
+            };
+        });
+        query.push(
+            ") c ON o.id = c.id SET o.status = c.status, o.stock_state = c.stock_state,
+                 o.payment_state = c.payment_state, o.history = c.history, o.pay_by = c.pay_by,
+                 o.payment_url = c.payment_url",
+        );
+        query.build().execute(&mut *conn).await?;
+    }
+
+    if !writes.payment_orders.is_empty() {
+        let mut query =
+            QueryBuilder::<MySql>::new("INSERT INTO payments (order_id, status, event_id, `at`) ");
+        let rows: Vec<usize> = (0..writes.payment_orders.len()).collect();
+        query.push_values(&rows, |mut row, i| {
+            row.push_bind(writes.payment_orders[*i])
+                .push_bind(writes.payment_statuses[*i])
+                .push_bind(writes.payment_events[*i])
+                .push_bind(writes.payment_at[*i]);
+        });
+        // The latest outcome: money after an expiry or a decline replaces it (refund_required).
+        query.push(
+            " ON DUPLICATE KEY UPDATE status = VALUES(status), event_id = VALUES(event_id), \
+             `at` = VALUES(`at`)",
+        );
+        query.build().execute(&mut *conn).await?;
+    }
+
+    if !writes.event_ids.is_empty() {
+        let rows: Vec<usize> = (0..writes.event_ids.len()).collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<MySql>::new(
+                "INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at) ",
+            );
+            query.push_values(chunk, |mut row, i| {
+                row.push_bind(writes.event_ids[*i])
+                    .push_bind(writes.event_orders[*i])
+                    .push_bind(writes.event_keys[*i])
+                    .push_bind(writes.event_payloads[*i].as_str())
+                    .push_bind(writes.event_at[*i]);
+            });
+            query.build().execute(&mut *conn).await?;
+        }
+    }
+
+    let (skus, stock, reserved) = writes.stock_columns();
+    if !skus.is_empty() {
+        let mut query = QueryBuilder::<MySql>::new("SELECT sku FROM products WHERE sku IN (");
+        let mut list = query.separated(", ");
+        for sku in &skus {
+            list.push_bind(sku.as_str());
+        }
+        query.push(") ORDER BY sku FOR UPDATE");
+        query.build().execute(&mut *conn).await?;
+        let mut query = QueryBuilder::<MySql>::new("UPDATE products p JOIN (");
+        let rows: Vec<usize> = (0..skus.len()).collect();
+        derived_rows(&mut query, &rows, &["sku", "stock", "reserved"], |q, i, c| {
+            match c {
+                0 => q.push_bind(skus[*i].as_str()),
+                1 => q.push_bind(stock[*i]),
+                _ => q.push_bind(reserved[*i]),
+            };
+        });
+        query.push(
+            ") d ON p.sku = d.sku SET p.stock = p.stock + d.stock, p.reserved = p.reserved + d.reserved",
+        );
+        query.build().execute(&mut *conn).await?;
+    }
+
+    // A cancelled order's units no longer count against its customer's limits (SKUs without
+    // a limit have no row to change).
+    let (u_skus, u_customers, u_units) = writes.uncounted_columns();
+    for i in 0..u_skus.len() {
+        sqlx::query(
+            "UPDATE customer_units SET units = GREATEST(0, units - ?) WHERE sku = ? AND customer_id = ?",
+        )
+        .bind(u_units[i])
+        .bind(u_skus[i].as_str())
+        .bind(u_customers[i].as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    if !writes.deadlines_set.is_empty() {
+        let mut query =
+            QueryBuilder::<MySql>::new("INSERT IGNORE INTO payment_deadlines (order_id, pay_by) ");
+        query.push_values(&writes.deadlines_set, |mut row, (order, pay_by)| {
+            row.push_bind(*order).push_bind(*pay_by);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    if !writes.deadlines_done.is_empty() {
+        let mut query =
+            QueryBuilder::<MySql>::new("DELETE FROM payment_deadlines WHERE order_id IN (");
+        let mut list = query.separated(", ");
+        for id in &writes.deadlines_done {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Per-customer purchase limits: the configured limits, and the units each customer holds.
+//! Same answers as the other stores.
+
+use ordermill_core::ports::StoreError;
+use ordermill_core::{CustomerId, Sku};
+use sqlx::{MySqlConnection, MySqlPool};
+
+use super::error::{TxError, from_sqlx};
+use super::tx::transaction;
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// The lines of every order not cancelled, one row per line (`JSON_TABLE`: MySQL 8, MariaDB
+/// 10.6). A scan of `orders` by design: it runs when a limit is loaded or set, not per order.
+const UNITS_OF_SKU: &str = "
+SELECT o.customer_id, CAST(SUM(line.quantity) AS SIGNED)
+FROM orders o,
+     JSON_TABLE(o.items, '$[*]' COLUMNS (sku VARCHAR(64) PATH '$.sku',
+                                         quantity BIGINT PATH '$.quantity')) AS line
+WHERE o.status <> 'cancelled' AND line.sku = ?
+GROUP BY o.customer_id";
+
+/// Sets (`Some`) or removes (`None`) a SKU's limit, and recounts what each customer holds of
+/// it (`customer_units`) in the same transaction. The product row is locked first, as a group
+/// commit locks it, so no commit of that SKU lands between the recount and the limit.
+pub(crate) async fn set(pool: &MySqlPool, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
+    transaction!(pool, |tx| set_in(&mut tx, sku, limit))
+}
+
+async fn set_in(conn: &mut MySqlConnection, sku: &Sku, limit: Option<u32>) -> Result<(), TxError> {
+    sqlx::query("SELECT 1 FROM products WHERE sku = ? FOR UPDATE")
+        .bind(sku.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM customer_units WHERE sku = ?")
+        .bind(sku.as_str())
+        .execute(&mut *conn)
+        .await?;
+    match limit {
+        Some(limit) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO customer_units (sku, customer_id, units)
+                 SELECT ?, counted.* FROM ({UNITS_OF_SKU}) AS counted"
+            )))
+            .bind(sku.as_str())
+            .bind(sku.as_str())
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO purchase_limits (sku, per_customer_limit) VALUES (?, ?)
+                 ON DUPLICATE KEY UPDATE per_customer_limit = VALUES(per_customer_limit)",
+            )
+            .bind(sku.as_str())
+            .bind(i64::from(limit))
+            .execute(&mut *conn)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM purchase_limits WHERE sku = ?")
+                .bind(sku.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Every SKU with a limit, by SKU.
+pub(crate) async fn all(pool: &MySqlPool) -> Result<Vec<(Sku, u32)>, StoreError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT sku, per_customer_limit FROM purchase_limits ORDER BY sku")
+            .fetch_all(pool)
+            .await
+            .map_err(from_sqlx)?;
+    rows.into_iter()
+        .map(|(sku, limit)| {
+            let limit = u32::try_from(limit)
+                .map_err(|_| corrupt(format!("limit {limit} of {sku} is not a u32")))?;
+            Ok((Sku::parse(sku).map_err(corrupt)?, limit))
+        })
+        .collect()
+}
+
+/// Units of `sku` per customer in orders that are not cancelled.
+pub(crate) async fn units_by_customer(
+    pool: &MySqlPool,
+    sku: &Sku,
+) -> Result<Vec<(CustomerId, u64)>, StoreError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as(UNITS_OF_SKU).bind(sku.as_str()).fetch_all(pool).await.map_err(from_sqlx)?;
+    rows.into_iter()
+        .map(|(customer, units)| {
+            Ok((CustomerId::parse(customer).map_err(corrupt)?, units.max(0).unsigned_abs()))
+        })
+        .collect()
+}

@@ -1,0 +1,404 @@
+//! The MySQL store (MySQL 8, MariaDB 10.6+), a third store of record for the scaled-out mode
+//! beside PostgreSQL: same ports, same contract suites, same outcomes. What differs is
+//! InnoDB's SQL, which has no arrays, no `RETURNING` (in MySQL) and no DML in CTEs:
+//!
+//! - The group commit (`orders.rs`) is one transaction with one multi-row statement per
+//!   table; products are locked (`FOR UPDATE`, in SKU order) and checked in Rust before
+//!   anything is written, so an oversold or over-limit batch writes nothing.
+//! - Consumers' effects (`effects.rs`) run `crate::batch` (the state machine, shared with
+//!   PostgreSQL) and write with a fixed number of statements per batch (`UPDATE ... JOIN` a
+//!   derived table of the new values).
+//! - Rows are locked in the same order as on PostgreSQL (processed pairs, orders by id,
+//!   products by SKU); deadlocks and lock-wait timeouts (1213/1205) that happen anyway are
+//!   retried whole, with a bound (`tx.rs`), never surfaced as failed orders.
+//! - Every session runs READ COMMITTED: a deal join reads its members in the statement after
+//!   its row lock is granted and must see every join committed meanwhile (REPEATABLE READ's
+//!   snapshot would miss the one that took the last slot), and inserts take no gap locks
+//!   (fewer deadlocks between nodes inserting orders). MySQL then needs `binlog_format=ROW`
+//!   (docs/OPERATIONS.md).
+//! - Migrations (`migrations.rs`) serialise on `GET_LOCK`; partitions (`partitions.rs`) are
+//!   daily RANGE COLUMNS partitions on the UUIDv7 ids.
+
+mod deals;
+mod effects;
+mod error;
+mod limits;
+mod migrations;
+mod orders;
+mod outbox;
+mod partitions;
+mod products;
+mod report_files;
+mod reports;
+mod rows;
+mod tx;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordermill_core::ports::{
+    AcceptedOrder, DealStore, Effect, EffectOutcome, ExpiredDeal, JoinOutcome, LimitStore,
+    OrderQuery, OrderStore, StoreError,
+};
+use ordermill_core::{
+    CustomerId, Deal, DealId, IdempotencyKey, Order, OrderId, Product, Sku, UnixMillis,
+};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{ConnectOptions, Connection, MySqlPool};
+use uuid::Uuid;
+
+use self::error::from_sqlx;
+
+/// How long `connect` waits for the first connection, and a pooled call for a free one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The database's clock in ms since the epoch (sessions run in UTC: sqlx sets `time_zone`).
+pub(crate) const NOW_MS: &str = "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
+
+/// Run on every pooled connection: see the module comment for READ COMMITTED; a row lock not
+/// granted in 10 s fails the statement (and `tx.rs` runs the transaction again) instead of
+/// InnoDB's 50 s default, which would hold an order's answer far past any client's patience;
+/// strict mode makes a value that does not fit an error, never a silent truncation.
+const SESSION: [&str; 3] = [
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "SET SESSION innodb_lock_wait_timeout = 10",
+    "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_TRANS_TABLES')",
+];
+
+/// A MySQL-backed [`OrderStore`], [`ordermill_core::ports::Outbox`], [`DealStore`],
+/// [`LimitStore`] and report store; cheap to clone (a handle to one pool).
+#[derive(Clone)]
+pub struct MysqlStore {
+    pool: MySqlPool,
+    /// `host:port/database as user` (never the password), for messages.
+    target: Arc<str>,
+}
+
+impl std::fmt::Debug for MysqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlStore").field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+impl MysqlStore {
+    /// Connects a pool of up to `pool_size` connections to the database at `url`
+    /// (`mysql://user[:password]@host[:port]/database`). With `database`, that database is
+    /// used instead of the URL's, created (utf8mb4, binary collation) if missing: tests
+    /// isolate themselves this way.
+    ///
+    /// Does NOT migrate: `ordermill migrate` calls [`MysqlStore::migrate`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the server cannot be reached or refuses the login (the
+    /// message names host, port, database and user, and what to check);
+    /// [`StoreError::Backend`] for a malformed URL or database name.
+    pub async fn connect(
+        url: &str,
+        database: Option<&str>,
+        pool_size: u32,
+    ) -> Result<MysqlStore, StoreError> {
+        let options: MySqlConnectOptions = url
+            .parse()
+            .map_err(|error| StoreError::Backend(format!("invalid MySQL URL: {error}").into()))?;
+        // The binary collation everywhere: values bound by ordermill then compare with the
+        // columns (utf8mb4_bin) without an "illegal mix of collations".
+        let options = options.charset("utf8mb4").collation("utf8mb4_bin");
+        let url_database = options.get_database().map(str::to_owned);
+        let target: Arc<str> = format!(
+            "{}:{}/{} as {}",
+            options.get_host(),
+            options.get_port(),
+            database.or(url_database.as_deref()).unwrap_or("(no database)"),
+            options.get_username()
+        )
+        .into();
+        let unreachable = |error: sqlx::Error| {
+            StoreError::Unavailable(format!(
+                "cannot connect to MySQL at {target}: {error}; check that the server is running \
+                 and listening there, that the URL's host, port, database and user are right, \
+                 and that this user may log in from this host"
+            ))
+        };
+        // One connection first, outside the pool: it says why it failed (the pool would only
+        // say "timed out"), and creates the database before any pooled connection uses it.
+        let mut first = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to MySQL at {target}: no answer within {}s; check the host \
+                     and port, and any firewall in between",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(unreachable)?;
+        let options = match database {
+            Some(name) => {
+                let quoted = quote_identifier(name)?;
+                let create = format!(
+                    "CREATE DATABASE IF NOT EXISTS {quoted} \
+                     CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                );
+                sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+                    .execute(&mut first)
+                    .await
+                    .map_err(from_sqlx)?;
+                options.database(name)
+            }
+            None if url_database.is_none() => {
+                return Err(StoreError::Backend(
+                    format!(
+                        "the MySQL URL names no database: use mysql://user:pass@{}/DATABASE",
+                        options.get_host()
+                    )
+                    .into(),
+                ));
+            }
+            None => options,
+        };
+        let _ = first.close().await;
+
+        let pool = MySqlPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    for statement in SESSION {
+                        sqlx::raw_sql(statement).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        tracing::info!(target = %target, pool_size, "Connected MySQL store.");
+        Ok(MysqlStore { pool, target })
+    }
+
+    /// Applies the embedded migrations not yet recorded in `schema_migrations`, then makes
+    /// the coming days' partitions; returns the names of the migrations applied (empty when
+    /// the schema is current). Safe to run from several processes at once (`GET_LOCK`).
+    ///
+    /// # Errors
+    /// When a statement fails; run it again once the cause is fixed (statements already run
+    /// are skipped, see `migrations.rs`).
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let applied = migrations::migrate(&self.pool).await?;
+        partitions::maintain(&self.pool, None).await?;
+        Ok(applied)
+    }
+
+    /// The schema migrations this release has that the database lacks.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        migrations::pending(&self.pool).await
+    }
+
+    /// Creates upcoming daily partitions and drops `processed_events` partitions older than
+    /// `retention`; safe to run from every node at any time.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    pub async fn maintain(
+        &self,
+        retention: Duration,
+    ) -> Result<crate::partitions::Maintenance, StoreError> {
+        partitions::maintain(&self.pool, Some(retention)).await
+    }
+
+    /// The database's clock, read now: the time and the local instant it was true at.
+    ///
+    /// # Errors
+    /// When the database cannot be asked.
+    pub async fn database_time(&self) -> Result<(UnixMillis, std::time::Instant), StoreError> {
+        let sent = std::time::Instant::now();
+        let ms: i64 = sqlx::query_scalar(NOW_MS).fetch_one(&self.pool).await.map_err(from_sqlx)?;
+        let back = std::time::Instant::now();
+        Ok((UnixMillis(ms), sent + (back - sent) / 2))
+    }
+
+    /// Closes every pooled connection, waiting for calls in progress to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `name` as a quoted identifier (`` `a``b` ``); refused when empty or over MySQL's limit.
+fn quote_identifier(name: &str) -> Result<String, StoreError> {
+    if name.is_empty() || name.len() > 64 || name.contains('\0') {
+        return Err(StoreError::Backend(
+            format!("invalid database name {name:?}: 1 to 64 bytes, no NUL").into(),
+        ));
+    }
+    Ok(format!("`{}`", name.replace('`', "``")))
+}
+
+#[async_trait]
+impl OrderStore for MysqlStore {
+    async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError> {
+        orders::commit(&self.pool, &batch).await
+    }
+
+    async fn upsert_product(
+        &self,
+        product: &Product,
+    ) -> Result<(Product, Option<Product>), StoreError> {
+        products::upsert(&self.pool, product).await
+    }
+
+    async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
+        products::get(&self.pool, sku.as_str()).await
+    }
+
+    async fn load_products(&self) -> Result<Vec<Product>, StoreError> {
+        products::load(&self.pool).await
+    }
+
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        orders::by_id(&self.pool, id.as_uuid()).await
+    }
+
+    async fn find_by_idempotency_key(
+        &self,
+        customer: &CustomerId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Order>, StoreError> {
+        orders::by_idempotency_key(&self.pool, customer.as_str(), key.as_str()).await
+    }
+
+    async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
+        orders::forget_key(&self.pool, order.as_uuid()).await
+    }
+
+    async fn orders_of_customer(
+        &self,
+        customer: &CustomerId,
+        before: Option<OrderId>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        orders::of_customer(&self.pool, customer.as_str(), before.map(|id| id.as_uuid()), limit)
+            .await
+    }
+
+    async fn find_orders(&self, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
+        orders::find(&self.pool, query).await
+    }
+
+    async fn due_payments(&self, now: UnixMillis, limit: u32) -> Result<Vec<OrderId>, StoreError> {
+        let due: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT order_id FROM payment_deadlines WHERE pay_by <= ? ORDER BY pay_by LIMIT ?",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(due.into_iter().map(OrderId::from_uuid).collect())
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(n.max(0).unsigned_abs())
+    }
+
+    async fn apply_effects(&self, effects: Vec<Effect>) -> Result<Vec<EffectOutcome>, StoreError> {
+        effects::apply(&self.pool, &effects).await
+    }
+
+    async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new(
+            "SELECT event_id FROM processed_events WHERE consumer = ",
+        );
+        query.push_bind(consumer).push(" AND event_id IN (");
+        let mut list = query.separated(", ");
+        for event in &events {
+            list.push_bind(*event);
+        }
+        query.push(")");
+        let done: Vec<Uuid> =
+            query.build_query_scalar().fetch_all(&self.pool).await.map_err(from_sqlx)?;
+        // In the caller's order, as the other stores answer.
+        Ok(events.into_iter().filter(|e| done.contains(e)).collect())
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        // A reachable server can still refuse writes: a replica, or a server set read-only
+        // by an operator during maintenance.
+        let read_only: i64 = sqlx::query_scalar("SELECT @@GLOBAL.read_only")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        if read_only != 0 {
+            return Err(StoreError::Unavailable(format!(
+                "MySQL at {} is read-only (a replica, or read_only is on)",
+                self.target
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DealStore for MysqlStore {
+    async fn create_deal(&self, deal: &Deal) -> Result<(), StoreError> {
+        deals::create(&self.pool, deal).await
+    }
+
+    async fn get_deal(&self, id: DealId) -> Result<Option<Deal>, StoreError> {
+        deals::get(&self.pool, id).await
+    }
+
+    async fn join_deal(
+        &self,
+        deal_id: DealId,
+        order: AcceptedOrder,
+        completion_event_ids: Vec<Uuid>,
+        at: UnixMillis,
+    ) -> Result<JoinOutcome, StoreError> {
+        deals::join(&self.pool, deal_id, &order, &completion_event_ids, at).await
+    }
+
+    async fn due_deals(&self, now: UnixMillis, limit: usize) -> Result<Vec<DealId>, StoreError> {
+        deals::due(&self.pool, now, limit).await
+    }
+
+    async fn deals_created(
+        &self,
+        range: (UnixMillis, UnixMillis),
+        before: Option<DealId>,
+        limit: u32,
+    ) -> Result<Vec<DealId>, StoreError> {
+        deals::created(&self.pool, range, before, limit).await
+    }
+
+    async fn expire_deal(
+        &self,
+        deal_id: DealId,
+        event_ids: Vec<Uuid>,
+        at: UnixMillis,
+    ) -> Result<Option<ExpiredDeal>, StoreError> {
+        deals::expire(&self.pool, deal_id, &event_ids, at).await
+    }
+}
+
+#[async_trait]
+impl LimitStore for MysqlStore {
+    async fn set_purchase_limit(&self, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
+        limits::set(&self.pool, sku, limit).await
+    }
+
+    async fn purchase_limits(&self) -> Result<Vec<(Sku, u32)>, StoreError> {
+        limits::all(&self.pool).await
+    }
+
+    async fn units_by_customer(&self, sku: &Sku) -> Result<Vec<(CustomerId, u64)>, StoreError> {
+        limits::units_by_customer(&self.pool, sku).await
+    }
+}

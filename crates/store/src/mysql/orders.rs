@@ -1,0 +1,322 @@
+//! Accepted orders: the group commit and reads by id, idempotency key or customer.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ordermill_core::ports::{AcceptedOrder, OrderQuery, StoreError};
+use ordermill_core::{Order, RoutingKey, units_by_sku};
+use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::error::{TxError, from_sqlx};
+use super::rows;
+use super::tx::transaction;
+
+/// Rows per multi-row INSERT: a batch of `commit.max_batch_orders` (4096) in a few
+/// statements, each far below MySQL's 65,535 placeholders.
+pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Writes `batch` in one transaction: all of it or nothing. In order, so that a refusal costs
+/// no writes and two nodes never deadlock:
+/// 1. the batch's products are locked in SKU order (`FOR UPDATE`) and read: an unknown SKU,
+///    or `reserved + q > stock` for any (→ `Oversold`), refuses the batch here;
+/// 2. per-customer limits: the limited SKUs' `customer_units` rows of the batch's customers
+///    are locked in key order, and a customer going past a limit (→ `LimitExceeded`) refuses
+///    the batch; otherwise the new counts are written;
+/// 3. idempotency keys, orders and their order.created outbox rows, one multi-row INSERT each
+///    (a reused key fails with a duplicate → `Conflict`);
+/// 4. `reserved += q`, one UPDATE for every SKU.
+pub(crate) async fn commit(pool: &MySqlPool, batch: &[AcceptedOrder]) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let wanted = units_by_sku(batch.iter().map(|a| &a.order));
+    transaction!(pool, |tx| commit_in(&mut tx, batch, &wanted))
+}
+
+async fn commit_in(
+    conn: &mut MySqlConnection,
+    batch: &[AcceptedOrder],
+    wanted: &BTreeMap<&str, i64>,
+) -> Result<(), TxError> {
+    hold(conn, wanted).await?;
+    count_limited(conn, batch, wanted).await?;
+    insert_orders(conn, batch).await?;
+    add_reserved(conn, wanted).await?;
+    Ok(())
+}
+
+/// Step 1: locks the products and refuses what they cannot hold.
+async fn hold(conn: &mut MySqlConnection, wanted: &BTreeMap<&str, i64>) -> Result<(), TxError> {
+    let mut query =
+        QueryBuilder::<MySql>::new("SELECT sku, stock, reserved FROM products WHERE sku IN (");
+    let mut list = query.separated(", ");
+    for sku in wanted.keys() {
+        list.push_bind(*sku);
+    }
+    query.push(") ORDER BY sku FOR UPDATE");
+    let found: HashMap<String, (i64, i64)> = query
+        .build()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?))))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let unknown: Vec<&str> =
+        wanted.keys().copied().filter(|sku| !found.contains_key(*sku)).collect();
+    if !unknown.is_empty() {
+        return Err(
+            StoreError::Backend(format!("unknown SKU(s): {}", unknown.join(", ")).into()).into()
+        );
+    }
+    let short: Vec<&str> = wanted
+        .iter()
+        .filter(|(sku, q)| found.get(**sku).is_some_and(|(stock, reserved)| reserved + *q > *stock))
+        .map(|(sku, _)| *sku)
+        .collect();
+    if !short.is_empty() {
+        return Err(StoreError::Oversold(short.join(", ")).into());
+    }
+    Ok(())
+}
+
+/// Step 2: per-customer limits, counted through every node (`customer_units`).
+async fn count_limited(
+    conn: &mut MySqlConnection,
+    batch: &[AcceptedOrder],
+    wanted: &BTreeMap<&str, i64>,
+) -> Result<(), TxError> {
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT sku, per_customer_limit FROM purchase_limits WHERE sku IN (",
+    );
+    let mut list = query.separated(", ");
+    for sku in wanted.keys() {
+        list.push_bind(*sku);
+    }
+    query.push(")");
+    let limits: HashMap<String, i64> = query
+        .build()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    if limits.is_empty() {
+        return Ok(());
+    }
+    // Units per (sku, customer) of the limited SKUs, in key order (the order rows are locked).
+    let mut units: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for AcceptedOrder { order, .. } in batch {
+        for line in order.lines.iter().filter(|l| limits.contains_key(l.sku.as_str())) {
+            *units.entry((line.sku.as_str(), order.customer_id.as_str())).or_default() +=
+                i64::from(line.quantity.get());
+        }
+    }
+    add_units(conn, &units, &limits).await
+}
+
+/// Adds `units` to `customer_units` (rows locked in key order), refusing with `LimitExceeded`
+/// when a count would pass its SKU's limit. Shared with deal joins.
+pub(crate) async fn add_units(
+    conn: &mut MySqlConnection,
+    units: &BTreeMap<(&str, &str), i64>,
+    limits: &HashMap<String, i64>,
+) -> Result<(), TxError> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let mut held: HashMap<(String, String), i64> = HashMap::new();
+    for chunk in units.keys().collect::<Vec<_>>().chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<MySql>::new(
+            "SELECT sku, customer_id, units FROM customer_units WHERE (sku, customer_id) IN (",
+        );
+        let mut list = query.separated(", ");
+        for (sku, customer) in chunk {
+            list.push("(").push_bind_unseparated(*sku).push_unseparated(", ");
+            list.push_bind_unseparated(*customer).push_unseparated(")");
+        }
+        query.push(") ORDER BY sku, customer_id FOR UPDATE");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            held.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+        }
+    }
+    let mut over: Vec<&str> = units
+        .iter()
+        .filter(|((sku, customer), add)| {
+            let now = held.get(&((*sku).to_owned(), (*customer).to_owned())).copied().unwrap_or(0);
+            limits.get(*sku).is_some_and(|limit| now + **add > *limit)
+        })
+        .map(|((sku, _), _)| *sku)
+        .collect();
+    over.dedup();
+    if !over.is_empty() {
+        return Err(StoreError::LimitExceeded(over.join(", ")).into());
+    }
+    let rows: Vec<_> = units.iter().collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut query =
+            QueryBuilder::<MySql>::new("INSERT INTO customer_units (sku, customer_id, units) ");
+        query.push_values(chunk, |mut row, ((sku, customer), units)| {
+            row.push_bind(*sku).push_bind(*customer).push_bind(**units);
+        });
+        query.push(" ON DUPLICATE KEY UPDATE units = units + VALUES(units)");
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Step 3: keys, orders, outbox rows.
+async fn insert_orders(conn: &mut MySqlConnection, batch: &[AcceptedOrder]) -> Result<(), TxError> {
+    let keyed: Vec<&AcceptedOrder> =
+        batch.iter().filter(|a| a.order.idempotency_key.is_some()).collect();
+    for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<MySql>::new(
+            "INSERT INTO idempotency_keys (customer_id, idempotency_key, order_id) ",
+        );
+        query.push_values(chunk, |mut row, a| {
+            row.push_bind(a.order.customer_id.as_str())
+                .push_bind(a.order.idempotency_key.as_ref().map(|k| k.as_str()))
+                .push_bind(a.order.id.as_uuid());
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<MySql>::new(
+            "INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, \
+             idempotency_key, history) ",
+        );
+        query.push_values(chunk, |mut row, AcceptedOrder { order, .. }| {
+            row.push_bind(order.id.as_uuid())
+                .push_bind(order.customer_id.as_str())
+                .push_bind(order.status.as_str())
+                .push_bind(order.total.minor())
+                .push_bind(rows::items_json(&order.lines))
+                .push_bind(order.created_at.0)
+                .push_bind(order.idempotency_key.as_ref().map(|k| k.as_str()))
+                .push_bind(rows::history_json(&order.history));
+        });
+        query.build().execute(&mut *conn).await?;
+        let mut query = QueryBuilder::<MySql>::new(
+            "INSERT INTO outbox (event_id, order_id, routing_key, created_at) ",
+        );
+        query.push_values(chunk, |mut row, AcceptedOrder { order, event_id }| {
+            row.push_bind(*event_id)
+                .push_bind(order.id.as_uuid())
+                .push_bind(RoutingKey::OrderCreated.as_str())
+                .push_bind(order.created_at.0);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Step 4: `reserved += q` per SKU, one statement (the rows are locked since step 1).
+async fn add_reserved(
+    conn: &mut MySqlConnection,
+    wanted: &BTreeMap<&str, i64>,
+) -> Result<(), TxError> {
+    let mut query = QueryBuilder::<MySql>::new("UPDATE products p JOIN (");
+    let mut first = true;
+    for (sku, quantity) in wanted {
+        query.push(if first { "SELECT " } else { " UNION ALL SELECT " });
+        query.push_bind(*sku).push(" AS sku, ").push_bind(*quantity).push(" AS quantity");
+        first = false;
+    }
+    query.push(") h ON p.sku = h.sku SET p.reserved = p.reserved + h.quantity");
+    query.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// One order by id.
+pub(crate) async fn by_id(pool: &MySqlPool, id: Uuid) -> Result<Option<Order>, StoreError> {
+    let sql = format!("SELECT {} FROM orders WHERE id = ?", rows::ORDER_COLUMNS);
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(from_sqlx)?;
+    row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
+}
+
+/// The order `customer` created with this idempotency key.
+pub(crate) async fn by_idempotency_key(
+    pool: &MySqlPool,
+    customer: &str,
+    key: &str,
+) -> Result<Option<Order>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM idempotency_keys k JOIN orders ON orders.id = k.order_id
+         WHERE k.customer_id = ? AND k.idempotency_key = ?",
+        rows::ORDER_COLUMNS
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(customer)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(from_sqlx)?;
+    row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
+}
+
+/// Frees an expired idempotency key: its row and the order's copy, together.
+pub(crate) async fn forget_key(pool: &MySqlPool, id: Uuid) -> Result<(), StoreError> {
+    transaction!(pool, |tx| async {
+        sqlx::query(
+            "DELETE k FROM idempotency_keys k JOIN orders o
+               ON k.customer_id = o.customer_id AND k.idempotency_key = o.idempotency_key
+              AND k.order_id = o.id
+             WHERE o.id = ?",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE orders SET idempotency_key = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        Ok::<(), TxError>(())
+    })
+}
+
+/// A page of a customer's orders, newest first (`orders_by_customer`).
+pub(crate) async fn of_customer(
+    pool: &MySqlPool,
+    customer: &str,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Order>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM orders WHERE customer_id = ? AND (? IS NULL OR id < ?)
+         ORDER BY id DESC LIMIT ?",
+        rows::ORDER_COLUMNS
+    );
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(customer)
+        .bind(before)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(from_sqlx)?;
+    found.iter().map(|row| rows::order_state(row, 0).map(|(order, _)| order)).collect()
+}
+
+/// Orders an operator looks for: the query's id window (a primary-key range, pruned to the
+/// partitions it covers), newest first.
+pub(crate) async fn find(pool: &MySqlPool, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
+    let (condition, value) = crate::decode::filter_condition(query.filter, "?");
+    let sql = format!(
+        "SELECT {} FROM orders WHERE {condition} AND id >= ? AND id < ?
+         ORDER BY id DESC LIMIT ?",
+        rows::ORDER_COLUMNS
+    );
+    let (low, high) = query.id_range();
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(value)
+        .bind(low)
+        .bind(high)
+        .bind(i64::from(query.limit))
+        .fetch_all(pool)
+        .await
+        .map_err(from_sqlx)?;
+    found.iter().map(|row| rows::order_state(row, 0).map(|(order, _)| order)).collect()
+}

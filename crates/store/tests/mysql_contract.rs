@@ -1,0 +1,593 @@
+//! The MySQL backend passes the store, deal and report contracts against the real server
+//! named by `ORDERMILL_TEST_MYSQL_URL` (MariaDB here; each test in a database of its own,
+//! dropped at the end), and what only a shared server has: migrations run twice or at once,
+//! outbox claims and commits from several nodes, leases that run out, the same event applied
+//! by two nodes at once, daily partitions. Unset: the tests say why they skip — unless
+//! `ORDERMILL_TEST_REQUIRE_SERVICES=1` (CI), where a skip is a failure.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ordermill_core::ports::{
+    AcceptedOrder, DealStore, EffectOutcome, JoinOutcome, LimitStore, OrderStore, Outbox,
+    StoreError,
+};
+use ordermill_core::{
+    Deal, DealId, DealStatus, Fact, GroupSize, Money, OrderIdGenerator, OutboxEvent, Product,
+    ProductName, RoutingKey, Sku, StockLevel, UnixMillis,
+};
+use ordermill_store::{MysqlStore, contract, deal_contract};
+use sqlx::Connection;
+use uuid::Uuid;
+
+fn mysql_url() -> Option<String> {
+    ordermill_core::test_support::service_url(
+        "ORDERMILL_TEST_MYSQL_URL",
+        "mysql://root@127.0.0.1:3306/test",
+    )
+}
+
+/// A database of its own for one test, dropped when the test ends, passed or panicked.
+struct TestDb {
+    url: String,
+    name: String,
+}
+
+impl TestDb {
+    fn new(url: &str) -> TestDb {
+        TestDb { url: url.to_owned(), name: format!("om_test_{}", Uuid::now_v7().simple()) }
+    }
+
+    async fn store(&self) -> MysqlStore {
+        MysqlStore::connect(&self.url, Some(&self.name), 4).await.unwrap()
+    }
+
+    async fn migrated_store(&self) -> MysqlStore {
+        let store = self.store().await;
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// A connection of the test's own, for what the store does not expose.
+    async fn raw(&self) -> sqlx::MySqlConnection {
+        let mut conn = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("USE `{}`", self.name)))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on: clean up from a
+        // thread with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut conn = sqlx::MySqlConnection::connect(&url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
+                    .execute(&mut conn)
+                    .await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        });
+        if let Ok(Err(error)) = cleanup.join() {
+            eprintln!("could not drop test database {}: {error}", self.name);
+        }
+    }
+}
+
+fn product(sku: &str, stock: i64) -> Product {
+    Product {
+        sku: Sku::parse(sku).unwrap(),
+        name: ProductName::parse(format!("Product {sku}")).unwrap(),
+        price: Money::parse("price", "2.50").unwrap(),
+        stock: StockLevel::parse(stock).unwrap(),
+        reserved: 0,
+    }
+}
+
+/// A store with product `o1` and `n` committed orders for it.
+async fn store_with_orders(db: &TestDb, n: usize) -> (MysqlStore, Vec<AcceptedOrder>) {
+    let store = db.migrated_store().await;
+    store.upsert_product(&product("o1", 1_000_000)).await.unwrap();
+    let ids = OrderIdGenerator::new();
+    let batch: Vec<AcceptedOrder> =
+        (0..n).map(|_| contract::accepted(&ids, &[("o1", 1)], None)).collect();
+    store.commit_orders(Arc::new(batch.clone())).await.unwrap();
+    (store, batch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_store_honours_the_store_contract() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    contract::run_all(Arc::new(db.migrated_store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_store_honours_the_deal_contract() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    deal_contract::run_all(Arc::new(db.migrated_store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_store_honours_the_report_contract() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    ordermill_store::report_contract::run_all(Arc::new(db.migrated_store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_files_in_mysql_honour_the_contract() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let scratch = tempfile::tempdir().unwrap();
+    ordermill_store::report_contract::files_contract(&db.migrated_store().await, scratch.path())
+        .await;
+}
+
+#[tokio::test]
+async fn chinese_names_and_customers_round_trip_in_utf8mb4() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let store = db.migrated_store().await;
+    let mut tea = product("tea-1", 10);
+    tea.name = ProductName::parse("西湖龙井 🍵 特级").unwrap();
+    store.upsert_product(&tea).await.unwrap();
+    let stored = store.get_product(&tea.sku).await.unwrap().unwrap();
+    assert_eq!(stored.name.as_str(), "西湖龙井 🍵 特级");
+    let ids = OrderIdGenerator::new();
+    let order = contract::accepted_by(&ids, "顾客-张三", &[("tea-1", 2)], Some("key-1"));
+    store.commit_orders(Arc::new(vec![order.clone()])).await.unwrap();
+    assert_eq!(store.get_order(order.order.id).await.unwrap(), Some(order.order.clone()));
+    let customer = order.order.customer_id.clone();
+    let mine = store.orders_of_customer(&customer, None, 10).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    // Binary collation: a customer id differing only in case is another customer.
+    let other = ordermill_core::CustomerId::parse("顾客-張三").unwrap();
+    assert!(store.orders_of_customer(&other, None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_joining_one_deal_at_once_admit_exactly_its_group_size() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let a = db.migrated_store().await;
+    let b = db.store().await;
+    a.upsert_product(&product("g1", 100)).await.unwrap();
+    let ids = Arc::new(OrderIdGenerator::new());
+    let now = UnixMillis(1_790_000_000_000);
+    let deal = Deal {
+        id: DealId::from_uuid(ids.next_uuid(now)),
+        sku: Sku::parse("g1").unwrap(),
+        deal_price: Money::parse("deal_price", "1.00").unwrap(),
+        group_size: GroupSize::parse(3).unwrap(),
+        created_at: now,
+        expires_at: UnixMillis(now.0 + 60_000),
+        status: DealStatus::Open,
+        members: Vec::new(),
+    };
+    a.create_deal(&deal).await.unwrap();
+
+    let mut joins = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (ids, deal) = (ids.clone(), deal.clone());
+        joins.spawn(async move {
+            let order = deal_contract::member_order(&ids, &deal, &format!("c{i}"));
+            let completion: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+            node.join_deal(deal.id, order, completion, now).await.unwrap()
+        });
+    }
+    let mut admitted = Vec::new();
+    while let Some(outcome) = joins.join_next().await {
+        match outcome.unwrap() {
+            JoinOutcome::Joined { order, .. } => admitted.push(order.id),
+            JoinOutcome::Refused(_) => {}
+            JoinOutcome::NotFound => panic!("the deal exists"),
+        }
+    }
+    assert_eq!(admitted.len(), 3, "exactly group_size joins win");
+    let stored = b.get_deal(deal.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, DealStatus::Completed);
+    let mut members: Vec<_> = stored.members.iter().map(|m| m.order_id).collect();
+    members.sort();
+    admitted.sort();
+    assert_eq!(members, admitted, "the members are the winners");
+    let g1 = a.get_product(&Sku::parse("g1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(g1.reserved, 3, "losers hold no stock");
+    let claimed = a.claim_unpublished(100, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+    let mut keys: Vec<&str> = claimed.iter().map(|e| &*e.routing_key).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [RoutingKey::DealCompleted.as_str(); 3]
+            .into_iter()
+            .chain([RoutingKey::DealJoined.as_str(); 3])
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn migrating_twice_applies_nothing_the_second_time() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let store = db.store().await;
+    assert_eq!(store.pending_migrations().await.unwrap(), ["0001_init"]);
+    assert_eq!(store.migrate().await.unwrap(), ["0001_init"]);
+    assert!(store.pending_migrations().await.unwrap().is_empty());
+    assert!(store.migrate().await.unwrap().is_empty());
+    store.upsert_product(&product("m1", 1)).await.unwrap();
+    assert!(store.migrate().await.unwrap().is_empty(), "data does not matter to migrations");
+    assert_eq!(store.load_products().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_migrating_at_once_apply_each_migration_once() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let (a, b) = (db.store().await, db.store().await);
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.len() + rb.len(), 1, "applied once between them: {ra:?} {rb:?}");
+    let mut conn = db.raw().await;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn a_migration_interrupted_half_way_is_finished_by_the_next_run() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let store = db.store().await;
+    // What a crash after the first statements leaves: some tables, no record.
+    let mut conn = db.raw().await;
+    sqlx::raw_sql(
+        "CREATE TABLE products (sku VARCHAR(64) NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL,
+         price_minor BIGINT NOT NULL, stock BIGINT NOT NULL, reserved BIGINT NOT NULL DEFAULT 0)
+         DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(store.migrate().await.unwrap(), ["0001_init"]);
+    store.upsert_product(&product("h1", 1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn connect_does_not_migrate() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let store = db.store().await;
+    let err = store.load_products().await.unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "no tables before migrate: {err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_concurrent_claimers_never_get_the_same_event() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let (store, batch) = store_with_orders(&db, 200).await;
+    let other = db.store().await;
+    let claim_all = |node: MysqlStore| {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let claimed = node
+                    .claim_unpublished(7, Duration::ZERO, Duration::from_secs(600))
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    return got;
+                }
+                got.extend(claimed);
+            }
+        })
+    };
+    let (a, b) = (claim_all(store.clone()), claim_all(other));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    let ids_a: HashSet<Uuid> = a.iter().map(|e| e.event_id).collect();
+    let ids_b: HashSet<Uuid> = b.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids_a.len(), a.len(), "no event twice to one claimer");
+    assert_eq!(ids_b.len(), b.len(), "no event twice to one claimer");
+    assert!(ids_a.is_disjoint(&ids_b), "no event to both claimers");
+    let expected: HashSet<Uuid> = batch.iter().map(|o| o.event_id).collect();
+    assert_eq!(&ids_a | &ids_b, expected, "every event claimed by someone");
+    let first = a.iter().chain(&b).find(|e| e.event_id == batch[0].event_id).unwrap();
+    assert_eq!(&*first.routing_key, "order.created");
+    assert_eq!(
+        &*first.payload,
+        OutboxEvent::order_created(&batch[0].order, batch[0].event_id).payload
+    );
+    assert!(store.claim_unpublished(10, Duration::ZERO, Duration::ZERO).await.unwrap().is_empty());
+    assert_eq!(store.outbox_len().await.unwrap(), 200, "claimed is not published");
+    store.mark_published(expected.into_iter().collect()).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_lease_makes_an_event_claimable_again() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let (store, batch) = store_with_orders(&db, 1).await;
+    let event = batch[0].event_id;
+    assert!(
+        store
+            .claim_unpublished(10, Duration::from_secs(3600), Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "too young for a claim that wants events older than an hour"
+    );
+    let claimed = store.claim_unpublished(10, Duration::ZERO, Duration::from_millis(50)).await;
+    assert_eq!(claimed.unwrap().iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let claimed =
+            store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+        if !claimed.is_empty() {
+            break claimed;
+        }
+        assert!(Instant::now() < deadline, "the lease never ran out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(again.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
+    assert!(
+        store
+            .claim_unpublished(10, Duration::ZERO, Duration::from_secs(600))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the new claim holds"
+    );
+    store.release_claims(vec![event]).await.unwrap();
+    let released =
+        store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(released.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_reported_as_unavailable() {
+    let err = MysqlStore::connect("mysql://root@127.0.0.1:1/test", None, 2).await.unwrap_err();
+    let StoreError::Unavailable(message) = &err else {
+        panic!("expected Unavailable, got {err:?}")
+    };
+    assert!(message.contains("127.0.0.1:1/test"), "names the target: {message}");
+    assert!(message.contains("check"), "says what to check: {message}");
+}
+
+/// Not a benchmark: a record of what one group commit of 500 orders costs on this machine
+/// (printed), and a check that such a batch lands whole.
+#[tokio::test]
+async fn a_batch_of_500_orders_commits_in_one_call() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let store = db.migrated_store().await;
+    for sku in ["b1", "b2", "b3"] {
+        store.upsert_product(&product(sku, 1_000_000)).await.unwrap();
+    }
+    let ids = OrderIdGenerator::new();
+    let mut timings = Vec::new();
+    for round in 0..5 {
+        let batch: Vec<AcceptedOrder> = (0..500)
+            .map(|i| {
+                let key = format!("bench-{round}-{i}");
+                contract::accepted(&ids, &[("b1", 1), ("b2", 2), ("b3", 1)], Some(&key))
+            })
+            .collect();
+        let started = Instant::now();
+        store.commit_orders(Arc::new(batch)).await.unwrap();
+        timings.push(started.elapsed());
+    }
+    timings.sort();
+    eprintln!("MySQL commit_orders of 500 orders (3 lines each), 5 runs sorted: {timings:?}");
+    let b2 = store.get_product(&Sku::parse("b2").unwrap()).await.unwrap().unwrap();
+    assert_eq!(b2.reserved, 5 * 500 * 2);
+    assert_eq!(store.outbox_len().await.unwrap(), 2_500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_committing_the_same_skus_at_once_both_land() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let a = db.migrated_store().await;
+    let b = db.store().await;
+    for sku in ["x1", "x2", "x3"] {
+        a.upsert_product(&product(sku, 1_000_000)).await.unwrap();
+    }
+    let ids = Arc::new(OrderIdGenerator::new());
+    let commits = |node: MysqlStore, lines: &'static [(&'static str, i64)]| {
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                let batch: Vec<AcceptedOrder> =
+                    (0..20).map(|_| contract::accepted(&ids, lines, None)).collect();
+                node.commit_orders(Arc::new(batch)).await.unwrap();
+            }
+        })
+    };
+    // The two nodes name the SKUs in opposite orders: locks taken in that order would deadlock.
+    let first = commits(a.clone(), &[("x1", 1), ("x2", 1), ("x3", 1)]);
+    let second = commits(b, &[("x3", 1), ("x2", 1), ("x1", 1)]);
+    first.await.unwrap();
+    second.await.unwrap();
+    for product in a.load_products().await.unwrap() {
+        assert_eq!(product.reserved, 2 * 20 * 20, "{}", product.sku.as_str());
+    }
+}
+
+/// Two workers given the same deliveries at once (a redelivery racing its first delivery):
+/// every effect lands exactly once between them, and neither sees an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_events_applied_by_two_nodes_at_once_take_effect_once() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let (a, batch) = store_with_orders(&db, 40).await;
+    let b = db.store().await;
+    let ids = Arc::new(OrderIdGenerator::new());
+    let effects: Vec<_> = batch
+        .iter()
+        .map(|o| {
+            contract::effect(&ids, "inventory", o.event_id, o.order.id, Some(Fact::StockDeducted))
+        })
+        .collect();
+    let (ra, rb) = tokio::join!(a.apply_effects(effects.clone()), b.apply_effects(effects));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    let applied =
+        ra.iter().chain(&rb).filter(|o| !matches!(o, EffectOutcome::AlreadyProcessed)).count();
+    assert_eq!(applied, 40, "each effect once: {ra:?} {rb:?}");
+    let o1 = a.get_product(&Sku::parse("o1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((o1.stock.get(), o1.reserved), (1_000_000 - 40, 0), "deducted once each");
+}
+
+/// The daily partitions names, of `table`.
+async fn partitions(conn: &mut sqlx::MySqlConnection, table: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT PARTITION_NAME FROM information_schema.PARTITIONS
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY PARTITION_ORDINAL_POSITION",
+    )
+    .bind(table)
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_and_processed_events_are_partitioned_by_day_and_kept_ahead() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let (store, batch) = store_with_orders(&db, 3).await;
+    let mut conn = db.raw().await;
+    for table in ["orders", "processed_events"] {
+        let parts = partitions(&mut conn, table).await;
+        // Today through 7 days ahead, then the catch-all.
+        assert_eq!(parts.len(), 9, "{table}: {parts:?}");
+        assert_eq!(parts.last().map(String::as_str), Some("p_future"));
+    }
+    // Maintenance again: nothing new to make, nothing old enough to drop.
+    let done = store.maintain(Duration::from_secs(7 * 86_400)).await.unwrap();
+    assert!(done.created.is_empty() && done.dropped.is_empty(), "{done:?}");
+    // An order far in the future lands in p_future and is found.
+    let ids = OrderIdGenerator::new();
+    let later = contract::accepted(&ids, &[("o1", 1)], None);
+    let mut later = later;
+    let far = ids.next(UnixMillis(later.order.created_at.0 + 400 * 86_400_000));
+    later.order.id = far;
+    store.commit_orders(Arc::new(vec![later.clone()])).await.unwrap();
+    assert_eq!(store.get_order(far).await.unwrap().map(|o| o.id), Some(far));
+    let in_future: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders PARTITION (p_future)")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(in_future, 1);
+    assert!(store.get_order(batch[0].order.id).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processed_events_partitions_past_their_retention_are_dropped_whole() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let store = db.migrated_store().await;
+    let mut conn = db.raw().await;
+    // Ten days ago by the database's clock: split off a partition that old by hand, as one
+    // left from earlier maintenance runs would be.
+    let now: i64 = sqlx::query_scalar("SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let old_day = now / 86_400_000 - 10;
+    let bound = uuid_at((old_day + 1) * 86_400_000);
+    let first = partitions(&mut conn, "processed_events").await.remove(0);
+    let name = format!("p{}", civil(old_day));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE processed_events REORGANIZE PARTITION {first} INTO \
+         (PARTITION {name} VALUES LESS THAN (X'{}'), PARTITION {first} VALUES LESS THAN (X'{}'))",
+        bound.simple(),
+        uuid_at((now / 86_400_000 + 1) * 86_400_000).simple(),
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let old_event = uuid_at(old_day * 86_400_000 + 1000);
+    let recent_event = Uuid::now_v7();
+    for event in [old_event, recent_event] {
+        sqlx::query("INSERT INTO processed_events (consumer, event_id) VALUES ('notify', ?)")
+            .bind(event)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let done = store.maintain(Duration::from_secs(3 * 86_400)).await.unwrap();
+    assert_eq!(done.dropped, [format!("processed_events_{name}")]);
+    assert_eq!(
+        store.processed("notify", vec![old_event, recent_event]).await.unwrap(),
+        [recent_event]
+    );
+    assert!(!partitions(&mut conn, "processed_events").await.contains(&name));
+}
+
+/// The smallest UUIDv7 of millisecond `ms`.
+fn uuid_at(ms: i64) -> Uuid {
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&u64::try_from(ms).unwrap().to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes)
+}
+
+/// `YYYYMMDD` of a day since the epoch (UTC).
+fn civil(day: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(day).unwrap() * 86_400);
+    humantime::format_rfc3339_seconds(at).to_string()[..10].replace('-', "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_holds_every_node_to_a_per_customer_limit() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let store = db.migrated_store().await;
+    store.upsert_product(&product("l1", 100)).await.unwrap();
+    let ids = OrderIdGenerator::new();
+    let by =
+        |customer: &str, units: i64| contract::accepted_by(&ids, customer, &[("l1", units)], None);
+    let early = by("c-1", 1);
+    store.commit_orders(Arc::new(vec![early.clone()])).await.unwrap();
+    store.set_purchase_limit(&Sku::parse("l1").unwrap(), Some(3)).await.unwrap();
+    assert_eq!(
+        store.units_by_customer(&Sku::parse("l1").unwrap()).await.unwrap(),
+        [(ordermill_core::CustomerId::parse("c-1").unwrap(), 1)]
+    );
+    store.commit_orders(Arc::new(vec![by("c-1", 2)])).await.unwrap();
+    let over = by("c-1", 1);
+    let refused = store.commit_orders(Arc::new(vec![over.clone(), by("c-2", 3)])).await;
+    assert!(
+        matches!(&refused, Err(StoreError::LimitExceeded(named)) if named == "l1"),
+        "{refused:?}"
+    );
+    assert!(store.get_order(over.order.id).await.unwrap().is_none());
+    store.commit_orders(Arc::new(vec![by("c-2", 3)])).await.unwrap();
+    let declined = contract::effect(
+        &ids,
+        "payment",
+        early.event_id,
+        early.order.id,
+        Some(Fact::PaymentFailed),
+    );
+    store.apply_effects(vec![declined]).await.unwrap();
+    store.commit_orders(Arc::new(vec![by("c-1", 1)])).await.unwrap();
+    assert!(matches!(
+        store.commit_orders(Arc::new(vec![by("c-1", 1)])).await,
+        Err(StoreError::LimitExceeded(_))
+    ));
+    store.set_purchase_limit(&Sku::parse("l1").unwrap(), None).await.unwrap();
+    store.commit_orders(Arc::new(vec![by("c-1", 10)])).await.unwrap();
+}
