@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a panic is the failure report
 
+pub mod kill;
 pub mod scaled;
 
 use std::io::{BufRead, BufReader};

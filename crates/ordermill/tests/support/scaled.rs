@@ -1,7 +1,8 @@
 //! A scaled-out deployment for the binary's tests: `ordermill migrate`, `ordermill api` and
-//! `ordermill worker` processes on the real PostgreSQL, RabbitMQ and Redis, every name unique
-//! to the test (schema, queue prefix, exchanges, cache prefix), an order load, and the ledger
-//! read back from PostgreSQL and Redis to check that each effect happened exactly once.
+//! `ordermill worker` processes on the real PostgreSQL (or MySQL), RabbitMQ and Redis, every
+//! name unique to the test (schema or database, queue prefix, exchanges, cache prefix), an
+//! order load, and the ledger read back from the database and Redis to check that each effect
+//! happened exactly once.
 //!
 //! Every process is killed when its handle drops, and the deployment drops its schema, queues,
 //! exchanges and Redis keys when it drops (after the processes, which the test declares later),
@@ -23,12 +24,17 @@ use std::time::{Duration, Instant};
 use ordermill_core::test_support::service_url;
 use serde_json::{Value, json};
 use sqlx::Connection;
+use sqlx::mysql::MySqlConnection;
 use sqlx::postgres::PgConnection;
+use uuid::Uuid;
 
 /// Where the three services are.
 #[derive(Debug, Clone)]
 pub struct Services {
     pub postgres: String,
+    /// When set, the store is this MySQL server (a database named after the deployment)
+    /// instead of PostgreSQL.
+    pub mysql: Option<String>,
     pub amqp: String,
     pub redis: String,
 }
@@ -41,7 +47,49 @@ impl Services {
             service_url("ORDERMILL_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")?;
         let amqp = service_url("ORDERMILL_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")?;
         let redis = service_url("ORDERMILL_TEST_REDIS_URL", "redis://127.0.0.1:6379")?;
-        Some(Services { postgres, amqp, redis })
+        Some(Services { postgres, mysql: None, amqp, redis })
+    }
+
+    /// [`Services::from_env`] with MySQL (`ORDERMILL_TEST_MYSQL_URL`) as the store.
+    pub fn from_env_mysql() -> Option<Services> {
+        let mysql = service_url("ORDERMILL_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")?;
+        Some(Services { mysql: Some(mysql), ..Services::from_env()? })
+    }
+}
+
+/// A connection to the deployment's database, whichever engine holds it.
+pub enum Db {
+    Postgres(PgConnection),
+    Mysql(MySqlConnection),
+}
+
+impl Db {
+    /// Runs a query returning rows of `T`, written the same for both engines.
+    async fn rows<T>(&mut self, sql: &'static str) -> Vec<T>
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>,
+    {
+        match self {
+            Db::Postgres(db) => sqlx::query_as(sql).fetch_all(db).await.unwrap(),
+            Db::Mysql(db) => sqlx::query_as(sql).fetch_all(db).await.unwrap(),
+        }
+    }
+
+    async fn count(&mut self, sql: &'static str) -> i64 {
+        let (n,): (i64,) = self.rows(sql).await.remove(0);
+        n
+    }
+
+    /// Every order: id, status, items as JSON text.
+    async fn orders(&mut self) -> Vec<(String, String, String)> {
+        let rows: Vec<(Uuid, String, String)> = match self {
+            Db::Postgres(_) => self.rows("SELECT id, status, items::text FROM orders").await,
+            Db::Mysql(_) => self.rows("SELECT id, status, CAST(items AS CHAR) FROM orders").await,
+        };
+        rows.into_iter().map(|(id, status, items)| (id.to_string(), status, items)).collect()
     }
 }
 
@@ -74,8 +122,10 @@ impl Deployment {
     /// The environment every process of this deployment gets.
     pub fn env(&self) -> Vec<(String, String)> {
         let id = &self.id;
+        let store = self.services.mysql.clone().unwrap_or_else(|| self.services.postgres.clone());
         [
-            ("ORDERMILL_STORE", self.services.postgres.clone()),
+            ("ORDERMILL_STORE", store),
+            ("ORDERMILL_MYSQL__DATABASE", id.clone()),
             ("ORDERMILL_BUS", self.services.amqp.clone()),
             ("ORDERMILL_CACHE", self.services.redis.clone()),
             ("ORDERMILL_POSTGRES__SCHEMA", id.clone()),
@@ -226,24 +276,26 @@ impl Deployment {
         assert_eq!(self.dead_letters(), 0, "no dead letters: an outage spends no attempt");
     }
 
-    /// A connection to PostgreSQL with `search_path` set to this deployment's schema.
-    pub async fn db(&self) -> PgConnection {
+    /// A connection to the deployment's schema (PostgreSQL) or database (MySQL).
+    pub async fn db(&self) -> Db {
+        if let Some(mysql) = &self.services.mysql {
+            let mut db = MySqlConnection::connect(mysql).await.unwrap();
+            let set = format!("USE `{}`", self.id);
+            sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&mut db).await.unwrap();
+            return Db::Mysql(db);
+        }
         let mut db = PgConnection::connect(&self.services.postgres).await.unwrap();
         let set = format!("SET search_path TO \"{}\"", self.id);
         sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&mut db).await.unwrap();
-        db
+        Db::Postgres(db)
     }
 
-    /// What PostgreSQL and Redis say now.
-    pub async fn ledger(&self, db: &mut PgConnection) -> Ledger {
+    /// What the database and Redis say now.
+    pub async fn ledger(&self, db: &mut Db) -> Ledger {
         let mut by_status = HashMap::new();
         let mut confirmed_ids = HashSet::new();
         let mut confirmed_units: HashMap<String, i64> = HashMap::new();
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT id::text, status, items::text FROM orders")
-                .fetch_all(&mut *db)
-                .await
-                .unwrap();
+        let rows = db.orders().await;
         let orders = rows.len() as i64;
         for (id, status, items) in rows {
             if status == "confirmed" {
@@ -257,26 +309,17 @@ impl Deployment {
             *by_status.entry(status).or_insert(0) += 1;
         }
         let products: Vec<(String, i64, i64)> =
-            sqlx::query_as("SELECT sku, stock, reserved FROM products")
-                .fetch_all(&mut *db)
-                .await
-                .unwrap();
+            db.rows("SELECT sku, stock, reserved FROM products").await;
         let processed: Vec<(String, i64)> =
-            sqlx::query_as("SELECT consumer, count(*) FROM processed_events GROUP BY consumer")
-                .fetch_all(&mut *db)
-                .await
-                .unwrap();
-        let (payments,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM payments").fetch_one(&mut *db).await.unwrap();
-        let (paid_confirmed,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM payments p JOIN orders o ON o.id = p.order_id \
-             WHERE o.status = 'confirmed'",
-        )
-        .fetch_one(&mut *db)
-        .await
-        .unwrap();
-        let (outbox,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM outbox").fetch_one(&mut *db).await.unwrap();
+            db.rows("SELECT consumer, count(*) FROM processed_events GROUP BY consumer").await;
+        let payments = db.count("SELECT count(*) FROM payments").await;
+        let paid_confirmed = db
+            .count(
+                "SELECT count(*) FROM payments p JOIN orders o ON o.id = p.order_id \
+                 WHERE o.status = 'confirmed'",
+            )
+            .await;
+        let outbox = db.count("SELECT count(*) FROM outbox").await;
         let mut available = HashMap::new();
         let mut redis = self.redis().await;
         for (sku, _, _) in &products {
@@ -392,6 +435,19 @@ impl Teardown {
     /// what it could not delete.
     async fn run(&self) {
         let id = &self.id;
+        if let Some(mysql) = &self.services.mysql {
+            match MySqlConnection::connect(mysql).await {
+                Ok(mut db) => {
+                    let drop = format!("DROP DATABASE IF EXISTS `{id}`");
+                    if let Err(error) =
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut db).await
+                    {
+                        eprintln!("clean-up: cannot drop database {id}: {error}");
+                    }
+                }
+                Err(error) => eprintln!("clean-up: cannot reach MySQL: {error}"),
+            }
+        }
         match PgConnection::connect(&self.services.postgres).await {
             Ok(mut db) => {
                 let drop = format!("DROP SCHEMA IF EXISTS \"{id}\" CASCADE");
