@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Scaled-out ordermill against RabbitMQ's own ceiling for the same topology, in one run, and
 # what each order costs each process in CPU (the figures docs/SCALING.md's arithmetic uses).
-# Usage: [API_NODES=1] [WORKERS=1] scripts/bench/scaled.sh [duration=20s] [connections=64] [rate]
+# Usage: [STORE=postgres|mysql] [API_NODES=1] [WORKERS=1] scripts/bench/scaled.sh [duration=20s] [connections=64] [rate]
+#   STORE=mysql: the MySQL store (ORDERMILL_TEST_MYSQL_URL, default root@127.0.0.1:3306; the
+#   `mysql` client reads the counts) instead of PostgreSQL
 #   rate: open-loop orders/s for the load (default: closed loop)
 #   API_NODES > 1: that many api nodes behind nginx (deploy/nginx.conf's proxy settings), the
 #   load sent to nginx; WORKERS: that many worker processes, each consuming every queue.
@@ -19,16 +21,29 @@ bin=target/release/ordermill
 pg=${ORDERMILL_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 amqp=${ORDERMILL_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 redis=${ORDERMILL_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+my=${ORDERMILL_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
+store=${STORE:-postgres}
 name=bench_$(date +%s)
-export ORDERMILL_STORE=$pg ORDERMILL_BUS=$amqp ORDERMILL_CACHE=$redis
-export ORDERMILL_POSTGRES__SCHEMA=$name ORDERMILL_REDIS__KEY_PREFIX=$name
+export ORDERMILL_BUS=$amqp ORDERMILL_CACHE=$redis
+export ORDERMILL_POSTGRES__SCHEMA=$name ORDERMILL_MYSQL__DATABASE=$name ORDERMILL_REDIS__KEY_PREFIX=$name
 export ORDERMILL_RABBITMQ__QUEUE_PREFIX=$name. ORDERMILL_RABBITMQ__EXCHANGE=$name.orders
 export ORDERMILL_RABBITMQ__DEAD_LETTER_EXCHANGE=$name.dlx ORDERMILL_LOG_FILTER=warn
 # The api node accepts it and `bench run --setup` sends it.
 export ORDERMILL_MERCHANT_TOKEN=${ORDERMILL_MERCHANT_TOKEN:-bench-merchant-$name}
-sql() { psql "$pg" -Atqc "SET search_path TO $name; $1"; }
+if [ "$store" = mysql ]; then
+  export ORDERMILL_STORE=$my
+  db_process=mariadbd
+  # mysql://user[:password]@host[:port]/db → the client's flags (loopback benches only).
+  my_hostport=${my#*@}; my_hostport=${my_hostport%%/*}; my_user=${my#mysql://}; my_user=${my_user%%[:@]*}
+  sql() { mysql -h "${my_hostport%:*}" -P "${my_hostport##*:}" -u "$my_user" -N -B -e "USE $name; $1"; }
+else
+  export ORDERMILL_STORE=$pg
+  db_process=postgres
+  sql() { psql "$pg" -Atqc "SET search_path TO $name; $1"; }
+fi
 cleanup() {
   kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
+  if [ "$store" = mysql ]; then sql "DROP DATABASE IF EXISTS $name" >/dev/null 2>&1; fi
   psql "$pg" -qc "DROP SCHEMA IF EXISTS $name CASCADE" >/dev/null 2>&1
   for q in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^$name\."); do rabbitmqctl -q delete_queue "$q" >/dev/null; done
 }
@@ -91,10 +106,10 @@ cpu_snapshot() {
       nginx) nginx=$(cpu_of_comm nginx) ;;
     esac
   done
-  echo "$api $worker $nginx $(cpu_of_comm postgres) $(cpu_of_comm beam.smp) $(cpu_of_comm redis-server)"
+  echo "$api $worker $nginx $(cpu_of_comm "$db_process") $(cpu_of_comm beam.smp) $(cpu_of_comm redis-server)"
 }
 
-echo "== scaled-out ordermill: $api_nodes api + $workers worker, load for $duration on $conns connections =="
+echo "== scaled-out ordermill on $store: $api_nodes api + $workers worker, load for $duration on $conns connections =="
 cpu_before=$(cpu_snapshot)
 start=$(date +%s.%N)
 "$bin" bench run --target "$target" --connections "$conns" --duration "$duration" \
@@ -116,7 +131,7 @@ awk -v n="$total" -v s="$start" -v l="$loaded" -v d="$done_at" -v c="$ceiling" '
 echo "== CPU per order (µs) and what one core of each would carry =="
 awk -v n="$total" -v before="$cpu_before" -v after="$cpu_after" 'BEGIN {
   split(before, b, " "); split(after, a, " ");
-  split("api worker nginx postgresql rabbitmq redis", name, " ");
+  split("api worker nginx database rabbitmq redis", name, " ");
   for (i = 1; i <= 6; i++) {
     us = 1e6 * (a[i] - b[i]) / n;
     if (us > 0) printf "%-11s %8.1f µs/order   %8.0f orders/s per core\n", name[i], us, 1e6 / us;

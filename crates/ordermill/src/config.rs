@@ -169,10 +169,7 @@ mod tests {
         let err = load_toml("[workers]\nmessage_timeout = 3000").unwrap_err();
         assert!(format!("{err:#}").contains("\"3000ms\""), "{err:#}");
         let settings = load_toml("store = \"mysql://app:pw@db:3306/orders\"").unwrap();
-        assert!(matches!(
-            settings.store,
-            ordermill_server::startup::settings::StoreUrl::Mysql(_)
-        ));
+        assert!(matches!(settings.store, ordermill_server::startup::settings::StoreUrl::Mysql(_)));
         let err = load_toml("store = \"oracle://h/db\"").unwrap_err();
         assert!(format!("{err:#}").contains("is not a store"), "{err:#}");
         let err = load_toml("[deals]\ncheck_interval = \"0s\"").unwrap_err().to_string();

@@ -129,6 +129,14 @@ impl SqlStore {
         }
     }
 
+    /// The setting that says how long consumers' records are kept, for messages.
+    pub fn retention_key(&self) -> &'static str {
+        match self {
+            SqlStore::Postgres(_) => "postgres.processed_retention",
+            SqlStore::Mysql(_) => "mysql.processed_retention",
+        }
+    }
+
     /// How often api nodes run [`SqlStore::maintain`].
     pub fn maintenance_interval(&self, settings: &Settings) -> Duration {
         match self {

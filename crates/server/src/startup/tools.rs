@@ -101,17 +101,18 @@ pub async fn maintain(settings: &Settings) -> anyhow::Result<String> {
     }
     let done = store.maintain(settings).await;
     store.close().await;
-    Ok(format!("{url}: partitions checked{}", maintenance_report(&done?)))
+    Ok(format!("{url}: partitions checked{}", maintenance_report(&done?, &store)))
 }
 
-fn maintenance_report(done: &ordermill_store::partitions::Maintenance) -> String {
+fn maintenance_report(done: &ordermill_store::partitions::Maintenance, store: &SqlStore) -> String {
     let mut report = String::new();
     if !done.created.is_empty() {
         report.push_str(&format!("; created {}", done.created.join(", ")));
     }
     if !done.dropped.is_empty() {
         report.push_str(&format!(
-            "; dropped (past the processed_retention) {}",
+            "; dropped (past {}) {}",
+            store.retention_key(),
             done.dropped.join(", ")
         ));
     }
@@ -153,7 +154,7 @@ pub async fn migrate(
             } else {
                 format!("{}: applied {}", url, applied.join(", "))
             };
-            report.push_str(&maintenance_report(&maintained?));
+            report.push_str(&maintenance_report(&maintained?, &store));
             Ok(Some(report))
         }
         StoreUrl::Sqlite => {
