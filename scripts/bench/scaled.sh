@@ -115,8 +115,9 @@ start=$(date +%s.%N)
 "$bin" bench run --target "$target" --connections "$conns" --duration "$duration" \
   --setup --skus 1000 --quiet ${rate:+--rate "$rate"} | tee /tmp/ordermill-load.txt
 loaded=$(date +%s.%N)
+# Requests in flight when the load stopped may still commit: wait until none is left open.
+until [ "$(sql "SELECT count(*) FROM orders WHERE status NOT IN ('confirmed','cancelled')")" = 0 ]; do sleep 0.2; done
 total=$(sql "SELECT count(*) FROM orders")
-until [ "$(sql "SELECT count(*) FROM orders WHERE status IN ('confirmed','cancelled')")" = "$total" ]; do sleep 0.2; done
 done_at=$(date +%s.%N)
 cpu_after=$(cpu_snapshot)
 awk -v n="$total" -v s="$start" -v l="$loaded" -v d="$done_at" -v c="$ceiling" 'BEGIN {

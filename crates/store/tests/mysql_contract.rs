@@ -591,3 +591,53 @@ async fn the_store_holds_every_node_to_a_per_customer_limit() {
     store.set_purchase_limit(&Sku::parse("l1").unwrap(), None).await.unwrap();
     store.commit_orders(Arc::new(vec![by("c-1", 10)])).await.unwrap();
 }
+
+/// InnoDB picks a consumer's batch as a deadlock's victim: the store runs the batch again and
+/// it succeeds, instead of failing the effect. The other transaction is made the heavier one
+/// (InnoDB rolls back the lighter), so the batch is the victim every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_chosen_as_a_deadlock_victim_is_run_again_and_lands_once() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let (store, batch) = store_with_orders(&db, 1).await;
+    let order = &batch[0];
+    let mut raw = db.raw().await;
+    sqlx::raw_sql("CREATE TABLE ballast (n INT)").execute(&mut raw).await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut raw).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO ballast WITH RECURSIVE s (n) AS
+           (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 900) SELECT n FROM s",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    sqlx::raw_sql("SELECT stock FROM products WHERE sku = 'o1' FOR UPDATE")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    // The batch locks its record and the order, then waits for the product row held above.
+    let ids = OrderIdGenerator::new();
+    let effect =
+        contract::effect(&ids, "inventory", order.event_id, order.order.id, Some(Fact::StockDeducted));
+    let applying = tokio::spawn({
+        let store = store.clone();
+        async move { store.apply_effects(vec![effect]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Closing the cycle: the order row the batch holds. InnoDB rolls the batch back (the
+    // lighter transaction), so this lock is granted instead of waiting for ever.
+    tokio::time::timeout(
+        Duration::from_secs(8),
+        sqlx::query("SELECT status FROM orders WHERE id = ? FOR UPDATE")
+            .bind(order.order.id.as_uuid())
+            .execute(&mut raw),
+    )
+    .await
+    .expect("the deadlock was detected at once")
+    .unwrap();
+    sqlx::raw_sql("ROLLBACK").execute(&mut raw).await.unwrap();
+    let outcomes = applying.await.unwrap().expect("the batch ran again and succeeded");
+    assert!(!matches!(outcomes[0], EffectOutcome::AlreadyProcessed), "{outcomes:?}");
+    let o1 = store.get_product(&Sku::parse("o1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((o1.stock.get(), o1.reserved), (1_000_000 - 1, 0), "deducted exactly once");
+}

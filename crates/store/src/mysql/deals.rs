@@ -11,12 +11,12 @@ use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError}
 use ordermill_core::{
     Admission, Deal, DealId, Order, OutboxEvent, RoutingKey, UnixMillis, units_by_sku,
 };
-use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder, Row};
+use sqlx::{MySqlConnection, MySqlPool};
 use uuid::Uuid;
 
 use super::effects;
 use super::error::{TxError, from_sqlx};
-use super::orders::add_units;
+use super::orders::{add_units, limits_of};
 use super::rows;
 use super::tx::transaction;
 use crate::batch::{self, Writes};
@@ -200,21 +200,7 @@ async fn join_in(
 /// The joining order's units of limited SKUs, counted like a commit's.
 async fn count_limited(conn: &mut MySqlConnection, order: &Order) -> Result<(), TxError> {
     let wanted = units_by_sku([order]);
-    let mut query = QueryBuilder::<MySql>::new(
-        "SELECT sku, per_customer_limit FROM purchase_limits WHERE sku IN (",
-    );
-    let mut list = query.separated(", ");
-    for sku in wanted.keys() {
-        list.push_bind(*sku);
-    }
-    query.push(")");
-    let limits: HashMap<String, i64> = query
-        .build()
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
+    let limits = limits_of(conn, wanted.keys().copied()).await?;
     let units: BTreeMap<(&str, &str), i64> = wanted
         .into_iter()
         .filter(|(sku, _)| limits.contains_key(*sku))

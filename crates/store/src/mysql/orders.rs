@@ -15,16 +15,18 @@ use super::tx::transaction;
 /// statements, each far below MySQL's 65,535 placeholders.
 pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
 
-/// Writes `batch` in one transaction: all of it or nothing. In order, so that a refusal costs
-/// no writes and two nodes never deadlock:
-/// 1. the batch's products are locked in SKU order (`FOR UPDATE`) and read: an unknown SKU,
-///    or `reserved + q > stock` for any (→ `Oversold`), refuses the batch here;
-/// 2. per-customer limits: the limited SKUs' `customer_units` rows of the batch's customers
-///    are locked in key order, and a customer going past a limit (→ `LimitExceeded`) refuses
-///    the batch; otherwise the new counts are written;
-/// 3. idempotency keys, orders and their order.created outbox rows, one multi-row INSERT each
-///    (a reused key fails with a duplicate → `Conflict`);
-/// 4. `reserved += q`, one UPDATE for every SKU.
+/// Writes `batch` in one transaction: all of it or nothing. The order of the steps keeps the
+/// products' row locks — the ones every node's commits and every inventory batch queue on —
+/// for as short a time as possible: one statement and the COMMIT.
+/// 1. idempotency keys, orders and their order.created outbox rows, one multi-row INSERT each
+///    (new rows: they wait for nobody; a reused key fails with a duplicate → `Conflict`);
+/// 2. `reserved += q` for every SKU in ONE conditional UPDATE that only raises a row where it
+///    stays within `stock` (the rows are locked by it, in the order of the derived table: SKU
+///    order). Fewer rows changed than SKUs named means an unknown SKU or a short one
+///    (→ `Oversold`); which, is read after rolling back to a savepoint, and the batch fails;
+/// 3. per-customer limits: the limited SKUs' `customer_units` rows of the batch's customers
+///    are locked in key order (after products, as a cancellation takes them), and a customer
+///    going past a limit (→ `LimitExceeded`) fails the batch; otherwise the counts are added.
 pub(crate) async fn commit(pool: &MySqlPool, batch: &[AcceptedOrder]) -> Result<(), StoreError> {
     if batch.is_empty() {
         return Ok(());
@@ -38,22 +40,38 @@ async fn commit_in(
     batch: &[AcceptedOrder],
     wanted: &BTreeMap<&str, i64>,
 ) -> Result<(), TxError> {
-    hold(conn, wanted).await?;
-    count_limited(conn, batch, wanted).await?;
+    let limits = limits_of(conn, wanted.keys().copied()).await?;
     insert_orders(conn, batch).await?;
-    add_reserved(conn, wanted).await?;
+    hold(conn, wanted).await?;
+    count_limited(conn, batch, &limits).await?;
     Ok(())
 }
 
-/// Step 1: locks the products and refuses what they cannot hold.
+/// Step 2: raises `reserved` where it fits, or names what does not.
 async fn hold(conn: &mut MySqlConnection, wanted: &BTreeMap<&str, i64>) -> Result<(), TxError> {
+    sqlx::raw_sql("SAVEPOINT hold").execute(&mut *conn).await?;
+    let mut query = QueryBuilder::<MySql>::new("UPDATE products p JOIN (");
+    for (i, (sku, quantity)) in wanted.iter().enumerate() {
+        query.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
+        query.push_bind(*sku).push(" AS sku, ").push_bind(*quantity).push(" AS quantity");
+    }
+    query.push(
+        ") h ON p.sku = h.sku SET p.reserved = p.reserved + h.quantity \
+         WHERE p.reserved + h.quantity <= p.stock",
+    );
+    let raised = query.build().execute(&mut *conn).await?.rows_affected();
+    if raised == wanted.len() as u64 {
+        return Ok(());
+    }
+    // The rare path: undo the raises and say which SKUs refused.
+    sqlx::raw_sql("ROLLBACK TO SAVEPOINT hold").execute(&mut *conn).await?;
     let mut query =
         QueryBuilder::<MySql>::new("SELECT sku, stock, reserved FROM products WHERE sku IN (");
     let mut list = query.separated(", ");
     for sku in wanted.keys() {
         list.push_bind(*sku);
     }
-    query.push(") ORDER BY sku FOR UPDATE");
+    query.push(")");
     let found: HashMap<String, (i64, i64)> = query
         .build()
         .fetch_all(&mut *conn)
@@ -64,42 +82,54 @@ async fn hold(conn: &mut MySqlConnection, wanted: &BTreeMap<&str, i64>) -> Resul
     let unknown: Vec<&str> =
         wanted.keys().copied().filter(|sku| !found.contains_key(*sku)).collect();
     if !unknown.is_empty() {
-        return Err(
-            StoreError::Backend(format!("unknown SKU(s): {}", unknown.join(", ")).into()).into()
-        );
+        return Err(StoreError::Backend(format!("unknown SKU(s): {}", unknown.join(", ")).into())
+            .into());
     }
     let short: Vec<&str> = wanted
         .iter()
         .filter(|(sku, q)| found.get(**sku).is_some_and(|(stock, reserved)| reserved + *q > *stock))
         .map(|(sku, _)| *sku)
         .collect();
-    if !short.is_empty() {
-        return Err(StoreError::Oversold(short.join(", ")).into());
-    }
-    Ok(())
+    Err(StoreError::Oversold(if short.is_empty() {
+        // Not short now: another commit released units between the UPDATE and this read.
+        // Refused all the same (this batch holds nothing); its requests are committed again
+        // one by one by the committer.
+        wanted.keys().copied().collect::<Vec<_>>().join(", ")
+    } else {
+        short.join(", ")
+    })
+    .into())
 }
 
-/// Step 2: per-customer limits, counted through every node (`customer_units`).
-async fn count_limited(
+/// The per-customer limits of `skus` (read before any lock is taken: limits change rarely, and
+/// a limit set meanwhile recounts under the product lock, see `limits.rs`).
+pub(crate) async fn limits_of(
     conn: &mut MySqlConnection,
-    batch: &[AcceptedOrder],
-    wanted: &BTreeMap<&str, i64>,
-) -> Result<(), TxError> {
+    skus: impl Iterator<Item = &str>,
+) -> Result<HashMap<String, i64>, TxError> {
     let mut query = QueryBuilder::<MySql>::new(
         "SELECT sku, per_customer_limit FROM purchase_limits WHERE sku IN (",
     );
     let mut list = query.separated(", ");
-    for sku in wanted.keys() {
-        list.push_bind(*sku);
+    for sku in skus {
+        list.push_bind(sku);
     }
     query.push(")");
-    let limits: HashMap<String, i64> = query
+    Ok(query
         .build()
         .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
+/// Step 3: per-customer limits, counted through every node (`customer_units`).
+async fn count_limited(
+    conn: &mut MySqlConnection,
+    batch: &[AcceptedOrder],
+    limits: &HashMap<String, i64>,
+) -> Result<(), TxError> {
     if limits.is_empty() {
         return Ok(());
     }
@@ -111,7 +141,7 @@ async fn count_limited(
                 i64::from(line.quantity.get());
         }
     }
-    add_units(conn, &units, &limits).await
+    add_units(conn, &units, limits).await
 }
 
 /// Adds `units` to `customer_units` (rows locked in key order), refusing with `LimitExceeded`
@@ -164,7 +194,7 @@ pub(crate) async fn add_units(
     Ok(())
 }
 
-/// Step 3: keys, orders, outbox rows.
+/// Step 1: keys, orders, outbox rows.
 async fn insert_orders(conn: &mut MySqlConnection, batch: &[AcceptedOrder]) -> Result<(), TxError> {
     let keyed: Vec<&AcceptedOrder> =
         batch.iter().filter(|a| a.order.idempotency_key.is_some()).collect();
@@ -206,23 +236,6 @@ async fn insert_orders(conn: &mut MySqlConnection, batch: &[AcceptedOrder]) -> R
         });
         query.build().execute(&mut *conn).await?;
     }
-    Ok(())
-}
-
-/// Step 4: `reserved += q` per SKU, one statement (the rows are locked since step 1).
-async fn add_reserved(
-    conn: &mut MySqlConnection,
-    wanted: &BTreeMap<&str, i64>,
-) -> Result<(), TxError> {
-    let mut query = QueryBuilder::<MySql>::new("UPDATE products p JOIN (");
-    let mut first = true;
-    for (sku, quantity) in wanted {
-        query.push(if first { "SELECT " } else { " UNION ALL SELECT " });
-        query.push_bind(*sku).push(" AS sku, ").push_bind(*quantity).push(" AS quantity");
-        first = false;
-    }
-    query.push(") h ON p.sku = h.sku SET p.reserved = p.reserved + h.quantity");
-    query.build().execute(&mut *conn).await?;
     Ok(())
 }
 
