@@ -617,8 +617,13 @@ async fn a_batch_chosen_as_a_deadlock_victim_is_run_again_and_lands_once() {
         .unwrap();
     // The batch locks its record and the order, then waits for the product row held above.
     let ids = OrderIdGenerator::new();
-    let effect =
-        contract::effect(&ids, "inventory", order.event_id, order.order.id, Some(Fact::StockDeducted));
+    let effect = contract::effect(
+        &ids,
+        "inventory",
+        order.event_id,
+        order.order.id,
+        Some(Fact::StockDeducted),
+    );
     let applying = tokio::spawn({
         let store = store.clone();
         async move { store.apply_effects(vec![effect]).await }

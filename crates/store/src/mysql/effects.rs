@@ -16,8 +16,8 @@ use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::error::{DUPLICATE, TxError, number};
-use super::orders::ROWS_PER_STATEMENT;
 use super::rows;
+use super::shape;
 use super::tx::transaction;
 use crate::batch::{self, Loaded, Writes};
 
@@ -58,12 +58,12 @@ async fn record_processed(
     pairs: &[(&str, Uuid)],
 ) -> Result<HashSet<(String, Uuid)>, TxError> {
     let mut recorded: HashSet<(String, Uuid)> = HashSet::with_capacity(pairs.len());
-    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shape::padded(pairs) {
         let mut query = QueryBuilder::<MySql>::new(
             "SELECT consumer, event_id FROM processed_events WHERE (consumer, event_id) IN (",
         );
         let mut list = query.separated(", ");
-        for (consumer, event) in chunk {
+        for (consumer, event) in &chunk {
             list.push("(").push_bind_unseparated(*consumer).push_unseparated(", ");
             list.push_bind_unseparated(*event).push_unseparated(")");
         }
@@ -74,7 +74,7 @@ async fn record_processed(
     }
     let fresh: Vec<&(&str, Uuid)> =
         pairs.iter().filter(|(c, e)| !recorded.contains(&((*c).to_owned(), *e))).collect();
-    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shape::chunks(&fresh) {
         let mut query =
             QueryBuilder::<MySql>::new("INSERT INTO processed_events (consumer, event_id) ");
         query.push_values(chunk, |mut row, (consumer, event)| {
@@ -96,14 +96,14 @@ pub(crate) async fn lock_orders(
     ids: &[Uuid],
 ) -> Result<Vec<(Order, Lifecycle)>, TxError> {
     let mut found = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shape::padded(ids) {
         let mut query = QueryBuilder::<MySql>::new(format!(
             "SELECT {} FROM orders WHERE id IN (",
             rows::ORDER_COLUMNS
         ));
         let mut list = query.separated(", ");
         for id in chunk {
-            list.push_bind(*id);
+            list.push_bind(id);
         }
         query.push(") ORDER BY id FOR UPDATE");
         for row in query.build().fetch_all(&mut *conn).await? {
@@ -142,11 +142,11 @@ pub(crate) async fn write(
     orders: &[(&Order, Lifecycle)],
     mut writes: Writes,
 ) -> Result<(), TxError> {
-    for chunk in orders.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shape::padded(orders) {
         let mut query = QueryBuilder::<MySql>::new("UPDATE orders o JOIN (");
         let columns =
             ["id", "status", "stock_state", "payment_state", "history", "pay_by", "payment_url"];
-        derived_rows(&mut query, chunk, &columns, |q, (order, state), c| {
+        derived_rows(&mut query, &chunk, &columns, |q, (order, state), c| {
             let awaited = order.awaited_payment.as_ref();
             match c {
                 0 => q.push_bind(order.id.as_uuid()),
@@ -166,11 +166,11 @@ pub(crate) async fn write(
         query.build().execute(&mut *conn).await?;
     }
 
-    if !writes.payment_orders.is_empty() {
+    let rows: Vec<usize> = (0..writes.payment_orders.len()).collect();
+    for chunk in shape::chunks(&rows) {
         let mut query =
             QueryBuilder::<MySql>::new("INSERT INTO payments (order_id, status, event_id, `at`) ");
-        let rows: Vec<usize> = (0..writes.payment_orders.len()).collect();
-        query.push_values(&rows, |mut row, i| {
+        query.push_values(chunk, |mut row, i| {
             row.push_bind(writes.payment_orders[*i])
                 .push_bind(writes.payment_statuses[*i])
                 .push_bind(writes.payment_events[*i])
@@ -186,7 +186,7 @@ pub(crate) async fn write(
 
     if !writes.event_ids.is_empty() {
         let rows: Vec<usize> = (0..writes.event_ids.len()).collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        for chunk in shape::chunks(&rows) {
             let mut query = QueryBuilder::<MySql>::new(
                 "INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at) ",
             );
@@ -202,16 +202,16 @@ pub(crate) async fn write(
     }
 
     let (skus, stock, reserved) = writes.stock_columns();
-    if !skus.is_empty() {
+    let rows: Vec<usize> = (0..skus.len()).collect();
+    for rows in shape::padded(&rows) {
         let mut query = QueryBuilder::<MySql>::new("SELECT sku FROM products WHERE sku IN (");
         let mut list = query.separated(", ");
-        for sku in &skus {
-            list.push_bind(sku.as_str());
+        for i in &rows {
+            list.push_bind(skus[*i].as_str());
         }
         query.push(") ORDER BY sku FOR UPDATE");
         query.build().execute(&mut *conn).await?;
         let mut query = QueryBuilder::<MySql>::new("UPDATE products p JOIN (");
-        let rows: Vec<usize> = (0..skus.len()).collect();
         derived_rows(&mut query, &rows, &["sku", "stock", "reserved"], |q, i, c| {
             match c {
                 0 => q.push_bind(skus[*i].as_str()),
@@ -239,20 +239,20 @@ pub(crate) async fn write(
         .await?;
     }
 
-    if !writes.deadlines_set.is_empty() {
+    for chunk in shape::chunks(&writes.deadlines_set) {
         let mut query =
             QueryBuilder::<MySql>::new("INSERT IGNORE INTO payment_deadlines (order_id, pay_by) ");
-        query.push_values(&writes.deadlines_set, |mut row, (order, pay_by)| {
+        query.push_values(chunk, |mut row, (order, pay_by)| {
             row.push_bind(*order).push_bind(*pay_by);
         });
         query.build().execute(&mut *conn).await?;
     }
-    if !writes.deadlines_done.is_empty() {
+    for list in shape::padded(&writes.deadlines_done) {
         let mut query =
             QueryBuilder::<MySql>::new("DELETE FROM payment_deadlines WHERE order_id IN (");
-        let mut list = query.separated(", ");
-        for id in &writes.deadlines_done {
-            list.push_bind(*id);
+        let mut ids = query.separated(", ");
+        for id in list {
+            ids.push_bind(id);
         }
         query.push(")");
         query.build().execute(&mut *conn).await?;

@@ -31,6 +31,7 @@ mod products;
 mod report_files;
 mod reports;
 mod rows;
+mod shape;
 mod tx;
 
 use std::sync::Arc;
@@ -313,17 +314,21 @@ impl OrderStore for MysqlStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new(
-            "SELECT event_id FROM processed_events WHERE consumer = ",
-        );
-        query.push_bind(consumer).push(" AND event_id IN (");
-        let mut list = query.separated(", ");
-        for event in &events {
-            list.push_bind(*event);
+        let mut done: Vec<Uuid> = Vec::new();
+        for list in shape::padded(&events) {
+            let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new(
+                "SELECT event_id FROM processed_events WHERE consumer = ",
+            );
+            query.push_bind(consumer).push(" AND event_id IN (");
+            let mut ids = query.separated(", ");
+            for event in list {
+                ids.push_bind(event);
+            }
+            query.push(")");
+            let found: Vec<Uuid> =
+                query.build_query_scalar().fetch_all(&self.pool).await.map_err(from_sqlx)?;
+            done.extend(found);
         }
-        query.push(")");
-        let done: Vec<Uuid> =
-            query.build_query_scalar().fetch_all(&self.pool).await.map_err(from_sqlx)?;
         // In the caller's order, as the other stores answer.
         Ok(events.into_iter().filter(|e| done.contains(e)).collect())
     }

@@ -9,11 +9,8 @@ use uuid::Uuid;
 
 use super::error::{TxError, from_sqlx};
 use super::rows;
+use super::shape;
 use super::tx::transaction;
-
-/// Rows per multi-row INSERT: a batch of `commit.max_batch_orders` (4096) in a few
-/// statements, each far below MySQL's 65,535 placeholders.
-pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Writes `batch` in one transaction: all of it or nothing. The order of the steps keeps the
 /// products' row locks — the ones every node's commits and every inventory batch queue on —
@@ -50,16 +47,20 @@ async fn commit_in(
 /// Step 2: raises `reserved` where it fits, or names what does not.
 async fn hold(conn: &mut MySqlConnection, wanted: &BTreeMap<&str, i64>) -> Result<(), TxError> {
     sqlx::raw_sql("SAVEPOINT hold").execute(&mut *conn).await?;
-    let mut query = QueryBuilder::<MySql>::new("UPDATE products p JOIN (");
-    for (i, (sku, quantity)) in wanted.iter().enumerate() {
-        query.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
-        query.push_bind(*sku).push(" AS sku, ").push_bind(*quantity).push(" AS quantity");
+    let mut raised = 0;
+    let rows: Vec<(&str, i64)> = wanted.iter().map(|(sku, q)| (*sku, *q)).collect();
+    for list in shape::padded(&rows) {
+        let mut query = QueryBuilder::<MySql>::new("UPDATE products p JOIN (");
+        for (i, (sku, quantity)) in list.iter().enumerate() {
+            query.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
+            query.push_bind(*sku).push(" AS sku, ").push_bind(*quantity).push(" AS quantity");
+        }
+        query.push(
+            ") h ON p.sku = h.sku SET p.reserved = p.reserved + h.quantity \
+             WHERE p.reserved + h.quantity <= p.stock",
+        );
+        raised += query.build().execute(&mut *conn).await?.rows_affected();
     }
-    query.push(
-        ") h ON p.sku = h.sku SET p.reserved = p.reserved + h.quantity \
-         WHERE p.reserved + h.quantity <= p.stock",
-    );
-    let raised = query.build().execute(&mut *conn).await?.rows_affected();
     if raised == wanted.len() as u64 {
         return Ok(());
     }
@@ -82,8 +83,9 @@ async fn hold(conn: &mut MySqlConnection, wanted: &BTreeMap<&str, i64>) -> Resul
     let unknown: Vec<&str> =
         wanted.keys().copied().filter(|sku| !found.contains_key(*sku)).collect();
     if !unknown.is_empty() {
-        return Err(StoreError::Backend(format!("unknown SKU(s): {}", unknown.join(", ")).into())
-            .into());
+        return Err(
+            StoreError::Backend(format!("unknown SKU(s): {}", unknown.join(", ")).into()).into()
+        );
     }
     let short: Vec<&str> = wanted
         .iter()
@@ -107,21 +109,22 @@ pub(crate) async fn limits_of(
     conn: &mut MySqlConnection,
     skus: impl Iterator<Item = &str>,
 ) -> Result<HashMap<String, i64>, TxError> {
-    let mut query = QueryBuilder::<MySql>::new(
-        "SELECT sku, per_customer_limit FROM purchase_limits WHERE sku IN (",
-    );
-    let mut list = query.separated(", ");
-    for sku in skus {
-        list.push_bind(sku);
+    let skus: Vec<&str> = skus.collect();
+    let mut limits = HashMap::new();
+    for list in shape::padded(&skus) {
+        let mut query = QueryBuilder::<MySql>::new(
+            "SELECT sku, per_customer_limit FROM purchase_limits WHERE sku IN (",
+        );
+        let mut separated = query.separated(", ");
+        for sku in list {
+            separated.push_bind(sku);
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            limits.insert(row.try_get(0)?, row.try_get(1)?);
+        }
     }
-    query.push(")");
-    Ok(query
-        .build()
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()?)
+    Ok(limits)
 }
 
 /// Step 3: per-customer limits, counted through every node (`customer_units`).
@@ -155,7 +158,8 @@ pub(crate) async fn add_units(
         return Ok(());
     }
     let mut held: HashMap<(String, String), i64> = HashMap::new();
-    for chunk in units.keys().collect::<Vec<_>>().chunks(ROWS_PER_STATEMENT) {
+    let keys: Vec<&(&str, &str)> = units.keys().collect();
+    for chunk in shape::padded(&keys) {
         let mut query = QueryBuilder::<MySql>::new(
             "SELECT sku, customer_id, units FROM customer_units WHERE (sku, customer_id) IN (",
         );
@@ -182,7 +186,7 @@ pub(crate) async fn add_units(
         return Err(StoreError::LimitExceeded(over.join(", ")).into());
     }
     let rows: Vec<_> = units.iter().collect();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shape::chunks(&rows) {
         let mut query =
             QueryBuilder::<MySql>::new("INSERT INTO customer_units (sku, customer_id, units) ");
         query.push_values(chunk, |mut row, ((sku, customer), units)| {
@@ -198,7 +202,7 @@ pub(crate) async fn add_units(
 async fn insert_orders(conn: &mut MySqlConnection, batch: &[AcceptedOrder]) -> Result<(), TxError> {
     let keyed: Vec<&AcceptedOrder> =
         batch.iter().filter(|a| a.order.idempotency_key.is_some()).collect();
-    for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shape::chunks(&keyed) {
         let mut query = QueryBuilder::<MySql>::new(
             "INSERT INTO idempotency_keys (customer_id, idempotency_key, order_id) ",
         );
@@ -209,7 +213,7 @@ async fn insert_orders(conn: &mut MySqlConnection, batch: &[AcceptedOrder]) -> R
         });
         query.build().execute(&mut *conn).await?;
     }
-    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shape::chunks(batch) {
         let mut query = QueryBuilder::<MySql>::new(
             "INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, \
              idempotency_key, history) ",

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::MysqlStore;
 use super::error::{TxError, from_sqlx};
 use super::rows;
+use super::shape;
 use super::tx::transaction;
 
 fn micros(duration: Duration) -> i64 {
@@ -43,28 +44,33 @@ async fn claim(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut update =
-        QueryBuilder::<MySql>::new("UPDATE outbox SET claimed_until = NOW(3) + INTERVAL ");
-    update.push_bind(micros(lease)).push(" MICROSECOND WHERE event_id IN (");
-    let mut list = update.separated(", ");
-    for id in &ids {
-        list.push_bind(*id);
+    for list in shape::padded(&ids) {
+        let mut update =
+            QueryBuilder::<MySql>::new("UPDATE outbox SET claimed_until = NOW(3) + INTERVAL ");
+        update.push_bind(micros(lease)).push(" MICROSECOND WHERE event_id IN (");
+        let mut separated = update.separated(", ");
+        for id in list {
+            separated.push_bind(id);
+        }
+        update.push(")");
+        update.build().execute(&mut *conn).await?;
     }
-    update.push(")");
-    update.build().execute(&mut *conn).await?;
 
-    let mut select = QueryBuilder::<MySql>::new(format!(
-        "SELECT outbox.event_id, outbox.routing_key, outbox.payload, {}
-         FROM outbox LEFT JOIN orders ON outbox.payload IS NULL AND orders.id = outbox.order_id
-         WHERE outbox.event_id IN (",
-        rows::ORDER_COLUMNS
-    ));
-    let mut list = select.separated(", ");
-    for id in &ids {
-        list.push_bind(*id);
+    let mut found = Vec::with_capacity(ids.len());
+    for list in shape::padded(&ids) {
+        let mut select = QueryBuilder::<MySql>::new(format!(
+            "SELECT outbox.event_id, outbox.routing_key, outbox.payload, {}
+             FROM outbox LEFT JOIN orders ON outbox.payload IS NULL AND orders.id = outbox.order_id
+             WHERE outbox.event_id IN (",
+            rows::ORDER_COLUMNS
+        ));
+        let mut separated = select.separated(", ");
+        for id in list {
+            separated.push_bind(id);
+        }
+        select.push(") ORDER BY outbox.event_id");
+        found.extend(select.build().fetch_all(&mut *conn).await?);
     }
-    select.push(") ORDER BY outbox.event_id");
-    let found = select.build().fetch_all(&mut *conn).await?;
     let mut envelopes = Vec::with_capacity(found.len());
     for row in &found {
         let event_id: Uuid = row.try_get(0)?;
@@ -95,11 +101,11 @@ async fn claim(
 
 /// `DELETE`s or `UPDATE`s the outbox rows of `events`, `statement` ending in `IN (`.
 async fn by_ids(store: &MysqlStore, statement: &str, events: &[Uuid]) -> Result<(), StoreError> {
-    for chunk in events.chunks(super::orders::ROWS_PER_STATEMENT) {
+    for list in shape::padded(events) {
         let mut query = QueryBuilder::<MySql>::new(statement);
-        let mut list = query.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
+        let mut ids = query.separated(", ");
+        for id in list {
+            ids.push_bind(id);
         }
         query.push(")");
         query.build().execute(&store.pool).await.map_err(from_sqlx)?;
