@@ -93,3 +93,35 @@ impl ReportFiles for DirReportFiles {
         .await
     }
 }
+
+/// A local file read in [`FILE_CHUNK`] pieces: how the shared-database stores hand a finished
+/// report over to their `report_files` rows.
+pub(crate) struct Chunks {
+    file: tokio::fs::File,
+    path: PathBuf,
+}
+
+impl Chunks {
+    pub(crate) async fn open(path: &Path) -> Result<Chunks, StoreError> {
+        let file = tokio::fs::File::open(path).await.map_err(|e| unavailable(path, &e))?;
+        Ok(Chunks { file, path: path.to_path_buf() })
+    }
+
+    /// The next piece; `None` at the end.
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = Vec::with_capacity(FILE_CHUNK);
+        (&mut self.file)
+            .take(FILE_CHUNK as u64)
+            .read_to_end(&mut chunk)
+            .await
+            .map_err(|e| unavailable(&self.path, &e))?;
+        Ok((!chunk.is_empty()).then_some(chunk))
+    }
+
+    /// Removes the local file once its rows are committed (best effort: the work dir is
+    /// scratch space).
+    pub(crate) async fn remove(self) {
+        let _ = tokio::fs::remove_file(&self.path).await;
+    }
+}

@@ -11,7 +11,8 @@
 //!   lock conflicts retried whole, migrations in `migrations/mysql/`.
 //! - [`contract`]: the suite every backend passes (public so each backend's tests call it);
 //!   [`deal_contract`]: the same for group-buy deals and purchase limits; [`report_contract`]:
-//!   for reports.
+//!   for reports; [`shared_contract`]: what a database several nodes share must get right
+//!   (PostgreSQL and MySQL).
 //!
 //! Batching (group commit) is decided by the server's committer, not here: a store only
 //! makes one call's batch durable in one transaction.
@@ -25,6 +26,7 @@ pub mod mysql;
 pub mod partitions;
 pub mod postgres;
 pub mod report_contract;
+pub mod shared_contract;
 pub mod sqlite;
 
 pub use mysql::MysqlStore;

@@ -7,19 +7,14 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ordermill_core::ports::{
-    AcceptedOrder, DealStore, EffectOutcome, JoinOutcome, LimitStore, OrderStore, Outbox,
-    StoreError,
-};
+use ordermill_core::ports::{AcceptedOrder, EffectOutcome, OrderStore, StoreError};
 use ordermill_core::{
-    Deal, DealId, DealStatus, Fact, GroupSize, Money, OrderIdGenerator, OutboxEvent, Product,
-    ProductName, RoutingKey, Sku, StockLevel, UnixMillis,
+    Fact, Money, OrderIdGenerator, Product, ProductName, Sku, StockLevel, UnixMillis,
 };
-use ordermill_store::{MysqlStore, contract, deal_contract};
+use ordermill_store::{MysqlStore, contract, deal_contract, shared_contract};
 use sqlx::Connection;
 use uuid::Uuid;
 
@@ -161,59 +156,11 @@ async fn two_nodes_joining_one_deal_at_once_admit_exactly_its_group_size() {
     let Some(url) = mysql_url() else { return };
     let db = TestDb::new(&url);
     let a = db.migrated_store().await;
-    let b = db.store().await;
-    a.upsert_product(&product("g1", 100)).await.unwrap();
-    let ids = Arc::new(OrderIdGenerator::new());
-    let now = UnixMillis(1_790_000_000_000);
-    let deal = Deal {
-        id: DealId::from_uuid(ids.next_uuid(now)),
-        sku: Sku::parse("g1").unwrap(),
-        deal_price: Money::parse("deal_price", "1.00").unwrap(),
-        group_size: GroupSize::parse(3).unwrap(),
-        created_at: now,
-        expires_at: UnixMillis(now.0 + 60_000),
-        status: DealStatus::Open,
-        members: Vec::new(),
-    };
-    a.create_deal(&deal).await.unwrap();
-
-    let mut joins = tokio::task::JoinSet::new();
-    for i in 0..20 {
-        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let (ids, deal) = (ids.clone(), deal.clone());
-        joins.spawn(async move {
-            let order = deal_contract::member_order(&ids, &deal, &format!("c{i}"));
-            let completion: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-            node.join_deal(deal.id, order, completion, now).await.unwrap()
-        });
-    }
-    let mut admitted = Vec::new();
-    while let Some(outcome) = joins.join_next().await {
-        match outcome.unwrap() {
-            JoinOutcome::Joined { order, .. } => admitted.push(order.id),
-            JoinOutcome::Refused(_) => {}
-            JoinOutcome::NotFound => panic!("the deal exists"),
-        }
-    }
-    assert_eq!(admitted.len(), 3, "exactly group_size joins win");
-    let stored = b.get_deal(deal.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, DealStatus::Completed);
-    let mut members: Vec<_> = stored.members.iter().map(|m| m.order_id).collect();
-    members.sort();
-    admitted.sort();
-    assert_eq!(members, admitted, "the members are the winners");
-    let g1 = a.get_product(&Sku::parse("g1").unwrap()).await.unwrap().unwrap();
-    assert_eq!(g1.reserved, 3, "losers hold no stock");
-    let claimed = a.claim_unpublished(100, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
-    let mut keys: Vec<&str> = claimed.iter().map(|e| &*e.routing_key).collect();
-    keys.sort();
-    assert_eq!(
-        keys,
-        [RoutingKey::DealCompleted.as_str(); 3]
-            .into_iter()
-            .chain([RoutingKey::DealJoined.as_str(); 3])
-            .collect::<Vec<_>>()
-    );
+    shared_contract::two_nodes_joining_one_deal_at_once_admit_exactly_its_group_size(
+        a,
+        db.store().await,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -278,83 +225,16 @@ async fn connect_does_not_migrate() {
 async fn two_concurrent_claimers_never_get_the_same_event() {
     let Some(url) = mysql_url() else { return };
     let db = TestDb::new(&url);
-    let (store, batch) = store_with_orders(&db, 200).await;
-    let other = db.store().await;
-    let claim_all = |node: MysqlStore| {
-        tokio::spawn(async move {
-            let mut got = Vec::new();
-            loop {
-                let claimed = node
-                    .claim_unpublished(7, Duration::ZERO, Duration::from_secs(600))
-                    .await
-                    .unwrap();
-                if claimed.is_empty() {
-                    return got;
-                }
-                got.extend(claimed);
-            }
-        })
-    };
-    let (a, b) = (claim_all(store.clone()), claim_all(other));
-    let (a, b) = (a.await.unwrap(), b.await.unwrap());
-    let ids_a: HashSet<Uuid> = a.iter().map(|e| e.event_id).collect();
-    let ids_b: HashSet<Uuid> = b.iter().map(|e| e.event_id).collect();
-    assert_eq!(ids_a.len(), a.len(), "no event twice to one claimer");
-    assert_eq!(ids_b.len(), b.len(), "no event twice to one claimer");
-    assert!(ids_a.is_disjoint(&ids_b), "no event to both claimers");
-    let expected: HashSet<Uuid> = batch.iter().map(|o| o.event_id).collect();
-    assert_eq!(&ids_a | &ids_b, expected, "every event claimed by someone");
-    let first = a.iter().chain(&b).find(|e| e.event_id == batch[0].event_id).unwrap();
-    assert_eq!(&*first.routing_key, "order.created");
-    assert_eq!(
-        &*first.payload,
-        OutboxEvent::order_created(&batch[0].order, batch[0].event_id).payload
-    );
-    assert!(store.claim_unpublished(10, Duration::ZERO, Duration::ZERO).await.unwrap().is_empty());
-    assert_eq!(store.outbox_len().await.unwrap(), 200, "claimed is not published");
-    store.mark_published(expected.into_iter().collect()).await.unwrap();
-    assert_eq!(store.outbox_len().await.unwrap(), 0);
+    let a = db.migrated_store().await;
+    shared_contract::two_concurrent_claimers_never_get_the_same_event(a, db.store().await).await;
 }
 
 #[tokio::test]
 async fn an_expired_lease_makes_an_event_claimable_again() {
     let Some(url) = mysql_url() else { return };
     let db = TestDb::new(&url);
-    let (store, batch) = store_with_orders(&db, 1).await;
-    let event = batch[0].event_id;
-    assert!(
-        store
-            .claim_unpublished(10, Duration::from_secs(3600), Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_empty(),
-        "too young for a claim that wants events older than an hour"
-    );
-    let claimed = store.claim_unpublished(10, Duration::ZERO, Duration::from_millis(50)).await;
-    assert_eq!(claimed.unwrap().iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let again = loop {
-        let claimed =
-            store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
-        if !claimed.is_empty() {
-            break claimed;
-        }
-        assert!(Instant::now() < deadline, "the lease never ran out");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(again.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
-    assert!(
-        store
-            .claim_unpublished(10, Duration::ZERO, Duration::from_secs(600))
-            .await
-            .unwrap()
-            .is_empty(),
-        "the new claim holds"
-    );
-    store.release_claims(vec![event]).await.unwrap();
-    let released =
-        store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
-    assert_eq!(released.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
+    shared_contract::an_expired_lease_makes_an_event_claimable_again(db.migrated_store().await)
+        .await;
 }
 
 #[tokio::test]
@@ -367,34 +247,11 @@ async fn an_unreachable_database_is_reported_as_unavailable() {
     assert!(message.contains("check"), "says what to check: {message}");
 }
 
-/// Not a benchmark: a record of what one group commit of 500 orders costs on this machine
-/// (printed), and a check that such a batch lands whole.
 #[tokio::test]
 async fn a_batch_of_500_orders_commits_in_one_call() {
     let Some(url) = mysql_url() else { return };
     let db = TestDb::new(&url);
-    let store = db.migrated_store().await;
-    for sku in ["b1", "b2", "b3"] {
-        store.upsert_product(&product(sku, 1_000_000)).await.unwrap();
-    }
-    let ids = OrderIdGenerator::new();
-    let mut timings = Vec::new();
-    for round in 0..5 {
-        let batch: Vec<AcceptedOrder> = (0..500)
-            .map(|i| {
-                let key = format!("bench-{round}-{i}");
-                contract::accepted(&ids, &[("b1", 1), ("b2", 2), ("b3", 1)], Some(&key))
-            })
-            .collect();
-        let started = Instant::now();
-        store.commit_orders(Arc::new(batch)).await.unwrap();
-        timings.push(started.elapsed());
-    }
-    timings.sort();
-    eprintln!("MySQL commit_orders of 500 orders (3 lines each), 5 runs sorted: {timings:?}");
-    let b2 = store.get_product(&Sku::parse("b2").unwrap()).await.unwrap().unwrap();
-    assert_eq!(b2.reserved, 5 * 500 * 2);
-    assert_eq!(store.outbox_len().await.unwrap(), 2_500);
+    shared_contract::a_batch_of_500_orders_commits_in_one_call(db.migrated_store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -402,29 +259,8 @@ async fn two_nodes_committing_the_same_skus_at_once_both_land() {
     let Some(url) = mysql_url() else { return };
     let db = TestDb::new(&url);
     let a = db.migrated_store().await;
-    let b = db.store().await;
-    for sku in ["x1", "x2", "x3"] {
-        a.upsert_product(&product(sku, 1_000_000)).await.unwrap();
-    }
-    let ids = Arc::new(OrderIdGenerator::new());
-    let commits = |node: MysqlStore, lines: &'static [(&'static str, i64)]| {
-        let ids = ids.clone();
-        tokio::spawn(async move {
-            for _ in 0..20 {
-                let batch: Vec<AcceptedOrder> =
-                    (0..20).map(|_| contract::accepted(&ids, lines, None)).collect();
-                node.commit_orders(Arc::new(batch)).await.unwrap();
-            }
-        })
-    };
-    // The two nodes name the SKUs in opposite orders: locks taken in that order would deadlock.
-    let first = commits(a.clone(), &[("x1", 1), ("x2", 1), ("x3", 1)]);
-    let second = commits(b, &[("x3", 1), ("x2", 1), ("x1", 1)]);
-    first.await.unwrap();
-    second.await.unwrap();
-    for product in a.load_products().await.unwrap() {
-        assert_eq!(product.reserved, 2 * 20 * 20, "{}", product.sku.as_str());
-    }
+    shared_contract::two_nodes_committing_the_same_skus_at_once_both_land(a, db.store().await)
+        .await;
 }
 
 /// Two workers given the same deliveries at once (a redelivery racing its first delivery):
@@ -554,42 +390,8 @@ fn civil(day: i64) -> String {
 async fn the_store_holds_every_node_to_a_per_customer_limit() {
     let Some(url) = mysql_url() else { return };
     let db = TestDb::new(&url);
-    let store = db.migrated_store().await;
-    store.upsert_product(&product("l1", 100)).await.unwrap();
-    let ids = OrderIdGenerator::new();
-    let by =
-        |customer: &str, units: i64| contract::accepted_by(&ids, customer, &[("l1", units)], None);
-    let early = by("c-1", 1);
-    store.commit_orders(Arc::new(vec![early.clone()])).await.unwrap();
-    store.set_purchase_limit(&Sku::parse("l1").unwrap(), Some(3)).await.unwrap();
-    assert_eq!(
-        store.units_by_customer(&Sku::parse("l1").unwrap()).await.unwrap(),
-        [(ordermill_core::CustomerId::parse("c-1").unwrap(), 1)]
-    );
-    store.commit_orders(Arc::new(vec![by("c-1", 2)])).await.unwrap();
-    let over = by("c-1", 1);
-    let refused = store.commit_orders(Arc::new(vec![over.clone(), by("c-2", 3)])).await;
-    assert!(
-        matches!(&refused, Err(StoreError::LimitExceeded(named)) if named == "l1"),
-        "{refused:?}"
-    );
-    assert!(store.get_order(over.order.id).await.unwrap().is_none());
-    store.commit_orders(Arc::new(vec![by("c-2", 3)])).await.unwrap();
-    let declined = contract::effect(
-        &ids,
-        "payment",
-        early.event_id,
-        early.order.id,
-        Some(Fact::PaymentFailed),
-    );
-    store.apply_effects(vec![declined]).await.unwrap();
-    store.commit_orders(Arc::new(vec![by("c-1", 1)])).await.unwrap();
-    assert!(matches!(
-        store.commit_orders(Arc::new(vec![by("c-1", 1)])).await,
-        Err(StoreError::LimitExceeded(_))
-    ));
-    store.set_purchase_limit(&Sku::parse("l1").unwrap(), None).await.unwrap();
-    store.commit_orders(Arc::new(vec![by("c-1", 10)])).await.unwrap();
+    shared_contract::the_store_holds_every_node_to_a_per_customer_limit(db.migrated_store().await)
+        .await;
 }
 
 /// InnoDB picks a consumer's batch as a deadlock's victim: the store runs the batch again and
@@ -628,7 +430,25 @@ async fn a_batch_chosen_as_a_deadlock_victim_is_run_again_and_lands_once() {
         let store = store.clone();
         async move { store.apply_effects(vec![effect]).await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Until InnoDB shows the batch waiting for that lock.
+    let mut watcher = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.INNODB_TRX t
+             JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
+             WHERE t.trx_state = 'LOCK WAIT' AND p.DB = ?",
+        )
+        .bind(&db.name)
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the batch never waited for the product row");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // Closing the cycle: the order row the batch holds. InnoDB rolls the batch back (the
     // lighter transaction), so this lock is granted instead of waiting for ever.
     tokio::time::timeout(

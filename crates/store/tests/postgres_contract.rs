@@ -8,16 +8,11 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ordermill_core::ports::{
-    AcceptedOrder, DealStore, JoinOutcome, OrderStore, Outbox, StoreError,
-};
-use ordermill_core::{
-    Deal, DealId, DealStatus, GroupSize, Money, OrderIdGenerator, OutboxEvent, Product,
-    ProductName, RoutingKey, Sku, StockLevel, UnixMillis,
-};
-use ordermill_store::{PostgresStore, contract, deal_contract};
+use ordermill_core::ports::{AcceptedOrder, OrderStore, StoreError};
+use ordermill_core::{Money, OrderIdGenerator, Product, ProductName, Sku, StockLevel, UnixMillis};
+use ordermill_store::{PostgresStore, contract, deal_contract, shared_contract};
 use uuid::Uuid;
 
 /// Every migration, in order: what a fresh schema gets.
@@ -144,68 +139,12 @@ async fn report_files_in_postgres_honour_the_contract() {
 async fn two_nodes_joining_one_deal_at_once_admit_exactly_its_group_size() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
-    // Two api nodes: two pools on the same schema.
     let a = schema.migrated_store().await;
-    let b = schema.store().await;
-    a.upsert_product(&product("g1", 100)).await.unwrap();
-    let ids = Arc::new(OrderIdGenerator::new());
-    let now = UnixMillis(1_790_000_000_000);
-    let deal = Deal {
-        id: DealId::from_uuid(ids.next_uuid(now)),
-        sku: Sku::parse("g1").unwrap(),
-        deal_price: Money::parse("deal_price", "1.00").unwrap(),
-        group_size: GroupSize::parse(3).unwrap(),
-        created_at: now,
-        expires_at: UnixMillis(now.0 + 60_000),
-        status: DealStatus::Open,
-        members: Vec::new(),
-    };
-    a.create_deal(&deal).await.unwrap();
-
-    let mut joins = tokio::task::JoinSet::new();
-    for i in 0..20 {
-        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let (ids, deal) = (ids.clone(), deal.clone());
-        joins.spawn(async move {
-            let order = deal_contract::member_order(&ids, &deal, &format!("c{i}"));
-            let completion: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-            node.join_deal(deal.id, order, completion, now).await.unwrap()
-        });
-    }
-    let mut admitted = Vec::new();
-    while let Some(outcome) = joins.join_next().await {
-        match outcome.unwrap() {
-            JoinOutcome::Joined { order, .. } => admitted.push(order.id),
-            JoinOutcome::Refused(_) => {}
-            JoinOutcome::NotFound => panic!("the deal exists"),
-        }
-    }
-    assert_eq!(admitted.len(), 3, "exactly group_size joins win");
-
-    let stored = b.get_deal(deal.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, DealStatus::Completed);
-    let mut members: Vec<_> = stored.members.iter().map(|m| m.order_id).collect();
-    members.sort();
-    admitted.sort();
-    assert_eq!(members, admitted, "the members are the winners");
-    let g1 = a.get_product(&Sku::parse("g1").unwrap()).await.unwrap().unwrap();
-    assert_eq!(g1.reserved, 3, "losers hold no stock");
-
-    // 3 deal.joined + 3 deal.completed, each claimable with its body.
-    let claimed = a.claim_unpublished(100, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
-    let mut keys: Vec<&str> = claimed.iter().map(|e| &*e.routing_key).collect();
-    keys.sort();
-    assert_eq!(
-        keys,
-        [RoutingKey::DealCompleted.as_str(); 3]
-            .into_iter()
-            .chain([RoutingKey::DealJoined.as_str(); 3])
-            .collect::<Vec<_>>()
-    );
-    for event in &claimed {
-        let header = OutboxEvent::header(&event.payload).unwrap();
-        assert_eq!(header.event_id, event.event_id);
-    }
+    shared_contract::two_nodes_joining_one_deal_at_once_admit_exactly_its_group_size(
+        a,
+        schema.store().await,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -246,94 +185,17 @@ async fn connect_does_not_migrate() {
 async fn two_concurrent_claimers_never_get_the_same_event() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
-    let (store, batch) = store_with_orders(&schema, 200).await;
-    // A second node: its own pool on the same schema.
-    let other = schema.store().await;
-    let claim_all = |node: PostgresStore| {
-        tokio::spawn(async move {
-            let mut got = Vec::new();
-            loop {
-                let claimed = node
-                    .claim_unpublished(7, Duration::ZERO, Duration::from_secs(600))
-                    .await
-                    .unwrap();
-                if claimed.is_empty() {
-                    return got;
-                }
-                got.extend(claimed);
-            }
-        })
-    };
-    let (a, b) = (claim_all(store.clone()), claim_all(other));
-    let (a, b) = (a.await.unwrap(), b.await.unwrap());
-
-    let ids_a: HashSet<Uuid> = a.iter().map(|e| e.event_id).collect();
-    let ids_b: HashSet<Uuid> = b.iter().map(|e| e.event_id).collect();
-    assert_eq!(ids_a.len(), a.len(), "no event twice to one claimer");
-    assert_eq!(ids_b.len(), b.len(), "no event twice to one claimer");
-    assert!(ids_a.is_disjoint(&ids_b), "no event to both claimers");
-    let expected: HashSet<Uuid> = batch.iter().map(|o| o.event_id).collect();
-    assert_eq!(&ids_a | &ids_b, expected, "every event claimed by someone");
-
-    // Bodies are the full order.created JSON, rebuilt from the order.
-    let first = a.iter().chain(&b).find(|e| e.event_id == batch[0].event_id).unwrap();
-    assert_eq!(&*first.routing_key, "order.created");
-    assert_eq!(
-        &*first.payload,
-        OutboxEvent::order_created(&batch[0].order, batch[0].event_id).payload
-    );
-
-    // Under their leases nothing is claimable; once published they are gone for good.
-    assert!(store.claim_unpublished(10, Duration::ZERO, Duration::ZERO).await.unwrap().is_empty());
-    assert_eq!(store.outbox_len().await.unwrap(), 200, "claimed is not published");
-    store.mark_published(expected.into_iter().collect()).await.unwrap();
-    assert_eq!(store.outbox_len().await.unwrap(), 0);
+    let a = schema.migrated_store().await;
+    shared_contract::two_concurrent_claimers_never_get_the_same_event(a, schema.store().await)
+        .await;
 }
 
 #[tokio::test]
 async fn an_expired_lease_makes_an_event_claimable_again() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
-    let (store, batch) = store_with_orders(&schema, 1).await;
-    let event = batch[0].event_id;
-
-    // Too young for a claim that wants events older than an hour.
-    assert!(
-        store
-            .claim_unpublished(10, Duration::from_secs(3600), Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-
-    let short = Duration::from_millis(50);
-    let claimed = store.claim_unpublished(10, Duration::ZERO, short).await.unwrap();
-    assert_eq!(claimed.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
-    // The claimer "dies" holding it: wait for the lease to run out, polling with a deadline.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let again = loop {
-        let claimed =
-            store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
-        if !claimed.is_empty() {
-            break claimed;
-        }
-        assert!(Instant::now() < deadline, "the lease never ran out");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(again.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
-    // The new claim holds: a third claimer gets nothing.
-    assert!(
-        store
-            .claim_unpublished(10, Duration::ZERO, Duration::from_secs(600))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    // Until the claimer gives it back (its publish failed): then it is claimable at once.
-    store.release_claims(vec![event]).await.unwrap();
-    let released =
-        store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
-    assert_eq!(released.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
+    shared_contract::an_expired_lease_makes_an_event_claimable_again(schema.migrated_store().await)
+        .await;
 }
 
 #[tokio::test]
@@ -366,34 +228,11 @@ async fn an_unreachable_database_is_reported_as_unavailable() {
     assert!(message.contains("check"), "says what to check: {message}");
 }
 
-/// Not a benchmark: a record of what one group commit of 500 orders costs on this machine
-/// (printed), and a check that such a batch lands whole.
 #[tokio::test]
 async fn a_batch_of_500_orders_commits_in_one_call() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
-    let store = schema.migrated_store().await;
-    for sku in ["b1", "b2", "b3"] {
-        store.upsert_product(&product(sku, 1_000_000)).await.unwrap();
-    }
-    let ids = OrderIdGenerator::new();
-    let mut timings = Vec::new();
-    for round in 0..5 {
-        let batch: Vec<AcceptedOrder> = (0..500)
-            .map(|i| {
-                let key = format!("bench-{round}-{i}");
-                contract::accepted(&ids, &[("b1", 1), ("b2", 2), ("b3", 1)], Some(&key))
-            })
-            .collect();
-        let started = Instant::now();
-        store.commit_orders(Arc::new(batch)).await.unwrap();
-        timings.push(started.elapsed());
-    }
-    timings.sort();
-    eprintln!("commit_orders of 500 orders (3 lines each), 5 runs sorted: {timings:?}");
-    let b2 = store.get_product(&Sku::parse("b2").unwrap()).await.unwrap().unwrap();
-    assert_eq!(b2.reserved, 5 * 500 * 2);
-    assert_eq!(store.outbox_len().await.unwrap(), 2_500);
+    shared_contract::a_batch_of_500_orders_commits_in_one_call(schema.migrated_store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -401,29 +240,8 @@ async fn two_nodes_committing_the_same_skus_at_once_both_land() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
     let a = schema.migrated_store().await;
-    let b = schema.store().await;
-    for sku in ["x1", "x2", "x3"] {
-        a.upsert_product(&product(sku, 1_000_000)).await.unwrap();
-    }
-    let ids = Arc::new(OrderIdGenerator::new());
-    let commits = |node: PostgresStore, lines: &'static [(&'static str, i64)]| {
-        let ids = ids.clone();
-        tokio::spawn(async move {
-            for _ in 0..20 {
-                let batch: Vec<AcceptedOrder> =
-                    (0..20).map(|_| contract::accepted(&ids, lines, None)).collect();
-                node.commit_orders(Arc::new(batch)).await.unwrap();
-            }
-        })
-    };
-    // The two nodes name the SKUs in opposite orders: locks taken in that order would deadlock.
-    let first = commits(a.clone(), &[("x1", 1), ("x2", 1), ("x3", 1)]);
-    let second = commits(b, &[("x3", 1), ("x2", 1), ("x1", 1)]);
-    first.await.unwrap();
-    second.await.unwrap();
-    for product in a.load_products().await.unwrap() {
-        assert_eq!(product.reserved, 2 * 20 * 20, "{}", product.sku.as_str());
-    }
+    shared_contract::two_nodes_committing_the_same_skus_at_once_both_land(a, schema.store().await)
+        .await;
 }
 
 /// A connection of the test's own to the schema, for what the store does not expose.
@@ -594,43 +412,10 @@ async fn processed_events_partitions_past_their_retention_are_dropped_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_holds_every_node_to_a_per_customer_limit() {
-    use ordermill_core::ports::LimitStore;
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
-    let store = schema.migrated_store().await;
-    store.upsert_product(&product("l1", 100)).await.unwrap();
-    let ids = OrderIdGenerator::new();
-    let by =
-        |customer: &str, units: i64| contract::accepted_by(&ids, customer, &[("l1", units)], None);
-    // Held before the limit existed: counted when it is set.
-    let early = by("c-1", 1);
-    store.commit_orders(Arc::new(vec![early.clone()])).await.unwrap();
-    store.set_purchase_limit(&Sku::parse("l1").unwrap(), Some(3)).await.unwrap();
-    store.commit_orders(Arc::new(vec![by("c-1", 2)])).await.unwrap();
-    // One more would be four: refused, whichever node sends it, and nothing of it is written.
-    let over = by("c-1", 1);
-    let refused = store.commit_orders(Arc::new(vec![over.clone(), by("c-2", 3)])).await;
-    assert!(
-        matches!(&refused, Err(StoreError::LimitExceeded(named)) if named == "l1"),
-        "{refused:?}"
-    );
-    assert!(store.get_order(over.order.id).await.unwrap().is_none());
-    store.commit_orders(Arc::new(vec![by("c-2", 3)])).await.unwrap();
-    // A cancelled order stops counting: c-1 may buy one more.
-    let declined = contract::effect(
-        &ids,
-        "payment",
-        early.event_id,
-        early.order.id,
-        Some(ordermill_core::Fact::PaymentFailed),
-    );
-    store.apply_effects(vec![declined]).await.unwrap();
-    store.commit_orders(Arc::new(vec![by("c-1", 1)])).await.unwrap();
-    assert!(matches!(
-        store.commit_orders(Arc::new(vec![by("c-1", 1)])).await,
-        Err(StoreError::LimitExceeded(_))
-    ));
-    // Without a limit, anything goes again.
-    store.set_purchase_limit(&Sku::parse("l1").unwrap(), None).await.unwrap();
-    store.commit_orders(Arc::new(vec![by("c-1", 10)])).await.unwrap();
+    shared_contract::the_store_holds_every_node_to_a_per_customer_limit(
+        schema.migrated_store().await,
+    )
+    .await;
 }

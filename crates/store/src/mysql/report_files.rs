@@ -1,25 +1,21 @@
 //! Report files in MySQL (`report_files`, 0001): every api node can stream any report's
-//! download, with no shared file system. A put streams the local file in [`FILE_CHUNK`] pieces
+//! download, with no shared file system. A put streams the local file in `FILE_CHUNK` pieces
 //! into one transaction that first drops the report's earlier chunks.
 
 use std::path::Path;
 
 use async_trait::async_trait;
-use ordermill_core::ports::{FILE_CHUNK, ReportFiles, StoreError};
+use ordermill_core::ports::{ReportFiles, StoreError};
 use ordermill_core::report::ReportId;
-use tokio::io::AsyncReadExt;
 
 use super::MysqlStore;
 use super::error::from_sqlx;
-
-fn local(path: &Path, error: &std::io::Error) -> StoreError {
-    StoreError::Unavailable(format!("report file {}: {error}", path.display()))
-}
+use crate::files::Chunks;
 
 #[async_trait]
 impl ReportFiles for MysqlStore {
     async fn put(&self, id: ReportId, path: &Path) -> Result<u64, StoreError> {
-        let mut file = tokio::fs::File::open(path).await.map_err(|e| local(path, &e))?;
+        let mut chunks = Chunks::open(path).await?;
         let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
         sqlx::query("DELETE FROM report_files WHERE report_id = ?")
             .bind(id.as_uuid())
@@ -27,16 +23,7 @@ impl ReportFiles for MysqlStore {
             .await
             .map_err(from_sqlx)?;
         let (mut seq, mut size) = (0i32, 0u64);
-        loop {
-            let mut chunk = Vec::with_capacity(FILE_CHUNK);
-            (&mut file)
-                .take(FILE_CHUNK as u64)
-                .read_to_end(&mut chunk)
-                .await
-                .map_err(|e| local(path, &e))?;
-            if chunk.is_empty() {
-                break;
-            }
+        while let Some(chunk) = chunks.next().await? {
             size += chunk.len() as u64;
             sqlx::query("INSERT INTO report_files (report_id, seq, data) VALUES (?, ?, ?)")
                 .bind(id.as_uuid())
@@ -48,7 +35,7 @@ impl ReportFiles for MysqlStore {
             seq += 1;
         }
         tx.commit().await.map_err(from_sqlx)?;
-        let _ = tokio::fs::remove_file(path).await;
+        chunks.remove().await;
         Ok(size)
     }
 
