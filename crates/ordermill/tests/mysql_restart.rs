@@ -20,7 +20,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::scaled::{Deployment, Load, Services};
+use support::scaled::Services;
 
 const SKU: &str = "zongzi";
 const STOCK: i64 = 100_000;
@@ -75,37 +75,19 @@ async fn a_mysql_restart_mid_load_loses_no_order_and_repeats_no_effect() {
         eprintln!("skipping: no local MariaDB server to restart");
         return;
     }
-    let (deployment, mut api, mut worker) =
-        Deployment::one_api_one_worker(services, SKU, STOCK).await;
-    let base = api.url("");
-
-    let load = Load::start(&base, 4, SKU, &deployment.id);
-    let (seed, before) = load.until_a_seeded_moment().await;
-    let guard = ServerGuard;
-    let restart = Instant::now();
-    let stopped = Command::new("mysqladmin").args(["-uroot", "shutdown"]).output().unwrap();
-    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
-    let until = Instant::now() + Duration::from_secs(30);
-    while port_open() {
-        assert!(Instant::now() < until, "mariadbd still listening 30 s after shutdown");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Down for a moment under load: intake answers 503 meanwhile.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    start_server();
-    drop(guard);
-    let restarted_in = restart.elapsed();
-    load.assert_selling_again(seed).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let report = load.stop().await;
-    eprintln!(
-        "seed {seed}: {before} accepted before the restart ({restarted_in:.1?}), {} in all; \
-         answers {:?}; {} without an answer; samples {:?}",
-        report.accepted.len(),
-        report.statuses,
-        report.transport_errors,
-        report.samples
-    );
-    deployment.assert_nothing_lost(&base, &report, SKU, STOCK).await;
-    assert!(api.running() && worker.running(), "ordermill recovered without a restart");
+    support::scaled::database_restart_under_load(services, SKU, STOCK, || {
+        let guard = ServerGuard;
+        let stopped = Command::new("mysqladmin").args(["-uroot", "shutdown"]).output().unwrap();
+        assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+        let until = Instant::now() + Duration::from_secs(30);
+        while port_open() {
+            assert!(Instant::now() < until, "mariadbd still listening 30 s after shutdown");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Down for a moment under load: intake answers 503 meanwhile.
+        std::thread::sleep(Duration::from_millis(500));
+        start_server();
+        drop(guard);
+    })
+    .await;
 }

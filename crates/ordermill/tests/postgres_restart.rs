@@ -17,9 +17,8 @@
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use support::scaled::{Deployment, Load, Services};
+use support::scaled::Services;
 
 const SKU: &str = "mooncake";
 const STOCK: i64 = 100_000;
@@ -71,28 +70,10 @@ async fn a_database_restart_mid_load_loses_no_order_and_repeats_no_effect() {
             return;
         }
     };
-    let (deployment, mut api, mut worker) =
-        Deployment::one_api_one_worker(services, SKU, STOCK).await;
-    let base = api.url("");
-
-    let load = Load::start(&base, 4, SKU, &deployment.id);
-    let (seed, before) = load.until_a_seeded_moment().await;
-    let guard = DatabaseGuard(version.clone());
-    let restart = Instant::now();
-    pg_ctl(&version, "restart");
-    drop(guard);
-    let restarted_in = restart.elapsed();
-    load.assert_selling_again(seed).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let report = load.stop().await;
-    eprintln!(
-        "seed {seed}: {before} accepted before the restart ({restarted_in:.1?}), {} in all; \
-         answers {:?}; {} without an answer; samples {:?}",
-        report.accepted.len(),
-        report.statuses,
-        report.transport_errors,
-        report.samples
-    );
-    deployment.assert_nothing_lost(&base, &report, SKU, STOCK).await;
-    assert!(api.running() && worker.running(), "ordermill recovered without a restart");
+    support::scaled::database_restart_under_load(services, SKU, STOCK, || {
+        let guard = DatabaseGuard(version.clone());
+        pg_ctl(&version, "restart");
+        drop(guard);
+    })
+    .await;
 }

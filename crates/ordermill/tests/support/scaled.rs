@@ -521,7 +521,41 @@ impl Teardown {
     }
 }
 
-/// What PostgreSQL and Redis say.
+/// A database restart under order load, on one `ordermill api` and one `ordermill worker`:
+/// `restart` (which stops the database and starts it again, leaving it running however it
+/// ends) runs at a seeded moment while 4 clients order `sku`; then the load goes on until
+/// selling resumes and 2 s more, and [`Deployment::assert_nothing_lost`] checks the outcome.
+/// Neither ordermill process is restarted.
+pub async fn database_restart_under_load(
+    services: Services,
+    sku: &str,
+    stock: i64,
+    restart: impl FnOnce(),
+) {
+    let (deployment, mut api, mut worker) =
+        Deployment::one_api_one_worker(services, sku, stock).await;
+    let base = api.url("");
+    let load = Load::start(&base, 4, sku, &deployment.id);
+    let (seed, before) = load.until_a_seeded_moment().await;
+    let started = Instant::now();
+    restart();
+    let restarted_in = started.elapsed();
+    load.assert_selling_again(seed).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = load.stop().await;
+    eprintln!(
+        "seed {seed}: {before} accepted before the restart ({restarted_in:.1?}), {} in all; \
+         answers {:?}; {} without an answer; samples {:?}",
+        report.accepted.len(),
+        report.statuses,
+        report.transport_errors,
+        report.samples
+    );
+    deployment.assert_nothing_lost(&base, &report, sku, stock).await;
+    assert!(api.running() && worker.running(), "ordermill recovered without a restart");
+}
+
+/// What the database and Redis say.
 #[derive(Debug)]
 pub struct Ledger {
     pub orders: i64,
