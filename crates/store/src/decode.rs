@@ -31,6 +31,28 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// `purchase_limits` rows `(sku, per_customer_limit)` as the ports hand them out.
+pub(crate) fn limits(rows: Vec<(String, i64)>) -> Result<Vec<(Sku, u32)>, StoreError> {
+    rows.into_iter()
+        .map(|(sku, limit)| {
+            let limit = u32::try_from(limit)
+                .map_err(|_| corrupt(format!("limit {limit} of {sku} is not a u32")))?;
+            Ok((Sku::parse(sku).map_err(corrupt)?, limit))
+        })
+        .collect()
+}
+
+/// `(customer, units)` rows of a SKU's per-customer count.
+pub(crate) fn customer_units(
+    rows: Vec<(String, i64)>,
+) -> Result<Vec<(CustomerId, u64)>, StoreError> {
+    rows.into_iter()
+        .map(|(customer, units)| {
+            Ok((CustomerId::parse(customer).map_err(corrupt)?, units.max(0).unsigned_abs()))
+        })
+        .collect()
+}
+
 /// The `items` column's value for an order.
 pub(crate) fn items_json(lines: &[OrderLine]) -> String {
     serde_json::to_string(lines).expect("serializing validated order lines cannot fail")

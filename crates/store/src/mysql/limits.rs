@@ -8,10 +8,6 @@ use sqlx::{MySqlConnection, MySqlPool};
 use super::error::{TxError, from_sqlx};
 use super::tx::transaction;
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
 /// The lines of every order not cancelled, one row per line (`JSON_TABLE`: MySQL 8, MariaDB
 /// 10.6). A scan of `orders` by design: it runs when a limit is loaded or set, not per order.
 const UNITS_OF_SKU: &str = "
@@ -74,13 +70,7 @@ pub(crate) async fn all(pool: &MySqlPool) -> Result<Vec<(Sku, u32)>, StoreError>
             .fetch_all(pool)
             .await
             .map_err(from_sqlx)?;
-    rows.into_iter()
-        .map(|(sku, limit)| {
-            let limit = u32::try_from(limit)
-                .map_err(|_| corrupt(format!("limit {limit} of {sku} is not a u32")))?;
-            Ok((Sku::parse(sku).map_err(corrupt)?, limit))
-        })
-        .collect()
+    crate::decode::limits(rows)
 }
 
 /// Units of `sku` per customer in orders that are not cancelled.
@@ -90,9 +80,5 @@ pub(crate) async fn units_by_customer(
 ) -> Result<Vec<(CustomerId, u64)>, StoreError> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as(UNITS_OF_SKU).bind(sku.as_str()).fetch_all(pool).await.map_err(from_sqlx)?;
-    rows.into_iter()
-        .map(|(customer, units)| {
-            Ok((CustomerId::parse(customer).map_err(corrupt)?, units.max(0).unsigned_abs()))
-        })
-        .collect()
+    crate::decode::customer_units(rows)
 }

@@ -7,10 +7,6 @@ use sqlx::PgPool;
 
 use super::error::from_sqlx;
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
 /// Sets (`Some`) or removes (`None`) a SKU's limit, and recounts what each customer holds of
 /// it (`customer_units`, 0006) in the same transaction. The product row is locked first, as a
 /// group commit locks it, so no commit of that SKU lands between the recount and the limit.
@@ -60,13 +56,7 @@ pub(crate) async fn all(pool: &PgPool) -> Result<Vec<(Sku, u32)>, StoreError> {
             .fetch_all(pool)
             .await
             .map_err(from_sqlx)?;
-    rows.into_iter()
-        .map(|(sku, limit)| {
-            let limit = u32::try_from(limit)
-                .map_err(|_| corrupt(format!("limit {limit} of {sku} is not a u32")))?;
-            Ok((Sku::parse(sku).map_err(corrupt)?, limit))
-        })
-        .collect()
+    crate::decode::limits(rows)
 }
 
 /// Units of `sku` per customer in orders that are not cancelled. A scan of `orders` (the
@@ -87,9 +77,5 @@ pub(crate) async fn units_by_customer(
     .fetch_all(pool)
     .await
     .map_err(from_sqlx)?;
-    rows.into_iter()
-        .map(|(customer, units)| {
-            Ok((CustomerId::parse(customer).map_err(corrupt)?, units.max(0).unsigned_abs()))
-        })
-        .collect()
+    crate::decode::customer_units(rows)
 }
