@@ -2,12 +2,12 @@
 # Intake latency with and without a large report running, in the same run (issue 16: while a
 # 10⁶-order report runs, intake p99 stays within 1.5× of its value without it).
 #
-#   scripts/bench/report_intake.sh [orders=1000000] [rate=4000] [duration=20s] [format=csv]
+#   scripts/bench/report_intake.sh [orders=1000000] [rate=4000] [duration=20s] [format=csv] [rounds=3]
 #
 # One release `ordermill serve`: fills it with `orders` orders (batches of 1000), waits until
 # the consumers confirmed them all, then runs the same open-loop load (`rate` orders/s for
-# `duration`) alone and with an `orders` report over every order running, alternating (three
-# alone, two with). Prints each run's accepted p50/p99, the reports' rows and times, and the
+# `duration`) alone and with an `orders` report over every order running, alternating (`rounds`
+# alone, one fewer with). Prints each run's accepted p50/p99, the reports' rows and times, and the
 # ratio of the median p99s.
 # Needs: a release build (cargo build --release).
 set -euo pipefail
@@ -16,6 +16,7 @@ orders=${1:-1000000}
 rate=${2:-4000}
 duration=${3:-20s}
 format=${4:-csv}
+rounds=${5:-3}
 bin=target/release/ordermill
 port=18090
 base=http://127.0.0.1:$port
@@ -90,13 +91,13 @@ field() { python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(" ".join
 
 # Alternating, so the machine's drift falls on both sides: alone, with, alone, with, alone.
 alone=() with=()
-for round in 1 2 3; do
+for round in $(seq "$rounds"); do
   echo "== round $round: intake alone, $rate orders/s for $duration =="
   load "$work/alone$round.json"
   read -r a50 a99 aps < <(p "$work/alone$round.json")
   alone+=("$a99")
   echo "   $aps orders/s  p50 $a50 ms  p99 $a99 ms"
-  [ "$round" = 3 ] && break
+  [ "$round" = "$rounds" ] && break
   echo "== round $round: intake with a report over all $orders orders running =="
   id=$(ask)
   t0=$(date +%s%3N)

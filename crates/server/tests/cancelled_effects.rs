@@ -45,15 +45,18 @@ async fn units_released_by_an_effect_come_back_even_if_its_handler_is_cancelled(
         message_timeout: Duration::from_secs(1),
         unrouted: ordermill_core::RoutingKeys::NONE,
         pay_later: None,
-        reports: Arc::new(Reports::new(
-            sqlite.clone(),
-            (sqlite.clone(), sqlite.clone()),
-            Arc::new(DirReportFiles::open(_dir.path().join("reports")).unwrap()),
-            bus.clone(),
-            Arc::new(SystemClock),
-            _dir.path().join("reports"),
-            ReportRules::from(&ReportSettings::default()),
-        )),
+        reports: Arc::new(
+            Reports::new(
+                sqlite.clone(),
+                (sqlite.clone(), sqlite.clone()),
+                Arc::new(DirReportFiles::open(_dir.path().join("reports")).unwrap()),
+                bus.clone(),
+                Arc::new(SystemClock),
+                _dir.path().join("reports"),
+                ReportRules::from(&ReportSettings::default()),
+            )
+            .unwrap(),
+        ),
     };
 
     // The payment failed (the order is cancelled), then inventory releases the 3 held units:

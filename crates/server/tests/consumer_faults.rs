@@ -143,15 +143,18 @@ async fn pipeline_with(
         message_timeout: Duration::from_secs(5),
         unrouted: ordermill_core::RoutingKeys::NONE,
         pay_later: None,
-        reports: Arc::new(Reports::new(
-            store.clone(),
-            (store.clone(), store.clone()),
-            Arc::new(DirReportFiles::open(dir.path().join("reports")).unwrap()),
-            bus.clone(),
-            Arc::new(SystemClock),
-            dir.path().join("reports"),
-            ReportRules::from(&ReportSettings::default()),
-        )),
+        reports: Arc::new(
+            Reports::new(
+                store.clone(),
+                (store.clone(), store.clone()),
+                Arc::new(DirReportFiles::open(dir.path().join("reports")).unwrap()),
+                bus.clone(),
+                Arc::new(SystemClock),
+                dir.path().join("reports"),
+                ReportRules::from(&ReportSettings::default()),
+            )
+            .unwrap(),
+        ),
     };
     (pipeline, store)
 }

@@ -106,6 +106,8 @@ async fn reports_add_up_to_what_the_store_holds(engines: Engines) {
     assert_eq!(asked.headers["location"], format!("/api/reports/{id}"));
     let report = done(&app, &id).await;
     assert_eq!((report["percent"].as_u64(), report["rows_done"].as_u64()), (Some(100), Some(2)));
+    // Every order in the range, counted in slices of it (services/reports, count_orders).
+    assert_eq!(report["rows_estimated"], 3, "{report}");
     assert!(report["expires_at"].is_string() && report["download_url"].is_string(), "{report}");
     let (headers, bytes) = download(&app, &id).await;
     assert_eq!(headers["content-type"], "text/csv; charset=utf-8");

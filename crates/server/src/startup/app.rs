@@ -114,6 +114,15 @@ pub enum StartError {
         /// The settings that are missing.
         why: String,
     },
+    /// A thread the service runs on could not be started.
+    #[error("cannot start the {name} thread: {source}. The system is out of threads or memory.")]
+    Thread {
+        /// What it is for.
+        name: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The listen address could not be bound.
     #[error(
         "cannot listen on {addr}: {source}. Is another process using it? Pick another with --listen."
@@ -309,15 +318,18 @@ impl Application {
             }),
             pay_later: (settings.payment.mode == PaymentMode::AwaitCallback)
                 .then(|| settings.payment.pay_within.get()),
-            reports: Arc::new(crate::services::reports::Reports::new(
-                backends.reports.clone(),
-                (backends.store.clone(), backends.deals.clone()),
-                backends.report_files.clone(),
-                backends.bus.clone(),
-                clock.clone(),
-                backends.report_work_dir.clone(),
-                crate::services::reports::ReportRules::from(&settings.reports),
-            )),
+            reports: Arc::new(
+                crate::services::reports::Reports::new(
+                    backends.reports.clone(),
+                    (backends.store.clone(), backends.deals.clone()),
+                    backends.report_files.clone(),
+                    backends.bus.clone(),
+                    clock.clone(),
+                    backends.report_work_dir.clone(),
+                    crate::services::reports::ReportRules::from(&settings.reports),
+                )
+                .map_err(|source| StartError::Thread { name: "report", source })?,
+            ),
         };
         if !matches!(role, Role::Api) {
             integrations::warn_if_unreachable(&settings.payment, &settings.notify);

@@ -23,12 +23,17 @@ use ordermill_core::{Clock, OrderIdGenerator, RoutingKey, UnixMillis};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+pub mod idle_thread;
 pub mod writer;
+
+use self::idle_thread::{IdleThread, ThreadGone};
 
 use self::writer::{RowWriter, WriteError};
 
 /// Reports sent again per sweep, at most.
 const SWEEP_BATCH: u32 = 100;
+/// What one slice of a paced count should take.
+const COUNT_SLICE: Duration = Duration::from_millis(10);
 /// Progress is written at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -41,6 +46,10 @@ pub struct ReportRules {
     pub stale_after: Duration,
     /// Orders read per page.
     pub page_size: u32,
+    /// Format pages and files under `SCHED_IDLE` (only when the CPU is otherwise idle).
+    pub idle_priority: bool,
+    /// The percent of its time a run may spend reading the store (1–100).
+    pub read_share: u8,
 }
 
 impl From<&crate::startup::settings::ReportSettings> for ReportRules {
@@ -49,6 +58,8 @@ impl From<&crate::startup::settings::ReportSettings> for ReportRules {
             keep: settings.keep.get(),
             stale_after: settings.stale_after.get(),
             page_size: settings.page_size,
+            idle_priority: settings.idle_priority,
+            read_share: settings.read_share,
         }
     }
 }
@@ -96,10 +107,16 @@ pub struct Reports {
     ids: OrderIdGenerator,
     work_dir: PathBuf,
     rules: ReportRules,
+    /// Formats pages and assembles files: CPU work that must not slow intake
+    /// (`reports.idle_priority`). One per node, so reports take at most one core together.
+    cpu: IdleThread,
 }
 
 impl Reports {
     /// The service over these parts; runs write their files in `work_dir` first.
+    ///
+    /// # Errors
+    /// The report thread could not be started.
     #[allow(clippy::too_many_arguments)] // the parts it is made of, named once at start-up
     pub fn new(
         store: Arc<dyn ReportStore>,
@@ -109,8 +126,9 @@ impl Reports {
         clock: Arc<dyn Clock>,
         work_dir: PathBuf,
         rules: ReportRules,
-    ) -> Self {
-        Reports {
+    ) -> std::io::Result<Self> {
+        let cpu = IdleThread::start("ordermill-report", rules.idle_priority)?;
+        Ok(Reports {
             store,
             orders,
             deals,
@@ -120,7 +138,8 @@ impl Reports {
             ids: OrderIdGenerator::new(),
             work_dir,
             rules,
-        }
+            cpu,
+        })
     }
 
     /// The current time, for ranges given relative to now.
@@ -197,7 +216,7 @@ impl Reports {
         }
         let estimate = match report.spec.kind {
             ReportKind::Deals => self.deal_ids(&report.spec).await?.len() as u64,
-            _ => self.store.count_orders(report.spec.from, report.spec.to).await?,
+            _ => self.count_orders(&report.spec).await?,
         };
         let token = uuid::Uuid::now_v7();
         let now = self.clock.now();
@@ -274,6 +293,51 @@ impl Reports {
         }
     }
 
+    /// Waits after a store read that took `took`, so reads take `read_share` percent of a
+    /// run's time at most.
+    async fn pace(&self, took: Duration) -> Duration {
+        let share = u32::from(self.rules.read_share.clamp(1, 100));
+        let pause = took * (100 - share) / share;
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        pause
+    }
+
+    /// The orders in the report's range, for `rows_estimated`. A count over 10⁶ orders is a
+    /// second of a core in one statement, so it goes in slices of the range sized to take
+    /// about [`COUNT_SLICE`] each, paced like the pages.
+    async fn count_orders(&self, spec: &ReportSpec) -> Result<u64, StoreError> {
+        let (from, to) = (spec.from.0, spec.to.0);
+        let mut width = (to.saturating_sub(from) / 16).max(1);
+        let (mut at, mut total, mut slices, mut reading) = (from, 0, 0u32, Duration::ZERO);
+        let started_count = Instant::now();
+        while at < to {
+            let end = at.saturating_add(width).min(to);
+            let started = Instant::now();
+            total += self.store.count_orders(UnixMillis(at), UnixMillis(end)).await?;
+            let took = started.elapsed();
+            self.pace(took).await;
+            (slices, reading) = (slices + 1, reading + took);
+            at = end;
+            width = if took < COUNT_SLICE / 2 {
+                width.saturating_mul(2)
+            } else if took > COUNT_SLICE * 2 {
+                (width / 2).max(1)
+            } else {
+                width
+            };
+        }
+        tracing::debug!(
+            orders = total,
+            slices,
+            read_ms = reading.as_millis(),
+            total_ms = started_count.elapsed().as_millis(),
+            "Report counted its orders."
+        );
+        Ok(total)
+    }
+
     /// Every deal created in the report's range, newest first (deals are few: ids only).
     async fn deal_ids(&self, spec: &ReportSpec) -> Result<Vec<ordermill_core::DealId>, StoreError> {
         let mut all = Vec::new();
@@ -327,7 +391,7 @@ impl Reports {
             let Some(rows) = self.write_deals(report, token, &mut writer).await? else {
                 return Ok(None);
             };
-            return finish(writer).await.map(|()| Some(rows));
+            return self.finish(writer).await.map(|()| Some(rows));
         }
         let mut sales = SalesBySku::default();
         let filter = match (spec.kind, spec.status) {
@@ -339,7 +403,10 @@ impl Reports {
         };
         let (mut rows, mut read, mut before) = (0u64, 0u64, None);
         let mut reported = Instant::now();
+        let (mut reading, mut paused, mut formatting) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         loop {
+            let started = Instant::now();
             let page = self
                 .orders
                 .find_orders(OrderQuery {
@@ -350,20 +417,25 @@ impl Reports {
                     limit: self.rules.page_size,
                 })
                 .await?;
+            reading += started.elapsed();
+            paused += self.pace(started.elapsed()).await;
+            let formatted = Instant::now();
             let last = page.len() < self.rules.page_size as usize;
             before = page.last().map(|o| o.id);
             read += page.len() as u64;
-            // Formatting a page is a millisecond of CPU or more (XLSX): on the blocking pool,
-            // so the runtime's threads keep answering orders meanwhile.
+            // Formatting a page is a millisecond of CPU or more (XLSX): on the report thread,
+            // so intake keeps the cores.
             let page_spec = spec.clone();
-            let (back, written) = tokio::task::spawn_blocking(move || {
-                let (mut writer, mut sales) = (writer, sales);
-                let written = write_page(&page_spec, &page, &mut writer, &mut sales);
-                ((writer, sales), written)
-            })
-            .await
-            .map_err(|e| RunError::Write(WriteError::Io(std::io::Error::other(e.to_string()))))?;
+            let (back, written) = self
+                .cpu
+                .run(move || {
+                    let (mut writer, mut sales) = (writer, sales);
+                    let written = write_page(&page_spec, &page, &mut writer, &mut sales);
+                    ((writer, sales), written)
+                })
+                .await?;
             (writer, sales) = back;
+            formatting += formatted.elapsed();
             rows += written?;
             if reported.elapsed() >= PROGRESS_EVERY {
                 reported = Instant::now();
@@ -382,7 +454,20 @@ impl Reports {
             }
             rows = sales.len() as u64;
         }
-        finish(writer).await.map(|()| Some(rows))
+        tracing::debug!(
+            report_id = %report.id,
+            read_ms = reading.as_millis(),
+            paused_ms = paused.as_millis(),
+            format_ms = formatting.as_millis(),
+            "Report read its pages."
+        );
+        self.finish(writer).await.map(|()| Some(rows))
+    }
+
+    /// Completes the file: assembling an XLSX zips the whole sheet, seconds for a large one.
+    async fn finish(&self, writer: RowWriter) -> Result<(), RunError> {
+        self.cpu.run(move || writer.finish()).await??;
+        Ok(())
     }
 
     /// Sends again the requests of reports waiting without progress, and removes expired
@@ -429,6 +514,8 @@ enum RunError {
     Write(#[from] WriteError),
     #[error("cannot read the orders: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Thread(#[from] ThreadGone),
 }
 
 /// Writes the rows of one page of orders (or adds them to the sales totals); returns the rows
@@ -454,15 +541,6 @@ fn write_page(
         }
     }
     Ok(rows)
-}
-
-/// Completes the file: assembling an XLSX zips the whole sheet, seconds for a large one, so
-/// off the runtime.
-async fn finish(writer: RowWriter) -> Result<(), RunError> {
-    tokio::task::spawn_blocking(move || writer.finish())
-        .await
-        .map_err(|e| RunError::Write(WriteError::Io(std::io::Error::other(e.to_string()))))??;
-    Ok(())
 }
 
 fn millis(d: Duration) -> i64 {

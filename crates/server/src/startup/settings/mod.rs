@@ -141,6 +141,9 @@ impl Settings {
         if self.reports.page_size == 0 {
             return Err("reports.page_size must be at least 1".into());
         }
+        if !(1..=100).contains(&self.reports.read_share) {
+            return Err("reports.read_share must be a percent from 1 to 100".into());
+        }
         if let Some(peer) = self
             .dashboard
             .peers
@@ -378,6 +381,15 @@ pub struct ReportSettings {
     pub sweep_interval: HumanDuration,
     /// Orders read from the store per page.
     pub page_size: u32,
+    /// Format report pages and files on a thread under Linux's `SCHED_IDLE`: a report then
+    /// takes only CPU nothing else wants, and never slows intake. `false` runs it at normal
+    /// priority (a report finishes sooner on a busy node, at intake's expense).
+    pub idle_priority: bool,
+    /// The percent of its time a report may spend reading the store: after a read that took
+    /// `t` it waits `t × (100 − read_share) / read_share`. Reads cannot wait for idle CPU (a
+    /// held snapshot would stall the SQLite WAL), so they are spread out instead. 100 reads
+    /// without pause.
+    pub read_share: u8,
 }
 
 impl Default for ReportSettings {
@@ -387,6 +399,8 @@ impl Default for ReportSettings {
             stale_after: HumanDuration::from_secs(300),
             sweep_interval: HumanDuration::from_secs(30),
             page_size: 1000,
+            idle_priority: true,
+            read_share: 25,
         }
     }
 }
@@ -719,5 +733,17 @@ mod tests {
             ..Settings::default()
         };
         assert!(bad.validate().unwrap_err().contains("workers.per_queue.payment"));
+    }
+
+    #[test]
+    fn a_report_read_share_is_a_percent() {
+        let share = |read_share| Settings {
+            reports: ReportSettings { read_share, ..ReportSettings::default() },
+            ..Settings::default()
+        };
+        assert!(share(25).validate().is_ok() && share(100).validate().is_ok());
+        for bad in [0, 101] {
+            assert!(share(bad).validate().unwrap_err().contains("reports.read_share"), "{bad}");
+        }
     }
 }
