@@ -181,11 +181,12 @@ mod tests {
         let mut settings = load_toml(
             "store = \"postgres://app:pw1@db/orders\"\nbus = \"amqp://g:pw2@mq/%2f\"\n\
              cache = \"redis://:pw3@cache:6379\"\nadmin_token = \"tok\"\n\
-             [payment]\ngateway = \"http\"\nurl = \"https://pay.example/charge?key=pw4\"",
+             [payment]\ngateway = \"http\"\nurl = \"https://pay.example/charge?key=pw4\"\n\
+             [dashboard]\npeers = [\"http://ops:pw5@worker-1:9100\"]",
         )
         .unwrap();
         let text = to_toml(&settings).unwrap();
-        for secret in ["pw1", "pw2", "pw3", "pw4", "\"tok\""] {
+        for secret in ["pw1", "pw2", "pw3", "pw4", "pw5", "\"tok\""] {
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");
         }
         // What is printed is a valid configuration file (with the secrets to fill back in).

@@ -16,7 +16,7 @@ mod support;
 use std::sync::Arc;
 
 use ordermill_core::{HumanDuration, SystemClock};
-use ordermill_server::startup::settings::Secret;
+use ordermill_server::startup::settings::{Secret, SecretUrl};
 use serde_json::{Value, json};
 use support::{Engines, Reply, TestApp, spawn_app_on};
 
@@ -42,8 +42,8 @@ async fn the_overview_shows_what_the_node_holds(engines: Engines) {
         // test-down's charge always fails: with one attempt it is dead-lettered at once.
         s.workers.max_attempts = 1;
         s.workers.retry_base = HumanDuration::from_millis(10);
-        // Nothing listens on the discard port: a peer that is down.
-        s.dashboard.peers = vec!["http://127.0.0.1:9".into()];
+        // Nothing listens on the discard port: a peer that is down. Its password is never shown.
+        s.dashboard.peers = vec![SecretUrl::new("http://ops:peer-pw@127.0.0.1:9")];
     })
     .await;
 
@@ -69,7 +69,7 @@ async fn the_overview_shows_what_the_node_holds(engines: Engines) {
     assert_eq!(nodes[0], json!({"node": "self", "ok": true}));
     assert_eq!(
         (nodes[1]["node"].as_str(), nodes[1]["ok"].as_bool()),
-        (Some("http://127.0.0.1:9"), Some(false))
+        (Some("http://ops:***@127.0.0.1:9"), Some(false))
     );
     assert!(nodes[1]["error"].as_str().is_some_and(|e| e.contains("no answer")), "{nodes:?}");
     // Counters are process-wide (several apps share one test process): compare, don't pin.
@@ -171,7 +171,7 @@ async fn a_peer_that_answers_adds_its_counters() {
     let peer_url = peer.url("");
     let app = support::spawn_app_in(tempfile::tempdir().unwrap(), |s| {
         s.admin_token = Some(Secret::new(ADMIN));
-        s.dashboard.peers = vec![format!("{peer_url}/")];
+        s.dashboard.peers = vec![SecretUrl::new(format!("{peer_url}/"))];
     })
     .await;
     // Read first: counters only grow, so the overview after it shows at least twice this.

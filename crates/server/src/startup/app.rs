@@ -435,7 +435,10 @@ impl Application {
             auth,
             rate_limit: backends.rate_limiter.clone().map(|limiter| RateLimit { limiter, proxies }),
             callbacks,
-            peers: http::dashboard::Peers::new(settings.dashboard.peers.clone()).map_err(|e| {
+            peers: http::dashboard::Peers::new(
+                settings.dashboard.peers.iter().map(|url| url.expose().to_owned()).collect(),
+            )
+            .map_err(|e| {
                 StartError::Config(format!("cannot build the dashboard's HTTP client: {e}"))
             })?,
             reports: pipeline.reports.clone(),

@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ordermill_core::ports::{DeadLetterPage, OrderFilter, OrderQuery};
-use ordermill_core::{Order, UnixMillis};
+use ordermill_core::{Order, UnixMillis, redact_url};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -240,9 +240,11 @@ pub(super) async fn overview(State(state): State<AppState>, _: Admin) -> Respons
         match scrape_peer(&state.peers.client, url).await {
             Ok(peer) => {
                 scrape.merge(peer);
-                nodes.push(NodeView { node: url.clone(), ok: true, error: None });
+                nodes.push(NodeView { node: redact_url(url), ok: true, error: None });
             }
-            Err(error) => nodes.push(NodeView { node: url.clone(), ok: false, error: Some(error) }),
+            Err(error) => {
+                nodes.push(NodeView { node: redact_url(url), ok: false, error: Some(error) });
+            }
         }
     }
 

@@ -144,14 +144,13 @@ impl Settings {
         if !(1..=100).contains(&self.reports.read_share) {
             return Err("reports.read_share must be a percent from 1 to 100".into());
         }
-        if let Some(peer) = self
-            .dashboard
-            .peers
-            .iter()
-            .find(|p| !(p.starts_with("http://") || p.starts_with("https://")))
+        if let Some(peer) =
+            self.dashboard.peers.iter().find(|p| {
+                !(p.expose().starts_with("http://") || p.expose().starts_with("https://"))
+            })
         {
             return Err(format!(
-                "dashboard.peers: {peer:?} is not a base URL like \"http://10.0.0.7:9100\""
+                "dashboard.peers: \"{peer}\" is not a base URL like \"http://10.0.0.7:9100\""
             ));
         }
         for (key, retention) in [
@@ -411,8 +410,9 @@ impl Default for ReportSettings {
 pub struct DashboardSettings {
     /// Base URLs of other nodes whose `/metrics` the dashboard adds to this node's: in the
     /// scaled-out mode, the workers' `--metrics-listen` addresses (their consumers count the
-    /// confirmations) and the other api nodes. Empty: this node's metrics only.
-    pub peers: Vec<String>,
+    /// confirmations) and the other api nodes. Empty: this node's metrics only. Shown redacted
+    /// (a URL may carry credentials for a proxy in front of a node).
+    pub peers: Vec<SecretUrl>,
 }
 
 impl Default for Settings {
