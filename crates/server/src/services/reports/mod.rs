@@ -27,7 +27,6 @@ pub mod idle_thread;
 pub mod writer;
 
 use self::idle_thread::{IdleThread, ThreadGone};
-
 use self::writer::{RowWriter, WriteError};
 
 /// Reports sent again per sweep, at most.
@@ -417,8 +416,9 @@ impl Reports {
                     limit: self.rules.page_size,
                 })
                 .await?;
-            reading += started.elapsed();
-            paused += self.pace(started.elapsed()).await;
+            let took = started.elapsed();
+            reading += took;
+            paused += self.pace(took).await;
             let formatted = Instant::now();
             let last = page.len() < self.rules.page_size as usize;
             before = page.last().map(|o| o.id);

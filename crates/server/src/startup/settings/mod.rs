@@ -399,7 +399,7 @@ impl Default for ReportSettings {
             sweep_interval: HumanDuration::from_secs(30),
             page_size: 1000,
             idle_priority: true,
-            read_share: 25,
+            read_share: 10,
         }
     }
 }
@@ -741,7 +741,7 @@ mod tests {
             reports: ReportSettings { read_share, ..ReportSettings::default() },
             ..Settings::default()
         };
-        assert!(share(25).validate().is_ok() && share(100).validate().is_ok());
+        assert!(share(10).validate().is_ok() && share(100).validate().is_ok());
         for bad in [0, 101] {
             assert!(share(bad).validate().unwrap_err().contains("reports.read_share"), "{bad}");
         }
