@@ -87,12 +87,20 @@ pub fn install() -> PrometheusHandle {
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                 1.0, 2.5,
             ];
+            // Accepted → confirmed runs to minutes when a backlog drains: a p99 capped at 2.5 s
+            // would hide how far behind the consumers are.
+            let confirm: Vec<f64> =
+                latency.iter().copied().chain([5.0, 10.0, 30.0, 60.0, 120.0, 300.0]).collect();
             let sizes =
                 [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+            // A full name's buckets win over a suffix's.
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(COMMIT_BATCH_ORDERS.into()), &sizes)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(CONFIRM_SECONDS.into()), &confirm)
                 })
                 .expect("bucket lists are non-empty constants");
             let recorder = builder.build_recorder();
@@ -311,5 +319,21 @@ mod tests {
                 assert!(ALL.contains(&name.as_str()), "{file} uses {name}, which no node serves");
             }
         }
+    }
+
+    #[test]
+    fn accept_to_confirm_counts_waits_of_minutes_and_intake_stays_fine_grained() {
+        let handle = install();
+        metrics::histogram!(CONFIRM_SECONDS).record(40.0);
+        metrics::histogram!(INTAKE_SECONDS).record(0.0003);
+        let text = handle.render();
+        for bucket in [
+            format!("{CONFIRM_SECONDS}_bucket{{le=\"60\"}}"),
+            format!("{CONFIRM_SECONDS}_bucket{{le=\"300\"}}"),
+            format!("{INTAKE_SECONDS}_bucket{{le=\"0.0005\"}}"),
+        ] {
+            assert!(text.contains(&bucket), "{bucket} missing from:\n{text}");
+        }
+        assert!(!text.contains(&format!("{INTAKE_SECONDS}_bucket{{le=\"60\"}}")), "{text}");
     }
 }
