@@ -39,18 +39,22 @@ async fn commit_one(store: &SqliteStore, ids: &OrderIdGenerator) -> AcceptedOrde
     order
 }
 
+fn envelope_of(accepted: &AcceptedOrder) -> ordermill_core::ports::Envelope {
+    let event = OutboxEvent::order_created(&accepted.order, accepted.event_id);
+    ordermill_core::ports::Envelope {
+        event_id: event.event_id,
+        routing_key: Arc::from(event.routing_key.as_str()),
+        payload: Arc::from(event.payload.as_str()),
+    }
+}
+
 #[tokio::test]
-async fn unacked_retried_and_dead_messages_survive_a_restart_and_acked_ones_do_not() {
+async fn retried_and_dead_messages_survive_a_restart_and_acked_ones_come_back_as_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let ids = OrderIdGenerator::new();
     let accepted = commit_one(&store, &ids).await;
-    let event = OutboxEvent::order_created(&accepted.order, accepted.event_id);
-    let envelope = ordermill_core::ports::Envelope {
-        event_id: event.event_id,
-        routing_key: Arc::from(event.routing_key.as_str()),
-        payload: Arc::from(event.payload.as_str()),
-    };
+    let envelope = envelope_of(&accepted);
     {
         let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
             .await
@@ -70,10 +74,12 @@ async fn unacked_retried_and_dead_messages_survive_a_restart_and_acked_ones_do_n
     let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
         .await
         .unwrap();
-    assert!(
-        bus.receive("inventory", 10, Duration::from_millis(200)).await.unwrap().is_empty(),
-        "acked stays acked"
-    );
+    // An ack of an unfinished event is kept in memory only: the consumer's processed record
+    // is the durable proof, and the event comes back flagged so the consumer looks it up.
+    let inv = bus.receive("inventory", 10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(inv.len(), 1);
+    assert_eq!((inv[0].attempt, inv[0].may_be_repeat()), (1, true));
+    bus.ack(&inv).await.unwrap();
     let pay = bus.receive("payment", 10, Duration::from_secs(2)).await.unwrap();
     assert_eq!((pay.len(), pay[0].attempt), (1, 2), "the retry comes back with its attempt count");
     let dead = bus.dead_letters("notify", DeadLetterPage::first(10)).await.unwrap();
@@ -92,4 +98,40 @@ async fn unacked_retried_and_dead_messages_survive_a_restart_and_acked_ones_do_n
     );
     assert_eq!(store.outbox_len().await.unwrap(), 0);
     assert!(store.unfinished().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_purge_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let ids = OrderIdGenerator::new();
+    let accepted = commit_one(&store, &ids).await;
+    {
+        let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let notify = bus.receive("notify", 10, Duration::from_secs(1)).await.unwrap();
+        bus.dead_letter(&notify[0], "webhook 500").await.unwrap();
+        let purged = bus
+            .purge_dead_letters("notify", ordermill_core::ports::DeadLetterSelection::All)
+            .await
+            .unwrap();
+        assert_eq!(purged, 1);
+    } // "crash" with inventory and payment still owing the event
+
+    let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    assert!(
+        bus.receive("notify", 10, Duration::from_millis(200)).await.unwrap().is_empty(),
+        "an operator's purge is written down: the event never comes back to that queue"
+    );
+    for queue in ["inventory", "payment"] {
+        let got = bus.receive(queue, 10, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(got.len(), 1, "{queue}");
+        assert_eq!(got[0].envelope, envelope_of(&accepted));
+        bus.ack(&got).await.unwrap();
+    }
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+    assert!(store.unfinished().await.unwrap().is_empty(), "nothing is left owing");
 }

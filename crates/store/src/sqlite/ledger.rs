@@ -47,20 +47,23 @@ pub(crate) fn record_acks_in(
                 ack.execute(params![event.hyphenated().to_string(), &**queue])?;
             }
         }
-        // Retries and dead letters are rare: one look at each table instead of a lookup per
-        // finished event when it is empty.
+        // Ack rows (written for purges only: the embedded bus keeps consumers' acks in
+        // memory), retries and dead letters are rare: one look at each table instead of a
+        // lookup per finished event when it is empty.
         let any = |table: &str| {
             tx.prepare_cached(&format!("SELECT EXISTS (SELECT 1 FROM {table})"))?
                 .query_row([], |row| row.get::<_, bool>(0))
         };
-        let (retries, dead) = if finished.is_empty() {
-            (false, false)
+        let (acked, retries, dead) = if finished.is_empty() {
+            (false, false, false)
         } else {
-            (any("bus_retries")?, any("bus_dead_letters")?)
+            (any("bus_acks")?, any("bus_retries")?, any("bus_dead_letters")?)
         };
         for id in &finished_text {
             done.execute([id])?;
-            done_acks.execute([id])?;
+            if acked {
+                done_acks.execute([id])?;
+            }
             if retries {
                 done_retries.execute([id])?;
             }
