@@ -7,9 +7,6 @@
 
 mod support;
 
-use ordermill_server::services::reports::{ReportRules, Reports};
-use ordermill_server::startup::settings::ReportSettings;
-use ordermill_store::files::DirReportFiles;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,10 +19,11 @@ use ordermill_server::adapters::workers::{Outcome, Pipeline, settle};
 use ordermill_server::services::order_cache::OrderCache;
 use ordermill_server::services::purchase_limits::PurchaseLimits;
 use support::faulty_store::{Rig, rig};
+use support::reports::sqlite_reports;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn units_released_by_an_effect_come_back_even_if_its_handler_is_cancelled() {
-    let Rig { dir: _dir, sqlite, store, product, cache, bus } = rig(7).await;
+    let Rig { dir, sqlite, store, product, cache, bus } = rig(7).await;
     let ids = OrderIdGenerator::new();
     let order = ordermill_store::contract::accepted(&ids, &[("tea", 3)], None);
     store.commit_orders(Arc::new(vec![order.clone()])).await.unwrap();
@@ -45,18 +43,7 @@ async fn units_released_by_an_effect_come_back_even_if_its_handler_is_cancelled(
         message_timeout: Duration::from_secs(1),
         unrouted: ordermill_core::RoutingKeys::NONE,
         pay_later: None,
-        reports: Arc::new(
-            Reports::new(
-                sqlite.clone(),
-                (sqlite.clone(), sqlite.clone()),
-                Arc::new(DirReportFiles::open(_dir.path().join("reports")).unwrap()),
-                bus.clone(),
-                Arc::new(SystemClock),
-                _dir.path().join("reports"),
-                ReportRules::from(&ReportSettings::default()),
-            )
-            .unwrap(),
-        ),
+        reports: sqlite_reports(&sqlite, bus.clone(), dir.path()),
     };
 
     // The payment failed (the order is cancelled), then inventory releases the 3 held units:

@@ -5,9 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use ordermill_server::services::reports::{ReportRules, Reports};
-use ordermill_server::startup::settings::ReportSettings;
-use ordermill_store::files::DirReportFiles;
+#[path = "support/reports.rs"]
+mod reports_support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use ordermill_core::{HumanDuration, SystemClock, Topology};
 use ordermill_server::adapters::workers::{Handler, Outcome, runner};
 use ordermill_server::startup::settings::WorkerSettings;
 use ordermill_store::SqliteStore;
+use reports_support::sqlite_reports;
 use tokio_util::sync::CancellationToken;
 
 /// The embedded bus on a fresh SQLite ledger in `dir`, with one `order.created` event on it.
@@ -143,18 +144,7 @@ async fn pipeline_with(
         message_timeout: Duration::from_secs(5),
         unrouted: ordermill_core::RoutingKeys::NONE,
         pay_later: None,
-        reports: Arc::new(
-            Reports::new(
-                store.clone(),
-                (store.clone(), store.clone()),
-                Arc::new(DirReportFiles::open(dir.path().join("reports")).unwrap()),
-                bus.clone(),
-                Arc::new(SystemClock),
-                dir.path().join("reports"),
-                ReportRules::from(&ReportSettings::default()),
-            )
-            .unwrap(),
-        ),
+        reports: sqlite_reports(&store, bus.clone(), dir.path()),
     };
     (pipeline, store)
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a panic is the failure report
 
 pub mod faulty_store;
+pub mod reports;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
