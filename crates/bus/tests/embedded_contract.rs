@@ -39,6 +39,11 @@ async fn commit_one(store: &SqliteStore, ids: &OrderIdGenerator) -> AcceptedOrde
     order
 }
 
+/// The bus as a node starting on `store` finds it (a restart after a crash, when it was open).
+async fn restart(store: &Arc<SqliteStore>) -> EmbeddedBus {
+    EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock)).await.unwrap()
+}
+
 fn envelope_of(accepted: &AcceptedOrder) -> ordermill_core::ports::Envelope {
     let event = OutboxEvent::order_created(&accepted.order, accepted.event_id);
     ordermill_core::ports::Envelope {
@@ -56,9 +61,7 @@ async fn retried_and_dead_messages_survive_a_restart_and_acked_ones_come_back_as
     let accepted = commit_one(&store, &ids).await;
     let envelope = envelope_of(&accepted);
     {
-        let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
-            .await
-            .unwrap();
+        let bus = restart(&store).await;
         // Recovery already found the committed event for all three queues.
         let inv = bus.receive("inventory", 10, Duration::from_secs(1)).await.unwrap();
         assert_eq!(inv.len(), 1);
@@ -71,9 +74,7 @@ async fn retried_and_dead_messages_survive_a_restart_and_acked_ones_come_back_as
         bus.dead_letter(&notify[0], "webhook 500").await.unwrap();
     } // "crash": the bus is dropped without any shutdown step
 
-    let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let bus = restart(&store).await;
     // An ack of an unfinished event is kept in memory only: the consumer's processed record
     // is the durable proof, and the event comes back flagged so the consumer looks it up.
     let inv = bus.receive("inventory", 10, Duration::from_secs(1)).await.unwrap();
@@ -107,9 +108,7 @@ async fn a_purge_survives_a_restart() {
     let ids = OrderIdGenerator::new();
     let accepted = commit_one(&store, &ids).await;
     {
-        let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
-            .await
-            .unwrap();
+        let bus = restart(&store).await;
         let notify = bus.receive("notify", 10, Duration::from_secs(1)).await.unwrap();
         bus.dead_letter(&notify[0], "webhook 500").await.unwrap();
         let purged = bus
@@ -119,9 +118,7 @@ async fn a_purge_survives_a_restart() {
         assert_eq!(purged, 1);
     } // "crash" with inventory and payment still owing the event
 
-    let bus = EmbeddedBus::start(Topology::default(), store.clone(), Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let bus = restart(&store).await;
     assert!(
         bus.receive("notify", 10, Duration::from_millis(200)).await.unwrap().is_empty(),
         "an operator's purge is written down: the event never comes back to that queue"
