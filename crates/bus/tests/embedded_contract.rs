@@ -25,7 +25,10 @@ async fn embedded_bus_honours_the_bus_contract() {
     .await;
 }
 
-async fn commit_one(store: &SqliteStore, ids: &OrderIdGenerator) -> AcceptedOrder {
+/// A fresh store (in the returned directory) holding one committed order, not yet delivered.
+async fn store_with_one_order() -> (tempfile::TempDir, Arc<SqliteStore>, AcceptedOrder) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let product = ordermill_core::Product {
         sku: ordermill_core::Sku::parse("s1").unwrap(),
         name: ordermill_core::ProductName::parse("S").unwrap(),
@@ -34,9 +37,9 @@ async fn commit_one(store: &SqliteStore, ids: &OrderIdGenerator) -> AcceptedOrde
         reserved: 0,
     };
     store.upsert_product(&product).await.unwrap();
-    let order = ordermill_store::contract::accepted(ids, &[("s1", 1)], None);
+    let order = ordermill_store::contract::accepted(&OrderIdGenerator::new(), &[("s1", 1)], None);
     store.commit_orders(Arc::new(vec![order.clone()])).await.unwrap();
-    order
+    (dir, store, order)
 }
 
 /// The bus as a node starting on `store` finds it (a restart after a crash, when it was open).
@@ -55,10 +58,7 @@ fn envelope_of(accepted: &AcceptedOrder) -> ordermill_core::ports::Envelope {
 
 #[tokio::test]
 async fn retried_and_dead_messages_survive_a_restart_and_acked_ones_come_back_as_repeats() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let ids = OrderIdGenerator::new();
-    let accepted = commit_one(&store, &ids).await;
+    let (_dir, store, accepted) = store_with_one_order().await;
     let envelope = envelope_of(&accepted);
     {
         let bus = restart(&store).await;
@@ -103,10 +103,7 @@ async fn retried_and_dead_messages_survive_a_restart_and_acked_ones_come_back_as
 
 #[tokio::test]
 async fn a_purge_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let ids = OrderIdGenerator::new();
-    let accepted = commit_one(&store, &ids).await;
+    let (_dir, store, accepted) = store_with_one_order().await;
     {
         let bus = restart(&store).await;
         let notify = bus.receive("notify", 10, Duration::from_secs(1)).await.unwrap();
