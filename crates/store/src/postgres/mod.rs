@@ -89,17 +89,19 @@ impl PostgresStore {
         let options: PgConnectOptions = url.parse().map_err(|error| {
             StoreError::Backend(format!("invalid PostgreSQL URL: {error}").into())
         })?;
-        // Every statement here works on a batch, so planning each execution costs little
-        // next to it; a plan cached for the life of a pooled connection costs a lot when it
-        // was made while a table was still empty: a sequential scan that compares each row
-        // with every id of the batch. Profiled: on a fresh schema under load, 38% of
-        // PostgreSQL's CPU went to `processed_events` scanned that way, until an autoanalyze.
         // random_page_cost 1.1 (for data in memory or on SSD, the usual advice) makes the
         // planner look a batch's SKUs up in `products_pkey` instead of scanning every product
         // row on each commit: measured, PostgreSQL's CPU per order fell from ~420 to ~340 µs.
-        // Both are this session's settings only; the server's defaults stay as they are.
-        let options = options
-            .options([("plan_cache_mode", "force_custom_plan"), ("random_page_cost", "1.1")]);
+        //
+        // Plans are left to PostgreSQL's default (`plan_cache_mode = auto`): after five custom
+        // plans a prepared statement keeps a generic one when it costs no more. Planning every
+        // execution instead (`force_custom_plan`, tried) cost a quarter of PostgreSQL's CPU
+        // on the hot path: the group commit and the effects' statements are large, and their
+        // partitioned tables are opened at each planning (docs/BENCHMARKS.md, "Generic plans").
+        // The statement that suffered from generic plans, the duplicate check, now runs only
+        // for redeliveries and is planned for its own ids (`processed`).
+        // This session's setting only; the server's default stays as it is.
+        let options = options.options([("random_page_cost", "1.1")]);
         let target: Arc<str> = format!(
             "{}:{}/{} as {}",
             options.get_host(),
@@ -313,6 +315,10 @@ impl OrderStore for PostgresStore {
         )
         .bind(consumer)
         .bind(&events)
+        // Unnamed, so planned for these ids each time: a generic plan made while the table
+        // was small scans every row of a partition that has grown since (profiled: 38% of
+        // PostgreSQL's CPU on a fresh schema). It runs only for redeliveries.
+        .persistent(false)
         .fetch_all(&self.pool)
         .await
         .map_err(from_sqlx)?;
