@@ -403,6 +403,8 @@ async fn stock_and_payment_in_one_batch_confirm_the_order(store: &dyn OrderStore
     let recorded = store.apply_effects(vec![ghost.clone()]).await.expect("apply");
     assert!(matches!(recorded.as_slice(), [EffectOutcome::Recorded]), "got {recorded:?}");
     assert_eq!(store.processed("notify", vec![ghost.event_id]).await.expect("read").len(), 1);
+    let again = store.apply_effects(vec![ghost.clone()]).await.expect("apply");
+    assert!(matches!(again.as_slice(), [EffectOutcome::AlreadyProcessed]), "got {again:?}");
     let stored = store.get_order(id).await.expect("read").expect("exists");
     assert_eq!(stored.status, OrderStatus::Confirmed);
     assert_eq!(stock_and_reserved(store.get_product(&sku("g1")).await.expect("read")), (6, 0));

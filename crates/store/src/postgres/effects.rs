@@ -145,7 +145,34 @@ pub(crate) async fn write(
     Ok(())
 }
 
-/// Applies `effects` in one transaction: all of them or none.
+/// The orders an effect of the batch may change, locked, and which `(consumer, event)` pairs
+/// were recorded before this batch — in ONE statement (the records inserted first, then the
+/// orders locked in id order, as every writer of orders locks them). Every row carries the
+/// pairs recorded before (as arrays, NULL when there are none: a first delivery); with no
+/// order to lock there is one row of NULL order columns.
+fn record_and_lock_sql() -> String {
+    format!(
+        "WITH fresh AS (
+             INSERT INTO processed_events (consumer, event_id)
+             SELECT * FROM UNNEST($1::text[], $2::uuid[])
+             ON CONFLICT DO NOTHING
+             RETURNING consumer, event_id
+         ),
+         seen AS (
+             SELECT array_agg(u.consumer) AS consumers, array_agg(u.event_id) AS events
+             FROM UNNEST($1::text[], $2::uuid[]) AS u(consumer, event_id)
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM fresh WHERE fresh.consumer = u.consumer AND fresh.event_id = u.event_id)
+         ),
+         locked AS (
+             SELECT {} FROM orders WHERE id = ANY($3::uuid[]) ORDER BY id FOR UPDATE
+         )
+         SELECT seen.consumers, seen.events, locked.* FROM seen LEFT JOIN locked ON true",
+        rows::ORDER_COLUMNS
+    )
+}
+
+/// Applies `effects` atomically: all of them or none.
 pub(crate) async fn apply(
     pool: &PgPool,
     effects: &[Effect],
@@ -154,39 +181,42 @@ pub(crate) async fn apply(
         return Ok(Vec::new());
     }
     let (pairs, first) = batch::pairs(effects);
-    let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.into_iter().unzip();
+    // Every order an effect could change if it applies (a redelivered effect that turns out
+    // recorded already leaves its order locked and unchanged: rare, and harmless).
+    let order_ids = batch::orders_to_lock(effects, &first);
+    if order_ids.is_empty() {
+        return record_only(pool, effects, pairs, &first).await;
+    }
+    let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.iter().copied().unzip();
 
     let mut tx = pool.begin().await.map_err(from_sqlx)?;
-    let fresh: HashSet<(String, Uuid)> = sqlx::query(RECORD_PROCESSED)
+    let found = sqlx::query(sqlx::AssertSqlSafe(record_and_lock_sql()))
         .bind(consumers)
         .bind(events)
+        .bind(order_ids)
         .fetch_all(&mut *tx)
         .await
-        .map_err(from_sqlx)?
-        .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()
         .map_err(from_sqlx)?;
-    let applies = batch::applies(effects, &first, &fresh);
-    let order_ids = batch::orders_to_lock(effects, &applies);
-    let mut orders: HashMap<Uuid, Loaded> = HashMap::with_capacity(order_ids.len());
-    if !order_ids.is_empty() {
-        // Locked in id order (the ORDER BY sits below the row locks), so consumers whose
-        // batches share orders wait for each other instead of deadlocking.
-        let sql = format!(
-            "SELECT {} FROM orders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
-            rows::ORDER_COLUMNS
-        );
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(order_ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(from_sqlx)?
-        {
-            let (order, state) = rows::order_state(&row, 0)?;
+    let mut seen: HashSet<(String, Uuid)> = HashSet::new();
+    let mut orders: HashMap<Uuid, Loaded> = HashMap::with_capacity(found.len());
+    for (i, row) in found.iter().enumerate() {
+        if i == 0 {
+            let consumers: Option<Vec<String>> = row.try_get(0).map_err(from_sqlx)?;
+            let events: Option<Vec<Uuid>> = row.try_get(1).map_err(from_sqlx)?;
+            seen.extend(consumers.unwrap_or_default().into_iter().zip(events.unwrap_or_default()));
+        }
+        let id: Option<Uuid> = row.try_get(2).map_err(from_sqlx)?;
+        if id.is_some() {
+            let (order, state) = rows::order_state(row, 2)?;
             orders.insert(order.id.as_uuid(), Loaded::new(order, state));
         }
     }
+    let fresh: HashSet<(String, Uuid)> = pairs
+        .into_iter()
+        .map(|(consumer, event)| (consumer.to_owned(), event))
+        .filter(|pair| !seen.contains(pair))
+        .collect();
+    let applies = batch::applies(effects, &first, &fresh);
 
     let mut writes = Writes::default();
     let outcomes = batch::run(effects, &applies, &mut orders, &mut writes);
@@ -194,5 +224,35 @@ pub(crate) async fn apply(
         orders.values().filter(|l| l.dirty).map(|l| (&l.order, l.state)).collect();
     write(&mut tx, &dirty, writes).await?;
     tx.commit().await.map_err(from_sqlx)?;
+    Ok(outcomes)
+}
+
+/// A batch whose effects carry no fact (notify's): only the records, one autocommitted
+/// statement (no BEGIN/COMMIT round trips).
+async fn record_only(
+    pool: &PgPool,
+    effects: &[Effect],
+    pairs: Vec<(&str, Uuid)>,
+    first: &[bool],
+) -> Result<Vec<EffectOutcome>, StoreError> {
+    let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.into_iter().unzip();
+    let fresh: HashSet<(String, Uuid)> = sqlx::query(RECORD_PROCESSED)
+        .bind(consumers)
+        .bind(events)
+        .fetch_all(pool)
+        .await
+        .map_err(from_sqlx)?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(from_sqlx)?;
+    let applies = batch::applies(effects, first, &fresh);
+    let mut writes = Writes::default();
+    let outcomes = batch::run(effects, &applies, &mut HashMap::new(), &mut writes);
+    if !writes.is_empty() {
+        return Err(StoreError::Corrupt(
+            "an effect without a fact asked for writes; this is a bug".to_owned(),
+        ));
+    }
     Ok(outcomes)
 }

@@ -118,18 +118,17 @@ impl Outbox for PostgresStore {
         //
         // Committed without waiting for the WAL flush: a crash that loses the delete only makes
         // the relay publish those events once more, which consumers already absorb. Waiting
-        // cost one fsync per published batch, a third of the commits under load.
-        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
-        sqlx::query("SET LOCAL synchronous_commit TO OFF")
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-        sqlx::query("DELETE FROM outbox WHERE event_id = ANY($1::uuid[])")
-            .bind(events)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-        tx.commit().await.map_err(from_sqlx)?;
+        // cost one fsync per published batch, a third of the commits under load. The setting
+        // is made local to the statement's own transaction by `set_config(.., true)` in it, so
+        // the delete stays one round trip (BEGIN, SET LOCAL, DELETE, COMMIT were four).
+        sqlx::query(
+            "DELETE FROM outbox USING (SELECT set_config('synchronous_commit', 'off', true)) AS s
+             WHERE event_id = ANY($1::uuid[])",
+        )
+        .bind(events)
+        .execute(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
         Ok(())
     }
 }
