@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Scaled-out ordermill against RabbitMQ's own ceiling for the same topology, in one run, and
 # what each order costs each process in CPU (the figures docs/SCALING.md's arithmetic uses).
-# Usage: [STORE=postgres|mysql] [API_NODES=1] [WORKERS=1] scripts/bench/scaled.sh [duration=20s] [connections=64] [rate]
+# Usage: [BIN=path] [STORE=postgres|mysql] [API_NODES=1] [WORKERS=1] scripts/bench/scaled.sh [duration=20s] [connections=64] [rate]
 #   STORE=mysql: the MySQL store (ORDERMILL_TEST_MYSQL_URL, default root@127.0.0.1:3306; the
 #   `mysql` client reads the counts) instead of PostgreSQL
 #   rate: open-loop orders/s for the load (default: closed loop)
 #   API_NODES > 1: that many api nodes behind nginx (deploy/nginx.conf's proxy settings), the
 #   load sent to nginx; WORKERS: that many worker processes, each consuming every queue.
-# Needs: a release build (cargo build --release), PostgreSQL, RabbitMQ and Redis on loopback
+# Needs: a release build (cargo build --release; BIN runs another binary, e.g. an older
+# build for a same-hour comparison), PostgreSQL, RabbitMQ and Redis on loopback
 # (the URLs below; override with ORDERMILL_TEST_*_URL), psql. PG_STATS=1 adds what PostgreSQL
 # read per table and index.
 set -euo pipefail
@@ -17,7 +18,7 @@ workers=${WORKERS:-1}
 duration=${1:-20s}
 conns=${2:-64}
 rate=${3:-}
-bin=target/release/ordermill
+bin=${BIN:-target/release/ordermill}
 pg=${ORDERMILL_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 amqp=${ORDERMILL_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 redis=${ORDERMILL_TEST_REDIS_URL:-redis://127.0.0.1:6379}

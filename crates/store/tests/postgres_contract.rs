@@ -16,7 +16,7 @@ use ordermill_store::{PostgresStore, contract, deal_contract, shared_contract};
 use uuid::Uuid;
 
 /// Every migration, in order: what a fresh schema gets.
-const ALL_MIGRATIONS: [&str; 8] = [
+const ALL_MIGRATIONS: [&str; 9] = [
     "0001_init",
     "0002_deals",
     "0003_customer_scope",
@@ -25,6 +25,7 @@ const ALL_MIGRATIONS: [&str; 8] = [
     "0006_customer_units",
     "0007_pay_later",
     "0008_reports",
+    "0009_orders_room",
 ];
 
 fn postgres_url() -> Option<String> {
@@ -311,6 +312,19 @@ async fn orders_and_processed_events_are_partitioned_by_day_and_kept_ahead() {
     assert_eq!(done.created, vec![gone.clone()]);
     assert!(done.dropped.is_empty(), "nothing is past its retention yet: {done:?}");
     assert!(partitions(&mut conn, "orders").await.contains(&gone));
+    // Every orders partition, made by the migrations or by maintenance, leaves room on its
+    // pages for consumers' updates to stay HOT (0009).
+    let roomy: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
+        "SELECT c.relname::text, c.reloptions FROM pg_inherits i
+         JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'orders'::regclass",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(roomy.len() >= 9, "{roomy:?}");
+    for (name, options) in &roomy {
+        assert_eq!(options.as_deref(), Some(&["fillfactor=50".to_owned()][..]), "{name}");
+    }
 
     // The orders committed today are where the store reads and changes them.
     let first = &batch[0];

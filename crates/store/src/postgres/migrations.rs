@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "0006_customer_units", include_str!("../../migrations/postgres/0006_customer_units.sql")),
     (7, "0007_pay_later", include_str!("../../migrations/postgres/0007_pay_later.sql")),
     (8, "0008_reports", include_str!("../../migrations/postgres/0008_reports.sql")),
+    (9, "0009_orders_room", include_str!("../../migrations/postgres/0009_orders_room.sql")),
 ];
 
 /// First half of the advisory lock key ("om" in ASCII): keeps our lock apart from any other
