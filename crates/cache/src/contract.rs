@@ -129,7 +129,7 @@ async fn concurrent_buyers_never_oversell(cache: Arc<dyn StockCache>) {
 }
 
 /// The order read cache contract: a miss, a put read back whole, a newer copy replacing an
-/// older one, and an entry gone once its time to live (which the caller built the cache with,
+/// older one, several put at once each read back, and an entry gone once its time to live (which the caller built the cache with,
 /// at most a few hundred milliseconds) has passed.
 pub async fn run_read_cache(cache: Arc<dyn ordermill_core::ports::OrderReadCache>) {
     use std::time::{Duration, Instant};
@@ -157,6 +157,15 @@ pub async fn run_read_cache(cache: Arc<dyn ordermill_core::ports::OrderReadCache
     cache.put(&accepted).await.expect("put");
     cache.put(&confirmed).await.expect("put");
     assert_eq!(cache.get(&accepted.id).await.expect("get"), Some(confirmed.clone()));
+    // Several at once (a consumer batch's newly final orders): each read back whole.
+    let ids = ordermill_core::OrderIdGenerator::new();
+    let others: Vec<Order> =
+        (0..3).map(|_| Order { id: ids.next(now), ..confirmed.clone() }).collect();
+    cache.put_many(&others).await.expect("put many");
+    for other in &others {
+        assert_eq!(cache.get(&other.id).await.expect("get").as_ref(), Some(other));
+    }
+    cache.put_many(&[]).await.expect("nothing to put");
     let deadline = Instant::now() + Duration::from_secs(10);
     while cache.get(&accepted.id).await.expect("get").is_some() {
         assert!(Instant::now() < deadline, "the entry outlived its time to live");

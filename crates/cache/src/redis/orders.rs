@@ -45,14 +45,25 @@ impl OrderReadCache for RedisOrderCache {
     }
 
     async fn put(&self, order: &Order) -> Result<(), CacheError> {
+        self.put_many(std::slice::from_ref(order)).await
+    }
+
+    /// One pipeline for the lot: a batch's SETs sent one after another cost Redis a read and
+    /// a reply per order.
+    async fn put_many(&self, orders: &[Order]) -> Result<(), CacheError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
         let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        redis::cmd("SET")
-            .arg(self.key(&order.id))
-            .arg(order_format::encode(order))
-            .arg("PX")
-            .arg(ttl)
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)
+        let mut pipe = redis::pipe();
+        for order in orders {
+            pipe.cmd("SET")
+                .arg(self.key(&order.id))
+                .arg(order_format::encode(order))
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(unavailable)
     }
 }

@@ -23,4 +23,16 @@ pub trait OrderReadCache: Send + Sync + 'static {
     /// # Errors
     /// On a backend failure (the next read goes to the store).
     async fn put(&self, order: &Order) -> Result<(), CacheError>;
+
+    /// Caches several orders (a consumer batch's newly final ones). A backend over the network
+    /// sends them in one round trip; this default puts them one by one.
+    ///
+    /// # Errors
+    /// On a backend failure; orders before it may be cached.
+    async fn put_many(&self, orders: &[Order]) -> Result<(), CacheError> {
+        for order in orders {
+            self.put(order).await?;
+        }
+        Ok(())
+    }
 }

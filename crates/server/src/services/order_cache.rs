@@ -39,4 +39,13 @@ impl OrderCache {
             tracing::warn!(order_id = %order.id, error = %error, "Could not write the order read cache.");
         }
     }
+
+    /// Remembers several orders at once (one round trip to a shared cache), like [`insert`].
+    ///
+    /// [`insert`]: OrderCache::insert
+    pub async fn insert_all(&self, orders: &[Order]) {
+        if let Err(error) = self.0.put_many(orders).await {
+            tracing::warn!(orders = orders.len(), error = %error, "Could not write the order read cache.");
+        }
+    }
 }

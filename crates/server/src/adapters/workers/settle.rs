@@ -84,13 +84,9 @@ pub async fn after_commit(pipeline: &Pipeline, consumer: &str, outcomes: Vec<Eff
     if !changed.is_empty() {
         // An order becomes final once (confirmed or cancelled), so these writes are not
         // overtaken by an older version of the same order. Off the batch's path: with a
-        // shared cache each is a round trip, and a read that comes first finds the store.
+        // shared cache they are a round trip, and a read that comes first finds the store.
         let orders = pipeline.order_cache.clone();
-        tokio::spawn(async move {
-            for order in changed {
-                orders.insert(&order).await;
-            }
-        });
+        tokio::spawn(async move { orders.insert_all(&changed).await });
     }
     if !publish.is_empty() {
         // The events are in the outbox already: if this fails they go out on the next start.
