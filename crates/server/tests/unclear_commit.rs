@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ordermill_core::ports::{AcceptedOrder, OrderStore, StockCache};
-use ordermill_server::services::intake::committer::{CommitRequest, Committer, FailKind};
+use ordermill_server::services::intake::committer::{Batching, CommitRequest, Committer, FailKind};
 use ordermill_server::services::lease::Lease;
 use support::faulty_store::{COMMIT_THEN_FAIL, FAIL_WITHOUT_COMMIT, Rig, rig};
 use tokio::sync::oneshot;
@@ -25,7 +25,7 @@ async fn a_lost_commit_reply_is_read_back_before_anything_is_released() {
         store.clone(),
         cache.clone(),
         bus,
-        (64, 64),
+        Batching { max_orders: 64, capacity: 64, linger: Duration::ZERO },
         (Duration::from_secs(10), lease),
     );
     let stop = tokio_util::sync::CancellationToken::new();

@@ -141,6 +141,9 @@ impl Deployment {
             ("ORDERMILL_MERCHANT_TOKEN", super::MERCHANT_TOKEN.to_owned()),
             // Correctness under load, not shedding: a loaded debug build may queue longer.
             ("ORDERMILL_HTTP__MAX_QUEUE_WAIT", "10s".to_owned()),
+            // As deploy/ordermill-scaled.toml runs: kill, restart and loss tests cover
+            // batches that waited for company.
+            ("ORDERMILL_COMMIT__LINGER", "2ms".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()

@@ -27,7 +27,7 @@ use crate::adapters::workers::{self, Pipeline};
 use crate::services::catalog::{Catalog, CatalogError, Reconcile};
 use crate::services::deals::{self, Deals};
 use crate::services::intake::Intake;
-use crate::services::intake::committer::Committer;
+use crate::services::intake::committer::{Batching, Committer};
 use crate::services::intake::idempotency::Idempotency;
 use crate::services::lease::{Lease, Renewal};
 use crate::services::order_cache::OrderCache;
@@ -379,7 +379,11 @@ impl Application {
             store.clone(),
             cache.clone(),
             bus.clone(),
-            (settings.commit.max_batch_orders, settings.commit.queue_capacity),
+            Batching {
+                max_orders: settings.commit.max_batch_orders,
+                capacity: settings.commit.queue_capacity,
+                linger: settings.commit.linger.get(),
+            },
             (settings.http.max_queue_wait.get(), catalog.lease().clone()),
         );
         let idempotency = Arc::new(Idempotency::new(

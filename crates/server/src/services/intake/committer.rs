@@ -130,6 +130,19 @@ pub enum Refused {
     Full,
 }
 
+/// How the committer forms its transactions.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// The most orders in one transaction.
+    pub max_orders: usize,
+    /// Requests that may queue for the committer.
+    pub capacity: usize,
+    /// Under load (other requests queued behind a batch's first, or the batch before it held
+    /// more than one), how long a batch waits for more before it commits (zero: never). A lone
+    /// request after a lone one never waits.
+    pub linger: Duration,
+}
+
 /// The committer task's inputs.
 pub struct Committer {
     receiver: mpsc::Receiver<CommitRequest>,
@@ -137,29 +150,34 @@ pub struct Committer {
     cache: Arc<dyn StockCache>,
     bus: Arc<dyn EventBus>,
     max_batch: usize,
+    linger: Duration,
+    /// The previous batch held more than one request.
+    last_shared: bool,
     max_queue_wait: Duration,
     lease: Arc<Lease>,
     metrics: CommitMetrics,
 }
 
 impl Committer {
-    /// A committer and the handle to feed it; `capacity` bounds queued requests, one that
+    /// A committer and the handle to feed it, batching as `batching` says; a request that
     /// waited longer than `max_queue_wait` is shed, and none reserved before `lease` last
     /// lapsed is written.
     pub fn new(
         store: Arc<dyn OrderStore>,
         cache: Arc<dyn StockCache>,
         bus: Arc<dyn EventBus>,
-        (max_batch, capacity): (usize, usize),
+        batching: Batching,
         (max_queue_wait, lease): (Duration, Arc<Lease>),
     ) -> (Committer, CommitterHandle) {
-        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let (sender, receiver) = mpsc::channel(batching.capacity.max(1));
         let committer = Committer {
             receiver,
             store,
             cache,
             bus,
-            max_batch: max_batch.max(1),
+            max_batch: batching.max_orders.max(1),
+            linger: batching.linger,
+            last_shared: false,
             max_queue_wait,
             lease,
             metrics: CommitMetrics::new(),
@@ -197,6 +215,24 @@ impl Committer {
                 Err(_) => break,
             }
         }
+        // Others queued behind the first, or the last batch shared its commit: the node is
+        // under load, so more are on their way. Waiting a moment for them makes fewer, fuller
+        // transactions and broker messages, and each costs the database and the broker per
+        // round, not per order. (The last batch counts because clients answered together come
+        // back together: right after a commit the queue is often empty for a moment.)
+        if (requests.len() > 1 || self.last_shared) && !self.linger.is_zero() {
+            let deadline = tokio::time::Instant::now() + self.linger;
+            while count < self.max_batch {
+                match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
+                    Ok(Some(next)) => {
+                        count += next.orders.len();
+                        requests.push(next);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        self.last_shared = requests.len() > 1;
         // Shed what waited too long: answered at once, so the orders that are written stay
         // fast and the rest know to come back (the durable queue is the buffer, not memory).
         let (requests, late): (Vec<_>, Vec<_>) =
