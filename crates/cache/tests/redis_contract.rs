@@ -35,6 +35,48 @@ async fn two_nodes_share_one_stock() {
 }
 
 #[tokio::test]
+async fn orders_reserved_at_once_are_answered_each_on_its_own() {
+    use ordermill_core::ports::{CacheError, StockCache};
+    use ordermill_core::{Money, OrderLine, Quantity, Sku};
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let cache = RedisStockCache::connect(&url, &prefix).await.unwrap();
+    let (hot, side) = (Sku::parse("m-hot").unwrap(), Sku::parse("m-side").unwrap());
+    assert!(cache.rebuild(None, &[(hot.clone(), 3), (side.clone(), 1)]).await.unwrap());
+    let line = |sku: &Sku, units: i64| {
+        OrderLine::priced(sku.clone(), Quantity::parse(units).unwrap(), Money::ZERO).unwrap()
+    };
+    let one_hot = [line(&hot, 1)];
+    let pair = [line(&side, 1), line(&hot, 1)];
+    let second_pair = [line(&side, 1), line(&hot, 1)];
+    let unknown = [line(&Sku::parse("m-unknown").unwrap(), 1)];
+    // Polled together, so they queue together and go to Redis in one call (or a few): in
+    // queue order, an order sees the ones before it.
+    let (a, b, c, d, e, f) = tokio::join!(
+        cache.reserve(&one_hot),
+        cache.reserve(&pair),
+        cache.reserve(&unknown),
+        cache.reserve(&second_pair),
+        cache.reserve(&one_hot),
+        cache.reserve(&one_hot),
+    );
+    let short = |r: Result<(), CacheError>| match r {
+        Err(CacheError::OutOfStock { sku }) => sku.as_str().to_owned(),
+        other => panic!("expected out of stock, got {other:?}"),
+    };
+    assert!(a.is_ok() && b.is_ok() && e.is_ok(), "{a:?} {b:?} {e:?}");
+    assert_eq!(short(c), "m-unknown");
+    assert_eq!(short(d), "m-side", "the first pair took the one side unit");
+    assert_eq!(short(f), "m-hot", "three hot units, three taken before it");
+    assert_eq!(cache.available(&hot).await.unwrap(), Some(0));
+    assert_eq!(cache.available(&side).await.unwrap(), Some(0));
+
+    cache.mark_lost().await.unwrap();
+    let (g, h) = tokio::join!(cache.reserve(&one_hot), cache.reserve(&pair));
+    assert!(matches!(g, Err(CacheError::Lost)) && matches!(h, Err(CacheError::Lost)));
+}
+
+#[tokio::test]
 async fn an_unreachable_redis_is_reported_as_unavailable() {
     let err = RedisStockCache::connect("redis://127.0.0.1:1", "x").await.unwrap_err();
     assert!(matches!(err, ordermill_core::ports::CacheError::Unavailable(_)), "{err:?}");

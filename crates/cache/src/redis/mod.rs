@@ -15,6 +15,7 @@
 
 mod orders;
 mod rate_limit;
+mod reserve;
 
 use std::time::Duration;
 
@@ -23,19 +24,6 @@ use ordermill_core::ports::{CacheError, StockCache};
 use ordermill_core::{OrderLine, Sku};
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
-/// Takes every line's units or none. KEYS[1] is the epoch, KEYS[2..] the lines' counts.
-/// Returns 0, -1 when the counts were lost, or the 1-based index of the first line short (a
-/// missing count under a live epoch is an unknown SKU: short).
-const RESERVE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-for i = 2, #KEYS do
-  local have = redis.call('GET', KEYS[i])
-  if not have or tonumber(have) < tonumber(ARGV[i - 1]) then return i - 1 end
-end
-for i = 2, #KEYS do redis.call('DECRBY', KEYS[i], ARGV[i - 1]) end
-return 0
-"#;
 
 /// Gives units back, all lines at once; nothing (-1) when the counts were lost, since the
 /// rebuild counts them from the store.
@@ -117,7 +105,7 @@ return expired
 pub struct RedisStockCache {
     conn: ConnectionManager,
     prefix: String,
-    reserve: Script,
+    reserver: reserve::Reserver,
     release: Script,
     adjust: Script,
     set_if_absent: Script,
@@ -134,6 +122,14 @@ impl std::fmt::Debug for RedisStockCache {
 
 pub use self::orders::RedisOrderCache;
 pub use self::rate_limit::RedisRateLimiter;
+
+fn stock_key(prefix: &str, sku: &Sku) -> String {
+    format!("{{{prefix}}}:stock:{}", sku.as_str())
+}
+
+fn epoch_key(prefix: &str) -> String {
+    format!("{{{prefix}}}:epoch")
+}
 
 fn unavailable(error: redis::RedisError) -> CacheError {
     CacheError::Unavailable(error.to_string())
@@ -153,9 +149,9 @@ impl RedisStockCache {
             .set_number_of_retries(3);
         let conn = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
         Ok(RedisStockCache {
+            reserver: reserve::Reserver::start(conn.clone(), prefix.to_owned()),
             conn,
             prefix: prefix.to_owned(),
-            reserve: Script::new(RESERVE),
             release: Script::new(RELEASE),
             adjust: Script::new(ADJUST),
             set_if_absent: Script::new(SET_IF_ABSENT),
@@ -181,11 +177,11 @@ impl RedisStockCache {
     }
 
     fn key(&self, sku: &Sku) -> String {
-        format!("{{{}}}:stock:{}", self.prefix, sku.as_str())
+        stock_key(&self.prefix, sku)
     }
 
     fn epoch_key(&self) -> String {
-        format!("{{{}}}:epoch", self.prefix)
+        epoch_key(&self.prefix)
     }
 
     fn claim_key(&self) -> String {
@@ -205,19 +201,7 @@ impl RedisStockCache {
 #[async_trait]
 impl StockCache for RedisStockCache {
     async fn reserve(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
-        match self.run_lines(&self.reserve, lines).await? {
-            0 => Ok(()),
-            -1 => Err(CacheError::Lost),
-            short => {
-                let line = usize::try_from(short - 1).ok().and_then(|i| lines.get(i));
-                match line {
-                    Some(line) => Err(CacheError::OutOfStock { sku: line.sku.clone() }),
-                    None => {
-                        Err(CacheError::Unavailable(format!("reserve script answered {short}")))
-                    }
-                }
-            }
-        }
+        self.reserver.reserve(lines).await
     }
 
     async fn mark_lost(&self) -> Result<(), CacheError> {
