@@ -117,8 +117,13 @@ async fn run(
 }
 
 fn answer(batch: Vec<Request>, outcomes: &[i64]) {
-    let lost = outcomes == [-1];
-    if !lost && outcomes.len() != batch.len() {
+    if outcomes == [-1] {
+        for request in batch {
+            let _ = request.reply.send(Err(CacheError::Lost));
+        }
+        return;
+    }
+    if outcomes.len() != batch.len() {
         let message = format!(
             "the reservation script answered {} outcomes for {} orders",
             outcomes.len(),
@@ -129,12 +134,9 @@ fn answer(batch: Vec<Request>, outcomes: &[i64]) {
         }
         return;
     }
-    let each =
-        outcomes.iter().copied().chain(std::iter::repeat(-1)).map(|o| if lost { -1 } else { o });
-    for (request, outcome) in batch.into_iter().zip(each) {
+    for (request, &outcome) in batch.into_iter().zip(outcomes) {
         let result = match outcome {
             0 => Ok(()),
-            -1 => Err(CacheError::Lost),
             short => match usize::try_from(short - 1).ok().and_then(|j| request.lines.get(j)) {
                 Some(line) => Err(CacheError::OutOfStock { sku: line.sku.clone() }),
                 None => Err(CacheError::Unavailable(format!("reserve script answered {short}"))),
