@@ -406,7 +406,7 @@ async fn stock_and_payment_in_one_batch_confirm_the_order(store: &dyn OrderStore
     let again = store.apply_effects(vec![ghost.clone()]).await.expect("apply");
     assert!(matches!(again.as_slice(), [EffectOutcome::AlreadyProcessed]), "got {again:?}");
     let stored = store.get_order(id).await.expect("read").expect("exists");
-    assert_eq!(stored.status, OrderStatus::Confirmed);
+    assert_eq!(&stored, order, "the row holds both effects' changes, history and all");
     assert_eq!(stock_and_reserved(store.get_product(&sku("g1")).await.expect("read")), (6, 0));
 
     let unknown = ids.next_uuid(NOW);

@@ -1,9 +1,10 @@
 //! Consumers' effects, applied in one transaction per batch on the writer thread.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
-use ordermill_core::{DeadlineChange, OrderStatus, OutboxEvent, StockDelta};
+use ordermill_core::{DeadlineChange, OrderId, OrderStatus, OutboxEvent, StockDelta};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::error::from_sqlite;
@@ -27,9 +28,17 @@ pub(crate) fn apply_in(
     // Stock changes are summed per SKU and written once per SKU at the end: a batch of
     // deductions for a hot SKU is one UPDATE, not one per order.
     let mut stock_deltas: HashMap<String, StockDelta> = HashMap::new();
+    let mut touched: HashMap<OrderId, Touched> = HashMap::new();
     let mut outcomes = Vec::with_capacity(effects.len());
     for effect in effects {
-        outcomes.push(apply_one(tx, effect, &mut stock_deltas)?);
+        outcomes.push(apply_one(tx, effect, &mut stock_deltas, &mut touched)?);
+    }
+    for (id, order) in touched {
+        if order.changed {
+            let id = id.to_string();
+            write_state(tx, &id, &order.order, order.state)?;
+            watch_deadline(tx, &id, &order.order, order.was)?;
+        }
     }
     {
         let mut update = tx
@@ -117,10 +126,22 @@ fn watch_deadline(
     result.map(drop).map_err(from_sqlite)
 }
 
+/// An order as this transaction's effects left it, written back once at the end: inventory's
+/// and payment's effects on the same order often share a transaction (about half the orders
+/// under load), and each would otherwise read the row and rewrite it.
+struct Touched {
+    order: ordermill_core::Order,
+    state: ordermill_core::Lifecycle,
+    /// Its status before this transaction, for the deadline it starts or stops watching.
+    was: OrderStatus,
+    changed: bool,
+}
+
 fn apply_one(
     tx: &Transaction<'_>,
     effect: &Effect,
     stock_deltas: &mut HashMap<String, StockDelta>,
+    touched: &mut HashMap<OrderId, Touched>,
 ) -> Result<EffectOutcome, StoreError> {
     let event_id = effect.event_id.hyphenated().to_string();
     let first_time = tx
@@ -134,22 +155,29 @@ fn apply_one(
         return Ok(EffectOutcome::Recorded);
     }
     let order_id = effect.order_id.to_string();
-    let found = tx
-        .prepare_cached(&format!("SELECT {} FROM orders WHERE id = ?1", rows::ORDER_COLUMNS))
-        .and_then(|mut s| s.query_row([&order_id], rows::order_state).optional())
-        .map_err(from_sqlite)?
-        .transpose()?;
-    let Some((mut order, state)) = found else {
-        return Ok(EffectOutcome::OrderNotFound);
+    let order = match touched.entry(effect.order_id) {
+        Entry::Occupied(seen) => seen.into_mut(),
+        Entry::Vacant(first) => {
+            let found = tx
+                .prepare_cached(&format!(
+                    "SELECT {} FROM orders WHERE id = ?1",
+                    rows::ORDER_COLUMNS
+                ))
+                .and_then(|mut s| s.query_row([&order_id], rows::order_state).optional())
+                .map_err(from_sqlite)?
+                .transpose()?;
+            let Some((order, state)) = found else {
+                return Ok(EffectOutcome::OrderNotFound);
+            };
+            first.insert(Touched { was: order.status, order, state, changed: false })
+        }
     };
-    let applied = effect.apply_to(&mut order, state);
+    let applied = effect.apply_to(&mut order.order, order.state);
     for (sku, delta) in &applied.stock {
         *stock_deltas.entry(sku.as_str().to_owned()).or_default() += *delta;
     }
-    if applied.changed {
-        write_state(tx, &order_id, &order, applied.next)?;
-        watch_deadline(tx, &order_id, &order, state.status)?;
-    }
+    order.state = applied.next;
+    order.changed |= applied.changed;
     if let Some(record) = applied.payment {
         // The latest outcome: money after an expiry or a decline replaces it (refund_required).
         tx.prepare_cached(
@@ -163,5 +191,5 @@ fn apply_one(
     for event in &applied.emitted {
         insert_event(tx, &order_id, event)?;
     }
-    Ok(applied.into_outcome(&order))
+    Ok(applied.into_outcome(&order.order))
 }
