@@ -472,7 +472,9 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
 /// Parses the command line, runs the chosen command, and maps its outcome to the exit code:
 /// the one place an error is printed.
 pub fn run() -> ExitCode {
-    match dispatch(Cli::parse().command) {
+    let outcome = dispatch(Cli::parse().command);
+    crate::logging::finish();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ordermill: {error:#}");

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A node's log, line by line.
+pub type LogLines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
 /// A running node.
 pub struct Node {
     pub child: Child,
@@ -35,6 +38,14 @@ pub const MERCHANT_TOKEN: &str = "test-merchant-token";
 impl Node {
     /// Starts `ordermill serve` on `dir` with `env` set, and waits until it serves.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Node {
+        let (node, lines) = Node::start_unread(dir, env);
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        node
+    }
+
+    /// [`Node::start`], but its log (stdout) is left to the caller: unread, the pipe fills.
+    pub fn start_unread(dir: &Path, env: &[(&str, &str)]) -> (Node, LogLines) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ordermill"))
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
             .arg(dir)
@@ -57,9 +68,7 @@ impl Node {
                 break log["listen"].as_str().unwrap().parse().unwrap();
             }
         };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Node { child, addr }
+        (Node { child, addr }, lines)
     }
 
     /// `http://ADDR{path}`.

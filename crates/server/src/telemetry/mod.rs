@@ -75,6 +75,13 @@ pub const DEALS_EXPIRED: &str = "ordermill_deals_expired_total";
 pub const CONSUMER_PAUSES: &str = "ordermill_consumer_pauses_total";
 /// Times this node rebuilt lost hot-stock counts from the store.
 pub const STOCK_REBUILDS: &str = "ordermill_stock_rebuilds_total";
+/// Log lines dropped because stdout did not take them as fast as they came.
+pub const LOG_LINES_DROPPED: &str = "ordermill_log_lines_dropped_total";
+
+/// Records how many log lines the process has dropped so far (the log writer counts them).
+pub fn log_lines_dropped(total: u64) {
+    counter!(LOG_LINES_DROPPED).absolute(total);
+}
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -127,6 +134,10 @@ fn describe() {
         "Times this node rebuilt the hot-stock counts from the store after the cache lost them."
     );
     describe_counter!(ORDERS_REJECTED, "Orders refused, by reason code.");
+    describe_counter!(
+        LOG_LINES_DROPPED,
+        "Log lines dropped because stdout did not take them as fast as they came (intake never waits for the log)."
+    );
     describe_histogram!(
         INTAKE_SECONDS,
         Unit::Seconds,
