@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{MERCHANT_TOKEN, Node};
+use support::Node;
 
 /// Each order logs two notifications (~250 bytes each in JSON): 800 orders are several times
 /// what a pipe buffers (64 KiB), which a log written by the request threads stalled within
@@ -22,13 +22,9 @@ async fn orders_are_taken_while_nobody_reads_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let (node, mut log) = Node::start_unread(dir.path(), &[]);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let created = client
-        .put(node.url("/api/products/a"))
-        .bearer_auth(MERCHANT_TOKEN)
-        .json(&json!({"name": "A", "price": "1.00", "stock": 100_000}))
-        .send()
-        .await
-        .unwrap();
+    let created = node
+        .put_product(&client, "a", json!({"name": "A", "price": "1.00", "stock": 100_000}))
+        .await;
     assert!(created.status().is_success(), "{}", created.status());
 
     let mut clients = tokio::task::JoinSet::new();

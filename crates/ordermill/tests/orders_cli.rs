@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{MERCHANT_TOKEN, Node};
+use support::Node;
 
 fn orders(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ordermill"))
@@ -38,13 +38,7 @@ async fn a_waiting_order_is_listed_and_cancelled_from_the_command_line() {
         ],
     );
     let client = reqwest::Client::new();
-    client
-        .put(node.url("/api/products/a"))
-        .bearer_auth(MERCHANT_TOKEN)
-        .json(&json!({"name": "A", "price": "1.00", "stock": 10}))
-        .send()
-        .await
-        .unwrap();
+    node.put_product(&client, "a", json!({"name": "A", "price": "1.00", "stock": 10})).await;
     let placed: Value = client
         .post(node.url("/api/orders"))
         .json(&json!({"customer_id": "c-1", "items": [{"sku": "a", "quantity": 4}]}))

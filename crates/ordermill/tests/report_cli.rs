@@ -31,13 +31,8 @@ async fn a_report_is_asked_for_waited_on_and_downloaded_from_the_command_line() 
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[]);
     let client = reqwest::Client::new();
-    client
-        .put(node.url("/api/products/crab"))
-        .bearer_auth(MERCHANT_TOKEN)
-        .json(&json!({"name": "大闸蟹", "price": "19.99", "stock": 10}))
-        .send()
-        .await
-        .unwrap();
+    node.put_product(&client, "crab", json!({"name": "大闸蟹", "price": "19.99", "stock": 10}))
+        .await;
     for customer in ["ann", "bo"] {
         let placed = client
             .post(node.url("/api/orders"))

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{MERCHANT_TOKEN, Node};
+use support::Node;
 
 fn status(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ordermill"))
@@ -26,13 +26,7 @@ async fn status_reports_readiness_orders_and_queues_of_the_nodes_it_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[("ORDERMILL_ADMIN_TOKEN", "s3cret")]);
     let client = reqwest::Client::new();
-    client
-        .put(node.url("/api/products/a"))
-        .bearer_auth(MERCHANT_TOKEN)
-        .json(&json!({"name": "A", "price": "1.00", "stock": 10}))
-        .send()
-        .await
-        .unwrap();
+    node.put_product(&client, "a", json!({"name": "A", "price": "1.00", "stock": 10})).await;
     for customer in ["c-1", "c-2", "c-3"] {
         let reply = client
             .post(node.url("/api/orders"))

@@ -71,6 +71,22 @@ impl Node {
         (Node { child, addr }, lines)
     }
 
+    /// Creates or replaces a product, as a merchant: `PUT /api/products/{sku}` with `body`.
+    pub async fn put_product(
+        &self,
+        client: &reqwest::Client,
+        sku: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        client
+            .put(self.url(&format!("/api/products/{sku}")))
+            .bearer_auth(MERCHANT_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `http://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

@@ -138,6 +138,8 @@ fn describe() {
         LOG_LINES_DROPPED,
         "Log lines dropped because stdout did not take them as fast as they came (intake never waits for the log)."
     );
+    // Shown from the start (at 0), not only from the log writer's first count a second later.
+    counter!(LOG_LINES_DROPPED).increment(0);
     describe_histogram!(
         INTAKE_SECONDS,
         Unit::Seconds,
