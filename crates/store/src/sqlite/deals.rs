@@ -27,7 +27,7 @@ pub(crate) fn create(conn: &mut Connection, deal: &Deal) -> Result<(), StoreErro
         "INSERT INTO deals (id, sku, deal_price_minor, group_size, created_at, expires_at, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
-            deal.id.to_string(),
+            deal.id.as_uuid().as_bytes(),
             deal.sku.as_str(),
             deal.deal_price.minor(),
             deal.group_size.get(),
@@ -48,7 +48,7 @@ pub(crate) fn load(conn: &Connection, id: DealId) -> Result<Option<Deal>, StoreE
              FROM deals WHERE id = ?1",
         )
         .and_then(|mut s| {
-            s.query_row([id.to_string()], |r| {
+            s.query_row([id.as_uuid().as_bytes()], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
@@ -69,15 +69,12 @@ pub(crate) fn load(conn: &Connection, id: DealId) -> Result<Option<Deal>, StoreE
         )
         .map_err(from_sqlite)?;
     let members = stmt
-        .query_map([id.to_string()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        .query_map([id.as_uuid().as_bytes()], |r| {
+            Ok((r.get::<_, String>(0)?, OrderId::from_uuid(r.get(1)?), r.get::<_, i64>(2)?))
         })
         .map_err(from_sqlite)?
-        .map(|row| {
-            let (customer, order, joined) = row.map_err(from_sqlite)?;
-            Ok((customer, OrderId::parse(&order).map_err(corrupt)?, joined))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(from_sqlite)?;
     let columns = DealColumns {
         id,
         sku,
@@ -102,10 +99,10 @@ pub(crate) fn due(
              ORDER BY expires_at LIMIT ?2",
         )
         .map_err(from_sqlite)?;
-    stmt.query_map(params![now.0, limit as i64], |r| r.get::<_, String>(0))
+    stmt.query_map(params![now.0, limit as i64], |r| r.get::<_, Uuid>(0).map(DealId::from_uuid))
         .map_err(from_sqlite)?
-        .map(|id| DealId::parse(&id.map_err(from_sqlite)?).map_err(corrupt))
-        .collect()
+        .collect::<Result<_, _>>()
+        .map_err(from_sqlite)
 }
 
 pub(crate) fn created(
@@ -118,13 +115,12 @@ pub(crate) fn created(
     let mut stmt = conn
         .prepare_cached("SELECT id FROM deals WHERE id >= ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3")
         .map_err(from_sqlite)?;
-    stmt.query_map(
-        params![low.hyphenated().to_string(), high.hyphenated().to_string(), i64::from(limit)],
-        |r| r.get::<_, String>(0),
-    )
+    stmt.query_map(params![low.as_bytes(), high.as_bytes(), i64::from(limit)], |r| {
+        r.get::<_, Uuid>(0).map(DealId::from_uuid)
+    })
     .map_err(from_sqlite)?
-    .map(|id| DealId::parse(&id.map_err(from_sqlite)?).map_err(corrupt))
-    .collect()
+    .collect::<Result<_, _>>()
+    .map_err(from_sqlite)
 }
 
 pub(crate) fn join(
@@ -142,7 +138,7 @@ pub(crate) fn join(
         // Dropping `tx` rolls back: nothing written.
         Err(refusal) => return Ok(JoinOutcome::Refused(refusal)),
     };
-    let order_id = order.id.to_string();
+    let order_id = order.id.as_uuid();
     let items =
         serde_json::to_string(&order.lines).expect("serializing validated order lines cannot fail");
     tx.prepare_cached(
@@ -151,7 +147,7 @@ pub(crate) fn join(
     )
     .and_then(|mut s| {
         s.execute(params![
-            order_id,
+            order_id.as_bytes(),
             order.customer_id.as_str(),
             order.status.as_str(),
             order.total.minor(),
@@ -175,12 +171,12 @@ pub(crate) fn join(
     }
     tx.execute(
         "INSERT INTO deal_members (deal_id, customer_id, order_id, joined_at) VALUES (?1, ?2, ?3, ?4)",
-        params![deal_id.to_string(), order.customer_id.as_str(), order_id, at.0],
+        params![deal_id.as_uuid().as_bytes(), order.customer_id.as_str(), order_id.as_bytes(), at.0],
     )
     .map_err(from_sqlite)?;
     let joined =
         OutboxEvent::deal_order(order, RoutingKey::DealJoined, deal_id, accepted.event_id, at);
-    insert_event(&tx, &order_id, &joined)?;
+    insert_event(&tx, order.id, &joined)?;
     let mut emitted = vec![joined];
     let mut completed = Vec::new();
     if admission == Admission::Completed {
@@ -212,7 +208,7 @@ pub(crate) fn expire(
 fn close(tx: &Transaction<'_>, deal: &Deal, at: UnixMillis) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE deals SET status = ?1, closed_at = ?2 WHERE id = ?3",
-        params![deal.status.as_str(), at.0, deal.id.to_string()],
+        params![deal.status.as_str(), at.0, deal.id.as_uuid().as_bytes()],
     )
     .map(drop)
     .map_err(from_sqlite)
@@ -232,10 +228,12 @@ fn settle_members(
     let mut changed = Vec::with_capacity(deal.members.len());
     let sql = format!("SELECT {} FROM orders WHERE id = ?1", rows::ORDER_COLUMNS);
     for (member, event_id) in settlements {
-        let order_id = member.order_id.to_string();
+        let order_id = member.order_id;
         let found = tx
             .prepare_cached(&sql)
-            .and_then(|mut s| s.query_row([&order_id], rows::order_state).optional())
+            .and_then(|mut s| {
+                s.query_row([order_id.as_uuid().as_bytes()], rows::order_state).optional()
+            })
             .map_err(from_sqlite)?
             .transpose()?;
         let Some((mut order, state)) = found else {
@@ -247,9 +245,9 @@ fn settle_members(
         let Some(settled) = deal.settle_member(&mut order, state, event_id, at) else {
             continue;
         };
-        write_state(tx, &order_id, &order, settled.next)?;
+        write_state(tx, order_id, &order, settled.next)?;
         for event in settled.emitted {
-            insert_event(tx, &order_id, &event)?;
+            insert_event(tx, order_id, &event)?;
             emitted.push(event);
         }
         changed.push(order);

@@ -35,9 +35,8 @@ pub(crate) fn apply_in(
     }
     for (id, order) in touched {
         if order.changed {
-            let id = id.to_string();
-            write_state(tx, &id, &order.order, order.state)?;
-            watch_deadline(tx, &id, &order.order, order.was)?;
+            write_state(tx, id, &order.order, order.state)?;
+            watch_deadline(tx, id, &order.order, order.was)?;
         }
     }
     {
@@ -58,7 +57,7 @@ pub(crate) fn apply_in(
 /// Writes an order's status, lifecycle state and history.
 pub(crate) fn write_state(
     tx: &Transaction<'_>,
-    order_id: &str,
+    order_id: OrderId,
     order: &ordermill_core::Order,
     state: ordermill_core::Lifecycle,
 ) -> Result<(), StoreError> {
@@ -75,7 +74,7 @@ pub(crate) fn write_state(
             rows::history_json(&order.history),
             awaited.map(|a| a.pay_by.0),
             awaited.map(|a| a.payment_url.as_str()),
-            order_id,
+            order_id.as_uuid().as_bytes(),
         ])
     })
     .map(drop)
@@ -85,7 +84,7 @@ pub(crate) fn write_state(
 /// Writes an event with its body to the outbox.
 pub(crate) fn insert_event(
     tx: &Transaction<'_>,
-    order_id: &str,
+    order_id: OrderId,
     event: &OutboxEvent,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
@@ -93,8 +92,8 @@ pub(crate) fn insert_event(
     )
     .and_then(|mut s| {
         s.execute(params![
-            event.event_id.hyphenated().to_string(),
-            order_id,
+            event.event_id.as_bytes(),
+            order_id.as_uuid().as_bytes(),
             event.routing_key.as_str(),
             event.payload,
             event.created_at.0
@@ -107,7 +106,7 @@ pub(crate) fn insert_event(
 /// Starts or stops watching `order`'s payment deadline, as its status moved from `was`.
 fn watch_deadline(
     tx: &Transaction<'_>,
-    order_id: &str,
+    order_id: OrderId,
     order: &ordermill_core::Order,
     was: OrderStatus,
 ) -> Result<(), StoreError> {
@@ -117,10 +116,10 @@ fn watch_deadline(
                 "INSERT INTO payment_deadlines (order_id, pay_by) VALUES (?1, ?2) \
                  ON CONFLICT DO NOTHING",
             )
-            .and_then(|mut s| s.execute(params![order_id, pay_by.0])),
+            .and_then(|mut s| s.execute(params![order_id.as_uuid().as_bytes(), pay_by.0])),
         Some(DeadlineChange::Forget) => tx
             .prepare_cached("DELETE FROM payment_deadlines WHERE order_id = ?1")
-            .and_then(|mut s| s.execute([order_id])),
+            .and_then(|mut s| s.execute([order_id.as_uuid().as_bytes()])),
         None => Ok(0),
     };
     result.map(drop).map_err(from_sqlite)
@@ -143,7 +142,7 @@ fn apply_one(
     stock_deltas: &mut HashMap<String, StockDelta>,
     touched: &mut HashMap<OrderId, Touched>,
 ) -> Result<EffectOutcome, StoreError> {
-    let event_id = effect.event_id.hyphenated().to_string();
+    let event_id = effect.event_id.as_bytes();
     let first_time = tx
         .prepare_cached("INSERT INTO processed_events (consumer, event_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
         .and_then(|mut s| s.execute(params![&*effect.consumer, event_id]))
@@ -154,7 +153,7 @@ fn apply_one(
     if effect.records_only() {
         return Ok(EffectOutcome::Recorded);
     }
-    let order_id = effect.order_id.to_string();
+    let order_id = effect.order_id.as_uuid();
     let order = match touched.entry(effect.order_id) {
         Entry::Occupied(seen) => seen.into_mut(),
         Entry::Vacant(first) => {
@@ -163,7 +162,7 @@ fn apply_one(
                     "SELECT {} FROM orders WHERE id = ?1",
                     rows::ORDER_COLUMNS
                 ))
-                .and_then(|mut s| s.query_row([&order_id], rows::order_state).optional())
+                .and_then(|mut s| s.query_row([order_id.as_bytes()], rows::order_state).optional())
                 .map_err(from_sqlite)?
                 .transpose()?;
             let Some((order, state)) = found else {
@@ -185,11 +184,11 @@ fn apply_one(
              ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
              event_id = excluded.event_id, at = excluded.at",
         )
-        .and_then(|mut s| s.execute(params![order_id, record.as_str(), event_id, effect.at.0]))
+        .and_then(|mut s| s.execute(params![order_id.as_bytes(), record.as_str(), event_id, effect.at.0]))
         .map_err(from_sqlite)?;
     }
     for event in &applied.emitted {
-        insert_event(tx, &order_id, event)?;
+        insert_event(tx, effect.order_id, event)?;
     }
     Ok(applied.into_outcome(&order.order))
 }

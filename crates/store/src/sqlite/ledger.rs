@@ -11,10 +11,6 @@ use uuid::Uuid;
 use super::error::from_sqlite;
 use super::rows;
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
 pub(crate) fn record_acks(
     conn: &mut Connection,
     acks: &[(Arc<str>, Uuid)],
@@ -40,11 +36,9 @@ pub(crate) fn record_acks_in(
         let mut done_retries = tx.prepare_cached("DELETE FROM bus_retries WHERE event_id = ?1")?;
         let mut done_dead =
             tx.prepare_cached("DELETE FROM bus_dead_letters WHERE event_id = ?1")?;
-        let finished_text: Vec<String> =
-            finished.iter().map(|id| id.hyphenated().to_string()).collect();
         for (queue, event) in acks {
             if !finished.contains(event) {
-                ack.execute(params![event.hyphenated().to_string(), &**queue])?;
+                ack.execute(params![event.as_bytes(), &**queue])?;
             }
         }
         // Ack rows (written for purges only: the embedded bus keeps consumers' acks in
@@ -59,7 +53,8 @@ pub(crate) fn record_acks_in(
         } else {
             (any("bus_acks")?, any("bus_retries")?, any("bus_dead_letters")?)
         };
-        for id in &finished_text {
+        for id in finished {
+            let id = id.as_bytes();
             done.execute([id])?;
             if acked {
                 done_acks.execute([id])?;
@@ -88,7 +83,7 @@ pub(crate) fn record_retry(
          ON CONFLICT (queue, event_id) DO UPDATE SET attempts = excluded.attempts,
              not_before = excluded.not_before, error = excluded.error",
     )?
-    .execute(params![queue, event.hyphenated().to_string(), attempts, not_before.0, error])
+    .execute(params![queue, event.as_bytes(), attempts, not_before.0, error])
     .map(drop)
 }
 
@@ -101,7 +96,7 @@ pub(crate) fn record_dead(
     at: UnixMillis,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let id = event.hyphenated().to_string();
+    let id = event.as_bytes();
     tx.execute(
         "INSERT INTO bus_dead_letters (queue, event_id, attempts, error, died_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (queue, event_id) DO UPDATE SET attempts = excluded.attempts,
@@ -124,7 +119,7 @@ pub(crate) fn clear_dead(
         let mut retry =
             tx.prepare_cached("DELETE FROM bus_retries WHERE queue = ?1 AND event_id = ?2")?;
         for event in events {
-            let id = event.hyphenated().to_string();
+            let id = event.as_bytes();
             dead.execute(params![queue, id])?;
             retry.execute(params![queue, id])?;
         }
@@ -137,11 +132,11 @@ fn by_event<T>(
     conn: &Connection,
     sql: &str,
     value: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> Result<HashMap<String, Vec<T>>, StoreError> {
-    let mut grouped: HashMap<String, Vec<T>> = HashMap::new();
+) -> Result<HashMap<Uuid, Vec<T>>, StoreError> {
+    let mut grouped: HashMap<Uuid, Vec<T>> = HashMap::new();
     let mut stmt = conn.prepare(sql).map_err(from_sqlite)?;
     let rows =
-        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, value(r)?))).map_err(from_sqlite)?;
+        stmt.query_map([], |r| Ok((r.get::<_, Uuid>(0)?, value(r)?))).map_err(from_sqlite)?;
     for row in rows {
         let (event, v) = row.map_err(from_sqlite)?;
         grouped.entry(event).or_default().push(v);
@@ -177,10 +172,9 @@ pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<LedgerEntry>, StoreErr
     let mut rows_iter = stmt.query([]).map_err(from_sqlite)?;
     let mut out = Vec::new();
     while let Some(row) = rows_iter.next().map_err(from_sqlite)? {
-        let event_text: String = row.get(0).map_err(from_sqlite)?;
+        let event_id: Uuid = row.get(0).map_err(from_sqlite)?;
         let key: String = row.get(1).map_err(from_sqlite)?;
         let payload: Option<String> = row.get(2).map_err(from_sqlite)?;
-        let event_id = Uuid::try_parse(&event_text).map_err(corrupt)?;
         let payload = match payload {
             Some(payload) => payload,
             None => {
@@ -194,9 +188,9 @@ pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<LedgerEntry>, StoreErr
                 routing_key: Arc::from(key),
                 payload: Arc::from(payload),
             },
-            acked: acked.remove(&event_text).unwrap_or_default(),
-            retries: retries.remove(&event_text).unwrap_or_default(),
-            dead: dead.remove(&event_text).unwrap_or_default(),
+            acked: acked.remove(&event_id).unwrap_or_default(),
+            retries: retries.remove(&event_id).unwrap_or_default(),
+            dead: dead.remove(&event_id).unwrap_or_default(),
         });
     }
     Ok(out)

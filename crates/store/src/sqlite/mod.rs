@@ -11,6 +11,8 @@ mod ledger;
 mod reports;
 mod rows;
 mod schema;
+#[cfg(test)]
+mod upgrade_tests;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -162,10 +164,12 @@ impl SqliteStore {
         .map_err(|error| StoreError::Unavailable(format!("read task failed: {error}")))?
     }
 
-    async fn read_order(&self, sql: String, key: String) -> Result<Option<Order>, StoreError> {
+    async fn read_order(&self, sql: String, id: OrderId) -> Result<Option<Order>, StoreError> {
         self.read(move |conn| {
             conn.prepare_cached(&sql)
-                .and_then(|mut stmt| stmt.query_row([key], rows::order_state).optional())
+                .and_then(|mut stmt| {
+                    stmt.query_row([id.as_uuid().as_bytes()], rows::order_state).optional()
+                })
                 .map_err(from_sqlite)?
                 .transpose()
                 .map(|found| found.map(|(order, _)| order))
@@ -216,7 +220,7 @@ impl OrderStore for SqliteStore {
 
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         let sql = format!("SELECT {} FROM orders WHERE id = ?1", rows::ORDER_COLUMNS);
-        self.read_order(sql, id.to_string()).await
+        self.read_order(sql, id).await
     }
 
     async fn find_by_idempotency_key(
@@ -249,18 +253,18 @@ impl OrderStore for SqliteStore {
         before: Option<OrderId>,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
-        // Ids are UUIDv7 text: their order is creation order. The newest id sorts below
-        // every "before" bound of a real page, so no bound is the same query.
+        // Ids are UUIDv7: their byte order is creation order. Every id sorts below the
+        // largest UUID, so no bound is the same query.
         let sql = format!(
             "SELECT {} FROM orders WHERE customer_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
             rows::ORDER_COLUMNS
         );
         let customer = customer.as_str().to_owned();
-        let before = before.map_or_else(|| "g".to_owned(), |id| id.to_string());
+        let before = before.map_or(Uuid::max(), |id| id.as_uuid());
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(from_sqlite)?;
             let rows = stmt
-                .query_map(rusqlite::params![customer, before, i64::from(limit)], rows::order_state)
+                .query_map(rusqlite::params![customer, before.as_bytes(), i64::from(limit)], rows::order_state)
                 .map_err(from_sqlite)?;
             rows.map(|row| row.map_err(from_sqlite)?.map(|(order, _)| order)).collect()
         })
@@ -275,12 +279,11 @@ impl OrderStore for SqliteStore {
             rows::ORDER_COLUMNS
         );
         let (low, high) = query.id_range();
-        let (low, high) = (low.hyphenated().to_string(), high.hyphenated().to_string());
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(from_sqlite)?;
             let rows = stmt
                 .query_map(
-                    rusqlite::params![value, low, high, i64::from(query.limit)],
+                    rusqlite::params![value, low.as_bytes(), high.as_bytes(), i64::from(query.limit)],
                     rows::order_state,
                 )
                 .map_err(from_sqlite)?;
@@ -297,14 +300,12 @@ impl OrderStore for SqliteStore {
                      ORDER BY pay_by LIMIT ?2",
                 )
                 .map_err(from_sqlite)?;
-            let ids = stmt
-                .query_map(rusqlite::params![now.0, i64::from(limit)], |row| {
-                    row.get::<_, String>(0)
-                })
-                .map_err(from_sqlite)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(from_sqlite)?;
-            ids.iter().map(|id| OrderId::parse(id).map_err(crate::decode::corrupt)).collect()
+            stmt.query_map(rusqlite::params![now.0, i64::from(limit)], |row| {
+                row.get::<_, Uuid>(0).map(OrderId::from_uuid)
+            })
+            .map_err(from_sqlite)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(from_sqlite)
         })
         .await
     }
@@ -333,7 +334,7 @@ impl OrderStore for SqliteStore {
             let mut done = Vec::new();
             for event in events {
                 if stmt
-                    .exists(rusqlite::params![consumer, event.hyphenated().to_string()])
+                    .exists(rusqlite::params![consumer, event.as_bytes()])
                     .map_err(from_sqlite)?
                 {
                     done.push(event);

@@ -7,7 +7,7 @@ pub(crate) const ORDER_COLUMNS: &str = "id, customer_id, status, total_minor, it
      idempotency_key, stock_state, payment_state, history, pay_by, payment_url";
 
 pub(crate) use crate::decode::history_json;
-use crate::decode::{OrderColumns, corrupt};
+use crate::decode::OrderColumns;
 
 pub(crate) const PRODUCT_COLUMNS: &str = "sku, name, price_minor, stock, reserved";
 
@@ -32,13 +32,8 @@ pub(crate) fn order_state_at(
     row: &rusqlite::Row<'_>,
     base: usize,
 ) -> rusqlite::Result<Result<(Order, Lifecycle), StoreError>> {
-    let id: String = row.get(base)?;
-    let id = match OrderId::parse(&id) {
-        Ok(id) => id,
-        Err(error) => return Ok(Err(corrupt(error))),
-    };
     Ok(OrderColumns {
-        id,
+        id: OrderId::from_uuid(row.get(base)?),
         customer_id: row.get(base + 1)?,
         status: row.get(base + 2)?,
         total_minor: row.get(base + 3)?,

@@ -150,6 +150,152 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX reports_waiting ON reports (touched_at) WHERE status IN ('queued', 'running');
     CREATE INDEX reports_expiring ON reports (expires_at) WHERE expires_at IS NOT NULL;
     "#,
+    // 6: order, event and deal ids as their 16 bytes instead of 36 characters of text, in every
+    // key and every index that holds one (each order's rows carry about ten of them). UUIDv7
+    // bytes sort as their text did, so ranges and "newest first" read the same. STRICT BLOB
+    // columns refuse a text id outright. SQLite cannot change a column's type in place: each
+    // table is copied into its new shape. Reports keep text ids: one row per report, off the
+    // order path.
+    r#"
+    CREATE TABLE orders_v6 (
+        id               BLOB PRIMARY KEY,
+        customer_id      TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        total_minor      INTEGER NOT NULL,
+        items            TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        idempotency_key  TEXT,
+        stock_state      TEXT NOT NULL DEFAULT 'held',
+        payment_state    TEXT NOT NULL DEFAULT 'pending',
+        history          TEXT,
+        pay_by           INTEGER,
+        payment_url      TEXT
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO orders_v6
+        SELECT unhex(replace(id, '-', '')), customer_id, status, total_minor, items, created_at,
+               idempotency_key, stock_state, payment_state, history, pay_by, payment_url
+        FROM orders;
+    DROP TABLE orders;
+    ALTER TABLE orders_v6 RENAME TO orders;
+    CREATE INDEX orders_by_customer ON orders (customer_id, id);
+    CREATE UNIQUE INDEX orders_idempotency_key ON orders (customer_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+
+    CREATE TABLE outbox_v6 (
+        event_id     BLOB PRIMARY KEY,
+        order_id     BLOB NOT NULL,
+        routing_key  TEXT NOT NULL,
+        payload      TEXT,
+        created_at   INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO outbox_v6
+        SELECT unhex(replace(event_id, '-', '')), unhex(replace(order_id, '-', '')), routing_key,
+               payload, created_at
+        FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v6 RENAME TO outbox;
+
+    CREATE TABLE bus_acks_v6 (
+        event_id  BLOB NOT NULL,
+        queue     TEXT NOT NULL,
+        PRIMARY KEY (event_id, queue)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO bus_acks_v6 SELECT unhex(replace(event_id, '-', '')), queue FROM bus_acks;
+    DROP TABLE bus_acks;
+    ALTER TABLE bus_acks_v6 RENAME TO bus_acks;
+
+    CREATE TABLE bus_retries_v6 (
+        queue       TEXT NOT NULL,
+        event_id    BLOB NOT NULL,
+        attempts    INTEGER NOT NULL,
+        not_before  INTEGER NOT NULL,
+        error       TEXT NOT NULL,
+        PRIMARY KEY (queue, event_id)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO bus_retries_v6
+        SELECT queue, unhex(replace(event_id, '-', '')), attempts, not_before, error
+        FROM bus_retries;
+    DROP TABLE bus_retries;
+    ALTER TABLE bus_retries_v6 RENAME TO bus_retries;
+
+    CREATE TABLE bus_dead_letters_v6 (
+        queue     TEXT NOT NULL,
+        event_id  BLOB NOT NULL,
+        attempts  INTEGER NOT NULL,
+        error     TEXT NOT NULL,
+        died_at   INTEGER NOT NULL,
+        PRIMARY KEY (queue, event_id)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO bus_dead_letters_v6
+        SELECT queue, unhex(replace(event_id, '-', '')), attempts, error, died_at
+        FROM bus_dead_letters;
+    DROP TABLE bus_dead_letters;
+    ALTER TABLE bus_dead_letters_v6 RENAME TO bus_dead_letters;
+
+    CREATE TABLE processed_events_v6 (
+        consumer  TEXT NOT NULL,
+        event_id  BLOB NOT NULL,
+        PRIMARY KEY (consumer, event_id)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO processed_events_v6
+        SELECT consumer, unhex(replace(event_id, '-', '')) FROM processed_events;
+    DROP TABLE processed_events;
+    ALTER TABLE processed_events_v6 RENAME TO processed_events;
+
+    CREATE TABLE payments_v6 (
+        order_id  BLOB PRIMARY KEY,
+        status    TEXT NOT NULL,
+        event_id  BLOB NOT NULL,
+        at        INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO payments_v6
+        SELECT unhex(replace(order_id, '-', '')), status, unhex(replace(event_id, '-', '')), at
+        FROM payments;
+    DROP TABLE payments;
+    ALTER TABLE payments_v6 RENAME TO payments;
+
+    CREATE TABLE deals_v6 (
+        id                BLOB PRIMARY KEY,
+        sku               TEXT NOT NULL,
+        deal_price_minor  INTEGER NOT NULL CHECK (deal_price_minor >= 0),
+        group_size        INTEGER NOT NULL CHECK (group_size >= 2),
+        created_at        INTEGER NOT NULL,
+        expires_at        INTEGER NOT NULL,
+        status            TEXT NOT NULL,
+        closed_at         INTEGER
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO deals_v6
+        SELECT unhex(replace(id, '-', '')), sku, deal_price_minor, group_size, created_at,
+               expires_at, status, closed_at
+        FROM deals;
+    DROP TABLE deals;
+    ALTER TABLE deals_v6 RENAME TO deals;
+    CREATE INDEX deals_open_by_deadline ON deals (expires_at) WHERE status = 'open';
+
+    CREATE TABLE deal_members_v6 (
+        deal_id      BLOB NOT NULL,
+        customer_id  TEXT NOT NULL,
+        order_id     BLOB NOT NULL,
+        joined_at    INTEGER NOT NULL,
+        PRIMARY KEY (deal_id, customer_id)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO deal_members_v6
+        SELECT unhex(replace(deal_id, '-', '')), customer_id, unhex(replace(order_id, '-', '')),
+               joined_at
+        FROM deal_members;
+    DROP TABLE deal_members;
+    ALTER TABLE deal_members_v6 RENAME TO deal_members;
+
+    CREATE TABLE payment_deadlines_v6 (
+        order_id  BLOB PRIMARY KEY,
+        pay_by    INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO payment_deadlines_v6
+        SELECT unhex(replace(order_id, '-', '')), pay_by FROM payment_deadlines;
+    DROP TABLE payment_deadlines;
+    ALTER TABLE payment_deadlines_v6 RENAME TO payment_deadlines;
+    CREATE INDEX payment_deadlines_by_time ON payment_deadlines (pay_by);
+    "#,
 ];
 
 /// Brings the database to the latest schema.
@@ -157,8 +303,14 @@ const MIGRATIONS: &[&str] = &[
 /// # Errors
 /// When a migration fails; the failing migration's transaction is rolled back.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// [`migrate`], stopping at schema version `target` (tests build older data dirs with it).
+pub(super) fn migrate_to(conn: &mut Connection, target: usize) -> rusqlite::Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+    let pending = MIGRATIONS.iter().enumerate().take(target).skip(current.max(0) as usize);
+    for (version, sql) in pending {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version as i64 + 1)?;

@@ -337,7 +337,7 @@ fn execute(conn: &mut Connection, command: Command) {
         Command::ForgetKey { order, reply } => {
             let result = conn
                 .prepare_cached("UPDATE orders SET idempotency_key = NULL WHERE id = ?1")
-                .and_then(|mut stmt| stmt.execute([order.to_string()]))
+                .and_then(|mut stmt| stmt.execute([order.as_uuid().as_bytes()]))
                 .map(drop)
                 .map_err(from_sqlite);
             let _ = reply.send(result);
@@ -405,15 +405,12 @@ fn commit_orders_tx(
             "INSERT INTO outbox (event_id, order_id, routing_key, created_at)
              VALUES (?1, ?2, ?3, ?4)",
         )?;
-        let mut id = String::with_capacity(36);
         for AcceptedOrder { order, event_id } in batch {
-            id.clear();
-            use std::fmt::Write;
-            let _ = write!(id, "{}", order.id);
+            let id = order.id.as_uuid();
             let items = serde_json::to_string(&order.lines)
                 .expect("serializing validated order lines cannot fail");
             insert_order.execute(params![
-                id,
+                id.as_bytes(),
                 order.customer_id.as_str(),
                 order.status.as_str(),
                 order.total.minor(),
@@ -422,8 +419,8 @@ fn commit_orders_tx(
                 order.idempotency_key.as_ref().map(|k| k.as_str()),
             ])?;
             insert_event.execute(params![
-                event_id.hyphenated().to_string(),
-                id,
+                event_id.as_bytes(),
+                id.as_bytes(),
                 RoutingKey::OrderCreated.as_str(),
                 order.created_at.0,
             ])?;
