@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Single-order intake vs the ceiling, in the same run, with wrk on the same machine.
 # Usage: scripts/bench/intake.sh [duration=20s] [connections=64]
-# Needs: a release build (cargo build --release) and wrk (apt-get install wrk).
+# Needs: a release build (cargo build --release; BIN=path picks another binary) and wrk
+# (apt-get install wrk).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${1:-20s}
 conns=${2:-64}
-bin=target/release/ordermill
+bin=${BIN:-target/release/ordermill}
 data=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
 

@@ -184,7 +184,9 @@ fn apply_one(
              ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
              event_id = excluded.event_id, at = excluded.at",
         )
-        .and_then(|mut s| s.execute(params![order_id.as_bytes(), record.as_str(), event_id, effect.at.0]))
+        .and_then(|mut s| {
+            s.execute(params![order_id.as_bytes(), record.as_str(), event_id, effect.at.0])
+        })
         .map_err(from_sqlite)?;
     }
     for event in &applied.emitted {

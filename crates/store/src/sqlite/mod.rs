@@ -86,6 +86,14 @@ impl SqliteStore {
         // of WAL instead of every 4 MiB does far less work per order.
         conn.pragma_update(None, "wal_autocheckpoint", 8_192).map_err(from_sqlite)?;
         conn.set_prepared_statement_cache_capacity(32);
+        if let Some(version) = schema::newer_than_known(&conn).map_err(from_sqlite)? {
+            return Err(StoreError::Unavailable(format!(
+                "{} has schema version {version}, written by a newer ordermill (this one knows up \
+                 to {}): run that release, or restore a backup taken before the upgrade",
+                path.display(),
+                schema::latest()
+            )));
+        }
         schema::migrate(&mut conn).map_err(from_sqlite)?;
 
         // Bounded: callers wait for room instead of queueing without limit behind a writer
@@ -264,7 +272,10 @@ impl OrderStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(from_sqlite)?;
             let rows = stmt
-                .query_map(rusqlite::params![customer, before.as_bytes(), i64::from(limit)], rows::order_state)
+                .query_map(
+                    rusqlite::params![customer, before.as_bytes(), i64::from(limit)],
+                    rows::order_state,
+                )
                 .map_err(from_sqlite)?;
             rows.map(|row| row.map_err(from_sqlite)?.map(|(order, _)| order)).collect()
         })
@@ -283,7 +294,12 @@ impl OrderStore for SqliteStore {
             let mut stmt = conn.prepare_cached(&sql).map_err(from_sqlite)?;
             let rows = stmt
                 .query_map(
-                    rusqlite::params![value, low.as_bytes(), high.as_bytes(), i64::from(query.limit)],
+                    rusqlite::params![
+                        value,
+                        low.as_bytes(),
+                        high.as_bytes(),
+                        i64::from(query.limit)
+                    ],
                     rows::order_state,
                 )
                 .map_err(from_sqlite)?;

@@ -238,9 +238,7 @@ pub(crate) fn count_orders(
     let (low, high) = crate::decode::id_bounds(from, to);
     let n: i64 = conn
         .prepare_cached("SELECT count(*) FROM orders WHERE id >= ?1 AND id < ?2")
-        .and_then(|mut s| {
-            s.query_row(params![low.as_bytes(), high.as_bytes()], |r| r.get(0))
-        })
+        .and_then(|mut s| s.query_row(params![low.as_bytes(), high.as_bytes()], |r| r.get(0)))
         .map_err(from_sqlite)?;
     Ok(n.max(0).unsigned_abs())
 }

@@ -6,8 +6,8 @@ use ordermill_core::{Lifecycle, Order, OrderId, Product};
 pub(crate) const ORDER_COLUMNS: &str = "id, customer_id, status, total_minor, items, created_at, \
      idempotency_key, stock_state, payment_state, history, pay_by, payment_url";
 
-pub(crate) use crate::decode::history_json;
 use crate::decode::OrderColumns;
+pub(crate) use crate::decode::history_json;
 
 pub(crate) const PRODUCT_COLUMNS: &str = "sku, name, price_minor, stock, reserved";
 

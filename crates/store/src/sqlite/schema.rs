@@ -306,11 +306,25 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     migrate_to(conn, MIGRATIONS.len())
 }
 
+/// The schema version of a data dir written by a newer release than this one, which this
+/// release must not touch (its statements would not match the tables).
+pub(super) fn newer_than_known(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    Ok((current > MIGRATIONS.len() as i64).then_some(current))
+}
+
+/// The latest schema version this release knows.
+pub(super) fn latest() -> usize {
+    MIGRATIONS.len()
+}
+
 /// [`migrate`], stopping at schema version `target` (tests build older data dirs with it).
 pub(super) fn migrate_to(conn: &mut Connection, target: usize) -> rusqlite::Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let pending = MIGRATIONS.iter().enumerate().take(target).skip(current.max(0) as usize);
     for (version, sql) in pending {
+        // Some copy whole tables (6: ~9 s per million orders): say so before the pause.
+        tracing::info!(version = version + 1, "Applying SQLite schema migration.");
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version as i64 + 1)?;

@@ -1,5 +1,6 @@
-//! A data dir written before ids were stored as 16 bytes (schema 5) reads the same after the
-//! upgrade: every id converted, nothing lost, the upgraded file used as a new one would be.
+//! Data dirs written by other releases: one from before ids were stored as 16 bytes (schema
+//! 5) reads the same after the upgrade (every id converted, nothing lost, the upgraded file
+//! used as a new one would be); one from a newer release is refused and left untouched.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -123,7 +124,8 @@ async fn a_schema_5_data_dir_reads_the_same_after_ids_become_bytes() {
 
     let deal = store.get_deal(fixture.deal).await.unwrap().unwrap();
     assert_eq!(deal.members.iter().map(|m| m.order_id).collect::<Vec<OrderId>>(), [order.id]);
-    let created = store.deals_created((UnixMillis(0), UnixMillis(1 << 47)), None, 10).await.unwrap();
+    let created =
+        store.deals_created((UnixMillis(0), UnixMillis(1 << 47)), None, 10).await.unwrap();
     assert_eq!(created, [fixture.deal]);
 
     let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
@@ -143,9 +145,11 @@ async fn a_schema_5_data_dir_reads_the_same_after_ids_become_bytes() {
         ("deal_members", "order_id"),
     ] {
         let shape: (String, i64) = conn
-            .query_row(&format!("SELECT typeof({column}), length({column}) FROM {table}"), [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                &format!("SELECT typeof({column}), length({column}) FROM {table}"),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
         assert_eq!(shape, ("blob".to_owned(), 16), "{table}.{column}");
     }
@@ -168,4 +172,23 @@ async fn a_schema_5_data_dir_reads_the_same_after_ids_become_bytes() {
         .query_row("SELECT count(*) FROM orders WHERE typeof(id) != 'blob'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(text_ids, 0);
+}
+
+#[test]
+fn a_data_dir_from_a_newer_release_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    let conn = Connection::open(&path).unwrap();
+    let newer = schema::latest() as i64 + 1;
+    conn.pragma_update(None, "user_version", newer).unwrap();
+    drop(conn);
+
+    let Err(error) = SqliteStore::open(dir.path()) else { panic!("a newer schema was opened") };
+    let message = error.to_string();
+    assert!(message.contains("newer ordermill"), "{message}");
+    assert!(message.contains(&format!("schema version {newer}")), "{message}");
+    let conn = Connection::open(&path).unwrap();
+    let tables: i64 =
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0)).unwrap();
+    assert_eq!(tables, 0, "nothing created in a file this release does not know");
 }
