@@ -4,14 +4,14 @@
 # (closed loop, same run), the overload's accepted and shed answers with their latencies
 # (2xx only / 503 only), the server's memory before, at peak and after, and how long after the
 # load stopped the first new order was accepted again.
-# Usage: [WARMUP=3] [ORDERMILL_HTTP__MAX_IN_FLIGHT=N] scripts/bench/overload.sh [duration=15s] [connections=2000]
+# Usage: [BIN=path] [WARMUP=3] [ORDERMILL_HTTP__MAX_IN_FLIGHT=N] scripts/bench/overload.sh [duration=15s] [connections=2000]
 # Needs: a release build (cargo build --release), python3, curl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${1:-15s}
 conns=${2:-2000}
 WARMUP=${WARMUP:-3}  # seconds of unmeasured overload before the measured run
-bin=target/release/ordermill
+bin=${BIN:-target/release/ordermill}
 port=18082
 ulimit -n "$(ulimit -Hn)"  # 2,000 connections on each side need more than the usual 1024
 data=$(mktemp -d)

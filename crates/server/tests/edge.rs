@@ -82,6 +82,10 @@ async fn an_order_that_waited_past_max_queue_wait_is_shed_at_once_and_not_writte
     assert!(shed.body["error"]["message"].as_str().unwrap().contains("http.max_queue_wait"));
     assert_eq!(app.available("tea").await, 10, "nothing held");
     assert_eq!(app.count("SELECT count(*) FROM orders"), 0, "nothing written");
+    // Refused before its body is read: under overload most requests are refusals, and none
+    // may cost the parsing and validation an accepted order needs.
+    let unread = app.post_raw("/api/orders", "{this is not json").await;
+    assert_eq!((unread.status, unread.code()), (503, "overloaded"), "{:?}", unread.body);
     let batch = app
         .post(
             "/api/orders/batch",

@@ -338,9 +338,14 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // Admitted before the body is read: a saturated node's refusal costs no parsing.
+    let admission = state.intake.admit(arrived).map_err(|e| {
+        state.intake.count_rejected(e.code());
+        ApiError::from(e)
+    })?;
     let input = parse_one(&caller, body, &headers)
         .inspect_err(|e| state.intake.count_rejected(e.code()))?;
-    let placed = state.intake.place(input, arrived).await?;
+    let placed = state.intake.place(input, admission, arrived).await?;
     Ok(created(&placed))
 }
 
@@ -437,7 +442,15 @@ pub(super) async fn create_batch(
             }
         }
     }
-    let mut placed = state.intake.place_many(inputs, arrived).await.into_iter();
+    // Admitted after parsing, unlike a single order: a refusal is counted once per order.
+    let mut placed = match state.intake.admit(arrived) {
+        Ok(admission) => state.intake.place_many(inputs, admission, arrived).await,
+        Err(error) => {
+            inputs.iter().for_each(|_| state.intake.count_rejected(error.code()));
+            inputs.iter().map(|_| Err(error.clone())).collect()
+        }
+    }
+    .into_iter();
     let outcomes: Vec<Result<Placed, ApiError>> = refused
         .into_iter()
         .map(|refusal| match refusal {

@@ -205,12 +205,15 @@ pub struct Intake {
     max_in_flight: usize,
 }
 
-/// Counts one order request in flight for as long as it lives.
-struct InFlight<'a>(&'a AtomicUsize);
+/// A request's place among the order requests this node works on, held from before its body
+/// is read until it is answered. Taken first ([`Intake::admit`]) so that a saturated node
+/// refuses in microseconds: under overload most requests are refusals, and each one's
+/// parsing, validation and task would take CPU from the orders being accepted.
+pub struct Admission(Arc<Intake>);
 
-impl Drop for InFlight<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, AtomicOrdering::Relaxed);
+        self.0.in_flight.fetch_sub(1, AtomicOrdering::Relaxed);
     }
 }
 
@@ -249,16 +252,47 @@ impl Intake {
         self.metrics.rejected(reason);
     }
 
-    /// Places one order; returns once it is durable (or refused).
+    /// Takes a place for an order request that reached the node at `arrived`, or refuses it
+    /// at once, nothing reserved: when `http.max_in_flight` requests are already in progress
+    /// (the ones in flight stay within their wait, and the refused client is told now instead
+    /// of queueing behind them where no arrival stamp can see its wait), when it already
+    /// waited past `http.max_queue_wait`, or when the bus is `max_backlog` messages behind.
+    /// Requests, not orders, are counted: a batch of 1,000 is one client waiting, and must not
+    /// be refused for its size alone.
+    ///
+    /// # Errors
+    /// [`IntakeError::Full`], [`IntakeError::Shed`] or [`IntakeError::Overloaded`].
+    pub fn admit(self: &Arc<Self>, arrived: Instant) -> Result<Admission, IntakeError> {
+        let before = self.in_flight.fetch_add(1, AtomicOrdering::Relaxed);
+        let admission = Admission(self.clone());
+        if self.max_in_flight > 0 && before >= self.max_in_flight {
+            return Err(IntakeError::Full { limit: self.max_in_flight });
+        }
+        let waited = arrived.elapsed();
+        if waited > self.max_queue_wait {
+            return Err(IntakeError::Shed { waited });
+        }
+        // Peak shaving: the bus absorbs bursts up to a bound; past it, refuse at once rather
+        // than grow the backlog (and memory) without limit.
+        let backlog = self.bus.backlog_hint();
+        if backlog > self.max_backlog {
+            return Err(IntakeError::Overloaded { backlog, limit: self.max_backlog });
+        }
+        Ok(admission)
+    }
+
+    /// Places one order admitted by [`Intake::admit`]; returns once it is durable (or
+    /// refused).
     ///
     /// # Errors
     /// See [`IntakeError`]; on any error nothing is written and no stock stays reserved.
     pub async fn place(
         self: &Arc<Self>,
         input: OrderInput,
+        admission: Admission,
         arrived: Instant,
     ) -> Result<Placed, IntakeError> {
-        self.place_many(vec![Ok(input)], arrived)
+        self.place_many(vec![Ok(input)], admission, arrived)
             .await
             .pop()
             .unwrap_or_else(|| Err(IntakeError::Unavailable("no result for the order".into())))
@@ -270,12 +304,18 @@ impl Intake {
     pub async fn place_many(
         self: &Arc<Self>,
         inputs: Vec<Result<OrderInput, ValidationError>>,
+        admission: Admission,
         arrived: Instant,
     ) -> Vec<Result<Placed, IntakeError>> {
         let this = self.clone();
         let count = inputs.len();
         // Spawned so that a dropped request future cannot strand reservations (see module doc).
-        match tokio::spawn(async move { this.place_all(inputs, arrived).await }).await {
+        let task = async move {
+            let results = this.place_all(inputs, arrived).await;
+            drop(admission);
+            results
+        };
+        match tokio::spawn(task).await {
             Ok(results) => results,
             Err(join) => {
                 tracing::error!(error = %join, "Intake task failed.");
@@ -292,31 +332,10 @@ impl Intake {
         arrived: Instant,
     ) -> Vec<Result<Placed, IntakeError>> {
         let started = Instant::now();
+        // Admitted, but the task may have waited for a worker thread since.
         let waited = arrived.elapsed();
-        // Requests, not orders: a batch of 1,000 is one client waiting, and must not be
-        // refused for its size alone.
-        let before = self.in_flight.fetch_add(1, AtomicOrdering::Relaxed);
-        let _in_flight = InFlight(&self.in_flight);
-        // A full house sheds at once, before anything is reserved: the requests already in
-        // flight stay within their wait, and a refused client is told in microseconds
-        // instead of queueing behind them (where no arrival stamp can see its wait).
-        let full = self.max_in_flight > 0 && before >= self.max_in_flight;
-        if waited > self.max_queue_wait || full {
-            let error = if full {
-                IntakeError::Full { limit: self.max_in_flight }
-            } else {
-                IntakeError::Shed { waited }
-            };
-            for _ in &inputs {
-                self.metrics.rejected(error.code());
-            }
-            return inputs.iter().map(|_| Err(error.clone())).collect();
-        }
-        // Peak shaving: the bus absorbs bursts up to a bound; past it, refuse at once rather
-        // than grow the backlog (and memory) without limit.
-        let backlog = self.bus.backlog_hint();
-        if backlog > self.max_backlog {
-            let error = IntakeError::Overloaded { backlog, limit: self.max_backlog };
+        if waited > self.max_queue_wait {
+            let error = IntakeError::Shed { waited };
             for _ in &inputs {
                 self.metrics.rejected(error.code());
             }
