@@ -24,6 +24,7 @@ mod decode;
 pub mod files;
 pub mod mysql;
 pub mod partitions;
+mod pool;
 pub mod postgres;
 pub mod report_contract;
 pub mod shared_contract;

@@ -468,3 +468,32 @@ async fn a_batch_chosen_as_a_deadlock_victim_is_run_again_and_lands_once() {
     let o1 = store.get_product(&Sku::parse("o1").unwrap()).await.unwrap().unwrap();
     assert_eq!((o1.stock.get(), o1.reserved), (1_000_000 - 1, 0), "deducted exactly once");
 }
+
+/// Pooled connections are pinged only after an idle spell (not before every transaction), so
+/// one the server dropped while the pool sat idle — a restart, `wait_timeout` — is found and
+/// replaced before a transaction uses it.
+#[tokio::test]
+async fn a_connection_the_server_dropped_while_idle_is_replaced_before_use() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    let store = db.migrated_store().await;
+    store.load_products().await.unwrap();
+
+    let mut admin = db.raw().await;
+    let ours: u64 =
+        sqlx::query_scalar("SELECT CONNECTION_ID()").fetch_one(&mut admin).await.unwrap();
+    let pooled: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> ?",
+    )
+    .bind(&db.name)
+    .bind(ours)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!pooled.is_empty(), "the pool had a connection to drop");
+    for id in pooled {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL {id}"))).execute(&mut admin).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    store.load_products().await.expect("the dead idle connection was replaced, not used");
+}

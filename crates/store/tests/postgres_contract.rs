@@ -433,3 +433,44 @@ async fn the_store_holds_every_node_to_a_per_customer_limit() {
     )
     .await;
 }
+
+/// Pooled connections are pinged only after an idle spell (not before every transaction), so
+/// one the server dropped while the pool sat idle — a restart, an idle timeout — is found and
+/// replaced before a transaction uses it.
+#[tokio::test]
+async fn a_connection_the_server_dropped_while_idle_is_replaced_before_use() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    schema.migrated_store().await;
+    let app = format!("om_idle_{}", Uuid::now_v7().simple());
+    let marked =
+        format!("{url}{}application_name={app}", if url.contains('?') { '&' } else { '?' });
+    let store = PostgresStore::connect(&marked, Some(&schema.name), 4).await.unwrap();
+    store.load_products().await.unwrap();
+
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = $1) AS t",
+    )
+    .bind(&app)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(killed > 0, "the pool had a connection to drop");
+    for _ in 0..100 {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(&app)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    store.load_products().await.expect("the dead idle connection was replaced, not used");
+}

@@ -162,6 +162,8 @@ impl MysqlStore {
         let pool = MySqlPoolOptions::new()
             .max_connections(pool_size.max(1))
             .acquire_timeout(CONNECT_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(crate::pool::ping_if_idle::<sqlx::MySql>)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     for statement in SESSION {

@@ -149,8 +149,11 @@ impl PostgresStore {
         // Closing is best effort: the connection did its job either way.
         let _ = first.close().await;
 
-        let mut pool =
-            PgPoolOptions::new().max_connections(pool_size.max(1)).acquire_timeout(CONNECT_TIMEOUT);
+        let mut pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(crate::pool::ping_if_idle::<sqlx::Postgres>);
         if let Some(set) = search_path {
             pool = pool.after_connect(move |conn, _meta| {
                 let set = set.clone();
