@@ -339,13 +339,13 @@ pub(super) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     // Admitted before the body is read: a saturated node's refusal costs no parsing.
-    let admission = state.intake.admit(arrived).map_err(|e| {
+    let slot = state.intake.admit(arrived).map_err(|e| {
         state.intake.count_rejected(e.code());
         ApiError::from(e)
     })?;
     let input = parse_one(&caller, body, &headers)
         .inspect_err(|e| state.intake.count_rejected(e.code()))?;
-    let placed = state.intake.place(input, admission, arrived).await?;
+    let placed = state.intake.place(input, slot, arrived).await?;
     Ok(created(&placed))
 }
 
@@ -444,7 +444,7 @@ pub(super) async fn create_batch(
     }
     // Admitted after parsing, unlike a single order: a refusal is counted once per order.
     let mut placed = match state.intake.admit(arrived) {
-        Ok(admission) => state.intake.place_many(inputs, admission, arrived).await,
+        Ok(slot) => state.intake.place_many(inputs, slot, arrived).await,
         Err(error) => {
             inputs.iter().for_each(|_| state.intake.count_rejected(error.code()));
             inputs.iter().map(|_| Err(error.clone())).collect()

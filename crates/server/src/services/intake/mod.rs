@@ -209,9 +209,9 @@ pub struct Intake {
 /// is read until it is answered. Taken first ([`Intake::admit`]) so that a saturated node
 /// refuses in microseconds: under overload most requests are refusals, and each one's
 /// parsing, validation and task would take CPU from the orders being accepted.
-pub struct Admission(Arc<Intake>);
+pub struct Slot(Arc<Intake>);
 
-impl Drop for Admission {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, AtomicOrdering::Relaxed);
     }
@@ -262,9 +262,9 @@ impl Intake {
     ///
     /// # Errors
     /// [`IntakeError::Full`], [`IntakeError::Shed`] or [`IntakeError::Overloaded`].
-    pub fn admit(self: &Arc<Self>, arrived: Instant) -> Result<Admission, IntakeError> {
+    pub fn admit(self: &Arc<Self>, arrived: Instant) -> Result<Slot, IntakeError> {
         let before = self.in_flight.fetch_add(1, AtomicOrdering::Relaxed);
-        let admission = Admission(self.clone());
+        let slot = Slot(self.clone());
         if self.max_in_flight > 0 && before >= self.max_in_flight {
             return Err(IntakeError::Full { limit: self.max_in_flight });
         }
@@ -278,7 +278,7 @@ impl Intake {
         if backlog > self.max_backlog {
             return Err(IntakeError::Overloaded { backlog, limit: self.max_backlog });
         }
-        Ok(admission)
+        Ok(slot)
     }
 
     /// Places one order admitted by [`Intake::admit`]; returns once it is durable (or
@@ -289,10 +289,10 @@ impl Intake {
     pub async fn place(
         self: &Arc<Self>,
         input: OrderInput,
-        admission: Admission,
+        slot: Slot,
         arrived: Instant,
     ) -> Result<Placed, IntakeError> {
-        self.place_many(vec![Ok(input)], admission, arrived)
+        self.place_many(vec![Ok(input)], slot, arrived)
             .await
             .pop()
             .unwrap_or_else(|| Err(IntakeError::Unavailable("no result for the order".into())))
@@ -304,7 +304,7 @@ impl Intake {
     pub async fn place_many(
         self: &Arc<Self>,
         inputs: Vec<Result<OrderInput, ValidationError>>,
-        admission: Admission,
+        slot: Slot,
         arrived: Instant,
     ) -> Vec<Result<Placed, IntakeError>> {
         let this = self.clone();
@@ -312,7 +312,7 @@ impl Intake {
         // Spawned so that a dropped request future cannot strand reservations (see module doc).
         let task = async move {
             let results = this.place_all(inputs, arrived).await;
-            drop(admission);
+            drop(slot);
             results
         };
         match tokio::spawn(task).await {
