@@ -84,6 +84,8 @@ async fn a_reference_run_is_compared_with_the_main_one() {
     assert!(comparison.run.responses.created > 0);
     assert!(comparison.throughput_ratio.is_some_and(|r| r > 0.0));
     assert!(report.to_string().contains("ratio to reference"));
+    // A target without queue depths (here a bare ceiling) is not waited for.
+    assert_eq!(comparison.target_settled, ordermill_bench::run::report::Settled::Unknown);
 }
 
 #[tokio::test]

@@ -73,7 +73,9 @@ pub struct RunArgs {
     pub json: Option<PathBuf>,
     /// After the main run, send the same load to a reference server (started with
     /// `ordermill bench ceiling --listen ADDR`) and print ordermill's throughput and p99 as a
-    /// ratio of the reference's. The reference gets no catalog set-up.
+    /// ratio of the reference's. The reference gets no catalog set-up. It is loaded once the
+    /// target's queues are empty (read from its /metrics, at most 60 s), so the target's
+    /// consumers draining the backlog do not share the cores with it.
     #[arg(long, value_name = "URL")]
     pub reference: Option<String>,
     /// Seed of the SKU choice: two runs with the same seed send the same SKU sequence per

@@ -20,6 +20,7 @@ pub(crate) mod e2e;
 mod error;
 mod load;
 pub mod report;
+mod settle;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -102,15 +103,21 @@ pub(crate) async fn run_with(
     } else {
         None
     };
-    // The reference goes after the polling: its load must not slow the pipeline being timed.
+    // The reference goes after the polling (its load must not slow the pipeline being timed)
+    // and once the target's queues are empty (the pipeline must not slow the reference).
+    let mut settled = None;
     let reference = match prepared.reference {
         Some(reference) if !token.is_cancelled() => {
+            settled = Some(settle::until_drained(&e2e::client()?, &args.target, token).await);
             Some(load::drive(&reference, &prepared.spec, prepared.bodies, token).await?.0)
         }
         _ => None,
     };
     let mut report = Report::new(main, reference);
     report.e2e = e2e;
+    if let (Some(comparison), Some(settled)) = (report.reference.as_mut(), settled) {
+        comparison.target_settled = settled;
+    }
     Ok(report)
 }
 

@@ -208,6 +208,29 @@ pub struct Comparison {
     /// Ordermill's p99 latency over the reference's (above 1 = slower); `None` when the
     /// reference had no latency to compare with.
     pub p99_ratio: Option<f64>,
+    /// Whether the target's queues were empty before the reference was loaded.
+    #[serde(default)]
+    pub target_settled: Settled,
+}
+
+/// What the target's pipeline was doing when the reference run began.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Settled {
+    /// Its queues were empty, this long after the main run (and `--e2e`) ended.
+    Drained {
+        /// Seconds waited.
+        secs: f64,
+    },
+    /// Still this many messages queued when the wait gave up: the reference shared the cores
+    /// with the target's consumers, so the ratio flatters the target.
+    Busy {
+        /// Messages still queued.
+        messages: f64,
+    },
+    /// The target publishes no queue depths (not ordermill, or no bus): not waited for.
+    #[default]
+    Unknown,
 }
 
 /// Accept→confirmed latency of the confirmed orders of an `--e2e` sample, in milliseconds (the
@@ -293,6 +316,7 @@ impl Report {
                 reference.throughput.orders_per_sec,
             ),
             p99_ratio: ratio(run.latency_ms.p99, reference.latency_ms.p99),
+            target_settled: Settled::Unknown,
             run: reference,
         });
         Report { run, reference, e2e: None }
@@ -522,7 +546,18 @@ impl fmt::Display for Report {
         }
         if let Some(reference) = &self.reference {
             writeln!(f)?;
-            writeln!(f, "reference")?;
+            match reference.target_settled {
+                Settled::Drained { secs } => writeln!(
+                    f,
+                    "reference (loaded once the target's queues were empty, {secs:.1} s after its run)"
+                )?,
+                Settled::Busy { messages } => writeln!(
+                    f,
+                    "reference (the target still had {messages:.0} messages queued after 60 s: \
+                     the reference shared the cores with its consumers, so the ratio flatters it)"
+                )?,
+                Settled::Unknown => writeln!(f, "reference")?,
+            }
             write!(f, "{}", reference.run)?;
             writeln!(f)?;
             let show = |x: Option<f64>| x.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.3}"));
