@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ordermill_bench::compare::{self, CompareArgs};
-use ordermill_bench::run::report::Summary;
+use ordermill_bench::run::report::{Settled, Summary};
 use ordermill_bench::stubs::StubConfig;
 use ordermill_bench::{RunArgs, run};
 use support::Node;
@@ -117,5 +117,39 @@ async fn bench_run_with_e2e_times_accepted_orders_until_confirmed() {
     let l = e2e.latency_ms;
     assert_eq!(l.samples, e2e.confirmed);
     assert!(l.p50 <= l.p99 && l.p99 <= l.max, "{l:#?}");
+    drop(node);
+}
+
+/// `--reference` loads the reference only once the target's queues are empty: a reference
+/// loaded while `serve`'s consumers still drain the main run's backlog shares the cores with
+/// them, and the ratio flatters ordermill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_run_loads_the_reference_once_the_targets_queues_are_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ceiling = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, ordermill_bench::ceiling::router()).await });
+    let args = RunArgs {
+        target: format!("http://{}", node.addr),
+        reference: Some(format!("http://{ceiling}")),
+        connections: 8,
+        duration: Duration::from_secs(1),
+        skus: 10,
+        hot_skus: 2,
+        setup: true,
+        merchant_token: Some(support::MERCHANT_TOKEN.to_owned()),
+        quiet: true,
+        ..RunArgs::default()
+    };
+    let report = run(args).await.unwrap();
+    assert!(report.run.orders.created > 0, "{:#?}", report.run);
+    let comparison = report.reference.as_ref().expect("a reference section");
+    assert!(
+        matches!(comparison.target_settled, Settled::Drained { .. }),
+        "{:?}",
+        comparison.target_settled
+    );
+    assert!(report.to_string().contains("loaded once the target's queues were empty"));
     drop(node);
 }
