@@ -92,13 +92,13 @@ pub(crate) async fn run_with(
 ) -> Result<Report, BenchError> {
     let sample = if args.e2e { args.e2e_sample } else { 0 };
     // Built before the load, so that a failure cannot throw a finished load away.
-    let client = if args.e2e { Some(e2e::client()?) } else { None };
+    let client = if args.e2e || args.reference.is_some() { Some(e2e::client()?) } else { None };
     let (main, sampled, prepared) = load_target(args, sample, token).await?;
-    let e2e = if let Some(client) = client
+    let e2e = if let Some(client) = client.as_ref().filter(|_| args.e2e)
         && !token.is_cancelled()
     {
         let polled =
-            e2e::poll(&client, &args.target, &sampled, args.e2e_wait, E2E_POLL_EVERY, token).await;
+            e2e::poll(client, &args.target, &sampled, args.e2e_wait, E2E_POLL_EVERY, token).await;
         Some(e2e::summarize(&polled, sampled.len(), args.e2e_wait))
     } else {
         None
@@ -108,7 +108,9 @@ pub(crate) async fn run_with(
     let mut settled = None;
     let reference = match prepared.reference {
         Some(reference) if !token.is_cancelled() => {
-            settled = Some(settle::until_drained(&e2e::client()?, &args.target, token).await);
+            if let Some(client) = &client {
+                settled = Some(settle::until_drained(client, &args.target, token).await);
+            }
             Some(load::drive(&reference, &prepared.spec, prepared.bodies, token).await?.0)
         }
         _ => None,

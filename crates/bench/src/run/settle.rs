@@ -54,7 +54,7 @@ pub(crate) async fn until_drained(
         if waiting == 0.0 {
             return Settled::Drained { secs: started.elapsed().as_secs_f64() };
         }
-        if started.elapsed() >= LIMIT || token.is_cancelled() {
+        if started.elapsed() >= LIMIT {
             return Settled::Busy { messages: waiting };
         }
         tokio::select! {

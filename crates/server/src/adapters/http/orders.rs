@@ -445,10 +445,7 @@ pub(super) async fn create_batch(
     // Admitted after parsing, unlike a single order: a refusal is counted once per order.
     let mut placed = match state.intake.admit(arrived) {
         Ok(slot) => state.intake.place_many(inputs, slot, arrived).await,
-        Err(error) => {
-            inputs.iter().for_each(|_| state.intake.count_rejected(error.code()));
-            inputs.iter().map(|_| Err(error.clone())).collect()
-        }
+        Err(error) => state.intake.refuse_all(inputs.len(), &error),
     }
     .into_iter();
     let outcomes: Vec<Result<Placed, ApiError>> = refused

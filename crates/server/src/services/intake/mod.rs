@@ -281,6 +281,20 @@ impl Intake {
         Ok(slot)
     }
 
+    /// `count` orders refused with `error`, each counted in the rejection metrics.
+    pub fn refuse_all(
+        &self,
+        count: usize,
+        error: &IntakeError,
+    ) -> Vec<Result<Placed, IntakeError>> {
+        (0..count)
+            .map(|_| {
+                self.metrics.rejected(error.code());
+                Err(error.clone())
+            })
+            .collect()
+    }
+
     /// Places one order admitted by [`Intake::admit`]; returns once it is durable (or
     /// refused).
     ///
@@ -335,11 +349,7 @@ impl Intake {
         // Admitted, but the task may have waited for a worker thread since.
         let waited = arrived.elapsed();
         if waited > self.max_queue_wait {
-            let error = IntakeError::Shed { waited };
-            for _ in &inputs {
-                self.metrics.rejected(error.code());
-            }
-            return inputs.iter().map(|_| Err(error.clone())).collect();
+            return self.refuse_all(inputs.len(), &IntakeError::Shed { waited });
         }
         let now = self.clock.now();
         let mut results: Vec<Option<Result<Placed, IntakeError>>> =
