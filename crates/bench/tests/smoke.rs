@@ -67,6 +67,34 @@ async fn an_open_loop_run_at_200_per_second_sends_about_200_in_a_second() {
     assert_eq!(report.run.mode, Mode::Open { rate: 200 });
     let sent = report.run.requests + report.run.unfinished;
     assert!((100..=300).contains(&sent), "sent {sent}: {:#?}", report.run);
+    // A connection's next request is due 20 ms after its last, and the ceiling answers in
+    // well under that: almost everything goes out on time.
+    assert!(report.run.sent_late * 10 <= sent, "{:#?}", report.run);
+    assert!(report.to_string().contains("went out late"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_whose_answers_outlast_a_connections_turn_says_requests_went_out_late() {
+    // 50 ms per answer, 2 connections at 200 req/s: each connection's next request is due
+    // 10 ms after its last, so nearly every one waits for the answer before it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let slow = ordermill_bench::ceiling::router().layer(axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            next.run(request).await
+        },
+    ));
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let report = run(RunArgs { rate: Some(200), connections: 2, ..args(addr) }).await.unwrap();
+    assert_consistent(&report);
+    let run = &report.run;
+    let sent = run.requests + run.unfinished;
+    assert!(sent > 0 && run.sent_late * 2 >= sent, "{run:#?}");
+    // Their latency counts from the intended send: the wait in the generator is charged.
+    assert!(run.latency_ms.p90 > 100.0, "{run:#?}");
+    let text = report.to_string();
+    assert!(text.contains("went out late") && text.contains("more --connections"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -222,6 +222,7 @@ impl Worker {
                 // intended time, so the server is charged for the wait it caused and a stall
                 // cannot hide behind the requests it kept from being sent (coordinated
                 // omission).
+                self.tally.sent_late();
                 intended
             };
             if self.send(began).await.is_break() {

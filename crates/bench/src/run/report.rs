@@ -181,6 +181,10 @@ pub struct Summary {
     pub requests: u64,
     /// Requests still waiting for their answer when the run stopped, not counted elsewhere.
     pub unfinished: u64,
+    /// Open loop only: requests sent after their intended time because their connection was
+    /// still waiting for an earlier answer. Their latency includes that wait.
+    #[serde(default)]
+    pub sent_late: u64,
     /// Completed requests by answer.
     pub responses: Responses,
     /// Orders by outcome.
@@ -366,6 +370,7 @@ pub(crate) struct Tally {
     responses: Responses,
     orders: Orders,
     unfinished: u64,
+    sent_late: u64,
 }
 
 impl Tally {
@@ -381,6 +386,7 @@ impl Tally {
             responses: Responses::default(),
             orders: Orders::default(),
             unfinished: 0,
+            sent_late: 0,
         }
     }
 
@@ -408,6 +414,11 @@ impl Tally {
         self.unfinished += 1;
     }
 
+    /// Counts one open-loop request that went out behind its schedule.
+    pub(crate) fn sent_late(&mut self) {
+        self.sent_late += 1;
+    }
+
     /// Adds `other`'s counts to this one.
     pub(crate) fn merge(&mut self, other: &Tally) {
         for (mine, theirs) in [
@@ -420,6 +431,7 @@ impl Tally {
         self.responses.add(&other.responses);
         self.orders.add(&other.orders);
         self.unfinished += other.unfinished;
+        self.sent_late += other.sent_late;
     }
 
     /// The summary of these counts over `info.elapsed`.
@@ -450,6 +462,7 @@ impl Tally {
             interrupted: info.interrupted,
             requests: self.responses.total(),
             unfinished: self.unfinished,
+            sent_late: self.sent_late,
             responses: self.responses,
             orders: self.orders,
             throughput: Throughput {
@@ -482,6 +495,30 @@ impl fmt::Display for Summary {
             "requests      {} completed, {} unfinished at stop",
             self.requests, self.unfinished
         )?;
+        if let Mode::Open { rate } = self.mode {
+            let sent = self.requests + self.unfinished;
+            let share = if sent > 0 { 100.0 * self.sent_late as f64 / sent as f64 } else { 0.0 };
+            writeln!(
+                f,
+                "schedule      {} of {sent} requests ({share:.1}%) went out late, their \
+                 connection still waiting for an earlier answer",
+                self.sent_late
+            )?;
+            // Each connection carries rate ÷ connections requests a second, so an answer slower
+            // than connections ÷ rate holds up the next one on its connection: the tail then
+            // measures the generator's queue as much as the server's.
+            if share >= 1.0 {
+                writeln!(
+                    f,
+                    "note          their latency counts from the intended send, so it includes \
+                     waiting in this load generator; answers slower than {:.1} ms ({} \
+                     connections ÷ {rate} req/s) hold up the next request — more --connections \
+                     let the server's own queueing show",
+                    self.connections as f64 * 1000.0 / rate.max(1) as f64,
+                    self.connections
+                )?;
+            }
+        }
         let r = &self.responses;
         writeln!(
             f,
