@@ -601,10 +601,16 @@ fn print_report(
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    node_runtime(0)
+}
+
+/// `worker_threads` 0 leaves tokio's default: one per core, or `TOKIO_WORKER_THREADS`.
+fn node_runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder.enable_all().build().context("cannot start the async runtime")
 }
 
 fn dlq(args: DlqArgs) -> anyhow::Result<()> {
@@ -677,7 +683,7 @@ fn dlq(args: DlqArgs) -> anyhow::Result<()> {
 fn serve(flags: Overrides, role: Role) -> anyhow::Result<()> {
     let settings = config::load(&flags)?;
     crate::logging::init(settings.log_format, &settings.log_filter)?;
-    let outcome = runtime()?.block_on(async {
+    let outcome = node_runtime(settings.runtime.worker_threads)?.block_on(async {
         // Engines still starting (or restarting) are waited for; a stop meanwhile is clean.
         let Some(app) = Application::build_when_ready(settings, role, shutdown_signal()).await?
         else {

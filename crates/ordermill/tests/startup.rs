@@ -66,6 +66,22 @@ fn maintain_on_the_embedded_store_says_there_is_nothing_to_keep() {
     assert!(err.contains("SQLite store has none"), "{err}");
 }
 
+#[test]
+fn runtime_worker_threads_sets_how_many_threads_a_node_runs_on() {
+    let default = {
+        let dir = tempfile::tempdir().unwrap();
+        support::Node::start(dir.path(), &[]).serving["threads"].as_u64().unwrap()
+    };
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(default, cores, "0 (the default) is one per core");
+    for (setting, expected) in [("1", 1), ("3", 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let node =
+            support::Node::start(dir.path(), &[("ORDERMILL_RUNTIME__WORKER_THREADS", setting)]);
+        assert_eq!(node.serving["threads"], expected, "worker_threads = {setting}");
+    }
+}
+
 #[tokio::test]
 async fn a_worker_warns_at_start_when_its_payment_gateway_does_not_answer() {
     let Some(services) = Services::from_env() else { return };

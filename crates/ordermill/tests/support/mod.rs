@@ -22,6 +22,8 @@ pub type LogLines = std::io::Lines<BufReader<std::process::ChildStdout>>;
 pub struct Node {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Its "ordermill is serving." log line.
+    pub serving: Value,
 }
 
 impl Drop for Node {
@@ -50,6 +52,8 @@ impl Node {
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
             .arg(dir)
             .env("RUST_LOG", "info")
+            // Thread counts come from the settings under test, not the runner's environment.
+            .env_remove("TOKIO_WORKER_THREADS")
             .env("ORDERMILL_MERCHANT_TOKEN", MERCHANT_TOKEN)
             // Correctness under load, not shedding: a loaded debug build may queue longer.
             .env("ORDERMILL_HTTP__MAX_QUEUE_WAIT", "10s")
@@ -60,15 +64,16 @@ impl Node {
             .expect("the ordermill binary starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
+        let serving = loop {
             assert!(Instant::now() < deadline, "no 'serving' log line within 30 s");
             let line = lines.next().expect("server exited before serving").unwrap();
             let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
             if log["message"] == "ordermill is serving." {
-                break log["listen"].as_str().unwrap().parse().unwrap();
+                break log;
             }
         };
-        (Node { child, addr }, lines)
+        let addr = serving["listen"].as_str().unwrap().parse().unwrap();
+        (Node { child, addr, serving }, lines)
     }
 
     /// Creates or replaces a product, as a merchant: `PUT /api/products/{sku}` with `body`.

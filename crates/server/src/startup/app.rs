@@ -532,12 +532,13 @@ impl Application {
                 Role::Worker { queues } if !queues.is_empty() => queues.join(","),
                 _ => pipeline.bus.queues().join(","),
             };
+            let threads = tokio::runtime::Handle::current().metrics().num_workers();
             match metrics_addr {
                 Some(metrics) => {
-                    tracing::info!(role = %role, queues = %queues, metrics = %metrics, "ordermill worker is consuming.");
+                    tracing::info!(role = %role, queues = %queues, metrics = %metrics, threads, "ordermill worker is consuming.");
                 }
                 None => {
-                    tracing::info!(role = %role, queues = %queues, "ordermill worker is consuming.")
+                    tracing::info!(role = %role, queues = %queues, threads, "ordermill worker is consuming.")
                 }
             }
             shutdown.await;
@@ -619,7 +620,8 @@ impl Application {
         committing.close();
 
         let listen = http.listener.local_addr().unwrap_or(settings.listen);
-        tracing::info!(listen = %listen, role = %role, store = %settings.store, bus = %settings.bus, cache = %settings.cache, "ordermill is serving.");
+        let threads = tokio::runtime::Handle::current().metrics().num_workers();
+        tracing::info!(listen = %listen, role = %role, store = %settings.store, bus = %settings.bus, cache = %settings.cache, threads, "ordermill is serving.");
         let limits = EdgeLimits {
             header_read_timeout: settings.http.header_read_timeout.get(),
             max_connections: settings.http.max_connections,

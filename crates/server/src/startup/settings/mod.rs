@@ -86,6 +86,8 @@ pub struct Settings {
     pub rabbitmq: ordermill_bus::RabbitSettings,
     /// Redis (when `cache` is a redis:// URL).
     pub redis: RedisSettings,
+    /// The async runtime a node runs on.
+    pub runtime: RuntimeSettings,
 }
 
 impl Settings {
@@ -453,8 +455,20 @@ impl Default for Settings {
             mysql: MysqlSettings::default(),
             rabbitmq: ordermill_bus::RabbitSettings::default(),
             redis: RedisSettings::default(),
+            runtime: RuntimeSettings::default(),
         }
     }
+}
+
+/// The threads a node's requests, consumers and engine clients run on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSettings {
+    /// Worker threads of the node's async runtime; 0 (the default) is one per core (or
+    /// `TOKIO_WORKER_THREADS`). A cap for nodes that share a machine with others; on the
+    /// 2-core bench box 1 thread against 2 was within noise (docs/BENCHMARKS.md, thirteenth
+    /// session), so the default stays one per core.
+    pub worker_threads: usize,
 }
 
 /// Log line format.
