@@ -30,10 +30,11 @@ export ORDERMILL_BUS=$amqp ORDERMILL_CACHE=$redis
 export ORDERMILL_POSTGRES__SCHEMA=$name ORDERMILL_MYSQL__DATABASE=$name ORDERMILL_REDIS__KEY_PREFIX=$name
 export ORDERMILL_RABBITMQ__QUEUE_PREFIX=$name. ORDERMILL_RABBITMQ__EXCHANGE=$name.orders
 export ORDERMILL_RABBITMQ__DEAD_LETTER_EXCHANGE=$name.dlx ORDERMILL_LOG_FILTER=warn
-# As deploy/ordermill-scaled.toml sets them (the code's defaults, 2 and 0ms, suit slow outside
-# calls and the embedded writer).
+# As deploy/ordermill-scaled.toml sets them (the code's defaults, 2, 0ms and 0ms, suit slow
+# outside calls and the embedded writer).
 export ORDERMILL_WORKERS__CONCURRENCY=${ORDERMILL_WORKERS__CONCURRENCY:-1}
 export ORDERMILL_COMMIT__LINGER=${ORDERMILL_COMMIT__LINGER:-2ms}
+export ORDERMILL_WORKERS__LINGER=${ORDERMILL_WORKERS__LINGER:-10ms}
 # The api node accepts it and `bench run --setup` sends it.
 export ORDERMILL_MERCHANT_TOKEN=${ORDERMILL_MERCHANT_TOKEN:-bench-merchant-$name}
 if [ "$store" = mysql ]; then

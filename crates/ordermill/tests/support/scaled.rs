@@ -144,6 +144,8 @@ impl Deployment {
             // As deploy/ordermill-scaled.toml runs: kill, restart and loss tests cover
             // batches that waited for company.
             ("ORDERMILL_COMMIT__LINGER", "2ms".to_owned()),
+            // ...and consumer batches that waited for more deliveries.
+            ("ORDERMILL_WORKERS__LINGER", "10ms".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()

@@ -79,6 +79,8 @@ pub async fn run(
     // Each outside call has its own timeout (message_timeout); the batch as a whole gets
     // twice that, as a last guard against a stuck store call.
     let timeout = settings.message_timeout.get().saturating_mul(2);
+    // The last batch held more than one delivery: the queue is busy, more are on their way.
+    let mut last_shared = false;
     loop {
         let waiting = Instant::now();
         let received = tokio::select! {
@@ -89,6 +91,21 @@ pub async fn run(
         let batch = match received {
             Ok(batch) if batch.is_empty() => continue,
             Ok(batch) => {
+                let lingers = batch.len() > 1 || last_shared;
+                let batch = if lingers && !settings.linger.get().is_zero() {
+                    gather(
+                        &*bus,
+                        &queue,
+                        batch,
+                        settings.batch_size.max(1),
+                        settings.linger.get(),
+                        &stop,
+                    )
+                    .await
+                } else {
+                    batch
+                };
+                last_shared = batch.len() > 1;
                 receive_stage.record(waiting.elapsed().as_secs_f64());
                 batch
             }
@@ -131,6 +148,38 @@ pub async fn run(
         latency.record(started.elapsed().as_secs_f64());
     }
     tracing::debug!(queue = %queue, "Consumer stopped.");
+}
+
+/// Adds to `batch` what arrives within `linger`, up to `max` deliveries: one store transaction
+/// and one published message then cover more orders, and each costs PostgreSQL and RabbitMQ
+/// per round, not per order. Stopping or a failed receive ends the wait early; the batch in
+/// hand is handled either way.
+async fn gather(
+    bus: &dyn EventBus,
+    queue: &str,
+    mut batch: Vec<Delivery>,
+    max: usize,
+    linger: Duration,
+    stop: &CancellationToken,
+) -> Vec<Delivery> {
+    let deadline = tokio::time::Instant::now() + linger;
+    while batch.len() < max {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let more = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            more = bus.receive(queue, max - batch.len(), left) => more,
+        };
+        match more {
+            Ok(more) => batch.extend(more),
+            // The next receive reports it, after this batch is settled.
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 async fn settle_outcomes(

@@ -130,6 +130,15 @@ impl Settings {
                 self.commit.linger, self.http.max_queue_wait
             ));
         }
+        // A consumer holds the deliveries it lingers with unhandled: keep that well under the
+        // time a batch may take at all.
+        if self.workers.linger.get() >= Duration::from_secs(1) {
+            return Err(format!(
+                "workers.linger ({}) must be shorter than 1s: the deliveries in hand wait that \
+                 long unhandled; \"5ms\" suits PostgreSQL",
+                self.workers.linger
+            ));
+        }
         if self.redis.node_ttl.get() < Duration::from_millis(100) {
             return Err(
                 "redis.node_ttl must be at least \"100ms\" (it is renewed every third of it)"
@@ -560,6 +569,12 @@ pub struct WorkerSettings {
     pub batch_size: usize,
     /// Consumer loops per queue.
     pub concurrency: usize,
+    /// Under load (the batch in hand holds more than one delivery, or the last one did), how
+    /// long a consumer loop waits for more deliveries before it handles its batch (zero: never).
+    /// Each batch is a store transaction and a published message of its own, so on PostgreSQL
+    /// and RabbitMQ fuller batches cost every engine less per order; a lone delivery never
+    /// waits. Confirmation is later by up to this per queue an order passes through.
+    pub linger: HumanDuration,
     /// A charge or notification not answered within this long fails (and is retried) alone;
     /// a whole batch gets twice this.
     pub message_timeout: HumanDuration,
@@ -615,6 +630,7 @@ impl Default for WorkerSettings {
         WorkerSettings {
             batch_size: 256,
             concurrency: 2,
+            linger: HumanDuration::from_millis(0),
             message_timeout: HumanDuration::from_secs(10),
             // 25 attempts, 1 s doubling to 5 min (each delay jittered over its upper half):
             // 42 to 84 minutes in all, so a payment or webhook outage of half an hour is
@@ -764,6 +780,19 @@ mod tests {
             ..Settings::default()
         };
         assert!(bad.validate().unwrap_err().contains("workers.per_queue.payment"));
+    }
+
+    #[test]
+    fn a_consumer_lingers_under_a_second() {
+        let linger = |ms| Settings {
+            workers: WorkerSettings {
+                linger: HumanDuration::from_millis(ms),
+                ..WorkerSettings::default()
+            },
+            ..Settings::default()
+        };
+        assert!(linger(0).validate().is_ok() && linger(5).validate().is_ok());
+        assert!(linger(1000).validate().unwrap_err().contains("workers.linger"));
     }
 
     #[test]
