@@ -90,13 +90,27 @@ impl Consumer {
     }
 }
 
-/// Two deliveries waiting (a busy queue), a third published while the loop holds them.
+/// Waits (at most 10 s) until the consumer has taken every delivery waiting on `payment`.
+async fn taken(bus: &dyn EventBus) {
+    let started = Instant::now();
+    loop {
+        let depths = bus.depths().await.unwrap();
+        let ready = depths.iter().find(|(q, _)| q == "payment").map(|(_, d)| d.ready);
+        if ready == Some(0) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still waiting: {ready:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Two deliveries waiting (a busy queue), a third published once the loop has taken them.
 async fn busy_queue_then_one_more(linger: Duration) -> Vec<usize> {
     let dir = tempfile::tempdir().unwrap();
     let bus = embedded_bus(&dir).await;
     bus.publish(events(2)).await.unwrap();
     let consumer = Consumer::start(bus.clone(), linger);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    taken(&*bus).await;
     bus.publish(events(1)).await.unwrap();
     consumer.handled(3).await;
     consumer.stop().await
@@ -131,7 +145,7 @@ async fn a_consumer_stopped_while_it_lingers_still_handles_its_batch() {
     let bus = embedded_bus(&dir).await;
     bus.publish(events(2)).await.unwrap();
     let consumer = Consumer::start(bus.clone(), Duration::from_millis(900));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    taken(&*bus).await;
     let stopped = Instant::now();
     let batches = consumer.stop().await;
     assert_eq!(batches, vec![2], "the deliveries in hand are handled, not dropped");
