@@ -393,6 +393,62 @@ async fn an_order_beyond_every_daily_partition_lands_in_the_default_one_and_work
     store.maintain(Duration::from_secs(30 * 86_400)).await.unwrap();
 }
 
+/// The effects' lock statement prunes partitions by the batch's id range: a batch whose
+/// orders live in today's, tomorrow's and the default partition must still find every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_effect_batch_over_orders_in_several_partitions_applies_to_each() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = schema.migrated_store().await;
+    store.upsert_product(&product("p1", 10)).await.unwrap();
+    let ids = OrderIdGenerator::new();
+    let now = i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
+    )
+    .unwrap();
+    let mut orders = Vec::new();
+    for days_ahead in [0, 1, 60] {
+        let at = UnixMillis(now + days_ahead * 86_400_000);
+        let mut order = contract::accepted(&ids, &[("p1", 1)], None);
+        order.order.id = ids.next(at);
+        order.event_id = ids.next_uuid(at);
+        orders.push(order);
+    }
+    store.commit_orders(Arc::new(orders.clone())).await.unwrap();
+    let mut conn = raw(&schema).await;
+    let placed: HashSet<String> = sqlx::query_scalar(
+        "SELECT tableoid::regclass::text FROM orders WHERE id = ANY($1::uuid[])",
+    )
+    .bind(orders.iter().map(|o| o.order.id.as_uuid()).collect::<Vec<_>>())
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(placed.len(), 3, "the fixture must span three partitions: {placed:?}");
+    // Listed latest first: the batch's order is not the ids' order.
+    let effects = orders
+        .iter()
+        .rev()
+        .map(|o| {
+            contract::effect(
+                &ids,
+                "inventory",
+                o.event_id,
+                o.order.id,
+                Some(ordermill_core::Fact::StockDeducted),
+            )
+        })
+        .collect();
+    let outcomes = store.apply_effects(effects).await.unwrap();
+    assert!(
+        outcomes.iter().all(|o| matches!(o, ordermill_core::ports::EffectOutcome::Applied { .. })),
+        "every order is found and changed: {outcomes:?}"
+    );
+    let product = store.get_product(&Sku::parse("p1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((product.stock.get(), product.reserved), (7, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processed_events_partitions_past_their_retention_are_dropped_whole() {
     let Some(url) = postgres_url() else { return };

@@ -275,14 +275,20 @@ async fn settle_members(
 ) -> Result<Vec<Order>, StoreError> {
     let mut ids: Vec<Uuid> = deal.members.iter().map(|m| m.order_id.as_uuid()).collect();
     ids.sort_unstable();
-    // Locked in id order (the ORDER BY sits below the row locks), as consumers lock them.
+    // Locked in id order (the ORDER BY sits below the row locks), as consumers lock them; the
+    // range prunes partitions, as in the effects' lock (effects.rs).
     let sql = format!(
-        "SELECT {} FROM orders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+        "SELECT {} FROM orders WHERE id = ANY($1::uuid[]) AND id BETWEEN $2 AND $3
+         ORDER BY id FOR UPDATE",
         rows::ORDER_COLUMNS
     );
+    let (first, last) =
+        (ids.first().copied().unwrap_or_default(), ids.last().copied().unwrap_or_default());
     let mut loaded: HashMap<Uuid, (Order, Lifecycle)> = HashMap::with_capacity(ids.len());
     for row in sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(ids)
+        .bind(first)
+        .bind(last)
         .fetch_all(&mut *conn)
         .await
         .map_err(from_sqlx)?

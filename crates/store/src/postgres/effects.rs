@@ -164,8 +164,13 @@ fn record_and_lock_sql() -> String {
              WHERE NOT EXISTS (
                  SELECT 1 FROM fresh WHERE fresh.consumer = u.consumer AND fresh.event_id = u.event_id)
          ),
+         -- The ids' range prunes the partitions the batch does not span when the executor
+         -- starts: otherwise every partition's index is scanned for the whole array, and
+         -- again for each row a concurrent effect changed meanwhile (the `FOR UPDATE`
+         -- recheck rescans them all, sorting the array each time).
          locked AS (
-             SELECT {} FROM orders WHERE id = ANY($3::uuid[]) ORDER BY id FOR UPDATE
+             SELECT {} FROM orders WHERE id = ANY($3::uuid[]) AND id BETWEEN $4 AND $5
+             ORDER BY id FOR UPDATE
          )
          SELECT seen.consumers, seen.events, locked.* FROM seen LEFT JOIN locked ON true",
         rows::ORDER_COLUMNS
@@ -188,12 +193,19 @@ pub(crate) async fn apply(
         return record_only(pool, effects, pairs, &first).await;
     }
     let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    // Sorted by `orders_to_lock`, and not empty.
+    let (first_id, last_id) = (
+        order_ids.first().copied().unwrap_or_default(),
+        order_ids.last().copied().unwrap_or_default(),
+    );
 
     let mut tx = pool.begin().await.map_err(from_sqlx)?;
     let found = sqlx::query(sqlx::AssertSqlSafe(record_and_lock_sql()))
         .bind(consumers)
         .bind(events)
         .bind(order_ids)
+        .bind(first_id)
+        .bind(last_id)
         .fetch_all(&mut *tx)
         .await
         .map_err(from_sqlx)?;
