@@ -256,6 +256,12 @@ async fn raw(schema: &TestSchema) -> sqlx::PgConnection {
     conn
 }
 
+/// The machine's time in Unix milliseconds: partitions follow the database's real clock.
+fn now_millis() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    i64::try_from(since.as_millis()).unwrap()
+}
+
 /// The partitions of `table`, by name.
 async fn partitions(conn: &mut sqlx::PgConnection, table: &str) -> HashSet<String> {
     sqlx::query_scalar(
@@ -349,13 +355,7 @@ async fn an_order_beyond_every_daily_partition_lands_in_the_default_one_and_work
     store.upsert_product(&product("o1", 10)).await.unwrap();
     // A node whose clock runs 60 days ahead.
     let ids = OrderIdGenerator::new();
-    let later = UnixMillis(
-        i64::try_from(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
-        )
-        .unwrap()
-            + 60 * 86_400_000,
-    );
+    let later = UnixMillis(now_millis() + 60 * 86_400_000);
     let mut ahead = contract::accepted(&ids, &[("o1", 2)], Some("far-key"));
     ahead.order.id = ids.next(later);
     ahead.event_id = ids.next_uuid(later);
@@ -402,10 +402,7 @@ async fn one_effect_batch_over_orders_in_several_partitions_applies_to_each() {
     let store = schema.migrated_store().await;
     store.upsert_product(&product("p1", 10)).await.unwrap();
     let ids = OrderIdGenerator::new();
-    let now = i64::try_from(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
-    )
-    .unwrap();
+    let now = now_millis();
     let mut orders = Vec::new();
     for days_ahead in [0, 1, 60] {
         let at = UnixMillis(now + days_ahead * 86_400_000);
