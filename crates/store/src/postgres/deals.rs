@@ -282,8 +282,7 @@ async fn settle_members(
          ORDER BY id FOR UPDATE",
         rows::ORDER_COLUMNS
     );
-    let (first, last) =
-        (ids.first().copied().unwrap_or_default(), ids.last().copied().unwrap_or_default());
+    let (first, last) = rows::id_range(&ids);
     let mut loaded: HashMap<Uuid, (Order, Lifecycle)> = HashMap::with_capacity(ids.len());
     for row in sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(ids)

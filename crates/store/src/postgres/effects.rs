@@ -97,10 +97,7 @@ pub(crate) async fn write(
     let (uncounted_skus, uncounted_customers, uncounted_units) = writes.uncounted_columns();
     let (deadline_orders, deadline_times): (Vec<Uuid>, Vec<i64>) =
         writes.deadlines_set.into_iter().unzip();
-    let (first, last) = (
-        ids.iter().min().copied().unwrap_or_default(),
-        ids.iter().max().copied().unwrap_or_default(),
-    );
+    let (first, last) = rows::id_range(&ids);
     sqlx::query(WRITE)
         .bind(ids)
         .bind(orders.iter().map(|(_, s)| s.status.as_str()).collect::<Vec<_>>())
@@ -193,11 +190,7 @@ pub(crate) async fn apply(
         return record_only(pool, effects, pairs, &first).await;
     }
     let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    // Sorted by `orders_to_lock`, and not empty.
-    let (first_id, last_id) = (
-        order_ids.first().copied().unwrap_or_default(),
-        order_ids.last().copied().unwrap_or_default(),
-    );
+    let (first_id, last_id) = rows::id_range(&order_ids);
 
     let mut tx = pool.begin().await.map_err(from_sqlx)?;
     let found = sqlx::query(sqlx::AssertSqlSafe(record_and_lock_sql()))

@@ -37,6 +37,13 @@ WHERE d.id = $1";
 use crate::decode::{DealColumns, OrderColumns, corrupt};
 pub(crate) use crate::decode::{history_json, items_json};
 
+/// The smallest and largest of `ids` (nil for none): statements that reach orders by id bound
+/// them with it (`id BETWEEN $first AND $last`), so the executor opens only the partitions
+/// the ids span.
+pub(crate) fn id_range(ids: &[Uuid]) -> (Uuid, Uuid) {
+    (ids.iter().min().copied().unwrap_or_default(), ids.iter().max().copied().unwrap_or_default())
+}
+
 /// A product row ([`PRODUCT_COLUMNS`]).
 pub(crate) fn product(row: &PgRow) -> Result<Product, StoreError> {
     let sku: String = row.try_get(0).map_err(from_sqlx)?;
