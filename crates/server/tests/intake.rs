@@ -261,3 +261,29 @@ async fn metrics_count_accepted_and_rejected_orders() {
     assert!(text.contains(r#"ordermill_orders_rejected_total{reason="out_of_stock"}"#), "{text}");
     assert!(text.contains("ordermill_commit_batch_orders_bucket"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lingering_commit_waits_for_no_one_once_every_order_has_reached_it() {
+    // `commit.linger` waits only for orders still on their way to the commit (reserving their
+    // stock): a burst of concurrent orders is answered at once, not a linger later.
+    let linger = std::time::Duration::from_secs(3);
+    let app = spawn_app_in(tempfile::tempdir().unwrap(), |s| {
+        s.commit.linger =
+            ordermill_core::HumanDuration::from_millis(linger.as_millis().try_into().unwrap());
+    })
+    .await;
+    assert_eq!(app.put_product("sku-1", "1.00", 100).await.status, 201);
+    let app = std::sync::Arc::new(app);
+
+    let started = std::time::Instant::now();
+    let mut orders = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let app = app.clone();
+        orders.spawn(async move { app.order(&format!("c-{i}"), &[("sku-1", 1)]).await.status });
+    }
+    while let Some(status) = orders.join_next().await {
+        assert_eq!(status.unwrap(), 201);
+    }
+    let took = started.elapsed();
+    assert!(took < linger / 2, "16 orders took {took:?}: a commit lingered for no one");
+}

@@ -7,13 +7,14 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ordermill_core::ports::{
     AcceptedOrder, Envelope, EventBus, OrderStore, StockCache, StoreError,
 };
 use ordermill_core::{OutboxEvent, Sku};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::services::lease::Lease;
@@ -89,9 +90,36 @@ pub enum FailKind {
 #[derive(Clone)]
 pub struct CommitterHandle {
     sender: mpsc::Sender<CommitRequest>,
+    approaching: Arc<Approaching>,
+}
+
+/// How many requests are on their way to the committer (admitted, their stock still being
+/// reserved), so a lingering batch knows whether anyone is coming to share its commit.
+#[derive(Default)]
+struct Approaching {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+/// One request on its way to the committer; it arrived (or gave up) when dropped.
+pub struct Approach(Arc<Approaching>);
+
+impl Drop for Approach {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_left.notify_one();
+        }
+    }
 }
 
 impl CommitterHandle {
+    /// Counts a request as on its way here until the returned guard is dropped: take it when
+    /// the request starts preparing, drop it once the request is queued (or has failed).
+    pub fn approach(&self) -> Approach {
+        self.approaching.count.fetch_add(1, Ordering::AcqRel);
+        Approach(self.approaching.clone())
+    }
+
     /// Queues a request, waiting at most `within` for a slot when the queue is full.
     ///
     /// # Errors
@@ -156,6 +184,7 @@ pub struct Committer {
     max_queue_wait: Duration,
     lease: Arc<Lease>,
     metrics: CommitMetrics,
+    approaching: Arc<Approaching>,
 }
 
 impl Committer {
@@ -170,7 +199,9 @@ impl Committer {
         (max_queue_wait, lease): (Duration, Arc<Lease>),
     ) -> (Committer, CommitterHandle) {
         let (sender, receiver) = mpsc::channel(batching.capacity.max(1));
+        let approaching = Arc::new(Approaching::default());
         let committer = Committer {
+            approaching: approaching.clone(),
             receiver,
             store,
             cache,
@@ -182,7 +213,7 @@ impl Committer {
             lease,
             metrics: CommitMetrics::new(),
         };
-        (committer, CommitterHandle { sender })
+        (committer, CommitterHandle { sender, approaching })
     }
 
     /// Commits batches until `stop` fires; then refuses new requests, commits every request
@@ -216,19 +247,36 @@ impl Committer {
             }
         }
         // Others queued behind the first, or the last batch shared its commit: the node is
-        // under load, so more are on their way. Waiting a moment for them makes fewer, fuller
-        // transactions and broker messages, and each costs the database and the broker per
-        // round, not per order. (The last batch counts because clients answered together come
-        // back together: right after a commit the queue is often empty for a moment.)
+        // under load. Waiting a moment for the requests on their way here (still reserving
+        // their stock) makes fewer, fuller transactions and broker messages, and each costs the
+        // database and the broker per round, not per order. The wait ends as soon as none is
+        // left on its way: everyone who could share this commit is in it, and waiting longer
+        // would only delay them (in a closed loop, every client of the batch).
         if (requests.len() > 1 || self.last_shared) && !self.linger.is_zero() {
             let deadline = tokio::time::Instant::now() + self.linger;
+            while count < self.max_batch && self.approaching.count.load(Ordering::Acquire) > 0 {
+                tokio::select! {
+                    biased;
+                    next = self.receiver.recv() => match next {
+                        Some(next) => {
+                            count += next.orders.len();
+                            requests.push(next);
+                        }
+                        None => break,
+                    },
+                    // The last one on its way was queued (then `recv` has it) or gave up.
+                    () = self.approaching.none_left.notified() => {}
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            // Queued while the last check ran.
             while count < self.max_batch {
-                match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
-                    Ok(Some(next)) => {
+                match self.receiver.try_recv() {
+                    Ok(next) => {
                         count += next.orders.len();
                         requests.push(next);
                     }
-                    Ok(None) | Err(_) => break,
+                    Err(_) => break,
                 }
             }
         }

@@ -19,7 +19,7 @@ use ordermill_core::{
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use self::committer::{CommitRequest, Committed, CommitterHandle, FailKind, Refused};
+use self::committer::{Approach, CommitRequest, Committed, CommitterHandle, FailKind, Refused};
 use self::idempotency::{Begin, Idempotency, KeyClaim};
 use crate::services::catalog::{Catalog, PriceError};
 use crate::services::purchase_limits::{LimitHold, PurchaseLimits};
@@ -323,9 +323,10 @@ impl Intake {
     ) -> Vec<Result<Placed, IntakeError>> {
         let this = self.clone();
         let count = inputs.len();
+        let approach = self.committer.approach();
         // Spawned so that a dropped request future cannot strand reservations (see module doc).
         let task = async move {
-            let results = this.place_all(inputs, arrived).await;
+            let results = this.place_all(inputs, arrived, approach).await;
             drop(slot);
             results
         };
@@ -344,6 +345,7 @@ impl Intake {
         &self,
         inputs: Vec<Result<OrderInput, ValidationError>>,
         arrived: Instant,
+        approach: Approach,
     ) -> Vec<Result<Placed, IntakeError>> {
         let started = Instant::now();
         // Admitted, but the task may have waited for a worker thread since.
@@ -372,7 +374,7 @@ impl Intake {
             });
         }
         if !orders.is_empty() {
-            match self.commit(orders, arrived).await {
+            match self.commit(orders, arrived, approach).await {
                 Ok(committed) => {
                     self.metrics.accepted.increment(pending.len() as u64);
                     for (offset, (slot, claim, hold)) in pending.into_iter().enumerate() {
@@ -459,11 +461,14 @@ impl Intake {
         &self,
         orders: Vec<AcceptedOrder>,
         arrived: Instant,
+        approach: Approach,
     ) -> Result<Committed, IntakeError> {
         let (reply, answer) = oneshot::channel();
         let request = CommitRequest { orders, reply, arrived };
         let budget = self.max_queue_wait.saturating_sub(arrived.elapsed());
-        if let Err((refused, why)) = self.committer.submit(request, budget).await {
+        let submitted = self.committer.submit(request, budget).await;
+        drop(approach);
+        if let Err((refused, why)) = submitted {
             for accepted in &refused.orders {
                 if let Err(error) = self.cache.release(&accepted.order.lines).await {
                     tracing::error!(order_id = %accepted.order.id, error = %error, "Could not release hot stock of a refused order; restart to reconcile.");

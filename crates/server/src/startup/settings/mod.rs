@@ -499,8 +499,9 @@ pub struct CommitSettings {
     pub max_batch_orders: usize,
     /// Intake requests that may wait for the committer before new ones wait for a slot.
     pub queue_capacity: usize,
-    /// Under load (other requests already queued behind a batch's first), how long the batch
-    /// waits for more before it commits; a lone order never waits. Zero by default: the
+    /// Under load (other requests already queued behind a batch's first), how long at most the
+    /// batch waits for the requests on their way to it (still reserving their stock) before it
+    /// commits; it stops waiting once none is left on its way, and a lone order never waits. Zero by default: the
     /// embedded writer commits faster than orders gather. On PostgreSQL and RabbitMQ, where
     /// every transaction and every message costs a round of its own, "2ms" doubled the orders
     /// per transaction and cut the CPU per order of every engine (docs/BENCHMARKS.md).
