@@ -27,7 +27,7 @@ conns=${5:-64}
 runs=$(mktemp)
 trap 'rm -f "$runs"' EXIT
 
-# run LABEL BIN: one scaled.sh run; appends "LABEL pair orders/s p99 ratio api worker database
+# run LABEL BIN PAIR: one scaled.sh run; appends "LABEL PAIR orders/s p99 ratio api worker database
 # rabbitmq redis" to $runs (0 where scaled.sh printed no such figure) and prints that line.
 run() {
   local out
