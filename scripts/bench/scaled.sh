@@ -6,6 +6,8 @@
 #   STORE=mysql: the MySQL store (ORDERMILL_TEST_MYSQL_URL, default root@127.0.0.1:3306; the
 #   `mysql` client reads the counts) instead of PostgreSQL
 #   rate: open-loop orders/s for the load (default: closed loop)
+#   LOAD_ARGS: the catalog options of `bench run` (default "--skus 1000": 80% of orders on 10
+#   flash-sale SKUs); issue 10's one hot SKU is LOAD_ARGS="--skus 1 --hot-skus 1"
 #   API_NODES > 1: that many api nodes behind nginx (deploy/nginx.conf's proxy settings), the
 #   load sent to nginx; WORKERS: that many worker processes, each consuming every queue.
 # Needs: a release build (cargo build --release; BIN runs another binary, e.g. an older
@@ -20,6 +22,7 @@ duration=${1:-20s}
 conns=${2:-64}
 rate=${3:-}
 bin=${BIN:-target/release/ordermill}
+load_args=${LOAD_ARGS:---skus 1000}
 pg=${ORDERMILL_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 amqp=${ORDERMILL_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 redis=${ORDERMILL_TEST_REDIS_URL:-redis://127.0.0.1:6379}
@@ -124,7 +127,7 @@ warm=0
 if [ "$warmup" != 0 ]; then
   echo "== warm-up: $warmup of the same load (not measured) =="
   "$bin" bench run --target "$target" --connections "$conns" --duration "$warmup" \
-    --setup --skus 1000 --quiet ${rate:+--rate "$rate"} > /dev/null
+    --setup $load_args --quiet ${rate:+--rate "$rate"} > /dev/null
   until [ "$(sql "SELECT count(*) FROM orders WHERE status NOT IN ('confirmed','cancelled')")" = 0 ]; do sleep 0.2; done
   warm=$(sql "SELECT count(*) FROM orders")
 fi
@@ -132,7 +135,7 @@ echo "== scaled-out ordermill on $store: $api_nodes api + $workers worker, load 
 cpu_before=$(cpu_snapshot)
 start=$(date +%s.%N)
 "$bin" bench run --target "$target" --connections "$conns" --duration "$duration" \
-  --setup --skus 1000 --quiet ${rate:+--rate "$rate"} | tee /tmp/ordermill-load.txt
+  --setup $load_args --quiet ${rate:+--rate "$rate"} | tee /tmp/ordermill-load.txt
 loaded=$(date +%s.%N)
 # Requests in flight when the load stopped may still commit: wait until none is left open.
 until [ "$(sql "SELECT count(*) FROM orders WHERE status NOT IN ('confirmed','cancelled')")" = 0 ]; do sleep 0.2; done

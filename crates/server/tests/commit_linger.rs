@@ -25,7 +25,7 @@ fn committer(rig: &Rig, linger: Duration) -> (Committer, CommitterHandle) {
         rig.store.clone(),
         rig.cache.clone(),
         rig.bus.clone(),
-        Batching { max_orders: 64, capacity: 64, linger },
+        Batching { max_orders: 64, capacity: 64, linger, publish_linger: Duration::ZERO },
         (Duration::from_secs(60), Arc::new(Lease::unconditional())),
     )
 }

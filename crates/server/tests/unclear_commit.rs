@@ -25,7 +25,12 @@ async fn a_lost_commit_reply_is_read_back_before_anything_is_released() {
         store.clone(),
         cache.clone(),
         bus,
-        Batching { max_orders: 64, capacity: 64, linger: Duration::ZERO },
+        Batching {
+            max_orders: 64,
+            capacity: 64,
+            linger: Duration::ZERO,
+            publish_linger: Duration::ZERO,
+        },
         (Duration::from_secs(10), lease),
     );
     let stop = tokio_util::sync::CancellationToken::new();

@@ -48,6 +48,14 @@ pub struct RabbitSettings {
     /// The retry delay tiers, ascending: a retry waits in the smallest tier at least as long
     /// as asked for (the largest when none is).
     pub retry_tiers: Vec<HumanDuration>,
+    /// Under load, how long an api node lets a committed batch's `order.created` events wait
+    /// for the batches committed after it, to publish them together: RabbitMQ's work is per
+    /// message, and at 10k orders/s one publish per group commit made it cost as much CPU per
+    /// order as the api node. "10ms" halved that and raised intake 15% at 64 connections
+    /// (docs/BENCHMARKS.md, eighteenth session). A lone batch after a lone one is published at
+    /// once; under load an order is confirmed up to this much later. Zero: every batch on its
+    /// own. Under 1 s.
+    pub publish_linger: HumanDuration,
     /// How often an api node sweeps the outbox for events no broker has confirmed (a crash or
     /// an outage left them); events are published right after their commit otherwise.
     pub relay_sweep: HumanDuration,
@@ -76,6 +84,7 @@ impl Default for RabbitSettings {
             .map(HumanDuration::from_millis)
             .to_vec(),
             relay_sweep: HumanDuration::from_secs(1),
+            publish_linger: HumanDuration::from_millis(10),
         }
     }
 }
@@ -97,6 +106,9 @@ impl RabbitSettings {
             if d.get().is_zero() {
                 return Err(format!("rabbitmq.{key} must be longer than zero, e.g. \"1s\""));
             }
+        }
+        if self.publish_linger.get() >= Duration::from_secs(1) {
+            return Err("rabbitmq.publish_linger must be under 1s, e.g. \"10ms\"".into());
         }
         if self.retry_tiers.iter().any(|t| t.get() < Duration::from_millis(1)) {
             return Err("rabbitmq.retry_tiers must each be at least \"1ms\"".into());

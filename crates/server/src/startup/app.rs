@@ -383,6 +383,13 @@ impl Application {
                 max_orders: settings.commit.max_batch_orders,
                 capacity: settings.commit.queue_capacity,
                 linger: settings.commit.linger.get(),
+                // Only a broker's cost is per message; the embedded bus hands events over in
+                // memory.
+                publish_linger: if backends.relay.is_some() {
+                    settings.rabbitmq.publish_linger.get()
+                } else {
+                    Duration::ZERO
+                },
             },
             (settings.http.max_queue_wait.get(), catalog.lease().clone()),
         );

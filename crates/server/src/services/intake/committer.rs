@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ordermill_core::ports::{
-    AcceptedOrder, Envelope, EventBus, OrderStore, StockCache, StoreError,
-};
-use ordermill_core::{OutboxEvent, Sku};
+use ordermill_core::Sku;
+use ordermill_core::ports::{AcceptedOrder, EventBus, OrderStore, StockCache, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::publisher::Publisher;
 use crate::services::lease::Lease;
 use crate::telemetry::CommitMetrics;
 
@@ -169,6 +168,9 @@ pub struct Batching {
     /// more than one), how long a batch waits for more before it commits (zero: never). A lone
     /// request after a lone one never waits.
     pub linger: Duration,
+    /// Under load, how long a committed batch's events may wait to be published together with
+    /// the batches committed after it (see [`Publisher`]; zero: each as it comes).
+    pub publish_linger: Duration,
 }
 
 /// The committer task's inputs.
@@ -176,7 +178,7 @@ pub struct Committer {
     receiver: mpsc::Receiver<CommitRequest>,
     store: Arc<dyn OrderStore>,
     cache: Arc<dyn StockCache>,
-    bus: Arc<dyn EventBus>,
+    publisher: Publisher,
     max_batch: usize,
     linger: Duration,
     /// The previous batch held more than one request.
@@ -200,18 +202,21 @@ impl Committer {
     ) -> (Committer, CommitterHandle) {
         let (sender, receiver) = mpsc::channel(batching.capacity.max(1));
         let approaching = Arc::new(Approaching::default());
+        let metrics = CommitMetrics::new();
+        let publisher =
+            Publisher::start(bus, batching.publish_linger, metrics.stage_publish.clone());
         let committer = Committer {
             approaching: approaching.clone(),
             receiver,
             store,
             cache,
-            bus,
+            publisher,
             max_batch: batching.max_orders.max(1),
             linger: batching.linger,
             last_shared: false,
             max_queue_wait,
             lease,
-            metrics: CommitMetrics::new(),
+            metrics,
         };
         (committer, CommitterHandle { sender, approaching })
     }
@@ -231,6 +236,7 @@ impl Committer {
             let Some(first) = first else { break };
             self.commit_pending(first).await;
         }
+        self.publisher.close().await;
         tracing::info!("Committer stopped after flushing every queued order.");
     }
 
@@ -444,22 +450,7 @@ impl Committer {
             let _ = reply.send(Ok(Committed { batch: batch.clone(), range }));
         }
         // Off the commit loop: the next batch need not wait for event bodies to be built.
-        // The events are durable in the outbox, so a failed publish only delays them to the
-        // next start.
-        let bus = self.bus.clone();
-        let publish_stage = self.metrics.stage_publish.clone();
-        tokio::spawn(async move {
-            let events: Vec<Envelope> = batch
-                .iter()
-                .map(|a| Envelope::from(OutboxEvent::order_created(&a.order, a.event_id)))
-                .collect();
-            let started = Instant::now();
-            let published = bus.publish(events).await;
-            publish_stage.record(started.elapsed().as_secs_f64());
-            if let Err(error) = published {
-                tracing::error!(error = %error, "Could not publish order.created events; they stay in the outbox.");
-            }
-        });
+        self.publisher.publish(batch);
     }
 
     async fn fail(

@@ -5,6 +5,7 @@
 
 pub mod committer;
 pub mod idempotency;
+pub mod publisher;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
