@@ -1,5 +1,5 @@
-//! Publishing committed batches' `order.created` events through one task per api node, so that
-//! batches committed close together share broker messages.
+//! Publishing committed batches' `order.created` events, with a linger through one task per
+//! api node, so that batches committed close together share broker messages.
 //!
 //! Scaled out, RabbitMQ's work is per message much more than per event (docs/BENCHMARKS.md,
 //! eighteenth session): publishing each group commit on its own made ~250 messages a second at
@@ -18,44 +18,57 @@ use std::time::Duration;
 use ordermill_core::OutboxEvent;
 use ordermill_core::ports::{AcceptedOrder, Envelope, EventBus};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
-// tokio's clock, so tests can run the linger on paused time.
-use tokio::time::Instant;
+use tokio::time::Instant; // tokio's clock, so tests can run the linger on paused time
+use tokio_util::task::TaskTracker;
 
 /// One committed batch and when it was committed.
 type Committed = (Instant, Arc<Vec<AcceptedOrder>>);
 
 /// The handle the committer hands batches to.
 pub struct Publisher {
-    sender: mpsc::UnboundedSender<Committed>,
-    task: JoinHandle<()>,
+    /// To the lingering task; none without a linger (each batch is published as it comes).
+    sender: Option<mpsc::UnboundedSender<Committed>>,
+    /// The lingering task and every publish, so closing can wait for them.
+    tasks: TaskTracker,
+    bus: Arc<dyn EventBus>,
+    stage: metrics::Histogram,
 }
 
 impl Publisher {
-    /// Starts the task, publishing on `bus` and timing each publish (publish → confirm) in
-    /// `stage`.
+    /// Publishes on `bus`, timing each publish (publish → confirm) in `stage`.
     pub fn start(bus: Arc<dyn EventBus>, linger: Duration, stage: metrics::Histogram) -> Self {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(receiver, bus, linger, stage));
-        Publisher { sender, task }
+        let tasks = TaskTracker::new();
+        let sender = (!linger.is_zero()).then(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tasks.spawn(run(receiver, bus.clone(), linger, stage.clone(), tasks.clone()));
+            sender
+        });
+        Publisher { sender, tasks, bus, stage }
     }
 
-    /// Queues a committed batch's events for publishing.
+    /// Publishes a committed batch's events, or queues them for the lingering task.
     pub fn publish(&self, batch: Arc<Vec<AcceptedOrder>>) {
-        if self.sender.send((Instant::now(), batch)).is_err() {
-            // Only after the task ended, which it does only once this handle is closed.
-            tracing::warn!(
-                "The publisher has stopped; these order.created events stay in the outbox for the relay."
-            );
+        let committed = (Instant::now(), batch);
+        match &self.sender {
+            None => {
+                self.tasks.spawn(publish(self.bus.clone(), vec![committed], self.stage.clone()));
+            }
+            Some(sender) => {
+                if sender.send(committed).is_err() {
+                    // Only after the task ended, which it does only once this handle is closed.
+                    tracing::warn!(
+                        "The publisher has stopped; these order.created events stay in the outbox for the relay."
+                    );
+                }
+            }
         }
     }
 
-    /// Publishes what is queued (without lingering further) and waits for the task to end.
+    /// Publishes what is queued (without lingering further) and waits for every publish.
     pub async fn close(self) {
         drop(self.sender);
-        if let Err(error) = self.task.await {
-            tracing::error!(error = %error, "The publisher task failed; unpublished events stay in the outbox for the relay.");
-        }
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }
 
@@ -70,27 +83,24 @@ fn drain(receiver: &mut mpsc::UnboundedReceiver<Committed>, batches: &mut Vec<Co
     }
 }
 
+/// The lingering task: each publish runs on its own (in `tasks`), so a slow confirm holds up
+/// no batch behind it: every batch's publish starts within the linger of its commit, and gives
+/// up within `rabbitmq.confirm_timeout` after that, before the relay would take its events for
+/// abandoned (it waits that long and 2 s more).
 async fn run(
     mut receiver: mpsc::UnboundedReceiver<Committed>,
     bus: Arc<dyn EventBus>,
     linger: Duration,
     stage: metrics::Histogram,
+    tasks: TaskTracker,
 ) {
-    // Each publish runs on its own, so a slow confirm holds up no batch behind it: every
-    // batch's publish starts within the linger of its commit, and gives up within
-    // `rabbitmq.confirm_timeout` after that, before the relay would take its events for
-    // abandoned (it waits that long and 2 s more).
-    let mut publishing = JoinSet::new();
     // The last publish carried more than one batch: the node is under load.
     let mut last_shared = false;
     while let Some(first) = receiver.recv().await {
-        while let Some(done) = publishing.try_join_next() {
-            report_panic(done);
-        }
         let since = first.0;
         let mut batches = vec![first];
         let open = drain(&mut receiver, &mut batches);
-        if open && !linger.is_zero() && (batches.len() > 1 || last_shared) {
+        if open && (batches.len() > 1 || last_shared) {
             // From the first batch's commit, not from now.
             let deadline = since + linger;
             loop {
@@ -105,10 +115,7 @@ async fn run(
             }
         }
         last_shared = batches.len() > 1;
-        publishing.spawn(publish(bus.clone(), batches, stage.clone()));
-    }
-    while let Some(done) = publishing.join_next().await {
-        report_panic(done);
+        tasks.spawn(publish(bus.clone(), batches, stage.clone()));
     }
 }
 
@@ -123,12 +130,6 @@ async fn publish(bus: Arc<dyn EventBus>, batches: Vec<Committed>, stage: metrics
     stage.record(started.elapsed().as_secs_f64());
     if let Err(error) = published {
         tracing::error!(error = %error, "Could not publish order.created events; they stay in the outbox.");
-    }
-}
-
-fn report_panic(done: Result<(), tokio::task::JoinError>) {
-    if let Err(error) = done {
-        tracing::error!(error = %error, "A publish task failed; its events stay in the outbox for the relay.");
     }
 }
 
