@@ -242,6 +242,17 @@ mod tests {
 
     const LINGER: Duration = Duration::from_millis(200);
 
+    /// Waits (on the paused clock) until `bus` has seen a publish; fails after an hour.
+    async fn first_publish(bus: &Recording) {
+        tokio::time::timeout(Duration::from_secs(3600), async {
+            while bus.publishes().is_empty() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("nothing was published");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_lone_batch_goes_out_at_once() {
         let bus = Arc::new(Recording::default());
@@ -249,9 +260,7 @@ mod tests {
         let lone = batch(2);
         let started = Instant::now();
         publisher.publish(lone.clone());
-        while bus.publishes().is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        first_publish(&bus).await;
         assert!(started.elapsed() < LINGER, "a lone batch waited {:?}", started.elapsed());
         assert_eq!(bus.publishes(), vec![ids(&[&lone])]);
         publisher.close().await;
@@ -299,9 +308,7 @@ mod tests {
         let publisher = Publisher::start(bus.clone(), Duration::ZERO, metrics::Histogram::noop());
         let a = batch(1);
         publisher.publish(a.clone());
-        while bus.publishes().is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        first_publish(&bus).await;
         let b = batch(1);
         publisher.publish(b.clone());
         publisher.close().await;
