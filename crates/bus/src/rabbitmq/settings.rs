@@ -51,7 +51,7 @@ pub struct RabbitSettings {
     /// Under load, how long an api node lets a committed batch's `order.created` events wait
     /// for the batches committed after it, to publish them together: RabbitMQ's work is per
     /// message, and at 10k orders/s one publish per group commit made it cost as much CPU per
-    /// order as the api node. "10ms" halved that and raised intake 15% at 64 connections
+    /// order as the api node. "10ms" halved that and raised intake 10–19% at 64 connections
     /// (docs/BENCHMARKS.md, eighteenth session). A lone batch after a lone one is published at
     /// once; under load an order is confirmed up to this much later. Zero: every batch on its
     /// own. Under 1 s.
