@@ -265,29 +265,14 @@ impl OutboxEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CustomerId, Money, OrderIdGenerator, OrderLine, OrderStatus, Quantity, Sku};
+    use crate::OrderIdGenerator;
+    use crate::test_support::accepted_order;
 
     #[test]
     fn order_created_carries_the_event_id_and_everything_a_consumer_needs() {
         let ids = OrderIdGenerator::new();
         let now = UnixMillis(1_790_000_000_000);
-        let line = OrderLine::priced(
-            Sku::parse("sku-1").unwrap(),
-            Quantity::parse(2).unwrap(),
-            Money::parse("price", "19.99").unwrap(),
-        )
-        .unwrap();
-        let order = Order {
-            id: ids.next(now),
-            customer_id: CustomerId::parse("c-1").unwrap(),
-            total: line.line_total,
-            lines: vec![line],
-            status: OrderStatus::Accepted,
-            created_at: now,
-            idempotency_key: None,
-            history: Vec::new(),
-            awaited_payment: None,
-        };
+        let order = accepted_order(&ids, now, 2, "19.99");
         let event_id = ids.next_uuid(now);
         let event = OutboxEvent::order_created(&order, event_id);
         let body: serde_json::Value = serde_json::from_str(&event.payload).unwrap();

@@ -1,5 +1,10 @@
-//! Helpers shared by every crate's tests of real services. Reading an environment variable is
-//! the only outside contact here; nothing connects anywhere.
+//! Helpers shared by every crate's tests: finding real services, and orders whose content
+//! does not matter. Reading an environment variable is the only outside contact here; nothing
+//! connects anywhere.
+
+use crate::{
+    CustomerId, Money, Order, OrderIdGenerator, OrderLine, OrderStatus, Quantity, Sku, UnixMillis,
+};
 
 /// The URL of a real service for a test, from environment variable `var`. Unset: prints why
 /// the test skips and returns `None` — unless `ORDERMILL_TEST_REQUIRE_SERVICES=1` (CI), where
@@ -21,5 +26,35 @@ pub fn service_url(var: &str, example: &str) -> Option<String> {
             let _ = writeln!(std::io::stderr(), "skipping: set {var}={example} to run this test");
             None
         }
+    }
+}
+
+/// A just-accepted order made at `now`: customer `c-1`, one line of `quantity` × `sku-1` at
+/// `unit_price` (e.g. `"9.99"`).
+///
+/// # Panics
+/// When `quantity` or `unit_price` is not a valid order line: the calling test's own mistake.
+pub fn accepted_order(
+    ids: &OrderIdGenerator,
+    now: UnixMillis,
+    quantity: i64,
+    unit_price: &str,
+) -> Order {
+    let line = OrderLine::priced(
+        Sku::parse("sku-1").expect("a valid SKU"),
+        Quantity::parse(quantity).expect("the test passes a valid quantity"),
+        Money::parse("price", unit_price).expect("the test passes a valid price"),
+    )
+    .expect("the test's line is within the limits");
+    Order {
+        id: ids.next(now),
+        customer_id: CustomerId::parse("c-1").expect("a valid customer id"),
+        total: line.line_total,
+        lines: vec![line],
+        status: OrderStatus::Accepted,
+        created_at: now,
+        idempotency_key: None,
+        history: Vec::new(),
+        awaited_payment: None,
     }
 }

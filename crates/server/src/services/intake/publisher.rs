@@ -141,33 +141,14 @@ mod tests {
     use ordermill_core::ports::{
         BusError, DeadLetter, DeadLetterPage, DeadLetterSelection, Delivery, QueueDepth,
     };
-    use ordermill_core::{
-        CustomerId, Money, Order, OrderIdGenerator, OrderLine, OrderStatus, Quantity, Sku,
-        UnixMillis,
-    };
+    use ordermill_core::test_support::accepted_order;
+    use ordermill_core::{OrderIdGenerator, UnixMillis};
 
     use super::*;
 
-    fn accepted_order(ids: &OrderIdGenerator) -> AcceptedOrder {
+    fn accepted(ids: &OrderIdGenerator) -> AcceptedOrder {
         let now = UnixMillis(1_790_000_000_000);
-        let line = OrderLine::priced(
-            Sku::parse("sku-1").expect("a valid SKU"),
-            Quantity::parse(1).expect("a valid quantity"),
-            Money::parse("price", "9.99").expect("a valid price"),
-        )
-        .expect("a line within the limits");
-        let order = Order {
-            id: ids.next(now),
-            customer_id: CustomerId::parse("c-1").expect("a valid customer id"),
-            total: line.line_total,
-            lines: vec![line],
-            status: OrderStatus::Accepted,
-            created_at: now,
-            idempotency_key: None,
-            history: Vec::new(),
-            awaited_payment: None,
-        };
-        AcceptedOrder { order, event_id: ids.next_uuid(now) }
+        AcceptedOrder { order: accepted_order(ids, now, 1, "9.99"), event_id: ids.next_uuid(now) }
     }
 
     /// Records the event ids of each publish; nothing else of the bus is used here.
@@ -233,7 +214,7 @@ mod tests {
 
     fn batch(n: usize) -> Arc<Vec<AcceptedOrder>> {
         let ids = OrderIdGenerator::new();
-        Arc::new((0..n).map(|_| accepted_order(&ids)).collect())
+        Arc::new((0..n).map(|_| accepted(&ids)).collect())
     }
 
     fn ids(batches: &[&Arc<Vec<AcceptedOrder>>]) -> Vec<uuid::Uuid> {
