@@ -32,9 +32,16 @@ impl Link {
     }
 
     /// A short-lived channel for an administrative call (passive declares, basic.get,
-    /// purge): a failed call closes only that channel, never the publish channel.
-    pub(crate) async fn scratch_channel(&self) -> Result<Channel, BusError> {
-        self.connection.create_channel().await.map_err(unavailable)
+    /// purge): a failed call closes only that channel, never the publish channel. Waits at
+    /// most `limit` (see [`Shared::bounded`]).
+    pub(crate) async fn scratch_channel(&self, limit: Duration) -> Result<Channel, BusError> {
+        match tokio::time::timeout(limit, self.connection.create_channel()).await {
+            Ok(opened) => opened.map_err(unavailable),
+            Err(_) => Err(BusError::Unavailable(format!(
+                "RabbitMQ did not open a channel within {} ms",
+                limit.as_millis()
+            ))),
+        }
     }
 
     async fn close(&self) {
@@ -159,6 +166,57 @@ async fn wait_until_broken(shared: &Shared, link: &Link) -> bool {
 }
 
 impl Shared {
+    /// Waits for `call`, a lapin call on connection `generation`, until it completes, the
+    /// connection is taken down, or `confirm_timeout` passes. lapin completes a call once its
+    /// frame is written (or answered), and a connection that dies at that moment can leave
+    /// the call pending for good: a broker restart test saw an ack hang that way, and the
+    /// consumer loop waiting on it stopped while the other queues went on. Once the connection
+    /// is down nothing is lost by giving up (the broker delivers what it held again); past the
+    /// limit the connection is replaced.
+    pub(crate) async fn bounded<T>(
+        &self,
+        generation: u64,
+        what: &str,
+        call: impl Future<Output = Result<T, lapin::Error>>,
+    ) -> Result<T, BusError> {
+        let deadline = tokio::time::Instant::now() + self.settings.confirm_timeout();
+        self.bounded_until(generation, what, deadline, call).await
+    }
+
+    /// [`Shared::bounded`] with a deadline of the caller's (a publish's, so that publishing
+    /// and confirming together stay within `confirm_timeout`: the relay counts on it).
+    pub(crate) async fn bounded_until<T>(
+        &self,
+        generation: u64,
+        what: &str,
+        deadline: tokio::time::Instant,
+        call: impl Future<Output = Result<T, lapin::Error>>,
+    ) -> Result<T, BusError> {
+        let mut live = self.link.subscribe();
+        let taken_down =
+            live.wait_for(|link| link.as_ref().is_none_or(|link| link.generation != generation));
+        tokio::select! {
+            done = call => done.map_err(unavailable),
+            _ = taken_down => Err(BusError::Unavailable(format!(
+                "the RabbitMQ connection closed before {what} completed; reconnecting"
+            ))),
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(
+                    connection = %self.connection_name,
+                    generation,
+                    call = what,
+                    timeout = %self.settings.confirm_timeout,
+                    "RabbitMQ did not complete a call in time; replacing the connection."
+                );
+                self.kick(generation);
+                Err(BusError::Unavailable(format!(
+                    "RabbitMQ did not complete {what} within {}; reconnecting",
+                    self.settings.confirm_timeout
+                )))
+            }
+        }
+    }
+
     /// Asks the supervisor to replace connection `generation` (a failed channel of it).
     pub(crate) fn kick(&self, generation: u64) {
         self.kicked_generation.fetch_max(generation, Ordering::AcqRel);
@@ -201,5 +259,108 @@ pub(crate) async fn connect_plain(shared: &Shared) -> Result<Connection, BusErro
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(error)) => Err(unavailable(error)),
         Err(_) => Err(BusError::Unavailable("connecting to RabbitMQ timed out".to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+    use std::future::pending;
+    use std::time::Instant;
+
+    use async_trait::async_trait;
+    use ordermill_core::ports::{Envelope, Outbox, StoreError};
+    use ordermill_core::{HumanDuration, Topology};
+    use uuid::Uuid;
+
+    use super::super::{RabbitBus, RabbitSettings};
+    use super::*;
+
+    /// The bus publishes nothing here, so its outbox is never read.
+    struct NoOutbox;
+
+    #[async_trait]
+    impl Outbox for NoOutbox {
+        async fn claim_unpublished(
+            &self,
+            _: usize,
+            _: Duration,
+            _: Duration,
+        ) -> Result<Vec<Envelope>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn release_claims(&self, _: Vec<Uuid>) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn mark_published(&self, _: Vec<Uuid>) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// A bus on the test broker with queues of its own, or `None` (skipped) without one.
+    async fn bus(confirm_timeout: HumanDuration) -> Option<RabbitBus> {
+        let url = ordermill_core::test_support::service_url(
+            "ORDERMILL_TEST_AMQP_URL",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+        )?;
+        let unique = Uuid::now_v7().simple().to_string();
+        let unique = &unique[unique.len() - 12..];
+        let settings = RabbitSettings {
+            url,
+            exchange: format!("test.{unique}.orders"),
+            dead_letter_exchange: format!("test.{unique}.orders.dlx"),
+            queue_prefix: format!("test.{unique}."),
+            confirm_timeout,
+            reconnect_min: HumanDuration::from_millis(50),
+            ..RabbitSettings::default()
+        };
+        Some(RabbitBus::start(settings, Topology::default(), Arc::new(NoOutbox)).await.unwrap())
+    }
+
+    /// A lapin call that never completes, as an ack did on a connection that died under it.
+    fn hung() -> impl Future<Output = Result<(), lapin::Error>> {
+        pending()
+    }
+
+    async fn reconnected(shared: &Shared) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while shared.generation.load(Ordering::Acquire) < 2 {
+            assert!(Instant::now() < deadline, "no new connection within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_that_never_completes_gives_up_and_replaces_the_connection() {
+        let Some(bus) = bus(HumanDuration::from_millis(300)).await else { return };
+        let shared = bus.shared.clone();
+        let began = Instant::now();
+        let outcome = shared.bounded(1, "a test call", hung()).await;
+        assert!(matches!(outcome, Err(BusError::Unavailable(_))), "{outcome:?}");
+        assert!(began.elapsed() < Duration::from_secs(5), "gave up after {:?}", began.elapsed());
+        reconnected(&shared).await;
+        bus.delete_topology().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_call_pending_when_its_connection_goes_down_gives_up_at_once() {
+        // A limit the test would notice: the call must end with its connection, not by it.
+        let Some(bus) = bus(HumanDuration::from_secs(60)).await else { return };
+        let shared = bus.shared.clone();
+        let call = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.bounded(1, "a test call", hung()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        shared.kick(1);
+        let outcome = tokio::time::timeout(Duration::from_secs(10), call).await;
+        let outcome = outcome.expect("the call ended when its connection was taken down").unwrap();
+        assert!(matches!(outcome, Err(BusError::Unavailable(_))), "{outcome:?}");
+        reconnected(&shared).await;
+        // A call on a connection already replaced does not wait at all.
+        let stale = tokio::time::timeout(Duration::from_secs(1), shared.bounded(1, "x", hung()));
+        assert!(matches!(stale.await, Ok(Err(BusError::Unavailable(_)))));
+        bus.delete_topology().await.unwrap();
     }
 }

@@ -286,15 +286,10 @@ impl Shared {
             let (multiple, single, gone) = slot.take_for_ack(&tags);
             lost += gone;
             // A run of contiguous deliveries goes as one frame: the broker's work is per frame.
-            for held in multiple {
-                let options = BasicAckOptions { multiple: true };
-                if !matches!(held.acker.ack(options).await, Ok(true)) {
-                    lost += 1;
-                }
-                slot.settled(&held);
-            }
-            for held in single {
-                if !matches!(held.acker.ack(BasicAckOptions::default()).await, Ok(true)) {
+            let runs = multiple.into_iter().map(|held| (held, true));
+            for (held, multiple) in runs.chain(single.into_iter().map(|held| (held, false))) {
+                let ack = held.acker.ack(BasicAckOptions { multiple });
+                if !matches!(self.bounded(held.generation, "an ack", ack).await, Ok(true)) {
                     lost += 1;
                 }
                 slot.settled(&held);
@@ -315,24 +310,35 @@ impl Shared {
     }
 }
 
+/// Why a consumer's delivery stream ended without an error.
+enum Ended {
+    /// The broker ended it (a `basic.cancel`, or its connection closed cleanly).
+    Cancelled,
+    /// A delivery arrived after the supervisor had taken its connection down.
+    Replaced,
+}
+
 /// Runs the consumer of one queue on one connection until either ends.
 async fn consume(shared: Arc<Shared>, link: Arc<Link>, index: usize) {
     let Some(slot) = shared.slots.get(index) else { return };
     let queue = slot.logical.clone();
+    let generation = link.generation;
     let run = async {
-        let channel = link.connection.create_channel().await?;
-        channel.basic_qos(shared.settings.prefetch(), BasicQosOptions::default()).await?;
-        let mut consumer = channel
-            .basic_consume(
-                slot.names.work.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
+        let channel = shared
+            .bounded(generation, "opening a channel", link.connection.create_channel())
             .await?;
-        tracing::debug!(queue = %queue, generation = link.generation, "Consumer started.");
+        let qos = channel.basic_qos(shared.settings.prefetch(), BasicQosOptions::default());
+        shared.bounded(generation, "basic.qos", qos).await?;
+        let consume = channel.basic_consume(
+            slot.names.work.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        );
+        let mut consumer = shared.bounded(generation, "basic.consume", consume).await?;
+        tracing::debug!(queue = %queue, generation, "Consumer started.");
         while let Some(item) = consumer.next().await {
-            let delivery = item?;
+            let delivery = item.map_err(super::connection::unavailable)?;
             let Some(events) = message::read_all(
                 &delivery.properties,
                 delivery.routing_key.as_str(),
@@ -342,7 +348,8 @@ async fn consume(shared: Arc<Shared>, link: Arc<Link>, index: usize) {
                 // does not parse): nobody can handle it, so it goes to the dead queue through
                 // the work queue's dead-letter exchange, where an operator sees it.
                 tracing::warn!(queue = %queue, "Rejected a message that is not an ordermill event.");
-                let _ = delivery.acker.reject(BasicRejectOptions { requeue: false }).await;
+                let reject = delivery.acker.reject(BasicRejectOptions { requeue: false });
+                let _ = shared.bounded(generation, "a reject", reject).await;
                 continue;
             };
             let count = events.len() as u64;
@@ -376,11 +383,11 @@ async fn consume(shared: Arc<Shared>, link: Arc<Link>, index: usize) {
                 }
             };
             if !accepted {
-                break;
+                return Ok(Ended::Replaced);
             }
             slot.arrived.notify_waiters();
         }
-        Ok::<(), lapin::Error>(())
+        Ok::<_, BusError>(Ended::Cancelled)
     };
     let outcome = tokio::select! {
         () = shared.stop.cancelled() => return,
@@ -391,7 +398,11 @@ async fn consume(shared: Arc<Shared>, link: Arc<Link>, index: usize) {
         return;
     }
     match outcome {
-        Ok(()) => {
+        // The supervisor is replacing this connection already.
+        Ok(Ended::Replaced) => {
+            tracing::debug!(queue = %queue, generation, "Consumer of a replaced connection ended.")
+        }
+        Ok(Ended::Cancelled) => {
             tracing::warn!(queue = %queue, "The broker cancelled the consumer; reconnecting.")
         }
         Err(error) => {

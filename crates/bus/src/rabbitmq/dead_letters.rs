@@ -57,13 +57,15 @@ impl Shared {
         if let Err(error) = self.publish_confirmed([copy]).await {
             // Give it back now rather than leave it unsettled until the channel closes.
             if let Some(held) = slot.give_back(delivery) {
-                let _ = held.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
+                let nack = held.acker.nack(BasicNackOptions { requeue: true, multiple: false });
+                let _ = self.bounded(held.generation, "a nack", nack).await;
                 slot.settled(&held);
             }
             return Err(error);
         }
         let Released::Last(held) = slot.release(delivery.tag) else { return Ok(()) };
-        let acked = held.acker.ack(BasicAckOptions::default()).await;
+        let ack = held.acker.ack(BasicAckOptions::default());
+        let acked = self.bounded(held.generation, "an ack", ack).await;
         slot.settled(&held);
         if !matches!(acked, Ok(true)) {
             tracing::warn!(
@@ -125,7 +127,7 @@ impl Shared {
     ) -> Result<Vec<DeadLetter>, BusError> {
         let slot = self.slot(queue)?;
         let link = self.live_link()?;
-        let channel = link.scratch_channel().await?;
+        let channel = link.scratch_channel(self.settings.confirm_timeout()).await?;
         let mut letters = Vec::new();
         let (mut messages, mut skipped) = (0u64, 0usize);
         let read = async {
@@ -188,7 +190,7 @@ impl Shared {
             DeadLetterSelection::All => {
                 let slot = self.slot(queue)?;
                 let link = self.live_link()?;
-                let channel = link.scratch_channel().await?;
+                let channel = link.scratch_channel(self.settings.confirm_timeout()).await?;
                 let purged = channel
                     .queue_purge(slot.names.dead.as_str().into(), QueuePurgeOptions::default())
                     .await;
@@ -213,7 +215,7 @@ impl Shared {
     ) -> Result<usize, BusError> {
         let slot = self.slot(queue)?;
         let link = self.live_link()?;
-        let channel = link.scratch_channel().await?;
+        let channel = link.scratch_channel(self.settings.confirm_timeout()).await?;
         let (mut count, mut left) = (0usize, 0u64);
         let result = async {
             // At most what is there now: a replayed event that fails again while we run must
@@ -265,7 +267,8 @@ impl Shared {
                 }
                 left += kept.len() as u64;
                 count += taken.len();
-                d.acker.ack(BasicAckOptions::default()).await.map_err(unavailable)?;
+                let ack = d.acker.ack(BasicAckOptions::default());
+                self.bounded(link.generation, "an ack", ack).await?;
                 if matches!(which, DeadLetterSelection::Event(_)) {
                     break;
                 }
@@ -286,7 +289,7 @@ impl Shared {
         if expected == 0 {
             return;
         }
-        let Ok(check) = link.scratch_channel().await else { return };
+        let Ok(check) = link.scratch_channel(Duration::from_secs(2)).await else { return };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while Self::ready_count(&check, dead).await.unwrap_or(u64::MAX) < expected
             && tokio::time::Instant::now() < deadline

@@ -180,7 +180,7 @@ impl Drop for RabbitBus {
 impl Shared {
     async fn depths(&self) -> Result<Vec<(String, QueueDepth)>, BusError> {
         let link = self.live_link()?;
-        let channel = link.scratch_channel().await?;
+        let channel = link.scratch_channel(self.settings.confirm_timeout()).await?;
         let counted = async {
             let mut depths = Vec::with_capacity(self.slots.len());
             for slot in &self.slots {

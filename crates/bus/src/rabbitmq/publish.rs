@@ -89,17 +89,15 @@ impl Shared {
                     }
                 }
             };
-            let confirm = link
-                .publish
-                .basic_publish(
-                    ShortString::from(message.exchange),
-                    ShortString::from(message.routing_key),
-                    BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
-                    message.payload,
-                    message.properties,
-                )
-                .await
-                .map_err(unavailable)?;
+            let publish = link.publish.basic_publish(
+                ShortString::from(message.exchange),
+                ShortString::from(message.routing_key),
+                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                message.payload,
+                message.properties,
+            );
+            let confirm =
+                self.bounded_until(link.generation, "a publish", deadline, publish).await?;
             pending.push_back(Pending { confirm, _permit: permit });
         }
         while let Some(next) = pending.pop_front() {

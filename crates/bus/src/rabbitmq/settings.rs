@@ -37,7 +37,10 @@ pub struct RabbitSettings {
     pub events_per_message: usize,
     /// Publishes that may await their confirm at once, over all callers.
     pub confirm_window: usize,
-    /// How long a publish waits for its confirms before giving up (the outbox keeps the events).
+    /// How long a publish waits for its confirms before giving up (the outbox keeps the
+    /// events). It also bounds every other call on the connection (an ack, opening a
+    /// channel): one that takes longer gets the connection replaced, and what it held is
+    /// delivered again.
     pub confirm_timeout: HumanDuration,
     /// How long connecting (TCP, AMQP handshake, topology) may take.
     pub connect_timeout: HumanDuration,

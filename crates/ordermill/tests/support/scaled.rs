@@ -386,6 +386,29 @@ impl Deployment {
         Teardown { services: self.services.clone(), id: self.id.clone() }.run().await;
     }
 
+    /// This deployment's queues as the broker sees them (name, ready, unacked, consumers),
+    /// one per line: what a failure report needs to tell a stalled consumer from a slow one.
+    pub fn queue_report(&self) -> String {
+        let prefix = self.queue_prefix();
+        let listed = Command::new("rabbitmqctl")
+            .args([
+                "list_queues",
+                "-q",
+                "--no-table-headers",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+                "consumers",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .filter(|line| line.starts_with(&prefix))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Messages waiting in this deployment's dead-letter queues.
     pub fn dead_letters(&self) -> u64 {
         let prefix = self.queue_prefix();
@@ -599,7 +622,7 @@ impl Ledger {
 
     /// Everything done that the simulated gateway (which accepts every customer the load
     /// uses) leads to: all orders confirmed, every consumer finished, the outbox empty.
-    fn is_settled(&self) -> bool {
+    pub fn is_settled(&self) -> bool {
         self.confirmed() == self.orders
             && self.outbox == 0
             && self.processed_by("inventory") == self.orders
