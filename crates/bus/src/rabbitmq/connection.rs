@@ -51,6 +51,22 @@ impl Link {
     }
 }
 
+/// The error of a call [`Shared::bounded`] waits on: lapin's (the broker cannot be used right
+/// now) or one of ours already (a sequence of calls).
+pub(crate) struct Failed(BusError);
+
+impl From<lapin::Error> for Failed {
+    fn from(error: lapin::Error) -> Self {
+        Failed(unavailable(error))
+    }
+}
+
+impl From<BusError> for Failed {
+    fn from(error: BusError) -> Self {
+        Failed(error)
+    }
+}
+
 /// Maps a lapin error of a live operation: the broker cannot be used right now.
 pub(crate) fn unavailable(error: lapin::Error) -> BusError {
     BusError::Unavailable(format!("RabbitMQ: {error}"))
@@ -173,11 +189,11 @@ impl Shared {
     /// consumer loop waiting on it stopped while the other queues went on. Once the connection
     /// is down nothing is lost by giving up (the broker delivers what it held again); past the
     /// limit the connection is replaced.
-    pub(crate) async fn bounded<T>(
+    pub(crate) async fn bounded<T, E: Into<Failed>>(
         &self,
         generation: u64,
         what: &str,
-        call: impl Future<Output = Result<T, lapin::Error>>,
+        call: impl Future<Output = Result<T, E>>,
     ) -> Result<T, BusError> {
         let deadline = tokio::time::Instant::now() + self.settings.confirm_timeout();
         self.bounded_until(generation, what, deadline, call).await
@@ -185,18 +201,18 @@ impl Shared {
 
     /// [`Shared::bounded`] with a deadline of the caller's (a publish's, so that publishing
     /// and confirming together stay within `confirm_timeout`: the relay counts on it).
-    pub(crate) async fn bounded_until<T>(
+    pub(crate) async fn bounded_until<T, E: Into<Failed>>(
         &self,
         generation: u64,
         what: &str,
         deadline: tokio::time::Instant,
-        call: impl Future<Output = Result<T, lapin::Error>>,
+        call: impl Future<Output = Result<T, E>>,
     ) -> Result<T, BusError> {
         let mut live = self.link.subscribe();
         let taken_down =
             live.wait_for(|link| link.as_ref().is_none_or(|link| link.generation != generation));
         tokio::select! {
-            done = call => done.map_err(unavailable),
+            done = call => done.map_err(|error| error.into().0),
             _ = taken_down => Err(BusError::Unavailable(format!(
                 "the RabbitMQ connection closed before {what} completed; reconnecting"
             ))),

@@ -180,8 +180,9 @@ impl Drop for RabbitBus {
 impl Shared {
     async fn depths(&self) -> Result<Vec<(String, QueueDepth)>, BusError> {
         let link = self.live_link()?;
-        let channel = link.scratch_channel(self.settings.confirm_timeout()).await?;
-        let counted = async {
+        let limit = self.settings.confirm_timeout();
+        let channel = link.scratch_channel(limit).await?;
+        let counting = async {
             let mut depths = Vec::with_capacity(self.slots.len());
             for slot in &self.slots {
                 let names = &slot.names;
@@ -198,9 +199,11 @@ impl Shared {
                 depths.push((names.logical.clone(), depth));
             }
             Ok::<_, BusError>(depths)
-        }
-        .await;
-        let _ = channel.close(200, "counted".into()).await;
+        };
+        // A refresh stuck on a dying connection would leave intake reading a stale backlog,
+        // and refusing orders as `overloaded` on it, for good.
+        let counted = self.bounded(link.generation, "counting the queues", counting).await;
+        let _ = tokio::time::timeout(limit, channel.close(200, "counted".into())).await;
         let depths = counted?;
         self.backlog.store(depths.iter().map(|(_, d)| d.backlog()).sum(), Ordering::Relaxed);
         Ok(depths)
