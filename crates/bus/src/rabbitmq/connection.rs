@@ -182,8 +182,8 @@ async fn wait_until_broken(shared: &Shared, link: &Link) -> bool {
 }
 
 impl Shared {
-    /// Waits for `call`, a lapin call on connection `generation`, until it completes, the
-    /// connection is taken down, or `confirm_timeout` passes. lapin completes a call once its
+    /// Waits for `call` (a lapin call on connection `generation`, or a few in a row) until it
+    /// completes, the connection is taken down, or `confirm_timeout` passes. lapin completes a call once its
     /// frame is written (or answered), and a connection that dies at that moment can leave
     /// the call pending for good: a broker restart test saw an ack hang that way, and the
     /// consumer loop waiting on it stopped while the other queues went on. Once the connection
@@ -368,7 +368,8 @@ mod tests {
             let shared = shared.clone();
             async move { shared.bounded(1, "a test call", hung()).await }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // On this single-threaded runtime the spawned call runs (and starts waiting) here.
+        tokio::task::yield_now().await;
         shared.kick(1);
         let outcome = tokio::time::timeout(Duration::from_secs(10), call).await;
         let outcome = outcome.expect("the call ended when its connection was taken down").unwrap();
