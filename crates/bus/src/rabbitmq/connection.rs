@@ -31,19 +31,6 @@ impl Link {
         self.connection.status().connected() && self.publish.status().connected()
     }
 
-    /// A short-lived channel for an administrative call (passive declares, basic.get,
-    /// purge): a failed call closes only that channel, never the publish channel. Waits at
-    /// most `limit` (see [`Shared::bounded`]).
-    pub(crate) async fn scratch_channel(&self, limit: Duration) -> Result<Channel, BusError> {
-        match tokio::time::timeout(limit, self.connection.create_channel()).await {
-            Ok(opened) => opened.map_err(unavailable),
-            Err(_) => Err(BusError::Unavailable(format!(
-                "RabbitMQ did not open a channel within {} ms",
-                limit.as_millis()
-            ))),
-        }
-    }
-
     async fn close(&self) {
         // Best effort: the broker may already be gone.
         let closing = self.connection.close(200, "ordermill: reconnecting or stopping".into());
@@ -231,6 +218,12 @@ impl Shared {
                 )))
             }
         }
+    }
+
+    /// A short-lived channel on `link` for an administrative call (passive declares,
+    /// basic.get, purge): a failed call closes only that channel, never the publish channel.
+    pub(crate) async fn scratch_channel(&self, link: &Link) -> Result<Channel, BusError> {
+        self.bounded(link.generation, "opening a channel", link.connection.create_channel()).await
     }
 
     /// Asks the supervisor to replace connection `generation` (a failed channel of it).

@@ -127,7 +127,7 @@ impl Shared {
     ) -> Result<Vec<DeadLetter>, BusError> {
         let slot = self.slot(queue)?;
         let link = self.live_link()?;
-        let channel = link.scratch_channel(self.settings.confirm_timeout()).await?;
+        let channel = self.scratch_channel(&link).await?;
         let mut letters = Vec::new();
         let (mut messages, mut skipped) = (0u64, 0usize);
         let read = async {
@@ -163,7 +163,7 @@ impl Shared {
         let outcome = read.await;
         let _ = channel.close(200, "listed".into()).await;
         outcome.map_err(unavailable)?;
-        Self::until_requeued(&link, &slot.names.dead, messages).await;
+        self.until_requeued(&link, &slot.names.dead, messages).await;
         Ok(letters)
     }
 
@@ -190,7 +190,7 @@ impl Shared {
             DeadLetterSelection::All => {
                 let slot = self.slot(queue)?;
                 let link = self.live_link()?;
-                let channel = link.scratch_channel(self.settings.confirm_timeout()).await?;
+                let channel = self.scratch_channel(&link).await?;
                 let purged = channel
                     .queue_purge(slot.names.dead.as_str().into(), QueuePurgeOptions::default())
                     .await;
@@ -215,7 +215,7 @@ impl Shared {
     ) -> Result<usize, BusError> {
         let slot = self.slot(queue)?;
         let link = self.live_link()?;
-        let channel = link.scratch_channel(self.settings.confirm_timeout()).await?;
+        let channel = self.scratch_channel(&link).await?;
         let (mut count, mut left) = (0usize, 0u64);
         let result = async {
             // At most what is there now: a replayed event that fails again while we run must
@@ -278,18 +278,18 @@ impl Shared {
         .await;
         let _ = channel.close(200, "taken".into()).await;
         result?;
-        Self::until_requeued(&link, &slot.names.dead, left).await;
+        self.until_requeued(&link, &slot.names.dead, left).await;
         Ok(count)
     }
 
     /// Closing a channel requeues the messages it got and did not ack, but a quorum queue
     /// does it a moment later: waits (up to 2 s) until `dead` holds at least `expected` ready
     /// messages again, so a listing or replay right after sees them all.
-    async fn until_requeued(link: &Link, dead: &str, expected: u64) {
+    async fn until_requeued(&self, link: &Link, dead: &str, expected: u64) {
         if expected == 0 {
             return;
         }
-        let Ok(check) = link.scratch_channel(Duration::from_secs(2)).await else { return };
+        let Ok(check) = self.scratch_channel(link).await else { return };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while Self::ready_count(&check, dead).await.unwrap_or(u64::MAX) < expected
             && tokio::time::Instant::now() < deadline

@@ -180,8 +180,7 @@ impl Drop for RabbitBus {
 impl Shared {
     async fn depths(&self) -> Result<Vec<(String, QueueDepth)>, BusError> {
         let link = self.live_link()?;
-        let limit = self.settings.confirm_timeout();
-        let channel = link.scratch_channel(limit).await?;
+        let channel = self.scratch_channel(&link).await?;
         let counting = async {
             let mut depths = Vec::with_capacity(self.slots.len());
             for slot in &self.slots {
@@ -203,7 +202,9 @@ impl Shared {
         // A refresh stuck on a dying connection would leave intake reading a stale backlog,
         // and refusing orders as `overloaded` on it, for good.
         let counted = self.bounded(link.generation, "counting the queues", counting).await;
-        let _ = tokio::time::timeout(limit, channel.close(200, "counted".into())).await;
+        let _ = self
+            .bounded(link.generation, "closing a channel", channel.close(200, "counted".into()))
+            .await;
         let depths = counted?;
         self.backlog.store(depths.iter().map(|(_, d)| d.backlog()).sum(), Ordering::Relaxed);
         Ok(depths)
