@@ -1,9 +1,14 @@
-//! PostgreSQL becomes unreachable for 5 s under order load — every connection to it dropped,
-//! every new one refused — while the database itself keeps running (a network cut, a proxy or
-//! a pooler restarting). One `ordermill api` and one `ordermill worker` reach it through a
-//! proxy this test owns, so nothing else sharing the server is touched. Afterwards: every order
-//! answered 201 ends confirmed, every effect happened once, nothing is dead-lettered, the
-//! hot-stock count matches the store, and selling resumed within 10 s without a restart.
+//! PostgreSQL becomes unreachable under order load while the database itself keeps running.
+//! One `ordermill api` and one `ordermill worker` reach it through a proxy this test owns, so
+//! nothing else sharing the server is touched. Two ways:
+//! - for 5 s every connection is dropped and every new one refused (a network cut, a proxy or
+//!   a pooler restarting);
+//! - every open connection goes silent for good — kept open, never forwarded again — while new
+//!   ones work (a frozen proxy, a cut that drops packets on the old path): only the nodes'
+//!   deadline on each call (`postgres.query_timeout`) gets them off the silent connections.
+//!
+//! Afterwards: every order answered 201 ends confirmed, every effect happened once, nothing is
+//! dead-lettered, the hot-stock count matches the store, and selling resumed without a restart.
 //!
 //! Needs ORDERMILL_TEST_POSTGRES_URL, ORDERMILL_TEST_AMQP_URL and ORDERMILL_TEST_REDIS_URL;
 //! skips with the reason otherwise.
@@ -17,19 +22,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::scaled::{Deployment, Load, Services, wait_ready};
+use support::scaled::{Deployment, Load, Services, put_product, wait_ready};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 const SKU: &str = "zongzi";
 const STOCK: i64 = 100_000;
 
-/// A TCP proxy to PostgreSQL that can cut every connection through it and refuse new ones.
+/// A TCP proxy to PostgreSQL that can cut every connection through it and refuse new ones,
+/// or silence every connection open now.
 struct Proxy {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<AbortHandle>>>,
     accept: AbortHandle,
+    /// Bumped to silence every link opened before.
+    silence: watch::Sender<u64>,
+    /// Silenced links' sockets, held open and never read.
+    graves: Arc<Mutex<Vec<(TcpStream, TcpStream)>>>,
 }
 
 impl Proxy {
@@ -38,7 +49,9 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
         let links: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let (cut_flag, live) = (cut.clone(), links.clone());
+        let graves: Arc<Mutex<Vec<(TcpStream, TcpStream)>>> = Arc::default();
+        let (silence, silenced) = watch::channel(0u64);
+        let (cut_flag, live, buried) = (cut.clone(), links.clone(), graves.clone());
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else { continue };
@@ -46,16 +59,37 @@ impl Proxy {
                     drop(inbound); // refused: closed at once
                     continue;
                 }
+                let mut silenced = silenced.clone();
+                let born = *silenced.borrow_and_update();
+                let buried = buried.clone();
                 let link = tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        let silent = tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                            _ = silenced.wait_for(|now| *now > born) => true,
+                        };
+                        if silent {
+                            buried.lock().unwrap().push((inbound, outbound));
+                        }
                     }
                 });
                 live.lock().unwrap().push(link.abort_handle());
             }
         })
         .abort_handle();
-        Proxy { addr, cut, links, accept }
+        Proxy { addr, cut, links, accept, silence, graves }
+    }
+
+    /// Closes the silenced links' sockets when dropped: declared after the deployment, it goes
+    /// first, so the deployment's clean-up (a DROP SCHEMA) never waits on their sessions.
+    fn graves_closer(&self) -> GravesCloser {
+        GravesCloser(self.graves.clone())
+    }
+
+    /// Every connection open now stops forwarding anything, in either direction, and stays
+    /// open; connections made after this work.
+    fn silence_open_links(&self) {
+        self.silence.send_modify(|generation| *generation += 1);
     }
 
     /// Drops every connection through the proxy and refuses new ones for `outage`.
@@ -69,8 +103,17 @@ impl Proxy {
     }
 }
 
+struct GravesCloser(Arc<Mutex<Vec<(TcpStream, TcpStream)>>>);
+
+impl Drop for GravesCloser {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
+        self.graves.lock().unwrap().clear();
         self.accept.abort();
         for link in self.links.lock().unwrap().drain(..) {
             link.abort();
@@ -142,5 +185,57 @@ async fn postgres_unreachable_for_five_seconds_loses_no_order_and_repeats_no_eff
         report.samples
     );
     deployment.assert_nothing_lost(&base, &report, SKU, STOCK).await;
+    assert!(api.running() && worker.running(), "ordermill recovered without a restart");
+}
+
+/// The api's and the worker's deadline on each call to PostgreSQL, short for the test.
+const QUERY_TIMEOUT: &str = "2s";
+
+/// What a node logs when a call misses it.
+const UNANSWERED: &str = "PostgreSQL did not answer a call in time; closed its connection, and \
+                          later calls go to new connections.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_gone_silent_are_cut_off_and_lose_no_order() {
+    let Some(mut services) = Services::from_env() else { return };
+    let proxy = Proxy::start(upstream_of(&services.postgres).await).await;
+    services.postgres = through(&services.postgres, proxy.addr);
+    let deployment = Deployment::new(services);
+    let _graves = proxy.graves_closer();
+    deployment.migrate();
+    let env = [("ORDERMILL_POSTGRES__QUERY_TIMEOUT", QUERY_TIMEOUT)];
+    let mut api = deployment.api_with("api", &env).await;
+    let mut worker = deployment.worker_with("worker", &env);
+    let base = api.url("");
+    assert!(put_product(&base, SKU, STOCK).await.is_success());
+    wait_ready(&worker.url("/readyz"), Duration::from_secs(10)).await;
+
+    let load = Load::start(&base, 4, SKU, &deployment.id);
+    let (seed, before) = load.until_a_seeded_moment().await;
+    proxy.silence_open_links();
+    let silenced_at = std::time::Instant::now();
+    // Without the deadline, no order is taken again (measured: none for the 60 s watched).
+    load.assert_selling_again(seed).await;
+    let back_after = silenced_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = load.stop().await;
+    let graves = proxy.graves.lock().unwrap().len();
+    eprintln!(
+        "seed {seed}: {before} accepted before {graves} connections went silent, selling again \
+         {back_after:?} after, {} in all; answers {:?}; {} without an answer; samples {:?}",
+        report.accepted.len(),
+        report.statuses,
+        report.transport_errors,
+        report.samples
+    );
+    assert!(graves > 0, "connections were open through the proxy when it went silent");
+    deployment.assert_nothing_lost(&base, &report, SKU, STOCK).await;
+    for (name, node) in [("api", &api), ("worker", &worker)] {
+        assert!(
+            !node.logged(UNANSWERED).is_empty(),
+            "the {name} said which call went unanswered: {:?}",
+            node.warnings()
+        );
+    }
     assert!(api.running() && worker.running(), "ordermill recovered without a restart");
 }

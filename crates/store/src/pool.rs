@@ -20,6 +20,11 @@ use sqlx::{Connection, Database, Error};
 /// the pool then replaces it.
 pub(crate) const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
+/// How long that ping may go unanswered: a connection that went silent while idle (a frozen
+/// proxy, a cut that drops packets) is closed after this, and the same acquire goes on to
+/// another connection, instead of spending the pool's whole acquire timeout on it.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The pool's `before_acquire`: pings connections idle for [`PING_WHEN_IDLE_FOR`] or more.
 pub(crate) fn ping_if_idle<DB: Database>(
     conn: &mut DB::Connection,
@@ -27,7 +32,12 @@ pub(crate) fn ping_if_idle<DB: Database>(
 ) -> Pin<Box<dyn Future<Output = Result<bool, Error>> + Send + '_>> {
     Box::pin(async move {
         if meta.idle_for >= PING_WHEN_IDLE_FOR {
-            conn.ping().await?;
+            tokio::time::timeout(PING_TIMEOUT, conn.ping()).await.map_err(|_| {
+                Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer to a ping of an idle connection",
+                ))
+            })??;
         }
         Ok(true)
     })

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use ordermill_core::ports::{AcceptedOrder, OrderStore, StoreError};
 use ordermill_core::{Money, OrderIdGenerator, Product, ProductName, Sku, StockLevel, UnixMillis};
+use ordermill_store::postgres::DEFAULT_QUERY_TIMEOUT;
 use ordermill_store::{PostgresStore, contract, deal_contract, shared_contract};
 use uuid::Uuid;
 
@@ -48,7 +49,7 @@ impl TestSchema {
     }
 
     async fn store(&self) -> PostgresStore {
-        PostgresStore::connect(&self.url, Some(&self.name), 4).await.unwrap()
+        PostgresStore::connect(&self.url, Some(&self.name), 4, DEFAULT_QUERY_TIMEOUT).await.unwrap()
     }
 
     async fn migrated_store(&self) -> PostgresStore {
@@ -221,7 +222,9 @@ async fn committed_orders_survive_closing_the_pool_and_reconnecting() {
 #[tokio::test]
 async fn an_unreachable_database_is_reported_as_unavailable() {
     let err =
-        PostgresStore::connect("postgres://postgres@127.0.0.1:1/test", None, 2).await.unwrap_err();
+        PostgresStore::connect("postgres://postgres@127.0.0.1:1/test", None, 2, DEFAULT_QUERY_TIMEOUT)
+        .await
+        .unwrap_err();
     let StoreError::Unavailable(message) = &err else {
         panic!("expected Unavailable, got {err:?}")
     };
@@ -498,7 +501,9 @@ async fn a_connection_the_server_dropped_while_idle_is_replaced_before_use() {
     let app = format!("om_idle_{}", Uuid::now_v7().simple());
     let marked =
         format!("{url}{}application_name={app}", if url.contains('?') { '&' } else { '?' });
-    let store = PostgresStore::connect(&marked, Some(&schema.name), 4).await.unwrap();
+    let store = PostgresStore::connect(&marked, Some(&schema.name), 4, DEFAULT_QUERY_TIMEOUT)
+        .await
+        .unwrap();
     store.load_products().await.unwrap();
 
     use sqlx::Connection;
@@ -526,4 +531,59 @@ async fn a_connection_the_server_dropped_while_idle_is_replaced_before_use() {
     }
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     store.load_products().await.expect("the dead idle connection was replaced, not used");
+}
+
+/// A group commit that waits past `query_timeout` for a lock (another transaction holds its
+/// product's row) is cut off: the call fails as unavailable at its deadline, the store keeps
+/// serving on new connections, and reading the batch back waits for that commit — still
+/// running on the server after its client gave up — to end, then answers what it did. A read
+/// that did not wait would answer "not stored" while the commit was about to land, and the
+/// caller would give back units that are sold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    schema.migrated_store().await.upsert_product(&product("o1", 1_000)).await.unwrap();
+    let timeout = Duration::from_millis(500);
+    let store = PostgresStore::connect(&url, Some(&schema.name), 4, timeout).await.unwrap();
+    let ids = OrderIdGenerator::new();
+    let batch: Vec<AcceptedOrder> =
+        (0..3).map(|_| contract::accepted(&ids, &[("o1", 2)], None)).collect();
+
+    let mut holder = raw(&schema).await;
+    sqlx::raw_sql("BEGIN; SELECT 1 FROM products WHERE sku = 'o1' FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = store.commit_orders(Arc::new(batch.clone())).await.unwrap_err();
+    let StoreError::Unavailable(message) = &err else { panic!("expected Unavailable: {err:?}") };
+    assert!(message.contains("a group commit") && message.contains("500 ms"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(3), "cut off at its deadline");
+    // The commit still waits on the server: the read-back waits behind it.
+    let read = store.batch_stored(&batch).await;
+    assert!(
+        matches!(read, Err(StoreError::Unavailable(_))),
+        "no answer while the commit may still land: {read:?}"
+    );
+    // Other calls go on, on new connections.
+    assert_eq!(store.load_products().await.unwrap()[0].reserved, 0);
+
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        match store.batch_stored(&batch).await {
+            Ok(stored) => break stored,
+            Err(error) => {
+                assert!(std::time::Instant::now() < deadline, "no answer: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // The answer matches the store, whichever way the abandoned commit ended.
+    let found = store.get_order(batch[0].order.id).await.unwrap();
+    let reserved = store.load_products().await.unwrap()[0].reserved;
+    eprintln!("the abandoned commit {}", if stored { "landed" } else { "did not land" });
+    assert_eq!(found.is_some(), stored);
+    assert_eq!(reserved, if stored { 6 } else { 0 });
 }

@@ -163,6 +163,25 @@ pub trait OrderStore: Send + Sync + 'static {
     /// Any failure means nothing of the batch was written.
     async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError>;
 
+    /// Whether `batch` is stored, asked after [`OrderStore::commit_orders`] failed in a way
+    /// that leaves it unclear (the connection was lost, or cut off past its deadline, after
+    /// the statement may have reached the database). A batch is atomic, so one order tells.
+    ///
+    /// A store whose commit may still be running on the server when the call has given up
+    /// answers only once no transaction that could write the batch is in progress: a read
+    /// alone could look just before that commit lands, and the caller would then give back
+    /// units that are sold. The default reads the first order, which is right for a store
+    /// whose calls end only when their transaction has.
+    ///
+    /// # Errors
+    /// On a backend failure; the outcome stays unclear.
+    async fn batch_stored(&self, batch: &[AcceptedOrder]) -> Result<bool, StoreError> {
+        match batch.first() {
+            Some(first) => Ok(self.get_order(first.order.id).await?.is_some()),
+            None => Ok(false),
+        }
+    }
+
     /// Creates or replaces a product's name, price and stock, keeping its `reserved` count.
     /// Returns the product as stored and as it was before (`None` if new), read and written
     /// atomically, so the caller can move the hot-stock cache by the exact stock change even

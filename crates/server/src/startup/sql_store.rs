@@ -46,6 +46,7 @@ impl SqlStore {
                     url.expose(),
                     settings.postgres.schema.as_deref(),
                     pool_size.unwrap_or(settings.postgres.pool_size),
+                    settings.postgres.query_timeout.get(),
                 )
                 .await
                 .map_err(StartError::Database)?,

@@ -12,7 +12,7 @@ use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError}
 use ordermill_core::{
     Admission, Deal, DealId, Lifecycle, Order, OutboxEvent, RoutingKey, UnixMillis, units_by_sku,
 };
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::effects;
@@ -61,7 +61,7 @@ WHERE ordermill_require_limit(
               WHERE counted.units > limited.per_customer_limit), ''))";
 
 /// Stores a new open deal; `Conflict` when its SKU is not a product.
-pub(crate) async fn create(pool: &PgPool, deal: &Deal) -> Result<(), StoreError> {
+pub(crate) async fn create(conn: &mut PgConnection, deal: &Deal) -> Result<(), StoreError> {
     // One statement: the INSERT happens only if the product exists. Products are never
     // deleted, so the check cannot be overtaken.
     let inserted = sqlx::query(
@@ -75,7 +75,7 @@ pub(crate) async fn create(pool: &PgPool, deal: &Deal) -> Result<(), StoreError>
     .bind(deal.created_at.0)
     .bind(deal.expires_at.0)
     .bind(deal.status.as_str())
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .map_err(from_sqlx)?
     .rows_affected();
@@ -119,7 +119,7 @@ async fn lock(conn: &mut PgConnection, id: DealId) -> Result<Option<Deal>, Store
 
 /// Open deals due at `now`, oldest deadline first (the partial index `deals_open_by_deadline`).
 pub(crate) async fn due(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     now: UnixMillis,
     limit: usize,
 ) -> Result<Vec<DealId>, StoreError> {
@@ -129,7 +129,7 @@ pub(crate) async fn due(
     )
     .bind(now.0)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(from_sqlx)?;
     Ok(ids.into_iter().map(DealId::from_uuid).collect())
@@ -137,7 +137,7 @@ pub(crate) async fn due(
 
 /// Deals created in the range, newest first (a primary-key range: ids are UUIDv7).
 pub(crate) async fn created(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     range: (UnixMillis, UnixMillis),
     before: Option<DealId>,
     limit: u32,
@@ -149,7 +149,7 @@ pub(crate) async fn created(
     .bind(low)
     .bind(high)
     .bind(i64::from(limit))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(from_sqlx)?;
     Ok(ids.into_iter().map(DealId::from_uuid).collect())
@@ -158,13 +158,13 @@ pub(crate) async fn created(
 /// Joins `accepted.order`'s customer to the deal in ONE transaction; see
 /// [`ordermill_core::ports::DealStore::join_deal`].
 pub(crate) async fn join(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     deal_id: DealId,
     accepted: &AcceptedOrder,
     completion_ids: &[Uuid],
     at: UnixMillis,
 ) -> Result<JoinOutcome, StoreError> {
-    let mut tx = pool.begin().await.map_err(from_sqlx)?;
+    let mut tx = conn.begin().await.map_err(from_sqlx)?;
     let Some(mut deal) = lock(&mut tx, deal_id).await? else {
         // Nothing written; rolled back now rather than when the connection is reused.
         tx.rollback().await.map_err(from_sqlx)?;
@@ -214,12 +214,12 @@ pub(crate) async fn join(
 /// Expires the deal in ONE transaction if it is still open and due at `at`; see
 /// [`ordermill_core::ports::DealStore::expire_deal`].
 pub(crate) async fn expire(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     deal_id: DealId,
     event_ids: &[Uuid],
     at: UnixMillis,
 ) -> Result<Option<ExpiredDeal>, StoreError> {
-    let mut tx = pool.begin().await.map_err(from_sqlx)?;
+    let mut tx = conn.begin().await.map_err(from_sqlx)?;
     let deal = lock(&mut tx, deal_id).await?;
     let Some(mut deal) = deal.filter(|d| d.is_due(at)) else {
         tx.rollback().await.map_err(from_sqlx)?;

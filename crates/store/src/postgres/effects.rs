@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
 use ordermill_core::{Lifecycle, Order};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
 use super::error::from_sqlx;
@@ -176,7 +176,7 @@ fn record_and_lock_sql() -> String {
 
 /// Applies `effects` atomically: all of them or none.
 pub(crate) async fn apply(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     effects: &[Effect],
 ) -> Result<Vec<EffectOutcome>, StoreError> {
     if effects.is_empty() {
@@ -187,12 +187,12 @@ pub(crate) async fn apply(
     // recorded already leaves its order locked and unchanged: rare, and harmless).
     let order_ids = batch::orders_to_lock(effects, &first);
     if order_ids.is_empty() {
-        return record_only(pool, effects, pairs, &first).await;
+        return record_only(&mut *conn, effects, pairs, &first).await;
     }
     let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.iter().copied().unzip();
     let (first_id, last_id) = rows::id_range(&order_ids);
 
-    let mut tx = pool.begin().await.map_err(from_sqlx)?;
+    let mut tx = conn.begin().await.map_err(from_sqlx)?;
     let found = sqlx::query(sqlx::AssertSqlSafe(record_and_lock_sql()))
         .bind(consumers)
         .bind(events)
@@ -235,7 +235,7 @@ pub(crate) async fn apply(
 /// A batch whose effects carry no fact (notify's): only the records, one autocommitted
 /// statement (no BEGIN/COMMIT round trips).
 async fn record_only(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     effects: &[Effect],
     pairs: Vec<(&str, Uuid)>,
     first: &[bool],
@@ -244,7 +244,7 @@ async fn record_only(
     let fresh: HashSet<(String, Uuid)> = sqlx::query(RECORD_PROCESSED)
         .bind(consumers)
         .bind(events)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(from_sqlx)?
         .iter()

@@ -3,15 +3,15 @@
 
 use ordermill_core::ports::StoreError;
 use ordermill_core::{CustomerId, Sku};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection};
 
 use super::error::from_sqlx;
 
 /// Sets (`Some`) or removes (`None`) a SKU's limit, and recounts what each customer holds of
 /// it (`customer_units`, 0006) in the same transaction. The product row is locked first, as a
 /// group commit locks it, so no commit of that SKU lands between the recount and the limit.
-pub(crate) async fn set(pool: &PgPool, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(from_sqlx)?;
+pub(crate) async fn set(conn: &mut PgConnection, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
+    let mut tx = conn.begin().await.map_err(from_sqlx)?;
     sqlx::query("SELECT 1 FROM products WHERE sku = $1 FOR UPDATE")
         .bind(sku.as_str())
         .execute(&mut *tx)
@@ -50,10 +50,10 @@ pub(crate) async fn set(pool: &PgPool, sku: &Sku, limit: Option<u32>) -> Result<
 }
 
 /// Every SKU with a limit, by SKU.
-pub(crate) async fn all(pool: &PgPool) -> Result<Vec<(Sku, u32)>, StoreError> {
+pub(crate) async fn all(conn: &mut PgConnection) -> Result<Vec<(Sku, u32)>, StoreError> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT sku, per_customer_limit FROM purchase_limits ORDER BY sku")
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(from_sqlx)?;
     crate::decode::limits(rows)
@@ -63,7 +63,7 @@ pub(crate) async fn all(pool: &PgPool) -> Result<Vec<(Sku, u32)>, StoreError> {
 /// lines live in the `items` JSON column; see `0002_deals.sql` for why it has no index): it
 /// runs when a limit is loaded or set, not per order.
 pub(crate) async fn units_by_customer(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     sku: &Sku,
 ) -> Result<Vec<(CustomerId, u64)>, StoreError> {
     // SUM of bigint is numeric in PostgreSQL: cast back so it decodes as i64.
@@ -74,7 +74,7 @@ pub(crate) async fn units_by_customer(
          GROUP BY o.customer_id",
     )
     .bind(sku.as_str())
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(from_sqlx)?;
     crate::decode::customer_units(rows)

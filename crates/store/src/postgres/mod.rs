@@ -20,6 +20,7 @@
 //! Scaling further: orders would be range-partitioned on their UUIDv7 id (time), see the
 //! comment on `orders` in `0001_init.sql`; products and the outbox stay small.
 
+mod deadline;
 mod deals;
 mod effects;
 mod error;
@@ -28,6 +29,7 @@ mod migrations;
 mod orders;
 mod outbox;
 pub mod partitions;
+mod pools;
 mod products;
 mod report_files;
 mod reports;
@@ -43,23 +45,29 @@ use ordermill_core::ports::{
 };
 use ordermill_core::{
     CustomerId, Deal, DealId, IdempotencyKey, Order, OrderId, Product, Sku, UnixMillis,
+    units_by_sku,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
 
+use self::deadline::{Limit, bounded};
+pub use self::deadline::DEFAULT_QUERY_TIMEOUT;
 use self::error::from_sqlx;
+use self::pools::Pools;
 
 /// How long `connect` waits for the first connection, and a pooled call for a free one.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A PostgreSQL-backed [`OrderStore`], [`ordermill_core::ports::Outbox`], [`DealStore`] and
-/// [`LimitStore`]; cheap to clone (a handle to one pool).
+/// [`LimitStore`]; cheap to clone (a handle to one pool, see `pools.rs`).
 #[derive(Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pools: Arc<Pools>,
     /// `host:port/database` (never the password), for messages.
     target: Arc<str>,
+    /// How long a call may go unanswered before its connection is closed (`deadline.rs`).
+    query_timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -74,6 +82,11 @@ impl PostgresStore {
     /// created if missing and every pooled connection runs `SET search_path` to it (tests
     /// isolate themselves this way; a deployment may share one database between instances).
     ///
+    /// A call that goes unanswered for `query_timeout` (`postgres.query_timeout`,
+    /// [`DEFAULT_QUERY_TIMEOUT`] by default) fails as [`StoreError::Unavailable`] and its
+    /// connection is closed (`deadline.rs`); calls that scan whole tables get at least 10
+    /// minutes.
+    ///
     /// Does NOT migrate: `ordermill migrate` calls [`PostgresStore::migrate`], so that a schema
     /// change is a deliberate step and not a side effect of whichever node starts first.
     ///
@@ -85,7 +98,9 @@ impl PostgresStore {
         url: &str,
         schema: Option<&str>,
         pool_size: u32,
+        query_timeout: Duration,
     ) -> Result<PostgresStore, StoreError> {
+        let query_timeout = query_timeout.max(Duration::from_millis(1));
         let options: PgConnectOptions = url.parse().map_err(|error| {
             StoreError::Backend(format!("invalid PostgreSQL URL: {error}").into())
         })?;
@@ -101,7 +116,17 @@ impl PostgresStore {
         // The statement that suffered from generic plans, the duplicate check, now runs only
         // for redeliveries and is planned for its own ids (`processed`).
         // This session's setting only; the server's default stays as it is.
-        let options = options.options([("random_page_cost", "1.1")]);
+        //
+        // A transaction left open by a connection that went silent (the server still waits
+        // for its next statement) would hold its row locks until the server's TCP keepalive
+        // gives up, hours by default: orders locked by it could not be confirmed. Ours never
+        // pause between statements, so one idle in a transaction for as long as a call may
+        // take is abandoned, and the server rolls it back and ends the session.
+        let idle_in_transaction = format!("{}ms", query_timeout.as_millis());
+        let options = options.options([
+            ("random_page_cost", "1.1"),
+            ("idle_in_transaction_session_timeout", idle_in_transaction.as_str()),
+        ]);
         let target: Arc<str> = format!(
             "{}:{}/{} as {}",
             options.get_host(),
@@ -149,22 +174,25 @@ impl PostgresStore {
         // Closing is best effort: the connection did its job either way.
         let _ = first.close().await;
 
-        let mut pool = PgPoolOptions::new()
-            .max_connections(pool_size.max(1))
-            .acquire_timeout(CONNECT_TIMEOUT)
-            .test_before_acquire(false)
-            .before_acquire(crate::pool::ping_if_idle::<sqlx::Postgres>);
-        if let Some(set) = search_path {
-            pool = pool.after_connect(move |conn, _meta| {
-                let set = set.clone();
-                Box::pin(async move {
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(conn).await.map(drop)
-                })
-            });
-        }
-        let pool = pool.connect_lazy_with(options);
+        let open = move || {
+            let mut pool = PgPoolOptions::new()
+                .max_connections(pool_size.max(1))
+                .acquire_timeout(CONNECT_TIMEOUT)
+                .test_before_acquire(false)
+                .before_acquire(crate::pool::ping_if_idle::<sqlx::Postgres>);
+            if let Some(set) = search_path.clone() {
+                pool = pool.after_connect(move |conn, _meta| {
+                    let set = set.clone();
+                    Box::pin(async move {
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(conn).await.map(drop)
+                    })
+                });
+            }
+            pool.connect_lazy_with(options.clone())
+        };
+        let pools = Pools::new(open);
         tracing::info!(target = %target, schema = schema, pool_size, "Connected PostgreSQL store.");
-        Ok(PostgresStore { pool, target })
+        Ok(PostgresStore { pools, target, query_timeout })
     }
 
     /// Applies the embedded migrations (`migrations/postgres/NNNN_name.sql`) not yet recorded
@@ -175,7 +203,7 @@ impl PostgresStore {
     /// # Errors
     /// When a migration fails; that migration is rolled back, the ones before it stay.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        migrations::migrate(&self.pool).await
+        migrations::migrate(&self.pools.current().pool).await
     }
 
     /// The schema migrations this release has that the database lacks (`ordermill migrate`
@@ -184,7 +212,7 @@ impl PostgresStore {
     /// # Errors
     /// On a backend failure.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
-        migrations::pending(&self.pool).await
+        migrations::pending(&self.pools.current().pool).await
     }
 
     /// Creates upcoming daily partitions and drops `processed_events` partitions older than
@@ -196,7 +224,7 @@ impl PostgresStore {
         &self,
         retention: Duration,
     ) -> Result<partitions::Maintenance, StoreError> {
-        partitions::maintain(&self.pool, retention).await
+        bounded!(self, Limit::Long, "partition maintenance", |conn| partitions::maintain(conn, retention))
     }
 
     /// PostgreSQL's clock, read now: the time and the local instant it was true at (the
@@ -207,19 +235,21 @@ impl PostgresStore {
     pub async fn database_time(
         &self,
     ) -> Result<(ordermill_core::UnixMillis, std::time::Instant), StoreError> {
-        let sent = std::time::Instant::now();
-        let ms: i64 =
-            sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(from_sqlx)?;
-        let back = std::time::Instant::now();
-        Ok((ordermill_core::UnixMillis(ms), sent + (back - sent) / 2))
+        bounded!(self, Limit::Query, "reading the database's clock", |conn| async {
+            let sent = std::time::Instant::now();
+            let ms: i64 =
+                sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(from_sqlx)?;
+            let back = std::time::Instant::now();
+            Ok((ordermill_core::UnixMillis(ms), sent + (back - sent) / 2))
+        })
     }
 
     /// Closes every pooled connection, waiting for calls in progress to finish.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.pools.close().await;
     }
 }
 
@@ -236,26 +266,34 @@ fn quote_identifier(name: &str) -> Result<String, StoreError> {
 #[async_trait]
 impl OrderStore for PostgresStore {
     async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError> {
-        orders::commit(&self.pool, &batch).await
+        bounded!(self, Limit::Query, "a group commit", |conn| orders::commit(conn, &batch))
+    }
+
+    async fn batch_stored(&self, batch: &[AcceptedOrder]) -> Result<bool, StoreError> {
+        let Some(first) = batch.first() else { return Ok(false) };
+        let skus: Vec<&str> = units_by_sku(batch.iter().map(|a| &a.order)).into_keys().collect();
+        bounded!(self, Limit::Query, "reading back an unclear commit", |conn| {
+            orders::stored(conn, first.order.id.as_uuid(), &skus)
+        })
     }
 
     async fn upsert_product(
         &self,
         product: &Product,
     ) -> Result<(Product, Option<Product>), StoreError> {
-        products::upsert(&self.pool, product).await
+        bounded!(self, Limit::Query, "a product update", |conn| products::upsert(conn, product))
     }
 
     async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
-        products::get(&self.pool, sku.as_str()).await
+        bounded!(self, Limit::Query, "reading a product", |conn| products::get(conn, sku.as_str()))
     }
 
     async fn load_products(&self) -> Result<Vec<Product>, StoreError> {
-        products::load(&self.pool).await
+        bounded!(self, Limit::Query, "loading the catalog", |conn| products::load(conn))
     }
 
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        orders::by_id(&self.pool, id.as_uuid()).await
+        bounded!(self, Limit::Query, "reading an order", |conn| orders::by_id(conn, id.as_uuid()))
     }
 
     async fn find_by_idempotency_key(
@@ -263,11 +301,11 @@ impl OrderStore for PostgresStore {
         customer: &CustomerId,
         key: &IdempotencyKey,
     ) -> Result<Option<Order>, StoreError> {
-        orders::by_idempotency_key(&self.pool, customer.as_str(), key.as_str()).await
+        bounded!(self, Limit::Query, "an idempotency-key lookup", |conn| orders::by_idempotency_key(conn, customer.as_str(), key.as_str()))
     }
 
     async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
-        orders::forget_key(&self.pool, order.as_uuid()).await
+        bounded!(self, Limit::Query, "forgetting an idempotency key", |conn| orders::forget_key(conn, order.as_uuid()))
     }
 
     async fn orders_of_customer(
@@ -276,55 +314,60 @@ impl OrderStore for PostgresStore {
         before: Option<OrderId>,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
-        orders::of_customer(&self.pool, customer.as_str(), before.map(|id| id.as_uuid()), limit)
-            .await
+        bounded!(self, Limit::Query, "listing a customer's orders", |conn| orders::of_customer(conn, customer.as_str(), before.map(|id| id.as_uuid()), limit))
     }
 
     async fn find_orders(&self, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
-        orders::find(&self.pool, query).await
+        bounded!(self, Limit::Query, "an order search", |conn| orders::find(conn, query))
     }
 
     async fn due_payments(&self, now: UnixMillis, limit: u32) -> Result<Vec<OrderId>, StoreError> {
-        let due: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT order_id FROM payment_deadlines WHERE pay_by <= $1 ORDER BY pay_by LIMIT $2",
-        )
-        .bind(now.0)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
+        let due: Vec<Uuid> = bounded!(self, Limit::Query, "listing unpaid orders", |conn| async {
+            sqlx::query_scalar(
+                "SELECT order_id FROM payment_deadlines WHERE pay_by <= $1 ORDER BY pay_by LIMIT $2",
+            )
+            .bind(now.0)
+            .bind(i64::from(limit))
+            .fetch_all(conn)
+            .await
+            .map_err(from_sqlx)
+        })?;
         Ok(due.into_iter().map(OrderId::from_uuid).collect())
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         // Published rows are deleted (see `outbox.rs`), so every row is unpublished.
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_sqlx)?;
+        let n: i64 = bounded!(self, Limit::Query, "counting the outbox", |conn| async {
+            sqlx::query_scalar("SELECT count(*) FROM outbox")
+                .fetch_one(conn)
+                .await
+                .map_err(from_sqlx)
+        })?;
         Ok(n.max(0).unsigned_abs())
     }
 
     async fn apply_effects(&self, effects: Vec<Effect>) -> Result<Vec<EffectOutcome>, StoreError> {
-        effects::apply(&self.pool, &effects).await
+        bounded!(self, Limit::Query, "a consumer's effects", |conn| effects::apply(conn, &effects))
     }
 
     async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let done: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
-        )
-        .bind(consumer)
-        .bind(&events)
-        // Unnamed, so planned for these ids each time: a generic plan made while the table
-        // was small scans every row of a partition that has grown since (profiled: 38% of
-        // PostgreSQL's CPU on a fresh schema). It runs only for redeliveries.
-        .persistent(false)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
+        let done: Vec<Uuid> = bounded!(self, Limit::Query, "a duplicate check", |conn| async {
+            sqlx::query_scalar(
+                "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
+            )
+            .bind(consumer)
+            .bind(&events)
+            // Unnamed, so planned for these ids each time: a generic plan made while the table
+            // was small scans every row of a partition that has grown since (profiled: 38% of
+            // PostgreSQL's CPU on a fresh schema). It runs only for redeliveries.
+            .persistent(false)
+            .fetch_all(conn)
+            .await
+            .map_err(from_sqlx)
+        })?;
         // In the caller's order, as the SQLite store answers.
         Ok(events.into_iter().filter(|e| done.contains(e)).collect())
     }
@@ -332,12 +375,15 @@ impl OrderStore for PostgresStore {
     async fn check_writable(&self) -> Result<(), StoreError> {
         // A reachable server can still refuse writes: a hot standby, or a database set
         // read-only (e.g. by an operator during maintenance).
-        let (recovery, read_only): (bool, String) = sqlx::query_as(
-            "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
+        let (recovery, read_only): (bool, String) =
+            bounded!(self, Limit::Query, "a read-only check", |conn| async {
+                sqlx::query_as(
+                    "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')",
+                )
+                .fetch_one(conn)
+                .await
+                .map_err(from_sqlx)
+            })?;
         if recovery || read_only == "on" {
             return Err(StoreError::Unavailable(format!(
                 "PostgreSQL at {} is read-only (a standby, or default_transaction_read_only is on)",
@@ -351,11 +397,11 @@ impl OrderStore for PostgresStore {
 #[async_trait]
 impl DealStore for PostgresStore {
     async fn create_deal(&self, deal: &Deal) -> Result<(), StoreError> {
-        deals::create(&self.pool, deal).await
+        bounded!(self, Limit::Query, "creating a deal", |conn| deals::create(conn, deal))
     }
 
     async fn get_deal(&self, id: DealId) -> Result<Option<Deal>, StoreError> {
-        deals::get(&self.pool, id).await
+        bounded!(self, Limit::Query, "reading a deal", |conn| deals::get(conn, id))
     }
 
     async fn join_deal(
@@ -365,11 +411,11 @@ impl DealStore for PostgresStore {
         completion_event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<JoinOutcome, StoreError> {
-        deals::join(&self.pool, deal_id, &order, &completion_event_ids, at).await
+        bounded!(self, Limit::Query, "a deal join", |conn| deals::join(conn, deal_id, &order, &completion_event_ids, at))
     }
 
     async fn due_deals(&self, now: UnixMillis, limit: usize) -> Result<Vec<DealId>, StoreError> {
-        deals::due(&self.pool, now, limit).await
+        bounded!(self, Limit::Query, "listing due deals", |conn| deals::due(conn, now, limit))
     }
 
     async fn deals_created(
@@ -378,7 +424,7 @@ impl DealStore for PostgresStore {
         before: Option<DealId>,
         limit: u32,
     ) -> Result<Vec<DealId>, StoreError> {
-        deals::created(&self.pool, range, before, limit).await
+        bounded!(self, Limit::Query, "listing deals", |conn| deals::created(conn, range, before, limit))
     }
 
     async fn expire_deal(
@@ -387,22 +433,22 @@ impl DealStore for PostgresStore {
         event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<Option<ExpiredDeal>, StoreError> {
-        deals::expire(&self.pool, deal_id, &event_ids, at).await
+        bounded!(self, Limit::Query, "a deal's expiry", |conn| deals::expire(conn, deal_id, &event_ids, at))
     }
 }
 
 #[async_trait]
 impl LimitStore for PostgresStore {
     async fn set_purchase_limit(&self, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
-        limits::set(&self.pool, sku, limit).await
+        bounded!(self, Limit::Long, "setting a purchase limit", |conn| limits::set(conn, sku, limit))
     }
 
     async fn purchase_limits(&self) -> Result<Vec<(Sku, u32)>, StoreError> {
-        limits::all(&self.pool).await
+        bounded!(self, Limit::Query, "reading purchase limits", |conn| limits::all(conn))
     }
 
     async fn units_by_customer(&self, sku: &Sku) -> Result<Vec<(CustomerId, u64)>, StoreError> {
-        limits::units_by_customer(&self.pool, sku).await
+        bounded!(self, Limit::Long, "counting a customer's units", |conn| limits::units_by_customer(conn, sku))
     }
 }
 
@@ -412,14 +458,14 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         &self,
         report: &ordermill_core::report::Report,
     ) -> Result<(), StoreError> {
-        reports::create(&self.pool, report).await
+        bounded!(self, Limit::Query, "creating a report", |conn| reports::create(conn, report))
     }
 
     async fn get_report(
         &self,
         id: ordermill_core::report::ReportId,
     ) -> Result<Option<ordermill_core::report::Report>, StoreError> {
-        reports::get(&self.pool, id).await
+        bounded!(self, Limit::Query, "reading a report", |conn| reports::get(conn, id))
     }
 
     async fn claim_report(
@@ -430,7 +476,7 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         now: UnixMillis,
         stale_before: UnixMillis,
     ) -> Result<ordermill_core::ports::Claim, StoreError> {
-        reports::claim(&self.pool, id, token, rows_estimated, now, stale_before).await
+        bounded!(self, Limit::Query, "claiming a report", |conn| reports::claim(conn, id, token, rows_estimated, now, stale_before))
     }
 
     async fn report_progress(
@@ -440,7 +486,7 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         rows_done: u64,
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
-        reports::progress(&self.pool, id, token, rows_done, now).await
+        bounded!(self, Limit::Query, "a report's progress", |conn| reports::progress(conn, id, token, rows_done, now))
     }
 
     async fn finish_report(
@@ -451,7 +497,7 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         size_bytes: u64,
         at: (UnixMillis, UnixMillis),
     ) -> Result<bool, StoreError> {
-        reports::finish(&self.pool, id, token, (rows_done, size_bytes), at).await
+        bounded!(self, Limit::Query, "finishing a report", |conn| reports::finish(conn, id, token, (rows_done, size_bytes), at))
     }
 
     async fn fail_report(
@@ -461,7 +507,7 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         error: &str,
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
-        reports::fail(&self.pool, id, token, error, now).await
+        bounded!(self, Limit::Query, "failing a report", |conn| reports::fail(conn, id, token, error, now))
     }
 
     async fn requeue_stalled(
@@ -471,7 +517,7 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         now: UnixMillis,
         limit: u32,
     ) -> Result<Vec<ordermill_core::report::ReportId>, StoreError> {
-        reports::requeue(&self.pool, stale_before, asked_before, now, limit).await
+        bounded!(self, Limit::Query, "requeueing stalled reports", |conn| reports::requeue(conn, stale_before, asked_before, now, limit))
     }
 
     async fn expired_reports(
@@ -479,14 +525,14 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         now: UnixMillis,
         limit: u32,
     ) -> Result<Vec<ordermill_core::report::ReportId>, StoreError> {
-        reports::expired(&self.pool, now, limit).await
+        bounded!(self, Limit::Query, "listing expired reports", |conn| reports::expired(conn, now, limit))
     }
 
     async fn delete_report(&self, id: ordermill_core::report::ReportId) -> Result<(), StoreError> {
-        reports::delete(&self.pool, id).await
+        bounded!(self, Limit::Query, "deleting a report", |conn| reports::delete(conn, id))
     }
 
     async fn count_orders(&self, from: UnixMillis, to: UnixMillis) -> Result<u64, StoreError> {
-        reports::count_orders(&self.pool, from, to).await
+        bounded!(self, Limit::Long, "counting a report's orders", |conn| reports::count_orders(conn, from, to))
     }
 }

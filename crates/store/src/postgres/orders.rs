@@ -2,7 +2,7 @@
 
 use ordermill_core::ports::{AcceptedOrder, OrderQuery, StoreError};
 use ordermill_core::{Order, RoutingKey, units_by_sku};
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::error::from_sqlx;
@@ -84,8 +84,32 @@ SELECT ordermill_require(
     NOT EXISTS (SELECT 1 FROM over),
     coalesce((SELECT string_agg(sku, ', ') FROM over), ''))";
 
+/// Whether the order `id` is stored, once no transaction holds any of `skus`' product rows
+/// (sorted, as a commit locks them). A group commit cut off by its deadline may still be
+/// running on the server (waiting for those rows, or holding them while it finishes): its
+/// rows' locks are what this waits on, in a statement of its own, so the read after it sees
+/// that commit's outcome. What it cannot wait for is a statement that has not reached the
+/// server yet (still in the network when its connection was dropped).
+pub(crate) async fn stored(
+    conn: &mut PgConnection,
+    id: Uuid,
+    skus: &[&str],
+) -> Result<bool, StoreError> {
+    sqlx::query("SELECT 1 FROM products WHERE sku = ANY($1::text[]) ORDER BY sku FOR SHARE")
+        .bind(skus)
+        .execute(&mut *conn)
+        .await
+        .map_err(from_sqlx)?;
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(from_sqlx)?;
+    Ok(found.is_some())
+}
+
 /// Writes `batch` in one statement: all of it or nothing.
-pub(crate) async fn commit(pool: &PgPool, batch: &[AcceptedOrder]) -> Result<(), StoreError> {
+pub(crate) async fn commit(conn: &mut PgConnection, batch: &[AcceptedOrder]) -> Result<(), StoreError> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -123,18 +147,18 @@ pub(crate) async fn commit(pool: &PgPool, batch: &[AcceptedOrder]) -> Result<(),
         .bind(events)
         .bind(skus)
         .bind(quantities)
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     Ok(())
 }
 
 /// One order by id.
-pub(crate) async fn by_id(pool: &PgPool, id: Uuid) -> Result<Option<Order>, StoreError> {
+pub(crate) async fn by_id(conn: &mut PgConnection, id: Uuid) -> Result<Option<Order>, StoreError> {
     let sql = format!("SELECT {} FROM orders WHERE id = $1", rows::ORDER_COLUMNS);
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
@@ -143,7 +167,7 @@ pub(crate) async fn by_id(pool: &PgPool, id: Uuid) -> Result<Option<Order>, Stor
 /// The order `customer` created with this idempotency key (`idempotency_keys_pkey`, then the
 /// order by id).
 pub(crate) async fn by_idempotency_key(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     customer: &str,
     key: &str,
 ) -> Result<Option<Order>, StoreError> {
@@ -155,7 +179,7 @@ pub(crate) async fn by_idempotency_key(
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(customer)
         .bind(key)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
@@ -163,7 +187,7 @@ pub(crate) async fn by_idempotency_key(
 
 /// Frees an expired idempotency key: its row (found through the order, by primary key) and
 /// the order's copy.
-pub(crate) async fn forget_key(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
+pub(crate) async fn forget_key(conn: &mut PgConnection, id: Uuid) -> Result<(), StoreError> {
     sqlx::query(
         "WITH freed AS (
              DELETE FROM idempotency_keys k USING orders o
@@ -173,7 +197,7 @@ pub(crate) async fn forget_key(pool: &PgPool, id: Uuid) -> Result<(), StoreError
          UPDATE orders SET idempotency_key = NULL WHERE id = $1",
     )
     .bind(id)
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .map_err(from_sqlx)?;
     Ok(())
@@ -181,7 +205,7 @@ pub(crate) async fn forget_key(pool: &PgPool, id: Uuid) -> Result<(), StoreError
 
 /// A page of a customer's orders, newest first (`orders_by_customer`).
 pub(crate) async fn of_customer(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     customer: &str,
     before: Option<Uuid>,
     limit: u32,
@@ -195,7 +219,7 @@ pub(crate) async fn of_customer(
         .bind(customer)
         .bind(before)
         .bind(i64::from(limit))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     found.iter().map(|row| rows::order_state(row, 0).map(|(order, _)| order)).collect()
@@ -205,7 +229,7 @@ pub(crate) async fn of_customer(
 /// planner prune to the partitions of that window and walk their primary keys backwards;
 /// neither `status` nor `payment_state` is indexed (an index on a column every consumer
 /// updates would make those updates non-HOT).
-pub(crate) async fn find(pool: &PgPool, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
+pub(crate) async fn find(conn: &mut PgConnection, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
     let (condition, value) = crate::decode::filter_condition(query.filter, "$1::text");
     let sql = format!(
         "SELECT {} FROM orders WHERE {condition} AND id >= $2 AND id < $3
@@ -218,7 +242,7 @@ pub(crate) async fn find(pool: &PgPool, query: OrderQuery) -> Result<Vec<Order>,
         .bind(low)
         .bind(high)
         .bind(i64::from(query.limit))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     found.iter().map(|row| rows::order_state(row, 0).map(|(order, _)| order)).collect()

@@ -11,6 +11,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::PostgresStore;
+use super::deadline::{Limit, bounded};
 use super::error::from_sqlx;
 use super::rows;
 
@@ -61,13 +62,15 @@ impl Outbox for PostgresStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(sqlx::AssertSqlSafe(claim_sql()))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind(millis(min_age))
-            .bind(millis(lease))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_sqlx)?;
+        let rows = bounded!(self, Limit::Query, "an outbox claim", |conn| async {
+            sqlx::query(sqlx::AssertSqlSafe(claim_sql()))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(millis(min_age))
+                .bind(millis(lease))
+                .fetch_all(conn)
+                .await
+                .map_err(from_sqlx)
+        })?;
         rows.iter()
             .map(|row| {
                 let event_id: Uuid = row.try_get(0).map_err(from_sqlx)?;
@@ -99,11 +102,13 @@ impl Outbox for PostgresStore {
         if events.is_empty() {
             return Ok(());
         }
-        sqlx::query("UPDATE outbox SET claimed_until = NULL WHERE event_id = ANY($1::uuid[])")
-            .bind(events)
-            .execute(&self.pool)
-            .await
-            .map_err(from_sqlx)?;
+        bounded!(self, Limit::Query, "releasing outbox claims", |conn| async {
+            sqlx::query("UPDATE outbox SET claimed_until = NULL WHERE event_id = ANY($1::uuid[])")
+                .bind(events)
+                .execute(conn)
+                .await
+                .map_err(from_sqlx)
+        })?;
         Ok(())
     }
 
@@ -121,14 +126,16 @@ impl Outbox for PostgresStore {
         // cost one fsync per published batch, a third of the commits under load. The setting
         // is made local to the statement's own transaction by `set_config(.., true)` in it, so
         // the delete stays one round trip (BEGIN, SET LOCAL, DELETE, COMMIT were four).
-        sqlx::query(
-            "DELETE FROM outbox USING (SELECT set_config('synchronous_commit', 'off', true)) AS s
-             WHERE event_id = ANY($1::uuid[])",
-        )
-        .bind(events)
-        .execute(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
+        bounded!(self, Limit::Query, "deleting published outbox rows", |conn| async {
+            sqlx::query(
+                "DELETE FROM outbox USING (SELECT set_config('synchronous_commit', 'off', true)) AS s
+                 WHERE event_id = ANY($1::uuid[])",
+            )
+            .bind(events)
+            .execute(conn)
+            .await
+            .map_err(from_sqlx)
+        })?;
         Ok(())
     }
 }

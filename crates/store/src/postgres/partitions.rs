@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ordermill_core::ports::StoreError;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection};
 
 use super::error::from_sqlx;
 use super::migrations::lock_schema;
@@ -18,12 +18,12 @@ pub use crate::partitions::{DAYS_AHEAD, MIN_RETENTION, Maintenance};
 /// clock, under the migrations' advisory lock (never in the middle of a migration, one node at
 /// a time).
 pub(crate) async fn maintain(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     retention: Duration,
 ) -> Result<Maintenance, StoreError> {
     let retention = retention.max(MIN_RETENTION);
     let millis = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-    let mut tx = pool.begin().await.map_err(from_sqlx)?;
+    let mut tx = conn.begin().await.map_err(from_sqlx)?;
     lock_schema(&mut tx).await?;
     let created: Vec<String> = sqlx::query_scalar("SELECT ordermill_ensure_partitions($1)")
         .bind(DAYS_AHEAD)

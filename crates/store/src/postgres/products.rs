@@ -2,7 +2,7 @@
 
 use ordermill_core::Product;
 use ordermill_core::ports::StoreError;
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgConnection, Row};
 
 use super::error::from_sqlx;
 use super::rows;
@@ -13,7 +13,7 @@ const UPSERT_ATTEMPTS: usize = 3;
 /// Creates or replaces a product, keeping `reserved`; returns (stored, previous), read and
 /// written in one transaction with the row locked, so nothing changes stock in between.
 pub(crate) async fn upsert(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     product: &Product,
 ) -> Result<(Product, Option<Product>), StoreError> {
     let select =
@@ -26,7 +26,7 @@ pub(crate) async fn upsert(
         rows::PRODUCT_COLUMNS
     );
     for _ in 0..UPSERT_ATTEMPTS {
-        let mut tx = pool.begin().await.map_err(from_sqlx)?;
+        let mut tx = conn.begin().await.map_err(from_sqlx)?;
         let previous = sqlx::query(sqlx::AssertSqlSafe(select.as_str()))
             .bind(product.sku.as_str())
             .fetch_optional(&mut *tx)
@@ -65,11 +65,11 @@ pub(crate) async fn upsert(
 }
 
 /// One product.
-pub(crate) async fn get(pool: &PgPool, sku: &str) -> Result<Option<Product>, StoreError> {
+pub(crate) async fn get(conn: &mut PgConnection, sku: &str) -> Result<Option<Product>, StoreError> {
     let sql = format!("SELECT {} FROM products WHERE sku = $1", rows::PRODUCT_COLUMNS);
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(sku)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(from_sqlx)?
         .map(|row| rows::product(&row))
@@ -77,10 +77,10 @@ pub(crate) async fn get(pool: &PgPool, sku: &str) -> Result<Option<Product>, Sto
 }
 
 /// Every product, by SKU.
-pub(crate) async fn load(pool: &PgPool) -> Result<Vec<Product>, StoreError> {
+pub(crate) async fn load(conn: &mut PgConnection) -> Result<Vec<Product>, StoreError> {
     let sql = format!("SELECT {} FROM products ORDER BY sku", rows::PRODUCT_COLUMNS);
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(from_sqlx)?
         .iter()

@@ -5,13 +5,13 @@ use ordermill_core::UnixMillis;
 use ordermill_core::ports::StoreError;
 use ordermill_core::ports::reports::Claim;
 use ordermill_core::report::{Report, ReportId};
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::error::from_sqlx;
 use crate::decode::{REPORT_COLUMNS, ReportColumns, stored_count};
 
-pub(crate) async fn create(pool: &PgPool, report: &Report) -> Result<(), StoreError> {
+pub(crate) async fn create(conn: &mut PgConnection, report: &Report) -> Result<(), StoreError> {
     let spec = &report.spec;
     sqlx::query(
         "INSERT INTO reports (id, kind, format, range_from, range_to, status_filter, sku_filter,
@@ -27,17 +27,17 @@ pub(crate) async fn create(pool: &PgPool, report: &Report) -> Result<(), StoreEr
     .bind(spec.sku.as_ref().map(|s| s.as_str()))
     .bind(report.status.as_str())
     .bind(report.created_at.0)
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .map_err(from_sqlx)?;
     Ok(())
 }
 
-pub(crate) async fn get(pool: &PgPool, id: ReportId) -> Result<Option<Report>, StoreError> {
+pub(crate) async fn get(conn: &mut PgConnection, id: ReportId) -> Result<Option<Report>, StoreError> {
     let sql = format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id.as_uuid())
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     row.map(|r| columns(&r)?.into_report()).transpose()
@@ -64,7 +64,7 @@ fn columns(r: &sqlx::postgres::PgRow) -> Result<ReportColumns, StoreError> {
 }
 
 pub(crate) async fn claim(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: ReportId,
     token: Uuid,
     estimate: u64,
@@ -83,13 +83,13 @@ pub(crate) async fn claim(
         .bind(stored_count(estimate))
         .bind(now.0)
         .bind(stale_before.0)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     if let Some(row) = claimed {
         return Ok(Claim::Claimed(columns(&row)?.into_report()?));
     }
-    Ok(match get(pool, id).await? {
+    Ok(match get(&mut *conn, id).await? {
         None => Claim::Missing,
         Some(report) if report.status.is_final() => Claim::Finished(report),
         Some(_) => Claim::Busy,
@@ -98,7 +98,7 @@ pub(crate) async fn claim(
 
 /// Runs `sql` (parameters: id, token, then `bind`'s) if the run holds the report.
 async fn held<'q>(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     sql: &'static str,
     id: ReportId,
     token: Uuid,
@@ -107,19 +107,19 @@ async fn held<'q>(
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
 ) -> Result<bool, StoreError> {
     let query = bind(sqlx::query(sql).bind(id.as_uuid()).bind(token));
-    let changed = query.execute(pool).await.map_err(from_sqlx)?.rows_affected();
+    let changed = query.execute(&mut *conn).await.map_err(from_sqlx)?.rows_affected();
     Ok(changed == 1)
 }
 
 pub(crate) async fn progress(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: ReportId,
     token: Uuid,
     rows: u64,
     now: UnixMillis,
 ) -> Result<bool, StoreError> {
     held(
-        pool,
+        &mut *conn,
         "UPDATE reports SET rows_done = $3, touched_at = $4
          WHERE id = $1 AND run_token = $2 AND status = 'running'",
         id,
@@ -130,14 +130,14 @@ pub(crate) async fn progress(
 }
 
 pub(crate) async fn finish(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: ReportId,
     token: Uuid,
     (rows, size): (u64, u64),
     (now, expires): (UnixMillis, UnixMillis),
 ) -> Result<bool, StoreError> {
     held(
-        pool,
+        &mut *conn,
         "UPDATE reports SET status = 'done', rows_done = $3, size_bytes = $4, touched_at = $5,
                 finished_at = $5, expires_at = $6
          WHERE id = $1 AND run_token = $2 AND status = 'running'",
@@ -149,7 +149,7 @@ pub(crate) async fn finish(
 }
 
 pub(crate) async fn fail(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: ReportId,
     token: Uuid,
     error: &str,
@@ -157,7 +157,7 @@ pub(crate) async fn fail(
 ) -> Result<bool, StoreError> {
     let error = error.to_owned();
     held(
-        pool,
+        &mut *conn,
         "UPDATE reports SET status = 'failed', error = $3, touched_at = $4, finished_at = $4
          WHERE id = $1 AND run_token = $2 AND status = 'running'",
         id,
@@ -168,15 +168,15 @@ pub(crate) async fn fail(
 }
 
 async fn ids(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     query: sqlx::query::QueryScalar<'_, sqlx::Postgres, Uuid, sqlx::postgres::PgArguments>,
 ) -> Result<Vec<ReportId>, StoreError> {
-    let ids = query.fetch_all(pool).await.map_err(from_sqlx)?;
+    let ids = query.fetch_all(&mut *conn).await.map_err(from_sqlx)?;
     Ok(ids.into_iter().map(ReportId::from_uuid).collect())
 }
 
 pub(crate) async fn requeue(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     stale_before: UnixMillis,
     asked_before: UnixMillis,
     now: UnixMillis,
@@ -198,14 +198,14 @@ pub(crate) async fn requeue(
     .bind(asked_before.0)
     .bind(i64::from(limit))
     .bind(now.0);
-    let mut found = ids(pool, query).await?;
+    let mut found = ids(&mut *conn, query).await?;
     // RETURNING gives no order; the oldest first, as asked (ids are UUIDv7: time-ordered).
     found.sort();
     Ok(found)
 }
 
 pub(crate) async fn expired(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     now: UnixMillis,
     limit: u32,
 ) -> Result<Vec<ReportId>, StoreError> {
@@ -215,13 +215,13 @@ pub(crate) async fn expired(
     )
     .bind(now.0)
     .bind(i64::from(limit));
-    ids(pool, query).await
+    ids(&mut *conn, query).await
 }
 
-pub(crate) async fn delete(pool: &PgPool, id: ReportId) -> Result<(), StoreError> {
+pub(crate) async fn delete(conn: &mut PgConnection, id: ReportId) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM reports WHERE id = $1")
         .bind(id.as_uuid())
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     Ok(())
@@ -230,7 +230,7 @@ pub(crate) async fn delete(pool: &PgPool, id: ReportId) -> Result<(), StoreError
 /// Orders created in `[from, to)`: a primary-key range (UUIDv7), pruned to the partitions it
 /// covers.
 pub(crate) async fn count_orders(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     from: UnixMillis,
     to: UnixMillis,
 ) -> Result<u64, StoreError> {
@@ -238,7 +238,7 @@ pub(crate) async fn count_orders(
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE id >= $1 AND id < $2")
         .bind(low)
         .bind(high)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     Ok(n.max(0).unsigned_abs())

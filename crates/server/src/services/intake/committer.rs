@@ -398,8 +398,8 @@ impl Committer {
         }
     }
 
-    /// Settles a commit whose outcome is unclear by reading one of its orders back (a batch
-    /// is one atomic statement or transaction: one order tells the whole batch's fate). Found:
+    /// Settles a commit whose outcome is unclear by reading it back
+    /// ([`OrderStore::batch_stored`], which waits out a commit still running). Found:
     /// the orders are durable and answered as such. Absent: failed, released as usual. The
     /// store still unreachable after [`UNCLEAR_PATIENCE`]: answered 503 WITHOUT giving the
     /// units back (they might be sold) and the counts are marked for a rebuild from the
@@ -411,16 +411,18 @@ impl Committer {
         replies: Vec<(Reply, Range<usize>)>,
         error: StoreError,
     ) {
-        let Some(probe) = batch.first().map(|a| a.order.id) else { return };
+        if batch.is_empty() {
+            return;
+        }
         let deadline = Instant::now() + UNCLEAR_PATIENCE;
         let mut pause = Duration::from_millis(50);
         loop {
-            match self.store.get_order(probe).await {
-                Ok(Some(_)) => {
+            match self.store.batch_stored(&batch).await {
+                Ok(true) => {
                     tracing::warn!(orders = batch.len(), error = %error, "A group commit reported a failure but its orders are stored; answering them as accepted.");
                     return self.committed(batch, replies);
                 }
-                Ok(None) => return self.fail(&batch, replies, error).await,
+                Ok(false) => return self.fail(&batch, replies, error).await,
                 Err(read) if Instant::now() >= deadline => {
                     self.metrics.failures.increment(1);
                     tracing::error!(orders = batch.len(), error = %error, read_error = %read, "A group commit's outcome is unknown (the store stayed unreachable); answering 503 and keeping the units held until the counts are rebuilt from the store.");

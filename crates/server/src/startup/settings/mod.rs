@@ -117,6 +117,7 @@ impl Settings {
             ("reports.sweep_interval", self.reports.sweep_interval),
             ("redis.check_interval", self.redis.check_interval),
             ("postgres.maintenance_interval", self.postgres.maintenance_interval),
+            ("postgres.query_timeout", self.postgres.query_timeout),
             ("mysql.maintenance_interval", self.mysql.maintenance_interval),
         ] {
             if d.get().is_zero() {
@@ -328,6 +329,12 @@ pub struct PostgresSettings {
     /// How often each api node runs the partition maintenance (create days ahead, drop
     /// what is past `processed_retention`); `ordermill maintain` does the same once.
     pub maintenance_interval: HumanDuration,
+    /// How long a statement or commit may go unanswered before its connection is closed and
+    /// the call fails as the store being unavailable (a connection gone silent: a network
+    /// cut that drops packets, a frozen proxy, a stalled server). Far above any statement's
+    /// time under load; table scans (maintenance, a limit's recount, report counts) get at
+    /// least 10 minutes.
+    pub query_timeout: HumanDuration,
 }
 
 impl Default for PostgresSettings {
@@ -337,6 +344,7 @@ impl Default for PostgresSettings {
             schema: None,
             processed_retention: HumanDuration::from_secs(30 * 24 * 60 * 60),
             maintenance_interval: HumanDuration::from_secs(60 * 60),
+            query_timeout: HumanDuration::from_secs(ordermill_store::postgres::DEFAULT_QUERY_TIMEOUT.as_secs()),
         }
     }
 }
