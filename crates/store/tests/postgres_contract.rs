@@ -221,10 +221,14 @@ async fn committed_orders_survive_closing_the_pool_and_reconnecting() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_reported_as_unavailable() {
-    let err =
-        PostgresStore::connect("postgres://postgres@127.0.0.1:1/test", None, 2, DEFAULT_QUERY_TIMEOUT)
-        .await
-        .unwrap_err();
+    let err = PostgresStore::connect(
+        "postgres://postgres@127.0.0.1:1/test",
+        None,
+        2,
+        DEFAULT_QUERY_TIMEOUT,
+    )
+    .await
+    .unwrap_err();
     let StoreError::Unavailable(message) = &err else {
         panic!("expected Unavailable, got {err:?}")
     };
@@ -586,4 +590,37 @@ async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() 
     eprintln!("the abandoned commit {}", if stored { "landed" } else { "did not land" });
     assert_eq!(found.is_some(), stored);
     assert_eq!(reserved, if stored { 6 } else { 0 });
+}
+
+/// Every call hands its connection back through a bounded return of its own (`deadline.rs`),
+/// not sqlx's drop: a slot that was not freed would leave later callers waiting in the pool's
+/// acquire until it times out. Many more concurrent calls than connections, in waves, the
+/// second after the connections sat idle long enough to be pinged: every call is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_more_callers_than_connections_are_all_served() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (_, batch) = store_with_orders(&schema, 3).await;
+    let store = Arc::new(
+        PostgresStore::connect(&url, Some(&schema.name), 2, DEFAULT_QUERY_TIMEOUT).await.unwrap(),
+    );
+    for wave in 0..3 {
+        let calls: Vec<_> = (0..64)
+            .map(|i| {
+                let (store, id) = (store.clone(), batch[i % batch.len()].order.id);
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        store.get_order(id).await.map(|o| o.is_some())
+                    } else {
+                        store.load_products().await.map(|p| p.len() == 1)
+                    }
+                })
+            })
+            .collect();
+        for call in calls {
+            let answer = call.await.unwrap();
+            assert!(matches!(answer, Ok(true)), "wave {wave}: {answer:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(if wave == 0 { 1_200 } else { 50 })).await;
+    }
 }

@@ -10,7 +10,11 @@ use super::error::from_sqlx;
 /// Sets (`Some`) or removes (`None`) a SKU's limit, and recounts what each customer holds of
 /// it (`customer_units`, 0006) in the same transaction. The product row is locked first, as a
 /// group commit locks it, so no commit of that SKU lands between the recount and the limit.
-pub(crate) async fn set(conn: &mut PgConnection, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
+pub(crate) async fn set(
+    conn: &mut PgConnection,
+    sku: &Sku,
+    limit: Option<u32>,
+) -> Result<(), StoreError> {
     let mut tx = conn.begin().await.map_err(from_sqlx)?;
     sqlx::query("SELECT 1 FROM products WHERE sku = $1 FOR UPDATE")
         .bind(sku.as_str())

@@ -51,8 +51,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
 
-use self::deadline::{Limit, bounded};
 pub use self::deadline::DEFAULT_QUERY_TIMEOUT;
+use self::deadline::{Limit, bounded};
 use self::error::from_sqlx;
 use self::pools::Pools;
 
@@ -224,7 +224,9 @@ impl PostgresStore {
         &self,
         retention: Duration,
     ) -> Result<partitions::Maintenance, StoreError> {
-        bounded!(self, Limit::Long, "partition maintenance", |conn| partitions::maintain(conn, retention))
+        bounded!(self, Limit::Long, "partition maintenance", |conn| partitions::maintain(
+            conn, retention
+        ))
     }
 
     /// PostgreSQL's clock, read now: the time and the local instant it was true at (the
@@ -301,11 +303,19 @@ impl OrderStore for PostgresStore {
         customer: &CustomerId,
         key: &IdempotencyKey,
     ) -> Result<Option<Order>, StoreError> {
-        bounded!(self, Limit::Query, "an idempotency-key lookup", |conn| orders::by_idempotency_key(conn, customer.as_str(), key.as_str()))
+        bounded!(
+            self,
+            Limit::Query,
+            "an idempotency-key lookup",
+            |conn| orders::by_idempotency_key(conn, customer.as_str(), key.as_str())
+        )
     }
 
     async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
-        bounded!(self, Limit::Query, "forgetting an idempotency key", |conn| orders::forget_key(conn, order.as_uuid()))
+        bounded!(self, Limit::Query, "forgetting an idempotency key", |conn| orders::forget_key(
+            conn,
+            order.as_uuid()
+        ))
     }
 
     async fn orders_of_customer(
@@ -314,7 +324,12 @@ impl OrderStore for PostgresStore {
         before: Option<OrderId>,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
-        bounded!(self, Limit::Query, "listing a customer's orders", |conn| orders::of_customer(conn, customer.as_str(), before.map(|id| id.as_uuid()), limit))
+        bounded!(self, Limit::Query, "listing a customer's orders", |conn| orders::of_customer(
+            conn,
+            customer.as_str(),
+            before.map(|id| id.as_uuid()),
+            limit
+        ))
     }
 
     async fn find_orders(&self, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
@@ -411,7 +426,13 @@ impl DealStore for PostgresStore {
         completion_event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<JoinOutcome, StoreError> {
-        bounded!(self, Limit::Query, "a deal join", |conn| deals::join(conn, deal_id, &order, &completion_event_ids, at))
+        bounded!(self, Limit::Query, "a deal join", |conn| deals::join(
+            conn,
+            deal_id,
+            &order,
+            &completion_event_ids,
+            at
+        ))
     }
 
     async fn due_deals(&self, now: UnixMillis, limit: usize) -> Result<Vec<DealId>, StoreError> {
@@ -424,7 +445,9 @@ impl DealStore for PostgresStore {
         before: Option<DealId>,
         limit: u32,
     ) -> Result<Vec<DealId>, StoreError> {
-        bounded!(self, Limit::Query, "listing deals", |conn| deals::created(conn, range, before, limit))
+        bounded!(self, Limit::Query, "listing deals", |conn| deals::created(
+            conn, range, before, limit
+        ))
     }
 
     async fn expire_deal(
@@ -433,14 +456,18 @@ impl DealStore for PostgresStore {
         event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<Option<ExpiredDeal>, StoreError> {
-        bounded!(self, Limit::Query, "a deal's expiry", |conn| deals::expire(conn, deal_id, &event_ids, at))
+        bounded!(self, Limit::Query, "a deal's expiry", |conn| deals::expire(
+            conn, deal_id, &event_ids, at
+        ))
     }
 }
 
 #[async_trait]
 impl LimitStore for PostgresStore {
     async fn set_purchase_limit(&self, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
-        bounded!(self, Limit::Long, "setting a purchase limit", |conn| limits::set(conn, sku, limit))
+        bounded!(self, Limit::Long, "setting a purchase limit", |conn| limits::set(
+            conn, sku, limit
+        ))
     }
 
     async fn purchase_limits(&self) -> Result<Vec<(Sku, u32)>, StoreError> {
@@ -448,7 +475,12 @@ impl LimitStore for PostgresStore {
     }
 
     async fn units_by_customer(&self, sku: &Sku) -> Result<Vec<(CustomerId, u64)>, StoreError> {
-        bounded!(self, Limit::Long, "counting a customer's units", |conn| limits::units_by_customer(conn, sku))
+        bounded!(
+            self,
+            Limit::Long,
+            "counting a customer's units",
+            |conn| limits::units_by_customer(conn, sku)
+        )
     }
 }
 
@@ -476,7 +508,14 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         now: UnixMillis,
         stale_before: UnixMillis,
     ) -> Result<ordermill_core::ports::Claim, StoreError> {
-        bounded!(self, Limit::Query, "claiming a report", |conn| reports::claim(conn, id, token, rows_estimated, now, stale_before))
+        bounded!(self, Limit::Query, "claiming a report", |conn| reports::claim(
+            conn,
+            id,
+            token,
+            rows_estimated,
+            now,
+            stale_before
+        ))
     }
 
     async fn report_progress(
@@ -486,7 +525,9 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         rows_done: u64,
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
-        bounded!(self, Limit::Query, "a report's progress", |conn| reports::progress(conn, id, token, rows_done, now))
+        bounded!(self, Limit::Query, "a report's progress", |conn| reports::progress(
+            conn, id, token, rows_done, now
+        ))
     }
 
     async fn finish_report(
@@ -497,7 +538,13 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         size_bytes: u64,
         at: (UnixMillis, UnixMillis),
     ) -> Result<bool, StoreError> {
-        bounded!(self, Limit::Query, "finishing a report", |conn| reports::finish(conn, id, token, (rows_done, size_bytes), at))
+        bounded!(self, Limit::Query, "finishing a report", |conn| reports::finish(
+            conn,
+            id,
+            token,
+            (rows_done, size_bytes),
+            at
+        ))
     }
 
     async fn fail_report(
@@ -507,7 +554,9 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         error: &str,
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
-        bounded!(self, Limit::Query, "failing a report", |conn| reports::fail(conn, id, token, error, now))
+        bounded!(self, Limit::Query, "failing a report", |conn| reports::fail(
+            conn, id, token, error, now
+        ))
     }
 
     async fn requeue_stalled(
@@ -517,7 +566,13 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         now: UnixMillis,
         limit: u32,
     ) -> Result<Vec<ordermill_core::report::ReportId>, StoreError> {
-        bounded!(self, Limit::Query, "requeueing stalled reports", |conn| reports::requeue(conn, stale_before, asked_before, now, limit))
+        bounded!(self, Limit::Query, "requeueing stalled reports", |conn| reports::requeue(
+            conn,
+            stale_before,
+            asked_before,
+            now,
+            limit
+        ))
     }
 
     async fn expired_reports(
@@ -525,7 +580,9 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
         now: UnixMillis,
         limit: u32,
     ) -> Result<Vec<ordermill_core::report::ReportId>, StoreError> {
-        bounded!(self, Limit::Query, "listing expired reports", |conn| reports::expired(conn, now, limit))
+        bounded!(self, Limit::Query, "listing expired reports", |conn| reports::expired(
+            conn, now, limit
+        ))
     }
 
     async fn delete_report(&self, id: ordermill_core::report::ReportId) -> Result<(), StoreError> {
@@ -533,6 +590,8 @@ impl ordermill_core::ports::ReportStore for PostgresStore {
     }
 
     async fn count_orders(&self, from: UnixMillis, to: UnixMillis) -> Result<u64, StoreError> {
-        bounded!(self, Limit::Long, "counting a report's orders", |conn| reports::count_orders(conn, from, to))
+        bounded!(self, Limit::Long, "counting a report's orders", |conn| reports::count_orders(
+            conn, from, to
+        ))
     }
 }

@@ -109,7 +109,10 @@ pub(crate) async fn stored(
 }
 
 /// Writes `batch` in one statement: all of it or nothing.
-pub(crate) async fn commit(conn: &mut PgConnection, batch: &[AcceptedOrder]) -> Result<(), StoreError> {
+pub(crate) async fn commit(
+    conn: &mut PgConnection,
+    batch: &[AcceptedOrder],
+) -> Result<(), StoreError> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -229,7 +232,10 @@ pub(crate) async fn of_customer(
 /// planner prune to the partitions of that window and walk their primary keys backwards;
 /// neither `status` nor `payment_state` is indexed (an index on a column every consumer
 /// updates would make those updates non-HOT).
-pub(crate) async fn find(conn: &mut PgConnection, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
+pub(crate) async fn find(
+    conn: &mut PgConnection,
+    query: OrderQuery,
+) -> Result<Vec<Order>, StoreError> {
     let (condition, value) = crate::decode::filter_condition(query.filter, "$1::text");
     let sql = format!(
         "SELECT {} FROM orders WHERE {condition} AND id >= $2 AND id < $3

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use sqlx::Connection;
 use ordermill_core::ports::{ReportFiles, StoreError};
 use ordermill_core::report::ReportId;
+use sqlx::Connection;
 
 use super::PostgresStore;
 use super::deadline::{Limit, bounded};

@@ -33,7 +33,10 @@ pub(crate) async fn create(conn: &mut PgConnection, report: &Report) -> Result<(
     Ok(())
 }
 
-pub(crate) async fn get(conn: &mut PgConnection, id: ReportId) -> Result<Option<Report>, StoreError> {
+pub(crate) async fn get(
+    conn: &mut PgConnection,
+    id: ReportId,
+) -> Result<Option<Report>, StoreError> {
     let sql = format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id.as_uuid())

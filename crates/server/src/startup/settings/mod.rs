@@ -344,7 +344,9 @@ impl Default for PostgresSettings {
             schema: None,
             processed_retention: HumanDuration::from_secs(30 * 24 * 60 * 60),
             maintenance_interval: HumanDuration::from_secs(60 * 60),
-            query_timeout: HumanDuration::from_secs(ordermill_store::postgres::DEFAULT_QUERY_TIMEOUT.as_secs()),
+            query_timeout: HumanDuration::from_secs(
+                ordermill_store::postgres::DEFAULT_QUERY_TIMEOUT.as_secs(),
+            ),
         }
     }
 }
