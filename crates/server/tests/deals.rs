@@ -360,3 +360,73 @@ async fn deal_requests_are_validated_and_joins_are_idempotent(engines: Engines) 
     assert_eq!(deal(&app, &id).await["member_count"].as_u64().unwrap() as usize, 2);
     app.stop().await;
 }
+
+/// A join whose reply never comes (its COMMIT held on PostgreSQL past the api's 1 s deadline,
+/// by a deferred trigger waiting on a row the test locks) is read back before anything is
+/// given back: once the commit lands, the customer is answered as a member and the unit stays
+/// held. A join cut off before it wrote anything (the deal's row locked) reads back as absent:
+/// answered 503, its unit back on sale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_whose_reply_is_lost_is_read_back_before_its_unit_is_given_back() {
+    let Some(engines) = Engines::scaled() else { return };
+    engines.prepare().await;
+    let support::Engines::ScaledOut(scaled) = &engines else { unreachable!("scaled() is scaled") };
+    let app = spawn_app_on(engines.clone(), tempfile::tempdir().unwrap(), now_clock(), |s| {
+        s.postgres.query_timeout = ordermill_core::HumanDuration::from_secs(1);
+    })
+    .await;
+    app.put_product("crab", "19.99", 10).await;
+    let id = open_deal(&app, "crab", 3, "1h").await;
+
+    let mut holder = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&scaled.postgres).await.unwrap()
+    };
+    // The schema's name is the test's own uuid-based identifier.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        r#"SET search_path TO "{s}";
+        CREATE TABLE gate (id int PRIMARY KEY); INSERT INTO gate VALUES (1);
+        CREATE FUNCTION pass_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM 1 FROM "{s}".gate WHERE id = 1 FOR UPDATE; RETURN NULL; END $$;
+        CREATE CONSTRAINT TRIGGER held_at_commit AFTER INSERT ON deal_members
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pass_gate();"#,
+        s = scaled.name
+    )))
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    let hold_for_a_while = |lock: &'static str, holder: sqlx::PgConnection| async move {
+        let mut holder = holder;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("BEGIN; {lock}")))
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        // Past the api's 1 s deadline: the join is cut off, its read-back retries.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+        holder
+    };
+
+    let held = tokio::spawn(hold_for_a_while("SELECT 1 FROM gate FOR UPDATE", holder));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let ann = join(&app, &id, "ann").await;
+    let holder = held.await.unwrap();
+    assert_eq!(ann.status, 201, "stored once the held commit landed: {:?}", ann.body);
+    assert!(started.elapsed() > Duration::from_secs(1), "the reply was in fact lost");
+    assert_eq!(ann.body["status"], "awaiting_group");
+    assert_eq!(deal(&app, &id).await["member_count"], 1);
+    assert_eq!(app.available("crab").await, 9, "ann's unit stays held");
+
+    let held = tokio::spawn(hold_for_a_while("SELECT 1 FROM deals FOR UPDATE", holder));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let bob = join(&app, &id, "bob").await;
+    held.await.unwrap();
+    assert_eq!(bob.status, 503, "cut off before it wrote: {:?}", bob.body);
+    assert_eq!(deal(&app, &id).await["member_count"], 1);
+    assert_eq!(app.available("crab").await, 9, "bob's unit is back on sale");
+    assert_eq!(join(&app, &id, "bob").await.status, 201, "and bob can join again");
+    assert_eq!(app.available("crab").await, 8);
+    app.stop().await;
+    engines.clean_up().await;
+}

@@ -32,7 +32,8 @@ async fn product<S: OrderStore>(store: &S, s: &str, stock: i64) {
     store.upsert_product(&product).await.expect("insert product");
 }
 
-fn deal(ids: &OrderIdGenerator, s: &str, size: i64) -> Deal {
+/// An open deal on `s` for groups of `size`, created at the contract's fixed time.
+pub fn deal(ids: &OrderIdGenerator, s: &str, size: i64) -> Deal {
     Deal {
         id: DealId::from_uuid(ids.next_uuid(NOW)),
         sku: sku(s),
@@ -93,6 +94,22 @@ pub async fn run_all<S: OrderStore + DealStore + LimitStore>(store: Arc<S>) {
     concurrent_joins_for_the_last_slots_admit_exactly_the_group(store.clone()).await;
     limits_are_stored_and_units_counted_per_customer(&*store).await;
     deals_are_listed_by_creation_time(&*store).await;
+    a_join_reads_back_as_stored_or_absent(&*store).await;
+}
+
+async fn a_join_reads_back_as_stored_or_absent<S: OrderStore + DealStore>(store: &S) {
+    product(store, "d9", 10).await;
+    let ids = OrderIdGenerator::new();
+    let d = deal(&ids, "d9", 2);
+    store.create_deal(&d).await.expect("create");
+    let joined = match join(store, &ids, &d, "a").await {
+        JoinOutcome::Joined { order, .. } => order,
+        other => panic!("join: {other:?}"),
+    };
+    let read = store.joined_order(d.id, joined.id).await.expect("read back");
+    assert_eq!(read.map(|o| (o.id, o.status)), Some((joined.id, OrderStatus::AwaitingGroup)));
+    let never = member_order(&ids, &d, "b").order.id;
+    assert_eq!(store.joined_order(d.id, never).await.expect("read back"), None);
 }
 
 async fn deals_are_listed_by_creation_time<S: OrderStore + DealStore>(store: &S) {

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordermill_core::ports::{AcceptedOrder, OrderStore, StoreError};
+use ordermill_core::ports::{AcceptedOrder, DealStore, OrderStore, StoreError};
 use ordermill_core::{Money, OrderIdGenerator, Product, ProductName, Sku, StockLevel, UnixMillis};
 use ordermill_store::postgres::DEFAULT_QUERY_TIMEOUT;
 use ordermill_store::{PostgresStore, contract, deal_contract, shared_contract};
@@ -590,6 +590,77 @@ async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() 
     eprintln!("the abandoned commit {}", if stored { "landed" } else { "did not land" });
     assert_eq!(found.is_some(), stored);
     assert_eq!(reserved, if stored { 6 } else { 0 });
+}
+
+/// A deal join whose COMMIT is held on the server (a deferred trigger waits on a row the test
+/// locks) outlives its caller's 500 ms deadline: the call fails, and reading the join back
+/// waits for that commit — which lands once the row is free — before it answers. A read that
+/// did not wait would answer "not a member" just before the join landed, and the caller would
+/// give back a unit that is sold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let setup = schema.migrated_store().await;
+    setup.upsert_product(&product("j1", 10)).await.unwrap();
+    let ids = OrderIdGenerator::new();
+    let deal = deal_contract::deal(&ids, "j1", 3);
+    setup.create_deal(&deal).await.unwrap();
+    let mut holder = raw(&schema).await;
+    // The schema's name is the test's own uuid-based identifier.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        r#"CREATE TABLE gate (id int PRIMARY KEY); INSERT INTO gate VALUES (1);
+        CREATE FUNCTION "{s}".pass_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM 1 FROM "{s}".gate WHERE id = 1 FOR UPDATE; RETURN NULL; END $$;
+        CREATE CONSTRAINT TRIGGER held_at_commit AFTER INSERT ON deal_members
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "{s}".pass_gate();"#,
+        s = schema.name
+    )))
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    sqlx::raw_sql("BEGIN; SELECT 1 FROM gate WHERE id = 1 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let store = PostgresStore::connect(&url, Some(&schema.name), 4, Duration::from_millis(500))
+        .await
+        .unwrap();
+    let member = deal_contract::member_order(&ids, &deal, "ann");
+    let order_id = member.order.id;
+    let completion = (0..3).map(|_| Uuid::now_v7()).collect();
+    let err = store.join_deal(deal.id, member, completion, UnixMillis(deal.created_at.0 + 1)).await;
+    let Err(StoreError::Unavailable(message)) = &err else {
+        panic!("expected Unavailable: {err:?}")
+    };
+    assert!(message.contains("a deal join"), "{message}");
+    // The join's COMMIT still waits on the server: the read-back waits behind it.
+    let read = store.joined_order(deal.id, order_id).await;
+    assert!(
+        matches!(read, Err(StoreError::Unavailable(_))),
+        "no answer while the join may still land: {read:?}"
+    );
+
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        match store.joined_order(deal.id, order_id).await {
+            Ok(found) => break found,
+            Err(error) => {
+                assert!(std::time::Instant::now() < deadline, "no answer: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let order = found.expect("the held commit landed once its row was free");
+    assert_eq!(order.id, order_id);
+    let stored = store.get_deal(deal.id).await.unwrap().unwrap();
+    assert_eq!(stored.members.len(), 1, "{stored:?}");
+    assert_eq!(store.load_products().await.unwrap()[0].reserved, 1);
+    // A join that never happened reads back as absent, at once.
+    let stranger = deal_contract::member_order(&ids, &deal, "bob").order.id;
+    assert!(store.joined_order(deal.id, stranger).await.unwrap().is_none());
 }
 
 /// Every call hands its connection back through a bounded return of its own (`deadline.rs`),

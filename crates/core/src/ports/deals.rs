@@ -9,6 +9,7 @@ use crate::clock::UnixMillis;
 use crate::deal::{Deal, DealId, JoinRefusal};
 use crate::event::OutboxEvent;
 use crate::order::Order;
+use crate::order_id::OrderId;
 use crate::ports::store::{AcceptedOrder, StoreError};
 
 /// What [`DealStore::join_deal`] did.
@@ -95,6 +96,23 @@ pub trait DealStore: Send + Sync + 'static {
         completion_event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<JoinOutcome, StoreError>;
+
+    /// The order of a join as stored, or `None` if it is not, asked after
+    /// [`DealStore::join_deal`] failed in a way that leaves it unclear (the connection was
+    /// lost, or cut off past its deadline, after the COMMIT may have reached the database).
+    ///
+    /// Like [`crate::ports::OrderStore::batch_stored`], a store whose commit may still be
+    /// running on the server after the call gave up answers only once no join of `deal_id`
+    /// is in progress (a join locks its deal first): a read alone could look just before that
+    /// commit lands, and the caller would give back a unit that is sold.
+    ///
+    /// # Errors
+    /// On a backend failure; the outcome stays unclear.
+    async fn joined_order(
+        &self,
+        deal_id: DealId,
+        order_id: OrderId,
+    ) -> Result<Option<Order>, StoreError>;
 
     /// Deals created in `[from, to)`, newest first, at most `limit`, older than `before` (the
     /// previous page's last id) when given: a `deals` report's pages.

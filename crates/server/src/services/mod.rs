@@ -12,6 +12,7 @@
 //! - [`lease`]: this api node's lease on shared hot-stock counts, and its fence.
 //! - [`stock_repair`]: rebuilds hot-stock counts a shared cache lost, from the store.
 //! - [`reports`]: reports (报表): requests, runs, files written as CSV or XLSX, the sweeper.
+//! - [`unclear`]: reading back a write whose outcome a store failure left unclear.
 
 pub mod catalog;
 pub mod deals;
@@ -21,3 +22,4 @@ pub mod order_cache;
 pub mod purchase_limits;
 pub mod reports;
 pub mod stock_repair;
+pub mod unclear;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError};
 use ordermill_core::{
-    Admission, Deal, DealId, Order, OutboxEvent, RoutingKey, UnixMillis, units_by_sku,
+    Admission, Deal, DealId, Order, OrderId, OutboxEvent, RoutingKey, UnixMillis, units_by_sku,
 };
 use sqlx::{MySqlConnection, MySqlPool};
 use uuid::Uuid;
@@ -59,6 +59,22 @@ pub(crate) async fn get(pool: &MySqlPool, id: DealId) -> Result<Option<Deal>, St
         .await
         .map_err(from_sqlx)?;
     rows::deal(id, &found)
+}
+
+/// The order of a join whose outcome was unclear, read once no join of the deal is running: a
+/// join locks the deal's row first and keeps it until its commit has ended, so the share lock
+/// (its own statement, released when it ends) waits out one that outlived its caller.
+pub(crate) async fn joined_order(
+    pool: &MySqlPool,
+    deal_id: DealId,
+    order_id: OrderId,
+) -> Result<Option<Order>, StoreError> {
+    sqlx::query("SELECT 1 FROM deals WHERE id = ? LOCK IN SHARE MODE")
+        .bind(deal_id.as_uuid())
+        .execute(pool)
+        .await
+        .map_err(from_sqlx)?;
+    super::orders::by_id(pool, order_id.as_uuid()).await
 }
 
 /// Locks the deal's row for the rest of the transaction, then reads it with its members (two

@@ -372,6 +372,14 @@ impl DealStore for MysqlStore {
         deals::join(&self.pool, deal_id, &order, &completion_event_ids, at).await
     }
 
+    async fn joined_order(
+        &self,
+        deal_id: DealId,
+        order_id: OrderId,
+    ) -> Result<Option<Order>, StoreError> {
+        deals::joined_order(&self.pool, deal_id, order_id).await
+    }
+
     async fn due_deals(&self, now: UnixMillis, limit: usize) -> Result<Vec<DealId>, StoreError> {
         deals::due(&self.pool, now, limit).await
     }

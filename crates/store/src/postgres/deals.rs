@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError};
 use ordermill_core::{
-    Admission, Deal, DealId, Lifecycle, Order, OutboxEvent, RoutingKey, UnixMillis, units_by_sku,
+    Admission, Deal, DealId, Lifecycle, Order, OrderId, OutboxEvent, RoutingKey, UnixMillis,
+    units_by_sku,
 };
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -97,6 +98,23 @@ pub(crate) async fn get(
         .map_err(from_sqlx)?
         .map(|row| rows::deal(id, &row))
         .transpose()
+}
+
+/// The order of a join whose outcome was unclear, read once no join of the deal is running: a
+/// join locks the deal's row first and keeps it until its commit has ended, so this
+/// statement's share lock waits out one that outlived its caller, and the read after it sees
+/// whether it landed.
+pub(crate) async fn joined_order(
+    conn: &mut PgConnection,
+    deal_id: DealId,
+    order_id: OrderId,
+) -> Result<Option<Order>, StoreError> {
+    sqlx::query("SELECT 1 FROM deals WHERE id = $1 FOR SHARE")
+        .bind(deal_id.as_uuid())
+        .execute(&mut *conn)
+        .await
+        .map_err(from_sqlx)?;
+    super::orders::by_id(conn, order_id.as_uuid()).await
 }
 
 /// Locks the deal's row for the rest of the transaction and reads it with its members.

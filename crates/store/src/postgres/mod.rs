@@ -435,6 +435,16 @@ impl DealStore for PostgresStore {
         ))
     }
 
+    async fn joined_order(
+        &self,
+        deal_id: DealId,
+        order_id: OrderId,
+    ) -> Result<Option<Order>, StoreError> {
+        bounded!(self, Limit::Query, "reading back an unclear deal join", |conn| {
+            deals::joined_order(conn, deal_id, order_id)
+        })
+    }
+
     async fn due_deals(&self, now: UnixMillis, limit: usize) -> Result<Vec<DealId>, StoreError> {
         bounded!(self, Limit::Query, "listing due deals", |conn| deals::due(conn, now, limit))
     }

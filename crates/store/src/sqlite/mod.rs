@@ -461,6 +461,15 @@ impl DealStore for SqliteStore {
         .await
     }
 
+    // One writer: a join's call ends only when its transaction has.
+    async fn joined_order(
+        &self,
+        _deal_id: DealId,
+        order_id: OrderId,
+    ) -> Result<Option<Order>, StoreError> {
+        OrderStore::get_order(self, order_id).await
+    }
+
     async fn due_deals(&self, now: UnixMillis, limit: usize) -> Result<Vec<DealId>, StoreError> {
         self.read(move |conn| deals::due(conn, now, limit)).await
     }

@@ -23,9 +23,10 @@ use thiserror::Error;
 
 use crate::services::catalog::Catalog;
 use crate::services::intake::IntakeError;
-use crate::services::intake::idempotency::{Begin, Idempotency};
+use crate::services::intake::idempotency::{Begin, Idempotency, KeyClaim};
 use crate::services::order_cache::OrderCache;
-use crate::services::purchase_limits::PurchaseLimits;
+use crate::services::purchase_limits::{LimitHold, PurchaseLimits};
+use crate::services::unclear::read_back;
 use crate::telemetry;
 
 /// Why a deal operation failed.
@@ -235,26 +236,40 @@ impl Deals {
         let completion_ids = (0..deal.group_size.get()).map(|_| self.ids.next_uuid(now)).collect();
         let lines = accepted.order.lines.clone();
         let deal_sku = deal.sku.clone();
-        let outcome = self.store.join_deal(deal_id, accepted, completion_ids, now).await;
-        let refusal = match outcome {
+        let order_id = accepted.order.id;
+        let refusal = match self.store.join_deal(deal_id, accepted, completion_ids, now).await {
             Ok(JoinOutcome::Joined { deal, order, emitted, completed }) => {
-                hold.keep();
-                let order = Arc::new(order);
-                if let Some(claim) = claim {
-                    self.idempotency.complete(claim, order.clone());
-                }
                 if deal.status == DealStatus::Completed {
                     counter!(telemetry::DEALS_COMPLETED).increment(1);
                     tracing::info!(deal_id = %deal.id, members = completed.len(), "Deal completed; its orders go on to payment.");
                 }
                 self.publish(emitted).await;
-                return Ok(Joined { deal_id, order, replayed: false });
+                return Ok(self.joined(deal_id, order, hold, claim));
             }
             Ok(JoinOutcome::Refused(refusal)) => DealError::Refused(refusal),
             Ok(JoinOutcome::NotFound) => DealError::NotFound(deal_id),
             // The customer's orders through other nodes already reach the SKU's limit.
             Err(StoreError::LimitExceeded(_)) => {
                 DealError::Intake(IntakeError::LimitReached { sku: deal_sku.clone() })
+            }
+            // The connection may have failed after the COMMIT reached the database: the
+            // customer may be a member. Read back before giving anything back.
+            Err(error @ StoreError::Unavailable(_)) => {
+                match read_back(|| self.store.joined_order(deal_id, order_id)).await {
+                    Ok(Some(order)) => {
+                        // Its events are in the outbox; the relay's sweep sends them.
+                        tracing::warn!(deal_id = %deal_id, order_id = %order_id, error = %error, "A deal join reported a failure but is stored; answering it as joined.");
+                        return Ok(self.joined(deal_id, order, hold, claim));
+                    }
+                    Ok(None) => unavailable(error),
+                    Err(read) => {
+                        tracing::error!(deal_id = %deal_id, order_id = %order_id, error = %error, read_error = %read, "A deal join's outcome is unknown (the store stayed unreachable); answering 503 and keeping its unit held until the counts are rebuilt from the store.");
+                        if let Err(mark) = self.cache.mark_lost().await {
+                            tracing::error!(error = %mark, "Could not mark the hot-stock counts for a rebuild.");
+                        }
+                        return Err(unavailable(error));
+                    }
+                }
             }
             Err(error) => unavailable(error),
         };
@@ -263,6 +278,22 @@ impl Deals {
             tracing::error!(deal_id = %deal_id, error = %error, "Could not release hot stock of a refused join; restart to reconcile.");
         }
         Err(refusal)
+    }
+
+    /// A join that is stored: the customer's units stay counted, a retry with its key replays.
+    fn joined(
+        &self,
+        deal_id: DealId,
+        order: Order,
+        hold: LimitHold,
+        claim: Option<KeyClaim>,
+    ) -> Joined {
+        hold.keep();
+        let order = Arc::new(order);
+        if let Some(claim) = claim {
+            self.idempotency.complete(claim, order.clone());
+        }
+        Joined { deal_id, order, replayed: false }
     }
 
     /// Expires every deal whose deadline has passed; returns how many expired.

@@ -17,10 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::publisher::Publisher;
 use crate::services::lease::Lease;
+use crate::services::unclear::read_back;
 use crate::telemetry::CommitMetrics;
-
-/// How long an unclear commit is read back before it is answered as unknown.
-pub const UNCLEAR_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Where one request's outcome is sent.
 pub type Reply = oneshot::Sender<Result<Committed, CommitFailed>>;
@@ -401,7 +399,7 @@ impl Committer {
     /// Settles a commit whose outcome is unclear by reading it back
     /// ([`OrderStore::batch_stored`], which waits out a commit still running). Found:
     /// the orders are durable and answered as such. Absent: failed, released as usual. The
-    /// store still unreachable after [`UNCLEAR_PATIENCE`]: answered 503 WITHOUT giving the
+    /// store still unreachable after [`read_back`]'s patience: answered 503 WITHOUT giving the
     /// units back (they might be sold) and the counts are marked for a rebuild from the
     /// store, which counts them exactly — never an oversell, at worst units off sale until
     /// the rebuild.
@@ -414,33 +412,24 @@ impl Committer {
         if batch.is_empty() {
             return;
         }
-        let deadline = Instant::now() + UNCLEAR_PATIENCE;
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match self.store.batch_stored(&batch).await {
-                Ok(true) => {
-                    tracing::warn!(orders = batch.len(), error = %error, "A group commit reported a failure but its orders are stored; answering them as accepted.");
-                    return self.committed(batch, replies);
+        match read_back(|| self.store.batch_stored(&batch)).await {
+            Ok(true) => {
+                tracing::warn!(orders = batch.len(), error = %error, "A group commit reported a failure but its orders are stored; answering them as accepted.");
+                self.committed(batch, replies);
+            }
+            Ok(false) => self.fail(&batch, replies, error).await,
+            Err(read) => {
+                self.metrics.failures.increment(1);
+                tracing::error!(orders = batch.len(), error = %error, read_error = %read, "A group commit's outcome is unknown (the store stayed unreachable); answering 503 and keeping the units held until the counts are rebuilt from the store.");
+                if let Err(mark) = self.cache.mark_lost().await {
+                    tracing::error!(error = %mark, "Could not mark the hot-stock counts for a rebuild.");
                 }
-                Ok(false) => return self.fail(&batch, replies, error).await,
-                Err(read) if Instant::now() >= deadline => {
-                    self.metrics.failures.increment(1);
-                    tracing::error!(orders = batch.len(), error = %error, read_error = %read, "A group commit's outcome is unknown (the store stayed unreachable); answering 503 and keeping the units held until the counts are rebuilt from the store.");
-                    if let Err(mark) = self.cache.mark_lost().await {
-                        tracing::error!(error = %mark, "Could not mark the hot-stock counts for a rebuild.");
-                    }
-                    let failed = CommitFailed {
-                        message: format!("outcome unknown: {error}"),
-                        kind: FailKind::Store,
-                    };
-                    for (reply, _) in replies {
-                        let _ = reply.send(Err(failed.clone()));
-                    }
-                    return;
-                }
-                Err(_) => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
+                let failed = CommitFailed {
+                    message: format!("outcome unknown: {error}"),
+                    kind: FailKind::Store,
+                };
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(failed.clone()));
                 }
             }
         }
