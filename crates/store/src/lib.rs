@@ -19,12 +19,14 @@
 
 mod batch;
 pub mod contract;
+mod deadline;
 pub mod deal_contract;
 mod decode;
 pub mod files;
 pub mod mysql;
 pub mod partitions;
 mod pool;
+mod pools;
 pub mod postgres;
 pub mod report_contract;
 pub mod shared_contract;

@@ -56,6 +56,7 @@ impl SqlStore {
                     url.expose(),
                     settings.mysql.database.as_deref(),
                     pool_size.unwrap_or(settings.mysql.pool_size),
+                    settings.mysql.query_timeout.get(),
                 )
                 .await
                 .map_err(StartError::Database)?,

@@ -11,7 +11,7 @@ use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError}
 use ordermill_core::{
     Admission, Deal, DealId, Order, OrderId, OutboxEvent, RoutingKey, UnixMillis, units_by_sku,
 };
-use sqlx::{MySqlConnection, MySqlPool};
+use sqlx::MySqlConnection;
 use uuid::Uuid;
 
 use super::effects;
@@ -22,7 +22,7 @@ use super::tx::transaction;
 use crate::batch::{self, Writes};
 
 /// Stores a new open deal; `Conflict` when its SKU is not a product.
-pub(crate) async fn create(pool: &MySqlPool, deal: &Deal) -> Result<(), StoreError> {
+pub(crate) async fn create(conn: &mut MySqlConnection, deal: &Deal) -> Result<(), StoreError> {
     // One statement: the INSERT happens only if the product exists (products are never
     // deleted, so the check cannot be overtaken).
     let inserted = sqlx::query(
@@ -36,7 +36,7 @@ pub(crate) async fn create(pool: &MySqlPool, deal: &Deal) -> Result<(), StoreErr
     .bind(deal.expires_at.0)
     .bind(deal.status.as_str())
     .bind(deal.sku.as_str())
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .map_err(from_sqlx)?
     .rows_affected();
@@ -52,10 +52,13 @@ async fn read(conn: &mut MySqlConnection, id: DealId) -> Result<Option<Deal>, Tx
     Ok(rows::deal(id, &found)?)
 }
 
-pub(crate) async fn get(pool: &MySqlPool, id: DealId) -> Result<Option<Deal>, StoreError> {
+pub(crate) async fn get(
+    conn: &mut MySqlConnection,
+    id: DealId,
+) -> Result<Option<Deal>, StoreError> {
     let found = sqlx::query(rows::DEAL_SELECT)
         .bind(id.as_uuid())
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     rows::deal(id, &found)
@@ -65,16 +68,16 @@ pub(crate) async fn get(pool: &MySqlPool, id: DealId) -> Result<Option<Deal>, St
 /// join locks the deal's row first and keeps it until its commit has ended, so the share lock
 /// (its own statement, released when it ends) waits out one that outlived its caller.
 pub(crate) async fn joined_order(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     deal_id: DealId,
     order_id: OrderId,
 ) -> Result<Option<Order>, StoreError> {
     sqlx::query("SELECT 1 FROM deals WHERE id = ? LOCK IN SHARE MODE")
         .bind(deal_id.as_uuid())
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map_err(from_sqlx)?;
-    super::orders::by_id(pool, order_id.as_uuid()).await
+    super::orders::by_id(conn, order_id.as_uuid()).await
 }
 
 /// Locks the deal's row for the rest of the transaction, then reads it with its members (two
@@ -92,7 +95,7 @@ async fn lock(conn: &mut MySqlConnection, id: DealId) -> Result<Option<Deal>, Tx
 
 /// Open deals due at `now`, oldest deadline first (`deals_open_by_deadline`).
 pub(crate) async fn due(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     now: UnixMillis,
     limit: usize,
 ) -> Result<Vec<DealId>, StoreError> {
@@ -102,7 +105,7 @@ pub(crate) async fn due(
     )
     .bind(now.0)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(from_sqlx)?;
     Ok(ids.into_iter().map(DealId::from_uuid).collect())
@@ -110,7 +113,7 @@ pub(crate) async fn due(
 
 /// Deals created in the range, newest first (a primary-key range: ids are UUIDv7).
 pub(crate) async fn created(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     range: (UnixMillis, UnixMillis),
     before: Option<DealId>,
     limit: u32,
@@ -122,7 +125,7 @@ pub(crate) async fn created(
     .bind(low)
     .bind(high)
     .bind(i64::from(limit))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(from_sqlx)?;
     Ok(ids.into_iter().map(DealId::from_uuid).collect())
@@ -131,13 +134,13 @@ pub(crate) async fn created(
 /// Joins `accepted.order`'s customer to the deal in ONE transaction; see
 /// [`ordermill_core::ports::DealStore::join_deal`].
 pub(crate) async fn join(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     deal_id: DealId,
     accepted: &AcceptedOrder,
     completion_ids: &[Uuid],
     at: UnixMillis,
 ) -> Result<JoinOutcome, StoreError> {
-    transaction!(pool, |tx| join_in(&mut tx, deal_id, accepted, completion_ids, at))
+    transaction!(conn, |tx| join_in(&mut tx, deal_id, accepted, completion_ids, at))
 }
 
 async fn join_in(
@@ -227,12 +230,12 @@ async fn count_limited(conn: &mut MySqlConnection, order: &Order) -> Result<(), 
 
 /// Expires the deal in ONE transaction if it is still open and due at `at`.
 pub(crate) async fn expire(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     deal_id: DealId,
     event_ids: &[Uuid],
     at: UnixMillis,
 ) -> Result<Option<ExpiredDeal>, StoreError> {
-    transaction!(pool, |tx| expire_in(&mut tx, deal_id, event_ids, at))
+    transaction!(conn, |tx| expire_in(&mut tx, deal_id, event_ids, at))
 }
 
 async fn expire_in(

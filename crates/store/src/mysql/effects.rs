@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
 use ordermill_core::{Lifecycle, Order};
-use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder, Row};
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::error::{DUPLICATE, TxError, number};
@@ -23,13 +23,13 @@ use crate::batch::{self, Loaded, Writes};
 
 /// Applies `effects` in one transaction: all of them or none.
 pub(crate) async fn apply(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     effects: &[Effect],
 ) -> Result<Vec<EffectOutcome>, StoreError> {
     if effects.is_empty() {
         return Ok(Vec::new());
     }
-    transaction!(pool, |tx| apply_in(&mut tx, effects))
+    transaction!(conn, |tx| apply_in(&mut tx, effects))
 }
 
 async fn apply_in(

@@ -3,7 +3,7 @@
 
 use ordermill_core::ports::StoreError;
 use ordermill_core::{CustomerId, Sku};
-use sqlx::{MySqlConnection, MySqlPool};
+use sqlx::MySqlConnection;
 
 use super::error::{TxError, from_sqlx};
 use super::tx::transaction;
@@ -21,8 +21,12 @@ GROUP BY o.customer_id";
 /// Sets (`Some`) or removes (`None`) a SKU's limit, and recounts what each customer holds of
 /// it (`customer_units`) in the same transaction. The product row is locked first, as a group
 /// commit locks it, so no commit of that SKU lands between the recount and the limit.
-pub(crate) async fn set(pool: &MySqlPool, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
-    transaction!(pool, |tx| set_in(&mut tx, sku, limit))
+pub(crate) async fn set(
+    conn: &mut MySqlConnection,
+    sku: &Sku,
+    limit: Option<u32>,
+) -> Result<(), StoreError> {
+    transaction!(conn, |tx| set_in(&mut tx, sku, limit))
 }
 
 async fn set_in(conn: &mut MySqlConnection, sku: &Sku, limit: Option<u32>) -> Result<(), TxError> {
@@ -64,10 +68,10 @@ async fn set_in(conn: &mut MySqlConnection, sku: &Sku, limit: Option<u32>) -> Re
 }
 
 /// Every SKU with a limit, by SKU.
-pub(crate) async fn all(pool: &MySqlPool) -> Result<Vec<(Sku, u32)>, StoreError> {
+pub(crate) async fn all(conn: &mut MySqlConnection) -> Result<Vec<(Sku, u32)>, StoreError> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT sku, per_customer_limit FROM purchase_limits ORDER BY sku")
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(from_sqlx)?;
     crate::decode::limits(rows)
@@ -75,10 +79,13 @@ pub(crate) async fn all(pool: &MySqlPool) -> Result<Vec<(Sku, u32)>, StoreError>
 
 /// Units of `sku` per customer in orders that are not cancelled.
 pub(crate) async fn units_by_customer(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     sku: &Sku,
 ) -> Result<Vec<(CustomerId, u64)>, StoreError> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as(UNITS_OF_SKU).bind(sku.as_str()).fetch_all(pool).await.map_err(from_sqlx)?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(UNITS_OF_SKU)
+        .bind(sku.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(from_sqlx)?;
     crate::decode::customer_units(rows)
 }

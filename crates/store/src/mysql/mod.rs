@@ -44,12 +44,16 @@ use ordermill_core::ports::{
 };
 use ordermill_core::{
     CustomerId, Deal, DealId, IdempotencyKey, Order, OrderId, Product, Sku, UnixMillis,
+    units_by_sku,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::{ConnectOptions, Connection, MySqlPool};
+use sqlx::{ConnectOptions, Connection, MySql};
 use uuid::Uuid;
 
 use self::error::from_sqlx;
+pub use crate::deadline::DEFAULT_QUERY_TIMEOUT;
+use crate::deadline::{Calls, Engine, Limit, bounded};
+use crate::pools::Pools;
 
 /// How long `connect` waits for the first connection, and a pooled call for a free one.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,17 +72,16 @@ const SESSION: [&str; 3] = [
 ];
 
 /// A MySQL-backed [`OrderStore`], [`ordermill_core::ports::Outbox`], [`DealStore`],
-/// [`LimitStore`] and report store; cheap to clone (a handle to one pool).
+/// [`LimitStore`] and report store; cheap to clone (a handle to its pools).
 #[derive(Clone)]
 pub struct MysqlStore {
-    pool: MySqlPool,
-    /// `host:port/database as user` (never the password), for messages.
-    target: Arc<str>,
+    /// Its pools and their calls' deadline (`crate::deadline`).
+    calls: Arc<Calls<MySql>>,
 }
 
 impl std::fmt::Debug for MysqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MysqlStore").field("target", &self.target).finish_non_exhaustive()
+        f.debug_struct("MysqlStore").field("target", &self.calls.target).finish_non_exhaustive()
     }
 }
 
@@ -87,6 +90,11 @@ impl MysqlStore {
     /// (`mysql://user[:password]@host[:port]/database`). With `database`, that database is
     /// used instead of the URL's, created (utf8mb4, binary collation) if missing: tests
     /// isolate themselves this way.
+    ///
+    /// A call that goes unanswered for `query_timeout` (`mysql.query_timeout`,
+    /// [`DEFAULT_QUERY_TIMEOUT`] by default) fails as [`StoreError::Unavailable`] and its
+    /// connection is closed (`crate::deadline`), the retries of a transaction InnoDB undid
+    /// included; calls that scan whole tables get at least 10 minutes.
     ///
     /// Does NOT migrate: `ordermill migrate` calls [`MysqlStore::migrate`].
     ///
@@ -98,7 +106,9 @@ impl MysqlStore {
         url: &str,
         database: Option<&str>,
         pool_size: u32,
+        query_timeout: Duration,
     ) -> Result<MysqlStore, StoreError> {
+        let query_timeout = query_timeout.max(Duration::from_millis(1));
         let options: MySqlConnectOptions = url
             .parse()
             .map_err(|error| StoreError::Backend(format!("invalid MySQL URL: {error}").into()))?;
@@ -157,24 +167,32 @@ impl MysqlStore {
             }
             None => options,
         };
+        let abandon = abandon_idle_transactions(&mut first, query_timeout).await?;
         let _ = first.close().await;
 
-        let pool = MySqlPoolOptions::new()
-            .max_connections(pool_size.max(1))
-            .acquire_timeout(CONNECT_TIMEOUT)
-            .test_before_acquire(false)
-            .before_acquire(crate::pool::ping_if_idle::<sqlx::MySql>)
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    for statement in SESSION {
-                        sqlx::raw_sql(statement).execute(&mut *conn).await?;
-                    }
-                    Ok(())
+        let open = move || {
+            let abandon = abandon.clone();
+            MySqlPoolOptions::new()
+                .max_connections(pool_size.max(1))
+                .acquire_timeout(CONNECT_TIMEOUT)
+                .test_before_acquire(false)
+                .before_acquire(crate::pool::ping_if_idle::<sqlx::MySql>)
+                .after_connect(move |conn, _meta| {
+                    let abandon = abandon.clone();
+                    Box::pin(async move {
+                        for statement in SESSION {
+                            sqlx::raw_sql(statement).execute(&mut *conn).await?;
+                        }
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(&*abandon)).execute(&mut *conn).await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_lazy_with(options);
+                .connect_lazy_with(options.clone())
+        };
+        let pools = Pools::new(open);
         tracing::info!(target = %target, pool_size, "Connected MySQL store.");
-        Ok(MysqlStore { pool, target })
+        let engine = Engine { name: "MySQL", setting: "mysql.query_timeout", error: from_sqlx };
+        Ok(MysqlStore { calls: Arc::new(Calls { pools, target, query_timeout, engine }) })
     }
 
     /// Applies the embedded migrations not yet recorded in `schema_migrations`, then makes
@@ -185,8 +203,10 @@ impl MysqlStore {
     /// When a statement fails; run it again once the cause is fixed (statements already run
     /// are skipped, see `migrations.rs`).
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        let applied = migrations::migrate(&self.pool).await?;
-        partitions::maintain(&self.pool, None).await?;
+        let pool = self.calls.pools.current().pool;
+        let applied = migrations::migrate(&pool).await?;
+        let mut conn = pool.acquire().await.map_err(from_sqlx)?;
+        partitions::maintain(&mut conn, None).await?;
         Ok(applied)
     }
 
@@ -195,7 +215,7 @@ impl MysqlStore {
     /// # Errors
     /// On a backend failure.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
-        migrations::pending(&self.pool).await
+        migrations::pending(&self.calls.pools.current().pool).await
     }
 
     /// Creates upcoming daily partitions and drops `processed_events` partitions older than
@@ -207,7 +227,10 @@ impl MysqlStore {
         &self,
         retention: Duration,
     ) -> Result<crate::partitions::Maintenance, StoreError> {
-        partitions::maintain(&self.pool, Some(retention)).await
+        bounded!(self, Limit::Long, "partition maintenance", |conn| partitions::maintain(
+            conn,
+            Some(retention)
+        ))
     }
 
     /// The database's clock, read now: the time and the local instant it was true at.
@@ -215,16 +238,38 @@ impl MysqlStore {
     /// # Errors
     /// When the database cannot be asked.
     pub async fn database_time(&self) -> Result<(UnixMillis, std::time::Instant), StoreError> {
-        let sent = std::time::Instant::now();
-        let ms: i64 = sqlx::query_scalar(NOW_MS).fetch_one(&self.pool).await.map_err(from_sqlx)?;
-        let back = std::time::Instant::now();
-        Ok((UnixMillis(ms), sent + (back - sent) / 2))
+        bounded!(self, Limit::Query, "reading the database's clock", |conn| async {
+            let sent = std::time::Instant::now();
+            let ms: i64 =
+                sqlx::query_scalar(NOW_MS).fetch_one(&mut *conn).await.map_err(from_sqlx)?;
+            let back = std::time::Instant::now();
+            Ok((UnixMillis(ms), sent + (back - sent) / 2))
+        })
     }
 
     /// Closes every pooled connection, waiting for calls in progress to finish.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.calls.pools.close().await;
     }
+}
+
+/// The session setting that makes the server end a session left idle inside a transaction
+/// for `query_timeout`, rolling it back. A connection that went silent mid-transaction (the
+/// server still waits for its next statement) would otherwise keep its row locks until the
+/// server's `wait_timeout`, 8 hours by default: orders it had locked could not be confirmed.
+/// Ours never pause between statements. MariaDB has `idle_transaction_timeout`; MySQL has
+/// none, so there the session's `wait_timeout` (idle in a transaction or not) is shortened,
+/// and a pooled connection the server closed while idle fails its ping and is replaced.
+async fn abandon_idle_transactions(
+    first: &mut sqlx::MySqlConnection,
+    query_timeout: Duration,
+) -> Result<Arc<str>, StoreError> {
+    let version: String =
+        sqlx::query_scalar("SELECT VERSION()").fetch_one(&mut *first).await.map_err(from_sqlx)?;
+    let seconds = query_timeout.as_secs() + u64::from(query_timeout.subsec_nanos() > 0);
+    let variable =
+        if version.contains("MariaDB") { "idle_transaction_timeout" } else { "wait_timeout" };
+    Ok(Arc::from(format!("SET SESSION {variable} = {}", seconds.max(1))))
 }
 
 /// `name` as a quoted identifier (`` `a``b` ``); refused when empty or over MySQL's limit.
@@ -240,26 +285,34 @@ fn quote_identifier(name: &str) -> Result<String, StoreError> {
 #[async_trait]
 impl OrderStore for MysqlStore {
     async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError> {
-        orders::commit(&self.pool, &batch).await
+        bounded!(self, Limit::Query, "a group commit", |conn| orders::commit(conn, &batch))
+    }
+
+    async fn batch_stored(&self, batch: &[AcceptedOrder]) -> Result<bool, StoreError> {
+        let Some(first) = batch.first() else { return Ok(false) };
+        let skus: Vec<&str> = units_by_sku(batch.iter().map(|a| &a.order)).into_keys().collect();
+        bounded!(self, Limit::Query, "reading back an unclear commit", |conn| {
+            orders::stored(conn, first.order.id.as_uuid(), &skus)
+        })
     }
 
     async fn upsert_product(
         &self,
         product: &Product,
     ) -> Result<(Product, Option<Product>), StoreError> {
-        products::upsert(&self.pool, product).await
+        bounded!(self, Limit::Query, "a product update", |conn| products::upsert(conn, product))
     }
 
     async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
-        products::get(&self.pool, sku.as_str()).await
+        bounded!(self, Limit::Query, "reading a product", |conn| products::get(conn, sku.as_str()))
     }
 
     async fn load_products(&self) -> Result<Vec<Product>, StoreError> {
-        products::load(&self.pool).await
+        bounded!(self, Limit::Query, "loading the catalog", |conn| products::load(conn))
     }
 
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        orders::by_id(&self.pool, id.as_uuid()).await
+        bounded!(self, Limit::Query, "reading an order", |conn| orders::by_id(conn, id.as_uuid()))
     }
 
     async fn find_by_idempotency_key(
@@ -267,11 +320,18 @@ impl OrderStore for MysqlStore {
         customer: &CustomerId,
         key: &IdempotencyKey,
     ) -> Result<Option<Order>, StoreError> {
-        orders::by_idempotency_key(&self.pool, customer.as_str(), key.as_str()).await
+        bounded!(self, Limit::Query, "reading an order", |conn| orders::by_idempotency_key(
+            conn,
+            customer.as_str(),
+            key.as_str()
+        ))
     }
 
     async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
-        orders::forget_key(&self.pool, order.as_uuid()).await
+        bounded!(self, Limit::Query, "forgetting an idempotency key", |conn| orders::forget_key(
+            conn,
+            order.as_uuid()
+        ))
     }
 
     async fn orders_of_customer(
@@ -280,57 +340,69 @@ impl OrderStore for MysqlStore {
         before: Option<OrderId>,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
-        orders::of_customer(&self.pool, customer.as_str(), before.map(|id| id.as_uuid()), limit)
-            .await
+        let before = before.map(|id| id.as_uuid());
+        bounded!(self, Limit::Query, "listing a customer's orders", |conn| orders::of_customer(
+            conn,
+            customer.as_str(),
+            before,
+            limit
+        ))
     }
 
     async fn find_orders(&self, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
-        orders::find(&self.pool, query).await
+        bounded!(self, Limit::Query, "an order search", |conn| orders::find(conn, query))
     }
 
     async fn due_payments(&self, now: UnixMillis, limit: u32) -> Result<Vec<OrderId>, StoreError> {
-        let due: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT order_id FROM payment_deadlines WHERE pay_by <= ? ORDER BY pay_by LIMIT ?",
-        )
-        .bind(now.0)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
+        let due: Vec<Uuid> = bounded!(self, Limit::Query, "listing unpaid orders", |conn| async {
+            sqlx::query_scalar(
+                "SELECT order_id FROM payment_deadlines WHERE pay_by <= ? ORDER BY pay_by LIMIT ?",
+            )
+            .bind(now.0)
+            .bind(i64::from(limit))
+            .fetch_all(conn)
+            .await
+            .map_err(from_sqlx)
+        })?;
         Ok(due.into_iter().map(OrderId::from_uuid).collect())
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_sqlx)?;
+        let n: i64 = bounded!(self, Limit::Query, "counting the outbox", |conn| async {
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+                .fetch_one(conn)
+                .await
+                .map_err(from_sqlx)
+        })?;
         Ok(n.max(0).unsigned_abs())
     }
 
     async fn apply_effects(&self, effects: Vec<Effect>) -> Result<Vec<EffectOutcome>, StoreError> {
-        effects::apply(&self.pool, &effects).await
+        bounded!(self, Limit::Query, "a consumer's effects", |conn| effects::apply(conn, &effects))
     }
 
     async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut done: Vec<Uuid> = Vec::new();
-        for list in shape::padded(&events) {
-            let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new(
-                "SELECT event_id FROM processed_events WHERE consumer = ",
-            );
-            query.push_bind(consumer).push(" AND event_id IN (");
-            let mut ids = query.separated(", ");
-            for event in list {
-                ids.push_bind(event);
+        let done = bounded!(self, Limit::Query, "a duplicate check", |conn| async {
+            let mut done: Vec<Uuid> = Vec::new();
+            for list in shape::padded(&events) {
+                let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new(
+                    "SELECT event_id FROM processed_events WHERE consumer = ",
+                );
+                query.push_bind(consumer).push(" AND event_id IN (");
+                let mut ids = query.separated(", ");
+                for event in list {
+                    ids.push_bind(event);
+                }
+                query.push(")");
+                let found: Vec<Uuid> =
+                    query.build_query_scalar().fetch_all(&mut *conn).await.map_err(from_sqlx)?;
+                done.extend(found);
             }
-            query.push(")");
-            let found: Vec<Uuid> =
-                query.build_query_scalar().fetch_all(&self.pool).await.map_err(from_sqlx)?;
-            done.extend(found);
-        }
+            Ok(done)
+        })?;
         // In the caller's order, as the other stores answer.
         Ok(events.into_iter().filter(|e| done.contains(e)).collect())
     }
@@ -338,14 +410,13 @@ impl OrderStore for MysqlStore {
     async fn check_writable(&self) -> Result<(), StoreError> {
         // A reachable server can still refuse writes: a replica, or a server set read-only
         // by an operator during maintenance.
-        let read_only: i64 = sqlx::query_scalar("SELECT @@GLOBAL.read_only")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_sqlx)?;
+        let read_only: i64 = bounded!(self, Limit::Query, "a read-only check", |conn| async {
+            sqlx::query_scalar("SELECT @@GLOBAL.read_only").fetch_one(conn).await.map_err(from_sqlx)
+        })?;
         if read_only != 0 {
             return Err(StoreError::Unavailable(format!(
                 "MySQL at {} is read-only (a replica, or read_only is on)",
-                self.target
+                self.calls.target
             )));
         }
         Ok(())
@@ -355,11 +426,11 @@ impl OrderStore for MysqlStore {
 #[async_trait]
 impl DealStore for MysqlStore {
     async fn create_deal(&self, deal: &Deal) -> Result<(), StoreError> {
-        deals::create(&self.pool, deal).await
+        bounded!(self, Limit::Query, "creating a deal", |conn| deals::create(conn, deal))
     }
 
     async fn get_deal(&self, id: DealId) -> Result<Option<Deal>, StoreError> {
-        deals::get(&self.pool, id).await
+        bounded!(self, Limit::Query, "reading a deal", |conn| deals::get(conn, id))
     }
 
     async fn join_deal(
@@ -369,7 +440,13 @@ impl DealStore for MysqlStore {
         completion_event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<JoinOutcome, StoreError> {
-        deals::join(&self.pool, deal_id, &order, &completion_event_ids, at).await
+        bounded!(self, Limit::Query, "a deal join", |conn| deals::join(
+            conn,
+            deal_id,
+            &order,
+            &completion_event_ids,
+            at
+        ))
     }
 
     async fn joined_order(
@@ -377,11 +454,13 @@ impl DealStore for MysqlStore {
         deal_id: DealId,
         order_id: OrderId,
     ) -> Result<Option<Order>, StoreError> {
-        deals::joined_order(&self.pool, deal_id, order_id).await
+        bounded!(self, Limit::Query, "reading back an unclear deal join", |conn| {
+            deals::joined_order(conn, deal_id, order_id)
+        })
     }
 
     async fn due_deals(&self, now: UnixMillis, limit: usize) -> Result<Vec<DealId>, StoreError> {
-        deals::due(&self.pool, now, limit).await
+        bounded!(self, Limit::Query, "listing due deals", |conn| deals::due(conn, now, limit))
     }
 
     async fn deals_created(
@@ -390,7 +469,9 @@ impl DealStore for MysqlStore {
         before: Option<DealId>,
         limit: u32,
     ) -> Result<Vec<DealId>, StoreError> {
-        deals::created(&self.pool, range, before, limit).await
+        bounded!(self, Limit::Query, "listing deals", |conn| deals::created(
+            conn, range, before, limit
+        ))
     }
 
     async fn expire_deal(
@@ -399,21 +480,30 @@ impl DealStore for MysqlStore {
         event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<Option<ExpiredDeal>, StoreError> {
-        deals::expire(&self.pool, deal_id, &event_ids, at).await
+        bounded!(self, Limit::Query, "a deal's expiry", |conn| deals::expire(
+            conn, deal_id, &event_ids, at
+        ))
     }
 }
 
 #[async_trait]
 impl LimitStore for MysqlStore {
     async fn set_purchase_limit(&self, sku: &Sku, limit: Option<u32>) -> Result<(), StoreError> {
-        limits::set(&self.pool, sku, limit).await
+        bounded!(self, Limit::Long, "setting a purchase limit", |conn| limits::set(
+            conn, sku, limit
+        ))
     }
 
     async fn purchase_limits(&self) -> Result<Vec<(Sku, u32)>, StoreError> {
-        limits::all(&self.pool).await
+        bounded!(self, Limit::Query, "reading purchase limits", |conn| limits::all(conn))
     }
 
     async fn units_by_customer(&self, sku: &Sku) -> Result<Vec<(CustomerId, u64)>, StoreError> {
-        limits::units_by_customer(&self.pool, sku).await
+        bounded!(
+            self,
+            Limit::Long,
+            "counting a customer's units",
+            |conn| limits::units_by_customer(conn, sku)
+        )
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use ordermill_core::ports::{AcceptedOrder, OrderQuery, StoreError};
 use ordermill_core::{Order, RoutingKey, units_by_sku};
-use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder, Row};
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::error::{TxError, from_sqlx};
@@ -24,12 +24,36 @@ use super::tx::transaction;
 /// 3. per-customer limits: the limited SKUs' `customer_units` rows of the batch's customers
 ///    are locked in key order (after products, as a cancellation takes them), and a customer
 ///    going past a limit (→ `LimitExceeded`) fails the batch; otherwise the counts are added.
-pub(crate) async fn commit(pool: &MySqlPool, batch: &[AcceptedOrder]) -> Result<(), StoreError> {
+pub(crate) async fn commit(
+    conn: &mut MySqlConnection,
+    batch: &[AcceptedOrder],
+) -> Result<(), StoreError> {
     if batch.is_empty() {
         return Ok(());
     }
     let wanted = units_by_sku(batch.iter().map(|a| &a.order));
-    transaction!(pool, |tx| commit_in(&mut tx, batch, &wanted))
+    transaction!(conn, |tx| commit_in(&mut tx, batch, &wanted))
+}
+
+/// Whether the order `id` is stored, once no commit holding `skus`' product rows is running: a
+/// group commit locks its products and keeps them until its commit has ended, so the share
+/// locks (one statement of their own, in SKU order as everywhere, released when it ends)
+/// wait out a commit that outlived its caller's deadline.
+pub(crate) async fn stored(
+    conn: &mut MySqlConnection,
+    id: Uuid,
+    skus: &[&str],
+) -> Result<bool, StoreError> {
+    for chunk in shape::padded(skus) {
+        let mut query = QueryBuilder::<MySql>::new("SELECT 1 FROM products WHERE sku IN (");
+        let mut list = query.separated(", ");
+        for sku in chunk {
+            list.push_bind(sku.to_owned());
+        }
+        query.push(") ORDER BY sku LOCK IN SHARE MODE");
+        query.build().execute(&mut *conn).await.map_err(from_sqlx)?;
+    }
+    Ok(by_id(conn, id).await?.is_some())
 }
 
 async fn commit_in(
@@ -244,11 +268,14 @@ async fn insert_orders(conn: &mut MySqlConnection, batch: &[AcceptedOrder]) -> R
 }
 
 /// One order by id.
-pub(crate) async fn by_id(pool: &MySqlPool, id: Uuid) -> Result<Option<Order>, StoreError> {
+pub(crate) async fn by_id(
+    conn: &mut MySqlConnection,
+    id: Uuid,
+) -> Result<Option<Order>, StoreError> {
     let sql = format!("SELECT {} FROM orders WHERE id = ?", rows::ORDER_COLUMNS);
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
@@ -256,7 +283,7 @@ pub(crate) async fn by_id(pool: &MySqlPool, id: Uuid) -> Result<Option<Order>, S
 
 /// The order `customer` created with this idempotency key.
 pub(crate) async fn by_idempotency_key(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     customer: &str,
     key: &str,
 ) -> Result<Option<Order>, StoreError> {
@@ -268,15 +295,15 @@ pub(crate) async fn by_idempotency_key(
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(customer)
         .bind(key)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
 }
 
 /// Frees an expired idempotency key: its row and the order's copy, together.
-pub(crate) async fn forget_key(pool: &MySqlPool, id: Uuid) -> Result<(), StoreError> {
-    transaction!(pool, |tx| async {
+pub(crate) async fn forget_key(conn: &mut MySqlConnection, id: Uuid) -> Result<(), StoreError> {
+    transaction!(conn, |tx| async {
         sqlx::query(
             "DELETE k FROM idempotency_keys k JOIN orders o
                ON k.customer_id = o.customer_id AND k.idempotency_key = o.idempotency_key
@@ -296,7 +323,7 @@ pub(crate) async fn forget_key(pool: &MySqlPool, id: Uuid) -> Result<(), StoreEr
 
 /// A page of a customer's orders, newest first (`orders_by_customer`).
 pub(crate) async fn of_customer(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     customer: &str,
     before: Option<Uuid>,
     limit: u32,
@@ -311,7 +338,7 @@ pub(crate) async fn of_customer(
         .bind(before)
         .bind(before)
         .bind(i64::from(limit))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     found.iter().map(|row| rows::order_state(row, 0).map(|(order, _)| order)).collect()
@@ -319,7 +346,10 @@ pub(crate) async fn of_customer(
 
 /// Orders an operator looks for: the query's id window (a primary-key range, pruned to the
 /// partitions it covers), newest first.
-pub(crate) async fn find(pool: &MySqlPool, query: OrderQuery) -> Result<Vec<Order>, StoreError> {
+pub(crate) async fn find(
+    conn: &mut MySqlConnection,
+    query: OrderQuery,
+) -> Result<Vec<Order>, StoreError> {
     let (condition, value) = crate::decode::filter_condition(query.filter, "?");
     let sql = format!(
         "SELECT {} FROM orders WHERE {condition} AND id >= ? AND id < ?
@@ -332,7 +362,7 @@ pub(crate) async fn find(pool: &MySqlPool, query: OrderQuery) -> Result<Vec<Orde
         .bind(low)
         .bind(high)
         .bind(i64::from(query.limit))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     found.iter().map(|row| rows::order_state(row, 0).map(|(order, _)| order)).collect()

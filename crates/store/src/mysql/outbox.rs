@@ -15,6 +15,7 @@ use super::error::{TxError, from_sqlx};
 use super::rows;
 use super::shape;
 use super::tx::transaction;
+use crate::deadline::{Limit, bounded};
 
 fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
@@ -100,7 +101,11 @@ async fn claim(
 }
 
 /// `DELETE`s or `UPDATE`s the outbox rows of `events`, `statement` ending in `IN (`.
-async fn by_ids(store: &MysqlStore, statement: &str, events: &[Uuid]) -> Result<(), StoreError> {
+async fn by_ids(
+    conn: &mut MySqlConnection,
+    statement: &str,
+    events: &[Uuid],
+) -> Result<(), StoreError> {
     for list in shape::padded(events) {
         let mut query = QueryBuilder::<MySql>::new(statement);
         let mut ids = query.separated(", ");
@@ -108,7 +113,7 @@ async fn by_ids(store: &MysqlStore, statement: &str, events: &[Uuid]) -> Result<
             ids.push_bind(id);
         }
         query.push(")");
-        query.build().execute(&store.pool).await.map_err(from_sqlx)?;
+        query.build().execute(&mut *conn).await.map_err(from_sqlx)?;
     }
     Ok(())
 }
@@ -124,17 +129,25 @@ impl Outbox for MysqlStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        transaction!(self.pool, |tx| claim(&mut tx, limit, min_age, lease))
+        bounded!(self, Limit::Query, "an outbox claim", |conn| async {
+            transaction!(conn, |tx| claim(&mut tx, limit, min_age, lease))
+        })
     }
 
     async fn release_claims(&self, events: Vec<Uuid>) -> Result<(), StoreError> {
-        by_ids(self, "UPDATE outbox SET claimed_until = NULL WHERE event_id IN (", &events).await
+        let release = "UPDATE outbox SET claimed_until = NULL WHERE event_id IN (";
+        bounded!(self, Limit::Query, "releasing outbox claims", |conn| by_ids(
+            conn, release, &events
+        ))
     }
 
     async fn mark_published(&self, events: Vec<Uuid>) -> Result<(), StoreError> {
         // Deleted, not flagged: once the broker has confirmed an event, the broker owns its
         // delivery and consumers deduplicate on the event id. Deleting keeps the outbox as
         // small as what is in flight, which keeps the claim's walk of PRIMARY cheap.
-        by_ids(self, "DELETE FROM outbox WHERE event_id IN (", &events).await
+        let delete = "DELETE FROM outbox WHERE event_id IN (";
+        bounded!(self, Limit::Query, "deleting published outbox rows", |conn| by_ids(
+            conn, delete, &events
+        ))
     }
 }

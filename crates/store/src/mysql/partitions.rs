@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use ordermill_core::ports::StoreError;
-use sqlx::{Acquire, MySqlPool};
+use sqlx::MySqlConnection;
 
 use super::error::from_sqlx;
 use super::migrations::{lock_schema, unlock_schema};
@@ -25,12 +25,10 @@ use crate::partitions::{
 ///
 /// Without `retention` (a migration), nothing is dropped.
 pub(crate) async fn maintain(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     retention: Option<Duration>,
 ) -> Result<Maintenance, StoreError> {
     let retention = retention.map(|r| r.max(MIN_RETENTION));
-    let mut pooled = pool.acquire().await.map_err(from_sqlx)?;
-    let conn = pooled.acquire().await.map_err(from_sqlx)?;
     lock_schema(conn).await?;
     let done = maintain_locked(conn, retention).await;
     unlock_schema(conn).await;

@@ -2,7 +2,7 @@
 
 use ordermill_core::Product;
 use ordermill_core::ports::StoreError;
-use sqlx::{MySqlConnection, MySqlPool};
+use sqlx::MySqlConnection;
 
 use super::error::{DUPLICATE, TxError, from_sqlx, number};
 use super::rows;
@@ -13,10 +13,10 @@ use super::tx::transaction;
 /// concurrent insert of the same new SKU makes ours a duplicate: the transaction runs again
 /// and then finds (and locks) that row.
 pub(crate) async fn upsert(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     product: &Product,
 ) -> Result<(Product, Option<Product>), StoreError> {
-    transaction!(pool, |tx| upsert_in(&mut tx, product))
+    transaction!(conn, |tx| upsert_in(&mut tx, product))
 }
 
 async fn upsert_in(
@@ -70,11 +70,14 @@ async fn select(
 }
 
 /// One product.
-pub(crate) async fn get(pool: &MySqlPool, sku: &str) -> Result<Option<Product>, StoreError> {
+pub(crate) async fn get(
+    conn: &mut MySqlConnection,
+    sku: &str,
+) -> Result<Option<Product>, StoreError> {
     let sql = format!("SELECT {} FROM products WHERE sku = ?", rows::PRODUCT_COLUMNS);
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(sku)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(from_sqlx)?
         .map(|row| rows::product(&row))
@@ -82,10 +85,10 @@ pub(crate) async fn get(pool: &MySqlPool, sku: &str) -> Result<Option<Product>, 
 }
 
 /// Every product, by SKU.
-pub(crate) async fn load(pool: &MySqlPool) -> Result<Vec<Product>, StoreError> {
+pub(crate) async fn load(conn: &mut MySqlConnection) -> Result<Vec<Product>, StoreError> {
     let sql = format!("SELECT {} FROM products ORDER BY sku", rows::PRODUCT_COLUMNS);
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(from_sqlx)?
         .iter()

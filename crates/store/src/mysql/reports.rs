@@ -7,12 +7,13 @@ use ordermill_core::ports::reports::Claim;
 use ordermill_core::ports::{ReportStore, StoreError};
 use ordermill_core::report::{Report, ReportId};
 use sqlx::mysql::{MySqlArguments, MySqlRow};
-use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder, Row};
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::MysqlStore;
 use super::error::{TxError, from_sqlx};
 use super::tx::transaction;
+use crate::deadline::{Limit, bounded};
 use crate::decode::{REPORT_COLUMNS, ReportColumns, stored_count};
 
 type Query<'q> = sqlx::query::Query<'q, MySql, MySqlArguments>;
@@ -37,11 +38,11 @@ fn columns(r: &MySqlRow) -> Result<ReportColumns, StoreError> {
     })
 }
 
-async fn get(pool: &MySqlPool, id: ReportId) -> Result<Option<Report>, StoreError> {
+async fn get(conn: &mut MySqlConnection, id: ReportId) -> Result<Option<Report>, StoreError> {
     let sql = format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id.as_uuid())
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     row.map(|r| columns(&r)?.into_report()).transpose()
@@ -49,12 +50,12 @@ async fn get(pool: &MySqlPool, id: ReportId) -> Result<Option<Report>, StoreErro
 
 /// Runs `query` (its parameters bound by the caller, the id and token last) and says whether
 /// it changed the report's row: whether the run still holds it.
-async fn held(pool: &MySqlPool, query: Query<'_>) -> Result<bool, StoreError> {
-    Ok(query.execute(pool).await.map_err(from_sqlx)?.rows_affected() == 1)
+async fn held(conn: &mut MySqlConnection, query: Query<'_>) -> Result<bool, StoreError> {
+    Ok(query.execute(conn).await.map_err(from_sqlx)?.rows_affected() == 1)
 }
 
 async fn ids(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     sql: &'static str,
     binds: &[i64],
 ) -> Result<Vec<ReportId>, StoreError> {
@@ -62,7 +63,7 @@ async fn ids(
     for value in binds {
         query = query.bind(*value);
     }
-    let ids = query.fetch_all(pool).await.map_err(from_sqlx)?;
+    let ids = query.fetch_all(conn).await.map_err(from_sqlx)?;
     Ok(ids.into_iter().map(ReportId::from_uuid).collect())
 }
 
@@ -105,29 +106,31 @@ async fn requeue_in(
 impl ReportStore for MysqlStore {
     async fn create_report(&self, report: &Report) -> Result<(), StoreError> {
         let spec = &report.spec;
-        sqlx::query(
-            "INSERT INTO reports (id, kind, format, range_from, range_to, status_filter,
+        bounded!(self, Limit::Query, "creating a report", |conn| async {
+            sqlx::query(
+                "INSERT INTO reports (id, kind, format, range_from, range_to, status_filter,
                                   sku_filter, status, created_at, touched_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(report.id.as_uuid())
-        .bind(spec.kind.as_str())
-        .bind(spec.format.as_str())
-        .bind(spec.from.0)
-        .bind(spec.to.0)
-        .bind(spec.status.map(|s| s.as_str()))
-        .bind(spec.sku.as_ref().map(|s| s.as_str()))
-        .bind(report.status.as_str())
-        .bind(report.created_at.0)
-        .bind(report.created_at.0)
-        .execute(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
-        Ok(())
+            )
+            .bind(report.id.as_uuid())
+            .bind(spec.kind.as_str())
+            .bind(spec.format.as_str())
+            .bind(spec.from.0)
+            .bind(spec.to.0)
+            .bind(spec.status.map(|s| s.as_str()))
+            .bind(spec.sku.as_ref().map(|s| s.as_str()))
+            .bind(report.status.as_str())
+            .bind(report.created_at.0)
+            .bind(report.created_at.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(from_sqlx)?;
+            Ok(())
+        })
     }
 
     async fn get_report(&self, id: ReportId) -> Result<Option<Report>, StoreError> {
-        get(&self.pool, id).await
+        bounded!(self, Limit::Query, "reading a report", |conn| get(conn, id))
     }
 
     async fn claim_report(
@@ -138,21 +141,23 @@ impl ReportStore for MysqlStore {
         now: UnixMillis,
         stale_before: UnixMillis,
     ) -> Result<Claim, StoreError> {
-        let claimed = sqlx::query(
-            "UPDATE reports SET status = 'running', run_token = ?, rows_done = 0,
+        let (claimed, report) = bounded!(self, Limit::Query, "claiming a report", |conn| async {
+            let claimed = sqlx::query(
+                "UPDATE reports SET status = 'running', run_token = ?, rows_done = 0,
                     rows_estimated = ?, touched_at = ?
              WHERE id = ? AND (status = 'queued' OR (status = 'running' AND touched_at < ?))",
-        )
-        .bind(token)
-        .bind(stored_count(rows_estimated))
-        .bind(now.0)
-        .bind(id.as_uuid())
-        .bind(stale_before.0)
-        .execute(&self.pool)
-        .await
-        .map_err(from_sqlx)?
-        .rows_affected();
-        let report = get(&self.pool, id).await?;
+            )
+            .bind(token)
+            .bind(stored_count(rows_estimated))
+            .bind(now.0)
+            .bind(id.as_uuid())
+            .bind(stale_before.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(from_sqlx)?
+            .rows_affected();
+            Ok((claimed, get(conn, id).await?))
+        })?;
         Ok(match report {
             // Ours unless another run claimed it between the UPDATE and this read, which the
             // token on the row would show; the run then finds out at its first progress.
@@ -178,7 +183,7 @@ impl ReportStore for MysqlStore {
         .bind(now.0)
         .bind(id.as_uuid())
         .bind(token);
-        held(&self.pool, query).await
+        bounded!(self, Limit::Query, "a report's progress", |conn| held(conn, query))
     }
 
     async fn finish_report(
@@ -201,7 +206,7 @@ impl ReportStore for MysqlStore {
         .bind(expires.0)
         .bind(id.as_uuid())
         .bind(token);
-        held(&self.pool, query).await
+        bounded!(self, Limit::Query, "finishing a report", |conn| held(conn, query))
     }
 
     async fn fail_report(
@@ -220,7 +225,7 @@ impl ReportStore for MysqlStore {
         .bind(now.0)
         .bind(id.as_uuid())
         .bind(token);
-        held(&self.pool, query).await
+        bounded!(self, Limit::Query, "failing a report", |conn| held(conn, query))
     }
 
     async fn requeue_stalled(
@@ -231,7 +236,9 @@ impl ReportStore for MysqlStore {
         limit: u32,
     ) -> Result<Vec<ReportId>, StoreError> {
         let args = (stale_before.0, asked_before.0, now.0, i64::from(limit));
-        transaction!(self.pool, |tx| requeue_in(&mut tx, args))
+        bounded!(self, Limit::Query, "requeueing stalled reports", |conn| async {
+            transaction!(conn, |tx| requeue_in(&mut tx, args))
+        })
     }
 
     async fn expired_reports(
@@ -239,32 +246,33 @@ impl ReportStore for MysqlStore {
         now: UnixMillis,
         limit: u32,
     ) -> Result<Vec<ReportId>, StoreError> {
-        ids(
-            &self.pool,
-            "SELECT id FROM reports WHERE expires_at IS NOT NULL AND expires_at <= ?
-             ORDER BY expires_at LIMIT ?",
-            &[now.0, i64::from(limit)],
-        )
-        .await
+        let sql = "SELECT id FROM reports WHERE expires_at IS NOT NULL AND expires_at <= ?
+             ORDER BY expires_at LIMIT ?";
+        let binds = [now.0, i64::from(limit)];
+        bounded!(self, Limit::Query, "listing expired reports", |conn| ids(conn, sql, &binds))
     }
 
     async fn delete_report(&self, id: ReportId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM reports WHERE id = ?")
-            .bind(id.as_uuid())
-            .execute(&self.pool)
-            .await
-            .map_err(from_sqlx)?;
-        Ok(())
+        bounded!(self, Limit::Query, "deleting a report", |conn| async {
+            sqlx::query("DELETE FROM reports WHERE id = ?")
+                .bind(id.as_uuid())
+                .execute(conn)
+                .await
+                .map_err(from_sqlx)?;
+            Ok(())
+        })
     }
 
     async fn count_orders(&self, from: UnixMillis, to: UnixMillis) -> Result<u64, StoreError> {
         let (low, high) = crate::decode::id_bounds(from, to);
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE id >= ? AND id < ?")
-            .bind(low)
-            .bind(high)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_sqlx)?;
+        let n: i64 = bounded!(self, Limit::Long, "counting a report's orders", |conn| async {
+            sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE id >= ? AND id < ?")
+                .bind(low)
+                .bind(high)
+                .fetch_one(conn)
+                .await
+                .map_err(from_sqlx)
+        })?;
         Ok(n.max(0).unsigned_abs())
     }
 }

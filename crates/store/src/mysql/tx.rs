@@ -15,15 +15,17 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(u64::from(attempt) * 4 + jitter)
 }
 
-/// `transaction!(pool, |tx| future)`: begins a transaction, awaits `future` (which uses `tx`
-/// and returns `Result<T, TxError>`), commits, and starts over on a transient failure up to
-/// [`ATTEMPTS`] times. Evaluates to `Result<T, StoreError>`.
+/// `transaction!(conn, |tx| future)`: begins a transaction on `conn` (a `&mut
+/// MySqlConnection`), awaits `future` (which uses `tx` and returns `Result<T, TxError>`),
+/// commits, and starts over on a transient failure up to [`ATTEMPTS`] times. Evaluates to
+/// `Result<T, StoreError>`. The attempts together are bounded by the call's deadline
+/// (`crate::deadline`).
 macro_rules! transaction {
-    ($pool:expr, |$tx:ident| $body:expr) => {{
+    ($conn:expr, |$tx:ident| $body:expr) => {{
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut $tx = match $pool.begin().await {
+            let mut $tx = match sqlx::Connection::begin(&mut *$conn).await {
                 Ok(tx) => tx,
                 Err(error) => break Err($crate::mysql::error::from_sqlx(error)),
             };

@@ -20,7 +20,6 @@
 //! Scaling further: orders would be range-partitioned on their UUIDv7 id (time), see the
 //! comment on `orders` in `0001_init.sql`; products and the outbox stay small.
 
-mod deadline;
 mod deals;
 mod effects;
 mod error;
@@ -29,7 +28,6 @@ mod migrations;
 mod orders;
 mod outbox;
 pub mod partitions;
-mod pools;
 mod products;
 mod report_files;
 mod reports;
@@ -48,13 +46,13 @@ use ordermill_core::{
     units_by_sku,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Postgres};
 use uuid::Uuid;
 
-pub use self::deadline::DEFAULT_QUERY_TIMEOUT;
-use self::deadline::{Limit, bounded};
 use self::error::from_sqlx;
-use self::pools::Pools;
+pub use crate::deadline::DEFAULT_QUERY_TIMEOUT;
+use crate::deadline::{Calls, Engine, Limit, bounded};
+use crate::pools::Pools;
 
 /// How long `connect` waits for the first connection, and a pooled call for a free one.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,16 +61,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`LimitStore`]; cheap to clone (a handle to one pool, see `pools.rs`).
 #[derive(Clone)]
 pub struct PostgresStore {
-    pools: Arc<Pools>,
-    /// `host:port/database` (never the password), for messages.
-    target: Arc<str>,
-    /// How long a call may go unanswered before its connection is closed (`deadline.rs`).
-    query_timeout: Duration,
+    /// Its pools and their calls' deadline (`crate::deadline`).
+    calls: Arc<Calls<Postgres>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore").field("target", &self.target).finish_non_exhaustive()
+        f.debug_struct("PostgresStore").field("target", &self.calls.target).finish_non_exhaustive()
     }
 }
 
@@ -192,7 +187,9 @@ impl PostgresStore {
         };
         let pools = Pools::new(open);
         tracing::info!(target = %target, schema = schema, pool_size, "Connected PostgreSQL store.");
-        Ok(PostgresStore { pools, target, query_timeout })
+        let engine =
+            Engine { name: "PostgreSQL", setting: "postgres.query_timeout", error: from_sqlx };
+        Ok(PostgresStore { calls: Arc::new(Calls { pools, target, query_timeout, engine }) })
     }
 
     /// Applies the embedded migrations (`migrations/postgres/NNNN_name.sql`) not yet recorded
@@ -203,7 +200,7 @@ impl PostgresStore {
     /// # Errors
     /// When a migration fails; that migration is rolled back, the ones before it stay.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        migrations::migrate(&self.pools.current().pool).await
+        migrations::migrate(&self.calls.pools.current().pool).await
     }
 
     /// The schema migrations this release has that the database lacks (`ordermill migrate`
@@ -212,7 +209,7 @@ impl PostgresStore {
     /// # Errors
     /// On a backend failure.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
-        migrations::pending(&self.pools.current().pool).await
+        migrations::pending(&self.calls.pools.current().pool).await
     }
 
     /// Creates upcoming daily partitions and drops `processed_events` partitions older than
@@ -251,7 +248,7 @@ impl PostgresStore {
 
     /// Closes every pooled connection, waiting for calls in progress to finish.
     pub async fn close(&self) {
-        self.pools.close().await;
+        self.calls.pools.close().await;
     }
 }
 
@@ -402,7 +399,7 @@ impl OrderStore for PostgresStore {
         if recovery || read_only == "on" {
             return Err(StoreError::Unavailable(format!(
                 "PostgreSQL at {} is read-only (a standby, or default_transaction_read_only is on)",
-                self.target
+                self.calls.target
             )));
         }
         Ok(())

@@ -11,9 +11,9 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::PostgresStore;
-use super::deadline::{Limit, bounded};
 use super::error::from_sqlx;
 use super::rows;
+use crate::deadline::{Limit, bounded};
 
 /// Claims in one statement (one round trip, atomic by itself):
 /// - `claimable`: the oldest rows (UUIDv7 ids sort by time; `outbox_pkey` is walked in order)

@@ -10,8 +10,8 @@ use ordermill_core::report::ReportId;
 use sqlx::Connection;
 
 use super::PostgresStore;
-use super::deadline::{Limit, bounded};
 use super::error::from_sqlx;
+use crate::deadline::{Limit, bounded};
 use crate::files::Chunks;
 
 #[async_trait]

@@ -119,6 +119,7 @@ impl Settings {
             ("postgres.maintenance_interval", self.postgres.maintenance_interval),
             ("postgres.query_timeout", self.postgres.query_timeout),
             ("mysql.maintenance_interval", self.mysql.maintenance_interval),
+            ("mysql.query_timeout", self.mysql.query_timeout),
         ] {
             if d.get().is_zero() {
                 return Err(format!("{key} must be longer than zero, e.g. \"1s\""));
@@ -366,6 +367,11 @@ pub struct MysqlSettings {
     /// How often each api node runs the partition maintenance; `ordermill maintain` does the
     /// same once.
     pub maintenance_interval: HumanDuration,
+    /// How long a call may go unanswered before its connection is closed and the call fails
+    /// as the store being unavailable, the retries of a transaction InnoDB undid for a lock
+    /// conflict included (see `postgres.query_timeout`). Also how long the server lets a
+    /// session sit idle inside a transaction (MariaDB) or at all (MySQL) before it ends it.
+    pub query_timeout: HumanDuration,
 }
 
 impl Default for MysqlSettings {
@@ -375,6 +381,9 @@ impl Default for MysqlSettings {
             database: None,
             processed_retention: HumanDuration::from_secs(30 * 24 * 60 * 60),
             maintenance_interval: HumanDuration::from_secs(60 * 60),
+            query_timeout: HumanDuration::from_secs(
+                ordermill_store::mysql::DEFAULT_QUERY_TIMEOUT.as_secs(),
+            ),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The connection pool in use, replaced as a whole when one of its connections goes silent.
+//! The connection pool in use, replaced as a whole when one of its connections goes silent
+//! (PostgreSQL and MySQL alike).
 //!
 //! A call cut off by its deadline (`deadline.rs`) says little about that one connection and
 //! much about the path to the server: the pool's other connections were opened the same way
@@ -10,27 +11,33 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{Database, Pool};
 
-/// How long a retired pool's idle connections get to close politely (a Terminate message).
+/// How long a retired pool's idle connections get to close politely.
 const CLOSE_RETIRED: Duration = Duration::from_secs(5);
 
 /// A pool and how many pools came before it.
-#[derive(Clone)]
-pub(crate) struct Generation {
+pub(crate) struct Generation<DB: Database> {
     pub(crate) number: u64,
-    pub(crate) pool: PgPool,
+    pub(crate) pool: Pool<DB>,
+}
+
+// Derived `Clone` would ask `DB: Clone`; a pool is a handle whatever the database.
+impl<DB: Database> Clone for Generation<DB> {
+    fn clone(&self) -> Self {
+        Generation { number: self.number, pool: self.pool.clone() }
+    }
 }
 
 /// The current pool and how to open the next one.
-pub(crate) struct Pools {
-    current: RwLock<Generation>,
-    open: Box<dyn Fn() -> PgPool + Send + Sync>,
+pub(crate) struct Pools<DB: Database> {
+    current: RwLock<Generation<DB>>,
+    open: Box<dyn Fn() -> Pool<DB> + Send + Sync>,
 }
 
-impl Pools {
+impl<DB: Database> Pools<DB> {
     /// `open` makes a lazily connecting pool (it is called again on each replacement).
-    pub(crate) fn new(open: impl Fn() -> PgPool + Send + Sync + 'static) -> Arc<Pools> {
+    pub(crate) fn new(open: impl Fn() -> Pool<DB> + Send + Sync + 'static) -> Arc<Pools<DB>> {
         let pool = open();
         Arc::new(Pools {
             current: RwLock::new(Generation { number: 0, pool }),
@@ -38,7 +45,7 @@ impl Pools {
         })
     }
 
-    pub(crate) fn current(&self) -> Generation {
+    pub(crate) fn current(&self) -> Generation<DB> {
         // A poisoned lock held a complete `Generation` (the writer only assigns it).
         self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
