@@ -169,3 +169,19 @@ async fn a_cache_count_too_high_cannot_oversell_the_store_refuses_and_the_counts
     assert_eq!(bought.status, 201, "{:?}", bought.body);
     assert_eq!(app.order("c-3", &[("b", 1)]).await.code(), "out_of_stock");
 }
+
+/// What every node with a Redis cache runs on: the cache wrapped so that a release that fails
+/// ends in a rebuild (`services/unreturned.rs`). The wrapper must hand every call to Redis, the
+/// ones with a default in the port included: it passes the same contract Redis passes alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wrapped_redis_cache_honours_the_stock_contract() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let redis = ordermill_cache::RedisStockCache::connect(&url, &prefix).await.unwrap();
+    let wrapped = ordermill_server::services::unreturned::ReturnsOwed::wrap(
+        Arc::new(redis),
+        Duration::from_secs(1),
+    );
+    ordermill_cache::contract::run_all(wrapped.clone()).await;
+    assert!(!wrapped.owes(), "no release failed");
+}

@@ -13,6 +13,7 @@
 //! - [`stock_repair`]: rebuilds hot-stock counts a shared cache lost, from the store.
 //! - [`reports`]: reports (报表): requests, runs, files written as CSV or XLSX, the sweeper.
 //! - [`unclear`]: reading back a write whose outcome a store failure left unclear.
+//! - [`unreturned`]: units a node could not give back to the shared counts end in a rebuild.
 
 pub mod catalog;
 pub mod deals;
@@ -23,3 +24,4 @@ pub mod purchase_limits;
 pub mod reports;
 pub mod stock_repair;
 pub mod unclear;
+pub mod unreturned;

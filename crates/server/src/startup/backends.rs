@@ -15,6 +15,7 @@ use ordermill_core::ports::{
 use ordermill_store::SqliteStore;
 use ordermill_store::files::DirReportFiles;
 
+use crate::services::unreturned::ReturnsOwed;
 use crate::startup::app::StartError;
 use crate::startup::settings::{BusUrl, CacheUrl, Settings, StoreUrl};
 use crate::startup::sql_store::SqlStore;
@@ -185,8 +186,10 @@ async fn caches(settings: &Settings) -> Result<Caches, StartError> {
                 .await
                 .map_err(|source| StartError::Cache { url: url.to_string(), source })?;
             tracing::info!(prefix = %prefix, "Hot stock and the order read cache are in Redis.");
+            // Shared counts: a release that cannot reach Redis ends in a rebuild.
+            let every = settings.redis.check_interval.get();
             Ok(Caches {
-                cache: Arc::new(cache.clone()),
+                cache: ReturnsOwed::wrap(Arc::new(cache.clone()), every),
                 orders: Arc::new(cache.order_cache(ttl)),
                 rate_limiter: quota
                     .map(|quota| Arc::new(cache.rate_limiter(quota)) as Arc<dyn RateLimiter>),

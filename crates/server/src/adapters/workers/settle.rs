@@ -50,7 +50,7 @@ pub async fn after_commit(pipeline: &Pipeline, consumer: &str, outcomes: Vec<Eff
         if !released.is_empty()
             && let Err(error) = pipeline.cache.release(&released).await
         {
-            tracing::error!(order_id = %order.id, error = %error, "Could not give released units back to the hot-stock cache; restart to reconcile.");
+            tracing::error!(order_id = %order.id, error = %error, "Could not give released units back to the hot-stock cache; the counts will be rebuilt from the store once the cache answers.");
         }
         let refund = emitted.iter().any(|e| e.routing_key == RoutingKey::PaymentRefundRequired);
         if refund {

@@ -275,7 +275,7 @@ impl Deals {
         };
         // Nothing was written: give the unit back (the hold and the claim go by themselves).
         if let Err(error) = self.cache.release(&lines).await {
-            tracing::error!(deal_id = %deal_id, error = %error, "Could not release hot stock of a refused join; restart to reconcile.");
+            tracing::error!(deal_id = %deal_id, error = %error, "Could not release hot stock of a refused join; the counts will be rebuilt from the store once the cache answers.");
         }
         Err(refusal)
     }

@@ -488,7 +488,7 @@ impl Committer {
     ) {
         for accepted in batch {
             if let Err(release) = self.cache.release(&accepted.order.lines).await {
-                tracing::error!(order_id = %accepted.order.id, error = %release, "Could not release hot stock of orders not written; restart to reconcile.");
+                tracing::error!(order_id = %accepted.order.id, error = %release, "Could not release hot stock of orders not written; the counts will be rebuilt from the store once the cache answers.");
             }
         }
         for (reply, _) in replies {

@@ -472,7 +472,7 @@ impl Intake {
         if let Err((refused, why)) = submitted {
             for accepted in &refused.orders {
                 if let Err(error) = self.cache.release(&accepted.order.lines).await {
-                    tracing::error!(order_id = %accepted.order.id, error = %error, "Could not release hot stock of a refused order; restart to reconcile.");
+                    tracing::error!(order_id = %accepted.order.id, error = %error, "Could not release hot stock of a refused order; the counts will be rebuilt from the store once the cache answers.");
                 }
             }
             return Err(match why {
