@@ -288,3 +288,86 @@ pub async fn the_store_holds_every_node_to_a_per_customer_limit<S: SharedStore>(
     store.set_purchase_limit(&sku("l1"), None).await.expect("remove limit");
     store.commit_orders(Arc::new(vec![by("c-1", 10)])).await.expect("commit");
 }
+
+/// A group commit held on a row lock past its deadline (`store` opened with a 500 ms one, its
+/// schema migrated, product `o1` with 1,000 units whose row the caller holds locked until
+/// `release` runs) fails as unavailable at about its deadline, naming the call and `setting`;
+/// the store goes on serving on new connections; and reading the batch back waits until no
+/// commit holds the batch's product rows, then answers what the store holds. A read that did
+/// not wait could answer "not stored" just before a commit still running on the server after
+/// its client gave up landed, and the caller would give back units that are sold.
+pub async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended<S, F>(
+    store: &S,
+    setting: &str,
+    release: F,
+) where
+    S: SharedStore,
+    F: std::future::Future<Output = ()>,
+{
+    let ids = OrderIdGenerator::new();
+    let batch: Vec<AcceptedOrder> =
+        (0..3).map(|_| contract::accepted(&ids, &[("o1", 2)], None)).collect();
+    let started = Instant::now();
+    let err = store.commit_orders(Arc::new(batch.clone())).await.expect_err("held past it");
+    let StoreError::Unavailable(message) = &err else { panic!("expected Unavailable: {err:?}") };
+    assert!(
+        message.contains("a group commit")
+            && message.contains("500 ms")
+            && message.contains(setting),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "cut off at its deadline");
+    let read = store.batch_stored(&batch).await;
+    assert!(
+        matches!(read, Err(StoreError::Unavailable(_))),
+        "no answer while a commit may hold the rows: {read:?}"
+    );
+    let reserved = store.load_products().await.expect("other calls go on")[0].reserved;
+    assert_eq!(reserved, 0);
+
+    release.await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        match store.batch_stored(&batch).await {
+            Ok(stored) => break stored,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "no answer: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // Whichever way the abandoned commit ended, the answer matches the store.
+    let found = store.get_order(batch[0].order.id).await.expect("read");
+    let reserved = store.load_products().await.expect("read")[0].reserved;
+    eprintln!("the abandoned commit {}", if stored { "landed" } else { "did not land" });
+    assert_eq!(found.is_some(), stored);
+    assert_eq!(reserved, if stored { 6 } else { 0 });
+}
+
+/// Every call hands its connection back through a bounded return of its own
+/// (`crate::deadline`), not sqlx's drop: a slot that was not freed would leave later callers
+/// waiting in the pool's acquire until it times out. Many more concurrent calls than
+/// connections (`store` opened with a pool of 2, its schema migrated), in waves, the second
+/// after the connections sat idle long enough to be pinged: every call is served.
+pub async fn many_more_callers_than_connections_are_all_served<S: SharedStore>(store: S) {
+    let batch = with_orders(&store, 3).await;
+    for wave in 0..3 {
+        let calls: Vec<_> = (0..64)
+            .map(|i| {
+                let (store, id) = (store.clone(), batch[i % batch.len()].order.id);
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        store.get_order(id).await.map(|o| o.is_some())
+                    } else {
+                        store.load_products().await.map(|p| p.len() == 1)
+                    }
+                })
+            })
+            .collect();
+        for call in calls {
+            let answer = call.await.expect("the call's task ends");
+            assert!(matches!(answer, Ok(true)), "wave {wave}: {answer:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(if wave == 0 { 1_200 } else { 50 })).await;
+    }
+}

@@ -501,11 +501,7 @@ async fn a_connection_the_server_dropped_while_idle_is_replaced_before_use() {
     store.load_products().await.expect("the dead idle connection was replaced, not used");
 }
 
-/// A group commit held on a row lock past its 500 ms deadline fails as unavailable at about
-/// its deadline, the store goes on serving on new connections, and reading the batch back
-/// waits until no commit holds the batch's product rows, then answers what the store holds.
-/// A read that did not wait could answer "not stored" just before a commit still running on
-/// the server landed, and the caller would give back units that are sold.
+/// See [`shared_contract::a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() {
     let Some(url) = mysql_url() else { return };
@@ -513,78 +509,28 @@ async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() 
     db.migrated_store().await.upsert_product(&product("o1", 1_000)).await.unwrap();
     let timeout = Duration::from_millis(500);
     let store = MysqlStore::connect(&url, Some(&db.name), 4, timeout).await.unwrap();
-    let ids = OrderIdGenerator::new();
-    let batch: Vec<AcceptedOrder> =
-        (0..3).map(|_| contract::accepted(&ids, &[("o1", 2)], None)).collect();
-
     let mut holder = db.raw().await;
     sqlx::raw_sql("BEGIN; SELECT 1 FROM products WHERE sku = 'o1' FOR UPDATE")
         .execute(&mut holder)
         .await
         .unwrap();
-    let started = Instant::now();
-    let err = store.commit_orders(Arc::new(batch.clone())).await.unwrap_err();
-    let StoreError::Unavailable(message) = &err else { panic!("expected Unavailable: {err:?}") };
-    assert!(
-        message.contains("a group commit") && message.contains("mysql.query_timeout"),
-        "{message}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(3), "cut off at its deadline");
-    let read = store.batch_stored(&batch).await;
-    assert!(
-        matches!(read, Err(StoreError::Unavailable(_))),
-        "no answer while a commit may hold the rows: {read:?}"
-    );
-    // Other calls go on, on new connections.
-    assert_eq!(store.load_products().await.unwrap()[0].reserved, 0);
-
-    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stored = loop {
-        match store.batch_stored(&batch).await {
-            Ok(stored) => break stored,
-            Err(error) => {
-                assert!(Instant::now() < deadline, "no answer: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+    let release = async {
+        sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
     };
-    let found = store.get_order(batch[0].order.id).await.unwrap();
-    let reserved = store.load_products().await.unwrap()[0].reserved;
-    eprintln!("the abandoned commit {}", if stored { "landed" } else { "did not land" });
-    assert_eq!(found.is_some(), stored);
-    assert_eq!(reserved, if stored { 6 } else { 0 });
+    shared_contract::a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended(
+        &store,
+        "mysql.query_timeout",
+        release,
+    )
+    .await;
 }
 
-/// Every call hands its connection back through a bounded return of its own
-/// (`crate::deadline`): a slot that was not freed would leave later callers waiting in the
-/// pool's acquire until it times out. Many more concurrent calls than connections, in waves,
-/// the second after the connections sat idle long enough to be pinged: every call is served.
+/// See [`shared_contract::many_more_callers_than_connections_are_all_served`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_more_callers_than_connections_are_all_served() {
     let Some(url) = mysql_url() else { return };
     let db = TestDb::new(&url);
-    let (_, batch) = store_with_orders(&db, 3).await;
-    let store = Arc::new(
-        MysqlStore::connect(&url, Some(&db.name), 2, DEFAULT_QUERY_TIMEOUT).await.unwrap(),
-    );
-    for wave in 0..3 {
-        let calls: Vec<_> = (0..64)
-            .map(|i| {
-                let (store, id) = (store.clone(), batch[i % batch.len()].order.id);
-                tokio::spawn(async move {
-                    if i % 2 == 0 {
-                        store.get_order(id).await.map(|o| o.is_some())
-                    } else {
-                        store.load_products().await.map(|p| p.len() == 1)
-                    }
-                })
-            })
-            .collect();
-        for call in calls {
-            let answer = call.await.unwrap();
-            assert!(matches!(answer, Ok(true)), "wave {wave}: {answer:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(if wave == 0 { 1_200 } else { 50 })).await;
-    }
+    db.migrated_store().await;
+    let store = MysqlStore::connect(&url, Some(&db.name), 2, DEFAULT_QUERY_TIMEOUT).await.unwrap();
+    shared_contract::many_more_callers_than_connections_are_all_served(store).await;
 }

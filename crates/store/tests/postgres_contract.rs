@@ -537,12 +537,7 @@ async fn a_connection_the_server_dropped_while_idle_is_replaced_before_use() {
     store.load_products().await.expect("the dead idle connection was replaced, not used");
 }
 
-/// A group commit that waits past `query_timeout` for a lock (another transaction holds its
-/// product's row) is cut off: the call fails as unavailable at its deadline, the store keeps
-/// serving on new connections, and reading the batch back waits for that commit — still
-/// running on the server after its client gave up — to end, then answers what it did. A read
-/// that did not wait would answer "not stored" while the commit was about to land, and the
-/// caller would give back units that are sold.
+/// See [`shared_contract::a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() {
     let Some(url) = postgres_url() else { return };
@@ -550,46 +545,20 @@ async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() 
     schema.migrated_store().await.upsert_product(&product("o1", 1_000)).await.unwrap();
     let timeout = Duration::from_millis(500);
     let store = PostgresStore::connect(&url, Some(&schema.name), 4, timeout).await.unwrap();
-    let ids = OrderIdGenerator::new();
-    let batch: Vec<AcceptedOrder> =
-        (0..3).map(|_| contract::accepted(&ids, &[("o1", 2)], None)).collect();
-
     let mut holder = raw(&schema).await;
     sqlx::raw_sql("BEGIN; SELECT 1 FROM products WHERE sku = 'o1' FOR UPDATE")
         .execute(&mut holder)
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    let err = store.commit_orders(Arc::new(batch.clone())).await.unwrap_err();
-    let StoreError::Unavailable(message) = &err else { panic!("expected Unavailable: {err:?}") };
-    assert!(message.contains("a group commit") && message.contains("500 ms"), "{message}");
-    assert!(started.elapsed() < Duration::from_secs(3), "cut off at its deadline");
-    // The commit still waits on the server: the read-back waits behind it.
-    let read = store.batch_stored(&batch).await;
-    assert!(
-        matches!(read, Err(StoreError::Unavailable(_))),
-        "no answer while the commit may still land: {read:?}"
-    );
-    // Other calls go on, on new connections.
-    assert_eq!(store.load_products().await.unwrap()[0].reserved, 0);
-
-    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let stored = loop {
-        match store.batch_stored(&batch).await {
-            Ok(stored) => break stored,
-            Err(error) => {
-                assert!(std::time::Instant::now() < deadline, "no answer: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+    let release = async {
+        sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
     };
-    // The answer matches the store, whichever way the abandoned commit ended.
-    let found = store.get_order(batch[0].order.id).await.unwrap();
-    let reserved = store.load_products().await.unwrap()[0].reserved;
-    eprintln!("the abandoned commit {}", if stored { "landed" } else { "did not land" });
-    assert_eq!(found.is_some(), stored);
-    assert_eq!(reserved, if stored { 6 } else { 0 });
+    shared_contract::a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended(
+        &store,
+        "postgres.query_timeout",
+        release,
+    )
+    .await;
 }
 
 /// A deal join whose COMMIT is held on the server (a deferred trigger waits on a row the test
@@ -663,35 +632,13 @@ async fn a_join_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() {
     assert!(store.joined_order(deal.id, stranger).await.unwrap().is_none());
 }
 
-/// Every call hands its connection back through a bounded return of its own (`deadline.rs`),
-/// not sqlx's drop: a slot that was not freed would leave later callers waiting in the pool's
-/// acquire until it times out. Many more concurrent calls than connections, in waves, the
-/// second after the connections sat idle long enough to be pinged: every call is served.
+/// See [`shared_contract::many_more_callers_than_connections_are_all_served`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_more_callers_than_connections_are_all_served() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
-    let (_, batch) = store_with_orders(&schema, 3).await;
-    let store = Arc::new(
-        PostgresStore::connect(&url, Some(&schema.name), 2, DEFAULT_QUERY_TIMEOUT).await.unwrap(),
-    );
-    for wave in 0..3 {
-        let calls: Vec<_> = (0..64)
-            .map(|i| {
-                let (store, id) = (store.clone(), batch[i % batch.len()].order.id);
-                tokio::spawn(async move {
-                    if i % 2 == 0 {
-                        store.get_order(id).await.map(|o| o.is_some())
-                    } else {
-                        store.load_products().await.map(|p| p.len() == 1)
-                    }
-                })
-            })
-            .collect();
-        for call in calls {
-            let answer = call.await.unwrap();
-            assert!(matches!(answer, Ok(true)), "wave {wave}: {answer:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(if wave == 0 { 1_200 } else { 50 })).await;
-    }
+    schema.migrated_store().await;
+    let store =
+        PostgresStore::connect(&url, Some(&schema.name), 2, DEFAULT_QUERY_TIMEOUT).await.unwrap();
+    shared_contract::many_more_callers_than_connections_are_all_served(store).await;
 }
