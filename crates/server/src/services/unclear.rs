@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use ordermill_core::ports::StoreError;
+use ordermill_core::ports::{StockCache, StoreError};
 
 /// How long an unclear write is read back before it is answered as unknown.
 pub const UNCLEAR_PATIENCE: Duration = Duration::from_secs(10);
@@ -32,5 +32,14 @@ where
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+/// After an outcome that stayed unknown: the units stay held (they may be sold), and the counts
+/// are marked for a rebuild from the store, which counts them exactly — never an oversell, at
+/// worst units off sale until the rebuild.
+pub async fn recount_held_units(cache: &dyn StockCache) {
+    if let Err(mark) = cache.mark_lost().await {
+        tracing::error!(error = %mark, "Could not mark the hot-stock counts for a rebuild.");
     }
 }

@@ -26,7 +26,7 @@ use crate::services::intake::IntakeError;
 use crate::services::intake::idempotency::{Begin, Idempotency, KeyClaim};
 use crate::services::order_cache::OrderCache;
 use crate::services::purchase_limits::{LimitHold, PurchaseLimits};
-use crate::services::unclear::read_back;
+use crate::services::unclear::{read_back, recount_held_units};
 use crate::telemetry;
 
 /// Why a deal operation failed.
@@ -264,9 +264,7 @@ impl Deals {
                     Ok(None) => unavailable(error),
                     Err(read) => {
                         tracing::error!(deal_id = %deal_id, order_id = %order_id, error = %error, read_error = %read, "A deal join's outcome is unknown (the store stayed unreachable); answering 503 and keeping its unit held until the counts are rebuilt from the store.");
-                        if let Err(mark) = self.cache.mark_lost().await {
-                            tracing::error!(error = %mark, "Could not mark the hot-stock counts for a rebuild.");
-                        }
+                        recount_held_units(&*self.cache).await;
                         return Err(unavailable(error));
                     }
                 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::publisher::Publisher;
 use crate::services::lease::Lease;
-use crate::services::unclear::read_back;
+use crate::services::unclear::{read_back, recount_held_units};
 use crate::telemetry::CommitMetrics;
 
 /// Where one request's outcome is sent.
@@ -421,9 +421,7 @@ impl Committer {
             Err(read) => {
                 self.metrics.failures.increment(1);
                 tracing::error!(orders = batch.len(), error = %error, read_error = %read, "A group commit's outcome is unknown (the store stayed unreachable); answering 503 and keeping the units held until the counts are rebuilt from the store.");
-                if let Err(mark) = self.cache.mark_lost().await {
-                    tracing::error!(error = %mark, "Could not mark the hot-stock counts for a rebuild.");
-                }
+                recount_held_units(&*self.cache).await;
                 let failed = CommitFailed {
                     message: format!("outcome unknown: {error}"),
                     kind: FailKind::Store,
