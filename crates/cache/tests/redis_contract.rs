@@ -219,3 +219,30 @@ async fn redis_rate_limiter_honours_the_budget_contract_and_is_shared_by_nodes()
         "two nodes spend one budget of 5: the 6th is refused on either"
     );
 }
+
+/// Concurrent requests share merged script calls: each still spends its own client's budget,
+/// in order, so one client's burst of 5 admits exactly 5 of 40 sent at once, and 40 clients
+/// sending at once are all admitted.
+#[tokio::test]
+async fn merged_budget_calls_spend_each_request_once() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let cache = RedisStockCache::connect(&url, &prefix).await.unwrap();
+    let limiter = std::sync::Arc::new(cache.rate_limiter(contract::rate_limiter_quota()));
+
+    use ordermill_core::ports::RateLimiter;
+    let send = |keys: Vec<String>| {
+        let mut calls = tokio::task::JoinSet::new();
+        for key in keys {
+            let limiter = limiter.clone();
+            calls.spawn(async move { limiter.acquire(&key).await.unwrap() });
+        }
+        calls.join_all()
+    };
+    let one_client = send(vec!["dave".to_owned(); 40]).await;
+    let admitted = one_client.iter().filter(|wait| wait.is_none()).count();
+    assert_eq!(admitted, 5, "one client's burst, however its requests were merged");
+
+    let many = send((0..40).map(|i| format!("client-{i}")).collect()).await;
+    assert!(many.iter().all(Option::is_none), "each client's own first request");
+}

@@ -13,6 +13,7 @@
 //! one shard serves all hot stock; a deployment that outgrows it shards by prefix (one prefix
 //! per catalog partition), which this layout allows without a script change.
 
+mod merge;
 mod orders;
 mod rate_limit;
 mod reserve;
@@ -105,7 +106,7 @@ return expired
 pub struct RedisStockCache {
     conn: ConnectionManager,
     prefix: String,
-    reserver: reserve::Reserver,
+    reserver: merge::Merger<reserve::Reserve>,
     release: Script,
     adjust: Script,
     set_if_absent: Script,
@@ -149,7 +150,7 @@ impl RedisStockCache {
             .set_number_of_retries(3);
         let conn = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
         Ok(RedisStockCache {
-            reserver: reserve::Reserver::start(conn.clone(), prefix.to_owned()),
+            reserver: merge::Merger::start(conn.clone(), reserve::Reserve::new(prefix)),
             conn,
             prefix: prefix.to_owned(),
             release: Script::new(RELEASE),
@@ -201,7 +202,7 @@ impl RedisStockCache {
 #[async_trait]
 impl StockCache for RedisStockCache {
     async fn reserve(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
-        self.reserver.reserve(lines).await
+        self.reserver.call(lines.to_vec()).await
     }
 
     async fn mark_lost(&self) -> Result<(), CacheError> {

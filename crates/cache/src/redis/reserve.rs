@@ -1,15 +1,11 @@
-//! Reservations merged into one script call (request merging): concurrent orders queue here,
-//! and one task sends everything queued as ONE `EVALSHA` whose script takes each order's units
-//! all or none, in queue order, and answers each order on its own. While a call is out, the
-//! next orders queue, so calls grow with load as group commits do. Redis does per call the
-//! work it did per order before (parse, script lookup, reply), and the api node encodes,
-//! sends and wakes for one command instead of dozens.
+//! Reservations merged into one script call ([`super::merge`]): the script takes each order's
+//! units all or none, in queue order, and answers each order on its own.
 
 use ordermill_core::OrderLine;
 use ordermill_core::ports::CacheError;
-use redis::Script;
-use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, oneshot};
+use redis::{Script, ScriptInvocation};
+
+use super::merge::MergedCall;
 
 /// KEYS[1] is the epoch, then every order's lines' counts one order after another; ARGV holds,
 /// per order, its number of lines and then their units. Returns {-1} when the counts were
@@ -41,107 +37,60 @@ end
 return out
 "#;
 
-/// Most orders in one call: bounds the script's run (Redis serves nothing else meanwhile).
-const MAX_ORDERS_PER_CALL: usize = 256;
-
-type Reply = oneshot::Sender<Result<(), CacheError>>;
-
-struct Request {
-    lines: Vec<OrderLine>,
-    reply: Reply,
-}
-
-/// The handle intake calls; cheap to clone.
-#[derive(Clone)]
-pub(super) struct Reserver {
-    queue: mpsc::UnboundedSender<Request>,
-}
-
-impl Reserver {
-    /// Starts the task that sends merged calls on `conn`, for the keys under `prefix`.
-    pub(super) fn start(conn: ConnectionManager, prefix: String) -> Reserver {
-        let (queue, requests) = mpsc::unbounded_channel();
-        tokio::spawn(run(conn, prefix, requests));
-        Reserver { queue }
-    }
-
-    /// Takes every line's units or none, as one order.
-    pub(super) async fn reserve(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Request { lines: lines.to_vec(), reply })
-            .map_err(|_| CacheError::Unavailable("the reservation task stopped".to_owned()))?;
-        answer
-            .await
-            .map_err(|_| CacheError::Unavailable("the reservation task stopped".to_owned()))?
-    }
-}
-
-/// Ends when every [`Reserver`] is gone.
-async fn run(
-    mut conn: ConnectionManager,
+/// The merged reservation call for the keys under one prefix.
+pub(super) struct Reserve {
+    script: Script,
     prefix: String,
-    mut requests: mpsc::UnboundedReceiver<Request>,
-) {
-    let script = Script::new(RESERVE_MANY);
-    let epoch_key = super::epoch_key(&prefix);
-    while let Some(first) = requests.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_ORDERS_PER_CALL {
-            match requests.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let mut invocation = script.prepare_invoke();
-        invocation.key(&epoch_key);
-        for request in &batch {
-            invocation.arg(request.lines.len());
-            for line in &request.lines {
-                invocation.key(super::stock_key(&prefix, &line.sku)).arg(line.quantity.get());
-            }
-        }
-        let answered: Result<Vec<i64>, redis::RedisError> =
-            invocation.invoke_async(&mut conn).await;
-        match answered {
-            Ok(outcomes) => answer(batch, &outcomes),
-            Err(error) => {
-                let message = error.to_string();
-                for request in batch {
-                    // The caller may have gone (its task ended); nothing to tell then.
-                    let _ = request.reply.send(Err(CacheError::Unavailable(message.clone())));
-                }
-            }
+    epoch_key: String,
+}
+
+impl Reserve {
+    pub(super) fn new(prefix: &str) -> Self {
+        Reserve {
+            script: Script::new(RESERVE_MANY),
+            prefix: prefix.to_owned(),
+            epoch_key: super::epoch_key(prefix),
         }
     }
 }
 
-fn answer(batch: Vec<Request>, outcomes: &[i64]) {
-    if outcomes == [-1] {
-        for request in batch {
-            let _ = request.reply.send(Err(CacheError::Lost));
+impl MergedCall for Reserve {
+    type Item = Vec<OrderLine>;
+    type Answer = ();
+    const WHAT: &'static str = "reservation";
+
+    fn invocation(&self, orders: &[Vec<OrderLine>]) -> ScriptInvocation<'_> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation.key(&self.epoch_key);
+        for lines in orders {
+            invocation.arg(lines.len());
+            for line in lines {
+                invocation.key(super::stock_key(&self.prefix, &line.sku)).arg(line.quantity.get());
+            }
         }
-        return;
+        invocation
     }
-    if outcomes.len() != batch.len() {
-        let message = format!(
-            "the reservation script answered {} outcomes for {} orders",
-            outcomes.len(),
-            batch.len()
-        );
-        for request in batch {
-            let _ = request.reply.send(Err(CacheError::Unavailable(message.clone())));
+
+    fn answers(
+        &self,
+        orders: &[Vec<OrderLine>],
+        outcomes: Vec<i64>,
+    ) -> Result<Vec<Result<(), CacheError>>, CacheError> {
+        if outcomes == [-1] {
+            return Err(CacheError::Lost);
         }
-        return;
-    }
-    for (request, &outcome) in batch.into_iter().zip(outcomes) {
-        let result = match outcome {
-            0 => Ok(()),
-            short => match usize::try_from(short - 1).ok().and_then(|j| request.lines.get(j)) {
-                Some(line) => Err(CacheError::OutOfStock { sku: line.sku.clone() }),
-                None => Err(CacheError::Unavailable(format!("reserve script answered {short}"))),
-            },
-        };
-        let _ = request.reply.send(result);
+        Ok(orders
+            .iter()
+            .zip(outcomes)
+            .map(|(lines, outcome)| match outcome {
+                0 => Ok(()),
+                short => match usize::try_from(short - 1).ok().and_then(|j| lines.get(j)) {
+                    Some(line) => Err(CacheError::OutOfStock { sku: line.sku.clone() }),
+                    None => {
+                        Err(CacheError::Unavailable(format!("reserve script answered {short}")))
+                    }
+                },
+            })
+            .collect())
     }
 }
