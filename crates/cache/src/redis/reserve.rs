@@ -79,6 +79,13 @@ impl MergedCall for Reserve {
         if outcomes == [-1] {
             return Err(CacheError::Lost);
         }
+        if outcomes.len() != orders.len() {
+            return Err(CacheError::Unavailable(format!(
+                "the reservation script answered {} outcomes for {} orders",
+                outcomes.len(),
+                orders.len()
+            )));
+        }
         Ok(orders
             .iter()
             .zip(outcomes)
