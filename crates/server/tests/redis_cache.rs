@@ -185,3 +185,40 @@ async fn the_wrapped_redis_cache_honours_the_stock_contract() {
     ordermill_cache::contract::run_all(wrapped.clone()).await;
     assert!(!wrapped.owes(), "no release failed");
 }
+
+/// `ordermill_redis_merged_call_items` counts every request once in the call that carried it:
+/// 12 orders (2 of them sold out) are 12 reservations and, with rate limits on, 12 budget
+/// spends, however they were merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_redis_calls_count_each_request_once() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let app = spawn_app_in(tempfile::tempdir().unwrap(), move |s| {
+        s.cache = url.parse().expect("a redis:// URL");
+        s.redis.key_prefix = prefix;
+        s.rate_limit.per_second = 1000;
+    })
+    .await;
+    let app = Arc::new(app);
+    app.put_product("m", "1.00", 10).await;
+    let mut orders = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let app = app.clone();
+        // Without the merchant token the test client carries: the request is counted.
+        let anonymous = reqwest::Client::new()
+            .post(app.url("/api/orders"))
+            .json(&support::order_body(&format!("c{i}"), &[("m", 1)]));
+        orders.spawn(async move { app.send(anonymous).await.status });
+    }
+    let mut statuses = orders.join_all().await;
+    statuses.sort_unstable();
+    assert_eq!(statuses, [[201; 10].as_slice(), &[409; 2]].concat());
+
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let sum = |call: &str| {
+        let name = format!(r#"ordermill_redis_merged_call_items_sum{{call="{call}"}} "#);
+        text.lines().find_map(|l| l.strip_prefix(name.as_str())).map(|v| v.parse::<f64>().unwrap())
+    };
+    assert_eq!(sum("reservation"), Some(12.0), "{text}");
+    assert_eq!(sum("rate_limit"), Some(12.0), "{text}");
+}

@@ -10,6 +10,10 @@ use redis::ScriptInvocation;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
+/// Items per merged call, by `call` (`reservation`, `rate_limit`): near 1 when load is light,
+/// growing with it.
+pub const MERGED_CALL_ITEMS: &str = "ordermill_redis_merged_call_items";
+
 /// Most items in one call: bounds the script's run (Redis serves nothing else meanwhile).
 const MAX_ITEMS_PER_CALL: usize = 256;
 
@@ -18,7 +22,8 @@ const MAX_ITEMS_PER_CALL: usize = 256;
 pub(super) trait MergedCall: Send + 'static {
     type Item: Send + 'static;
     type Answer: Send + 'static;
-    /// What the calls do, for the error a caller gets once the task is gone.
+    /// What the calls do: the metric's `call` label, and named in the error a caller gets once
+    /// the task is gone.
     const WHAT: &'static str;
 
     /// The one invocation carrying every item, in order.
@@ -68,6 +73,7 @@ async fn run<C: MergedCall>(
     call: C,
     mut requests: mpsc::UnboundedReceiver<(C::Item, Reply<C>)>,
 ) {
+    let items_per_call = metrics::histogram!(MERGED_CALL_ITEMS, "call" => C::WHAT);
     while let Some(first) = requests.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_ITEMS_PER_CALL {
@@ -77,6 +83,7 @@ async fn run<C: MergedCall>(
             }
         }
         let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        items_per_call.record(items.len() as f64);
         let reply: Result<Vec<i64>, redis::RedisError> =
             call.invocation(&items).invoke_async(&mut conn).await;
         let answers = match reply {

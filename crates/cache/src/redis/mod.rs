@@ -121,6 +121,7 @@ impl std::fmt::Debug for RedisStockCache {
     }
 }
 
+pub use self::merge::MERGED_CALL_ITEMS;
 pub use self::orders::RedisOrderCache;
 pub use self::rate_limit::RedisRateLimiter;
 

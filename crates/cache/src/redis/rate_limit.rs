@@ -79,7 +79,7 @@ struct Acquire {
 impl MergedCall for Acquire {
     type Item = String;
     type Answer = Option<Duration>;
-    const WHAT: &'static str = "rate limit";
+    const WHAT: &'static str = "rate_limit";
 
     fn invocation(&self, keys: &[String]) -> ScriptInvocation<'_> {
         let mut invocation = self.script.prepare_invoke();

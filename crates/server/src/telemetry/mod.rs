@@ -12,6 +12,7 @@ use metrics::{
     histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use ordermill_cache::redis::MERGED_CALL_ITEMS;
 
 /// Orders made durable and answered 201.
 pub const ORDERS_ACCEPTED: &str = "ordermill_orders_accepted_total";
@@ -109,6 +110,9 @@ pub fn install() -> PrometheusHandle {
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(CONFIRM_SECONDS.into()), &confirm)
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(MERGED_CALL_ITEMS.into()), &sizes)
+                })
                 .expect("bucket lists are non-empty constants");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -146,6 +150,11 @@ fn describe() {
         "Order intake latency to the durable answer."
     );
     describe_histogram!(COMMIT_BATCH_ORDERS, Unit::Count, "Orders per group-commit transaction.");
+    describe_histogram!(
+        MERGED_CALL_ITEMS,
+        Unit::Count,
+        "Requests per merged Redis script call, by call (reservation, rate_limit)."
+    );
     describe_histogram!(
         COMMIT_SECONDS,
         Unit::Seconds,
