@@ -16,4 +16,4 @@ pub mod embedded;
 pub mod rabbitmq;
 
 pub use embedded::EmbeddedBus;
-pub use rabbitmq::{RabbitBus, RabbitSettings, run_relay};
+pub use rabbitmq::{OUTBOX_OLDEST_SECONDS, RabbitBus, RabbitSettings, run_relay};

@@ -100,6 +100,10 @@ impl Outbox for MemoryOutbox {
         }
         Ok(())
     }
+    async fn oldest_unpublished_age(&self) -> Result<Option<Duration>, StoreError> {
+        let rows = self.rows.lock().unwrap();
+        Ok(rows.iter().filter(|r| !r.published).map(|r| r.written.elapsed()).max())
+    }
 }
 
 fn amqp_url() -> Option<String> {

@@ -17,6 +17,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::scaled::{Deployment, Load, Services, await_confirmed, put_product};
@@ -48,6 +49,26 @@ impl Drop for BrokerGuard {
     }
 }
 
+/// The api's `ordermill_outbox_oldest_unpublished_seconds`, `None` until it reports one.
+async fn outbox_wait(base: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics")).await.ok()?.text().await.ok()?;
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ordermill_outbox_oldest_unpublished_seconds "))?;
+    value.trim().parse().ok()
+}
+
+/// Samples [`outbox_wait`] every 100 ms into `highest` until aborted.
+async fn highest_outbox_wait(base: String, highest: Arc<Mutex<f64>>) {
+    loop {
+        if let Some(wait) = outbox_wait(&base).await {
+            let mut highest = highest.lock().unwrap();
+            *highest = highest.max(wait);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_load_loses_no_order_and_repeats_no_effect() {
     let Some(services) = Services::from_env() else { return };
@@ -70,6 +91,8 @@ async fn a_broker_restart_mid_load_loses_no_order_and_repeats_no_effect() {
     assert!(put_product(&base, SKU, STOCK).await.is_success());
 
     let load = Load::start(&base, 4, SKU, &deployment.id);
+    let highest_wait = Arc::new(Mutex::new(0.0));
+    let oldest_seen = tokio::spawn(highest_outbox_wait(base.clone(), highest_wait.clone()));
     let load_began = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before_outage = load.accepted();
@@ -108,6 +131,7 @@ async fn a_broker_restart_mid_load_loses_no_order_and_repeats_no_effect() {
     tokio::time::sleep(rest).await;
     let report = load.stop().await;
     let load_took = load_began.elapsed();
+    oldest_seen.abort();
     eprintln!(
         "load: {} accepted in {load_took:.1?}: {before_outage} before stop_app, {} while it ran \
          ({stopped_in:.1?}), {} while stopped, {} while start_app ran ({started_in:.1?}), {} \
@@ -169,6 +193,20 @@ async fn a_broker_restart_mid_load_loses_no_order_and_repeats_no_effect() {
     ledger.assert_exactly_once(&[(SKU, STOCK)], 0);
     assert_eq!(deployment.dead_letters(), 0, "no dead letters");
     assert!(api.running() && worker.running(), "ordermill recovered without a restart");
+    // What an operator watching the api saw (OrdermillOutboxStuck reads it): the events of
+    // the outage waited for the relay, and nothing waits once every order is confirmed.
+    let highest = *highest_wait.lock().unwrap();
+    eprintln!("ordermill_outbox_oldest_unpublished_seconds reached {highest:.1} s");
+    assert!(highest >= 1.0, "the outage's events were seen waiting: at most {highest} s");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = outbox_wait(&base).await;
+        if now == Some(0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the outbox's oldest wait stayed at {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let relayed: u64 = api
         .logged("Relayed unpublished outbox events.")
         .iter()

@@ -196,6 +196,35 @@ pub async fn an_expired_lease_makes_an_event_claimable_again<S: SharedStore>(sto
     assert_eq!(released.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![event]);
 }
 
+/// The oldest unpublished event's age: none in an empty outbox; growing while events wait,
+/// claimed or not; the oldest's while it is left; none once every event is published.
+pub async fn the_oldest_unpublished_event_s_age_grows_until_it_is_published<S: SharedStore>(
+    store: S,
+) {
+    assert_eq!(store.oldest_unpublished_age().await.expect("age"), None, "an empty outbox");
+    let batch = with_orders(&store, 3).await;
+    let first = store.oldest_unpublished_age().await.expect("age").expect("3 events wait");
+    assert!(first < Duration::from_secs(60), "just written, by the database's clock: {first:?}");
+    let claimed =
+        store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.expect("claim");
+    assert_eq!(claimed.len(), 3);
+    let grown = first + Duration::from_millis(200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let age = store.oldest_unpublished_age().await.expect("age").expect("claimed still waits");
+        if age >= grown {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the age stayed under {grown:?}: {age:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.mark_published(batch[1..].iter().map(|o| o.event_id).collect()).await.expect("publish");
+    let left = store.oldest_unpublished_age().await.expect("age").expect("one event waits");
+    assert!(left >= grown, "the oldest event left is the first one: {left:?}");
+    store.mark_published(vec![batch[0].event_id]).await.expect("publish");
+    assert_eq!(store.oldest_unpublished_age().await.expect("age"), None, "all published");
+}
+
 /// Five commits of 500 orders (3 lines, a key each) land whole. Not a benchmark: what one such
 /// commit costs on this machine is printed, for a look.
 pub async fn a_batch_of_500_orders_commits_in_one_call<S: SharedStore>(store: S) {

@@ -231,6 +231,16 @@ async fn two_concurrent_claimers_never_get_the_same_event() {
 }
 
 #[tokio::test]
+async fn the_oldest_unpublished_event_s_age_grows_until_it_is_published() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    shared_contract::the_oldest_unpublished_event_s_age_grows_until_it_is_published(
+        db.migrated_store().await,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn an_expired_lease_makes_an_event_claimable_again() {
     let Some(url) = mysql_url() else { return };
     let db = TestDb::new(&url);

@@ -305,6 +305,9 @@ mod tests {
         async fn mark_published(&self, _: Vec<Uuid>) -> Result<(), StoreError> {
             Ok(())
         }
+        async fn oldest_unpublished_age(&self) -> Result<Option<Duration>, StoreError> {
+            Ok(None)
+        }
     }
 
     /// A bus on the test broker with queues of its own, or `None` (skipped) without one.

@@ -46,7 +46,7 @@ use uuid::Uuid;
 use self::connection::{Link, unavailable};
 use self::consume::{QueueSlot, lock};
 use self::publish::Outgoing;
-pub use self::relay::run_relay;
+pub use self::relay::{OUTBOX_OLDEST_SECONDS, run_relay};
 pub use self::settings::RabbitSettings;
 use self::topology::Names;
 

@@ -13,6 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::RabbitBus;
 
+/// Seconds the oldest event no broker has confirmed has waited, 0 when none: set by every api
+/// node's relay after each sweep (they all read the same outbox, so take the max over nodes).
+pub const OUTBOX_OLDEST_SECONDS: &str = "ordermill_outbox_oldest_unpublished_seconds";
+
 /// Events claimed per round.
 const BATCH: usize = 500;
 /// Younger events may still be waiting for their confirms on the node that committed them:
@@ -30,8 +34,18 @@ pub async fn run_relay(
     every: Duration,
     stop: CancellationToken,
 ) {
+    let oldest = metrics::gauge!(OUTBOX_OLDEST_SECONDS);
     loop {
         sweep(&bus, &*outbox).await;
+        // After the sweep: what it could not publish is what an operator needs to see.
+        match outbox.oldest_unpublished_age().await {
+            Ok(age) => oldest.set(age.unwrap_or_default().as_secs_f64()),
+            // The gauge keeps its last value: a store that does not answer already shows in
+            // the failed claims and commits, which warn.
+            Err(error) => {
+                tracing::debug!(error = %error, "Could not read the outbox's oldest event.")
+            }
+        }
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}

@@ -41,4 +41,13 @@ pub trait Outbox: Send + Sync + 'static {
     /// On a backend failure; the events stay unpublished and will be sent again (consumers
     /// deduplicate on the event id).
     async fn mark_published(&self, events: Vec<Uuid>) -> Result<(), StoreError>;
+
+    /// How long the oldest event no broker has confirmed yet has been waiting, claimed or not,
+    /// by the database's clock (the one that stamped it); `None` when every event is
+    /// published. Under load it stays within a publish's round trip; growing, it means no
+    /// node manages to publish (the broker is down, or every relay fails).
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn oldest_unpublished_age(&self) -> Result<Option<Duration>, StoreError>;
 }

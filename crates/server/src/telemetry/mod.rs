@@ -12,6 +12,7 @@ use metrics::{
     histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use ordermill_bus::OUTBOX_OLDEST_SECONDS;
 use ordermill_cache::redis::MERGED_CALL_ITEMS;
 
 /// Orders made durable and answered 201.
@@ -174,6 +175,11 @@ fn describe() {
     describe_histogram!(CONSUMER_SECONDS, Unit::Seconds, "Time to handle one batch of deliveries.");
     describe_gauge!(QUEUE_DEPTH, "Messages ready, delayed or in flight, by queue.");
     describe_gauge!(QUEUE_DEAD, "Dead letters, by queue.");
+    describe_gauge!(
+        OUTBOX_OLDEST_SECONDS,
+        Unit::Seconds,
+        "How long the oldest outbox event no broker has confirmed has waited (0: none); api nodes with a broker."
+    );
     describe_counter!(ORDERS_CONFIRMED, "Orders confirmed.");
     describe_counter!(ORDERS_CANCELLED, "Orders cancelled.");
     describe_counter!(REFUNDS_REQUIRED, "Payments that arrived for orders already cancelled.");
@@ -304,6 +310,7 @@ mod tests {
         DEALS_EXPIRED,
         CONSUMER_PAUSES,
         STOCK_REBUILDS,
+        OUTBOX_OLDEST_SECONDS,
     ];
 
     /// The `ordermill_*` names a file uses, with histogram suffixes taken off.

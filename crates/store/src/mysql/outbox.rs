@@ -150,4 +150,19 @@ impl Outbox for MysqlStore {
             conn, delete, &events
         ))
     }
+    async fn oldest_unpublished_age(&self) -> Result<Option<Duration>, StoreError> {
+        // The first row of PRIMARY (ids are time-ordered), not MIN(written_at), which would
+        // scan an outbox that grows by every order while the broker is down.
+        let micros: Option<i64> =
+            bounded!(self, Limit::Query, "reading the outbox's oldest event", |conn| async {
+                sqlx::query_scalar(
+                    "SELECT TIMESTAMPDIFF(MICROSECOND, written_at, NOW(3))
+                 FROM outbox ORDER BY event_id LIMIT 1",
+                )
+                .fetch_optional(conn)
+                .await
+                .map_err(from_sqlx)
+            })?;
+        Ok(micros.map(|us| Duration::from_micros(us.max(0).unsigned_abs())))
+    }
 }

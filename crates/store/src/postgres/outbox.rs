@@ -138,4 +138,19 @@ impl Outbox for PostgresStore {
         })?;
         Ok(())
     }
+    async fn oldest_unpublished_age(&self) -> Result<Option<Duration>, StoreError> {
+        // The first row of `outbox_pkey` (ids are time-ordered), not min(written_at): that
+        // would scan the whole outbox, which grows by every order while the broker is down.
+        let micros: Option<i64> =
+            bounded!(self, Limit::Query, "reading the outbox's oldest event", |conn| async {
+                sqlx::query_scalar(
+                    "SELECT (extract(epoch FROM now() - written_at) * 1000000)::bigint
+                 FROM outbox ORDER BY event_id LIMIT 1",
+                )
+                .fetch_optional(conn)
+                .await
+                .map_err(from_sqlx)
+            })?;
+        Ok(micros.map(|us| Duration::from_micros(us.max(0).unsigned_abs())))
+    }
 }
