@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use ordermill_core::ports::{ChargeError, ChargeRequest, PaymentGateway};
 use serde_json::json;
 
-use super::{IntegrationError, http_client};
+use super::{IntegrationError, http_client, refusal, unanswered};
 use crate::startup::settings::SecretUrl;
 
 /// The HTTP gateway.
@@ -42,9 +42,7 @@ impl HttpGateway {
             .json(&body)
             .send()
             .await
-            .map_err(|e| {
-                ChargeError::Transient(format!("POST {}: {}", self.url, e.without_url()))
-            })?;
+            .map_err(|e| ChargeError::Transient(unanswered(&self.url, "payment", &e)))?;
         let status = response.status();
         if status.is_success() {
             Ok(response)
@@ -55,9 +53,9 @@ impl HttpGateway {
                 reason.chars().take(200).collect::<String>()
             )))
         } else if ordermill_core::outside::definite_refusal(status.as_u16()) {
-            Err(ChargeError::Rejected(format!("gateway answered {status}")))
+            Err(ChargeError::Rejected(refusal("gateway", "payment.url", &response)))
         } else {
-            Err(ChargeError::Transient(format!("gateway answered {status}")))
+            Err(ChargeError::Transient(refusal("gateway", "payment.url", &response)))
         }
     }
 }

@@ -10,8 +10,8 @@ pub mod webhook_notifier;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordermill_core::Clock;
 use ordermill_core::ports::{Notifier, PaymentGateway};
+use ordermill_core::{Clock, redact_url};
 
 use crate::startup::settings::{
     GatewayKind, NotifierKind, NotifySettings, PaymentSettings, SecretUrl,
@@ -112,11 +112,58 @@ fn refuse_https(key: &str, url: &SecretUrl) -> Result<(), IntegrationError> {
     Ok(())
 }
 
+/// No redirect is followed: a followed 302 or 303 turns the POST into a GET of another URL
+/// (whose 200 would read as a charge made), and a 307 would send the charge, its
+/// idempotency key and signature wherever the answer points. A redirect is answered as a
+/// refusal instead ([`ordermill_core::outside::definite_refusal`], [`refusal`]).
 fn http_client(timeout: Duration) -> Result<reqwest::Client, IntegrationError> {
     reqwest::Client::builder()
         .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| IntegrationError(format!("cannot build the HTTP client: {e}")))
+}
+
+/// `"POST {url}: ..."` for a call that got no answer: the URL masked, and what went wrong in
+/// words an operator can act on (reqwest's own text is "error sending request" for most).
+fn unanswered(url: &SecretUrl, settings: &str, error: &reqwest::Error) -> String {
+    let what = if error.is_timeout() {
+        format!("no answer within {settings}.timeout")
+    } else if error.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "the call failed".to_owned()
+    };
+    let mut text = format!("POST {url}: {what}");
+    // The causes (hyper's, the OS's) name no URL; the error itself would, so it is left out.
+    let mut cause = std::error::Error::source(error);
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
+/// `"{who} answered {status}"` for an answer that is not a success; for a redirect, also where
+/// it points, masked like every URL shown, and that `key` should name that URL instead.
+fn refusal(who: &str, key: &str, response: &reqwest::Response) -> String {
+    let status = response.status();
+    if !status.is_redirection() {
+        return format!("{who} answered {status}");
+    }
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|location| location.to_str().ok())
+        // Resolved against the URL called, so a relative one is masked like an absolute one.
+        .and_then(|location| response.url().join(location).ok())
+        .map(|url| redact_url(url.as_str()).chars().take(300).collect::<String>());
+    let to = target.map_or_else(String::new, |url| format!(" to {url}"));
+    format!(
+        "{who} answered {status}, a redirect{to}, which ordermill does not follow: set {key} to \
+         the URL that takes the request"
+    )
 }
 
 /// Warns, once at start, about an HTTP gateway or webhook that does not accept a connection

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use ordermill_core::Clock;
 use ordermill_core::ports::{Notification, Notifier, NotifyError};
 
-use super::{IntegrationError, http_client, signature};
+use super::{IntegrationError, http_client, refusal, signature, unanswered};
 use crate::startup::settings::{Secret, SecretUrl};
 
 /// The webhook notifier.
@@ -55,16 +55,18 @@ impl Notifier for WebhookNotifier {
                 signature::sign(secret.expose().as_bytes(), seconds, &body),
             );
         }
-        let response = request.body(body).send().await.map_err(|e| {
-            NotifyError::Transient(format!("POST {}: {}", self.url, e.without_url()))
-        })?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| NotifyError::Transient(unanswered(&self.url, "notify", &e)))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else if ordermill_core::outside::definite_refusal(status.as_u16()) {
-            Err(NotifyError::Rejected(format!("webhook answered {status}")))
+            Err(NotifyError::Rejected(refusal("webhook", "notify.url", &response)))
         } else {
-            Err(NotifyError::Transient(format!("webhook answered {status}")))
+            Err(NotifyError::Transient(refusal("webhook", "notify.url", &response)))
         }
     }
 }
