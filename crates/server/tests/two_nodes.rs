@@ -195,4 +195,38 @@ async fn a_per_customer_limit_holds_across_nodes() {
     assert_eq!((third.status, third.code()), (409, "limit_exceeded"), "{:?}", third.body);
     assert_eq!(b.order("c-2", &[("scallop", 2)]).await.status, 201, "other customers buy on");
     assert_eq!(a.available("scallop").await, 96, "the refused unit went back on sale");
+
+    // What each node shows follows the store within its refresh, wherever the limit was set.
+    shows_limit(&b, json!(2)).await;
+    assert!(put_limit(&b, json!(5)).await < 300);
+    shows_limit(&a, json!(5)).await;
+    assert!(put_limit(&a, serde_json::Value::Null).await < 300);
+    shows_limit(&b, serde_json::Value::Null).await;
+    a.stop().await;
+    b.stop().await;
+    engines.clean_up().await;
+}
+
+/// Waits (10 s at most) until `node`'s `GET /api/products/scallop` shows `want` as its limit.
+async fn shows_limit(node: &TestApp, want: serde_json::Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = node.product("scallop").await["per_customer_limit"].clone();
+        if shown == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still shows {shown}, not {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sets scallop's limit through `node`; the status.
+async fn put_limit(node: &TestApp, limit: serde_json::Value) -> u16 {
+    let body =
+        json!({"name": "Scallop", "price": "3.00", "stock": 100, "per_customer_limit": limit});
+    let request = reqwest::Client::new()
+        .put(node.url("/api/products/scallop"))
+        .bearer_auth(support::MERCHANT_TOKEN)
+        .json(&body);
+    node.send(request).await.status
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::services::lease::Lease;
+use crate::services::purchase_limits::PurchaseLimits;
 use ordermill_core::ports::{CacheError, OrderStore, StockCache, StoreError};
 use ordermill_core::{Money, OrderLine, Product, Quantity, Sku, ValidationError};
 use thiserror::Error;
@@ -349,10 +350,12 @@ pub fn counts(products: &[Product]) -> Vec<(Sku, i64)> {
     products.iter().map(|p| (p.sku.clone(), p.available())).collect()
 }
 
-/// Refreshes `catalog` every `every` until `stop`: on shared engines, a product created or
-/// repriced through one api node is sold at its new price by every node within that time.
+/// Refreshes `catalog` and `limits` every `every` until `stop`: on shared engines, a product
+/// created or repriced through one api node is sold at its new price by every node within that
+/// time, and a purchase limit set through one is shown by every node.
 pub async fn keep_fresh(
     catalog: Arc<Catalog>,
+    limits: Arc<PurchaseLimits>,
     every: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -363,6 +366,9 @@ pub async fn keep_fresh(
         }
         if let Err(error) = catalog.refresh().await {
             tracing::warn!(error = %error, "Could not refresh the catalog from the store; prices stay as they were.");
+        }
+        if let Err(error) = limits.refresh().await {
+            tracing::warn!(error = %error, "Could not refresh the purchase limits from the store; the store enforces them all the same.");
         }
     }
 }

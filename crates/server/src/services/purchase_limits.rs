@@ -154,6 +154,25 @@ impl PurchaseLimits {
         Ok(())
     }
 
+    /// Reloads the limits from the store when the store counts (scaled out): a limit set or
+    /// removed through another api node then shows here (`GET /api/products/{sku}`) too. The
+    /// store enforces them either way; on a single node this one's memory is the truth.
+    ///
+    /// # Errors
+    /// When the store cannot be read; the limits here stay as they were.
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        if !self.store_counts.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let fresh: HashMap<Sku, u32> = self.store.purchase_limits().await?.into_iter().collect();
+        let mut limits = self.limits.write().unwrap_or_else(|p| p.into_inner());
+        if *limits != fresh {
+            *limits = fresh;
+            self.any.store(!limits.is_empty(), Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// Counts `lines` against `customer`'s limits, all or nothing.
     ///
     /// # Errors

@@ -601,6 +601,7 @@ impl Application {
         if backends.shared {
             working.spawn(crate::services::catalog::keep_fresh(
                 http.catalog.clone(),
+                pipeline.purchase_limits.clone(),
                 settings.catalog.refresh.get(),
                 stop_workers.clone(),
             ));
