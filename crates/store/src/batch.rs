@@ -52,6 +52,9 @@ pub(crate) struct Writes {
     pub deadlines_set: Vec<(Uuid, i64)>,
     /// Orders that stopped awaiting payment.
     pub deadlines_done: Vec<Uuid>,
+    /// Orders whose units this batch gives back, owed to the hot-stock cache until the node
+    /// gives them back there too (noted by the shared stores: `OrderStore::stock_returned`).
+    pub returns: Vec<Uuid>,
 }
 
 impl Writes {
@@ -117,6 +120,7 @@ impl Writes {
             && self.uncounted.is_empty()
             && self.deadlines_set.is_empty()
             && self.deadlines_done.is_empty()
+            && self.returns.is_empty()
     }
 }
 
@@ -209,6 +213,9 @@ fn apply_one(
     }
     for event in &applied.emitted {
         writes.event(order_id, event);
+    }
+    if !applied.released.is_empty() {
+        writes.returns.push(order_id);
     }
     applied.into_outcome(&loaded.order)
 }

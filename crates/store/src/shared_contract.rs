@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordermill_core::ports::{
-    AcceptedOrder, DealStore, JoinOutcome, LimitStore, OrderStore, Outbox, StoreError,
+    AcceptedOrder, DealStore, Effect, EffectOutcome, JoinOutcome, LimitStore, OrderStore, Outbox,
+    StoreError,
 };
 use ordermill_core::{
     CustomerId, Deal, DealId, DealStatus, Fact, GroupSize, Money, OrderIdGenerator, OutboxEvent,
@@ -223,6 +224,59 @@ pub async fn the_oldest_unpublished_event_s_age_grows_until_it_is_published<S: S
     assert!(left >= grown, "the oldest event left is the first one: {left:?}");
     store.mark_published(vec![batch[0].event_id]).await.expect("publish");
     assert_eq!(store.oldest_unpublished_age().await.expect("age"), None, "all published");
+}
+
+/// An effect that gives an order's units back notes the return in its own transaction; a
+/// note is overdue only once older than asked, is forgotten by `stock_returned`, and a
+/// redelivered release notes nothing again.
+pub async fn a_return_of_units_is_noted_until_the_cache_has_them<S: SharedStore>(store: S) {
+    store.upsert_product(&product("r1", 10)).await.expect("insert product");
+    let ids = OrderIdGenerator::new();
+    let (a, b) = (
+        contract::accepted(&ids, &[("r1", 2)], None),
+        contract::accepted(&ids, &[("r1", 1)], None),
+    );
+    store.commit_orders(Arc::new(vec![a.clone(), b.clone()])).await.expect("commit");
+    let overdue = |age: Duration, limit: u32| {
+        let store = store.clone();
+        async move {
+            let mut noted = store.overdue_stock_returns(age, limit).await.expect("read notes");
+            noted.sort();
+            noted
+        }
+    };
+    assert!(overdue(Duration::ZERO, 10).await.is_empty(), "nothing given back yet");
+    let declined = |o: &AcceptedOrder| {
+        contract::effect(&ids, "payment", o.event_id, o.order.id, Some(Fact::PaymentFailed))
+    };
+    let (declined_a, declined_b) = (declined(&a), declined(&b));
+    store.apply_effects(vec![declined_a.clone(), declined_b.clone()]).await.expect("apply");
+    assert!(overdue(Duration::ZERO, 10).await.is_empty(), "a decline gives nothing back itself");
+
+    let release = |o: &AcceptedOrder, d: &Effect| {
+        contract::effect(
+            &ids,
+            "inventory",
+            d.new_event_ids[0],
+            o.order.id,
+            Some(Fact::StockReleased),
+        )
+    };
+    let release_a = release(&a, &declined_a);
+    store.apply_effects(vec![release_a.clone(), release(&b, &declined_b)]).await.expect("apply");
+    let mut both = vec![a.order.id, b.order.id];
+    both.sort();
+    assert_eq!(overdue(Duration::ZERO, 10).await, both, "each release noted");
+    assert!(overdue(Duration::from_secs(3600), 10).await.is_empty(), "none an hour old");
+    assert_eq!(overdue(Duration::ZERO, 1).await.len(), 1, "at most the limit");
+
+    store.stock_returned(vec![a.order.id]).await.expect("forget");
+    assert_eq!(overdue(Duration::ZERO, 10).await, vec![b.order.id]);
+    let again = store.apply_effects(vec![release_a]).await.expect("apply");
+    assert!(matches!(again.as_slice(), [EffectOutcome::AlreadyProcessed]), "{again:?}");
+    assert_eq!(overdue(Duration::ZERO, 10).await, vec![b.order.id], "a redelivery notes nothing");
+    store.stock_returned(vec![b.order.id]).await.expect("forget");
+    assert!(overdue(Duration::ZERO, 10).await.is_empty());
 }
 
 /// Five commits of 500 orders (3 lines, a key each) land whole. Not a benchmark: what one such

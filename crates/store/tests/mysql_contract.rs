@@ -19,6 +19,8 @@ use ordermill_store::{MysqlStore, contract, deal_contract, shared_contract};
 use sqlx::Connection;
 use uuid::Uuid;
 
+const ALL_MIGRATIONS: [&str; 2] = ["0001_init", "0002_stock_returns"];
+
 fn mysql_url() -> Option<String> {
     ordermill_core::test_support::service_url(
         "ORDERMILL_TEST_MYSQL_URL",
@@ -169,8 +171,8 @@ async fn migrating_twice_applies_nothing_the_second_time() {
     let Some(url) = mysql_url() else { return };
     let db = TestDb::new(&url);
     let store = db.store().await;
-    assert_eq!(store.pending_migrations().await.unwrap(), ["0001_init"]);
-    assert_eq!(store.migrate().await.unwrap(), ["0001_init"]);
+    assert_eq!(store.pending_migrations().await.unwrap(), ALL_MIGRATIONS);
+    assert_eq!(store.migrate().await.unwrap(), ALL_MIGRATIONS);
     assert!(store.pending_migrations().await.unwrap().is_empty());
     assert!(store.migrate().await.unwrap().is_empty());
     store.upsert_product(&product("m1", 1)).await.unwrap();
@@ -185,13 +187,17 @@ async fn two_processes_migrating_at_once_apply_each_migration_once() {
     let (a, b) = (db.store().await, db.store().await);
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(ra.len() + rb.len(), 1, "applied once between them: {ra:?} {rb:?}");
+    assert_eq!(
+        ra.len() + rb.len(),
+        ALL_MIGRATIONS.len(),
+        "applied once between them: {ra:?} {rb:?}"
+    );
     let mut conn = db.raw().await;
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations")
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n, ALL_MIGRATIONS.len() as i64);
 }
 
 #[tokio::test]
@@ -209,7 +215,7 @@ async fn a_migration_interrupted_half_way_is_finished_by_the_next_run() {
     .execute(&mut conn)
     .await
     .unwrap();
-    assert_eq!(store.migrate().await.unwrap(), ["0001_init"]);
+    assert_eq!(store.migrate().await.unwrap(), ALL_MIGRATIONS);
     store.upsert_product(&product("h1", 1)).await.unwrap();
 }
 
@@ -238,6 +244,14 @@ async fn the_oldest_unpublished_event_s_age_grows_until_it_is_published() {
         db.migrated_store().await,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_return_of_units_is_noted_until_the_cache_has_them() {
+    let Some(url) = mysql_url() else { return };
+    let db = TestDb::new(&url);
+    shared_contract::a_return_of_units_is_noted_until_the_cache_has_them(db.migrated_store().await)
+        .await;
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use ordermill_store::{PostgresStore, contract, deal_contract, shared_contract};
 use uuid::Uuid;
 
 /// Every migration, in order: what a fresh schema gets.
-const ALL_MIGRATIONS: [&str; 9] = [
+const ALL_MIGRATIONS: [&str; 10] = [
     "0001_init",
     "0002_deals",
     "0003_customer_scope",
@@ -27,6 +27,7 @@ const ALL_MIGRATIONS: [&str; 9] = [
     "0007_pay_later",
     "0008_reports",
     "0009_orders_room",
+    "0010_stock_returns",
 ];
 
 fn postgres_url() -> Option<String> {
@@ -197,6 +198,16 @@ async fn the_oldest_unpublished_event_s_age_grows_until_it_is_published() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
     shared_contract::the_oldest_unpublished_event_s_age_grows_until_it_is_published(
+        schema.migrated_store().await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_return_of_units_is_noted_until_the_cache_has_them() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    shared_contract::a_return_of_units_is_noted_until_the_cache_has_them(
         schema.migrated_store().await,
     )
     .await;

@@ -272,6 +272,28 @@ pub trait OrderStore: Send + Sync + 'static {
     /// Any failure means nothing of the batch was written (the deliveries will come again).
     async fn apply_effects(&self, effects: Vec<Effect>) -> Result<Vec<EffectOutcome>, StoreError>;
 
+    /// Orders whose units an effect gave back in the store (their `EffectOutcome::Applied`
+    /// has `released` lines) and that the hot-stock cache may not have back yet: the effect's
+    /// transaction notes them (shared stores; see [`Self::overdue_stock_returns`]), and the
+    /// node that applied it forgets them here once the cache took the units.
+    ///
+    /// # Errors
+    /// On a backend failure; the notes stay, and end in a rebuild of the counts once overdue.
+    async fn stock_returned(&self, orders: Vec<OrderId>) -> Result<(), StoreError>;
+
+    /// Noted returns older than `age` (at most `limit`): a node that gave the units back in
+    /// the store died, or lost the cache, before giving them back in the cache. Only a
+    /// rebuild of the counts from the store can count them exactly (the cache may or may not
+    /// have them). Stores whose cache is rebuilt at every start (embedded) note none.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn overdue_stock_returns(
+        &self,
+        age: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<OrderId>, StoreError>;
+
     /// Which of `events` `consumer` has already processed.
     ///
     /// # Errors

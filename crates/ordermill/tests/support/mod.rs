@@ -1,10 +1,12 @@
 //! A real `ordermill serve` process for the binary's tests: started on port 0 with a data
 //! dir and extra environment, its address read from its "serving" log line, killed on drop.
-//! `scaled` starts the scaled-out deployment (migrate, api, worker, nginx) on the real services.
+//! `scaled` starts the scaled-out deployment (migrate, api, worker, nginx) on the real services;
+//! `proxy` stands between one node and an engine, to cut that node off alone.
 
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a panic is the failure report
 
 pub mod kill;
+pub mod proxy;
 pub mod scaled;
 
 use std::io::{BufRead, BufReader};

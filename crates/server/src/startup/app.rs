@@ -594,6 +594,7 @@ impl Application {
                     node,
                     every: settings.redis.check_interval.get(),
                     settle: settings.redis.rebuild_settle.get(),
+                    return_grace: settings.redis.return_grace.get(),
                 },
                 stop_workers.clone(),
             ));

@@ -107,6 +107,16 @@ impl OrderStore for FaultyStore {
     async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
         self.inner.processed(consumer, events).await
     }
+    async fn stock_returned(&self, orders: Vec<OrderId>) -> Result<(), StoreError> {
+        self.inner.stock_returned(orders).await
+    }
+    async fn overdue_stock_returns(
+        &self,
+        age: Duration,
+        limit: u32,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        self.inner.overdue_stock_returns(age, limit).await
+    }
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.inner.check_writable().await
     }

@@ -257,5 +257,14 @@ pub(crate) async fn write(
         query.push(")");
         query.build().execute(&mut *conn).await?;
     }
+    // Units given back here and owed to the hot-stock cache until the node gives them back
+    // there (migration 0002): see the PostgreSQL store's `returns_owed`.
+    for chunk in shape::chunks(&writes.returns) {
+        let mut query = QueryBuilder::<MySql>::new("INSERT IGNORE INTO stock_returns (order_id) ");
+        query.push_values(chunk, |mut row, order| {
+            row.push_bind(*order);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
     Ok(())
 }

@@ -14,8 +14,10 @@ use ordermill_core::ports::StoreError;
 use super::error::from_sqlx;
 
 /// `(version, name, sql)`, in order. Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "0001_init", include_str!("../../migrations/mysql/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "0001_init", include_str!("../../migrations/mysql/0001_init.sql")),
+    (2, "0002_stock_returns", include_str!("../../migrations/mysql/0002_stock_returns.sql")),
+];
 
 /// How long a process waits for another's migration or maintenance to finish.
 const LOCK_WAIT_SECS: i64 = 600;

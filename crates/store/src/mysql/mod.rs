@@ -381,6 +381,35 @@ impl OrderStore for MysqlStore {
         bounded!(self, Limit::Query, "a consumer's effects", |conn| effects::apply(conn, &effects))
     }
 
+    async fn stock_returned(&self, orders: Vec<OrderId>) -> Result<(), StoreError> {
+        let ids: Vec<Uuid> = orders.iter().map(|o| o.as_uuid()).collect();
+        let delete = "DELETE FROM stock_returns WHERE order_id IN (";
+        bounded!(self, Limit::Query, "forgetting stock returns", |conn| outbox::by_ids(
+            conn, delete, &ids
+        ))
+    }
+
+    async fn overdue_stock_returns(
+        &self,
+        age: Duration,
+        limit: u32,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        let micros = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+        let ids: Vec<Uuid> =
+            bounded!(self, Limit::Query, "reading overdue stock returns", |conn| async {
+                sqlx::query_scalar(
+                    "SELECT order_id FROM stock_returns
+                 WHERE written_at <= NOW(3) - INTERVAL ? MICROSECOND LIMIT ?",
+                )
+                .bind(micros)
+                .bind(i64::from(limit))
+                .fetch_all(conn)
+                .await
+                .map_err(from_sqlx)
+            })?;
+        Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+    }
+
     async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());

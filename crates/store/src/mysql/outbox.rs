@@ -100,8 +100,9 @@ async fn claim(
     Ok(envelopes)
 }
 
-/// `DELETE`s or `UPDATE`s the outbox rows of `events`, `statement` ending in `IN (`.
-async fn by_ids(
+/// Runs `statement` (a `DELETE` or `UPDATE` ending in `IN (`) for the rows of `events`, in
+/// padded lists (the outbox's, and `stock_returns`' by order id).
+pub(crate) async fn by_ids(
     conn: &mut MySqlConnection,
     statement: &str,
     events: &[Uuid],

@@ -77,6 +77,13 @@ deadlines_set AS (
 ),
 deadlines_done AS (
     DELETE FROM payment_deadlines WHERE order_id = ANY($27::uuid[])
+),
+-- Units given back here and owed to the hot-stock cache until the node gives them back
+-- there (0010): a node killed in between leaves the note, and an overdue note ends in a
+-- rebuild of the counts.
+returns_owed AS (
+    INSERT INTO stock_returns (order_id) SELECT * FROM UNNEST($28::uuid[])
+    ON CONFLICT DO NOTHING
 )
 SELECT 1";
 
@@ -136,6 +143,7 @@ pub(crate) async fn write(
         .bind(deadline_orders)
         .bind(deadline_times)
         .bind(writes.deadlines_done)
+        .bind(writes.returns)
         .execute(conn)
         .await
         .map_err(from_sqlx)?;

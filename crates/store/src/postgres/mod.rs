@@ -362,6 +362,49 @@ impl OrderStore for PostgresStore {
         bounded!(self, Limit::Query, "a consumer's effects", |conn| effects::apply(conn, &effects))
     }
 
+    async fn stock_returned(&self, orders: Vec<OrderId>) -> Result<(), StoreError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = orders.iter().map(|o| o.as_uuid()).collect();
+        bounded!(self, Limit::Query, "forgetting stock returns", |conn| async {
+            // Losing this delete in a crash costs a rebuild of the counts, not a unit: no
+            // need to wait for the WAL flush (see the outbox's delete).
+            sqlx::query(
+                "DELETE FROM stock_returns
+                 USING (SELECT set_config('synchronous_commit', 'off', true)) AS s
+                 WHERE order_id = ANY($1::uuid[])",
+            )
+            .bind(ids)
+            .execute(conn)
+            .await
+            .map_err(from_sqlx)
+        })?;
+        Ok(())
+    }
+
+    async fn overdue_stock_returns(
+        &self,
+        age: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        let millis = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        let ids: Vec<Uuid> =
+            bounded!(self, Limit::Query, "reading overdue stock returns", |conn| async {
+                sqlx::query_scalar(
+                    "SELECT order_id FROM stock_returns
+                 WHERE written_at <= now() - $1::bigint * interval '1 millisecond'
+                 LIMIT $2",
+                )
+                .bind(millis)
+                .bind(i64::from(limit))
+                .fetch_all(conn)
+                .await
+                .map_err(from_sqlx)
+            })?;
+        Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+    }
+
     async fn processed(&self, consumer: &str, events: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use metrics::{counter, histogram};
-use ordermill_core::ports::{Delivery, Effect, EffectOutcome, Envelope};
+use ordermill_core::ports::{CacheError, Delivery, Effect, EffectOutcome, Envelope};
 use ordermill_core::{Fact, OrderStatus, RoutingKey};
 use uuid::Uuid;
 
@@ -43,14 +43,19 @@ pub fn effect(
 pub async fn after_commit(pipeline: &Pipeline, consumer: &str, outcomes: Vec<EffectOutcome>) {
     let mut publish: Vec<Envelope> = Vec::new();
     let mut changed = Vec::new();
+    let mut returned = Vec::new();
     for outcome in outcomes {
         let EffectOutcome::Applied { order, emitted, released, status_changed } = outcome else {
             continue;
         };
-        if !released.is_empty()
-            && let Err(error) = pipeline.cache.release(&released).await
-        {
-            tracing::error!(order_id = %order.id, error = %error, "Could not give released units back to the hot-stock cache; the counts will be rebuilt from the store once the cache answers.");
+        if !released.is_empty() {
+            match pipeline.cache.release(&released).await {
+                // Lost: the rebuild under way reads the store, which has these units.
+                Ok(()) | Err(CacheError::Lost) => returned.push(order.id),
+                Err(error) => {
+                    tracing::error!(order_id = %order.id, error = %error, "Could not give released units back to the hot-stock cache; the counts will be rebuilt from the store once the cache answers.");
+                }
+            }
         }
         let refund = emitted.iter().any(|e| e.routing_key == RoutingKey::PaymentRefundRequired);
         if refund {
@@ -80,6 +85,13 @@ pub async fn after_commit(pipeline: &Pipeline, consumer: &str, outcomes: Vec<Eff
         if (status_changed || refund) && order.status.is_final() {
             changed.push(order);
         }
+    }
+    // The store noted these returns with the effect (shared stores); a note left behind (this
+    // node killed before here) ends in a rebuild of the counts once `redis.return_grace` old.
+    if !returned.is_empty()
+        && let Err(error) = pipeline.store.stock_returned(returned).await
+    {
+        tracing::warn!(error = %error, "Could not clear the notes of units given back to the hot-stock cache; the counts will be rebuilt from the store when they are overdue.");
     }
     if !changed.is_empty() {
         // An order becomes final once (confirmed or cancelled), so these writes are not

@@ -116,6 +116,7 @@ impl Settings {
             ("reports.stale_after", self.reports.stale_after),
             ("reports.sweep_interval", self.reports.sweep_interval),
             ("redis.check_interval", self.redis.check_interval),
+            ("redis.return_grace", self.redis.return_grace),
             ("postgres.maintenance_interval", self.postgres.maintenance_interval),
             ("postgres.query_timeout", self.postgres.query_timeout),
             ("mysql.maintenance_interval", self.mysql.maintenance_interval),
@@ -301,6 +302,10 @@ pub struct RedisSettings {
     /// before the counts are rebuilt from the store. Longer than a commit takes; orders get
     /// 503 `unavailable` meanwhile.
     pub rebuild_settle: HumanDuration,
+    /// How long units an effect gave back in the store may go without reaching the counts
+    /// here (the node giving them back was killed, or lost Redis, in between) before api nodes
+    /// mark the counts lost so they are rebuilt from the store. Longer than a release takes.
+    pub return_grace: HumanDuration,
 }
 
 impl Default for RedisSettings {
@@ -310,6 +315,7 @@ impl Default for RedisSettings {
             node_ttl: HumanDuration::from_secs(15),
             check_interval: HumanDuration::from_secs(1),
             rebuild_settle: HumanDuration::from_secs(2),
+            return_grace: HumanDuration::from_secs(30),
         }
     }
 }
