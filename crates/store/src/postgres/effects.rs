@@ -77,15 +77,16 @@ deadlines_set AS (
 ),
 deadlines_done AS (
     DELETE FROM payment_deadlines WHERE order_id = ANY($27::uuid[])
-),
--- Units given back here and owed to the hot-stock cache until the node gives them back
--- there (0010): a node killed in between leaves the note, and an overdue note ends in a
--- rebuild of the counts.
-returns_owed AS (
-    INSERT INTO stock_returns (order_id) SELECT * FROM UNNEST($28::uuid[])
-    ON CONFLICT DO NOTHING
 )
 SELECT 1";
+
+/// Units given back here and owed to the hot-stock cache until the node gives them back there
+/// (0010): a node killed in between leaves the note, and an overdue note ends in a rebuild of
+/// the counts. A statement of its own, sent only by batches that give units back (those with
+/// cancellations): as a part of [`WRITE`] it would open the table and its index in every
+/// effect batch.
+const NOTE_RETURNS: &str = "
+INSERT INTO stock_returns (order_id) SELECT * FROM UNNEST($1::uuid[]) ON CONFLICT DO NOTHING";
 
 /// Writes `orders`' new states (status, stock and payment states, history) and everything in
 /// `writes` with ONE statement ([`WRITE`]), on the caller's transaction. The caller has locked
@@ -99,6 +100,7 @@ pub(crate) async fn write(
         return Ok(());
     }
     let mut writes = writes;
+    let returns = std::mem::take(&mut writes.returns);
     let (skus, stock, reserved) = writes.stock_columns();
     let ids: Vec<Uuid> = orders.iter().map(|(o, _)| o.id.as_uuid()).collect();
     let (uncounted_skus, uncounted_customers, uncounted_units) = writes.uncounted_columns();
@@ -143,10 +145,12 @@ pub(crate) async fn write(
         .bind(deadline_orders)
         .bind(deadline_times)
         .bind(writes.deadlines_done)
-        .bind(writes.returns)
-        .execute(conn)
+        .execute(&mut *conn)
         .await
         .map_err(from_sqlx)?;
+    if !returns.is_empty() {
+        sqlx::query(NOTE_RETURNS).bind(returns).execute(conn).await.map_err(from_sqlx)?;
+    }
     Ok(())
 }
 
