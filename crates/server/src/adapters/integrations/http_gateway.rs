@@ -3,13 +3,11 @@
 //! request is wrong is a definite refusal (dead-lettered at once), anything else (5xx, 408,
 //! 429, a timeout, a refused connection) is transient and retried through the queue.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use ordermill_core::ports::{ChargeError, ChargeRequest, PaymentGateway};
 use serde_json::json;
 
-use super::{IntegrationError, http_client, refusal, unanswered};
+use super::{refusal, unanswered};
 use crate::startup::settings::SecretUrl;
 
 /// The HTTP gateway.
@@ -19,12 +17,10 @@ pub struct HttpGateway {
 }
 
 impl HttpGateway {
-    /// A gateway posting to `url` with `timeout` per request.
-    ///
-    /// # Errors
-    /// When the HTTP client cannot be built.
-    pub fn new(url: SecretUrl, timeout: Duration) -> Result<Self, IntegrationError> {
-        Ok(HttpGateway { url, client: http_client(timeout)? })
+    /// A gateway posting to `url` through `client` ([`super::http_client`]: its timeout, its
+    /// trusted CAs, no redirects).
+    pub fn new(url: SecretUrl, client: reqwest::Client) -> Self {
+        HttpGateway { url, client }
     }
 }
 

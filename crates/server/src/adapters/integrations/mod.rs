@@ -55,9 +55,11 @@ pub fn payment_gateway(
                     "payment.gateway = \"http\" needs payment.url (ORDERMILL_PAYMENT__URL)".into(),
                 )
             })?;
-            refuse_https("payment.url", &url)?;
+            let client =
+                http_client(settings.timeout.get(), "payment", settings.ca_file.as_deref())?;
+            warn_if_plaintext("payment.url", &url);
             tracing::info!(gateway = "http", url = %url, timeout_ms = settings.timeout.get().as_millis() as u64, "Payments go to an HTTP gateway.");
-            Ok(Arc::new(http_gateway::HttpGateway::new(url, settings.timeout.get())?))
+            Ok(Arc::new(http_gateway::HttpGateway::new(url, client)))
         }
     }
 }
@@ -81,7 +83,9 @@ pub fn notifier(
                     "notify.notifier = \"webhook\" needs notify.url (ORDERMILL_NOTIFY__URL)".into(),
                 )
             })?;
-            refuse_https("notify.url", &url)?;
+            let client =
+                http_client(settings.timeout.get(), "notify", settings.ca_file.as_deref())?;
+            warn_if_plaintext("notify.url", &url);
             let signed = settings.webhook_secret.is_some();
             tracing::info!(notifier = "webhook", url = %url, signed, "Notifications go to a webhook.");
             if !signed {
@@ -91,37 +95,75 @@ pub fn notifier(
             }
             Ok(Arc::new(webhook_notifier::WebhookNotifier::new(
                 url,
-                settings.timeout.get(),
+                client,
                 settings.webhook_secret.clone(),
                 clock,
-            )?))
+            )))
         }
     }
 }
 
-/// This build links no TLS library: an `https://` URL would fail every call and dead-letter
-/// every order after the retry window, so it is refused at start instead.
-fn refuse_https(key: &str, url: &SecretUrl) -> Result<(), IntegrationError> {
-    if url.expose().starts_with("https://") {
-        return Err(IntegrationError(format!(
-            "{key} = {url} is https://, which this build of ordermill cannot call (no TLS); \
-             point it at a local TLS proxy on http://127.0.0.1 (docs/OPERATIONS.md, \"TLS to the \
-             engines\")"
-        )));
+/// Warns once at start when `url` sends requests in the clear to another machine.
+fn warn_if_plaintext(key: &str, url: &SecretUrl) {
+    if in_clear_to_another_host(url.expose()) {
+        tracing::warn!(setting = key, url = %url, "An outside service is called over plain http:// on another host: its requests cross the network unencrypted. Use its https:// URL.");
     }
-    Ok(())
 }
 
+/// Whether `url` is `http://` to a host other than this one: a charge's body, its idempotency
+/// key and the URL's own credentials would cross the network readable. Loopback is not (a
+/// local TLS proxy, a test stub).
+fn in_clear_to_another_host(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else { return false };
+    let host = parsed.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    parsed.scheme() == "http" && !loopback
+}
+
+/// The client for one outside service (`settings` names its section: `payment`, `notify`):
+/// TLS verified against the system's certificate authorities and those in `ca_file`.
+///
 /// No redirect is followed: a followed 302 or 303 turns the POST into a GET of another URL
 /// (whose 200 would read as a charge made), and a 307 would send the charge, its
 /// idempotency key and signature wherever the answer points. A redirect is answered as a
 /// refusal instead ([`ordermill_core::outside::definite_refusal`], [`refusal`]).
-fn http_client(timeout: Duration) -> Result<reqwest::Client, IntegrationError> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| IntegrationError(format!("cannot build the HTTP client: {e}")))
+///
+/// # Errors
+/// When `ca_file` cannot be read or holds no PEM certificate, or the client cannot be built.
+pub fn http_client(
+    timeout: Duration,
+    settings: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<reqwest::Client, IntegrationError> {
+    let mut builder =
+        reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = ca_file {
+        let shown = path.display();
+        let pem = std::fs::read(path).map_err(|e| {
+            IntegrationError(format!("{settings}.ca_file = {shown}: cannot read it: {e}"))
+        })?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            IntegrationError(format!("{settings}.ca_file = {shown}: not a PEM certificate: {e}"))
+        })?;
+        if certificates.is_empty() {
+            return Err(IntegrationError(format!(
+                "{settings}.ca_file = {shown} holds no certificate: it should hold one or more \
+                 \"-----BEGIN CERTIFICATE-----\" blocks (PEM)"
+            )));
+        }
+        builder = builder.tls_certs_merge(certificates);
+    }
+    builder.build().map_err(|e| {
+        let mut text = format!("cannot build the HTTP client for {settings}: {e}");
+        let mut cause = std::error::Error::source(&e);
+        while let Some(next) = cause {
+            text.push_str(": ");
+            text.push_str(&next.to_string());
+            cause = next.source();
+        }
+        IntegrationError(text)
+    })
 }
 
 /// `"POST {url}: ..."` for a call that got no answer: the URL masked, and what went wrong in
@@ -135,12 +177,22 @@ fn unanswered(url: &SecretUrl, settings: &str, error: &reqwest::Error) -> String
         "the call failed".to_owned()
     };
     let mut text = format!("POST {url}: {what}");
-    // The causes (hyper's, the OS's) name no URL; the error itself would, so it is left out.
+    // The causes (hyper's, the OS's, rustls's) name no URL; the error itself would, so it is
+    // left out.
     let mut cause = std::error::Error::source(error);
+    let mut certificate = false;
     while let Some(next) = cause {
+        let said = next.to_string();
+        certificate |= said.contains("certificate");
         text.push_str(": ");
-        text.push_str(&next.to_string());
+        text.push_str(&said);
         cause = next.source();
+    }
+    if certificate {
+        text.push_str(&format!(
+            " (the TLS certificate was not accepted: if a private CA signed it, set \
+             {settings}.ca_file to that CA's PEM file)"
+        ));
     }
     text
 }
@@ -209,22 +261,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_https_gateway_or_webhook_is_refused_at_start_naming_the_way_out() {
-        let payment = PaymentSettings {
+    fn https_is_taken_and_a_bad_ca_file_stops_the_start_naming_the_setting() {
+        let payment = |ca_file: Option<&std::path::Path>| PaymentSettings {
             gateway: GatewayKind::Http,
             url: Some(SecretUrl::new("https://pay:pw@payments.example.com/charge")),
+            ca_file: ca_file.map(std::path::Path::to_path_buf),
             ..PaymentSettings::default()
         };
-        let Err(error) = payment_gateway(&payment) else {
-            panic!("an https:// gateway was accepted")
+        assert!(payment_gateway(&payment(None)).is_ok(), "an https:// gateway is taken");
+
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let Err(error) = payment_gateway(&payment(Some(&missing))) else {
+            panic!("a CA file that is not there was accepted")
         };
-        assert!(error.0.contains("cannot call") && error.0.contains("TLS proxy"), "{error}");
-        assert!(!error.0.contains("pw@"), "redacted: {error}");
+        assert!(
+            error.0.starts_with("payment.ca_file = ") && error.0.contains("cannot read"),
+            "{error}"
+        );
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
         let notify = NotifySettings {
             notifier: NotifierKind::Webhook,
-            url: Some(SecretUrl::new("https://hooks.example.com/x")),
+            url: Some(SecretUrl::new("https://hooks.example.com/x?token=t")),
+            ca_file: Some(empty),
             ..NotifySettings::default()
         };
-        assert!(notifier(&notify, Arc::new(ordermill_core::SystemClock)).is_err());
+        let Err(error) = notifier(&notify, Arc::new(ordermill_core::SystemClock)) else {
+            panic!("a CA file without a certificate was accepted")
+        };
+        assert!(
+            error.0.starts_with("notify.ca_file = ") && error.0.contains("BEGIN CERTIFICATE"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn plain_http_is_flagged_only_when_it_leaves_the_machine() {
+        assert!(in_clear_to_another_host("http://payments.example.com/charge"));
+        assert!(in_clear_to_another_host("http://10.0.0.7:8080/charge"));
+        assert!(!in_clear_to_another_host("https://payments.example.com/charge"));
+        assert!(!in_clear_to_another_host("http://127.0.0.1:9000/charge"));
+        assert!(!in_clear_to_another_host("http://localhost:9000/charge"));
+        assert!(!in_clear_to_another_host("http://[::1]:9000/charge"));
     }
 }

@@ -5,13 +5,12 @@
 //! is an error; the queue retries it with backoff and dead-letters it after the last attempt.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use ordermill_core::Clock;
 use ordermill_core::ports::{Notification, Notifier, NotifyError};
 
-use super::{IntegrationError, http_client, refusal, signature, unanswered};
+use super::{refusal, signature, unanswered};
 use crate::startup::settings::{Secret, SecretUrl};
 
 /// The webhook notifier.
@@ -23,18 +22,15 @@ pub struct WebhookNotifier {
 }
 
 impl WebhookNotifier {
-    /// A notifier posting to `url` with `timeout` per request, signing with `secret` when given
-    /// (the signature's timestamp from `clock`).
-    ///
-    /// # Errors
-    /// When the HTTP client cannot be built.
+    /// A notifier posting to `url` through `client` ([`super::http_client`]), signing with
+    /// `secret` when given (the signature's timestamp from `clock`).
     pub fn new(
         url: SecretUrl,
-        timeout: Duration,
+        client: reqwest::Client,
         secret: Option<Secret>,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, IntegrationError> {
-        Ok(WebhookNotifier { url, secret, clock, client: http_client(timeout)? })
+    ) -> Self {
+        WebhookNotifier { url, secret, clock, client }
     }
 }
 

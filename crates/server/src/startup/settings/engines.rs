@@ -142,8 +142,8 @@ fn parse_engine(
     }
 }
 
-/// Refuses a URL that asks for TLS: this build links no TLS library, and the drivers would
-/// otherwise wait forever (`rediss://`, `sslmode=require`) or, worse, talk in plaintext,
+/// Refuses a URL that asks for TLS: this build enables no TLS in the engines' drivers, which
+/// would otherwise wait forever (`rediss://`, `sslmode=require`) or, worse, talk in plaintext,
 /// password included (`amqps://`).
 fn refuse_tls(key: &str, text: &str) -> Result<(), String> {
     let query = text.split_once('?').map_or("", |(_, q)| q);

@@ -718,6 +718,9 @@ pub struct PaymentSettings {
     pub url: Option<SecretUrl>,
     /// HTTP: per-request timeout.
     pub timeout: HumanDuration,
+    /// HTTP over `https://`: a PEM file of certificate authorities trusted besides the
+    /// system's (a gateway whose certificate a private CA signed).
+    pub ca_file: Option<PathBuf>,
     /// Pay later: the secret the provider signs callbacks with (`X-Ordermill-Signature`).
     pub callback_secret: Option<Secret>,
     /// Pay later: how long a customer has to pay once the order has its payment URL; then it
@@ -739,6 +742,7 @@ impl Default for PaymentSettings {
             failure_rate: 0.0,
             url: None,
             timeout: HumanDuration::from_secs(2),
+            ca_file: None,
         }
     }
 }
@@ -764,6 +768,9 @@ pub struct NotifySettings {
     pub url: Option<SecretUrl>,
     /// Webhook: per-request timeout.
     pub timeout: HumanDuration,
+    /// Webhook over `https://`: a PEM file of certificate authorities trusted besides the
+    /// system's.
+    pub ca_file: Option<PathBuf>,
     /// Webhook: the shared secret each request is signed with (`X-Ordermill-Signature`);
     /// unsigned without one.
     pub webhook_secret: Option<Secret>,
@@ -775,6 +782,7 @@ impl Default for NotifySettings {
             notifier: NotifierKind::Log,
             url: None,
             timeout: HumanDuration::from_secs(2),
+            ca_file: None,
             webhook_secret: None,
         }
     }
