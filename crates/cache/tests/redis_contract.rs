@@ -246,3 +246,101 @@ async fn merged_budget_calls_spend_each_request_once() {
     let many = send((0..40).map(|i| format!("client-{i}")).collect()).await;
     assert!(many.iter().all(Option::is_none), "each client's own first request");
 }
+
+/// A `redis-server` of the test's own, keeping an append-only file in `dir` (the shared one
+/// keeps nothing on disk); killed on drop.
+struct PrivateRedis(std::process::Child);
+
+impl PrivateRedis {
+    fn start(dir: &std::path::Path, port: u16) -> PrivateRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package) runs");
+        PrivateRedis(child)
+    }
+
+    /// SHUTDOWN (which writes the file out), and waits for the process to end.
+    async fn shut_down(&mut self, url: &str) {
+        let mut conn = answering(url).await;
+        let _ = redis::cmd("SHUTDOWN").query_async::<()>(&mut conn).await;
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A connection to `url` once it answers PING (within 10 s).
+async fn answering(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+            && redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+        {
+            return conn;
+        }
+        assert!(std::time::Instant::now() < deadline, "{url} does not answer");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn counts_a_restarted_redis_read_back_from_disk_are_rebuilt_not_believed() {
+    use ordermill_core::ports::{CacheError, StockCache};
+    use ordermill_core::{Money, OrderLine, Quantity, Sku};
+    // Runs where the Redis tests run: it needs the redis-server those machines have.
+    let Some(_) = redis_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = PrivateRedis::start(dir.path(), port);
+    answering(&url).await;
+
+    let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
+    let cache = RedisStockCache::connect(&url, &prefix).await.unwrap();
+    let sku = Sku::parse("hot").unwrap();
+    let line = OrderLine::priced(sku.clone(), Quantity::parse(2).unwrap(), Money::ZERO).unwrap();
+    let ttl = std::time::Duration::from_secs(60);
+    assert!(cache.join_shared("a", &[(sku.clone(), 10)], ttl).await.unwrap());
+    cache.reserve(std::slice::from_ref(&line)).await.unwrap();
+    assert!(cache.is_whole().await.unwrap());
+
+    server.shut_down(&url).await;
+    let _server = PrivateRedis::start(dir.path(), port);
+    let mut conn = answering(&url).await;
+    let restored: Option<i64> = redis::cmd("GET")
+        .arg(format!("{{{prefix}}}:stock:hot"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(restored, Some(8), "the counts came back from the append-only file");
+
+    // The cache's own connection reconnects by itself; its first calls may still fail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let whole = loop {
+        match cache.is_whole().await {
+            Ok(whole) => break whole,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("Redis did not come back: {error}"),
+        }
+    };
+    assert!(!whole, "counts from before the restart are not believed");
+    let err = cache.reserve(std::slice::from_ref(&line)).await.unwrap_err();
+    assert!(matches!(err, CacheError::Lost), "not sold from meanwhile: {err:?}");
+
+    assert!(cache.rebuild(None, &[(sku.clone(), 8)]).await.unwrap());
+    assert!(cache.is_whole().await.unwrap(), "rebuilt on this server: believed again");
+    cache.reserve(std::slice::from_ref(&line)).await.unwrap();
+    assert_eq!(cache.available(&sku).await.unwrap(), Some(6));
+}

@@ -9,7 +9,13 @@
 //! of counts (a start's reset, a rebuild), and every script that reads or moves a count checks
 //! it first. A Redis that restarts without its data, or is flushed, loses the epoch with the
 //! counts, so reservations answer `Lost` (503 at intake) until one node, holding the
-//! `{PREFIX}:rebuild` claim, has set every count again from the store. The price is that
+//! `{PREFIX}:rebuild` claim, has set every count again from the store.
+//!
+//! Counts that come back with their server are not believed either: a Redis restarted from an
+//! RDB/AOF file may miss the last writes, and a promoted replica may lag its primary. Every full
+//! set of counts also notes the `run_id` of the server it was made on (`{PREFIX}:server`), a
+//! name Redis picks anew at each start; counts found under another `run_id` are marked lost
+//! and rebuilt like gone ones. The price is that
 //! one shard serves all hot stock; a deployment that outgrows it shards by prefix (one prefix
 //! per catalog partition), which this layout allows without a script change.
 
@@ -53,19 +59,22 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX') then return 1 end
 return 0
 "#;
 
-/// KEYS[1] the epoch, KEYS[2] the rebuild claim, KEYS[3..] the counts; ARGV[1] the owner ('' =
-/// unconditional), ARGV[2..] the counts. Sets every count and a new epoch, only while the
-/// owner holds the claim (which it gives up). Returns 1 when it rebuilt.
+/// KEYS[1] the epoch, KEYS[2] the rebuild claim, KEYS[3] the server note, KEYS[4..] the
+/// counts; ARGV[1] the owner ('' = unconditional), ARGV[2] the server's run_id, ARGV[3..] the
+/// counts. Sets every count, the note and a new epoch, only while the owner holds the claim
+/// (which it gives up). Returns 1 when it rebuilt.
 const REBUILD: &str = r#"
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[i - 1]) end
+for i = 4, #KEYS do redis.call('SET', KEYS[i], ARGV[i - 1]) end
+redis.call('SET', KEYS[3], ARGV[2])
 redis.call('INCR', KEYS[1])
 if ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
 return 1
 "#;
 
 /// A node joins: KEYS[1] is the live-node sorted set (score = expiry, ms), KEYS[2] the epoch,
-/// KEYS[3..] the stock keys; ARGV[1] the node, ARGV[2] its ttl (ms), ARGV[3..] the counts.
+/// KEYS[3] the server note, KEYS[4..] the stock keys; ARGV[1] the node, ARGV[2] its ttl (ms),
+/// ARGV[3] the server's run_id, ARGV[4..] the counts.
 /// Drops expired nodes; with none left, or the counts lost, sets every count and a new epoch,
 /// else only missing ones — and if it dropped a node that died with reservations in flight,
 /// marks the counts lost so they are rebuilt from the store (see HEARTBEAT). Then adds the
@@ -77,11 +86,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREM', KEYS[1], ARGV[1])
 local reset = redis.call('ZCARD', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   if reset then redis.call('SET', KEYS[i], ARGV[i])
   else redis.call('SET', KEYS[i], ARGV[i], 'NX') end
 end
-if reset then redis.call('INCR', KEYS[2])
+if reset then
+  redis.call('SET', KEYS[3], ARGV[3])
+  redis.call('INCR', KEYS[2])
 elseif expired > 0 then redis.call('DEL', KEYS[2]) end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if reset then return 1 else return 0 end
@@ -190,6 +201,25 @@ impl RedisStockCache {
         format!("{{{}}}:rebuild", self.prefix)
     }
 
+    /// The `run_id` of the server the counts were last set on.
+    fn server_key(&self) -> String {
+        format!("{{{}}}:server", self.prefix)
+    }
+
+    /// The name Redis picked for itself when it started (`INFO server`): another after a
+    /// restart, and another on a promoted replica.
+    async fn run_id(&self) -> Result<String, CacheError> {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        info.lines()
+            .find_map(|line| line.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned())
+            .ok_or_else(|| CacheError::Unavailable("Redis's INFO server has no run_id".into()))
+    }
+
     async fn run_lines(&self, script: &Script, lines: &[OrderLine]) -> Result<i64, CacheError> {
         let mut invocation = script.prepare_invoke();
         invocation.key(self.epoch_key());
@@ -255,12 +285,39 @@ impl StockCache for RedisStockCache {
     }
 
     async fn is_whole(&self) -> Result<bool, CacheError> {
-        redis::cmd("EXISTS")
+        let (epoch, noted): (i64, Option<String>) = redis::pipe()
+            .cmd("EXISTS")
             .arg(self.epoch_key())
-            .query_async::<i64>(&mut self.conn.clone())
+            .cmd("GET")
+            .arg(self.server_key())
+            .query_async(&mut self.conn.clone())
             .await
-            .map(|n| n == 1)
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        if epoch == 0 {
+            return Ok(false);
+        }
+        let run_id = self.run_id().await?;
+        match noted {
+            Some(noted) if noted == run_id => Ok(true),
+            // Counts set by a build that noted no server: taken as they are, as before.
+            None => {
+                redis::cmd("SET")
+                    .arg(self.server_key())
+                    .arg(&run_id)
+                    .arg("NX")
+                    .query_async::<Option<String>>(&mut self.conn.clone())
+                    .await
+                    .map_err(unavailable)?;
+                Ok(true)
+            }
+            // Counts that outlived the server that kept them (restored from a file, or
+            // replicated to a replica now promoted) may be missing the last reservations:
+            // not sold from until rebuilt from the store.
+            Some(_) => {
+                self.mark_lost().await?;
+                Ok(false)
+            }
+        }
     }
 
     async fn claim_rebuild(&self, node: &str, lease: Duration) -> Result<bool, CacheError> {
@@ -281,8 +338,10 @@ impl StockCache for RedisStockCache {
         owner: Option<&str>,
         counts: &[(Sku, i64)],
     ) -> Result<bool, CacheError> {
+        let run_id = self.run_id().await?;
         let mut invocation = self.rebuild.prepare_invoke();
-        invocation.key(self.epoch_key()).key(self.claim_key()).arg(owner.unwrap_or(""));
+        invocation.key(self.epoch_key()).key(self.claim_key()).key(self.server_key());
+        invocation.arg(owner.unwrap_or("")).arg(run_id);
         for (sku, available) in counts {
             invocation.key(self.key(sku)).arg(*available);
         }
@@ -297,9 +356,10 @@ impl StockCache for RedisStockCache {
         counts: &[(Sku, i64)],
         ttl: Duration,
     ) -> Result<bool, CacheError> {
+        let run_id = self.run_id().await?;
         let mut invocation = self.join.prepare_invoke();
-        invocation.key(self.nodes_key()).key(self.epoch_key());
-        invocation.arg(node).arg(ttl.as_millis() as u64);
+        invocation.key(self.nodes_key()).key(self.epoch_key()).key(self.server_key());
+        invocation.arg(node).arg(ttl.as_millis() as u64).arg(run_id);
         for (sku, available) in counts {
             invocation.key(self.key(sku)).arg(*available);
         }
