@@ -306,7 +306,7 @@ struct EngineFlags {
     /// Message bus: embedded (default) or an amqp:// URL (RabbitMQ).
     #[arg(long, value_name = "URL")]
     bus: Option<String>,
-    /// Hot-stock cache: local (in-process, default) or a redis:// URL shared by nodes.
+    /// Hot-stock cache: local (in-process, default) or a redis:// URL shared by nodes (rediss:// for TLS; redis.ca_file for a private CA).
     #[arg(long, value_name = "URL")]
     cache: Option<String>,
 }

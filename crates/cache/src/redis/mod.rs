@@ -149,13 +149,35 @@ fn unavailable(error: redis::RedisError) -> CacheError {
 }
 
 impl RedisStockCache {
-    /// Connects to `url` (`redis://host:port/db`); keys start with `{prefix}:`. The
-    /// connection manager reconnects by itself after a Redis restart.
+    /// Connects to `url` (`redis://host:port/db`, or `rediss://` for TLS verified against the
+    /// system's certificate authorities); keys start with `{prefix}:`. The connection manager
+    /// reconnects by itself after a Redis restart.
     ///
     /// # Errors
     /// [`CacheError::Unavailable`] when Redis cannot be reached within 5 s.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, CacheError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
+        Self::connect_with(url, prefix, None).await
+    }
+
+    /// [`RedisStockCache::connect`], a `rediss://` server's certificate verified against the
+    /// certificate authorities in `root_pem` (PEM) instead of the system's when given.
+    ///
+    /// # Errors
+    /// [`CacheError::Unavailable`] when Redis cannot be reached within 5 s, or the TLS
+    /// handshake fails.
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        root_pem: Option<Vec<u8>>,
+    ) -> Result<Self, CacheError> {
+        let client = match root_pem {
+            Some(root) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates { client_tls: None, root_cert: Some(root) },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))

@@ -89,7 +89,7 @@ pub enum StartError {
     Catalog(#[from] CatalogError),
     /// The hot-stock cache could not be reached or is misnamed.
     #[error(
-        "cannot use the hot-stock cache {url:?}: {source}. Check `cache` (ORDERMILL_CACHE, --cache)."
+        "cannot use the hot-stock cache {url:?}: {source}. Check `cache` (ORDERMILL_CACHE, --cache) and, for a rediss:// certificate, `redis.ca_file`."
     )]
     Cache {
         /// What was configured.

@@ -182,7 +182,16 @@ async fn caches(settings: &Settings) -> Result<Caches, StartError> {
         }),
         CacheUrl::Redis(url) => {
             let prefix = &settings.redis.key_prefix;
-            let cache = RedisStockCache::connect(url.expose(), prefix)
+            let root_pem = match &settings.redis.ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    StartError::Config(format!(
+                        "redis.ca_file = {}: cannot read it: {e}",
+                        path.display()
+                    ))
+                })?),
+                None => None,
+            };
+            let cache = RedisStockCache::connect_with(url.expose(), prefix, root_pem)
                 .await
                 .map_err(|source| StartError::Cache { url: url.to_string(), source })?;
             tracing::info!(prefix = %prefix, "Hot stock and the order read cache are in Redis.");

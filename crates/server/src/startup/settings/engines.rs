@@ -142,10 +142,21 @@ fn parse_engine(
     }
 }
 
-/// Refuses a URL that asks for TLS: this build enables no TLS in the engines' drivers, which
-/// would otherwise wait forever (`rediss://`, `sslmode=require`) or, worse, talk in plaintext,
-/// password included (`amqps://`).
+/// Refuses a URL that asks for TLS the build has no driver support for (PostgreSQL's and
+/// MySQL's strict modes, which would wait forever; `amqps://`, which lapin would speak in
+/// plaintext, password included), and a `rediss://` that turns certificate checks off.
 fn refuse_tls(key: &str, text: &str) -> Result<(), String> {
+    if text.starts_with("rediss://") {
+        if text.contains("#insecure") {
+            return Err(format!(
+                "{key} = {:?} turns off the check of the server's certificate (#insecure), \
+                 which ordermill does not do: drop it, and set redis.ca_file to the PEM file of \
+                 the CA that signed the certificate if it is not one the system trusts",
+                redact_url(text)
+            ));
+        }
+        return Ok(());
+    }
     let query = text.split_once('?').map_or("", |(_, q)| q);
     let strict_ssl = query.split('&').any(|pair| {
         let pair = pair.to_ascii_lowercase();
@@ -159,7 +170,7 @@ fn refuse_tls(key: &str, text: &str) -> Result<(), String> {
                 | "ssl-mode=verify_identity"
         )
     });
-    if text.starts_with("amqps://") || text.starts_with("rediss://") || strict_ssl {
+    if text.starts_with("amqps://") || strict_ssl {
         return Err(format!(
             "{key} = {:?} asks for TLS, which this build of ordermill does not include; connect \
              in plaintext through a TLS-terminating sidecar on loopback (docs/OPERATIONS.md, \
@@ -306,16 +317,19 @@ mod tests {
     }
 
     #[test]
-    fn urls_that_ask_for_tls_are_refused_naming_the_way_out() {
+    fn urls_that_ask_for_tls_not_built_are_refused_naming_the_way_out() {
         for err in [
             "amqps://app:pw@mq/%2f".parse::<BusUrl>().unwrap_err(),
-            "rediss://:pw@cache:6380".parse::<CacheUrl>().unwrap_err(),
             "postgres://app:pw@db/orders?sslmode=require".parse::<StoreUrl>().unwrap_err(),
         ] {
             assert!(err.contains("asks for TLS") && err.contains("sidecar"), "{err}");
             assert!(!err.contains("pw@"), "redacted: {err}");
         }
         assert!("postgres://app@db/orders?sslmode=disable".parse::<StoreUrl>().is_ok());
+        assert!(matches!("rediss://:pw@cache:6380".parse::<CacheUrl>(), Ok(CacheUrl::Redis(_))));
+        let err = "rediss://:pw@cache:6380/0#insecure".parse::<CacheUrl>().unwrap_err();
+        assert!(err.contains("#insecure") && err.contains("redis.ca_file"), "{err}");
+        assert!(!err.contains("pw@"), "redacted: {err}");
     }
 
     #[test]

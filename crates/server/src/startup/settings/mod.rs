@@ -142,6 +142,16 @@ impl Settings {
                 self.workers.linger
             ));
         }
+        if let Some(ca_file) = &self.redis.ca_file {
+            let tls = matches!(&self.cache, CacheUrl::Redis(url) if url.expose().starts_with("rediss://"));
+            if !tls {
+                return Err(format!(
+                    "redis.ca_file ({}) is set but the cache is not a rediss:// URL: the CAs \
+                     verify a TLS connection, and this one has none",
+                    ca_file.display()
+                ));
+            }
+        }
         if self.redis.node_ttl.get() < Duration::from_millis(100) {
             return Err(
                 "redis.node_ttl must be at least \"100ms\" (it is renewed every third of it)"
@@ -306,6 +316,9 @@ pub struct RedisSettings {
     /// here (the node giving them back was killed, or lost Redis, in between) before api nodes
     /// mark the counts lost so they are rebuilt from the store. Longer than a release takes.
     pub return_grace: HumanDuration,
+    /// With a `rediss://` cache: a PEM file of the certificate authorities that may sign the
+    /// server's certificate, trusted instead of the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisSettings {
@@ -316,6 +329,7 @@ impl Default for RedisSettings {
             check_interval: HumanDuration::from_secs(1),
             rebuild_settle: HumanDuration::from_secs(2),
             return_grace: HumanDuration::from_secs(30),
+            ca_file: None,
         }
     }
 }
@@ -791,6 +805,18 @@ impl Default for NotifySettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redis_ca_file_is_taken_only_with_a_rediss_cache() {
+        let mut settings = Settings::default();
+        settings.redis.ca_file = Some(PathBuf::from("/etc/ordermill/redis-ca.pem"));
+        let err = settings.validate().unwrap_err();
+        assert!(err.contains("redis.ca_file") && err.contains("rediss://"), "{err}");
+        settings.cache = "redis://cache.internal:6379".parse().unwrap();
+        assert!(settings.validate().is_err(), "plain redis:// has no TLS to verify");
+        settings.cache = "rediss://cache.internal:6380".parse().unwrap();
+        assert_eq!(settings.validate(), Ok(()));
+    }
 
     #[test]
     fn a_queue_takes_its_own_retry_settings_and_the_rest_from_workers() {
