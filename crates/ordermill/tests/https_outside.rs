@@ -15,7 +15,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 use support::Node;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -55,34 +55,13 @@ fn certificates() -> (String, TlsAcceptor) {
 
 /// Reads one request (head and `Content-Length` body), notes it, answers 200 and closes.
 async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, seen: Arc<Mutex<Seen>>) {
-    let mut request = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let body_start = loop {
-        let Ok(n) = stream.read(&mut chunk).await else { return };
-        if n == 0 {
-            return;
-        }
-        request.extend_from_slice(&chunk[..n]);
-        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&request[..body_start]).to_string();
+    let Some((head, body)) = support::read_request(&mut stream).await else { return };
     let header = |name: &str| {
         head.lines().find_map(|l| {
             let (key, value) = l.split_once(':')?;
             key.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
         })
     };
-    let length = header("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
-    while request.len() < body_start + length {
-        let Ok(n) = stream.read(&mut chunk).await else { return };
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&request[body_start..]).to_string();
     let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
     seen.lock().unwrap().requests.push((path, body, header("x-ordermill-signature")));
     let reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\

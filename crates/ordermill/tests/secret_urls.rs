@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::Node;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 const SECRETS: &[&str] = &[
@@ -38,32 +38,7 @@ const FAILING: &[&str] = &["sc-500", "sc-302", "sc-307", "sc-400", "sc-slow"];
 /// Reads one request (head and `Content-Length` body) and answers it as `route` says, then
 /// closes the connection.
 async fn answer(mut stream: TcpStream, port: u16) {
-    let mut request = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let body_start = loop {
-        let Ok(n) = stream.read(&mut chunk).await else { return };
-        if n == 0 {
-            return;
-        }
-        request.extend_from_slice(&chunk[..n]);
-        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&request[..body_start]).to_string();
-    let length = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(str::to_owned))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    while request.len() < body_start + length {
-        let Ok(n) = stream.read(&mut chunk).await else { return };
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&request[body_start..]).to_string();
+    let Some((head, body)) = support::read_request(&mut stream).await else { return };
     let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
     let customer = |c: &str| body.contains(&format!("\"customer_id\":\"{c}\""));
     let (status, extra, text) = if path.starts_with("/charge") {

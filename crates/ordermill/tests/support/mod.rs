@@ -107,3 +107,37 @@ impl Node {
         assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
     }
 }
+
+/// Reads one HTTP/1.1 request from `stream`: its head (request line and headers) and its body
+/// (`Content-Length` bytes), for the stub services tests stand up. `None` when the peer closes
+/// or fails before a whole head arrived.
+pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Option<(String, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let body_start = loop {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        request.extend_from_slice(&chunk[..n]);
+        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&request[..body_start]).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(str::to_owned))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    while request.len() < body_start + length {
+        match stream.read(&mut chunk).await {
+            Ok(n) if n > 0 => request.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    Some((head, String::from_utf8_lossy(&request[body_start..]).to_string()))
+}
