@@ -471,3 +471,41 @@ async fn a_batch_partly_settled_when_its_channel_closes_comes_back_whole() {
     }
     bus.delete_topology().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_amqps_url_is_verified_against_rabbitmq_ca_file_and_refused_without_it() {
+    let Some(url) = amqp_url() else { return };
+    // The broker's plain port behind a TLS front with a CA made for this run.
+    let plain = url.parse::<lapin::uri::AMQPUri>().unwrap();
+    let upstream = format!("{}:{}", plain.authority.host, plain.authority.port);
+    let ca = ordermill_tls_testkit::TestCa::new();
+    let (port, relayed) = ca.front(upstream).await;
+    let tls_url = format!(
+        "amqps://{}:{}@127.0.0.1:{port}/%2f",
+        plain.authority.userinfo.username, plain.authority.userinfo.password
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("mq-ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+
+    let mut trusting = settings(&tls_url);
+    trusting.ca_file = Some(ca_file);
+    let (bus, outbox, _) = start_with(trusting, contract::topology()).await;
+    let event = contract::envelope("order.created");
+    bus.publish(vec![event.clone()]).await.unwrap();
+    assert!(outbox.is_published(event.event_id), "confirmed over TLS");
+    let got = take(&bus, "a", 1).await;
+    assert_eq!(got[0].envelope.event_id, event.event_id);
+    assert!(relayed.load(std::sync::atomic::Ordering::Relaxed) >= 1, "it went through TLS");
+    bus.delete_topology().await.unwrap();
+
+    // Without the CA the system's do not know the front's certificate: no connection.
+    let mut doubting = settings(&tls_url);
+    doubting.connect_timeout = ordermill_core::HumanDuration::from_secs(3);
+    let started =
+        RabbitBus::start(doubting, contract::topology(), Arc::new(MemoryOutbox::default())).await;
+    let Err(BusError::Unavailable(message)) = started else {
+        panic!("a certificate no trusted CA signed was accepted")
+    };
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+}

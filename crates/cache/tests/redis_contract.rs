@@ -345,56 +345,6 @@ async fn counts_a_restarted_redis_read_back_from_disk_are_rebuilt_not_believed()
     assert_eq!(cache.available(&sku).await.unwrap(), Some(6));
 }
 
-/// A CA made for the test (its PEM) and a TLS acceptor for 127.0.0.1 whose certificate it
-/// signed.
-fn test_ca_and_acceptor() -> (String, tokio_rustls::TlsAcceptor) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &Issuer::new(ca, ca_key))
-        .unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
-    (ca_pem, tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Ends TLS on a port of its own and passes the bytes on to the Redis at `upstream`, as a
-/// managed Redis with in-transit encryption would take them; counts the sessions it carried.
-async fn tls_front(
-    acceptor: tokio_rustls::TlsAcceptor,
-    upstream: String,
-) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let carried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = carried.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, upstream, count) = (acceptor.clone(), upstream.clone(), count.clone());
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let Ok(mut redis) = tokio::net::TcpStream::connect(upstream).await else { return };
-                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut redis).await;
-            });
-        }
-    });
-    (port, carried)
-}
-
 #[tokio::test]
 async fn a_rediss_url_is_verified_against_the_given_ca_and_refused_without_it() {
     use ordermill_core::ports::{CacheError, StockCache};
@@ -404,13 +354,14 @@ async fn a_rediss_url_is_verified_against_the_given_ca_and_refused_without_it() 
             redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
             other => panic!("the test Redis is reached over TCP, not {other:?}"),
         };
-    let (ca_pem, acceptor) = test_ca_and_acceptor();
-    let (port, carried) = tls_front(acceptor, upstream).await;
+    let ca = ordermill_tls_testkit::TestCa::new();
+    let (port, carried) = ca.front(upstream).await;
     let tls_url = format!("rediss://127.0.0.1:{port}");
     let prefix = format!("ordermill-test-{}", uuid::Uuid::now_v7());
 
-    let cache =
-        RedisStockCache::connect_with(&tls_url, &prefix, Some(ca_pem.into_bytes())).await.unwrap();
+    let cache = RedisStockCache::connect_with(&tls_url, &prefix, Some(ca.pem.clone().into_bytes()))
+        .await
+        .unwrap();
     let sku = ordermill_core::Sku::parse("tls").unwrap();
     assert!(cache.rebuild(None, &[(sku.clone(), 5)]).await.unwrap());
     assert_eq!(cache.adjust(&sku, -2).await.unwrap(), 3);

@@ -303,7 +303,7 @@ struct EngineFlags {
     /// Order store: sqlite (embedded in --data-dir, default), a postgres:// or a mysql:// URL.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
-    /// Message bus: embedded (default) or an amqp:// URL (RabbitMQ).
+    /// Message bus: embedded (default) or an amqp:// URL (RabbitMQ; amqps:// for TLS, rabbitmq.ca_file for a private CA).
     #[arg(long, value_name = "URL")]
     bus: Option<String>,
     /// Hot-stock cache: local (in-process, default) or a redis:// URL shared by nodes (rediss:// for TLS; redis.ca_file for a private CA).

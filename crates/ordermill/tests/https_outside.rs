@@ -11,46 +11,17 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use ordermill_tls_testkit::TlsAcceptor;
 use serde_json::{Value, json};
 use support::Node;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 /// What the stub received over TLS: the path and body of each request, and its signature
 /// header when it had one.
 #[derive(Default)]
 struct Seen {
     requests: Vec<(String, String, Option<String>)>,
-}
-
-/// A CA's PEM, and a TLS acceptor whose certificate for 127.0.0.1 that CA signed.
-fn certificates() -> (String, TlsAcceptor) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "ordermill test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-
-    let leaf =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
-
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(leaf_cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-        )
-        .unwrap();
-    (ca_cert.pem(), TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Reads one request (head and `Content-Length` body), notes it, answers 200 and closes.
@@ -147,7 +118,8 @@ async fn order(client: &reqwest::Client, node: &Node, customer: &str) -> String 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charges_and_webhooks_go_over_verified_tls_and_an_unknown_ca_sends_nothing() {
-    let (ca_pem, acceptor) = certificates();
+    let ca = ordermill_tls_testkit::TestCa::new();
+    let (ca_pem, acceptor) = (ca.pem, ca.acceptor);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let port = tls_stub(acceptor, seen.clone()).await;
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -59,13 +59,23 @@ pub(crate) fn unavailable(error: lapin::Error) -> BusError {
     BusError::Unavailable(format!("RabbitMQ: {error}"))
 }
 
+/// Opens a connection to `url`, over TLS with `tls`'s CAs for `amqps://`.
+async fn open(
+    url: &str,
+    properties: ConnectionProperties,
+    tls: lapin::tcp::OwnedTLSConfig,
+) -> lapin::Result<Connection> {
+    Connection::connect_with_config(url, properties, tls, lapin::runtime::default_runtime()?).await
+}
+
 /// Connects, opens the publish channel in confirm mode and declares the topology.
 pub(crate) async fn connect(shared: &Shared, generation: u64) -> Result<Link, BusError> {
     let settings = &shared.settings;
+    let tls = settings.tls().map_err(BusError::Unavailable)?;
     let attempt = async {
         let properties = ConnectionProperties::default()
             .with_connection_name(shared.connection_name.as_str().into());
-        let connection = Connection::connect(&settings.url, properties).await?;
+        let connection = open(&settings.url, properties, tls).await?;
         let setup = connection.create_channel().await?;
         topology::declare(&setup, settings, &shared.topology, &shared.names).await?;
         // Closed explicitly: declarations leave nothing on it worth keeping.
@@ -259,9 +269,10 @@ impl Shared {
 pub(crate) async fn connect_plain(shared: &Shared) -> Result<Connection, BusError> {
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("{} admin", shared.connection_name).into());
+    let tls = shared.settings.tls().map_err(BusError::Unavailable)?;
     match tokio::time::timeout(
         shared.settings.connect_timeout(),
-        Connection::connect(&shared.settings.url, properties),
+        open(&shared.settings.url, properties, tls),
     )
     .await
     {

@@ -1,5 +1,6 @@
 //! How to reach RabbitMQ and how to shape the topology on it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ordermill_core::HumanDuration;
@@ -17,6 +18,10 @@ pub struct RabbitSettings {
     /// configuration key of its own: the server sets it from `bus`, the one place it is given.
     #[serde(skip)]
     pub url: String,
+    /// With an `amqps://` URL: a PEM file of certificate authorities trusted besides the
+    /// system's to sign the broker's certificate. Read at every (re)connection, so a renewed
+    /// file is taken without a restart.
+    pub ca_file: Option<PathBuf>,
     /// The topic exchange every event is published to.
     pub exchange: String,
     /// The direct exchange that routes dead letters to `<queue>.dead`.
@@ -68,6 +73,7 @@ impl Default for RabbitSettings {
     fn default() -> Self {
         RabbitSettings {
             url: String::new(),
+            ca_file: None,
             exchange: "orders".to_owned(),
             dead_letter_exchange: "orders.dlx".to_owned(),
             queue_prefix: String::new(),
@@ -125,6 +131,17 @@ impl RabbitSettings {
             ));
         }
         Ok(())
+    }
+
+    /// What lapin needs for `amqps://`: the CAs of `ca_file` besides the system's.
+    pub(crate) fn tls(&self) -> Result<lapin::tcp::OwnedTLSConfig, String> {
+        let cert_chain = match &self.ca_file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                format!("rabbitmq.ca_file = {}: cannot read it: {e}", path.display())
+            })?),
+            None => None,
+        };
+        Ok(lapin::tcp::OwnedTLSConfig { identity: None, cert_chain })
     }
 
     /// The prefetch in force (256 when nobody set one).

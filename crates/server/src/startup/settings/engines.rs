@@ -143,8 +143,8 @@ fn parse_engine(
 }
 
 /// Refuses a URL that asks for TLS the build has no driver support for (PostgreSQL's and
-/// MySQL's strict modes, which would wait forever; `amqps://`, which lapin would speak in
-/// plaintext, password included), and a `rediss://` that turns certificate checks off.
+/// MySQL's strict modes, which would wait forever), and a `rediss://` that turns certificate
+/// checks off.
 fn refuse_tls(key: &str, text: &str) -> Result<(), String> {
     if text.starts_with("rediss://") {
         if text.contains("#insecure") {
@@ -170,7 +170,7 @@ fn refuse_tls(key: &str, text: &str) -> Result<(), String> {
                 | "ssl-mode=verify_identity"
         )
     });
-    if text.starts_with("amqps://") || strict_ssl {
+    if strict_ssl {
         return Err(format!(
             "{key} = {:?} asks for TLS, which this build of ordermill does not include; connect \
              in plaintext through a TLS-terminating sidecar on loopback (docs/OPERATIONS.md, \
@@ -319,14 +319,15 @@ mod tests {
     #[test]
     fn urls_that_ask_for_tls_not_built_are_refused_naming_the_way_out() {
         for err in [
-            "amqps://app:pw@mq/%2f".parse::<BusUrl>().unwrap_err(),
             "postgres://app:pw@db/orders?sslmode=require".parse::<StoreUrl>().unwrap_err(),
+            "mysql://app:pw@db/orders?ssl-mode=VERIFY_IDENTITY".parse::<StoreUrl>().unwrap_err(),
         ] {
             assert!(err.contains("asks for TLS") && err.contains("sidecar"), "{err}");
             assert!(!err.contains("pw@"), "redacted: {err}");
         }
         assert!("postgres://app@db/orders?sslmode=disable".parse::<StoreUrl>().is_ok());
         assert!(matches!("rediss://:pw@cache:6380".parse::<CacheUrl>(), Ok(CacheUrl::Redis(_))));
+        assert!(matches!("amqps://app:pw@mq/%2f".parse::<BusUrl>(), Ok(BusUrl::Amqp(_))));
         let err = "rediss://:pw@cache:6380/0#insecure".parse::<CacheUrl>().unwrap_err();
         assert!(err.contains("#insecure") && err.contains("redis.ca_file"), "{err}");
         assert!(!err.contains("pw@"), "redacted: {err}");

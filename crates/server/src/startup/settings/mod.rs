@@ -142,6 +142,17 @@ impl Settings {
                 self.workers.linger
             ));
         }
+        if let Some(ca_file) = &self.rabbitmq.ca_file {
+            let tls =
+                matches!(&self.bus, BusUrl::Amqp(url) if url.expose().starts_with("amqps://"));
+            if !tls {
+                return Err(format!(
+                    "rabbitmq.ca_file ({}) is set but the bus is not an amqps:// URL: the CAs \
+                     verify a TLS connection, and this one has none",
+                    ca_file.display()
+                ));
+            }
+        }
         if let Some(ca_file) = &self.redis.ca_file {
             let tls = matches!(&self.cache, CacheUrl::Redis(url) if url.expose().starts_with("rediss://"));
             if !tls {
@@ -807,7 +818,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_redis_ca_file_is_taken_only_with_a_rediss_cache() {
+    fn a_ca_file_is_taken_only_with_a_tls_url() {
         let mut settings = Settings::default();
         settings.redis.ca_file = Some(PathBuf::from("/etc/ordermill/redis-ca.pem"));
         let err = settings.validate().unwrap_err();
@@ -815,6 +826,13 @@ mod tests {
         settings.cache = "redis://cache.internal:6379".parse().unwrap();
         assert!(settings.validate().is_err(), "plain redis:// has no TLS to verify");
         settings.cache = "rediss://cache.internal:6380".parse().unwrap();
+        assert_eq!(settings.validate(), Ok(()));
+
+        settings.rabbitmq.ca_file = Some(PathBuf::from("/etc/ordermill/mq-ca.pem"));
+        settings.bus = "amqp://mq.internal:5672/%2f".parse().unwrap();
+        let err = settings.validate().unwrap_err();
+        assert!(err.contains("rabbitmq.ca_file") && err.contains("amqps://"), "{err}");
+        settings.bus = "amqps://mq.internal:5671/%2f".parse().unwrap();
         assert_eq!(settings.validate(), Ok(()));
     }
 

@@ -1,0 +1,78 @@
+//! Tests only. A certificate authority made for one run, a server certificate it signed for
+//! 127.0.0.1 and `localhost`, and a TLS front that ends TLS on a port of its own and passes
+//! the bytes on to a plain server — what a managed engine with in-transit encryption, or an
+//! engine's own TLS port, looks like to a client. The engines behind stay the real ones.
+
+#![allow(clippy::unwrap_used)] // test support: a panic is the failure report
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::PrivateKeyDer;
+pub use tokio_rustls::TlsAcceptor;
+
+/// A CA made for this run and an acceptor presenting a certificate it signed.
+pub struct TestCa {
+    /// The CA's certificate, PEM: what a client must trust.
+    pub pem: String,
+    /// Accepts TLS with the server certificate for 127.0.0.1 and `localhost`.
+    pub acceptor: TlsAcceptor,
+}
+
+impl TestCa {
+    /// A fresh CA and a server certificate for 127.0.0.1 and `localhost`.
+    pub fn new() -> TestCa {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "ordermill test CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let pem = ca.self_signed(&ca_key).unwrap().pem();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &Issuer::new(ca, ca_key))
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+            )
+            .unwrap();
+        TestCa { pem, acceptor: TlsAcceptor::from(Arc::new(config)) }
+    }
+
+    /// Ends TLS on a fresh loopback port and relays each session to the plain server at
+    /// `upstream` (`host:port`). Returns the port and a count of the sessions relayed.
+    pub async fn front(&self, upstream: String) -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let relayed = Arc::new(AtomicUsize::new(0));
+        let (acceptor, count) = (self.acceptor.clone(), relayed.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, upstream, count) =
+                    (acceptor.clone(), upstream.clone(), count.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        (port, relayed)
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        TestCa::new()
+    }
+}
