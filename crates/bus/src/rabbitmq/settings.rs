@@ -134,7 +134,10 @@ impl RabbitSettings {
     }
 
     /// What lapin needs for `amqps://`: the CAs of `ca_file` besides the system's.
-    pub(crate) fn tls(&self) -> Result<lapin::tcp::OwnedTLSConfig, String> {
+    ///
+    /// # Errors
+    /// When `ca_file` cannot be read, naming the key.
+    pub fn tls(&self) -> Result<lapin::tcp::OwnedTLSConfig, String> {
         let cert_chain = match &self.ca_file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
                 format!("rabbitmq.ca_file = {}: cannot read it: {e}", path.display())

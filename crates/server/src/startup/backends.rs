@@ -125,15 +125,8 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
             }
             let ports = sql.ports();
             let rabbit = settings.rabbitmq.clone();
-            if let Some(path) = &rabbit.ca_file {
-                // Read again at every connection; a file missing at start is a mistake, not an outage.
-                std::fs::read(path).map_err(|e| {
-                    StartError::Config(format!(
-                        "rabbitmq.ca_file = {}: cannot read it: {e}",
-                        path.display()
-                    ))
-                })?;
-            }
+            // Read again at every connection; a file missing at start is a mistake, not an outage.
+            rabbit.tls().map_err(StartError::Config)?;
             // Two batches per consumer loop in flight: one being settled, the next arriving.
             let workers = &settings.workers;
             let auto = workers.concurrency.saturating_mul(workers.batch_size).saturating_mul(2);
