@@ -105,15 +105,7 @@ async fn order(client: &reqwest::Client, node: &Node, customer: &str) -> String 
             .status()
             .is_success()
     );
-    let reply = client
-        .post(node.url("/api/orders"))
-        .json(&json!({"customer_id": customer, "items": [{"sku": "a", "quantity": 1}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), 201);
-    let order: Value = reply.json().await.unwrap();
-    format!("/api/orders/{}", order["order_id"].as_str().unwrap())
+    format!("/api/orders/{}", node.order(client, customer, "a", 1).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

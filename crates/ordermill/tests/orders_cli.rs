@@ -39,16 +39,7 @@ async fn a_waiting_order_is_listed_and_cancelled_from_the_command_line() {
     );
     let client = reqwest::Client::new();
     node.put_product(&client, "a", json!({"name": "A", "price": "1.00", "stock": 10})).await;
-    let placed: Value = client
-        .post(node.url("/api/orders"))
-        .json(&json!({"customer_id": "c-1", "items": [{"sku": "a", "quantity": 4}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = placed["order_id"].as_str().unwrap().to_owned();
+    let id = node.order(&client, "c-1", "a", 4).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let order: Value = client

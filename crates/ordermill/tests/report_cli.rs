@@ -34,13 +34,7 @@ async fn a_report_is_asked_for_waited_on_and_downloaded_from_the_command_line() 
     node.put_product(&client, "crab", json!({"name": "大闸蟹", "price": "19.99", "stock": 10}))
         .await;
     for customer in ["ann", "bo"] {
-        let placed = client
-            .post(node.url("/api/orders"))
-            .json(&json!({"customer_id": customer, "items": [{"sku": "crab", "quantity": 2}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(placed.status(), 201);
+        node.order(&client, customer, "crab", 2).await;
     }
     let day = Duration::from_secs(86_400);
     let now = std::time::SystemTime::now();

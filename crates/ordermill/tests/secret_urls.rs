@@ -138,15 +138,7 @@ async fn no_secret_reaches_the_log_or_a_dead_letter_whatever_outside_services_an
 
     let mut orders = Vec::new();
     for customer in FAILING.iter().chain(&["sc-ok", "sc-402"]) {
-        let reply = client
-            .post(node.url("/api/orders"))
-            .json(&json!({"customer_id": customer, "items": [{"sku": "a", "quantity": 1}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(reply.status(), 201, "{customer}");
-        let order: Value = reply.json().await.unwrap();
-        orders.push((*customer, order["order_id"].as_str().unwrap().to_owned()));
+        orders.push((*customer, node.order(&client, customer, "a", 1).await));
     }
     let status_of = |customer: &str| {
         let id = &orders.iter().find(|(c, _)| *c == customer).unwrap().1;

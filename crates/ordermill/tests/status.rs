@@ -28,13 +28,7 @@ async fn status_reports_readiness_orders_and_queues_of_the_nodes_it_is_given() {
     let client = reqwest::Client::new();
     node.put_product(&client, "a", json!({"name": "A", "price": "1.00", "stock": 10})).await;
     for customer in ["c-1", "c-2", "c-3"] {
-        let reply = client
-            .post(node.url("/api/orders"))
-            .json(&json!({"customer_id": customer, "items": [{"sku": "a", "quantity": 1}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(reply.status(), 201);
+        node.order(&client, customer, "a", 1).await;
     }
     // Confirmation is asynchronous: wait until the node counts all three.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -31,6 +31,7 @@ pub mod postgres;
 pub mod report_contract;
 pub mod shared_contract;
 pub mod sqlite;
+mod url_tls;
 
 pub use mysql::MysqlStore;
 pub use postgres::PostgresStore;

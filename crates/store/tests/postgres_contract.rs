@@ -663,3 +663,54 @@ async fn many_more_callers_than_connections_are_all_served() {
         PostgresStore::connect(&url, Some(&schema.name), 2, DEFAULT_QUERY_TIMEOUT).await.unwrap();
     shared_contract::many_more_callers_than_connections_are_all_served(store).await;
 }
+
+/// `url` with its host and port replaced by `127.0.0.1:{port}` (user, database and query kept).
+fn through(url: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let user = authority.rsplit_once('@').map_or(String::new(), |(user, _)| format!("{user}@"));
+    format!("{scheme}://{user}127.0.0.1:{port}{path}")
+}
+
+/// `url` with `param` added to its query.
+fn with_param(url: &str, param: &str) -> String {
+    format!("{url}{}{param}", if url.contains('?') { '&' } else { '?' })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_verify_full_goes_over_tls_checked_against_sslrootcert_and_not_without_it() {
+    let Some(url) = postgres_url() else { return };
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let ca = ordermill_tls_testkit::TestCa::new();
+    let (port, relayed) =
+        ca.front_postgres(format!("{}:{}", options.get_host(), options.get_port())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let front = through(&url, port);
+    let connect = |url: String, schema: String| async move {
+        PostgresStore::connect(&url, Some(&schema), 2, DEFAULT_QUERY_TIMEOUT).await
+    };
+    let schema = TestSchema::new(&url);
+
+    let verified =
+        with_param(&front, &format!("sslmode=verify-full&sslrootcert={}", ca_file.display()));
+    let store = connect(verified, schema.name.clone()).await.unwrap();
+    store.migrate().await.unwrap();
+    store.upsert_product(&product("tls", 5)).await.unwrap();
+    assert!(relayed.load(std::sync::atomic::Ordering::Relaxed) >= 1, "it went through TLS");
+    // The same row, read over a plain connection to the server behind the front.
+    let plain = schema.store().await;
+    let sku = Sku::parse("tls").unwrap();
+    assert_eq!(plain.get_product(&sku).await.unwrap().map(|p| p.stock.get()), Some(5));
+
+    // The test's CA is not one the driver trusts by itself: no connection, and the error says
+    // what to add.
+    let Err(err) = connect(with_param(&front, "sslmode=verify-full"), schema.name.clone()).await
+    else {
+        panic!("a certificate no trusted CA signed was accepted")
+    };
+    assert!(matches!(&err, StoreError::Unavailable(why) if why.contains("sslrootcert")), "{err:?}");
+    // Without sslmode, no TLS is tried: the front, which speaks only TLS, drops the session.
+    assert!(connect(front.clone(), schema.name.clone()).await.is_err());
+}

@@ -1,7 +1,8 @@
 //! Tests only. A certificate authority made for one run, a server certificate it signed for
 //! 127.0.0.1 and `localhost`, and a TLS front that ends TLS on a port of its own and passes
 //! the bytes on to a plain server — what a managed engine with in-transit encryption, or an
-//! engine's own TLS port, looks like to a client. The engines behind stay the real ones.
+//! engine's own TLS port, looks like to a client (PostgreSQL's, which asks for TLS inside its
+//! own protocol first, too). The engines behind stay the real ones.
 
 #![allow(clippy::unwrap_used)] // test support: a panic is the failure report
 
@@ -49,15 +50,31 @@ impl TestCa {
     /// Ends TLS on a fresh loopback port and relays each session to the plain server at
     /// `upstream` (`host:port`). Returns the port and a count of the sessions relayed.
     pub async fn front(&self, upstream: String) -> (u16, Arc<AtomicUsize>) {
+        self.serve(upstream, Handshake::Tls).await
+    }
+
+    /// [`TestCa::front`] for PostgreSQL, whose clients ask for TLS inside its own protocol
+    /// first (an `SSLRequest`, answered `S`) and then start the handshake on the same
+    /// connection. A client that does not ask is dropped: this front speaks only TLS.
+    pub async fn front_postgres(&self, upstream: String) -> (u16, Arc<AtomicUsize>) {
+        self.serve(upstream, Handshake::PostgresSslRequest).await
+    }
+
+    async fn serve(&self, upstream: String, handshake: Handshake) -> (u16, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let relayed = Arc::new(AtomicUsize::new(0));
         let (acceptor, count) = (self.acceptor.clone(), relayed.clone());
         tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
+            while let Ok((mut tcp, _)) = listener.accept().await {
                 let (acceptor, upstream, count) =
                     (acceptor.clone(), upstream.clone(), count.clone());
                 tokio::spawn(async move {
+                    if handshake == Handshake::PostgresSslRequest
+                        && !answer_ssl_request(&mut tcp).await
+                    {
+                        return;
+                    }
                     let Ok(mut tls) = acceptor.accept(tcp).await else { return };
                     let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
@@ -69,6 +86,25 @@ impl TestCa {
         });
         (port, relayed)
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Handshake {
+    Tls,
+    PostgresSslRequest,
+}
+
+/// PostgreSQL's `SSLRequest`: length 8, then the request code 1234.5679 as two 16-bit halves.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// Reads the client's first message; answers `S` (TLS follows) when it is an `SSLRequest`.
+async fn answer_ssl_request(tcp: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut first = [0u8; 8];
+    if tcp.read_exact(&mut first).await.is_err() || first != SSL_REQUEST {
+        return false;
+    }
+    tcp.write_all(b"S").await.is_ok()
 }
 
 impl Default for TestCa {

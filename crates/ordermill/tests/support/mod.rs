@@ -94,6 +94,29 @@ impl Node {
             .unwrap()
     }
 
+    /// Places an order of `quantity` × `sku` as `customer`: `POST /api/orders`, asserting the
+    /// 201. Returns the order's id.
+    pub async fn order(
+        &self,
+        client: &reqwest::Client,
+        customer: &str,
+        sku: &str,
+        quantity: u32,
+    ) -> String {
+        let reply = client
+            .post(self.url("/api/orders"))
+            .json(&serde_json::json!({
+                "customer_id": customer,
+                "items": [{"sku": sku, "quantity": quantity}],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 201, "{customer}'s order");
+        let order: Value = reply.json().await.unwrap();
+        order["order_id"].as_str().unwrap().to_owned()
+    }
+
     /// `http://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

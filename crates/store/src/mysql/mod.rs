@@ -115,6 +115,14 @@ impl MysqlStore {
         // The binary collation everywhere: values bound by ordermill then compare with the
         // columns (utf8mb4_bin) without an "illegal mix of collations".
         let options = options.charset("utf8mb4").collation("utf8mb4_bin");
+        // Plaintext unless the URL asks (the driver's default would take TLS whenever the
+        // server offers it, checking nothing; crate::url_tls). A strict mode is refused by the
+        // server's settings: MySQL TLS is not tested yet.
+        let options = if crate::url_tls::names_ssl_mode(url) {
+            options
+        } else {
+            options.ssl_mode(sqlx::mysql::MySqlSslMode::Disabled)
+        };
         let url_database = options.get_database().map(str::to_owned);
         let target: Arc<str> = format!(
             "{}:{}/{} as {}",
