@@ -300,7 +300,7 @@ struct ConfigFlag {
 /// The engines: which store, bus and cache.
 #[derive(Debug, Args)]
 struct EngineFlags {
-    /// Order store: sqlite (embedded in --data-dir, default), a postgres:// or a mysql:// URL (PostgreSQL over TLS: ?sslmode=verify-full&sslrootcert=CA.pem; plaintext without sslmode).
+    /// Order store: sqlite (embedded in --data-dir, default), a postgres:// or a mysql:// URL (over TLS: ?sslmode=verify-full&sslrootcert=CA.pem, or ?ssl-mode=VERIFY_IDENTITY&ssl-ca=CA.pem for MySQL; plaintext without).
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// Message bus: embedded (default) or an amqp:// URL (RabbitMQ; amqps:// for TLS, rabbitmq.ca_file for a private CA).

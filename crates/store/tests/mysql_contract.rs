@@ -558,3 +558,44 @@ async fn many_more_callers_than_connections_are_all_served() {
     let store = MysqlStore::connect(&url, Some(&db.name), 2, DEFAULT_QUERY_TIMEOUT).await.unwrap();
     shared_contract::many_more_callers_than_connections_are_all_served(store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_mode_verify_identity_goes_over_tls_checked_against_ssl_ca_and_not_without_it() {
+    // A server of the test's own (the shared one runs without TLS); it needs only MariaDB's
+    // binaries, which the MySQL tests' machines have.
+    if mysql_url().is_none() {
+        return;
+    }
+    let ca = ordermill_tls_testkit::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("db-ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let server =
+        tokio::task::spawn_blocking(move || ordermill_tls_testkit::mariadb::TlsMariadb::start(&ca))
+            .await
+            .unwrap();
+    let base =
+        format!("mysql://{}@127.0.0.1:{}/mysql", ordermill_tls_testkit::mariadb::USER, server.port);
+    let connect = |url: String| async move {
+        MysqlStore::connect(&url, Some("om_tls"), 2, DEFAULT_QUERY_TIMEOUT).await
+    };
+
+    let verified = format!("{base}?ssl-mode=VERIFY_IDENTITY&ssl-ca={}", ca_file.display());
+    let store = connect(verified).await.unwrap();
+    store.migrate().await.unwrap();
+    store.upsert_product(&product("tls", 5)).await.unwrap();
+    let sku = Sku::parse("tls").unwrap();
+    assert_eq!(store.get_product(&sku).await.unwrap().map(|p| p.stock.get()), Some(5));
+
+    // The test's CA is not one the driver trusts by itself: no connection, and the error says
+    // what to add.
+    let Err(err) = connect(format!("{base}?ssl-mode=VERIFY_IDENTITY")).await else {
+        panic!("a certificate no trusted CA signed was accepted")
+    };
+    assert!(matches!(&err, StoreError::Unavailable(why) if why.contains("ssl-ca=PATH")), "{err:?}");
+    // Without ssl-mode, no TLS is tried: this server, which takes only TLS, refuses it.
+    let Err(err) = connect(base.clone()).await else {
+        panic!("a plaintext connection reached a server that requires TLS")
+    };
+    assert!(matches!(&err, StoreError::Unavailable(_)), "{err:?}");
+}

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)] // test support: a panic is the failure report
 
+pub mod mariadb;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -19,6 +21,10 @@ pub struct TestCa {
     pub pem: String,
     /// Accepts TLS with the server certificate for 127.0.0.1 and `localhost`.
     pub acceptor: TlsAcceptor,
+    /// That server certificate and its private key (PKCS#8), PEM: for a server that ends TLS
+    /// itself.
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
 }
 
 impl TestCa {
@@ -44,7 +50,12 @@ impl TestCa {
                 PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
             )
             .unwrap();
-        TestCa { pem, acceptor: TlsAcceptor::from(Arc::new(config)) }
+        TestCa {
+            pem,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            server_cert_pem: leaf.pem(),
+            server_key_pem: leaf_key.serialize_pem(),
+        }
     }
 
     /// Ends TLS on a fresh loopback port and relays each session to the plain server at

@@ -115,10 +115,8 @@ impl MysqlStore {
         // The binary collation everywhere: values bound by ordermill then compare with the
         // columns (utf8mb4_bin) without an "illegal mix of collations".
         let options = options.charset("utf8mb4").collation("utf8mb4_bin");
-        // Plaintext unless the URL asks (the driver's default would take TLS whenever the
-        // server offers it, checking nothing; crate::url_tls). A strict mode is refused by the
-        // server's settings: MySQL TLS is not tested yet.
-        let options = if crate::url_tls::names_ssl_mode(url) {
+        // Plaintext unless the URL asks (crate::url_tls says why).
+        let options = if crate::url_tls::names_a_mode(url, &crate::url_tls::MYSQL) {
             options
         } else {
             options.ssl_mode(sqlx::mysql::MySqlSslMode::Disabled)
@@ -133,11 +131,16 @@ impl MysqlStore {
         )
         .into();
         let unreachable = |error: sqlx::Error| {
-            StoreError::Unavailable(format!(
-                "cannot connect to MySQL at {target}: {error}; check that the server is running \
-                 and listening there, that the URL's host, port, database and user are right, \
-                 and that this user may log in from this host"
-            ))
+            let error = error.to_string();
+            let hint = crate::url_tls::certificate_hint(&error, &crate::url_tls::MYSQL)
+                .unwrap_or_else(|| {
+                    "check that the server is running and listening there, that the URL's host, \
+                     port, database and user are right, and that this user may log in from this \
+                     host (a server that takes only TLS needs ssl-mode=VERIFY_IDENTITY in the \
+                     URL)"
+                        .to_owned()
+                });
+            StoreError::Unavailable(format!("cannot connect to MySQL at {target}: {error}; {hint}"))
         };
         // One connection first, outside the pool: it says why it failed (the pool would only
         // say "timed out"), and creates the database before any pooled connection uses it.

@@ -132,15 +132,14 @@ impl PostgresStore {
         .into();
         let unreachable = |error: sqlx::Error| {
             let error = error.to_string();
-            let hint = if error.contains("certificate") || error.contains("Certificate") {
-                "the server's TLS certificate was not accepted: if a private CA signed it, add \
-                 sslrootcert=PATH (that CA's PEM file) to the URL; with sslmode=verify-full the \
-                 URL's host must also be a name the certificate carries"
-            } else {
-                "check that the server is running and listening there, that the URL's host, \
-                 port, database and user are right, and that pg_hba.conf admits this user from \
-                 this host (a server that accepts only TLS needs sslmode=verify-full in the URL)"
-            };
+            let hint = crate::url_tls::certificate_hint(&error, &crate::url_tls::POSTGRES)
+                .unwrap_or_else(|| {
+                    "check that the server is running and listening there, that the URL's \
+                     host, port, database and user are right, and that pg_hba.conf admits this \
+                     user from this host (a server that takes only TLS needs sslmode=verify-full \
+                     in the URL)"
+                        .to_owned()
+                });
             StoreError::Unavailable(format!(
                 "cannot connect to PostgreSQL at {target}: {error}; {hint}"
             ))

@@ -142,39 +142,14 @@ fn parse_engine(
     }
 }
 
-/// Refuses a URL that asks for TLS not built yet (MySQL's strict modes: the driver has it,
-/// untested here), and a `rediss://` that turns certificate checks off. PostgreSQL's
-/// `sslmode` is the store's to read (`ordermill_store::postgres`).
-fn refuse_tls(key: &str, text: &str) -> Result<(), String> {
-    if text.starts_with("rediss://") {
-        if text.contains("#insecure") {
-            return Err(format!(
-                "{key} = {:?} turns off the check of the server's certificate (#insecure), \
-                 which ordermill does not do: drop it, and set redis.ca_file to the PEM file of \
-                 the CA that signed the certificate if it is not one the system trusts",
-                redact_url(text)
-            ));
-        }
-        return Ok(());
-    }
-    let query = text.split_once('?').map_or("", |(_, q)| q);
-    let strict_ssl = query.split('&').any(|pair| {
-        let pair = pair.to_ascii_lowercase();
-        matches!(
-            pair.as_str(),
-            "ssl-mode=required"
-                | "ssl-mode=verify_ca"
-                | "ssl-mode=verify_identity"
-                | "sslmode=required"
-                | "sslmode=verify_ca"
-                | "sslmode=verify_identity"
-        )
-    });
-    if text.starts_with("mysql://") && strict_ssl {
+/// Refuses a `rediss://` URL that turns certificate checks off. The stores' `sslmode` /
+/// `ssl-mode` are theirs to read (`ordermill_store`, `url_tls.rs`).
+fn refuse_unchecked_tls(key: &str, text: &str) -> Result<(), String> {
+    if text.starts_with("rediss://") && text.contains("#insecure") {
         return Err(format!(
-            "{key} = {:?} asks for TLS to MySQL, which ordermill does not do yet; connect in \
-             plaintext through a TLS-terminating sidecar on loopback (docs/OPERATIONS.md, \
-             \"TLS to the engines\"), or use PostgreSQL, whose sslmode=verify-full is built",
+            "{key} = {:?} turns off the check of the server's certificate (#insecure), which \
+             ordermill does not do: drop it, and set redis.ca_file to the PEM file of the CA \
+             that signed the certificate if it is not one the system trusts",
             redact_url(text)
         ));
     }
@@ -185,7 +160,7 @@ impl std::str::FromStr for StoreUrl {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        refuse_tls("store", text)?;
+        refuse_unchecked_tls("store", text)?;
         let url = parse_engine(
             text,
             &["sqlite", "sqlite:", "embedded", "local", ""],
@@ -208,7 +183,7 @@ impl std::str::FromStr for BusUrl {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        refuse_tls("bus", text)?;
+        refuse_unchecked_tls("bus", text)?;
         let url = parse_engine(
             text,
             &["embedded", "local", ""],
@@ -227,7 +202,7 @@ impl std::str::FromStr for CacheUrl {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        refuse_tls("cache", text)?;
+        refuse_unchecked_tls("cache", text)?;
         let url = parse_engine(
             text,
             &["local", "embedded", ""],
@@ -304,10 +279,6 @@ mod tests {
         assert!(matches!("redis://h:6379".parse::<CacheUrl>(), Ok(CacheUrl::Redis(_))));
         for (err, needle) in [
             ("mariadb://u:pw@h".parse::<StoreUrl>().unwrap_err(), "is not a store"),
-            (
-                "mysql://app:pw@db/orders?ssl-mode=REQUIRED".parse::<StoreUrl>().unwrap_err(),
-                "asks for TLS",
-            ),
             ("kafka://h".parse::<BusUrl>().unwrap_err(), "is not a bus"),
             ("memcached://h".parse::<CacheUrl>().unwrap_err(), "is not a cache"),
         ] {
@@ -317,18 +288,19 @@ mod tests {
     }
 
     #[test]
-    fn urls_that_ask_for_tls_not_built_are_refused_naming_the_way_out() {
-        for err in [
-            "mysql://app:pw@db/orders?ssl-mode=VERIFY_IDENTITY".parse::<StoreUrl>().unwrap_err(),
-            "mysql://app:pw@db/orders?sslmode=required".parse::<StoreUrl>().unwrap_err(),
+    fn store_tls_is_the_stores_to_read_and_only_an_unchecked_rediss_is_refused() {
+        for url in [
+            "postgres://app:pw@db/orders?sslmode=disable",
+            "postgres://app:pw@db/orders?sslmode=verify-full&sslrootcert=/ca.pem",
+            "postgres://app:pw@db/orders?sslmode=require",
         ] {
-            assert!(err.contains("asks for TLS") && err.contains("sidecar"), "{err}");
-            assert!(!err.contains("pw@"), "redacted: {err}");
-        }
-        assert!("postgres://app@db/orders?sslmode=disable".parse::<StoreUrl>().is_ok());
-        for built in ["require", "verify-ca", "verify-full"] {
-            let url = format!("postgres://app:pw@db/orders?sslmode={built}&sslrootcert=/ca.pem");
             assert!(matches!(url.parse::<StoreUrl>(), Ok(StoreUrl::Postgres(_))), "{url}");
+        }
+        for url in [
+            "mysql://app:pw@db/orders?ssl-mode=VERIFY_IDENTITY&ssl-ca=/ca.pem",
+            "mysql://app:pw@db/orders?ssl-mode=REQUIRED",
+        ] {
+            assert!(matches!(url.parse::<StoreUrl>(), Ok(StoreUrl::Mysql(_))), "{url}");
         }
         assert!(matches!("rediss://:pw@cache:6380".parse::<CacheUrl>(), Ok(CacheUrl::Redis(_))));
         assert!(matches!("amqps://app:pw@mq/%2f".parse::<BusUrl>(), Ok(BusUrl::Amqp(_))));
