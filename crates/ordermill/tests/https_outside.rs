@@ -111,13 +111,11 @@ async fn order(client: &reqwest::Client, node: &Node, customer: &str) -> String 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charges_and_webhooks_go_over_verified_tls_and_an_unknown_ca_sends_nothing() {
     let ca = ordermill_tls_testkit::TestCa::new();
-    let (ca_pem, acceptor) = (ca.pem, ca.acceptor);
+    let ca_file = ca.pem_file();
+    let acceptor = ca.acceptor;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let port = tls_stub(acceptor, seen.clone()).await;
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ca_dir = tempfile::tempdir().unwrap();
-    let ca_file = ca_dir.path().join("gateway-ca.pem");
-    std::fs::write(&ca_file, &ca_pem).unwrap();
 
     let (trusting, _) = node(dirs.0.path(), port, Some(&ca_file));
     let (doubting, doubting_log) = node(dirs.1.path(), port, None);

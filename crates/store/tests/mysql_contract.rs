@@ -567,9 +567,7 @@ async fn ssl_mode_verify_identity_goes_over_tls_checked_against_ssl_ca_and_not_w
         return;
     }
     let ca = ordermill_tls_testkit::TestCa::new();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("db-ca.pem");
-    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let ca_file = ca.pem_file();
     let server =
         tokio::task::spawn_blocking(move || ordermill_tls_testkit::mariadb::TlsMariadb::start(&ca))
             .await

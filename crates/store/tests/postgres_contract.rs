@@ -684,9 +684,7 @@ async fn sslmode_verify_full_goes_over_tls_checked_against_sslrootcert_and_not_w
     let ca = ordermill_tls_testkit::TestCa::new();
     let (port, relayed) =
         ca.front_postgres(format!("{}:{}", options.get_host(), options.get_port())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let ca_file = ca.pem_file();
     let front = through(&url, port);
     let connect = |url: String, schema: String| async move {
         PostgresStore::connect(&url, Some(&schema), 2, DEFAULT_QUERY_TIMEOUT).await

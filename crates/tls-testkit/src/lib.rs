@@ -58,6 +58,18 @@ impl TestCa {
         }
     }
 
+    /// The CA's certificate in a PEM file of its own, removed on drop: what a client's
+    /// `ca_file`, `sslrootcert` or `ssl-ca` names.
+    pub fn pem_file(&self) -> tempfile::TempPath {
+        let file = tempfile::Builder::new()
+            .prefix("ordermill-test-ca-")
+            .suffix(".pem")
+            .tempfile()
+            .unwrap();
+        std::fs::write(file.path(), &self.pem).unwrap();
+        file.into_temp_path()
+    }
+
     /// Ends TLS on a fresh loopback port and relays each session to the plain server at
     /// `upstream` (`host:port`). Returns the port and a count of the sessions relayed.
     pub async fn front(&self, upstream: String) -> (u16, Arc<AtomicUsize>) {
