@@ -61,16 +61,9 @@ async fn a_deployment_on_mysql_over_verified_tls_takes_and_confirms_orders() {
     let ca = ordermill_tls_testkit::TestCa::new();
     let ca_file = ca.pem_file();
     // Bound before the deployment: it stops after the deployment dropped its database.
-    let server =
-        tokio::task::spawn_blocking(move || ordermill_tls_testkit::mariadb::TlsMariadb::start(&ca))
-            .await
-            .unwrap();
-    services.mysql = Some(format!(
-        "mysql://{}@127.0.0.1:{}/mysql?ssl-mode=VERIFY_IDENTITY&ssl-ca={}",
-        ordermill_tls_testkit::mariadb::USER,
-        server.port,
-        ca_file.display()
-    ));
+    let server = ordermill_tls_testkit::mariadb::TlsMariadb::spawn(ca).await;
+    services.mysql =
+        Some(format!("{}?ssl-mode=VERIFY_IDENTITY&ssl-ca={}", server.url(), ca_file.display()));
     sells_and_confirms(services).await;
 }
 

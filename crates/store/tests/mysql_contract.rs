@@ -568,12 +568,8 @@ async fn ssl_mode_verify_identity_goes_over_tls_checked_against_ssl_ca_and_not_w
     }
     let ca = ordermill_tls_testkit::TestCa::new();
     let ca_file = ca.pem_file();
-    let server =
-        tokio::task::spawn_blocking(move || ordermill_tls_testkit::mariadb::TlsMariadb::start(&ca))
-            .await
-            .unwrap();
-    let base =
-        format!("mysql://{}@127.0.0.1:{}/mysql", ordermill_tls_testkit::mariadb::USER, server.port);
+    let server = ordermill_tls_testkit::mariadb::TlsMariadb::spawn(ca).await;
+    let base = server.url();
     let connect = |url: String| async move {
         MysqlStore::connect(&url, Some("om_tls"), 2, DEFAULT_QUERY_TIMEOUT).await
     };

@@ -92,6 +92,17 @@ impl TlsMariadb {
         server
     }
 
+    /// [`TlsMariadb::start`] off the async runtime's threads (it waits for the server).
+    pub async fn spawn(ca: TestCa) -> TlsMariadb {
+        tokio::task::spawn_blocking(move || TlsMariadb::start(&ca)).await.unwrap()
+    }
+
+    /// `mysql://USER@127.0.0.1:PORT/mysql`: a store URL without TLS parameters, for a test to
+    /// add its `ssl-mode` to.
+    pub fn url(&self) -> String {
+        format!("mysql://{USER}@127.0.0.1:{}/mysql", self.port)
+    }
+
     fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
