@@ -6,6 +6,9 @@
 #   STORE=mysql: the MySQL store (ORDERMILL_TEST_MYSQL_URL, default root@127.0.0.1:3306; the
 #   `mysql` client reads the counts) instead of PostgreSQL
 #   rate: open-loop orders/s for the load (default: closed loop)
+#   TLS to the engines: rediss:// and amqps:// URLs in ORDERMILL_TEST_REDIS_URL and
+#   ORDERMILL_TEST_AMQP_URL; a private CA's PEM in ORDERMILL_REDIS__CA_FILE and
+#   ORDERMILL_RABBITMQ__CA_FILE (the broker's ceiling is then measured over TLS too)
 #   LOAD_ARGS: the catalog options of `bench run` (default "--skus 1000": 80% of orders on 10
 #   flash-sale SKUs); issue 10's one hot SKU is LOAD_ARGS="--skus 1 --hot-skus 1"
 #   API_NODES > 1: that many api nodes behind nginx (deploy/nginx.conf's proxy settings), the
@@ -60,7 +63,10 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== RabbitMQ's own ceiling: persistent publish with confirms, fan-out to 3 queues, consume with ack =="
-"$bin" bench broker-ceiling --amqp "$amqp" --messages 50000 2>/dev/null | tee /tmp/ordermill-ceiling.txt
+ceiling_args=(--amqp "$amqp" --messages 50000)
+# Over amqps:// with a private CA, the nodes' CA file serves the ceiling's run as well.
+if [ -n "${ORDERMILL_RABBITMQ__CA_FILE:-}" ]; then ceiling_args+=(--ca-file "$ORDERMILL_RABBITMQ__CA_FILE"); fi
+"$bin" bench broker-ceiling "${ceiling_args[@]}" 2>/dev/null | tee /tmp/ordermill-ceiling.txt
 ceiling=$(awk '/^publish/ {for (i=1;i<=NF;i++) if ($i=="events/s,") print $(i-1)}' /tmp/ordermill-ceiling.txt)
 
 "$bin" migrate >/dev/null
@@ -144,7 +150,7 @@ done_at=$(date +%s.%N)
 cpu_after=$(cpu_snapshot)
 # The ceiling once more, now that the pipeline is idle: on a shared VM it moves by a quarter
 # from one minute to the next, and the mean of the two brackets the pipeline's run.
-"$bin" bench broker-ceiling --amqp "$amqp" --messages 50000 2>/dev/null > /tmp/ordermill-ceiling-after.txt
+"$bin" bench broker-ceiling "${ceiling_args[@]}" 2>/dev/null > /tmp/ordermill-ceiling-after.txt
 ceiling_after=$(awk '/^publish/ {for (i=1;i<=NF;i++) if ($i=="events/s,") print $(i-1)}' /tmp/ordermill-ceiling-after.txt)
 awk -v n="$total" -v s="$start" -v l="$loaded" -v d="$done_at" -v c1="$ceiling" -v c2="$ceiling_after" 'BEGIN {
   e2e = n / (d - s);

@@ -64,8 +64,13 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(clap::Args, Debug, Clone)]
 pub struct BrokerCeilingArgs {
     /// RabbitMQ to measure; the run declares and deletes its own bench-ceiling-* objects there.
+    /// amqps:// measures it over TLS.
     #[arg(long, value_name = "URL", default_value = DEFAULT_AMQP)]
     pub amqp: String,
+    /// For an amqps:// broker whose certificate a private CA signed: that CA's PEM file,
+    /// trusted besides the system's (as rabbitmq.ca_file is for ordermill's nodes).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Persistent messages to publish; each is routed to every queue.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MESSAGES)]
     pub messages: u64,
@@ -90,6 +95,7 @@ impl Default for BrokerCeilingArgs {
     fn default() -> Self {
         BrokerCeilingArgs {
             amqp: DEFAULT_AMQP.to_owned(),
+            ca_file: None,
             messages: DEFAULT_MESSAGES,
             window: DEFAULT_WINDOW,
             payload_bytes: DEFAULT_PAYLOAD_BYTES,
@@ -117,6 +123,9 @@ impl BrokerCeilingArgs {
         }
         if self.prefetch == 0 {
             return invalid("--prefetch must be at least 1 (0 would mean unlimited)".to_owned());
+        }
+        if self.ca_file.is_some() && !self.amqp.starts_with("amqps://") {
+            return invalid("--ca-file is for an amqps:// URL: --amqp names no TLS".to_owned());
         }
         Ok(())
     }
@@ -176,12 +185,13 @@ pub async fn run_until(
     args.check()?;
     let url = ordermill_core::redact_url(&args.amqp);
     let names = Names::new(args.queues);
-    let connection = connect(&args.amqp, &url).await?;
+    let broker = Broker::new(&args)?;
+    let connection = broker.connect(&url).await?;
     let outcome = tokio::select! {
         outcome = measure(&connection, &args, &names, &url) => outcome,
         () = stop => Err(BrokerCeilingError::Interrupted),
     };
-    let left_behind = delete_topology(&connection, &args.amqp, &names).await.err();
+    let left_behind = delete_topology(&connection, &broker, &names).await.err();
     // Best effort: everything worth keeping is in the report already.
     let _ = tokio::time::timeout(
         Duration::from_secs(2),
@@ -202,17 +212,54 @@ pub async fn run_until(
     }
 }
 
-async fn connect(amqp: &str, url: &str) -> Result<Connection, BrokerCeilingError> {
-    let properties = ConnectionProperties::default()
-        .with_connection_name("ordermill bench broker-ceiling".into());
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(amqp, properties)).await {
-        Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(cause)) => Err(BrokerCeilingError::Unreachable { url: url.to_owned(), cause }),
-        Err(_) => Err(BrokerCeilingError::Stalled {
-            url: url.to_owned(),
-            what: "accept the connection",
-            secs: CONNECT_TIMEOUT.as_secs(),
-        }),
+/// Where the run connects, and the CAs it trusts there besides the system's.
+struct Broker {
+    amqp: String,
+    /// The PEM of `--ca-file`.
+    ca_pem: Option<String>,
+}
+
+impl Broker {
+    fn new(args: &BrokerCeilingArgs) -> Result<Broker, BrokerCeilingError> {
+        let ca_pem = match &args.ca_file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                BrokerCeilingError::InvalidArgs(format!(
+                    "--ca-file {}: cannot read it: {e}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
+        Ok(Broker { amqp: args.amqp.clone(), ca_pem })
+    }
+
+    async fn open(&self, properties: ConnectionProperties) -> lapin::Result<Connection> {
+        let tls = lapin::tcp::OwnedTLSConfig { identity: None, cert_chain: self.ca_pem.clone() };
+        let runtime = lapin::runtime::default_runtime()?;
+        Connection::connect_with_config(&self.amqp, properties, tls, runtime).await
+    }
+
+    async fn connect(&self, url: &str) -> Result<Connection, BrokerCeilingError> {
+        let properties = ConnectionProperties::default()
+            .with_connection_name("ordermill bench broker-ceiling".into());
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.open(properties)).await {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(cause)) => {
+                let hint = if cause.to_string().contains("certificate") {
+                    "the broker's TLS certificate was not accepted: if a private CA signed it, \
+                     pass that CA's PEM file with --ca-file"
+                } else {
+                    "is RabbitMQ running there, and are the user, password and vhost in --amqp \
+                     right?"
+                };
+                Err(BrokerCeilingError::Unreachable { url: url.to_owned(), cause, hint })
+            }
+            Err(_) => Err(BrokerCeilingError::Stalled {
+                url: url.to_owned(),
+                what: "accept the connection",
+                secs: CONNECT_TIMEOUT.as_secs(),
+            }),
+        }
     }
 }
 
@@ -341,13 +388,17 @@ async fn declare(channel: &Channel, names: &Names) -> Result<(), BrokerCeilingEr
 ///
 /// # Errors
 /// What could not be deleted, and how to delete it by hand.
-async fn delete_topology(connection: &Connection, amqp: &str, names: &Names) -> Result<(), String> {
+async fn delete_topology(
+    connection: &Connection,
+    broker: &Broker,
+    names: &Names,
+) -> Result<(), String> {
     let attempt = async {
         let fresh;
         let connection = if connection.status().connected() {
             connection
         } else {
-            fresh = Connection::connect(amqp, ConnectionProperties::default()).await?;
+            fresh = broker.open(ConnectionProperties::default()).await?;
             &fresh
         };
         let channel = connection.create_channel().await?;

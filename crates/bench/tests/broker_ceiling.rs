@@ -83,3 +83,42 @@ async fn an_unreachable_broker_is_named_in_the_error_with_what_to_check() {
     assert!(error.contains("is RabbitMQ running"), "{error}");
     assert!(!error.contains("secret"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amqps_broker_is_measured_with_ca_file_and_refused_without_it_naming_the_flag() {
+    let Some(url) = amqp_url() else { return };
+    // The broker's plain port behind a TLS front whose CA no system trusts.
+    let plain = url.parse::<lapin::uri::AMQPUri>().unwrap();
+    let upstream = format!("{}:{}", plain.authority.host, plain.authority.port);
+    let ca = ordermill_tls_testkit::TestCa::new();
+    let (port, relayed) = ca.front(upstream).await;
+    let tls_url = format!(
+        "amqps://{}:{}@127.0.0.1:{port}/%2f",
+        plain.authority.userinfo.username, plain.authority.userinfo.password
+    );
+    let ca_file = ca.pem_file();
+    let args = BrokerCeilingArgs {
+        amqp: tls_url.clone(),
+        ca_file: Some(ca_file.to_path_buf()),
+        messages: 500,
+        ..BrokerCeilingArgs::default()
+    };
+    let report = broker_ceiling::run(args).await.unwrap();
+    assert_eq!(report.publish.confirmed, 500);
+    assert_eq!(report.consume.acked, 1_500);
+    assert_eq!(report.left_behind, None);
+    assert!(relayed.load(std::sync::atomic::Ordering::Relaxed) >= 1, "it went through TLS");
+
+    let doubting = BrokerCeilingArgs { amqp: tls_url, ..BrokerCeilingArgs::default() };
+    let error = broker_ceiling::run(doubting).await.unwrap_err().to_string();
+    assert!(error.contains("certificate"), "{error}");
+    assert!(error.contains("--ca-file"), "{error}");
+
+    let plain_with_ca = BrokerCeilingArgs {
+        amqp: url,
+        ca_file: Some(ca_file.to_path_buf()),
+        ..BrokerCeilingArgs::default()
+    };
+    let error = broker_ceiling::run(plain_with_ca).await.unwrap_err().to_string();
+    assert!(error.contains("--ca-file is for an amqps:// URL"), "{error}");
+}

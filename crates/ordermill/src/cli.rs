@@ -279,6 +279,9 @@ enum BenchCommand {
     ///
     /// Example: ordermill bench broker-ceiling --amqp amqp://guest:guest@127.0.0.1:5672/%2f
     /// --messages 50000
+    ///
+    /// Over TLS, with a broker whose certificate a private CA signed: --amqp
+    /// amqps://ordermill:PASSWORD@mq.internal:5671/%2f --ca-file /etc/ordermill/mq-ca.pem
     BrokerCeiling(ordermill_bench::broker_ceiling::BrokerCeilingArgs),
 }
 

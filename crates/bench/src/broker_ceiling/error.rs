@@ -11,15 +11,14 @@ pub enum BrokerCeilingError {
     /// The broker could not be reached or refused the login.
     // The cause is part of the message, not a `#[source]`, so that the hint comes last,
     // where a reader of a one-line error looks for what to do.
-    #[error(
-        "cannot connect to RabbitMQ at {url}: {cause}; is RabbitMQ running there, and are the \
-         user, password and vhost in --amqp right?"
-    )]
+    #[error("cannot connect to RabbitMQ at {url}: {cause}; {hint}")]
     Unreachable {
         /// The URL as given, without its password.
         url: String,
         /// What lapin reported.
         cause: lapin::Error,
+        /// What to check, for the cause at hand.
+        hint: &'static str,
     },
     /// The broker did not answer in time.
     #[error(
