@@ -88,14 +88,8 @@ async fn an_unreachable_broker_is_named_in_the_error_with_what_to_check() {
 async fn an_amqps_broker_is_measured_with_ca_file_and_refused_without_it_naming_the_flag() {
     let Some(url) = amqp_url() else { return };
     // The broker's plain port behind a TLS front whose CA no system trusts.
-    let plain = url.parse::<lapin::uri::AMQPUri>().unwrap();
-    let upstream = format!("{}:{}", plain.authority.host, plain.authority.port);
     let ca = ordermill_tls_testkit::TestCa::new();
-    let (port, relayed) = ca.front(upstream).await;
-    let tls_url = format!(
-        "amqps://{}:{}@127.0.0.1:{port}/%2f",
-        plain.authority.userinfo.username, plain.authority.userinfo.password
-    );
+    let (tls_url, relayed) = ca.front_amqp(&url).await;
     let ca_file = ca.pem_file();
     let args = BrokerCeilingArgs {
         amqp: tls_url.clone(),

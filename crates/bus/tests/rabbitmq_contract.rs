@@ -476,20 +476,12 @@ async fn a_batch_partly_settled_when_its_channel_closes_comes_back_whole() {
 async fn an_amqps_url_is_verified_against_rabbitmq_ca_file_and_refused_without_it() {
     let Some(url) = amqp_url() else { return };
     // The broker's plain port behind a TLS front with a CA made for this run.
-    let plain = url.parse::<lapin::uri::AMQPUri>().unwrap();
-    let upstream = format!("{}:{}", plain.authority.host, plain.authority.port);
     let ca = ordermill_tls_testkit::TestCa::new();
-    let (port, relayed) = ca.front(upstream).await;
-    let tls_url = format!(
-        "amqps://{}:{}@127.0.0.1:{port}/%2f",
-        plain.authority.userinfo.username, plain.authority.userinfo.password
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("mq-ca.pem");
-    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let (tls_url, relayed) = ca.front_amqp(&url).await;
+    let ca_file = ca.pem_file();
 
     let mut trusting = settings(&tls_url);
-    trusting.ca_file = Some(ca_file);
+    trusting.ca_file = Some(ca_file.to_path_buf());
     let (bus, outbox, _) = start_with(trusting, contract::topology()).await;
     let event = contract::envelope("order.created");
     bus.publish(vec![event.clone()]).await.unwrap();

@@ -76,6 +76,22 @@ impl TestCa {
         self.serve(upstream, Handshake::Tls).await
     }
 
+    /// [`TestCa::front`] before the broker of `amqp_url` (`amqp://user:pass@host[:port]/vhost`):
+    /// the same user, password and vhost as an `amqps://` URL to the front, and the count of
+    /// sessions relayed.
+    pub async fn front_amqp(&self, amqp_url: &str) -> (String, Arc<AtomicUsize>) {
+        let rest = amqp_url.strip_prefix("amqp://").unwrap();
+        let (userinfo, rest) = rest.rsplit_once('@').unwrap();
+        let (authority, vhost) = rest.split_once('/').unwrap_or((rest, "%2f"));
+        let upstream = if authority.contains(':') {
+            authority.to_owned()
+        } else {
+            format!("{authority}:5672")
+        };
+        let (port, relayed) = self.front(upstream).await;
+        (format!("amqps://{userinfo}@127.0.0.1:{port}/{vhost}"), relayed)
+    }
+
     /// [`TestCa::front`] for PostgreSQL, whose clients ask for TLS inside its own protocol
     /// first (an `SSLRequest`, answered `S`) and then start the handshake on the same
     /// connection. A client that does not ask is dropped: this front speaks only TLS.
