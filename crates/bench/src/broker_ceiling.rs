@@ -11,8 +11,8 @@
 //! 3. deletes the queues and the exchange, also when a phase failed or ctrl-c came.
 //!
 //! # Layout
-//! - this file: the flags ([`BrokerCeilingArgs`]), [`run`], the names, declaring and
-//!   deleting the topology.
+//! - this file: the flags ([`BrokerCeilingArgs`]), [`run`], connecting (over TLS with
+//!   `--ca-file`'s CAs for `amqps://`), the names, declaring and deleting the topology.
 //! - `publish`: the publish phase and the confirm collector that times each confirm.
 //! - `consume`: the consume phase, one consumer per queue.
 //! - [`report`]: the [`BrokerCeilingReport`] printed and saved as JSON.
