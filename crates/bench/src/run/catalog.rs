@@ -79,15 +79,28 @@ pub(crate) struct Bodies {
     /// `{"sku":"bench-17","quantity":1}` for every SKU, by index.
     items: Vec<Box<[u8]>>,
     batch: usize,
+    /// Orders each customer places before the next one starts (`--orders-per-customer`).
+    per_customer: u64,
 }
 
 impl Bodies {
-    /// Bodies of `batch` single-item orders (a plain order when `batch` is 1).
-    pub(crate) fn new(chooser: SkuChooser, batch: usize) -> Bodies {
+    /// Bodies of `batch` single-item orders (a plain order when `batch` is 1), each customer
+    /// placing `per_customer` of them in a row.
+    pub(crate) fn new(chooser: SkuChooser, batch: usize, per_customer: u64) -> Bodies {
         let items = (0..chooser.skus())
             .map(|i| format!(r#"{{"sku":"{}","quantity":1}}"#, sku(i)).into_bytes().into())
             .collect();
-        Bodies { chooser, items, batch: batch.max(1) }
+        Bodies { chooser, items, batch: batch.max(1), per_customer: per_customer.max(1) }
+    }
+
+    /// The customer of connection `conn`'s order number `seq`, as its body names it.
+    pub(crate) fn customer(&self, conn: usize, seq: u64) -> String {
+        format!("bench-{conn}-{}", self.customer_number(seq))
+    }
+
+    /// The number of the customer placing a connection's order number `seq`.
+    pub(crate) fn customer_number(&self, seq: u64) -> u64 {
+        seq / self.per_customer
     }
 
     /// Orders per request.
@@ -96,7 +109,7 @@ impl Bodies {
     }
 
     /// The next request body for connection `conn`; `seq` numbers its orders, so customer ids
-    /// (`bench-<conn>-<n>`) never repeat within a run.
+    /// (`bench-<conn>-<n>`, see [`Bodies::customer`]) never repeat across connections.
     pub(crate) fn render(
         &self,
         buf: &mut Vec<u8>,
@@ -124,7 +137,7 @@ impl Bodies {
         buf.extend_from_slice(br#"{"customer_id":"bench-"#);
         push_decimal(buf, conn as u64);
         buf.push(b'-');
-        push_decimal(buf, *seq);
+        push_decimal(buf, self.customer_number(*seq));
         *seq += 1;
         buf.extend_from_slice(br#"","items":["#);
         buf.extend_from_slice(&self.items[self.chooser.pick(rng)]);
@@ -318,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_single_order_body_is_the_json_ordermill_reads() {
-        let bodies = Bodies::new(SkuChooser::new(1, 0, 0.0), 1);
+        let bodies = Bodies::new(SkuChooser::new(1, 0, 0.0), 1, 1);
         let (mut buf, mut rng, mut seq) = (Vec::new(), fastrand::Rng::with_seed(1), 41);
         let body = bodies.render(&mut buf, &mut rng, 3, &mut seq);
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -331,7 +344,7 @@ mod tests {
 
     #[test]
     fn a_batch_body_holds_n_orders_with_distinct_customers() {
-        let bodies = Bodies::new(SkuChooser::new(50, 5, 0.8), 7);
+        let bodies = Bodies::new(SkuChooser::new(50, 5, 0.8), 7, 1);
         let (mut buf, mut rng, mut seq) = (Vec::new(), fastrand::Rng::with_seed(1), 0);
         let body = bodies.render(&mut buf, &mut rng, 0, &mut seq);
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -339,6 +352,34 @@ mod tests {
         assert_eq!(orders.len(), 7);
         assert_eq!(orders[6]["customer_id"], "bench-0-6");
         assert_eq!(seq, 7);
+    }
+
+    #[test]
+    fn a_customer_places_orders_per_customer_in_a_row() {
+        let bodies = Bodies::new(SkuChooser::new(1, 0, 0.0), 1, 3);
+        let (mut buf, mut rng, mut seq) = (Vec::new(), fastrand::Rng::with_seed(1), 0);
+        let customers: Vec<(String, String)> = (0..7)
+            .map(|_| {
+                let named = bodies.customer(2, seq);
+                let body = bodies.render(&mut buf, &mut rng, 2, &mut seq);
+                let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                (named, value["customer_id"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        let rendered: Vec<&str> = customers.iter().map(|(_, body)| body.as_str()).collect();
+        assert_eq!(
+            rendered,
+            [
+                "bench-2-0",
+                "bench-2-0",
+                "bench-2-0",
+                "bench-2-1",
+                "bench-2-1",
+                "bench-2-1",
+                "bench-2-2"
+            ]
+        );
+        assert!(customers.iter().all(|(named, body)| named == body), "{customers:?}");
     }
 
     #[test]

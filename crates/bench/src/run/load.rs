@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use hyper::header::{AUTHORIZATION, HeaderValue};
 use hyper::{Method, StatusCode, Uri};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
@@ -17,6 +18,7 @@ use super::BenchError;
 use super::catalog::Bodies;
 use super::conn::{Endpoint, Sender, connect, exchange_with};
 use super::e2e::{self, Reservoir};
+use super::jwt::Signer;
 use super::report::{Mode, Orders, RunInfo, Summary, Tally};
 
 // After a failed reconnect, wait this long: a dead target must not be hammered with connects
@@ -34,6 +36,8 @@ pub(crate) struct LoadSpec {
     pub quiet: bool,
     /// Accepted orders whose ids to sample over the run (0: none).
     pub sample: usize,
+    /// Signs each customer's token for a target in jwt mode.
+    pub signer: Option<Arc<Signer>>,
 }
 
 /// A progress style from `template`, or the default one should the template be refused.
@@ -89,6 +93,8 @@ pub(crate) async fn drive(
             bodies: bodies.clone(),
             rng: fastrand::Rng::with_seed(spec.seed.wrapping_add(id as u64)),
             seq: 0,
+            signer: spec.signer.clone(),
+            token: None,
             buf: Vec::new(),
             tally: Tally::new(),
             // Its own generator, so sampling never shifts the SKU sequence of a seed.
@@ -186,6 +192,9 @@ struct Worker {
     bodies: Arc<Bodies>,
     rng: fastrand::Rng,
     seq: u64,
+    signer: Option<Arc<Signer>>,
+    /// The current customer's number and `Authorization` value, signed when it started.
+    token: Option<(u64, HeaderValue)>,
     buf: Vec<u8>,
     tally: Tally,
     sampler: Reservoir,
@@ -257,13 +266,17 @@ impl Worker {
             }
         };
         let batch = self.bodies.batch();
+        let authorization = self.authorization();
         let body = self.bodies.render(&mut self.buf, &mut self.rng, self.id, &mut self.seq);
         let path = if batch > 1 {
             Uri::from_static("/api/orders/batch")
         } else {
             Uri::from_static("/api/orders")
         };
-        let request = self.endpoint.request(Method::POST, path, body);
+        let mut request = self.endpoint.request(Method::POST, path, body);
+        if let Some(value) = authorization {
+            request.headers_mut().insert(AUTHORIZATION, value);
+        }
         // Where this order's id goes in the sample, decided from the status alone so that
         // only sampled single-order bodies are kept (batch bodies are always read).
         let mut slot = None;
@@ -311,6 +324,21 @@ impl Worker {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// The next order's `Authorization` value when the run signs tokens: the current
+    /// customer's, or a new one's once it has placed its orders.
+    fn authorization(&mut self) -> Option<HeaderValue> {
+        let signer = self.signer.as_ref()?;
+        let customer = self.bodies.customer_number(self.seq);
+        match &self.token {
+            Some((number, value)) if *number == customer => Some(value.clone()),
+            _ => {
+                let value = signer.bearer(&self.bodies.customer(self.id, self.seq));
+                self.token = Some((customer, value.clone()));
+                Some(value)
+            }
+        }
     }
 
     fn failed(&mut self) {

@@ -4,6 +4,7 @@
 //! - [`args`]: the flags ([`RunArgs`]) and their checks.
 //! - `conn`: the target's address, keep-alive HTTP/1.1 connections (hyper), one exchange.
 //! - `catalog`: SKU names, the flash-sale skew, pre-rendered bodies, `--setup`.
+//! - `jwt`: customer tokens for a target in jwt mode (`--jwt-secret`, `--jwt-key`).
 //! - `load`: one task per connection, closed or open loop, the progress bar.
 //! - `e2e`: sampling accepted orders during the load and polling them until final
 //!   (`--e2e`).
@@ -18,6 +19,7 @@ mod catalog;
 mod conn;
 pub(crate) mod e2e;
 mod error;
+mod jwt;
 mod load;
 pub mod report;
 mod settle;
@@ -159,7 +161,8 @@ pub(crate) async fn load_target(
         catalog::setup(&target, &catalog, args.connections, args.quiet, token).await?;
     }
     let chooser = SkuChooser::new(args.skus, args.hot_skus, args.hot_share);
-    let bodies = Arc::new(Bodies::new(chooser, args.batch));
+    let bodies = Arc::new(Bodies::new(chooser, args.batch, args.orders_per_customer));
+    let signer = jwt::Signer::from_args(args)?.map(Arc::new);
     let spec = LoadSpec {
         connections: args.connections,
         duration: args.duration,
@@ -167,6 +170,7 @@ pub(crate) async fn load_target(
         seed: args.seed,
         quiet: args.quiet,
         sample,
+        signer,
     };
     let (main, sampled) = load::drive(&target, &spec, bodies.clone(), token).await?;
     // The reference is only timed; nothing of it is sampled.
