@@ -1,6 +1,6 @@
 //! `ordermill bench run --jwt-key` against `ordermill serve` in jwt mode: every order carries a
 //! token the node accepts, for the customer its body names, each customer placing
-//! `--orders-per-customer` orders with its one token.
+//! `--orders-per-customer` orders with its one token; `--e2e` follows them with the admin token.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -40,6 +40,7 @@ async fn a_bench_run_in_jwt_mode_places_every_order_as_its_token_s_customer() {
         .args(["--jwt-key", key.to_str().unwrap(), "--jwt-algorithm", "EdDSA"])
         .args(["--jwt-issuer", "shop", "--orders-per-customer", "3", "--json"])
         .arg(&report)
+        .args(["--e2e", "--e2e-sample", "20", "--admin-token", ADMIN_TOKEN])
         .env("ORDERMILL_MERCHANT_TOKEN", support::MERCHANT_TOKEN)
         .env_remove("ORDERMILL_AUTH__JWT__SECRET")
         .output()
@@ -51,17 +52,14 @@ async fn a_bench_run_in_jwt_mode_places_every_order_as_its_token_s_customer() {
     assert!(created >= 3, "{responses}");
     // A token for another customer than the body's would be 403, a bad one 401.
     assert_eq!((responses["4xx"].as_u64(), responses["5xx"].as_u64()), (Some(0), Some(0)));
+    // --e2e read the sampled orders back with the admin token, as jwt mode allows.
+    let e2e = &report["e2e"];
+    assert_eq!(e2e["sampled"], 20, "{e2e}");
+    assert_eq!((e2e["confirmed"].as_u64(), e2e["unreadable"].as_u64()), (Some(20), Some(0)));
 
     let client = reqwest::Client::new();
-    let listed: Value = client
-        .get(node.url("/api/customers/me/orders?customer_id=bench-0-0&limit=20"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine = node.url("/api/customers/me/orders?customer_id=bench-0-0&limit=20");
+    let listed = support::get_json(&client, mine, ADMIN_TOKEN).await;
     let orders = listed["orders"].as_array().unwrap();
     assert_eq!(orders.len(), 3, "connection 0's first customer placed three: {listed}");
     assert!(orders.iter().all(|o| o["customer_id"] == "bench-0-0"), "{listed}");

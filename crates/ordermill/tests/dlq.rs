@@ -36,15 +36,7 @@ fn dlq_with(dir: &Path, action: &str, more: &[&str]) -> String {
 }
 
 async fn dead_count(client: &reqwest::Client, node: &Node) -> i64 {
-    let reply: Value = client
-        .get(node.url("/admin/dlq/payment"))
-        .bearer_auth("t0ken")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = support::get_json(client, node.url("/admin/dlq/payment"), "t0ken").await;
     reply["count"].as_i64().unwrap()
 }
 

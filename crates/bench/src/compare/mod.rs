@@ -267,7 +267,7 @@ pub async fn run_until(
     )
     .await?;
     rig.note(format!("ordermill serving on {}", node.addr));
-    let client = e2e::client().map_err(|source| phase_error("set-up", "ordermill", source))?;
+    let client = e2e::client(None).map_err(|source| phase_error("set-up", "ordermill", source))?;
 
     let steady = rig.steady(&mut node).await?;
     rig.note("waiting for ordermill's queues to drain".to_owned());

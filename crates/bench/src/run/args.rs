@@ -88,6 +88,10 @@ pub struct RunArgs {
     /// is spread over the whole run. Skipped when ctrl-c stopped the run.
     #[arg(long)]
     pub e2e: bool,
+    /// The target's `admin_token`, which --e2e reads orders with: needed when the target runs
+    /// `auth.customer = "jwt"` (an order is shown only to its customer or the admin).
+    #[arg(long, env = "ORDERMILL_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
     /// How many accepted orders --e2e follows.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_E2E_SAMPLE)]
     pub e2e_sample: usize,
@@ -166,6 +170,7 @@ impl Default for RunArgs {
             e2e: false,
             e2e_sample: DEFAULT_E2E_SAMPLE,
             e2e_wait: DEFAULT_E2E_WAIT,
+            admin_token: None,
             quiet: false,
             jwt_secret: None,
             jwt_key: None,
@@ -233,11 +238,11 @@ impl RunArgs {
                     .to_owned(),
             );
         }
-        if self.signs_tokens() && self.e2e {
+        if self.signs_tokens() && self.e2e && self.admin_token.is_none() {
             return invalid(
-                "--e2e reads orders back without their customers' tokens, which a target in jwt \
-                 mode refuses; drop --e2e (not supported with --jwt-secret or --jwt-key yet; \
-                 --jwt-secret is also read from ORDERMILL_AUTH__JWT__SECRET)"
+                "--e2e reads orders back, which a target in jwt mode allows their customers and \
+                 the admin: pass its --admin-token (or ORDERMILL_ADMIN_TOKEN), or drop --e2e \
+                 (--jwt-secret may have come from ORDERMILL_AUTH__JWT__SECRET)"
                     .to_owned(),
             );
         }
@@ -292,6 +297,17 @@ mod tests {
             let message = args.check().unwrap_err().to_string();
             assert!(message.contains(flag), "{message:?} should name {flag}");
         }
+    }
+
+    #[test]
+    fn e2e_with_signed_tokens_reads_orders_with_the_admin_token() {
+        let args = RunArgs {
+            jwt_secret: Some("s".into()),
+            e2e: true,
+            admin_token: Some("admin".into()),
+            ..RunArgs::default()
+        };
+        args.check().unwrap();
     }
 
     #[test]

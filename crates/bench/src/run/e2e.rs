@@ -26,12 +26,27 @@ const POLL_CONCURRENCY: usize = 16;
 // One GET that takes longer than this is counted as unanswered for the round.
 const POLL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The HTTP client that polls orders.
+/// The HTTP client that polls orders, sending `admin_token` (which may read any order) with
+/// every request when given: a target in jwt mode shows an order only to its customer or the
+/// admin.
 ///
 /// # Errors
-/// [`BenchError::HttpClient`] when it cannot be built.
-pub(crate) fn client() -> Result<reqwest::Client, BenchError> {
+/// [`BenchError::HttpClient`] when it cannot be built, [`BenchError::InvalidArgs`] when the
+/// token cannot be sent in a header.
+pub(crate) fn client(admin_token: Option<&str>) -> Result<reqwest::Client, BenchError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = admin_token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| {
+                BenchError::InvalidArgs(
+                    "--admin-token holds characters an HTTP header cannot carry".to_owned(),
+                )
+            })?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(POLL_TIMEOUT)
         // The target is a local server; a proxy from the environment must not sit in between.
         .no_proxy()

@@ -94,7 +94,11 @@ pub(crate) async fn run_with(
 ) -> Result<Report, BenchError> {
     let sample = if args.e2e { args.e2e_sample } else { 0 };
     // Built before the load, so that a failure cannot throw a finished load away.
-    let client = if args.e2e || args.reference.is_some() { Some(e2e::client()?) } else { None };
+    let client = if args.e2e || args.reference.is_some() {
+        Some(e2e::client(args.admin_token.as_deref())?)
+    } else {
+        None
+    };
     let (main, sampled, prepared) = load_target(args, sample, token).await?;
     let e2e = if let Some(client) = client.as_ref().filter(|_| args.e2e)
         && !token.is_cancelled()

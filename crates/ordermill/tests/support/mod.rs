@@ -131,6 +131,11 @@ impl Node {
     }
 }
 
+/// `GET url` with `Authorization: Bearer token`, its body as JSON.
+pub async fn get_json(client: &reqwest::Client, url: String, token: &str) -> Value {
+    client.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
 /// Reads one HTTP/1.1 request from `stream`: its head (request line and headers) and its body
 /// (`Content-Length` bytes), for the stub services tests stand up. `None` when the peer closes
 /// or fails before a whole head arrived.

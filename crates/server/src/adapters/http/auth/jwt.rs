@@ -110,7 +110,9 @@ impl JwtVerifier {
                 (Algorithm::HS256, key)
             }
             JwtAlgorithm::RS256 => {
-                (Algorithm::RS256, DecodingKey::from_rsa_pem(&pem()?).map_err(bad_key)?)
+                let key = DecodingKey::from_rsa_pem(&pem()?).map_err(bad_key)?;
+                check_rsa_size(&key)?;
+                (Algorithm::RS256, key)
             }
             JwtAlgorithm::ES256 => {
                 (Algorithm::ES256, DecodingKey::from_ec_pem(&pem()?).map_err(bad_key)?)
@@ -197,6 +199,29 @@ impl JwtVerifier {
             return Err(JwtError::NotYetValid);
         }
         Ok(verified.customer)
+    }
+}
+
+/// RS256 signatures are verified (by aws-lc) with 2,048- to 8,192-bit keys only: with a key
+/// of another size every token would be refused as a bad signature, so a node refuses to start
+/// instead, saying why.
+fn check_rsa_size(key: &DecodingKey) -> Result<(), String> {
+    let bits = key
+        .try_get_as_bytes()
+        .ok()
+        .and_then(|der| aws_lc_rs::rsa::PublicKey::from_der(der).ok())
+        .map(|public| {
+            let modulus = public.modulus().big_endian_without_leading_zero();
+            modulus.len() * 8 - modulus.first().map_or(0, |top| top.leading_zeros() as usize)
+        })
+        .ok_or_else(|| "auth.jwt.public_key_file is not an RSA public key".to_string())?;
+    if (2048..=8192).contains(&bits) {
+        Ok(())
+    } else {
+        Err(format!(
+            "auth.jwt.public_key_file holds a {bits}-bit RSA key; RS256 tokens are verified with \
+             2048- to 8192-bit keys only: have the issuer sign with such a key"
+        ))
     }
 }
 
@@ -315,6 +340,20 @@ mod tests {
         assert!(!is_remembered(&verifier, &forged), "a refused token is never remembered");
         let other = sign(json!({"sub": "bob", "exp": NOW_SECS + 600}));
         assert_eq!(verifier.verify(&other).unwrap().as_str(), "bob");
+    }
+
+    #[test]
+    fn an_rsa_key_outside_2048_to_8192_bits_is_refused_at_start_naming_its_size() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let settings = |file: &str| JwtSettings {
+            algorithm: JwtAlgorithm::RS256,
+            public_key_file: Some(fixtures.join(file)),
+            ..JwtSettings::default()
+        };
+        let clock = || Arc::new(ManualClock::new(UnixMillis(NOW_SECS * 1000)));
+        assert!(JwtVerifier::new(&settings("rs256.pub"), clock()).is_ok(), "2048 bits");
+        let refused = JwtVerifier::new(&settings("rs1024.pub"), clock()).err().unwrap();
+        assert!(refused.contains("1024-bit") && refused.contains("public_key_file"), "{refused}");
     }
 
     #[test]
