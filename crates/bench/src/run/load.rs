@@ -206,7 +206,9 @@ impl Worker {
     /// Sends the next request as soon as the previous answer is in.
     async fn closed_loop(mut self) -> (Tally, Vec<String>) {
         while !self.stop.is_cancelled() {
-            if self.send(Instant::now()).await.is_break() {
+            // Signed before the clock starts: the generator's signing is not the server's time.
+            let authorization = self.authorization();
+            if self.send(Instant::now(), authorization).await.is_break() {
                 break;
             }
         }
@@ -217,6 +219,9 @@ impl Worker {
     async fn open_loop(mut self, pacing: Pacing) -> (Tally, Vec<String>) {
         for k in 0.. {
             let Some(intended) = pacing.intended(self.id, k) else { break };
+            // Signed while the request waits for its turn; a signature that makes it late is
+            // the generator's lateness, counted as such below.
+            let authorization = self.authorization();
             let began = if intended > Instant::now() {
                 tokio::select! {
                     biased;
@@ -234,15 +239,20 @@ impl Worker {
                 self.tally.sent_late();
                 intended
             };
-            if self.send(began).await.is_break() {
+            if self.send(began, authorization).await.is_break() {
                 break;
             }
         }
         (self.tally, self.sampler.into_ids())
     }
 
-    /// Sends one request timed from `began`, reconnecting first if the connection is gone.
-    async fn send(&mut self, began: Instant) -> ControlFlow<()> {
+    /// Sends one request timed from `began`, with `authorization` when the run signs tokens,
+    /// reconnecting first if the connection is gone.
+    async fn send(
+        &mut self,
+        began: Instant,
+        authorization: Option<HeaderValue>,
+    ) -> ControlFlow<()> {
         let mut sender = match self.sender.take() {
             Some(sender) if !sender.is_closed() => sender,
             _ => {
@@ -266,7 +276,6 @@ impl Worker {
             }
         };
         let batch = self.bodies.batch();
-        let authorization = self.authorization();
         let body = self.bodies.render(&mut self.buf, &mut self.rng, self.id, &mut self.seq);
         let path = if batch > 1 {
             Uri::from_static("/api/orders/batch")
