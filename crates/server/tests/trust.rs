@@ -215,6 +215,40 @@ async fn idempotency_keys_are_per_customer_and_expire(engines: Engines) {
     app.stop().await;
 }
 
+// The rate limiter checks the credentials first (to know whose budget a request spends) and
+// hands what it found to the handler: a refusal still reaches the client as the handler's 401,
+// with its reason, and a route that takes no credentials still ignores a bad token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_the_rate_limiter_a_refused_token_is_the_handler_s_401_with_its_reason() {
+    let clock = now_clock();
+    let app = spawn_app_on(Engines::Embedded, tempfile::tempdir().unwrap(), clock.clone(), |s| {
+        jwt_mode(s);
+        s.rate_limit.per_second = 1000;
+        s.rate_limit.burst = 1000;
+    })
+    .await;
+    app.put_product("tea", "2.50", 10).await;
+    let bare = bare();
+    let expired = token_at("carol", &clock, -3600, json!({}));
+    let order = json!({"items": [{"sku": "tea", "quantity": 1}]});
+    let refused =
+        app.send(bare.post(app.url("/api/orders")).bearer_auth(&expired).json(&order)).await;
+    assert_eq!((refused.status, refused.code()), (401, "unauthorized"));
+    assert!(
+        refused.body["error"]["message"].as_str().unwrap().contains("expired"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.headers["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    let public = app.send(bare.get(app.url("/api/products/tea")).bearer_auth(&expired)).await;
+    assert_eq!(public.status, 200, "the catalog takes no credentials");
+    let good = token_at("carol", &clock, 3600, json!({}));
+    let placed = app.send(bare.post(app.url("/api/orders")).bearer_auth(&good).json(&order)).await;
+    assert_eq!((placed.status, placed.body["customer_id"].as_str()), (201, Some("carol")));
+    assert_eq!(app.available("tea").await, 9);
+    app.stop().await;
+}
+
 async fn a_client_over_its_budget_gets_429_and_service_again_after_the_wait(engines: Engines) {
     let clock = now_clock();
     let app = spawn_app_on(engines, tempfile::tempdir().unwrap(), clock.clone(), |s| {

@@ -11,7 +11,7 @@ use crate::services::deals::DealError;
 use crate::services::intake::IntakeError;
 
 /// An error answer: status, stable code, human message.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,

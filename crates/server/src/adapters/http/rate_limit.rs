@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use ordermill_core::ports::RateLimiter;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, CheckedCaller};
 use super::error::ApiError;
 
 /// The budgets and whose word on the client's address is taken.
@@ -58,18 +58,16 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     if state.auth.is_merchant(&parts) || state.auth.is_admin(&parts) {
         return next.run(Request::from_parts(parts, body)).await;
     }
-    let key = match state.auth.caller(&parts) {
-        Ok(Caller::Customer(id)) => {
-            let key = format!("c:{}", id.as_str());
-            // The handler's extractor reuses it instead of verifying the token again.
-            parts.extensions.insert(Caller::Customer(id));
-            key
-        }
+    let caller = state.auth.caller(&parts);
+    let key = match &caller {
+        Ok(Caller::Customer(id)) => format!("c:{}", id.as_str()),
         _ => match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
             Some(ConnectInfo(peer)) => format!("ip:{}", limits.client(peer.ip(), &parts.headers)),
             None => "ip:unknown".to_owned(),
         },
     };
+    // The handler's extractor reuses it, a refusal included, instead of verifying again.
+    parts.extensions.insert(CheckedCaller(caller));
     match limits.limiter.acquire(&key).await {
         Ok(None) => next.run(Request::from_parts(parts, body)).await,
         Ok(Some(wait)) => {
