@@ -11,6 +11,10 @@
 #   ORDERMILL_RABBITMQ__CA_FILE (the broker's ceiling is then measured over TLS too)
 #   LOAD_ARGS: the catalog options of `bench run` (default "--skus 1000": 80% of orders on 10
 #   flash-sale SKUs); issue 10's one hot SKU is LOAD_ARGS="--skus 1 --hot-skus 1"
+#   Customer JWTs: the nodes read ORDERMILL_AUTH__CUSTOMER=jwt, ORDERMILL_AUTH__JWT__ALGORITHM
+#   and ORDERMILL_AUTH__JWT__PUBLIC_KEY_FILE from this environment; add "--jwt-key PRIVATE.pem
+#   --jwt-algorithm ALG [--orders-per-customer N]" to LOAD_ARGS (docs/BENCHMARKS.md, "What a
+#   customer JWT costs")
 #   API_NODES > 1: that many api nodes behind nginx (deploy/nginx.conf's proxy settings), the
 #   load sent to nginx; WORKERS: that many worker processes, each consuming every queue.
 # Needs: a release build (cargo build --release; BIN runs another binary, e.g. an older
