@@ -9,7 +9,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::Node;
 
 const ADMIN_TOKEN: &str = "bench-jwt-admin-token";
@@ -47,6 +47,10 @@ async fn a_bench_run_in_jwt_mode_places_every_order_as_its_token_s_customer() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(
+        (&report["run"]["customer_tokens"], &report["run"]["orders_per_customer"]),
+        (&json!("EdDSA"), &json!(3))
+    );
     let responses = &report["run"]["responses"];
     let created = responses["201"].as_u64().unwrap();
     assert!(created >= 3, "{responses}");

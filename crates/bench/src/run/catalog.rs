@@ -98,6 +98,11 @@ impl Bodies {
         format!("bench-{conn}-{}", self.customer_number(seq))
     }
 
+    /// Orders each customer places in a row.
+    pub(crate) fn per_customer(&self) -> u64 {
+        self.per_customer
+    }
+
     /// The number of the customer placing a connection's order number `seq`.
     pub(crate) fn customer_number(&self, seq: u64) -> u64 {
         seq / self.per_customer

@@ -92,6 +92,11 @@ impl Signer {
         Ok(Some(signer))
     }
 
+    /// The algorithm's name as a token's header gives it, e.g. `ES256`.
+    pub(crate) fn algorithm(&self) -> String {
+        format!("{:?}", self.header.alg)
+    }
+
     /// `Bearer <token>` for `customer`.
     pub(crate) fn bearer(&self, customer: &str) -> HeaderValue {
         self.try_bearer(customer)

@@ -160,6 +160,8 @@ pub(crate) async fn drive(
         batch: bodies.batch(),
         elapsed,
         interrupted: stop.is_cancelled(),
+        customer_tokens: spec.signer.as_ref().map(|signer| signer.algorithm()),
+        orders_per_customer: bodies.per_customer(),
     });
     Ok((summary, sampled))
 }

@@ -199,6 +199,17 @@ pub struct Summary {
     /// The same for 503 answers only (how fast a shed request was told to come back).
     #[serde(default)]
     pub unavailable_latency_ms: Latency,
+    /// The algorithm of the customer tokens each order carried (`--jwt-secret`: HS256,
+    /// `--jwt-key`), or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_tokens: Option<String>,
+    /// Orders each customer placed in a row (`--orders-per-customer`).
+    #[serde(default = "one")]
+    pub orders_per_customer: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// The same load against a reference server, and ordermill's figures as ratios of its.
@@ -359,6 +370,8 @@ pub(crate) struct RunInfo {
     pub batch: usize,
     pub elapsed: Duration,
     pub interrupted: bool,
+    pub customer_tokens: Option<String>,
+    pub orders_per_customer: u64,
 }
 
 /// The counts one load task keeps; merged into one at the end of the run.
@@ -472,6 +485,8 @@ impl Tally {
             latency_ms: latency(&self.latency_us),
             accepted_latency_ms: latency(&self.accepted_us),
             unavailable_latency_ms: latency(&self.unavailable_us),
+            customer_tokens: info.customer_tokens,
+            orders_per_customer: info.orders_per_customer,
         }
     }
 }
@@ -483,9 +498,14 @@ impl fmt::Display for Summary {
             Mode::Open { rate } => format!("open loop at {rate} req/s"),
         };
         let per_request = if self.batch == 1 { "order" } else { "orders" };
+        let customers = match (&self.customer_tokens, self.orders_per_customer) {
+            (Some(algorithm), n) => format!(", {n} per customer and {algorithm} token"),
+            (None, 1) => String::new(),
+            (None, n) => format!(", {n} per customer"),
+        };
         writeln!(
             f,
-            "target        {} ({mode}, {} connections, {} {per_request} per request)",
+            "target        {} ({mode}, {} connections, {} {per_request} per request{customers})",
             self.target, self.connections, self.batch
         )?;
         let stopped = if self.interrupted { ", stopped early by ctrl-c" } else { "" };
@@ -621,6 +641,8 @@ mod tests {
             batch: 1,
             elapsed,
             interrupted: false,
+            customer_tokens: None,
+            orders_per_customer: 1,
         }
     }
 
@@ -667,6 +689,24 @@ mod tests {
         assert!(l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.p99_9 && l.p99_9 <= l.max);
         // The slowest sample is 4 ms; three significant digits keep it within 0.1%.
         assert!((l.max - 4.0).abs() <= 0.004, "max {}", l.max);
+    }
+
+    #[test]
+    fn the_target_line_says_how_customers_signed_their_orders() {
+        let line = |customer_tokens: Option<&str>, orders_per_customer| {
+            let info = RunInfo {
+                customer_tokens: customer_tokens.map(str::to_owned),
+                orders_per_customer,
+                ..info(Duration::from_secs(1))
+            };
+            Tally::new().summary(info).to_string().lines().next().unwrap_or_default().to_owned()
+        };
+        assert!(
+            line(Some("ES256"), 3)
+                .ends_with("1 order per request, 3 per customer and ES256 token)")
+        );
+        assert!(line(None, 5).ends_with("1 order per request, 5 per customer)"));
+        assert!(line(None, 1).ends_with("1 order per request)"));
     }
 
     #[test]
