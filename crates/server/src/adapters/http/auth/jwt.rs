@@ -16,8 +16,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use ordermill_core::{Clock, CustomerId};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
+use super::tokens::digest;
 use crate::startup::settings::{JwtAlgorithm, JwtSettings};
 
 /// Verified tokens a node remembers: ~200 bytes each with the cache's own bookkeeping, so
@@ -158,7 +158,7 @@ impl JwtVerifier {
         let Some(remembered) = &self.remembered else {
             return self.in_time(self.decode(token)?);
         };
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let digest = digest(token);
         let verified = match remembered.get(&digest) {
             Some(verified) => verified,
             None => {
@@ -302,8 +302,7 @@ mod tests {
     }
 
     fn is_remembered(verifier: &JwtVerifier, token: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        verifier.remembered.as_ref().is_some_and(|cache| cache.contains_key(&digest))
+        verifier.remembered.as_ref().is_some_and(|cache| cache.contains_key(&digest(token)))
     }
 
     #[test]

@@ -8,7 +8,8 @@ use subtle::ConstantTimeEq;
 #[derive(Clone, Default)]
 pub struct TokenSet(Vec<[u8; 32]>);
 
-fn digest(token: &str) -> [u8; 32] {
+/// A token's SHA-256: what the sets hold, and what remembered JWTs are found by.
+pub(super) fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
