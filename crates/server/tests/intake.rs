@@ -251,7 +251,7 @@ async fn health_and_readiness_answer() {
 }
 
 #[tokio::test]
-async fn metrics_count_accepted_and_rejected_orders() {
+async fn metrics_count_accepted_rejected_and_shed_orders() {
     let app = spawn_app().await;
     app.put_product("m", "1.00", 1).await;
     app.order("c", &[("m", 1)]).await;
@@ -260,6 +260,11 @@ async fn metrics_count_accepted_and_rejected_orders() {
     assert!(text.contains("ordermill_orders_accepted_total"), "{text}");
     assert!(text.contains(r#"ordermill_orders_rejected_total{reason="out_of_stock"}"#), "{text}");
     assert!(text.contains("ordermill_commit_batch_orders_bucket"), "{text}");
+    // Both shed causes are exported before any shed, so a rate over them is 0, not absent.
+    for cause in ["backlog", "slow_commit"] {
+        let series = format!(r#"ordermill_orders_shed_total{{cause="{cause}"}} 0"#);
+        assert!(text.contains(&series), "{series} missing: {text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -164,7 +164,7 @@ fn describe() {
     describe_counter!(COMMIT_FAILURES, "Group-commit transactions that failed.");
     describe_counter!(
         COMMIT_SHED,
-        "Orders shed because they waited longer than http.max_queue_wait."
+        "Orders shed because they waited longer than http.max_queue_wait, by cause: backlog (the node is behind) or slow_commit (queued in time, held up by a commit that ran long)."
     );
     describe_counter!(CONSUMER_MESSAGES, "Messages handled by consumers, by queue and outcome.");
     describe_histogram!(
@@ -233,8 +233,11 @@ pub struct CommitMetrics {
     pub duration: Histogram,
     /// [`COMMIT_FAILURES`].
     pub failures: Counter,
-    /// [`COMMIT_SHED`].
-    pub shed: Counter,
+    /// [`COMMIT_SHED`] `cause="backlog"`: the node is behind.
+    pub shed_backlog: Counter,
+    /// [`COMMIT_SHED`] `cause="slow_commit"`: queued in time, held up by a commit that ran
+    /// long.
+    pub shed_slow_commit: Counter,
     /// [`STAGE_SECONDS`] `commit`.
     pub stage_commit: Histogram,
     /// [`STAGE_SECONDS`] `publish`.
@@ -248,7 +251,8 @@ impl CommitMetrics {
             batch_orders: histogram!(COMMIT_BATCH_ORDERS),
             duration: histogram!(COMMIT_SECONDS),
             failures: counter!(COMMIT_FAILURES),
-            shed: counter!(COMMIT_SHED),
+            shed_backlog: counter!(COMMIT_SHED, "cause" => "backlog"),
+            shed_slow_commit: counter!(COMMIT_SHED, "cause" => "slow_commit"),
             stage_commit: stage("commit", ""),
             stage_publish: stage("publish", ""),
         }

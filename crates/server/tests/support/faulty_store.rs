@@ -1,5 +1,6 @@
 //! A real store with faults on demand: the reply of a commit lost (after or without the
-//! commit), an effect transaction whose reply is slow. Wraps the SQLite store.
+//! commit), a commit that stalls before it completes, an effect transaction whose reply is
+//! slow. Wraps the SQLite store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -24,6 +25,9 @@ pub struct FaultyStore {
     pub inner: Arc<SqliteStore>,
     /// What the next `commit_orders` does (0: nothing odd).
     pub next_commit: AtomicU8,
+    /// How long the next `commit_orders` stalls before it commits, in ms (a disk flush that
+    /// stalls).
+    pub next_commit_stall_ms: AtomicU64,
     /// How long `apply_effects` waits after its transaction committed, in ms.
     pub effects_reply_delay_ms: AtomicU64,
 }
@@ -33,6 +37,7 @@ impl FaultyStore {
         FaultyStore {
             inner,
             next_commit: AtomicU8::new(0),
+            next_commit_stall_ms: AtomicU64::new(0),
             effects_reply_delay_ms: AtomicU64::new(0),
         }
     }
@@ -41,6 +46,8 @@ impl FaultyStore {
 #[async_trait]
 impl OrderStore for FaultyStore {
     async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError> {
+        let stall = self.next_commit_stall_ms.swap(0, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(stall)).await;
         match self.next_commit.swap(0, Ordering::SeqCst) {
             COMMIT_THEN_FAIL => {
                 self.inner.commit_orders(batch).await?;

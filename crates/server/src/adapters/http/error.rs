@@ -160,6 +160,7 @@ impl From<IntakeError> for ApiError {
             IntakeError::ShuttingDown
             | IntakeError::Overloaded { .. }
             | IntakeError::Shed { .. }
+            | IntakeError::SlowCommit { .. }
             | IntakeError::Full { .. }
             | IntakeError::StockRecounting => {
                 return Self::unavailable(error.code(), error.to_string(), 1);

@@ -34,6 +34,12 @@ pub struct CommitRequest {
     pub arrived: Instant,
 }
 
+/// A request in the committer's queue, and when it was put there.
+struct Queued {
+    request: CommitRequest,
+    at: Instant,
+}
+
 /// A durable batch and the slice of it that belongs to one request.
 #[derive(Debug, Clone)]
 pub struct Committed {
@@ -73,20 +79,34 @@ pub enum FailKind {
         /// The limited SKU.
         sku: Sku,
     },
-    /// It waited longer than `max_queue_wait` (shed under overload).
+    /// It waited longer than `max_queue_wait` (shed).
     Shed {
         /// How long it had waited.
         waited: Duration,
+        /// What held it up.
+        cause: ShedCause,
     },
     /// This node's lease on the shared counts lapsed after its units were reserved: the
     /// others may have put them back on sale, so it is not written (see [`Lease`]).
     Fenced,
 }
 
+/// What held up an order that was shed: the operator's answer differs (more nodes, or a
+/// store whose flushes stall).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShedCause {
+    /// The node is behind: the order reached the committer's queue already late (slow to
+    /// reserve its stock, or the queue was full), or more was queued than one commit takes.
+    Backlog,
+    /// It was queued in time and only the commit before it, running long, held it up: the
+    /// store was slow to finish a commit (on a shared disk, a flush that stalls).
+    SlowCommit,
+}
+
 /// Handle used by intake to queue orders.
 #[derive(Clone)]
 pub struct CommitterHandle {
-    sender: mpsc::Sender<CommitRequest>,
+    sender: mpsc::Sender<Queued>,
     approaching: Arc<Approaching>,
 }
 
@@ -129,7 +149,7 @@ impl CommitterHandle {
     ) -> Result<(), (CommitRequest, Refused)> {
         match tokio::time::timeout(within, self.sender.reserve()).await {
             Ok(Ok(slot)) => {
-                slot.send(request);
+                slot.send(Queued { request, at: Instant::now() });
                 Ok(())
             }
             Ok(Err(_)) => Err((request, Refused::Stopped)),
@@ -173,7 +193,7 @@ pub struct Batching {
 
 /// The committer task's inputs.
 pub struct Committer {
-    receiver: mpsc::Receiver<CommitRequest>,
+    receiver: mpsc::Receiver<Queued>,
     store: Arc<dyn OrderStore>,
     cache: Arc<dyn StockCache>,
     publisher: Publisher,
@@ -238,13 +258,13 @@ impl Committer {
         tracing::info!("Committer stopped after flushing every queued order.");
     }
 
-    async fn commit_pending(&mut self, first: CommitRequest) {
-        let mut count = first.orders.len();
+    async fn commit_pending(&mut self, first: Queued) {
+        let mut count = first.request.orders.len();
         let mut requests = vec![first];
         while count < self.max_batch {
             match self.receiver.try_recv() {
                 Ok(next) => {
-                    count += next.orders.len();
+                    count += next.request.orders.len();
                     requests.push(next);
                 }
                 Err(_) => break,
@@ -263,7 +283,7 @@ impl Committer {
                     biased;
                     next = self.receiver.recv() => match next {
                         Some(next) => {
-                            count += next.orders.len();
+                            count += next.request.orders.len();
                             requests.push(next);
                         }
                         None => break,
@@ -277,7 +297,7 @@ impl Committer {
             while count < self.max_batch {
                 match self.receiver.try_recv() {
                     Ok(next) => {
-                        count += next.orders.len();
+                        count += next.request.orders.len();
                         requests.push(next);
                     }
                     Err(_) => break,
@@ -287,15 +307,23 @@ impl Committer {
         self.last_shared = requests.len() > 1;
         // Shed what waited too long: answered at once, so the orders that are written stay
         // fast and the rest know to come back (the durable queue is the buffer, not memory).
+        let backlogged = count >= self.max_batch;
         let (requests, late): (Vec<_>, Vec<_>) =
-            requests.into_iter().partition(|r| r.arrived.elapsed() <= self.max_queue_wait);
-        for request in late {
+            requests.into_iter().partition(|q| q.request.arrived.elapsed() <= self.max_queue_wait);
+        let requests: Vec<CommitRequest> = requests.into_iter().map(|q| q.request).collect();
+        for queued in late {
+            let cause = self.shed_cause(&queued, backlogged);
+            let request = queued.request;
             let waited = request.arrived.elapsed();
-            self.metrics.shed.increment(request.orders.len() as u64);
+            let counter = match cause {
+                ShedCause::Backlog => &self.metrics.shed_backlog,
+                ShedCause::SlowCommit => &self.metrics.shed_slow_commit,
+            };
+            counter.increment(request.orders.len() as u64);
             let replies = vec![(request.reply, 0..request.orders.len())];
             let failed = CommitFailed {
                 message: format!("waited {waited:?} for the committer"),
-                kind: FailKind::Shed { waited },
+                kind: FailKind::Shed { waited, cause },
             };
             self.release(&request.orders, replies, failed).await;
         }
@@ -347,6 +375,18 @@ impl Committer {
         }
         // Whatever the outcome: some of these orders may be written.
         self.recheck_lease(since).await;
+    }
+
+    /// What held up `queued`, shed for waiting past `max_queue_wait`. Shedding it either way
+    /// keeps the accepted orders' tail short under overload (a build that wrote the ones a slow
+    /// commit held up raised it: docs/BENCHMARKS.md, "503s without overload").
+    fn shed_cause(&self, queued: &Queued, backlogged: bool) -> ShedCause {
+        let before_queue = queued.at.saturating_duration_since(queued.request.arrived);
+        if backlogged || before_queue > self.max_queue_wait {
+            ShedCause::Backlog
+        } else {
+            ShedCause::SlowCommit
+        }
     }
 
     /// Refuses the requests reserved before this node's lease last lapsed (see [`Lease`]):

@@ -20,7 +20,9 @@ use ordermill_core::{
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use self::committer::{Approach, CommitRequest, Committed, CommitterHandle, FailKind, Refused};
+use self::committer::{
+    Approach, CommitRequest, Committed, CommitterHandle, FailKind, Refused, ShedCause,
+};
 use self::idempotency::{Begin, Idempotency, KeyClaim};
 use crate::services::catalog::{Catalog, PriceError};
 use crate::services::purchase_limits::{LimitHold, PurchaseLimits};
@@ -103,6 +105,17 @@ pub enum IntakeError {
         /// How long it had waited.
         waited: Duration,
     },
+    /// The order was queued for its commit in time, but the commit before it ran long (the
+    /// store was slow to finish it: on a shared disk, a flush that stalls) and by the time its
+    /// own commit formed it had waited longer than `http.max_queue_wait`; it was not written.
+    #[error(
+        "the order waited {} ms behind a commit the store was slow to finish (limit http.max_queue_wait); nothing was written, retry in a moment",
+        waited.as_millis()
+    )]
+    SlowCommit {
+        /// How long it had waited.
+        waited: Duration,
+    },
     /// The node already works on `http.max_in_flight` order requests; this one was refused
     /// at once, nothing written.
     #[error(
@@ -129,7 +142,10 @@ impl IntakeError {
             Self::IdempotencyInProgress => "idempotency_key_in_use",
             Self::Unavailable(_) => "store_unavailable",
             Self::StockRecounting => "unavailable",
-            Self::Overloaded { .. } | Self::Shed { .. } | Self::Full { .. } => "overloaded",
+            Self::Overloaded { .. }
+            | Self::Shed { .. }
+            | Self::SlowCommit { .. }
+            | Self::Full { .. } => "overloaded",
             Self::ShuttingDown => "shutting_down",
         }
     }
@@ -488,7 +504,12 @@ impl Intake {
                 FailKind::Conflict => IntakeError::IdempotencyInProgress,
                 FailKind::Oversold { short } => IntakeError::OutOfStock(short),
                 FailKind::LimitExceeded { sku } => IntakeError::LimitReached { sku },
-                FailKind::Shed { waited } => IntakeError::Shed { waited },
+                FailKind::Shed { waited, cause: ShedCause::Backlog } => {
+                    IntakeError::Shed { waited }
+                }
+                FailKind::Shed { waited, cause: ShedCause::SlowCommit } => {
+                    IntakeError::SlowCommit { waited }
+                }
                 FailKind::Fenced => IntakeError::StockRecounting,
                 FailKind::Store => IntakeError::Unavailable(failed.message),
             }),
