@@ -65,6 +65,15 @@ async fn queue(
     (id, answer)
 }
 
+/// Returns once the store has begun the stalled commit (it takes the stall when it starts).
+async fn until_stalling(rig: &Rig) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rig.store.next_commit_stall_ms.load(Ordering::SeqCst) != 0 {
+        assert!(Instant::now() < deadline, "the committer never started the first commit");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 fn shed_cause(failed: &CommitFailed) -> ShedCause {
     match failed.kind {
         FailKind::Shed { waited, cause } => {
@@ -82,8 +91,8 @@ async fn an_order_queued_in_time_behind_a_commit_that_stalled_is_shed_as_slow_co
     let (handle, stop, running) = start(&rig, 64);
     rig.store.next_commit_stall_ms.store(STALL.as_millis() as u64, Ordering::SeqCst);
     let (first, first_answer) = queue(&rig, &handle, &ids, Instant::now()).await;
-    // The first order's commit is stalling now; this one is queued at once, well in time.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // This one is queued while the first order's commit stalls, well in time.
+    until_stalling(&rig).await;
     let (held_up, held_up_answer) = queue(&rig, &handle, &ids, Instant::now()).await;
 
     assert!(first_answer.await.unwrap().is_ok(), "the stalled commit completes");
@@ -120,7 +129,7 @@ async fn orders_queued_in_time_but_more_than_one_commit_takes_are_shed_as_backlo
     let (handle, stop, running) = start(&rig, 2);
     rig.store.next_commit_stall_ms.store(STALL.as_millis() as u64, Ordering::SeqCst);
     let (_, first_answer) = queue(&rig, &handle, &ids, Instant::now()).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until_stalling(&rig).await;
     // Three queued in time behind the stall; the next commit takes two of them: the node is
     // behind, not only held up.
     let mut behind = Vec::new();
