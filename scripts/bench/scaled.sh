@@ -176,6 +176,11 @@ awk -v n="$total" -v before="$cpu_before" -v after="$cpu_after" 'BEGIN {
   }
 }'
 echo "commit batches (api 1): $(curl -s 127.0.0.1:18090/metrics | grep -E '^ordermill_commit_batch_orders_(sum|count)' | awk '{v[$1]=$2} END { printf "mean %.1f orders per transaction", v["ordermill_commit_batch_orders_sum"] / v["ordermill_commit_batch_orders_count"] }')"
+# Orders shed for waiting past http.max_queue_wait, by what held them up (a node behind, or a
+# commit the store was slow to finish): a closed loop counts them as "rejected".
+echo "orders shed (api 1): $(curl -s 127.0.0.1:18090/metrics | awk '/^ordermill_orders_shed_total/ {
+    c = "all"; if (match($0, /cause="[^"]*"/)) c = substr($0, RSTART + 7, RLENGTH - 8); n[c] += $2 }
+  END { s = ""; for (k in n) s = s sprintf("%s%s %d", (s == "" ? "" : ", "), k, n[k]); print (s == "" ? "none" : s) }')"
 # Where the time went: mean seconds per stage (api: per request or commit; worker: per batch).
 stages() {
   curl -s "$1/metrics" | awk -v who="$2" '
