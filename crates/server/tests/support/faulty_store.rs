@@ -47,7 +47,9 @@ impl FaultyStore {
 impl OrderStore for FaultyStore {
     async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError> {
         let stall = self.next_commit_stall_ms.swap(0, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(stall)).await;
+        if stall > 0 {
+            tokio::time::sleep(Duration::from_millis(stall)).await;
+        }
         match self.next_commit.swap(0, Ordering::SeqCst) {
             COMMIT_THEN_FAIL => {
                 self.inner.commit_orders(batch).await?;
