@@ -308,12 +308,18 @@ impl Committer {
         // Shed what waited too long: answered at once, so the orders that are written stay
         // fast and the rest know to come back (the durable queue is the buffer, not memory).
         let backlogged = count >= self.max_batch;
-        let (requests, late): (Vec<_>, Vec<_>) =
-            requests.into_iter().partition(|q| q.request.arrived.elapsed() <= self.max_queue_wait);
-        let requests: Vec<CommitRequest> = requests.into_iter().map(|q| q.request).collect();
-        for queued in late {
-            let cause = self.shed_cause(&queued, backlogged);
-            let request = queued.request;
+        let mut late = Vec::new();
+        let requests: Vec<CommitRequest> = requests
+            .into_iter()
+            .filter_map(|queued| {
+                if queued.request.arrived.elapsed() <= self.max_queue_wait {
+                    return Some(queued.request);
+                }
+                late.push((self.shed_cause(&queued, backlogged), queued.request));
+                None
+            })
+            .collect();
+        for (cause, request) in late {
             let waited = request.arrived.elapsed();
             let counter = match cause {
                 ShedCause::Backlog => &self.metrics.shed_backlog,
