@@ -65,6 +65,18 @@ async fn queue(
     (id, answer)
 }
 
+/// Queues an order whose commit stalls for [`STALL`]; returns once that commit has begun.
+async fn queue_stalled(
+    rig: &Rig,
+    handle: &CommitterHandle,
+    ids: &ordermill_core::OrderIdGenerator,
+) -> (ordermill_core::OrderId, Answer) {
+    rig.store.next_commit_stall_ms.store(STALL.as_millis() as u64, Ordering::SeqCst);
+    let queued = queue(rig, handle, ids, Instant::now()).await;
+    until_stalling(rig).await;
+    queued
+}
+
 /// Returns once the store has begun the stalled commit (it takes the stall when it starts).
 async fn until_stalling(rig: &Rig) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -89,10 +101,8 @@ async fn an_order_queued_in_time_behind_a_commit_that_stalled_is_shed_as_slow_co
     let rig = rig(10).await;
     let ids = ordermill_core::OrderIdGenerator::new();
     let (handle, stop, running) = start(&rig, 64);
-    rig.store.next_commit_stall_ms.store(STALL.as_millis() as u64, Ordering::SeqCst);
-    let (first, first_answer) = queue(&rig, &handle, &ids, Instant::now()).await;
+    let (first, first_answer) = queue_stalled(&rig, &handle, &ids).await;
     // This one is queued while the first order's commit stalls, well in time.
-    until_stalling(&rig).await;
     let (held_up, held_up_answer) = queue(&rig, &handle, &ids, Instant::now()).await;
 
     assert!(first_answer.await.unwrap().is_ok(), "the stalled commit completes");
@@ -127,9 +137,7 @@ async fn orders_queued_in_time_but_more_than_one_commit_takes_are_shed_as_backlo
     let rig = rig(10).await;
     let ids = ordermill_core::OrderIdGenerator::new();
     let (handle, stop, running) = start(&rig, 2);
-    rig.store.next_commit_stall_ms.store(STALL.as_millis() as u64, Ordering::SeqCst);
-    let (_, first_answer) = queue(&rig, &handle, &ids, Instant::now()).await;
-    until_stalling(&rig).await;
+    let (_, first_answer) = queue_stalled(&rig, &handle, &ids).await;
     // Three queued in time behind the stall; the next commit takes two of them: the node is
     // behind, not only held up.
     let mut behind = Vec::new();
