@@ -189,8 +189,7 @@ struct Overview<'a> {
     generated_at: UnixMillis,
     nodes: Vec<NodeView>,
     /// Order counters since the nodes started (rates are the difference between two polls).
-    #[schema(value_type = OrderTotals)]
-    totals: Totals,
+    totals: OrderTotals,
     /// Intake refusals by error code.
     #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     rejected_by_reason: std::collections::BTreeMap<String, u64>,
@@ -208,15 +207,31 @@ struct Overview<'a> {
     unavailable: Vec<Unavailable>,
 }
 
-/// Order counters.
-#[derive(ToSchema)]
-#[allow(dead_code)] // a schema only: the value is `telemetry::scrape::Totals`
+/// Order counters, whole numbers (the scrape reads them as Prometheus' floats).
+#[derive(Serialize, ToSchema)]
 struct OrderTotals {
-    accepted: f64,
-    confirmed: f64,
-    cancelled: f64,
-    rejected: f64,
-    shed: f64,
+    accepted: u64,
+    confirmed: u64,
+    cancelled: u64,
+    rejected: u64,
+    shed: u64,
+}
+
+impl OrderTotals {
+    fn new(totals: &Totals) -> OrderTotals {
+        OrderTotals {
+            accepted: count(totals.accepted),
+            confirmed: count(totals.confirmed),
+            cancelled: count(totals.cancelled),
+            rejected: count(totals.rejected),
+            shed: count(totals.shed),
+        }
+    }
+}
+
+/// A scraped counter as a count: a missing or garbled value reads as none.
+fn count(value: f64) -> u64 {
+    if value.is_finite() && value > 0.0 { value as u64 } else { 0 }
 }
 
 #[utoipa::path(
@@ -303,7 +318,6 @@ pub(super) async fn overview(State(state): State<AppState>, _: Admin) -> Respons
             Vec::<Order>::new()
         });
 
-    let count = |v: f64| if v.is_finite() && v > 0.0 { v as u64 } else { 0 };
     let mut consumers = std::collections::BTreeMap::<&str, ConsumerView>::new();
     for ((queue, outcome), n) in &scrape.consumer_messages {
         let view = consumers.entry(queue).or_insert_with(|| ConsumerView {
@@ -322,7 +336,7 @@ pub(super) async fn overview(State(state): State<AppState>, _: Admin) -> Respons
     let overview = Overview {
         generated_at: now,
         nodes,
-        totals: scrape.totals.clone(),
+        totals: OrderTotals::new(&scrape.totals),
         rejected_by_reason: scrape
             .rejected_by_reason
             .iter()
