@@ -61,7 +61,7 @@ pub use order::{
     AwaitedPayment, DeadlineChange, HistoryNote, IdempotencyKey, Order, OrderLine, OrderStatus,
     StatusChange, units_by_sku,
 };
-pub use order_id::{OrderId, OrderIdGenerator};
+pub use order_id::{OrderId, OrderIdGenerator, first_id_at};
 pub use product::{Product, ProductName, StockBelowHeld, StockLevel};
 pub use quantity::Quantity;
 pub use redact::redact_url;

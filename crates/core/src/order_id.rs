@@ -61,6 +61,15 @@ impl Serialize for OrderId {
     }
 }
 
+/// The lowest UUIDv7 of millisecond `at` (the time bits, the rest zero): every id made at `at`
+/// or later sorts at or above it, every earlier one below, so a time bound is an id bound.
+pub fn first_id_at(at: UnixMillis) -> Uuid {
+    let ms = u64::try_from(at.0).unwrap_or(0).min((1 << 48) - 1);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes)
+}
+
 /// Makes ids that increase within this process even when many are made in one millisecond
 /// (the UUIDv7 counter), from whatever clock the caller passes.
 #[derive(Debug, Default)]
@@ -93,6 +102,17 @@ impl OrderIdGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_id_at_bounds_the_ids_of_its_millisecond_from_below() {
+        let ids = OrderIdGenerator::new();
+        let at = UnixMillis(1_700_000_000_123);
+        let before = ids.next_uuid(UnixMillis(at.0 - 1));
+        let within = ids.next_uuid(at);
+        assert!(before < first_id_at(at) && first_id_at(at) <= within);
+        assert!(within < first_id_at(UnixMillis(at.0 + 1)));
+        assert_eq!(first_id_at(UnixMillis(-5)), Uuid::nil(), "before 1970 is the lowest id");
+    }
 
     #[test]
     fn a_derived_event_id_is_stable_per_name_and_keeps_the_orders_time() {

@@ -473,3 +473,38 @@ async fn the_webhook_notifier_posts_each_event_once_and_retries_failures(engines
         2
     );
 }
+
+/// Embedded only (the shared databases drop whole daily partitions, covered by their store
+/// contracts): `ordermill serve` deletes consumers' records older than
+/// `sqlite.processed_retention` and keeps the newer ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_records_past_the_retention_are_removed_and_newer_ones_kept() {
+    let day = Duration::from_secs(86_400);
+    let clock = Arc::new(ordermill_core::ManualClock::new(ordermill_core::Clock::now(
+        &ordermill_core::SystemClock,
+    )));
+    let app = spawn_app_on(Engines::Embedded, tempfile::tempdir().unwrap(), clock.clone(), |s| {
+        s.sqlite.processed_retention = ordermill_core::HumanDuration::from_secs(2 * 86_400);
+        s.sqlite.maintenance_interval = ordermill_core::HumanDuration::from_millis(50);
+    })
+    .await;
+    app.put_product("crab", "19.99", 10).await;
+    let old = id(&app.order("ann", &[("crab", 1)]).await);
+    app.wait_for_status(&old, "confirmed").await;
+    let records = "SELECT count(*) FROM processed_events";
+    // The records of one confirmed order, written by its consumers.
+    let per_order = app.count(records);
+    assert!(per_order >= 3, "inventory, payment and notify each keep a record: {per_order}");
+
+    clock.advance(day);
+    let newer = id(&app.order("bob", &[("crab", 1)]).await);
+    app.wait_for_status(&newer, "confirmed").await;
+    clock.advance(day + day / 2);
+    // Ann's records are two and a half days old now, Bob's one and a half: only Ann's go.
+    support::eventually("ann's records removed", || async { app.count(records) == per_order })
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.count(records), per_order, "bob's records, within the retention, stay");
+    assert_eq!(app.get(&format!("/api/orders/{old}")).await.body["status"], "confirmed");
+    app.stop().await;
+}

@@ -127,3 +127,47 @@ async fn a_reopened_store_is_writable_before_its_first_commit() {
     };
     store.upsert_product(&product).await.unwrap();
 }
+
+#[tokio::test]
+async fn records_of_events_older_than_the_cutoff_are_pruned_in_chunks_and_newer_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let ids = OrderIdGenerator::new();
+    let day = 86_400_000;
+    let cutoff = ordermill_core::UnixMillis(1_800_000_000_000);
+    let old: Vec<_> =
+        (1..=5).map(|n| ids.next_uuid(ordermill_core::UnixMillis(cutoff.0 - n * day))).collect();
+    let new: Vec<_> =
+        (0..3).map(|n| ids.next_uuid(ordermill_core::UnixMillis(cutoff.0 + n))).collect();
+    let consumers = ["inventory", "notify", "payment"];
+    {
+        // Written as the consumers' effects write them; the store's API has no other way in.
+        let conn =
+            rusqlite::Connection::open(dir.path().join(ordermill_store::sqlite::DB_FILE)).unwrap();
+        for consumer in consumers {
+            for event in old.iter().chain(&new) {
+                conn.execute(
+                    "INSERT INTO processed_events (consumer, event_id) VALUES (?1, ?2)",
+                    rusqlite::params![consumer, event.as_bytes()],
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    // 15 old records in chunks of 4: every chunk full until the last, across consumers.
+    let mut chunks = Vec::new();
+    loop {
+        let removed = store.prune_processed(cutoff, 4).await.unwrap();
+        chunks.push(removed);
+        if removed < 4 {
+            break;
+        }
+    }
+    assert_eq!(chunks, [4, 4, 4, 3]);
+    for consumer in consumers {
+        let all: Vec<_> = old.iter().chain(&new).copied().collect();
+        assert_eq!(store.processed(consumer, all).await.unwrap(), new, "{consumer}");
+    }
+    assert_eq!(store.prune_processed(cutoff, 4).await.unwrap(), 0, "nothing left to prune");
+}

@@ -10,7 +10,7 @@ use crate::customer::CustomerId;
 use crate::event::OutboxEvent;
 use crate::lifecycle::Fact;
 use crate::order::{IdempotencyKey, Order, OrderLine};
-use crate::order_id::OrderId;
+use crate::order_id::{OrderId, first_id_at};
 use crate::product::Product;
 use crate::sku::Sku;
 use uuid::Uuid;
@@ -140,15 +140,9 @@ impl OrderQuery {
     /// The id range the query covers, `[low, high)`: ids are UUIDv7, so a creation-time window
     /// is an id range (`high` also stops below `before`). Stores bound their scan with it.
     pub fn id_range(&self) -> (Uuid, Uuid) {
-        let at = |ms: UnixMillis| {
-            let ms = u64::try_from(ms.0).unwrap_or(0).min((1 << 48) - 1);
-            let mut bytes = [0u8; 16];
-            bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
-            Uuid::from_bytes(bytes)
-        };
-        let high = at(UnixMillis(self.until.0.saturating_add(1)));
+        let high = first_id_at(UnixMillis(self.until.0.saturating_add(1)));
         let high = self.before.map_or(high, |b| b.as_uuid().min(high));
-        (at(self.since), high)
+        (first_id_at(self.since), high)
     }
 }
 

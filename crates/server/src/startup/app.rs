@@ -607,6 +607,17 @@ impl Application {
                 stop_workers.clone(),
             ));
         }
+        if let Some(sqlite) = &backends.embedded {
+            working.spawn(crate::startup::maintenance::run_embedded(
+                sqlite.clone(),
+                (
+                    settings.sqlite.processed_retention.get(),
+                    settings.sqlite.maintenance_interval.get(),
+                ),
+                pipeline.clock.clone(),
+                stop_workers.clone(),
+            ));
+        }
         if let Some(sql) = &backends.sql {
             working.spawn(crate::startup::maintenance::run(
                 sql.clone(),

@@ -67,6 +67,8 @@ pub struct Backends {
     pub relay: Option<(Arc<RabbitBus>, Arc<dyn Outbox>)>,
     /// The shared database, for its partition maintenance.
     pub sql: Option<SqlStore>,
+    /// The embedded store, for its retention of consumers' records.
+    pub embedded: Option<Arc<SqliteStore>>,
 }
 
 /// `<data_dir>/reports`, created if missing.
@@ -103,7 +105,8 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
                 reports: sqlite.clone(),
                 report_work_dir: files.work_dir().to_path_buf(),
                 report_files: Arc::new(files),
-                purchase_limits: sqlite,
+                purchase_limits: sqlite.clone(),
+                embedded: Some(sqlite),
                 bus: Arc::new(bus),
                 cache,
                 order_cache: orders,
@@ -148,6 +151,7 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Backends
                 report_work_dir: report_dir(settings)?.work_dir().to_path_buf(),
                 purchase_limits: ports.limits,
                 sql: Some(sql),
+                embedded: None,
                 bus: bus.clone(),
                 cache,
                 order_cache: orders,

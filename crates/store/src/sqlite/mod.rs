@@ -9,6 +9,7 @@ mod effects;
 mod error;
 mod ledger;
 mod reports;
+mod retention;
 mod rows;
 mod schema;
 #[cfg(test)]
@@ -111,6 +112,22 @@ impl SqliteStore {
             })?;
         tracing::info!(path = %path.display(), "Opened SQLite store.");
         Ok(SqliteStore { commands, path, readers: Arc::default(), disk_full: Arc::default() })
+    }
+
+    /// Removes up to `limit` consumers' records of events made before `older_than` (see
+    /// `sqlite.processed_retention`), in one short transaction, and says how many went. Call
+    /// it again until it removes fewer than `limit`: each call is one chunk, so orders'
+    /// commits never wait long behind it.
+    ///
+    /// # Errors
+    /// When the writer cannot run it.
+    pub async fn prune_processed(
+        &self,
+        older_than: UnixMillis,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let before = ordermill_core::first_id_at(older_than);
+        self.written(|reply| Command::PruneProcessed { before, limit, reply }).await
     }
 
     /// [`SqliteStore::write`] for a command that answers with a `Result`, remembering whether

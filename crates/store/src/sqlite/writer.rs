@@ -90,6 +90,11 @@ pub(crate) enum Command {
         write: super::reports::Write,
         reply: oneshot::Sender<Result<super::reports::Written, StoreError>>,
     },
+    PruneProcessed {
+        before: Uuid,
+        limit: u32,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
 }
 
 /// Effects written in one consumer transaction, at most (whole caller batches are never split,
@@ -311,6 +316,7 @@ impl Command {
             Command::ExpireDeal { reply, .. } => drop(reply.send(Err(error))),
             Command::SetLimit { reply, .. } => drop(reply.send(Err(error))),
             Command::Report { reply, .. } => drop(reply.send(Err(error))),
+            Command::PruneProcessed { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -377,6 +383,10 @@ fn execute(conn: &mut Connection, command: Command) {
         }
         Command::Report { write, reply } => {
             let _ = reply.send(super::reports::apply(conn, write));
+        }
+        Command::PruneProcessed { before, limit, reply } => {
+            let result = super::retention::prune_processed(conn, before, limit);
+            let _ = reply.send(result.map_err(from_sqlite));
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct Settings {
     pub dashboard: DashboardSettings,
     /// Reports (报表).
     pub reports: ReportSettings,
+    /// The embedded store (when `store` is `sqlite`).
+    pub sqlite: SqliteSettings,
     /// PostgreSQL (when `store` is a postgres:// URL).
     pub postgres: PostgresSettings,
     /// MySQL / MariaDB (when `store` is a mysql:// URL).
@@ -117,6 +119,7 @@ impl Settings {
             ("reports.sweep_interval", self.reports.sweep_interval),
             ("redis.check_interval", self.redis.check_interval),
             ("redis.return_grace", self.redis.return_grace),
+            ("sqlite.maintenance_interval", self.sqlite.maintenance_interval),
             ("postgres.maintenance_interval", self.postgres.maintenance_interval),
             ("postgres.query_timeout", self.postgres.query_timeout),
             ("mysql.maintenance_interval", self.mysql.maintenance_interval),
@@ -196,6 +199,7 @@ impl Settings {
             ));
         }
         for (key, retention) in [
+            ("sqlite.processed_retention", self.sqlite.processed_retention),
             ("postgres.processed_retention", self.postgres.processed_retention),
             ("mysql.processed_retention", self.mysql.processed_retention),
         ] {
@@ -341,6 +345,29 @@ impl Default for RedisSettings {
             rebuild_settle: HumanDuration::from_secs(2),
             return_grace: HumanDuration::from_secs(30),
             ca_file: None,
+        }
+    }
+}
+
+/// The embedded SQLite store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteSettings {
+    /// How long consumers' "already handled" records (`processed_events`, four per order)
+    /// are kept; older ones are deleted, in small chunks between commits. At least 2 days
+    /// (see `postgres.processed_retention`: a replayed dead letter older than this could
+    /// repeat its effect).
+    pub processed_retention: HumanDuration,
+    /// How often `ordermill serve` removes the records past `processed_retention` (also once
+    /// at start).
+    pub maintenance_interval: HumanDuration,
+}
+
+impl Default for SqliteSettings {
+    fn default() -> Self {
+        SqliteSettings {
+            processed_retention: HumanDuration::from_secs(30 * 24 * 60 * 60),
+            maintenance_interval: HumanDuration::from_secs(60 * 60),
         }
     }
 }
@@ -510,6 +537,7 @@ impl Default for Settings {
             deals: DealSettings::default(),
             dashboard: DashboardSettings::default(),
             reports: ReportSettings::default(),
+            sqlite: SqliteSettings::default(),
             postgres: PostgresSettings::default(),
             mysql: MysqlSettings::default(),
             rabbitmq: ordermill_bus::RabbitSettings::default(),
