@@ -198,32 +198,55 @@ type UnitReply = oneshot::Sender<Result<(), StoreError>>;
 type EffectBatch = (Vec<Effect>, EffectsReply);
 type AckBatch = (Vec<(Arc<str>, Uuid)>, Vec<Uuid>, UnitReply);
 
-/// Consumer writes waiting for the writer, oldest first.
+/// A chunk of the retention's deletes: records below `before`, at most `limit`.
+type PruneJob = (Uuid, u32, oneshot::Sender<Result<u64, StoreError>>);
+
+/// Consumer writes waiting for the writer, oldest first, and the retention's chunks.
 #[derive(Default)]
 struct ConsumerWork {
     effects: std::collections::VecDeque<EffectBatch>,
     acks: Vec<AckBatch>,
+    prunes: std::collections::VecDeque<PruneJob>,
 }
 
 impl ConsumerWork {
     fn is_empty(&self) -> bool {
-        self.effects.is_empty() && self.acks.is_empty()
+        self.effects.is_empty() && self.acks.is_empty() && self.prunes.is_empty()
     }
 
-    /// Keeps consumer work; everything else goes to `first`.
+    /// Keeps consumer work and the retention's chunks; everything else goes to `first`.
     fn sort(&mut self, command: Command, first: &mut Vec<Command>) {
         match command {
             Command::ApplyEffects { effects, reply } => self.effects.push_back((effects, reply)),
             Command::RecordAcks { acks, finished, reply } => {
                 self.acks.push((acks, finished, reply))
             }
+            Command::PruneProcessed { before, limit, reply } => {
+                self.prunes.push_back((before, limit, reply))
+            }
             other => first.push(other),
         }
     }
 
-    /// One transaction: effects up to [`EFFECTS_PER_TRANSACTION`] and every ack waiting.
+    /// One consumer transaction (effects up to [`EFFECTS_PER_TRANSACTION`] and every ack
+    /// waiting), then one retention chunk, both without an fsync of their own: a deletion a
+    /// power cut undoes is done again at the next run. The chunk runs every turn even under
+    /// steady consumer work, so retention is never starved, and intake waits for at most one
+    /// of each.
     fn write_one(&mut self, writer: &mut Writer) {
         if self.is_empty() {
+            return;
+        }
+        // Staying at FULL only costs an fsync; the work is the same.
+        let _ = writer.set(Synchronous::Normal);
+        self.write_consumer_transaction(&mut writer.conn);
+        if let Some(job) = self.prunes.pop_front() {
+            prune(&mut writer.conn, job);
+        }
+    }
+
+    fn write_consumer_transaction(&mut self, conn: &mut Connection) {
+        if self.effects.is_empty() && self.acks.is_empty() {
             return;
         }
         let mut effects = Vec::new();
@@ -236,9 +259,6 @@ impl ConsumerWork {
             effects.extend(self.effects.pop_front());
         }
         let acks = std::mem::take(&mut self.acks);
-        // Staying at FULL only costs an fsync; the work is the same.
-        let _ = writer.set(Synchronous::Normal);
-        let conn = &mut writer.conn;
         if effects.is_empty() {
             record_acks_merged(conn, acks);
             return;
@@ -384,11 +404,13 @@ fn execute(conn: &mut Connection, command: Command) {
         Command::Report { write, reply } => {
             let _ = reply.send(super::reports::apply(conn, write));
         }
-        Command::PruneProcessed { before, limit, reply } => {
-            let result = super::retention::prune_processed(conn, before, limit);
-            let _ = reply.send(result.map_err(from_sqlite));
-        }
+        Command::PruneProcessed { before, limit, reply } => prune(conn, (before, limit, reply)),
     }
+}
+
+fn prune(conn: &mut Connection, (before, limit, reply): PruneJob) {
+    let result = super::retention::prune_processed(conn, before, limit);
+    let _ = reply.send(result.map_err(from_sqlite));
 }
 
 /// Writes `batch`, all of it or nothing. The holds only go where `reserved` stays within
