@@ -193,3 +193,15 @@ fn a_node_started_before_its_engines_waits_for_them_and_stops_cleanly() {
     };
     assert!(status.success(), "a stop while waiting is clean: {status:?}");
 }
+
+#[test]
+fn an_embedded_retention_under_two_days_is_refused_with_its_key() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ordermill"))
+        .args(["config"])
+        .env("ORDERMILL_SQLITE__PROCESSED_RETENTION", "1h")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sqlite.processed_retention must be at least \"2days\""), "{err}");
+}

@@ -87,7 +87,9 @@ pub async fn maintain(settings: &Settings) -> anyhow::Result<String> {
     let Some(url) = settings.store.shared() else {
         anyhow::bail!(
             "`ordermill maintain` keeps a shared database's partitions; the embedded SQLite store \
-             has none (give --store postgres://... or --store mysql://...)"
+             has none, and `ordermill serve` deletes its consumers' records past \
+             sqlite.processed_retention by itself (for a shared database give --store \
+             postgres://... or --store mysql://...)"
         );
     };
     let store = SqlStore::open(settings, None).await?;
