@@ -147,3 +147,49 @@ async fn a_batch_run_against_a_server_without_batches_counts_every_order_rejecte
     assert_eq!(run.orders.created, 0);
     assert!(report.to_string().contains("--setup"));
 }
+
+/// A target that remembers every `Idempotency-Key` it was sent and answers 201.
+async fn spawn_key_recorder() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, StatusCode};
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = keys.clone();
+    let router = axum::Router::new().route(
+        "/api/orders",
+        axum::routing::post(move |headers: HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                if let Some(key) = headers.get("idempotency-key") {
+                    seen.lock().unwrap().push(key.to_str().unwrap().to_owned());
+                }
+                (StatusCode::CREATED, "{}")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (addr, keys)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_idempotency_keys_every_order_carries_a_key_no_other_order_or_run_has() {
+    let (addr, recorded) = spawn_key_recorder().await;
+    let keyed =
+        || RunArgs { idempotency_keys: true, duration: Duration::from_millis(300), ..args(addr) };
+    let first = run(keyed()).await.unwrap();
+    let second = run(keyed()).await.unwrap();
+    let sent = first.run.requests + second.run.requests;
+    let keys = recorded.lock().unwrap().clone();
+    assert!(
+        sent > 0 && keys.len() as u64 >= sent,
+        "{} keys for {sent} answered orders",
+        keys.len()
+    );
+    let distinct: std::collections::HashSet<_> = keys.iter().collect();
+    assert_eq!(distinct.len(), keys.len(), "a key repeated, within a run or across the two");
+    assert!(first.run.idempotency_keys && first.to_string().contains("Idempotency-Key"));
+
+    let plain = run(RunArgs { duration: Duration::from_millis(300), ..args(addr) }).await.unwrap();
+    assert!(plain.run.requests > 0 && !plain.run.idempotency_keys);
+    assert_eq!(recorded.lock().unwrap().len(), keys.len(), "the keyless run sent none");
+}

@@ -25,6 +25,8 @@ use super::report::{Mode, Orders, RunInfo, Summary, Tally};
 // as fast as the loop can spin, which would also bury the real figures in error counts.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+const IDEMPOTENCY_KEY: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("idempotency-key");
 
 /// How to load one server.
 #[derive(Debug, Clone)]
@@ -38,6 +40,9 @@ pub(crate) struct LoadSpec {
     pub sample: usize,
     /// Signs each customer's token for a target in jwt mode.
     pub signer: Option<Arc<Signer>>,
+    /// This run's tag in each order's `Idempotency-Key` (`--idempotency-keys`), so keys never
+    /// repeat across runs against one target (customers' names do).
+    pub idempotency: Option<u64>,
 }
 
 /// A progress style from `template`, or the default one should the template be refused.
@@ -95,6 +100,7 @@ pub(crate) async fn drive(
             seq: 0,
             signer: spec.signer.clone(),
             token: None,
+            idempotency: spec.idempotency,
             buf: Vec::new(),
             tally: Tally::new(),
             // Its own generator, so sampling never shifts the SKU sequence of a seed.
@@ -162,6 +168,7 @@ pub(crate) async fn drive(
         interrupted: stop.is_cancelled(),
         customer_tokens: spec.signer.as_ref().map(|signer| signer.algorithm()),
         orders_per_customer: bodies.per_customer(),
+        idempotency_keys: spec.idempotency.is_some(),
     });
     Ok((summary, sampled))
 }
@@ -197,6 +204,8 @@ struct Worker {
     signer: Option<Arc<Signer>>,
     /// The current customer's number and `Authorization` value, signed when it started.
     token: Option<(u64, HeaderValue)>,
+    /// The run's tag for `Idempotency-Key`s, when orders carry them.
+    idempotency: Option<u64>,
     buf: Vec<u8>,
     tally: Tally,
     sampler: Reservoir,
@@ -278,6 +287,8 @@ impl Worker {
             }
         };
         let batch = self.bodies.batch();
+        // Unique per run, connection and order: this connection's orders are numbered by `seq`.
+        let key = self.idempotency.map(|run| format!("{run:016x}-{}-{}", self.id, self.seq));
         let body = self.bodies.render(&mut self.buf, &mut self.rng, self.id, &mut self.seq);
         let path = if batch > 1 {
             Uri::from_static("/api/orders/batch")
@@ -287,6 +298,9 @@ impl Worker {
         let mut request = self.endpoint.request(Method::POST, path, body);
         if let Some(value) = authorization {
             request.headers_mut().insert(AUTHORIZATION, value);
+        }
+        if let Some(value) = key.and_then(|key| HeaderValue::try_from(key).ok()) {
+            request.headers_mut().insert(IDEMPOTENCY_KEY, value);
         }
         // Where this order's id goes in the sample, decided from the status alone so that
         // only sampled single-order bodies are kept (batch bodies are always read).

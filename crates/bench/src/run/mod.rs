@@ -175,6 +175,7 @@ pub(crate) async fn load_target(
         quiet: args.quiet,
         sample,
         signer,
+        idempotency: args.idempotency_keys.then(|| fastrand::u64(..)),
     };
     let (main, sampled) = load::drive(&target, &spec, bodies.clone(), token).await?;
     // The reference is only timed; nothing of it is sampled.

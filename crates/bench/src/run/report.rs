@@ -206,6 +206,9 @@ pub struct Summary {
     /// Orders each customer placed in a row (`--orders-per-customer`).
     #[serde(default = "one")]
     pub orders_per_customer: u64,
+    /// Whether each order carried an `Idempotency-Key` (`--idempotency-keys`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotency_keys: bool,
 }
 
 fn one() -> u64 {
@@ -372,6 +375,7 @@ pub(crate) struct RunInfo {
     pub interrupted: bool,
     pub customer_tokens: Option<String>,
     pub orders_per_customer: u64,
+    pub idempotency_keys: bool,
 }
 
 /// The counts one load task keeps; merged into one at the end of the run.
@@ -487,6 +491,7 @@ impl Tally {
             unavailable_latency_ms: latency(&self.unavailable_us),
             customer_tokens: info.customer_tokens,
             orders_per_customer: info.orders_per_customer,
+            idempotency_keys: info.idempotency_keys,
         }
     }
 }
@@ -503,9 +508,10 @@ impl fmt::Display for Summary {
             (None, 1) => String::new(),
             (None, n) => format!(", {n} per customer"),
         };
+        let keys = if self.idempotency_keys { ", each with an Idempotency-Key" } else { "" };
         writeln!(
             f,
-            "target        {} ({mode}, {} connections, {} {per_request} per request{customers})",
+            "target        {} ({mode}, {} connections, {} {per_request} per request{customers}{keys})",
             self.target, self.connections, self.batch
         )?;
         let stopped = if self.interrupted { ", stopped early by ctrl-c" } else { "" };
@@ -643,6 +649,7 @@ mod tests {
             interrupted: false,
             customer_tokens: None,
             orders_per_customer: 1,
+            idempotency_keys: false,
         }
     }
 
@@ -707,6 +714,9 @@ mod tests {
         );
         assert!(line(None, 5).ends_with("1 order per request, 5 per customer)"));
         assert!(line(None, 1).ends_with("1 order per request)"));
+        let keyed = RunInfo { idempotency_keys: true, ..info(Duration::from_secs(1)) };
+        let keyed = Tally::new().summary(keyed).to_string();
+        assert!(keyed.lines().next().unwrap_or_default().ends_with("with an Idempotency-Key)"));
     }
 
     #[test]
