@@ -90,13 +90,30 @@ async fn idempotency_keys_are_remembered_across_a_restart() {
         .await;
     let dir = app.stop().await;
 
+    // A new node knows no key: a keyed order commits without reading the store first, and the
+    // store's uniqueness refuses a key it holds; the stored order then decides the answer.
+    let app = spawn_app_in(dir, |_| {}).await;
+    let other = app
+        .send(
+            app.client
+                .post(app.url("/api/orders"))
+                .header("Idempotency-Key", "k")
+                .json(&order_body("c-1", &[("sku-1", 1)])),
+        )
+        .await;
+    assert_eq!((other.status, other.code()), (422, "idempotency_key_reused"));
+    assert_eq!(app.available("sku-1").await, 7, "the refused order's unit is back");
+    let dir = app.stop().await;
+
     let app = spawn_app_in(dir, |_| {}).await;
     let again = app
         .send(app.client.post(app.url("/api/orders")).header("Idempotency-Key", "k").json(&body))
         .await;
     assert_eq!(again.status, 201);
     assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
     assert_eq!(app.available("sku-1").await, 7);
+    assert_eq!(app.count("SELECT count(*) FROM orders"), 1, "nothing new written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

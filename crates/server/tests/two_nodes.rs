@@ -230,3 +230,33 @@ async fn put_limit(node: &TestApp, limit: serde_json::Value) -> u16 {
         .json(&body);
     node.send(request).await.status
 }
+
+/// A node that never saw a key does not read the store before committing a keyed order; the
+/// store refuses the key another node already stored, and the stored order decides the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_stored_through_one_node_is_replayed_or_refused_by_the_other() {
+    let Some(engines) = Engines::scaled() else { return };
+    engines.prepare().await;
+    let (a, b) = (node(&engines).await, node(&engines).await);
+    assert_eq!(a.put_product("nori", "2.00", 100).await.status, 201);
+    b.product("nori").await;
+    let keyed = |app: &TestApp, quantity: i64| {
+        app.client
+            .post(app.url("/api/orders"))
+            .header("Idempotency-Key", "stored-once")
+            .json(&support::order_body("kim", &[("nori", quantity)]))
+    };
+    let first = a.send(keyed(&a, 2)).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let other = b.send(keyed(&b, 1)).await;
+    assert_eq!((other.status, other.code()), (422, "idempotency_key_reused"), "{:?}", other.body);
+    let again = b.send(keyed(&b, 2)).await;
+    assert_eq!((again.status, &again.body["order_id"]), (201, &first.body["order_id"]));
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(b.available("nori").await, 98, "two units, taken once");
+    let orders = b.count_rows("SELECT count(*) FROM orders WHERE customer_id = 'kim'").await;
+    assert_eq!(orders, 1);
+    a.stop().await;
+    b.stop().await;
+    engines.clean_up().await;
+}

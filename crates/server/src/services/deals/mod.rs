@@ -23,7 +23,7 @@ use thiserror::Error;
 
 use crate::services::catalog::Catalog;
 use crate::services::intake::IntakeError;
-use crate::services::intake::idempotency::{Begin, Idempotency, KeyClaim};
+use crate::services::intake::idempotency::{Begin, Idempotency, KeyClaim, Lookup};
 use crate::services::order_cache::OrderCache;
 use crate::services::purchase_limits::{LimitHold, PurchaseLimits};
 use crate::services::unclear::{read_back, recount_held_units};
@@ -205,7 +205,12 @@ impl Deals {
         let claim = match &key {
             None => None,
             Some(key) => {
-                match self.idempotency.begin(key, &customer, &items).await.map_err(unavailable)? {
+                match self
+                    .idempotency
+                    .begin(key, &customer, &items, Lookup::First)
+                    .await
+                    .map_err(unavailable)?
+                {
                     Begin::Replay(order) => return Ok(Joined { deal_id, order, replayed: true }),
                     Begin::Mismatch => return Err(IntakeError::IdempotencyMismatch.into()),
                     Begin::InProgress => return Err(IntakeError::IdempotencyInProgress.into()),

@@ -6,6 +6,14 @@
 //! one key never both reach the store (the second is told to retry). Completed keys are
 //! remembered in a bounded cache; older ones are found in the store, where
 //! `(customer, key)` is unique.
+//!
+//! A key the cache does not know is nearly always new, so a single order does not read the
+//! store for it ([`Lookup::OnConflict`]): the store's uniqueness refuses a key it already
+//! holds at the commit, and only then is the stored order read ([`Idempotency::after_conflict`]).
+//! Reading first cost every keyed order a store round trip on the request path: 0.56–0.65×
+//! the orders/s of keyless ones embedded, 0.39–0.56× scaled out (docs/BENCHMARKS.md,
+//! "Keyed orders"). A batch still reads first ([`Lookup::First`]): one order's collision
+//! would fail its batch-mates' commit with it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -17,6 +25,15 @@ use ordermill_core::{Clock, CustomerId, IdempotencyKey, Order, Quantity, Sku};
 
 /// A key as one customer used it.
 type Scoped = (CustomerId, IdempotencyKey);
+
+/// When a key the cache does not know is looked for in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Before going on: a request whose orders commit together (a batch).
+    First,
+    /// Only if the commit finds the key taken: a single order.
+    OnConflict,
+}
 
 /// How a keyed request may go on.
 pub enum Begin {
@@ -59,22 +76,23 @@ impl Idempotency {
     /// Decides what a request carrying `key` should do.
     ///
     /// # Errors
-    /// When the store cannot be read to look for an older use of the key.
+    /// When the store cannot be read to look for an older use of the key, or an expired
+    /// use of it cannot be unmarked.
     pub async fn begin(
         &self,
         key: &IdempotencyKey,
         customer: &CustomerId,
         items: &[(Sku, Quantity)],
+        lookup: Lookup,
     ) -> Result<Begin, StoreError> {
-        let judge = |order: Arc<Order>| {
-            if order.same_request(customer, items) { Begin::Replay(order) } else { Begin::Mismatch }
-        };
         let scoped = (customer.clone(), key.clone());
+        let mut expired_order = None;
         if let Some(order) = self.recent.get(&scoped) {
             if !self.expired(&order) {
-                return Ok(judge(order));
+                return Ok(judge(order, customer, items));
             }
             self.recent.invalidate(&scoped);
+            expired_order = Some(order.id);
         }
         {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -82,19 +100,45 @@ impl Idempotency {
                 return Ok(Begin::InProgress);
             }
         }
-        let claim = KeyClaim { key: scoped.clone(), running: self.running.clone() };
+        let claim = KeyClaim { key: scoped, items: items.to_vec(), running: self.running.clone() };
+        if let Some(order) = expired_order {
+            // The key is free again: unmark the old order so the new one can carry it.
+            self.store.forget_idempotency_key(order).await?;
+        }
+        if lookup == Lookup::OnConflict {
+            return Ok(Begin::Proceed(claim));
+        }
+        Ok(match self.stored(&claim).await? {
+            Some(seen) => seen,
+            None => Begin::Proceed(claim),
+        })
+    }
+
+    /// What a request whose commit found its key taken (see [`Lookup::OnConflict`]) is
+    /// answered: the stored order's replay, a mismatch, or — when the stored use had expired
+    /// and is now unmarked, or another node's request holds the key — to retry shortly.
+    ///
+    /// # Errors
+    /// When the store cannot be read or the expired use cannot be unmarked.
+    pub async fn after_conflict(&self, claim: &KeyClaim) -> Result<Begin, StoreError> {
+        Ok(self.stored(claim).await?.unwrap_or(Begin::InProgress))
+    }
+
+    /// The stored use of `claim`'s key, judged against its request and remembered; `None`
+    /// when the store holds none that counts (none, or one past the TTL, now unmarked).
+    async fn stored(&self, claim: &KeyClaim) -> Result<Option<Begin>, StoreError> {
+        let (customer, key) = &claim.key;
         match self.store.find_by_idempotency_key(customer, key).await? {
             Some(order) if self.expired(&order) => {
-                // The key is free again: unmark the old order so the new one can carry it.
                 self.store.forget_idempotency_key(order.id).await?;
-                Ok(Begin::Proceed(claim))
+                Ok(None)
             }
             Some(order) => {
                 let order = Arc::new(order);
-                self.recent.insert(scoped, order.clone());
-                Ok(judge(order))
+                self.recent.insert(claim.key.clone(), order.clone());
+                Ok(Some(judge(order, customer, &claim.items)))
             }
-            None => Ok(Begin::Proceed(claim)),
+            None => Ok(None),
         }
     }
 
@@ -106,9 +150,16 @@ impl Idempotency {
     }
 }
 
-/// A key claimed by a running request; dropping it releases the key.
+/// The same request again, or another one under the same key.
+fn judge(order: Arc<Order>, customer: &CustomerId, items: &[(Sku, Quantity)]) -> Begin {
+    if order.same_request(customer, items) { Begin::Replay(order) } else { Begin::Mismatch }
+}
+
+/// A key claimed by a running request, with what that request asks for; dropping it
+/// releases the key.
 pub struct KeyClaim {
     key: Scoped,
+    items: Vec<(Sku, Quantity)>,
     running: Arc<Mutex<HashSet<Scoped>>>,
 }
 

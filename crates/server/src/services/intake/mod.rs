@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use self::committer::{
     Approach, CommitRequest, Committed, CommitterHandle, FailKind, Refused, ShedCause,
 };
-use self::idempotency::{Begin, Idempotency, KeyClaim};
+use self::idempotency::{Begin, Idempotency, KeyClaim, Lookup};
 use crate::services::catalog::{Catalog, PriceError};
 use crate::services::purchase_limits::{LimitHold, PurchaseLimits};
 use crate::telemetry::IntakeMetrics;
@@ -323,7 +323,7 @@ impl Intake {
         slot: Slot,
         arrived: Instant,
     ) -> Result<Placed, IntakeError> {
-        self.place_many(vec![Ok(input)], slot, arrived)
+        self.place_with(vec![Ok(input)], slot, arrived, Lookup::OnConflict)
             .await
             .pop()
             .unwrap_or_else(|| Err(IntakeError::Unavailable("no result for the order".into())))
@@ -338,12 +338,22 @@ impl Intake {
         slot: Slot,
         arrived: Instant,
     ) -> Vec<Result<Placed, IntakeError>> {
+        self.place_with(inputs, slot, arrived, Lookup::First).await
+    }
+
+    async fn place_with(
+        self: &Arc<Self>,
+        inputs: Vec<Result<OrderInput, ValidationError>>,
+        slot: Slot,
+        arrived: Instant,
+        lookup: Lookup,
+    ) -> Vec<Result<Placed, IntakeError>> {
         let this = self.clone();
         let count = inputs.len();
         let approach = self.committer.approach();
         // Spawned so that a dropped request future cannot strand reservations (see module doc).
         let task = async move {
-            let results = this.place_all(inputs, arrived, approach).await;
+            let results = this.place_all(inputs, arrived, approach, lookup).await;
             drop(slot);
             results
         };
@@ -363,6 +373,7 @@ impl Intake {
         inputs: Vec<Result<OrderInput, ValidationError>>,
         arrived: Instant,
         approach: Approach,
+        lookup: Lookup,
     ) -> Vec<Result<Placed, IntakeError>> {
         let started = Instant::now();
         // Admitted, but the task may have waited for a worker thread since.
@@ -377,7 +388,7 @@ impl Intake {
         let mut pending = Vec::new();
         for (slot, input) in inputs.into_iter().enumerate() {
             let prepared = match input {
-                Ok(input) => self.prepare(input, now).await,
+                Ok(input) => self.prepare(input, now, lookup).await,
                 Err(invalid) => Err(invalid.into()),
             };
             results.push(match prepared {
@@ -407,8 +418,16 @@ impl Intake {
                 }
                 Err(error) => {
                     // Dropping each claim and hold frees the key and the counted units.
-                    for (slot, _claim, _hold) in pending {
-                        results[slot] = Some(Err(error.clone()));
+                    for (slot, claim, _hold) in pending {
+                        results[slot] = Some(match (&error, claim) {
+                            // Committed without reading the store first: the key was taken.
+                            (IntakeError::IdempotencyInProgress, Some(claim))
+                                if lookup == Lookup::OnConflict =>
+                            {
+                                self.after_conflict(&claim).await
+                            }
+                            _ => Err(error.clone()),
+                        });
                     }
                 }
             }
@@ -427,10 +446,22 @@ impl Intake {
             .collect()
     }
 
+    /// The answer to an order whose key the commit found taken: the stored order's replay,
+    /// a mismatch, or to retry shortly.
+    async fn after_conflict(&self, claim: &KeyClaim) -> Result<Placed, IntakeError> {
+        match self.idempotency.after_conflict(claim).await {
+            Ok(Begin::Replay(order)) => Ok(Placed::Replayed(order)),
+            Ok(Begin::Mismatch) => Err(IntakeError::IdempotencyMismatch),
+            Ok(Begin::InProgress | Begin::Proceed(_)) => Err(IntakeError::IdempotencyInProgress),
+            Err(error) => Err(IntakeError::Unavailable(error.to_string())),
+        }
+    }
+
     async fn prepare(
         &self,
         input: OrderInput,
         now: ordermill_core::UnixMillis,
+        lookup: Lookup,
     ) -> Result<Prepared, IntakeError> {
         let lines = self.catalog.price_or_learn(&input.items).await.map_err(|e| match e {
             PriceError::UnknownSku(sku) => IntakeError::UnknownSku(sku),
@@ -442,7 +473,7 @@ impl Intake {
             None => None,
             Some(key) => match self
                 .idempotency
-                .begin(key, &input.customer_id, &input.items)
+                .begin(key, &input.customer_id, &input.items, lookup)
                 .await
                 .map_err(|e| IntakeError::Unavailable(e.to_string()))?
             {
