@@ -268,7 +268,9 @@ impl RateLimitSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdempotencySettings {
-    /// Keys remembered in memory (older ones are looked up in the store).
+    /// Keys remembered in memory. A key not among them is not looked up before its order is
+    /// committed (the store refuses one it holds, then answers from the stored order), except
+    /// in batches.
     pub cache_entries: u64,
 }
 
