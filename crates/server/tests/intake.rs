@@ -116,6 +116,31 @@ async fn idempotency_keys_are_remembered_across_a_restart() {
     assert_eq!(app.count("SELECT count(*) FROM orders"), 1, "nothing new written");
 }
 
+#[tokio::test]
+async fn a_retry_after_its_sku_sold_out_still_replays_the_stored_order() {
+    let app = spawn_app().await;
+    app.put_product("last", "5.00", 2).await;
+    let body = order_body("c-1", &[("last", 1)]);
+    let keyed =
+        || app.client.post(app.url("/api/orders")).header("Idempotency-Key", "k-1").json(&body);
+    let first = app.send(keyed()).await;
+    assert_eq!(first.status, 201);
+    assert_eq!(app.order("c-2", &[("last", 1)]).await.status, 201);
+    let dir = app.stop().await;
+
+    // A node that has not seen the key: the reservation fails (sold out), and the stored
+    // order with this key is the answer, not the refusal.
+    let app = spawn_app_in(dir, |_| {}).await;
+    let keyed =
+        || app.client.post(app.url("/api/orders")).header("Idempotency-Key", "k-1").json(&body);
+    let again = app.send(keyed()).await;
+    assert_eq!((again.status, &again.body), (201, &first.body), "{:?}", again.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let fresh =
+        app.send(app.client.post(app.url("/api/orders")).json(&order_body("c-3", &[("last", 1)])));
+    assert_eq!(fresh.await.code(), "out_of_stock", "keyless orders are simply refused");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_clients_racing_for_100_units_get_exactly_100() {
     let app = std::sync::Arc::new(spawn_app().await);

@@ -9,7 +9,8 @@
 //!
 //! A key the cache does not know is nearly always new, so a single order does not read the
 //! store for it ([`Lookup::OnConflict`]): the store's uniqueness refuses a key it already
-//! holds at the commit, and only then is the stored order read ([`Idempotency::after_conflict`]).
+//! holds at the commit, and only a refused order reads the stored one ([`Idempotency::stored`]):
+//! a retry of a stored order replays even when its SKU has sold out since.
 //! Reading first cost every keyed order a store round trip on the request path: 0.56–0.65×
 //! the orders/s of keyless ones embedded, 0.39–0.56× scaled out (docs/BENCHMARKS.md,
 //! "Keyed orders"). A batch still reads first ([`Lookup::First`]): one order's collision
@@ -114,19 +115,14 @@ impl Idempotency {
         })
     }
 
-    /// What a request whose commit found its key taken (see [`Lookup::OnConflict`]) is
-    /// answered: the stored order's replay, a mismatch, or — when the stored use had expired
-    /// and is now unmarked, or another node's request holds the key — to retry shortly.
+    /// The stored use of `claim`'s key, judged against its request and remembered; `None`
+    /// when the store holds none that counts (none, or one past the TTL, now unmarked). What
+    /// a single order refused after [`Lookup::OnConflict`] is answered when it is `Some`: the
+    /// refusal may be its key being taken, or a retry of a stored order meeting a sold-out SKU.
     ///
     /// # Errors
     /// When the store cannot be read or the expired use cannot be unmarked.
-    pub async fn after_conflict(&self, claim: &KeyClaim) -> Result<Begin, StoreError> {
-        Ok(self.stored(claim).await?.unwrap_or(Begin::InProgress))
-    }
-
-    /// The stored use of `claim`'s key, judged against its request and remembered; `None`
-    /// when the store holds none that counts (none, or one past the TTL, now unmarked).
-    async fn stored(&self, claim: &KeyClaim) -> Result<Option<Begin>, StoreError> {
+    pub async fn stored(&self, claim: &KeyClaim) -> Result<Option<Begin>, StoreError> {
         let (customer, key) = &claim.key;
         match self.store.find_by_idempotency_key(customer, key).await? {
             Some(order) if self.expired(&order) => {

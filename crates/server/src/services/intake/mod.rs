@@ -419,13 +419,11 @@ impl Intake {
                 Err(error) => {
                     // Dropping each claim and hold frees the key and the counted units.
                     for (slot, claim, _hold) in pending {
-                        results[slot] = Some(match (&error, claim) {
-                            // Committed without reading the store first: the key was taken.
-                            (IntakeError::IdempotencyInProgress, Some(claim))
-                                if lookup == Lookup::OnConflict =>
-                            {
-                                self.after_conflict(&claim).await
-                            }
+                        results[slot] = Some(match claim {
+                            Some(claim) if lookup == Lookup::OnConflict => self
+                                .refused_keyed(&claim, error.clone())
+                                .await
+                                .map(Placed::Replayed),
                             _ => Err(error.clone()),
                         });
                     }
@@ -446,14 +444,34 @@ impl Intake {
             .collect()
     }
 
-    /// The answer to an order whose key the commit found taken: the stored order's replay,
-    /// a mismatch, or to retry shortly.
-    async fn after_conflict(&self, claim: &KeyClaim) -> Result<Placed, IntakeError> {
-        match self.idempotency.after_conflict(claim).await {
-            Ok(Begin::Replay(order)) => Ok(Placed::Replayed(order)),
-            Ok(Begin::Mismatch) => Err(IntakeError::IdempotencyMismatch),
-            Ok(Begin::InProgress | Begin::Proceed(_)) => Err(IntakeError::IdempotencyInProgress),
-            Err(error) => Err(IntakeError::Unavailable(error.to_string())),
+    /// The answer to a keyed order refused without its key looked up first
+    /// ([`Lookup::OnConflict`]): the stored order's replay when the refusal came from a retry
+    /// (its key taken at the commit, or its SKU sold out or its limit reached since the stored
+    /// order took them), 422 for another request under a stored key, else the refusal itself
+    /// (for a taken key nobody stored: 409, retry). A store that failed or shed the order is
+    /// not asked: the client retries those anyway.
+    async fn refused_keyed(
+        &self,
+        claim: &KeyClaim,
+        error: IntakeError,
+    ) -> Result<Arc<Order>, IntakeError> {
+        if !matches!(
+            error,
+            IntakeError::IdempotencyInProgress
+                | IntakeError::OutOfStock(_)
+                | IntakeError::LimitExceeded { .. }
+                | IntakeError::LimitReached { .. }
+        ) {
+            return Err(error);
+        }
+        match self.idempotency.stored(claim).await {
+            Ok(Some(Begin::Replay(order))) => Ok(order),
+            Ok(Some(Begin::Mismatch)) => Err(IntakeError::IdempotencyMismatch),
+            Ok(_) => Err(error),
+            Err(lookup) => {
+                tracing::warn!(error = %lookup, "Could not look up a refused order's Idempotency-Key; answering the refusal.");
+                Err(error)
+            }
         }
     }
 
@@ -483,14 +501,17 @@ impl Intake {
                 Begin::Proceed(claim) => Some(claim),
             },
         };
-        self.catalog.lease().ensure_held()?;
-        // Counted before stock is reserved, so a customer over the limit takes no stock; the
-        // hold gives the units back by itself if anything below fails.
-        let hold = self.purchase_limits.take(&input.customer_id, &lines)?;
-        let reserving = Instant::now();
-        let reserved = self.cache.reserve(&lines).await;
-        self.metrics.reserve.record(reserving.elapsed().as_secs_f64());
-        reserved?;
+        let hold = match self.hold_and_reserve(&input.customer_id, &lines).await {
+            Ok(hold) => hold,
+            Err(error) => {
+                return match claim {
+                    Some(claim) if lookup == Lookup::OnConflict => {
+                        self.refused_keyed(&claim, error).await.map(Prepared::Replay)
+                    }
+                    _ => Err(error),
+                };
+            }
+        };
         let order = Order {
             id: self.ids.next(now),
             customer_id: input.customer_id,
@@ -503,6 +524,23 @@ impl Intake {
             awaited_payment: None,
         };
         Ok(Prepared::New(AcceptedOrder { order, event_id: self.ids.next_uuid(now) }, claim, hold))
+    }
+
+    /// The customer's purchase-limit hold and the hot-stock reservation of `lines`.
+    async fn hold_and_reserve(
+        &self,
+        customer: &CustomerId,
+        lines: &[ordermill_core::OrderLine],
+    ) -> Result<LimitHold, IntakeError> {
+        self.catalog.lease().ensure_held()?;
+        // Counted before stock is reserved, so a customer over the limit takes no stock; the
+        // hold gives the units back by itself if anything below fails.
+        let hold = self.purchase_limits.take(customer, lines)?;
+        let reserving = Instant::now();
+        let reserved = self.cache.reserve(lines).await;
+        self.metrics.reserve.record(reserving.elapsed().as_secs_f64());
+        reserved?;
+        Ok(hold)
     }
 
     async fn commit(
