@@ -29,6 +29,7 @@ pub async fn run_all(cache: Arc<dyn StockCache>) {
     assert!(cache.is_whole().await.expect("read"), "whole once rebuilt");
     reserve_takes_units_and_release_gives_them_back(&*cache).await;
     reservation_is_all_or_none(&*cache).await;
+    reservations_of_a_batch_are_taken_in_its_order(&*cache).await;
     unknown_sku_is_out_of_stock(&*cache).await;
     adjust_never_goes_negative(&*cache).await;
     set_if_absent_never_overwrites_a_live_count(&*cache).await;
@@ -74,6 +75,31 @@ async fn reservation_is_all_or_none(cache: &dyn StockCache) {
     for (s, n) in [("a2", 6), ("b2", 0), ("c2", 6)] {
         assert_eq!(cache.available(&sku(s)).await.expect("read"), Some(n));
     }
+}
+
+async fn reservations_of_a_batch_are_taken_in_its_order(cache: &dyn StockCache) {
+    set(cache, "e1", 3).await;
+    set(cache, "e2", 5).await;
+    let orders = [
+        vec![line("e1", 2)],
+        vec![line("e1", 2), line("e2", 1)],
+        vec![line("e1", 1), line("e2", 1)],
+        vec![line("never-seen-e", 1)],
+    ];
+    let lines: Vec<&[OrderLine]> = orders.iter().map(Vec::as_slice).collect();
+    let answers = cache.reserve_each(&lines).await;
+    assert_eq!(answers.len(), 4, "one answer per order");
+    assert!(answers[0].is_ok(), "the first order takes 2 of 3: {:?}", answers[0]);
+    assert!(
+        matches!(answers[1], Err(CacheError::OutOfStock { ref sku }) if sku.as_str() == "e1"),
+        "the second finds 1 left, all or none: {:?}",
+        answers[1]
+    );
+    assert!(answers[2].is_ok(), "the third takes the last unit: {:?}", answers[2]);
+    assert!(matches!(answers[3], Err(CacheError::OutOfStock { .. })), "{:?}", answers[3]);
+    assert_eq!(cache.available(&sku("e1")).await.expect("read"), Some(0));
+    assert_eq!(cache.available(&sku("e2")).await.expect("read"), Some(4), "one unit, not two");
+    assert!(cache.reserve_each(&[]).await.is_empty());
 }
 
 async fn unknown_sku_is_out_of_stock(cache: &dyn StockCache) {

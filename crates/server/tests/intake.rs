@@ -229,6 +229,34 @@ async fn batch_orders_honour_their_idempotency_keys() {
 }
 
 #[tokio::test]
+async fn a_batch_on_a_node_that_never_saw_its_keys_replays_the_stored_ones() {
+    let keyed = |customer: &str, key: &str, quantity: i64| json!({"customer_id": customer, "items": [{"sku": "a", "quantity": quantity}], "idempotency_key": key});
+    let app = spawn_app().await;
+    app.put_product("a", "2.00", 10).await;
+    let earlier = json!({"orders": [keyed("k", "s-1", 1), keyed("k", "s-2", 1)]});
+    let first = app.post("/api/orders/batch", &earlier).await;
+    assert_eq!(first.body["accepted"], 2, "{:?}", first.body);
+    let dir = app.stop().await;
+
+    let app = spawn_app_in(dir, |_| {}).await;
+    let retried = json!({"orders": [
+        keyed("k", "s-1", 1),
+        keyed("k", "s-2", 3),
+        keyed("k", "s-3", 1),
+        keyed("someone-else", "s-1", 1),
+    ]});
+    let again = app.post("/api/orders/batch", &retried).await;
+    let results = again.body["results"].as_array().unwrap();
+    let statuses: Vec<_> = results.iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [201, 422, 201, 201], "{:?}", again.body);
+    assert_eq!(results[0]["replayed"], true);
+    assert_eq!(results[0]["order"], first.body["results"][0]["order"]);
+    assert_eq!(results[1]["error"]["code"], "idempotency_key_reused");
+    assert_eq!(app.available("a").await, 6, "the replayed order's unit taken once");
+    assert_eq!(app.count("SELECT count(*) FROM orders"), 4);
+}
+
+#[tokio::test]
 async fn lowering_stock_below_what_orders_hold_is_refused() {
     // No inventory consumer: accepted orders keep holding their units.
     let app = spawn_app_in(tempfile::tempdir().unwrap(), |s| {

@@ -256,6 +256,30 @@ async fn a_key_stored_through_one_node_is_replayed_or_refused_by_the_other() {
     assert_eq!(b.available("nori").await, 98, "two units, taken once");
     let orders = b.count_rows("SELECT count(*) FROM orders WHERE customer_id = 'kim'").await;
     assert_eq!(orders, 1);
+
+    // A batch's keys the node has not seen are read from the store together.
+    let keyed_order = |customer: &str, key: &str, quantity: i64| json!({"customer_id": customer, "items": [{"sku": "nori", "quantity": quantity}], "idempotency_key": key});
+    let earlier = json!({"orders": [
+        keyed_order("kim", "b-stored", 1),
+        keyed_order("kim", "b-other", 1),
+    ]});
+    let stored = a.post("/api/orders/batch", &earlier).await;
+    assert_eq!(stored.body["accepted"], 2, "{:?}", stored.body);
+    let retried = json!({"orders": [
+        keyed_order("kim", "b-stored", 1),
+        keyed_order("kim", "b-other", 2),
+        keyed_order("kim", "b-new", 1),
+        keyed_order("lee", "b-stored", 1),
+    ]});
+    let batch = b.post("/api/orders/batch", &retried).await;
+    let results = batch.body["results"].as_array().unwrap();
+    let statuses: Vec<_> = results.iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [201, 422, 201, 201], "{:?}", batch.body);
+    assert_eq!(results[0]["replayed"], true);
+    assert_eq!(results[0]["order"]["order_id"], stored.body["results"][0]["order"]["order_id"]);
+    assert_eq!(results[1]["error"]["code"], "idempotency_key_reused");
+    assert!(results[2].get("replayed").is_none() && results[3].get("replayed").is_none());
+    assert_eq!(b.available("nori").await, 94, "the stored orders' units taken once");
     a.stop().await;
     b.stop().await;
     engines.clean_up().await;

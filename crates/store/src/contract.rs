@@ -127,6 +127,24 @@ async fn committed_orders_round_trip_with_their_events(store: &dyn OrderStore) {
     assert_eq!(store.find_by_idempotency_key(&me, &unknown).await.expect("read"), None);
     let other = CustomerId::parse("c-other").expect("valid");
     assert_eq!(store.find_by_idempotency_key(&other, &key).await.expect("read"), None);
+    let wanted = |name: &str| IdempotencyKey::parse(name).expect("valid");
+    let asked = [
+        (me.clone(), wanted("key-7")),
+        (me.clone(), unknown.clone()),
+        (other.clone(), key.clone()),
+        (me.clone(), wanted("key-3")),
+    ];
+    let mut found: Vec<String> = store
+        .find_by_idempotency_keys(&asked)
+        .await
+        .expect("read")
+        .into_iter()
+        .inspect(|order| assert_eq!(order.customer_id, me, "only the asking customer's"))
+        .filter_map(|order| order.idempotency_key.map(|k| k.as_str().to_owned()))
+        .collect();
+    found.sort();
+    assert_eq!(found, ["key-3", "key-7"], "the stored pairs, none for another customer's");
+    assert!(store.find_by_idempotency_keys(&[]).await.expect("read").is_empty());
     assert_eq!(store.outbox_len().await.expect("count"), before + 50, "one event per order");
     let q1 = store.get_product(&sku("q1")).await.expect("read").expect("exists");
     let q2 = store.get_product(&sku("q2")).await.expect("read").expect("exists");

@@ -81,16 +81,37 @@ pub(crate) struct Bodies {
     batch: usize,
     /// Orders each customer places before the next one starts (`--orders-per-customer`).
     per_customer: u64,
+    /// This run's tag in every order's idempotency key (`--idempotency-keys`), so keys never
+    /// repeat across runs against one target (customers' names do).
+    keys: Option<u64>,
 }
 
 impl Bodies {
     /// Bodies of `batch` single-item orders (a plain order when `batch` is 1), each customer
-    /// placing `per_customer` of them in a row.
-    pub(crate) fn new(chooser: SkuChooser, batch: usize, per_customer: u64) -> Bodies {
+    /// placing `per_customer` of them in a row; with `keys` (the run's tag), every order
+    /// carries an idempotency key of its own.
+    pub(crate) fn new(
+        chooser: SkuChooser,
+        batch: usize,
+        per_customer: u64,
+        keys: Option<u64>,
+    ) -> Bodies {
         let items = (0..chooser.skus())
             .map(|i| format!(r#"{{"sku":"{}","quantity":1}}"#, sku(i)).into_bytes().into())
             .collect();
-        Bodies { chooser, items, batch: batch.max(1), per_customer: per_customer.max(1) }
+        Bodies { chooser, items, batch: batch.max(1), per_customer: per_customer.max(1), keys }
+    }
+
+    /// Whether orders carry idempotency keys.
+    pub(crate) fn keyed(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// The `Idempotency-Key` header of connection `conn`'s next request (order number `seq`):
+    /// only a single order's; a batch's orders carry theirs in the body.
+    pub(crate) fn header_key(&self, conn: usize, seq: u64) -> Option<String> {
+        let run = self.keys.filter(|_| self.batch == 1)?;
+        Some(key_of(run, conn, seq))
     }
 
     /// The customer of connection `conn`'s order number `seq`, as its body names it.
@@ -143,11 +164,23 @@ impl Bodies {
         push_decimal(buf, conn as u64);
         buf.push(b'-');
         push_decimal(buf, self.customer_number(*seq));
-        *seq += 1;
         buf.extend_from_slice(br#"","items":["#);
         buf.extend_from_slice(&self.items[self.chooser.pick(rng)]);
-        buf.extend_from_slice(b"]}");
+        buf.push(b']');
+        if let Some(run) = self.keys.filter(|_| self.batch > 1) {
+            buf.extend_from_slice(br#","idempotency_key":""#);
+            buf.extend_from_slice(key_of(run, conn, *seq).as_bytes());
+            buf.push(b'"');
+        }
+        buf.push(b'}');
+        *seq += 1;
     }
+}
+
+/// The key of connection `conn`'s order number `seq` in run `run`: unique per run,
+/// connection and order.
+fn key_of(run: u64, conn: usize, seq: u64) -> String {
+    format!("{run:016x}-{conn}-{seq}")
 }
 
 /// Appends `n` in decimal without going through `fmt` (which would need a `Result` handled
@@ -336,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_single_order_body_is_the_json_ordermill_reads() {
-        let bodies = Bodies::new(SkuChooser::new(1, 0, 0.0), 1, 1);
+        let bodies = Bodies::new(SkuChooser::new(1, 0, 0.0), 1, 1, None);
         let (mut buf, mut rng, mut seq) = (Vec::new(), fastrand::Rng::with_seed(1), 41);
         let body = bodies.render(&mut buf, &mut rng, 3, &mut seq);
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -349,19 +382,42 @@ mod tests {
 
     #[test]
     fn a_batch_body_holds_n_orders_with_distinct_customers() {
-        let bodies = Bodies::new(SkuChooser::new(50, 5, 0.8), 7, 1);
+        let bodies = Bodies::new(SkuChooser::new(50, 5, 0.8), 7, 1, None);
         let (mut buf, mut rng, mut seq) = (Vec::new(), fastrand::Rng::with_seed(1), 0);
         let body = bodies.render(&mut buf, &mut rng, 0, &mut seq);
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let orders = value["orders"].as_array().unwrap();
         assert_eq!(orders.len(), 7);
         assert_eq!(orders[6]["customer_id"], "bench-0-6");
+        assert!(orders.iter().all(|o| o.get("idempotency_key").is_none()));
         assert_eq!(seq, 7);
     }
 
     #[test]
+    fn keyed_batch_orders_carry_their_keys_in_the_body_and_single_orders_in_the_header() {
+        let batched = Bodies::new(SkuChooser::new(1, 0, 0.0), 3, 1, Some(0xab));
+        let (mut buf, mut rng, mut seq) = (Vec::new(), fastrand::Rng::with_seed(1), 5);
+        assert_eq!(batched.header_key(2, seq), None);
+        let body = batched.render(&mut buf, &mut rng, 2, &mut seq);
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let keys: Vec<&str> = value["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["idempotency_key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["00000000000000ab-2-5", "00000000000000ab-2-6", "00000000000000ab-2-7"]);
+
+        let single = Bodies::new(SkuChooser::new(1, 0, 0.0), 1, 1, Some(0xab));
+        assert_eq!(single.header_key(2, 8).as_deref(), Some("00000000000000ab-2-8"));
+        let body = single.render(&mut buf, &mut rng, 2, &mut seq);
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(value.get("idempotency_key").is_none(), "single orders send the header");
+    }
+
+    #[test]
     fn a_customer_places_orders_per_customer_in_a_row() {
-        let bodies = Bodies::new(SkuChooser::new(1, 0, 0.0), 1, 3);
+        let bodies = Bodies::new(SkuChooser::new(1, 0, 0.0), 1, 3, None);
         let (mut buf, mut rng, mut seq) = (Vec::new(), fastrand::Rng::with_seed(1), 0);
         let customers: Vec<(String, String)> = (0..7)
             .map(|_| {

@@ -40,9 +40,6 @@ pub(crate) struct LoadSpec {
     pub sample: usize,
     /// Signs each customer's token for a target in jwt mode.
     pub signer: Option<Arc<Signer>>,
-    /// This run's tag in each order's `Idempotency-Key` (`--idempotency-keys`), so keys never
-    /// repeat across runs against one target (customers' names do).
-    pub idempotency: Option<u64>,
 }
 
 /// A progress style from `template`, or the default one should the template be refused.
@@ -100,7 +97,6 @@ pub(crate) async fn drive(
             seq: 0,
             signer: spec.signer.clone(),
             token: None,
-            idempotency: spec.idempotency,
             buf: Vec::new(),
             tally: Tally::new(),
             // Its own generator, so sampling never shifts the SKU sequence of a seed.
@@ -168,7 +164,7 @@ pub(crate) async fn drive(
         interrupted: stop.is_cancelled(),
         customer_tokens: spec.signer.as_ref().map(|signer| signer.algorithm()),
         orders_per_customer: bodies.per_customer(),
-        idempotency_keys: spec.idempotency.is_some(),
+        idempotency_keys: bodies.keyed(),
     });
     Ok((summary, sampled))
 }
@@ -204,8 +200,6 @@ struct Worker {
     signer: Option<Arc<Signer>>,
     /// The current customer's number and `Authorization` value, signed when it started.
     token: Option<(u64, HeaderValue)>,
-    /// The run's tag for `Idempotency-Key`s, when orders carry them.
-    idempotency: Option<u64>,
     buf: Vec<u8>,
     tally: Tally,
     sampler: Reservoir,
@@ -287,8 +281,7 @@ impl Worker {
             }
         };
         let batch = self.bodies.batch();
-        // Unique per run, connection and order: this connection's orders are numbered by `seq`.
-        let key = self.idempotency.map(|run| format!("{run:016x}-{}-{}", self.id, self.seq));
+        let key = self.bodies.header_key(self.id, self.seq);
         let body = self.bodies.render(&mut self.buf, &mut self.rng, self.id, &mut self.seq);
         let path = if batch > 1 {
             Uri::from_static("/api/orders/batch")

@@ -165,7 +165,8 @@ pub(crate) async fn load_target(
         catalog::setup(&target, &catalog, args.connections, args.quiet, token).await?;
     }
     let chooser = SkuChooser::new(args.skus, args.hot_skus, args.hot_share);
-    let bodies = Arc::new(Bodies::new(chooser, args.batch, args.orders_per_customer));
+    let keys = args.idempotency_keys.then(|| fastrand::u64(..));
+    let bodies = Arc::new(Bodies::new(chooser, args.batch, args.orders_per_customer, keys));
     let signer = jwt::Signer::from_args(args)?.map(Arc::new);
     let spec = LoadSpec {
         connections: args.connections,
@@ -175,7 +176,6 @@ pub(crate) async fn load_target(
         quiet: args.quiet,
         sample,
         signer,
-        idempotency: args.idempotency_keys.then(|| fastrand::u64(..)),
     };
     let (main, sampled) = load::drive(&target, &spec, bodies.clone(), token).await?;
     // The reference is only timed; nothing of it is sampled.

@@ -508,7 +508,11 @@ impl fmt::Display for Summary {
             (None, 1) => String::new(),
             (None, n) => format!(", {n} per customer"),
         };
-        let keys = if self.idempotency_keys { ", each with an Idempotency-Key" } else { "" };
+        let keys = match (self.idempotency_keys, self.batch) {
+            (false, _) => "",
+            (true, 1) => ", each with an Idempotency-Key",
+            (true, _) => ", each order with an idempotency_key",
+        };
         writeln!(
             f,
             "target        {} ({mode}, {} connections, {} {per_request} per request{customers}{keys})",

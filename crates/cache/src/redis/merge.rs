@@ -66,6 +66,31 @@ impl<C: MergedCall> Merger<C> {
         self.queue.send((item, reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
+
+    /// Queues every one of `items` at once, in order, so they go out together (as few calls
+    /// as [`MAX_ITEMS_PER_CALL`] allows, handled in this order), and waits for each one's
+    /// answer; one answer per item.
+    pub(super) async fn call_each(
+        &self,
+        items: Vec<C::Item>,
+    ) -> Vec<Result<C::Answer, CacheError>> {
+        let stopped = || CacheError::Unavailable(format!("the {} task stopped", C::WHAT));
+        let queued: Vec<_> = items
+            .into_iter()
+            .map(|item| {
+                let (reply, answer) = oneshot::channel();
+                self.queue.send((item, reply)).ok().map(|()| answer)
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(queued.len());
+        for answer in queued {
+            answers.push(match answer {
+                Some(answer) => answer.await.unwrap_or_else(|_| Err(stopped())),
+                None => Err(stopped()),
+            });
+        }
+        answers
+    }
 }
 
 async fn run<C: MergedCall>(

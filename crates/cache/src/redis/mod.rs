@@ -258,6 +258,10 @@ impl StockCache for RedisStockCache {
         self.reserver.call(lines.to_vec()).await
     }
 
+    async fn reserve_each(&self, orders: &[&[OrderLine]]) -> Vec<Result<(), CacheError>> {
+        self.reserver.call_each(orders.iter().map(|lines| lines.to_vec()).collect()).await
+    }
+
     async fn mark_lost(&self) -> Result<(), CacheError> {
         // Without the epoch every script answers "lost" and the watchdogs rebuild the counts.
         redis::cmd("DEL")

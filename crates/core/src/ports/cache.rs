@@ -49,6 +49,19 @@ pub trait StockCache: Send + Sync + 'static {
     /// [`CacheError::OutOfStock`] naming a SKU that lacks units (or is unknown).
     async fn reserve(&self, lines: &[OrderLine]) -> Result<(), CacheError>;
 
+    /// Reserves each order's `lines` as [`StockCache::reserve`] does, in the order given (an
+    /// earlier order takes units first); one answer per order. A batch request's orders: a
+    /// cache behind a network round trip takes them in one call.
+    ///
+    /// The default, for a cache in this process: one reservation after the other.
+    async fn reserve_each(&self, orders: &[&[OrderLine]]) -> Vec<Result<(), CacheError>> {
+        let mut answers = Vec::with_capacity(orders.len());
+        for lines in orders {
+            answers.push(self.reserve(lines).await);
+        }
+        answers
+    }
+
     /// Gives back units taken by [`StockCache::reserve`] (a failed commit, a cancellation).
     ///
     /// # Errors

@@ -219,6 +219,17 @@ pub trait OrderStore: Send + Sync + 'static {
         key: &IdempotencyKey,
     ) -> Result<Option<Order>, StoreError>;
 
+    /// The orders these customers created with these idempotency keys, those that exist, in no
+    /// particular order (each names its customer and key): a batch request's keys, read in one
+    /// go rather than one round trip each.
+    ///
+    /// # Errors
+    /// On a backend failure or a row that does not parse.
+    async fn find_by_idempotency_keys(
+        &self,
+        keys: &[(CustomerId, IdempotencyKey)],
+    ) -> Result<Vec<Order>, StoreError>;
+
     /// Frees an order's idempotency key once it has expired, so the key can name a new
     /// request; the order itself is untouched.
     ///

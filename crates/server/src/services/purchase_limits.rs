@@ -61,6 +61,11 @@ impl LimitHold {
         LimitHold { limits: None, customer: None, taken: Vec::new() }
     }
 
+    /// Whether it holds no units (no line of the order has a limit on this node).
+    pub fn holds_nothing(&self) -> bool {
+        self.taken.is_empty()
+    }
+
     /// The order is durable: its units stay counted (until it is cancelled).
     pub fn keep(mut self) {
         self.taken.clear();

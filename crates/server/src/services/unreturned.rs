@@ -78,6 +78,10 @@ impl StockCache for ReturnsOwed {
         self.inner.reserve(lines).await
     }
 
+    async fn reserve_each(&self, orders: &[&[OrderLine]]) -> Vec<Result<(), CacheError>> {
+        self.inner.reserve_each(orders).await
+    }
+
     async fn release(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
         let released = self.inner.release(lines).await;
         // `Lost`: the rebuild under way counts these units from the store already.

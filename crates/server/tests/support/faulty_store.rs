@@ -78,6 +78,12 @@ impl OrderStore for FaultyStore {
     ) -> Result<Option<Order>, StoreError> {
         self.inner.find_by_idempotency_key(customer, key).await
     }
+    async fn find_by_idempotency_keys(
+        &self,
+        keys: &[(CustomerId, IdempotencyKey)],
+    ) -> Result<Vec<Order>, StoreError> {
+        self.inner.find_by_idempotency_keys(keys).await
+    }
     async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
         self.inner.forget_idempotency_key(order).await
     }

@@ -338,6 +338,18 @@ impl OrderStore for MysqlStore {
         ))
     }
 
+    async fn find_by_idempotency_keys(
+        &self,
+        keys: &[(CustomerId, IdempotencyKey)],
+    ) -> Result<Vec<Order>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        bounded!(self, Limit::Query, "an idempotency-key lookup", |conn| {
+            orders::by_idempotency_keys(conn, keys)
+        })
+    }
+
     async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
         bounded!(self, Limit::Query, "forgetting an idempotency key", |conn| orders::forget_key(
             conn,

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ordermill_core::ports::{AcceptedOrder, OrderQuery, StoreError};
-use ordermill_core::{Order, RoutingKey, units_by_sku};
+use ordermill_core::{CustomerId, IdempotencyKey, Order, RoutingKey, units_by_sku};
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use uuid::Uuid;
 
@@ -299,6 +299,26 @@ pub(crate) async fn by_idempotency_key(
         .await
         .map_err(from_sqlx)?;
     row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
+}
+
+/// The orders these customers created with these keys: one statement, each pair a probe of
+/// `idempotency_keys`' primary key (a row-constructor `IN` list), then the order by id.
+pub(crate) async fn by_idempotency_keys(
+    conn: &mut MySqlConnection,
+    keys: &[(CustomerId, IdempotencyKey)],
+) -> Result<Vec<Order>, StoreError> {
+    let pairs = vec!["(?, ?)"; keys.len()].join(", ");
+    let sql = format!(
+        "SELECT {} FROM idempotency_keys k JOIN orders ON orders.id = k.order_id
+         WHERE (k.customer_id, k.idempotency_key) IN ({pairs})",
+        rows::ORDER_COLUMNS
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (customer, key) in keys {
+        query = query.bind(customer.as_str()).bind(key.as_str());
+    }
+    let found = query.fetch_all(&mut *conn).await.map_err(from_sqlx)?;
+    found.iter().map(|row| rows::order_state(row, 0).map(|(order, _)| order)).collect()
 }
 
 /// Frees an expired idempotency key: its row and the order's copy, together.

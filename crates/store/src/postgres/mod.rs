@@ -315,6 +315,20 @@ impl OrderStore for PostgresStore {
         )
     }
 
+    async fn find_by_idempotency_keys(
+        &self,
+        keys: &[(CustomerId, IdempotencyKey)],
+    ) -> Result<Vec<Order>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let customers: Vec<&str> = keys.iter().map(|(c, _)| c.as_str()).collect();
+        let keys: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
+        bounded!(self, Limit::Query, "an idempotency-key lookup", |conn| {
+            orders::by_idempotency_keys(conn, &customers, &keys)
+        })
+    }
+
     async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
         bounded!(self, Limit::Query, "forgetting an idempotency key", |conn| orders::forget_key(
             conn,

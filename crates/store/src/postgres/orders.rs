@@ -188,6 +188,28 @@ pub(crate) async fn by_idempotency_key(
     row.map(|row| rows::order_state(&row, 0).map(|(order, _)| order)).transpose()
 }
 
+/// The orders these customers created with these keys (`customers[i]` used `keys[i]`): one
+/// statement, each pair an `idempotency_keys_pkey` probe, then the order by id.
+pub(crate) async fn by_idempotency_keys(
+    conn: &mut PgConnection,
+    customers: &[&str],
+    keys: &[&str],
+) -> Result<Vec<Order>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM unnest($1::text[], $2::text[]) AS wanted(customer_id, idempotency_key)
+         JOIN idempotency_keys k USING (customer_id, idempotency_key)
+         JOIN orders ON orders.id = k.order_id",
+        rows::ORDER_COLUMNS
+    );
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(customers)
+        .bind(keys)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(from_sqlx)?;
+    found.iter().map(|row| rows::order_state(row, 0).map(|(order, _)| order)).collect()
+}
+
 /// Frees an expired idempotency key: its row (found through the order, by primary key) and
 /// the order's copy.
 pub(crate) async fn forget_key(conn: &mut PgConnection, id: Uuid) -> Result<(), StoreError> {

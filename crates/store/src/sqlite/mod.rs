@@ -272,6 +272,34 @@ impl OrderStore for SqliteStore {
         .await
     }
 
+    async fn find_by_idempotency_keys(
+        &self,
+        keys: &[(CustomerId, IdempotencyKey)],
+    ) -> Result<Vec<Order>, StoreError> {
+        // One trip to a reader thread; each key is an index probe there, no round trip.
+        let sql = format!(
+            "SELECT {} FROM orders WHERE customer_id = ?1 AND idempotency_key = ?2",
+            rows::ORDER_COLUMNS
+        );
+        let keys: Vec<(String, String)> =
+            keys.iter().map(|(c, k)| (c.as_str().to_owned(), k.as_str().to_owned())).collect();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(from_sqlite)?;
+            let mut found = Vec::new();
+            for (customer, key) in keys {
+                if let Some(row) = stmt
+                    .query_row([customer, key], rows::order_state)
+                    .optional()
+                    .map_err(from_sqlite)?
+                {
+                    found.push(row?.0);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     async fn forget_idempotency_key(&self, order: OrderId) -> Result<(), StoreError> {
         self.written(|reply| Command::ForgetKey { order, reply }).await
     }

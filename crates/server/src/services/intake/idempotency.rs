@@ -14,9 +14,10 @@
 //! Reading first cost every keyed order a store round trip on the request path: 0.56–0.65×
 //! the orders/s of keyless ones embedded, 0.39–0.56× scaled out (docs/BENCHMARKS.md,
 //! "Keyed orders"). A batch still reads first ([`Lookup::First`]): one order's collision
-//! would fail its batch-mates' commit with it.
+//! would fail its batch-mates' commit with it; its keys are read in one call
+//! ([`Idempotency::stored_each`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,6 +87,27 @@ impl Idempotency {
         items: &[(Sku, Quantity)],
         lookup: Lookup,
     ) -> Result<Begin, StoreError> {
+        match self.claim(key, customer, items).await? {
+            Begin::Proceed(claim) if lookup == Lookup::First => {
+                Ok(self.stored(&claim).await?.unwrap_or(Begin::Proceed(claim)))
+            }
+            decided => Ok(decided),
+        }
+    }
+
+    /// What this node's memory says of `key`: a remembered use decides, a running one is
+    /// [`Begin::InProgress`], else the key is claimed for this request without reading the
+    /// store ([`Lookup::OnConflict`]; a batch looks its claims up together with
+    /// [`Idempotency::stored_each`]).
+    ///
+    /// # Errors
+    /// When a remembered use past the TTL cannot be unmarked in the store.
+    pub async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        customer: &CustomerId,
+        items: &[(Sku, Quantity)],
+    ) -> Result<Begin, StoreError> {
         let scoped = (customer.clone(), key.clone());
         let mut expired_order = None;
         if let Some(order) = self.recent.get(&scoped) {
@@ -106,13 +128,7 @@ impl Idempotency {
             // The key is free again: unmark the old order so the new one can carry it.
             self.store.forget_idempotency_key(order).await?;
         }
-        if lookup == Lookup::OnConflict {
-            return Ok(Begin::Proceed(claim));
-        }
-        Ok(match self.stored(&claim).await? {
-            Some(seen) => seen,
-            None => Begin::Proceed(claim),
-        })
+        Ok(Begin::Proceed(claim))
     }
 
     /// The stored use of `claim`'s key, judged against its request and remembered; `None`
@@ -124,7 +140,39 @@ impl Idempotency {
     /// When the store cannot be read or the expired use cannot be unmarked.
     pub async fn stored(&self, claim: &KeyClaim) -> Result<Option<Begin>, StoreError> {
         let (customer, key) = &claim.key;
-        match self.store.find_by_idempotency_key(customer, key).await? {
+        let found = self.store.find_by_idempotency_key(customer, key).await?;
+        self.judge_stored(claim, found).await
+    }
+
+    /// [`Idempotency::stored`] for each of `claims` (a batch's), read from the store in one
+    /// call: a batch of 1,000 new keys costs one round trip, not 1,000.
+    ///
+    /// # Errors
+    /// When the store cannot be read or an expired use cannot be unmarked.
+    pub async fn stored_each(
+        &self,
+        claims: &[&KeyClaim],
+    ) -> Result<Vec<Option<Begin>>, StoreError> {
+        let wanted: Vec<Scoped> = claims.iter().map(|claim| claim.key.clone()).collect();
+        let mut found: HashMap<Scoped, Order> = HashMap::with_capacity(claims.len());
+        for order in self.store.find_by_idempotency_keys(&wanted).await? {
+            if let Some(key) = order.idempotency_key.clone() {
+                found.insert((order.customer_id.clone(), key), order);
+            }
+        }
+        let mut judged = Vec::with_capacity(claims.len());
+        for claim in claims {
+            judged.push(self.judge_stored(claim, found.remove(&claim.key)).await?);
+        }
+        Ok(judged)
+    }
+
+    async fn judge_stored(
+        &self,
+        claim: &KeyClaim,
+        found: Option<Order>,
+    ) -> Result<Option<Begin>, StoreError> {
+        match found {
             Some(order) if self.expired(&order) => {
                 self.store.forget_idempotency_key(order.id).await?;
                 Ok(None)
@@ -132,7 +180,7 @@ impl Idempotency {
             Some(order) => {
                 let order = Arc::new(order);
                 self.recent.insert(claim.key.clone(), order.clone());
-                Ok(Some(judge(order, customer, &claim.items)))
+                Ok(Some(judge(order, &claim.key.0, &claim.items)))
             }
             None => Ok(None),
         }

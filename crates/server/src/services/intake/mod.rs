@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use ordermill_core::order::total_of;
 use ordermill_core::ports::{AcceptedOrder, CacheError, EventBus, StockCache};
 use ordermill_core::{
-    Clock, CustomerId, IdempotencyKey, Order, OrderIdGenerator, OrderStatus, Quantity, Sku,
-    ValidationError,
+    Clock, CustomerId, IdempotencyKey, Money, Order, OrderIdGenerator, OrderLine, OrderStatus,
+    Quantity, Sku, ValidationError,
 };
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -180,12 +180,21 @@ impl Placed {
     }
 }
 
+/// An order priced, its key claimed in memory; what it takes of limits and stock comes next.
+struct Priced {
+    input: OrderInput,
+    lines: Vec<OrderLine>,
+    total: Money,
+    claim: Option<KeyClaim>,
+}
+
 // Made and moved once per order on the hot path: boxing the large variant would add an
 // allocation per order to save a copy of a few hundred bytes.
 #[allow(clippy::large_enum_variant)]
-enum Prepared {
+enum Claimed {
+    /// The node remembers the key's request: its answer.
     Replay(Arc<Order>),
-    New(AcceptedOrder, Option<KeyClaim>, LimitHold),
+    Priced(Priced),
 }
 
 impl From<crate::services::purchase_limits::LimitExceeded> for IntakeError {
@@ -384,22 +393,53 @@ impl Intake {
         let now = self.clock.now();
         let mut results: Vec<Option<Result<Placed, IntakeError>>> =
             Vec::with_capacity(inputs.len());
-        let mut orders = Vec::new();
-        let mut pending = Vec::new();
+        let mut priced = Vec::new();
         for (slot, input) in inputs.into_iter().enumerate() {
-            let prepared = match input {
-                Ok(input) => self.prepare(input, now, lookup).await,
-                Err(invalid) => Err(invalid.into()),
-            };
-            results.push(match prepared {
-                Ok(Prepared::Replay(order)) => Some(Ok(Placed::Replayed(order))),
-                Ok(Prepared::New(accepted, claim, hold)) => {
-                    orders.push(accepted);
-                    pending.push((slot, claim, hold));
-                    None
-                }
-                Err(error) => Some(Err(error)),
+            results.push(match input {
+                Ok(input) => match self.price_and_claim(input).await {
+                    Ok(Claimed::Replay(order)) => Some(Ok(Placed::Replayed(order))),
+                    Ok(Claimed::Priced(order)) => {
+                        priced.push((slot, order));
+                        None
+                    }
+                    Err(error) => Some(Err(error)),
+                },
+                Err(invalid) => Some(Err(invalid.into())),
             });
+        }
+        if lookup == Lookup::First {
+            priced = self.look_up_keys(priced, &mut results).await;
+        }
+        let held = self.hold_and_reserve_each(&priced).await;
+        let mut orders = Vec::with_capacity(priced.len());
+        let mut pending = Vec::with_capacity(priced.len());
+        for ((slot, priced), held) in priced.into_iter().zip(held) {
+            match held {
+                Ok(hold) => {
+                    let Priced { input, lines, total, claim } = priced;
+                    let order = Order {
+                        id: self.ids.next(now),
+                        customer_id: input.customer_id,
+                        lines,
+                        total,
+                        status: OrderStatus::Accepted,
+                        created_at: now,
+                        idempotency_key: input.idempotency_key,
+                        history: Vec::new(),
+                        awaited_payment: None,
+                    };
+                    orders.push(AcceptedOrder { order, event_id: self.ids.next_uuid(now) });
+                    pending.push((slot, claim, hold));
+                }
+                Err(error) => {
+                    results[slot] = Some(match priced.claim {
+                        Some(claim) if lookup == Lookup::OnConflict => {
+                            self.refused_keyed(&claim, error).await.map(Placed::Replayed)
+                        }
+                        _ => Err(error),
+                    });
+                }
+            }
         }
         if !orders.is_empty() {
             match self.commit(orders, arrived, approach).await {
@@ -475,12 +515,8 @@ impl Intake {
         }
     }
 
-    async fn prepare(
-        &self,
-        input: OrderInput,
-        now: ordermill_core::UnixMillis,
-        lookup: Lookup,
-    ) -> Result<Prepared, IntakeError> {
+    /// `input` priced from the catalog, and its key (if any) claimed in this node's memory.
+    async fn price_and_claim(&self, input: OrderInput) -> Result<Claimed, IntakeError> {
         let lines = self.catalog.price_or_learn(&input.items).await.map_err(|e| match e {
             PriceError::UnknownSku(sku) => IntakeError::UnknownSku(sku),
             PriceError::Invalid(invalid) => IntakeError::Invalid(invalid),
@@ -491,56 +527,125 @@ impl Intake {
             None => None,
             Some(key) => match self
                 .idempotency
-                .begin(key, &input.customer_id, &input.items, lookup)
+                .claim(key, &input.customer_id, &input.items)
                 .await
                 .map_err(|e| IntakeError::Unavailable(e.to_string()))?
             {
-                Begin::Replay(order) => return Ok(Prepared::Replay(order)),
+                Begin::Replay(order) => return Ok(Claimed::Replay(order)),
                 Begin::Mismatch => return Err(IntakeError::IdempotencyMismatch),
                 Begin::InProgress => return Err(IntakeError::IdempotencyInProgress),
                 Begin::Proceed(claim) => Some(claim),
             },
         };
-        let hold = match self.hold_and_reserve(&input.customer_id, &lines).await {
-            Ok(hold) => hold,
-            Err(error) => {
-                return match claim {
-                    Some(claim) if lookup == Lookup::OnConflict => {
-                        self.refused_keyed(&claim, error).await.map(Prepared::Replay)
-                    }
-                    _ => Err(error),
-                };
-            }
-        };
-        let order = Order {
-            id: self.ids.next(now),
-            customer_id: input.customer_id,
-            lines,
-            total,
-            status: OrderStatus::Accepted,
-            created_at: now,
-            idempotency_key: input.idempotency_key,
-            history: Vec::new(),
-            awaited_payment: None,
-        };
-        Ok(Prepared::New(AcceptedOrder { order, event_id: self.ids.next_uuid(now) }, claim, hold))
+        Ok(Claimed::Priced(Priced { input, lines, total, claim }))
     }
 
-    /// The customer's purchase-limit hold and the hot-stock reservation of `lines`.
-    async fn hold_and_reserve(
+    /// The keys of a batch's orders that this node's memory did not know, looked for in the
+    /// store in one call ([`Lookup::First`]): an order whose key is stored is answered here
+    /// (its replay, or 422 for another request under the key) and leaves the batch.
+    async fn look_up_keys(
         &self,
-        customer: &CustomerId,
-        lines: &[ordermill_core::OrderLine],
-    ) -> Result<LimitHold, IntakeError> {
-        self.catalog.lease().ensure_held()?;
-        // Counted before stock is reserved, so a customer over the limit takes no stock; the
-        // hold gives the units back by itself if anything below fails.
-        let hold = self.purchase_limits.take(customer, lines)?;
+        priced: Vec<(usize, Priced)>,
+        results: &mut [Option<Result<Placed, IntakeError>>],
+    ) -> Vec<(usize, Priced)> {
+        let claims: Vec<&KeyClaim> = priced.iter().filter_map(|(_, p)| p.claim.as_ref()).collect();
+        if claims.is_empty() {
+            return priced;
+        }
+        let mut stored = match self.idempotency.stored_each(&claims).await {
+            Ok(judged) => judged.into_iter(),
+            Err(error) => {
+                let error = IntakeError::Unavailable(error.to_string());
+                return priced
+                    .into_iter()
+                    .filter(|(slot, p)| {
+                        let keyed = p.claim.is_some();
+                        if keyed {
+                            results[*slot] = Some(Err(error.clone()));
+                        }
+                        !keyed
+                    })
+                    .collect();
+            }
+        };
+        priced
+            .into_iter()
+            .filter(|(slot, p)| {
+                if p.claim.is_none() {
+                    return true;
+                }
+                let answer = match stored.next().flatten() {
+                    None | Some(Begin::Proceed(_)) => return true,
+                    Some(Begin::Replay(order)) => Ok(Placed::Replayed(order)),
+                    Some(Begin::Mismatch) => Err(IntakeError::IdempotencyMismatch),
+                    Some(Begin::InProgress) => Err(IntakeError::IdempotencyInProgress),
+                };
+                results[*slot] = Some(answer);
+                false
+            })
+            .collect()
+    }
+
+    /// Each order's purchase-limit hold and hot-stock reservation, with the outcome of taking
+    /// them one order after the other: a customer over a limit takes no stock, and an earlier
+    /// order takes units first. Reservations of orders that hold no limit go to the cache
+    /// together (a batch's orders in one Redis round trip, not one each); an order that does
+    /// hold one is reserved after those before it and before the next hold is taken, since
+    /// whether it keeps its hold depends on its reservation.
+    async fn hold_and_reserve_each(
+        &self,
+        priced: &[(usize, Priced)],
+    ) -> Vec<Result<LimitHold, IntakeError>> {
+        let mut outcomes: Vec<Option<Result<LimitHold, IntakeError>>> =
+            std::iter::repeat_with(|| None).take(priced.len()).collect();
+        let mut together = Vec::new();
+        for (at, (_, order)) in priced.iter().enumerate() {
+            let held = match self.catalog.lease().ensure_held() {
+                Ok(()) => self
+                    .purchase_limits
+                    .take(&order.input.customer_id, &order.lines)
+                    .map_err(IntakeError::from),
+                Err(lost) => Err(lost.into()),
+            };
+            match held {
+                Err(error) => outcomes[at] = Some(Err(error)),
+                Ok(hold) if hold.holds_nothing() => together.push((at, hold)),
+                Ok(hold) => {
+                    self.reserve_together(priced, &mut together, &mut outcomes).await;
+                    together.push((at, hold));
+                    self.reserve_together(priced, &mut together, &mut outcomes).await;
+                }
+            }
+        }
+        self.reserve_together(priced, &mut together, &mut outcomes).await;
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| Err(IntakeError::Unavailable("no reservation".into())))
+            })
+            .collect()
+    }
+
+    /// Reserves the stock of the orders in `together` (indexes into `priced`, with their
+    /// holds) in one call and empties it; a hold whose order got no stock is dropped, giving
+    /// its units back.
+    async fn reserve_together(
+        &self,
+        priced: &[(usize, Priced)],
+        together: &mut Vec<(usize, LimitHold)>,
+        outcomes: &mut [Option<Result<LimitHold, IntakeError>>],
+    ) {
+        if together.is_empty() {
+            return;
+        }
+        let lines: Vec<&[OrderLine]> =
+            together.iter().map(|(at, _)| priced[*at].1.lines.as_slice()).collect();
         let reserving = Instant::now();
-        let reserved = self.cache.reserve(lines).await;
+        let answers = self.cache.reserve_each(&lines).await;
         self.metrics.reserve.record(reserving.elapsed().as_secs_f64());
-        reserved?;
-        Ok(hold)
+        for ((at, hold), answer) in together.drain(..).zip(answers) {
+            outcomes[at] = Some(answer.map(|()| hold).map_err(IntakeError::from));
+        }
     }
 
     async fn commit(
