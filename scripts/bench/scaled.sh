@@ -16,6 +16,8 @@
 #   --jwt-algorithm ALG [--orders-per-customer N]" to LOAD_ARGS (docs/BENCHMARKS.md, "What a
 #   customer JWT costs")
 #   Keyed orders, as a client that retries sends them: add "--idempotency-keys" to LOAD_ARGS
+#   Batches: add "--batch N" (N orders per POST /api/orders/batch; with --idempotency-keys each
+#   order carries its own key in the body)
 #   API_NODES > 1: that many api nodes behind nginx (deploy/nginx.conf's proxy settings), the
 #   load sent to nginx; WORKERS: that many worker processes, each consuming every queue.
 # Needs: a release build (cargo build --release; BIN runs another binary, e.g. an older
