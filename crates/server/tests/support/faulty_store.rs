@@ -30,6 +30,8 @@ pub struct FaultyStore {
     pub next_commit_stall_ms: AtomicU64,
     /// How long `apply_effects` waits after its transaction committed, in ms.
     pub effects_reply_delay_ms: AtomicU64,
+    /// `commit_orders` calls so far.
+    pub commits: AtomicU64,
 }
 
 impl FaultyStore {
@@ -39,6 +41,7 @@ impl FaultyStore {
             next_commit: AtomicU8::new(0),
             next_commit_stall_ms: AtomicU64::new(0),
             effects_reply_delay_ms: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
         }
     }
 }
@@ -46,6 +49,7 @@ impl FaultyStore {
 #[async_trait]
 impl OrderStore for FaultyStore {
     async fn commit_orders(&self, batch: Arc<Vec<AcceptedOrder>>) -> Result<(), StoreError> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
         let stall = self.next_commit_stall_ms.swap(0, Ordering::SeqCst);
         if stall > 0 {
             tokio::time::sleep(Duration::from_millis(stall)).await;

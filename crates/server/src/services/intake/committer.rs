@@ -5,6 +5,7 @@
 //! it gives the units back to the hot-stock cache before answering, so nothing half-done
 //! remains whether or not the client is still waiting.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,8 +21,29 @@ use crate::services::lease::Lease;
 use crate::services::unclear::{read_back, recount_held_units};
 use crate::telemetry::CommitMetrics;
 
+/// The orders of `requests` (ranges of `batch`) as a batch of their own, with their ranges in
+/// it: what is released or committed for them touches no other request's orders.
+fn regroup(
+    batch: &[AcceptedOrder],
+    requests: Vec<Answering>,
+) -> (Arc<Vec<AcceptedOrder>>, Vec<Answering>) {
+    let mut orders = Vec::with_capacity(requests.iter().map(|(_, range)| range.len()).sum());
+    let replies = requests
+        .into_iter()
+        .map(|(reply, range)| {
+            let start = orders.len();
+            orders.extend_from_slice(&batch[range]);
+            (reply, start..orders.len())
+        })
+        .collect();
+    (Arc::new(orders), replies)
+}
+
 /// Where one request's outcome is sent.
 pub type Reply = oneshot::Sender<Result<Committed, CommitFailed>>;
+
+/// A request's reply and its orders' place in the batch being committed.
+type Answering = (Reply, Range<usize>);
 
 /// Orders from one intake call, and where to answer.
 pub struct CommitRequest {
@@ -353,26 +375,14 @@ impl Committer {
         self.metrics.batch_orders.record(batch.len() as f64);
         match outcome {
             Ok(()) => self.committed(batch, replies),
-            // One request's orders must not fail its batch-mates': commit each request on
-            // its own, so only the refused one fails (an idempotency key sent to two nodes at
-            // once, or holds beyond stock).
-            Err(
-                error @ (StoreError::Conflict(_)
-                | StoreError::Oversold(_)
-                | StoreError::LimitExceeded(_)),
-            ) if replies.len() > 1 => {
-                tracing::warn!(requests = replies.len(), error = %error, "A group commit was refused for some of its orders; committing its requests one by one.");
-                for (reply, range) in replies {
-                    let own = Arc::new(batch[range.clone()].to_vec());
-                    let replies = vec![(reply, 0..range.len())];
-                    match self.store.commit_orders(own.clone()).await {
-                        Ok(()) => self.committed(own, replies),
-                        Err(error @ StoreError::Unavailable(_)) => {
-                            self.resolve(own, replies, error).await;
-                        }
-                        Err(error) => self.fail(&own, replies, error).await,
-                    }
-                }
+            // One request's orders must not fail its batch-mates'.
+            Err(error @ StoreError::Conflict(_)) if replies.len() > 1 => {
+                self.commit_around_stored_keys(&batch, replies, error).await;
+            }
+            Err(error @ (StoreError::Oversold(_) | StoreError::LimitExceeded(_)))
+                if replies.len() > 1 =>
+            {
+                self.commit_one_by_one(&batch, replies, &error).await;
             }
             // The connection may have failed after the COMMIT reached the database: the
             // orders may be durable. Read back before releasing anything.
@@ -381,6 +391,90 @@ impl Committer {
         }
         // Whatever the outcome: some of these orders may be written.
         self.recheck_lease(since).await;
+    }
+
+    /// A group commit refused for an idempotency key the store already holds: a retry that
+    /// missed this node's memory (another node took it, or this node restarted since), or one
+    /// key sent to two nodes at once. The requests carrying a stored key, found in one read,
+    /// are refused (each then reads its stored order: a replay or 422) and the others commit
+    /// together again — two commits and a read, where one commit per request had made a storm
+    /// of retries after a restart cost a commit each. When the read finds none, one by one.
+    async fn commit_around_stored_keys(
+        &self,
+        batch: &[AcceptedOrder],
+        replies: Vec<(Reply, Range<usize>)>,
+        error: StoreError,
+    ) {
+        let keys: Vec<_> = batch
+            .iter()
+            .filter_map(|a| Some((a.order.customer_id.clone(), a.order.idempotency_key.clone()?)))
+            .collect();
+        let stored: HashSet<_> = match self.store.find_by_idempotency_keys(&keys).await {
+            Ok(found) => found
+                .into_iter()
+                .filter_map(|order| Some((order.customer_id, order.idempotency_key?)))
+                .collect(),
+            Err(read) => {
+                tracing::warn!(error = %read, "Could not read which idempotency keys of a refused group commit are stored.");
+                HashSet::new()
+            }
+        };
+        let (taken, free): (Vec<_>, Vec<_>) = replies.into_iter().partition(|(_, range)| {
+            batch[range.clone()].iter().any(|a| {
+                let order = &a.order;
+                order
+                    .idempotency_key
+                    .as_ref()
+                    .is_some_and(|key| stored.contains(&(order.customer_id.clone(), key.clone())))
+            })
+        });
+        if taken.is_empty() {
+            return self.commit_one_by_one(batch, free, &error).await;
+        }
+        tracing::warn!(
+            requests = taken.len(),
+            committed_together = free.len(),
+            "A group commit was refused for idempotency keys the store already holds; answering those requests from the stored orders and committing the others together."
+        );
+        let (refused, taken) = regroup(batch, taken);
+        self.fail(&refused, taken, error).await;
+        if free.is_empty() {
+            return;
+        }
+        let (rest, replies) = regroup(batch, free);
+        match self.store.commit_orders(rest.clone()).await {
+            Ok(()) => self.committed(rest, replies),
+            Err(error @ StoreError::Unavailable(_)) => self.resolve(rest, replies, error).await,
+            Err(
+                error @ (StoreError::Conflict(_)
+                | StoreError::Oversold(_)
+                | StoreError::LimitExceeded(_)),
+            ) if replies.len() > 1 => {
+                self.commit_one_by_one(&rest, replies, &error).await;
+            }
+            Err(error) => self.fail(&rest, replies, error).await,
+        }
+    }
+
+    /// Commits each request of a refused group commit on its own, so only the refused one
+    /// fails: holds beyond stock or a per-customer limit name SKUs, not requests.
+    async fn commit_one_by_one(
+        &self,
+        batch: &[AcceptedOrder],
+        replies: Vec<(Reply, Range<usize>)>,
+        error: &StoreError,
+    ) {
+        tracing::warn!(requests = replies.len(), error = %error, "A group commit was refused for some of its orders; committing its requests one by one.");
+        for request in replies {
+            let (own, replies) = regroup(batch, vec![request]);
+            match self.store.commit_orders(own.clone()).await {
+                Ok(()) => self.committed(own, replies),
+                Err(error @ StoreError::Unavailable(_)) => {
+                    self.resolve(own, replies, error).await;
+                }
+                Err(error) => self.fail(&own, replies, error).await,
+            }
+        }
     }
 
     /// What held up `queued`, shed for waiting past `max_queue_wait`. Shedding it either way
