@@ -123,19 +123,111 @@ pub(crate) fn created(
     .map_err(from_sqlite)
 }
 
-pub(crate) fn join(
-    conn: &mut Connection,
-    deal_id: DealId,
-    accepted: &AcceptedOrder,
-    completion_ids: &[Uuid],
-    at: UnixMillis,
-) -> Result<JoinOutcome, StoreError> {
+/// A deal join as the writer received it.
+pub(crate) struct Join {
+    pub deal_id: DealId,
+    pub order: AcceptedOrder,
+    pub completion_ids: Vec<Uuid>,
+    pub at: UnixMillis,
+}
+
+/// One join in a transaction of its own.
+pub(crate) fn join(conn: &mut Connection, join: &Join) -> Result<JoinOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
-    let Some(mut deal) = load(&tx, deal_id)? else { return Ok(JoinOutcome::NotFound) };
+    let outcome = join_in(&tx, join)?;
+    if matches!(outcome, JoinOutcome::Joined { .. }) {
+        tx.commit().map_err(from_sqlite)?;
+    }
+    // Otherwise dropping `tx` rolls back: nothing written.
+    Ok(outcome)
+}
+
+/// Joins queued together, in ONE transaction and so one fsync, where each had cost its own: a
+/// flash group-buy's joins are as many commits as orders would be, without a group commit.
+/// Each join runs in a savepoint of its own, in queue order, so each is decided as it would be
+/// alone (a later join sees an earlier one's membership, the one that fills a group completes
+/// it) and a refused or failed join writes nothing and leaves the others as they were. If the
+/// transaction cannot be committed, no join stands: each is answered with the error (a
+/// refusal stays a refusal: it wrote nothing either way).
+pub(crate) fn join_each(
+    conn: &mut Connection,
+    joins: &[Join],
+) -> Vec<Result<JoinOutcome, StoreError>> {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(error) => {
+            let error = from_sqlite(error);
+            return joins.iter().map(|_| Err(again(&error))).collect();
+        }
+    };
+    let mut outcomes = Vec::with_capacity(joins.len());
+    let mut abandoned = None;
+    for join in joins {
+        match join_in_savepoint(&tx, join) {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(error) => {
+                abandoned = Some(error);
+                break;
+            }
+        }
+    }
+    let ended = match abandoned {
+        None => tx.commit().map_err(from_sqlite),
+        // Dropping `tx` rolls back whatever is left of it.
+        Some(error) => Err(error),
+    };
+    let Err(error) = ended else { return outcomes };
+    let mut failed: Vec<_> = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(refused @ (JoinOutcome::Refused(_) | JoinOutcome::NotFound)) => Ok(refused),
+            Ok(JoinOutcome::Joined { .. }) | Err(_) => Err(again(&error)),
+        })
+        .collect();
+    failed.resize_with(joins.len(), || Err(again(&error)));
+    failed
+}
+
+/// `join` between `SAVEPOINT` and `RELEASE`, undone to the savepoint unless it joined. The
+/// outer `Err`: the savepoint could not be set or ended, or the engine rolled the whole
+/// transaction back by itself (a full disk can): the group must not be committed.
+fn join_in_savepoint(
+    tx: &Transaction<'_>,
+    join: &Join,
+) -> Result<Result<JoinOutcome, StoreError>, StoreError> {
+    tx.execute_batch("SAVEPOINT deal_join").map_err(from_sqlite)?;
+    let outcome = join_in(tx, join);
+    if tx.is_autocommit() {
+        return Err(outcome.err().unwrap_or_else(|| {
+            StoreError::Unavailable("the deal joins' transaction ended unexpectedly".into())
+        }));
+    }
+    let end = if matches!(outcome, Ok(JoinOutcome::Joined { .. })) {
+        "RELEASE deal_join"
+    } else {
+        "ROLLBACK TO deal_join; RELEASE deal_join"
+    };
+    tx.execute_batch(end).map_err(from_sqlite)?;
+    Ok(outcome)
+}
+
+/// The same error once more, for each join of a group that failed together.
+fn again(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Conflict(message) => StoreError::Conflict(message.clone()),
+        StoreError::Unavailable(message) => StoreError::Unavailable(message.clone()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// A join's reads and writes in `tx`, not committed: the caller commits or rolls back.
+fn join_in(tx: &Transaction<'_>, join: &Join) -> Result<JoinOutcome, StoreError> {
+    let Join { deal_id, order: accepted, completion_ids, at } = join;
+    let (deal_id, at) = (*deal_id, *at);
+    let Some(mut deal) = load(tx, deal_id)? else { return Ok(JoinOutcome::NotFound) };
     let order = &accepted.order;
     let admission = match deal.admit(&order.customer_id, order.id, at) {
         Ok(admission) => admission,
-        // Dropping `tx` rolls back: nothing written.
         Err(refusal) => return Ok(JoinOutcome::Refused(refusal)),
     };
     let order_id = order.id.as_uuid();
@@ -176,14 +268,13 @@ pub(crate) fn join(
     .map_err(from_sqlite)?;
     let joined =
         OutboxEvent::deal_order(order, RoutingKey::DealJoined, deal_id, accepted.event_id, at);
-    insert_event(&tx, order.id, &joined)?;
+    insert_event(tx, order.id, &joined)?;
     let mut emitted = vec![joined];
     let mut completed = Vec::new();
     if admission == Admission::Completed {
-        close(&tx, &deal, at)?;
-        completed = settle_members(&tx, &deal, completion_ids, at, &mut emitted)?;
+        close(tx, &deal, at)?;
+        completed = settle_members(tx, &deal, completion_ids, at, &mut emitted)?;
     }
-    tx.commit().map_err(from_sqlite)?;
     Ok(JoinOutcome::joined(deal, order, emitted, completed))
 }
 

@@ -7,6 +7,8 @@
 mod deals;
 mod effects;
 mod error;
+#[cfg(test)]
+mod join_tests;
 mod ledger;
 mod reports;
 mod retention;
@@ -510,14 +512,8 @@ impl DealStore for SqliteStore {
         completion_event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<JoinOutcome, StoreError> {
-        self.written(|reply| Command::JoinDeal {
-            deal_id,
-            order,
-            completion_ids: completion_event_ids,
-            at,
-            reply,
-        })
-        .await
+        let join = deals::Join { deal_id, order, completion_ids: completion_event_ids, at };
+        self.written(|reply| Command::JoinDeal { join, reply }).await
     }
 
     // One writer: a join's call ends only when its transaction has.

@@ -69,11 +69,8 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     JoinDeal {
-        deal_id: DealId,
-        order: AcceptedOrder,
-        completion_ids: Vec<Uuid>,
-        at: UnixMillis,
-        reply: oneshot::Sender<Result<JoinOutcome, StoreError>>,
+        join: deals::Join,
+        reply: JoinReply,
     },
     ExpireDeal {
         deal_id: DealId,
@@ -143,11 +140,7 @@ pub(crate) fn run(conn: Connection, mut commands: tokio::sync::mpsc::Receiver<Co
         }
         if !first_priority.is_empty() {
             match writer.set(Synchronous::Full) {
-                Ok(()) => {
-                    for command in first_priority {
-                        execute(&mut writer.conn, command);
-                    }
-                }
+                Ok(()) => execute_in_order(&mut writer.conn, first_priority),
                 // Never write what must be durable without its fsync.
                 Err(error) => {
                     for command in first_priority {
@@ -193,6 +186,37 @@ impl Writer {
     }
 }
 
+/// Runs `commands` in the order they came, deal joins queued one after another together
+/// ([`deals::join_each`]: one transaction, one fsync) and everything else on its own.
+fn execute_in_order(conn: &mut Connection, commands: Vec<Command>) {
+    let mut joins: Vec<(deals::Join, JoinReply)> = Vec::new();
+    for command in commands {
+        match command {
+            Command::JoinDeal { join, reply } => joins.push((join, reply)),
+            other => {
+                join_together(conn, &mut joins);
+                execute(conn, other);
+            }
+        }
+    }
+    join_together(conn, &mut joins);
+}
+
+/// Writes the queued `joins` and answers each; empties the queue.
+fn join_together(conn: &mut Connection, joins: &mut Vec<(deals::Join, JoinReply)>) {
+    if joins.len() <= 1 {
+        if let Some((join, reply)) = joins.pop() {
+            let _ = reply.send(deals::join(conn, &join));
+        }
+        return;
+    }
+    let (queued, replies): (Vec<_>, Vec<_>) = std::mem::take(joins).into_iter().unzip();
+    for (reply, outcome) in replies.into_iter().zip(deals::join_each(conn, &queued)) {
+        let _ = reply.send(outcome);
+    }
+}
+
+type JoinReply = oneshot::Sender<Result<JoinOutcome, StoreError>>;
 type EffectsReply = oneshot::Sender<Result<Vec<EffectOutcome>, StoreError>>;
 type UnitReply = oneshot::Sender<Result<(), StoreError>>;
 type EffectBatch = (Vec<Effect>, EffectsReply);
@@ -392,8 +416,8 @@ fn execute(conn: &mut Connection, command: Command) {
         Command::CreateDeal { deal, reply } => {
             let _ = reply.send(deals::create(conn, &deal));
         }
-        Command::JoinDeal { deal_id, order, completion_ids, at, reply } => {
-            let _ = reply.send(deals::join(conn, deal_id, &order, &completion_ids, at));
+        Command::JoinDeal { join, reply } => {
+            let _ = reply.send(deals::join(conn, &join));
         }
         Command::ExpireDeal { deal_id, event_ids, at, reply } => {
             let _ = reply.send(deals::expire(conn, deal_id, &event_ids, at));
