@@ -7,44 +7,22 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ordermill_core::OrderIdGenerator;
 use ordermill_core::ports::{AcceptedOrder, OrderStore, StockCache};
 use ordermill_server::services::intake::committer::{
-    Batching, CommitFailed, CommitRequest, Committed, Committer, CommitterHandle, FailKind,
+    CommitFailed, CommitRequest, Committed, CommitterHandle, FailKind,
 };
-use ordermill_server::services::lease::Lease;
 use ordermill_store::contract::accepted_by;
-use support::faulty_store::{Rig, rig};
+use support::faulty_store::{Rig, rig, start_committer};
 use tokio::sync::oneshot;
 
 /// Long enough that nothing here is shed.
 const MAX_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 type Answer = oneshot::Receiver<Result<Committed, CommitFailed>>;
-
-fn start(
-    rig: &Rig,
-) -> (CommitterHandle, tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
-    let (committer, handle) = Committer::new(
-        rig.store.clone(),
-        rig.cache.clone(),
-        rig.bus.clone(),
-        Batching {
-            max_orders: 64,
-            capacity: 64,
-            linger: Duration::ZERO,
-            publish_linger: Duration::ZERO,
-        },
-        (MAX_QUEUE_WAIT, Arc::new(Lease::unconditional())),
-    );
-    let stop = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(committer.run(stop.clone()));
-    (handle, stop, running)
-}
 
 /// Reserves `order`'s units and queues it as a request of its own.
 async fn queue(rig: &Rig, handle: &CommitterHandle, order: AcceptedOrder) -> Answer {
@@ -63,7 +41,7 @@ fn tea(ids: &OrderIdGenerator, customer: &str, key: Option<&str>) -> AcceptedOrd
 async fn a_retry_of_a_stored_key_is_refused_and_its_batch_mates_are_committed_together() {
     let rig = rig(10).await;
     let ids = OrderIdGenerator::new();
-    let (handle, stop, running) = start(&rig);
+    let (handle, stop, running) = start_committer(&rig, 64, MAX_QUEUE_WAIT);
     // Stored before: through another node, or before this node restarted.
     let stored = queue(&rig, &handle, tea(&ids, "kim", Some("k-1"))).await;
     stored.await.unwrap().unwrap();

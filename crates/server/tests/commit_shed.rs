@@ -8,17 +8,14 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ordermill_core::ports::{OrderStore, StockCache};
 use ordermill_server::services::intake::committer::{
-    Batching, CommitFailed, CommitRequest, Committed, Committer, CommitterHandle, FailKind,
-    ShedCause,
+    CommitFailed, CommitRequest, Committed, CommitterHandle, FailKind, ShedCause,
 };
-use ordermill_server::services::lease::Lease;
-use support::faulty_store::{Rig, rig};
+use support::faulty_store::{Rig, rig, start_committer};
 use tokio::sync::oneshot;
 
 const MAX_QUEUE_WAIT: Duration = Duration::from_millis(100);
@@ -32,21 +29,7 @@ fn start(
     rig: &Rig,
     max_orders: usize,
 ) -> (CommitterHandle, tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
-    let (committer, handle) = Committer::new(
-        rig.store.clone(),
-        rig.cache.clone(),
-        rig.bus.clone(),
-        Batching {
-            max_orders,
-            capacity: 64,
-            linger: Duration::ZERO,
-            publish_linger: Duration::ZERO,
-        },
-        (MAX_QUEUE_WAIT, Arc::new(Lease::unconditional())),
-    );
-    let stop = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(committer.run(stop.clone()));
-    (handle, stop, running)
+    start_committer(rig, max_orders, MAX_QUEUE_WAIT)
 }
 
 /// Reserves one unit of tea for a new order that reached the node at `arrived` and queues it.

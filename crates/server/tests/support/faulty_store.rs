@@ -12,7 +12,10 @@ use ordermill_cache::LocalStockCache;
 use ordermill_core::ports::StockCache;
 use ordermill_core::ports::{AcceptedOrder, Effect, EffectOutcome, OrderStore, StoreError};
 use ordermill_core::{CustomerId, IdempotencyKey, Order, OrderId, Product, Sku};
+use ordermill_server::services::intake::committer::{Batching, Committer, CommitterHandle};
+use ordermill_server::services::lease::Lease;
 use ordermill_store::SqliteStore;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The next `commit_orders` commits, then reports the connection lost.
@@ -165,4 +168,28 @@ pub async fn rig(available: i64) -> Rig {
     let bus = EmbeddedBus::start(ordermill_core::Topology::default(), sqlite.clone(), clock);
     let bus = Arc::new(bus.await.unwrap());
     Rig { dir, sqlite, store, product, cache, bus }
+}
+
+/// A committer on `rig`'s store, cache and bus, taking at most `max_orders` per commit and
+/// shedding what waited past `max_queue_wait`, running until the token fires.
+pub fn start_committer(
+    rig: &Rig,
+    max_orders: usize,
+    max_queue_wait: Duration,
+) -> (CommitterHandle, CancellationToken, tokio::task::JoinHandle<()>) {
+    let (committer, handle) = Committer::new(
+        rig.store.clone(),
+        rig.cache.clone(),
+        rig.bus.clone(),
+        Batching {
+            max_orders,
+            capacity: 64,
+            linger: Duration::ZERO,
+            publish_linger: Duration::ZERO,
+        },
+        (max_queue_wait, Arc::new(Lease::unconditional())),
+    );
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(committer.run(stop.clone()));
+    (handle, stop, running)
 }
