@@ -16,7 +16,7 @@ use ordermill_server::services::intake::committer::{
     CommitFailed, CommitRequest, Committed, CommitterHandle, FailKind,
 };
 use ordermill_store::contract::accepted_by;
-use support::faulty_store::{Rig, rig, start_committer};
+use support::faulty_store::{Rig, rig, start_committer, until_stalling};
 use tokio::sync::oneshot;
 
 /// Long enough that nothing here is shed.
@@ -49,11 +49,7 @@ async fn a_retry_of_a_stored_key_is_refused_and_its_batch_mates_are_committed_to
     // The next commit stalls, so that the four requests below gather into one group behind it.
     rig.store.next_commit_stall_ms.store(300, Ordering::SeqCst);
     let stalled = queue(&rig, &handle, tea(&ids, "ann", None)).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while rig.store.next_commit_stall_ms.load(Ordering::SeqCst) != 0 {
-        assert!(Instant::now() < deadline, "the committer never started the stalled commit");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until_stalling(&rig).await;
     let retry = queue(&rig, &handle, tea(&ids, "kim", Some("k-1"))).await;
     let mut others = Vec::new();
     for (customer, key) in [("lee", Some("k-1")), ("ann", None), ("kim", Some("k-2"))] {

@@ -15,7 +15,7 @@ use ordermill_core::ports::{OrderStore, StockCache};
 use ordermill_server::services::intake::committer::{
     CommitFailed, CommitRequest, Committed, CommitterHandle, FailKind, ShedCause,
 };
-use support::faulty_store::{Rig, rig, start_committer};
+use support::faulty_store::{Rig, rig, start_committer, until_stalling};
 use tokio::sync::oneshot;
 
 const MAX_QUEUE_WAIT: Duration = Duration::from_millis(100);
@@ -58,15 +58,6 @@ async fn queue_stalled(
     let queued = queue(rig, handle, ids, Instant::now()).await;
     until_stalling(rig).await;
     queued
-}
-
-/// Returns once the store has begun the stalled commit (it takes the stall when it starts).
-async fn until_stalling(rig: &Rig) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while rig.store.next_commit_stall_ms.load(Ordering::SeqCst) != 0 {
-        assert!(Instant::now() < deadline, "the committer never started the first commit");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 }
 
 fn shed_cause(failed: &CommitFailed) -> ShedCause {

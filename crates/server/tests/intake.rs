@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::{order_body, spawn_app, spawn_app_in};
+use support::{keyed_batch_order, order_body, spawn_app, spawn_app_in};
 
 #[tokio::test]
 async fn an_order_is_priced_from_the_catalog_stored_and_readable() {
@@ -230,7 +230,8 @@ async fn batch_orders_honour_their_idempotency_keys() {
 
 #[tokio::test]
 async fn a_batch_on_a_node_that_never_saw_its_keys_replays_the_stored_ones() {
-    let keyed = |customer: &str, key: &str, quantity: i64| json!({"customer_id": customer, "items": [{"sku": "a", "quantity": quantity}], "idempotency_key": key});
+    let keyed =
+        |customer: &str, key: &str, quantity: i64| keyed_batch_order(customer, "a", quantity, key);
     let app = spawn_app().await;
     app.put_product("a", "2.00", 10).await;
     let earlier = json!({"orders": [keyed("k", "s-1", 1), keyed("k", "s-2", 1)]});

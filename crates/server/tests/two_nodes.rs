@@ -258,7 +258,9 @@ async fn a_key_stored_through_one_node_is_replayed_or_refused_by_the_other() {
     assert_eq!(orders, 1);
 
     // A batch's keys the node has not seen are read from the store together.
-    let keyed_order = |customer: &str, key: &str, quantity: i64| json!({"customer_id": customer, "items": [{"sku": "nori", "quantity": quantity}], "idempotency_key": key});
+    let keyed_order = |customer: &str, key: &str, quantity: i64| {
+        support::keyed_batch_order(customer, "nori", quantity, key)
+    };
     let earlier = json!({"orders": [
         keyed_order("kim", "b-stored", 1),
         keyed_order("kim", "b-other", 1),

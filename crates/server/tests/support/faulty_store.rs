@@ -193,3 +193,15 @@ pub fn start_committer(
     let running = tokio::spawn(committer.run(stop.clone()));
     (handle, stop, running)
 }
+
+/// Returns once the store has begun the stalled commit (it takes the stall when it starts).
+pub async fn until_stalling(rig: &Rig) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rig.store.next_commit_stall_ms.load(Ordering::SeqCst) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the committer never started the stalled commit"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

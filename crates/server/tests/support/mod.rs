@@ -416,3 +416,11 @@ pub fn order_body(customer: &str, items: &[(&str, i64)]) -> Value {
         items.iter().map(|(sku, qty)| json!({"sku": sku, "quantity": qty})).collect();
     json!({"customer_id": customer, "items": items})
 }
+
+/// One order of a batch body: `quantity` of `sku` for `customer`, carrying `key` as its
+/// `idempotency_key`.
+pub fn keyed_batch_order(customer: &str, sku: &str, quantity: i64, key: &str) -> Value {
+    let mut order = order_body(customer, &[(sku, quantity)]);
+    order["idempotency_key"] = json!(key);
+    order
+}
