@@ -15,7 +15,9 @@
 //!   (PostgreSQL and MySQL).
 //!
 //! Batching (group commit) is decided by the server's committer, not here: a store only
-//! makes one call's batch durable in one transaction.
+//! makes one call's batch durable in one transaction. Deal joins are the exception: each is
+//! its own call, and the store decides the joins queued together in one transaction
+//! ([`join`]: SQLite's writer, PostgreSQL's join queue).
 
 mod batch;
 pub mod contract;
@@ -23,6 +25,7 @@ mod deadline;
 pub mod deal_contract;
 mod decode;
 pub mod files;
+mod join;
 pub mod mysql;
 pub mod partitions;
 mod pool;

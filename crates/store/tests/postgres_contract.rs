@@ -10,11 +10,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordermill_core::ports::{AcceptedOrder, DealStore, OrderStore, StoreError};
-use ordermill_core::{Money, OrderIdGenerator, Product, ProductName, Sku, StockLevel, UnixMillis};
+use ordermill_core::ports::{AcceptedOrder, OrderStore, StoreError};
+use ordermill_core::{OrderIdGenerator, Sku, UnixMillis};
 use ordermill_store::postgres::DEFAULT_QUERY_TIMEOUT;
 use ordermill_store::{PostgresStore, contract, deal_contract, shared_contract};
 use uuid::Uuid;
+
+mod postgres_support;
+use postgres_support::{TestSchema, postgres_url, product, raw};
 
 /// Every migration, in order: what a fresh schema gets.
 const ALL_MIGRATIONS: [&str; 10] = [
@@ -30,71 +33,6 @@ const ALL_MIGRATIONS: [&str; 10] = [
     "0010_stock_returns",
 ];
 
-fn postgres_url() -> Option<String> {
-    ordermill_core::test_support::service_url(
-        "ORDERMILL_TEST_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-    )
-}
-
-/// A schema of its own for one test, dropped (with everything in it) when the test ends,
-/// passed or panicked.
-struct TestSchema {
-    url: String,
-    name: String,
-}
-
-impl TestSchema {
-    fn new(url: &str) -> TestSchema {
-        TestSchema { url: url.to_owned(), name: format!("om_test_{}", Uuid::now_v7().simple()) }
-    }
-
-    async fn store(&self) -> PostgresStore {
-        PostgresStore::connect(&self.url, Some(&self.name), 4, DEFAULT_QUERY_TIMEOUT).await.unwrap()
-    }
-
-    async fn migrated_store(&self) -> PostgresStore {
-        let store = self.store().await;
-        store.migrate().await.unwrap();
-        store
-    }
-}
-
-impl Drop for TestSchema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        // Drop runs inside the test's runtime, which cannot be blocked on: clean up from a
-        // thread with a runtime of its own.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&url).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
-                )))
-                .execute(&mut conn)
-                .await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            })
-        });
-        if let Ok(Err(error)) = cleanup.join() {
-            eprintln!("could not drop test schema {}: {error}", self.name);
-        }
-    }
-}
-
-fn product(sku: &str, stock: i64) -> Product {
-    Product {
-        sku: Sku::parse(sku).unwrap(),
-        name: ProductName::parse(format!("Product {sku}")).unwrap(),
-        price: Money::parse("price", "2.50").unwrap(),
-        stock: StockLevel::parse(stock).unwrap(),
-        reserved: 0,
-    }
-}
-
-/// A store with product `o1` and `n` committed orders for it.
 async fn store_with_orders(schema: &TestSchema, n: usize) -> (PostgresStore, Vec<AcceptedOrder>) {
     let store = schema.migrated_store().await;
     store.upsert_product(&product("o1", 1_000_000)).await.unwrap();
@@ -271,17 +209,6 @@ async fn two_nodes_committing_the_same_skus_at_once_both_land() {
     let a = schema.migrated_store().await;
     shared_contract::two_nodes_committing_the_same_skus_at_once_both_land(a, schema.store().await)
         .await;
-}
-
-/// A connection of the test's own to the schema, for what the store does not expose.
-async fn raw(schema: &TestSchema) -> sqlx::PgConnection {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&schema.url).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET search_path TO \"{}\"", schema.name)))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn
 }
 
 /// The machine's time in Unix milliseconds: partitions follow the database's real clock.
@@ -580,77 +507,6 @@ async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() 
         release,
     )
     .await;
-}
-
-/// A deal join whose COMMIT is held on the server (a deferred trigger waits on a row the test
-/// locks) outlives its caller's 500 ms deadline: the call fails, and reading the join back
-/// waits for that commit — which lands once the row is free — before it answers. A read that
-/// did not wait would answer "not a member" just before the join landed, and the caller would
-/// give back a unit that is sold.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_join_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() {
-    let Some(url) = postgres_url() else { return };
-    let schema = TestSchema::new(&url);
-    let setup = schema.migrated_store().await;
-    setup.upsert_product(&product("j1", 10)).await.unwrap();
-    let ids = OrderIdGenerator::new();
-    let deal = deal_contract::deal(&ids, "j1", 3);
-    setup.create_deal(&deal).await.unwrap();
-    let mut holder = raw(&schema).await;
-    // The schema's name is the test's own uuid-based identifier.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        r#"CREATE TABLE gate (id int PRIMARY KEY); INSERT INTO gate VALUES (1);
-        CREATE FUNCTION "{s}".pass_gate() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM 1 FROM "{s}".gate WHERE id = 1 FOR UPDATE; RETURN NULL; END $$;
-        CREATE CONSTRAINT TRIGGER held_at_commit AFTER INSERT ON deal_members
-            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "{s}".pass_gate();"#,
-        s = schema.name
-    )))
-    .execute(&mut holder)
-    .await
-    .unwrap();
-    sqlx::raw_sql("BEGIN; SELECT 1 FROM gate WHERE id = 1 FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
-
-    let store = PostgresStore::connect(&url, Some(&schema.name), 4, Duration::from_millis(500))
-        .await
-        .unwrap();
-    let member = deal_contract::member_order(&ids, &deal, "ann");
-    let order_id = member.order.id;
-    let completion = (0..3).map(|_| Uuid::now_v7()).collect();
-    let err = store.join_deal(deal.id, member, completion, UnixMillis(deal.created_at.0 + 1)).await;
-    let Err(StoreError::Unavailable(message)) = &err else {
-        panic!("expected Unavailable: {err:?}")
-    };
-    assert!(message.contains("a deal join"), "{message}");
-    // The join's COMMIT still waits on the server: the read-back waits behind it.
-    let read = store.joined_order(deal.id, order_id).await;
-    assert!(
-        matches!(read, Err(StoreError::Unavailable(_))),
-        "no answer while the join may still land: {read:?}"
-    );
-
-    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let found = loop {
-        match store.joined_order(deal.id, order_id).await {
-            Ok(found) => break found,
-            Err(error) => {
-                assert!(std::time::Instant::now() < deadline, "no answer: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let order = found.expect("the held commit landed once its row was free");
-    assert_eq!(order.id, order_id);
-    let stored = store.get_deal(deal.id).await.unwrap().unwrap();
-    assert_eq!(stored.members.len(), 1, "{stored:?}");
-    assert_eq!(store.load_products().await.unwrap()[0].reserved, 1);
-    // A join that never happened reads back as absent, at once.
-    let stranger = deal_contract::member_order(&ids, &deal, "bob").order.id;
-    assert!(store.joined_order(deal.id, stranger).await.unwrap().is_none());
 }
 
 /// See [`shared_contract::many_more_callers_than_connections_are_all_served`].

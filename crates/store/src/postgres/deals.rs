@@ -1,18 +1,17 @@
-//! Group-buy deals: creation, lookups, and the join / completion / expiry transactions.
+//! Group-buy deals: creation, lookups, the expiry transaction, and what a deal's closing
+//! writes (shared with the joins' transaction, `join_group.rs`).
 //!
 //! Same outcomes as the SQLite store (`sqlite/deals.rs`). What differs is how joins on several
-//! api nodes are decided one at a time: SQLite has one writer, here each join and expiry locks
-//! the deal's row (`SELECT ... FOR UPDATE`) first, and reads the members only once it holds
-//! the lock. Rows are then locked in the store's usual order (member orders by id, then
-//! products by SKU; see `mod.rs`), so a join never deadlocks with a consumer's batch.
+//! api nodes are decided one at a time: SQLite has one writer, here each joins' transaction
+//! and each expiry locks the deals' rows (`SELECT ... FOR UPDATE`) first, and reads the members
+//! only once it holds the locks. Rows are then locked in the store's usual order (member
+//! orders by id, then products by SKU; see `mod.rs`), so a join never deadlocks with a
+//! consumer's batch.
 
 use std::collections::HashMap;
 
-use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError};
-use ordermill_core::{
-    Admission, Deal, DealId, Lifecycle, Order, OrderId, OutboxEvent, RoutingKey, UnixMillis,
-    units_by_sku,
-};
+use ordermill_core::ports::{ExpiredDeal, StoreError};
+use ordermill_core::{Deal, DealId, Lifecycle, Order, OrderId, OutboxEvent, UnixMillis};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
@@ -20,46 +19,6 @@ use super::effects;
 use super::error::from_sqlx;
 use super::rows;
 use crate::batch::{self, Writes};
-
-/// The joining order, its membership and its `deal.joined` outbox row (body stored, like
-/// every event but order.created) as one statement. A reused idempotency key fails it with a
-/// unique violation of `idempotency_keys` (→ `Conflict`); so would a second membership, which
-/// the deal lock and `Deal::admit` rule out first. A customer past the SKU's per-customer
-/// limit, counting their orders through every node, fails it too (0006 → `LimitExceeded`).
-const INSERT_MEMBER: &str = "
-WITH new_key AS (
-    INSERT INTO idempotency_keys (customer_id, idempotency_key, order_id)
-    SELECT $2, $7, $1 WHERE $7::text IS NOT NULL
-),
-new_order AS (
-    INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, idempotency_key,
-                        history)
-    VALUES ($1, $2, $3, $4, $5::json, $6, $7, $8::json)
-),
-membership AS (
-    INSERT INTO deal_members (deal_id, customer_id, order_id, joined_at)
-    VALUES ($9, $2, $1, $10)
-),
-limited AS (
-    SELECT l.sku, l.per_customer_limit
-    FROM purchase_limits l JOIN json_array_elements($5::json) AS line ON l.sku = line ->> 'sku'
-),
-counted AS (
-    INSERT INTO customer_units AS c (sku, customer_id, units)
-    SELECT line ->> 'sku', $2, sum((line ->> 'quantity')::bigint)
-    FROM json_array_elements($5::json) AS line
-    WHERE line ->> 'sku' IN (SELECT sku FROM limited)
-    GROUP BY 1 ORDER BY 1
-    ON CONFLICT (sku, customer_id) DO UPDATE SET units = c.units + EXCLUDED.units
-    RETURNING c.sku, c.units
-)
-INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at)
-SELECT $11, $1, $12, $13, $14
-WHERE ordermill_require_limit(
-    NOT EXISTS (SELECT 1 FROM counted JOIN limited USING (sku)
-                WHERE counted.units > limited.per_customer_limit),
-    coalesce((SELECT string_agg(DISTINCT counted.sku, ', ') FROM counted JOIN limited USING (sku)
-              WHERE counted.units > limited.per_customer_limit), ''))";
 
 /// Stores a new open deal; `Conflict` when its SKU is not a product.
 pub(crate) async fn create(conn: &mut PgConnection, deal: &Deal) -> Result<(), StoreError> {
@@ -173,62 +132,6 @@ pub(crate) async fn created(
     Ok(ids.into_iter().map(DealId::from_uuid).collect())
 }
 
-/// Joins `accepted.order`'s customer to the deal in ONE transaction; see
-/// [`ordermill_core::ports::DealStore::join_deal`].
-pub(crate) async fn join(
-    conn: &mut PgConnection,
-    deal_id: DealId,
-    accepted: &AcceptedOrder,
-    completion_ids: &[Uuid],
-    at: UnixMillis,
-) -> Result<JoinOutcome, StoreError> {
-    let mut tx = conn.begin().await.map_err(from_sqlx)?;
-    let Some(mut deal) = lock(&mut tx, deal_id).await? else {
-        // Nothing written; rolled back now rather than when the connection is reused.
-        tx.rollback().await.map_err(from_sqlx)?;
-        return Ok(JoinOutcome::NotFound);
-    };
-    let order = &accepted.order;
-    let admission = match deal.admit(&order.customer_id, order.id, at) {
-        Ok(admission) => admission,
-        Err(refusal) => {
-            // Frees the deal's lock at once for the joins queued behind this one.
-            tx.rollback().await.map_err(from_sqlx)?;
-            return Ok(JoinOutcome::Refused(refusal));
-        }
-    };
-    let joined =
-        OutboxEvent::deal_order(order, RoutingKey::DealJoined, deal_id, accepted.event_id, at);
-    sqlx::query(INSERT_MEMBER)
-        .bind(order.id.as_uuid())
-        .bind(order.customer_id.as_str())
-        .bind(order.status.as_str())
-        .bind(order.total.minor())
-        .bind(rows::items_json(&order.lines))
-        .bind(order.created_at.0)
-        .bind(order.idempotency_key.as_ref().map(|k| k.as_str()))
-        .bind(rows::history_json(&order.history))
-        .bind(deal_id.as_uuid())
-        .bind(at.0)
-        .bind(joined.event_id)
-        .bind(joined.routing_key.as_str())
-        .bind(&joined.payload)
-        .bind(joined.created_at.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(from_sqlx)?;
-    let mut emitted = vec![joined];
-    let mut completed = Vec::new();
-    if admission == Admission::Completed {
-        close(&mut tx, &deal, at).await?;
-        completed = settle_members(&mut tx, &deal, completion_ids, at, &mut emitted).await?;
-    }
-    // Last: products are locked after orders everywhere in this store.
-    reserve(&mut tx, order).await?;
-    tx.commit().await.map_err(from_sqlx)?;
-    Ok(JoinOutcome::joined(deal, order, emitted, completed))
-}
-
 /// Expires the deal in ONE transaction if it is still open and due at `at`; see
 /// [`ordermill_core::ports::DealStore::expire_deal`].
 pub(crate) async fn expire(
@@ -244,54 +147,54 @@ pub(crate) async fn expire(
         return Ok(None);
     };
     deal.expire(at);
-    close(&mut tx, &deal, at).await?;
-    let mut emitted = Vec::new();
-    let cancelled = settle_members(&mut tx, &deal, event_ids, at, &mut emitted).await?;
+    let closing = [(&deal, event_ids, at)];
+    close(&mut tx, &closing).await?;
+    let (cancelled, emitted) =
+        settle(&mut tx, &closing).await?.remove(&deal_id).unwrap_or_default();
     tx.commit().await.map_err(from_sqlx)?;
     Ok(Some(ExpiredDeal { deal, cancelled, emitted }))
 }
 
-/// Records the deal's final status (the caller holds its lock).
-async fn close(conn: &mut PgConnection, deal: &Deal, at: UnixMillis) -> Result<(), StoreError> {
-    sqlx::query("UPDATE deals SET status = $1, closed_at = $2 WHERE id = $3")
-        .bind(deal.status.as_str())
-        .bind(at.0)
-        .bind(deal.id.as_uuid())
-        .execute(conn)
-        .await
-        .map_err(from_sqlx)?;
-    Ok(())
-}
+/// A deal that closed in this transaction (the caller holds its lock), the ids for its
+/// members' `deal.*` events (in member order), and when it closed.
+pub(super) type Closing<'a> = (&'a Deal, &'a [Uuid], UnixMillis);
 
-/// `reserved += q` for each of the order's SKUs, in SKU order (as commits lock them);
-/// `Conflict` for a SKU that is not a product.
-async fn reserve(conn: &mut PgConnection, order: &Order) -> Result<(), StoreError> {
-    for (sku, quantity) in units_by_sku([order]) {
-        let updated = sqlx::query("UPDATE products SET reserved = reserved + $1 WHERE sku = $2")
-            .bind(quantity)
-            .bind(sku)
-            .execute(&mut *conn)
-            .await
-            .map_err(from_sqlx)?
-            .rows_affected();
-        if updated != 1 {
-            return Err(StoreError::Conflict(format!("sku {sku} is not in the catalog")));
-        }
-    }
-    Ok(())
-}
-
-/// Moves every member's order on now that the deal is closed ([`Deal::settle_member`]) and
-/// writes each changed order with its `deal.*` event, ids from `event_ids` in member order.
-/// The orders are locked here, by id.
-async fn settle_members(
+/// Records each deal's final status.
+pub(super) async fn close(
     conn: &mut PgConnection,
-    deal: &Deal,
-    event_ids: &[Uuid],
-    at: UnixMillis,
-    emitted: &mut Vec<OutboxEvent>,
-) -> Result<Vec<Order>, StoreError> {
-    let mut ids: Vec<Uuid> = deal.members.iter().map(|m| m.order_id.as_uuid()).collect();
+    closing: &[Closing<'_>],
+) -> Result<(), StoreError> {
+    let ids: Vec<Uuid> = closing.iter().map(|(deal, _, _)| deal.id.as_uuid()).collect();
+    let statuses: Vec<&str> = closing.iter().map(|(deal, _, _)| deal.status.as_str()).collect();
+    let at: Vec<i64> = closing.iter().map(|(_, _, at)| at.0).collect();
+    sqlx::query(
+        "UPDATE deals d SET status = c.status, closed_at = c.at
+         FROM UNNEST($1::uuid[], $2::text[], $3::bigint[]) AS c(id, status, at)
+         WHERE d.id = c.id",
+    )
+    .bind(ids)
+    .bind(statuses)
+    .bind(at)
+    .execute(conn)
+    .await
+    .map_err(from_sqlx)?;
+    Ok(())
+}
+
+/// Moves every member's order on now that its deal is closed ([`Deal::settle_member`]) and
+/// writes each changed order with its `deal.*` event, in one read and one write for all the
+/// deals. Returns, by deal, the orders that moved and their events.
+///
+/// The member orders of every deal are locked together, by id, as consumers lock orders: a
+/// deal at a time would take them out of order when two deals' members interleave.
+pub(super) async fn settle(
+    conn: &mut PgConnection,
+    closing: &[Closing<'_>],
+) -> Result<HashMap<DealId, (Vec<Order>, Vec<OutboxEvent>)>, StoreError> {
+    let mut ids: Vec<Uuid> = closing
+        .iter()
+        .flat_map(|(deal, _, _)| deal.members.iter().map(|m| m.order_id.as_uuid()))
+        .collect();
     ids.sort_unstable();
     // Locked in id order (the ORDER BY sits below the row locks), as consumers lock them; the
     // range prunes partitions, as in the effects' lock (effects.rs).
@@ -315,10 +218,26 @@ async fn settle_members(
     }
 
     let mut writes = Writes::default();
-    let changed = batch::settle(deal, loaded, event_ids, at, emitted, &mut writes)?;
-    let states: Vec<(&Order, Lifecycle)> = changed.iter().map(|(o, s)| (o, *s)).collect();
+    let mut changed = Vec::with_capacity(closing.len());
+    for (deal, event_ids, at) in closing {
+        let members = deal
+            .members
+            .iter()
+            .filter_map(|m| loaded.remove_entry(&m.order_id.as_uuid()))
+            .collect();
+        let mut emitted = Vec::new();
+        let moved = batch::settle(deal, members, event_ids, *at, &mut emitted, &mut writes)?;
+        changed.push((deal.id, moved, emitted));
+    }
+    let states: Vec<(&Order, Lifecycle)> =
+        changed.iter().flat_map(|(_, moved, _)| moved.iter().map(|(o, s)| (o, *s))).collect();
     effects::write(conn, &states, writes).await?;
-    Ok(changed.into_iter().map(|(order, _)| order).collect())
+    Ok(changed
+        .into_iter()
+        .map(|(deal, moved, emitted)| {
+            (deal, (moved.into_iter().map(|(order, _)| order).collect(), emitted))
+        })
+        .collect())
 }
 
 /// The group size as stored (`integer`); [`ordermill_core::GroupSize`] bounds it to 1000.

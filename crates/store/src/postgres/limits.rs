@@ -7,6 +7,37 @@ use sqlx::{Connection, PgConnection};
 
 use super::error::from_sqlx;
 
+/// The per-customer limit check of a statement that writes orders from arrays, as CTEs to
+/// follow its own: `$2` the orders' customers, `$5` their items (JSON text), `$10` their
+/// distinct SKUs. Counts each customer's new units into `customer_units` and leaves in `over`
+/// the limited SKUs some customer now holds more of than allowed; the statement ends with
+/// `ordermill_require_limit` on `over` (0006), which fails it as a whole.
+macro_rules! limits_counted {
+    () => {
+        "limited AS (
+    SELECT sku, per_customer_limit FROM purchase_limits WHERE sku = ANY($10::text[])
+),
+wanted AS (
+    SELECT o.customer_id, line ->> 'sku' AS sku, sum((line ->> 'quantity')::bigint) AS units
+    FROM UNNEST($2::text[], $5::text[]) AS o(customer_id, items)
+    CROSS JOIN LATERAL json_array_elements(o.items::json) AS line
+    WHERE EXISTS (SELECT 1 FROM limited) AND line ->> 'sku' IN (SELECT sku FROM limited)
+    GROUP BY 1, 2
+),
+counted AS (
+    INSERT INTO customer_units AS c (sku, customer_id, units)
+    SELECT sku, customer_id, units FROM wanted ORDER BY sku, customer_id
+    ON CONFLICT (sku, customer_id) DO UPDATE SET units = c.units + EXCLUDED.units
+    RETURNING c.sku, c.units
+),
+over AS (
+    SELECT DISTINCT counted.sku FROM counted JOIN limited USING (sku)
+    WHERE counted.units > limited.per_customer_limit
+)"
+    };
+}
+pub(crate) use limits_counted;
+
 /// Sets (`Some`) or removes (`None`) a SKU's limit, and recounts what each customer holds of
 /// it (`customer_units`, 0006) in the same transaction. The product row is locked first, as a
 /// group commit locks it, so no commit of that SKU lands between the recount and the limit.

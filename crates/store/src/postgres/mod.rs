@@ -10,9 +10,11 @@
 //! - Rows are locked in a fixed order (processed pairs, then orders by id, then products by
 //!   SKU), so concurrent nodes wait for each other instead of deadlocking.
 //! - The outbox (`outbox.rs`) is claimed with `FOR UPDATE SKIP LOCKED` and a lease.
-//! - Group-buy deals (`deals.rs`): a join or an expiry locks the deal's row first, so joins
-//!   for the last slot on several nodes are decided one at a time; it then takes the locks
-//!   above in the same order. Purchase limits live in `limits.rs`.
+//! - Group-buy deals (`deals.rs`): joins queue on each node (`join_queue.rs`) and the joins
+//!   queued together are decided in one transaction (`join_group.rs`) that locks their deals'
+//!   rows first, as an expiry locks its deal's, so joins for the last slot on several nodes
+//!   are decided one at a time; it then takes the locks above in the same order. Purchase
+//!   limits live in `limits.rs`.
 //!
 //! Files: the schema lives in `migrations/postgres/*.sql` (`migrations.rs` embeds and applies
 //! them), `rows.rs` decodes rows, `products.rs` holds the catalog, `error.rs` maps sqlx errors.
@@ -23,6 +25,8 @@
 mod deals;
 mod effects;
 mod error;
+mod join_group;
+mod join_queue;
 mod limits;
 mod migrations;
 mod orders;
@@ -51,9 +55,11 @@ use sqlx::{ConnectOptions, Connection, Postgres};
 use uuid::Uuid;
 
 use self::error::from_sqlx;
+use self::join_queue::JoinQueue;
 use self::tls::tls_as_the_url_says;
 pub use crate::deadline::DEFAULT_QUERY_TIMEOUT;
 use crate::deadline::{Calls, Engine, Limit, bounded};
+use crate::join::Join;
 use crate::pools::Pools;
 
 /// How long `connect` waits for the first connection, and a pooled call for a free one.
@@ -65,6 +71,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PostgresStore {
     /// Its pools and their calls' deadline (`crate::deadline`).
     calls: Arc<Calls<Postgres>>,
+    /// Where deal joins queue to be decided together (`join_queue.rs`).
+    joins: JoinQueue,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -196,7 +204,8 @@ impl PostgresStore {
         tracing::info!(target = %target, schema = schema, pool_size, "Connected PostgreSQL store.");
         let engine =
             Engine { name: "PostgreSQL", setting: "postgres.query_timeout", error: from_sqlx };
-        Ok(PostgresStore { calls: Arc::new(Calls { pools, target, query_timeout, engine }) })
+        let calls = Arc::new(Calls { pools, target, query_timeout, engine });
+        Ok(PostgresStore { joins: JoinQueue::start(calls.clone()), calls })
     }
 
     /// Applies the embedded migrations (`migrations/postgres/NNNN_name.sql`) not yet recorded
@@ -487,13 +496,7 @@ impl DealStore for PostgresStore {
         completion_event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<JoinOutcome, StoreError> {
-        bounded!(self, Limit::Query, "a deal join", |conn| deals::join(
-            conn,
-            deal_id,
-            &order,
-            &completion_event_ids,
-            at
-        ))
+        self.joins.join(Join { deal_id, order, completion_ids: completion_event_ids, at }).await
     }
 
     async fn joined_order(

@@ -6,6 +6,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::error::from_sqlx;
+use super::limits::limits_counted;
 use super::rows;
 
 /// The whole commit as ONE statement, so it is one round trip and atomic by itself (an
@@ -22,7 +23,8 @@ use super::rows;
 /// A duplicate idempotency key fails it too, with a unique violation of `idempotency_keys`
 /// (→ `Conflict`), and so does a customer going past a SKU's per-customer limit counting
 /// their orders through every node (`limited` … `over`, 0006 → `LimitExceeded`).
-const COMMIT: &str = "
+const COMMIT: &str = concat!(
+    "
 WITH new_keys AS (
     INSERT INTO idempotency_keys (customer_id, idempotency_key, order_id)
     SELECT k.customer_id, k.key, k.id
@@ -50,26 +52,9 @@ held AS (
     WHERE p.sku = locked.sku AND p.reserved + h.quantity <= p.stock
     RETURNING p.sku
 ),
-limited AS (
-    SELECT sku, per_customer_limit FROM purchase_limits WHERE sku = ANY($10::text[])
-),
-wanted AS (
-    SELECT o.customer_id, line ->> 'sku' AS sku, sum((line ->> 'quantity')::bigint) AS units
-    FROM UNNEST($2::text[], $5::text[]) AS o(customer_id, items)
-    CROSS JOIN LATERAL json_array_elements(o.items::json) AS line
-    WHERE EXISTS (SELECT 1 FROM limited) AND line ->> 'sku' IN (SELECT sku FROM limited)
-    GROUP BY 1, 2
-),
-counted AS (
-    INSERT INTO customer_units AS c (sku, customer_id, units)
-    SELECT sku, customer_id, units FROM wanted ORDER BY sku, customer_id
-    ON CONFLICT (sku, customer_id) DO UPDATE SET units = c.units + EXCLUDED.units
-    RETURNING c.sku, c.units
-),
-over AS (
-    SELECT DISTINCT counted.sku FROM counted JOIN limited USING (sku)
-    WHERE counted.units > limited.per_customer_limit
-)
+",
+    limits_counted!(),
+    "
 SELECT ordermill_require(
     (SELECT count(*) FROM locked) = cardinality($10::text[]),
     'unknown SKU(s): ' || coalesce(
@@ -82,7 +67,8 @@ SELECT ordermill_require(
         '')),
     ordermill_require_limit(
     NOT EXISTS (SELECT 1 FROM over),
-    coalesce((SELECT string_agg(sku, ', ') FROM over), ''))";
+    coalesce((SELECT string_agg(sku, ', ') FROM over), ''))"
+);
 
 /// Whether the order `id` is stored, once no transaction holds any of `skus`' product rows
 /// (sorted, as a commit locks them). A group commit cut off by its deadline may still be

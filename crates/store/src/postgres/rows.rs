@@ -19,12 +19,16 @@ pub(crate) const ORDER_COLUMNS: &str = "orders.id, orders.customer_id, orders.st
 /// The columns [`product`] reads, in its order.
 pub(crate) const PRODUCT_COLUMNS: &str = "sku, name, price_minor, stock, reserved";
 
-/// A deal with its members in ONE statement, so they come from one snapshot (a join that
+/// Deals with their members in ONE statement, so they come from one snapshot (a join that
 /// commits meanwhile is seen whole or not at all). The members arrive as three parallel
-/// arrays in joining order, NULL when there are none. Read by [`deal`].
-pub(crate) const DEAL_SELECT: &str = "
+/// arrays in joining order, NULL when there are none; the deal's id last
+/// ([`DEAL_ID_COLUMN`]). Read by [`deal`].
+macro_rules! deal_select {
+    ($deals:literal) => {
+        concat!(
+            "
 SELECT d.sku, d.deal_price_minor, d.group_size, d.created_at, d.expires_at, d.status,
-       m.customers, m.orders, m.joined
+       m.customers, m.orders, m.joined, d.id
 FROM deals d
 LEFT JOIN LATERAL (
     SELECT array_agg(customer_id ORDER BY joined_at, order_id) AS customers,
@@ -32,7 +36,20 @@ LEFT JOIN LATERAL (
            array_agg(joined_at ORDER BY joined_at, order_id) AS joined
     FROM deal_members WHERE deal_id = d.id
 ) m ON true
-WHERE d.id = $1";
+WHERE ",
+            $deals
+        )
+    };
+}
+
+/// One deal, `$1`.
+pub(crate) const DEAL_SELECT: &str = deal_select!("d.id = $1");
+
+/// The deals of `$1` (a `uuid[]`), in no particular order.
+pub(crate) const DEALS_SELECT: &str = deal_select!("d.id = ANY($1::uuid[])");
+
+/// Where a [`DEALS_SELECT`] row holds its deal's id.
+pub(crate) const DEAL_ID_COLUMN: usize = 9;
 
 use crate::decode::{DealColumns, OrderColumns, corrupt};
 pub(crate) use crate::decode::{history_json, items_json};

@@ -1,7 +1,7 @@
 //! Group-buy deals and purchase limits on the writer thread (joins, completion, expiry) and
 //! the read connections (lookups).
 
-use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError};
+use ordermill_core::ports::{ExpiredDeal, JoinOutcome, StoreError};
 use ordermill_core::{
     Admission, CustomerId, Deal, DealId, Order, OrderId, OutboxEvent, RoutingKey, Sku, UnixMillis,
     units_by_sku,
@@ -13,6 +13,7 @@ use super::effects::{insert_event, write_state};
 use super::error::from_sqlite;
 use super::rows;
 use crate::decode::{DealColumns, corrupt};
+use crate::join::{Join, again};
 
 pub(crate) fn create(conn: &mut Connection, deal: &Deal) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
@@ -123,14 +124,6 @@ pub(crate) fn created(
     .map_err(from_sqlite)
 }
 
-/// A deal join as the writer received it.
-pub(crate) struct Join {
-    pub deal_id: DealId,
-    pub order: AcceptedOrder,
-    pub completion_ids: Vec<Uuid>,
-    pub at: UnixMillis,
-}
-
 /// One join in a transaction of its own.
 pub(crate) fn join(conn: &mut Connection, join: &Join) -> Result<JoinOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(from_sqlite)?;
@@ -209,15 +202,6 @@ fn join_in_savepoint(
     };
     tx.execute_batch(end).map_err(from_sqlite)?;
     Ok(outcome)
-}
-
-/// The same error once more, for each join of a group that failed together.
-fn again(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Conflict(message) => StoreError::Conflict(message.clone()),
-        StoreError::Unavailable(message) => StoreError::Unavailable(message.clone()),
-        other => StoreError::Unavailable(other.to_string()),
-    }
 }
 
 /// A join's reads and writes in `tx`, not committed: the caller commits or rolls back.

@@ -7,9 +7,10 @@ use ordermill_core::ports::JoinOutcome;
 use ordermill_core::{Deal, DealStatus, JoinRefusal, OrderIdGenerator, OrderStatus, UnixMillis};
 use rusqlite::Connection;
 
-use super::deals::{self, Join};
+use super::deals;
 use super::schema;
 use crate::deal_contract::{deal, member_order};
+use crate::join::Join;
 
 /// Within the fixture deals' minute (`deal_contract`'s clock).
 const AT: UnixMillis = UnixMillis(1_790_000_001_000);

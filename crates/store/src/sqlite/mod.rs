@@ -512,7 +512,7 @@ impl DealStore for SqliteStore {
         completion_event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<JoinOutcome, StoreError> {
-        let join = deals::Join { deal_id, order, completion_ids: completion_event_ids, at };
+        let join = crate::join::Join { deal_id, order, completion_ids: completion_event_ids, at };
         self.written(|reply| Command::JoinDeal { join, reply }).await
     }
 

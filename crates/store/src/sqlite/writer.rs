@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::error::from_sqlite;
 use super::{deals, effects, ledger, rows};
+use crate::join::Join;
 
 pub(crate) enum Command {
     ApplyEffects {
@@ -69,7 +70,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     JoinDeal {
-        join: deals::Join,
+        join: Join,
         reply: JoinReply,
     },
     ExpireDeal {
@@ -189,7 +190,7 @@ impl Writer {
 /// Runs `commands` in the order they came, deal joins queued one after another together
 /// ([`deals::join_each`]: one transaction, one fsync) and everything else on its own.
 fn execute_in_order(conn: &mut Connection, commands: Vec<Command>) {
-    let mut joins: Vec<(deals::Join, JoinReply)> = Vec::new();
+    let mut joins: Vec<(Join, JoinReply)> = Vec::new();
     for command in commands {
         match command {
             Command::JoinDeal { join, reply } => joins.push((join, reply)),
@@ -203,7 +204,7 @@ fn execute_in_order(conn: &mut Connection, commands: Vec<Command>) {
 }
 
 /// Writes the queued `joins` and answers each; empties the queue.
-fn join_together(conn: &mut Connection, joins: &mut Vec<(deals::Join, JoinReply)>) {
+fn join_together(conn: &mut Connection, joins: &mut Vec<(Join, JoinReply)>) {
     if joins.len() <= 1 {
         if let Some((join, reply)) = joins.pop() {
             let _ = reply.send(deals::join(conn, &join));

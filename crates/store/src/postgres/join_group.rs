@@ -1,0 +1,284 @@
+//! Deal joins decided together in ONE transaction, with a fixed number of statements however
+//! many joins and deals it carries: the deals locked (in id order) and read, every join decided
+//! in queue order against them in Rust ([`Deal::admit`]), the admitted joins' rows written from
+//! arrays, the deals they filled closed and settled, and `reserved` added once per SKU.
+//!
+//! One join per transaction held the deal SKU's product row from its `UPDATE` until its
+//! commit, so joins on one SKU, across every deal and node, ran one commit at a time
+//! (docs/BENCHMARKS.md, "Group-buying joins"). Here a transaction takes that row once for all
+//! its joins.
+//!
+//! Locks are taken as every transaction of this store takes them: deals (by id), then orders
+//! (by id), then products (by SKU).
+
+use std::collections::HashMap;
+
+use ordermill_core::ports::{JoinOutcome, StoreError};
+use ordermill_core::{
+    Admission, Deal, DealId, Order, OutboxEvent, RoutingKey, UnixMillis, units_by_sku,
+};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use super::deals::{close, settle};
+use super::error::from_sqlx;
+use super::limits::limits_counted;
+use super::rows;
+use crate::join::Join;
+
+/// The admitted joins' orders, idempotency keys, memberships and `deal.joined` outbox rows, as
+/// one statement from arrays. `$1`–`$7` and `$10` are bound as the group commit binds them
+/// (`orders.rs`), so the per-customer limit check is the same text. It fails as a whole: on a
+/// reused idempotency key (a unique violation of `idempotency_keys` → `Conflict`) and on a
+/// customer past a SKU's limit counting their orders through every node (→ `LimitExceeded`);
+/// the join queue then decides each join in a transaction of its own.
+const INSERT_MEMBERS: &str = concat!(
+    "
+WITH new_keys AS (
+    INSERT INTO idempotency_keys (customer_id, idempotency_key, order_id)
+    SELECT k.customer_id, k.key, k.id
+    FROM UNNEST($2::text[], $7::text[], $1::uuid[]) AS k(customer_id, key, id)
+    WHERE k.key IS NOT NULL
+),
+new_orders AS (
+    INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, idempotency_key,
+                        history)
+    SELECT o.id, o.customer_id, o.status, o.total_minor, o.items::json, o.created_at, o.key,
+           o.history::json
+    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+                $7::text[], $8::text[])
+        AS o(id, customer_id, status, total_minor, items, created_at, key, history)
+),
+memberships AS (
+    INSERT INTO deal_members (deal_id, customer_id, order_id, joined_at)
+    SELECT * FROM UNNEST($9::uuid[], $2::text[], $1::uuid[], $11::bigint[])
+),
+new_events AS (
+    INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at)
+    SELECT e.event_id, e.order_id, $12, e.payload, e.created_at
+    FROM UNNEST($13::uuid[], $1::uuid[], $14::text[], $15::bigint[])
+        AS e(event_id, order_id, payload, created_at)
+),
+",
+    limits_counted!(),
+    "
+SELECT ordermill_require_limit(
+    NOT EXISTS (SELECT 1 FROM over),
+    coalesce((SELECT string_agg(sku, ', ') FROM over), ''))"
+);
+
+/// What one join came to before anything is written.
+enum Decided {
+    /// Refused or not found: it writes nothing.
+    Out(JoinOutcome),
+    /// Admitted: the deal as this join left it, its `deal.joined` event, and whether it filled
+    /// the group.
+    In { deal: Deal, joined: OutboxEvent, filled: bool },
+}
+
+/// Decides `joins` in queue order and writes the admitted ones, all in one transaction; one
+/// outcome per join, in order. Nothing is written unless everything is: on an error the
+/// transaction is rolled back (dropped) and the error is the whole group's.
+pub(crate) async fn join_together(
+    conn: &mut PgConnection,
+    joins: &[Join],
+) -> Result<Vec<JoinOutcome>, StoreError> {
+    let mut tx = conn.begin().await.map_err(from_sqlx)?;
+    let mut deals = lock_each(&mut tx, joins).await?;
+    let decided: Vec<Decided> = joins.iter().map(|join| decide(&mut deals, join)).collect();
+    let admitted: Vec<(&Join, &OutboxEvent)> = joins
+        .iter()
+        .zip(&decided)
+        .filter_map(|(join, decided)| match decided {
+            Decided::In { joined, .. } => Some((join, joined)),
+            Decided::Out(_) => None,
+        })
+        .collect();
+    if admitted.is_empty() {
+        // Nothing to write; the deals' locks are freed at once for the joins queued behind.
+        tx.rollback().await.map_err(from_sqlx)?;
+        return Ok(outcomes(joins, decided, HashMap::new()));
+    }
+    insert_members(&mut tx, &admitted).await?;
+
+    // The deals these joins filled, each with the join that filled it.
+    let filled: Vec<(&Deal, &[Uuid], UnixMillis)> = joins
+        .iter()
+        .zip(&decided)
+        .filter_map(|(join, decided)| match decided {
+            Decided::In { deal, filled: true, .. } => {
+                Some((deal, join.completion_ids.as_slice(), join.at))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut settled = HashMap::new();
+    if !filled.is_empty() {
+        close(&mut tx, &filled).await?;
+        settled = settle(&mut tx, &filled).await?;
+    }
+    // Last: products are locked after orders everywhere in this store.
+    reserve(&mut tx, admitted.iter().map(|(join, _)| &join.order.order)).await?;
+    tx.commit().await.map_err(from_sqlx)?;
+    Ok(outcomes(joins, decided, settled))
+}
+
+/// `join` decided against its deal as the joins before it left it (`None`: not found).
+fn decide(deals: &mut HashMap<DealId, Deal>, join: &Join) -> Decided {
+    let order = &join.order.order;
+    let Some(deal) = deals.get_mut(&join.deal_id) else {
+        return Decided::Out(JoinOutcome::NotFound);
+    };
+    match deal.admit(&order.customer_id, order.id, join.at) {
+        Err(refusal) => Decided::Out(JoinOutcome::Refused(refusal)),
+        Ok(admission) => Decided::In {
+            deal: deal.clone(),
+            joined: OutboxEvent::deal_order(
+                order,
+                RoutingKey::DealJoined,
+                join.deal_id,
+                join.order.event_id,
+                join.at,
+            ),
+            filled: admission == Admission::Completed,
+        },
+    }
+}
+
+/// Each join's outcome once its transaction committed; `settled` holds, by deal, the orders a
+/// filled deal moved on and their events.
+fn outcomes(
+    joins: &[Join],
+    decided: Vec<Decided>,
+    mut settled: HashMap<DealId, (Vec<Order>, Vec<OutboxEvent>)>,
+) -> Vec<JoinOutcome> {
+    joins
+        .iter()
+        .zip(decided)
+        .map(|(join, decided)| match decided {
+            Decided::Out(outcome) => outcome,
+            Decided::In { deal, joined, filled } => {
+                let (completed, more) = if filled {
+                    settled.remove(&join.deal_id).unwrap_or_default()
+                } else {
+                    Default::default()
+                };
+                let emitted = std::iter::once(joined).chain(more).collect();
+                JoinOutcome::joined(deal, &join.order.order, emitted, completed)
+            }
+        })
+        .collect()
+}
+
+/// Locks the joins' deals for the rest of the transaction, in id order, and reads them with
+/// their members (those not found are missing from the map).
+///
+/// Two statements on purpose, as in `deals::lock`: the read after the lock was granted sees
+/// every join that committed while we waited for it.
+async fn lock_each(
+    conn: &mut PgConnection,
+    joins: &[Join],
+) -> Result<HashMap<DealId, Deal>, StoreError> {
+    let mut ids: Vec<Uuid> = joins.iter().map(|join| join.deal_id.as_uuid()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let found: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM deals WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(from_sqlx)?;
+    let mut deals = HashMap::with_capacity(found.len());
+    for row in sqlx::query(rows::DEALS_SELECT)
+        .bind(found)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(from_sqlx)?
+    {
+        let id =
+            DealId::from_uuid(sqlx::Row::try_get(&row, rows::DEAL_ID_COLUMN).map_err(from_sqlx)?);
+        deals.insert(id, rows::deal(id, &row)?);
+    }
+    Ok(deals)
+}
+
+/// [`INSERT_MEMBERS`] for the admitted joins.
+async fn insert_members(
+    conn: &mut PgConnection,
+    admitted: &[(&Join, &OutboxEvent)],
+) -> Result<(), StoreError> {
+    let n = admitted.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut customers = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut totals = Vec::with_capacity(n);
+    let mut items = Vec::with_capacity(n);
+    let mut created = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut histories = Vec::with_capacity(n);
+    let mut deals = Vec::with_capacity(n);
+    let mut joined_at = Vec::with_capacity(n);
+    let mut events = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut events_at = Vec::with_capacity(n);
+    for (join, joined) in admitted {
+        let order = &join.order.order;
+        ids.push(order.id.as_uuid());
+        customers.push(order.customer_id.as_str());
+        statuses.push(order.status.as_str());
+        totals.push(order.total.minor());
+        items.push(rows::items_json(&order.lines));
+        created.push(order.created_at.0);
+        keys.push(order.idempotency_key.as_ref().map(|k| k.as_str()));
+        histories.push(rows::history_json(&order.history));
+        deals.push(join.deal_id.as_uuid());
+        joined_at.push(join.at.0);
+        events.push(joined.event_id);
+        payloads.push(joined.payload.as_str());
+        events_at.push(joined.created_at.0);
+    }
+    let (skus, _): (Vec<&str>, Vec<i64>) =
+        units_by_sku(admitted.iter().map(|(join, _)| &join.order.order)).into_iter().unzip();
+    sqlx::query(INSERT_MEMBERS)
+        .bind(ids)
+        .bind(customers)
+        .bind(statuses)
+        .bind(totals)
+        .bind(items)
+        .bind(created)
+        .bind(keys)
+        .bind(histories)
+        .bind(deals)
+        .bind(skus)
+        .bind(joined_at)
+        .bind(RoutingKey::DealJoined.as_str())
+        .bind(events)
+        .bind(payloads)
+        .bind(events_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(from_sqlx)?;
+    Ok(())
+}
+
+/// `reserved += q` for each SKU of `orders`, summed, in SKU order (as commits lock them);
+/// `Conflict` for a SKU that is not a product.
+async fn reserve(
+    conn: &mut PgConnection,
+    orders: impl Iterator<Item = &Order>,
+) -> Result<(), StoreError> {
+    for (sku, quantity) in units_by_sku(orders) {
+        let updated = sqlx::query("UPDATE products SET reserved = reserved + $1 WHERE sku = $2")
+            .bind(quantity)
+            .bind(sku)
+            .execute(&mut *conn)
+            .await
+            .map_err(from_sqlx)?
+            .rows_affected();
+        if updated != 1 {
+            return Err(StoreError::Conflict(format!("sku {sku} is not in the catalog")));
+        }
+    }
+    Ok(())
+}

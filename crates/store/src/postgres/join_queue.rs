@@ -1,0 +1,99 @@
+//! Deal joins queued on this node and decided in shared transactions (`join_group.rs`): while
+//! one group's transaction runs, the joins that arrive queue for the next, so groups grow with
+//! load as group commits do, and a single join waits for no one.
+//!
+//! A group that fails as a whole on one join's account (an idempotency key stored meanwhile,
+//! a customer past a purchase limit through another node) is decided again one join per
+//! transaction, so only that join is refused.
+
+use std::sync::Arc;
+
+use ordermill_core::ports::{JoinOutcome, StoreError};
+use sqlx::Postgres;
+use tokio::sync::{mpsc, oneshot};
+
+use super::join_group::join_together;
+use crate::deadline::{Calls, Limit, bounded};
+use crate::join::{Join, again};
+
+/// Most joins in one transaction: bounds how long it holds its deals and the SKU's row.
+const MAX_JOINS_PER_TRANSACTION: usize = 256;
+
+type Reply = oneshot::Sender<Result<JoinOutcome, StoreError>>;
+
+/// The handle joins are queued through; the task ends when every handle is gone.
+#[derive(Clone)]
+pub(super) struct JoinQueue {
+    queue: mpsc::UnboundedSender<(Join, Reply)>,
+}
+
+/// What the task calls the store with (not the store itself: the store holds the queue's
+/// handle, and the task would keep it alive).
+struct Joiner {
+    calls: Arc<Calls<Postgres>>,
+}
+
+impl JoinQueue {
+    /// Starts the task that decides the queued joins on `calls`' connections.
+    pub(super) fn start(calls: Arc<Calls<Postgres>>) -> Self {
+        let (queue, joins) = mpsc::unbounded_channel();
+        tokio::spawn(run(Joiner { calls }, joins));
+        JoinQueue { queue }
+    }
+
+    /// Queues `join` for the next transaction and waits for its outcome.
+    pub(super) async fn join(&self, join: Join) -> Result<JoinOutcome, StoreError> {
+        let stopped = || StoreError::Unavailable("the deal join task stopped".into());
+        let (reply, outcome) = oneshot::channel();
+        self.queue.send((join, reply)).map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(joiner: Joiner, mut queue: mpsc::UnboundedReceiver<(Join, Reply)>) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_JOINS_PER_TRANSACTION {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let (joins, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        for (reply, outcome) in replies.into_iter().zip(joiner.decide(&joins).await) {
+            // The caller may have gone (its task ended); nothing to tell then.
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+impl Joiner {
+    /// One outcome per join, in order.
+    async fn decide(&self, joins: &[Join]) -> Vec<Result<JoinOutcome, StoreError>> {
+        match self.together(joins).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(StoreError::Conflict(_) | StoreError::LimitExceeded(_)) if joins.len() > 1 => {
+                let mut outcomes = Vec::with_capacity(joins.len());
+                for join in joins {
+                    outcomes.push(
+                        self.together(std::slice::from_ref(join))
+                            .await
+                            .and_then(|mut one| one.pop().ok_or_else(no_outcome)),
+                    );
+                }
+                outcomes
+            }
+            Err(error) if joins.len() == 1 => vec![Err(error)],
+            Err(error) => joins.iter().map(|_| Err(again(&error))).collect(),
+        }
+    }
+
+    async fn together(&self, joins: &[Join]) -> Result<Vec<JoinOutcome>, StoreError> {
+        bounded!(self, Limit::Query, "a deal join transaction", |conn| join_together(conn, joins))
+    }
+}
+
+/// A transaction of one join that answered no outcome: a bug in `join_together`.
+fn no_outcome() -> StoreError {
+    StoreError::Unavailable("a deal join's transaction gave no outcome".into())
+}
