@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use ordermill_core::ports::{DealStore, JoinOutcome, LimitStore, OrderStore, StoreError};
 use ordermill_core::{
-    CustomerId, Deal, DealStatus, IdempotencyKey, JoinRefusal, OrderIdGenerator, OrderStatus,
-    Sku, UnixMillis,
+    CustomerId, Deal, DealStatus, IdempotencyKey, JoinRefusal, OrderIdGenerator, OrderStatus, Sku,
+    UnixMillis,
 };
 use ordermill_store::{PostgresStore, deal_contract};
 use uuid::Uuid;
@@ -249,4 +249,3 @@ async fn a_join_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() {
     let stranger = deal_contract::member_order(&ids, &deal, "bob").order.id;
     assert!(store.joined_order(deal.id, stranger).await.unwrap().is_none());
 }
-

@@ -14,6 +14,7 @@ use metrics::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use ordermill_bus::OUTBOX_OLDEST_SECONDS;
 use ordermill_cache::redis::MERGED_CALL_ITEMS;
+use ordermill_store::postgres::{JOIN_TRANSACTION_JOINS, JOIN_TRANSACTION_SECONDS};
 
 /// Orders made durable and answered 201.
 pub const ORDERS_ACCEPTED: &str = "ordermill_orders_accepted_total";
@@ -114,6 +115,9 @@ pub fn install() -> PrometheusHandle {
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(MERGED_CALL_ITEMS.into()), &sizes)
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(JOIN_TRANSACTION_JOINS.into()), &sizes)
+                })
                 .expect("bucket lists are non-empty constants");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -155,6 +159,16 @@ fn describe() {
         MERGED_CALL_ITEMS,
         Unit::Count,
         "Requests per merged Redis script call, by call (reservation, rate_limit)."
+    );
+    describe_histogram!(
+        JOIN_TRANSACTION_JOINS,
+        Unit::Count,
+        "Deal joins decided per PostgreSQL transaction."
+    );
+    describe_histogram!(
+        JOIN_TRANSACTION_SECONDS,
+        Unit::Seconds,
+        "Time to decide and commit one transaction of deal joins on PostgreSQL."
     );
     describe_histogram!(
         COMMIT_SECONDS,

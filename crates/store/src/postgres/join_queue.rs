@@ -7,6 +7,7 @@
 //! transaction, so only that join is refused.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use ordermill_core::ports::{JoinOutcome, StoreError};
 use sqlx::Postgres;
@@ -15,6 +16,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::join_group::join_together;
 use crate::deadline::{Calls, Limit, bounded};
 use crate::join::{Join, again};
+
+/// Joins decided per transaction (PostgreSQL api nodes): near 1 under light load, growing as
+/// joins arrive while a transaction runs.
+pub const JOIN_TRANSACTION_JOINS: &str = "ordermill_deal_join_transaction_joins";
+
+/// How long each joins' transaction took, queue to answer (PostgreSQL api nodes).
+pub const JOIN_TRANSACTION_SECONDS: &str = "ordermill_deal_join_transaction_seconds";
 
 /// Most joins in one transaction: bounds how long it holds its deals and the SKU's row.
 const MAX_JOINS_PER_TRANSACTION: usize = 256;
@@ -50,7 +58,11 @@ impl JoinQueue {
     }
 }
 
+/// One transaction at a time: two at once were slower (docs/BENCHMARKS.md, "Group-buying joins
+/// scaled out"), as their joins end on the same product row.
 async fn run(joiner: Joiner, mut queue: mpsc::UnboundedReceiver<(Join, Reply)>) {
+    let joins_per_transaction = metrics::histogram!(JOIN_TRANSACTION_JOINS);
+    let seconds = metrics::histogram!(JOIN_TRANSACTION_SECONDS);
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_JOINS_PER_TRANSACTION {
@@ -60,7 +72,11 @@ async fn run(joiner: Joiner, mut queue: mpsc::UnboundedReceiver<(Join, Reply)>) 
             }
         }
         let (joins, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        for (reply, outcome) in replies.into_iter().zip(joiner.decide(&joins).await) {
+        joins_per_transaction.record(joins.len() as f64);
+        let started = Instant::now();
+        let outcomes = joiner.decide(&joins).await;
+        seconds.record(started.elapsed().as_secs_f64());
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
             // The caller may have gone (its task ended); nothing to tell then.
             let _ = reply.send(outcome);
         }

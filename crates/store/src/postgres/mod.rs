@@ -32,6 +32,7 @@ mod migrations;
 mod orders;
 mod outbox;
 pub mod partitions;
+pub use self::join_queue::{JOIN_TRANSACTION_JOINS, JOIN_TRANSACTION_SECONDS};
 mod products;
 mod report_files;
 mod reports;

@@ -248,7 +248,7 @@ impl Deals {
                     counter!(telemetry::DEALS_COMPLETED).increment(1);
                     tracing::info!(deal_id = %deal.id, members = completed.len(), "Deal completed; its orders go on to payment.");
                 }
-                self.publish(emitted).await;
+                self.publish_behind(emitted);
                 return Ok(self.joined(deal_id, order, hold, claim));
             }
             Ok(JoinOutcome::Refused(refusal)) => DealError::Refused(refusal),
@@ -320,19 +320,28 @@ impl Deals {
                 counter!(telemetry::ORDERS_CANCELLED).increment(1);
                 self.order_cache.insert(&order).await;
             }
-            self.publish(done.emitted).await;
+            publish(&*self.bus, done.emitted).await;
         }
         Ok(expired)
     }
 
-    async fn publish(&self, events: Vec<OutboxEvent>) {
-        if events.is_empty() {
-            return;
-        }
-        let events: Vec<Envelope> = events.into_iter().map(Envelope::from).collect();
-        // The events are in the outbox already: if this fails they go out on the next start.
-        if let Err(error) = self.bus.publish(events).await {
-            tracing::error!(error = %error, "Could not publish deal events; they stay in the outbox.");
-        }
+    /// Publishes a join's events without holding up its answer: they are in the outbox, and
+    /// the answer waited for a broker confirm that told the customer nothing (scaled out, a
+    /// fifth of the joins a node answered: docs/BENCHMARKS.md, "Group-buying joins scaled
+    /// out"). A node that stops meanwhile leaves them to the relay's sweep.
+    fn publish_behind(&self, events: Vec<OutboxEvent>) {
+        let bus = self.bus.clone();
+        tokio::spawn(async move { publish(&*bus, events).await });
+    }
+}
+
+/// Publishes deal events; the relay sends them if this fails (they are in the outbox already).
+async fn publish(bus: &dyn EventBus, events: Vec<OutboxEvent>) {
+    if events.is_empty() {
+        return;
+    }
+    let events: Vec<Envelope> = events.into_iter().map(Envelope::from).collect();
+    if let Err(error) = bus.publish(events).await {
+        tracing::error!(error = %error, "Could not publish deal events; they stay in the outbox.");
     }
 }
