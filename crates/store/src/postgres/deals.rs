@@ -8,12 +8,10 @@
 //! orders by id, then products by SKU; see `mod.rs`), so a join never deadlocks with a
 //! consumer's batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use ordermill_core::ports::{ExpiredDeal, StoreError};
-use ordermill_core::{
-    Deal, DealId, Lifecycle, Order, OrderId, OutboxEvent, StockDelta, UnixMillis,
-};
+use ordermill_core::{Deal, DealId, Lifecycle, Order, OrderId, OutboxEvent, UnixMillis};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
@@ -152,7 +150,7 @@ pub(crate) async fn expire(
     let closing = [(&deal, event_ids, at)];
     close(&mut tx, &closing).await?;
     let (cancelled, emitted) =
-        settle(&mut tx, &closing, BTreeMap::new()).await?.remove(&deal_id).unwrap_or_default();
+        settle(&mut tx, &closing).await?.remove(&deal_id).unwrap_or_default();
     tx.commit().await.map_err(from_sqlx)?;
     Ok(Some(ExpiredDeal { deal, cancelled, emitted }))
 }
@@ -185,15 +183,13 @@ pub(super) async fn close(
 
 /// Moves every member's order on now that its deal is closed ([`Deal::settle_member`]) and
 /// writes each changed order with its `deal.*` event, in one read and one write for all the
-/// deals; that write also adds `held` (units by SKU) to the products' `reserved`. Returns, by
-/// deal, the orders that moved and their events.
+/// deals. Returns, by deal, the orders that moved and their events.
 ///
 /// The member orders of every deal are locked together, by id, as consumers lock orders: a
 /// deal at a time would take them out of order when two deals' members interleave.
 pub(super) async fn settle(
     conn: &mut PgConnection,
     closing: &[Closing<'_>],
-    held: BTreeMap<&str, i64>,
 ) -> Result<HashMap<DealId, (Vec<Order>, Vec<OutboxEvent>)>, StoreError> {
     let mut ids: Vec<Uuid> = closing
         .iter()
@@ -222,9 +218,6 @@ pub(super) async fn settle(
     }
 
     let mut writes = Writes::default();
-    for (sku, units) in held {
-        *writes.stock.entry(sku.to_owned()).or_default() += StockDelta::hold(units);
-    }
     let mut changed = Vec::with_capacity(closing.len());
     for (deal, event_ids, at) in closing {
         let members = deal

@@ -11,21 +11,22 @@
 //! Locks are taken as every transaction of this store takes them: deals (by id), then orders
 //! (by id), then products (by SKU).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use ordermill_core::ports::{JoinOutcome, StoreError};
-use ordermill_core::{Admission, Deal, DealId, Order, OutboxEvent, RoutingKey, units_by_sku};
+use ordermill_core::{
+    Admission, Deal, DealId, Order, OutboxEvent, RoutingKey, UnixMillis, units_by_sku,
+};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use super::deals::{Closing, settle};
+use super::deals::{close, settle};
 use super::error::from_sqlx;
 use super::limits::limits_counted;
 use super::rows;
 use crate::join::Join;
 
-/// The admitted joins' orders, idempotency keys, memberships and `deal.joined` outbox rows, and
-/// the final status of the deals they filled (`$16`–`$18`; their rows are locked already), as
+/// The admitted joins' orders, idempotency keys, memberships and `deal.joined` outbox rows, as
 /// one statement from arrays. `$1`–`$7` and `$10` are bound as the group commit binds them
 /// (`orders.rs`), so the per-customer limit check is the same text. It fails as a whole: on a
 /// reused idempotency key (a unique violation of `idempotency_keys` → `Conflict`) and on a
@@ -57,11 +58,6 @@ new_events AS (
     SELECT e.event_id, e.order_id, $12, e.payload, e.created_at
     FROM UNNEST($13::uuid[], $1::uuid[], $14::text[], $15::bigint[])
         AS e(event_id, order_id, payload, created_at)
-),
-closed AS (
-    UPDATE deals d SET status = c.status, closed_at = c.at
-    FROM UNNEST($16::uuid[], $17::text[], $18::bigint[]) AS c(id, status, at)
-    WHERE d.id = c.id
 ),
 ",
     limits_counted!(),
@@ -103,8 +99,10 @@ pub(crate) async fn join_together(
         tx.rollback().await.map_err(from_sqlx)?;
         return Ok(outcomes(joins, decided, HashMap::new()));
     }
+    insert_members(&mut tx, &admitted).await?;
+
     // The deals these joins filled, each with the join that filled it.
-    let filled: Vec<Closing<'_>> = joins
+    let filled: Vec<(&Deal, &[Uuid], UnixMillis)> = joins
         .iter()
         .zip(&decided)
         .filter_map(|(join, decided)| match decided {
@@ -114,16 +112,13 @@ pub(crate) async fn join_together(
             _ => None,
         })
         .collect();
-    insert_members(&mut tx, &admitted, &filled).await?;
-    let held = units_by_sku(admitted.iter().map(|(join, _)| &join.order.order));
-    // Products are locked last, after orders, everywhere in this store: by the settlement's
-    // write if deals were filled (it locks their members' orders first), alone otherwise.
-    let settled = if filled.is_empty() {
-        reserve(&mut tx, held).await?;
-        HashMap::new()
-    } else {
-        settle(&mut tx, &filled, held).await?
-    };
+    let mut settled = HashMap::new();
+    if !filled.is_empty() {
+        close(&mut tx, &filled).await?;
+        settled = settle(&mut tx, &filled).await?;
+    }
+    // Last: products are locked after orders everywhere in this store.
+    reserve(&mut tx, admitted.iter().map(|(join, _)| &join.order.order)).await?;
     tx.commit().await.map_err(from_sqlx)?;
     Ok(outcomes(joins, decided, settled))
 }
@@ -212,7 +207,6 @@ async fn lock_each(
 async fn insert_members(
     conn: &mut PgConnection,
     admitted: &[(&Join, &OutboxEvent)],
-    filled: &[Closing<'_>],
 ) -> Result<(), StoreError> {
     let n = admitted.len();
     let mut ids = Vec::with_capacity(n);
@@ -262,19 +256,19 @@ async fn insert_members(
         .bind(events)
         .bind(payloads)
         .bind(events_at)
-        .bind(filled.iter().map(|(deal, _, _)| deal.id.as_uuid()).collect::<Vec<_>>())
-        .bind(filled.iter().map(|(deal, _, _)| deal.status.as_str()).collect::<Vec<_>>())
-        .bind(filled.iter().map(|(_, _, at)| at.0).collect::<Vec<_>>())
         .execute(&mut *conn)
         .await
         .map_err(from_sqlx)?;
     Ok(())
 }
 
-/// `reserved += q` for each SKU, in SKU order (as commits lock them); `Conflict` for a SKU that
-/// is not a product.
-async fn reserve(conn: &mut PgConnection, held: BTreeMap<&str, i64>) -> Result<(), StoreError> {
-    for (sku, quantity) in held {
+/// `reserved += q` for each SKU of `orders`, summed, in SKU order (as commits lock them);
+/// `Conflict` for a SKU that is not a product.
+async fn reserve(
+    conn: &mut PgConnection,
+    orders: impl Iterator<Item = &Order>,
+) -> Result<(), StoreError> {
+    for (sku, quantity) in units_by_sku(orders) {
         let updated = sqlx::query("UPDATE products SET reserved = reserved + $1 WHERE sku = $2")
             .bind(quantity)
             .bind(sku)
