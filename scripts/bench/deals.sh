@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Group-buying joins (POST /api/deals/{id}/join) against single orders on the same server, in
 # the same run, with wrk on the same machine.
-# Usage: [BIN=path] [GROUP=3] [DEALS=40000] [TARGET=url] scripts/bench/deals.sh [duration=15s] [connections=64]
+# Usage: [BIN=path] [GROUP=3] [DEALS=40000] [SCALED=1 | TARGET=url] scripts/bench/deals.sh [duration=15s] [connections=64]
 #   GROUP: members per deal (2..1000); DEALS: deals opened before the load (their slots, DEALS ×
 #   GROUP, must outnumber the joins of the run, or the last joins are 409 deal_full).
-#   TARGET: an api node already running (scaled out; ORDERMILL_MERCHANT_TOKEN its merchant
-#   token) instead of a fresh `ordermill serve` on a temporary data dir.
+#   SCALED=1: one `ordermill api` and one `ordermill worker` on PostgreSQL, RabbitMQ and Redis
+#   (scripts/bench/scaled-nodes.sh, as scaled.sh starts them) instead of a fresh `ordermill
+#   serve` on a temporary data dir; TARGET: an api node already running (ORDERMILL_MERCHANT_TOKEN
+#   its merchant token).
 # Needs: a release build, wrk, python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,8 +19,15 @@ deals=${DEALS:-40000}
 data=$(mktemp -d)
 ids=$(mktemp)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$data" "$ids"' EXIT
-export ORDERMILL_MERCHANT_TOKEN=${ORDERMILL_MERCHANT_TOKEN:-bench-merchant-$$}
 target=${TARGET:-}
+if [ -n "${SCALED:-}" ]; then
+  # shellcheck source=scripts/bench/scaled-nodes.sh
+  . scripts/bench/scaled-nodes.sh
+  trap 'cleanup; rm -rf "$data" "$ids"' EXIT
+  start_nodes 1 1
+  target=http://127.0.0.1:18090
+fi
+export ORDERMILL_MERCHANT_TOKEN=${ORDERMILL_MERCHANT_TOKEN:-bench-merchant-$$}
 if [ -z "$target" ]; then
   ORDERMILL_LOG_FILTER=warn "$bin" serve --listen 127.0.0.1:18080 --data-dir "$data" >/dev/null 2>&1 &
   target=http://127.0.0.1:18080
@@ -71,3 +80,7 @@ for deal in open(ids).read().split()[:5000]:
     counts[status] = counts.get(status, 0) + 1
 print("first 5,000 deals by status:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 PY
+if [ -n "${SCALED:-}" ]; then
+  echo "joins per PostgreSQL transaction (sum, count) and their seconds (sum):"
+  curl -s "$target/metrics" | grep -E '^ordermill_deal_join_transaction_(joins|seconds)_(sum|count)' || echo "  (not reported by this build)"
+fi
