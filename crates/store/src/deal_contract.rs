@@ -69,6 +69,19 @@ pub fn member_order(ids: &OrderIdGenerator, deal: &Deal, customer: &str) -> Acce
     AcceptedOrder { order, event_id: ids.next_uuid(NOW) }
 }
 
+/// A join's outcome in a line a test can compare: `joined <deal status> <order status>
+/// <orders the deal moved on>`, `refused <refusal>`, `not found` or `failed <error>`.
+pub fn described(outcome: &Result<JoinOutcome, StoreError>) -> String {
+    match outcome {
+        Ok(JoinOutcome::Joined { deal, order, completed, .. }) => {
+            format!("joined {} {} {}", deal.status.as_str(), order.status.as_str(), completed.len())
+        }
+        Ok(JoinOutcome::Refused(refusal)) => format!("refused {refusal:?}"),
+        Ok(JoinOutcome::NotFound) => "not found".to_owned(),
+        Err(error) => format!("failed {error}"),
+    }
+}
+
 fn event_ids(n: usize) -> Vec<Uuid> {
     (0..n).map(|_| Uuid::now_v7()).collect()
 }

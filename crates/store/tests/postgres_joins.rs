@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use ordermill_core::ports::{DealStore, JoinOutcome, LimitStore, OrderStore, StoreError};
+use ordermill_core::ports::{DealStore, LimitStore, OrderStore, StoreError};
 use ordermill_core::{
     CustomerId, Deal, DealStatus, IdempotencyKey, JoinRefusal, OrderIdGenerator, OrderStatus, Sku,
     UnixMillis,
@@ -35,21 +35,7 @@ async fn join_at_once(store: &PostgresStore, joins: Vec<Joining>) -> Vec<String>
         let completion = (0..deal.group_size.get()).map(|_| Uuid::now_v7()).collect();
         store.join_deal(deal.id, order, completion, UnixMillis(deal.created_at.0 + 1))
     });
-    futures_util::future::join_all(calls)
-        .await
-        .into_iter()
-        .map(|outcome| match outcome {
-            Ok(JoinOutcome::Joined { deal, order, completed, .. }) => format!(
-                "joined {} {} {}",
-                deal.status.as_str(),
-                order.status.as_str(),
-                completed.len()
-            ),
-            Ok(JoinOutcome::Refused(refusal)) => format!("refused {refusal:?}"),
-            Ok(JoinOutcome::NotFound) => "not found".to_owned(),
-            Err(error) => format!("failed {error}"),
-        })
-        .collect()
+    futures_util::future::join_all(calls).await.iter().map(deal_contract::described).collect()
 }
 
 /// How many transactions wrote the orders of `customers` (each row's `xmin`).

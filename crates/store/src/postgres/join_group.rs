@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::deals::{close, settle};
 use super::error::from_sqlx;
 use super::limits::limits_counted;
+use super::orders::OrderArrays;
 use super::rows;
 use crate::join::Join;
 
@@ -209,13 +210,6 @@ async fn insert_members(
     admitted: &[(&Join, &OutboxEvent)],
 ) -> Result<(), StoreError> {
     let n = admitted.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut customers = Vec::with_capacity(n);
-    let mut statuses = Vec::with_capacity(n);
-    let mut totals = Vec::with_capacity(n);
-    let mut items = Vec::with_capacity(n);
-    let mut created = Vec::with_capacity(n);
-    let mut keys = Vec::with_capacity(n);
     let mut histories = Vec::with_capacity(n);
     let mut deals = Vec::with_capacity(n);
     let mut joined_at = Vec::with_capacity(n);
@@ -223,31 +217,17 @@ async fn insert_members(
     let mut payloads = Vec::with_capacity(n);
     let mut events_at = Vec::with_capacity(n);
     for (join, joined) in admitted {
-        let order = &join.order.order;
-        ids.push(order.id.as_uuid());
-        customers.push(order.customer_id.as_str());
-        statuses.push(order.status.as_str());
-        totals.push(order.total.minor());
-        items.push(rows::items_json(&order.lines));
-        created.push(order.created_at.0);
-        keys.push(order.idempotency_key.as_ref().map(|k| k.as_str()));
-        histories.push(rows::history_json(&order.history));
+        histories.push(rows::history_json(&join.order.order.history));
         deals.push(join.deal_id.as_uuid());
         joined_at.push(join.at.0);
         events.push(joined.event_id);
         payloads.push(joined.payload.as_str());
         events_at.push(joined.created_at.0);
     }
-    let (skus, _): (Vec<&str>, Vec<i64>) =
-        units_by_sku(admitted.iter().map(|(join, _)| &join.order.order)).into_iter().unzip();
-    sqlx::query(INSERT_MEMBERS)
-        .bind(ids)
-        .bind(customers)
-        .bind(statuses)
-        .bind(totals)
-        .bind(items)
-        .bind(created)
-        .bind(keys)
+    let orders = || admitted.iter().map(|(join, _)| &join.order.order);
+    let (skus, _): (Vec<&str>, Vec<i64>) = units_by_sku(orders()).into_iter().unzip();
+    OrderArrays::of(orders())
+        .bind(sqlx::query(INSERT_MEMBERS))
         .bind(histories)
         .bind(deals)
         .bind(skus)

@@ -94,6 +94,61 @@ pub(crate) async fn stored(
     Ok(found.is_some())
 }
 
+/// Orders as the arrays a statement that inserts them binds first, `$1`–`$7`: ids, customers,
+/// statuses, totals, items (JSON text), creation times, idempotency keys ([`COMMIT`], and the
+/// joins' statement in `join_group.rs`, whose limit check reads them at the same places).
+pub(super) struct OrderArrays<'a> {
+    ids: Vec<Uuid>,
+    customers: Vec<&'a str>,
+    statuses: Vec<&'static str>,
+    totals: Vec<i64>,
+    items: Vec<String>,
+    created: Vec<i64>,
+    keys: Vec<Option<&'a str>>,
+}
+
+impl<'a> OrderArrays<'a> {
+    pub(super) fn of(orders: impl ExactSizeIterator<Item = &'a Order>) -> Self {
+        let n = orders.len();
+        let mut arrays = OrderArrays {
+            ids: Vec::with_capacity(n),
+            customers: Vec::with_capacity(n),
+            statuses: Vec::with_capacity(n),
+            totals: Vec::with_capacity(n),
+            items: Vec::with_capacity(n),
+            created: Vec::with_capacity(n),
+            keys: Vec::with_capacity(n),
+        };
+        for order in orders {
+            arrays.ids.push(order.id.as_uuid());
+            arrays.customers.push(order.customer_id.as_str());
+            arrays.statuses.push(order.status.as_str());
+            arrays.totals.push(order.total.minor());
+            arrays.items.push(rows::items_json(&order.lines));
+            arrays.created.push(order.created_at.0);
+            arrays.keys.push(order.idempotency_key.as_ref().map(|k| k.as_str()));
+        }
+        arrays
+    }
+
+    /// `query` with the arrays bound as its first seven parameters.
+    pub(super) fn bind<'q>(self, query: PgQuery<'q>) -> PgQuery<'q>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(self.ids)
+            .bind(self.customers)
+            .bind(self.statuses)
+            .bind(self.totals)
+            .bind(self.items)
+            .bind(self.created)
+            .bind(self.keys)
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 /// Writes `batch` in one statement: all of it or nothing.
 pub(crate) async fn commit(
     conn: &mut PgConnection,
@@ -102,36 +157,12 @@ pub(crate) async fn commit(
     if batch.is_empty() {
         return Ok(());
     }
-    let n = batch.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut customers = Vec::with_capacity(n);
-    let mut statuses = Vec::with_capacity(n);
-    let mut totals = Vec::with_capacity(n);
-    let mut items = Vec::with_capacity(n);
-    let mut created = Vec::with_capacity(n);
-    let mut keys = Vec::with_capacity(n);
-    let mut events = Vec::with_capacity(n);
-    for AcceptedOrder { order, event_id } in batch {
-        ids.push(order.id.as_uuid());
-        customers.push(order.customer_id.as_str());
-        statuses.push(order.status.as_str());
-        totals.push(order.total.minor());
-        items.push(rows::items_json(&order.lines));
-        created.push(order.created_at.0);
-        keys.push(order.idempotency_key.as_ref().map(|k| k.as_str()));
-        events.push(*event_id);
-    }
+    let events: Vec<Uuid> = batch.iter().map(|accepted| accepted.event_id).collect();
     // Summed per SKU: one row update per distinct SKU, however many orders name it.
     let (skus, quantities): (Vec<&str>, Vec<i64>) =
         units_by_sku(batch.iter().map(|a| &a.order)).into_iter().unzip();
-    sqlx::query(COMMIT)
-        .bind(ids)
-        .bind(customers)
-        .bind(statuses)
-        .bind(totals)
-        .bind(items)
-        .bind(created)
-        .bind(keys)
+    OrderArrays::of(batch.iter().map(|accepted| &accepted.order))
+        .bind(sqlx::query(COMMIT))
         .bind(RoutingKey::OrderCreated.as_str())
         .bind(events)
         .bind(skus)

@@ -3,13 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use ordermill_core::ports::JoinOutcome;
 use ordermill_core::{Deal, DealStatus, JoinRefusal, OrderIdGenerator, OrderStatus, UnixMillis};
 use rusqlite::Connection;
 
 use super::deals;
 use super::schema;
-use crate::deal_contract::{deal, member_order};
+use crate::deal_contract::{self, deal, member_order};
 use crate::join::Join;
 
 /// Within the fixture deals' minute (`deal_contract`'s clock).
@@ -62,22 +61,7 @@ fn joins_in_one_transaction_are_decided_in_order_and_a_failed_one_writes_nothing
     ];
     let outcomes = deals::join_each(&mut conn, &joins);
 
-    let described: Vec<String> = outcomes
-        .iter()
-        .map(|outcome| match outcome {
-            Ok(JoinOutcome::Joined { deal, order, completed, .. }) => {
-                format!(
-                    "joined {} {} {}",
-                    deal.status.as_str(),
-                    order.status.as_str(),
-                    completed.len()
-                )
-            }
-            Ok(JoinOutcome::Refused(refusal)) => format!("refused {refusal:?}"),
-            Ok(JoinOutcome::NotFound) => "not found".to_owned(),
-            Err(error) => format!("failed {error}"),
-        })
-        .collect();
+    let described: Vec<String> = outcomes.iter().map(deal_contract::described).collect();
     assert_eq!(described[0], "joined open awaiting_group 0");
     assert_eq!(described[1], "joined completed accepted 2", "the second fills the pair");
     assert_eq!(described[2], format!("refused {:?}", JoinRefusal::Full));
