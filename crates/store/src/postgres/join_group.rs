@@ -14,13 +14,11 @@
 use std::collections::HashMap;
 
 use ordermill_core::ports::{JoinOutcome, StoreError};
-use ordermill_core::{
-    Admission, Deal, DealId, Order, OutboxEvent, RoutingKey, UnixMillis, units_by_sku,
-};
+use ordermill_core::{Admission, Deal, DealId, Order, OutboxEvent, RoutingKey, units_by_sku};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use super::deals::{close, settle};
+use super::deals::{Closing, close, settle};
 use super::error::from_sqlx;
 use super::limits::limits_counted;
 use super::orders::OrderArrays;
@@ -103,7 +101,7 @@ pub(crate) async fn join_together(
     insert_members(&mut tx, &admitted).await?;
 
     // The deals these joins filled, each with the join that filled it.
-    let filled: Vec<(&Deal, &[Uuid], UnixMillis)> = joins
+    let filled: Vec<Closing<'_>> = joins
         .iter()
         .zip(&decided)
         .filter_map(|(join, decided)| match decided {
@@ -124,7 +122,7 @@ pub(crate) async fn join_together(
     Ok(outcomes(joins, decided, settled))
 }
 
-/// `join` decided against its deal as the joins before it left it (`None`: not found).
+/// `join` decided against its deal as the joins before it left it.
 fn decide(deals: &mut HashMap<DealId, Deal>, join: &Join) -> Decided {
     let order = &join.order.order;
     let Some(deal) = deals.get_mut(&join.deal_id) else {
