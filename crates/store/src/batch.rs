@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
 use ordermill_core::{
-    DeadlineChange, Deal, Lifecycle, Order, OrderStatus, OutboxEvent, StockDelta, UnixMillis,
+    DeadlineChange, Deal, DealId, Lifecycle, Order, OrderStatus, OutboxEvent, StockDelta,
+    UnixMillis,
 };
 use uuid::Uuid;
 
@@ -255,4 +256,56 @@ pub(crate) fn settle(
         changed.push((order, settled.next));
     }
     Ok(changed)
+}
+
+/// A deal that closed in this transaction (the caller holds its lock), the ids for its
+/// members' `deal.*` events (in member order), and when it closed.
+pub(crate) type Closing<'a> = (&'a Deal, &'a [Uuid], UnixMillis);
+
+/// What closing some deals did to their members' orders: by deal, the orders that moved on
+/// (with their new states) and their `deal.*` events.
+pub(crate) struct Settled(Vec<DealSettled>);
+
+/// One deal's part of [`Settled`].
+struct DealSettled {
+    deal: DealId,
+    moved: Vec<(Order, Lifecycle)>,
+    emitted: Vec<OutboxEvent>,
+}
+
+impl Settled {
+    /// [`settle`] for each closing deal, given every member order loaded (and locked) at once
+    /// by the caller; their writes go to `writes`.
+    pub(crate) fn of(
+        closing: &[Closing<'_>],
+        mut loaded: HashMap<Uuid, (Order, Lifecycle)>,
+        writes: &mut Writes,
+    ) -> Result<Settled, StoreError> {
+        let mut settled = Vec::with_capacity(closing.len());
+        for (deal, event_ids, at) in closing {
+            let members = deal
+                .members
+                .iter()
+                .filter_map(|m| loaded.remove_entry(&m.order_id.as_uuid()))
+                .collect();
+            let mut emitted = Vec::new();
+            let moved = settle(deal, members, event_ids, *at, &mut emitted, writes)?;
+            settled.push(DealSettled { deal: deal.id, moved, emitted });
+        }
+        Ok(Settled(settled))
+    }
+
+    /// The orders to write, with their new states.
+    pub(crate) fn states(&self) -> Vec<(&Order, Lifecycle)> {
+        self.0.iter().flat_map(|d| d.moved.iter().map(|(o, s)| (o, *s))).collect()
+    }
+
+    pub(crate) fn by_deal(self) -> HashMap<DealId, (Vec<Order>, Vec<OutboxEvent>)> {
+        self.0
+            .into_iter()
+            .map(|DealSettled { deal, moved, emitted }| {
+                (deal, (moved.into_iter().map(|(order, _)| order).collect(), emitted))
+            })
+            .collect()
+    }
 }

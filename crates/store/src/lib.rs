@@ -17,7 +17,7 @@
 //! Batching (group commit) is decided by the server's committer, not here: a store only
 //! makes one call's batch durable in one transaction. Deal joins are the exception: each is
 //! its own call, and the store decides the joins queued together in one transaction
-//! ([`join`]: SQLite's writer, PostgreSQL's join queue).
+//! ([`join`]: SQLite's writer, the shared-server stores' join queue).
 
 mod batch;
 pub mod contract;
@@ -26,6 +26,7 @@ pub mod deal_contract;
 mod decode;
 pub mod files;
 mod join;
+mod join_queue;
 pub mod mysql;
 pub mod partitions;
 mod pool;
@@ -36,6 +37,7 @@ pub mod shared_contract;
 pub mod sqlite;
 mod url_tls;
 
+pub use join_queue::{JOIN_TRANSACTION_JOINS, JOIN_TRANSACTION_SECONDS};
 pub use mysql::MysqlStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -14,7 +14,7 @@ use metrics::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use ordermill_bus::OUTBOX_OLDEST_SECONDS;
 use ordermill_cache::redis::MERGED_CALL_ITEMS;
-use ordermill_store::postgres::{JOIN_TRANSACTION_JOINS, JOIN_TRANSACTION_SECONDS};
+use ordermill_store::{JOIN_TRANSACTION_JOINS, JOIN_TRANSACTION_SECONDS};
 
 /// Orders made durable and answered 201.
 pub const ORDERS_ACCEPTED: &str = "ordermill_orders_accepted_total";
@@ -163,12 +163,12 @@ fn describe() {
     describe_histogram!(
         JOIN_TRANSACTION_JOINS,
         Unit::Count,
-        "Deal joins decided per PostgreSQL transaction."
+        "Deal joins decided per transaction (PostgreSQL and MySQL)."
     );
     describe_histogram!(
         JOIN_TRANSACTION_SECONDS,
         Unit::Seconds,
-        "Time to decide and commit one transaction of deal joins on PostgreSQL."
+        "Time to decide and commit one transaction of deal joins (PostgreSQL and MySQL)."
     );
     describe_histogram!(
         COMMIT_SECONDS,

@@ -1,25 +1,22 @@
-//! Group-buy deals on MySQL: creation, lookups, and the join / completion / expiry
-//! transactions. Same outcomes as the other stores; as on PostgreSQL, joins on several api
-//! nodes are decided one at a time by locking the deal's row first (`FOR UPDATE`) and reading
-//! its members only once the lock is held (READ COMMITTED: that read sees every join that
-//! committed while this one waited). Rows are then locked in the store's usual order (member
-//! orders by id, then products by SKU).
+//! Group-buy deals on MySQL: creation, lookups, the expiry transaction, and what a deal's
+//! closing writes (shared with the joins' transaction, `join_group.rs`). Same outcomes as the
+//! other stores; as on PostgreSQL, joins and expiries on several api nodes are decided one at
+//! a time by locking the deals' rows first (`FOR UPDATE`) and reading their members only once
+//! the locks are held (READ COMMITTED: that read sees every join that committed while this
+//! one waited). Rows are then locked in the store's usual order (member orders by id, then
+//! products by SKU).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use ordermill_core::ports::{AcceptedOrder, ExpiredDeal, JoinOutcome, StoreError};
-use ordermill_core::{
-    Admission, Deal, DealId, Order, OrderId, OutboxEvent, RoutingKey, UnixMillis, units_by_sku,
-};
-use sqlx::MySqlConnection;
+use ordermill_core::ports::{ExpiredDeal, StoreError};
+use ordermill_core::{Deal, DealId, Order, OrderId, OutboxEvent, UnixMillis};
+use sqlx::{MySql, MySqlConnection, QueryBuilder};
 use uuid::Uuid;
 
-use super::effects;
 use super::error::{TxError, from_sqlx};
-use super::orders::{add_units, limits_of};
-use super::rows;
 use super::tx::transaction;
-use crate::batch::{self, Writes};
+use super::{effects, rows, shape};
+use crate::batch::{Closing, Settled, Writes};
 
 /// Stores a new open deal; `Conflict` when its SKU is not a product.
 pub(crate) async fn create(conn: &mut MySqlConnection, deal: &Deal) -> Result<(), StoreError> {
@@ -131,103 +128,6 @@ pub(crate) async fn created(
     Ok(ids.into_iter().map(DealId::from_uuid).collect())
 }
 
-/// Joins `accepted.order`'s customer to the deal in ONE transaction; see
-/// [`ordermill_core::ports::DealStore::join_deal`].
-pub(crate) async fn join(
-    conn: &mut MySqlConnection,
-    deal_id: DealId,
-    accepted: &AcceptedOrder,
-    completion_ids: &[Uuid],
-    at: UnixMillis,
-) -> Result<JoinOutcome, StoreError> {
-    transaction!(conn, |tx| join_in(&mut tx, deal_id, accepted, completion_ids, at))
-}
-
-async fn join_in(
-    conn: &mut MySqlConnection,
-    deal_id: DealId,
-    accepted: &AcceptedOrder,
-    completion_ids: &[Uuid],
-    at: UnixMillis,
-) -> Result<JoinOutcome, TxError> {
-    // A refusal writes nothing; the transaction loop rolls back what is empty anyway.
-    let Some(mut deal) = lock(conn, deal_id).await? else { return Ok(JoinOutcome::NotFound) };
-    let order = &accepted.order;
-    let admission = match deal.admit(&order.customer_id, order.id, at) {
-        Ok(admission) => admission,
-        Err(refusal) => return Ok(JoinOutcome::Refused(refusal)),
-    };
-    let joined =
-        OutboxEvent::deal_order(order, RoutingKey::DealJoined, deal_id, accepted.event_id, at);
-    if let Some(key) = &order.idempotency_key {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (customer_id, idempotency_key, order_id) VALUES (?, ?, ?)",
-        )
-        .bind(order.customer_id.as_str())
-        .bind(key.as_str())
-        .bind(order.id.as_uuid())
-        .execute(&mut *conn)
-        .await?;
-    }
-    sqlx::query(
-        "INSERT INTO orders (id, customer_id, status, total_minor, items, created_at,
-                             idempotency_key, history)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(order.id.as_uuid())
-    .bind(order.customer_id.as_str())
-    .bind(order.status.as_str())
-    .bind(order.total.minor())
-    .bind(rows::items_json(&order.lines))
-    .bind(order.created_at.0)
-    .bind(order.idempotency_key.as_ref().map(|k| k.as_str()))
-    .bind(rows::history_json(&order.history))
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO deal_members (deal_id, customer_id, order_id, joined_at) VALUES (?, ?, ?, ?)",
-    )
-    .bind(deal_id.as_uuid())
-    .bind(order.customer_id.as_str())
-    .bind(order.id.as_uuid())
-    .bind(at.0)
-    .execute(&mut *conn)
-    .await?;
-    count_limited(conn, order).await?;
-    sqlx::query(
-        "INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at)
-         VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(joined.event_id)
-    .bind(order.id.as_uuid())
-    .bind(joined.routing_key.as_str())
-    .bind(&joined.payload)
-    .bind(joined.created_at.0)
-    .execute(&mut *conn)
-    .await?;
-    let mut emitted = vec![joined];
-    let mut completed = Vec::new();
-    if admission == Admission::Completed {
-        close(conn, &deal, at).await?;
-        completed = settle_members(conn, &deal, completion_ids, at, &mut emitted).await?;
-    }
-    // Last: products are locked after orders everywhere in this store.
-    reserve(conn, order).await?;
-    Ok(JoinOutcome::joined(deal, order, emitted, completed))
-}
-
-/// The joining order's units of limited SKUs, counted like a commit's.
-async fn count_limited(conn: &mut MySqlConnection, order: &Order) -> Result<(), TxError> {
-    let wanted = units_by_sku([order]);
-    let limits = limits_of(conn, wanted.keys().copied()).await?;
-    let units: BTreeMap<(&str, &str), i64> = wanted
-        .into_iter()
-        .filter(|(sku, _)| limits.contains_key(*sku))
-        .map(|(sku, units)| ((sku, order.customer_id.as_str()), units))
-        .collect();
-    add_units(conn, &units, &limits).await
-}
-
 /// Expires the deal in ONE transaction if it is still open and due at `at`.
 pub(crate) async fn expire(
     conn: &mut MySqlConnection,
@@ -247,50 +147,48 @@ async fn expire_in(
     let deal = lock(conn, deal_id).await?;
     let Some(mut deal) = deal.filter(|d| d.is_due(at)) else { return Ok(None) };
     deal.expire(at);
-    close(conn, &deal, at).await?;
-    let mut emitted = Vec::new();
-    let cancelled = settle_members(conn, &deal, event_ids, at, &mut emitted).await?;
+    let closing = [(&deal, event_ids, at)];
+    close(conn, &closing).await?;
+    let (cancelled, emitted) = settle(conn, &closing).await?.remove(&deal_id).unwrap_or_default();
     Ok(Some(ExpiredDeal { deal, cancelled, emitted }))
 }
 
-/// Records the deal's final status (the caller holds its lock).
-async fn close(conn: &mut MySqlConnection, deal: &Deal, at: UnixMillis) -> Result<(), TxError> {
-    sqlx::query("UPDATE deals SET status = ?, closed_at = ? WHERE id = ?")
-        .bind(deal.status.as_str())
-        .bind(at.0)
-        .bind(deal.id.as_uuid())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// `reserved += q` for each of the order's SKUs, in SKU order (as commits lock them);
-/// `Conflict` for a SKU that is not a product.
-async fn reserve(conn: &mut MySqlConnection, order: &Order) -> Result<(), TxError> {
-    for (sku, quantity) in units_by_sku([order]) {
-        let updated = sqlx::query("UPDATE products SET reserved = reserved + ? WHERE sku = ?")
-            .bind(quantity)
-            .bind(sku)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        if updated != 1 {
-            return Err(StoreError::Conflict(format!("sku {sku} is not in the catalog")).into());
-        }
+/// Records each deal's final status (the caller holds their locks): one `UPDATE ... JOIN` a
+/// derived table of the new values.
+pub(super) async fn close(
+    conn: &mut MySqlConnection,
+    closing: &[Closing<'_>],
+) -> Result<(), TxError> {
+    for list in shape::padded(closing) {
+        let mut query = QueryBuilder::<MySql>::new("UPDATE deals d JOIN (");
+        effects::derived_rows(&mut query, &list, &["id", "status", "closed_at"], |q, row, c| {
+            let (deal, _, at) = row;
+            match c {
+                0 => q.push_bind(deal.id.as_uuid()),
+                1 => q.push_bind(deal.status.as_str()),
+                _ => q.push_bind(at.0),
+            };
+        });
+        query.push(") c ON d.id = c.id SET d.status = c.status, d.closed_at = c.closed_at");
+        query.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-/// Locks the members' orders (by id) and settles them ([`batch::settle`]), writing each
-/// changed order with its `deal.*` event.
-async fn settle_members(
+/// Moves every member's order on now that its deal is closed ([`Deal::settle_member`]) and
+/// writes each changed order with its `deal.*` event, in one read and one write for all the
+/// deals. Returns, by deal, the orders that moved and their events.
+///
+/// The member orders of every deal are locked together, by id, as consumers lock orders: a
+/// deal at a time would take them out of order when two deals' members interleave.
+pub(super) async fn settle(
     conn: &mut MySqlConnection,
-    deal: &Deal,
-    event_ids: &[Uuid],
-    at: UnixMillis,
-    emitted: &mut Vec<OutboxEvent>,
-) -> Result<Vec<Order>, TxError> {
-    let mut ids: Vec<Uuid> = deal.members.iter().map(|m| m.order_id.as_uuid()).collect();
+    closing: &[Closing<'_>],
+) -> Result<HashMap<DealId, (Vec<Order>, Vec<OutboxEvent>)>, TxError> {
+    let mut ids: Vec<Uuid> = closing
+        .iter()
+        .flat_map(|(deal, _, _)| deal.members.iter().map(|m| m.order_id.as_uuid()))
+        .collect();
     ids.sort_unstable();
     let loaded: HashMap<_, _> = effects::lock_orders(conn, &ids)
         .await?
@@ -298,11 +196,9 @@ async fn settle_members(
         .map(|(order, state)| (order.id.as_uuid(), (order, state)))
         .collect();
     let mut writes = Writes::default();
-    let changed = batch::settle(deal, loaded, event_ids, at, emitted, &mut writes)?;
-    let states: Vec<(&Order, ordermill_core::Lifecycle)> =
-        changed.iter().map(|(o, s)| (o, *s)).collect();
-    effects::write(conn, &states, writes).await?;
-    Ok(changed.into_iter().map(|(order, _)| order).collect())
+    let settled = Settled::of(closing, loaded, &mut writes)?;
+    effects::write(conn, &settled.states(), writes).await?;
+    Ok(settled.by_deal())
 }
 
 /// The group size as stored (`INT`); [`ordermill_core::GroupSize`] bounds it to 1000.

@@ -115,7 +115,7 @@ pub(crate) async fn lock_orders(
 
 /// A derived table of literal rows for `UPDATE ... JOIN (...)`: `SELECT ? AS a, ? AS b UNION
 /// ALL SELECT ?, ? ...` (MySQL 8 and MariaDB both read it; neither has arrays to unnest).
-fn derived_rows<T>(
+pub(crate) fn derived_rows<T>(
     query: &mut QueryBuilder<MySql>,
     rows: &[T],
     columns: &[&str],

@@ -22,6 +22,7 @@
 mod deals;
 mod effects;
 mod error;
+mod join_group;
 mod limits;
 mod migrations;
 mod orders;
@@ -51,8 +52,11 @@ use sqlx::{ConnectOptions, Connection, MySql};
 use uuid::Uuid;
 
 use self::error::from_sqlx;
+use self::join_group::Joiner;
 pub use crate::deadline::DEFAULT_QUERY_TIMEOUT;
 use crate::deadline::{Calls, Engine, Limit, bounded};
+use crate::join::Join;
+use crate::join_queue::JoinQueue;
 use crate::pools::Pools;
 
 /// How long `connect` waits for the first connection, and a pooled call for a free one.
@@ -77,6 +81,8 @@ const SESSION: [&str; 3] = [
 pub struct MysqlStore {
     /// Its pools and their calls' deadline (`crate::deadline`).
     calls: Arc<Calls<MySql>>,
+    /// Where deal joins queue to be decided together (`crate::join_queue`).
+    joins: JoinQueue,
 }
 
 impl std::fmt::Debug for MysqlStore {
@@ -203,7 +209,8 @@ impl MysqlStore {
         let pools = Pools::new(open);
         tracing::info!(target = %target, pool_size, "Connected MySQL store.");
         let engine = Engine { name: "MySQL", setting: "mysql.query_timeout", error: from_sqlx };
-        Ok(MysqlStore { calls: Arc::new(Calls { pools, target, query_timeout, engine }) })
+        let calls = Arc::new(Calls { pools, target, query_timeout, engine });
+        Ok(MysqlStore { joins: JoinQueue::start(Joiner { calls: calls.clone() }), calls })
     }
 
     /// Applies the embedded migrations not yet recorded in `schema_migrations`, then makes
@@ -492,13 +499,7 @@ impl DealStore for MysqlStore {
         completion_event_ids: Vec<Uuid>,
         at: UnixMillis,
     ) -> Result<JoinOutcome, StoreError> {
-        bounded!(self, Limit::Query, "a deal join", |conn| deals::join(
-            conn,
-            deal_id,
-            &order,
-            &completion_event_ids,
-            at
-        ))
+        self.joins.join(Join { deal_id, order, completion_ids: completion_event_ids, at }).await
     }
 
     async fn joined_order(

@@ -62,9 +62,11 @@ async fn commit_in(
     wanted: &BTreeMap<&str, i64>,
 ) -> Result<(), TxError> {
     let limits = limits_of(conn, wanted.keys().copied()).await?;
-    insert_orders(conn, batch).await?;
+    let orders: Vec<&Order> = batch.iter().map(|a| &a.order).collect();
+    insert_orders(conn, &orders).await?;
+    insert_created_events(conn, batch).await?;
     hold(conn, wanted).await?;
-    count_limited(conn, batch, &limits).await?;
+    count_limited(conn, &orders, &limits).await?;
     Ok(())
 }
 
@@ -151,10 +153,11 @@ pub(crate) async fn limits_of(
     Ok(limits)
 }
 
-/// Step 3: per-customer limits, counted through every node (`customer_units`).
-async fn count_limited(
+/// Step 3: per-customer limits, counted through every node (`customer_units`). Shared with
+/// deal joins.
+pub(crate) async fn count_limited(
     conn: &mut MySqlConnection,
-    batch: &[AcceptedOrder],
+    orders: &[&Order],
     limits: &HashMap<String, i64>,
 ) -> Result<(), TxError> {
     if limits.is_empty() {
@@ -162,7 +165,7 @@ async fn count_limited(
     }
     // Units per (sku, customer) of the limited SKUs, in key order (the order rows are locked).
     let mut units: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-    for AcceptedOrder { order, .. } in batch {
+    for order in orders {
         for line in order.lines.iter().filter(|l| limits.contains_key(l.sku.as_str())) {
             *units.entry((line.sku.as_str(), order.customer_id.as_str())).or_default() +=
                 i64::from(line.quantity.get());
@@ -172,8 +175,8 @@ async fn count_limited(
 }
 
 /// Adds `units` to `customer_units` (rows locked in key order), refusing with `LimitExceeded`
-/// when a count would pass its SKU's limit. Shared with deal joins.
-pub(crate) async fn add_units(
+/// when a count would pass its SKU's limit.
+async fn add_units(
     conn: &mut MySqlConnection,
     units: &BTreeMap<(&str, &str), i64>,
     limits: &HashMap<String, i64>,
@@ -222,27 +225,29 @@ pub(crate) async fn add_units(
     Ok(())
 }
 
-/// Step 1: keys, orders, outbox rows.
-async fn insert_orders(conn: &mut MySqlConnection, batch: &[AcceptedOrder]) -> Result<(), TxError> {
-    let keyed: Vec<&AcceptedOrder> =
-        batch.iter().filter(|a| a.order.idempotency_key.is_some()).collect();
+/// Step 1: keys and orders (shared with deal joins); a reused key fails with a duplicate.
+pub(crate) async fn insert_orders(
+    conn: &mut MySqlConnection,
+    orders: &[&Order],
+) -> Result<(), TxError> {
+    let keyed: Vec<&&Order> = orders.iter().filter(|o| o.idempotency_key.is_some()).collect();
     for chunk in shape::chunks(&keyed) {
         let mut query = QueryBuilder::<MySql>::new(
             "INSERT INTO idempotency_keys (customer_id, idempotency_key, order_id) ",
         );
-        query.push_values(chunk, |mut row, a| {
-            row.push_bind(a.order.customer_id.as_str())
-                .push_bind(a.order.idempotency_key.as_ref().map(|k| k.as_str()))
-                .push_bind(a.order.id.as_uuid());
+        query.push_values(chunk, |mut row, order| {
+            row.push_bind(order.customer_id.as_str())
+                .push_bind(order.idempotency_key.as_ref().map(|k| k.as_str()))
+                .push_bind(order.id.as_uuid());
         });
         query.build().execute(&mut *conn).await?;
     }
-    for chunk in shape::chunks(batch) {
+    for chunk in shape::chunks(orders) {
         let mut query = QueryBuilder::<MySql>::new(
             "INSERT INTO orders (id, customer_id, status, total_minor, items, created_at, \
              idempotency_key, history) ",
         );
-        query.push_values(chunk, |mut row, AcceptedOrder { order, .. }| {
+        query.push_values(chunk, |mut row, order| {
             row.push_bind(order.id.as_uuid())
                 .push_bind(order.customer_id.as_str())
                 .push_bind(order.status.as_str())
@@ -253,6 +258,16 @@ async fn insert_orders(conn: &mut MySqlConnection, batch: &[AcceptedOrder]) -> R
                 .push_bind(rows::history_json(&order.history));
         });
         query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Step 1, continued: the orders' `order.created` outbox rows.
+async fn insert_created_events(
+    conn: &mut MySqlConnection,
+    batch: &[AcceptedOrder],
+) -> Result<(), TxError> {
+    for chunk in shape::chunks(batch) {
         let mut query = QueryBuilder::<MySql>::new(
             "INSERT INTO outbox (event_id, order_id, routing_key, created_at) ",
         );

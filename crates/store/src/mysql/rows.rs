@@ -1,6 +1,8 @@
 //! Reading MySQL rows back into domain types (the parsing itself is `crate::decode`'s, shared
 //! with the other backends). A row that does not parse is [`StoreError::Corrupt`].
 
+use std::collections::HashMap;
+
 use ordermill_core::ports::StoreError;
 use ordermill_core::{Deal, DealId, Lifecycle, Order, OrderId, Product};
 use sqlx::Row;
@@ -21,14 +23,28 @@ pub(crate) const ORDER_COLUMNS: &str = "orders.id, orders.customer_id, orders.st
 /// The columns [`product`] reads, in its order.
 pub(crate) const PRODUCT_COLUMNS: &str = "sku, name, price_minor, stock, reserved";
 
-/// A deal with its members in ONE statement, so they come from one snapshot: one row per
-/// member in joining order (one row with NULL members when there are none). Read by [`deal`].
-pub(crate) const DEAL_SELECT: &str = "
-SELECT d.sku, d.deal_price_minor, d.group_size, d.created_at, d.expires_at, d.status,
-       m.customer_id, m.order_id, m.joined_at
-FROM deals d LEFT JOIN deal_members m ON m.deal_id = d.id
-WHERE d.id = ?
-ORDER BY m.joined_at, m.order_id";
+/// Deals with their members: one row per member, in joining order within a deal (one row
+/// with NULL members when there are none), the deal's id last. Read by [`deal`] and [`deals`].
+macro_rules! deal_select {
+    ($where:literal) => {
+        concat!(
+            "SELECT d.sku, d.deal_price_minor, d.group_size, d.created_at, d.expires_at, d.status,
+                    m.customer_id, m.order_id, m.joined_at, d.id
+             FROM deals d LEFT JOIN deal_members m ON m.deal_id = d.id
+             WHERE ",
+            $where,
+            " ORDER BY d.id, m.joined_at, m.order_id"
+        )
+    };
+}
+
+/// A deal with its members in ONE statement, so they come from one snapshot.
+pub(crate) const DEAL_SELECT: &str = deal_select!("d.id = ?");
+
+/// [`DEAL_SELECT`] for `n` ids (`n` placeholders, bound in any order).
+pub(crate) fn deals_select(n: usize) -> String {
+    format!(deal_select!("d.id IN ({})"), vec!["?"; n].join(", "))
+}
 
 /// A product row ([`PRODUCT_COLUMNS`]).
 pub(crate) fn product(row: &MySqlRow) -> Result<Product, StoreError> {
@@ -85,4 +101,23 @@ pub(crate) fn deal(id: DealId, found: &[MySqlRow]) -> Result<Option<Deal>, Store
     }
     .decode()
     .map(Some)
+}
+
+/// Deals read with [`deals_select`], by id (those not found are missing).
+pub(crate) fn deals(found: &[MySqlRow]) -> Result<HashMap<DealId, Deal>, StoreError> {
+    let ids: Vec<Uuid> =
+        found.iter().map(|row| row.try_get(9)).collect::<Result<_, _>>().map_err(from_sqlx)?;
+    let mut deals = HashMap::new();
+    let mut start = 0;
+    // Rows come ordered by deal id: each run of one id is one deal.
+    while start < found.len() {
+        let id = ids[start];
+        let end = start + ids[start..].iter().take_while(|other| **other == id).count();
+        let id = DealId::from_uuid(id);
+        if let Some(deal) = deal(id, &found[start..end])? {
+            deals.insert(id, deal);
+        }
+        start = end;
+    }
+    Ok(deals)
 }

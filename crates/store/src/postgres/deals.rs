@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::effects;
 use super::error::from_sqlx;
 use super::rows;
-use crate::batch::{self, Writes};
+use crate::batch::{Closing, Settled, Writes};
 
 /// Stores a new open deal; `Conflict` when its SKU is not a product.
 pub(crate) async fn create(conn: &mut PgConnection, deal: &Deal) -> Result<(), StoreError> {
@@ -155,10 +155,6 @@ pub(crate) async fn expire(
     Ok(Some(ExpiredDeal { deal, cancelled, emitted }))
 }
 
-/// A deal that closed in this transaction (the caller holds its lock), the ids for its
-/// members' `deal.*` events (in member order), and when it closed.
-pub(super) type Closing<'a> = (&'a Deal, &'a [Uuid], UnixMillis);
-
 /// Records each deal's final status.
 pub(super) async fn close(
     conn: &mut PgConnection,
@@ -218,26 +214,9 @@ pub(super) async fn settle(
     }
 
     let mut writes = Writes::default();
-    let mut changed = Vec::with_capacity(closing.len());
-    for (deal, event_ids, at) in closing {
-        let members = deal
-            .members
-            .iter()
-            .filter_map(|m| loaded.remove_entry(&m.order_id.as_uuid()))
-            .collect();
-        let mut emitted = Vec::new();
-        let moved = batch::settle(deal, members, event_ids, *at, &mut emitted, &mut writes)?;
-        changed.push((deal.id, moved, emitted));
-    }
-    let states: Vec<(&Order, Lifecycle)> =
-        changed.iter().flat_map(|(_, moved, _)| moved.iter().map(|(o, s)| (o, *s))).collect();
-    effects::write(conn, &states, writes).await?;
-    Ok(changed
-        .into_iter()
-        .map(|(deal, moved, emitted)| {
-            (deal, (moved.into_iter().map(|(order, _)| order).collect(), emitted))
-        })
-        .collect())
+    let settled = Settled::of(closing, loaded, &mut writes)?;
+    effects::write(conn, &settled.states(), writes).await?;
+    Ok(settled.by_deal())
 }
 
 /// The group size as stored (`integer`); [`ordermill_core::GroupSize`] bounds it to 1000.

@@ -1,6 +1,6 @@
 //! Deal joins decided together in ONE transaction, with a fixed number of statements however
 //! many joins and deals it carries: the deals locked (in id order) and read, every join decided
-//! in queue order against them in Rust ([`Deal::admit`]), the admitted joins' rows written from
+//! in queue order against them in Rust ([`Decisions`]), the admitted joins' rows written from
 //! arrays, the deals they filled closed and settled, and `reserved` added once per SKU.
 //!
 //! One join per transaction held the deal SKU's product row from its `UPDATE` until its
@@ -12,18 +12,21 @@
 //! (by id), then products (by SKU).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ordermill_core::ports::{JoinOutcome, StoreError};
-use ordermill_core::{Admission, Deal, DealId, Order, OutboxEvent, RoutingKey, units_by_sku};
-use sqlx::{Connection, PgConnection};
+use ordermill_core::{Deal, DealId, Order, OutboxEvent, RoutingKey, units_by_sku};
+use sqlx::{Connection, PgConnection, Postgres};
 use uuid::Uuid;
 
-use super::deals::{Closing, close, settle};
+use super::deals::{close, settle};
 use super::error::from_sqlx;
 use super::limits::limits_counted;
 use super::orders::OrderArrays;
 use super::rows;
-use crate::join::Join;
+use crate::deadline::{Calls, Limit, bounded};
+use crate::join::{Decisions, Join};
+use crate::join_queue::JoinsTogether;
 
 /// The admitted joins' orders, idempotency keys, memberships and `deal.joined` outbox rows, as
 /// one statement from arrays. `$1`–`$7` and `$10` are bound as the group commit binds them
@@ -66,13 +69,15 @@ SELECT ordermill_require_limit(
     coalesce((SELECT string_agg(sku, ', ') FROM over), ''))"
 );
 
-/// What one join came to before anything is written.
-enum Decided {
-    /// Refused or not found: it writes nothing.
-    Out(JoinOutcome),
-    /// Admitted: the deal as this join left it, its `deal.joined` event, and whether it filled
-    /// the group.
-    In { deal: Deal, joined: OutboxEvent, filled: bool },
+/// The store's connections, for its join queue (`crate::join_queue`).
+pub(super) struct Joiner {
+    pub calls: Arc<Calls<Postgres>>,
+}
+
+impl JoinsTogether for Joiner {
+    async fn together(&self, joins: &[Join]) -> Result<Vec<JoinOutcome>, StoreError> {
+        bounded!(self, Limit::Query, "a deal join transaction", |conn| join_together(conn, joins))
+    }
 }
 
 /// Decides `joins` in queue order and writes the admitted ones, all in one transaction; one
@@ -83,34 +88,15 @@ pub(crate) async fn join_together(
     joins: &[Join],
 ) -> Result<Vec<JoinOutcome>, StoreError> {
     let mut tx = conn.begin().await.map_err(from_sqlx)?;
-    let mut deals = lock_each(&mut tx, joins).await?;
-    let decided: Vec<Decided> = joins.iter().map(|join| decide(&mut deals, join)).collect();
-    let admitted: Vec<(&Join, &OutboxEvent)> = joins
-        .iter()
-        .zip(&decided)
-        .filter_map(|(join, decided)| match decided {
-            Decided::In { joined, .. } => Some((join, joined)),
-            Decided::Out(_) => None,
-        })
-        .collect();
+    let decisions = Decisions::new(joins, lock_each(&mut tx, joins).await?);
+    let admitted = decisions.admitted();
     if admitted.is_empty() {
         // Nothing to write; the deals' locks are freed at once for the joins queued behind.
         tx.rollback().await.map_err(from_sqlx)?;
-        return Ok(outcomes(joins, decided, HashMap::new()));
+        return Ok(decisions.outcomes(HashMap::new()));
     }
     insert_members(&mut tx, &admitted).await?;
-
-    // The deals these joins filled, each with the join that filled it.
-    let filled: Vec<Closing<'_>> = joins
-        .iter()
-        .zip(&decided)
-        .filter_map(|(join, decided)| match decided {
-            Decided::In { deal, filled: true, .. } => {
-                Some((deal, join.completion_ids.as_slice(), join.at))
-            }
-            _ => None,
-        })
-        .collect();
+    let filled = decisions.filled();
     let mut settled = HashMap::new();
     if !filled.is_empty() {
         close(&mut tx, &filled).await?;
@@ -119,54 +105,7 @@ pub(crate) async fn join_together(
     // Last: products are locked after orders everywhere in this store.
     reserve(&mut tx, admitted.iter().map(|(join, _)| &join.order.order)).await?;
     tx.commit().await.map_err(from_sqlx)?;
-    Ok(outcomes(joins, decided, settled))
-}
-
-/// `join` decided against its deal as the joins before it left it.
-fn decide(deals: &mut HashMap<DealId, Deal>, join: &Join) -> Decided {
-    let order = &join.order.order;
-    let Some(deal) = deals.get_mut(&join.deal_id) else {
-        return Decided::Out(JoinOutcome::NotFound);
-    };
-    match deal.admit(&order.customer_id, order.id, join.at) {
-        Err(refusal) => Decided::Out(JoinOutcome::Refused(refusal)),
-        Ok(admission) => Decided::In {
-            deal: deal.clone(),
-            joined: OutboxEvent::deal_order(
-                order,
-                RoutingKey::DealJoined,
-                join.deal_id,
-                join.order.event_id,
-                join.at,
-            ),
-            filled: admission == Admission::Completed,
-        },
-    }
-}
-
-/// Each join's outcome once its transaction committed; `settled` holds, by deal, the orders a
-/// filled deal moved on and their events.
-fn outcomes(
-    joins: &[Join],
-    decided: Vec<Decided>,
-    mut settled: HashMap<DealId, (Vec<Order>, Vec<OutboxEvent>)>,
-) -> Vec<JoinOutcome> {
-    joins
-        .iter()
-        .zip(decided)
-        .map(|(join, decided)| match decided {
-            Decided::Out(outcome) => outcome,
-            Decided::In { deal, joined, filled } => {
-                let (completed, more) = if filled {
-                    settled.remove(&join.deal_id).unwrap_or_default()
-                } else {
-                    Default::default()
-                };
-                let emitted = std::iter::once(joined).chain(more).collect();
-                JoinOutcome::joined(deal, &join.order.order, emitted, completed)
-            }
-        })
-        .collect()
+    Ok(decisions.outcomes(settled))
 }
 
 /// Locks the joins' deals for the rest of the transaction, in id order, and reads them with

@@ -10,7 +10,7 @@
 //! - Rows are locked in a fixed order (processed pairs, then orders by id, then products by
 //!   SKU), so concurrent nodes wait for each other instead of deadlocking.
 //! - The outbox (`outbox.rs`) is claimed with `FOR UPDATE SKIP LOCKED` and a lease.
-//! - Group-buy deals (`deals.rs`): joins queue on each node (`join_queue.rs`) and the joins
+//! - Group-buy deals (`deals.rs`): joins queue on each node (`crate::join_queue`) and the joins
 //!   queued together are decided in one transaction (`join_group.rs`) that locks their deals'
 //!   rows first, as an expiry locks its deal's, so joins for the last slot on several nodes
 //!   are decided one at a time; it then takes the locks above in the same order. Purchase
@@ -26,13 +26,11 @@ mod deals;
 mod effects;
 mod error;
 mod join_group;
-mod join_queue;
 mod limits;
 mod migrations;
 mod orders;
 mod outbox;
 pub mod partitions;
-pub use self::join_queue::{JOIN_TRANSACTION_JOINS, JOIN_TRANSACTION_SECONDS};
 mod products;
 mod report_files;
 mod reports;
@@ -56,11 +54,12 @@ use sqlx::{ConnectOptions, Connection, Postgres};
 use uuid::Uuid;
 
 use self::error::from_sqlx;
-use self::join_queue::JoinQueue;
+use self::join_group::Joiner;
 use self::tls::tls_as_the_url_says;
 pub use crate::deadline::DEFAULT_QUERY_TIMEOUT;
 use crate::deadline::{Calls, Engine, Limit, bounded};
 use crate::join::Join;
+use crate::join_queue::JoinQueue;
 use crate::pools::Pools;
 
 /// How long `connect` waits for the first connection, and a pooled call for a free one.
@@ -72,7 +71,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PostgresStore {
     /// Its pools and their calls' deadline (`crate::deadline`).
     calls: Arc<Calls<Postgres>>,
-    /// Where deal joins queue to be decided together (`join_queue.rs`).
+    /// Where deal joins queue to be decided together (`crate::join_queue`).
     joins: JoinQueue,
 }
 
@@ -206,7 +205,7 @@ impl PostgresStore {
         let engine =
             Engine { name: "PostgreSQL", setting: "postgres.query_timeout", error: from_sqlx };
         let calls = Arc::new(Calls { pools, target, query_timeout, engine });
-        Ok(PostgresStore { joins: JoinQueue::start(calls.clone()), calls })
+        Ok(PostgresStore { joins: JoinQueue::start(Joiner { calls: calls.clone() }), calls })
     }
 
     /// Applies the embedded migrations (`migrations/postgres/NNNN_name.sql`) not yet recorded

@@ -1,27 +1,24 @@
-//! Deal joins queued on this node and decided in shared transactions (`join_group.rs`): while
-//! one group's transaction runs, the joins that arrive queue for the next, so groups grow with
-//! load as group commits do, and a single join waits for no one.
+//! Deal joins queued on this node and decided in shared transactions (each shared-server
+//! store's `join_group.rs`): while one group's transaction runs, the joins that arrive queue
+//! for the next, so groups grow with load as group commits do, and a single join waits for no
+//! one.
 //!
 //! A group that fails as a whole on one join's account (an idempotency key stored meanwhile,
 //! a customer past a purchase limit through another node) is decided again one join per
 //! transaction, so only that join is refused.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use ordermill_core::ports::{JoinOutcome, StoreError};
-use sqlx::Postgres;
 use tokio::sync::{mpsc, oneshot};
 
-use super::join_group::join_together;
-use crate::deadline::{Calls, Limit, bounded};
 use crate::join::{Join, again};
 
-/// Joins decided per transaction (PostgreSQL api nodes): near 1 under light load, growing as
-/// joins arrive while a transaction runs.
+/// Joins decided per transaction (PostgreSQL and MySQL api nodes): near 1 under light load,
+/// growing as joins arrive while a transaction runs.
 pub const JOIN_TRANSACTION_JOINS: &str = "ordermill_deal_join_transaction_joins";
 
-/// How long each joins' transaction took, queue to answer (PostgreSQL api nodes).
+/// How long each joins' transaction took, queue to answer (PostgreSQL and MySQL api nodes).
 pub const JOIN_TRANSACTION_SECONDS: &str = "ordermill_deal_join_transaction_seconds";
 
 /// Most joins in one transaction: bounds how long it holds its deals and the SKU's row.
@@ -29,28 +26,33 @@ const MAX_JOINS_PER_TRANSACTION: usize = 256;
 
 type Reply = oneshot::Sender<Result<JoinOutcome, StoreError>>;
 
+/// A store's transaction for joins queued together: one outcome per join, in order, or one
+/// error for them all with nothing written. Implemented on what the task needs of the store
+/// (its connections), not the store itself: the store holds the queue's handle, and the task
+/// would keep it alive.
+pub(crate) trait JoinsTogether: Send + Sync + 'static {
+    fn together(
+        &self,
+        joins: &[Join],
+    ) -> impl Future<Output = Result<Vec<JoinOutcome>, StoreError>> + Send;
+}
+
 /// The handle joins are queued through; the task ends when every handle is gone.
 #[derive(Clone)]
-pub(super) struct JoinQueue {
+pub(crate) struct JoinQueue {
     queue: mpsc::UnboundedSender<(Join, Reply)>,
 }
 
-/// What the task calls the store with (not the store itself: the store holds the queue's
-/// handle, and the task would keep it alive).
-struct Joiner {
-    calls: Arc<Calls<Postgres>>,
-}
-
 impl JoinQueue {
-    /// Starts the task that decides the queued joins on `calls`' connections.
-    pub(super) fn start(calls: Arc<Calls<Postgres>>) -> Self {
+    /// Starts the task that decides the queued joins with `joiner`.
+    pub(crate) fn start(joiner: impl JoinsTogether) -> Self {
         let (queue, joins) = mpsc::unbounded_channel();
-        tokio::spawn(run(Joiner { calls }, joins));
+        tokio::spawn(run(joiner, joins));
         JoinQueue { queue }
     }
 
     /// Queues `join` for the next transaction and waits for its outcome.
-    pub(super) async fn join(&self, join: Join) -> Result<JoinOutcome, StoreError> {
+    pub(crate) async fn join(&self, join: Join) -> Result<JoinOutcome, StoreError> {
         let stopped = || StoreError::Unavailable("the deal join task stopped".into());
         let (reply, outcome) = oneshot::channel();
         self.queue.send((join, reply)).map_err(|_| stopped())?;
@@ -60,7 +62,7 @@ impl JoinQueue {
 
 /// One transaction at a time: two at once were slower (docs/BENCHMARKS.md, "Group-buying joins
 /// scaled out"), as their joins end on the same product row.
-async fn run(joiner: Joiner, mut queue: mpsc::UnboundedReceiver<(Join, Reply)>) {
+async fn run(joiner: impl JoinsTogether, mut queue: mpsc::UnboundedReceiver<(Join, Reply)>) {
     let joins_per_transaction = metrics::histogram!(JOIN_TRANSACTION_JOINS);
     let seconds = metrics::histogram!(JOIN_TRANSACTION_SECONDS);
     while let Some(first) = queue.recv().await {
@@ -74,7 +76,7 @@ async fn run(joiner: Joiner, mut queue: mpsc::UnboundedReceiver<(Join, Reply)>) 
         let (joins, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
         joins_per_transaction.record(joins.len() as f64);
         let started = Instant::now();
-        let outcomes = joiner.decide(&joins).await;
+        let outcomes = decide(&joiner, &joins).await;
         seconds.record(started.elapsed().as_secs_f64());
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             // The caller may have gone (its task ended); nothing to tell then.
@@ -83,33 +85,31 @@ async fn run(joiner: Joiner, mut queue: mpsc::UnboundedReceiver<(Join, Reply)>) 
     }
 }
 
-impl Joiner {
-    /// One outcome per join, in order.
-    async fn decide(&self, joins: &[Join]) -> Vec<Result<JoinOutcome, StoreError>> {
-        match self.together(joins).await {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(StoreError::Conflict(_) | StoreError::LimitExceeded(_)) if joins.len() > 1 => {
-                let mut outcomes = Vec::with_capacity(joins.len());
-                for join in joins {
-                    outcomes.push(
-                        self.together(std::slice::from_ref(join))
-                            .await
-                            .and_then(|mut one| one.pop().ok_or_else(no_outcome)),
-                    );
-                }
-                outcomes
+/// One outcome per join, in order.
+async fn decide(
+    joiner: &impl JoinsTogether,
+    joins: &[Join],
+) -> Vec<Result<JoinOutcome, StoreError>> {
+    match joiner.together(joins).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(StoreError::Conflict(_) | StoreError::LimitExceeded(_)) if joins.len() > 1 => {
+            let mut outcomes = Vec::with_capacity(joins.len());
+            for join in joins {
+                outcomes.push(
+                    joiner
+                        .together(std::slice::from_ref(join))
+                        .await
+                        .and_then(|mut one| one.pop().ok_or_else(no_outcome)),
+                );
             }
-            Err(error) if joins.len() == 1 => vec![Err(error)],
-            Err(error) => joins.iter().map(|_| Err(again(&error))).collect(),
+            outcomes
         }
-    }
-
-    async fn together(&self, joins: &[Join]) -> Result<Vec<JoinOutcome>, StoreError> {
-        bounded!(self, Limit::Query, "a deal join transaction", |conn| join_together(conn, joins))
+        Err(error) if joins.len() == 1 => vec![Err(error)],
+        Err(error) => joins.iter().map(|_| Err(again(&error))).collect(),
     }
 }
 
-/// A transaction of one join that answered no outcome: a bug in `join_together`.
+/// A transaction of one join that answered no outcome: a bug in the store's `together`.
 fn no_outcome() -> StoreError {
     StoreError::Unavailable("a deal join's transaction gave no outcome".into())
 }
