@@ -11,85 +11,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordermill_core::ports::{AcceptedOrder, EffectOutcome, OrderStore, StoreError};
-use ordermill_core::{
-    Fact, Money, OrderIdGenerator, Product, ProductName, Sku, StockLevel, UnixMillis,
-};
+use ordermill_core::{Fact, OrderIdGenerator, ProductName, Sku, UnixMillis};
 use ordermill_store::mysql::DEFAULT_QUERY_TIMEOUT;
 use ordermill_store::{MysqlStore, contract, deal_contract, shared_contract};
 use sqlx::Connection;
 use uuid::Uuid;
 
+mod mysql_support;
+use mysql_support::{TestDb, mysql_url, product};
+
 const ALL_MIGRATIONS: [&str; 2] = ["0001_init", "0002_stock_returns"];
-
-fn mysql_url() -> Option<String> {
-    ordermill_core::test_support::service_url(
-        "ORDERMILL_TEST_MYSQL_URL",
-        "mysql://root@127.0.0.1:3306/test",
-    )
-}
-
-/// A database of its own for one test, dropped when the test ends, passed or panicked.
-struct TestDb {
-    url: String,
-    name: String,
-}
-
-impl TestDb {
-    fn new(url: &str) -> TestDb {
-        TestDb { url: url.to_owned(), name: format!("om_test_{}", Uuid::now_v7().simple()) }
-    }
-
-    async fn store(&self) -> MysqlStore {
-        MysqlStore::connect(&self.url, Some(&self.name), 4, DEFAULT_QUERY_TIMEOUT).await.unwrap()
-    }
-
-    async fn migrated_store(&self) -> MysqlStore {
-        let store = self.store().await;
-        store.migrate().await.unwrap();
-        store
-    }
-
-    /// A connection of the test's own, for what the store does not expose.
-    async fn raw(&self) -> sqlx::MySqlConnection {
-        let mut conn = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("USE `{}`", self.name)))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        // Drop runs inside the test's runtime, which cannot be blocked on: clean up from a
-        // thread with a runtime of its own.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let mut conn = sqlx::MySqlConnection::connect(&url).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
-                    .execute(&mut conn)
-                    .await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            })
-        });
-        if let Ok(Err(error)) = cleanup.join() {
-            eprintln!("could not drop test database {}: {error}", self.name);
-        }
-    }
-}
-
-fn product(sku: &str, stock: i64) -> Product {
-    Product {
-        sku: Sku::parse(sku).unwrap(),
-        name: ProductName::parse(format!("Product {sku}")).unwrap(),
-        price: Money::parse("price", "2.50").unwrap(),
-        stock: StockLevel::parse(stock).unwrap(),
-        reserved: 0,
-    }
-}
 
 /// A store with product `o1` and `n` committed orders for it.
 async fn store_with_orders(db: &TestDb, n: usize) -> (MysqlStore, Vec<AcceptedOrder>) {

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 #![allow(dead_code)] // each test file uses its own part of it
 
-use ordermill_core::{Money, Product, ProductName, Sku, StockLevel};
 use ordermill_store::PostgresStore;
+pub use ordermill_store::contract::product_for_tests as product;
 use ordermill_store::postgres::DEFAULT_QUERY_TIMEOUT;
 use uuid::Uuid;
 
@@ -62,17 +62,6 @@ impl Drop for TestSchema {
     }
 }
 
-pub fn product(sku: &str, stock: i64) -> Product {
-    Product {
-        sku: Sku::parse(sku).unwrap(),
-        name: ProductName::parse(format!("Product {sku}")).unwrap(),
-        price: Money::parse("price", "2.50").unwrap(),
-        stock: StockLevel::parse(stock).unwrap(),
-        reserved: 0,
-    }
-}
-
-/// A store with product `o1` and `n` committed orders for it.
 /// A connection of the test's own to the schema, for what the store does not expose.
 pub async fn raw(schema: &TestSchema) -> sqlx::PgConnection {
     use sqlx::Connection;
