@@ -81,6 +81,6 @@ for deal in open(ids).read().split()[:5000]:
 print("first 5,000 deals by status:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 PY
 if [ -n "${SCALED:-}" ]; then
-  echo "joins per PostgreSQL transaction (sum, count) and their seconds (sum):"
+  echo "joins per transaction (sum, count) and their seconds (sum):"
   curl -s "$target/metrics" | grep -E '^ordermill_deal_join_transaction_(joins|seconds)_(sum|count)' || echo "  (not reported by this build)"
 fi

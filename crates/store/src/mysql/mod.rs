@@ -3,8 +3,11 @@
 //! InnoDB's SQL, which has no arrays, no `RETURNING` (in MySQL) and no DML in CTEs:
 //!
 //! - The group commit (`orders.rs`) is one transaction with one multi-row statement per
-//!   table; products are locked (`FOR UPDATE`, in SKU order) and checked in Rust before
-//!   anything is written, so an oversold or over-limit batch writes nothing.
+//!   table and one conditional `UPDATE` of the products (`reserved` raised only within stock);
+//!   an oversold or over-limit batch writes nothing.
+//! - Deal joins queue on each node (`crate::join_queue`) and the joins queued together are
+//!   decided in one transaction (`join_group.rs`) that locks their deals' rows first, as an
+//!   expiry locks its deal's (`deals.rs`).
 //! - Consumers' effects (`effects.rs`) run `crate::batch` (the state machine, shared with
 //!   PostgreSQL) and write with a fixed number of statements per batch (`UPDATE ... JOIN` a
 //!   derived table of the new values).
