@@ -131,3 +131,64 @@ async fn past_max_in_flight_an_order_is_refused_at_once_and_holds_nothing() {
     assert_eq!(app.available("tea").await, 1_000 - accepted, "the refused hold nothing");
     assert_eq!(app.count("SELECT count(*) FROM orders"), accepted);
 }
+
+/// A join is an order request: past `http.max_in_flight` it is refused at once like an order,
+/// and one that waited past `http.max_queue_wait` is shed. Without that a join joined the
+/// store's queue whatever its length: at 2,000 connections every join waited 0.7–1.2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_past_max_in_flight_or_max_queue_wait_are_refused_at_once_and_hold_nothing() {
+    let app = support::spawn_app_in(tempfile::tempdir().unwrap(), |s| {
+        s.http.max_in_flight = 1;
+    })
+    .await;
+    app.put_product("crab", "19.99", 1_000).await;
+    let deal = open_deal(&app, "crab").await;
+    let app = std::sync::Arc::new(app);
+    let mut joins = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let (app, deal) = (app.clone(), deal.clone());
+        joins.spawn(async move { join(&app, &deal, &format!("c-{i}")).await });
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    while let Some(reply) = joins.join_next().await {
+        let reply = reply.unwrap();
+        match reply.status {
+            201 => accepted += 1,
+            503 => {
+                assert_eq!(reply.code(), "overloaded");
+                assert!(reply.body["error"]["message"].as_str().unwrap().contains("max_in_flight"));
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {:?}", reply.body),
+        }
+    }
+    assert!(accepted > 0 && refused > 0, "{accepted} accepted, {refused} refused");
+    assert_eq!(app.available("crab").await, 1_000 - accepted, "the refused hold nothing");
+    let members = app.get(&format!("/api/deals/{deal}")).await.body["member_count"].as_i64();
+    assert_eq!(members, Some(accepted));
+
+    let app = support::spawn_app_in(tempfile::tempdir().unwrap(), |s| {
+        s.http.max_queue_wait = HumanDuration(Duration::from_nanos(1));
+    })
+    .await;
+    app.put_product("crab", "19.99", 10).await;
+    let deal = open_deal(&app, "crab").await;
+    let shed = join(&app, &deal, "sam").await;
+    assert_eq!((shed.status, shed.code()), (503, "overloaded"), "{:?}", shed.body);
+    assert!(shed.body["error"]["message"].as_str().unwrap().contains("http.max_queue_wait"));
+    assert_eq!(app.available("crab").await, 10, "nothing held");
+    assert_eq!(app.count("SELECT count(*) FROM deal_members"), 0, "nothing written");
+    app.stop().await;
+}
+
+async fn open_deal(app: &support::TestApp, sku: &str) -> String {
+    let body = serde_json::json!({"sku": sku, "deal_price": "9.90", "group_size": 1000, "expires_in": "15m"});
+    let reply = app.post("/api/deals", &body).await;
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    reply.body["deal_id"].as_str().unwrap().to_owned()
+}
+
+async fn join(app: &support::TestApp, deal: &str, customer: &str) -> support::Reply {
+    let body = serde_json::json!({"customer_id": customer});
+    app.post(&format!("/api/deals/{deal}/join"), &body).await
+}

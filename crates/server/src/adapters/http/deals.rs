@@ -18,7 +18,7 @@ use super::AppState;
 use super::auth::{Caller, Merchant};
 use super::body;
 use super::error::ApiError;
-use super::orders::{OrderView, header_key, named_customer};
+use super::orders::{Arrival, OrderView, header_key, named_customer};
 use crate::services::deals::NewDeal;
 
 /// Opening and reading deals.
@@ -271,16 +271,23 @@ pub(super) async fn show(
 )]
 pub(super) async fn join(
     State(state): State<AppState>,
+    Arrival(arrived): Arrival,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // A join is an order request: admitted like one, before its body is read, so that under
+    // overload joins are refused at once instead of queueing without bound for the store.
+    let slot = state.intake.admit(arrived).map_err(|e| {
+        state.intake.count_rejected(e.code());
+        ApiError::from(e)
+    })?;
     let id = deal_id(path)?;
     let request: JoinRequest = body::parse(body)?;
     let customer = caller.acting_as(named_customer(request.customer_id))?;
     let key = header_key(&headers)?;
-    let joined = state.deals.join(id, customer, key).await?;
+    let joined = state.deals.join(id, customer, key, slot).await?;
     let view = JoinView { deal_id: joined.deal_id, order: OrderView::as_created(&joined.order) };
     let mut response = (StatusCode::CREATED, axum::Json(view)).into_response();
     let headers = response.headers_mut();

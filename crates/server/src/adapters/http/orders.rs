@@ -544,7 +544,7 @@ pub(super) async fn show(
 
 /// When the request reached the node (the edge stamps it; now, for a router driven without
 /// it, as in unit tests).
-pub(super) struct Arrival(std::time::Instant);
+pub(super) struct Arrival(pub(super) std::time::Instant);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Arrival {
     type Rejection = std::convert::Infallible;

@@ -22,8 +22,8 @@ use ordermill_core::{
 use thiserror::Error;
 
 use crate::services::catalog::Catalog;
-use crate::services::intake::IntakeError;
 use crate::services::intake::idempotency::{Begin, Idempotency, KeyClaim, Lookup};
+use crate::services::intake::{IntakeError, Slot};
 use crate::services::order_cache::OrderCache;
 use crate::services::purchase_limits::{LimitHold, PurchaseLimits};
 use crate::services::unclear::{read_back, recount_held_units};
@@ -172,7 +172,9 @@ impl Deals {
         Ok(open)
     }
 
-    /// Joins `customer` to a deal: returns once their order is durable (or refused).
+    /// Joins `customer` to a deal: returns once their order is durable (or refused). `slot`,
+    /// the request's place among the order requests this node works on ([`crate::services::intake::Intake::admit`]),
+    /// is held until then, even if the client goes.
     ///
     /// # Errors
     /// See [`DealError`]; on any error nothing is written and no stock or limit stays taken.
@@ -181,15 +183,20 @@ impl Deals {
         deal_id: DealId,
         customer: CustomerId,
         key: Option<IdempotencyKey>,
+        slot: Slot,
     ) -> Result<Joined, DealError> {
         let this = self.clone();
         // Its own task, like intake: a client that disconnects cannot strand a reservation.
-        tokio::spawn(async move { this.join_now(deal_id, customer, key).await })
-            .await
-            .unwrap_or_else(|join| {
-                tracing::error!(error = %join, "Deal join task failed.");
-                Err(IntakeError::Unavailable("deal join task failed".into()).into())
-            })
+        tokio::spawn(async move {
+            let joined = this.join_now(deal_id, customer, key).await;
+            drop(slot);
+            joined
+        })
+        .await
+        .unwrap_or_else(|join| {
+            tracing::error!(error = %join, "Deal join task failed.");
+            Err(IntakeError::Unavailable("deal join task failed".into()).into())
+        })
     }
 
     async fn join_now(

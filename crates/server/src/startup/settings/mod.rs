@@ -607,8 +607,9 @@ pub struct HttpSettings {
     /// Largest body accepted by `POST /api/orders/batch` (bytes).
     pub max_batch_body_bytes: usize,
     /// A read or catalog request still running after this long is answered 503 `timeout`.
-    /// Order creation and joins are not cut: they are shed before their commit
-    /// (`max_queue_wait`) or answered with what the store did.
+    /// Order creation and joins are not cut: they are refused at admission (`max_in_flight`,
+    /// `max_queue_wait`), orders also shed before their commit, or answered with what the
+    /// store did.
     pub request_timeout: HumanDuration,
     /// A request head (the line and headers) not complete within this long closes its
     /// connection (slow-header clients); a keep-alive connection idle this long is closed too.
@@ -619,8 +620,9 @@ pub struct HttpSettings {
     /// commit starts is answered 503 `overloaded` at once and not written: under overload the
     /// accepted orders stay fast and the rest know to come back.
     pub max_queue_wait: HumanDuration,
-    /// Order requests a node works on at once (from arrival to answer; a batch counts once);
-    /// more are answered 503 `overloaded` at once, before anything is reserved. 0: no cap.
+    /// Order requests (orders, batches, deal joins) a node works on at once (from arrival to
+    /// answer; a batch counts once); more are answered 503 `overloaded` at once, before
+    /// anything is reserved. 0: no cap.
     /// The default, 256, is about what a node commits in 20 ms at full speed: under 2×
     /// overload on 2,000 connections it kept accepted orders' p99 at 70–116 ms where 512 let
     /// it reach 225–469 ms and no cap seconds (docs/BENCHMARKS.md, "Overload"), because only a refusal made before
