@@ -17,6 +17,7 @@ const DEFAULT_SKUS: usize = 10_000;
 const DEFAULT_HOT_SKUS: usize = 10;
 const DEFAULT_HOT_SHARE: f64 = 0.8;
 const DEFAULT_SEED: u64 = 1;
+const DEFAULT_GROUP_SIZE: u32 = 3;
 const DEFAULT_E2E_SAMPLE: usize = 200;
 const DEFAULT_E2E_WAIT: Duration = Duration::from_secs(30);
 /// The most orders `--e2e-sample` may follow; each costs GET requests after the load.
@@ -140,6 +141,15 @@ pub struct RunArgs {
     /// the target an index entry more; without this flag the load is of keyless orders.
     #[arg(long)]
     pub idempotency_keys: bool,
+    /// Join group-buy deals instead of placing orders: --setup (required) opens N deals on
+    /// SKU bench-0, groups of --group-size, and each request is POST /api/deals/{id}/join for
+    /// a new customer on a deal picked uniformly. Open deals × --group-size must outnumber the
+    /// joins sent, or the last ones are 409 `deal_full`.
+    #[arg(long, value_name = "N")]
+    pub deals: Option<usize>,
+    /// Members each deal of --deals needs (2 to 1000).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_GROUP_SIZE)]
+    pub group_size: u32,
 }
 
 /// A public-key algorithm of `--jwt-key`.
@@ -185,6 +195,8 @@ impl Default for RunArgs {
             jwt_audience: None,
             orders_per_customer: 1,
             idempotency_keys: false,
+            deals: None,
+            group_size: DEFAULT_GROUP_SIZE,
         }
     }
 }
@@ -253,6 +265,27 @@ impl RunArgs {
                     .to_owned(),
             );
         }
+        if let Some(deals) = self.deals {
+            if deals == 0 || !self.setup {
+                return invalid(
+                    "--deals opens at least one deal, with --setup (the joins need their ids)"
+                        .to_owned(),
+                );
+            }
+            if !(2..=1000).contains(&self.group_size) {
+                return invalid(format!(
+                    "--group-size must be between 2 and 1000, got {}",
+                    self.group_size
+                ));
+            }
+            if self.batch > 1 || self.e2e || self.reference.is_some() || self.signs_tokens() {
+                return invalid(
+                    "--deals sends single joins as the merchant-less public API does: drop \
+                     --batch, --e2e, --reference and the JWT options"
+                        .to_owned(),
+                );
+            }
+        }
         if self.batch > 1 && self.reference.is_some() {
             // The ceiling serves POST /api/orders only; a batch run against it would compare
             // ordermill with a stream of 404s.
@@ -283,7 +316,8 @@ mod tests {
     #[test]
     fn each_bad_value_is_refused_with_its_flag_named() {
         let jwt = || RunArgs { jwt_secret: Some("s".into()), ..RunArgs::default() };
-        let cases: [(RunArgs, &str); 12] = [
+        let deals = |n| RunArgs { deals: Some(n), setup: true, ..RunArgs::default() };
+        let cases: [(RunArgs, &str); 16] = [
             (RunArgs { connections: 0, ..RunArgs::default() }, "--connections"),
             (RunArgs { duration: Duration::ZERO, ..RunArgs::default() }, "--duration"),
             (RunArgs { rate: Some(0), ..RunArgs::default() }, "--rate"),
@@ -299,6 +333,10 @@ mod tests {
             (RunArgs { orders_per_customer: 0, ..RunArgs::default() }, "--orders-per-customer"),
             (RunArgs { batch: 2, ..jwt() }, "--batch"),
             (RunArgs { e2e: true, ..jwt() }, "--e2e"),
+            (deals(0), "--deals"),
+            (RunArgs { deals: Some(5), ..RunArgs::default() }, "--setup"),
+            (RunArgs { group_size: 1, ..deals(5) }, "--group-size"),
+            (RunArgs { batch: 2, ..deals(5) }, "--batch"),
         ];
         for (args, flag) in cases {
             let message = args.check().unwrap_err().to_string();

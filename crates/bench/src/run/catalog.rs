@@ -84,6 +84,8 @@ pub(crate) struct Bodies {
     /// This run's tag in every order's idempotency key (`--idempotency-keys`), so keys never
     /// repeat across runs against one target (customers' names do).
     keys: Option<u64>,
+    /// `--deals`: the deals' join paths; each request joins one of them instead of ordering.
+    joins: Vec<Uri>,
 }
 
 impl Bodies {
@@ -99,7 +101,31 @@ impl Bodies {
         let items = (0..chooser.skus())
             .map(|i| format!(r#"{{"sku":"{}","quantity":1}}"#, sku(i)).into_bytes().into())
             .collect();
-        Bodies { chooser, items, batch: batch.max(1), per_customer: per_customer.max(1), keys }
+        Bodies {
+            chooser,
+            items,
+            batch: batch.max(1),
+            per_customer: per_customer.max(1),
+            keys,
+            joins: Vec::new(),
+        }
+    }
+
+    /// The same requests as joins of these deals (`/api/deals/{id}/join`), each request one
+    /// customer's join of a deal picked uniformly.
+    pub(crate) fn joining(self, joins: Vec<Uri>) -> Bodies {
+        Bodies { joins, ..self }
+    }
+
+    /// Where the next request goes.
+    pub(crate) fn path(&self, rng: &mut fastrand::Rng) -> Uri {
+        if !self.joins.is_empty() {
+            self.joins[rng.usize(0..self.joins.len())].clone()
+        } else if self.batch > 1 {
+            Uri::from_static("/api/orders/batch")
+        } else {
+            Uri::from_static("/api/orders")
+        }
     }
 
     /// Whether orders carry idempotency keys.
@@ -144,7 +170,14 @@ impl Bodies {
         seq: &mut u64,
     ) -> Bytes {
         buf.clear();
-        if self.batch == 1 {
+        if !self.joins.is_empty() {
+            buf.extend_from_slice(br#"{"customer_id":"bench-"#);
+            push_decimal(buf, conn as u64);
+            buf.push(b'-');
+            push_decimal(buf, self.customer_number(*seq));
+            buf.extend_from_slice(br#""}"#);
+            *seq += 1;
+        } else if self.batch == 1 {
             self.order(buf, rng, conn, seq);
         } else {
             buf.extend_from_slice(br#"{"orders":["#);
@@ -200,7 +233,7 @@ fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
 }
 
 // A PUT that takes this long means the target is stuck; the run would measure nothing.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What `--setup` creates.
 pub(crate) struct Setup<'a> {
@@ -378,6 +411,23 @@ mod tests {
             serde_json::json!({"customer_id": "bench-3-41", "items": [{"sku": "bench-0", "quantity": 1}]})
         );
         assert_eq!(seq, 42);
+    }
+
+    #[test]
+    fn a_join_run_sends_each_customer_once_to_a_deal_picked_among_all() {
+        let paths: Vec<Uri> =
+            (0..4).map(|i| Uri::try_from(format!("/api/deals/d{i}/join")).unwrap()).collect();
+        let bodies = Bodies::new(SkuChooser::new(1, 0, 0.0), 1, 1, None).joining(paths.clone());
+        let (mut buf, mut rng, mut seq) = (Vec::new(), fastrand::Rng::with_seed(1), 0);
+        let body = bodies.render(&mut buf, &mut rng, 3, &mut seq);
+        assert_eq!(&body[..], br#"{"customer_id":"bench-3-0"}"#);
+        let body = bodies.render(&mut buf, &mut rng, 3, &mut seq);
+        assert_eq!(&body[..], br#"{"customer_id":"bench-3-1"}"#);
+        let picked: std::collections::HashSet<Uri> =
+            (0..200).map(|_| bodies.path(&mut rng)).collect();
+        assert_eq!(picked, paths.into_iter().collect());
+        let orders = Bodies::new(SkuChooser::new(1, 0, 0.0), 1, 1, None);
+        assert_eq!(orders.path(&mut rng), "/api/orders");
     }
 
     #[test]

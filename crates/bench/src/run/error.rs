@@ -37,6 +37,14 @@ pub enum BenchError {
         /// The status and start of the body, or the transport error.
         problem: String,
     },
+    /// Opening the deals of `--deals` failed; no load was sent.
+    #[error("opening deals on {target} failed: POST /api/deals {problem}")]
+    DealSetup {
+        /// The URL as given.
+        target: String,
+        /// The status and start of the body, or the transport error.
+        problem: String,
+    },
     /// Ctrl-C came during the catalog set-up, before any load was sent.
     #[error("interrupted during the catalog set-up; no load was sent")]
     Interrupted,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::header::{AUTHORIZATION, HeaderValue};
-use hyper::{Method, StatusCode, Uri};
+use hyper::{Method, StatusCode};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use tokio::task::JoinSet;
@@ -283,11 +283,7 @@ impl Worker {
         let batch = self.bodies.batch();
         let key = self.bodies.header_key(self.id, self.seq);
         let body = self.bodies.render(&mut self.buf, &mut self.rng, self.id, &mut self.seq);
-        let path = if batch > 1 {
-            Uri::from_static("/api/orders/batch")
-        } else {
-            Uri::from_static("/api/orders")
-        };
+        let path = self.bodies.path(&mut self.rng);
         let mut request = self.endpoint.request(Method::POST, path, body);
         if let Some(value) = authorization {
             request.headers_mut().insert(AUTHORIZATION, value);

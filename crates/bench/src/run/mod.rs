@@ -4,6 +4,7 @@
 //! - [`args`]: the flags ([`RunArgs`]) and their checks.
 //! - `conn`: the target's address, keep-alive HTTP/1.1 connections (hyper), one exchange.
 //! - `catalog`: SKU names, the flash-sale skew, pre-rendered bodies, `--setup`.
+//! - `deals`: the deals `--deals` opens and joins instead of ordering.
 //! - `jwt`: customer tokens for a target in jwt mode (`--jwt-secret`, `--jwt-key`).
 //! - `load`: one task per connection, closed or open loop, the progress bar.
 //! - `e2e`: sampling accepted orders during the load and polling them until final
@@ -17,6 +18,7 @@
 pub mod args;
 mod catalog;
 mod conn;
+mod deals;
 pub(crate) mod e2e;
 mod error;
 mod jwt;
@@ -166,7 +168,17 @@ pub(crate) async fn load_target(
     }
     let chooser = SkuChooser::new(args.skus, args.hot_skus, args.hot_share);
     let keys = args.idempotency_keys.then(|| fastrand::u64(..));
-    let bodies = Arc::new(Bodies::new(chooser, args.batch, args.orders_per_customer, keys));
+    let mut bodies = Bodies::new(chooser, args.batch, args.orders_per_customer, keys);
+    if let Some(count) = args.deals {
+        let opening = deals::Deals {
+            count,
+            group_size: args.group_size,
+            merchant_token: args.merchant_token.as_deref(),
+        };
+        let joins = deals::open(&target, &opening, args.connections, args.quiet, token).await?;
+        bodies = bodies.joining(joins);
+    }
+    let bodies = Arc::new(bodies);
     let signer = jwt::Signer::from_args(args)?.map(Arc::new);
     let spec = LoadSpec {
         connections: args.connections,

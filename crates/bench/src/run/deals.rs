@@ -1,0 +1,143 @@
+//! `--deals`: the group-buy deals a join run needs, opened on the target before the load
+//! (`POST /api/deals` on SKU `bench-0`, which `--setup` created), and the join paths the load
+//! picks from.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+use hyper::{Method, StatusCode, Uri};
+use indicatif::ProgressBar;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::BenchError;
+use super::catalog::{SETUP_TIMEOUT, sku};
+use super::conn::{Endpoint, Sender, exchange};
+use super::load::progress_style;
+
+/// The deals to open.
+pub(crate) struct Deals<'a> {
+    pub count: usize,
+    pub group_size: u32,
+    /// Sent as `Authorization: Bearer` (opening a deal is a merchant's write).
+    pub merchant_token: Option<&'a str>,
+}
+
+/// Opens `deals.count` deals over up to `connections` connections; returns each deal's join
+/// path, `/api/deals/{id}/join`.
+///
+/// # Errors
+/// [`BenchError::DealSetup`] on the first deal the target does not open, connection errors as
+/// for the load, and [`BenchError::Interrupted`] when `stop` fires first.
+pub(crate) async fn open(
+    endpoint: &Endpoint,
+    deals: &Deals<'_>,
+    connections: usize,
+    quiet: bool,
+    stop: &CancellationToken,
+) -> Result<Vec<Uri>, BenchError> {
+    let failed = |problem: String| BenchError::DealSetup { target: endpoint.url.clone(), problem };
+    let authorization = match deals.merchant_token {
+        Some(token) => Some(HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+            failed("cannot be sent: the merchant token is not a valid header value".into())
+        })?),
+        None => None,
+    };
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(deals.count as u64) };
+    bar.set_style(progress_style("{prefix} {wide_bar} {pos}/{len} deals"));
+    bar.set_prefix(format!("deals {}", endpoint.url));
+    // Open long enough for any run: the deadline is not what a join run measures.
+    let body = Bytes::from(format!(
+        r#"{{"sku":"{}","deal_price":"9.90","group_size":{},"expires_in":"24h"}}"#,
+        sku(0),
+        deals.group_size
+    ));
+    let left = Arc::new(AtomicUsize::new(deals.count));
+    let mut tasks = JoinSet::new();
+    for _ in 0..connections.min(deals.count) {
+        let sender = endpoint.connect_or_explain().await?;
+        let opener = Opener {
+            endpoint: endpoint.clone(),
+            body: body.clone(),
+            authorization: authorization.clone(),
+            bar: bar.clone(),
+        };
+        tasks.spawn(opener.open_some(sender, left.clone()));
+    }
+    let mut paths = Vec::with_capacity(deals.count);
+    let outcome = tokio::select! {
+        () = stop.cancelled() => Err(BenchError::Interrupted),
+        outcome = async {
+            while let Some(joined) = tasks.join_next().await {
+                paths.extend(joined.map_err(BenchError::Worker)??);
+            }
+            Ok(())
+        } => outcome,
+    };
+    // Stops the other requests at once when one failed or ctrl-c came.
+    tasks.abort_all();
+    bar.finish_and_clear();
+    outcome.map(|()| paths)
+}
+
+/// What each connection opening deals needs.
+struct Opener {
+    endpoint: Endpoint,
+    body: Bytes,
+    authorization: Option<HeaderValue>,
+    bar: ProgressBar,
+}
+
+#[derive(serde::Deserialize)]
+struct Opened {
+    deal_id: String,
+}
+
+impl Opener {
+    /// Opens deals until `left` is used up; their join paths.
+    async fn open_some(
+        self,
+        mut sender: Sender,
+        left: Arc<AtomicUsize>,
+    ) -> Result<Vec<Uri>, BenchError> {
+        let failed =
+            |problem: String| BenchError::DealSetup { target: self.endpoint.url.clone(), problem };
+        let mut paths = Vec::new();
+        while left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+        {
+            let mut request = self.endpoint.request(
+                Method::POST,
+                Uri::from_static("/api/deals"),
+                self.body.clone(),
+            );
+            if let Some(authorization) = &self.authorization {
+                request.headers_mut().insert(hyper::header::AUTHORIZATION, authorization.clone());
+            }
+            let (status, body) =
+                tokio::time::timeout(SETUP_TIMEOUT, exchange(&mut sender, request, true))
+                    .await
+                    .map_err(|_| {
+                        failed(format!("got no answer within {}s", SETUP_TIMEOUT.as_secs()))
+                    })?
+                    .map_err(|error| failed(format!("failed: {error}")))?;
+            if status != StatusCode::CREATED {
+                let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+                let hint = if status == StatusCode::UNAUTHORIZED {
+                    " (opening deals needs the target's merchant token: --merchant-token or ORDERMILL_MERCHANT_TOKEN)"
+                } else {
+                    ""
+                };
+                return Err(failed(format!("answered {status}{hint}: {text}")));
+            }
+            let opened: Opened = serde_json::from_slice(&body)
+                .map_err(|error| failed(format!("answered without a deal_id: {error}")))?;
+            let path = Uri::try_from(format!("/api/deals/{}/join", opened.deal_id))
+                .map_err(|error| failed(format!("answered a deal_id that is no path: {error}")))?;
+            paths.push(path);
+            self.bar.inc(1);
+        }
+        Ok(paths)
+    }
+}
