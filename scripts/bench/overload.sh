@@ -4,7 +4,10 @@
 # (closed loop, same run), the overload's accepted and shed answers with their latencies
 # (2xx only / 503 only), the server's memory before, at peak and after, and how long after the
 # load stopped the first new order was accepted again.
-# Usage: [BIN=path] [WARMUP=3] [ORDERMILL_HTTP__MAX_IN_FLIGHT=N] scripts/bench/overload.sh [duration=15s] [connections=2000]
+# Usage: [BIN=path] [BENCH_BIN=path] [WARMUP=3] [DEALS=N [GROUP=3]] [ORDERMILL_HTTP__MAX_IN_FLIGHT=N] scripts/bench/overload.sh [duration=15s] [connections=2000]
+#   DEALS: group-buy joins instead of orders (`bench run --deals`): each run opens N deals of
+#   GROUP members first, so N × GROUP must outnumber the joins a run accepts.
+#   BENCH_BIN: the load generator's build, when the server's (BIN) is one without a flag used.
 # Needs: a release build (cargo build --release), python3, curl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,6 +15,9 @@ duration=${1:-15s}
 conns=${2:-2000}
 WARMUP=${WARMUP:-3}  # seconds of unmeasured overload before the measured run
 bin=${BIN:-target/release/ordermill}
+bench=${BENCH_BIN:-$bin}
+load=(--skus 1000)
+if [ -n "${DEALS:-}" ]; then load+=(--deals "$DEALS" --group-size "${GROUP:-3}"); fi
 port=18082
 ulimit -n "$(ulimit -Hn)"  # 2,000 connections on each side need more than the usual 1024
 data=$(mktemp -d)
@@ -28,24 +34,24 @@ for k in sys.argv[2:]: d = d[k]
 print(d)' "$@"; }
 
 echo "== sustainable rate: closed loop, 64 connections, 10 s =="
-"$bin" bench run --target http://127.0.0.1:$port --connections 64 --duration 10s --setup \
-  --skus 1000 --quiet --json /tmp/om-sustainable.json | tee /tmp/om-sustainable.txt
+"$bench" bench run --target http://127.0.0.1:$port --connections 64 --duration 10s --setup \
+  "${load[@]}" --quiet --json /tmp/om-sustainable.json | tee /tmp/om-sustainable.txt
 sustainable=$(field /tmp/om-sustainable.json run throughput orders_per_sec)
 rate=$(python3 -c "print(int(2 * $sustainable))")
 # A few seconds of the same overload first, not measured: the first second of a step from
 # idle to 2x on 2,000 fresh connections is a transient of its own (p99 ~2 s in the first
 # second, ~100 ms from the third), and the target is the steady state.
 echo "== warm-up: ${WARMUP}s at $rate orders/s over $conns connections (not measured) =="
-"$bin" bench run --target http://127.0.0.1:$port --connections "$conns" --duration "${WARMUP}s" \
-  --rate "$rate" --skus 1000 --quiet >/dev/null
+"$bench" bench run --target http://127.0.0.1:$port --connections "$conns" --duration "${WARMUP}s" \
+  --rate "$rate" "${load[@]}" ${DEALS:+--setup} --quiet >/dev/null
 before=$(rss_mib)
 
 echo "== overload: open loop at $rate orders/s (2x), $conns connections, $duration =="
 peak=$before
 ( while kill -0 $server 2>/dev/null; do r=$(rss_mib); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" > /tmp/om-peak; sleep 0.5; done ) &
 sampler=$!
-"$bin" bench run --target http://127.0.0.1:$port --connections "$conns" --duration "$duration" \
-  --rate "$rate" --skus 1000 --quiet --json /tmp/om-overload.json | tee /tmp/om-overload.txt
+"$bench" bench run --target http://127.0.0.1:$port --connections "$conns" --duration "$duration" \
+  --rate "$rate" "${load[@]}" ${DEALS:+--setup} --quiet --json /tmp/om-overload.json | tee /tmp/om-overload.txt
 stopped=$(date +%s.%N)
 # Full service again: the first new order answered 201 after the load stopped.
 until [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
