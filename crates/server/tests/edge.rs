@@ -114,19 +114,7 @@ async fn past_max_in_flight_an_order_is_refused_at_once_and_holds_nothing() {
         let app = app.clone();
         orders.spawn(async move { app.order(&format!("c-{i}"), &[("tea", 1)]).await });
     }
-    let (mut accepted, mut refused) = (0, 0);
-    while let Some(reply) = orders.join_next().await {
-        let reply = reply.unwrap();
-        match reply.status {
-            201 => accepted += 1,
-            503 => {
-                assert_eq!(reply.code(), "overloaded");
-                assert!(reply.body["error"]["message"].as_str().unwrap().contains("max_in_flight"));
-                refused += 1;
-            }
-            other => panic!("unexpected {other}: {:?}", reply.body),
-        }
-    }
+    let (accepted, refused) = accepted_or_refused_past_max_in_flight(orders).await;
     assert!(accepted > 0 && refused > 0, "{accepted} accepted, {refused} refused");
     assert_eq!(app.available("tea").await, 1_000 - accepted, "the refused hold nothing");
     assert_eq!(app.count("SELECT count(*) FROM orders"), accepted);
@@ -149,19 +137,7 @@ async fn joins_past_max_in_flight_or_max_queue_wait_are_refused_at_once_and_hold
         let (app, deal) = (app.clone(), deal.clone());
         joins.spawn(async move { join(&app, &deal, &format!("c-{i}")).await });
     }
-    let (mut accepted, mut refused) = (0, 0);
-    while let Some(reply) = joins.join_next().await {
-        let reply = reply.unwrap();
-        match reply.status {
-            201 => accepted += 1,
-            503 => {
-                assert_eq!(reply.code(), "overloaded");
-                assert!(reply.body["error"]["message"].as_str().unwrap().contains("max_in_flight"));
-                refused += 1;
-            }
-            other => panic!("unexpected {other}: {:?}", reply.body),
-        }
-    }
+    let (accepted, refused) = accepted_or_refused_past_max_in_flight(joins).await;
     assert!(accepted > 0 && refused > 0, "{accepted} accepted, {refused} refused");
     assert_eq!(app.available("crab").await, 1_000 - accepted, "the refused hold nothing");
     let members = app.get(&format!("/api/deals/{deal}")).await.body["member_count"].as_i64();
@@ -179,6 +155,27 @@ async fn joins_past_max_in_flight_or_max_queue_wait_are_refused_at_once_and_hold
     assert_eq!(app.available("crab").await, 10, "nothing held");
     assert_eq!(app.count("SELECT count(*) FROM deal_members"), 0, "nothing written");
     app.stop().await;
+}
+
+/// How many of `requests` were accepted (201) and how many refused 503 `overloaded` for
+/// `http.max_in_flight`; any other answer fails the test.
+async fn accepted_or_refused_past_max_in_flight(
+    mut requests: tokio::task::JoinSet<support::Reply>,
+) -> (i64, i64) {
+    let (mut accepted, mut refused) = (0, 0);
+    while let Some(reply) = requests.join_next().await {
+        let reply = reply.unwrap();
+        match reply.status {
+            201 => accepted += 1,
+            503 => {
+                assert_eq!(reply.code(), "overloaded");
+                assert!(reply.body["error"]["message"].as_str().unwrap().contains("max_in_flight"));
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {:?}", reply.body),
+        }
+    }
+    (accepted, refused)
 }
 
 async fn open_deal(app: &support::TestApp, sku: &str) -> String {

@@ -6,14 +6,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::Full;
 use hyper::header::HeaderValue;
-use hyper::{Method, StatusCode, Uri};
+use hyper::{Method, Request, StatusCode, Uri};
 use indicatif::ProgressBar;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::BenchError;
-use super::conn::{Endpoint, exchange};
+use super::conn::{Endpoint, Sender, exchange};
 use super::load::progress_style;
 
 /// The name of SKU number `index`.
@@ -232,8 +233,37 @@ fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
     buf.extend_from_slice(&digits[at..]);
 }
 
-// A PUT that takes this long means the target is stuck; the run would measure nothing.
-pub(super) const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+// A set-up request that takes this long means the target is stuck; the run would measure
+// nothing.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `Authorization: Bearer <token>` for the set-up's merchant writes (none without a token); the
+/// problem, for the caller's error, when the token cannot be a header.
+pub(super) fn merchant_authorization(token: Option<&str>) -> Result<Option<HeaderValue>, String> {
+    token
+        .map(|token| {
+            HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                "cannot be sent: the merchant token is not a valid header value".to_owned()
+            })
+        })
+        .transpose()
+}
+
+/// One set-up request, with `authorization`, answered within [`SETUP_TIMEOUT`]; the problem,
+/// for the caller's error, when it is not.
+pub(super) async fn setup_exchange(
+    sender: &mut Sender,
+    mut request: Request<Full<Bytes>>,
+    authorization: Option<&HeaderValue>,
+) -> Result<(StatusCode, Bytes), String> {
+    if let Some(authorization) = authorization {
+        request.headers_mut().insert(hyper::header::AUTHORIZATION, authorization.clone());
+    }
+    tokio::time::timeout(SETUP_TIMEOUT, exchange(sender, request, true))
+        .await
+        .map_err(|_| format!("got no answer within {}s", SETUP_TIMEOUT.as_secs()))?
+        .map_err(|error| format!("failed: {error}"))
+}
 
 /// What `--setup` creates.
 pub(crate) struct Setup<'a> {
@@ -258,16 +288,9 @@ pub(crate) async fn setup(
     stop: &CancellationToken,
 ) -> Result<(), BenchError> {
     let (skus, stock) = (catalog.skus, catalog.stock);
-    let authorization = match catalog.merchant_token {
-        Some(token) => Some(HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
-            BenchError::Setup {
-                target: endpoint.url.clone(),
-                sku: sku(0),
-                problem: "cannot be sent: the merchant token is not a valid header value".into(),
-            }
-        })?),
-        None => None,
-    };
+    let authorization = merchant_authorization(catalog.merchant_token).map_err(|problem| {
+        BenchError::Setup { target: endpoint.url.clone(), sku: sku(0), problem }
+    })?;
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(skus as u64) };
     bar.set_style(progress_style("{prefix} {wide_bar} {pos}/{len} SKUs"));
     bar.set_prefix(format!("setup {}", endpoint.url));
@@ -298,7 +321,7 @@ async fn join_all(tasks: &mut JoinSet<Result<(), BenchError>>) -> Result<(), Ben
 }
 
 async fn put_some(
-    mut sender: super::conn::Sender,
+    mut sender: Sender,
     next: Arc<AtomicUsize>,
     endpoint: Arc<Endpoint>,
     (skus, stock): (usize, u64),
@@ -319,15 +342,9 @@ async fn put_some(
         let path = Uri::try_from(format!("/api/products/{sku}"))
             .map_err(|error| failed(format!("has no valid path: {error}")))?;
         let body = format!(r#"{{"name":"Bench product {index}","price":"19.99","stock":{stock}}}"#);
-        let mut request = endpoint.request(Method::PUT, path, Bytes::from(body));
-        if let Some(authorization) = &authorization {
-            request.headers_mut().insert(hyper::header::AUTHORIZATION, authorization.clone());
-        }
+        let request = endpoint.request(Method::PUT, path, Bytes::from(body));
         let (status, body) =
-            tokio::time::timeout(SETUP_TIMEOUT, exchange(&mut sender, request, true))
-                .await
-                .map_err(|_| failed(format!("got no answer within {}s", SETUP_TIMEOUT.as_secs())))?
-                .map_err(|error| failed(format!("failed: {error}")))?;
+            setup_exchange(&mut sender, request, authorization.as_ref()).await.map_err(failed)?;
         if status != StatusCode::OK && status != StatusCode::CREATED {
             let text = String::from_utf8_lossy(&body);
             let text: String = text.chars().take(200).collect();

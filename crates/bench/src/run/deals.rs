@@ -13,8 +13,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::BenchError;
-use super::catalog::{SETUP_TIMEOUT, sku};
-use super::conn::{Endpoint, Sender, exchange};
+use super::catalog::{merchant_authorization, setup_exchange, sku};
+use super::conn::{Endpoint, Sender};
 use super::load::progress_style;
 
 /// The deals to open.
@@ -39,12 +39,7 @@ pub(crate) async fn open(
     stop: &CancellationToken,
 ) -> Result<Vec<Uri>, BenchError> {
     let failed = |problem: String| BenchError::DealSetup { target: endpoint.url.clone(), problem };
-    let authorization = match deals.merchant_token {
-        Some(token) => Some(HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
-            failed("cannot be sent: the merchant token is not a valid header value".into())
-        })?),
-        None => None,
-    };
+    let authorization = merchant_authorization(deals.merchant_token).map_err(failed)?;
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(deals.count as u64) };
     bar.set_style(progress_style("{prefix} {wide_bar} {pos}/{len} deals"));
     bar.set_prefix(format!("deals {}", endpoint.url));
@@ -107,21 +102,14 @@ impl Opener {
         let mut paths = Vec::new();
         while left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
         {
-            let mut request = self.endpoint.request(
+            let request = self.endpoint.request(
                 Method::POST,
                 Uri::from_static("/api/deals"),
                 self.body.clone(),
             );
-            if let Some(authorization) = &self.authorization {
-                request.headers_mut().insert(hyper::header::AUTHORIZATION, authorization.clone());
-            }
-            let (status, body) =
-                tokio::time::timeout(SETUP_TIMEOUT, exchange(&mut sender, request, true))
-                    .await
-                    .map_err(|_| {
-                        failed(format!("got no answer within {}s", SETUP_TIMEOUT.as_secs()))
-                    })?
-                    .map_err(|error| failed(format!("failed: {error}")))?;
+            let (status, body) = setup_exchange(&mut sender, request, self.authorization.as_ref())
+                .await
+                .map_err(failed)?;
             if status != StatusCode::CREATED {
                 let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
                 let hint = if status == StatusCode::UNAUTHORIZED {
