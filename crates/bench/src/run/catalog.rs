@@ -303,21 +303,29 @@ pub(crate) async fn setup(
         let authorization = authorization.clone();
         tasks.spawn(put_some(sender, next, endpoint, (skus, stock), authorization, bar));
     }
-    let outcome = tokio::select! {
-        () = stop.cancelled() => Err(BenchError::Interrupted),
-        outcome = join_all(&mut tasks) => outcome,
-    };
-    // Stops the other PUTs at once when one failed or ctrl-c came.
-    tasks.abort_all();
-    bar.finish_and_clear();
-    outcome
+    finish_all(tasks, stop, &bar).await.map(drop)
 }
 
-async fn join_all(tasks: &mut JoinSet<Result<(), BenchError>>) -> Result<(), BenchError> {
-    while let Some(joined) = tasks.join_next().await {
-        joined.map_err(BenchError::Worker)??;
-    }
-    Ok(())
+/// What every set-up task returned, in the order they ended; the first failure, or
+/// [`BenchError::Interrupted`] when `stop` fires first, stops the others at once.
+pub(super) async fn finish_all<T: 'static>(
+    mut tasks: JoinSet<Result<T, BenchError>>,
+    stop: &CancellationToken,
+    bar: &ProgressBar,
+) -> Result<Vec<T>, BenchError> {
+    let mut done = Vec::with_capacity(tasks.len());
+    let outcome = tokio::select! {
+        () = stop.cancelled() => Err(BenchError::Interrupted),
+        outcome = async {
+            while let Some(joined) = tasks.join_next().await {
+                done.push(joined.map_err(BenchError::Worker)??);
+            }
+            Ok(())
+        } => outcome,
+    };
+    tasks.abort_all();
+    bar.finish_and_clear();
+    outcome.map(|()| done)
 }
 
 async fn put_some(

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::BenchError;
-use super::catalog::{merchant_authorization, setup_exchange, sku};
+use super::catalog::{finish_all, merchant_authorization, setup_exchange, sku};
 use super::conn::{Endpoint, Sender};
 use super::load::progress_style;
 
@@ -61,20 +61,8 @@ pub(crate) async fn open(
         };
         tasks.spawn(opener.open_some(sender, left.clone()));
     }
-    let mut paths = Vec::with_capacity(deals.count);
-    let outcome = tokio::select! {
-        () = stop.cancelled() => Err(BenchError::Interrupted),
-        outcome = async {
-            while let Some(joined) = tasks.join_next().await {
-                paths.extend(joined.map_err(BenchError::Worker)??);
-            }
-            Ok(())
-        } => outcome,
-    };
-    // Stops the other requests at once when one failed or ctrl-c came.
-    tasks.abort_all();
-    bar.finish_and_clear();
-    outcome.map(|()| paths)
+    let opened = finish_all(tasks, stop, &bar).await?;
+    Ok(opened.into_iter().flatten().collect())
 }
 
 /// What each connection opening deals needs.
