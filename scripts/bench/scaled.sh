@@ -100,10 +100,18 @@ if [ "$warmup" != 0 ]; then
   warm=$(sql "SELECT count(*) FROM orders")
 fi
 echo "== scaled-out ordermill on $store: $api_nodes api + $workers worker, load for $duration on $conns connections =="
+# Where the time went during the load (each node's stage histograms, read by `bench run`
+# before and after it): every api node and every worker. A build older than `--metrics`
+# (BIN of an earlier commit) loads without them.
+stage_args=()
+if "$bin" bench run --help | grep -q -- '--metrics'; then
+  for i in $(seq "$api_nodes"); do stage_args+=(--metrics "http://127.0.0.1:$((18088 + 2 * i))"); done
+  for i in $(seq "$workers"); do stage_args+=(--metrics "http://127.0.0.1:$((18089 + 2 * i))"); done
+fi
 cpu_before=$(cpu_snapshot)
 start=$(date +%s.%N)
 "$bin" bench run --target "$target" --connections "$conns" --duration "$duration" \
-  --setup $load_args --quiet ${rate:+--rate "$rate"} | tee /tmp/ordermill-load.txt
+  --setup $load_args --quiet ${rate:+--rate "$rate"} "${stage_args[@]}" | tee /tmp/ordermill-load.txt
 loaded=$(date +%s.%N)
 # Requests in flight when the load stopped may still commit: wait until none is left open.
 until [ "$(sql "SELECT count(*) FROM orders WHERE status NOT IN ('confirmed','cancelled')")" = 0 ]; do sleep 0.2; done
@@ -139,20 +147,6 @@ echo "commit batches (api 1): $(curl -s 127.0.0.1:18090/metrics | grep -E '^orde
 echo "orders shed (api 1): $(curl -s 127.0.0.1:18090/metrics | awk '/^ordermill_orders_shed_total/ {
     c = "all"; if (match($0, /cause="[^"]*"/)) c = substr($0, RSTART + 7, RLENGTH - 8); n[c] += $2 }
   END { s = ""; for (k in n) s = s sprintf("%s%s %d", (s == "" ? "" : ", "), k, n[k]); print (s == "" ? "none" : s) }')"
-# Where the time went: mean seconds per stage (api: per request or commit; worker: per batch).
-stages() {
-  curl -s "$1/metrics" | awk -v who="$2" '
-    /^ordermill_stage_duration_seconds_(sum|count)\{/ {
-      match($0, /stage="[^"]*"/); stage = substr($0, RSTART + 7, RLENGTH - 8);
-      q = ""; if (match($0, /queue="[^"]*"/)) q = substr($0, RSTART + 7, RLENGTH - 8);
-      key = (q == "" ? "" : q "/") stage;
-      if ($0 ~ /_sum\{/) sum[key] = $2; else count[key] = $2;
-    }
-    END { for (k in count) if (count[k] > 0) printf "%-7s %-28s mean %8.3f ms over %d\n", who, k, 1000 * sum[k] / count[k], count[k] }' | sort
-}
-echo "== stages =="
-stages http://127.0.0.1:18090 api
-stages http://127.0.0.1:18091 worker
 # PG_STATS=1: which tables and indexes PostgreSQL read, and how much, in this run's schema.
 if [ -n "${PG_STATS:-}" ]; then
   sleep 1 # statistics reach the views when a backend goes idle

@@ -248,7 +248,7 @@ enum BenchCommand {
     ///
     /// Example: ordermill bench run --target http://127.0.0.1:8080 --connections 64
     /// --duration 30s --setup --e2e --json report.json --reference http://127.0.0.1:8081
-    Run(ordermill_bench::RunArgs),
+    Run(Box<ordermill_bench::RunArgs>),
     /// Run a bare axum server that parses the same order JSON and answers 201 — the
     /// physical reference for this machine. Drive it and ordermill with the same load.
     ///
@@ -556,7 +556,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Run(args)) => {
             // No logger: stdout carries the report, progress notes go to stderr.
             let json = args.json.clone();
-            let report = runtime()?.block_on(ordermill_bench::run(args))?;
+            let report = runtime()?.block_on(ordermill_bench::run(*args))?;
             print_report(&report, json, |path| Ok(report.write_json(path)?))
         }
         Command::Bench(BenchCommand::Ceiling { listen }) => {

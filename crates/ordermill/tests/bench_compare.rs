@@ -13,7 +13,7 @@ use std::time::Duration;
 use ordermill_bench::compare::{self, CompareArgs};
 use ordermill_bench::run::report::{Settled, Summary};
 use ordermill_bench::stubs::StubConfig;
-use ordermill_bench::{RunArgs, run};
+use ordermill_bench::{Report, RunArgs, run};
 use support::Node;
 
 /// The invariants every summary keeps, whatever the load did.
@@ -151,5 +151,68 @@ async fn bench_run_loads_the_reference_once_the_targets_queues_are_empty() {
         comparison.target_settled
     );
     assert!(report.to_string().contains("loaded once the target's queues were empty"));
+    drop(node);
+}
+
+/// The report says where the target's time went during the load — `serve`'s own stages and
+/// each consumer's, counted over that load alone (a second run's counts are its own, not the
+/// node's since it started) — and names a `--metrics` node that did not answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_run_reports_the_targets_stages_over_the_load_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let target = format!("http://{}", node.addr);
+    let args = |setup: bool, duration: Duration| RunArgs {
+        target: target.clone(),
+        connections: 4,
+        duration,
+        skus: 10,
+        hot_skus: 2,
+        setup,
+        merchant_token: Some(support::MERCHANT_TOKEN.to_owned()),
+        quiet: true,
+        ..RunArgs::default()
+    };
+    let stage = |report: &Report, queue: &str, name: &str| {
+        let found = report.stages.timings.iter().find(|t| t.queue == queue && t.stage == name);
+        found.cloned().unwrap_or_else(|| panic!("no {queue}/{name} in {:#?}", report.stages))
+    };
+    // Each single order is one reservation; those still in flight when the load stopped may
+    // or may not have been counted.
+    let reserved_per_order = |report: &Report| {
+        let reserve = stage(report, "", "reserve");
+        let (created, sent) = (report.run.orders.created, report.run.orders.sent);
+        assert!(
+            reserve.count >= created && reserve.count <= sent + 4,
+            "{reserve:?} against {:#?}",
+            report.run.orders
+        );
+        assert!(reserve.mean_ms > 0.0, "{reserve:?}");
+    };
+
+    let first = run(args(true, Duration::from_secs(1))).await.unwrap();
+    assert!(first.run.orders.created > 100, "{:#?}", first.run);
+    reserved_per_order(&first);
+    let commit = stage(&first, "", "commit");
+    assert!((1..=first.run.orders.created).contains(&commit.count), "{commit:?}");
+    assert!(commit.mean_ms > 0.0, "{commit:?}");
+    stage(&first, "inventory", "effects");
+    assert!(first.stages.unread.is_empty(), "{:?}", first.stages.unread);
+    let text = first.to_string();
+    assert!(text.contains("stages") && text.contains("inventory/effects"), "{text}");
+    let json = serde_json::to_value(&first).unwrap();
+    assert!(json["stages"]["timings"].as_array().is_some_and(|t| !t.is_empty()), "{json}");
+
+    let second = run(args(false, Duration::from_millis(500))).await.unwrap();
+    reserved_per_order(&second);
+
+    let gone = "http://127.0.0.1:1".to_owned();
+    let named =
+        RunArgs { metrics: vec![target.clone(), gone], ..args(false, Duration::from_millis(300)) };
+    let third = run(named).await.unwrap();
+    reserved_per_order(&third);
+    assert_eq!(third.stages.unread.len(), 1, "{:?}", third.stages.unread);
+    assert!(third.stages.unread[0].starts_with("http://127.0.0.1:1: "), "{:?}", third.stages);
+    assert!(third.to_string().contains("not read from http://127.0.0.1:1"));
     drop(node);
 }

@@ -361,9 +361,10 @@ impl Rig<'_> {
         let before_ordermill = refused();
         self.note(format!("payment down: ordermill for {secs} s"));
         let load = args.load(node.url(), args.outage);
-        let (ordermill, sampled, _) = load_target(&load, args.outage_sample, token)
+        let loaded = load_target(&load, args.outage_sample, token)
             .await
             .map_err(|source| ordermill_error(node, "the outage load", source))?;
+        let (ordermill, sampled) = (loaded.main, loaded.sampled);
         interrupted(token)?;
         let at_up = refused();
         set_down(client, self.stubs_addr, Service::Payment, false).await?;

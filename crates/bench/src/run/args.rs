@@ -150,6 +150,13 @@ pub struct RunArgs {
     /// Members each deal of --deals needs (2 to 1000).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_GROUP_SIZE)]
     pub group_size: u32,
+    /// Read where the time went (`ordermill_stage_duration_seconds`: reserve, commit and
+    /// publish on api nodes; receive, effects, publish and settle per consumer queue) from this
+    /// node's /metrics instead of the target's, just before and just after the load. Repeat it
+    /// for each api node and each worker (its `--metrics-listen` address) when the target is a
+    /// load balancer or the consumers run apart.
+    #[arg(long = "metrics", value_name = "URL")]
+    pub metrics: Vec<String>,
 }
 
 /// A public-key algorithm of `--jwt-key`.
@@ -197,6 +204,7 @@ impl Default for RunArgs {
             idempotency_keys: false,
             deals: None,
             group_size: DEFAULT_GROUP_SIZE,
+            metrics: Vec::new(),
         }
     }
 }
@@ -286,6 +294,14 @@ impl RunArgs {
                 );
             }
         }
+        if let Some(url) =
+            self.metrics.iter().find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return invalid(format!(
+                "--metrics takes a node's base URL, e.g. http://127.0.0.1:9100 (a worker's \
+                 --metrics-listen address); got {url:?}"
+            ));
+        }
         if self.batch > 1 && self.reference.is_some() {
             // The ceiling serves POST /api/orders only; a batch run against it would compare
             // ordermill with a stream of 404s.
@@ -317,7 +333,7 @@ mod tests {
     fn each_bad_value_is_refused_with_its_flag_named() {
         let jwt = || RunArgs { jwt_secret: Some("s".into()), ..RunArgs::default() };
         let deals = |n| RunArgs { deals: Some(n), setup: true, ..RunArgs::default() };
-        let cases: [(RunArgs, &str); 16] = [
+        let cases: [(RunArgs, &str); 17] = [
             (RunArgs { connections: 0, ..RunArgs::default() }, "--connections"),
             (RunArgs { duration: Duration::ZERO, ..RunArgs::default() }, "--duration"),
             (RunArgs { rate: Some(0), ..RunArgs::default() }, "--rate"),
@@ -337,6 +353,7 @@ mod tests {
             (RunArgs { deals: Some(5), ..RunArgs::default() }, "--setup"),
             (RunArgs { group_size: 1, ..deals(5) }, "--group-size"),
             (RunArgs { batch: 2, ..deals(5) }, "--batch"),
+            (RunArgs { metrics: vec!["127.0.0.1:9100".into()], ..RunArgs::default() }, "--metrics"),
         ];
         for (args, flag) in cases {
             let message = args.check().unwrap_err().to_string();

@@ -9,6 +9,8 @@
 //! - `load`: one task per connection, closed or open loop, the progress bar.
 //! - `e2e`: sampling accepted orders during the load and polling them until final
 //!   (`--e2e`).
+//! - `stages`: where the target's time went during the load, from its nodes' stage
+//!   histograms (`--metrics`); `metrics_text` reads their Prometheus text.
 //! - [`report`]: the per-task tally (HDR histogram), the [`Report`] printed and saved as JSON.
 //!
 //! A run is: check the flags, resolve the target (and reference), create the catalog if asked,
@@ -23,8 +25,10 @@ pub(crate) mod e2e;
 mod error;
 mod jwt;
 mod load;
+mod metrics_text;
 pub mod report;
 mod settle;
+pub mod stages;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +41,7 @@ pub use args::RunArgs;
 pub use error::BenchError;
 pub use report::Report;
 use report::Summary;
+use stages::Stages;
 
 use catalog::{Bodies, SkuChooser};
 use conn::Endpoint;
@@ -101,7 +106,7 @@ pub(crate) async fn run_with(
     } else {
         None
     };
-    let (main, sampled, prepared) = load_target(args, sample, token).await?;
+    let Loaded { main, sampled, stages, prepared } = load_target(args, sample, token).await?;
     let e2e = if let Some(client) = client.as_ref().filter(|_| args.e2e)
         && !token.is_cancelled()
     {
@@ -125,13 +130,25 @@ pub(crate) async fn run_with(
     };
     let mut report = Report::new(main, reference);
     report.e2e = e2e;
+    report.stages = stages;
     if let (Some(comparison), Some(settled)) = (report.reference.as_mut(), settled) {
         comparison.target_settled = settled;
     }
     Ok(report)
 }
 
-/// What [`load_target`] leaves for the reference run.
+/// What [`load_target`] measured, and what it leaves for the reference run.
+pub(crate) struct Loaded {
+    /// The target's run.
+    pub main: Summary,
+    /// Ids of the sampled accepted orders.
+    pub sampled: Vec<String>,
+    /// Where the target's time went during the load.
+    pub stages: Stages,
+    pub prepared: Prepared,
+}
+
+/// The reference run's load.
 pub(crate) struct Prepared {
     reference: Option<Endpoint>,
     spec: LoadSpec,
@@ -139,12 +156,13 @@ pub(crate) struct Prepared {
 }
 
 /// Checks the flags, resolves the target (and reference), creates the catalog if asked and
-/// loads the target, sampling the ids of up to `sample` accepted orders.
+/// loads the target, sampling the ids of up to `sample` accepted orders and reading its
+/// nodes' stage timings around the load.
 pub(crate) async fn load_target(
     args: &RunArgs,
     sample: usize,
     token: &CancellationToken,
-) -> Result<(Summary, Vec<String>, Prepared), BenchError> {
+) -> Result<Loaded, BenchError> {
     args.check()?;
     let target = Endpoint::resolve(&args.target, "--target", "ordermill serve --listen").await?;
     let reference = match &args.reference {
@@ -189,8 +207,10 @@ pub(crate) async fn load_target(
         sample,
         signer,
     };
+    let timed = stages::Before::read(&args.metrics, &args.target).await?;
     let (main, sampled) = load::drive(&target, &spec, bodies.clone(), token).await?;
+    let stages = timed.after().await;
     // The reference is only timed; nothing of it is sampled.
     let spec = LoadSpec { sample: 0, ..spec };
-    Ok((main, sampled, Prepared { reference, spec, bodies }))
+    Ok(Loaded { main, sampled, stages, prepared: Prepared { reference, spec, bodies } })
 }

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::BenchError;
+use super::stages::Stages;
 
 // Latencies are kept in microseconds up to an hour; anything slower is recorded as an hour.
 const LATENCY_MAX_US: u64 = 3_600_000_000;
@@ -323,6 +324,9 @@ pub struct Report {
     /// Accept→confirmed latency of a sample of the target's accepted orders, with `--e2e`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e2e: Option<E2e>,
+    /// Where the target's time went during the load, from its nodes' stage histograms.
+    #[serde(default)]
+    pub stages: Stages,
 }
 
 impl Report {
@@ -337,7 +341,7 @@ impl Report {
             target_settled: Settled::Unknown,
             run: reference,
         });
-        Report { run, reference, e2e: None }
+        Report { run, reference, e2e: None, stages: Stages::default() }
     }
 
     /// Writes the report as pretty JSON to `path`.
@@ -611,6 +615,7 @@ impl fmt::Display for Report {
         if let Some(e2e) = &self.e2e {
             write!(f, "{e2e}")?;
         }
+        write!(f, "{}", self.stages)?;
         if let Some(reference) = &self.reference {
             writeln!(f)?;
             match reference.target_settled {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::metrics_text::samples;
 use super::report::Settled;
 
 /// The longest the reference waits for the target's queues to empty.
@@ -20,19 +21,7 @@ const QUEUE_DEPTH: &str = "ordermill_queue_depth";
 /// The messages waiting in all of the target's queues, read from its Prometheus text; `None`
 /// when it publishes no queue depth (not ordermill, or a node without a bus).
 pub(crate) fn backlog(metrics: &str) -> Option<f64> {
-    let mut total = None;
-    for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix(QUEUE_DEPTH) else { continue };
-        // `ordermill_queue_depth{queue="x"} 12` — not a longer name that starts the same.
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
-            continue;
-        }
-        let value = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-        if let Some(value) = value {
-            total = Some(total.unwrap_or(0.0) + value);
-        }
-    }
-    total
+    samples(metrics).filter(|s| s.name == QUEUE_DEPTH).map(|s| s.value).reduce(|a, b| a + b)
 }
 
 /// Waits until the target's queues are empty (at most [`LIMIT`]).
