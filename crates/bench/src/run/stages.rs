@@ -66,12 +66,17 @@ impl fmt::Display for Stages {
             } else {
                 format!("{}/{}", t.queue, t.stage)
             };
+            // An in-process reservation takes microseconds: in ms it would read 0.000.
+            let mean = if t.mean_ms < 0.1 {
+                format!("{:>8.1} µs", t.mean_ms * 1000.0)
+            } else {
+                format!("{:>8.3} ms", t.mean_ms)
+            };
             writeln!(
                 f,
-                "  {}  {stage:<26} {:>9} × mean {:>8.3} ms  p50 {}  p99 {}",
+                "  {}  {stage:<26} {:>9} × mean {mean}  p50 {}  p99 {}",
                 t.node,
                 t.count,
-                t.mean_ms,
                 under(t.p50_under_ms),
                 under(t.p99_under_ms)
             )?;
@@ -276,6 +281,29 @@ ordermill_stage_duration_seconds_count{stage=\"effects\",queue=\"payment\"} 4
         let effects = timings.iter().find(|t| t.stage == "effects").unwrap();
         assert_eq!((effects.queue.as_str(), effects.count), ("payment", 4));
         assert!((effects.mean_ms - 5.0).abs() < 1e-9, "{effects:?}");
+    }
+
+    #[test]
+    fn printed_per_node_with_fast_stages_in_microseconds_and_unread_nodes_named() {
+        assert_eq!(Stages::default().to_string(), "", "nothing read, nothing printed");
+        let timing = |stage: &str, queue: &str, mean_ms| StageTiming {
+            node: "http://n".into(),
+            stage: stage.into(),
+            queue: queue.into(),
+            count: 7,
+            mean_ms,
+            p50_under_ms: Some(0.1),
+            p99_under_ms: None,
+        };
+        let stages = Stages {
+            timings: vec![timing("reserve", "", 0.0004), timing("effects", "payment", 9.5)],
+            unread: vec!["http://w: no answer".into()],
+        };
+        let text = stages.to_string();
+        assert!(text.contains("reserve") && text.contains("0.4 µs"), "{text}");
+        assert!(text.contains("payment/effects") && text.contains("9.500 ms"), "{text}");
+        assert!(text.contains("p50 ≤ 0.1 ms  p99 beyond the buckets"), "{text}");
+        assert!(text.contains("not read from http://w: no answer"), "{text}");
     }
 
     #[test]
