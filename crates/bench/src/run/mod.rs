@@ -145,6 +145,7 @@ pub(crate) struct Loaded {
     pub sampled: Vec<String>,
     /// Where the target's time went during the load.
     pub stages: Stages,
+    /// What the reference run needs.
     pub prepared: Prepared,
 }
 
