@@ -78,7 +78,9 @@ enum Command {
     Bench(BenchCommand),
     /// Summarise a running deployment from what its nodes serve: which nodes are ready (and
     /// why not), orders per second and in all, accepted→confirmed latency, queue depths and
-    /// dead letters. Exits 1 when a node is not ready.
+    /// dead letters, and where the time went over the interval (each stage's runs per second
+    /// and mean: reserve, commit, each consumer's effects, …). Exits 1 when a node is not
+    /// ready.
     ///
     /// Example: ordermill status --url http://10.0.0.1:8080 --url http://10.0.0.2:8080
     /// --url http://10.0.0.3:9101 --watch

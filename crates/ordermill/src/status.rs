@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ordermill_server::telemetry::scrape::{Scrape, Totals, quantile};
+use ordermill_server::telemetry::scrape::{
+    Scrape, StageRate, StageSums, Totals, quantile, stages_since,
+};
 use serde::Serialize;
 
 /// What `ordermill status` was asked.
@@ -57,6 +59,11 @@ struct Status {
     accept_to_confirm_p50_s: Option<f64>,
     accept_to_confirm_p99_s: Option<f64>,
     queues: Vec<QueueView>,
+    /// Where the time went between this snapshot and the one before, every node together.
+    stages: Vec<StageRate>,
+    /// The nodes' stage histograms as read, for the next interval's figures.
+    #[serde(skip)]
+    stage_sums: BTreeMap<(String, String), StageSums>,
 }
 
 /// Runs the command; `Ok(false)` when some node is not ready (the exit status says so).
@@ -163,12 +170,15 @@ async fn snapshot(client: &reqwest::Client, request: &StatusRequest) -> anyhow::
         accept_to_confirm_p50_s: quantile(&merged.confirm_buckets, 0.5),
         accept_to_confirm_p99_s: quantile(&merged.confirm_buckets, 0.99),
         queues,
+        stages: Vec::new(),
+        stage_sums: merged.stages,
     };
     Ok(status)
 }
 
 fn with_rates(mut status: Status, before: &Status, seconds: f64) -> Status {
     status.rates = status.totals.rates_since(&before.totals, seconds);
+    status.stages = stages_since(&status.stage_sums, &before.stage_sums, seconds);
     status
 }
 
@@ -221,6 +231,26 @@ fn render(status: &Status, seconds: f64) -> String {
             out,
             "dead letters: GET /admin/dlq/<queue> lists them (docs/OPERATIONS.md, \"Dead letters\")"
         );
+    }
+    if !status.stages.is_empty() {
+        let _ = writeln!(
+            out,
+            "stage                          per s       mean  (every node, over {seconds:.1} s)"
+        );
+        for s in &status.stages {
+            let name = if s.queue.is_empty() {
+                s.stage.clone()
+            } else {
+                format!("{}/{}", s.queue, s.stage)
+            };
+            // An in-process reservation takes microseconds: in ms it would read 0.00.
+            let mean = if s.mean_ms < 0.1 {
+                format!("{:>7.1} µs", s.mean_ms * 1000.0)
+            } else {
+                format!("{:>7.2} ms", s.mean_ms)
+            };
+            let _ = writeln!(out, "  {name:<26} {:>9.0} {mean}", s.per_sec);
+        }
     }
     out
 }

@@ -70,3 +70,47 @@ async fn status_reports_readiness_orders_and_queues_of_the_nodes_it_is_given() {
     );
     node.stop();
 }
+
+/// Where the time went over the interval: the stages that ran while status watched (orders
+/// placed meanwhile), per second and their mean, and none when nothing ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_stages_that_ran_during_its_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let client = reqwest::Client::new();
+    node.put_product(&client, "a", json!({"name": "A", "price": "1.00", "stock": 100000})).await;
+    let base = node.url("");
+
+    let idle = status(&["--url", &base, "--json", "--every", "200ms"]);
+    let idle: Value = serde_json::from_slice(&idle.stdout).unwrap();
+    assert_eq!(idle["stages"], json!([]), "nothing ran: {idle}");
+
+    let watching = {
+        let base = base.clone();
+        tokio::task::spawn_blocking(move || status(&["--url", &base, "--json", "--every", "1s"]))
+    };
+    let until = Instant::now() + Duration::from_millis(1500);
+    let mut placed = 0;
+    while Instant::now() < until {
+        node.order(&client, &format!("c-{placed}"), "a", 1).await;
+        placed += 1;
+    }
+    let out = watching.await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stage = |queue: &str, name: &str| {
+        report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["queue"] == queue && s["stage"] == name)
+            .cloned()
+    };
+    let reserve = stage("", "reserve").unwrap_or_else(|| panic!("no reserve: {report}"));
+    let per_sec = reserve["per_sec"].as_f64().unwrap();
+    // One reservation per order; the interval is about a second of the 1.5 s of orders.
+    assert!(per_sec >= 1.0 && per_sec <= f64::from(placed) * 1.5, "{reserve} of {placed}");
+    assert!(reserve["mean_ms"].as_f64().unwrap() > 0.0, "{reserve}");
+    assert!(stage("", "commit").is_some(), "{report}");
+    node.stop();
+}

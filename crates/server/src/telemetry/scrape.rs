@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{
     COMMIT_SHED, CONFIRM_SECONDS, CONSUMER_MESSAGES, INTAKE_SECONDS, ORDERS_ACCEPTED,
-    ORDERS_CANCELLED, ORDERS_CONFIRMED, ORDERS_REJECTED, QUEUE_DEAD, QUEUE_DEPTH,
+    ORDERS_CANCELLED, ORDERS_CONFIRMED, ORDERS_REJECTED, QUEUE_DEAD, QUEUE_DEPTH, STAGE_SECONDS,
 };
 
 /// Order counters, summed over nodes (or, as rates, per second).
@@ -65,6 +65,53 @@ pub struct Scrape {
     pub confirm_buckets: BTreeMap<String, f64>,
     /// `le` bound → cumulative count of the intake latency histogram.
     pub intake_buckets: BTreeMap<String, f64>,
+    /// (queue, stage) → the stage histogram's count and sum of seconds (queue empty for an
+    /// api node's own stages).
+    pub stages: BTreeMap<(String, String), StageSums>,
+}
+
+/// A stage histogram's count and sum, since its node started.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageSums {
+    /// Times the stage ran.
+    pub count: f64,
+    /// Seconds it took in all.
+    pub seconds: f64,
+}
+
+/// One stage over an interval, every node together.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StageRate {
+    /// `reserve`, `commit`, `effects`, …
+    pub stage: String,
+    /// The consumer's queue; empty for an api node's own stages.
+    pub queue: String,
+    /// Times the stage ran per second.
+    pub per_sec: f64,
+    /// Mean time per run, ms.
+    pub mean_ms: f64,
+}
+
+/// What each stage did between `before` and `now` (`seconds` apart), the stages that ran;
+/// a node restarted in between counts from its restart.
+pub fn stages_since(
+    now: &BTreeMap<(String, String), StageSums>,
+    before: &BTreeMap<(String, String), StageSums>,
+    seconds: f64,
+) -> Vec<StageRate> {
+    now.iter()
+        .filter_map(|((queue, stage), now)| {
+            let then = before.get(&(queue.clone(), stage.clone())).copied().unwrap_or_default();
+            let then = if then.count > now.count { StageSums::default() } else { then };
+            let count = now.count - then.count;
+            (count >= 1.0).then(|| StageRate {
+                stage: stage.clone(),
+                queue: queue.clone(),
+                per_sec: count / seconds.max(0.001),
+                mean_ms: (now.seconds - then.seconds) / count * 1000.0,
+            })
+        })
+        .collect()
 }
 
 impl Scrape {
@@ -81,6 +128,7 @@ impl Scrape {
             };
             let bucket =
                 |suffix: &str| name.strip_suffix("_bucket").is_some_and(|base| base == suffix);
+            let stage_part = name.strip_prefix(STAGE_SECONDS);
             match name {
                 ORDERS_ACCEPTED => scrape.totals.accepted += value,
                 ORDERS_CONFIRMED => scrape.totals.confirmed += value,
@@ -116,6 +164,17 @@ impl Scrape {
                         *scrape.intake_buckets.entry(le).or_default() += value;
                     }
                 }
+                _ if matches!(stage_part, Some("_count" | "_sum")) => {
+                    if let Some(stage) = label("stage") {
+                        let key = (label("queue").unwrap_or_default(), stage);
+                        let sums = scrape.stages.entry(key).or_default();
+                        if stage_part == Some("_count") {
+                            sums.count += value;
+                        } else {
+                            sums.seconds += value;
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -140,6 +199,11 @@ impl Scrape {
         sum(&mut self.rejected_by_reason, other.rejected_by_reason);
         sum(&mut self.confirm_buckets, other.confirm_buckets);
         sum(&mut self.intake_buckets, other.intake_buckets);
+        for (key, v) in other.stages {
+            let sums = self.stages.entry(key).or_default();
+            sums.count += v.count;
+            sums.seconds += v.seconds;
+        }
         for (key, v) in other.consumer_messages {
             *self.consumer_messages.entry(key).or_default() += v;
         }
@@ -186,6 +250,11 @@ ordermill_accept_to_confirm_seconds_bucket{le="+Inf"} 100
 ordermill_intake_duration_seconds_bucket{le="0.001"} 10
 ordermill_intake_duration_seconds_bucket{le="+Inf"} 11
 ordermill_intake_duration_seconds_sum 0.02
+ordermill_stage_duration_seconds_bucket{stage="reserve",le="0.001"} 9
+ordermill_stage_duration_seconds_sum{stage="reserve"} 0.004
+ordermill_stage_duration_seconds_count{stage="reserve"} 10
+ordermill_stage_duration_seconds_sum{stage="effects",queue="payment"} 0.2
+ordermill_stage_duration_seconds_count{stage="effects",queue="payment"} 4
 "#;
 
     #[test]
@@ -212,6 +281,27 @@ ordermill_intake_duration_seconds_sum 0.02
         assert_eq!(merged.rejected_by_reason["invalid_order"], 4.0);
         assert_eq!(merged.consumer_messages[&("payment".into(), "ack".into())], 80.0);
         assert_eq!(merged.depth["payment"], 7.0, "the same bus, seen twice");
+    }
+
+    #[test]
+    fn stages_are_timed_over_the_interval_for_every_node_together() {
+        let before = Scrape::parse(METRICS);
+        let mut now = Scrape::parse(METRICS);
+        now.merge(Scrape::parse(METRICS));
+        let key = |queue: &str, stage: &str| (queue.to_owned(), stage.to_owned());
+        assert_eq!(now.stages[&key("", "reserve")], StageSums { count: 20.0, seconds: 0.008 });
+        let rates = stages_since(&now.stages, &before.stages, 2.0);
+        assert_eq!(rates.len(), 2, "{rates:?}");
+        let (reserve, effects) = (&rates[0], &rates[1]);
+        assert_eq!((reserve.queue.as_str(), reserve.stage.as_str()), ("", "reserve"));
+        assert_eq!((reserve.per_sec, reserve.mean_ms), (5.0, 0.4));
+        assert_eq!((effects.queue.as_str(), effects.stage.as_str()), ("payment", "effects"));
+        assert_eq!(effects.per_sec, 2.0);
+        assert!((effects.mean_ms - 50.0).abs() < 1e-9, "{effects:?}");
+        assert!(stages_since(&before.stages, &before.stages, 2.0).is_empty(), "nothing ran");
+        let restarted = stages_since(&before.stages, &now.stages, 2.0);
+        assert_eq!(restarted.len(), 2, "a restarted node counts from its restart: {restarted:?}");
+        assert_eq!(restarted[0].per_sec, 5.0);
     }
 
     #[test]
