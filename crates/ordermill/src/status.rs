@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ordermill_bench::run::stages::{mean_text, stage_name};
 use ordermill_server::telemetry::scrape::{
     Scrape, StageRate, StageSums, Totals, quantile, stages_since,
 };
@@ -235,20 +236,10 @@ fn render(status: &Status, seconds: f64) -> String {
     if !status.stages.is_empty() {
         let _ = writeln!(
             out,
-            "stage                          per s       mean  (every node, over {seconds:.1} s)"
+            "stage                          per s        mean  (every node, over {seconds:.1} s)"
         );
         for s in &status.stages {
-            let name = if s.queue.is_empty() {
-                s.stage.clone()
-            } else {
-                format!("{}/{}", s.queue, s.stage)
-            };
-            // An in-process reservation takes microseconds: in ms it would read 0.00.
-            let mean = if s.mean_ms < 0.1 {
-                format!("{:>7.1} µs", s.mean_ms * 1000.0)
-            } else {
-                format!("{:>7.2} ms", s.mean_ms)
-            };
+            let (name, mean) = (stage_name(&s.queue, &s.stage), mean_text(s.mean_ms));
             let _ = writeln!(out, "  {name:<26} {:>9.0} {mean}", s.per_sec);
         }
     }
