@@ -122,7 +122,8 @@ enum ReportCommand {
     Create {
         #[command(flatten)]
         api: ReportApi,
-        /// sales_by_sku (confirmed orders' lines per SKU) or orders (one row per order).
+        /// sales_by_sku (confirmed orders' lines per SKU), orders (one row per order), deals
+        /// (one row per group-buy deal) or payments (what became of each order's money).
         #[arg(long)]
         kind: String,
         /// Orders created at or after this instant (RFC 3339).
@@ -134,7 +135,8 @@ enum ReportCommand {
         /// csv or xlsx.
         #[arg(long, default_value = "csv")]
         format: String,
-        /// orders only: one status (accepted, confirmed, cancelled, awaiting_payment, ...).
+        /// orders and payments only: one order status (accepted, confirmed, cancelled,
+        /// awaiting_payment, ...).
         #[arg(long)]
         status: Option<String>,
         /// Only orders holding this SKU.
