@@ -15,7 +15,6 @@ use ordermill_core::ports::{OrderStore, StockCache};
 use ordermill_core::{Fact, OrderIdGenerator, SystemClock};
 use ordermill_server::adapters::integrations::log_notifier::LogNotifier;
 use ordermill_server::adapters::integrations::simulated_gateway::SimulatedGateway;
-use ordermill_server::adapters::workers::effect_commits::EffectCommits;
 use ordermill_server::adapters::workers::{Outcome, Pipeline, settle};
 use ordermill_server::services::order_cache::OrderCache;
 use ordermill_server::services::purchase_limits::PurchaseLimits;
@@ -30,7 +29,6 @@ async fn units_released_by_an_effect_come_back_even_if_its_handler_is_cancelled(
     store.commit_orders(Arc::new(vec![order.clone()])).await.unwrap();
     let pipeline = Pipeline {
         store: store.clone(),
-        effect_commits: EffectCommits::new(store.clone(), false),
         bus: bus.clone(),
         cache: cache.clone(),
         clock: Arc::new(SystemClock),

@@ -133,10 +133,6 @@ async fn pipeline_with(
     );
     let pipeline = ordermill_server::adapters::workers::Pipeline {
         store: store.clone(),
-        effect_commits: ordermill_server::adapters::workers::effect_commits::EffectCommits::new(
-            store.clone(),
-            false,
-        ),
         bus: bus.clone(),
         cache: Arc::new(LocalStockCache::new()),
         clock: Arc::new(SystemClock),

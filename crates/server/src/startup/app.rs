@@ -22,7 +22,6 @@ use crate::adapters::http::rate_limit::RateLimit;
 use crate::adapters::http::serve::EdgeLimits;
 use crate::adapters::http::{self, AppState, Shared};
 use crate::adapters::integrations::{self, IntegrationError};
-use crate::adapters::workers::effect_commits::EffectCommits;
 use crate::adapters::workers::pay_later::PayLater;
 use crate::adapters::workers::{self, Pipeline};
 use crate::services::catalog::{Catalog, CatalogError, Reconcile};
@@ -305,7 +304,6 @@ impl Application {
         let order_cache = OrderCache::new(backends.order_cache.clone());
         let pipeline = Pipeline {
             store: backends.store.clone(),
-            effect_commits: EffectCommits::new(backends.store.clone(), backends.shared),
             bus: backends.bus.clone(),
             cache: backends.cache.clone(),
             clock: clock.clone(),

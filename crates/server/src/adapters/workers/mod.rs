@@ -7,7 +7,6 @@
 //! second effect), then [`settle`] publishes the events the effects emitted, gives released
 //! units back to the hot-stock cache and refreshes the read cache.
 
-pub mod effect_commits;
 pub mod inventory;
 pub mod notify;
 pub mod order_admin;
@@ -54,9 +53,6 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Pipeline {
     /// The store of record.
     pub store: Arc<dyn OrderStore>,
-    /// Where consumers' effect batches go to be committed (with other consumers' on a
-    /// shared store).
-    pub effect_commits: effect_commits::EffectCommits,
     /// The bus.
     pub bus: Arc<dyn EventBus>,
     /// Hot stock, to give released units back.

@@ -200,7 +200,7 @@ impl Effects {
         let (effects, detached) = (self.effects, pipeline.clone());
         let work = tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let applied = detached.effect_commits.apply(effects).await;
+            let applied = detached.store.apply_effects(effects).await;
             telemetry::stage("effects", &consumer).record(started.elapsed().as_secs_f64());
             match applied {
                 Ok(results) => {
