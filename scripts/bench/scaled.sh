@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Scaled-out ordermill against RabbitMQ's own ceiling for the same topology (measured before
 # and after the pipeline's run, the mean used), in one run, and
-# what each order costs each process in CPU (the figures docs/SCALING.md's arithmetic uses).
+# what each order costs each process in CPU (the figures docs/SCALING.md's arithmetic uses),
+# what it costs PostgreSQL in commits and WAL (steadier than throughput on a noisy VM: compare
+# builds on these), and how long an order took from accepted to confirmed.
 # Usage: [BIN=path] [STORE=postgres|mysql] [API_NODES=1] [WORKERS=1] [WARMUP=3s] scripts/bench/scaled.sh [duration=20s] [connections=64] [rate]
 #   STORE=mysql: the MySQL store (ORDERMILL_TEST_MYSQL_URL, default root@127.0.0.1:3306; the
 #   `mysql` client reads the counts) instead of PostgreSQL
@@ -108,6 +110,12 @@ if "$bin" bench run --help | grep -q -- '--metrics'; then
   for i in $(seq "$api_nodes"); do stage_args+=(--metrics "http://127.0.0.1:$((18088 + 2 * i))"); done
   for i in $(seq "$workers"); do stage_args+=(--metrics "http://127.0.0.1:$((18089 + 2 * i))"); done
 fi
+# PostgreSQL's commits and WAL over the load and drain (server-wide: keep the box quiet).
+pg_counters() {
+  [ "$store" = postgres ] || return 0
+  psql "$pg" -Atc "SELECT (SELECT sum(xact_commit) FROM pg_stat_database) || ' ' || wal_records || ' ' || wal_bytes FROM pg_stat_wal"
+}
+pg_before=$(pg_counters)
 cpu_before=$(cpu_snapshot)
 start=$(date +%s.%N)
 "$bin" bench run --target "$target" --connections "$conns" --duration "$duration" \
@@ -118,6 +126,7 @@ until [ "$(sql "SELECT count(*) FROM orders WHERE status NOT IN ('confirmed','ca
 total=$(( $(sql "SELECT count(*) FROM orders") - warm ))
 done_at=$(date +%s.%N)
 cpu_after=$(cpu_snapshot)
+pg_after=$(pg_counters)
 # The ceiling once more, now that the pipeline is idle: on a shared VM it moves by a quarter
 # from one minute to the next, and the mean of the two brackets the pipeline's run.
 "$bin" bench broker-ceiling "${ceiling_args[@]}" 2>/dev/null > /tmp/ordermill-ceiling-after.txt
@@ -141,6 +150,20 @@ awk -v n="$total" -v before="$cpu_before" -v after="$cpu_after" 'BEGIN {
     if (us > 0) printf "%-11s %8.1f µs/order   %8.0f orders/s per core\n", name[i], us, 1e6 / us;
   }
 }'
+if [ -n "$pg_before" ]; then
+  awk -v n="$total" -v before="$pg_before" -v after="$pg_after" 'BEGIN {
+    split(before, b, " "); split(after, a, " ");
+    printf "database work per order  %.3f commits, %.1f WAL records, %.0f WAL bytes\n",
+      (a[1] - b[1]) / n, (a[2] - b[2]) / n, (a[3] - b[3]) / n;
+  }'
+fi
+# Accepted → confirmed, as the first worker saw it since the nodes started (warm-up included).
+echo "accept → confirmed (worker 1): $(curl -s 127.0.0.1:18091/metrics | awk '
+  /^ordermill_accept_to_confirm_seconds_bucket/ { match($0, /le="[^"]*"/); le[++k] = substr($0, RSTART + 4, RLENGTH - 5); c[k] = $2 }
+  /^ordermill_accept_to_confirm_seconds_sum/ { sum = $2 } /^ordermill_accept_to_confirm_seconds_count/ { n = $2 }
+  END { if (n == 0) { print "none"; exit } for (i = 1; i <= k; i++) if (c[i] >= 0.5 * n && p50 == "") p50 = le[i];
+    for (i = 1; i <= k; i++) if (c[i] >= 0.99 * n && p99 == "") p99 = le[i];
+    printf "mean %.1f ms, p50 <= %s s, p99 <= %s s over %d orders", 1000 * sum / n, p50, p99, n }')"
 echo "commit batches (api 1): $(curl -s 127.0.0.1:18090/metrics | grep -E '^ordermill_commit_batch_orders_(sum|count)' | awk '{v[$1]=$2} END { printf "mean %.1f orders per transaction", v["ordermill_commit_batch_orders_sum"] / v["ordermill_commit_batch_orders_count"] }')"
 # Orders shed for waiting past http.max_queue_wait, by what held them up (a node behind, or a
 # commit the store was slow to finish): a closed loop counts them as "rejected".
