@@ -338,11 +338,7 @@ impl Drop for Shell {
 /// libfaketime's settings that put a process's wall clock at [`README_WRITTEN_AT_UNIX`]
 /// (timers keep the real pace).
 fn faked_clock() -> Vec<(String, String)> {
-    let library = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
-        .iter()
-        .map(|dir| format!("{dir}/faketime/libfaketime.so.1"))
-        .find(|path| Path::new(path).exists())
-        .expect("libfaketime is installed (apt-get install faketime; .ci/services.sh does)");
+    let library = support::libfaketime();
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
     let offset = README_WRITTEN_AT_UNIX - i64::try_from(now).unwrap();
     vec![

@@ -131,6 +131,15 @@ impl Node {
     }
 }
 
+/// Where libfaketime is, to preload into a process whose wall clock a test sets.
+pub fn libfaketime() -> String {
+    ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
+        .iter()
+        .map(|dir| format!("{dir}/faketime/libfaketime.so.1"))
+        .find(|path| Path::new(path).exists())
+        .expect("libfaketime is installed (apt-get install faketime; .ci/services.sh does)")
+}
+
 /// `GET url` with `Authorization: Bearer token`, its body as JSON.
 pub async fn get_json(client: &reqwest::Client, url: String, token: &str) -> Value {
     client.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()

@@ -217,11 +217,7 @@ impl Deployment {
         // libfaketime preloaded into ordermill itself, not through the `faketime` wrapper: the
         // wrapper forks, so killing it (as Proc's drop does) left the node running, orphaned,
         // after the test.
-        let library = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
-            .iter()
-            .map(|dir| format!("{dir}/faketime/libfaketime.so.1"))
-            .find(|path| Path::new(path).exists())
-            .expect("libfaketime is installed (apt-get install faketime; .ci/services.sh does)");
+        let library = super::libfaketime();
         let mut command = self.command(&["api", "--listen", "127.0.0.1:0", "--log-format", "json"]);
         command
             .env("LD_PRELOAD", library)
