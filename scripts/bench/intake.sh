@@ -14,9 +14,10 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
 "$bin" bench ceiling --listen 127.0.0.1:18081 >/dev/null 2>&1 &
 export ORDERMILL_MERCHANT_TOKEN=${ORDERMILL_MERCHANT_TOKEN:-bench-merchant-$$}
 RUST_LOG=warn "$bin" serve --listen 127.0.0.1:18080 --data-dir "$data" >/dev/null 2>&1 &
-for port in 18080 18081; do
-  for _ in $(seq 50); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.1; done
-done
+# The ceiling answers anything once it listens; ordermill's port answers from the start, and
+# /readyz 200 once the node can take orders.
+for _ in $(seq 50); do curl -s -o /dev/null 127.0.0.1:18081/ && break; sleep 0.1; done
+for _ in $(seq 50); do curl -sf -o /dev/null 127.0.0.1:18080/readyz && break; sleep 0.1; done
 curl -sf -X PUT -H "Authorization: Bearer $ORDERMILL_MERCHANT_TOKEN" 127.0.0.1:18080/api/products/bench-hot \
   -d '{"name":"Bench","price":"19.99","stock":1000000000}' >/dev/null
 curl -sf -X PUT -H "Authorization: Bearer $ORDERMILL_MERCHANT_TOKEN" 127.0.0.1:18080/api/products/bench-gone \

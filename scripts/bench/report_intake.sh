@@ -28,7 +28,7 @@ export ORDERMILL_MERCHANT_TOKEN=${ORDERMILL_MERCHANT_TOKEN:-bench-merchant-$$}
 # A backlog of a million events is the point of the fill, not an overload.
 ORDERMILL_MAX_BACKLOG=100000000 RUST_LOG=warn "$bin" serve --listen 127.0.0.1:$port --data-dir "$data" \
   >"$work/serve.log" 2>&1 &
-for _ in $(seq 100); do curl -s -o /dev/null "$base/healthz" && break; sleep 0.1; done
+for _ in $(seq 100); do curl -sf -o /dev/null "$base/readyz" && break; sleep 0.1; done
 
 # The bench's catalog (bench-0 ... bench-999) with stock for everything below.
 "$bin" bench run --target "$base" --setup --merchant-token "$ORDERMILL_MERCHANT_TOKEN" --skus 1000 \

@@ -16,7 +16,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
 export ORDERMILL_MERCHANT_TOKEN=${ORDERMILL_MERCHANT_TOKEN:-bench-merchant-$$}
 ORDERMILL_LOG_FILTER=warn "$bin" serve --listen 127.0.0.1:$port --data-dir "$data" >/dev/null 2>&1 &
 pid=$!
-for _ in $(seq 50); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.1; done
+for _ in $(seq 50); do curl -sf -o /dev/null "127.0.0.1:$port/readyz" && break; sleep 0.1; done
 metric() { curl -s 127.0.0.1:$port/metrics | awk -v m="$1" '$1 == m {s += $2} END {printf "%d", s}'; }
 io() { awk -v k="$1:" '$1 == k {print $2}' /proc/$pid/io; }
 cpu_ticks() { awk '{print $14 + $15}' /proc/$pid/stat; }

@@ -149,18 +149,29 @@ fn api_and_worker_refuse_a_node_local_stock_cache_and_say_why() {
 }
 
 #[test]
-fn a_node_started_before_its_engines_waits_for_them_and_stops_cleanly() {
+fn a_node_started_before_its_engines_waits_for_them_answering_probes_and_stops_cleanly() {
+    for (command, port_flag, port_field) in
+        [("api", "--listen", "listen"), ("worker", "--metrics-listen", "metrics")]
+    {
+        waits_answering_probes(command, port_flag, port_field);
+    }
+}
+
+fn waits_answering_probes(command: &str, port_flag: &str, port_field: &str) {
     use std::io::{BufRead, BufReader};
     use std::time::{Duration, Instant};
     // Nothing listens on port 1: the engines are "not up yet".
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ordermill"))
-        .args(["api", "--log-format", "json", "--listen", "127.0.0.1:0"])
-        .args(["--store", "postgres://127.0.0.1:1/x", "--bus", "amqp://127.0.0.1:1"])
-        .args(["--cache", "redis://127.0.0.1:1"])
-        .current_dir(std::env::temp_dir())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut node = KilledOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_ordermill"))
+            .args([command, "--log-format", "json", port_flag, "127.0.0.1:0"])
+            .args(["--store", "postgres://127.0.0.1:1/x", "--bus", "amqp://127.0.0.1:1"])
+            .args(["--cache", "redis://127.0.0.1:1"])
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut node.0;
     let stdout = child.stdout.take().unwrap();
     let (lines, seen) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -171,16 +182,29 @@ fn a_node_started_before_its_engines_waits_for_them_and_stops_cleanly() {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut waits = 0;
+    let (mut waits, mut port) = (0, None);
     while waits < 2 {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = seen.recv_timeout(left).expect("two 'waiting' log lines within 20 s");
-        if line.contains("Waiting for an engine to be reachable before starting.") {
+        let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if entry["message"] == "Answering probes while waiting for the engines." {
+            port = Some(entry[port_field].as_str().unwrap().to_owned());
+        }
+        if entry["message"] == "Waiting for an engine to be reachable before starting." {
             assert!(line.contains("retry_in_ms"), "{line}");
+            assert_eq!(entry["engine"], "store", "{line}");
             waits += 1;
         }
     }
-    assert!(child.try_wait().unwrap().is_none(), "the node waits instead of exiting");
+    assert!(child.try_wait().unwrap().is_none(), "the {command} waits instead of exiting");
+    let port = port.expect("the port it answers on is logged before it waits");
+    let alive = http_get(&port, "/healthz");
+    assert!(alive.starts_with("HTTP/1.1 200"), "{command}: {alive}");
+    assert!(alive.contains(r#""status":"starting""#), "{command}: {alive}");
+    let ready = http_get(&port, "/readyz");
+    assert!(ready.starts_with("HTTP/1.1 503"), "{command}: {ready}");
+    assert!(ready.contains(r#""code":"not_ready""#) && ready.contains("`store`"), "{ready}");
+
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -188,10 +212,31 @@ fn a_node_started_before_its_engines_waits_for_them_and_stops_cleanly() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "SIGTERM did not stop a waiting node");
+        assert!(Instant::now() < deadline, "SIGTERM did not stop a waiting {command}");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "a stop while waiting is clean: {status:?}");
+}
+
+/// A node a failed assertion does not leave running (it would hold the test's output open).
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The whole answer to `GET path` at `addr`, head and body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }
 
 #[test]

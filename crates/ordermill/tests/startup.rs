@@ -6,7 +6,10 @@
 
 mod support;
 
-use support::scaled::{Deployment, Services};
+use std::time::Duration;
+
+use support::proxy::{Proxy, through, upstream_of};
+use support::scaled::{Deployment, Services, put_product, wait_ready};
 
 #[tokio::test]
 async fn an_api_or_worker_started_before_migrate_names_the_command_to_run() {
@@ -112,4 +115,53 @@ async fn a_worker_warns_at_start_when_its_payment_gateway_does_not_answer() {
         assert!(std::time::Instant::now() < deadline, "no warning within 10 s:\n{log}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn an_api_started_while_its_cache_is_down_answers_probes_then_serves_on_the_same_port() {
+    let Some(services) = Services::from_env() else { return };
+    let deployment = Deployment::new(services);
+    deployment.migrate();
+    let proxy = Proxy::start(upstream_of(&deployment.services.redis, 6379).await).await;
+    proxy.cut();
+    let cache = through(&deployment.services.redis, proxy.addr);
+    let mut api = deployment.api_waiting("api", &[("ORDERMILL_CACHE", cache.as_str())]);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+
+    let alive = client.get(api.url("/healthz")).send().await.unwrap();
+    assert_eq!(alive.status(), 200, "alive while it waits: a liveness probe must not restart it");
+    let ready = client.get(api.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.headers()["retry-after"], "2");
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_ready", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`cache`"), "names the setting of the engine it waits for: {body}");
+    let order = client
+        .post(api.url("/api/orders"))
+        .json(&serde_json::json!({"customer_id": "c-1", "items": [{"sku": "s", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 503, "an order is refused clearly, not by a closed port");
+    let body: serde_json::Value = order.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "starting", "{body}");
+    let metrics = client.get(api.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ordermill_node_starting 1"), "{metrics}");
+    assert!(metrics.contains(r#"ordermill_start_waits_total{engine="cache"}"#), "{metrics}");
+
+    proxy.restore();
+    wait_ready(&api.url("/readyz"), Duration::from_secs(30)).await;
+    assert!(put_product(&api.url(""), "s", 5).await.is_success());
+    let order = client
+        .post(api.url("/api/orders"))
+        .json(&serde_json::json!({"customer_id": "c-1", "items": [{"sku": "s", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 201, "the same port serves once the engine is back");
+    let metrics = client.get(api.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ordermill_node_starting 0"), "{metrics}");
+    assert_eq!(api.logged("ordermill is serving.").len(), 1);
+    api.terminate();
 }

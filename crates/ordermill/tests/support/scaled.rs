@@ -211,6 +211,19 @@ impl Deployment {
         proc
     }
 
+    /// Starts `ordermill api` with more environment and returns once it says it answers probes
+    /// while it waits for an engine (its `addr` is that port), without waiting for it to serve.
+    pub fn api_waiting(&self, name: &str, env: &[(&str, &str)]) -> Proc {
+        let mut command = self.command(&["api", "--listen", "127.0.0.1:0", "--log-format", "json"]);
+        command.envs(env.iter().copied());
+        Proc::spawn(
+            name,
+            &mut command,
+            self.dir(),
+            "Answering probes while waiting for the engines.",
+        )
+    }
+
     /// Starts `ordermill api` on a machine whose wall clock reads `offset` (libfaketime's
     /// `-f` syntax, e.g. `+2h`) away from the real one, and waits until it is ready.
     pub async fn api_with_clock_off(&self, name: &str, offset: &str) -> Proc {

@@ -34,6 +34,7 @@ use crate::services::order_cache::OrderCache;
 use crate::services::purchase_limits::PurchaseLimits;
 use crate::services::stock_repair::{self, RepairSettings};
 use crate::startup::backends::{self, Backends};
+use crate::startup::prebound::Prebound;
 use crate::startup::settings::Settings;
 use crate::startup::settings::{CacheUrl, PaymentMode, Secret, networks};
 use crate::telemetry;
@@ -140,15 +141,21 @@ impl StartError {
     /// Whether an engine could not be reached (it may be starting or restarting), as opposed
     /// to a mistake waiting cannot cure.
     pub fn is_engine_unavailable(&self) -> bool {
+        self.unreachable_engine().is_some()
+    }
+
+    /// The setting naming the engine that could not be reached (`store`, `bus` or `cache`),
+    /// when that is why the node could not start.
+    pub fn unreachable_engine(&self) -> Option<&'static str> {
         use ordermill_core::ports::BusError;
-        matches!(
-            self,
+        match self {
             StartError::Database(StoreError::Unavailable(_))
-                | StartError::Bus(BusError::Unavailable(_))
-                | StartError::Cache { source: CacheError::Unavailable(_), .. }
-                | StartError::Catalog(CatalogError::Store(StoreError::Unavailable(_)))
-                | StartError::Catalog(CatalogError::Cache(CacheError::Unavailable(_)))
-        )
+            | StartError::Catalog(CatalogError::Store(StoreError::Unavailable(_))) => Some("store"),
+            StartError::Bus(BusError::Unavailable(_)) => Some("bus"),
+            StartError::Cache { source: CacheError::Unavailable(_), .. }
+            | StartError::Catalog(CatalogError::Cache(CacheError::Unavailable(_))) => Some("cache"),
+            _ => None,
+        }
     }
 }
 
@@ -203,11 +210,19 @@ impl Application {
     /// # Errors
     /// See [`StartError`].
     pub async fn build_role(settings: Settings, role: Role) -> Result<Application, StartError> {
+        Self::build_role_on(settings, role, &Prebound::default()).await
+    }
+
+    async fn build_role_on(
+        settings: Settings,
+        role: Role,
+        prebound: &Prebound,
+    ) -> Result<Application, StartError> {
         // Mistakes in the settings first: reading the database's clock would otherwise wait
         // for an engine the node refuses to use anyway.
         Self::check_role(&settings, &role)?;
         let clock = super::clock::for_node(&settings).await?;
-        Self::build_as(settings, role, clock).await
+        Self::build_on(settings, role, clock, prebound).await
     }
 
     /// What `role` refuses in `settings` before any engine is touched.
@@ -225,8 +240,10 @@ impl Application {
 
     /// Builds a node playing `role`, waiting for engines that cannot be reached yet (a node
     /// started before its database, broker or cache, or during their restart): each failed
-    /// attempt is logged with its cause and retried after a capped backoff. `None` when
-    /// `stop` completes first.
+    /// attempt is logged with its cause and retried after a capped backoff. Its port (a
+    /// worker's `workers.metrics_listen`) is bound first and answers meanwhile as
+    /// [`http::starting`] says, so probes see a node that is alive but not ready rather than
+    /// a closed port. `None` when `stop` completes first.
     ///
     /// # Errors
     /// Any [`StartError`] that waiting cannot cure (a configuration mistake, a missing
@@ -236,15 +253,42 @@ impl Application {
         role: Role,
         stop: impl Future<Output = ()>,
     ) -> Result<Option<Application>, StartError> {
+        Self::check_role(&settings, &role)?;
+        let prebound = Prebound::bind(&settings, &role).await?;
+        let (tell, waiting) = tokio::sync::watch::channel(None);
+        let stand_in = prebound.stand_in(&settings, waiting)?;
+        telemetry::starting(true);
+        let built = Self::build_waiting(&settings, &role, &prebound, &tell, stop).await;
+        stand_in.stop().await;
+        if matches!(built, Ok(Some(_))) {
+            telemetry::starting(false);
+        }
+        built
+    }
+
+    async fn build_waiting(
+        settings: &Settings,
+        role: &Role,
+        prebound: &Prebound,
+        tell: &tokio::sync::watch::Sender<Option<&'static str>>,
+        stop: impl Future<Output = ()>,
+    ) -> Result<Option<Application>, StartError> {
         tokio::pin!(stop);
         let mut delay = Duration::from_millis(500);
+        let mut first_wait = true;
         loop {
-            match Self::build_role(settings.clone(), role.clone()).await {
+            match Self::build_role_on(settings.clone(), role.clone(), prebound).await {
                 Ok(app) => return Ok(Some(app)),
-                Err(error) if error.is_engine_unavailable() => {
-                    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "Waiting for an engine to be reachable before starting.");
+                Err(error) => {
+                    let Some(engine) = error.unreachable_engine() else { return Err(error) };
+                    if first_wait {
+                        prebound.log_answering();
+                        first_wait = false;
+                    }
+                    tell.send_replace(Some(engine));
+                    telemetry::start_waited(engine);
+                    tracing::warn!(error = %error, engine, retry_in_ms = delay.as_millis() as u64, "Waiting for an engine to be reachable before starting.");
                 }
-                Err(error) => return Err(error),
             }
             tokio::select! {
                 () = &mut stop => return Ok(None),
@@ -273,6 +317,16 @@ impl Application {
         settings: Settings,
         role: Role,
         clock: Arc<dyn Clock>,
+    ) -> Result<Application, StartError> {
+        Self::build_on(settings, role, clock, &Prebound::default()).await
+    }
+
+    /// [`Application::build_as`] on the listeners `prebound` holds, binding the others.
+    async fn build_on(
+        settings: Settings,
+        role: Role,
+        clock: Arc<dyn Clock>,
+        prebound: &Prebound,
     ) -> Result<Application, StartError> {
         Self::check_role(&settings, &role)?;
         let metrics = telemetry::install();
@@ -335,12 +389,15 @@ impl Application {
             integrations::warn_if_unreachable(&settings.payment, &settings.notify);
         }
         let worker_metrics = match (&role, settings.workers.metrics_listen) {
-            (Role::Worker { .. }, Some(addr)) => Some((
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::Bind { addr, source })?,
-                metrics.clone(),
-            )),
+            (Role::Worker { .. }, Some(addr)) => {
+                let listener = match prebound.metrics()? {
+                    Some(listener) => listener,
+                    None => TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| StartError::Bind { addr, source })?,
+                };
+                Some((listener, metrics.clone()))
+            }
             _ => None,
         };
         let http = match role {
@@ -350,8 +407,8 @@ impl Application {
                     &settings,
                     &backends,
                     (purchase_limits, order_cache, &pipeline),
-                    clock,
-                    metrics,
+                    (clock, metrics),
+                    prebound,
                 )
                 .await?,
             ),
@@ -363,8 +420,8 @@ impl Application {
         settings: &Settings,
         backends: &Backends,
         (purchase_limits, order_cache, pipeline): (Arc<PurchaseLimits>, OrderCache, &Pipeline),
-        clock: Arc<dyn Clock>,
-        metrics: metrics_exporter_prometheus::PrometheusHandle,
+        (clock, metrics): (Arc<dyn Clock>, metrics_exporter_prometheus::PrometheusHandle),
+        prebound: &Prebound,
     ) -> Result<HttpSide, StartError> {
         let Backends { store, bus, cache, .. } = backends;
         let node = backends.shared.then(|| format!("api-{}", uuid::Uuid::now_v7().simple()));
@@ -458,9 +515,12 @@ impl Application {
             )),
         });
         let router = http::router(state, &settings.http);
-        let listener = super::listener::bind(settings.listen)
-            .await
-            .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        let listener = match prebound.http()? {
+            Some(listener) => listener,
+            None => super::listener::bind(settings.listen)
+                .await
+                .map_err(|source| StartError::Bind { addr: settings.listen, source })?,
+        };
         Ok(HttpSide {
             listener,
             router,

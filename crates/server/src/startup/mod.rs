@@ -7,6 +7,7 @@ pub mod backends;
 pub mod clock;
 pub mod listener;
 pub mod maintenance;
+mod prebound;
 pub mod settings;
 pub mod sql_store;
 pub mod tools;

@@ -78,8 +78,24 @@ pub const DEALS_EXPIRED: &str = "ordermill_deals_expired_total";
 pub const CONSUMER_PAUSES: &str = "ordermill_consumer_pauses_total";
 /// Times this node rebuilt lost hot-stock counts from the store.
 pub const STOCK_REBUILDS: &str = "ordermill_stock_rebuilds_total";
+/// 1 while the node waits for its engines at start (its port answers only probes and
+/// `/metrics`), 0 once it serves.
+pub const NODE_STARTING: &str = "ordermill_node_starting";
+/// Start attempts that found an engine unreachable, by `engine` (the setting naming it:
+/// `store`, `bus`, `cache`).
+pub const START_WAITS: &str = "ordermill_start_waits_total";
 /// Log lines dropped because stdout did not take them as fast as they came.
 pub const LOG_LINES_DROPPED: &str = "ordermill_log_lines_dropped_total";
+
+/// Whether the node still waits for its engines at start ([`NODE_STARTING`]).
+pub fn starting(waiting: bool) {
+    gauge!(NODE_STARTING).set(if waiting { 1.0 } else { 0.0 });
+}
+
+/// A start attempt found the engine `setting` names unreachable ([`START_WAITS`]).
+pub fn start_waited(setting: &'static str) {
+    counter!(START_WAITS, "engine" => setting).increment(1);
+}
 
 /// Records how many log lines the process has dropped so far (the log writer counts them).
 pub fn log_lines_dropped(total: u64) {
@@ -134,6 +150,11 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!(ORDERS_ACCEPTED, "Orders made durable and answered 201.");
+    describe_gauge!(
+        NODE_STARTING,
+        "1 while the node waits for its engines at start, 0 once it serves."
+    );
+    describe_counter!(START_WAITS, "Start attempts that found an engine unreachable, by engine.");
     describe_counter!(
         CONSUMER_PAUSES,
         "Times a consumer held messages for an unavailable engine instead of spending their attempts."
@@ -329,6 +350,8 @@ mod tests {
         CONSUMER_PAUSES,
         STOCK_REBUILDS,
         OUTBOX_OLDEST_SECONDS,
+        NODE_STARTING,
+        START_WAITS,
     ];
 
     /// The `ordermill_*` names a file uses, with histogram suffixes taken off.

@@ -33,7 +33,7 @@ pub(super) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     text(&state.metrics)
 }
 
-fn text(handle: &PrometheusHandle) -> impl IntoResponse + use<> {
+pub(super) fn text(handle: &PrometheusHandle) -> impl IntoResponse + use<> {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
 }
 

@@ -18,6 +18,7 @@ pub mod products;
 pub mod rate_limit;
 pub mod reports;
 pub mod serve;
+pub mod starting;
 
 use std::sync::Arc;
 

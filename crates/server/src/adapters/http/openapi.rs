@@ -463,7 +463,7 @@ pub struct CancelReply {
     order: Order,
 }
 
-/// `{"status": "ok"}`.
+/// `{"status": "ok"}`; `"starting"` while the node waits for its engines at start.
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     status: String,
