@@ -42,10 +42,17 @@ ORDERMILL_PAYMENT__MODE=await_callback ORDERMILL_PAYMENT__CALLBACK_SECRET=fuzz-c
 ORDERMILL_LOG_FORMAT=text \
     "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/node.log" 2>&1 &
 NODE=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+# Up to two minutes: CI runs this at the lowest CPU priority beside the tests.
+ready=0
+for _ in $(seq 1200); do
+    curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && ready=1 && break
     sleep 0.1
 done
+if [ "$ready" -ne 1 ]; then
+    echo "ordermill serve did not become ready within 120 s; its log:" >&2
+    cat "$WORK/node.log" >&2
+    exit 1
+fi
 curl -sf -X PUT "http://127.0.0.1:$PORT/api/products/sku-1" -H "Authorization: Bearer $MERCHANT" \
     -d '{"name": "Fuzz", "price": "19.99", "stock": 1000000}' >/dev/null
 
