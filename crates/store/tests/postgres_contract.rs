@@ -509,6 +509,88 @@ async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() 
     .await;
 }
 
+/// A group commit cut off while it waited for a product row, whose backend is woken when the
+/// row's holder ends but does not run at once (a busy server; here it is stopped with SIGSTOP):
+/// meanwhile a newcomer is granted the row, so a read-back that only waited for the row's lock
+/// answered "not stored", and the commit landed a moment later — an order answered 503 "not
+/// taken" that exists. The read-back must wait for the commit itself. Needs the PostgreSQL
+/// server on this machine and the right to signal its processes (root, as in CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_back_waits_for_a_commit_woken_but_not_yet_run() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    schema.migrated_store().await.upsert_product(&product("w1", 1_000)).await.unwrap();
+    let timeout = Duration::from_millis(500);
+    let store = PostgresStore::connect(&url, Some(&schema.name), 4, timeout).await.unwrap();
+    let mut holder = raw(&schema).await;
+    let holder_pid: i32 =
+        sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut holder).await.unwrap();
+    sqlx::raw_sql("BEGIN; SELECT 1 FROM products WHERE sku = 'w1' FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let ids = OrderIdGenerator::new();
+    let batch = vec![contract::accepted(&ids, &[("w1", 3)], None)];
+    let cut_off = store.commit_orders(Arc::new(batch.clone())).await;
+    assert!(matches!(cut_off, Err(StoreError::Unavailable(_))), "{cut_off:?}");
+
+    // The abandoned commit's backend, still waiting behind the holder.
+    let mut admin = raw(&schema).await;
+    let waiter: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) LIMIT 1",
+    )
+    .bind(holder_pid)
+    .fetch_one(&mut admin)
+    .await
+    .expect("the cut-off commit still waits on the server");
+    let stopped = Stopped::new(waiter);
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+
+    let read = store.batch_stored(&batch).await;
+    assert!(
+        !matches!(read, Ok(false)),
+        "answered 'not stored' while the commit that stores it was still to run"
+    );
+    drop(stopped);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        match store.batch_stored(&batch).await {
+            Ok(stored) => break stored,
+            Err(error) => {
+                assert!(std::time::Instant::now() < deadline, "no answer: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(stored, "the commit, once it ran, landed");
+    let found = store.get_order(batch[0].order.id).await.unwrap();
+    assert!(found.is_some());
+    assert_eq!(store.load_products().await.unwrap()[0].reserved, 3);
+}
+
+/// A PostgreSQL backend stopped with SIGSTOP until dropped (then SIGCONT, whatever happened).
+struct Stopped(i32);
+
+impl Stopped {
+    fn new(pid: i32) -> Stopped {
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(
+            status.success(),
+            "cannot stop PostgreSQL backend {pid}: is the server local, and are we root?"
+        );
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
+    }
+}
+
 /// See [`shared_contract::many_more_callers_than_connections_are_all_served`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_more_callers_than_connections_are_all_served() {

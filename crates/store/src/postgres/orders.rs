@@ -70,17 +70,57 @@ SELECT ordermill_require(
     coalesce((SELECT string_agg(sku, ', ') FROM over), ''))"
 );
 
-/// Whether the order `id` is stored, once no transaction holds any of `skus`' product rows
-/// (sorted, as a commit locks them). A group commit cut off by its deadline may still be
-/// running on the server (waiting for those rows, or holding them while it finishes): its
-/// rows' locks are what this waits on, in a statement of its own, so the read after it sees
-/// that commit's outcome. What it cannot wait for is a statement that has not reached the
-/// server yet (still in the network when its connection was dropped).
+/// How `pg_stat_activity` shows a group commit (or a deal join, which begins alike) running:
+/// the first characters of [`COMMIT`]'s text.
+fn commit_head() -> &'static str {
+    &COMMIT[..COMMIT_HEAD_CHARS]
+}
+
+/// Enough of [`COMMIT`] to tell it from other statements (ASCII, so a character boundary).
+const COMMIT_HEAD_CHARS: usize = 80;
+
+/// Whether a group commit that began before `$1` is still running on another connection.
+const COMMIT_STILL_RUNNING: &str = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+    WHERE state = 'active' AND pid <> pg_backend_pid() AND query_start < $1::timestamptz
+      AND left(query, length($2)) = $2)";
+
+/// How often the read-back looks again for a group commit still running.
+const STILL_RUNNING_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether the order `id` is stored, once the group commit that was to store it has ended.
+///
+/// A group commit cut off by its deadline may still be running on the server: waiting for the
+/// batch's product rows, or holding them while it finishes. Waiting for those rows' locks is
+/// not enough: when the transaction it waited behind ends, a newcomer's lock on a row can be
+/// granted before the woken commit runs (PostgreSQL queues row-lock waiters only while the row
+/// is locked), and the read after it would miss a commit that lands a moment later — seen in
+/// CI, and reproduced by `postgres_contract::a_read_back_waits_for_a_commit_woken_but_not_yet_run`.
+/// So this first waits until no group commit that began before it is still running
+/// (`pg_stat_activity`, whose `query` shows the statement to the role that runs it), then, in
+/// statements of their own, takes the rows' share locks and reads. What it cannot wait for is a
+/// statement that has not reached the server yet (still in the network when its connection was
+/// dropped). Bounded by the caller's deadline like any call: the committer then reads again.
 pub(crate) async fn stored(
     conn: &mut PgConnection,
     id: Uuid,
     skus: &[&str],
 ) -> Result<bool, StoreError> {
+    let since: String = sqlx::query_scalar("SELECT clock_timestamp()::text")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(from_sqlx)?;
+    loop {
+        let running: bool = sqlx::query_scalar(COMMIT_STILL_RUNNING)
+            .bind(&since)
+            .bind(commit_head())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(from_sqlx)?;
+        if !running {
+            break;
+        }
+        tokio::time::sleep(STILL_RUNNING_POLL).await;
+    }
     sqlx::query("SELECT 1 FROM products WHERE sku = ANY($1::text[]) ORDER BY sku FOR SHARE")
         .bind(skus)
         .execute(&mut *conn)
