@@ -137,14 +137,17 @@ async fn an_api_started_while_its_cache_is_down_answers_probes_then_serves_on_th
     assert_eq!(body["error"]["code"], "not_ready", "{body}");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("`cache`"), "names the setting of the engine it waits for: {body}");
-    let order = client
-        .post(api.url("/api/orders"))
-        .json(&serde_json::json!({"customer_id": "c-1", "items": [{"sku": "s", "quantity": 1}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(order.status(), 503, "an order is refused clearly, not by a closed port");
-    let body: serde_json::Value = order.json().await.unwrap();
+    let order = || {
+        client
+            .post(api.url("/api/orders"))
+            .json(
+                &serde_json::json!({"customer_id": "c-1", "items": [{"sku": "s", "quantity": 1}]}),
+            )
+            .send()
+    };
+    let order_while_waiting = order().await.unwrap();
+    assert_eq!(order_while_waiting.status(), 503, "refused clearly, not by a closed port");
+    let body: serde_json::Value = order_while_waiting.json().await.unwrap();
     assert_eq!(body["error"]["code"], "starting", "{body}");
     let metrics = client.get(api.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("ordermill_node_starting 1"), "{metrics}");
@@ -153,13 +156,11 @@ async fn an_api_started_while_its_cache_is_down_answers_probes_then_serves_on_th
     proxy.restore();
     wait_ready(&api.url("/readyz"), Duration::from_secs(30)).await;
     assert!(put_product(&api.url(""), "s", 5).await.is_success());
-    let order = client
-        .post(api.url("/api/orders"))
-        .json(&serde_json::json!({"customer_id": "c-1", "items": [{"sku": "s", "quantity": 1}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(order.status(), 201, "the same port serves once the engine is back");
+    assert_eq!(
+        order().await.unwrap().status(),
+        201,
+        "the same port serves once the engine is back"
+    );
     let metrics = client.get(api.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("ordermill_node_starting 0"), "{metrics}");
     assert_eq!(api.logged("ordermill is serving.").len(), 1);
