@@ -485,19 +485,31 @@ async fn a_connection_the_server_dropped_while_idle_is_replaced_before_use() {
     store.load_products().await.expect("the dead idle connection was replaced, not used");
 }
 
+/// A store whose calls are cut off after 500 ms, selling `sku` (1,000 units), and a connection
+/// holding that product's row locked in a transaction it has not ended.
+async fn a_held_product_row(
+    url: &str,
+    sku: &str,
+) -> (TestSchema, PostgresStore, sqlx::PgConnection) {
+    let schema = TestSchema::new(url);
+    schema.migrated_store().await.upsert_product(&product(sku, 1_000)).await.unwrap();
+    let timeout = Duration::from_millis(500);
+    let store = PostgresStore::connect(url, Some(&schema.name), 4, timeout).await.unwrap();
+    let mut holder = raw(&schema).await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT 1 FROM products WHERE sku = $1 FOR UPDATE")
+        .bind(sku)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    (schema, store, holder)
+}
+
 /// See [`shared_contract::a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() {
     let Some(url) = postgres_url() else { return };
-    let schema = TestSchema::new(&url);
-    schema.migrated_store().await.upsert_product(&product("o1", 1_000)).await.unwrap();
-    let timeout = Duration::from_millis(500);
-    let store = PostgresStore::connect(&url, Some(&schema.name), 4, timeout).await.unwrap();
-    let mut holder = raw(&schema).await;
-    sqlx::raw_sql("BEGIN; SELECT 1 FROM products WHERE sku = 'o1' FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let (_schema, store, mut holder) = a_held_product_row(&url, "o1").await;
     let release = async {
         sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
     };
@@ -518,17 +530,9 @@ async fn a_commit_cut_off_by_its_deadline_is_read_back_only_once_it_has_ended() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_back_waits_for_a_commit_woken_but_not_yet_run() {
     let Some(url) = postgres_url() else { return };
-    let schema = TestSchema::new(&url);
-    schema.migrated_store().await.upsert_product(&product("w1", 1_000)).await.unwrap();
-    let timeout = Duration::from_millis(500);
-    let store = PostgresStore::connect(&url, Some(&schema.name), 4, timeout).await.unwrap();
-    let mut holder = raw(&schema).await;
+    let (schema, store, mut holder) = a_held_product_row(&url, "w1").await;
     let holder_pid: i32 =
         sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut holder).await.unwrap();
-    sqlx::raw_sql("BEGIN; SELECT 1 FROM products WHERE sku = 'w1' FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
     let ids = OrderIdGenerator::new();
     let batch = vec![contract::accepted(&ids, &[("w1", 3)], None)];
     let cut_off = store.commit_orders(Arc::new(batch.clone())).await;
