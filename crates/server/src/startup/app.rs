@@ -390,13 +390,7 @@ impl Application {
         }
         let worker_metrics = match (&role, settings.workers.metrics_listen) {
             (Role::Worker { .. }, Some(addr)) => {
-                let listener = match prebound.metrics()? {
-                    Some(listener) => listener,
-                    None => TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| StartError::Bind { addr, source })?,
-                };
-                Some((listener, metrics.clone()))
+                Some((prebound.listener(addr).await?, metrics.clone()))
             }
             _ => None,
         };
@@ -515,12 +509,7 @@ impl Application {
             )),
         });
         let router = http::router(state, &settings.http);
-        let listener = match prebound.http()? {
-            Some(listener) => listener,
-            None => super::listener::bind(settings.listen)
-                .await
-                .map_err(|source| StartError::Bind { addr: settings.listen, source })?,
-        };
+        let listener = prebound.listener(settings.listen).await?;
         Ok(HttpSide {
             listener,
             router,

@@ -20,54 +20,58 @@ const STAND_IN_CONNECTIONS: usize = 64;
 /// How long the stand-in's answers in flight may hold up the node's start once it is built.
 const STAND_IN_DRAIN: Duration = Duration::from_secs(1);
 
-/// The listeners a node bound before building itself (none for a worker without
-/// `workers.metrics_listen`).
+/// The port a node bound before building itself: an api node's `listen`, a worker's
+/// `workers.metrics_listen` (none for a worker without it).
 #[derive(Default)]
-pub(super) struct Prebound {
-    http: Option<(std::net::TcpListener, SocketAddr)>,
-    metrics: Option<(std::net::TcpListener, SocketAddr)>,
+pub(super) struct Prebound(Option<Bound>);
+
+struct Bound {
+    listener: std::net::TcpListener,
+    /// The address as configured (port 0 stays 0), which [`Prebound::listener`] is asked for.
+    asked: SocketAddr,
+    /// The address as bound, for the log.
+    local: SocketAddr,
+    /// Whether it is a worker's `/metrics` port (the log names it `metrics`, not `listen`).
+    metrics: bool,
 }
 
 impl Prebound {
     /// Binds the port `role` serves on.
     pub(super) async fn bind(settings: &Settings, role: &Role) -> Result<Prebound, StartError> {
-        let bound = |addr: SocketAddr| async move {
-            let listener = super::listener::bind(addr)
-                .await
-                .and_then(TcpListener::into_std)
-                .map_err(|source| StartError::Bind { addr, source })?;
-            let local =
-                listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-            Ok::<_, StartError>((listener, local))
+        let (asked, metrics) = match (role, settings.workers.metrics_listen) {
+            (Role::All | Role::Api, _) => (settings.listen, false),
+            (Role::Worker { .. }, Some(addr)) => (addr, true),
+            (Role::Worker { .. }, None) => return Ok(Prebound::default()),
         };
-        Ok(match (role, settings.workers.metrics_listen) {
-            (Role::All | Role::Api, _) => {
-                Prebound { http: Some(bound(settings.listen).await?), metrics: None }
-            }
-            (Role::Worker { .. }, Some(addr)) => {
-                Prebound { http: None, metrics: Some(bound(addr).await?) }
-            }
-            (Role::Worker { .. }, None) => Prebound::default(),
-        })
+        let bind_error = |source| StartError::Bind { addr: asked, source };
+        let listener = super::listener::bind(asked)
+            .await
+            .and_then(TcpListener::into_std)
+            .map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+        Ok(Prebound(Some(Bound { listener, asked, local, metrics })))
     }
 
-    /// The API's listener, if bound here.
-    pub(super) fn http(&self) -> Result<Option<TcpListener>, StartError> {
-        duplicate(self.http.as_ref())
-    }
-
-    /// A worker's `/metrics` listener, if bound here.
-    pub(super) fn metrics(&self) -> Result<Option<TcpListener>, StartError> {
-        duplicate(self.metrics.as_ref())
+    /// A listener on `addr`: another handle on the socket bound here for it, or a new one.
+    pub(super) async fn listener(&self, addr: SocketAddr) -> Result<TcpListener, StartError> {
+        match &self.0 {
+            Some(bound) if bound.asked == addr => bound.duplicate(),
+            _ => super::listener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source }),
+        }
     }
 
     /// Logs where the stand-in answers (once, when the node starts waiting).
     pub(super) fn log_answering(&self) {
-        if let Some((_, addr)) = &self.http {
-            tracing::info!(listen = %addr, "Answering probes while waiting for the engines.");
-        }
-        if let Some((_, addr)) = &self.metrics {
-            tracing::info!(metrics = %addr, "Answering probes while waiting for the engines.");
+        match &self.0 {
+            Some(Bound { local, metrics: false, .. }) => {
+                tracing::info!(listen = %local, "Answering probes while waiting for the engines.");
+            }
+            Some(Bound { local, metrics: true, .. }) => {
+                tracing::info!(metrics = %local, "Answering probes while waiting for the engines.");
+            }
+            None => {}
         }
     }
 
@@ -79,16 +83,14 @@ impl Prebound {
         waiting: watch::Receiver<Option<&'static str>>,
     ) -> Result<StandIn, StartError> {
         let stop = CancellationToken::new();
-        let Some(listener) = self.http()?.or(self.metrics()?) else {
-            return Ok(StandIn { stop, task: None });
-        };
+        let Some(bound) = &self.0 else { return Ok(StandIn { stop, task: None }) };
         let limits = EdgeLimits {
             header_read_timeout: settings.http.header_read_timeout.get(),
             max_connections: STAND_IN_CONNECTIONS,
         };
         let router = http::starting::router(waiting, telemetry::install());
         let task = tokio::spawn(http::serve::serve(
-            listener,
+            bound.duplicate()?,
             router,
             limits,
             stop.clone().cancelled_owned(),
@@ -97,18 +99,14 @@ impl Prebound {
     }
 }
 
-/// Another handle on the same listening socket, for the runtime.
-fn duplicate(
-    bound: Option<&(std::net::TcpListener, SocketAddr)>,
-) -> Result<Option<TcpListener>, StartError> {
-    bound
-        .map(|(listener, addr)| {
-            listener
-                .try_clone()
-                .and_then(TcpListener::from_std)
-                .map_err(|source| StartError::Bind { addr: *addr, source })
-        })
-        .transpose()
+impl Bound {
+    /// Another handle on the same listening socket, for the runtime.
+    fn duplicate(&self) -> Result<TcpListener, StartError> {
+        self.listener
+            .try_clone()
+            .and_then(TcpListener::from_std)
+            .map_err(|source| StartError::Bind { addr: self.asked, source })
+    }
 }
 
 /// The stand-in serving while the node waits.
