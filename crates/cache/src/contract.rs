@@ -31,6 +31,7 @@ pub async fn run_all(cache: Arc<dyn StockCache>) {
     reservation_is_all_or_none(&*cache).await;
     reservations_of_a_batch_are_taken_in_its_order(&*cache).await;
     unknown_sku_is_out_of_stock(&*cache).await;
+    reservations_carry_the_epoch_of_their_counts(&*cache).await;
     adjust_never_goes_negative(&*cache).await;
     set_if_absent_never_overwrites_a_live_count(&*cache).await;
     concurrent_buyers_never_oversell(cache).await;
@@ -102,6 +103,33 @@ async fn reservations_of_a_batch_are_taken_in_its_order(cache: &dyn StockCache) 
     assert!(cache.reserve_each(&[]).await.is_empty());
 }
 
+/// An order written after the counts were set anew from the store must lead to a recount; one
+/// written under the counts it reserved from must not.
+async fn reservations_carry_the_epoch_of_their_counts(cache: &dyn StockCache) {
+    set(cache, "p1", 5).await;
+    let before = cache.reserve(&[line("p1", 1)]).await.expect("1 of 5 fits");
+    let found = cache.recount_if_superseded(before).await.expect("check");
+    assert_eq!(found, Some(before), "the counts it reserved from are the live ones");
+    assert!(cache.is_whole().await.expect("read"), "nothing to recount");
+
+    assert!(cache.rebuild(None, &[(sku("p1"), 4)]).await.expect("rebuild"));
+    let after = cache.reserve(&[line("p1", 1)]).await.expect("1 of 4 fits");
+    if !before.may_be_superseded() {
+        assert_eq!(after, before, "a cache set whole only at start keeps one epoch");
+        return;
+    }
+    assert!(before.superseded_by(after), "counts set anew: {before:?} then {after:?}");
+    assert_eq!(cache.recount_if_superseded(after).await.expect("check"), Some(after));
+    assert!(cache.is_whole().await.expect("read"), "the newer reservation needs no recount");
+    let found = cache.recount_if_superseded(before).await.expect("check");
+    assert_eq!(found, Some(after));
+    assert!(!cache.is_whole().await.expect("read"), "written after a rebuild: counts marked lost");
+    assert_eq!(cache.recount_if_superseded(before).await.expect("check"), None, "lost already");
+    assert!(cache.rebuild(None, &[(sku("p1"), 3)]).await.expect("rebuild"));
+    let latest = cache.reserve(&[line("p1", 1)]).await.expect("1 of 3 fits");
+    assert!(after.superseded_by(latest), "a rebuild after a loss still moves the epoch on");
+}
+
 async fn unknown_sku_is_out_of_stock(cache: &dyn StockCache) {
     assert_eq!(cache.available(&sku("never-seen")).await.expect("read"), None);
     let err = cache.reserve(&[line("never-seen", 1)]).await.expect_err("unknown");
@@ -134,7 +162,7 @@ async fn concurrent_buyers_never_oversell(cache: Arc<dyn StockCache>) {
                 // Each order answered on its own, however the cache merges them: the short
                 // SKU named is always the hot one.
                 match cache.reserve(&lines).await {
-                    Ok(()) => won += 1,
+                    Ok(_) => won += 1,
                     Err(CacheError::OutOfStock { sku }) => assert_eq!(sku.as_str(), "hot5"),
                     Err(other) => panic!("an order failed for another reason: {other:?}"),
                 }

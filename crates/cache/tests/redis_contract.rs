@@ -60,7 +60,7 @@ async fn orders_reserved_at_once_are_answered_each_on_its_own() {
         cache.reserve(&one_hot),
         cache.reserve(&one_hot),
     );
-    let short = |r: Result<(), CacheError>| match r {
+    let short = |r: Result<ordermill_core::ports::Epoch, CacheError>| match r {
         Err(CacheError::OutOfStock { sku }) => sku.as_str().to_owned(),
         other => panic!("expected out of stock, got {other:?}"),
     };

@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ordermill_core::ports::AcceptedOrder;
+use ordermill_core::ports::{AcceptedOrder, Epoch};
 use ordermill_server::services::intake::committer::{
     Batching, CommitRequest, Committed, Committer, CommitterHandle,
 };
@@ -62,7 +62,9 @@ type Answer = oneshot::Receiver<
 async fn queue(handle: &CommitterHandle, ids: &ordermill_core::OrderIdGenerator) -> Answer {
     let order: AcceptedOrder = ordermill_store::contract::accepted(ids, &[("tea", 1)], None);
     let (reply, answer) = oneshot::channel();
-    let request = CommitRequest { orders: vec![order], reply, arrived: Instant::now() };
+    let arrived = Instant::now();
+    let request =
+        CommitRequest { orders: vec![order], reply, arrived, reserved_under: Epoch::ONLY };
     assert!(handle.submit(request, Duration::from_secs(1)).await.is_ok());
     answer
 }

@@ -26,9 +26,10 @@ type Answer = oneshot::Receiver<Result<Committed, CommitFailed>>;
 
 /// Reserves `order`'s units and queues it as a request of its own.
 async fn queue(rig: &Rig, handle: &CommitterHandle, order: AcceptedOrder) -> Answer {
-    rig.cache.reserve(&order.order.lines).await.unwrap();
+    let reserved_under = rig.cache.reserve(&order.order.lines).await.unwrap();
     let (reply, answer) = oneshot::channel();
-    let request = CommitRequest { orders: vec![order], reply, arrived: Instant::now() };
+    let arrived = Instant::now();
+    let request = CommitRequest { orders: vec![order], reply, arrived, reserved_under };
     assert!(handle.submit(request, Duration::from_secs(1)).await.is_ok());
     answer
 }

@@ -40,10 +40,10 @@ async fn queue(
     arrived: Instant,
 ) -> (ordermill_core::OrderId, Answer) {
     let order = ordermill_store::contract::accepted(ids, &[("tea", 1)], None);
-    rig.cache.reserve(&order.order.lines).await.unwrap();
+    let reserved_under = rig.cache.reserve(&order.order.lines).await.unwrap();
     let id = order.order.id;
     let (reply, answer) = oneshot::channel();
-    let request = CommitRequest { orders: vec![order], reply, arrived };
+    let request = CommitRequest { orders: vec![order], reply, arrived, reserved_under };
     assert!(handle.submit(request, Duration::from_secs(1)).await.is_ok());
     (id, answer)
 }

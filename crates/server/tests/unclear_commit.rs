@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ordermill_core::ports::{AcceptedOrder, OrderStore, StockCache};
+use ordermill_core::ports::{AcceptedOrder, Epoch, OrderStore, StockCache};
 use ordermill_server::services::intake::committer::{Batching, CommitRequest, Committer, FailKind};
 use ordermill_server::services::lease::Lease;
 use support::faulty_store::{COMMIT_THEN_FAIL, FAIL_WITHOUT_COMMIT, Rig, rig};
@@ -46,7 +46,9 @@ async fn a_lost_commit_reply_is_read_back_before_anything_is_released() {
         let (reply, answer) = oneshot::channel();
         let handle = handle.clone();
         async move {
-            let request = CommitRequest { orders: vec![order], reply, arrived: Instant::now() };
+            let arrived = Instant::now();
+            let reserved_under = Epoch::ONLY;
+            let request = CommitRequest { orders: vec![order], reply, arrived, reserved_under };
             assert!(handle.submit(request, Duration::from_secs(1)).await.is_ok());
             answer.await.unwrap()
         }

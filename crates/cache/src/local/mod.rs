@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use ordermill_core::ports::{CacheError, StockCache};
+use ordermill_core::ports::{CacheError, Epoch, StockCache};
 use ordermill_core::{OrderLine, Sku};
 
 pub use self::orders::LocalOrderCache;
@@ -76,8 +76,8 @@ impl LocalStockCache {
 
 #[async_trait]
 impl StockCache for LocalStockCache {
-    async fn reserve(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
-        self.reserve_now(lines)
+    async fn reserve(&self, lines: &[OrderLine]) -> Result<Epoch, CacheError> {
+        self.reserve_now(lines).map(|()| Epoch::ONLY)
     }
 
     async fn release(&self, lines: &[OrderLine]) -> Result<(), CacheError> {

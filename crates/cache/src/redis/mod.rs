@@ -27,7 +27,7 @@ mod reserve;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordermill_core::ports::{CacheError, StockCache};
+use ordermill_core::ports::{CacheError, Epoch, StockCache};
 use ordermill_core::{OrderLine, Sku};
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -59,17 +59,51 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX') then return 1 end
 return 0
 "#;
 
+/// Lua that sets the epoch (`KEYS[e]`) anew: larger than the one it replaces and, since a loss
+/// takes that one with it, larger than any before it too — Redis's clock in microseconds,
+/// which moves on between any two full sets of counts (Lua's numbers hold it exactly up to
+/// 2^53 µs). Reservations carry the epoch they were taken under; see
+/// [`ordermill_core::ports::Epoch`].
+macro_rules! new_epoch {
+    ($e:literal) => {
+        concat!(
+            "local t = redis.call('TIME')\n",
+            "local us = tonumber(t[1]) * 1000000 + tonumber(t[2])\n",
+            "local was = tonumber(redis.call('GET', KEYS[",
+            $e,
+            "]) or '0')\n",
+            "redis.call('SET', KEYS[",
+            $e,
+            "], string.format('%.0f', math.max(us, was + 1)))\n"
+        )
+    };
+}
+
 /// KEYS[1] the epoch, KEYS[2] the rebuild claim, KEYS[3] the server note, KEYS[4..] the
 /// counts; ARGV[1] the owner ('' = unconditional), ARGV[2] the server's run_id, ARGV[3..] the
 /// counts. Sets every count, the note and a new epoch, only while the owner holds the claim
 /// (which it gives up). Returns 1 when it rebuilt.
-const REBUILD: &str = r#"
+const REBUILD: &str = concat!(
+    r#"
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 for i = 4, #KEYS do redis.call('SET', KEYS[i], ARGV[i - 1]) end
 redis.call('SET', KEYS[3], ARGV[2])
-redis.call('INCR', KEYS[1])
+"#,
+    new_epoch!("1"),
+    r#"
 if ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
 return 1
+"#
+);
+
+/// KEYS[1] the epoch; ARGV[1] the epoch some orders were reserved under. Deletes the epoch
+/// (the counts are lost, to be rebuilt from the store) if it is newer. Returns the epoch found,
+/// or nil when the counts were lost already.
+const SUPERSEDED: &str = r#"
+local found = redis.call('GET', KEYS[1])
+if not found then return nil end
+if tonumber(found) > tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) end
+return tonumber(found)
 "#;
 
 /// A node joins: KEYS[1] is the live-node sorted set (score = expiry, ms), KEYS[2] the epoch,
@@ -80,7 +114,8 @@ return 1
 /// marks the counts lost so they are rebuilt from the store (see HEARTBEAT). Then adds the
 /// node. Returns 1 when it reset. One script, so it is atomic against other nodes'
 /// reservations and joins.
-const JOIN: &str = r#"
+const JOIN: &str = concat!(
+    r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -92,11 +127,14 @@ for i = 4, #KEYS do
 end
 if reset then
   redis.call('SET', KEYS[3], ARGV[3])
-  redis.call('INCR', KEYS[2])
+"#,
+    new_epoch!("2"),
+    r#"
 elseif expired > 0 then redis.call('DEL', KEYS[2]) end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if reset then return 1 else return 0 end
-"#;
+"#
+);
 
 /// Renews a node: KEYS[1] the live-node set, KEYS[2] the epoch; ARGV[1] the node, ARGV[2] its
 /// ttl (ms). Redis's clock, so nodes with skewed clocks agree on who is live. A node whose
@@ -124,6 +162,7 @@ pub struct RedisStockCache {
     rebuild: Script,
     join: Script,
     heartbeat: Script,
+    superseded: Script,
 }
 
 impl std::fmt::Debug for RedisStockCache {
@@ -193,6 +232,7 @@ impl RedisStockCache {
             rebuild: Script::new(REBUILD),
             join: Script::new(JOIN),
             heartbeat: Script::new(HEARTBEAT),
+            superseded: Script::new(SUPERSEDED),
         })
     }
 
@@ -254,12 +294,26 @@ impl RedisStockCache {
 
 #[async_trait]
 impl StockCache for RedisStockCache {
-    async fn reserve(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
+    async fn reserve(&self, lines: &[OrderLine]) -> Result<Epoch, CacheError> {
         self.reserver.call(lines.to_vec()).await
     }
 
-    async fn reserve_each(&self, orders: &[&[OrderLine]]) -> Vec<Result<(), CacheError>> {
+    async fn reserve_each(&self, orders: &[&[OrderLine]]) -> Vec<Result<Epoch, CacheError>> {
         self.reserver.call_each(orders.iter().map(|lines| lines.to_vec()).collect()).await
+    }
+
+    async fn recount_if_superseded(
+        &self,
+        reserved_under: Epoch,
+    ) -> Result<Option<Epoch>, CacheError> {
+        let found: Option<u64> = self
+            .superseded
+            .key(self.epoch_key())
+            .arg(reserved_under.get())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(found.map(Epoch::new))
     }
 
     async fn mark_lost(&self) -> Result<(), CacheError> {

@@ -2,19 +2,20 @@
 //! units all or none, in queue order, and answers each order on its own.
 
 use ordermill_core::OrderLine;
-use ordermill_core::ports::CacheError;
+use ordermill_core::ports::{CacheError, Epoch};
 use redis::{Script, ScriptInvocation};
 
 use super::merge::MergedCall;
 
 /// KEYS[1] is the epoch, then every order's lines' counts one order after another; ARGV holds,
 /// per order, its number of lines and then their units. Returns {-1} when the counts were
-/// lost, else one entry per order: 0 (taken) or the 1-based index of its first line short (a
-/// missing count under a live epoch is an unknown SKU: short). An order sees the orders before
-/// it in the same call.
+/// lost, else the epoch and then one entry per order: 0 (taken) or the 1-based index of its
+/// first line short (a missing count under a live epoch is an unknown SKU: short). An order
+/// sees the orders before it in the same call.
 const RESERVE_MANY: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-local out = {}
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then return {-1} end
+local out = {tonumber(epoch)}
 local k = 2
 local a = 1
 while a <= #ARGV do
@@ -56,7 +57,7 @@ impl Reserve {
 
 impl MergedCall for Reserve {
     type Item = Vec<OrderLine>;
-    type Answer = ();
+    type Answer = Epoch;
     const WHAT: &'static str = "reservation";
 
     fn invocation(&self, orders: &[Vec<OrderLine>]) -> ScriptInvocation<'_> {
@@ -74,23 +75,26 @@ impl MergedCall for Reserve {
     fn answers(
         &self,
         orders: &[Vec<OrderLine>],
-        outcomes: Vec<i64>,
-    ) -> Result<Vec<Result<(), CacheError>>, CacheError> {
-        if outcomes == [-1] {
-            return Err(CacheError::Lost);
-        }
-        if outcomes.len() != orders.len() {
-            return Err(CacheError::Unavailable(format!(
-                "the reservation script answered {} outcomes for {} orders",
-                outcomes.len(),
-                orders.len()
-            )));
-        }
+        reply: Vec<i64>,
+    ) -> Result<Vec<Result<Epoch, CacheError>>, CacheError> {
+        let (epoch, outcomes) = match reply.split_first() {
+            Some((-1, [])) => return Err(CacheError::Lost),
+            Some((&epoch, outcomes)) if epoch > 0 && outcomes.len() == orders.len() => {
+                (Epoch::new(epoch.unsigned_abs()), outcomes)
+            }
+            _ => {
+                return Err(CacheError::Unavailable(format!(
+                    "the reservation script answered {} values for {} orders and an epoch",
+                    reply.len(),
+                    orders.len()
+                )));
+            }
+        };
         Ok(orders
             .iter()
-            .zip(outcomes)
+            .zip(outcomes.iter().copied())
             .map(|(lines, outcome)| match outcome {
-                0 => Ok(()),
+                0 => Ok(epoch),
                 short => match usize::try_from(short - 1).ok().and_then(|j| lines.get(j)) {
                     Some(line) => Err(CacheError::OutOfStock { sku: line.sku.clone() }),
                     None => {

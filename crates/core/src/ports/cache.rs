@@ -39,22 +39,59 @@ pub enum CacheError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Which full set of counts a reservation was taken from. Every time the counts are set
+/// whole from the store (a rebuild after a loss, a reset when a node starts) they get a new,
+/// larger epoch. That store read did not see the orders still uncommitted then, so it counted
+/// their units free again: an order reserved under an older epoch than the counts' own must
+/// not be written (its units are already back on sale), and one written anyway leaves the
+/// counts offering its units twice until they are set again from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Epoch(u64);
+
+impl Epoch {
+    /// The epoch a cache that is never set anew under a reservation reports.
+    pub const ONLY: Epoch = Epoch(0);
+
+    /// The epoch numbered `n` by its cache.
+    pub fn new(n: u64) -> Epoch {
+        Epoch(n)
+    }
+
+    /// Its number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Whether counts of this epoch can be set anew under a reservation at all (not those of a
+    /// cache set whole only when its process starts): whether a write is worth checking.
+    pub fn may_be_superseded(self) -> bool {
+        self != Epoch::ONLY
+    }
+
+    /// Whether the counts of epoch `counts` were set from a store read that may have missed an
+    /// order reserved under `self` (see [`Epoch`]).
+    pub fn superseded_by(self, counts: Epoch) -> bool {
+        counts > self
+    }
+}
+
 /// Units available to sell, per SKU.
 #[async_trait]
 pub trait StockCache: Send + Sync + 'static {
     /// Takes `quantity` units of every line's SKU, all or none: either every line is
     /// reserved or nothing changed. Never makes a count negative, under any concurrency.
+    /// Returns the [`Epoch`] of the counts it took them from.
     ///
     /// # Errors
     /// [`CacheError::OutOfStock`] naming a SKU that lacks units (or is unknown).
-    async fn reserve(&self, lines: &[OrderLine]) -> Result<(), CacheError>;
+    async fn reserve(&self, lines: &[OrderLine]) -> Result<Epoch, CacheError>;
 
     /// Reserves each order's `lines` as [`StockCache::reserve`] does, in the order given (an
     /// earlier order takes units first); one answer per order. A batch request's orders: a
     /// cache behind a network round trip takes them in one call.
     ///
     /// The default, for a cache in this process: one reservation after the other.
-    async fn reserve_each(&self, orders: &[&[OrderLine]]) -> Vec<Result<(), CacheError>> {
+    async fn reserve_each(&self, orders: &[&[OrderLine]]) -> Vec<Result<Epoch, CacheError>> {
         let mut answers = Vec::with_capacity(orders.len());
         for lines in orders {
             answers.push(self.reserve(lines).await);
@@ -86,6 +123,24 @@ pub trait StockCache: Send + Sync + 'static {
     /// On a backend failure.
     async fn is_whole(&self) -> Result<bool, CacheError> {
         Ok(true)
+    }
+
+    /// After orders reserved under `reserved_under` were written (or may have been): if the
+    /// counts have been set anew since ([`Epoch::superseded_by`]), marks them lost, in the same
+    /// atomic step, so they are rebuilt from the store — the read that set them may have missed
+    /// those orders, and would then offer their units twice. Returns the counts' epoch as found,
+    /// `None` when they were lost already (the rebuild to come reads the store afresh).
+    ///
+    /// The default, for a cache set whole only when its process starts: nothing to do.
+    ///
+    /// # Errors
+    /// On a backend failure.
+    async fn recount_if_superseded(
+        &self,
+        reserved_under: Epoch,
+    ) -> Result<Option<Epoch>, CacheError> {
+        let _ = reserved_under;
+        Ok(Some(Epoch::ONLY))
     }
 
     /// Claims the right to rebuild lost counts for `lease`, as `node`; `false` if another node

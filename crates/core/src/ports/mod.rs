@@ -19,7 +19,7 @@ pub use bus::{
     BusError, BusLedger, DeadLetter, DeadLetterPage, DeadLetterSelection, Delivery, Envelope,
     EventBus, LedgerEntry, QueueDepth,
 };
-pub use cache::{CacheError, StockCache};
+pub use cache::{CacheError, Epoch, StockCache};
 pub use deals::{DealStore, ExpiredDeal, JoinOutcome};
 pub use limits::LimitStore;
 pub use notify::{Notification, Notifier, NotifyError};

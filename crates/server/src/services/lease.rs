@@ -15,10 +15,22 @@
 //!   given back to the counts, and the counts marked lost (by the committer) so that they are
 //!   recounted from the store, which never saw those orders — whether the others noticed the
 //!   lapse or only this node did.
+//!
+//! The counts can also be set anew from the store while this node holds its lease: a rebuild
+//! after Redis lost them, a node starting while they were lost. Orders reserved before that
+//! and still uncommitted were not in that read, so their units are on sale again. Every
+//! reservation carries the [`Epoch`] of the counts it came from, and the node remembers the
+//! newest epoch it has seen:
+//! - no commit of orders reserved under an older epoch than one this node has seen: answered
+//!   503, their units not given back (the newer counts have them already), nothing to recount;
+//! - after a commit, the counts' epoch is read again (`services/epoch_check.rs`): newer than
+//!   the oldest of its orders' means the read may have missed them, and the counts are
+//!   marked lost to be recounted with them.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use ordermill_core::ports::CacheError;
+use ordermill_core::ports::{CacheError, Epoch};
 use std::time::{Duration, Instant};
 
 /// The lease as this node knows it.
@@ -26,6 +38,8 @@ use std::time::{Duration, Instant};
 pub struct Lease {
     /// `None`: a node that shares its counts with nobody holds them unconditionally.
     state: Option<Mutex<State>>,
+    /// The newest [`Epoch`] of the counts this node has seen.
+    newest_epoch: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,13 +61,13 @@ pub enum Renewal {
 impl Lease {
     /// A node alone on its counts (`serve`, or a node-local cache): always held.
     pub fn unconditional() -> Lease {
-        Lease { state: None }
+        Lease { state: None, newest_epoch: AtomicU64::new(0) }
     }
 
     /// A lease taken by a renewal sent at `sent_at`, valid for `ttl`.
     pub fn taken(sent_at: Instant, ttl: Duration) -> Lease {
         let state = State { valid_until: sent_at + ttl, held_since: sent_at };
-        Lease { state: Some(Mutex::new(state)) }
+        Lease { state: Some(Mutex::new(state)), newest_epoch: AtomicU64::new(0) }
     }
 
     /// Records a renewal sent at `sent_at` that the cache confirmed.
@@ -91,6 +105,21 @@ impl Lease {
             let state = lock(state);
             state.held_since <= since && now < state.valid_until
         })
+    }
+
+    /// Notes that the counts were of `epoch` when a reservation or a read answered.
+    pub fn saw(&self, epoch: Epoch) {
+        // Every reservation reports one, nearly always the same: read before writing, so the
+        // request threads do not take turns on the cache line for nothing.
+        if epoch.get() > self.newest_epoch.load(Ordering::Acquire) {
+            self.newest_epoch.fetch_max(epoch.get(), Ordering::AcqRel);
+        }
+    }
+
+    /// Whether orders reserved under `epoch` may be committed: no newer counts have been seen
+    /// (see [`Epoch`]).
+    pub fn admits_epoch(&self, epoch: Epoch) -> bool {
+        !epoch.superseded_by(Epoch::new(self.newest_epoch.load(Ordering::Acquire)))
     }
 }
 
@@ -147,6 +176,19 @@ mod tests {
         assert!(!lease.admits_commit(reserved, after(start, 41)));
         assert!(lease.admits_commit(after(start, 40), after(start, 41)), "reserved after");
         assert_eq!(lease.renewed(after(start, 45), TTL), Renewal::Unbroken);
+    }
+
+    #[test]
+    fn orders_reserved_under_counts_since_set_anew_are_not_committed() {
+        let lease = Lease::taken(Instant::now(), TTL);
+        let (first, second) = (Epoch::new(1_000), Epoch::new(2_000));
+        lease.saw(first);
+        assert!(lease.admits_epoch(first));
+        lease.saw(second);
+        assert!(!lease.admits_epoch(first), "reserved before the counts were set anew");
+        assert!(lease.admits_epoch(second));
+        lease.saw(first);
+        assert!(!lease.admits_epoch(first), "a late answer under the old counts changes nothing");
     }
 
     #[test]

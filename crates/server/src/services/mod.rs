@@ -9,7 +9,8 @@
 //! - [`deals`]: group buying (open, join, complete) and the deadline scheduler.
 //! - [`purchase_limits`]: per-customer purchase limits, enforced in memory at intake.
 //! - [`order_cache`]: the order read cache behind `GET /api/orders/{id}`.
-//! - [`lease`]: this api node's lease on shared hot-stock counts, and its fence.
+//! - [`lease`]: this api node's lease on shared hot-stock counts, and its fences.
+//! - [`epoch_check`]: after a commit, whether the shared counts were set anew under it.
 //! - [`stock_repair`]: rebuilds hot-stock counts a shared cache lost, from the store.
 //! - [`reports`]: reports (报表): requests, runs, files written as CSV or XLSX, the sweeper.
 //! - [`unclear`]: reading back a write whose outcome a store failure left unclear.
@@ -17,6 +18,7 @@
 
 pub mod catalog;
 pub mod deals;
+pub mod epoch_check;
 pub mod intake;
 pub mod lease;
 pub mod order_cache;

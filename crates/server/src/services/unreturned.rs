@@ -8,16 +8,21 @@
 //! (`stock_repair.rs`) rebuilds them from the store, which counts the units exactly. Retrying
 //! the release itself could count its units twice (the reply may have been lost after it was
 //! applied, or a rebuild may have counted them meanwhile); a rebuild cannot.
+//!
+//! The same goes for the check after a commit of whether the counts were set anew since its
+//! orders reserved their units (`epoch_check.rs`): one that cannot reach the cache ends in a
+//! rebuild once it answers, since those units may be counted twice.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordermill_core::ports::{CacheError, StockCache};
+use ordermill_core::ports::{CacheError, Epoch, StockCache};
 use ordermill_core::{OrderLine, Sku};
 
-/// A shared stock cache whose failed releases end in a rebuild of the counts.
+/// A shared stock cache whose failed releases (and failed checks after a commit) end in a
+/// rebuild of the counts.
 ///
 /// Every method goes to the wrapped cache, the defaulted ones too (a method left to the trait's
 /// default here would silently skip the cache's own).
@@ -74,12 +79,24 @@ async fn settle(cache: Weak<ReturnsOwed>, every: Duration) {
 
 #[async_trait]
 impl StockCache for ReturnsOwed {
-    async fn reserve(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
+    async fn reserve(&self, lines: &[OrderLine]) -> Result<Epoch, CacheError> {
         self.inner.reserve(lines).await
     }
 
-    async fn reserve_each(&self, orders: &[&[OrderLine]]) -> Vec<Result<(), CacheError>> {
+    async fn reserve_each(&self, orders: &[&[OrderLine]]) -> Vec<Result<Epoch, CacheError>> {
         self.inner.reserve_each(orders).await
+    }
+
+    async fn recount_if_superseded(
+        &self,
+        reserved_under: Epoch,
+    ) -> Result<Option<Epoch>, CacheError> {
+        let checked = self.inner.recount_if_superseded(reserved_under).await;
+        // Not knowing whether written orders' units are counted twice: recounted all the same.
+        if matches!(checked, Err(CacheError::Unavailable(_) | CacheError::Backend(_))) {
+            self.owed.store(true, Ordering::SeqCst);
+        }
+        checked
     }
 
     async fn release(&self, lines: &[OrderLine]) -> Result<(), CacheError> {
@@ -161,8 +178,8 @@ mod tests {
 
     #[async_trait]
     impl StockCache for Flaky {
-        async fn reserve(&self, _: &[OrderLine]) -> Result<(), CacheError> {
-            Ok(())
+        async fn reserve(&self, _: &[OrderLine]) -> Result<Epoch, CacheError> {
+            Ok(Epoch::ONLY)
         }
         async fn release(&self, _: &[OrderLine]) -> Result<(), CacheError> {
             if self.down.load(Ordering::SeqCst) {

@@ -22,6 +22,7 @@ use ordermill_core::{
 use thiserror::Error;
 
 use crate::services::catalog::Catalog;
+use crate::services::epoch_check;
 use crate::services::intake::idempotency::{Begin, Idempotency, KeyClaim, Lookup};
 use crate::services::intake::{IntakeError, Slot};
 use crate::services::order_cache::OrderCache;
@@ -232,7 +233,8 @@ impl Deals {
         let lines = vec![line];
         let hold = self.purchase_limits.take(&customer, &lines).map_err(IntakeError::from)?;
         self.catalog.lease().ensure_held().map_err(IntakeError::from)?;
-        self.cache.reserve(&lines).await.map_err(IntakeError::from)?;
+        let reserved_under = self.cache.reserve(&lines).await.map_err(IntakeError::from)?;
+        self.catalog.lease().saw(reserved_under);
         let order = Order {
             id: self.ids.next(now),
             customer_id: customer,
@@ -249,7 +251,17 @@ impl Deals {
         let lines = accepted.order.lines.clone();
         let deal_sku = deal.sku.clone();
         let order_id = accepted.order.id;
-        let refusal = match self.store.join_deal(deal_id, accepted, completion_ids, now).await {
+        let joining = self.store.join_deal(deal_id, accepted, completion_ids, now).await;
+        let maybe_written =
+            matches!(joining, Ok(JoinOutcome::Joined { .. }) | Err(StoreError::Unavailable(_)));
+        if maybe_written && reserved_under.may_be_superseded() {
+            epoch_check::recount_if_superseded(
+                self.cache.clone(),
+                self.catalog.lease().clone(),
+                reserved_under,
+            );
+        }
+        let refusal = match joining {
             Ok(JoinOutcome::Joined { deal, order, emitted, completed }) => {
                 if deal.status == DealStatus::Completed {
                     counter!(telemetry::DEALS_COMPLETED).increment(1);

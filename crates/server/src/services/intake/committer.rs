@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ordermill_core::Sku;
-use ordermill_core::ports::{AcceptedOrder, EventBus, OrderStore, StockCache, StoreError};
+use ordermill_core::ports::{AcceptedOrder, Epoch, EventBus, OrderStore, StockCache, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::publisher::Publisher;
+use crate::services::epoch_check;
 use crate::services::lease::Lease;
 use crate::services::unclear::{read_back, recount_held_units};
 use crate::telemetry::CommitMetrics;
@@ -54,6 +55,9 @@ pub struct CommitRequest {
     /// When the request reached the node: one that waited longer than `max_queue_wait` by
     /// the time its batch forms is shed, not written.
     pub arrived: Instant,
+    /// The oldest epoch of the counts its orders' units were reserved from: none is written
+    /// once this node has seen newer counts (see [`Lease`]).
+    pub reserved_under: Epoch,
 }
 
 /// A request in the committer's queue, and when it was put there.
@@ -108,8 +112,9 @@ pub enum FailKind {
         /// What held it up.
         cause: ShedCause,
     },
-    /// This node's lease on the shared counts lapsed after its units were reserved: the
-    /// others may have put them back on sale, so it is not written (see [`Lease`]).
+    /// This node's lease on the shared counts lapsed after its units were reserved, or the
+    /// counts were set anew from the store since: its units may be back on sale, so it is not
+    /// written (see [`Lease`]).
     Fenced,
 }
 
@@ -186,6 +191,14 @@ fn short_sku(batch: &[AcceptedOrder], named: &str) -> Option<Sku> {
     let mut skus = batch.iter().flat_map(|a| a.order.lines.iter().map(|l| &l.sku));
     let first = skus.clone().next().cloned();
     skus.find(|s| named.contains(&s.as_str())).cloned().or(first)
+}
+
+/// Answers `requests` as fenced ([`FailKind::Fenced`]), keeping their units held.
+fn answer_fenced(requests: Vec<CommitRequest>, why: &str) {
+    for request in requests {
+        let failed = CommitFailed { message: why.to_owned(), kind: FailKind::Fenced };
+        let _ = request.reply.send(Err(failed));
+    }
 }
 
 /// Why a request was not queued.
@@ -360,6 +373,7 @@ impl Committer {
             return;
         }
         let since = requests.iter().map(|r| r.arrived).min();
+        let reserved_under = requests.iter().map(|r| r.reserved_under).min();
         let mut batch = Vec::with_capacity(count);
         let mut replies = Vec::with_capacity(requests.len());
         for request in requests {
@@ -391,6 +405,13 @@ impl Committer {
         }
         // Whatever the outcome: some of these orders may be written.
         self.recheck_lease(since).await;
+        if let Some(reserved_under) = reserved_under.filter(|e| e.may_be_superseded()) {
+            epoch_check::recount_if_superseded(
+                self.cache.clone(),
+                self.lease.clone(),
+                reserved_under,
+            );
+        }
     }
 
     /// A group commit refused for an idempotency key the store already holds: a retry that
@@ -489,13 +510,29 @@ impl Committer {
         }
     }
 
-    /// Refuses the requests reserved before this node's lease last lapsed (see [`Lease`]):
-    /// answered 503, their units NOT given back — the counts are marked lost instead, so they
-    /// are recounted from the store, which never saw these orders.
+    /// Refuses, answered 503 with their units NOT given back (see [`Lease`]), the requests
+    /// - reserved under counts older than ones this node has seen: the newer counts were read
+    ///   from a store that never saw these orders, so they hold the units already;
+    /// - reserved before this node's lease last lapsed: the counts are marked lost, so they are
+    ///   recounted from the store, which never saw these orders.
     async fn fence(&mut self, requests: Vec<CommitRequest>) -> Vec<CommitRequest> {
+        let (current, superseded): (Vec<_>, Vec<_>) =
+            requests.into_iter().partition(|r| self.lease.admits_epoch(r.reserved_under));
+        if !superseded.is_empty() {
+            let orders: usize = superseded.iter().map(|r| r.orders.len()).sum();
+            // The counts set anew hold these units already: nothing to give back or recount.
+            tracing::warn!(
+                orders,
+                "The hot-stock counts were set anew from the store after these orders reserved their units, which are on sale again; not writing them (503)."
+            );
+            answer_fenced(
+                superseded,
+                "the stock counts were set anew after its units were reserved",
+            );
+        }
         let now = Instant::now();
         let (admitted, fenced): (Vec<_>, Vec<_>) =
-            requests.into_iter().partition(|r| self.lease.admits_commit(r.arrived, now));
+            current.into_iter().partition(|r| self.lease.admits_commit(r.arrived, now));
         if fenced.is_empty() {
             return admitted;
         }
@@ -507,13 +544,7 @@ impl Committer {
         if let Err(error) = self.cache.mark_lost().await {
             tracing::error!(error = %error, "Could not mark the hot-stock counts for a rebuild after refusing fenced orders; their units stay off sale until the next rebuild.");
         }
-        for request in fenced {
-            let failed = CommitFailed {
-                message: "this node's lease on the shared stock counts lapsed".to_owned(),
-                kind: FailKind::Fenced,
-            };
-            let _ = request.reply.send(Err(failed));
-        }
+        answer_fenced(fenced, "this node's lease on the shared stock counts lapsed");
         admitted
     }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use ordermill_core::order::total_of;
-use ordermill_core::ports::{AcceptedOrder, EventBus, StockCache};
+use ordermill_core::ports::{AcceptedOrder, Epoch, EventBus, StockCache};
 use ordermill_core::{
     Clock, CustomerId, IdempotencyKey, Money, Order, OrderIdGenerator, OrderLine, OrderStatus,
     Quantity, Sku, ValidationError,
@@ -287,9 +287,11 @@ impl Intake {
         let held = self.hold_and_reserve_each(&priced).await;
         let mut orders = Vec::with_capacity(priced.len());
         let mut pending = Vec::with_capacity(priced.len());
+        let mut reserved_under: Option<Epoch> = None;
         for ((slot, priced), held) in priced.into_iter().zip(held) {
             match held {
-                Ok(hold) => {
+                Ok((hold, epoch)) => {
+                    reserved_under = Some(reserved_under.map_or(epoch, |e| e.min(epoch)));
                     let Priced { input, lines, total, claim } = priced;
                     let order = Order {
                         id: self.ids.next(now),
@@ -315,8 +317,8 @@ impl Intake {
                 }
             }
         }
-        if !orders.is_empty() {
-            match self.commit(orders, arrived, approach).await {
+        if let Some(reserved_under) = reserved_under {
+            match self.commit(orders, (arrived, reserved_under), approach).await {
                 Ok(committed) => {
                     self.metrics.accepted.increment(pending.len() as u64);
                     for (offset, (slot, claim, hold)) in pending.into_iter().enumerate() {
@@ -469,8 +471,8 @@ impl Intake {
     async fn hold_and_reserve_each(
         &self,
         priced: &[(usize, Priced)],
-    ) -> Vec<Result<LimitHold, IntakeError>> {
-        let mut outcomes: Vec<Option<Result<LimitHold, IntakeError>>> =
+    ) -> Vec<Result<(LimitHold, Epoch), IntakeError>> {
+        let mut outcomes: Vec<Option<Result<(LimitHold, Epoch), IntakeError>>> =
             std::iter::repeat_with(|| None).take(priced.len()).collect();
         let mut together = Vec::new();
         for (at, (_, order)) in priced.iter().enumerate() {
@@ -507,7 +509,7 @@ impl Intake {
         &self,
         priced: &[(usize, Priced)],
         together: &mut Vec<(usize, LimitHold)>,
-        outcomes: &mut [Option<Result<LimitHold, IntakeError>>],
+        outcomes: &mut [Option<Result<(LimitHold, Epoch), IntakeError>>],
     ) {
         if together.is_empty() {
             return;
@@ -517,19 +519,23 @@ impl Intake {
         let reserving = Instant::now();
         let answers = self.cache.reserve_each(&lines).await;
         self.metrics.reserve.record(reserving.elapsed().as_secs_f64());
+        let lease = self.catalog.lease();
         for ((at, hold), answer) in together.drain(..).zip(answers) {
-            outcomes[at] = Some(answer.map(|()| hold).map_err(IntakeError::from));
+            if let Ok(epoch) = answer {
+                lease.saw(epoch);
+            }
+            outcomes[at] = Some(answer.map(|epoch| (hold, epoch)).map_err(IntakeError::from));
         }
     }
 
     async fn commit(
         &self,
         orders: Vec<AcceptedOrder>,
-        arrived: Instant,
+        (arrived, reserved_under): (Instant, Epoch),
         approach: Approach,
     ) -> Result<Committed, IntakeError> {
         let (reply, answer) = oneshot::channel();
-        let request = CommitRequest { orders, reply, arrived };
+        let request = CommitRequest { orders, reply, arrived, reserved_under };
         let budget = self.max_queue_wait.saturating_sub(arrived.elapsed());
         let submitted = self.committer.submit(request, budget).await;
         drop(approach);
