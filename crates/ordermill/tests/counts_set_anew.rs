@@ -88,6 +88,14 @@ async fn orders_in_flight_across_a_rebuild_of_the_counts_are_fenced_or_recounted
     assert!(!recounted.is_empty(), "the commit that landed after the rebuild was noticed");
     let fenced = api.logged("The hot-stock counts were set anew from the store after these orders reserved their units, which are on sale again; not writing them (503).");
     assert_eq!(fenced.len(), 1);
+    let metrics = reqwest::get(api.url("/metrics")).await.unwrap().text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(series));
+        line.and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+    };
+    assert_eq!(value(r#"ordermill_orders_fenced_total{cause="counts_set_anew"}"#), 1.0);
+    assert!(value(r#"ordermill_late_commits_total{cause="counts_set_anew"}"#) >= 1.0);
+    assert_eq!(value(r#"ordermill_orders_fenced_total{cause="lease_lapsed"}"#), 0.0);
     assert!(api.running() && worker.running());
 }
 

@@ -6,9 +6,11 @@
 
 use std::sync::Arc;
 
+use metrics::counter;
 use ordermill_core::ports::{Epoch, StockCache};
 
 use super::lease::Lease;
+use crate::telemetry;
 
 /// Checks, in a task of its own, the counts against `reserved_under` (the oldest epoch of the
 /// written orders' reservations), marking them for a rebuild from the store if they were set
@@ -23,6 +25,7 @@ pub fn recount_if_superseded(
             Ok(Some(found)) => {
                 lease.saw(found);
                 if reserved_under.superseded_by(found) {
+                    counter!(telemetry::LATE_COMMITS, "cause" => "counts_set_anew").increment(1);
                     tracing::warn!(
                         "Orders were written after the hot-stock counts had been set anew from the store (a rebuild or a reset since they reserved their units); marked the counts for a rebuild, so their units are not offered twice."
                     );

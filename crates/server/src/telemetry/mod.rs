@@ -30,6 +30,13 @@ pub const COMMIT_SECONDS: &str = "ordermill_commit_duration_seconds";
 pub const COMMIT_FAILURES: &str = "ordermill_commit_failures_total";
 /// Orders shed (503 `overloaded`) because they waited longer than `http.max_queue_wait`.
 pub const COMMIT_SHED: &str = "ordermill_orders_shed_total";
+/// Orders not written (503 `unavailable`) because the shared hot-stock counts moved on after
+/// they reserved their units, by `cause`: `lease_lapsed` (this node's lease lapsed) or
+/// `counts_set_anew` (the counts were rebuilt from the store).
+pub const ORDERS_FENCED: &str = "ordermill_orders_fenced_total";
+/// Commits that landed after the shared counts had moved on under their reservations (the
+/// same `cause`s as [`ORDERS_FENCED`]); each marked the counts for a rebuild.
+pub const LATE_COMMITS: &str = "ordermill_late_commits_total";
 
 /// Where the time goes, by `stage` (and `queue` on consumers), seconds. api nodes:
 /// `reserve` (hot stock), `commit` (group commit), `publish` (order.created, publish to
@@ -165,6 +172,14 @@ fn describe() {
     );
     describe_counter!(ORDERS_REJECTED, "Orders refused, by reason code.");
     describe_counter!(
+        ORDERS_FENCED,
+        "Orders not written because the shared hot-stock counts moved on after they reserved, by cause (lease_lapsed, counts_set_anew)."
+    );
+    describe_counter!(
+        LATE_COMMITS,
+        "Commits that landed after the shared hot-stock counts moved on under them, by cause; each marked the counts for a rebuild."
+    );
+    describe_counter!(
         LOG_LINES_DROPPED,
         "Log lines dropped because stdout did not take them as fast as they came (intake never waits for the log)."
     );
@@ -273,6 +288,14 @@ pub struct CommitMetrics {
     /// [`COMMIT_SHED`] `cause="slow_commit"`: queued in time, held up by a commit that ran
     /// long.
     pub shed_slow_commit: Counter,
+    /// [`ORDERS_FENCED`] `cause="lease_lapsed"`.
+    pub fenced_lease: Counter,
+    /// [`ORDERS_FENCED`] `cause="counts_set_anew"`.
+    pub fenced_epoch: Counter,
+    /// [`LATE_COMMITS`] `cause="lease_lapsed"`.
+    pub late_lease: Counter,
+    /// [`LATE_COMMITS`] `cause="counts_set_anew"`.
+    pub late_epoch: Counter,
     /// [`STAGE_SECONDS`] `commit`.
     pub stage_commit: Histogram,
     /// [`STAGE_SECONDS`] `publish`.
@@ -288,6 +311,10 @@ impl CommitMetrics {
             failures: counter!(COMMIT_FAILURES),
             shed_backlog: counter!(COMMIT_SHED, "cause" => "backlog"),
             shed_slow_commit: counter!(COMMIT_SHED, "cause" => "slow_commit"),
+            fenced_lease: counter!(ORDERS_FENCED, "cause" => "lease_lapsed"),
+            fenced_epoch: counter!(ORDERS_FENCED, "cause" => "counts_set_anew"),
+            late_lease: counter!(LATE_COMMITS, "cause" => "lease_lapsed"),
+            late_epoch: counter!(LATE_COMMITS, "cause" => "counts_set_anew"),
             stage_commit: stage("commit", ""),
             stage_publish: stage("publish", ""),
         }
@@ -333,6 +360,8 @@ mod tests {
         COMMIT_SECONDS,
         COMMIT_FAILURES,
         COMMIT_SHED,
+        ORDERS_FENCED,
+        LATE_COMMITS,
         STAGE_SECONDS,
         CONSUMER_MESSAGES,
         CONSUMER_SECONDS,

@@ -520,6 +520,7 @@ impl Committer {
             requests.into_iter().partition(|r| self.lease.admits_epoch(r.reserved_under));
         if !superseded.is_empty() {
             let orders: usize = superseded.iter().map(|r| r.orders.len()).sum();
+            self.metrics.fenced_epoch.increment(orders as u64);
             // The counts set anew hold these units already: nothing to give back or recount.
             tracing::warn!(
                 orders,
@@ -537,6 +538,7 @@ impl Committer {
             return admitted;
         }
         let orders: usize = fenced.iter().map(|r| r.orders.len()).sum();
+        self.metrics.fenced_lease.increment(orders as u64);
         tracing::warn!(
             orders,
             "This api node's lease on the shared hot stock lapsed after these orders reserved their units; not writing them (503), and marking the counts for a rebuild from the store."
@@ -559,6 +561,7 @@ impl Committer {
         if self.lease.admits_commit(since, Instant::now()) {
             return;
         }
+        self.metrics.late_lease.increment(1);
         tracing::warn!(
             "This api node's lease on the shared hot stock lapsed while it committed orders; they are written, and the counts are marked for a rebuild from the store."
         );
