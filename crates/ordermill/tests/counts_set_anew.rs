@@ -49,8 +49,21 @@ async fn orders_in_flight_across_a_rebuild_of_the_counts_are_fenced_or_recounted
 
     // A reserves and its commit waits on the row; C reserves and queues behind it.
     let first = tokio::spawn(place(base.clone(), "ann"));
-    until_offered(&base, STOCK - 1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its commit waits on the row (not merely queued, where C could join it).
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))",
+        )
+        .fetch_one(&mut *held)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < until, "the first order's commit never waited on the row");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let queued = tokio::spawn(place(base.clone(), "cho"));
     until_offered(&base, STOCK - 2).await;
 
@@ -61,6 +74,8 @@ async fn orders_in_flight_across_a_rebuild_of_the_counts_are_fenced_or_recounted
     // B reserves from the rebuilt counts.
     let after = tokio::spawn(place(base.clone(), "bo"));
     until_offered(&base, STOCK - 1).await;
+    // Its node takes in the new epoch as the reservation's answer comes back: let it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     held.rollback().await.unwrap();
 
     let (first, queued, after) = (answer(first).await, answer(queued).await, answer(after).await);
