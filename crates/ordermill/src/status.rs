@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ordermill_bench::run::stages::{mean_text, stage_name};
 use ordermill_server::telemetry::scrape::{
-    Scrape, StageRate, StageSums, Totals, quantile, stages_since,
+    Scrape, StageRate, StageSums, StockFaults, Totals, quantile, stages_since,
 };
 use serde::Serialize;
 
@@ -60,6 +60,9 @@ struct Status {
     accept_to_confirm_p50_s: Option<f64>,
     accept_to_confirm_p99_s: Option<f64>,
     queues: Vec<QueueView>,
+    /// Rebuilds of the shared hot-stock counts and the orders they touched, since the nodes
+    /// started.
+    stock: StockFaults,
     /// Where the time went between this snapshot and the one before, every node together.
     stages: Vec<StageRate>,
     /// The nodes' stage histograms as read, for the next interval's figures.
@@ -171,6 +174,7 @@ async fn snapshot(client: &reqwest::Client, request: &StatusRequest) -> anyhow::
         accept_to_confirm_p50_s: quantile(&merged.confirm_buckets, 0.5),
         accept_to_confirm_p99_s: quantile(&merged.confirm_buckets, 0.99),
         queues,
+        stock: merged.stock,
         stages: Vec::new(),
         stage_sums: merged.stages,
     };
@@ -214,6 +218,14 @@ fn render(status: &Status, seconds: f64) -> String {
         bound(status.accept_to_confirm_p50_s),
         bound(status.accept_to_confirm_p99_s)
     );
+    let stock = &status.stock;
+    if stock.any() {
+        let _ = writeln!(
+            out,
+            "hot stock     rebuilt {:.0}×  fenced orders {:.0}  late commits {:.0}  (since the nodes started; docs/OPERATIONS.md, \"Redis loses its data\")",
+            stock.rebuilds, stock.fenced_orders, stock.late_commits
+        );
+    }
     let _ = writeln!(out, "queue         depth      dead  in flight  delayed");
     for q in &status.queues {
         let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));

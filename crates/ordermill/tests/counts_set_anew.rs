@@ -111,6 +111,10 @@ async fn orders_in_flight_across_a_rebuild_of_the_counts_are_fenced_or_recounted
     assert_eq!(value(r#"ordermill_orders_fenced_total{cause="counts_set_anew"}"#), 1.0);
     assert!(value(r#"ordermill_late_commits_total{cause="counts_set_anew"}"#) >= 1.0);
     assert_eq!(value(r#"ordermill_orders_fenced_total{cause="lease_lapsed"}"#), 0.0);
+    let status = deployment.run(&["status", "--url", &base]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    let line = status.lines().find(|l| l.starts_with("hot stock"));
+    assert!(line.is_some_and(|l| l.contains("fenced orders 1 ")), "{status}");
     assert!(api.running() && worker.running());
 }
 

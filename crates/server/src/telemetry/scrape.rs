@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{
-    COMMIT_SHED, CONFIRM_SECONDS, CONSUMER_MESSAGES, INTAKE_SECONDS, ORDERS_ACCEPTED,
-    ORDERS_CANCELLED, ORDERS_CONFIRMED, ORDERS_REJECTED, QUEUE_DEAD, QUEUE_DEPTH, STAGE_SECONDS,
+    COMMIT_SHED, CONFIRM_SECONDS, CONSUMER_MESSAGES, INTAKE_SECONDS, LATE_COMMITS, ORDERS_ACCEPTED,
+    ORDERS_CANCELLED, ORDERS_CONFIRMED, ORDERS_FENCED, ORDERS_REJECTED, QUEUE_DEAD, QUEUE_DEPTH,
+    STAGE_SECONDS, STOCK_REBUILDS,
 };
 
 /// Order counters, summed over nodes (or, as rates, per second).
@@ -48,6 +49,26 @@ impl Totals {
     }
 }
 
+/// What the shared hot-stock counts went through, summed over nodes: each figure above 0
+/// means orders were answered 503 `unavailable` for a while (docs/OPERATIONS.md, "Redis loses
+/// its data").
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct StockFaults {
+    /// Times the counts were rebuilt from the store.
+    pub rebuilds: f64,
+    /// Orders not written because the counts moved on after they reserved.
+    pub fenced_orders: f64,
+    /// Commits that landed after the counts moved on, each followed by a rebuild.
+    pub late_commits: f64,
+}
+
+impl StockFaults {
+    /// Whether anything happened.
+    pub fn any(&self) -> bool {
+        self.rebuilds + self.fenced_orders + self.late_commits > 0.0
+    }
+}
+
 /// One or more nodes' `/metrics`, read.
 #[derive(Debug, Default, Clone)]
 pub struct Scrape {
@@ -55,6 +76,8 @@ pub struct Scrape {
     pub totals: Totals,
     /// Intake refusals by reason code.
     pub rejected_by_reason: BTreeMap<String, f64>,
+    /// The hot-stock counts' faults.
+    pub stock: StockFaults,
     /// Consumer messages by (queue, outcome: ack, retry, dead).
     pub consumer_messages: BTreeMap<(String, String), f64>,
     /// Queue depth gauges by queue.
@@ -134,6 +157,9 @@ impl Scrape {
                 ORDERS_CONFIRMED => scrape.totals.confirmed += value,
                 ORDERS_CANCELLED => scrape.totals.cancelled += value,
                 COMMIT_SHED => scrape.totals.shed += value,
+                STOCK_REBUILDS => scrape.stock.rebuilds += value,
+                ORDERS_FENCED => scrape.stock.fenced_orders += value,
+                LATE_COMMITS => scrape.stock.late_commits += value,
                 ORDERS_REJECTED => {
                     scrape.totals.rejected += value;
                     let reason = label("reason").unwrap_or_default();
@@ -185,6 +211,9 @@ impl Scrape {
     /// reports the same queues).
     pub fn merge(&mut self, other: Scrape) {
         self.totals.add(&other.totals);
+        self.stock.rebuilds += other.stock.rebuilds;
+        self.stock.fenced_orders += other.stock.fenced_orders;
+        self.stock.late_commits += other.stock.late_commits;
         let sum = |into: &mut BTreeMap<String, f64>, from: BTreeMap<String, f64>| {
             for (key, v) in from {
                 *into.entry(key).or_default() += v;
@@ -242,6 +271,10 @@ ordermill_orders_rejected_total{reason="invalid_order"} 2
 ordermill_consumer_messages_total{queue="payment",outcome="ack"} 40
 ordermill_consumer_messages_total{queue="payment",outcome="dead"} 1
 ordermill_queue_depth{queue="payment"} 7
+ordermill_stock_rebuilds_total 2
+ordermill_orders_fenced_total{cause="lease_lapsed"} 3
+ordermill_orders_fenced_total{cause="counts_set_anew"} 1
+ordermill_late_commits_total{cause="counts_set_anew"} 1
 ordermill_queue_dead_letters{queue="payment"} 1
 ordermill_accept_to_confirm_seconds_bucket{le="0.005"} 50
 ordermill_accept_to_confirm_seconds_bucket{le="0.01"} 99
@@ -266,6 +299,9 @@ ordermill_stage_duration_seconds_count{stage="effects",queue="payment"} 4
         assert_eq!(scrape.consumer_messages[&("payment".into(), "dead".into())], 1.0);
         assert_eq!(scrape.depth["payment"], 7.0);
         assert_eq!(scrape.dead["payment"], 1.0);
+        let stock = StockFaults { rebuilds: 2.0, fenced_orders: 4.0, late_commits: 1.0 };
+        assert_eq!(scrape.stock, stock, "summed over causes");
+        assert!(!Scrape::default().stock.any());
         assert_eq!(quantile(&scrape.confirm_buckets, 0.5), Some(0.005));
         assert_eq!(quantile(&scrape.confirm_buckets, 0.99), Some(0.01));
         assert_eq!(quantile(&scrape.intake_buckets, 0.99), Some(f64::INFINITY));
@@ -281,6 +317,7 @@ ordermill_stage_duration_seconds_count{stage="effects",queue="payment"} 4
         assert_eq!(merged.rejected_by_reason["invalid_order"], 4.0);
         assert_eq!(merged.consumer_messages[&("payment".into(), "ack".into())], 80.0);
         assert_eq!(merged.depth["payment"], 7.0, "the same bus, seen twice");
+        assert_eq!(merged.stock.fenced_orders, 8.0, "each node fenced its own");
     }
 
     #[test]
