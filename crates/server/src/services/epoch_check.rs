@@ -14,12 +14,17 @@ use crate::telemetry;
 
 /// Checks, in a task of its own, the counts against `reserved_under` (the oldest epoch of the
 /// written orders' reservations), marking them for a rebuild from the store if they were set
-/// anew since; notes the epoch found in `lease`.
+/// anew since; notes the epoch found in `lease`. Nothing to check for counts that are never set
+/// anew under a reservation ([`Epoch::may_be_superseded`]).
 pub fn recount_if_superseded(
-    cache: Arc<dyn StockCache>,
-    lease: Arc<Lease>,
+    cache: &Arc<dyn StockCache>,
+    lease: &Arc<Lease>,
     reserved_under: Epoch,
-) -> tokio::task::JoinHandle<()> {
+) {
+    if !reserved_under.may_be_superseded() {
+        return;
+    }
+    let (cache, lease) = (cache.clone(), lease.clone());
     tokio::spawn(async move {
         match cache.recount_if_superseded(reserved_under).await {
             Ok(Some(found)) => {
@@ -37,5 +42,5 @@ pub fn recount_if_superseded(
                 tracing::warn!(error = %error, "Could not check whether the hot-stock counts were set anew while orders were being written; the counts will be rebuilt from the store once the cache answers.");
             }
         }
-    })
+    });
 }

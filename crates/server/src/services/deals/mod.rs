@@ -254,12 +254,8 @@ impl Deals {
         let joining = self.store.join_deal(deal_id, accepted, completion_ids, now).await;
         let maybe_written =
             matches!(joining, Ok(JoinOutcome::Joined { .. }) | Err(StoreError::Unavailable(_)));
-        if maybe_written && reserved_under.may_be_superseded() {
-            epoch_check::recount_if_superseded(
-                self.cache.clone(),
-                self.catalog.lease().clone(),
-                reserved_under,
-            );
+        if maybe_written {
+            epoch_check::recount_if_superseded(&self.cache, self.catalog.lease(), reserved_under);
         }
         let refusal = match joining {
             Ok(JoinOutcome::Joined { deal, order, emitted, completed }) => {

@@ -405,12 +405,8 @@ impl Committer {
         }
         // Whatever the outcome: some of these orders may be written.
         self.recheck_lease(since).await;
-        if let Some(reserved_under) = reserved_under.filter(|e| e.may_be_superseded()) {
-            epoch_check::recount_if_superseded(
-                self.cache.clone(),
-                self.lease.clone(),
-                reserved_under,
-            );
+        if let Some(reserved_under) = reserved_under {
+            epoch_check::recount_if_superseded(&self.cache, &self.lease, reserved_under);
         }
     }
 
