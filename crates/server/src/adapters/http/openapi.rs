@@ -12,9 +12,11 @@ use axum::Router;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Serialize;
-use utoipa::openapi::RefOr;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 /// An error answer: every 4xx and 5xx.
@@ -640,6 +642,38 @@ impl Modify for Credentials {
     }
 }
 
+/// A node still waiting for its engines at start answers every operation but the probes 503
+/// `starting` (`starting.rs`): said on each, beside the 503s the operation gives itself.
+struct WhileStarting;
+
+impl Modify for WhileStarting {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut openapi.paths.paths {
+            if ["/healthz", "/readyz", "/metrics"].contains(&path.as_str()) {
+                continue;
+            }
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                match responses.get_mut("503") {
+                    Some(RefOr::T(response)) => response.description.push_str(", starting"),
+                    Some(RefOr::Ref(_)) => {}
+                    None => {
+                        let body = ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build();
+                        let response = ResponseBuilder::new()
+                            .description("starting")
+                            .content("application/json", body)
+                            .build();
+                        responses.insert("503".to_owned(), RefOr::T(response));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -675,7 +709,7 @@ impl Modify for Credentials {
         super::metrics::render,
     ),
     components(schemas(IdempotencyKey)),
-    modifiers(&Credentials),
+    modifiers(&Credentials, &WhileStarting),
     tags(
         (name = "catalog", description = "Products: public reads, merchant writes."),
         (name = "orders", description = "Placing and reading orders."),
