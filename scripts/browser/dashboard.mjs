@@ -212,6 +212,23 @@ try {
   const status = await row("#recent", ids[1]).locator("td[data-status]").innerText();
   if (status !== "已取消") throw new Error(`the status in Chinese: ${status}`);
   ok("the page switches to Simplified Chinese");
+
+  // The hot-stock line: absent on this node (serve's counts live in its own memory and are never
+  // rebuilt), drawn from the figures an api node on shared Redis sends once they are not all 0.
+  if (await page.locator("#hot-stock").isVisible()) throw new Error("a hot-stock line on a node whose counts are its own");
+  await page.route("**/admin/overview", async (route) => {
+    const response = await route.fetch();
+    const json = await response.json();
+    json.hot_stock = { rebuilds: 2, fenced_orders: 3, late_commits: 1 };
+    await route.fulfill({ response, json });
+  });
+  await until("the hot-stock line", async () => page.locator("#hot-stock").isVisible());
+  const hot = await text("#hot-stock");
+  for (const part of ["重建 2 次", "拒绝的订单 3", "迟到的提交 1"]) {
+    if (!hot.includes(part)) throw new Error(`the hot-stock line lacks "${part}": ${hot}`);
+  }
+  await page.unroute("**/admin/overview");
+  ok("the hot-stock line shows an api node's rebuilds, fenced orders and late commits, and only then");
   if (process.env.DASHBOARD_SCREENSHOT_ZH) await tidy();
   if (process.env.DASHBOARD_SCREENSHOT_ZH) await page.screenshot({ path: process.env.DASHBOARD_SCREENSHOT_ZH, fullPage: true });
 

@@ -56,6 +56,13 @@ async fn the_overview_shows_what_the_node_holds(engines: Engines) {
     assert_eq!(empty.status, 200, "{:?}", empty.body);
     assert_eq!(empty.headers["cache-control"], "no-store");
     assert!(ids(&empty.body["recent_orders"]).is_empty(), "{:?}", empty.body);
+    // Counts in this node's memory are never rebuilt.
+    assert_eq!(
+        empty.body["hot_stock"],
+        json!({"rebuilds": 0, "fenced_orders": 0, "late_commits": 0}),
+        "{:?}",
+        empty.body
+    );
     let queues: Vec<&str> = empty.body["queues"]
         .as_array()
         .unwrap()

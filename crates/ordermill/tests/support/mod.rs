@@ -38,6 +38,8 @@ impl Drop for Node {
 
 /// The merchant token every test node accepts (catalog writes send it).
 pub const MERCHANT_TOKEN: &str = "test-merchant-token";
+/// The admin token of scaled-out deployments' nodes.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 impl Node {
     /// Starts `ordermill serve` on `dir` with `env` set, and waits until it serves.

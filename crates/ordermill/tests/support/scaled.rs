@@ -139,6 +139,7 @@ impl Deployment {
             ("ORDERMILL_REDIS__CHECK_INTERVAL", "200ms".to_owned()),
             ("ORDERMILL_REDIS__REBUILD_SETTLE", "500ms".to_owned()),
             ("ORDERMILL_MERCHANT_TOKEN", super::MERCHANT_TOKEN.to_owned()),
+            ("ORDERMILL_ADMIN_TOKEN", super::ADMIN_TOKEN.to_owned()),
             // Correctness under load, not shedding: a loaded debug build may queue longer.
             ("ORDERMILL_HTTP__MAX_QUEUE_WAIT", "10s".to_owned()),
             // As deploy/ordermill-scaled.toml runs: kill, restart and loss tests cover

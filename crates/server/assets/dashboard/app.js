@@ -33,6 +33,7 @@ const TEXT = {
     replayed: "Replayed", purged: "Purged", order_cancelled: "Order cancelled",
     part_unavailable: "Not shown (could not be read):",
     reasons: "rejected by reason:",
+    hot_stock: (r, f, l) => `Hot-stock counts rebuilt ${r}× since the nodes started · orders refused as fenced ${f} · late commits ${l} (docs/OPERATIONS.md, "Redis loses its data")`,
   },
   zh: {
     state_idle: "未连接", state_live: "实时", state_error: "错误", state_paused: "已暂停",
@@ -62,6 +63,7 @@ const TEXT = {
     replayed: "已重放", purged: "已删除", order_cancelled: "订单已取消",
     part_unavailable: "未显示（无法读取）：",
     reasons: "拒绝原因：",
+    hot_stock: (r, f, l) => `热点库存计数自节点启动起重建 ${r} 次 · 因计数已重建而拒绝的订单 ${f} · 迟到的提交 ${l}（见 docs/OPERATIONS.md「Redis loses its data」）`,
   },
 };
 
@@ -163,6 +165,10 @@ function draw(o) {
   }
   const reasons = Object.entries(o.rejected_by_reason || {});
   $("reasons").textContent = reasons.length ? `${t("reasons")} ${reasons.map(([r, n]) => `${r} ${number(n)}`).join(" · ")}` : "";
+  // Only an api node on shared Redis counts ever rebuilds them: the line stays away otherwise.
+  const hot = o.hot_stock || { rebuilds: 0, fenced_orders: 0, late_commits: 0 };
+  $("hot-stock").hidden = hot.rebuilds + hot.fenced_orders + hot.late_commits === 0;
+  $("hot-stock").textContent = t("hot_stock")(number(hot.rebuilds), number(hot.fenced_orders), number(hot.late_commits));
   for (const [id, p] of [["confirm", o.latency.accept_to_confirm], ["intake", o.latency.intake]]) {
     for (const q of ["p50", "p90", "p99"]) $(`lat-${id}-${q}`).textContent = bound(p[q]);
     $(`lat-${id}-count`).textContent = number(p.count);

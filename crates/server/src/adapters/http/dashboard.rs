@@ -26,7 +26,7 @@ use super::AppState;
 use super::admin::Admin;
 use super::deals::DealView;
 use super::orders::OrderView;
-use crate::telemetry::scrape::{Scrape, Totals, quantile};
+use crate::telemetry::scrape::{Scrape, StockFaults, Totals, quantile};
 
 /// Recent orders shown.
 const RECENT_ORDERS: u32 = 25;
@@ -193,6 +193,9 @@ struct Overview<'a> {
     /// Intake refusals by error code.
     #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     rejected_by_reason: std::collections::BTreeMap<String, u64>,
+    /// The shared hot-stock counts' faults since the nodes started: all 0 on `serve`, whose
+    /// counts live in its own memory.
+    hot_stock: HotStock,
     latency: Latency,
     consumers: Vec<ConsumerView>,
     queues: Vec<QueueView>,
@@ -225,6 +228,28 @@ impl OrderTotals {
             cancelled: count(totals.cancelled),
             rejected: count(totals.rejected),
             shed: count(totals.shed),
+        }
+    }
+}
+
+/// Rebuilds of the shared hot-stock counts and the orders they touched (docs/OPERATIONS.md,
+/// "Redis loses its data").
+#[derive(Serialize, ToSchema)]
+struct HotStock {
+    /// Times the counts were rebuilt from the store.
+    rebuilds: u64,
+    /// Orders answered 503 unwritten: reserved under counts set anew since.
+    fenced_orders: u64,
+    /// Commits that landed after the counts were set anew, each marking them for a rebuild.
+    late_commits: u64,
+}
+
+impl HotStock {
+    fn new(faults: &StockFaults) -> HotStock {
+        HotStock {
+            rebuilds: count(faults.rebuilds),
+            fenced_orders: count(faults.fenced_orders),
+            late_commits: count(faults.late_commits),
         }
     }
 }
@@ -342,6 +367,7 @@ pub(super) async fn overview(State(state): State<AppState>, _: Admin) -> Respons
             .iter()
             .map(|(reason, n)| (reason.clone(), count(*n)))
             .collect(),
+        hot_stock: HotStock::new(&scrape.stock),
         latency: Latency {
             accept_to_confirm: percentiles(&scrape.confirm_buckets),
             intake: percentiles(&scrape.intake_buckets),
