@@ -116,15 +116,9 @@ async fn orders_in_flight_across_a_rebuild_of_the_counts_are_fenced_or_recounted
     let line = status.lines().find(|l| l.starts_with("hot stock"));
     assert!(line.is_some_and(|l| l.contains("fenced orders 1 ")), "{status}");
     // The dashboard's figures, from the same counters.
-    let overview: Value = reqwest::Client::new()
-        .get(api.url("/admin/overview"))
-        .bearer_auth(support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let client = reqwest::Client::new();
+    let overview =
+        support::get_json(&client, api.url("/admin/overview"), support::ADMIN_TOKEN).await;
     let hot = &overview["hot_stock"];
     assert_eq!(hot["fenced_orders"], 1, "{overview}");
     assert!(hot["late_commits"].as_u64().is_some_and(|n| n >= 1), "{overview}");
