@@ -66,4 +66,4 @@ pub use product::{Product, ProductName, StockBelowHeld, StockLevel};
 pub use quantity::Quantity;
 pub use redact::redact_url;
 pub use sku::Sku;
-pub use topology::{Binding, Topology};
+pub use topology::{Binding, Routes, Topology};

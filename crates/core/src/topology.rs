@@ -1,9 +1,11 @@
 //! Which queues receive which events: bindings of queues to topic patterns on the `orders`
 //! exchange. Configuration, not code: a new consumer binds without touching old ones.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
-use crate::event::topic_matches;
+use crate::event::{RoutingKey, topic_matches};
 
 /// One queue and the routing-key patterns it is bound with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,11 +59,47 @@ impl Topology {
 
     /// The queues an event with `key` goes to (each once, even if several patterns match).
     pub fn queues_for(&self, key: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|b| b.keys.iter().any(|pattern| topic_matches(pattern, key)))
-            .map(|b| b.queue.as_str())
+        self.bound(key).into_iter().map(|i| self.0[i].queue.as_str()).collect()
+    }
+
+    /// The positions in [`Topology::queues`] of the queues bound for `key`.
+    fn bound(&self, key: &str) -> Vec<usize> {
+        (0..self.0.len())
+            .filter(|&i| self.0[i].keys.iter().any(|pattern| topic_matches(pattern, key)))
             .collect()
+    }
+}
+
+/// Where each routing key goes, worked out once from a [`Topology`]: a bus routes every event
+/// it carries, and matching each one against every binding's patterns was ~7% of `serve`'s
+/// request threads (callgrind; docs/BENCHMARKS.md). The keys this version emits are looked up;
+/// any other is matched when it comes.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    topology: Topology,
+    /// The queues of `RoutingKey::ALL[i]`, as positions in [`Topology::queues`].
+    known: Vec<Vec<usize>>,
+}
+
+impl Routes {
+    /// Matches every key this version emits against `topology`'s bindings.
+    pub fn new(topology: Topology) -> Routes {
+        let known = RoutingKey::ALL.iter().map(|key| topology.bound(key.as_str())).collect();
+        Routes { topology, known }
+    }
+
+    /// The bindings these routes were worked out from.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The positions in [`Topology::queues`] of the queues an event with `key` goes to, each
+    /// once.
+    pub fn queues_for(&self, key: &str) -> Cow<'_, [usize]> {
+        match RoutingKey::ALL.iter().position(|known| known.as_str() == key) {
+            Some(i) => Cow::Borrowed(&self.known[i]),
+            None => Cow::Owned(self.topology.bound(key)),
+        }
     }
 }
 
@@ -81,5 +119,25 @@ mod tests {
         assert_eq!(t.queues_for("deal.completed"), vec!["payment", "notify"]);
         assert_eq!(t.queues_for("deal.expired"), vec!["inventory", "notify"]);
         assert_eq!(t.queues_for("payment.refund_required"), vec!["notify"]);
+    }
+
+    #[test]
+    fn routes_agree_with_the_bindings_for_every_key() {
+        let topology = Topology(vec![
+            Binding { queue: "audit".into(), keys: vec!["#".into()] },
+            Binding { queue: "orders".into(), keys: vec!["order.*".into(), "order.#".into()] },
+            Binding { queue: "late".into(), keys: vec!["*.refund_required".into()] },
+        ]);
+        let routes = Routes::new(topology.clone());
+        let names = topology.queues();
+        let keys = RoutingKey::ALL.iter().map(|k| k.as_str()).chain(["order.created.v2", "x"]);
+        for key in keys {
+            let routed: Vec<&str> =
+                routes.queues_for(key).iter().map(|&i| names[i].as_str()).collect();
+            assert_eq!(routed, topology.queues_for(key), "{key}");
+        }
+        assert_eq!(&*routes.queues_for("order.created"), &[0, 1]);
+        assert_eq!(&*routes.queues_for("payment.refund_required"), &[0, 2]);
+        assert_eq!(&*routes.queues_for("x"), &[0]);
     }
 }

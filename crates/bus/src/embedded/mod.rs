@@ -20,7 +20,7 @@ use ordermill_core::ports::{
     BusError, BusLedger, DeadLetter, DeadLetterPage, DeadLetterSelection, Delivery, Envelope,
     EventBus, QueueDepth, StoreError,
 };
-use ordermill_core::{Clock, Topology, UnixMillis};
+use ordermill_core::{Clock, Routes, Topology, UnixMillis};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -35,7 +35,8 @@ struct Slot {
 
 /// An in-process topic exchange with durable queues.
 pub struct EmbeddedBus {
-    topology: Topology,
+    /// Each routing key's queues, as positions in `slots`.
+    routes: Routes,
     slots: Vec<Slot>,
     /// Per event: how many bound queues have not yet acked or purged it.
     remaining: Mutex<HashMap<Uuid, usize>>,
@@ -78,7 +79,7 @@ impl EmbeddedBus {
             })
             .collect();
         let bus = EmbeddedBus {
-            topology,
+            routes: Routes::new(topology),
             slots,
             remaining: Mutex::default(),
             ledger,
@@ -98,7 +99,7 @@ impl EmbeddedBus {
         let mut finished = Vec::new();
         let (mut redelivered, mut dead_count) = (0u64, 0u64);
         for entry in entries {
-            let bound: Vec<&str> = self.topology.queues_for(&entry.envelope.routing_key);
+            let bound: Vec<&str> = self.routes.topology().queues_for(&entry.envelope.routing_key);
             let owed: Vec<&str> =
                 bound.into_iter().filter(|q| !entry.acked.iter().any(|a| a == q)).collect();
             if owed.is_empty() {
@@ -196,28 +197,27 @@ impl EmbeddedBus {
 #[async_trait]
 impl EventBus for EmbeddedBus {
     fn queues(&self) -> Vec<String> {
-        self.topology.queues()
+        self.routes.topology().queues()
     }
 
     async fn publish(&self, events: Vec<Envelope>) -> Result<(), BusError> {
         let mut unrouted = Vec::new();
         for envelope in events {
-            let queues = self.topology.queues_for(&envelope.routing_key);
+            let queues = self.routes.queues_for(&envelope.routing_key);
             if queues.is_empty() {
                 unrouted.push(envelope.event_id);
                 continue;
             }
             lock(&self.remaining).insert(envelope.event_id, queues.len());
-            for queue in queues {
-                if let Some(slot) = self.slot(queue) {
-                    lock(&slot.state).ready.push_back(Pending {
-                        envelope: envelope.clone(),
-                        attempt: 1,
-                        redelivered: false,
-                    });
-                    self.backlog.fetch_add(1, Ordering::Relaxed);
-                    slot.arrived.notify_waiters();
-                }
+            // The slots were made from the same topology's queues, in its order.
+            for slot in queues.iter().filter_map(|&i| self.slots.get(i)) {
+                lock(&slot.state).ready.push_back(Pending {
+                    envelope: envelope.clone(),
+                    attempt: 1,
+                    redelivered: false,
+                });
+                self.backlog.fetch_add(1, Ordering::Relaxed);
+                slot.arrived.notify_waiters();
             }
         }
         if !unrouted.is_empty() {

@@ -77,7 +77,7 @@ pub(crate) async fn connect(shared: &Shared, generation: u64) -> Result<Link, Bu
             .with_connection_name(shared.connection_name.as_str().into());
         let connection = open(&settings.url, properties, tls).await?;
         let setup = connection.create_channel().await?;
-        topology::declare(&setup, settings, &shared.topology, &shared.names).await?;
+        topology::declare(&setup, settings, shared.routes.topology(), &shared.names).await?;
         // Closed explicitly: declarations leave nothing on it worth keeping.
         let _ = setup.close(200, "declared".into()).await;
         let publish = connection.create_channel().await?;

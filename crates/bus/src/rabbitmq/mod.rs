@@ -33,11 +33,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordermill_core::Topology;
 use ordermill_core::ports::{
     BusError, DeadLetter, DeadLetterPage, DeadLetterSelection, Delivery, Envelope, EventBus,
     Outbox, QueueDepth,
 };
+use ordermill_core::{Routes, Topology};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +53,7 @@ use self::topology::Names;
 /// What the bus, its supervisor and its consumer tasks share.
 pub(crate) struct Shared {
     settings: RabbitSettings,
-    topology: Topology,
+    routes: Routes,
     names: Names,
     /// Shown by `rabbitmqctl list_connections` and the management UI.
     connection_name: String,
@@ -111,7 +111,7 @@ impl RabbitBus {
             ),
             window: Arc::new(Semaphore::new(settings.confirm_window.max(1))),
             settings,
-            topology,
+            routes: Routes::new(topology),
             names,
             link: watch::Sender::new(None),
             generation: AtomicU64::new(0),
@@ -233,7 +233,7 @@ async fn refresh_backlog(shared: Arc<Shared>) {
 #[async_trait]
 impl EventBus for RabbitBus {
     fn queues(&self) -> Vec<String> {
-        self.shared.topology.queues()
+        self.shared.routes.topology().queues()
     }
 
     /// Publishes persistent messages on the `orders` exchange, waits for every confirm, then
@@ -245,7 +245,7 @@ impl EventBus for RabbitBus {
         }
         let shared = &self.shared;
         let batches = batch::group(&events, shared.settings.events_per_message, |key| {
-            !shared.topology.queues_for(key).is_empty()
+            !shared.routes.queues_for(key).is_empty()
         });
         let bodies: Vec<_> =
             batches.iter().map(|b| if b.len() > 1 { message::batch(b) } else { None }).collect();
