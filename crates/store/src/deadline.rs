@@ -117,7 +117,10 @@ impl<DB: Database> Calls<DB> {
                 // `return_to_pool` is what dropping the connection would spawn, unbounded;
                 // dropping it past the deadline closes the connection and frees its slot.
                 // (Public but hidden in sqlx 0.9: an upgrade that removes it fails to build.)
-                let back = pooled.return_to_pool();
+                // Boxed where it is made: the future is ~13 KB (it holds the ping), and moved by
+                // value into a task it was copied whole several times, ~80k instructions per
+                // call (callgrind; docs/BENCHMARKS.md).
+                let back = Box::pin(pooled.return_to_pool());
                 drop(pooled);
                 tokio::spawn(async move {
                     if tokio::time::timeout(limit, back).await.is_err() {
