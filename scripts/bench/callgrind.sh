@@ -29,7 +29,7 @@ out=${OUT:-/tmp/ordermill-callgrind}
 command -v callgrind_control >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 rm -rf "$out" && mkdir -p "$out"
 real_bin=$(realpath "$real_bin")
-# A node under valgrind: `$out/under-valgrind api ...` runs the api node so, anything else as is.
+# `$out/under-valgrind serve|api|worker ...` runs that node under callgrind; any other command runs plainly.
 cat >"$out/under-valgrind" <<WRAP
 #!/usr/bin/env bash
 case "\$1" in
