@@ -16,15 +16,9 @@
 #   scripts/bench/scaled-ab.sh /tmp/ordermill-before target/release/ordermill 4 15s 64
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-if [ $# -lt 2 ] || [ ! -x "$1" ] || [ ! -x "$2" ]; then
-  echo "usage: $0 BIN_A BIN_B [pairs=4] [duration=15s] [connections=64] (two executable builds)" >&2
-  exit 2
-fi
-bin_a=$1
-bin_b=$2
-pairs=${3:-4}
-duration=${4:-15s}
-conns=${5:-64}
+# shellcheck source=scripts/bench/ab-pairs.sh
+. scripts/bench/ab-pairs.sh
+ab_args 4 "$@"
 runs=$(mktemp)
 trap 'rm -f "$runs"' EXIT
 
@@ -49,13 +43,7 @@ run() {
 }
 
 echo "pair by pair: build pair orders/s p99_ms ratio_to_ceiling | µs/order: api worker database rabbitmq redis"
-for pair in $(seq "$pairs"); do
-  if [ $((pair % 2)) = 1 ]; then
-    run A "$bin_a" "$pair"; run B "$bin_b" "$pair"
-  else
-    run B "$bin_b" "$pair"; run A "$bin_a" "$pair"
-  fi
-done
+ab_alternate run
 
 echo "== B ÷ A, median over $pairs pairs (A = $bin_a, B = $bin_b) =="
 awk '

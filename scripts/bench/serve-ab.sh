@@ -16,15 +16,9 @@
 # Needs: python3, curl; release builds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-if [ $# -lt 2 ] || [ ! -x "$1" ] || [ ! -x "$2" ]; then
-  echo "usage: $0 BIN_A BIN_B [pairs=3] [duration=15s] [connections=64] (two executable builds)" >&2
-  exit 2
-fi
-bin_a=$1
-bin_b=$2
-pairs=${3:-3}
-duration=${4:-15s}
-conns=${5:-64}
+# shellcheck source=scripts/bench/ab-pairs.sh
+. scripts/bench/ab-pairs.sh
+ab_args 3 "$@"
 load_args=${LOAD_ARGS:---skus 1 --hot-skus 1}
 port=18185
 export ORDERMILL_MERCHANT_TOKEN=${ORDERMILL_MERCHANT_TOKEN:-bench-merchant-$$}
@@ -76,13 +70,7 @@ PY
 }
 
 echo "pair by pair: build pair orders/s p99_ms serve_µs_per_order"
-for pair in $(seq "$pairs"); do
-  if [ $((pair % 2)) = 1 ]; then
-    run A "$bin_a" "$pair"; run B "$bin_b" "$pair"
-  else
-    run B "$bin_b" "$pair"; run A "$bin_a" "$pair"
-  fi
-done
+ab_alternate run
 
 echo "== B ÷ A, median over $pairs pairs (A = $bin_a, B = $bin_b) =="
 python3 - "$runs" <<'PY'
