@@ -188,20 +188,24 @@ fn join_in_savepoint(
     tx: &Transaction<'_>,
     join: &Join,
 ) -> Result<Result<JoinOutcome, StoreError>, StoreError> {
-    tx.execute_batch("SAVEPOINT deal_join").map_err(from_sqlite)?;
+    // Cached like every statement of a join: parsed afresh, the savepoint's and the join's
+    // statements were prepared for every join.
+    savepoint(tx, "SAVEPOINT deal_join")?;
     let outcome = join_in(tx, join);
     if tx.is_autocommit() {
         return Err(outcome.err().unwrap_or_else(|| {
             StoreError::Unavailable("the deal joins' transaction ended unexpectedly".into())
         }));
     }
-    let end = if matches!(outcome, Ok(JoinOutcome::Joined { .. })) {
-        "RELEASE deal_join"
-    } else {
-        "ROLLBACK TO deal_join; RELEASE deal_join"
-    };
-    tx.execute_batch(end).map_err(from_sqlite)?;
+    if !matches!(outcome, Ok(JoinOutcome::Joined { .. })) {
+        savepoint(tx, "ROLLBACK TO deal_join")?;
+    }
+    savepoint(tx, "RELEASE deal_join")?;
     Ok(outcome)
+}
+
+fn savepoint(tx: &Transaction<'_>, sql: &str) -> Result<(), StoreError> {
+    tx.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(from_sqlite)
 }
 
 /// A join's reads and writes in `tx`, not committed: the caller commits or rolls back.
@@ -236,19 +240,24 @@ fn join_in(tx: &Transaction<'_>, join: &Join) -> Result<JoinOutcome, StoreError>
     .map_err(from_sqlite)?;
     for (sku, units) in units_by_sku([order]) {
         let held = tx
-            .execute(
-                "UPDATE products SET reserved = reserved + ?1 WHERE sku = ?2",
-                params![units, sku],
-            )
+            .prepare_cached("UPDATE products SET reserved = reserved + ?1 WHERE sku = ?2")
+            .and_then(|mut s| s.execute(params![units, sku]))
             .map_err(from_sqlite)?;
         if held != 1 {
             return Err(StoreError::Conflict(format!("sku {sku} is not in the catalog")));
         }
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO deal_members (deal_id, customer_id, order_id, joined_at) VALUES (?1, ?2, ?3, ?4)",
-        params![deal_id.as_uuid().as_bytes(), order.customer_id.as_str(), order_id.as_bytes(), at.0],
     )
+    .and_then(|mut s| {
+        s.execute(params![
+            deal_id.as_uuid().as_bytes(),
+            order.customer_id.as_str(),
+            order_id.as_bytes(),
+            at.0
+        ])
+    })
     .map_err(from_sqlite)?;
     let joined =
         OutboxEvent::deal_order(order, RoutingKey::DealJoined, deal_id, accepted.event_id, at);
@@ -281,12 +290,12 @@ pub(crate) fn expire(
 }
 
 fn close(tx: &Transaction<'_>, deal: &Deal, at: UnixMillis) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE deals SET status = ?1, closed_at = ?2 WHERE id = ?3",
-        params![deal.status.as_str(), at.0, deal.id.as_uuid().as_bytes()],
-    )
-    .map(drop)
-    .map_err(from_sqlite)
+    tx.prepare_cached("UPDATE deals SET status = ?1, closed_at = ?2 WHERE id = ?3")
+        .and_then(|mut s| {
+            s.execute(params![deal.status.as_str(), at.0, deal.id.as_uuid().as_bytes()])
+        })
+        .map(drop)
+        .map_err(from_sqlite)
 }
 
 /// Moves every member's order on now that the deal is closed ([`Deal::settle_member`]),
