@@ -188,9 +188,7 @@ fn join_in_savepoint(
     tx: &Transaction<'_>,
     join: &Join,
 ) -> Result<Result<JoinOutcome, StoreError>, StoreError> {
-    // Cached like every statement of a join: parsed afresh, the savepoint's and the join's
-    // statements were prepared for every join.
-    savepoint(tx, "SAVEPOINT deal_join")?;
+    execute_cached(tx, "SAVEPOINT deal_join", [])?;
     let outcome = join_in(tx, join);
     if tx.is_autocommit() {
         return Err(outcome.err().unwrap_or_else(|| {
@@ -198,14 +196,21 @@ fn join_in_savepoint(
         }));
     }
     if !matches!(outcome, Ok(JoinOutcome::Joined { .. })) {
-        savepoint(tx, "ROLLBACK TO deal_join")?;
+        execute_cached(tx, "ROLLBACK TO deal_join", [])?;
     }
-    savepoint(tx, "RELEASE deal_join")?;
+    execute_cached(tx, "RELEASE deal_join", [])?;
     Ok(outcome)
 }
 
-fn savepoint(tx: &Transaction<'_>, sql: &str) -> Result<(), StoreError> {
-    tx.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(from_sqlite)
+/// Runs `sql` from the connection's statement cache, returning the rows it changed. Every
+/// statement a join runs goes through it, the savepoints included: parsed afresh each time,
+/// they cost a join four SQL parses (docs/BENCHMARKS.md, fortieth session).
+fn execute_cached(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute(params)).map_err(from_sqlite)
 }
 
 /// A join's reads and writes in `tx`, not committed: the caller commits or rolls back.
@@ -239,26 +244,25 @@ fn join_in(tx: &Transaction<'_>, join: &Join) -> Result<JoinOutcome, StoreError>
     })
     .map_err(from_sqlite)?;
     for (sku, units) in units_by_sku([order]) {
-        let held = tx
-            .prepare_cached("UPDATE products SET reserved = reserved + ?1 WHERE sku = ?2")
-            .and_then(|mut s| s.execute(params![units, sku]))
-            .map_err(from_sqlite)?;
+        let held = execute_cached(
+            tx,
+            "UPDATE products SET reserved = reserved + ?1 WHERE sku = ?2",
+            params![units, sku],
+        )?;
         if held != 1 {
             return Err(StoreError::Conflict(format!("sku {sku} is not in the catalog")));
         }
     }
-    tx.prepare_cached(
+    execute_cached(
+        tx,
         "INSERT INTO deal_members (deal_id, customer_id, order_id, joined_at) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
+        params![
             deal_id.as_uuid().as_bytes(),
             order.customer_id.as_str(),
             order_id.as_bytes(),
             at.0
-        ])
-    })
-    .map_err(from_sqlite)?;
+        ],
+    )?;
     let joined =
         OutboxEvent::deal_order(order, RoutingKey::DealJoined, deal_id, accepted.event_id, at);
     insert_event(tx, order.id, &joined)?;
@@ -290,12 +294,12 @@ pub(crate) fn expire(
 }
 
 fn close(tx: &Transaction<'_>, deal: &Deal, at: UnixMillis) -> Result<(), StoreError> {
-    tx.prepare_cached("UPDATE deals SET status = ?1, closed_at = ?2 WHERE id = ?3")
-        .and_then(|mut s| {
-            s.execute(params![deal.status.as_str(), at.0, deal.id.as_uuid().as_bytes()])
-        })
-        .map(drop)
-        .map_err(from_sqlite)
+    execute_cached(
+        tx,
+        "UPDATE deals SET status = ?1, closed_at = ?2 WHERE id = ?3",
+        params![deal.status.as_str(), at.0, deal.id.as_uuid().as_bytes()],
+    )
+    .map(drop)
 }
 
 /// Moves every member's order on now that the deal is closed ([`Deal::settle_member`]),
