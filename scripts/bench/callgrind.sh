@@ -115,7 +115,9 @@ else
   writer=(); workers=(); rest=()
   for f in "$out"/callgrind.serve.*-*; do
     [ "$(total "$f")" -gt 0 ] || continue
-    if grep -q 'sqlite::writer::run' "$f"; then writer+=("$f")
+    # `writer::run` may be inlined into its thread's closure; the consumers' work runs on the
+    # writer thread only.
+    if grep -q -E 'sqlite::writer::(run|ConsumerWork)' "$f"; then writer+=("$f")
     elif grep -q 'scheduler::multi_thread::worker::run' "$f"; then workers+=("$f")
     else rest+=("$f"); fi
   done
