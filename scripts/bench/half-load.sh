@@ -5,7 +5,7 @@
 #      and the share the server itself answered within 5 ms (its intake histogram);
 #   3. sold-out answers at the same half rate (every SKU at stock 0, every answer 409).
 # The load is the flash-sale mix of the other embedded benches: 1,000 SKUs, 80% of orders on 10.
-# Usage: [BIN=path] scripts/bench/half-load.sh [duration=10s] [connections=64]
+# Usage: [BIN=path] [HALF_RATE=orders/s] scripts/bench/half-load.sh [duration=10s] [connections=64]
 # Needs: a release build (cargo build --release), python3, curl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -52,7 +52,8 @@ fresh_server
 load /tmp/om-half-sustained.json --reference http://127.0.0.1:$ref --e2e
 sustained=$(field /tmp/om-half-sustained.json run throughput orders_per_sec)
 ceiling=$(field /tmp/om-half-sustained.json reference run throughput orders_per_sec)
-half=$(python3 -c "print(max(1, int($sustained / 2)))")
+# HALF_RATE fixes the open-loop rate instead, so that two builds compared run the same load.
+half=${HALF_RATE:-$(python3 -c "print(max(1, int($sustained / 2)))")}
 
 echo "== 2/3 orders at half that rate: open loop at $half orders/s =="
 fresh_server
