@@ -115,10 +115,11 @@ else
   writer=(); workers=(); rest=()
   for f in "$out"/callgrind.serve.*-*; do
     [ "$(total "$f")" -gt 0 ] || continue
-    # `writer::run` may be inlined into its thread's closure; the consumers' work runs on the
-    # writer thread only.
+    # Each thread by what only it runs, as inlining leaves it named (`writer::run` and tokio's
+    # `worker::run` can vanish into their callers): the consumers' work runs on the writer only,
+    # and tasks run on the runtime's worker threads only.
     if grep -q -E 'sqlite::writer::(run|ConsumerWork)' "$f"; then writer+=("$f")
-    elif grep -q 'scheduler::multi_thread::worker::run' "$f"; then workers+=("$f")
+    elif grep -q -E 'multi_thread::worker::(run|Context::run_task)' "$f"; then workers+=("$f")
     else rest+=("$f"); fi
   done
   groups+=("sqlite writer thread|${writer[*]}" "runtime worker threads|${workers[*]}" "other threads|${rest[*]}")
