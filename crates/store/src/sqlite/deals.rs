@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::effects::{insert_event, write_state};
 use super::error::from_sqlite;
+use super::execute_cached;
 use super::rows;
 use crate::decode::{DealColumns, corrupt};
 use crate::join::{Join, again};
@@ -200,17 +201,6 @@ fn join_in_savepoint(
     }
     execute_cached(tx, "RELEASE deal_join", [])?;
     Ok(outcome)
-}
-
-/// Runs `sql` from the connection's statement cache, returning the rows it changed. Every
-/// statement a join runs goes through it, the savepoints included: parsed afresh each time,
-/// they cost a join four SQL parses (docs/BENCHMARKS.md, fortieth session).
-fn execute_cached(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<usize, StoreError> {
-    conn.prepare_cached(sql).and_then(|mut s| s.execute(params)).map_err(from_sqlite)
 }
 
 /// A join's reads and writes in `tx`, not committed: the caller commits or rolls back.

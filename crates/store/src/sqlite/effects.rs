@@ -10,6 +10,7 @@ use rusqlite::{
 };
 
 use super::error::from_sqlite;
+use super::execute_cached;
 use super::rows;
 
 pub(crate) fn apply(
@@ -127,7 +128,7 @@ fn insert_event_with(
 /// The statements a consumer transaction runs for each of its effects, taken from the
 /// connection's statement cache once per transaction. Each checkout hashes the SQL text and
 /// moves the cache's LRU entry out and back (~1,000 instructions); taken per effect, that was
-/// ~5% of the writer thread's work per order (docs/BENCHMARKS.md, fortieth session).
+/// ~6.8% of the writer thread's work per order (docs/BENCHMARKS.md, fortieth session).
 struct Statements<'c> {
     record_processed: CachedStatement<'c>,
     read_order: CachedStatement<'c>,
@@ -168,19 +169,22 @@ fn watch_deadline(
     order: &ordermill_core::Order,
     was: OrderStatus,
 ) -> Result<(), StoreError> {
-    let result = match order.deadline_change(was) {
-        Some(DeadlineChange::Watch(pay_by)) => tx
-            .prepare_cached(
-                "INSERT INTO payment_deadlines (order_id, pay_by) VALUES (?1, ?2) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .and_then(|mut s| s.execute(params![order_id.as_uuid().as_bytes(), pay_by.0])),
-        Some(DeadlineChange::Forget) => tx
-            .prepare_cached("DELETE FROM payment_deadlines WHERE order_id = ?1")
-            .and_then(|mut s| s.execute([order_id.as_uuid().as_bytes()])),
-        None => Ok(0),
-    };
-    result.map(drop).map_err(from_sqlite)
+    match order.deadline_change(was) {
+        Some(DeadlineChange::Watch(pay_by)) => execute_cached(
+            tx,
+            "INSERT INTO payment_deadlines (order_id, pay_by) VALUES (?1, ?2) \
+             ON CONFLICT DO NOTHING",
+            params![order_id.as_uuid().as_bytes(), pay_by.0],
+        )
+        .map(drop),
+        Some(DeadlineChange::Forget) => execute_cached(
+            tx,
+            "DELETE FROM payment_deadlines WHERE order_id = ?1",
+            [order_id.as_uuid().as_bytes()],
+        )
+        .map(drop),
+        None => Ok(()),
+    }
 }
 
 /// An order as this transaction's effects left it, written back once at the end: inventory's

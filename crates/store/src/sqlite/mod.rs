@@ -46,6 +46,17 @@ const READ_POOL: usize = 8;
 /// whole batch, so this is far more than a healthy writer ever has queued.
 const WRITER_QUEUE: usize = 1024;
 
+/// Runs `sql` from the connection's statement cache, returning the rows it changed: parsed
+/// once per connection, not at every run (a group-buying join's four statements were parsed
+/// afresh each time; docs/BENCHMARKS.md, fortieth session).
+fn execute_cached(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute(params)).map_err(from_sqlite)
+}
+
 /// A SQLite-backed [`OrderStore`].
 pub struct SqliteStore {
     commands: tokio::sync::mpsc::Sender<Command>,

@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::error::from_sqlite;
+use super::execute_cached;
 use crate::decode::{REPORT_COLUMNS, ReportColumns, corrupt, stored_count};
 
 /// A change to a report, run by the writer.
@@ -80,9 +81,7 @@ fn held(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Written, StoreError> {
-    let changed =
-        conn.prepare_cached(sql).and_then(|mut s| s.execute(params)).map_err(from_sqlite)?;
-    Ok(Written::Held(changed == 1))
+    Ok(Written::Held(execute_cached(conn, sql, params)? == 1))
 }
 
 fn create(conn: &Connection, report: &Report) -> Result<(), StoreError> {
