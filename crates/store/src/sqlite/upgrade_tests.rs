@@ -168,6 +168,15 @@ async fn a_schema_5_data_dir_reads_the_same_after_ids_become_bytes() {
         )
         .unwrap();
     assert_eq!(indexes, 4);
+    // Schema 7: consumers' records keyed event first (their inserts append together).
+    let key: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('processed_events') WHERE pk > 0 ORDER BY pk")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(key, ["event_id", "consumer"]);
     let text_ids: i64 = conn
         .query_row("SELECT count(*) FROM orders WHERE typeof(id) != 'blob'", [], |r| r.get(0))
         .unwrap();
