@@ -434,8 +434,7 @@ fn execute(conn: &mut Connection, command: Command) {
 }
 
 fn prune(conn: &mut Connection, (before, limit, reply): PruneJob) {
-    let result = super::retention::prune_processed(conn, before, limit);
-    let _ = reply.send(result.map_err(from_sqlite));
+    let _ = reply.send(super::retention::prune_processed(conn, before, limit));
 }
 
 /// Writes `batch`, all of it or nothing. The holds only go where `reserved` stays within
