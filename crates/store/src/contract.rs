@@ -80,6 +80,7 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     a_release_after_a_deduction_restores_the_stock_of_record(&*store).await;
     stock_and_payment_in_one_batch_confirm_the_order(&*store).await;
     an_effect_on_an_unknown_order_is_recorded_and_changes_nothing(&*store).await;
+    a_batch_mixing_redeliveries_with_new_events_applies_only_the_new(&*store).await;
     a_pay_later_order_keeps_its_deadline_until_paid_or_expired(&*store).await;
     a_callback_racing_its_deadline_has_one_winner(&*store).await;
     operators_find_orders_by_status_in_a_window_newest_first(&*store).await;
@@ -450,6 +451,49 @@ async fn an_effect_on_an_unknown_order_is_recorded_and_changes_nothing(store: &d
     assert!(matches!(again.as_slice(), [EffectOutcome::AlreadyProcessed]), "got {again:?}");
     assert_eq!(store.outbox_len().await.expect("count"), outbox);
     assert_eq!(store.apply_effects(vec![]).await.expect("apply").len(), 0);
+}
+
+/// A redelivered event in a batch of new ones: the new ones apply, the repeat is
+/// `AlreadyProcessed` and changes nothing (PostgreSQL first records a batch's events with a
+/// plain INSERT, which the repeat fails; the batch is then done again checking each record).
+async fn a_batch_mixing_redeliveries_with_new_events_applies_only_the_new(store: &dyn OrderStore) {
+    store.upsert_product(&product("m1", "1.00", 10)).await.expect("insert");
+    let ids = OrderIdGenerator::new();
+    let (old, new) = (accepted(&ids, &[("m1", 1)], None), accepted(&ids, &[("m1", 2)], None));
+    store.commit_orders(Arc::new(vec![old.clone(), new.clone()])).await.expect("commit");
+    let deduct = |o: &AcceptedOrder| {
+        effect(&ids, "inventory", o.event_id, o.order.id, Some(Fact::StockDeducted))
+    };
+    let first = store.apply_effects(vec![deduct(&old)]).await.expect("apply");
+    assert!(matches!(first.as_slice(), [EffectOutcome::Applied { .. }]), "got {first:?}");
+
+    let outcomes = store.apply_effects(vec![deduct(&old), deduct(&new)]).await.expect("apply");
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [EffectOutcome::AlreadyProcessed, EffectOutcome::Applied { .. }]
+        ),
+        "got {outcomes:?}"
+    );
+    assert_eq!(
+        stock_and_reserved(store.get_product(&sku("m1")).await.expect("read")),
+        (7, 0),
+        "each order's units deducted once"
+    );
+
+    let notify = |o: &AcceptedOrder| effect(&ids, "notify", o.event_id, o.order.id, None);
+    let first = store.apply_effects(vec![notify(&new)]).await.expect("apply");
+    assert!(matches!(first.as_slice(), [EffectOutcome::Recorded]), "got {first:?}");
+    let outcomes = store.apply_effects(vec![notify(&old), notify(&new)]).await.expect("apply");
+    assert!(
+        matches!(outcomes.as_slice(), [EffectOutcome::Recorded, EffectOutcome::AlreadyProcessed]),
+        "got {outcomes:?}"
+    );
+    let mut done = store.processed("notify", vec![old.event_id, new.event_id]).await.expect("read");
+    done.sort_unstable();
+    let mut both = vec![old.event_id, new.event_id];
+    both.sort_unstable();
+    assert_eq!(done, both, "both recorded, each once");
 }
 
 /// A payment request for `order_id` (the payment consumer's, in `await_callback` mode).

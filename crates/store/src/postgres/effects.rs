@@ -7,6 +7,7 @@
 //! recorded and reported `OrderNotFound`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
 use ordermill_core::{Lifecycle, Order};
@@ -154,25 +155,52 @@ pub(crate) async fn write(
     Ok(())
 }
 
+/// How a batch's `(consumer, event)` pairs are recorded.
+///
+/// A first delivery almost never repeats an event (a repeat comes from a redelivery, or from
+/// a relay that published a row again after a crash), so the records first go in with a plain
+/// `INSERT`: no speculative insertion, no `HEAP_CONFIRM` WAL record per row, no anti-join over
+/// a `RETURNING` list. A pair recorded before fails it on the primary key (a `Conflict`), and
+/// the batch is done again [`Records::Checked`], which says which pairs were recorded before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Records {
+    /// A plain `INSERT`: every pair new, or a `Conflict`.
+    Fresh,
+    /// `INSERT … ON CONFLICT DO NOTHING RETURNING`: the pairs recorded before are reported.
+    Checked,
+}
+
+/// The plain records of [`Records::Fresh`] (pairs sorted, as for [`RECORD_PROCESSED`]).
+const RECORD_FRESH: &str = "
+INSERT INTO processed_events (consumer, event_id)
+SELECT * FROM UNNEST($1::text[], $2::uuid[])";
+
 /// The orders an effect of the batch may change, locked, and which `(consumer, event)` pairs
 /// were recorded before this batch — in ONE statement (the records inserted first, then the
 /// orders locked in id order, as every writer of orders locks them). Every row carries the
-/// pairs recorded before (as arrays, NULL when there are none: a first delivery); with no
-/// order to lock there is one row of NULL order columns.
-fn record_and_lock_sql() -> String {
+/// pairs recorded before (as arrays, NULL when there are none: a first delivery, and always
+/// with [`Records::Fresh`]); with no order to lock there is one row of NULL order columns.
+fn record_and_lock_sql(records: Records) -> String {
+    let recorded = match records {
+        // `seen` reads `fresh`, so the records are inserted before the orders are locked.
+        Records::Fresh => format!(
+            "fresh AS ({RECORD_FRESH} RETURNING 1 AS one),
+             seen AS (SELECT NULL::text[] AS consumers, NULL::uuid[] AS events
+                      FROM (SELECT count(*) FROM fresh) AS inserted)"
+        ),
+        Records::Checked => format!(
+            "fresh AS ({RECORD_PROCESSED}),
+             seen AS (
+                 SELECT array_agg(u.consumer) AS consumers, array_agg(u.event_id) AS events
+                 FROM UNNEST($1::text[], $2::uuid[]) AS u(consumer, event_id)
+                 WHERE NOT EXISTS (
+                     SELECT 1 FROM fresh
+                     WHERE fresh.consumer = u.consumer AND fresh.event_id = u.event_id)
+             )"
+        ),
+    };
     format!(
-        "WITH fresh AS (
-             INSERT INTO processed_events (consumer, event_id)
-             SELECT * FROM UNNEST($1::text[], $2::uuid[])
-             ON CONFLICT DO NOTHING
-             RETURNING consumer, event_id
-         ),
-         seen AS (
-             SELECT array_agg(u.consumer) AS consumers, array_agg(u.event_id) AS events
-             FROM UNNEST($1::text[], $2::uuid[]) AS u(consumer, event_id)
-             WHERE NOT EXISTS (
-                 SELECT 1 FROM fresh WHERE fresh.consumer = u.consumer AND fresh.event_id = u.event_id)
-         ),
+        "WITH {recorded},
          -- The ids' range prunes the partitions the batch does not span when the executor
          -- starts: otherwise every partition's index is scanned for the whole array, and
          -- again for each row a concurrent effect changed meanwhile (the `FOR UPDATE`
@@ -185,6 +213,10 @@ fn record_and_lock_sql() -> String {
         rows::ORDER_COLUMNS
     )
 }
+
+/// The statements of [`Records::Fresh`] and [`Records::Checked`], built once.
+static RECORD_AND_LOCK: LazyLock<[String; 2]> =
+    LazyLock::new(|| [record_and_lock_sql(Records::Fresh), record_and_lock_sql(Records::Checked)]);
 
 /// Applies `effects` atomically: all of them or none.
 pub(crate) async fn apply(
@@ -199,16 +231,47 @@ pub(crate) async fn apply(
     // recorded already leaves its order locked and unchanged: rare, and harmless).
     let order_ids = batch::orders_to_lock(effects, &first);
     if order_ids.is_empty() {
-        return record_only(&mut *conn, effects, pairs, &first).await;
+        return match record_only(&mut *conn, effects, &pairs, &first, Records::Fresh).await {
+            Err(StoreError::Conflict(_)) => {
+                record_only(conn, effects, &pairs, &first, Records::Checked).await
+            }
+            done => done,
+        };
     }
-    let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    let (first_id, last_id) = rows::id_range(&order_ids);
+    let batch = Batch { effects, pairs: &pairs, first: &first, order_ids: &order_ids };
+    match apply_recording(&mut *conn, &batch, Records::Fresh).await {
+        // The failed transaction was rolled back when it was dropped.
+        Err(StoreError::Conflict(_)) => apply_recording(conn, &batch, Records::Checked).await,
+        done => done,
+    }
+}
+
+/// A batch of effects with what [`apply`] computed from it once.
+struct Batch<'a> {
+    effects: &'a [Effect],
+    pairs: &'a [(&'a str, Uuid)],
+    first: &'a [bool],
+    order_ids: &'a [Uuid],
+}
+
+/// One transaction applying `batch`, its records written as `records` says.
+async fn apply_recording(
+    conn: &mut PgConnection,
+    batch: &Batch<'_>,
+    records: Records,
+) -> Result<Vec<EffectOutcome>, StoreError> {
+    let (consumers, events): (Vec<&str>, Vec<Uuid>) = batch.pairs.iter().copied().unzip();
+    let (first_id, last_id) = rows::id_range(batch.order_ids);
+    let sql = match records {
+        Records::Fresh => &RECORD_AND_LOCK[0],
+        Records::Checked => &RECORD_AND_LOCK[1],
+    };
 
     let mut tx = conn.begin().await.map_err(from_sqlx)?;
-    let found = sqlx::query(sqlx::AssertSqlSafe(record_and_lock_sql()))
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
         .bind(consumers)
         .bind(events)
-        .bind(order_ids)
+        .bind(batch.order_ids)
         .bind(first_id)
         .bind(last_id)
         .fetch_all(&mut *tx)
@@ -228,15 +291,16 @@ pub(crate) async fn apply(
             orders.insert(order.id.as_uuid(), Loaded::new(order, state));
         }
     }
-    let fresh: HashSet<(String, Uuid)> = pairs
-        .into_iter()
-        .map(|(consumer, event)| (consumer.to_owned(), event))
+    let fresh: HashSet<(String, Uuid)> = batch
+        .pairs
+        .iter()
+        .map(|&(consumer, event)| (consumer.to_owned(), event))
         .filter(|pair| !seen.contains(pair))
         .collect();
-    let applies = batch::applies(effects, &first, &fresh);
+    let applies = batch::applies(batch.effects, batch.first, &fresh);
 
     let mut writes = Writes::default();
-    let outcomes = batch::run(effects, &applies, &mut orders, &mut writes);
+    let outcomes = batch::run(batch.effects, &applies, &mut orders, &mut writes);
     let dirty: Vec<(&Order, Lifecycle)> =
         orders.values().filter(|l| l.dirty).map(|l| (&l.order, l.state)).collect();
     write(&mut tx, &dirty, writes).await?;
@@ -249,20 +313,32 @@ pub(crate) async fn apply(
 async fn record_only(
     conn: &mut PgConnection,
     effects: &[Effect],
-    pairs: Vec<(&str, Uuid)>,
+    pairs: &[(&str, Uuid)],
     first: &[bool],
+    records: Records,
 ) -> Result<Vec<EffectOutcome>, StoreError> {
-    let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.into_iter().unzip();
-    let fresh: HashSet<(String, Uuid)> = sqlx::query(RECORD_PROCESSED)
-        .bind(consumers)
-        .bind(events)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(from_sqlx)?
-        .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(from_sqlx)?;
+    let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    let fresh: HashSet<(String, Uuid)> = match records {
+        Records::Fresh => {
+            sqlx::query(RECORD_FRESH)
+                .bind(consumers)
+                .bind(events)
+                .execute(&mut *conn)
+                .await
+                .map_err(from_sqlx)?;
+            pairs.iter().map(|&(consumer, event)| (consumer.to_owned(), event)).collect()
+        }
+        Records::Checked => sqlx::query(RECORD_PROCESSED)
+            .bind(consumers)
+            .bind(events)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(from_sqlx)?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(from_sqlx)?,
+    };
     let applies = batch::applies(effects, first, &fresh);
     let mut writes = Writes::default();
     let outcomes = batch::run(effects, &applies, &mut HashMap::new(), &mut writes);
