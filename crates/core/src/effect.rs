@@ -204,6 +204,7 @@ mod tests {
             at: UnixMillis(1_790_000_000_500),
             unrouted: crate::event::RoutingKeys::NONE,
             awaited_payment: None,
+            may_repeat: false,
         }
     }
 

@@ -258,6 +258,7 @@ pub fn effect(
         at: UnixMillis(NOW.0 + 1_000),
         unrouted: ordermill_core::RoutingKeys::NONE,
         awaited_payment: None,
+        may_repeat: false,
     }
 }
 
@@ -494,6 +495,26 @@ async fn a_batch_mixing_redeliveries_with_new_events_applies_only_the_new(store:
     let mut both = vec![old.event_id, new.event_id];
     both.sort_unstable();
     assert_eq!(done, both, "both recorded, each once");
+
+    // The same, the repeats marked as possible ones (redeliveries): checked at once.
+    let third = accepted(&ids, &[("m1", 3)], None);
+    store.commit_orders(Arc::new(vec![third.clone()])).await.expect("commit");
+    let repeat = Effect { may_repeat: true, ..deduct(&new) };
+    let outcomes = store.apply_effects(vec![repeat, deduct(&third)]).await.expect("apply");
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [EffectOutcome::AlreadyProcessed, EffectOutcome::Applied { .. }]
+        ),
+        "got {outcomes:?}"
+    );
+    assert_eq!(stock_and_reserved(store.get_product(&sku("m1")).await.expect("read")), (4, 0));
+    let repeat = Effect { may_repeat: true, ..notify(&old) };
+    let outcomes = store.apply_effects(vec![repeat, notify(&third)]).await.expect("apply");
+    assert!(
+        matches!(outcomes.as_slice(), [EffectOutcome::AlreadyProcessed, EffectOutcome::Recorded]),
+        "got {outcomes:?}"
+    );
 }
 
 /// A payment request for `order_id` (the payment consumer's, in `await_callback` mode).

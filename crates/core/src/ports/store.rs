@@ -83,6 +83,11 @@ pub struct Effect {
     /// With [`Fact::PaymentRequested`]: where the customer pays and by when, kept on the order
     /// when it starts awaiting payment.
     pub awaited_payment: Option<crate::order::AwaitedPayment>,
+    /// The event may have been processed before: a redelivery, a retry, a replay, a callback
+    /// the provider sends again, a deadline another node swept too. A store that records first
+    /// deliveries the cheap way (PostgreSQL's plain `INSERT`, which a repeat fails and which
+    /// is then done again) records a batch holding one of these the checked way at once.
+    pub may_repeat: bool,
 }
 
 /// What [`OrderStore::apply_effects`] did with one effect.

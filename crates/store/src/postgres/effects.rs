@@ -157,11 +157,13 @@ pub(crate) async fn write(
 
 /// How a batch's `(consumer, event)` pairs are recorded.
 ///
-/// A first delivery almost never repeats an event (a repeat comes from a redelivery, or from
-/// a relay that published a row again after a crash), so the records first go in with a plain
-/// `INSERT`: no speculative insertion, no `HEAP_CONFIRM` WAL record per row, no anti-join over
-/// a `RETURNING` list. A pair recorded before fails it on the primary key (a `Conflict`), and
-/// the batch is done again [`Records::Checked`], which says which pairs were recorded before.
+/// A first delivery almost never repeats an event, so a batch of them records its pairs with a
+/// plain `INSERT`: no speculative insertion, no `HEAP_CONFIRM` WAL record per row, no anti-join
+/// over a `RETURNING` list (PostgreSQL's CPU per order −15%, docs/BENCHMARKS.md). A batch with
+/// an effect that may repeat (`Effect::may_repeat`: a redelivery, a callback sent again) is
+/// recorded [`Records::Checked`] at once. A repeat nobody foresaw (a relay that published a row
+/// again after a crash) fails the plain `INSERT` on the primary key, a `Conflict`, and the
+/// batch is done again checked; PostgreSQL's log shows that one as a duplicate key error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Records {
     /// A plain `INSERT`: every pair new, or a `Conflict`.
@@ -230,20 +232,36 @@ pub(crate) async fn apply(
     // Every order an effect could change if it applies (a redelivered effect that turns out
     // recorded already leaves its order locked and unchanged: rare, and harmless).
     let order_ids = batch::orders_to_lock(effects, &first);
+    let records =
+        if effects.iter().any(|e| e.may_repeat) { Records::Checked } else { Records::Fresh };
     if order_ids.is_empty() {
-        return match record_only(&mut *conn, effects, &pairs, &first, Records::Fresh).await {
-            Err(StoreError::Conflict(_)) => {
+        return match record_only(&mut *conn, effects, &pairs, &first, records).await {
+            Err(StoreError::Conflict(_)) if records == Records::Fresh => {
+                unforeseen_repeat(effects);
                 record_only(conn, effects, &pairs, &first, Records::Checked).await
             }
             done => done,
         };
     }
     let batch = Batch { effects, pairs: &pairs, first: &first, order_ids: &order_ids };
-    match apply_recording(&mut *conn, &batch, Records::Fresh).await {
+    match apply_recording(&mut *conn, &batch, records).await {
         // The failed transaction was rolled back when it was dropped.
-        Err(StoreError::Conflict(_)) => apply_recording(conn, &batch, Records::Checked).await,
+        Err(StoreError::Conflict(_)) if records == Records::Fresh => {
+            unforeseen_repeat(effects);
+            apply_recording(conn, &batch, Records::Checked).await
+        }
         done => done,
     }
+}
+
+/// Says why PostgreSQL's log shows a duplicate key error on `processed_events` just now.
+fn unforeseen_repeat(effects: &[Effect]) {
+    tracing::info!(
+        consumer = effects.first().map_or("", |e| &*e.consumer),
+        effects = effects.len(),
+        "An effect batch repeats an event recorded before; doing it again checking each record \
+         (PostgreSQL logs the first try as a duplicate key error on processed_events)."
+    );
 }
 
 /// A batch of effects with what [`apply`] computed from it once.

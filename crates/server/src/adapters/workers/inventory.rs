@@ -50,14 +50,7 @@ impl Handler for Inventory {
             };
             effects.push(
                 i,
-                settle::effect(
-                    &self.pipeline,
-                    &self.name,
-                    delivery.envelope.event_id,
-                    order_id,
-                    Some(fact),
-                    None,
-                ),
+                settle::delivered(&self.pipeline, &self.name, delivery, order_id, Some(fact), None),
             );
         }
         effects.commit(&self.pipeline, &mut outcomes).await;

@@ -83,10 +83,10 @@ impl Handler for Notify {
                     outcomes[i] = Outcome::Ack;
                     effects.push(
                         i,
-                        settle::effect(
+                        settle::delivered(
                             &self.pipeline,
                             &self.name,
-                            batch[i].envelope.event_id,
+                            &batch[i],
                             order_id,
                             None,
                             None,

@@ -143,6 +143,8 @@ impl PayLater {
         };
         let effect =
             settle::effect(&self.pipeline, &self.callbacks, event_id, order.id, Some(fact), reason);
+        // Providers send a callback again until they see it answered.
+        let effect = Effect { may_repeat: true, ..effect };
         let outcomes =
             settle::apply_detached(&self.pipeline, &self.callbacks, vec![effect]).await?;
         let outcome = match outcomes.first() {
@@ -182,8 +184,10 @@ impl PayLater {
             let full = due.len() == BATCH as usize;
             let effects: Vec<Effect> = due
                 .into_iter()
-                .map(|order_id| {
-                    settle::effect(
+                .map(|order_id| Effect {
+                    // Every node sweeps: another may have expired the same order just now.
+                    may_repeat: true,
+                    ..settle::effect(
                         &self.pipeline,
                         &self.deadlines,
                         order_id.derived_event_id(DEADLINES),

@@ -130,10 +130,10 @@ impl Handler for Payment {
                     continue;
                 }
             };
-            let effect = settle::effect(
+            let effect = settle::delivered(
                 &self.pipeline,
                 &self.name,
-                batch[i].envelope.event_id,
+                &batch[i],
                 order_id,
                 Some(fact),
                 reason,

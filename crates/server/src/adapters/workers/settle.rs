@@ -36,6 +36,23 @@ pub fn effect(
         at: pipeline.clock.now(),
         unrouted: pipeline.unrouted,
         awaited_payment: None,
+        may_repeat: false,
+    }
+}
+
+/// The effect of `delivery`'s event: [`effect`], marked as a possible repeat when the
+/// delivery may be one (redelivered, retried, replayed).
+pub fn delivered(
+    pipeline: &Pipeline,
+    consumer: &Arc<str>,
+    delivery: &ordermill_core::ports::Delivery,
+    order_id: ordermill_core::OrderId,
+    fact: Option<Fact>,
+    reason: Option<String>,
+) -> ordermill_core::ports::Effect {
+    ordermill_core::ports::Effect {
+        may_repeat: delivery.may_be_repeat(),
+        ..effect(pipeline, consumer, delivery.envelope.event_id, order_id, fact, reason)
     }
 }
 
