@@ -216,9 +216,8 @@ fn record_and_lock_sql(records: Records) -> String {
     )
 }
 
-/// The statements of [`Records::Fresh`] and [`Records::Checked`], built once.
-static RECORD_AND_LOCK: LazyLock<[String; 2]> =
-    LazyLock::new(|| [record_and_lock_sql(Records::Fresh), record_and_lock_sql(Records::Checked)]);
+static FRESH_AND_LOCK: LazyLock<String> = LazyLock::new(|| record_and_lock_sql(Records::Fresh));
+static CHECKED_AND_LOCK: LazyLock<String> = LazyLock::new(|| record_and_lock_sql(Records::Checked));
 
 /// Applies `effects` atomically: all of them or none.
 pub(crate) async fn apply(
@@ -234,23 +233,27 @@ pub(crate) async fn apply(
     let order_ids = batch::orders_to_lock(effects, &first);
     let records =
         if effects.iter().any(|e| e.may_repeat) { Records::Checked } else { Records::Fresh };
-    if order_ids.is_empty() {
-        return match record_only(&mut *conn, effects, &pairs, &first, records).await {
-            Err(StoreError::Conflict(_)) if records == Records::Fresh => {
-                unforeseen_repeat(effects);
-                record_only(conn, effects, &pairs, &first, Records::Checked).await
-            }
-            done => done,
-        };
-    }
     let batch = Batch { effects, pairs: &pairs, first: &first, order_ids: &order_ids };
-    match apply_recording(&mut *conn, &batch, records).await {
-        // The failed transaction was rolled back when it was dropped.
+    match apply_as(&mut *conn, &batch, records).await {
+        // A failed transaction was rolled back when it was dropped.
         Err(StoreError::Conflict(_)) if records == Records::Fresh => {
             unforeseen_repeat(effects);
-            apply_recording(conn, &batch, Records::Checked).await
+            apply_as(conn, &batch, Records::Checked).await
         }
         done => done,
+    }
+}
+
+/// [`apply_recording`], or [`record_only`] for a batch with no order to change.
+async fn apply_as(
+    conn: &mut PgConnection,
+    batch: &Batch<'_>,
+    records: Records,
+) -> Result<Vec<EffectOutcome>, StoreError> {
+    if batch.order_ids.is_empty() {
+        record_only(conn, batch, records).await
+    } else {
+        apply_recording(conn, batch, records).await
     }
 }
 
@@ -281,8 +284,8 @@ async fn apply_recording(
     let (consumers, events): (Vec<&str>, Vec<Uuid>) = batch.pairs.iter().copied().unzip();
     let (first_id, last_id) = rows::id_range(batch.order_ids);
     let sql = match records {
-        Records::Fresh => &RECORD_AND_LOCK[0],
-        Records::Checked => &RECORD_AND_LOCK[1],
+        Records::Fresh => &FRESH_AND_LOCK,
+        Records::Checked => &CHECKED_AND_LOCK,
     };
 
     let mut tx = conn.begin().await.map_err(from_sqlx)?;
@@ -330,11 +333,10 @@ async fn apply_recording(
 /// statement (no BEGIN/COMMIT round trips).
 async fn record_only(
     conn: &mut PgConnection,
-    effects: &[Effect],
-    pairs: &[(&str, Uuid)],
-    first: &[bool],
+    batch: &Batch<'_>,
     records: Records,
 ) -> Result<Vec<EffectOutcome>, StoreError> {
+    let Batch { effects, pairs, first, .. } = *batch;
     let (consumers, events): (Vec<&str>, Vec<Uuid>) = pairs.iter().copied().unzip();
     let fresh: HashSet<(String, Uuid)> = match records {
         Records::Fresh => {
