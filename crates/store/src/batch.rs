@@ -137,6 +137,24 @@ pub(crate) fn pairs(effects: &[Effect]) -> (Vec<(&str, Uuid)>, Vec<bool>) {
     (pairs, first)
 }
 
+/// Whether a batch's `(consumer, event)` records are checked against those recorded before as
+/// they go in. A batch of first deliveries is not: its records go in with a plain `INSERT`,
+/// which a repeat nobody foresaw (a relay that published a row again after a crash) fails on
+/// the key, and the batch is then done again checked ([`unforeseen_repeat`]). A batch holding
+/// an effect that may repeat (`Effect::may_repeat`) is checked at once.
+pub(crate) fn checked(effects: &[Effect]) -> bool {
+    effects.iter().any(|e| e.may_repeat)
+}
+
+/// Says that a batch recorded unchecked repeated an event and is being done again checked.
+pub(crate) fn unforeseen_repeat(effects: &[Effect]) {
+    tracing::info!(
+        consumer = effects.first().map_or("", |e| &*e.consumer),
+        effects = effects.len(),
+        "An effect batch repeats an event recorded before; doing it again checking each record."
+    );
+}
+
 /// Which effects apply: first in the batch and not recorded before (`fresh`).
 pub(crate) fn applies(
     effects: &[Effect],

@@ -3,12 +3,15 @@
 //! statements whatever the batch size.
 //!
 //! The duplicate check: the batch's `(consumer, event)` pairs already recorded are read with
-//! `FOR UPDATE`, the others inserted in the same transaction. Two batches recording the same
-//! new pair at once: the second's INSERT waits on the first's row, gets a duplicate once the
-//! first commits, and its transaction runs again (`TxError::Raced`) — then it reads the pair as
-//! recorded and reports `AlreadyProcessed`. No effect is applied twice either way.
+//! `FOR UPDATE`, the others inserted in the same transaction. A batch of first deliveries
+//! (`batch::checked`) skips the read and inserts every pair. A pair recorded before, or two
+//! batches recording the same new pair at once (the second's INSERT waits on the first's row
+//! and gets a duplicate once the first commits): the transaction runs again
+//! (`TxError::Raced`), checked — then it reads the pair as recorded and reports
+//! `AlreadyProcessed`. No effect is applied twice either way.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
 use ordermill_core::{Lifecycle, Order};
@@ -29,15 +32,22 @@ pub(crate) async fn apply(
     if effects.is_empty() {
         return Ok(Vec::new());
     }
-    transaction!(conn, |tx| apply_in(&mut tx, effects))
+    // Set once a try finds a repeat: the tries after it check each record.
+    let checked = AtomicBool::new(batch::checked(effects));
+    transaction!(conn, |tx| apply_in(&mut tx, effects, &checked))
 }
 
 async fn apply_in(
     conn: &mut MySqlConnection,
     effects: &[Effect],
+    checked: &AtomicBool,
 ) -> Result<Vec<EffectOutcome>, TxError> {
     let (pairs, first) = batch::pairs(effects);
-    let fresh = record_processed(conn, &pairs).await?;
+    let fresh = record_processed(conn, &pairs, checked).await.inspect_err(|error| {
+        if matches!(error, TxError::Raced(_)) && !checked.swap(true, Ordering::Relaxed) {
+            batch::unforeseen_repeat(effects);
+        }
+    })?;
     let applies = batch::applies(effects, &first, &fresh);
     let order_ids = batch::orders_to_lock(effects, &applies);
     let mut orders: HashMap<Uuid, Loaded> = HashMap::with_capacity(order_ids.len());
@@ -52,13 +62,15 @@ async fn apply_in(
     Ok(outcomes)
 }
 
-/// Records the pairs not recorded yet; returns them.
+/// Records the pairs not recorded yet; returns them. Unless `checked`, takes every pair for new.
 async fn record_processed(
     conn: &mut MySqlConnection,
     pairs: &[(&str, Uuid)],
+    checked: &AtomicBool,
 ) -> Result<HashSet<(String, Uuid)>, TxError> {
     let mut recorded: HashSet<(String, Uuid)> = HashSet::with_capacity(pairs.len());
-    for chunk in shape::padded(pairs) {
+    let to_check = if checked.load(Ordering::Relaxed) { pairs } else { &[] };
+    for chunk in shape::padded(to_check) {
         let mut query = QueryBuilder::<MySql>::new(
             "SELECT consumer, event_id FROM processed_events WHERE (consumer, event_id) IN (",
         );
@@ -82,7 +94,7 @@ async fn record_processed(
         });
         if let Err(error) = query.build().execute(&mut *conn).await {
             return Err(match number(&error) {
-                Some(DUPLICATE) => TxError::Raced("another batch recorded the same event"),
+                Some(DUPLICATE) => TxError::Raced("an event of the batch was recorded already"),
                 _ => error.into(),
             });
         }

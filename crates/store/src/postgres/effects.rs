@@ -155,15 +155,11 @@ pub(crate) async fn write(
     Ok(())
 }
 
-/// How a batch's `(consumer, event)` pairs are recorded.
+/// How a batch's `(consumer, event)` pairs are recorded ([`batch::checked`] says which).
 ///
-/// A first delivery almost never repeats an event, so a batch of them records its pairs with a
-/// plain `INSERT`: no speculative insertion, no `HEAP_CONFIRM` WAL record per row, no anti-join
-/// over a `RETURNING` list (PostgreSQL's CPU per order −15%, docs/BENCHMARKS.md). A batch with
-/// an effect that may repeat (`Effect::may_repeat`: a redelivery, a callback sent again) is
-/// recorded [`Records::Checked`] at once. A repeat nobody foresaw (a relay that published a row
-/// again after a crash) fails the plain `INSERT` on the primary key, a `Conflict`, and the
-/// batch is done again checked; PostgreSQL's log shows that one as a duplicate key error.
+/// Unchecked, the records need no speculative insertion, no `HEAP_CONFIRM` WAL record per row
+/// and no anti-join over a `RETURNING` list (PostgreSQL's CPU per order −15%,
+/// docs/BENCHMARKS.md); a repeat fails them on the primary key, a `Conflict`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Records {
     /// A plain `INSERT`: every pair new, or a `Conflict`.
@@ -231,13 +227,13 @@ pub(crate) async fn apply(
     // Every order an effect could change if it applies (a redelivered effect that turns out
     // recorded already leaves its order locked and unchanged: rare, and harmless).
     let order_ids = batch::orders_to_lock(effects, &first);
-    let records =
-        if effects.iter().any(|e| e.may_repeat) { Records::Checked } else { Records::Fresh };
+    let records = if batch::checked(effects) { Records::Checked } else { Records::Fresh };
     let batch = Batch { effects, pairs: &pairs, first: &first, order_ids: &order_ids };
     match apply_as(&mut *conn, &batch, records).await {
         // A failed transaction was rolled back when it was dropped.
+        // PostgreSQL's log shows the failed try as a duplicate key error on processed_events.
         Err(StoreError::Conflict(_)) if records == Records::Fresh => {
-            unforeseen_repeat(effects);
+            batch::unforeseen_repeat(effects);
             apply_as(conn, &batch, Records::Checked).await
         }
         done => done,
@@ -255,16 +251,6 @@ async fn apply_as(
     } else {
         apply_recording(conn, batch, records).await
     }
-}
-
-/// Says why PostgreSQL's log shows a duplicate key error on `processed_events` just now.
-fn unforeseen_repeat(effects: &[Effect]) {
-    tracing::info!(
-        consumer = effects.first().map_or("", |e| &*e.consumer),
-        effects = effects.len(),
-        "An effect batch repeats an event recorded before; doing it again checking each record \
-         (PostgreSQL logs the first try as a duplicate key error on processed_events)."
-    );
 }
 
 /// A batch of effects with what [`apply`] computed from it once.
