@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ordermill_core::ports::{Effect, EffectOutcome, StoreError};
 use ordermill_core::{
-    DeadlineChange, Deal, DealId, Lifecycle, Order, OrderStatus, OutboxEvent, StockDelta,
-    UnixMillis,
+    DeadlineChange, Deal, DealId, Lifecycle, Order, OrderStatus, OutboxEvent, PaymentRecord,
+    PaymentState, StockDelta, UnixMillis,
 };
 use uuid::Uuid;
 
@@ -40,6 +40,9 @@ pub(crate) struct Writes {
     pub payment_statuses: Vec<&'static str>,
     pub payment_events: Vec<Uuid>,
     pub payment_at: Vec<i64>,
+    /// Whether the order has no payment row yet (its payment was pending when the batch
+    /// reached it): such a row is inserted plainly, the others replace the row there.
+    pub payment_new: Vec<bool>,
     pub event_ids: Vec<Uuid>,
     pub event_orders: Vec<Uuid>,
     pub event_keys: Vec<&'static str>,
@@ -59,6 +62,36 @@ pub(crate) struct Writes {
 }
 
 impl Writes {
+    /// Records `record` as `order_id`'s latest payment outcome. `new_row`: its payment was
+    /// pending, so no row exists (a payment state never returns to pending, and the row and
+    /// the state are written together). A second outcome for one order in one batch replaces
+    /// the first here, so each order has one row in the batch's writes.
+    pub(crate) fn payment(
+        &mut self,
+        order_id: Uuid,
+        record: PaymentRecord,
+        effect: &Effect,
+        new_row: bool,
+    ) {
+        // Only an order whose payment moved earlier in this batch can be listed already.
+        let listed =
+            if new_row { None } else { self.payment_orders.iter().position(|id| *id == order_id) };
+        match listed {
+            Some(i) => {
+                self.payment_statuses[i] = record.as_str();
+                self.payment_events[i] = effect.event_id;
+                self.payment_at[i] = effect.at.0;
+            }
+            None => {
+                self.payment_orders.push(order_id);
+                self.payment_statuses.push(record.as_str());
+                self.payment_events.push(effect.event_id);
+                self.payment_at.push(effect.at.0);
+                self.payment_new.push(new_row);
+            }
+        }
+    }
+
     /// Adds an outbox row for `event` about order `order_id`, its body stored.
     pub(crate) fn event(&mut self, order_id: Uuid, event: &OutboxEvent) {
         self.event_ids.push(event.event_id);
@@ -213,6 +246,7 @@ fn apply_one(
     let Some(loaded) = orders.get_mut(&effect.order_id.as_uuid()) else {
         return EffectOutcome::OrderNotFound;
     };
+    let payment_was_pending = loaded.state.payment == PaymentState::Pending;
     let applied = effect.apply_to(&mut loaded.order, loaded.state);
     if applied.status_changed && loaded.order.status == OrderStatus::Cancelled {
         writes.cancelled(&loaded.order);
@@ -225,10 +259,7 @@ fn apply_one(
         *writes.stock.entry(sku.as_str().to_owned()).or_default() += *delta;
     }
     if let Some(record) = applied.payment {
-        writes.payment_orders.push(order_id);
-        writes.payment_statuses.push(record.as_str());
-        writes.payment_events.push(effect.event_id);
-        writes.payment_at.push(effect.at.0);
+        writes.payment(order_id, record, effect, payment_was_pending);
     }
     for event in &applied.emitted {
         writes.event(order_id, event);

@@ -81,6 +81,7 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     stock_and_payment_in_one_batch_confirm_the_order(&*store).await;
     an_effect_on_an_unknown_order_is_recorded_and_changes_nothing(&*store).await;
     a_batch_mixing_redeliveries_with_new_events_applies_only_the_new(&*store).await;
+    two_payment_outcomes_of_one_order_in_one_batch_keep_the_later(&*store).await;
     a_pay_later_order_keeps_its_deadline_until_paid_or_expired(&*store).await;
     a_callback_racing_its_deadline_has_one_winner(&*store).await;
     operators_find_orders_by_status_in_a_window_newest_first(&*store).await;
@@ -515,6 +516,36 @@ async fn a_batch_mixing_redeliveries_with_new_events_applies_only_the_new(store:
         matches!(outcomes.as_slice(), [EffectOutcome::AlreadyProcessed, EffectOutcome::Recorded]),
         "got {outcomes:?}"
     );
+}
+
+/// A decline and then money for the same order in one batch (two payment sources, one
+/// consumer's batch): the order is cancelled once and owes the money back, as when the two
+/// come in separate batches.
+async fn two_payment_outcomes_of_one_order_in_one_batch_keep_the_later(store: &dyn OrderStore) {
+    store.upsert_product(&product("w1", "1.00", 10)).await.expect("insert");
+    let ids = OrderIdGenerator::new();
+    let order = accepted(&ids, &[("w1", 1)], None);
+    store.commit_orders(Arc::new(vec![order.clone()])).await.expect("commit");
+    let id = order.order.id;
+    let declined = effect(&ids, "payment", order.event_id, id, Some(Fact::PaymentFailed));
+    let paid =
+        effect(&ids, "payment_callback", ids.next_uuid(NOW), id, Some(Fact::PaymentSucceeded));
+    let outcomes = store.apply_effects(vec![declined, paid]).await.expect("apply");
+    let [
+        EffectOutcome::Applied { status_changed: true, .. },
+        EffectOutcome::Applied { emitted, status_changed: false, .. },
+    ] = outcomes.as_slice()
+    else {
+        panic!("expected the decline then the late money applied, got {outcomes:?}");
+    };
+    assert_eq!(
+        emitted.iter().map(|e| e.routing_key).collect::<Vec<_>>(),
+        vec![RoutingKey::PaymentRefundRequired]
+    );
+    let stored = store.get_order(id).await.expect("read").expect("exists");
+    assert_eq!(stored.status, OrderStatus::Cancelled);
+    let notes: Vec<_> = stored.history.iter().filter_map(|c| c.note).collect();
+    assert_eq!(notes, vec![ordermill_core::HistoryNote::RefundRequired]);
 }
 
 /// A payment request for `order_id` (the payment consumer's, in `await_callback` mode).

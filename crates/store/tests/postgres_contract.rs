@@ -401,6 +401,51 @@ async fn one_effect_batch_over_orders_in_several_partitions_applies_to_each() {
     assert_eq!((product.stock.get(), product.reserved), (7, 0));
 }
 
+/// An order's first payment outcome is inserted without a conflict check. A row its order's
+/// state says is not there yet (nothing ordermill writes leaves one) fails that insert; the
+/// batch is then done again checked and replaces the row instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_row_the_order_does_not_expect_is_replaced_not_a_failure() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (store, orders) = store_with_orders(&schema, 2).await;
+    let mut conn = raw(&schema).await;
+    sqlx::query(
+        "INSERT INTO payments (order_id, status, event_id, at) VALUES ($1, 'declined', $2, 0)",
+    )
+    .bind(orders[0].order.id.as_uuid())
+    .bind(Uuid::now_v7())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let ids = OrderIdGenerator::new();
+    let paid: Vec<_> = orders
+        .iter()
+        .map(|o| {
+            contract::effect(
+                &ids,
+                "payment",
+                o.event_id,
+                o.order.id,
+                Some(ordermill_core::Fact::PaymentSucceeded),
+            )
+        })
+        .collect();
+    let outcomes = store.apply_effects(paid).await.unwrap();
+    assert!(
+        outcomes.iter().all(|o| matches!(o, ordermill_core::ports::EffectOutcome::Applied { .. })),
+        "both payments apply: {outcomes:?}"
+    );
+    let statuses: Vec<String> = sqlx::query_scalar(
+        "SELECT status FROM payments WHERE order_id = ANY($1) ORDER BY order_id",
+    )
+    .bind(orders.iter().map(|o| o.order.id.as_uuid()).collect::<Vec<_>>())
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(statuses, ["succeeded", "succeeded"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processed_events_partitions_past_their_retention_are_dropped_whole() {
     let Some(url) = postgres_url() else { return };

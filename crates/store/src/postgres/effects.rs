@@ -41,10 +41,23 @@ WITH changed_orders AS (
     -- alone would probe the primary key of every partition for each row).
     WHERE o.id = c.id AND o.id BETWEEN $18 AND $19
 ),
+-- An order's first payment outcome is a plain insert: `ON CONFLICT` would insert it
+-- speculatively (a conflict probe, a lock, a confirm record in the WAL) for a row that
+-- cannot be there yet. A later outcome (money after an expiry or a decline:
+-- refund_required) replaces the row.
 new_payments AS (
     INSERT INTO payments (order_id, status, event_id, at)
-    SELECT * FROM UNNEST($6::uuid[], $7::text[], $8::uuid[], $9::bigint[])
-    -- The latest outcome: money after an expiry or a decline replaces it (refund_required).
+    SELECT p.order_id, p.status, p.event_id, p.at
+    FROM UNNEST($6::uuid[], $7::text[], $8::uuid[], $9::bigint[], $28::bool[])
+        AS p(order_id, status, event_id, at, new_row)
+    WHERE p.new_row
+),
+changed_payments AS (
+    INSERT INTO payments (order_id, status, event_id, at)
+    SELECT p.order_id, p.status, p.event_id, p.at
+    FROM UNNEST($6::uuid[], $7::text[], $8::uuid[], $9::bigint[], $28::bool[])
+        AS p(order_id, status, event_id, at, new_row)
+    WHERE NOT p.new_row
     ON CONFLICT (order_id) DO UPDATE
         SET status = excluded.status, event_id = excluded.event_id, at = excluded.at
 ),
@@ -146,6 +159,7 @@ pub(crate) async fn write(
         .bind(deadline_orders)
         .bind(deadline_times)
         .bind(writes.deadlines_done)
+        .bind(writes.payment_new)
         .execute(&mut *conn)
         .await
         .map_err(from_sqlx)?;
@@ -308,6 +322,11 @@ async fn apply_recording(
 
     let mut writes = Writes::default();
     let outcomes = batch::run(batch.effects, &applies, &mut orders, &mut writes);
+    if records == Records::Checked {
+        // Checked assumes nothing of the rows there: a payment row that an order's state says
+        // is missing (its plain insert failed the first try) is replaced, not inserted.
+        writes.payment_new.fill(false);
+    }
     let dirty: Vec<(&Order, Lifecycle)> =
         orders.values().filter(|l| l.dirty).map(|l| (&l.order, l.state)).collect();
     write(&mut tx, &dirty, writes).await?;
