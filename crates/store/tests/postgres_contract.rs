@@ -350,6 +350,19 @@ async fn an_order_beyond_every_daily_partition_lands_in_the_default_one_and_work
 
 /// The effects' lock statement prunes partitions by the batch's id range: a batch whose
 /// orders live in today's, tomorrow's and the default partition must still find every one.
+/// `consumer`'s effect of `fact` on each of `orders`' order.created events, in that order.
+fn effects_on(
+    ids: &OrderIdGenerator,
+    orders: &[AcceptedOrder],
+    consumer: &str,
+    fact: ordermill_core::Fact,
+) -> Vec<ordermill_core::ports::Effect> {
+    orders
+        .iter()
+        .map(|o| contract::effect(ids, consumer, o.event_id, o.order.id, Some(fact)))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_effect_batch_over_orders_in_several_partitions_applies_to_each() {
     let Some(url) = postgres_url() else { return };
@@ -379,19 +392,8 @@ async fn one_effect_batch_over_orders_in_several_partitions_applies_to_each() {
     .collect();
     assert_eq!(placed.len(), 3, "the fixture must span three partitions: {placed:?}");
     // Listed latest first: the batch's order is not the ids' order.
-    let effects = orders
-        .iter()
-        .rev()
-        .map(|o| {
-            contract::effect(
-                &ids,
-                "inventory",
-                o.event_id,
-                o.order.id,
-                Some(ordermill_core::Fact::StockDeducted),
-            )
-        })
-        .collect();
+    let latest_first: Vec<_> = orders.iter().rev().cloned().collect();
+    let effects = effects_on(&ids, &latest_first, "inventory", ordermill_core::Fact::StockDeducted);
     let outcomes = store.apply_effects(effects).await.unwrap();
     assert!(
         outcomes.iter().all(|o| matches!(o, ordermill_core::ports::EffectOutcome::Applied { .. })),
@@ -419,18 +421,7 @@ async fn a_payment_row_the_order_does_not_expect_is_replaced_not_a_failure() {
     .await
     .unwrap();
     let ids = OrderIdGenerator::new();
-    let paid: Vec<_> = orders
-        .iter()
-        .map(|o| {
-            contract::effect(
-                &ids,
-                "payment",
-                o.event_id,
-                o.order.id,
-                Some(ordermill_core::Fact::PaymentSucceeded),
-            )
-        })
-        .collect();
+    let paid = effects_on(&ids, &orders, "payment", ordermill_core::Fact::PaymentSucceeded);
     let outcomes = store.apply_effects(paid).await.unwrap();
     assert!(
         outcomes.iter().all(|o| matches!(o, ordermill_core::ports::EffectOutcome::Applied { .. })),
