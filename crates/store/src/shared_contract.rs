@@ -118,10 +118,13 @@ pub async fn two_nodes_joining_one_deal_at_once_admit_exactly_its_group_size<S: 
     }
 }
 
-/// Two nodes claim 200 events 7 at a time: none twice, none to both, all claimed, order.created
-/// bodies rebuilt whole; claimed is not published; published is gone.
+/// Two nodes claim 200 events (40 commits of 5) 7 at a time: none twice, none to both, all
+/// claimed, order.created bodies rebuilt whole; claimed is not published; published is gone.
 pub async fn two_concurrent_claimers_never_get_the_same_event<S: SharedStore>(a: S, b: S) {
-    let batch = with_orders(&a, 200).await;
+    let mut batch = Vec::new();
+    for _ in 0..40 {
+        batch.extend(with_orders(&a, 5).await);
+    }
     let claim_all = |node: S| {
         tokio::spawn(async move {
             let mut got = Vec::new();

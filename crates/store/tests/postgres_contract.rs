@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordermill_core::ports::{AcceptedOrder, OrderStore, StoreError};
+use ordermill_core::ports::{AcceptedOrder, OrderStore, Outbox, StoreError};
 use ordermill_core::{OrderIdGenerator, Sku, UnixMillis};
 use ordermill_store::postgres::DEFAULT_QUERY_TIMEOUT;
 use ordermill_store::{PostgresStore, contract, deal_contract, shared_contract};
@@ -20,7 +20,7 @@ mod postgres_support;
 use postgres_support::{TestSchema, postgres_url, product, raw};
 
 /// Every migration, in order: what a fresh schema gets.
-const ALL_MIGRATIONS: [&str; 10] = [
+const ALL_MIGRATIONS: [&str; 11] = [
     "0001_init",
     "0002_deals",
     "0003_customer_scope",
@@ -31,6 +31,7 @@ const ALL_MIGRATIONS: [&str; 10] = [
     "0008_reports",
     "0009_orders_room",
     "0010_stock_returns",
+    "0011_outbox_batches",
 ];
 
 async fn store_with_orders(schema: &TestSchema, n: usize) -> (PostgresStore, Vec<AcceptedOrder>) {
@@ -435,6 +436,172 @@ async fn a_payment_row_the_order_does_not_expect_is_replaced_not_a_failure() {
     .await
     .unwrap();
     assert_eq!(statuses, ["succeeded", "succeeded"]);
+}
+
+/// Rows in the outbox, not events: a batch row holds a transaction's events.
+async fn outbox_rows(schema: &TestSchema) -> i64 {
+    let mut conn = raw(schema).await;
+    sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&mut conn).await.unwrap()
+}
+
+fn event_ids(orders: &[AcceptedOrder]) -> Vec<Uuid> {
+    orders.iter().map(|o| o.event_id).collect()
+}
+
+/// Each group commit's order.created events are one outbox row (0011). A claim takes rows
+/// whole, oldest first, until it has as many events as asked; it hands them out one by one,
+/// in the order they were committed, with bodies rebuilt from the orders; publishing them
+/// deletes their rows and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_s_events_are_one_outbox_row_claimed_and_published_whole() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = schema.migrated_store().await;
+    store.upsert_product(&product("o1", 1_000)).await.unwrap();
+    let ids = OrderIdGenerator::new();
+    let mut commits = Vec::new();
+    for size in [5, 3, 4] {
+        let batch: Vec<AcceptedOrder> =
+            (0..size).map(|_| contract::accepted(&ids, &[("o1", 1)], None)).collect();
+        store.commit_orders(Arc::new(batch.clone())).await.unwrap();
+        commits.push(batch);
+    }
+    assert_eq!(outbox_rows(&schema).await, 3, "one row per commit");
+    assert_eq!(store.outbox_len().await.unwrap(), 12, "every event counts");
+
+    let claimed =
+        store.claim_unpublished(6, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+    let expected: Vec<Uuid> = commits[..2].iter().flat_map(|c| event_ids(c)).collect();
+    let got: Vec<Uuid> = claimed.iter().map(|e| e.event_id).collect();
+    assert_eq!(got, expected, "the first two rows whole (5 + 3 for 6 asked), in commit order");
+    for (event, accepted) in claimed.iter().zip(commits[..2].iter().flatten()) {
+        assert_eq!(&*event.routing_key, "order.created");
+        assert_eq!(
+            &*event.payload,
+            ordermill_core::OutboxEvent::order_created(&accepted.order, accepted.event_id).payload
+        );
+    }
+    let rest = store.claim_unpublished(1, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        event_ids(&commits[2]),
+        "a row bigger than the claim still goes whole"
+    );
+
+    store.mark_published(got).await.unwrap();
+    assert_eq!(outbox_rows(&schema).await, 1);
+    assert_eq!(store.outbox_len().await.unwrap(), 4);
+    store.release_claims(event_ids(&commits[2])).await.unwrap();
+    let again =
+        store.claim_unpublished(100, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(again.len(), 4, "a released row is claimable at once");
+}
+
+/// Marking part of a batch row published takes exactly those events out of it: the rest stay,
+/// in order, claimable and releasable (the row is keyed by its first event left), and the row
+/// goes once its last event is marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marking_part_of_a_batch_row_publishes_only_those_events() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (store, orders) = store_with_orders(&schema, 4).await;
+    let ev = event_ids(&orders);
+    store.mark_published(vec![ev[1], ev[3]]).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 2);
+    let claimed =
+        store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(claimed.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![ev[0], ev[2]]);
+    assert_eq!(
+        &*claimed[1].payload,
+        ordermill_core::OutboxEvent::order_created(&orders[2].order, ev[2]).payload
+    );
+
+    store.mark_published(vec![ev[0]]).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+    store.release_claims(vec![ev[2]]).await.unwrap();
+    let left = store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(left.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![ev[2]]);
+
+    // Marked twice (a relay that published it again): nothing else is touched.
+    store.mark_published(vec![ev[0], ev[1]]).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+    store.mark_published(vec![ev[2]]).await.unwrap();
+    assert_eq!(outbox_rows(&schema).await, 0);
+}
+
+/// The events one effect batch emits are one outbox row too, each with its own routing key
+/// and body, claimed in the order the effects emitted them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_of_one_effect_batch_are_one_outbox_row() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (store, orders) = store_with_orders(&schema, 3).await;
+    store.mark_published(event_ids(&orders)).await.unwrap();
+    let ids = OrderIdGenerator::new();
+    let deducted = effects_on(&ids, &orders, "inventory", ordermill_core::Fact::StockDeducted);
+    store.apply_effects(deducted).await.unwrap();
+    let paid = effects_on(&ids, &orders, "payment", ordermill_core::Fact::PaymentSucceeded);
+    let outcomes = store.apply_effects(paid).await.unwrap();
+    let emitted: Vec<(Uuid, String, String)> = outcomes
+        .iter()
+        .flat_map(|o| match o {
+            ordermill_core::ports::EffectOutcome::Applied { emitted, .. } => emitted.clone(),
+            other => panic!("every payment applies: {other:?}"),
+        })
+        .map(|e| (e.event_id, e.routing_key.as_str().to_owned(), e.payload))
+        .collect();
+    assert!(emitted.len() >= 3, "each confirmed order emits its event: {emitted:?}");
+    assert_eq!(outbox_rows(&schema).await, 1, "one row for the batch's events");
+    let claimed =
+        store.claim_unpublished(100, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+    let got: Vec<(Uuid, String, String)> = claimed
+        .iter()
+        .map(|e| (e.event_id, e.routing_key.to_string(), e.payload.to_string()))
+        .collect();
+    assert_eq!(got, emitted);
+}
+
+/// A relay of the release before 0011, still running during a rolling upgrade, claims with
+/// this statement. For a batch row it must find no body and no order (it then fails its claim,
+/// publishing and deleting nothing), not the first order's event: it would publish that one
+/// alone and delete the whole row.
+const CLAIM_BEFORE_0011: &str = "
+WITH claimable AS (
+    SELECT event_id FROM outbox
+    WHERE written_at <= now() AND (claimed_until IS NULL OR claimed_until <= now())
+    ORDER BY event_id LIMIT 100 FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE outbox SET claimed_until = now() + interval '50 milliseconds'
+    FROM claimable WHERE outbox.event_id = claimable.event_id
+    RETURNING outbox.event_id, outbox.routing_key, outbox.payload, outbox.order_id
+)
+SELECT claimed.payload, orders.id
+FROM claimed LEFT JOIN orders ON claimed.payload IS NULL AND orders.id = claimed.order_id";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_release_s_relay_finds_no_event_it_could_half_publish_in_a_batch_row() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (store, orders) = store_with_orders(&schema, 3).await;
+    let mut conn = raw(&schema).await;
+    let old: Vec<(Option<String>, Option<Uuid>)> =
+        sqlx::query_as(CLAIM_BEFORE_0011).fetch_all(&mut conn).await.unwrap();
+    assert_eq!(old, vec![(None, None)], "one row, with neither a body nor an order");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let claimed = loop {
+        let claimed =
+            store.claim_unpublished(10, Duration::ZERO, Duration::from_secs(600)).await.unwrap();
+        if !claimed.is_empty() || std::time::Instant::now() > deadline {
+            break claimed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        claimed.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        event_ids(&orders),
+        "once the old claim's lease lapses, a new relay gets every event"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

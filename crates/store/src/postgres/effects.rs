@@ -61,9 +61,13 @@ changed_payments AS (
     ON CONFLICT (order_id) DO UPDATE
         SET status = excluded.status, event_id = excluded.event_id, at = excluded.at
 ),
+-- The batch's emitted events as ONE outbox row (0011): they are published together.
 new_events AS (
-    INSERT INTO outbox (event_id, order_id, routing_key, payload, created_at)
-    SELECT * FROM UNNEST($10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::bigint[])
+    INSERT INTO outbox (event_id, order_id, routing_key, created_at,
+                        event_ids, order_ids, routing_keys, payloads)
+    SELECT ($10::uuid[])[1], NULL::uuid, ($12::text[])[1], ($14::bigint[])[1],
+           $10::uuid[], $11::uuid[], $12::text[], $13::text[]
+    WHERE cardinality($10::uuid[]) > 0
 ),
 locked AS (
     SELECT sku FROM products WHERE sku = ANY($15::text[]) ORDER BY sku FOR UPDATE

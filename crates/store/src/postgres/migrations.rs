@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (8, "0008_reports", include_str!("../../migrations/postgres/0008_reports.sql")),
     (9, "0009_orders_room", include_str!("../../migrations/postgres/0009_orders_room.sql")),
     (10, "0010_stock_returns", include_str!("../../migrations/postgres/0010_stock_returns.sql")),
+    (11, "0011_outbox_batches", include_str!("../../migrations/postgres/0011_outbox_batches.sql")),
 ];
 
 /// First half of the advisory lock key ("om" in ASCII): keeps our lock apart from any other

@@ -378,12 +378,15 @@ impl OrderStore for PostgresStore {
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {
-        // Published rows are deleted (see `outbox.rs`), so every row is unpublished.
+        // Published events are deleted (see `outbox.rs`), so every event left is unpublished;
+        // a batch row holds several (0011).
         let n: i64 = bounded!(self, Limit::Query, "counting the outbox", |conn| async {
-            sqlx::query_scalar("SELECT count(*) FROM outbox")
-                .fetch_one(conn)
-                .await
-                .map_err(from_sqlx)
+            sqlx::query_scalar(
+                "SELECT coalesce(sum(coalesce(cardinality(event_ids), 1)), 0)::bigint FROM outbox",
+            )
+            .fetch_one(conn)
+            .await
+            .map_err(from_sqlx)
         })?;
         Ok(n.max(0).unsigned_abs())
     }

@@ -12,7 +12,8 @@ use super::rows;
 /// The whole commit as ONE statement, so it is one round trip and atomic by itself (an
 /// autocommit statement is its own transaction; no BEGIN/COMMIT round trips). Each table is
 /// written once from arrays (`UNNEST`), whatever the batch size:
-/// - `new_orders` / `new_events`: every order and its order.created outbox row;
+/// - `new_orders` / `new_events`: every order, and ONE outbox row holding every order's
+///   order.created event (0011: the batch is published together);
 /// - `locked`: the batch's products, locked in SKU order so two nodes committing batches that
 ///   share SKUs queue behind each other instead of deadlocking;
 /// - `held`: `reserved += q`, once per distinct SKU, only where it stays within `stock`;
@@ -39,9 +40,8 @@ new_orders AS (
         AS o(id, customer_id, status, total_minor, items, created_at, key)
 ),
 new_events AS (
-    INSERT INTO outbox (event_id, order_id, routing_key, created_at)
-    SELECT e.event_id, e.order_id, $8, e.created_at
-    FROM UNNEST($9::uuid[], $1::uuid[], $6::bigint[]) AS e(event_id, order_id, created_at)
+    INSERT INTO outbox (event_id, order_id, routing_key, created_at, event_ids, order_ids)
+    SELECT ($9::uuid[])[1], NULL::uuid, $8, ($6::bigint[])[1], $9::uuid[], $1::uuid[]
 ),
 locked AS (
     SELECT sku FROM products WHERE sku = ANY($10::text[]) ORDER BY sku FOR UPDATE
