@@ -91,19 +91,20 @@ SELECT coalesce(sum(events), 0)::bigint FROM gone";
 /// events were gone already (published twice).
 const TRIM_PUBLISHED: &str = "
 WITH hit AS (
-    SELECT event_id FROM outbox WHERE event_ids && $1::uuid[] FOR UPDATE
+    SELECT event_id, event_ids, order_ids, routing_keys, payloads FROM outbox
+    WHERE event_ids && $1::uuid[] FOR UPDATE
 ),
 kept AS (
-    SELECT o.event_id AS row_id,
+    SELECT hit.event_id AS row_id,
            array_agg(e.event_id ORDER BY e.n) AS ids,
            array_agg(e.order_id ORDER BY e.n) AS orders,
            array_agg(e.routing_key ORDER BY e.n) AS keys,
            array_agg(e.payload ORDER BY e.n) AS bodies
-    FROM outbox o JOIN hit USING (event_id),
-         unnest(o.event_ids, o.order_ids, o.routing_keys, o.payloads)
+    FROM hit,
+         unnest(hit.event_ids, hit.order_ids, hit.routing_keys, hit.payloads)
              WITH ORDINALITY AS e(event_id, order_id, routing_key, payload, n)
     WHERE e.event_id <> ALL($1::uuid[])
-    GROUP BY o.event_id
+    GROUP BY hit.event_id
 ),
 emptied AS (
     DELETE FROM outbox
